@@ -1,0 +1,476 @@
+"""The controller: the user's API (crew's push/pop/wait/collect, and an Executor)."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Literal, TypeVar
+
+from pycrew import monitor
+from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
+from pycrew.dispatcher import Conn, Dispatcher, DispatcherSettings
+from pycrew.errors import ControllerError, OptionsError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
+from pycrew.launcher import Launcher
+from pycrew.network import format_url, routable_address
+from pycrew.plugin_api import LauncherInfo, LauncherSpec
+from pycrew.plugins import PluginRegistry, get_registry
+from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
+from pycrew.tasks import Task, decode_result, local_result, pack_task
+from pycrew.tls import TLS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_LOCAL_ERRORS: dict[str, type[TaskError]] = {
+    "crash": TaskCrashError,
+    "timeout": TaskTimeoutError,
+}
+
+
+class Controller(concurrent.futures.Executor):
+    """Launches workers through a launcher plugin and runs tasks on them.
+
+    Build one with :func:`pycrew.controller`. It is a context manager (starts on enter,
+    waits for outstanding futures and terminates on exit) and a
+    :class:`concurrent.futures.Executor` (``submit``, ``map``, ``shutdown``). It also has
+    crew's API: :meth:`push`, :meth:`walk`, :meth:`pop`, :meth:`wait`, :meth:`collect`,
+    :meth:`summary`, :meth:`terminate`.
+
+    Args:
+        launcher: the launcher's name (``"local"``, ``"slurm"``, ...).
+        workers: most workers running at once.
+        **options: controller options (see :class:`ControllerOptions`) and the
+            launcher's own options (see its ``*Options`` class), in one namespace.
+
+    Raises:
+        LauncherNotFoundError: no launcher of that name is installed.
+        OptionsError: an option is unknown or invalid.
+    """
+
+    def __init__(self, launcher: str = "local", workers: int = 1, *, registry: PluginRegistry | None = None, **options: Any) -> None:
+        self._registry = registry or get_registry()
+        self.spec: LauncherSpec = self._registry.launcher(launcher)
+        own, rest = split_options({"workers": workers, **options})
+        self.options: ControllerOptions = build_controller_options(own)
+        self.launcher_options = self.spec.options_type.from_mapping(rest)
+        self.name = self.options.name or self.spec.name
+        self.id = secrets.token_hex(8)
+        self.info = LauncherInfo(name=self.spec.name, options=self.launcher_options, controller=self.name, controller_id=self.id)
+        self.host = self.options.host or (routable_address() if self.spec.remote else "127.0.0.1")
+        self.tls: TLS = self.options.tls
+        self._tls_material: tuple[str, str, str, str] | None = None
+        if self.tls.enabled:
+            self._tls_material = self.tls.materialize(self.host)
+        self.launcher = Launcher(
+            self.spec, self.info, self._registry, self.options, self._tls_material[2] if self._tls_material else None
+        )
+        self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)
+        self._dispatcher: Dispatcher | None = None
+        self._ids = itertools.count(1)
+        self._results: collections.deque[TaskResult] = collections.deque()
+        self._cv = threading.Condition()
+        self._waiters = 0
+        self._lock = threading.Lock()
+        self._started = False
+        self._terminated = False
+        self._shutdown = False
+        self._t0 = time.monotonic()
+        self.pushed = 0
+        self.popped = 0
+        self.resolved = 0
+        self._status_counts = dict.fromkeys(STATUSES, 0)
+        self._slot_counts: dict[int, list[float]] = {s.index: [0, 0, 0, 0.0] for s in self.launcher.slots}
+        self._notify_done = self._registry.has_observers("pycrew_task_done")
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (and :meth:`terminate` has not)."""
+        return self._started and not self._terminated
+
+    @property
+    def url(self) -> str:
+        """The address workers dial."""
+        return self._dispatcher.address if self._dispatcher else self.launcher.url
+
+    def start(self) -> Controller:
+        """Listen for workers and start the dispatcher. Idempotent. Returns ``self``."""
+        with self._lock:
+            if self._terminated:
+                raise ControllerError(f"controller {self.name!r} was terminated; build a new one")
+            if self._started:
+                return self
+            key_cert = None
+            if self._tls_material is not None:
+                key_cert = TLS.server_config(self._tls_material[0], self._tls_material[1])
+            settings = DispatcherSettings(
+                url=self.launcher.url,
+                tls=key_cert,
+                crashes_max=self.options.crashes_max,
+                seconds_heartbeat=self.options.seconds_heartbeat,
+                seconds_heartbeat_timeout=self.options.seconds_heartbeat_timeout,
+                bytes_max=self.options.bytes_max,
+                prefetch_max=self.options.prefetch_max,
+            )
+            try:
+                self._dispatcher = Dispatcher(settings, self._on_result, self._on_connect, self._on_disconnect, self._on_tick)
+            except Exception as exc:
+                raise ControllerError(
+                    f"controller {self.name!r} cannot listen on {self.launcher.url}: {exc}; choose another host= or port="
+                ) from exc
+            self.launcher.url = self._dispatcher.address
+            self.launcher.dispatcher = self._dispatcher
+            monitor.register_controller(self.id, self.name, self.spec.name)
+            self._dispatcher.start()
+            self._started = True
+            self._t0 = time.monotonic()
+        return self
+
+    def terminate(self) -> None:
+        """Stop the dispatcher and terminate every worker (idempotent).
+
+        Unresolved futures are cancelled; unresolved pushed tasks stay unresolved and are
+        counted in :meth:`summary`.
+        """
+        with self._lock:
+            if self._terminated:
+                return
+            self._terminated = True
+            self._shutdown = True
+            dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.stop()
+            self.launcher.terminate_all(self.options.seconds_terminate)
+            for task in list(dispatcher.queue) + [t for c in dispatcher.conns.values() for t in c.in_flight.values()]:
+                if task.future is not None and not task.future.done():
+                    task.future.cancel() or task.future.set_exception(ControllerError("the controller was terminated"))
+            monitor.unregister_controller(self.id)
+        with self._cv:
+            self._cv.notify_all()
+
+    def __enter__(self) -> Controller:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and self._started and not self._terminated:
+                self.wait("all")
+        finally:
+            self.terminate()
+
+    def __del__(self) -> None:
+        try:
+            if self._started and not self._terminated:
+                self.terminate()
+        except Exception:  # interpreter shutdown: nothing sensible left to do
+            pass
+
+    def _check(self) -> Dispatcher:
+        if self._terminated:
+            raise ControllerError(f"controller {self.name!r} was terminated")
+        if not self._started:
+            self.start()
+        assert self._dispatcher is not None
+        if self._dispatcher.error is not None:
+            raise ControllerError(f"the dispatcher of controller {self.name!r} failed: {self._dispatcher.error!r}") from self._dispatcher.error
+        if self.launcher.error is not None:
+            raise self.launcher.error
+        return self._dispatcher
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def _new_task(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None, keep: bool, seed: int | None = None) -> Task:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        task_id = next(self._ids)
+        if name is None:
+            name = f"task_{task_id}"
+        elif not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
+        payload = pack_task(name, fn, args, kwargs, seed)
+        return Task(task_id, name, payload, Future() if not keep else None, keep, seed)
+
+    def push(self, fn: Callable[..., Any], args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, name: str | None = None, seed: int | None = None) -> str:
+        """Submit a task whose result you collect with :meth:`pop`, :meth:`collect` or :meth:`wait`.
+
+        Args:
+            fn: the function to run on a worker.
+            args: its positional arguments.
+            kwargs: its keyword arguments.
+            name: the task's name (default ``task_<n>``).
+            seed: seed Python's ``random`` (and NumPy's global generator) with this.
+
+        Returns:
+            The task's name.
+
+        Raises:
+            SerializationError: the task cannot be pickled (naming the culprit).
+        """
+        dispatcher = self._check()
+        if self._shutdown:
+            raise ControllerError(f"controller {self.name!r} is shut down; no new tasks")
+        task = self._new_task(fn, tuple(args), dict(kwargs or {}), name, keep=True, seed=seed)
+        self.pushed += 1
+        dispatcher.submit(task)
+        return task.name
+
+    def walk(self, fn: Callable[..., Any], iterable: Iterable[Any], names: Iterable[str] | None = None) -> list[str]:
+        """Push ``fn(item)`` for every item; returns the task names."""
+        name_iter = iter(names) if names is not None else None
+        out = []
+        for item in iterable:
+            name = next(name_iter) if name_iter is not None else None
+            out.append(self.push(fn, (item,), name=name))
+        return out
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Executor API: run ``fn(*args, **kwargs)`` on a worker; returns a future of its value.
+
+        The future's ``exception()`` is the task's own exception (with the remote
+        traceback as ``__cause__``), or a :class:`TaskError` subclass for crashes.
+        """
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        dispatcher = self._check()
+        task = self._new_task(fn, args, kwargs, None, keep=False)
+        self.pushed += 1
+        dispatcher.submit(task)
+        assert task.future is not None
+        return task.future
+
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None) -> Iterator[T]:
+        """Executor API: like :func:`map`, tasks running on workers; results in order."""
+        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Executor API: stop accepting tasks; optionally cancel queued ones; terminate."""
+        self._shutdown = True
+        if cancel_futures and self._dispatcher is not None:
+            self._dispatcher.call_soon(self._cancel_queued_futures)
+        if wait and self._started and not self._terminated:
+            try:
+                self.wait("all")
+            except PycrewError:
+                log.exception("controller %r: waiting for tasks at shutdown failed", self.name)
+        self.terminate()
+
+    def _cancel_queued_futures(self) -> None:
+        assert self._dispatcher is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None and not t.running):
+            assert task.future is not None
+            task.future.cancel()
+            self._on_result(task, None, None, ("cancel", "cancelled at shutdown", "CancelledError"))
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _where(self, conn: Conn | None) -> dict[str, Any]:
+        if conn is None:
+            return {"controller": self.name, "launcher": self.spec.name}
+        return {
+            "controller": self.name,
+            "launcher": self.spec.name,
+            "worker": conn.slot,
+            "instance": conn.instance,
+            "host": conn.host,
+            "pid": conn.pid,
+        }
+
+    def _on_result(self, task: Task, payload: bytes | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
+        """Dispatcher thread: a task resolved."""
+        if task.resolved:
+            return
+        task.resolved = True
+        if payload is not None:
+            result = decode_result(task, payload, self._where(conn))
+            assert self._dispatcher is not None
+            self._dispatcher.record_seconds(result.seconds)
+        else:
+            assert local is not None
+            status, error, error_type = local
+            result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
+        if conn is not None and conn.slot is not None:
+            row = self._slot_counts[conn.slot]
+            row[1] += 1
+            row[3] += result.seconds
+        self._status_counts[result.status] += 1
+        self.resolved += 1
+        future = task.future
+        if future is not None and not future.done():
+            if result.status == "success":
+                future.set_result(result.result)
+            elif result.status == "cancel":
+                future.cancel() or future.set_exception(concurrent.futures.CancelledError(result.error))
+            elif result.status == "error":
+                exc = result.exception
+                if exc is None or not isinstance(exc, BaseException):
+                    exc = TaskError(f"task {task.name!r} failed: {result.error_type}: {result.error}\n{result.traceback}", result)
+                future.set_exception(exc)
+            else:
+                future.set_exception(_LOCAL_ERRORS.get(result.status, TaskError)(f"task {task.name!r}: {result.status}: {result.error}", result))
+        if task.keep:
+            self._results.append(result)
+        if self._notify_done:
+            self._registry.notify("pycrew_task_done", result=result)
+        if self._waiters:
+            with self._cv:
+                self._cv.notify_all()
+
+    def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
+        self.launcher.connected(instance, info)
+
+    def _on_disconnect(self, instance: str, crashed: bool) -> None:
+        self.launcher.disconnected(instance, crashed)
+
+    def _on_tick(self, now: float) -> None:
+        d = self._dispatcher
+        if d is None:
+            return
+        self.launcher.scale(len(d.queue) + d.running(), now)
+        if self.launcher.error is not None:
+            self._fail_futures(self.launcher.error)
+            if self._waiters:
+                with self._cv:
+                    self._cv.notify_all()
+
+    def _fail_futures(self, error: BaseException) -> None:
+        assert self._dispatcher is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
+            assert task.future is not None
+            if not task.future.done():
+                if task.running or task.future.set_running_or_notify_cancel():
+                    task.future.set_exception(error)
+
+    def unresolved(self) -> int:
+        """Tasks pushed or submitted and not yet resolved."""
+        return self.pushed - self.resolved
+
+    def pop(self) -> TaskResult | None:
+        """The next resolved pushed task's result, or ``None`` if none is ready.
+
+        Raises:
+            LaunchError: workers could not be launched.
+        """
+        if self._results:
+            self.popped += 1
+            return self._results.popleft()
+        if self._started:
+            self._check()
+        return None
+
+    def collect(self) -> list[TaskResult]:
+        """Every resolved pushed task's result available now (may be empty)."""
+        out = []
+        while self._results:
+            out.append(self._results.popleft())
+        self.popped += len(out)
+        if not out and self._started:
+            self._check()
+        return out
+
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None) -> bool:
+        """Block until every task resolved (``"all"``) or a result is ready to pop (``"one"``).
+
+        Returns:
+            ``True`` if the condition holds, ``False`` if ``timeout`` seconds passed first.
+
+        Raises:
+            LaunchError: workers could not be launched (``launch_max`` failures in a row).
+        """
+        if mode not in ("all", "one"):
+            raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
+        if timeout is not None and timeout < 0:
+            raise OptionsError(f"wait timeout must be >= 0 or None, got {timeout!r}")
+        if not self._started:
+            return self.unresolved() == 0
+
+        def ready() -> bool:
+            if mode == "all":
+                return self.unresolved() == 0
+            return bool(self._results) or self.unresolved() == 0
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            self._waiters += 1
+            try:
+                while not ready():
+                    self._check()
+                    remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                    if remaining <= 0:
+                        return False
+                    self._cv.wait(remaining)
+            finally:
+                self._waiters -= 1
+        return True
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def summary(self) -> Summary:
+        """Controller, worker and launcher summaries (crew's three summaries in one)."""
+        d = self._dispatcher
+        queued = len(d.queue) + len(d.submissions) if d else 0
+        running = d.running() if d else 0
+        c = self._status_counts
+        controller = ControllerSummary(
+            controller=self.name,
+            launcher=self.spec.name,
+            pushed=self.pushed,
+            queued=queued,
+            running=running,
+            resolved=self.resolved,
+            popped=self.popped,
+            success=c["success"],
+            error=c["error"],
+            crash=c["crash"],
+            cancel=c["cancel"],
+            timeout=c["timeout"],
+            retries=d.retries if d else 0,
+            workers_online=self.launcher.online(),
+            workers_launching=self.launcher.launching(),
+            seconds=time.monotonic() - self._t0 if self._started else 0.0,
+        )
+        assigned = dict.fromkeys(self._slot_counts, 0)
+        if d:
+            for conn in list(d.conns.values()):
+                if conn.slot is not None:
+                    assigned[conn.slot] += len(conn.in_flight)
+        workers = tuple(
+            WorkerSummary(
+                worker=s.index,
+                online=s.state == "connected",
+                instances=s.instances,
+                launches=s.launches,
+                launch_failures=s.launch_failures,
+                assigned=int(self._slot_counts[s.index][1]) + assigned[s.index],
+                complete=int(self._slot_counts[s.index][1]),
+                crashes=0,
+                seconds_busy=float(self._slot_counts[s.index][3]),
+                instance=s.instance or s.last_instance,
+                host=s.host,
+                pid=s.pid,
+            )
+            for s in self.launcher.slots
+        )
+        return Summary(controller=controller, workers=workers, launcher=self.launcher.summary())
+
+    def __repr__(self) -> str:
+        state = "terminated" if self._terminated else "started" if self._started else "new"
+        return f"<pycrew.Controller {self.name!r} launcher={self.spec.name!r} workers={self.options.workers} {state}>"
+
+
+def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller:
+    """Create a :class:`Controller` (not started: use it in ``with``, or call ``start``).
+
+    Example::
+
+        with pycrew.controller("local", workers=2, seconds_idle=10) as c:
+            squares = list(c.map(pow, range(10), [2] * 10))
+    """
+    return Controller(launcher, workers, **options)

@@ -1,0 +1,107 @@
+"""The options every controller takes, whatever its launcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrew.errors import OptionsError
+from pycrew.options import check_fields, require
+from pycrew.tls import TLS
+
+OWNER = "controller"
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    """Controller-wide options (crew's names; times in seconds, counts ``*_max``).
+
+    Attributes:
+        name: the controller's name (default: the launcher's name).
+        workers: most workers running at once.
+        host: address workers dial; default 127.0.0.1 for launchers whose workers run on
+            this machine, a routable address of this machine for remote launchers.
+        port: TCP port to listen on; 0 picks a free one.
+        tls: ``"none"``, ``"automatic"``, ``"custom"`` or a :class:`pycrew.TLS`.
+        seconds_launch: how long a launched worker may take to connect before it is
+            terminated and counted as a failed launch.
+        launch_max: failed launches in a row (per slot) before a :class:`LaunchError`.
+        seconds_idle: a worker exits after this long without a task.
+        seconds_wall: a worker exits after this long alive (after its current task).
+        tasks_max: a worker exits after this many tasks (``None``: no limit).
+        crashes_max: times a task may lose its worker before it resolves as ``crash``.
+        seconds_heartbeat: interval of heartbeats both ways.
+        seconds_heartbeat_timeout: a link silent this long is dead (worker side and
+            dispatcher side), which catches partitions and frozen machines.
+        processes: threads that run launches and terminations (so ``push`` never waits).
+        prefetch_max: most tasks in flight per worker when tasks are short.
+        bytes_max: largest frame accepted from a connection (limits memory per message).
+        seconds_terminate: how long ``terminate`` waits for the launcher's termination.
+    """
+
+    name: str | None = None
+    workers: int = 1
+    host: str | None = None
+    port: int = 0
+    tls: Any = field(default="none")
+    seconds_launch: float = 30.0
+    launch_max: int = 5
+    seconds_idle: float = math.inf
+    seconds_wall: float = math.inf
+    tasks_max: int | None = None
+    crashes_max: int = 5
+    seconds_heartbeat: float = 2.0
+    seconds_heartbeat_timeout: float = 20.0
+    processes: int = 4
+    prefetch_max: int = 64
+    bytes_max: int = 256 * 1024 * 1024
+    seconds_terminate: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, OWNER)
+        object.__setattr__(self, "tls", TLS.coerce(self.tls))
+        require(self.name is None or bool(self.name.strip()), OWNER, "name", self.name, "be a non-empty string")
+        require(self.workers >= 1, OWNER, "workers", self.workers, "be >= 1")
+        require(0 <= self.port <= 65535, OWNER, "port", self.port, "be between 0 and 65535")
+        for key in ("seconds_launch", "seconds_heartbeat", "seconds_heartbeat_timeout", "seconds_terminate"):
+            value = getattr(self, key)
+            require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0")
+        for key in ("seconds_idle", "seconds_wall"):
+            value = getattr(self, key)
+            require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (math.inf for no limit)")
+        require(self.launch_max >= 1, OWNER, "launch_max", self.launch_max, "be >= 1")
+        require(self.crashes_max >= 1, OWNER, "crashes_max", self.crashes_max, "be >= 1")
+        require(self.tasks_max is None or self.tasks_max >= 1, OWNER, "tasks_max", self.tasks_max, "be >= 1 or None")
+        require(self.processes >= 1, OWNER, "processes", self.processes, "be >= 1")
+        require(self.prefetch_max >= 1, OWNER, "prefetch_max", self.prefetch_max, "be >= 1")
+        require(self.bytes_max >= 65536, OWNER, "bytes_max", self.bytes_max, "be >= 65536")
+        require(
+            self.seconds_heartbeat_timeout > self.seconds_heartbeat,
+            OWNER,
+            "seconds_heartbeat_timeout",
+            self.seconds_heartbeat_timeout,
+            f"be greater than seconds_heartbeat ({self.seconds_heartbeat})",
+        )
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """Names of the controller options."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options into (controller options, launcher options)."""
+    keys = ControllerOptions.keys()
+    own = {k: v for k, v in options.items() if k in keys}
+    rest = {k: v for k, v in options.items() if k not in keys}
+    return own, rest
+
+
+def build_controller_options(options: dict[str, Any]) -> ControllerOptions:
+    """Build :class:`ControllerOptions`, turning ``TypeError`` into :class:`OptionsError`."""
+    try:
+        return ControllerOptions(**options)
+    except TypeError as exc:
+        raise OptionsError(f"bad controller options: {exc}") from exc

@@ -1,0 +1,505 @@
+"""The dispatcher: one thread that owns the listening socket, the task queue and the workers.
+
+Workers dial one pynng Pair1 socket in polyamorous mode, so each worker is one pipe.
+Everything about connections and the queue happens on the dispatcher's thread; other
+threads hand it work through thread-safe deques and wake it through a self-pipe, so a
+``push`` never takes a lock the dispatcher holds for long.
+
+Reliability: polyamorous pair sockets may discard a message they cannot deliver to a
+pipe. Flow control bounds what is outstanding per worker, and every worker heartbeat
+reports how many task frames it received: a worker that fell behind the count is
+disconnected and its tasks are requeued without penalty, so no task is ever lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pynng
+
+from pycrew import protocol as p
+from pycrew.tasks import Task
+
+log = logging.getLogger(__name__)
+
+CHALLENGED, READY, LEAVING, CLOSED = "challenged", "ready", "leaving", "closed"
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    """Knobs of the dispatcher (taken from the controller's options)."""
+
+    url: str
+    tls: pynng.TLSConfig | None
+    crashes_max: int
+    seconds_heartbeat: float
+    seconds_heartbeat_timeout: float
+    bytes_max: int
+    prefetch_max: int
+    seconds_prefetch: float = 0.02
+    seconds_auth: float = 10.0
+
+
+class Conn:
+    """One worker connection."""
+
+    __slots__ = (
+        "pipe",
+        "state",
+        "nonce",
+        "instance",
+        "slot",
+        "in_flight",
+        "last_seen",
+        "opened",
+        "host",
+        "pid",
+        "frames_sent",
+        "last_task_send",
+        "tasks_left",
+        "info",
+    )
+
+    def __init__(self, pipe: pynng.Pipe, now: float) -> None:
+        self.pipe = pipe
+        self.state = CHALLENGED
+        self.nonce = p.new_nonce()
+        self.instance: str | None = None
+        self.slot: int | None = None
+        self.in_flight: dict[int, Task] = {}
+        self.last_seen = now
+        self.opened = now
+        self.host: str | None = None
+        self.pid: int | None = None
+        self.frames_sent = 0
+        self.last_task_send = now
+        self.tasks_left = 1 << 62
+        self.info: dict[str, Any] = {}
+
+
+class Dispatcher:
+    """Owns the socket and the queue; resolves tasks through ``on_result``.
+
+    Callbacks (all called on the dispatcher thread):
+        on_result(task, payload_or_None, conn_info, local): a task finished or failed.
+        on_connect(instance, info): a worker authenticated.
+        on_disconnect(instance, crashed): a worker left (``crashed``: without saying bye).
+        on_tick(now): periodic maintenance (auto-scaling).
+    """
+
+    def __init__(
+        self,
+        settings: DispatcherSettings,
+        on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None],
+        on_connect: Callable[[str, dict[str, Any]], None],
+        on_disconnect: Callable[[str, bool], None],
+        on_tick: Callable[[float], None],
+    ) -> None:
+        self.settings = settings
+        self._on_result = on_result
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._on_tick = on_tick
+        self.tokens: dict[str, tuple[str, int]] = {}  # instance -> (token, slot)
+        self._used: set[str] = set()
+        self.conns: dict[int, Conn] = {}
+        self.queue: collections.deque[Task] = collections.deque()
+        self.submissions: collections.deque[Task] = collections.deque()
+        self.inbox: collections.deque[Callable[[], None]] = collections.deque()
+        self._new_pipes: collections.deque[pynng.Pipe] = collections.deque()
+        self._gone_pipes: collections.deque[int] = collections.deque()
+        self._wake_pending = False
+        self._stop = False
+        self._next_beat = 0.0
+        self.ewma: float | None = None
+        self.retries = 0
+        self.error: BaseException | None = None
+        self._rfd, self._wfd = os.pipe()
+        os.set_blocking(self._rfd, False)
+        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=settings.bytes_max)
+        self.sock.recv_buffer_size = 1024
+        self.sock.send_buffer_size = 1024
+        if settings.tls is not None:
+            self.sock.tls_config = settings.tls
+        self.sock.add_post_pipe_connect_cb(self._pipe_added)
+        self.sock.add_post_pipe_remove_cb(self._pipe_removed)
+        try:
+            self.sock.listen(settings.url)
+        except pynng.NNGException:
+            self.sock.close()
+            raise
+        self.thread = threading.Thread(target=self._run, name="pycrew-dispatcher", daemon=True)
+
+    # -- other threads --------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The URL workers dial, with the real port when port 0 was asked for."""
+        listener = self.sock.listeners[0]
+        scheme = self.settings.url.split("://", 1)[0]
+        host_port = str(listener.local_address)
+        host = self.settings.url.split("://", 1)[1].rsplit(":", 1)[0]
+        return f"{scheme}://{host}:{host_port.rsplit(':', 1)[1]}"
+
+    def start(self) -> None:
+        """Start the dispatcher thread."""
+        self.thread.start()
+
+    def wake(self) -> None:
+        """Make the dispatcher thread look at its queues now."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.write(self._wfd, b"x")
+            except OSError:  # closed during shutdown: nothing left to wake
+                pass
+
+    def submit(self, task: Task) -> None:
+        """Queue a task (any thread)."""
+        self.submissions.append(task)
+        self.wake()
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the dispatcher thread (any thread)."""
+        self.inbox.append(fn)
+        self.wake()
+
+    def authorize(self, instance: str, token: str, slot: int) -> None:
+        """Allow one connection from ``instance`` proving ``token`` (any thread)."""
+        self.tokens[instance] = (token, slot)
+
+    def revoke(self, instance: str) -> None:
+        """Forget an instance: it may no longer connect; if connected, disconnect it."""
+
+        def do() -> None:
+            self.tokens.pop(instance, None)
+            for conn in list(self.conns.values()):
+                if conn.instance == instance and conn.state != CLOSED:
+                    self._stop_conn(conn, "revoked")
+
+        self.call_soon(do)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Tell every worker to stop, then close the socket and end the thread."""
+        self._stop = True
+        self.wake()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+        self.sock.close()
+        for fd in (self._rfd, self._wfd):
+            try:
+                os.close(fd)
+            except OSError:  # already closed
+                pass
+
+    # -- pynng callbacks (nng's threads) -------------------------------------------
+
+    def _pipe_added(self, pipe: pynng.Pipe) -> None:
+        self._new_pipes.append(pipe)
+        self.wake()
+
+    def _pipe_removed(self, pipe: pynng.Pipe) -> None:
+        self._gone_pipes.append(pipe.id)
+        self.wake()
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._rfd, selectors.EVENT_READ)
+        sel.register(self.sock.recv_fd, selectors.EVENT_READ)
+        next_tick = 0.0
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                timeout = max(0.0, min(next_tick - now, 0.25))
+                sel.select(timeout)
+                self._wake_pending = False
+                try:
+                    os.read(self._rfd, 4096)
+                except BlockingIOError:
+                    pass
+                self._step()
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + 0.1
+                    self._maintain(now)
+        except Exception as exc:  # a bug here must not hang the user: record and report it
+            log.exception("the pycrew dispatcher failed")
+            self.error = exc
+        finally:
+            sel.close()
+            for conn in list(self.conns.values()):
+                self._send(conn, p.encode_json(p.STOP, {"reason": "controller terminated"}))
+
+    def _step(self) -> None:
+        while self.inbox:
+            self.inbox.popleft()()
+        while self.submissions:
+            self.queue.append(self.submissions.popleft())
+        now = time.monotonic()
+        while self._new_pipes:
+            pipe = self._new_pipes.popleft()
+            conn = Conn(pipe, now)
+            self.conns[pipe.id] = conn
+            self._send(conn, p.encode_challenge(conn.nonce))
+        gone = []
+        while self._gone_pipes:
+            gone.append(self._gone_pipes.popleft())
+        self._receive()
+        for pipe_id in gone:
+            conn = self.conns.pop(pipe_id, None)
+            if conn is not None:
+                self._lost(conn)
+        if self.queue:
+            self._assign()
+
+    def _receive(self) -> None:
+        sock = self.sock
+        while True:
+            try:
+                msg = sock.recv_msg(block=False)
+            except pynng.TryAgain:
+                return
+            conn = self.conns.get(msg.pipe.id)
+            if conn is None or conn.state == CLOSED:
+                if conn is None:
+                    self._close_pipe(msg.pipe, "spoke before the handshake")
+                continue
+            try:
+                self._handle(conn, msg.bytes)
+            except p.ProtocolError as exc:
+                self._drop(conn, f"protocol error: {exc}")
+
+    def _handle(self, conn: Conn, frame: bytes) -> None:
+        kind = p.kind(frame)
+        conn.last_seen = time.monotonic()
+        if conn.state == CHALLENGED:
+            if kind != p.HELLO:
+                self._drop(conn, "first frame was not HELLO")
+                return
+            self._hello(conn, p.decode_json(frame, limit=p.HELLO_MAX_BYTES))
+            return
+        if kind == p.RESULTS:
+            self._results(conn, p.decode_records(frame))
+        elif kind == p.BEAT:
+            if len(frame) >= 9:
+                received = int.from_bytes(frame[1:9], "little")
+                if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
+                    self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)")
+        elif kind == p.BYE:
+            body = p.decode_json(frame)
+            log.debug("worker %s says bye: %s", conn.instance, body.get("reason"))
+            self._leaving(conn)
+        else:
+            self._drop(conn, f"unexpected frame kind {kind}")
+
+    def _hello(self, conn: Conn, body: dict[str, Any]) -> None:
+        instance = body.get("instance")
+        proof = body.get("mac")
+        if not isinstance(instance, str) or not isinstance(proof, str):
+            self._drop(conn, "HELLO without instance or proof")
+            return
+        entry = self.tokens.get(instance)
+        if entry is None:
+            self._drop(conn, f"unknown instance {instance!r}")
+            return
+        token, slot = entry
+        if not p.verify_mac(token, conn.nonce, instance, proof):
+            self._drop(conn, f"bad token for instance {instance!r}")
+            return
+        if instance in self._used:
+            self._drop(conn, f"instance {instance!r} already connected once")
+            return
+        self._used.add(instance)
+        conn.state = READY
+        conn.instance = instance
+        conn.slot = slot
+        conn.host = str(body.get("host")) if body.get("host") is not None else None
+        pid = body.get("pid")
+        conn.pid = pid if isinstance(pid, int) else None
+        tasks_max = body.get("tasks_max")
+        if isinstance(tasks_max, int) and tasks_max > 0:
+            conn.tasks_left = tasks_max
+        conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
+        self._send(
+            conn,
+            p.encode_json(
+                p.WELCOME,
+                {
+                    "seconds_heartbeat": self.settings.seconds_heartbeat,
+                    "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                },
+            ),
+        )
+        self._on_connect(instance, conn.info)
+
+    def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
+        for task_id, payload in records:
+            task = conn.in_flight.pop(task_id, None)
+            if task is None or task.resolved:
+                continue  # cancelled or timed out meanwhile; its result is not wanted
+            self._on_result(task, payload, conn, None)
+        if self.queue:
+            self._assign()
+
+    def record_seconds(self, seconds: float) -> None:
+        """Feed a task's run time into the moving average that sizes prefetching."""
+        self.ewma = seconds if self.ewma is None else 0.8 * self.ewma + 0.2 * seconds
+
+    def _limit(self) -> int:
+        if self.ewma is None:
+            return 1
+        if self.ewma <= 0:
+            return self.settings.prefetch_max
+        return max(1, min(self.settings.prefetch_max, int(self.settings.seconds_prefetch / self.ewma)))
+
+    def _assign(self) -> None:
+        limit = self._limit()
+        ready = [
+            c
+            for c in self.conns.values()
+            if c.state == READY and len(c.in_flight) < min(limit, c.tasks_left)
+        ]
+        if not ready:
+            return
+        queue = self.queue
+        share = max(1, -(-len(queue) // len(ready)))
+        for conn in ready:
+            room = min(limit, conn.tasks_left) - len(conn.in_flight)
+            n = min(share, room)
+            batch: list[tuple[int, bytes]] = []
+            while len(batch) < n and queue:
+                task = queue.popleft()
+                if task.resolved:
+                    continue
+                if task.future is not None and not task.running:
+                    if not task.future.set_running_or_notify_cancel():
+                        self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
+                        continue
+                task.running = True
+                task.attempts += 1
+                conn.in_flight[task.id] = task
+                batch.append((task.id, task.payload))
+            if batch:
+                conn.tasks_left -= len(batch)
+                conn.frames_sent += 1
+                conn.last_task_send = time.monotonic()
+                self._send(conn, p.encode_records(p.TASKS, batch))
+            if not queue:
+                break
+
+    # -- leaving, losing, dropping ----------------------------------------------------
+
+    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str) -> None:
+        """Put a lost worker's unresolved tasks back at the front of the queue."""
+        back: list[Task] = []
+        for i, task in enumerate(tasks):
+            if task.resolved:
+                continue
+            if i == 0 and blame_first:
+                task.crashes += 1
+                if task.crashes >= self.settings.crashes_max:
+                    self._on_result(
+                        task,
+                        None,
+                        None,
+                        ("crash", f"its worker died {task.crashes} time(s) while running it ({reason})", "TaskCrashError"),
+                    )
+                    continue
+            self.retries += 1
+            back.append(task)
+        self.queue.extendleft(reversed(back))
+
+    def _leaving(self, conn: Conn) -> None:
+        if conn.state != READY:
+            return
+        conn.state = LEAVING
+        tasks = list(conn.in_flight.values())
+        conn.in_flight.clear()
+        self._requeue(tasks, blame_first=False, reason="worker left")
+        if conn.instance:
+            self._on_disconnect(conn.instance, False)
+        self._close_pipe(conn.pipe, "")
+        conn.state = CLOSED
+
+    def _lost(self, conn: Conn) -> None:
+        """The pipe of ``conn`` is gone."""
+        if conn.state == READY:
+            tasks = list(conn.in_flight.values())
+            conn.in_flight.clear()
+            self._requeue(tasks, blame_first=True, reason="connection lost")
+            if conn.instance:
+                self._on_disconnect(conn.instance, True)
+        conn.state = CLOSED
+
+    def _drop(self, conn: Conn, reason: str) -> None:
+        """Close a connection that misbehaved or timed out (its tasks are requeued)."""
+        log.warning("dropping worker connection %s (instance %s): %s", conn.pipe.id, conn.instance, reason)
+        if conn.state == READY:
+            tasks = list(conn.in_flight.values())
+            conn.in_flight.clear()
+            blame = "lost task frames" not in reason
+            self._requeue(tasks, blame_first=blame, reason=reason)
+            if conn.instance:
+                self._on_disconnect(conn.instance, True)
+        conn.state = CLOSED
+        self._close_pipe(conn.pipe, reason)
+
+    def _stop_conn(self, conn: Conn, reason: str) -> None:
+        self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
+        self._drop(conn, reason)
+
+    def _close_pipe(self, pipe: pynng.Pipe, reason: str) -> None:
+        try:
+            pipe.close()
+        except pynng.NNGException:  # already closed by the peer
+            pass
+
+    def _send(self, conn: Conn, frame: bytes) -> None:
+        try:
+            conn.pipe.send(frame)
+        except pynng.NNGException as exc:
+            log.debug("send to pipe %s failed: %s", conn.pipe.id, exc)
+
+    # -- periodic ---------------------------------------------------------------------
+
+    def _maintain(self, now: float) -> None:
+        hb = self.settings.seconds_heartbeat
+        beat = now >= self._next_beat
+        if beat:
+            self._next_beat = now + hb
+        for conn in list(self.conns.values()):
+            if conn.state == CHALLENGED and now - conn.opened > self.settings.seconds_auth:
+                self._drop(conn, "no HELLO in time")
+            elif conn.state == READY:
+                if now - conn.last_seen > self.settings.seconds_heartbeat_timeout:
+                    self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
+                elif beat:
+                    self._send(conn, p.BEAT_FRAME)
+            elif conn.state == CLOSED and now - conn.last_seen > hb:
+                self.conns.pop(conn.pipe.id, None)
+        self._on_tick(now)
+
+    # -- queries (dispatcher thread) -----------------------------------------------------
+
+    def running(self) -> int:
+        """Tasks sent to workers and not resolved."""
+        return sum(len(c.in_flight) for c in self.conns.values())
+
+    def remove_queued(self, predicate: Callable[[Task], bool]) -> list[Task]:
+        """Remove and return queued tasks matching ``predicate`` (dispatcher thread)."""
+        keep: collections.deque[Task] = collections.deque()
+        out: list[Task] = []
+        for task in self.queue:
+            (out if predicate(task) else keep).append(task)
+        self.queue = keep
+        return out

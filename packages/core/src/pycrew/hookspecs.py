@@ -1,0 +1,87 @@
+"""The pluggy hook specifications of pycrew.
+
+A launcher plugin implements ``pycrew_register_launchers`` and the three launcher hooks
+(``pycrew_launch_workers``, ``pycrew_terminate_workers``, ``pycrew_list_workers``). Core
+calls each launcher hook only on the plugin that registered the launcher's name, so a
+plugin never has to ask "is this call for me?". Other plugins may implement the observer
+hooks (``pycrew_worker_launched``, ``pycrew_worker_terminated``, ``pycrew_task_done``), or
+wrap the launcher hooks with ``@hookimpl(wrapper=True)`` to see every launch and
+termination (for logging, accounting or metrics).
+
+Every launcher hook runs in the launcher's thread pool, never on the dispatcher's path,
+so a slow platform API does not delay tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pluggy
+
+from pycrew.plugin_api import LauncherInfo, WorkerCall, WorkerInfo
+
+PROJECT = "pycrew"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def pycrew_register_launchers(register: Callable[..., None]) -> None:
+    """Register the launchers this plugin provides.
+
+    Call ``register(name, options_type, summary="", remote=False, capabilities=(),
+    seconds_exit_margin=5.0)`` once per launcher, or ``register(spec)`` with a
+    :class:`~pycrew.LauncherSpec`. The name must equal the plugin's entry point name in
+    the ``pycrew.launchers`` group.
+    """
+
+
+@hookspec(firstresult=True)
+def pycrew_launch_workers(launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> list[Any]:
+    """Start one worker per call and return one handle per call, in the same order.
+
+    ``calls`` is a batch: every worker one scaling round needs, so that a platform can
+    submit them as one job array or one API request. A handle is any picklable value
+    that ``pycrew_terminate_workers`` accepts (a pid, a job id, an array element).
+
+    Raise an exception if the workers could not be started: core counts the batch as
+    failed launches and reports the error. Never block on the worker connecting back.
+    """
+
+
+@hookspec(firstresult=True)
+def pycrew_terminate_workers(launcher: LauncherInfo, handles: Sequence[Any]) -> None:
+    """Terminate the workers behind ``handles`` (returned earlier by the launch hook).
+
+    Must be idempotent: a worker that is already gone is not an error, and no warning is
+    emitted for it. Must reach workers that never connected (queued jobs, pending pods,
+    processes stuck before dialing).
+    """
+
+
+@hookspec(firstresult=True)
+def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:
+    """The monitor: list this platform's pycrew workers.
+
+    With ``controller_id``, only that controller's workers; with ``None``, every pycrew
+    worker of this launcher that the platform holds (so orphans of dead controllers can be
+    found). Never list anything that is not a pycrew worker.
+    """
+
+
+@hookspec
+def pycrew_worker_launched(launcher: LauncherInfo, call: WorkerCall, handle: Any) -> None:
+    """Observer: a worker was launched (its launch hook returned ``handle``)."""
+
+
+@hookspec
+def pycrew_worker_terminated(launcher: LauncherInfo, handle: Any, reason: str) -> None:
+    """Observer: core asked the launcher to terminate a worker, and why."""
+
+
+@hookspec
+def pycrew_task_done(result: Any) -> None:
+    """Observer: a task resolved; ``result`` is its :class:`~pycrew.TaskResult`.
+
+    Runs on the dispatcher's thread: keep it fast and never raise.
+    """

@@ -1,0 +1,348 @@
+"""The launcher: auto-scaling bookkeeping, and the pool that calls the launcher hooks.
+
+Scaling decisions run on the dispatcher's thread and only do bookkeeping; every hook call
+(launch, terminate) goes to a small thread pool, and its outcome comes back to the
+dispatcher's thread through :meth:`Dispatcher.call_soon`. So ``push`` never waits on a
+platform API.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import TYPE_CHECKING, Any
+
+from pycrew.errors import LaunchError
+from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
+from pycrew.protocol import new_token
+
+if TYPE_CHECKING:
+    from pycrew.controller_options import ControllerOptions
+    from pycrew.dispatcher import Dispatcher
+    from pycrew.plugins import PluginRegistry
+
+log = logging.getLogger(__name__)
+
+IDLE, LAUNCHING, CONNECTED = "idle", "launching", "connected"
+
+
+def _arg(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and math.isinf(value)):
+        return "inf"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class Slot:
+    """One of the ``workers`` places a worker can occupy."""
+
+    __slots__ = (
+        "index",
+        "state",
+        "instance",
+        "handle",
+        "handle_known",
+        "launched_at",
+        "failures",
+        "launches",
+        "launch_failures",
+        "instances",
+        "retry_after",
+        "host",
+        "pid",
+        "last_instance",
+        "abandoned",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.state = IDLE
+        self.instance: str | None = None
+        self.handle: Any = None
+        self.handle_known = False
+        self.launched_at = 0.0
+        self.failures = 0
+        self.launches = 0
+        self.launch_failures = 0
+        self.instances = 0
+        self.retry_after = 0.0
+        self.host: str | None = None
+        self.pid: int | None = None
+        self.last_instance: str | None = None
+        self.abandoned: set[str] = set()
+
+
+class Launcher:
+    """Launches and terminates workers for one controller through its launcher plugin."""
+
+    def __init__(
+        self,
+        spec: LauncherSpec,
+        info: LauncherInfo,
+        registry: PluginRegistry,
+        options: ControllerOptions,
+        tls_ca: str | None,
+    ) -> None:
+        self.spec = spec
+        self.info = info
+        self.registry = registry
+        self.options = options
+        self.tls_ca = tls_ca
+        self.url = ""
+        self.dispatcher: Dispatcher | None = None
+        self.slots = [Slot(i + 1) for i in range(options.workers)]
+        self.by_instance: dict[str, Slot] = {}
+        self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
+        self.pool = ThreadPoolExecutor(max_workers=options.processes, thread_name_prefix=f"pycrew-launch-{info.name}")
+        self.pending: set[Future[Any]] = set()
+        self._pending_lock = threading.Lock()
+        self._handles_lock = threading.Lock()
+        self.error: LaunchError | None = None
+        self.last_launch_error = ""
+        self.batches = 0
+        self.terminations = 0
+
+    # -- the worker call -------------------------------------------------------------
+
+    def call(self, worker: int = 1, instance: str | None = None, url: str | None = None) -> WorkerCall:
+        """The exact worker call for slot ``worker`` (crew's ``launcher$call()``).
+
+        The token in the returned call is a fresh one that authorizes nothing unless the
+        launcher itself launches it.
+        """
+        o = self.options
+        instance = instance or secrets.token_hex(8)
+        args = (
+            "-m",
+            "pycrew.worker",
+            "--url",
+            url or self.url or "tcp://127.0.0.1:0",
+            "--instance",
+            instance,
+            "--worker",
+            str(worker),
+            "--launcher",
+            self.info.name,
+            "--controller",
+            self.info.controller or "",
+            "--controller-id",
+            self.info.controller_id or "",
+            "--seconds-idle",
+            _arg(o.seconds_idle),
+            "--seconds-wall",
+            _arg(o.seconds_wall),
+            "--tasks-max",
+            _arg(o.tasks_max),
+            "--seconds-launch",
+            _arg(o.seconds_launch),
+        )
+        env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
+        safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"
+        return WorkerCall(
+            args=args,
+            python=sys.executable,
+            env=env,
+            token=new_token(),
+            name=f"pycrew-{safe}-{worker}-{instance[:8]}",
+            launcher=self.info.name,
+            worker=worker,
+            instance=instance,
+            controller=self.info.controller or "",
+            controller_id=self.info.controller_id or "",
+        )
+
+    # -- scaling (dispatcher thread) ---------------------------------------------------
+
+    def supply(self) -> int:
+        """Workers launching or connected."""
+        return sum(1 for s in self.slots if s.state != IDLE)
+
+    def online(self) -> int:
+        """Workers connected."""
+        return sum(1 for s in self.slots if s.state == CONNECTED)
+
+    def launching(self) -> int:
+        """Workers launched and not yet connected."""
+        return sum(1 for s in self.slots if s.state == LAUNCHING)
+
+    def scale(self, demand: int, now: float) -> None:
+        """Launch workers into free slots while demand exceeds supply; time out launches."""
+        if self.error is not None or self.dispatcher is None:
+            return
+        for slot in self.slots:
+            if slot.state == LAUNCHING and now - slot.launched_at > self.options.seconds_launch:
+                self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s")
+                if self.error is not None:
+                    return
+        need = min(self.options.workers, demand) - self.supply()
+        if need <= 0:
+            return
+        batch: list[tuple[Slot, WorkerCall]] = []
+        for slot in self.slots:
+            if len(batch) >= need:
+                break
+            if slot.state != IDLE or slot.retry_after > now:
+                continue
+            call = self.call(worker=slot.index)
+            self.dispatcher.authorize(call.instance, call.token, slot.index)
+            slot.state = LAUNCHING
+            slot.instance = call.instance
+            slot.last_instance = call.instance
+            slot.handle = None
+            slot.handle_known = False
+            slot.launched_at = now
+            slot.launches += 1
+            self.by_instance[call.instance] = slot
+            batch.append((slot, call))
+        if batch:
+            self.batches += 1
+            self._submit(self._launch_batch, [c for _, c in batch])
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        future = self.pool.submit(fn, *args)
+        with self._pending_lock:
+            self.pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._pending_lock:
+            self.pending.discard(future)
+
+    def _launch_batch(self, calls: list[WorkerCall]) -> None:
+        """Pool thread: one hook call for the whole batch."""
+        try:
+            handles = self.registry.call(self.spec, "pycrew_launch_workers", launcher=self.info, calls=calls)
+            if handles is None or len(handles) != len(calls):
+                raise LaunchError(
+                    f"launcher {self.info.name!r} returned {None if handles is None else len(handles)} handle(s) "
+                    f"for {len(calls)} worker call(s); pycrew_launch_workers must return one handle per call"
+                )
+        except Exception as exc:
+            log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), exc)
+            message = f"{type(exc).__name__}: {exc}"
+            assert self.dispatcher is not None
+            self.dispatcher.call_soon(lambda: self._batch_failed(calls, message))
+            return
+        with self._handles_lock:
+            for call, handle in zip(calls, handles, strict=True):
+                self.handles[call.instance] = handle
+        if self.registry.has_observers("pycrew_worker_launched"):
+            for call, handle in zip(calls, handles, strict=True):
+                self.registry.notify("pycrew_worker_launched", launcher=self.info, call=call, handle=handle)
+        assert self.dispatcher is not None
+        self.dispatcher.call_soon(lambda: self._batch_launched(calls, list(handles)))
+
+    def _batch_launched(self, calls: list[WorkerCall], handles: list[Any]) -> None:
+        for call, handle in zip(calls, handles, strict=True):
+            slot = self.by_instance.get(call.instance)
+            if slot is not None and slot.instance == call.instance:
+                slot.handle = handle
+                slot.handle_known = True
+            else:  # the launch timed out or the worker already left: terminate it now
+                self.terminate_instances([call.instance], "launch no longer wanted")
+
+    def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
+        self.last_launch_error = message
+        for call in calls:
+            slot = self.by_instance.get(call.instance)
+            if slot is not None and slot.instance == call.instance:
+                self._launch_failed(slot, f"the launch hook failed: {message}", terminate=False)
+
+    def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True) -> None:
+        assert self.dispatcher is not None and slot.instance is not None
+        instance = slot.instance
+        self.dispatcher.revoke(instance)
+        if terminate:
+            self.terminate_instances([instance], "launch timed out")
+        slot.state = IDLE
+        slot.instance = None
+        slot.failures += 1
+        slot.launch_failures += 1
+        slot.retry_after = time.monotonic() + min(0.25 * 2 ** (slot.failures - 1), 10.0)
+        log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
+        if slot.failures >= self.options.launch_max:
+            example = self.call(worker=slot.index, instance="<instance>", url=self.url).command_line()
+            self.error = LaunchError(
+                f"launcher {self.info.name!r} of controller {self.info.controller!r} failed to start a worker "
+                f"{slot.failures} times in a row (launch_max={self.options.launch_max}); last reason: {reason}. "
+                f"The worker command is: {example} (with its token in ${'PYCREW_TOKEN'}). Likely causes: the "
+                f"workers cannot reach {self.url} (wrong host/port, firewall, no route: set host= and port=), "
+                f"the launcher's environment lacks pycrew or the right Python (check the python option), "
+                f"the image or partition is missing, or seconds_launch={self.options.seconds_launch:g} is too "
+                f"short for this platform. Check the worker logs with `pycrew monitor {self.info.name} list`."
+            )
+
+    def connected(self, instance: str, info: dict[str, Any]) -> None:
+        """A worker authenticated (dispatcher thread)."""
+        slot = self.by_instance.get(instance)
+        if slot is None or slot.instance != instance:
+            return
+        slot.state = CONNECTED
+        slot.failures = 0
+        slot.instances += 1
+        slot.host = info.get("host")
+        slot.pid = info.get("pid")
+
+    def disconnected(self, instance: str, crashed: bool) -> None:
+        """A worker left or was lost (dispatcher thread): free its slot, make sure it is gone."""
+        slot = self.by_instance.pop(instance, None)
+        if slot is not None and slot.instance == instance:
+            slot.state = IDLE
+            slot.instance = None
+        self.terminate_instances([instance], "worker crashed" if crashed else "worker exited")
+
+    # -- termination ---------------------------------------------------------------------
+
+    def terminate_instances(self, instances: Sequence[str], reason: str) -> None:
+        """Terminate workers through the hook in the pool (their handles, once known)."""
+        with self._handles_lock:
+            handles = [self.handles.pop(i) for i in instances if i in self.handles]
+        if handles:
+            self._submit(self._terminate, handles, reason)
+
+    def _terminate(self, handles: list[Any], reason: str) -> None:
+        try:
+            self.registry.call(self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
+            self.terminations += len(handles)
+        except Exception:
+            log.exception("launcher %r failed to terminate %d worker(s)", self.info.name, len(handles))
+        if self.registry.has_observers("pycrew_worker_terminated"):
+            for handle in handles:
+                self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)
+
+    def terminate_all(self, timeout: float) -> None:
+        """Wait for launches in flight, terminate every worker, and stop the pool (any thread)."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            pending = set(self.pending)
+        if pending:
+            wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+        with self._handles_lock:
+            handles = list(self.handles.values())
+            self.handles.clear()
+        if handles:
+            future = self.pool.submit(self._terminate, handles, "controller terminated")
+            try:
+                future.result(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                log.exception("terminating the workers of %r did not finish in time", self.info.controller)
+        self.pool.shutdown(wait=False, cancel_futures=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The launcher's counts."""
+        return {
+            "launcher": self.info.name,
+            "options": self.info.options,
+            "launches": sum(s.launches for s in self.slots),
+            "launch_failures": sum(s.launch_failures for s in self.slots),
+            "batches": self.batches,
+            "terminations": self.terminations,
+            "last_launch_error": self.last_launch_error,
+        }

@@ -1,0 +1,149 @@
+"""Typed, validated options: the controller's own and the base class of launchers' options.
+
+A launcher's options are a frozen dataclass deriving from :class:`LauncherOptions`. Each
+field is type-checked from its annotation when the object is built, and unknown keys are
+rejected with the valid names (and a close match), so that a typo such as ``partiton``
+fails at once instead of becoming a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+from pycrew.errors import OptionsError
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp: Any) -> bool:
+    """Whether ``value`` conforms to the annotation ``tp`` (the subset options use)."""
+    if tp is Any or tp is object:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check_value(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None) or tp is None:
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list, frozenset, set):
+        container = {tuple: tuple, list: list, frozenset: frozenset, set: set}[origin]
+        if not isinstance(value, container):
+            return False
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return all(_check_value(v, args[0]) for v in value) if args else True
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            return False
+        args = typing.get_args(tp)
+        return all(_check_value(k, args[0]) and _check_value(v, args[1]) for k, v in value.items()) if args else True
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Turn lists into tuples and mappings into dicts where the annotation asks for them."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if typing.get_origin(arg) is tuple and isinstance(value, list):
+                return tuple(value)
+            if typing.get_origin(arg) is frozenset and isinstance(value, (list, set, tuple)):
+                return frozenset(value)
+        return value
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin is frozenset and isinstance(value, (list, set, tuple)):
+        return frozenset(value)
+    return value
+
+
+def check_fields(obj: Any, owner: str) -> None:
+    """Type-check every field of dataclass ``obj`` against its annotation.
+
+    Raises:
+        OptionsError: naming ``owner``, the field, the expected type and the value.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        tp = hints.get(f.name, Any)
+        value = getattr(obj, f.name)
+        coerced = _coerce(value, tp)
+        if coerced is not value:
+            object.__setattr__(obj, f.name, coerced)
+            value = coerced
+        if not _check_value(value, tp):
+            raise OptionsError(
+                f"{owner} option {f.name!r} must be {_type_name(tp)}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+
+
+def require(condition: bool, owner: str, name: str, value: Any, must: str) -> None:
+    """Raise :class:`OptionsError` ``"<owner> option <name> must <must>, got <value>"`` unless ``condition``."""
+    if not condition:
+        raise OptionsError(f"{owner} option {name!r} must {must}, got {value!r}")
+
+
+def unknown_keys_message(owner: str, unknown: Iterable[str], valid: Iterable[str]) -> str:
+    """A message naming unknown option keys, the valid ones and the closest match."""
+    valid = sorted(valid)
+    parts = []
+    for key in sorted(unknown):
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    return f"unknown {owner} option(s): {', '.join(parts)}; valid options: {', '.join(valid)}"
+
+
+@dataclass(frozen=True)
+class LauncherOptions:
+    """Base class of every launcher's options: a frozen, type-checked dataclass.
+
+    Subclasses add fields with annotations and defaults, and may override
+    :meth:`validate` for checks beyond types (raise :class:`OptionsError` there).
+    """
+
+    #: Name used in error messages; subclasses set it (e.g. ``"slurm"``).
+    owner: ClassVar[str] = "launcher"
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.owner)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check constraints beyond types; raise :class:`OptionsError` on bad values."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Build from a mapping, rejecting unknown keys with a clear message."""
+        valid = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = set(values) - valid
+        if unknown:
+            raise OptionsError(unknown_keys_message(cls.owner, unknown, valid))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def is_finite_or_inf(value: float) -> bool:
+    """True for any non-negative number, including ``math.inf``; False for NaN."""
+    return not math.isnan(value) and value >= 0

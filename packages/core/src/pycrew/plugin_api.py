@@ -1,0 +1,155 @@
+"""Records that cross the plugin boundary: what core hands to launcher hooks and gets back.
+
+These are the only types a launcher plugin needs besides :mod:`pycrew.options`. They are
+frozen dataclasses so that hooks cannot change core's state by accident.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrew.options import LauncherOptions
+
+#: Environment variable through which a worker receives its instance's secret token.
+TOKEN_ENV = "PYCREW_TOKEN"
+#: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
+TLS_CA_ENV = "PYCREW_TLS_CA"
+
+
+@dataclass(frozen=True)
+class LauncherInfo:
+    """Who is asking: passed as ``launcher`` to every launcher hook.
+
+    Attributes:
+        name: the launcher's registered name (``"local"``, ``"slurm"``, ...).
+        options: the launcher's typed, validated options.
+        controller: the controller's name (``None`` for a monitor not bound to one).
+        controller_id: the controller's unique id, which tags every worker it launches.
+    """
+
+    name: str
+    options: LauncherOptions
+    controller: str | None = None
+    controller_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerCall:
+    """Everything a launcher needs to start one worker.
+
+    The worker command is ``[python, *args]``: ``args`` starts with ``-m pycrew.worker``
+    and carries only non-secret settings. The instance's secret ``token`` must reach the
+    worker as the environment variable :data:`TOKEN_ENV`, never on the command line;
+    remote platforms should carry it in their secret store.
+
+    Attributes:
+        args: the worker's arguments after the interpreter.
+        python: the interpreter on the controller's machine (launchers whose workers run
+            elsewhere substitute their own, e.g. an option ``python``).
+        env: non-secret environment variables the worker needs (e.g. the TLS CA).
+        token: the instance's secret; excluded from ``repr``.
+        name: an informative name for this worker instance (safe as a job name).
+        launcher: the launcher's name.
+        worker: the slot index, 1..``workers``.
+        instance: the instance id, unique per launch.
+        controller: the controller's name.
+        controller_id: the controller's unique id.
+    """
+
+    args: tuple[str, ...]
+    python: str
+    env: Mapping[str, str]
+    token: str = field(repr=False)
+    name: str
+    launcher: str
+    worker: int
+    instance: str
+    controller: str
+    controller_id: str
+
+    @property
+    def argv(self) -> list[str]:
+        """The full command with the controller's interpreter: ``[python, *args]``."""
+        return [self.python, *self.args]
+
+    def command_line(self, python: str | None = None) -> str:
+        """The worker command as one shell-quoted line (``python`` overrides the interpreter)."""
+        return shlex.join([python or self.python, *self.args])
+
+    def environment(self) -> dict[str, str]:
+        """The worker's environment, token included: for platforms that pass env securely."""
+        return {**self.env, TOKEN_ENV: self.token}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as a launcher's monitor sees it (``pycrew_list_workers``).
+
+    Attributes:
+        id: the platform's id of the worker (pid, job id, pod name, execution name).
+        handle: a value ``pycrew_terminate_workers`` accepts to terminate this worker.
+        launcher: the launcher's name.
+        controller: name of the controller that launched it, if known.
+        controller_id: id of the controller that launched it, if known.
+        instance: the worker instance id, if known.
+        worker: the slot index, if known.
+        state: the platform's state (``running``, ``PENDING``, ...).
+        host: where it runs, if known.
+        pid: the process id, if the platform exposes it.
+        started: when it was launched or started (epoch seconds), if known.
+        reason: why it is in this state, if the platform says (e.g. ``Unschedulable``).
+        log: where its log is (a path, a URL or a log stream name), if any.
+    """
+
+    id: str
+    handle: Any
+    launcher: str
+    controller: str | None = None
+    controller_id: str | None = None
+    instance: str | None = None
+    worker: int | None = None
+    state: str = "unknown"
+    host: str | None = None
+    pid: int | None = None
+    started: float | None = None
+    reason: str = ""
+    log: str | None = None
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since ``started``, or ``None`` if unknown."""
+        return None if self.started is None else max(0.0, time.time() - self.started)
+
+
+@dataclass(frozen=True)
+class LauncherSpec:
+    """What a plugin registers for one launcher name (``pycrew_register_launchers``).
+
+    Attributes:
+        name: the launcher's name, a short lowercase word (``"slurm"``).
+        options_type: the launcher's options class (a :class:`LauncherOptions` subclass).
+        summary: one line describing the launcher.
+        remote: ``True`` if workers run on other hosts: the controller then listens on a
+            routable address by default instead of 127.0.0.1.
+        capabilities: features the conformance suite may test (see
+            :mod:`pycrew.testing`); a launcher lacking one is skipped there, visibly.
+        seconds_exit_margin: how long after its controller dies the platform needs, beyond
+            ``seconds_idle``, until every worker is gone.
+        plugin: the plugin object that implements the hooks (filled in by core).
+        distribution: the distribution that provides it (filled in by core).
+        version: that distribution's version (filled in by core).
+    """
+
+    name: str
+    options_type: type[LauncherOptions]
+    summary: str = ""
+    remote: bool = False
+    capabilities: frozenset[str] = frozenset()
+    seconds_exit_margin: float = 5.0
+    plugin: Any = field(default=None, repr=False, compare=False)
+    distribution: str | None = None
+    version: str | None = None

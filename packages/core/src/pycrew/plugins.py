@@ -1,0 +1,284 @@
+"""The plugin manager: entry-point discovery, launcher lookup by name, hook routing.
+
+Launchers are found through the entry-point group ``pycrew.launchers`` (entry name =
+launcher name) and loaded only when asked for by name, so that a slow-to-import cloud SDK
+costs nothing until used. Other plugins (observers, hook wrappers) come from the group
+``pycrew.plugins`` and are loaded with the manager.
+
+Environment variables, read when the manager is first built:
+
+``PYCREW_PLUGINS``
+    Comma-separated allow-list of entry-point names; when set, nothing else is loaded
+    from entry points (an empty value loads none).
+``PYCREW_BLOCK_PLUGINS``
+    Comma-separated entry-point names never to load.
+
+The plugin manager is the one piece of global mutable state in pycrew.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from pycrew import hookspecs
+from pycrew.errors import LauncherNotFoundError, PluginError
+from pycrew.options import LauncherOptions
+from pycrew.plugin_api import LauncherSpec
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_GROUP = "pycrew.launchers"
+PLUGIN_GROUP = "pycrew.plugins"
+ALLOW_ENV = "PYCREW_PLUGINS"
+BLOCK_ENV = "PYCREW_BLOCK_PLUGINS"
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+class PluginRegistry:
+    """pycrew's pluggy manager plus the table of launchers by name."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._launchers: dict[str, LauncherSpec] = {}
+        self._lock = threading.RLock()
+        self._load_entry_points = load_entry_points
+        self._allow = _env_names(ALLOW_ENV)
+        self._block = _env_names(BLOCK_ENV) or set()
+        if load_entry_points:
+            for ep in metadata.entry_points(group=PLUGIN_GROUP):
+                if self._permitted(ep.name):
+                    self._register_entry_point(ep)
+
+    # -- discovery -------------------------------------------------------------------
+
+    def _permitted(self, name: str) -> bool:
+        if name in self._block:
+            return False
+        return self._allow is None or name in self._allow
+
+    def _launcher_entry_points(self) -> dict[str, metadata.EntryPoint]:
+        if not self._load_entry_points:
+            return {}
+        return {ep.name: ep for ep in metadata.entry_points(group=LAUNCHER_GROUP)}
+
+    def _register_entry_point(self, ep: metadata.EntryPoint) -> object:
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
+                f"reinstall it, or set {BLOCK_ENV}={ep.name} to skip it"
+            ) from exc
+        dist = ep.dist
+        self.register(
+            plugin,
+            name=ep.name,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        return plugin
+
+    def installed_launchers(self) -> list[str]:
+        """Names of every launcher available: registered ones and entry points not yet loaded."""
+        with self._lock:
+            names = set(self._launchers)
+            names.update(n for n in self._launcher_entry_points() if self._permitted(n))
+            return sorted(names)
+
+    # -- registration ----------------------------------------------------------------
+
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> list[LauncherSpec]:
+        """Register a plugin object (module or instance) and the launchers it provides.
+
+        Raises:
+            PluginError: a hook implementation does not match its spec (naming plugin and
+                hook), a ``pycrew_*`` function matches no hook, or a launcher name clashes.
+        """
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        with self._lock:
+            try:
+                self.pm.register(plugin, name=label)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(f"plugin {label!r} has a bad hook implementation: {exc}") from exc
+            except ValueError as exc:
+                raise PluginError(f"plugin {label!r} could not be registered: {exc}") from exc
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.pm.unregister(plugin)
+                raise PluginError(
+                    f"plugin {label!r} defines a hook pycrew does not know: {exc}; "
+                    f"hooks are: {', '.join(self._hook_names())}"
+                ) from exc
+            specs: list[LauncherSpec] = []
+
+            def register_launcher(spec_or_name: LauncherSpec | str, options_type: Any = None, **kw: Any) -> None:
+                spec = (
+                    spec_or_name
+                    if isinstance(spec_or_name, LauncherSpec)
+                    else LauncherSpec(name=spec_or_name, options_type=options_type, **kw)
+                )
+                specs.append(spec)
+
+            caller = self.pm.subset_hook_caller(
+                "pycrew_register_launchers",
+                remove_plugins=[p for p in self.pm.get_plugins() if p is not plugin],
+            )
+            try:
+                caller(register=register_launcher)
+            except Exception as exc:
+                self.pm.unregister(plugin)
+                raise PluginError(f"plugin {label!r} failed in pycrew_register_launchers: {exc}") from exc
+            done: list[LauncherSpec] = []
+            for spec in specs:
+                if not isinstance(spec.options_type, type) or not issubclass(spec.options_type, LauncherOptions):
+                    self.pm.unregister(plugin)
+                    raise PluginError(
+                        f"plugin {label!r} registered launcher {spec.name!r} with options_type "
+                        f"{spec.options_type!r}; it must be a subclass of pycrew.LauncherOptions"
+                    )
+                if spec.name in self._launchers and self._launchers[spec.name].plugin is not plugin:
+                    self.pm.unregister(plugin)
+                    other = self._launchers[spec.name]
+                    raise PluginError(
+                        f"launcher name {spec.name!r} is registered twice: by {label!r} and by "
+                        f"{other.distribution or other.plugin!r}; uninstall one of them"
+                    )
+                full = LauncherSpec(
+                    name=spec.name,
+                    options_type=spec.options_type,
+                    summary=spec.summary,
+                    remote=spec.remote,
+                    capabilities=frozenset(spec.capabilities),
+                    seconds_exit_margin=spec.seconds_exit_margin,
+                    plugin=plugin,
+                    distribution=distribution or spec.distribution,
+                    version=version or spec.version,
+                )
+                self._launchers[spec.name] = full
+                done.append(full)
+            return done
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a plugin and the launchers it registered."""
+        with self._lock:
+            for n in [n for n, s in self._launchers.items() if s.plugin is plugin]:
+                del self._launchers[n]
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+
+    def _hook_names(self) -> list[str]:
+        return sorted(n for n in dir(hookspecs) if n.startswith("pycrew_"))
+
+    # -- lookup ----------------------------------------------------------------------
+
+    def launcher(self, name: str) -> LauncherSpec:
+        """The launcher registered under ``name``, loading its entry point if needed.
+
+        Raises:
+            LauncherNotFoundError: with the installed names and the install hint.
+        """
+        if not isinstance(name, str) or not name:
+            raise LauncherNotFoundError(f"launcher must be a non-empty string, got {name!r}")
+        with self._lock:
+            if name in self._launchers:
+                return self._launchers[name]
+            eps = self._launcher_entry_points()
+            if name in eps and self._permitted(name):
+                self._register_entry_point(eps[name])
+                if name not in self._launchers:
+                    raise PluginError(
+                        f"the entry point {name!r} ({eps[name].value}) in group {LAUNCHER_GROUP!r} "
+                        f"registered no launcher named {name!r}: its pycrew_register_launchers "
+                        f"hook must call register({name!r}, ...)"
+                    )
+                return self._launchers[name]
+            installed = self.installed_launchers()
+            hint = f'pip install "pycrew[{name}]"' if name.isidentifier() else "pip install the plugin"
+            blocked = ""
+            if name in eps:
+                blocked = f" (installed but not loaded: see {ALLOW_ENV}/{BLOCK_ENV})"
+            raise LauncherNotFoundError(
+                f"no launcher named {name!r}{blocked}; installed: "
+                f"{', '.join(installed) or 'none'}. To add it: {hint}"
+            )
+
+    def call(self, spec: LauncherSpec, hook: str, **kwargs: Any) -> Any:
+        """Call launcher ``hook`` on the plugin that registered ``spec`` only.
+
+        Other launcher plugins are left out; observer plugins, and their hook wrappers,
+        are still called.
+        """
+        others = [s.plugin for s in self._launchers.values() if s.plugin is not spec.plugin]
+        caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        return caller(**kwargs)
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call an observer hook on every plugin; an observer's exception is logged, not raised."""
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except Exception:
+            log.exception("an observer plugin failed in %s", hook)
+
+    def has_observers(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook`` (lets core skip building arguments)."""
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
+
+_registry: PluginRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide plugin registry, built on first use."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = PluginRegistry()
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget the registry (tests; after changing ``PYCREW_PLUGINS`` and friends)."""
+    global _registry
+    with _registry_lock:
+        _registry = None
+
+
+def register(plugin: object, name: str | None = None) -> list[LauncherSpec]:
+    """Register a plugin object at run time (e.g. a launcher defined in a script or test)."""
+    return get_registry().register(plugin, name=name)
+
+
+def unregister(plugin: object) -> None:
+    """Remove a plugin registered with :func:`register`."""
+    get_registry().unregister(plugin)
+
+
+def installed_launchers() -> list[str]:
+    """Names of every launcher that can be chosen."""
+    return get_registry().installed_launchers()
+
+
+def get_launcher(name: str) -> LauncherSpec:
+    """The :class:`LauncherSpec` registered under ``name`` (see :meth:`PluginRegistry.launcher`)."""
+    return get_registry().launcher(name)

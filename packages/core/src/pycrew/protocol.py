@@ -1,0 +1,146 @@
+"""Wire messages between dispatcher and worker: framing and the authentication handshake.
+
+Nothing here unpickles. A frame is one NNG message: a one-byte kind followed by its
+body. Control bodies are small JSON objects; task and result batches are sequences of
+``(u64 id, u32 length, payload)`` records whose payloads are opaque bytes (pickles made
+and read elsewhere, and only after the connection has authenticated).
+
+Handshake: when a worker connects, the dispatcher sends ``CHALLENGE`` with a random
+nonce; the worker answers ``HELLO`` with its instance id and
+``HMAC-SHA256(token, nonce || instance)``, so the token itself never crosses the wire.
+The dispatcher drops any connection whose first frame is not a valid ``HELLO``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+CHALLENGE = 0x43  # b"C"  dispatcher -> worker: nonce
+HELLO = 0x48  # b"H"      worker -> dispatcher: JSON {instance, mac, pid, host, ...}
+WELCOME = 0x57  # b"W"    dispatcher -> worker: JSON settings
+TASKS = 0x54  # b"T"      dispatcher -> worker: batch of (id, payload)
+RESULTS = 0x52  # b"R"    worker -> dispatcher: batch of (id, payload)
+BEAT = 0x42  # b"B"       either way: heartbeat
+CANCEL = 0x58  # b"X"     dispatcher -> worker: task ids to cancel
+BYE = 0x51  # b"Q"        worker -> dispatcher: JSON {reason, unstarted: [ids]}
+STOP = 0x53  # b"S"       dispatcher -> worker: JSON {reason}
+
+NONCE_BYTES = 32
+_RECORD = struct.Struct("<QI")
+_ID = struct.Struct("<Q")
+#: Largest HELLO body accepted before authentication.
+HELLO_MAX_BYTES = 4096
+
+
+class ProtocolError(ValueError):
+    """A frame is malformed."""
+
+
+def new_token() -> str:
+    """A fresh random instance token (hex, 256 bits)."""
+    return secrets.token_hex(32)
+
+
+def new_nonce() -> bytes:
+    """A fresh random challenge nonce."""
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+def mac(token: str, nonce: bytes, instance: str) -> str:
+    """The HELLO proof: hex HMAC-SHA256 of ``nonce || instance`` keyed by the token."""
+    return hmac.new(token.encode(), nonce + instance.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_mac(token: str, nonce: bytes, instance: str, proof: str) -> bool:
+    """Constant-time check of a HELLO proof."""
+    return hmac.compare_digest(mac(token, nonce, instance), proof)
+
+
+def kind(frame: bytes) -> int:
+    """The kind byte of a frame (raises :class:`ProtocolError` on an empty frame)."""
+    if not frame:
+        raise ProtocolError("empty frame")
+    return frame[0]
+
+
+def encode_json(kind_: int, body: dict[str, Any]) -> bytes:
+    """A control frame with a JSON body."""
+    return bytes((kind_,)) + json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_json(frame: bytes, limit: int | None = None) -> dict[str, Any]:
+    """The JSON body of a control frame (must be an object)."""
+    if limit is not None and len(frame) > limit:
+        raise ProtocolError(f"control frame of {len(frame)} bytes exceeds {limit}")
+    try:
+        body = json.loads(bytes(frame[1:]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"bad JSON body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError("JSON body is not an object")
+    return body
+
+
+def encode_challenge(nonce: bytes) -> bytes:
+    """CHALLENGE frame."""
+    return bytes((CHALLENGE,)) + nonce
+
+
+def decode_challenge(frame: bytes) -> bytes:
+    """The nonce of a CHALLENGE frame."""
+    if len(frame) != 1 + NONCE_BYTES or frame[0] != CHALLENGE:
+        raise ProtocolError("bad CHALLENGE frame")
+    return bytes(frame[1:])
+
+
+def encode_records(kind_: int, records: Iterable[tuple[int, bytes]]) -> bytes:
+    """A TASKS or RESULTS frame holding ``(id, payload)`` records."""
+    parts = [bytes((kind_,))]
+    pack = _RECORD.pack
+    for id_, payload in records:
+        parts.append(pack(id_, len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def decode_records(frame: bytes) -> list[tuple[int, bytes]]:
+    """The ``(id, payload)`` records of a TASKS or RESULTS frame."""
+    view = memoryview(frame)
+    out: list[tuple[int, bytes]] = []
+    pos, end = 1, len(view)
+    unpack = _RECORD.unpack_from
+    size = _RECORD.size
+    while pos < end:
+        if pos + size > end:
+            raise ProtocolError("truncated record header")
+        id_, length = unpack(view, pos)
+        pos += size
+        if pos + length > end:
+            raise ProtocolError("truncated record payload")
+        out.append((id_, bytes(view[pos : pos + length])))
+        pos += length
+    return out
+
+
+def encode_ids(kind_: int, ids: Sequence[int]) -> bytes:
+    """A frame carrying task ids (CANCEL)."""
+    return bytes((kind_,)) + b"".join(_ID.pack(i) for i in ids)
+
+
+def decode_ids(frame: bytes) -> list[int]:
+    """The task ids of a CANCEL frame."""
+    body = memoryview(frame)[1:]
+    if len(body) % _ID.size:
+        raise ProtocolError("bad id frame length")
+    return [v[0] for v in _ID.iter_unpack(body)]
+
+
+BEAT_FRAME = bytes((BEAT,))

@@ -1,0 +1,163 @@
+"""Task results and the summaries a controller reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["success", "error", "crash", "cancel", "timeout"]
+STATUSES: tuple[Status, ...] = ("success", "error", "crash", "cancel", "timeout")
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What happened to one task.
+
+    Attributes:
+        name: the task's name.
+        result: the value the task returned (``None`` unless ``status == "success"``).
+        status: ``success``, ``error`` (the task raised), ``crash`` (its worker died
+            ``crashes_max`` times), ``cancel`` or ``timeout``.
+        error: the error message, ``""`` on success.
+        error_type: the exception's qualified type name, ``""`` on success.
+        traceback: the remote traceback as text, ``""`` on success.
+        warnings: warnings the task emitted, as text.
+        seconds: time the task ran on its worker.
+        time_start: when it started (epoch seconds), if it started.
+        time_end: when it ended (epoch seconds).
+        controller: the controller's name.
+        launcher: the launcher's name.
+        worker: the worker slot that ran it (1..workers), if any.
+        instance: the worker instance that ran it, if any.
+        host: the host it ran on, if any.
+        pid: the process id it ran in, if any.
+        attempts: how many times it was sent to a worker.
+        seed: the random seed it ran with, if one was given.
+        exception: the exception object itself, when it could be unpickled.
+    """
+
+    name: str
+    result: Any = None
+    status: Status = "success"
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    time_start: float | None = None
+    time_end: float | None = None
+    controller: str = ""
+    launcher: str = ""
+    worker: int | None = None
+    instance: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    attempts: int = 0
+    seed: int | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the task succeeded."""
+        return self.status == "success"
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """One worker slot's counts (crew's client summary).
+
+    Attributes:
+        worker: slot index (1..workers).
+        online: whether a worker instance is connected in this slot now.
+        instances: worker instances that connected in this slot so far.
+        launches: launches attempted in this slot.
+        launch_failures: launches that never connected within ``seconds_launch``.
+        assigned: tasks sent to this slot's workers.
+        complete: tasks this slot's workers finished (any status they reported).
+        crashes: tasks lost because a worker of this slot disconnected mid-task.
+        seconds_busy: total seconds its workers spent running tasks.
+        instance: the current or last instance id.
+        host: the current or last worker's host.
+        pid: the current or last worker's pid.
+    """
+
+    worker: int
+    online: bool
+    instances: int
+    launches: int
+    launch_failures: int
+    assigned: int
+    complete: int
+    crashes: int
+    seconds_busy: float
+    instance: str | None
+    host: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class ControllerSummary:
+    """A controller's task counts.
+
+    Attributes:
+        controller: the controller's name.
+        launcher: its launcher's name.
+        pushed: tasks submitted so far.
+        queued: tasks waiting for a worker.
+        running: tasks sent to a worker and not yet resolved.
+        resolved: tasks resolved (by any status).
+        popped: resolved results handed out by ``pop``/``collect``.
+        success, error, crash, cancel, timeout: resolved tasks by status.
+        retries: times a task was requeued after its worker died.
+        workers_online: workers connected now.
+        workers_launching: workers launched and not yet connected.
+        seconds: time since the controller started.
+    """
+
+    controller: str
+    launcher: str
+    pushed: int
+    queued: int
+    running: int
+    resolved: int
+    popped: int
+    success: int
+    error: int
+    crash: int
+    cancel: int
+    timeout: int
+    retries: int
+    workers_online: int
+    workers_launching: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything :meth:`Controller.summary` reports.
+
+    Attributes:
+        controller: task counts.
+        workers: one row per worker slot.
+        launcher: the launcher's name, options, and its launch counts.
+    """
+
+    controller: ControllerSummary
+    workers: tuple[WorkerSummary, ...]
+    launcher: dict[str, Any]
+
+    def __str__(self) -> str:
+        c = self.controller
+        lines = [
+            f"controller {c.controller!r} (launcher {c.launcher!r}): pushed {c.pushed}, queued {c.queued}, "
+            f"running {c.running}, resolved {c.resolved} (success {c.success}, error {c.error}, "
+            f"crash {c.crash}, cancel {c.cancel}, timeout {c.timeout}), retries {c.retries}, "
+            f"workers online {c.workers_online}, launching {c.workers_launching}",
+            "worker online instances launches failed assigned complete crashes seconds_busy",
+        ]
+        for w in self.workers:
+            lines.append(
+                f"{w.worker:>6} {str(w.online):>6} {w.instances:>9} {w.launches:>8} {w.launch_failures:>6} "
+                f"{w.assigned:>8} {w.complete:>8} {w.crashes:>7} {w.seconds_busy:>12.3f}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Tasks on the controller side: the queued record, pickling and result decoding."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import cloudpickle
+
+from pycrew.errors import RemoteTraceback, SerializationError
+from pycrew.results import Status, TaskResult
+
+
+class Task:
+    """One task as the dispatcher tracks it (small on purpose: many may be queued)."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "payload",
+        "future",
+        "keep",
+        "attempts",
+        "crashes",
+        "seed",
+        "seconds_timeout",
+        "running",
+        "resolved",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        name: str,
+        payload: bytes,
+        future: Future[Any] | None,
+        keep: bool,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.payload = payload
+        self.future = future
+        self.keep = keep
+        self.attempts = 0
+        self.crashes = 0
+        self.seed = seed
+        self.seconds_timeout = seconds_timeout
+        self.running = False
+        self.resolved = False
+
+
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Find which part of a task does not pickle, for the error message."""
+    parts: list[tuple[str, Any]] = [("the function", fn)]
+    parts += [(f"argument {i}", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, obj in parts:
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            return f"{label} ({_describe(obj)}): {type(exc).__name__}: {exc}"
+    return "unknown part"
+
+
+def pack_task(name: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None) -> bytes:
+    """Pickle a task for the wire.
+
+    Raises:
+        SerializationError: naming the object that cannot be pickled.
+    """
+    try:
+        return cloudpickle.dumps((fn, args, kwargs, seed, name), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise SerializationError(
+            f"task {name!r} cannot be pickled: {_culprit(fn, args, kwargs)}. Tasks travel to "
+            "workers with cloudpickle: pass picklable values (create locks, connections and "
+            "open files inside the task instead)"
+        ) from exc
+
+
+def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResult:
+    """Build the :class:`TaskResult` of a task from a worker's result payload.
+
+    ``where`` carries the fields describing the worker (controller, launcher, worker,
+    instance, host, pid). A payload that cannot be unpickled here (e.g. the value's
+    class is not importable on the controller) becomes an ``error`` result saying so.
+    """
+    try:
+        (status, value, error, error_type, tb, exc_bytes, warns, t0, t1) = pickle.loads(payload)
+    except Exception as exc:
+        return TaskResult(
+            name=task.name,
+            status="error",
+            error=f"the result could not be unpickled on the controller: {type(exc).__name__}: {exc}",
+            error_type="pycrew.errors.SerializationError",
+            time_end=time.time(),
+            attempts=task.attempts,
+            seed=task.seed,
+            exception=SerializationError(f"result of task {task.name!r} could not be unpickled: {exc}"),
+            **where,
+        )
+    exception: BaseException | None = None
+    if exc_bytes is not None:
+        try:
+            exception = pickle.loads(exc_bytes)
+        except Exception:  # the type may not exist here; the text fields still say it all
+            exception = None
+        if exception is not None and tb:
+            exception.__cause__ = RemoteTraceback(tb)
+    return TaskResult(
+        name=task.name,
+        result=value,
+        status=status,
+        error=error,
+        error_type=error_type,
+        traceback=tb,
+        warnings=tuple(warns),
+        seconds=(t1 - t0) if t0 is not None and t1 is not None else 0.0,
+        time_start=t0,
+        time_end=t1,
+        attempts=task.attempts,
+        seed=task.seed,
+        exception=exception,
+        **where,
+    )
+
+
+def local_result(task: Task, status: Status, error: str, error_type: str, where: dict[str, Any]) -> TaskResult:
+    """A result made on the controller (crash, cancel, timeout) rather than by a worker."""
+    return TaskResult(
+        name=task.name,
+        status=status,
+        error=error,
+        error_type=error_type,
+        time_end=time.time(),
+        attempts=task.attempts,
+        seed=task.seed,
+        **where,
+    )

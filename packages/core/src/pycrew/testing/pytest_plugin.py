@@ -1,0 +1,1 @@
+"""pytest plugin of pycrew: fixtures for launcher authors (registered through pytest11)."""

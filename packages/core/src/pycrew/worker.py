@@ -1,0 +1,315 @@
+"""The worker: ``python -m pycrew.worker`` (or ``pycrew worker``).
+
+It dials the controller, proves its instance token (read from the environment variable
+``PYCREW_TOKEN``, never from the command line), runs the tasks it is sent, and exits
+after ``--seconds-idle`` without work, ``--seconds-wall`` of life or ``--tasks-max``
+tasks, and promptly when the controller goes away (connection closed, or no heartbeat
+within the timeout the controller announces).
+
+It imports nothing of the controller side: a container with pycrew and the user's code
+is enough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import logging
+import math
+import os
+import pickle
+import random
+import socket
+import sys
+import threading
+import time
+import traceback
+import warnings
+from typing import Any
+
+import cloudpickle
+import pynng
+
+from pycrew import protocol as p
+from pycrew.plugin_api import TLS_CA_ENV, TOKEN_ENV
+
+log = logging.getLogger("pycrew.worker")
+
+EXIT_OK = 0
+EXIT_NO_TOKEN = 2
+EXIT_NO_CONNECTION = 3
+EXIT_CONTROLLER_GONE = 4
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if math.isnan(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 or 'inf', got {text!r}")
+    return value
+
+
+def _count(text: str) -> int | None:
+    if text in ("inf", "none", "None", ""):
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 or 'inf', got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The worker's command-line parser."""
+    ap = argparse.ArgumentParser(prog="python -m pycrew.worker", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", required=True, help="the controller's address, e.g. tcp://10.0.0.5:40123")
+    ap.add_argument("--instance", required=True, help="this worker instance's id")
+    ap.add_argument("--worker", type=int, default=0, help="the worker slot index")
+    ap.add_argument("--launcher", default="", help="the launcher's name")
+    ap.add_argument("--controller", default="", help="the controller's name")
+    ap.add_argument("--controller-id", default="", help="the controller's id")
+    ap.add_argument("--seconds-idle", type=_seconds, default=math.inf)
+    ap.add_argument("--seconds-wall", type=_seconds, default=math.inf)
+    ap.add_argument("--tasks-max", type=_count, default=None)
+    ap.add_argument("--seconds-launch", type=_seconds, default=60.0, help="give up if not connected by then")
+    return ap
+
+
+def run_task(payload: bytes) -> bytes:
+    """Run one pickled task and return its pickled result tuple (never raises)."""
+    t0 = time.time()
+    warns: list[str] = []
+    seed_state: Any = None
+    try:
+        fn, args, kwargs, seed, _name = pickle.loads(payload)
+        if seed is not None:
+            seed_state = _seed(seed)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = fn(*args, **kwargs)
+            warns = [f"{w.category.__name__}: {w.message}" for w in caught]
+        finally:
+            if seed_state is not None:
+                _restore(seed_state)
+    except BaseException as exc:  # the task's failure is the result: report it, keep serving
+        t1 = time.time()
+        tb = traceback.format_exc()
+        try:
+            exc_bytes: bytes | None = cloudpickle.dumps(exc)
+            pickle.loads(exc_bytes)
+        except Exception:
+            exc_bytes = None
+        kind = type(exc)
+        qual = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+        return cloudpickle.dumps(("error", None, str(exc) or repr(exc), qual, tb, exc_bytes, warns, t0, t1))
+    t1 = time.time()
+    try:
+        return cloudpickle.dumps(("success", value, "", "", "", None, warns, t0, t1))
+    except Exception as exc:
+        message = f"the task's return value ({type(value).__name__}) cannot be pickled: {type(exc).__name__}: {exc}"
+        return cloudpickle.dumps(
+            ("error", None, message, "pycrew.errors.SerializationError", traceback.format_exc(), None, warns, t0, t1)
+        )
+
+
+def _seed(seed: int) -> tuple[Any, Any]:
+    state = random.getstate()
+    random.seed(seed)
+    np_state = None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        np_state = numpy.random.get_state()
+        numpy.random.seed(seed % (2**32))
+    return state, np_state
+
+
+def _restore(saved: tuple[Any, Any]) -> None:
+    random.setstate(saved[0])
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and saved[1] is not None:
+        numpy.random.set_state(saved[1])
+
+
+class Worker:
+    """One worker process's connection and task loop."""
+
+    FLUSH_COUNT = 256
+    FLUSH_SECONDS = 0.002
+
+    def __init__(self, args: argparse.Namespace, token: str, ca: str | None) -> None:
+        self.args = args
+        self.token = token
+        self.started = time.monotonic()
+        self.tasks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.cv = threading.Condition()
+        self.connected = threading.Event()
+        self.welcomed = threading.Event()
+        self.gone = threading.Event()
+        self.stop_reason = ""
+        self.frames_received = 0
+        self.last_seen = time.monotonic()
+        self.seconds_heartbeat = 2.0
+        self.seconds_heartbeat_timeout = 20.0
+        self.running = False
+        self.done = 0
+        self.sock = pynng.Pair1(recv_max_size=0)
+        if args.url.startswith("tls+"):
+            if not ca:
+                raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
+            host = args.url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+            from pycrew.tls import TLS
+
+            self.sock.tls_config = TLS.client_config(ca, host)
+        self.sock.add_post_pipe_connect_cb(lambda pipe: self.connected.set())
+        self.sock.add_post_pipe_remove_cb(self._pipe_removed)
+
+    def _pipe_removed(self, pipe: pynng.Pipe) -> None:
+        if self.connected.is_set():
+            self._controller_gone("the controller closed the connection")
+
+    def _controller_gone(self, why: str) -> None:
+        if self.gone.is_set():
+            return
+        self.stop_reason = why
+        self.gone.set()
+        with self.cv:
+            self.cv.notify_all()
+        if self.running:  # a task is running: it cannot be interrupted politely, so exit now
+            log.info("pycrew worker %s exiting during a task: %s", self.args.instance, why)
+            os._exit(EXIT_CONTROLLER_GONE)
+
+    # -- comms thread ------------------------------------------------------------------
+
+    def _comms(self) -> None:
+        sock = self.sock
+        next_beat = time.monotonic()
+        while not self.gone.is_set():
+            now = time.monotonic()
+            if self.welcomed.is_set() and now >= next_beat:
+                next_beat = now + self.seconds_heartbeat
+                self._send(bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little"))
+                if now - self.last_seen > self.seconds_heartbeat_timeout:
+                    self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
+                    return
+            sock.recv_timeout = max(1, int(min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat) * 1000))
+            try:
+                frame = sock.recv()
+            except pynng.Timeout:
+                continue
+            except pynng.Closed:
+                return
+            self.last_seen = time.monotonic()
+            kind = frame[0] if frame else -1
+            if kind == p.TASKS:
+                records = p.decode_records(frame)
+                with self.cv:
+                    self.frames_received += 1
+                    self.tasks.extend(records)
+                    self.cv.notify()
+            elif kind == p.CHALLENGE:
+                nonce = p.decode_challenge(frame)
+                hello = {
+                    "v": p.PROTOCOL_VERSION,
+                    "instance": self.args.instance,
+                    "mac": p.mac(self.token, nonce, self.args.instance),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "worker": self.args.worker,
+                    "tasks_max": self.args.tasks_max,
+                }
+                self._send(p.encode_json(p.HELLO, hello))
+            elif kind == p.WELCOME:
+                body = p.decode_json(frame)
+                self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
+                self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+                self.welcomed.set()
+            elif kind == p.STOP:
+                self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+                return
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.sock.send(frame)
+        except pynng.NNGException as exc:
+            log.debug("send failed: %s", exc)
+
+    # -- main thread ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Connect, serve tasks until an exit rule fires, and return the exit code."""
+        a = self.args
+        self.sock.dial(a.url, block=False)
+        comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
+        comms.start()
+        if not self.welcomed.wait(a.seconds_launch):
+            log.error("pycrew worker %s could not connect to %s within %s s", a.instance, a.url, a.seconds_launch)
+            self.sock.close()
+            return EXIT_NO_CONNECTION
+        reason = self._serve()
+        if not self.gone.is_set():
+            unstarted = [i for i, _ in self.tasks]
+            self._send(p.encode_json(p.BYE, {"reason": reason, "unstarted": unstarted}))
+            self.gone.wait(2.0)  # the dispatcher closes the link after reading BYE
+        self.sock.close()
+        return EXIT_OK
+
+    def _serve(self) -> str:
+        a = self.args
+        results: list[tuple[int, bytes]] = []
+        first_pending = 0.0
+        last_work = time.monotonic()
+        wall_end = self.started + a.seconds_wall
+        while True:
+            now = time.monotonic()
+            if self.gone.is_set():
+                return self.stop_reason
+            if a.tasks_max is not None and self.done >= a.tasks_max and not self.tasks:
+                self._flush(results)
+                return f"tasks_max={a.tasks_max} reached"
+            if now >= wall_end:
+                self._flush(results)
+                return f"seconds_wall={a.seconds_wall:g} reached"
+            with self.cv:
+                if not self.tasks:
+                    if results:
+                        self._flush(results)
+                        results = []
+                    deadline = min(last_work + a.seconds_idle, wall_end)
+                    if now >= deadline:
+                        return f"idle for seconds_idle={a.seconds_idle:g}"
+                    self.cv.wait(min(deadline - now, 1.0))
+                    continue
+                task_id, payload = self.tasks.popleft()
+            self.running = True
+            out = run_task(payload)
+            self.running = False
+            self.done += 1
+            last_work = time.monotonic()
+            if not results:
+                first_pending = last_work
+            results.append((task_id, out))
+            if not self.tasks or len(results) >= self.FLUSH_COUNT or last_work - first_pending > self.FLUSH_SECONDS:
+                self._flush(results)
+                results = []
+
+    def _flush(self, results: list[tuple[int, bytes]]) -> None:
+        if results:
+            self._send(p.encode_records(p.RESULTS, results))
+            results.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pycrew.worker``."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("PYCREW_WORKER_LOG_LEVEL", "WARNING"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = os.environ.pop(TOKEN_ENV, None)
+    if not token:
+        print(f"pycrew worker: the environment variable {TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
+        return EXIT_NO_TOKEN
+    ca = os.environ.pop(TLS_CA_ENV, None)
+    gc.collect()
+    return Worker(args, token, ca).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
