@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import concurrent.futures
 import itertools
 import logging
@@ -18,6 +19,7 @@ from pycrew.controller_options import ControllerOptions, build_controller_option
 from pycrew.dispatcher import Conn, Dispatcher, DispatcherSettings
 from pycrew.errors import ControllerError, OptionsError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.launcher import Launcher
+from pycrew.options import unknown_keys_message
 from pycrew.network import format_url, routable_address
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
@@ -59,6 +61,12 @@ class Controller(concurrent.futures.Executor):
         self.spec: LauncherSpec = self._registry.launcher(launcher)
         own, rest = split_options({"workers": workers, **options})
         self.options: ControllerOptions = build_controller_options(own)
+        valid = {f.name for f in dataclasses.fields(self.spec.options_type) if f.init}
+        unknown = set(rest) - valid
+        if unknown:
+            raise OptionsError(
+                unknown_keys_message(f"controller or {self.spec.name!r} launcher", unknown, valid | ControllerOptions.keys())
+            )
         self.launcher_options = self.spec.options_type.from_mapping(rest)
         self.name = self.options.name or self.spec.name
         self.id = secrets.token_hex(8)
@@ -450,7 +458,7 @@ class Controller(concurrent.futures.Executor):
                 launch_failures=s.launch_failures,
                 assigned=int(self._slot_counts[s.index][1]) + assigned[s.index],
                 complete=int(self._slot_counts[s.index][1]),
-                crashes=0,
+                crashes=s.crashes,
                 seconds_busy=float(self._slot_counts[s.index][3]),
                 instance=s.instance or s.last_instance,
                 host=s.host,

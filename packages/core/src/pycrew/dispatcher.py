@@ -241,10 +241,10 @@ class Dispatcher:
                 self._send(conn, p.encode_json(p.STOP, {"reason": "controller terminated"}))
 
     def _step(self) -> None:
+        while self.submissions:  # before the inbox: a call made after a push sees the task
+            self.queue.append(self.submissions.popleft())
         while self.inbox:
             self.inbox.popleft()()
-        while self.submissions:
-            self.queue.append(self.submissions.popleft())
         now = time.monotonic()
         while self._new_pipes:
             pipe = self._new_pipes.popleft()

@@ -58,7 +58,7 @@ class Slot:
         "host",
         "pid",
         "last_instance",
-        "abandoned",
+        "crashes",
     )
 
     def __init__(self, index: int) -> None:
@@ -76,7 +76,7 @@ class Slot:
         self.host: str | None = None
         self.pid: int | None = None
         self.last_instance: str | None = None
-        self.abandoned: set[str] = set()
+        self.crashes = 0
 
 
 class Launcher:
@@ -296,6 +296,8 @@ class Launcher:
         if slot is not None and slot.instance == instance:
             slot.state = IDLE
             slot.instance = None
+            if crashed:
+                slot.crashes += 1
         self.terminate_instances([instance], "worker crashed" if crashed else "worker exited")
 
     # -- termination ---------------------------------------------------------------------

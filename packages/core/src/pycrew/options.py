@@ -65,6 +65,8 @@ def _coerce(value: Any, tp: Any) -> Any:
             if typing.get_origin(arg) is frozenset and isinstance(value, (list, set, tuple)):
                 return frozenset(value)
         return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if origin is frozenset and isinstance(value, (list, set, tuple)):

@@ -113,7 +113,7 @@ class PluginRegistry:
             PluginError: a hook implementation does not match its spec (naming plugin and
                 hook), a ``pycrew_*`` function matches no hook, or a launcher name clashes.
         """
-        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        label = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
         with self._lock:
             try:
                 self.pm.register(plugin, name=label)

@@ -74,7 +74,7 @@ class WorkerSummary:
         launch_failures: launches that never connected within ``seconds_launch``.
         assigned: tasks sent to this slot's workers.
         complete: tasks this slot's workers finished (any status they reported).
-        crashes: tasks lost because a worker of this slot disconnected mid-task.
+        crashes: worker instances of this slot lost without saying goodbye (killed, crashed, silent).
         seconds_busy: total seconds its workers spent running tasks.
         instance: the current or last instance id.
         host: the current or last worker's host.

@@ -1,0 +1,164 @@
+"""The plugin system: registration, validation, routing, allow/block lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+import pycrew
+from pycrew.plugins import PluginRegistry
+
+
+@dataclass(frozen=True)
+class DummyOptions(pycrew.LauncherOptions):
+    owner: ClassVar[str] = "dummy"
+    size: int = 1
+
+
+class Dummy:
+    """A launcher that records calls instead of starting workers."""
+
+    def __init__(self, name: str = "dummy") -> None:
+        self.name = name
+        self.launched: list[int] = []
+        self.terminated: list[object] = []
+
+    @pycrew.hookimpl
+    def pycrew_register_launchers(self, register):
+        register(self.name, DummyOptions, summary="records calls")
+
+    @pycrew.hookimpl
+    def pycrew_launch_workers(self, launcher, calls):
+        self.launched.append(len(calls))
+        return [f"{self.name}-{c.worker}" for c in calls]
+
+    @pycrew.hookimpl
+    def pycrew_terminate_workers(self, launcher, handles):
+        self.terminated.extend(handles)
+
+    @pycrew.hookimpl
+    def pycrew_list_workers(self, launcher, controller_id):
+        return []
+
+
+def test_register_and_route_only_to_the_chosen_launcher():
+    reg = PluginRegistry(load_entry_points=False)
+    a, b = Dummy("a"), Dummy("b")
+    reg.register(a)
+    reg.register(b)
+    spec = reg.launcher("b")
+    info = pycrew.LauncherInfo("b", DummyOptions())
+    handles = reg.call(spec, "pycrew_launch_workers", launcher=info, calls=[])
+    assert handles == [] and b.launched == [0] and a.launched == []
+
+
+def test_observer_wrapper_sees_every_launch():
+    reg = PluginRegistry(load_entry_points=False)
+    seen: list[str] = []
+
+    class Observer:
+        @pycrew.hookimpl(wrapper=True)
+        def pycrew_launch_workers(self, launcher, calls):
+            seen.append(launcher.name)
+            return (yield)
+
+    reg.register(Dummy("a"))
+    reg.register(Observer())
+    reg.call(reg.launcher("a"), "pycrew_launch_workers", launcher=pycrew.LauncherInfo("a", DummyOptions()), calls=[])
+    assert seen == ["a"]
+
+
+def test_bad_hook_signature_fails_at_load_naming_plugin_and_hook():
+    class Bad:
+        @pycrew.hookimpl
+        def pycrew_launch_workers(self, launcher, calls, extra):
+            return []
+
+    reg = PluginRegistry(load_entry_points=False)
+    with pytest.raises(pycrew.PluginError, match="'bad-plugin'.*pycrew_launch_workers"):
+        reg.register(Bad(), name="bad-plugin")
+
+
+def test_misspelt_hook_fails_at_load():
+    class Typo:
+        @pycrew.hookimpl
+        def pycrew_lauch_workers(self, launcher, calls):
+            return []
+
+    reg = PluginRegistry(load_entry_points=False)
+    with pytest.raises(pycrew.PluginError, match="pycrew_lauch_workers"):
+        reg.register(Typo(), name="typo")
+
+
+def test_duplicate_launcher_name_is_an_error():
+    reg = PluginRegistry(load_entry_points=False)
+    reg.register(Dummy("x"))
+    with pytest.raises(pycrew.PluginError, match="registered twice"):
+        reg.register(Dummy("x"))
+
+
+def test_options_type_must_derive_from_launcher_options():
+    class NoOptions:
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register):
+            register("bad", dict)
+
+    with pytest.raises(pycrew.PluginError, match="subclass of pycrew.LauncherOptions"):
+        PluginRegistry(load_entry_points=False).register(NoOptions())
+
+
+def test_local_launcher_is_found_through_its_entry_point():
+    reg = PluginRegistry()
+    assert "local" in reg.installed_launchers()
+    spec = reg.launcher("local")
+    assert spec.distribution == "pycrew-local" and spec.version
+
+
+def test_block_list_hides_a_launcher(monkeypatch):
+    monkeypatch.setenv("PYCREW_BLOCK_PLUGINS", "local")
+    reg = PluginRegistry()
+    assert "local" not in reg.installed_launchers()
+    with pytest.raises(pycrew.LauncherNotFoundError, match="installed but not loaded"):
+        reg.launcher("local")
+
+
+def test_allow_list_loads_only_named_plugins(monkeypatch):
+    monkeypatch.setenv("PYCREW_PLUGINS", "")
+    reg = PluginRegistry()
+    assert reg.installed_launchers() == []
+    monkeypatch.setenv("PYCREW_PLUGINS", "local")
+    assert PluginRegistry().installed_launchers() == ["local"]
+
+
+def test_unknown_launcher_message():
+    reg = PluginRegistry(load_entry_points=False)
+    reg.register(Dummy("a"))
+    with pytest.raises(pycrew.LauncherNotFoundError, match=r"no launcher named 'k8s'; installed: a\. To add it: pip install \"pycrew\[k8s\]\""):
+        reg.launcher("k8s")
+
+
+def test_controller_with_a_registered_launcher_batches_its_launches():
+    reg = PluginRegistry(load_entry_points=False)
+    dummy = Dummy("d")
+    reg.register(dummy)
+    c = pycrew.Controller("d", workers=3, registry=reg, seconds_launch=30)
+    try:
+        c.start()
+        for i in range(5):
+            c.push(abs, (i,))
+        deadline = __import__("time").monotonic() + 10
+        while not dummy.launched and __import__("time").monotonic() < deadline:
+            __import__("time").sleep(0.02)
+        assert dummy.launched == [3], "demand for 3 workers must be one batched hook call"
+    finally:
+        c.terminate()
+    assert sorted(dummy.terminated) == ["d-1", "d-2", "d-3"], "terminate() must reach never-connected workers"
+
+
+def test_options_are_type_checked():
+    with pytest.raises(pycrew.OptionsError, match="dummy option 'size' must be int, got 'x'"):
+        DummyOptions(size="x")  # type: ignore[arg-type]
+    with pytest.raises(pycrew.OptionsError, match="unknown dummy option"):
+        DummyOptions.from_mapping({"sise": 1})

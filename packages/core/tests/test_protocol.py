@@ -1,0 +1,35 @@
+"""Wire framing and the handshake proof."""
+
+from __future__ import annotations
+
+import pytest
+
+from pycrew import protocol as p
+
+
+def test_records_round_trip():
+    records = [(1, b"a"), (2**40, b""), (3, b"x" * 1000)]
+    assert p.decode_records(p.encode_records(p.TASKS, records)) == records
+
+
+@pytest.mark.parametrize("frame", [b"T\x01", b"T" + b"\x01" * 12 + b"\xff\xff\xff\x00"])
+def test_truncated_records_are_rejected(frame):
+    with pytest.raises(p.ProtocolError):
+        p.decode_records(frame)
+
+
+def test_mac_depends_on_token_nonce_and_instance():
+    nonce = p.new_nonce()
+    proof = p.mac("t", nonce, "i")
+    assert p.verify_mac("t", nonce, "i", proof)
+    assert not p.verify_mac("u", nonce, "i", proof)
+    assert not p.verify_mac("t", p.new_nonce(), "i", proof)
+    assert not p.verify_mac("t", nonce, "j", proof)
+
+
+def test_json_frames_are_bounded_and_must_be_objects():
+    with pytest.raises(p.ProtocolError):
+        p.decode_json(b"H" + b"[1]")
+    with pytest.raises(p.ProtocolError):
+        p.decode_json(b"H" + b"{}" + b" " * 5000, limit=p.HELLO_MAX_BYTES)
+    assert p.decode_json(p.encode_json(p.HELLO, {"a": 1})) == {"a": 1}

@@ -1,0 +1,64 @@
+"""Task functions for the tests (importable by workers, since tests/ is on their sys.path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+
+
+def whoami() -> tuple[str, int]:
+    """The worker's host name and pid."""
+    return socket.gethostname(), os.getpid()
+
+
+def identity(x: object) -> object:
+    """Return the argument."""
+    return x
+
+
+def sleep_then(seconds: float, value: object = None) -> object:
+    """Sleep, then return ``value``."""
+    time.sleep(seconds)
+    return value
+
+
+def crash_first_time(marker: str) -> str:
+    """Kill the worker process on the first call (marker file absent); succeed afterwards."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os._exit(13)
+    return "survived"
+
+
+def always_crash() -> None:
+    """Kill the worker process every time."""
+    os._exit(13)
+
+
+def raise_value_error(message: str) -> None:
+    """Raise ValueError(message)."""
+    raise ValueError(message)
+
+
+def warn_and_return(value: object) -> object:
+    """Emit a UserWarning, then return ``value``."""
+    warnings.warn("careful", UserWarning, stacklevel=1)
+    return value
+
+
+def write_pid_then_sleep(path: str, seconds: float) -> int:
+    """Write this worker's pid to ``path``, then sleep."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def unpicklable_result() -> object:
+    """Return a value that cannot be pickled."""
+    import threading
+
+    return threading.Lock()

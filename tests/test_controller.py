@@ -1,0 +1,151 @@
+"""crew's informal and load tests, and the result API, on the local launcher."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+
+import pycrew
+from conftest import wait_for, worker_pids
+from helpers import identity, raise_value_error, unpicklable_result, warn_and_return, whoami
+
+
+def test_informal_task_reports_the_pid_of_the_launched_worker(make_controller):
+    c = make_controller("local", workers=2).start()
+    c.push(whoami, name="get worker host and pid")
+    assert c.wait(timeout=30)
+    result = c.pop()
+    assert result is not None and result.status == "success", result
+    host, pid = result.result
+    assert host == socket.gethostname()
+    slot = c.launcher.slots[result.worker - 1]
+    assert slot.handle.pid == pid, "the task ran in a process other than the one the launcher started"
+    assert (result.pid, result.host, result.worker) == (pid, host, 1)
+    summary = c.summary()
+    online = [w for w in summary.workers if w.online]
+    assert len(online) == 1, f"only one worker was needed: {summary}"
+    assert (online[0].assigned, online[0].complete, online[0].instances) == (1, 1, 1)
+    assert summary.controller.resolved == 1 and summary.controller.success == 1
+    c.terminate()
+    assert worker_pids(c.id) == [], "terminate() left workers running"
+
+
+def test_load_two_batches_with_idle_out_in_between(make_controller):
+    c = make_controller("local", workers=2, seconds_idle=2).start()
+    for i in range(1, 101):
+        c.push(identity, args=(i,), name=f"task_{i}")
+    assert c.wait(timeout=60)
+    wait_for(lambda: c.summary().controller.workers_online == 0, 30, message="workers did not idle out")
+    for i in range(101, 201):
+        c.push(identity, args=(i,), name=f"task_{i}")
+    assert c.wait(timeout=60)
+    wait_for(lambda: c.summary().controller.workers_online == 0, 30, message="workers did not idle out")
+    results = c.collect()
+    assert sorted(r.result for r in results) == list(range(1, 201))
+    assert all(r.status == "success" for r in results)
+    assert c.pop() is None
+    summary = c.summary()
+    assert summary.controller.resolved == 200 and summary.controller.popped == 200
+    assert sum(w.instances for w in summary.workers) >= 2, "the second batch needed relaunched workers"
+    c.terminate()
+    assert worker_pids(c.id) == []
+
+
+def test_error_result_carries_remote_traceback_and_type(make_controller):
+    c = make_controller().start()
+    c.push(raise_value_error, args=("no good",), name="bad")
+    c.push(identity, args=(5,), name="good")
+    c.wait(timeout=30)
+    results = {r.name: r for r in c.collect()}
+    bad = results["bad"]
+    assert bad.status == "error" and bad.error == "no good" and bad.error_type == "ValueError"
+    assert "raise_value_error" in bad.traceback and "ValueError: no good" in bad.traceback
+    assert isinstance(bad.exception, ValueError)
+    assert results["good"].result == 5, "an erroring task must not break the controller"
+
+
+def test_result_fields_are_filled(make_controller):
+    c = make_controller().start()
+    c.push(warn_and_return, args=(3,), name="w")
+    c.wait(timeout=30)
+    r = c.pop()
+    assert r.result == 3 and r.warnings == ("UserWarning: careful",)
+    assert r.controller == "local" and r.launcher == "local" and r.attempts == 1
+    assert r.time_start is not None and r.time_end is not None and r.time_end >= r.time_start
+    assert r.seconds >= 0 and r.instance and r.pid and r.host
+
+
+def test_unpicklable_task_fails_at_push_naming_the_object(make_controller):
+    import threading
+
+    c = make_controller()
+    with pytest.raises(pycrew.SerializationError, match=r"argument 0 \(<unlocked _thread.lock"):
+        c.push(identity, args=(threading.Lock(),))
+    with pytest.raises(pycrew.SerializationError, match="keyword argument 'x'"):
+        c.submit(identity, x=threading.Lock())
+
+
+def test_unpicklable_return_value_is_an_error_result(make_controller):
+    c = make_controller()
+    c.push(unpicklable_result, name="lock")
+    c.wait(timeout=30)
+    r = c.pop()
+    assert r.status == "error" and "cannot be pickled" in r.error
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"workers": 0}, "'workers' must be >= 1, got 0"),
+        ({"seconds_idle": -1}, "'seconds_idle' must be > 0"),
+        ({"seconds_idle": math.nan}, "'seconds_idle' must be > 0"),
+        ({"launch_max": 0}, "'launch_max' must be >= 1"),
+        ({"workers": "2"}, "'workers' must be int"),
+        ({"seconds_idel": 2}, "'seconds_idel' \\(did you mean 'seconds_idle'\\?\\)"),
+        ({"tls": "sometimes"}, "tls mode must be"),
+        ({"port": 70000}, "'port' must be between 0 and 65535"),
+    ],
+)
+def test_invalid_options_fail_when_the_controller_is_built(options, match):
+    with pytest.raises(pycrew.OptionsError, match=match):
+        pycrew.controller("local", **options)
+
+
+def test_unknown_launcher_names_the_installed_ones_and_the_install_hint():
+    with pytest.raises(pycrew.LauncherNotFoundError) as info:
+        pycrew.controller("slrum")
+    message = str(info.value)
+    assert "no launcher named 'slrum'" in message and "local" in message
+    assert 'pip install "pycrew[slrum]"' in message
+
+
+def test_launcher_call_shows_the_exact_worker_command_without_secrets(make_controller):
+    c = make_controller("local", workers=3, seconds_idle=7)
+    call = c.launcher.call(worker=3)
+    assert call.args[:2] == ("-m", "pycrew.worker")
+    assert call.worker == 3 and call.launcher == "local" and call.instance in call.args
+    assert "--seconds-idle" in call.args and "7.0" in call.args
+    assert call.token not in " ".join(call.argv), "the token must never be on the command line"
+    assert call.token not in repr(call)
+    assert call.environment()[pycrew.TOKEN_ENV] == call.token
+
+
+def test_summary_counts_before_start(make_controller):
+    c = make_controller("local", workers=2)
+    s = c.summary()
+    assert s.controller.pushed == 0 and len(s.workers) == 2 and not any(w.online for w in s.workers)
+    assert c.pop() is None and c.collect() == [] and c.wait() is True
+
+
+def test_wait_one_and_timeout(make_controller):
+    from helpers import sleep_then
+
+    c = make_controller("local", workers=1).start()
+    c.push(sleep_then, args=(3, "late"))
+    assert c.wait("all", timeout=0.2) is False
+    assert c.wait("one", timeout=30) is True
+    assert c.pop().result == "late"
+    with pytest.raises(pycrew.OptionsError):
+        c.wait("some")

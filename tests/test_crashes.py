@@ -1,0 +1,131 @@
+"""Nothing is lost when workers or the controller die."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+from conftest import pid_gone, wait_for, worker_pids
+from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
+
+
+def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_controller, tmp_path):
+    c = make_controller("local", workers=1).start()
+    c.push(crash_first_time, args=(str(tmp_path / "marker"),), name="crashy")
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "success" and r.result == "survived", r
+    assert r.attempts == 2
+    s = c.summary()
+    assert s.controller.retries == 1 and s.workers[0].crashes == 1 and s.workers[0].instances == 2
+
+
+def test_task_resolves_as_crash_after_crashes_max(make_controller):
+    c = make_controller("local", workers=1, crashes_max=2).start()
+    c.push(always_crash, name="doomed")
+    c.push(identity, args=(1,), name="fine")
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert results["doomed"].status == "crash" and results["doomed"].attempts == 2
+    assert "died 2 time(s)" in results["doomed"].error
+    assert results["fine"].status == "success"
+
+
+def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path):
+    c = make_controller("local", workers=2).start()
+    pid_file = tmp_path / "pid"
+    c.push(write_pid_then_sleep, args=(str(pid_file), 1.0), name="victim")
+    for i in range(20):
+        c.push(identity, args=(i,), name=f"other_{i}")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the task never started")
+    first_pid = int(pid_file.read_text())
+    os.kill(first_pid, signal.SIGKILL)
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert len(results) == 21, "every task resolves exactly once"
+    victim = results["victim"]
+    assert victim.status == "success" and victim.attempts == 2 and victim.pid != first_pid
+    assert sorted(results[f"other_{i}"].result for i in range(20)) == list(range(20))
+
+
+def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_controller, tmp_path):
+    c = make_controller("local", workers=2, seconds_heartbeat=0.2, seconds_heartbeat_timeout=1.5).start()
+    pid_file = tmp_path / "pid"
+    c.push(write_pid_then_sleep, args=(str(pid_file), 0.5), name="frozen")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30)
+    frozen = int(pid_file.read_text())
+    os.kill(frozen, signal.SIGSTOP)  # a frozen VM: no FIN, no RST, just silence
+    try:
+        pid_file.unlink()
+        assert c.wait(timeout=30), "the task of a silent worker was never requeued"
+        r = c.pop()
+        assert r.status == "success" and r.pid != frozen and r.attempts == 2
+    finally:
+        try:
+            os.kill(frozen, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: pid_gone(frozen), 15, message="the frozen worker was not terminated")
+
+
+CLIENT = textwrap.dedent(
+    """
+    import sys, time, pycrew
+    c = pycrew.controller("local", workers=2, seconds_idle={idle}, seconds_heartbeat=0.5,
+                          seconds_heartbeat_timeout={hb_timeout})
+    c.start()
+    futures = [c.submit(time.sleep, 60) for _ in range(2)]
+    while c.summary().controller.workers_online < 2:
+        time.sleep(0.05)
+    print(c.id, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _start_client(idle: float, hb_timeout: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT.format(idle=idle, hb_timeout=hb_timeout)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    controller_id = proc.stdout.readline().strip()
+    assert controller_id, "the client process did not start its workers"
+    return proc, controller_id
+
+
+def test_workers_exit_when_the_client_is_killed(tmp_path):
+    proc, controller_id = _start_client(idle=2, hb_timeout=20)
+    try:
+        pids = worker_pids(controller_id)
+        assert len(pids) == 2
+        t0 = time.monotonic()
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: all(pid_gone(p) for p in pids), 2 + 5, message="workers outlived their killed client")
+        assert time.monotonic() - t0 < 7
+    finally:
+        proc.kill()
+        for pid in worker_pids(controller_id):
+            psutil.Process(pid).kill()
+
+
+def test_workers_exit_when_the_client_freezes(tmp_path):
+    proc, controller_id = _start_client(idle=60, hb_timeout=2)
+    try:
+        pids = worker_pids(controller_id)
+        assert len(pids) == 2
+        os.kill(proc.pid, signal.SIGSTOP)  # the link stays open but goes silent
+        wait_for(lambda: all(pid_gone(p) for p in pids), 2 + 5, message="workers kept running for a silent controller")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in worker_pids(controller_id):
+            psutil.Process(pid).kill()
