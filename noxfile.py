@@ -1,0 +1,72 @@
+"""nox sessions: tests per package, conformance per launcher, lint, typecheck, benchmarks.
+
+``nox -l`` lists them. Sessions reuse one virtualenv per session name; SLURM tests need a
+running cluster (``eval "$(scripts/slurm/start.sh)"``) and are skipped without one.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "core", "local", "slurm", "emulators", "template"]
+
+CORE = ["-e", "packages/core"]
+LOCAL = ["-e", "packages/launcher-local"]
+TEST_TOOLS = ["pytest", "pytest-timeout"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package."""
+    session.install("ruff")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on core."""
+    session.install("mypy", *CORE)
+    session.run("mypy", "--strict", "packages/core/src/pycrew")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """Core's own tests and the cross-package tests on the local launcher."""
+    session.install(*CORE, *LOCAL, *TEST_TOOLS)
+    session.run("pytest", "packages/core/tests", "tests", *session.posargs)
+
+
+@nox.session
+def local(session: nox.Session) -> None:
+    """The local launcher, conformance suite included."""
+    session.install(*CORE, *LOCAL, *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-local/tests", *session.posargs)
+
+
+@nox.session
+def slurm(session: nox.Session) -> None:
+    """The SLURM launcher against a real SLURM (start it with scripts/slurm/start.sh)."""
+    session.install(*CORE, "-e", "packages/launcher-slurm", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-slurm/tests", *session.posargs)
+
+
+@nox.session
+def emulators(session: nox.Session) -> None:
+    """The AWS Batch, Kubernetes and Cloud Run emulators, through the official clients."""
+    session.install(*CORE, "-e", "packages/emulators[all]", *TEST_TOOLS)
+    session.run("pytest", "packages/emulators/tests", *session.posargs)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """The example third-party plugin, installed like an outside package."""
+    session.install(*CORE, "examples/plugin-template", *TEST_TOOLS)
+    session.run("pytest", "examples/plugin-template/tests", *session.posargs)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Side-by-side benchmarks (prints numbers; never fails on them)."""
+    session.install(*CORE, *LOCAL, "dask[distributed]")
+    session.run("python", "benchmarks/bench_compare.py", *session.posargs)

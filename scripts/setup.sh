@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install pycrew, its launchers and the test tools into it (editable).
+# Usage: scripts/setup.sh [--test]   (--test adds the test emulators and tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+pkgs=(-e packages/core -e packages/launcher-local)
+[ -d packages/launcher-slurm ] && pkgs+=(-e packages/launcher-slurm)
+if [ "${1:-}" = "--test" ]; then
+    pkgs+=(-e "packages/emulators[all]" pytest pytest-timeout ruff mypy nox)
+    [ -d examples/plugin-template ] && pkgs+=(-e examples/plugin-template)
+fi
+.venv/bin/python -m pip install -q "${pkgs[@]}"
