@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
 
 import cloudpickle
-import psutil
-import pytest
-
-import pycrew
-
 import helpers
+import psutil
+import pycrew
+import pytest
 
 # Workers may run anywhere (emulated containers have a minimal environment): send the
 # test task functions by value rather than by module reference.
@@ -59,10 +58,8 @@ def make_controller() -> Iterator[Callable[..., pycrew.Controller]]:
         c.terminate()
     for c in made:
         for pid in worker_pids(c.id):
-            try:
+            with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
             pytest.fail(f"controller {c.name!r} left worker pid {pid} running after terminate()")
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import socket
 
-import pytest
-
 import pycrew
+import pytest
 from conftest import wait_for, worker_pids
 from helpers import identity, raise_value_error, unpicklable_result, warn_and_return, whoami
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,7 +11,6 @@ import textwrap
 import time
 
 import psutil
-
 from conftest import pid_gone, wait_for, worker_pids
 from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
 
@@ -67,10 +67,8 @@ def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_contr
         r = c.pop()
         assert r.status == "success" and r.pid != frozen and r.attempts == 2
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(frozen, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
     wait_for(lambda: pid_gone(frozen), 15, message="the frozen worker was not terminated")
 
 

@@ -6,9 +6,8 @@ import asyncio
 import concurrent.futures
 import threading
 
-import pytest
-
 import pycrew
+import pytest
 from conftest import wait_for
 from helpers import identity, raise_value_error, sleep_then
 

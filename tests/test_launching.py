@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
-
 import pycrew
+import pytest
 from conftest import wait_for, worker_pids
 from helpers import identity, sleep_then
 

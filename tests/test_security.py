@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 
+import pycrew
 import pynng
 import pytest
-
-import pycrew
-from pycrew import protocol
 from helpers import identity
+from pycrew import protocol
 
 
 class _Evil:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import pytest
-
 import pycrew
+import pytest
 from pycrew.plugins import PluginRegistry
 
 
@@ -77,7 +76,7 @@ def test_bad_hook_signature_fails_at_load_naming_plugin_and_hook():
             return []
 
     reg = PluginRegistry(load_entry_points=False)
-    with pytest.raises(pycrew.PluginError, match="'bad-plugin'.*pycrew_launch_workers"):
+    with pytest.raises(pycrew.PluginError, match=r"'bad-plugin'.*pycrew_launch_workers"):
         reg.register(Bad(), name="bad-plugin")
 
 
@@ -105,7 +104,7 @@ def test_options_type_must_derive_from_launcher_options():
         def pycrew_register_launchers(self, register):
             register("bad", dict)
 
-    with pytest.raises(pycrew.PluginError, match="subclass of pycrew.LauncherOptions"):
+    with pytest.raises(pycrew.PluginError, match=r"subclass of pycrew\.LauncherOptions"):
         PluginRegistry(load_entry_points=False).register(NoOptions())
 
 

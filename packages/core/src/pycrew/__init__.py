@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import pluggy
 
+from pycrew.controller import Controller, controller
+from pycrew.controller_options import ControllerOptions
 from pycrew.errors import (
     ControllerError,
-    LaunchError,
     LauncherNotFoundError,
+    LaunchError,
     OptionsError,
     PluginError,
     PycrewError,
@@ -25,8 +27,6 @@ from pycrew.errors import (
     TaskError,
     TaskTimeoutError,
 )
-from pycrew.controller import Controller, controller
-from pycrew.controller_options import ControllerOptions
 from pycrew.monitor import Monitor
 from pycrew.options import LauncherOptions, require
 from pycrew.plugin_api import (

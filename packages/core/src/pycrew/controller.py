@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -19,8 +19,8 @@ from pycrew.controller_options import ControllerOptions, build_controller_option
 from pycrew.dispatcher import Conn, Dispatcher, DispatcherSettings
 from pycrew.errors import ControllerError, OptionsError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.launcher import Launcher
-from pycrew.options import unknown_keys_message
 from pycrew.network import format_url, routable_address
+from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
@@ -158,8 +158,8 @@ class Controller(concurrent.futures.Executor):
             dispatcher.stop()
             self.launcher.terminate_all(self.options.seconds_terminate)
             for task in list(dispatcher.queue) + [t for c in dispatcher.conns.values() for t in c.in_flight.values()]:
-                if task.future is not None and not task.future.done():
-                    task.future.cancel() or task.future.set_exception(ControllerError("the controller was terminated"))
+                if task.future is not None and not task.future.done() and not task.future.cancel():
+                    task.future.set_exception(ControllerError("the controller was terminated"))
             monitor.unregister_controller(self.id)
         with self._cv:
             self._cv.notify_all()
@@ -315,7 +315,8 @@ class Controller(concurrent.futures.Executor):
             if result.status == "success":
                 future.set_result(result.result)
             elif result.status == "cancel":
-                future.cancel() or future.set_exception(concurrent.futures.CancelledError(result.error))
+                if not future.cancel():
+                    future.set_exception(concurrent.futures.CancelledError(result.error))
             elif result.status == "error":
                 exc = result.exception
                 if exc is None or not isinstance(exc, BaseException):
@@ -352,9 +353,8 @@ class Controller(concurrent.futures.Executor):
         assert self._dispatcher is not None
         for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
             assert task.future is not None
-            if not task.future.done():
-                if task.running or task.future.set_running_or_notify_cancel():
-                    task.future.set_exception(error)
+            if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
+                task.future.set_exception(error)
 
     def unresolved(self) -> int:
         """Tasks pushed or submitted and not yet resolved."""

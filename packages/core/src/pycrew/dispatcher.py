@@ -14,6 +14,7 @@ disconnected and its tasks are requeued without penalty, so no task is ever lost
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import selectors
@@ -52,20 +53,20 @@ class Conn:
     """One worker connection."""
 
     __slots__ = (
-        "pipe",
-        "state",
-        "nonce",
-        "instance",
-        "slot",
-        "in_flight",
-        "last_seen",
-        "opened",
-        "host",
-        "pid",
         "frames_sent",
-        "last_task_send",
-        "tasks_left",
+        "host",
+        "in_flight",
         "info",
+        "instance",
+        "last_seen",
+        "last_task_send",
+        "nonce",
+        "opened",
+        "pid",
+        "pipe",
+        "slot",
+        "state",
+        "tasks_left",
     )
 
     def __init__(self, pipe: pynng.Pipe, now: float) -> None:
@@ -223,10 +224,8 @@ class Dispatcher:
                 timeout = max(0.0, min(next_tick - now, 0.25))
                 sel.select(timeout)
                 self._wake_pending = False
-                try:
+                with contextlib.suppress(BlockingIOError):
                     os.read(self._rfd, 4096)
-                except BlockingIOError:
-                    pass
                 self._step()
                 now = time.monotonic()
                 if now >= next_tick:
@@ -256,9 +255,9 @@ class Dispatcher:
             gone.append(self._gone_pipes.popleft())
         self._receive()
         for pipe_id in gone:
-            conn = self.conns.pop(pipe_id, None)
-            if conn is not None:
-                self._lost(conn)
+            lost = self.conns.pop(pipe_id, None)
+            if lost is not None:
+                self._lost(lost)
         if self.queue:
             self._assign()
 
@@ -486,7 +485,7 @@ class Dispatcher:
                 elif beat:
                     self._send(conn, p.BEAT_FRAME)
             elif conn.state == CLOSED and now - conn.last_seen > hb:
-                self.conns.pop(conn.pipe.id, None)
+                del self.conns[conn.pipe.id]
         self._on_tick(now)
 
     # -- queries (dispatcher thread) -----------------------------------------------------

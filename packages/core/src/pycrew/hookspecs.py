@@ -47,6 +47,7 @@ def pycrew_launch_workers(launcher: LauncherInfo, calls: Sequence[WorkerCall]) -
     Raise an exception if the workers could not be started: core counts the batch as
     failed launches and reports the error. Never block on the worker connecting back.
     """
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)
@@ -67,6 +68,7 @@ def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> li
     worker of this launcher that the platform holds (so orphans of dead controllers can be
     found). Never list anything that is not a pycrew worker.
     """
+    raise NotImplementedError
 
 
 @hookspec

@@ -44,21 +44,21 @@ class Slot:
     """One of the ``workers`` places a worker can occupy."""
 
     __slots__ = (
-        "index",
-        "state",
-        "instance",
+        "crashes",
+        "failures",
         "handle",
         "handle_known",
-        "launched_at",
-        "failures",
-        "launches",
-        "launch_failures",
-        "instances",
-        "retry_after",
         "host",
-        "pid",
+        "index",
+        "instance",
+        "instances",
         "last_instance",
-        "crashes",
+        "launch_failures",
+        "launched_at",
+        "launches",
+        "pid",
+        "retry_after",
+        "state",
     )
 
     def __init__(self, index: int) -> None:

@@ -24,6 +24,8 @@ from pycrew.plugins import PluginRegistry, get_registry
 
 log = logging.getLogger(__name__)
 
+WorkerList = list[WorkerInfo]
+
 
 def state_dir() -> Path:
     """Where controller records live."""
@@ -72,7 +74,7 @@ def controller_alive(controller_id: str | None) -> bool:
         return True  # cannot check another host's processes: assume alive
     try:
         proc = psutil.Process(int(record["pid"]))
-        alive = abs(proc.create_time() - float(record["create_time"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        alive = bool(abs(proc.create_time() - float(record["create_time"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.Error, KeyError, ValueError):
         alive = False
     if not alive:
@@ -96,12 +98,12 @@ class Monitor:
         self.spec = self.registry.launcher(launcher)
         self.info = LauncherInfo(name=self.spec.name, options=self.spec.options_type.from_mapping(options))
 
-    def list(self, controller_id: str | None = None) -> list[WorkerInfo]:
+    def list(self, controller_id: str | None = None) -> WorkerList:
         """Workers of one controller, or of every controller when ``controller_id`` is None."""
         result = self.registry.call(self.spec, "pycrew_list_workers", launcher=self.info, controller_id=controller_id)
         return list(result or [])
 
-    def orphans(self) -> list[WorkerInfo]:
+    def orphans(self) -> WorkerList:
         """Workers whose controller is no longer running."""
         return [w for w in self.list() if not controller_alive(w.controller_id)]
 

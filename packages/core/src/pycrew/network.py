@@ -24,7 +24,7 @@ def routable_address() -> str:
                 continue
             ip = ipaddress.ip_address(addr.address)
             if not ip.is_loopback and not ip.is_link_local:
-                return addr.address
+                return str(addr.address)
     try:
         ip_text = socket.gethostbyname(socket.gethostname())
         if not ipaddress.ip_address(ip_text).is_loopback:

@@ -157,7 +157,7 @@ class Summary:
         ]
         for w in self.workers:
             lines.append(
-                f"{w.worker:>6} {str(w.online):>6} {w.instances:>9} {w.launches:>8} {w.launch_failures:>6} "
+                f"{w.worker:>6} {w.online!s:>6} {w.instances:>9} {w.launches:>8} {w.launch_failures:>6} "
                 f"{w.assigned:>8} {w.complete:>8} {w.crashes:>7} {w.seconds_busy:>12.3f}"
             )
         return "\n".join(lines)

@@ -17,17 +17,17 @@ class Task:
     """One task as the dispatcher tracks it (small on purpose: many may be queued)."""
 
     __slots__ = (
-        "id",
-        "name",
-        "payload",
-        "future",
-        "keep",
         "attempts",
         "crashes",
-        "seed",
-        "seconds_timeout",
-        "running",
+        "future",
+        "id",
+        "keep",
+        "name",
+        "payload",
         "resolved",
+        "running",
+        "seconds_timeout",
+        "seed",
     )
 
     def __init__(
@@ -78,7 +78,8 @@ def pack_task(name: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         SerializationError: naming the object that cannot be pickled.
     """
     try:
-        return cloudpickle.dumps((fn, args, kwargs, seed, name), protocol=pickle.HIGHEST_PROTOCOL)
+        payload: bytes = cloudpickle.dumps((fn, args, kwargs, seed, name), protocol=pickle.HIGHEST_PROTOCOL)
+        return payload
     except Exception as exc:
         raise SerializationError(
             f"task {name!r} cannot be pickled: {_culprit(fn, args, kwargs)}. Tasks travel to "

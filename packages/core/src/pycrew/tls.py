@@ -81,11 +81,11 @@ class TLS:
         if self.mode == "automatic":
             key, cert = self_signed(name)
             return key, cert, cert, name
-        key = _pem(self.key, "key")
-        cert = _pem(self.certificate, "certificate")
-        ca = _pem(self.ca, "ca") or cert
-        assert key is not None and cert is not None and ca is not None
-        return key, cert, ca, name
+        key_pem = _pem(self.key, "key")
+        cert_pem = _pem(self.certificate, "certificate")
+        ca_pem = _pem(self.ca, "ca") or cert_pem
+        assert key_pem is not None and cert_pem is not None and ca_pem is not None
+        return key_pem, cert_pem, ca_pem, name
 
     @staticmethod
     def server_config(key: str, cert: str) -> pynng.TLSConfig:

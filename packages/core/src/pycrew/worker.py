@@ -96,20 +96,25 @@ def run_task(payload: bytes) -> bytes:
         tb = traceback.format_exc()
         try:
             exc_bytes: bytes | None = cloudpickle.dumps(exc)
-            pickle.loads(exc_bytes)
+            pickle.loads(exc_bytes or b"")
         except Exception:
             exc_bytes = None
         kind = type(exc)
         qual = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
-        return cloudpickle.dumps(("error", None, str(exc) or repr(exc), qual, tb, exc_bytes, warns, t0, t1))
+        return _dumps(("error", None, str(exc) or repr(exc), qual, tb, exc_bytes, warns, t0, t1))
     t1 = time.time()
     try:
-        return cloudpickle.dumps(("success", value, "", "", "", None, warns, t0, t1))
+        return _dumps(("success", value, "", "", "", None, warns, t0, t1))
     except Exception as exc:
         message = f"the task's return value ({type(value).__name__}) cannot be pickled: {type(exc).__name__}: {exc}"
-        return cloudpickle.dumps(
+        return _dumps(
             ("error", None, message, "pycrew.errors.SerializationError", traceback.format_exc(), None, warns, t0, t1)
         )
+
+
+def _dumps(value: object) -> bytes:
+    data: bytes = cloudpickle.dumps(value)
+    return data
 
 
 def _seed(seed: int) -> tuple[Any, Any]:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 import pycrew
+
 from pycrew_local.options import LocalOptions
 
 WORKER_MODULE = "pycrew.worker"
@@ -95,7 +95,7 @@ def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
             p.terminate()
         except psutil.Error:
             pass  # already gone: that is the goal
-    gone, alive = psutil.wait_procs(procs, timeout=grace)
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
     for p in alive:
         try:
             p.kill()
