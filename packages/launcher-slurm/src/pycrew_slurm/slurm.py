@@ -1,0 +1,194 @@
+"""SLURM's syntax for :class:`~pycrew_slurm.scheduler.SchedulerCLI`: sbatch, scancel, squeue, scontrol."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pycrew import LauncherInfo, WorkerCall
+
+from pycrew_slurm.options import SlurmOptions
+from pycrew_slurm.scheduler import JobRecord, SchedulerCLI, SchedulerError
+
+log = logging.getLogger(__name__)
+
+#: An array element handle: ``<array job id>_<index>`` (also a plain job id, for scancel).
+_HANDLE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
+#: squeue fields, in order; ``|`` ends each (the comment is last: nothing can split it).
+_FIELDS = ("JobArrayID", "ArrayJobID", "ArrayTaskID", "State", "Name", "Reason", "NodeList", "SubmitTime", "STDOUT", "Comment")
+#: scancel's messages that only say a job is already gone.
+_GONE = ("invalid job id", "already completing or completed", "job has already finished", "job/step already completing")
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (some containers): squeue also takes a numeric uid
+        return str(os.getuid())
+
+
+def expand_log_path(pattern: str, array_id: str, index: int, name: str, user: str) -> str:
+    """Expand the filename patterns SLURM's squeue leaves as given (``%A %a %x %u %%``)."""
+    values = {"A": array_id, "a": str(index), "x": name, "u": user, "%": "%"}
+    return re.sub(r"%([Aaxu%])", lambda m: values[m.group(1)], pattern)
+
+
+class SlurmCLI(SchedulerCLI):
+    """Workers as SLURM job arrays: ``sbatch`` a generated script, ``scancel``, ``squeue``.
+
+    Args:
+        launcher_name: the registered launcher name (``"slurm"``).
+        options: the :class:`~pycrew_slurm.SlurmOptions`.
+    """
+
+    directive_prefix: ClassVar[str] = "#SBATCH"
+    array_index_variable: ClassVar[str] = "SLURM_ARRAY_TASK_ID"
+    tag_max: ClassVar[int] = 1000  # 22.05 rejects comments over ~1 KB ("parameter too long")
+    default_directory: ClassVar[str] = "~/.pycrew/slurm"
+
+    options: SlurmOptions
+
+    def __init__(self, launcher_name: str, options: SlurmOptions) -> None:
+        super().__init__(launcher_name, options)
+
+    # -- script --------------------------------------------------------------------------
+
+    def log_paths(self) -> tuple[str, str | None]:
+        """``(--output, --error)``; ``--error`` ``None`` means "into the output file"."""
+        output = self.options.log_output
+        if output is None:
+            output = str(self.private_directory("logs") / "%x-%A_%a.log")
+        for path in (output, self.options.log_error):
+            _make_parent(path)
+        return output, self.options.log_error
+
+    def directives(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """``#SBATCH`` lines: name, array, tag, logs, then the options' resources."""
+        output, error = self.log_paths()
+        lines = [
+            f"#SBATCH --job-name={self.job_name(launcher, calls)}",
+            f"#SBATCH --array={self.array_first_index}-{self.array_first_index + len(calls) - 1}",
+            f"#SBATCH --comment={tag}",
+            f"#SBATCH --output={_directive_value(output)}",
+        ]
+        if error is not None:
+            lines.append(f"#SBATCH --error={_directive_value(error)}")
+        return lines + self.options.directives()
+
+    # -- submit --------------------------------------------------------------------------
+
+    def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
+        """``sbatch --parsable`` the script; the tokens travel in ``env`` (see ``--export``)."""
+        export = "ALL" if self.options.export_environment else ",".join(self.token_variables(calls))
+        argv = ["sbatch", "--parsable", f"--export={export}", *self.options.sbatch_args, str(script)]
+        out = self.check(argv, env, what="sbatch (submitting SLURM workers)").strip()
+        job_id = out.splitlines()[-1].split(";")[0].strip() if out else ""
+        if not job_id.isdigit():
+            raise SchedulerError(f"sbatch printed no job id: {' '.join(argv)}: stdout {out!r}", argv, 0, "")
+        return job_id
+
+    def element_handle(self, job_id: str, index: int) -> str:
+        """``<job id>_<index>``, as ``scancel`` and ``squeue`` write array elements."""
+        return f"{job_id}_{index}"
+
+    def site_array_max(self) -> int:
+        """``MaxArraySize - 1`` from ``scontrol show config`` (indices run 1..n)."""
+        out = self.check(["scontrol", "show", "config"], what="scontrol show config")
+        match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+        if match is None:
+            log.warning("slurm: MaxArraySize not found in 'scontrol show config'; assuming 1001")
+            return 1000
+        return max(1, int(match.group(1)) - 1)
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
+        """``scancel 12_[1,3] 13_2 ...``: one argument per array; handles are checked first.
+
+        Raises:
+            ValueError: a handle is not ``<job id>`` or ``<job id>_<index>`` (so that nothing
+                can reach scancel as an option, e.g. ``--user=...``).
+        """
+        bad = [h for h in handles if not isinstance(h, str) or not _HANDLE.match(h)]
+        if bad:
+            raise ValueError(f"slurm handles must look like '123_4' (job id _ array index), got {bad!r}")
+        whole = sorted({h for h in handles if "_" not in h}, key=int)
+        elements: dict[str, set[int]] = {}
+        for handle in handles:
+            job, sep, index = handle.partition("_")
+            if sep and job not in whole:
+                elements.setdefault(job, set()).add(int(index))
+        args = list(whole)
+        for job in sorted(elements, key=int):
+            indices = sorted(elements[job])
+            args.append(f"{job}_{indices[0]}" if len(indices) == 1 else f"{job}_[{','.join(map(str, indices))}]")
+        return ["scancel", *args]
+
+    def is_gone(self, message: str) -> bool:
+        """scancel's complaint is only that the job has finished or was never known."""
+        low = message.lower()
+        return any(text in low for text in _GONE)
+
+    # -- list ----------------------------------------------------------------------------
+
+    def list_jobs(self) -> list[JobRecord]:
+        """One ``squeue`` call: this user's array elements (pending ones one per line)."""
+        user = _user()
+        fmt = ",".join(f"{f}:|" if i < len(_FIELDS) - 1 else f"{f}:" for i, f in enumerate(_FIELDS))
+        out = self.check(["squeue", "--noheader", "--array", f"--user={user}", f"--Format={fmt}"], what="squeue")
+        records: list[JobRecord] = []
+        for line in out.splitlines():
+            parts = line.rstrip().split("|", len(_FIELDS) - 1)
+            if len(parts) != len(_FIELDS):
+                continue
+            element, array_id, index, state, name, reason, nodes, submitted, stdout, comment = (p.strip() for p in parts)
+            if not index.isdigit() or not array_id.isdigit():
+                continue  # not an array element: never one of pycrew's jobs
+            records.append(
+                JobRecord(
+                    id=element,
+                    array_id=array_id,
+                    index=int(index),
+                    name=name,
+                    tag=comment,
+                    state=state,
+                    reason="" if reason in ("None", "(null)") else reason,
+                    host=nodes or None,
+                    submitted=_timestamp(submitted),
+                    log=expand_log_path(stdout, array_id, int(index), name, user) if stdout else None,
+                )
+            )
+        return records
+
+
+def _make_parent(path: str | None) -> None:
+    """Create a log file's directory if it has no pattern in it (SLURM fails jobs whose log
+    directory is missing, silently). Best effort: it may exist only on the compute nodes."""
+    if not path or path == "/dev/null":
+        return
+    parent = Path(os.path.expanduser(path)).parent
+    if "%" in str(parent) or parent.exists():
+        return
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # deliberate: the nodes may see a path this host cannot create
+        log.debug("slurm: could not create the log directory %s here: %s", parent, exc)
+
+
+def _directive_value(value: str) -> str:
+    """A path in a ``#SBATCH`` line: quoted if it holds spaces (sbatch honours quotes there)."""
+    return f'"{value}"' if any(ch.isspace() for ch in value) else value
+
+
+def _timestamp(text: str) -> float | None:
+    """squeue's local ISO time as epoch seconds; ``None`` for ``N/A`` or ``Unknown``."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

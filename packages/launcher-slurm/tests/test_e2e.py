@@ -1,0 +1,73 @@
+"""End to end: ``pycrew.controller("slurm", ...)`` runs tasks on workers that SLURM started."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pycrew
+import pytest
+from pycrew_slurm import plugin
+from slurm_helpers import SlurmCluster, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the controllers' records out of the real home."""
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "state"))
+
+
+def slurm_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
+    """A SLURM controller that listens on loopback (this one-node cluster is this machine)."""
+    return pycrew.controller(
+        "slurm", host="127.0.0.1", directory=str(tmp_path / "private"), seconds_time=300, seconds_launch=60, **kw
+    )
+
+
+def ours(controller_id: str) -> list[pycrew.WorkerInfo]:
+    info = pycrew.LauncherInfo("slurm", pycrew_slurm_options(), None, None)
+    return [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=None) if w.controller_id == controller_id]
+
+
+def pycrew_slurm_options() -> Any:
+    from pycrew_slurm import SlurmOptions
+
+    return SlurmOptions(seconds_poll=0)
+
+
+def test_tasks_run_in_the_slurm_jobs_the_monitor_lists(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    def where() -> tuple[str, int, str]:
+        import os
+        import socket
+
+        job = f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+        return socket.gethostname(), os.getpid(), job
+
+    with slurm_controller(tmp_path, workers=2) as c:
+        controller_id = c.id
+        results = [f.result(timeout=90) for f in [c.submit(where) for _ in range(6)]]
+        listed = {w.handle: w for w in ours(controller_id)}
+        assert list(c.map(pow, range(8), [2] * 8, timeout=90)) == [i * i for i in range(8)]
+    assert {r[0] for r in results} == {socket.gethostname()}
+    for _host, _pid, job in results:  # a worker that runs tasks got its token: it authenticated
+        assert job in listed, f"task ran in {job}, which the monitor does not list for this controller: {sorted(listed)}"
+        assert listed[job].state == "RUNNING" and listed[job].host == socket.gethostname()
+    assert len({r[1] for r in results}) <= 2, "at most 2 workers"
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+def test_idle_workers_leave_the_queue_and_come_back(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    with slurm_controller(tmp_path, workers=2, seconds_idle=2) as c:
+        assert sorted(c.map(abs, range(-4, 0), timeout=90)) == [1, 2, 3, 4]
+        wait_for(lambda: not ours(c.id), timeout=30, what="idle workers to exit and leave the queue")
+        assert sorted(c.map(abs, range(-8, -4), timeout=90)) == [5, 6, 7, 8]
+        controller_id = c.id
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+def test_tls_certificate_reaches_the_workers_through_the_script(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    with slurm_controller(tmp_path, workers=1, tls="automatic") as c:
+        assert c.submit(divmod, 7, 2).result(timeout=90) == (3, 1)

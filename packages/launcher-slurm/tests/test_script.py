@@ -1,0 +1,166 @@
+"""The generated job script: directives, no secret in it, and the token hand-over (run by bash here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrew import WorkerCall
+from pycrew_slurm import SchedulerCLI, SchedulerError, SlurmCLI, SlurmOptions, jobtag
+from slurm_helpers import launcher_info, make_calls
+
+PRINT_ENV = (
+    "import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'token': os.environ.get('PYCREW_TOKEN'),"
+    " 'names': sorted(k for k in os.environ if k.startswith('PYCREW')), 'ca': os.environ.get('PYCREW_TLS_CA'),"
+    " 'extra': os.environ.get('EXTRA')}))"
+)
+
+
+def render(options: SlurmOptions, calls: list[WorkerCall]) -> str:
+    cli = SlurmCLI("slurm", options)
+    info = launcher_info(options, calls)
+    return cli.render_script(info, calls, jobtag.encode(calls[0].controller_id, calls[0].controller, calls))
+
+
+def test_script_starts_with_directives_in_order(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 3, controller="my ctl")
+    options = SlurmOptions(directory=str(tmp_path), partition="short", memory="2G", seconds_time=600)
+    lines = render(options, calls).splitlines()
+    assert lines[0] == "#!/bin/bash"
+    directives = [line for line in lines if line.startswith("#SBATCH")]
+    assert directives[:3] == ["#SBATCH --job-name=pycrew-my-ctl", "#SBATCH --array=1-3", directives[2]]
+    assert directives[2].startswith("#SBATCH --comment=pycrew:1;c=")
+    assert directives[3] == f"#SBATCH --output={tmp_path}/logs/%x-%A_%a.log"
+    assert directives[4:] == ["#SBATCH --partition=short", "#SBATCH --mem=2G", "#SBATCH --time=0-00:10:00"]
+    first_command = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    assert all(not line.startswith("#SBATCH") for line in lines[first_command:]), "directives must precede commands"
+
+
+def test_log_error_and_quoted_paths() -> None:
+    calls = make_calls(PRINT_ENV, 1)
+    script = render(SlurmOptions(log_output="/l o g/%A_%a.out", log_error="/dev/null"), calls)
+    assert '#SBATCH --output="/l o g/%A_%a.out"' in script
+    assert "#SBATCH --error=/dev/null" in script
+
+
+def test_script_holds_no_token_and_one_branch_per_element(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 3)
+    script = render(SlurmOptions(directory=str(tmp_path)), calls)
+    for call in calls:
+        assert call.token not in script, "a token leaked into the job script"
+        assert call.instance in script
+    assert [line.strip()[:3] for line in script.splitlines() if line.strip()[:2] in ("1)", "2)", "3)")] == ["1) ", "2) ", "3) "]
+
+
+def run_element(script: str, index: int, calls: list[WorkerCall], tmp_path: Path, extra_env: Mapping[str, str] = {}) -> dict[str, Any]:
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    cli = SlurmCLI("slurm", SlurmOptions())
+    env = {**cli.submission_environment(calls), "SLURM_ARRAY_TASK_ID": str(index), **extra_env}
+    proc = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_each_element_gets_its_own_token_and_no_other(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 3, env={"PYCREW_TLS_CA": "-----BEGIN X-----\n'quoted' $HOME\n"})
+    script = render(SlurmOptions(directory=str(tmp_path)), calls)
+    for index in (1, 3):
+        seen = run_element(script, index, calls, tmp_path)
+        assert seen["token"] == calls[index - 1].token
+        assert seen["names"] == ["PYCREW_TLS_CA", "PYCREW_TOKEN"], "other elements' token variables must be unset"
+        assert seen["ca"] == "-----BEGIN X-----\n'quoted' $HOME\n", "env values must survive shell quoting"
+
+
+def test_per_call_environment_and_python_and_script_lines(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 2)
+    calls = [
+        WorkerCall(**{**{f: getattr(c, f) for f in c.__dataclass_fields__}, "env": {"EXTRA": f"value {c.worker}"}})
+        for c in calls
+    ]
+    options = SlurmOptions(directory=str(tmp_path), python=sys.executable, script_lines=("export FROM_LINES=1",))
+    script = render(options, calls)
+    assert script.index("export FROM_LINES=1") < script.index('case "$__pycrew_index" in')
+    assert script.index("export FROM_LINES=1") > script.index("unset __pycrew_var"), "tokens are sorted out first"
+    assert run_element(script, 2, calls, tmp_path)["extra"] == "value 2"
+    assert run_element(script, 1, calls, tmp_path)["extra"] == "value 1"
+
+
+def test_unknown_index_fails_loudly(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 1)
+    path = tmp_path / "job.sh"
+    path.write_text(render(SlurmOptions(directory=str(tmp_path)), calls))
+    proc = subprocess.run(
+        ["bash", str(path)], capture_output=True, text=True, env={"SLURM_ARRAY_TASK_ID": "7"}, timeout=30, check=False
+    )
+    assert proc.returncode == 1
+    assert "no worker for array index '7'" in proc.stderr
+
+
+def test_stale_tokens_of_our_own_environment_are_not_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYCREW_TOKEN", "mine")
+    monkeypatch.setenv("PYCREW_TOKEN_9", "old")
+    calls = make_calls(PRINT_ENV, 2)
+    env = SlurmCLI("slurm", SlurmOptions()).submission_environment(calls)
+    assert "PYCREW_TOKEN" not in env and "PYCREW_TOKEN_9" not in env
+    assert env["PYCREW_TOKEN_1"] == calls[0].token and env["PYCREW_TOKEN_2"] == calls[1].token
+
+
+def test_private_directory_is_0700_and_scripts_0600(tmp_path: Path) -> None:
+    directory = tmp_path / "private"
+    cli = SlurmCLI("slurm", SlurmOptions(directory=str(directory)))
+    path = cli.write_script("#!/bin/bash\n")
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+class FailingSecondSubmit(SchedulerCLI):
+    """A scheduler whose second submission fails: the first array must be cancelled."""
+
+    directive_prefix = "#FAKE"
+    array_index_variable = "FAKE_INDEX"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__("fake", SlurmOptions(directory=str(directory)))
+        self.submitted: list[str] = []
+        self.cancelled: list[Any] = []
+
+    def directives(self, launcher: Any, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        return [f"#FAKE --tag={tag}"]
+
+    def site_array_max(self) -> int:
+        return 2
+
+    def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
+        assert script.exists()
+        if self.submitted:
+            raise SchedulerError("fakesub failed: out of quota", ["fakesub"], 1, "out of quota")
+        self.submitted.append(str(len(self.submitted) + 1))
+        return self.submitted[-1]
+
+    def element_handle(self, job_id: str, index: int) -> str:
+        return f"{job_id}.{index}"
+
+    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
+        self.cancelled += handles
+        return ["true"]
+
+    def is_gone(self, message: str) -> bool:
+        return False
+
+
+def test_failed_submission_cancels_the_arrays_already_submitted_and_removes_scripts(tmp_path: Path) -> None:
+    cli = FailingSecondSubmit(tmp_path)
+    calls = make_calls("pass", 3)
+    with pytest.raises(SchedulerError, match="out of quota"):
+        cli.launch(launcher_info(cli.options, calls), calls)  # type: ignore[arg-type]
+    assert cli.cancelled == ["1.1", "1.2"]
+    assert list((tmp_path / "scripts").iterdir()) == [], "job scripts must be removed after submission"

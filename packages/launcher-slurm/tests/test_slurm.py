@@ -1,0 +1,230 @@
+"""The hooks against a real SLURM cluster (the ``slurm_cluster`` fixture): launch, token, terminate, monitor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import stat
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from pycrew_slurm import SchedulerError, SlurmOptions, plugin
+from slurm_helpers import (
+    RECORD_AND_SLEEP,
+    SlurmCluster,
+    launcher_info,
+    make_calls,
+    wait_for,
+)
+
+pytestmark = pytest.mark.usefixtures("slurm_cluster")
+
+
+def options_for(tmp_path: Path, **kw: object) -> SlurmOptions:
+    """Options with a private directory under the test's tmp dir and a short time limit."""
+    return SlurmOptions(directory=str(tmp_path / "private"), seconds_time=300, seconds_poll=0, **kw)  # type: ignore[arg-type]
+
+
+def states(cluster: SlurmCluster, handles: list[str]) -> dict[str, str]:
+    """``handle -> state`` of the elements still in the queue."""
+    out = cluster.run("squeue", "--noheader", "--array", "--format=%i|%T", check=False).stdout
+    pairs = dict(line.split("|", 1) for line in out.split())
+    return {h: pairs[h] for h in handles if h in pairs}
+
+
+def test_array_of_three_runs_each_element_with_its_own_token(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    calls = make_calls(RECORD_AND_SLEEP, 3, env={"OUT": str(out), "SLEEP": "60"})
+    options = options_for(tmp_path)
+    info = launcher_info(options, calls)
+    started = time.monotonic()
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    array = handles[0].split("_")[0]
+    assert handles == [f"{array}_1", f"{array}_2", f"{array}_3"], "one array, handles in call order"
+    wait_for(lambda: len(list(out.iterdir())) == 3, timeout=30, what="3 elements to start")
+    logging.getLogger(__name__).info("sbatch to 3 running elements: %.2f s", time.monotonic() - started)
+    for index, call in enumerate(calls, start=1):
+        token, names = (out / f"element-{index}").read_text().split("\n")
+        assert token == call.token, f"element {index} got the wrong token"
+        assert names == "PYCREW_TOKEN", f"element {index} sees other token variables: {names}"
+    assert list((tmp_path / "private" / "scripts").iterdir()) == [], "job scripts must be gone after submission"
+    assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o700
+
+
+def test_token_is_in_no_job_record_nor_script(slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path) -> None:
+    calls = make_calls("import time; time.sleep(60)", 2)
+    info = launcher_info(options_for(tmp_path, sbatch_args=("--hold",)), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    array = handles[0].split("_")[0]
+    shown = slurm_cluster.run("scontrol", "-dd", "show", "job", array).stdout  # -dd includes the batch script
+    script = slurm_cluster.run("scontrol", "write", "batch_script", array, "-").stdout
+    queue = slurm_cluster.run("squeue", "--noheader", "--array", "--Format=Comment:,Command:,Name:").stdout
+    assert "exec " in script and calls[0].instance in script, "the stored script is the one pycrew wrote"
+    for call in calls:
+        for where, text in (("scontrol -dd show job", shown), ("the batch script", script), ("squeue", queue)):
+            assert call.token not in text, f"the token leaked into {where}"
+
+
+def test_monitor_lists_only_pycrews_jobs_and_terminate_spares_the_rest(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    foreign = slurm_cluster.run("sbatch", "--parsable", "--output=/dev/null", "--time=5", "--wrap", "sleep 30").stdout.strip()
+    lookalike = slurm_cluster.run(
+        "sbatch", "--parsable", "--output=/dev/null", "--time=5", "--array=1-2", "--job-name=pycrew-fake",
+        "--comment=pycrew but not a tag", "--wrap", "sleep 30",
+    ).stdout.strip()
+    slurm_jobs.extend([foreign, lookalike])
+    ours = make_calls("import time; time.sleep(60)", 2)
+    theirs = make_calls("import time; time.sleep(60)", 1, controller="other")
+    info = launcher_info(options_for(tmp_path), ours)
+    other_info = launcher_info(options_for(tmp_path), theirs)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=ours)
+    other_handles = plugin.pycrew_launch_workers(launcher=other_info, calls=theirs)
+    slurm_jobs.extend(handles + other_handles)
+
+    mine = plugin.pycrew_list_workers(launcher=info, controller_id=ours[0].controller_id)
+    assert sorted(w.handle for w in mine) == handles
+    by_handle = {w.handle: w for w in mine}
+    for handle, call in zip(handles, ours, strict=True):
+        w = by_handle[handle]
+        assert (w.instance, w.worker, w.controller_id, w.controller) == (call.instance, call.worker, call.controller_id, "test-controller")
+        assert w.launcher == "slurm" and w.state in ("PENDING", "RUNNING", "CONFIGURING"), w
+        assert w.started is not None and 0 <= w.age < 120, w  # type: ignore[operator]
+        assert w.log and w.log.endswith(f"{handle}.log") and "%" not in w.log, w.log
+
+    everything = plugin.pycrew_list_workers(launcher=info, controller_id=None)
+    listed = {w.handle for w in everything}
+    assert set(handles + other_handles) <= listed
+    assert not any(h.split("_")[0] in (foreign, lookalike) for h in listed), "listed a job that is not pycrew's"
+
+    plugin.pycrew_terminate_workers(launcher=info, handles=[w.handle for w in everything])
+    wait_for(lambda: not states(slurm_cluster, handles + other_handles), timeout=30, what="pycrew's jobs to go")
+    assert plugin.pycrew_list_workers(launcher=info, controller_id=None) == []
+    left = slurm_cluster.run("squeue", "--noheader", "--array", "--format=%F").stdout.split()
+    assert foreign in left and lookalike in left, "terminating pycrew's workers touched someone else's job"
+
+
+def test_terminate_reaches_a_pending_job(slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path) -> None:
+    calls = make_calls("import time; time.sleep(60)", 2)
+    info = launcher_info(options_for(tmp_path, sbatch_args=("--begin=now+1hour",)), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    assert set(states(slurm_cluster, handles).values()) == {"PENDING"}
+    wait_for(
+        lambda: {w.reason for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)} == {"BeginTime"},
+        timeout=20, what="the monitor to report the reason 'BeginTime'",
+    )
+    plugin.pycrew_terminate_workers(launcher=info, handles=handles[:1])
+    wait_for(lambda: list(states(slurm_cluster, handles)) == handles[1:], timeout=20, what="element 1 to leave the queue")
+
+
+def test_terminate_running_then_again_is_silent(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = make_calls("import time; time.sleep(60)", 1)
+    info = launcher_info(options_for(tmp_path), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    wait_for(lambda: states(slurm_cluster, handles).get(handles[0]) == "RUNNING", timeout=30, what="the job to run")
+    plugin.pycrew_terminate_workers(launcher=info, handles=handles)
+    wait_for(lambda: not states(slurm_cluster, handles), timeout=30, what="the job to end")
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plugin.pycrew_terminate_workers(launcher=info, handles=handles)  # finished
+        plugin.pycrew_terminate_workers(launcher=info, handles=handles)  # again
+        plugin.pycrew_terminate_workers(launcher=info, handles=["999999_1", "999998"])  # never existed
+        plugin.pycrew_terminate_workers(launcher=info, handles=[])
+    assert caught == [], [str(w.message) for w in caught]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_finished_job_is_terminated_silently(slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    calls = make_calls("pass", 1)
+    info = launcher_info(options_for(tmp_path), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    wait_for(lambda: not states(slurm_cluster, handles), timeout=30, what="the job to finish")
+    plugin.pycrew_terminate_workers(launcher=info, handles=handles)
+    assert len(recwarn) == 0
+
+
+def test_submission_error_names_sbatch_and_its_message(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    calls = make_calls("pass", 2)
+    info = launcher_info(options_for(tmp_path, memory="100000G"), calls)
+    with pytest.raises(SchedulerError, match=r"sbatch.*exit status 1.*(memory|Memory)") as caught:
+        plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    assert "sbatch --parsable" in str(caught.value)
+    assert all(call.token not in str(caught.value) for call in calls)
+    assert list((tmp_path / "private" / "scripts").iterdir()) == [], "a failed submission must not leave its script"
+
+
+def test_batch_beyond_array_size_max_goes_out_as_several_arrays(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    calls = make_calls("import os; open(os.path.join(os.environ['OUT'], os.environ['SLURM_ARRAY_JOB_ID'] + '_' + os.environ['SLURM_ARRAY_TASK_ID']), 'w').write(os.environ['PYCREW_TOKEN'])", 3, env={"OUT": str(out)})
+    info = launcher_info(options_for(tmp_path, array_size_max=2), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    arrays = [h.split("_")[0] for h in handles]
+    assert arrays[0] == arrays[1] != arrays[2] and handles[2].endswith("_1"), handles
+    wait_for(lambda: len(list(out.iterdir())) == 3, timeout=30, what="3 elements to run")
+    for handle, call in zip(handles, calls, strict=True):
+        assert (out / handle).read_text() == call.token, f"{handle} ran with the wrong token"
+
+
+def test_export_environment_false_still_hands_over_the_token(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = f"PYCREW_TEST_MARKER_{secrets.token_hex(4)}"
+    code = (
+        f"import os; open({str(out)!r} + '/seen', 'w').write(os.environ.get('PYCREW_TOKEN', '') + '|' "
+        f"+ str('{marker}' in os.environ))"
+    )
+    calls = make_calls(code, 1)
+    info = launcher_info(options_for(tmp_path, export_environment=False), calls)
+    env_before = dict(os.environ)
+    os.environ[marker] = "1"
+    try:
+        handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    slurm_jobs.extend(handles)
+    seen = wait_for(lambda: (out / "seen").exists() and (out / "seen").read_text(), timeout=30, what="the job to run")
+    assert seen == f"{calls[0].token}|False", "with export_environment=False only the token crosses over"
+
+
+def test_timed_out_sbatch_leaves_no_job_behind(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which("sbatch")
+    assert real
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\n{real} "$@"\nexec sleep 30\n')  # submits, then hangs
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    calls = make_calls("import time; time.sleep(60)", 2)
+    info = launcher_info(options_for(tmp_path, seconds_command_timeout=2), calls)
+    with pytest.raises(SchedulerError, match="did not finish within 2 s"):
+        plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    left = [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)]
+    slurm_jobs.extend(w.handle for w in left)
+    wait_for(
+        lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id),
+        timeout=20, what="the array submitted by the timed-out sbatch to be cancelled",
+    )
