@@ -89,3 +89,17 @@ def test_push_does_not_wait_for_a_slow_launcher(make_controller):
         assert c.wait(timeout=60)
     finally:
         pycrew.unregister(slow)
+
+
+def test_lone_tasks_go_to_idle_workers_even_after_short_tasks_raised_prefetch(make_controller):
+    from helpers import whoami
+
+    c = make_controller("local", workers=2).start()
+    assert list(c.map(identity, range(300))) == list(range(300))  # short tasks: prefetch grows
+    wait_for(lambda: c.summary().controller.workers_online == 2, 30)
+    first = c.submit(sleep_then, 1.5, "a")
+    time.sleep(0.2)
+    second = c.submit(whoami)
+    _, pid = second.result(timeout=1.0)  # must not wait behind the sleeping task
+    assert first.result(timeout=30) == "a"
+    assert pid in {s.pid for s in c.launcher.slots}

@@ -370,6 +370,8 @@ class Dispatcher:
         ]
         if not ready:
             return
+        if len(ready) > 1:  # least loaded first: a lone task goes to an idle worker
+            ready.sort(key=lambda c: len(c.in_flight))
         queue = self.queue
         share = max(1, -(-len(queue) // len(ready)))
         for conn in ready:

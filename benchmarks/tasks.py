@@ -1,0 +1,46 @@
+"""Task functions shared by every benchmark.
+
+They live in their own importable module (not ``__main__``) so that every framework,
+including :class:`concurrent.futures.ProcessPoolExecutor`, pickles them by reference
+and every framework ships the same bytes per task. Worker processes find this module
+through ``PYTHONPATH``, which ``bench_compare.py`` sets before it starts any pool.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def noop() -> None:
+    """Do nothing: measures pure framework overhead."""
+
+
+def sleep(seconds: float) -> None:
+    """Sleep ``seconds``: a task of known length, for scheduling efficiency."""
+    time.sleep(seconds)
+
+
+def payload(data: bytes) -> int:
+    """Take a payload and return its length (the memory benchmark's task)."""
+    return len(data)
+
+
+def gate(started_dir: str, release_path: str, timeout: float) -> bool:
+    """Occupy a worker until ``release_path`` exists (or ``timeout`` seconds pass).
+
+    Writes one marker file into ``started_dir`` first, so the client can tell when
+    every worker is busy and further tasks can only queue.
+
+    Returns:
+        ``True`` if released, ``False`` on timeout.
+    """
+    marker = os.path.join(started_dir, f"{os.getpid()}-{time.monotonic_ns()}")
+    with open(marker, "w"):
+        pass
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(release_path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
