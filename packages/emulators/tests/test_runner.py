@@ -42,9 +42,7 @@ def grandchild_pid(runner: JobRunner, run_id: str) -> int:
     return int(runner.logs(run_id).split()[1])
 
 
-def test_runs_command_with_container_like_env(
-    job_runner: JobRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_runs_command_with_container_like_env(job_runner: JobRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYCREW_HOST_ONLY", "leak")
     spec = ContainerSpec(
         image="python:3.11",
@@ -65,9 +63,7 @@ def test_runs_command_with_container_like_env(
     assert job_runner.wait(run_id, timeout=20) == 3
     st = job_runner.state(run_id)
     assert (st.status, st.exit_code, st.reason) == ("exited", 3, "Error")
-    assert (
-        st.pid and st.started_at and st.finished_at and st.finished_at >= st.started_at
-    )
+    assert st.pid and st.started_at and st.finished_at and st.finished_at >= st.started_at
     lines = dict(line.split(" ", 1) for line in job_runner.logs(run_id).splitlines())
     assert lines["out"] == "bar None"  # spec env in, host env out
     assert lines["exe"] == sys.executable  # "python" mapped to the runner's interpreter
@@ -76,9 +72,7 @@ def test_runs_command_with_container_like_env(
     assert lines["err"] == "x"  # stderr in the same log
 
 
-def test_exit_zero_is_completed_and_working_dir(
-    job_runner: JobRunner, tmp_path: Path
-) -> None:
+def test_exit_zero_is_completed_and_working_dir(job_runner: JobRunner, tmp_path: Path) -> None:
     wd = tmp_path / "wd" / "sub"
     run_id = job_runner.start(
         ContainerSpec(
@@ -99,9 +93,7 @@ def test_kill_reaches_the_whole_process_group(job_runner: JobRunner) -> None:
     main = job_runner.state(run_id).pid
     assert main is not None and not gone(child)
     job_runner.kill(run_id)
-    assert (
-        job_runner.wait(run_id, timeout=10) == 137
-    )  # 128 + SIGKILL, as containers report
+    assert job_runner.wait(run_id, timeout=10) == 137  # 128 + SIGKILL, as containers report
     assert wait_until(lambda: gone(child) and gone(main))
     job_runner.kill(run_id)  # idempotent, silent
     job_runner.kill(run_id, 15)
@@ -126,19 +118,12 @@ def test_failed_to_start_and_on_exit(job_runner: JobRunner) -> None:
 
     job_runner.on_exit(cb)
     job_runner.missing_images.add("ghcr.io/nope/missing:1")
-    a = job_runner.start(
-        ContainerSpec("ghcr.io/nope/missing:1", ["python", "-c", "pass"])
-    )
+    a = job_runner.start(ContainerSpec("ghcr.io/nope/missing:1", ["python", "-c", "pass"]))
     b = job_runner.start(ContainerSpec("img", ["/no/such/executable"]))
     c = job_runner.start(ContainerSpec("img", ["python", "-c", "pass"]))
     sa, sb = job_runner.state(a), job_runner.state(b)
-    assert (
-        sa.status == "failed_to_start"
-        and sa.reason == "ImagePullBackOff: image 'ghcr.io/nope/missing:1' not found"
-    )
-    assert sb.status == "failed_to_start" and sb.reason.startswith(
-        "ContainerCannotRun:"
-    )
+    assert sa.status == "failed_to_start" and sa.reason == "ImagePullBackOff: image 'ghcr.io/nope/missing:1' not found"
+    assert sb.status == "failed_to_start" and sb.reason.startswith("ContainerCannotRun:")
     assert sa.pid is None and sa.exit_code is None
     assert job_runner.wait(a, timeout=1) is None
     assert done.wait(20)
@@ -152,9 +137,7 @@ def test_failed_to_start_and_on_exit(job_runner: JobRunner) -> None:
 
 
 def test_wait_timeout_and_sigterm(job_runner: JobRunner) -> None:
-    run_id = job_runner.start(
-        ContainerSpec("img", ["python", "-c", "import time; time.sleep(60)"])
-    )
+    run_id = job_runner.start(ContainerSpec("img", ["python", "-c", "import time; time.sleep(60)"]))
     assert job_runner.wait(run_id, timeout=0.1) is None
     assert job_runner.state(run_id).status == "running"
     job_runner.kill(run_id, 15)
@@ -165,9 +148,7 @@ def test_close_leaves_no_process(tmp_path: Path) -> None:
     runner = JobRunner(log_dir=tmp_path / "logs")
     pids: list[int] = []
     try:
-        ids = [
-            runner.start(ContainerSpec("img", ["python", "-c", TREE])) for _ in range(2)
-        ]
+        ids = [runner.start(ContainerSpec("img", ["python", "-c", TREE])) for _ in range(2)]
         for run_id in ids:
             pids.append(grandchild_pid(runner, run_id))
             pid = runner.state(run_id).pid

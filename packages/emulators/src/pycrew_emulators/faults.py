@@ -140,10 +140,6 @@ class Faults:
     def _add(self, n: int, fault: Fault, only: str | Iterable[str] | None) -> None:
         if n <= 0:
             return
-        ops = (
-            None
-            if only is None
-            else frozenset([only] if isinstance(only, str) else only)
-        )
+        ops = None if only is None else frozenset([only] if isinstance(only, str) else only)
         with self._lock:
             self._pending.append(_Pending(n, fault, ops))

@@ -32,6 +32,7 @@ What is emulated, and how faithfully:
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import logging
 import os
@@ -123,15 +124,9 @@ class JobRunner:
         python: Interpreter that ``python``/``python3``/``python3.11`` map to.
     """
 
-    def __init__(
-        self, log_dir: str | Path | None = None, python: str = sys.executable
-    ) -> None:
+    def __init__(self, log_dir: str | Path | None = None, python: str = sys.executable) -> None:
         self._own_dir = log_dir is None
-        self.log_dir = (
-            Path(tempfile.mkdtemp(prefix="pycrew-runner-"))
-            if log_dir is None
-            else Path(log_dir)
-        )
+        self.log_dir = Path(tempfile.mkdtemp(prefix="pycrew-runner-")) if log_dir is None else Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.python = python
         #: Images that "fail to pull": starting them records ``failed_to_start``.
@@ -244,12 +239,10 @@ class JobRunner:
         with self._lock:
             return list(self._runs)
 
-    def alive(self) -> list[str]:
+    def alive(self) -> builtins.list[str]:
         """Ids of runs whose main process has not exited yet."""
         with self._lock:
-            return [
-                r.run_id for r in self._runs.values() if r.state.status == "running"
-            ]
+            return [r.run_id for r in self._runs.values() if r.state.status == "running"]
 
     def close(self) -> None:
         """Kill every run still alive and wait for them. Idempotent.
@@ -264,10 +257,7 @@ class JobRunner:
         for run in runs:
             self.kill(run.run_id, signal.SIGKILL)
         for run in runs:
-            if (
-                run.watcher is not None
-                and run.watcher is not threading.current_thread()
-            ):
+            if run.watcher is not None and run.watcher is not threading.current_thread():
                 run.watcher.join(timeout=30)
                 if run.watcher.is_alive():  # pragma: no cover - should not happen
                     _log.error("runner: run %s did not end after SIGKILL", run.run_id)
@@ -282,7 +272,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ internals
 
-    def argv(self, spec: ContainerSpec) -> list[str]:
+    def argv(self, spec: ContainerSpec) -> builtins.list[str]:
         """The argv a spec runs with (``command + args``, python mapped)."""
         argv = [*spec.command, *spec.args]
         if argv and argv[0] in PYTHON_NAMES:
@@ -331,9 +321,7 @@ class JobRunner:
             return f"ContainerCannotRun: {exc}"
         run.proc = proc
         run.state = RunState("running", None, proc.pid, time.time(), None)
-        run.watcher = threading.Thread(
-            target=self._watch, args=(run,), name=f"runner-{run.run_id}", daemon=True
-        )
+        run.watcher = threading.Thread(target=self._watch, args=(run,), name=f"runner-{run.run_id}", daemon=True)
         run.watcher.start()
         return None
 
@@ -375,5 +363,5 @@ class JobRunner:
         for cb in callbacks:
             try:
                 cb(run_id, state)
-            except Exception:  # noqa: BLE001 - a test callback must not kill the watcher
+            except Exception:  # a test callback must not kill the watcher
                 _log.exception("runner: on_exit callback failed for %s", run_id)
