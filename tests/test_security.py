@@ -147,3 +147,34 @@ def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller):
 def test_custom_tls_needs_key_and_certificate():
     with pytest.raises(pycrew.OptionsError, match="needs both key= and certificate="):
         pycrew.TLS("custom")
+
+
+def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controller):
+    """An array launch: shared args and env, the index variable tells each element who it is."""
+    c = make_controller("local", workers=2).start()
+    calls = [c.launcher.call(worker=k + 1, url=c.url, batch=("batch-key", "arr-", k, 2)) for k in range(2)]
+    assert calls[0].token != calls[1].token
+    assert calls[0].array_args("IDX", 1) == calls[1].array_args("IDX", 1)
+    assert calls[0].array_environment() == calls[1].array_environment()
+    assert "batch-key" not in " ".join(calls[0].array_args("IDX", 1))
+    for call in calls:
+        c._dispatcher.authorize(call.instance, call.token, call.worker)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *call.array_args("IDX", 1)],
+            env={**os.environ, **call.array_environment(), "IDX": str(call.batch_index + 1)},
+        )
+        for call in calls
+    ]
+    try:
+        def ready() -> dict[str, int | None]:
+            return {x.instance: x.pid for x in list(c._dispatcher.conns.values()) if x.state == "ready"}
+
+        deadline = time.monotonic() + 20
+        while len(ready()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready() == {call.instance: proc.pid for call, proc in zip(calls, procs)}, "array elements did not authenticate"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
-from pycrew.protocol import new_token
+from pycrew.protocol import derive_token, new_token
 
 if TYPE_CHECKING:
     from pycrew.controller_options import ControllerOptions
@@ -111,13 +111,22 @@ class Launcher:
 
     # -- the worker call -------------------------------------------------------------
 
-    def call(self, worker: int = 1, instance: str | None = None, url: str | None = None) -> WorkerCall:
+    def call(
+        self,
+        worker: int = 1,
+        instance: str | None = None,
+        url: str | None = None,
+        batch: tuple[str, str, int, int] | None = None,
+    ) -> WorkerCall:
         """The exact worker call for slot ``worker`` (crew's ``launcher$call()``).
 
         The token in the returned call is a fresh one that authorizes nothing unless the
-        launcher itself launches it.
+        launcher itself launches it. ``batch`` is ``(batch_key, instance_prefix, index,
+        size)`` for a call that is element ``index`` of an array launch.
         """
         o = self.options
+        if batch is not None:
+            instance = f"{batch[1]}{batch[2]}"
         instance = instance or secrets.token_hex(8)
         args = (
             "-m",
@@ -149,13 +158,17 @@ class Launcher:
             args=args,
             python=sys.executable,
             env=env,
-            token=new_token(),
+            token=derive_token(batch[0], instance) if batch else new_token(),
             name=f"pycrew-{safe}-{worker}-{instance[:8]}",
             launcher=self.info.name,
             worker=worker,
             instance=instance,
             controller=self.info.controller or "",
             controller_id=self.info.controller_id or "",
+            batch_key=batch[0] if batch else "",
+            batch_index=batch[2] if batch else 0,
+            batch_size=batch[3] if batch else 1,
+            instance_prefix=batch[1] if batch else "",
         )
 
     # -- scaling (dispatcher thread) ---------------------------------------------------
@@ -184,13 +197,11 @@ class Launcher:
         need = min(self.options.workers, demand) - self.supply()
         if need <= 0:
             return
+        free = [s for s in self.slots if s.state == IDLE and s.retry_after <= now][:need]
+        batch_key, prefix = new_token(), secrets.token_hex(6) + "-"
         batch: list[tuple[Slot, WorkerCall]] = []
-        for slot in self.slots:
-            if len(batch) >= need:
-                break
-            if slot.state != IDLE or slot.retry_after > now:
-                continue
-            call = self.call(worker=slot.index)
+        for k, slot in enumerate(free):
+            call = self.call(worker=slot.index, batch=(batch_key, prefix, k, len(free)))
             self.dispatcher.authorize(call.instance, call.token, slot.index)
             slot.state = LAUNCHING
             slot.instance = call.instance

@@ -70,6 +70,10 @@ class WorkerCall:
     instance: str
     controller: str
     controller_id: str
+    batch_key: str = field(default="", repr=False)
+    batch_index: int = 0
+    batch_size: int = 1
+    instance_prefix: str = ""
 
     @property
     def argv(self) -> list[str]:
@@ -83,6 +87,36 @@ class WorkerCall:
     def environment(self) -> dict[str, str]:
         """The worker's environment, token included: for platforms that pass env securely."""
         return {**self.env, TOKEN_ENV: self.token}
+
+    def array_args(self, index_env: str, index_base: int = 0) -> tuple[str, ...]:
+        """Arguments shared by every element of an array launch of this call's batch.
+
+        Each element computes its instance id as ``instance_prefix + (index - index_base)``
+        from the environment variable ``index_env`` (e.g. ``SLURM_ARRAY_TASK_ID`` with base
+        1, ``AWS_BATCH_JOB_ARRAY_INDEX``, ``JOB_COMPLETION_INDEX`` or
+        ``CLOUD_RUN_TASK_INDEX`` with base 0), and derives its token from the batch key in
+        :data:`TOKEN_ENV` (see :meth:`array_environment`). Element ``k`` of the launch must
+        be the call with ``batch_index == k``.
+        """
+        if not self.batch_key:
+            raise ValueError("this call is not part of a batch with a batch key; use args and environment()")
+        out: list[str] = []
+        it = iter(self.args)
+        for arg in it:
+            if arg == "--instance":
+                next(it)
+                out += ["--instance-prefix", self.instance_prefix, "--index-env", index_env, "--index-base", str(index_base)]
+            elif arg == "--worker":
+                next(it)
+            else:
+                out.append(arg)
+        return tuple(out)
+
+    def array_environment(self) -> dict[str, str]:
+        """Environment shared by every element of an array launch: the batch key as the token."""
+        if not self.batch_key:
+            raise ValueError("this call is not part of a batch with a batch key")
+        return {**self.env, TOKEN_ENV: self.batch_key}
 
 
 @dataclass(frozen=True)

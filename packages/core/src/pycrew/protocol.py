@@ -59,6 +59,16 @@ def mac(token: str, nonce: bytes, instance: str) -> str:
     return hmac.new(token.encode(), nonce + instance.encode(), hashlib.sha256).hexdigest()
 
 
+def derive_token(batch_key: str, instance: str) -> str:
+    """The token of one worker of an array launch: HMAC-SHA256 of its instance id under the batch key.
+
+    Array platforms (job arrays, indexed jobs, multi-task executions) give every element the
+    same arguments and environment; each element derives its own instance id from its index
+    and its own token from the shared batch key, so every worker still proves a distinct token.
+    """
+    return hmac.new(batch_key.encode(), instance.encode(), hashlib.sha256).hexdigest()
+
+
 def verify_mac(token: str, nonce: bytes, instance: str, proof: str) -> bool:
     """Constant-time check of a HELLO proof."""
     return hmac.compare_digest(mac(token, nonce, instance), proof)

@@ -62,7 +62,10 @@ def parser() -> argparse.ArgumentParser:
     """The worker's command-line parser."""
     ap = argparse.ArgumentParser(prog="python -m pycrew.worker", description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="the controller's address, e.g. tcp://10.0.0.5:40123")
-    ap.add_argument("--instance", required=True, help="this worker instance's id")
+    ap.add_argument("--instance", default=None, help="this worker instance's id")
+    ap.add_argument("--instance-prefix", default="", help="array launches: instance id = prefix + index")
+    ap.add_argument("--index-env", default=None, help="array launches: environment variable holding the element's index")
+    ap.add_argument("--index-base", type=int, default=0, help="array launches: the first element's index (0 or 1)")
     ap.add_argument("--worker", type=int, default=0, help="the worker slot index")
     ap.add_argument("--launcher", default="", help="the launcher's name")
     ap.add_argument("--controller", default="", help="the controller's name")
@@ -312,6 +315,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycrew worker: the environment variable {TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
         return EXIT_NO_TOKEN
     ca = os.environ.pop(TLS_CA_ENV, None)
+    if args.index_env:
+        raw = os.environ.get(args.index_env, "")
+        if not raw.strip().isdigit():
+            print(f"pycrew worker: --index-env {args.index_env} is not set to an array index (got {raw!r})", file=sys.stderr)
+            return EXIT_NO_TOKEN
+        args.instance = f"{args.instance_prefix}{int(raw) - args.index_base}"
+        token = p.derive_token(token, args.instance)
+    elif not args.instance:
+        print("pycrew worker: give --instance, or --instance-prefix with --index-env", file=sys.stderr)
+        return EXIT_NO_TOKEN
     gc.collect()
     return Worker(args, token, ca).run()
 
