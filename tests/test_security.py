@@ -173,7 +173,7 @@ def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controlle
         deadline = time.monotonic() + 20
         while len(ready()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert ready() == {call.instance: proc.pid for call, proc in zip(calls, procs)}, "array elements did not authenticate"
+        assert ready() == {call.instance: proc.pid for call, proc in zip(calls, procs, strict=True)}, "array elements did not authenticate"
     finally:
         for proc in procs:
             proc.kill()
