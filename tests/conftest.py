@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import cloudpickle
-import helpers
 import psutil
-import pycrew
 import pytest
+
+import helpers
+import pycrew
 
 # Workers may run anywhere (emulated containers have a minimal environment): send the
 # test task functions by value rather than by module reference.

@@ -62,3 +62,37 @@ def unpicklable_result() -> object:
     import threading
 
     return threading.Lock()
+
+
+def draw() -> float:
+    """A draw from Python's global random generator."""
+    import random
+
+    return random.random()
+
+
+def mutate_process_state(tmp: str) -> dict[str, object]:
+    """Change os.environ, sys.path and the cwd, then report what the worker had before."""
+    import sys
+
+    before = {"env": os.environ.get("PYCREW_TEST_LEAK"), "path": "/leak" in sys.path, "cwd": os.getcwd()}
+    os.environ["PYCREW_TEST_LEAK"] = "leaked"
+    sys.path.append("/leak")
+    os.chdir(tmp)
+    return before
+
+
+def busy_loop(seconds: float) -> str:
+    """Spin in Python bytecode (interruptible by the worker's signal handler)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "finished"
+
+
+def pid_and_draws(delay: float) -> tuple[int, list[float]]:
+    """Wait (so that tasks spread over workers), then draw three numbers."""
+    import random
+
+    time.sleep(delay)
+    return os.getpid(), [random.random() for _ in range(3)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import socket
 
-import pycrew
 import pytest
+
+import pycrew
 from conftest import wait_for, worker_pids
 from helpers import identity, raise_value_error, unpicklable_result, warn_and_return, whoami
 

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import psutil
+
 from conftest import pid_gone, wait_for, worker_pids
 from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
 

@@ -6,8 +6,9 @@ import asyncio
 import concurrent.futures
 import threading
 
-import pycrew
 import pytest
+
+import pycrew
 from conftest import wait_for
 from helpers import identity, raise_value_error, sleep_then
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-import pycrew
 import pytest
+
+import pycrew
 from conftest import wait_for, worker_pids
 from helpers import identity, sleep_then
 

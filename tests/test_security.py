@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 
-import pycrew
 import pynng
 import pytest
+
+import pycrew
 from helpers import identity
 from pycrew import protocol
 

@@ -27,6 +27,7 @@ from pycrew.errors import (
     TaskError,
     TaskTimeoutError,
 )
+from pycrew.futures import TaskFuture, task_seed
 from pycrew.monitor import Monitor
 from pycrew.options import LauncherOptions, require
 from pycrew.plugin_api import (
@@ -67,6 +68,7 @@ __all__ = [
     "SerializationError",
     "TaskCrashError",
     "TaskError",
+    "TaskFuture",
     "TaskResult",
     "TaskTimeoutError",
     "Summary",
@@ -80,5 +82,6 @@ __all__ = [
     "installed_launchers",
     "register",
     "require",
+    "task_seed",
     "unregister",
 ]

@@ -18,6 +18,7 @@ from pycrew import monitor
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
 from pycrew.dispatcher import Conn, Dispatcher, DispatcherSettings
 from pycrew.errors import ControllerError, OptionsError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
+from pycrew.futures import TaskFuture, task_seed
 from pycrew.launcher import Launcher
 from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
@@ -195,18 +196,75 @@ class Controller(concurrent.futures.Executor):
 
     # -- submitting -----------------------------------------------------------------------
 
-    def _new_task(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None, keep: bool, seed: int | None = None) -> Task:
+    def submit_task(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        keep: bool = False,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+        relay: Callable[[TaskResult], None] | None = None,
+    ) -> TaskFuture[Any] | None:
+        """Queue one task with every option (what ``push``, ``submit`` and ``map`` build on).
+
+        Args:
+            fn: the function to run on a worker.
+            args: its positional arguments.
+            kwargs: its keyword arguments.
+            name: the task's name (default ``task_<n>``).
+            keep: ``True`` for crew-style tasks whose result goes to :meth:`pop`;
+                ``False`` for a task with a future.
+            seed: seed Python's ``random`` (and NumPy's global generator) with this.
+            seconds_timeout: time limit (default: the controller's ``seconds_timeout``).
+            relay: receives the result instead of this controller (used by backups).
+
+        Returns:
+            The task's future, or ``None`` when ``keep`` or ``relay`` is set.
+
+        Raises:
+            SerializationError: the task cannot be pickled (naming the culprit).
+            OptionsError: a bad ``name``, ``seed`` or ``seconds_timeout``.
+        """
+        if self._shutdown:
+            state = "terminated" if self._terminated else "shut down"
+            raise ControllerError(f"controller {self.name!r} was {state}; no new tasks")
+        dispatcher = self._check()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise OptionsError(f"seed must be an int or None, got {seed!r}")
+        if seconds_timeout is None:
+            seconds_timeout = self.options.seconds_timeout
+        elif not isinstance(seconds_timeout, (int, float)) or not seconds_timeout > 0:
+            raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
         task_id = next(self._ids)
         if name is None:
             name = f"task_{task_id}"
         elif not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {name!r}")
-        payload = pack_task(name, fn, args, kwargs, seed)
-        return Task(task_id, name, payload, Future() if not keep else None, keep, seed)
+            raise OptionsError(f"name must be a string, got {name!r}")
+        payload = pack_task(name, fn, args, dict(kwargs or {}), seed, seconds_timeout)
+        future: TaskFuture[Any] | None = None
+        if not keep and relay is None:
+            future = TaskFuture()
+            future._cancel_running = lambda: self._cancel_where(lambda t: t.id == task_id, "cancelled through its future")
+        task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
+        task.relay = relay
+        self.pushed += 1
+        dispatcher.submit(task)
+        return future
 
-    def push(self, fn: Callable[..., Any], args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, name: str | None = None, seed: int | None = None) -> str:
+    def push(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+    ) -> str:
         """Submit a task whose result you collect with :meth:`pop`, :meth:`collect` or :meth:`wait`.
 
         Args:
@@ -214,7 +272,9 @@ class Controller(concurrent.futures.Executor):
             args: its positional arguments.
             kwargs: its keyword arguments.
             name: the task's name (default ``task_<n>``).
-            seed: seed Python's ``random`` (and NumPy's global generator) with this.
+            seed: seed Python's ``random`` (and NumPy's global generator) with this
+                while the task runs; the previous state is restored afterwards.
+            seconds_timeout: time limit (default: the controller's ``seconds_timeout``).
 
         Returns:
             The task's name.
@@ -222,41 +282,112 @@ class Controller(concurrent.futures.Executor):
         Raises:
             SerializationError: the task cannot be pickled (naming the culprit).
         """
-        dispatcher = self._check()
-        if self._shutdown:
-            raise ControllerError(f"controller {self.name!r} is shut down; no new tasks")
-        task = self._new_task(fn, tuple(args), dict(kwargs or {}), name, keep=True, seed=seed)
-        self.pushed += 1
-        dispatcher.submit(task)
-        return task.name
+        if name is None:
+            name = f"task_{self.pushed + 1}"
+        self.submit_task(fn, tuple(args), kwargs, name=name, keep=True, seed=seed, seconds_timeout=seconds_timeout)
+        return name
 
-    def walk(self, fn: Callable[..., Any], iterable: Iterable[Any], names: Iterable[str] | None = None) -> list[str]:
-        """Push ``fn(item)`` for every item; returns the task names."""
+    def walk(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Any],
+        names: Iterable[str] | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+    ) -> list[str]:
+        """Push ``fn(item)`` for every item; returns the task names.
+
+        With ``seed``, task ``i`` gets ``pycrew.task_seed(seed, i)``.
+        """
         name_iter = iter(names) if names is not None else None
         out = []
-        for item in iterable:
+        for i, item in enumerate(iterable):
             name = next(name_iter) if name_iter is not None else None
-            out.append(self.push(fn, (item,), name=name))
+            task_seed_i = task_seed(seed, i) if seed is not None else None
+            out.append(self.push(fn, (item,), name=name, seed=task_seed_i, seconds_timeout=seconds_timeout))
         return out
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Executor API: run ``fn(*args, **kwargs)`` on a worker; returns a future of its value.
 
         The future's ``exception()`` is the task's own exception (with the remote
-        traceback as ``__cause__``), or a :class:`TaskError` subclass for crashes.
+        traceback as ``__cause__``), or a :class:`TaskError` subclass for crashes and
+        timeouts. ``future.cancel()`` also stops a running task.
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        dispatcher = self._check()
-        task = self._new_task(fn, args, kwargs, None, keep=False)
-        self.pushed += 1
-        dispatcher.submit(task)
-        assert task.future is not None
-        return task.future
+        future = self.submit_task(fn, args, kwargs)
+        assert future is not None
+        return future
 
-    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None) -> Iterator[T]:
-        """Executor API: like :func:`map`, tasks running on workers; results in order."""
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+    ) -> Iterator[T]:
+        """Executor API: like :func:`map`, tasks running on workers; results in order.
+
+        Every task is submitted at once; iterating raises a task's exception when its
+        turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
+        With ``seed``, task ``i`` runs seeded with ``pycrew.task_seed(seed, i)``.
+        """
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        futures = []
+        for i, args in enumerate(zip(*iterables, strict=False)):
+            s = task_seed(seed, i) if seed is not None else None
+            future = self.submit_task(fn, tuple(args), seed=s, seconds_timeout=seconds_timeout)
+            assert future is not None
+            futures.append(future)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def results() -> Iterator[T]:
+            try:
+                futures.reverse()
+                while futures:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    yield futures.pop().result(remaining)
+            finally:
+                for f in futures:
+                    f.cancel()
+
+        return results()
+
+    def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
+        """Cancel tasks by name (or every unresolved task with ``all=True``).
+
+        A queued task is removed; a running task is interrupted on its worker (the worker
+        is replaced if it does not stop within a few seconds). Each resolves once, with
+        status ``cancel``. Returns how many tasks were cancelled.
+        """
+        if names is None and not all:
+            raise OptionsError("cancel needs names=... or all=True")
+        wanted = {names} if isinstance(names, str) else set(names or ())
+        if all:
+            return self._cancel_where(lambda t: True, "cancelled by cancel(all=True)")
+        return self._cancel_where(lambda t: t.name in wanted, "cancelled by cancel(names=...)")
+
+    def _cancel_where(self, predicate: Callable[[Task], bool], message: str) -> int:
+        if not self._started or self._terminated or self._dispatcher is None:
+            return 0
+        done = threading.Event()
+        box = [0]
+        dispatcher = self._dispatcher
+
+        def run() -> None:
+            try:
+                box[0] = dispatcher.cancel(predicate, message)
+            finally:
+                done.set()
+
+        dispatcher.call_soon(run)
+        done.wait(10)
+        return box[0]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Executor API: stop accepting tasks; optionally cancel queued ones; terminate."""
@@ -310,13 +441,16 @@ class Controller(concurrent.futures.Executor):
             row[3] += result.seconds
         self._status_counts[result.status] += 1
         self.resolved += 1
+        if task.relay is not None:
+            task.relay(result)
+            return
         future = task.future
         if future is not None and not future.done():
             if result.status == "success":
                 future.set_result(result.result)
             elif result.status == "cancel":
-                if not future.cancel():
-                    future.set_exception(concurrent.futures.CancelledError(result.error))
+                if not Future.cancel(future) and isinstance(future, TaskFuture):
+                    future._force_cancel()
             elif result.status == "error":
                 exc = result.exception
                 if exc is None or not isinstance(exc, BaseException):

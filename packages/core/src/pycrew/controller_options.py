@@ -39,6 +39,12 @@ class ControllerOptions:
         prefetch_max: most tasks in flight per worker when tasks are short.
         bytes_max: largest frame accepted from a connection (limits memory per message).
         seconds_terminate: how long ``terminate`` waits for the launcher's termination.
+        seconds_timeout: default per-task time limit (``None``: none); a task running
+            longer resolves with status ``timeout``.
+        garbage_collection: run ``gc.collect()`` on the worker after every task.
+        reset_environment: after every task, undo its changes to ``os.environ``,
+            ``sys.path`` and the working directory, so they cannot leak into the next task.
+        backup: a controller that takes over tasks that crashed ``crashes_max`` times here.
     """
 
     name: str | None = None
@@ -58,6 +64,10 @@ class ControllerOptions:
     prefetch_max: int = 64
     bytes_max: int = 256 * 1024 * 1024
     seconds_terminate: float = 30.0
+    seconds_timeout: float | None = None
+    garbage_collection: bool = False
+    reset_environment: bool = True
+    backup: Any = None
 
     def __post_init__(self) -> None:
         check_fields(self, OWNER)
@@ -71,6 +81,20 @@ class ControllerOptions:
         for key in ("seconds_idle", "seconds_wall"):
             value = getattr(self, key)
             require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (math.inf for no limit)")
+        require(
+            self.seconds_timeout is None or (self.seconds_timeout > 0 and not math.isnan(self.seconds_timeout)),
+            OWNER,
+            "seconds_timeout",
+            self.seconds_timeout,
+            "be > 0 or None",
+        )
+        require(
+            self.backup is None or (hasattr(self.backup, "submit_task") and hasattr(self.backup, "name")),
+            OWNER,
+            "backup",
+            self.backup,
+            "be another pycrew controller or None",
+        )
         require(self.launch_max >= 1, OWNER, "launch_max", self.launch_max, "be >= 1")
         require(self.crashes_max >= 1, OWNER, "crashes_max", self.crashes_max, "be >= 1")
         require(self.tasks_max is None or self.tasks_max >= 1, OWNER, "tasks_max", self.tasks_max, "be >= 1 or None")

@@ -47,6 +47,7 @@ class DispatcherSettings:
     prefetch_max: int
     seconds_prefetch: float = 0.02
     seconds_auth: float = 10.0
+    seconds_grace: float = 5.0
 
 
 class Conn:
@@ -64,8 +65,10 @@ class Conn:
         "opened",
         "pid",
         "pipe",
+        "progress",
         "slot",
         "state",
+        "stop_by",
         "tasks_left",
     )
 
@@ -84,6 +87,8 @@ class Conn:
         self.last_task_send = now
         self.tasks_left = 1 << 62
         self.info: dict[str, Any] = {}
+        self.progress = now  # when the task now at the head of in_flight (probably) started
+        self.stop_by: float | None = None  # a cancelled task must be given back by then
 
 
 class Dispatcher:
@@ -293,7 +298,7 @@ class Dispatcher:
             if len(frame) >= 9:
                 received = int.from_bytes(frame[1:9], "little")
                 if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
-                    self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)")
+                    self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.BYE:
             body = p.decode_json(frame)
             log.debug("worker %s says bye: %s", conn.instance, body.get("reason"))
@@ -347,6 +352,9 @@ class Dispatcher:
             if task is None or task.resolved:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)
+        conn.progress = time.monotonic()
+        if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
+            conn.stop_by = None
         if self.queue:
             self._assign()
 
@@ -391,6 +399,8 @@ class Dispatcher:
                 conn.in_flight[task.id] = task
                 batch.append((task.id, task.payload))
             if batch:
+                if len(conn.in_flight) == len(batch):
+                    conn.progress = time.monotonic()
                 conn.tasks_left -= len(batch)
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
@@ -442,13 +452,12 @@ class Dispatcher:
                 self._on_disconnect(conn.instance, True)
         conn.state = CLOSED
 
-    def _drop(self, conn: Conn, reason: str) -> None:
-        """Close a connection that misbehaved or timed out (its tasks are requeued)."""
+    def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
+        """Close a connection that misbehaved or timed out (its unresolved tasks are requeued)."""
         log.warning("dropping worker connection %s (instance %s): %s", conn.pipe.id, conn.instance, reason)
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
             conn.in_flight.clear()
-            blame = "lost task frames" not in reason
             self._requeue(tasks, blame_first=blame, reason=reason)
             if conn.instance:
                 self._on_disconnect(conn.instance, True)
@@ -482,6 +491,8 @@ class Dispatcher:
             if conn.state == CHALLENGED and now - conn.opened > self.settings.seconds_auth:
                 self._drop(conn, "no HELLO in time")
             elif conn.state == READY:
+                if conn.in_flight and self._overdue(conn, now):
+                    continue
                 if now - conn.last_seen > self.settings.seconds_heartbeat_timeout:
                     self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
                 elif beat:
@@ -489,6 +500,47 @@ class Dispatcher:
             elif conn.state == CLOSED and now - conn.last_seen > hb:
                 del self.conns[conn.pipe.id]
         self._on_tick(now)
+
+    def _overdue(self, conn: Conn, now: float) -> bool:
+        """Replace a worker that kept a cancelled or timed-out task past the grace period."""
+        grace = self.settings.seconds_grace
+        if conn.stop_by is not None and now > conn.stop_by:
+            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False)
+            return True
+        head = next(iter(conn.in_flight.values()))
+        limit = head.seconds_timeout
+        if limit is not None and not head.resolved and now - conn.progress > limit + grace:
+            message = (
+                f"the task ran longer than seconds_timeout={limit:g} s and its worker did not stop it; "
+                "the worker was replaced"
+            )
+            self._on_result(head, None, conn, ("timeout", message, "TaskTimeoutError"))
+            self._drop(conn, f"task {head.name!r} exceeded seconds_timeout={limit:g} s", blame=False)
+            return True
+        return False
+
+    def cancel(self, predicate: Callable[[Task], bool], message: str) -> int:
+        """Cancel queued and running tasks matching ``predicate`` (dispatcher thread).
+
+        Queued tasks are removed; running ones resolve as ``cancel`` at once and their
+        workers are told to stop them (and replaced if they do not within the grace period).
+        """
+        count = 0
+        for task in self.remove_queued(lambda t: not t.resolved and predicate(t)):
+            self._on_result(task, None, None, ("cancel", message, "CancelledError"))
+            count += 1
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            if conn.state != READY:
+                continue
+            ids = [tid for tid, t in conn.in_flight.items() if not t.resolved and predicate(t)]
+            for tid in ids:
+                self._on_result(conn.in_flight[tid], None, conn, ("cancel", message, "CancelledError"))
+            if ids:
+                count += len(ids)
+                self._send(conn, p.encode_ids(p.CANCEL, ids))
+                conn.stop_by = now + self.settings.seconds_grace
+        return count
 
     # -- queries (dispatcher thread) -----------------------------------------------------
 

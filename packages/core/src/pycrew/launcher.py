@@ -151,6 +151,8 @@ class Launcher:
             _arg(o.tasks_max),
             "--seconds-launch",
             _arg(o.seconds_launch),
+            *(("--garbage-collection",) if o.garbage_collection else ()),
+            *(() if o.reset_environment else ("--no-reset",)),
         )
         env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
         safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"

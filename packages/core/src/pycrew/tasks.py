@@ -24,6 +24,7 @@ class Task:
         "keep",
         "name",
         "payload",
+        "relay",
         "resolved",
         "running",
         "seconds_timeout",
@@ -51,6 +52,7 @@ class Task:
         self.seconds_timeout = seconds_timeout
         self.running = False
         self.resolved = False
+        self.relay: Any = None
 
 
 def _describe(obj: Any) -> str:
@@ -71,14 +73,21 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "unknown part"
 
 
-def pack_task(name: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None) -> bytes:
+def pack_task(
+    name: str,
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    seed: int | None,
+    seconds_timeout: float | None = None,
+) -> bytes:
     """Pickle a task for the wire.
 
     Raises:
         SerializationError: naming the object that cannot be pickled.
     """
     try:
-        payload: bytes = cloudpickle.dumps((fn, args, kwargs, seed, name), protocol=pickle.HIGHEST_PROTOCOL)
+        payload: bytes = cloudpickle.dumps((fn, args, kwargs, seed, name, seconds_timeout), protocol=pickle.HIGHEST_PROTOCOL)
         return payload
     except Exception as exc:
         raise SerializationError(

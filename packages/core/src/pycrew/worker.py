@@ -18,20 +18,15 @@ import gc
 import logging
 import math
 import os
-import pickle
-import random
 import socket
 import sys
 import threading
 import time
-import traceback
-import warnings
-from typing import Any
 
-import cloudpickle
 import pynng
 
 from pycrew import protocol as p
+from pycrew.execution import TaskRunner
 from pycrew.plugin_api import TLS_CA_ENV, TOKEN_ENV
 
 log = logging.getLogger("pycrew.worker")
@@ -74,68 +69,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seconds-wall", type=_seconds, default=math.inf)
     ap.add_argument("--tasks-max", type=_count, default=None)
     ap.add_argument("--seconds-launch", type=_seconds, default=60.0, help="give up if not connected by then")
+    ap.add_argument("--no-reset", action="store_true", help="keep changes tasks make to os.environ, sys.path and the cwd")
+    ap.add_argument("--garbage-collection", action="store_true", help="run gc.collect() after every task")
     return ap
-
-
-def run_task(payload: bytes) -> bytes:
-    """Run one pickled task and return its pickled result tuple (never raises)."""
-    t0 = time.time()
-    warns: list[str] = []
-    seed_state: Any = None
-    try:
-        fn, args, kwargs, seed, _name = pickle.loads(payload)
-        if seed is not None:
-            seed_state = _seed(seed)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                value = fn(*args, **kwargs)
-            warns = [f"{w.category.__name__}: {w.message}" for w in caught]
-        finally:
-            if seed_state is not None:
-                _restore(seed_state)
-    except BaseException as exc:  # the task's failure is the result: report it, keep serving
-        t1 = time.time()
-        tb = traceback.format_exc()
-        try:
-            exc_bytes: bytes | None = cloudpickle.dumps(exc)
-            pickle.loads(exc_bytes or b"")
-        except Exception:
-            exc_bytes = None
-        kind = type(exc)
-        qual = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
-        return _dumps(("error", None, str(exc) or repr(exc), qual, tb, exc_bytes, warns, t0, t1))
-    t1 = time.time()
-    try:
-        return _dumps(("success", value, "", "", "", None, warns, t0, t1))
-    except Exception as exc:
-        message = f"the task's return value ({type(value).__name__}) cannot be pickled: {type(exc).__name__}: {exc}"
-        return _dumps(
-            ("error", None, message, "pycrew.errors.SerializationError", traceback.format_exc(), None, warns, t0, t1)
-        )
-
-
-def _dumps(value: object) -> bytes:
-    data: bytes = cloudpickle.dumps(value)
-    return data
-
-
-def _seed(seed: int) -> tuple[Any, Any]:
-    state = random.getstate()
-    random.seed(seed)
-    np_state = None
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        np_state = numpy.random.get_state()
-        numpy.random.seed(seed % (2**32))
-    return state, np_state
-
-
-def _restore(saved: tuple[Any, Any]) -> None:
-    random.setstate(saved[0])
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and saved[1] is not None:
-        numpy.random.set_state(saved[1])
 
 
 class Worker:
@@ -160,6 +96,7 @@ class Worker:
         self.seconds_heartbeat_timeout = 20.0
         self.running = False
         self.done = 0
+        self.runner = TaskRunner(reset=not args.no_reset, garbage_collection=args.garbage_collection)
         self.sock = pynng.Pair1(recv_max_size=0)
         if args.url.startswith("tls+"):
             if not ca:
@@ -199,7 +136,14 @@ class Worker:
                 if now - self.last_seen > self.seconds_heartbeat_timeout:
                     self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
                     return
-            sock.recv_timeout = max(1, int(min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat) * 1000))
+            deadline = self.runner.deadline
+            if deadline is not None and now >= deadline and self.runner.current is not None:
+                self.runner.interrupt(self.runner.current, "timeout", "the task ran longer than its seconds_timeout")
+                deadline = None
+            wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
+            if deadline is not None:
+                wait = min(wait, max(0.001, deadline - now))
+            sock.recv_timeout = max(1, int(wait * 1000))
             try:
                 frame = sock.recv()
             except pynng.Timeout:
@@ -231,9 +175,25 @@ class Worker:
                 self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
                 self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
                 self.welcomed.set()
+            elif kind == p.CANCEL:
+                self._cancel(p.decode_ids(frame))
             elif kind == p.STOP:
                 self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
                 return
+
+    def _cancel(self, ids: list[int]) -> None:
+        """Stop the running task if it is cancelled; drop cancelled tasks not started yet."""
+        wanted = set(ids)
+        for task_id in ids:
+            self.runner.interrupt(task_id, "cancel", "cancelled by the controller")
+        with self.cv:
+            dropped = [i for i, _ in self.tasks if i in wanted]
+            if dropped:
+                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+        if dropped:
+            now = time.time()
+            body = _dumps_cancel(now)
+            self._send(p.encode_records(p.RESULTS, [(i, body) for i in dropped]))
 
     def _send(self, frame: bytes) -> None:
         try:
@@ -247,6 +207,7 @@ class Worker:
         """Connect, serve tasks until an exit rule fires, and return the exit code."""
         a = self.args
         self.sock.dial(a.url, block=False)
+        self.runner.install()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
         if not self.welcomed.wait(a.seconds_launch):
@@ -289,7 +250,7 @@ class Worker:
                     continue
                 task_id, payload = self.tasks.popleft()
             self.running = True
-            out = run_task(payload)
+            out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
             last_work = time.monotonic()
@@ -304,6 +265,13 @@ class Worker:
         if results:
             self._send(p.encode_records(p.RESULTS, results))
             results.clear()
+
+
+def _dumps_cancel(now: float) -> bytes:
+    import cloudpickle
+
+    data: bytes = cloudpickle.dumps(("cancel", None, "cancelled before it started", "", "", None, [], None, now))
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:

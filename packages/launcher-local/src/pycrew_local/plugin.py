@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pycrew
-
 from pycrew_local.options import LocalOptions
 from pycrew_local.processes import LocalHandle, kill_tree, list_workers, start_worker
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pycrew
 
+import pycrew
 from pycrew_local.options import LocalOptions
 
 WORKER_MODULE = "pycrew.worker"

@@ -1,0 +1,163 @@
+"""Running one task inside a worker: seeding, warnings, hygiene, interruption.
+
+A task runs in the worker's main thread. The worker's communication thread can interrupt
+it (a cancel from the controller, or its ``seconds_timeout`` passing) by sending the
+process ``SIGUSR1``: the handler raises :class:`Interrupted` inside the task's code, which
+ends blocking calls such as ``time.sleep`` too. Code stuck in a C extension that ignores
+signals is not interrupted; the controller then replaces the whole worker.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from types import FrameType
+from typing import Any
+
+import cloudpickle
+
+INTERRUPT_SIGNAL = signal.SIGUSR1
+
+
+class Interrupted(BaseException):
+    """Raised inside a task that is cancelled or timed out (a BaseException: tasks rarely catch it)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _dumps(value: object) -> bytes:
+    data: bytes = cloudpickle.dumps(value)
+    return data
+
+
+def _qualname(kind: type) -> str:
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+class TaskRunner:
+    """Runs tasks one at a time and lets another thread interrupt the running one."""
+
+    def __init__(self, reset: bool = True, garbage_collection: bool = False) -> None:
+        self.reset = reset
+        self.garbage_collection = garbage_collection
+        self.current: int | None = None
+        self.deadline: float | None = None
+        self._pending: tuple[int, str, str] | None = None
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        """Install the interrupt handler (main thread only)."""
+        signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+
+    def interrupt(self, task_id: int, status: str, message: str) -> bool:
+        """Ask the running task ``task_id`` to stop (any thread); False if it is not running."""
+        with self._lock:
+            if self.current != task_id:
+                return False
+            self._pending = (task_id, status, message)
+        os.kill(os.getpid(), INTERRUPT_SIGNAL)
+        return True
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        pending = self._pending
+        if pending is not None and self.current == pending[0]:
+            self._pending = None
+            raise Interrupted(pending[1], pending[2])
+
+    def run(self, task_id: int, payload: bytes) -> bytes:
+        """Run one pickled task and return its pickled result tuple (never raises)."""
+        try:
+            return self._run(task_id, payload)
+        except Interrupted as exc:  # arrived after the task's own handler: still this task's
+            self.current = None
+            return _dumps((exc.status, None, str(exc), "", "", None, [], None, time.time()))
+
+    def _run(self, task_id: int, payload: bytes) -> bytes:
+        t0 = time.time()
+        warns: list[str] = []
+        saved = (dict(os.environ), list(sys.path), os.getcwd()) if self.reset else None
+        seed_state: Any = None
+        try:
+            fn, args, kwargs, seed, _name, seconds_timeout = pickle.loads(payload)
+            if seed is not None:
+                seed_state = _seed(seed)
+            self.deadline = time.monotonic() + seconds_timeout if seconds_timeout else None
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self.current = task_id
+                    try:
+                        value = fn(*args, **kwargs)
+                    finally:
+                        self.current = None
+                        self.deadline = None
+                warns = [f"{w.category.__name__}: {w.message}" for w in caught]
+            finally:
+                if seed_state is not None:
+                    _restore(seed_state)
+        except Interrupted as exc:
+            return _dumps((exc.status, None, str(exc), "", traceback.format_exc(), None, warns, t0, time.time()))
+        except BaseException as exc:  # the task's failure is the result: report it, keep serving
+            t1 = time.time()
+            tb = traceback.format_exc()
+            try:
+                exc_bytes: bytes | None = cloudpickle.dumps(exc)
+                pickle.loads(exc_bytes or b"")
+            except Exception:
+                exc_bytes = None
+            return _dumps(("error", None, str(exc) or repr(exc), _qualname(type(exc)), tb, exc_bytes, warns, t0, t1))
+        finally:
+            self._clean_up(saved)
+        t1 = time.time()
+        try:
+            return _dumps(("success", value, "", "", "", None, warns, t0, t1))
+        except Exception as exc:
+            message = f"the task's return value ({type(value).__name__}) cannot be pickled: {type(exc).__name__}: {exc}"
+            return _dumps(
+                ("error", None, message, "pycrew.errors.SerializationError", traceback.format_exc(), None, warns, t0, t1)
+            )
+
+    def _clean_up(self, saved: tuple[dict[str, str], list[str], str] | None) -> None:
+        """Undo what a task changed that would leak into the next one."""
+        if saved is not None:
+            env, path, cwd = saved
+            if os.environ != env:
+                os.environ.clear()
+                os.environ.update(env)
+            if sys.path != path:
+                sys.path[:] = path
+            try:
+                if os.getcwd() != cwd:
+                    os.chdir(cwd)
+            except OSError:  # the task removed its working directory: go back to the original
+                os.chdir(cwd)
+        if self.garbage_collection:
+            gc.collect()
+
+
+def _seed(seed: int) -> tuple[Any, Any]:
+    state = random.getstate()
+    random.seed(seed)
+    np_state = None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        np_state = numpy.random.get_state()
+        numpy.random.seed(seed % (2**32))
+    return state, np_state
+
+
+def _restore(saved: tuple[Any, Any]) -> None:
+    random.setstate(saved[0])
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and saved[1] is not None:
+        numpy.random.set_state(saved[1])

@@ -1,0 +1,114 @@
+"""Cancelling queued and running tasks, per-task timeouts, seeds and worker hygiene."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import pycrew
+from conftest import wait_for
+from helpers import busy_loop, draw, identity, mutate_process_state, pid_and_draws, sleep_then, write_pid_then_sleep
+
+
+def test_cancel_running_task_by_name_interrupts_it_and_resolves_once(make_controller, tmp_path):
+    c = make_controller("local", workers=1).start()
+    pid_file = tmp_path / "pid"
+    c.push(write_pid_then_sleep, (str(pid_file), 60), name="long")
+    c.push(identity, (1,), name="next")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30)
+    assert c.cancel(names=["long"]) == 1
+    assert c.wait(timeout=30)
+    results = {r.name: r for r in c.collect()}
+    assert results["long"].status == "cancel"
+    assert results["next"].status == "success", "other tasks are not affected"
+    assert results["next"].pid == int(pid_file.read_text()), "the worker was interrupted, not replaced"
+    assert c.summary().controller.cancel == 1 and c.summary().controller.resolved == 2
+
+
+def test_cancel_all_removes_queued_tasks(make_controller):
+    c = make_controller("local", workers=1).start()
+    c.walk(sleep_then, [0.5] * 5)
+    assert c.cancel(all=True) == 5
+    assert c.wait(timeout=30)
+    assert [r.status for r in c.collect()] == ["cancel"] * 5
+
+
+def test_future_cancel_stops_a_running_task(make_controller):
+    c = make_controller("local", workers=1).start()
+    future = c.submit(sleep_then, 60)
+    wait_for(future.running, 30)
+    t0 = time.monotonic()
+    assert future.cancel() is True
+    assert future.cancelled() and time.monotonic() - t0 < 10
+    assert c.submit(identity, 3).result(timeout=30) == 3
+
+
+def test_task_timeout_resolves_as_timeout_and_spares_others(make_controller):
+    c = make_controller("local", workers=1).start()
+    c.push(sleep_then, (30,), name="slow", seconds_timeout=0.5)
+    c.push(busy_loop, (30,), name="spinning", seconds_timeout=0.5)
+    c.push(sleep_then, (0.1, "quick"), name="quick", seconds_timeout=5)
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert results["slow"].status == "timeout" and "seconds_timeout" in results["slow"].error
+    assert results["spinning"].status == "timeout"
+    assert results["quick"].result == "quick"
+    assert results["slow"].seconds < 5
+
+
+def test_controller_default_timeout_raises_in_futures(make_controller):
+    c = make_controller("local", workers=1, seconds_timeout=0.5).start()
+    with pytest.raises(pycrew.TaskTimeoutError):
+        c.submit(sleep_then, 30).result(timeout=30)
+
+
+def test_worker_that_ignores_interruption_is_replaced(make_controller, tmp_path):
+    script = "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\ntime.sleep(60)\n"
+
+    def deaf() -> None:
+        exec(script, {})
+
+    c = make_controller("local", workers=1).start()
+    c._dispatcher.settings = type(c._dispatcher.settings)(**{**c._dispatcher.settings.__dict__, "seconds_grace": 1.0})
+    c.push(deaf, name="deaf", seconds_timeout=0.5)
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "timeout" and "replaced" in r.error
+    assert c.submit(identity, 1).result(timeout=30) == 1
+
+
+def test_seeded_tasks_are_reproducible_and_restore_the_state(make_controller):
+    c = make_controller("local", workers=2).start()
+    first = list(c.map(draw, range(0), seed=1))
+    assert first == []
+    a = [c.submit_task(draw, seed=42).result(timeout=30) for _ in range(2)]
+    assert a[0] == a[1], "the same seed gives the same draw"
+    m1 = list(c.map(lambda _: draw(), range(6), seed=7))
+    m2 = list(c.map(lambda _: draw(), range(6), seed=7))
+    assert m1 == m2 and len(set(m1)) == 6
+    assert pycrew.task_seed(7, 0) != pycrew.task_seed(7, 1) != pycrew.task_seed(8, 0)
+    c.push(draw, seed=5, name="s")
+    c.wait(timeout=30)
+    assert c.pop().seed == 5
+
+
+def test_unseeded_workers_draw_from_distinct_streams(make_controller):
+    c = make_controller("local", workers=2).start()
+    (pid1, draws1), (pid2, draws2) = c.map(pid_and_draws, [0.5, 0.5])
+    assert pid1 != pid2, "the two tasks should have run on two workers"
+    assert draws1 != draws2, "two worker instances drew from the same random stream"
+
+
+def test_worker_state_changes_do_not_leak_into_the_next_task(make_controller, tmp_path):
+    c = make_controller("local", workers=1).start()
+    first = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
+    second = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
+    assert second == first, "os.environ, sys.path or the cwd leaked from one task into the next"
+
+
+def test_reset_can_be_turned_off(make_controller, tmp_path):
+    c = make_controller("local", workers=1, reset_environment=False, garbage_collection=True).start()
+    c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
+    second = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
+    assert second["env"] == "leaked" and second["path"] is True
