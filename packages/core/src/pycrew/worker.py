@@ -210,10 +210,16 @@ class Worker:
         self.runner.install()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        if not self.welcomed.wait(a.seconds_launch):
-            log.error("pycrew worker %s could not connect to %s within %s s", a.instance, a.url, a.seconds_launch)
-            self.sock.close()
-            return EXIT_NO_CONNECTION
+        deadline = time.monotonic() + a.seconds_launch
+        while not self.welcomed.wait(0.05):
+            if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
+                log.error("pycrew worker %s was refused by %s: %s", a.instance, a.url, self.stop_reason)
+                self.sock.close()
+                return EXIT_NO_CONNECTION
+            if time.monotonic() > deadline:
+                log.error("pycrew worker %s could not connect to %s within %s s", a.instance, a.url, a.seconds_launch)
+                self.sock.close()
+                return EXIT_NO_CONNECTION
         reason = self._serve()
         if not self.gone.is_set():
             unstarted = [i for i, _ in self.tasks]

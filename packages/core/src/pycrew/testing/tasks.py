@@ -1,0 +1,40 @@
+"""Task functions the conformance suite runs on workers.
+
+They are pickled by reference, so a worker imports this module: it depends on the
+standard library only (no pytest), and importing it costs nothing on a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+
+def report_worker() -> tuple[str, int]:
+    """Where this task runs: ``(host name, process id)``."""
+    return socket.gethostname(), os.getpid()
+
+
+def return_value(value: object) -> object:
+    """Return ``value`` unchanged (the load test's task)."""
+    return value
+
+
+def sleep_then_report(seconds: float) -> tuple[str, int]:
+    """Sleep ``seconds``, then report where this task ran."""
+    time.sleep(seconds)
+    return report_worker()
+
+
+def crash_on_worker(host: str, pid: int) -> tuple[str, int]:
+    """Kill this worker process with SIGKILL if it is process ``pid`` on ``host``; else report where it ran.
+
+    The first attempt, sent to that worker, dies mid-task as an out-of-memory kill or a
+    preempted machine would; the retry runs on another worker and succeeds.
+    """
+    if (socket.gethostname(), os.getpid()) == (host, pid):
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(60)  # never return from a killed task, even if the signal were late
+    return report_worker()

@@ -1,0 +1,112 @@
+"""docs/plugins.md runs: every ```python block executes, in order, in one shared namespace.
+
+A block that must not run is preceded by the line ``<!-- docs-test: skip -->``; there
+should be none, and :data:`MAX_SKIPPED` keeps it that way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pycrew
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
+SKIP_MARKER = "<!-- docs-test: skip -->"
+MAX_SKIPPED = 0
+FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of the page."""
+
+    line: int  # 1-based line of the first code line
+    language: str
+    code: str
+    skipped: bool
+
+
+def code_blocks(text: str) -> list[Block]:
+    """Every fenced block of ``text``, with its language and whether it is marked to skip."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m is None or not m.group(1):
+            i += 1
+            continue
+        start = i + 1
+        end = start
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        if end == len(lines):
+            raise AssertionError(f"{DOC}:{i + 1}: the code block is never closed")
+        skipped = i > 0 and lines[i - 1].strip() == SKIP_MARKER
+        blocks.append(Block(start + 1, m.group(1), "\n".join(lines[start:end]) + "\n", skipped))
+        i = end + 1
+    return blocks
+
+
+def python_blocks() -> list[Block]:
+    """The page's ```python blocks."""
+    return [b for b in code_blocks(DOC.read_text()) if b.language == "python"]
+
+
+def test_page_has_python_blocks() -> None:
+    assert len(python_blocks()) >= 10, f"{DOC} should show the plugin contract in runnable blocks"
+
+
+def test_skipped_blocks_stay_rare() -> None:
+    skipped = [b.line for b in python_blocks() if b.skipped]
+    assert len(skipped) <= MAX_SKIPPED, f"blocks at lines {skipped} of {DOC} are marked {SKIP_MARKER!r}: make them run"
+
+
+def test_code_blocks_parse() -> None:
+    """Blocks are found even next to other languages, and the marker is seen."""
+    text = "intro\n```bash\nls\n```\n<!-- docs-test: skip -->\n```python\nx = 1\n```\n```python\ny = 2\n```\n"
+    blocks = code_blocks(text)
+    assert [(b.language, b.skipped, b.line) for b in blocks] == [
+        ("bash", False, 3),
+        ("python", True, 7),
+        ("python", False, 10),
+    ]
+
+
+@pytest.fixture
+def registered_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Record plugins the page registers, and unregister them if it fails midway."""
+    plugins: list[Any] = []
+    real_register = pycrew.register
+
+    def register(plugin: object, name: str | None = None) -> list[pycrew.LauncherSpec]:
+        plugins.append(plugin)
+        return real_register(plugin, name=name)
+
+    monkeypatch.setattr(pycrew, "register", register)
+    yield plugins
+    for plugin in plugins:
+        pycrew.unregister(plugin)  # a no-op for a plugin the page unregistered itself
+
+
+@pytest.mark.slow
+def test_python_blocks_run(pycrew_tmp_state_dir: Path, registered_plugins: list[Any]) -> None:
+    """Run the page: each block in order, sharing one namespace; tracebacks point at the page's lines."""
+    namespace: dict[str, Any] = {"__name__": "docs_plugins"}
+    try:
+        for block in python_blocks():
+            if block.skipped:
+                continue
+            padded = "\n" * (block.line - 1) + block.code  # so line numbers are the page's
+            exec(compile(padded, str(DOC), "exec", dont_inherit=True), namespace)
+    finally:
+        for value in list(namespace.values()):
+            if isinstance(value, pycrew.Controller):
+                value.terminate()
+    assert registered_plugins, "the page should show registering a plugin with pycrew.register"
