@@ -96,3 +96,15 @@ def pid_and_draws(delay: float) -> tuple[int, list[float]]:
 
     time.sleep(delay)
     return os.getpid(), [random.random() for _ in range(3)]
+
+
+def crash_until(counter: str, crashes: int) -> int:
+    """Kill the worker on the first ``crashes`` calls (counted in a file), then return the call number."""
+    from pathlib import Path
+
+    n = int(Path(counter).read_text()) if os.path.exists(counter) else 0
+    with open(counter, "w") as f:
+        f.write(str(n + 1))
+    if n < crashes:
+        os._exit(13)
+    return n + 1

@@ -28,6 +28,7 @@ from pycrew.errors import (
     TaskTimeoutError,
 )
 from pycrew.futures import TaskFuture, task_seed
+from pycrew.group import ControllerGroup
 from pycrew.monitor import Monitor
 from pycrew.options import LauncherOptions, require
 from pycrew.plugin_api import (
@@ -40,6 +41,7 @@ from pycrew.plugin_api import (
 )
 from pycrew.plugins import get_launcher, installed_launchers, register, unregister
 from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
+from pycrew.sequential import SequentialController
 from pycrew.tls import TLS
 
 #: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
@@ -53,6 +55,7 @@ __all__ = [
     "TOKEN_ENV",
     "Controller",
     "ControllerError",
+    "ControllerGroup",
     "ControllerOptions",
     "ControllerSummary",
     "LaunchError",
@@ -65,6 +68,7 @@ __all__ = [
     "PluginError",
     "PycrewError",
     "RemoteTraceback",
+    "SequentialController",
     "SerializationError",
     "TaskCrashError",
     "TaskError",

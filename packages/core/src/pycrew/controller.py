@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pycrew import monitor
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
@@ -25,6 +25,7 @@ from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
+from pycrew.sequential import SequentialController
 from pycrew.tasks import Task, decode_result, local_result, pack_task
 from pycrew.tls import TLS
 
@@ -439,11 +440,21 @@ class Controller(concurrent.futures.Executor):
             row = self._slot_counts[conn.slot]
             row[1] += 1
             row[3] += result.seconds
+        self._finish(task, result)
+
+    def _finish(self, task: Task, result: TaskResult) -> None:
+        """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""
+        backup = self.options.backup
+        if result.status == "crash" and backup is not None and self._forward(task, result, backup):
+            return
         self._status_counts[result.status] += 1
         self.resolved += 1
         if task.relay is not None:
             task.relay(result)
             return
+        self._deliver(task, result)
+
+    def _deliver(self, task: Task, result: TaskResult) -> None:
         future = task.future
         if future is not None and not future.done():
             if result.status == "success":
@@ -465,6 +476,42 @@ class Controller(concurrent.futures.Executor):
         if self._waiters:
             with self._cv:
                 self._cv.notify_all()
+
+    def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> bool:
+        """Re-send a task that crashed ``crashes_max`` times here to the backup controller."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+
+        def relay(result: TaskResult) -> None:  # runs on the backup's dispatcher thread
+            merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
+            dispatcher.call_soon(lambda: self._finish_relayed(task, merged))
+
+        try:
+            backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
+        except PycrewError as exc:
+            log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, exc)
+            return False
+        log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
+        return True
+
+    def _finish_relayed(self, task: Task, result: TaskResult) -> None:
+        """Dispatcher thread: the backup resolved a task of ours (maybe itself through a backup)."""
+        self._status_counts[result.status] += 1
+        self.resolved += 1
+        if task.relay is not None:
+            task.relay(result)
+            return
+        self._deliver(task, result)
+
+    def _submit_payload(
+        self, name: str, payload: bytes, seed: int | None, seconds_timeout: float | None, relay: Callable[[TaskResult], None]
+    ) -> None:
+        """Queue an already pickled task whose result goes to ``relay`` (backups)."""
+        dispatcher = self._check()
+        task = Task(next(self._ids), name, payload, None, False, seed, seconds_timeout)
+        task.relay = relay
+        self.pushed += 1
+        dispatcher.submit(task)
 
     def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
         self.launcher.connected(instance, info)
@@ -489,6 +536,10 @@ class Controller(concurrent.futures.Executor):
             assert task.future is not None
             if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(error)
+
+    def ready(self) -> int:
+        """Results waiting for :meth:`pop`."""
+        return len(self._results)
 
     def unresolved(self) -> int:
         """Tasks pushed or submitted and not yet resolved."""
@@ -607,12 +658,25 @@ class Controller(concurrent.futures.Executor):
         return f"<pycrew.Controller {self.name!r} launcher={self.spec.name!r} workers={self.options.workers} {state}>"
 
 
-def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller:
+@overload
+def controller(launcher: Literal["sequential"], workers: int = 1, **options: Any) -> SequentialController: ...
+
+
+@overload
+def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller: ...
+
+
+def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller | SequentialController:
     """Create a :class:`Controller` (not started: use it in ``with``, or call ``start``).
+
+    ``launcher="sequential"`` returns a :class:`~pycrew.sequential.SequentialController`
+    that runs every task in this process at push, with the same result API (for pdb).
 
     Example::
 
         with pycrew.controller("local", workers=2, seconds_idle=10) as c:
             squares = list(c.map(pow, range(10), [2] * 10))
     """
+    if launcher == "sequential":
+        return SequentialController(name=options.pop("name", None) or "sequential", **options)
     return Controller(launcher, workers, **options)

@@ -1,0 +1,177 @@
+"""ControllerGroup: several controllers behind one API."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal, TypeVar
+
+from pycrew.errors import OptionsError, PycrewError
+from pycrew.results import Summary, TaskResult
+
+T = TypeVar("T")
+
+
+def _named(name: str, exc: PycrewError) -> PycrewError:
+    """The same kind of error, its message prefixed with the controller's name."""
+    try:
+        out = type(exc)(f"controller {name!r}: {exc}")
+    except TypeError:  # an error type whose constructor takes more: keep it, name in a note
+        exc.add_note(f"in controller {name!r}")
+        return exc
+    out.__cause__ = exc
+    return out
+
+
+class ControllerGroup(concurrent.futures.Executor):
+    """Several controllers (e.g. local and slurm) behind one push/walk/pop/wait/map/summary/terminate.
+
+    A task goes to a controller by name (``controller="gpu"``), by default the first.
+    ``pop`` is fair: it takes from the controllers in turn, so one busy controller never
+    starves the others. An error from one controller is re-raised with its name.
+
+    Example::
+
+        with pycrew.ControllerGroup(pycrew.controller("local", name="cpu", workers=2),
+                                    pycrew.controller("slurm", name="gpu", gres="gpu:1")) as g:
+            g.push(train, args=(cfg,), controller="gpu")
+            g.push(summarize, args=(data,))            # to "cpu", the first
+    """
+
+    def __init__(self, *controllers: Any) -> None:
+        if not controllers:
+            raise OptionsError("ControllerGroup needs at least one controller")
+        self.controllers: dict[str, Any] = {}
+        for c in controllers:
+            if c.name in self.controllers:
+                raise OptionsError(f"two controllers in the group are named {c.name!r}; give each a distinct name=")
+            self.controllers[c.name] = c
+        self._next = 0
+
+    def _get(self, name: str | None) -> Any:
+        if name is None:
+            return next(iter(self.controllers.values()))
+        try:
+            return self.controllers[name]
+        except KeyError:
+            raise OptionsError(f"no controller named {name!r} in the group; names: {', '.join(self.controllers)}") from None
+
+    def _each(self, fn: Callable[[Any], T]) -> list[T]:
+        out = []
+        for name, c in self.controllers.items():
+            try:
+                out.append(fn(c))
+            except PycrewError as exc:
+                raise _named(name, exc) from exc
+        return out
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def push(self, fn: Callable[..., Any], args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, name: str | None = None, seed: int | None = None, seconds_timeout: float | None = None, controller: str | None = None) -> str:
+        """Push to one controller (default: the first). Returns the task's name."""
+        target = self._get(controller)
+        try:
+            return str(target.push(fn, args, kwargs, name=name, seed=seed, seconds_timeout=seconds_timeout))
+        except PycrewError as exc:
+            raise _named(target.name, exc) from exc
+
+    def walk(self, fn: Callable[..., Any], iterable: Iterable[Any], names: Iterable[str] | None = None, seed: int | None = None, controller: str | None = None) -> list[str]:
+        """Push ``fn(item)`` for every item to one controller."""
+        return list(self._get(controller).walk(fn, iterable, names=names, seed=seed))
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        """Executor API: submit to the first controller (see :meth:`submit_to`)."""
+        return self.submit_to(None, fn, *args, **kwargs)
+
+    def submit_to(self, controller: str | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        """Submit to the controller named ``controller`` (``None``: the first)."""
+        future: concurrent.futures.Future[T] = self._get(controller).submit(fn, *args, **kwargs)
+        return future
+
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None, seed: int | None = None, controller: str | None = None) -> Iterator[T]:
+        """Executor API: ``map`` on one controller (default: the first)."""
+        it: Iterator[T] = self._get(controller).map(fn, *iterables, timeout=timeout, seed=seed)
+        return it
+
+    def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
+        """Cancel tasks by name (or all) in every controller."""
+        if names is not None and not isinstance(names, str):
+            names = list(names)
+        return sum(self._each(lambda c: int(c.cancel(names=names, all=all))))
+
+    # -- results -----------------------------------------------------------------------------
+
+    def pop(self) -> TaskResult | None:
+        """The next result, taking from the controllers in turn."""
+        order = list(self.controllers.items())
+        for k in range(len(order)):
+            i = (self._next + k) % len(order)
+            name, c = order[i]
+            try:
+                result = c.pop()
+            except PycrewError as exc:
+                raise _named(name, exc) from exc
+            if result is not None:
+                self._next = (i + 1) % len(order)
+                return result  # type: ignore[no-any-return]
+        return None
+
+    def collect(self) -> list[TaskResult]:
+        """Every available result of every controller."""
+        return [r for batch in self._each(lambda c: c.collect()) for r in batch]
+
+    def unresolved(self) -> int:
+        """Unresolved tasks over all controllers."""
+        return sum(int(c.unresolved()) for c in self.controllers.values())
+
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None) -> bool:
+        """Block until every task of every controller resolved, or (``"one"``) one result is ready."""
+        if mode not in ("all", "one"):
+            raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if mode == "all" and self.unresolved() == 0:
+                return True
+            if mode == "one" and (any(c.ready() for c in self.controllers.values()) or self.unresolved() == 0):
+                return True
+            self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def summary(self) -> dict[str, Summary]:
+        """Each controller's summary, by name."""
+        return {name: c.summary() for name, c in self.controllers.items()}
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> ControllerGroup:
+        """Start every controller."""
+        self._each(lambda c: c.start())
+        return self
+
+    def terminate(self) -> None:
+        """Terminate every controller (all are tried even if one fails)."""
+        errors = []
+        for name, c in self.controllers.items():
+            try:
+                c.terminate()
+            except PycrewError as exc:
+                errors.append(_named(name, exc))
+        if errors:
+            raise errors[0]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Executor API: shut every controller down."""
+        for c in self.controllers.values():
+            c.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __enter__(self) -> ControllerGroup:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.wait("all")
+        finally:
+            self.terminate()

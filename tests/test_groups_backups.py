@@ -1,0 +1,100 @@
+"""ControllerGroup, backup controllers and the sequential controller."""
+
+from __future__ import annotations
+
+import os
+import pdb
+
+import pytest
+
+import pycrew
+from helpers import always_crash, crash_until, identity, raise_value_error
+
+
+def test_group_routes_by_name_and_pops_fairly(make_controller):
+    a = make_controller("local", workers=1, name="a")
+    b = make_controller("local", workers=1, name="b")
+    with pycrew.ControllerGroup(a, b) as group:
+        for i in range(3):
+            group.push(identity, (f"a{i}",), name=f"a{i}")
+            group.push(identity, (f"b{i}",), name=f"b{i}", controller="b")
+        assert group.wait(timeout=60)
+        order = [group.pop().controller for _ in range(6)]
+        assert group.pop() is None
+    assert order == ["a", "b", "a", "b", "a", "b"], "pop must alternate between controllers with results"
+    assert group.summary()["b"].controller.pushed == 3
+
+
+def test_group_submit_map_and_errors_carry_the_controller_name(make_controller, tmp_path):
+    good = make_controller("local", workers=1, name="good")
+    bad = make_controller("local", workers=1, name="bad", launch_max=1, python=str(tmp_path / "missing"))
+    group = pycrew.ControllerGroup(good, bad).start()
+    try:
+        assert group.submit(identity, 5).result(timeout=30) == 5
+        assert list(group.map(identity, [1, 2], controller="good")) == [1, 2]
+        group.push(identity, (1,), controller="bad")
+        with pytest.raises(pycrew.LaunchError, match=r"^controller 'bad': "):
+            group.wait(timeout=60)
+        with pytest.raises(pycrew.OptionsError, match="no controller named 'ugly'"):
+            group.push(identity, (1,), controller="ugly")
+    finally:
+        group.terminate()
+
+
+def test_group_rejects_duplicate_names(make_controller):
+    with pytest.raises(pycrew.OptionsError, match="named 'x'"):
+        pycrew.ControllerGroup(make_controller(name="x"), make_controller(name="x"))
+
+
+def test_crashed_task_goes_to_the_backup_and_says_so(make_controller, tmp_path):
+    big = make_controller("local", workers=1, name="big")
+    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
+    small.push(crash_until, (str(tmp_path / "n"), 1), name="oom")
+    assert small.wait(timeout=60)
+    r = small.pop()
+    assert r.status == "success" and r.result == 2
+    assert r.controller == "big" and r.attempts == 2 and r.name == "oom"
+    assert small.summary().controller.success == 1 and big.summary().controller.pushed == 1
+    assert big.pop() is None, "the backup must not keep the relayed result"
+
+
+def test_backup_chain_and_final_crash(make_controller, tmp_path):
+    c3 = make_controller("local", workers=1, name="c3", crashes_max=1)
+    c2 = make_controller("local", workers=1, name="c2", crashes_max=1, backup=c3)
+    c1 = make_controller("local", workers=1, name="c1", crashes_max=1, backup=c2).start()
+    f = c1.submit(crash_until, str(tmp_path / "n"), 2)
+    assert f.result(timeout=60) == 3
+    c1.push(always_crash, name="hopeless")
+    assert c1.wait(timeout=60)
+    r = c1.pop()
+    assert r.status == "crash" and r.controller == "c3" and r.attempts == 3
+
+
+def test_sequential_controller_runs_in_this_process():
+    with pycrew.controller("sequential") as c:
+        c.push(os.getpid, name="pid")
+        c.push(raise_value_error, ("no",), name="bad")
+        assert c.wait()
+        results = {r.name: r for r in c.collect()}
+        assert results["pid"].result == os.getpid() and results["pid"].pid == os.getpid()
+        assert results["bad"].status == "error" and "ValueError: no" in results["bad"].traceback
+        assert list(c.map(identity, [1, 2])) == [1, 2]
+        with pytest.raises(ValueError):
+            c.submit(raise_value_error, "x").result()
+        assert c.summary().controller.error == 2
+        assert list(c.map(lambda _: __import__("random").random(), range(2), seed=3)) == list(
+            c.map(lambda _: __import__("random").random(), range(2), seed=3)
+        )
+
+
+def test_sequential_tasks_can_be_debugged_with_pdb(monkeypatch):
+    entered = []
+    monkeypatch.setattr(pdb, "set_trace", lambda *a, **k: entered.append(os.getpid()))
+
+    def task() -> int:
+        pdb.set_trace()
+        return 1
+
+    c = pycrew.controller("sequential")
+    assert c.submit(task).result() == 1
+    assert entered == [os.getpid()], "the breakpoint must be hit in the calling process"
