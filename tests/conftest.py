@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections.abc import Callable, Iterator
 
 import cloudpickle
@@ -13,6 +11,7 @@ import pytest
 
 import helpers
 import pycrew
+from support import worker_pids
 
 # Workers may run anywhere (emulated containers have a minimal environment): send the
 # test task functions by value rather than by module reference.
@@ -25,23 +24,6 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     path = str(tmp_path_factory.mktemp("pycrew-state"))
     monkeypatch.setenv("PYCREW_STATE_DIR", path)
     yield path
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> object:
-    """Poll ``condition`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(message or f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-def worker_pids(controller_id: str) -> list[int]:
-    """Pids of live local worker processes of one controller."""
-    return [w.pid for w in pycrew.Monitor("local").list(controller_id) if w.pid is not None]
 
 
 @pytest.fixture
@@ -64,12 +46,3 @@ def make_controller() -> Iterator[Callable[..., pycrew.Controller]]:
             pytest.fail(f"controller {c.name!r} left worker pid {pid} running after terminate()")
 
 
-def pid_gone(pid: int) -> bool:
-    """Whether process ``pid`` no longer runs (zombies count as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-__all__ = ["pid_gone", "wait_for", "worker_pids", "os"]

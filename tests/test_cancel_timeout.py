@@ -7,8 +7,8 @@ import time
 import pytest
 
 import pycrew
-from conftest import wait_for
 from helpers import busy_loop, draw, identity, mutate_process_state, pid_and_draws, sleep_then, write_pid_then_sleep
+from support import wait_for
 
 
 def test_cancel_running_task_by_name_interrupts_it_and_resolves_once(make_controller, tmp_path):

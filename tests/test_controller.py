@@ -8,8 +8,8 @@ import socket
 import pytest
 
 import pycrew
-from conftest import wait_for, worker_pids
 from helpers import identity, raise_value_error, unpicklable_result, warn_and_return, whoami
+from support import wait_for, worker_pids
 
 
 def test_informal_task_reports_the_pid_of_the_launched_worker(make_controller):

@@ -12,8 +12,8 @@ import time
 
 import psutil
 
-from conftest import pid_gone, wait_for, worker_pids
 from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
+from support import pid_gone, wait_for, worker_pids
 
 
 def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_controller, tmp_path):

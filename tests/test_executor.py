@@ -9,8 +9,8 @@ import threading
 import pytest
 
 import pycrew
-from conftest import wait_for
 from helpers import identity, raise_value_error, sleep_then
+from support import wait_for
 
 
 def test_submit_result_exception_and_callbacks(make_controller):

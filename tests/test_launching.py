@@ -8,8 +8,8 @@ import time
 import pytest
 
 import pycrew
-from conftest import wait_for, worker_pids
 from helpers import identity, sleep_then
+from support import wait_for, worker_pids
 
 
 def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller, tmp_path):

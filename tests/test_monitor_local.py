@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pycrew
-from conftest import pid_gone, wait_for
 from helpers import sleep_then
+from support import pid_gone, wait_for
 
 
 def test_monitor_lists_this_controllers_workers_and_not_other_processes(make_controller):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pluggy
 
+from pycrew import metrics
 from pycrew.controller import Controller, controller
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import (
@@ -83,6 +84,7 @@ __all__ = [
     "controller",
     "get_launcher",
     "hookimpl",
+    "metrics",
     "installed_launchers",
     "register",
     "require",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import dataclasses
@@ -24,6 +25,7 @@ from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
+from pycrew.progress import ProgressBar
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
 from pycrew.sequential import SequentialController
 from pycrew.tasks import Task, decode_result, local_result, pack_task
@@ -295,17 +297,26 @@ class Controller(concurrent.futures.Executor):
         names: Iterable[str] | None = None,
         seed: int | None = None,
         seconds_timeout: float | None = None,
+        progress: bool = False,
     ) -> list[str]:
         """Push ``fn(item)`` for every item; returns the task names.
 
-        With ``seed``, task ``i`` gets ``pycrew.task_seed(seed, i)``.
+        With ``seed``, task ``i`` gets ``pycrew.task_seed(seed, i)``. With
+        ``progress=True``, a bar follows the tasks being pushed (use ``wait(progress=True)``
+        to follow them running).
         """
+        items = list(iterable)
         name_iter = iter(names) if names is not None else None
         out = []
-        for i, item in enumerate(iterable):
+        bar = ProgressBar(self, len(items), desc=f"{self.name} walk (pushed)") if progress else None
+        for i, item in enumerate(items):
             name = next(name_iter) if name_iter is not None else None
             task_seed_i = task_seed(seed, i) if seed is not None else None
             out.append(self.push(fn, (item,), name=name, seed=task_seed_i, seconds_timeout=seconds_timeout))
+            if bar is not None and (i % 100 == 0 or i == len(items) - 1):
+                bar.refresh(done=i + 1)
+        if bar is not None:
+            bar.bar.close()
         return out
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
@@ -330,12 +341,14 @@ class Controller(concurrent.futures.Executor):
         buffersize: int | None = None,
         seed: int | None = None,
         seconds_timeout: float | None = None,
+        progress: bool = False,
     ) -> Iterator[T]:
         """Executor API: like :func:`map`, tasks running on workers; results in order.
 
         Every task is submitted at once; iterating raises a task's exception when its
         turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
-        With ``seed``, task ``i`` runs seeded with ``pycrew.task_seed(seed, i)``.
+        With ``seed``, task ``i`` runs seeded with ``pycrew.task_seed(seed, i)``. With
+        ``progress=True``, a progress bar follows the tasks while you iterate.
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
@@ -346,18 +359,38 @@ class Controller(concurrent.futures.Executor):
             assert future is not None
             futures.append(future)
         deadline = None if timeout is None else time.monotonic() + timeout
+        bar = ProgressBar(self, len(futures), desc=f"{self.name} map") if progress else None
+        all_futures = list(futures)
+
+        def next_result(future: Future[T]) -> T:
+            if bar is None:
+                return future.result(None if deadline is None else deadline - time.monotonic())
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                try:
+                    return future.result(0.2 if remaining is None else max(0.0, min(0.2, remaining)))
+                except concurrent.futures.TimeoutError:
+                    bar.refresh(done=sum(f.done() for f in all_futures))
+                    if remaining is not None and remaining <= 0.2:
+                        raise
 
         def results() -> Iterator[T]:
             try:
                 futures.reverse()
                 while futures:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    yield futures.pop().result(remaining)
+                    yield next_result(futures.pop())
             finally:
                 for f in futures:
                     f.cancel()
+                if bar is not None:
+                    bar.refresh(done=sum(f.done() for f in all_futures))
+                    bar.bar.close()
 
         return results()
+
+    async def submit_async(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``await controller.submit_async(fn, *args)``: the task's value (or its exception raised)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
         """Cancel tasks by name (or every unresolved task with ``all=True``).
@@ -568,7 +601,7 @@ class Controller(concurrent.futures.Executor):
             self._check()
         return out
 
-    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None) -> bool:
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
         """Block until every task resolved (``"all"``) or a result is ready to pop (``"one"``).
 
         Returns:
@@ -590,18 +623,27 @@ class Controller(concurrent.futures.Executor):
             return bool(self._results) or self.unresolved() == 0
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            self._waiters += 1
-            try:
-                while not ready():
-                    self._check()
-                    remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                    if remaining <= 0:
-                        return False
-                    self._cv.wait(remaining)
-            finally:
-                self._waiters -= 1
-        return True
+        bar = ProgressBar(self, self.pushed, desc=f"{self.name} wait") if progress else None
+        step = 0.2 if bar is not None else 0.5
+        try:
+            with self._cv:
+                self._waiters += 1
+                try:
+                    while not ready():
+                        self._check()
+                        remaining = step if deadline is None else min(step, deadline - time.monotonic())
+                        if remaining <= 0:
+                            return False
+                        self._cv.wait(remaining)
+                        if bar is not None:
+                            bar.bar.total = self.pushed
+                            bar.refresh()
+                finally:
+                    self._waiters -= 1
+            return True
+        finally:
+            if bar is not None:
+                bar.close()
 
     # -- reporting -------------------------------------------------------------------------
 

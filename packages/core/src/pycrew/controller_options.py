@@ -45,6 +45,10 @@ class ControllerOptions:
         reset_environment: after every task, undo its changes to ``os.environ``,
             ``sys.path`` and the working directory, so they cannot leak into the next task.
         backup: a controller that takes over tasks that crashed ``crashes_max`` times here.
+        seconds_metrics: workers sample their CPU and memory this often (``None``: off);
+            see :mod:`pycrew.metrics`.
+        metrics_dir: where workers write their samples (on the worker's machine); default:
+            the worker's log.
     """
 
     name: str | None = None
@@ -68,6 +72,8 @@ class ControllerOptions:
     garbage_collection: bool = False
     reset_environment: bool = True
     backup: Any = None
+    seconds_metrics: float | None = None
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_fields(self, OWNER)
@@ -94,6 +100,13 @@ class ControllerOptions:
             "backup",
             self.backup,
             "be another pycrew controller or None",
+        )
+        require(
+            self.seconds_metrics is None or self.seconds_metrics > 0,
+            OWNER,
+            "seconds_metrics",
+            self.seconds_metrics,
+            "be > 0 or None",
         )
         require(self.launch_max >= 1, OWNER, "launch_max", self.launch_max, "be >= 1")
         require(self.crashes_max >= 1, OWNER, "crashes_max", self.crashes_max, "be >= 1")

@@ -51,6 +51,7 @@ class TaskRunner:
         self.reset = reset
         self.garbage_collection = garbage_collection
         self.current: int | None = None
+        self.current_name: str | None = None
         self.deadline: float | None = None
         self._pending: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
@@ -88,7 +89,8 @@ class TaskRunner:
         saved = (dict(os.environ), list(sys.path), os.getcwd()) if self.reset else None
         seed_state: Any = None
         try:
-            fn, args, kwargs, seed, _name, seconds_timeout = pickle.loads(payload)
+            fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
+            self.current_name = name
             if seed is not None:
                 seed_state = _seed(seed)
             self.deadline = time.monotonic() + seconds_timeout if seconds_timeout else None
@@ -100,6 +102,7 @@ class TaskRunner:
                         value = fn(*args, **kwargs)
                     finally:
                         self.current = None
+                        self.current_name = None
                         self.deadline = None
                 warns = [f"{w.category.__name__}: {w.message}" for w in caught]
             finally:

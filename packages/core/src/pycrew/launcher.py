@@ -153,6 +153,8 @@ class Launcher:
             _arg(o.seconds_launch),
             *(("--garbage-collection",) if o.garbage_collection else ()),
             *(() if o.reset_environment else ("--no-reset",)),
+            *(("--metrics-seconds", _arg(o.seconds_metrics)) if o.seconds_metrics else ()),
+            *(("--metrics-dir", o.metrics_dir) if o.seconds_metrics and o.metrics_dir else ()),
         )
         env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
         safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"

@@ -71,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seconds-launch", type=_seconds, default=60.0, help="give up if not connected by then")
     ap.add_argument("--no-reset", action="store_true", help="keep changes tasks make to os.environ, sys.path and the cwd")
     ap.add_argument("--garbage-collection", action="store_true", help="run gc.collect() after every task")
+    ap.add_argument("--metrics-seconds", type=_seconds, default=None, help="sample CPU and memory this often")
+    ap.add_argument("--metrics-dir", default=None, help="write samples to <dir>/<instance>.jsonl (default: the log)")
     return ap
 
 
@@ -181,6 +183,51 @@ class Worker:
                 self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
                 return
 
+    def _sample_metrics(self) -> None:
+        """Sample this worker's CPU and memory (children included) every --metrics-seconds."""
+        import json
+
+        import psutil
+
+        a = self.args
+        me = psutil.Process()
+        out = None
+        if a.metrics_dir:
+            os.makedirs(a.metrics_dir, exist_ok=True)
+            out = open(os.path.join(a.metrics_dir, f"{a.instance}.jsonl"), "a", buffering=1)  # noqa: SIM115 - lives as long as the thread
+        host = socket.gethostname()
+        procs: dict[int, psutil.Process] = {}
+        while not self.gone.is_set():
+            cpu, rss = 0.0, 0
+            try:
+                current = [me, *me.children(recursive=True)]
+            except psutil.Error:
+                current = [me]
+            for proc in current:
+                proc = procs.setdefault(proc.pid, proc)
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    procs.pop(proc.pid, None)
+            row = {
+                "time": time.time(),
+                "controller": a.controller,
+                "instance": a.instance,
+                "worker": a.worker,
+                "host": host,
+                "pid": os.getpid(),
+                "task": self.runner.current_name,
+                "cpu_percent": cpu,
+                "rss_bytes": rss,
+            }
+            line = json.dumps(row)
+            if out is not None:
+                out.write(line + "\n")
+            else:
+                print(f"pycrew-metrics {line}", file=sys.stderr, flush=True)
+            self.gone.wait(a.metrics_seconds)
+
     def _cancel(self, ids: list[int]) -> None:
         """Stop the running task if it is cancelled; drop cancelled tasks not started yet."""
         wanted = set(ids)
@@ -208,6 +255,8 @@ class Worker:
         a = self.args
         self.sock.dial(a.url, block=False)
         self.runner.install()
+        if a.metrics_seconds:
+            threading.Thread(target=self._sample_metrics, name="pycrew-worker-metrics", daemon=True).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
         deadline = time.monotonic() + a.seconds_launch

@@ -15,6 +15,8 @@ import pycrew
 from pycrew_local.options import LocalOptions
 
 WORKER_MODULE = "pycrew.worker"
+#: Environment variable telling the monitor where a worker's log is.
+LOG_ENV = "PYCREW_LOCAL_LOG"
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,12 @@ class LocalHandle:
 def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
     """Start one worker process in its own session."""
     env = {**os.environ, **options.env, **call.environment()}
+    env.pop(LOG_ENV, None)
     if options.log_dir:
         Path(options.log_dir).mkdir(parents=True, exist_ok=True)
-        out = open(Path(options.log_dir) / f"{call.name}.log", "ab")  # noqa: SIM115 - handed to the child
+        log_path = Path(options.log_dir).absolute() / f"{call.name}.log"
+        env[LOG_ENV] = str(log_path)  # read back by the monitor
+        out = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     else:
         out = subprocess.DEVNULL  # type: ignore[assignment]
     try:
@@ -147,6 +152,10 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
         if controller_id is not None and settings.get("controller-id") != controller_id:
             continue
         worker = settings.get("worker")
+        try:
+            log = proc.environ().get(LOG_ENV)
+        except psutil.Error:
+            log = None
         out.append(
             pycrew.WorkerInfo(
                 id=str(info["pid"]),
@@ -160,6 +169,7 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
                 host=os.uname().nodename,
                 pid=info["pid"],
                 started=info["create_time"],
+                log=log,
             )
         )
     return out

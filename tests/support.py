@@ -1,0 +1,36 @@
+"""Helpers for the cross-package tests (imported by test modules; never by workers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+
+import pycrew
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> object:
+    """Poll ``condition`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(message or f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def worker_pids(controller_id: str) -> list[int]:
+    """Pids of live local worker processes of one controller."""
+    return [w.pid for w in pycrew.Monitor("local").list(controller_id) if w.pid is not None]
+
+
+def pid_gone(pid: int) -> bool:
+    """Whether process ``pid`` no longer runs (zombies count as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
