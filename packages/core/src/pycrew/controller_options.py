@@ -65,7 +65,7 @@ class ControllerOptions:
     seconds_heartbeat: float = 2.0
     seconds_heartbeat_timeout: float = 20.0
     processes: int = 4
-    prefetch_max: int = 64
+    prefetch_max: int = 256
     bytes_max: int = 256 * 1024 * 1024
     seconds_terminate: float = 30.0
     seconds_timeout: float | None = None

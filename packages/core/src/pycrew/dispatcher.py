@@ -367,7 +367,10 @@ class Dispatcher:
             return 1
         if self.ewma <= 0:
             return self.settings.prefetch_max
-        return max(1, min(self.settings.prefetch_max, int(self.settings.seconds_prefetch / self.ewma)))
+        # Tasks shorter than seconds_prefetch keep one more in flight than they need, so
+        # the next one is already on the worker when the current one ends; longer tasks go
+        # one at a time, so none waits behind a long one while another worker is free.
+        return max(1, min(self.settings.prefetch_max, 1 + int(self.settings.seconds_prefetch / self.ewma)))
 
     def _assign(self) -> None:
         limit = self._limit()

@@ -73,6 +73,26 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "unknown part"
 
 
+def _plain_dumps(obj: Any) -> bytes | None:
+    """Pickle with the C pickler when that is safe for a worker, else ``None``.
+
+    Plain pickle stores functions and classes by reference, which a worker can load only
+    if it can import them: anything from ``__main__`` or from a module registered with
+    ``cloudpickle.register_pickle_by_value`` must go by value, so those fall back to
+    cloudpickle, as does anything plain pickle refuses (lambdas, local functions).
+    """
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # not picklable by reference: cloudpickle decides
+        return None
+    if b"__main__" in data:
+        return None
+    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
+    if by_value and any(name.encode() in data for name in by_value):
+        return None
+    return data
+
+
 def pack_task(
     name: str,
     fn: Any,
@@ -86,8 +106,12 @@ def pack_task(
     Raises:
         SerializationError: naming the object that cannot be pickled.
     """
+    task = (fn, args, kwargs, seed, name, seconds_timeout)
+    fast = _plain_dumps(task)
+    if fast is not None:
+        return fast
     try:
-        payload: bytes = cloudpickle.dumps((fn, args, kwargs, seed, name, seconds_timeout), protocol=pickle.HIGHEST_PROTOCOL)
+        payload: bytes = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         return payload
     except Exception as exc:
         raise SerializationError(

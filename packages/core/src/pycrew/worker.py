@@ -305,6 +305,7 @@ class Worker:
                     continue
                 task_id, payload = self.tasks.popleft()
             self.running = True
+            started = time.monotonic()
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
@@ -312,7 +313,14 @@ class Worker:
             if not results:
                 first_pending = last_work
             results.append((task_id, out))
-            if not self.tasks or len(results) >= self.FLUSH_COUNT or last_work - first_pending > self.FLUSH_SECONDS:
+            # Batch results of tiny tasks (one message per ~2 ms); a task that ran longer
+            # than that is reported at once, so the dispatcher can refill this worker.
+            if (
+                not self.tasks
+                or len(results) >= self.FLUSH_COUNT
+                or last_work - first_pending > self.FLUSH_SECONDS
+                or last_work - started > self.FLUSH_SECONDS
+            ):
                 self._flush(results)
                 results = []
 
