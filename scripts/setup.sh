@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-pkgs=(-e packages/core -e packages/launcher-local)
-[ -d packages/launcher-slurm ] && pkgs+=(-e packages/launcher-slurm)
+pkgs=(-e packages/core)
+for launcher in packages/launcher-*/; do
+    pkgs+=(-e "${launcher%/}")
+done
 if [ "${1:-}" = "--test" ]; then
-    pkgs+=(-e "packages/emulators[all]" pytest pytest-timeout ruff mypy nox)
+    pkgs+=(-e "packages/emulators[all]" pytest pytest-timeout ruff mypy nox matplotlib types-psutil types-tqdm mkdocs-material "mkdocstrings[python]")
     [ -d examples/plugin-template ] && pkgs+=(-e examples/plugin-template)
 fi
 .venv/bin/python -m pip install -q "${pkgs[@]}"
