@@ -1,87 +1,373 @@
-"""The ``pycrew`` command: ``worker``, ``demo``, ``launchers``, ``monitor``."""
+"""The ``pycrew`` command: ``launchers``, ``config show``, ``monitor``, ``doctor``, ``worker``, ``demo``.
+
+Run ``pycrew --help`` (or ``python -m pycrew.cli --help``) for the commands. ``pycrew worker
+ARGS...`` hands its arguments untouched to :func:`pycrew.worker.main`. Exit codes: 0 on
+success, 1 when the command failed (an error, a failed doctor step), 2 for usage errors.
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
+import math
 import sys
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from pycrew.monitor import Monitor
+import click
+
+from pycrew.config import (
+    SEQUENTIAL,
+    SEQUENTIAL_KEYS,
+    ConfigError,
+    config_files,
+    load_profile,
+    parse_env_value,
+    profile_names,
+    user_config_path,
+)
+from pycrew.controller_options import ControllerOptions
+from pycrew.errors import PycrewError
+from pycrew.monitor import Monitor, controller_alive
+from pycrew.plugin_api import WorkerInfo
 from pycrew.plugins import get_registry
 
-
-def _launchers(_: argparse.Namespace) -> int:
-    reg = get_registry()
-    for name in reg.installed_launchers():
-        spec = reg.launcher(name)
-        print(f"{name:<10} {spec.distribution or '-'} {spec.version or ''}  {spec.summary}")
-    return 0
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _monitor(ns: argparse.Namespace) -> int:
-    m = Monitor(ns.launcher)
-    workers = m.orphans() if ns.orphans else m.list(ns.controller)
-    if ns.action == "terminate":
-        chosen = workers if ns.all or ns.orphans else [w for w in workers if w.id in set(ns.ids)]
-        if not chosen:
-            print("nothing to terminate (give worker ids, --all or --orphans)", file=sys.stderr)
-            return 1
-        print(f"terminated {m.terminate(chosen)} worker(s)")
-        return 0
-    if ns.json:
-        print(json.dumps([{k: v for k, v in asdict(w).items() if k != "handle"} for w in workers], default=str))
-        return 0
-    print(f"{'id':<12} {'controller':<14} {'instance':<17} {'worker':>6} {'state':<10} {'age':>8}  host")
-    for w in workers:
-        age = f"{w.age:.0f}s" if w.age is not None else "-"
-        print(f"{w.id:<12} {w.controller or '-':<14} {w.instance or '-':<17} {w.worker or '-':>6} {w.state:<10} {age:>8}  {w.host or '-'}")
-    return 0
+def _errors(fn: F) -> F:
+    """Show pycrew's errors as ``Error: <message>`` with exit code 1, not as a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PycrewError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
-def _demo(ns: argparse.Namespace) -> int:
-    from pycrew.demo import run_demo
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns; the last one is not padded."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
-    run_demo(workers=ns.workers, tasks=ns.tasks, launcher=ns.launcher)
-    return 0
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
-def _worker(ns: argparse.Namespace) -> int:
+def _show(value: Any) -> str:
+    """A value as TOML would spell it, roughly."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pycrew", prog_name="pycrew")
+def cli() -> None:
+    """Launch workers on any compute platform and push tasks to them."""
+
+
+# -- launchers ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def launchers(ctx: click.Context, as_json: bool) -> None:
+    """List installed launchers with distribution and version."""
+    registry = get_registry()
+    rows: list[dict[str, Any]] = []
+    for name in registry.installed_launchers():
+        try:
+            spec = registry.launcher(name)
+            rows.append({"name": name, "distribution": spec.distribution, "version": spec.version,
+                         "summary": spec.summary, "remote": spec.remote, "error": None})
+        except PycrewError as exc:
+            rows.append({"name": name, "distribution": None, "version": None, "summary": "", "remote": None,
+                         "error": str(exc)})
+    if as_json:
+        click.echo(_json(rows))
+    elif not rows:
+        click.echo('no launchers installed; install one, e.g. pip install "pycrew[local]"')
+    else:
+        click.echo(_table(
+            ["NAME", "DISTRIBUTION", "VERSION", "SUMMARY"],
+            [[r["name"], r["distribution"] or "-", r["version"] or "-", f"error: {r['error']}" if r["error"] else r["summary"]]
+             for r in rows],
+        ))
+    if any(r["error"] for r in rows):
+        ctx.exit(1)
+
+
+# -- config -------------------------------------------------------------------------
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration.
+
+    Profiles come from pycrew.toml (or [tool.pycrew] in pyproject.toml) found from the
+    working directory upwards, the user file ($PYCREW_CONFIG, else
+    $XDG_CONFIG_HOME/pycrew/config.toml) and PYCREW_<PROFILE>_<KEY> variables.
+    """
+
+
+def _all_values(launcher: str, options: dict[str, Any], sources: dict[str, str]) -> list[tuple[str, Any, str]]:
+    """Every option of a profile: the configured ones and, with their defaults, the others."""
+    out = [(k, v, sources.get(k, "")) for k, v in sorted(options.items())]
+    if launcher == SEQUENTIAL:
+        fields = [f for f in dataclasses.fields(ControllerOptions) if f.name in SEQUENTIAL_KEYS]
+    else:
+        fields = [*dataclasses.fields(ControllerOptions),
+                  *(f for f in dataclasses.fields(get_registry().launcher(launcher).options_type) if f.init)]
+    for f in fields:
+        if f.name in options or f.name == "backup":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append((f.name, default, "default"))
+    return out
+
+
+@config.command("show")
+@click.argument("profile", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--defaults", is_flag=True, help="Also list the options left at their defaults.")
+@click.pass_context
+@_errors
+def config_show(ctx: click.Context, profile: str | None, as_json: bool, defaults: bool) -> None:
+    """Show resolved profiles and where each value came from."""
+    files = config_files()
+    names = profile_names()
+    if profile is not None and profile not in names:
+        raise click.ClickException(f"no profile named {profile!r}; profiles: {', '.join(names) or 'none'}")
+    shown: dict[str, Any] = {}
+    failed = False
+    for name in [profile] if profile is not None else names:
+        try:
+            p = load_profile(name)
+        except ConfigError as exc:
+            shown[name] = {"error": str(exc)}
+            failed = True
+            continue
+        assert p is not None
+        values = _all_values(p.launcher, p.options, p.sources) if defaults else sorted(
+            (k, v, p.sources.get(k, "")) for k, v in p.options.items())
+        shown[name] = {"launcher": p.launcher, "launcher_source": p.sources.get("launcher", ""),
+                       "options": {k: v for k, v, _ in values}, "sources": {k: s for k, _, s in values}}
+    user = user_config_path()
+    if as_json:
+        click.echo(_json({"files": [{"path": str(f.path), "scope": f.scope} for f in files], "profiles": shown}))
+    else:
+        found = {f.scope: f for f in files}
+        user_text = f"{user}" + ("" if "user" in found else " (not found)") if user else "none (PYCREW_CONFIG is empty)"
+        click.echo(f"user file:    {user_text}")
+        project = found.get("project")
+        click.echo("project file: " + (f"{project.path}" + (" [tool.pycrew]" if project.prefix else "") if project
+                                       else "none found from the working directory upwards"))
+        if not shown:
+            click.echo("\nno profiles defined: add [profiles.<name>] to pycrew.toml")
+        for name, entry in shown.items():
+            click.echo(f"\nprofile {name}")
+            if "error" in entry:
+                click.echo(f"  error: {entry['error']}")
+                continue
+            rows = [["launcher", _show(entry["launcher"]), entry["launcher_source"]]]
+            rows += [[k, _show(v), entry["sources"][k]] for k, v in entry["options"].items()]
+            click.echo("\n".join("  " + line for line in _table(["KEY", "VALUE", "SOURCE"], rows).splitlines()))
+    if failed:
+        ctx.exit(1)
+
+
+# -- monitor ------------------------------------------------------------------------
+
+
+def _monitor_for(name: str) -> Monitor:
+    """A monitor for a launcher, or for a profile's launcher with the profile's launcher options."""
+    profile = load_profile(name)
+    if profile is not None:
+        return Monitor(profile.launcher, **profile.launcher_options())
+    return Monitor(name)
+
+
+def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
+    row = {k: v for k, v in dataclasses.asdict(w).items() if k != "handle"}
+    row["age"] = w.age
+    row["orphan"] = not alive[w.controller_id or ""]
+    return row
+
+
+@cli.command()
+@click.argument("launcher")
+@click.argument("action", type=click.Choice(["list", "terminate"]))
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
+@click.option("--orphans", is_flag=True, help="Only workers whose controller no longer runs.")
+@click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_errors
+def monitor(
+    ctx: click.Context, launcher: str, action: str, ids: tuple[str, ...], all_: bool, orphans: bool,
+    controller_id: str | None, as_json: bool,
+) -> None:
+    """List or terminate a launcher's workers, orphans included.
+
+    LAUNCHER is a launcher's or a profile's name.
+
+    \b
+    pycrew monitor local list
+    pycrew monitor local list --orphans --json
+    pycrew monitor slurm terminate 1234_1 1234_2
+    pycrew monitor k8s terminate --orphans
+    """
+    if action == "list" and (ids or all_):
+        raise click.UsageError("worker ids and --all are for terminate")
+    if action == "terminate" and ids and all_:
+        raise click.UsageError("give worker ids or --all, not both")
+    if action == "terminate" and not (ids or all_ or orphans):
+        raise click.UsageError("terminate needs worker ids, --all or --orphans")
+    m = _monitor_for(launcher)
+    workers = m.orphans() if orphans else m.list(controller_id)
+    if orphans and controller_id:
+        workers = [w for w in workers if w.controller_id == controller_id]
+    if action == "terminate":
+        if ids:
+            by_id = {w.id: w for w in workers}
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise click.ClickException(
+                    f"no {'orphan ' if orphans else ''}worker with id {', '.join(unknown)} on launcher {m.spec.name!r}; "
+                    f"listed: {', '.join(by_id) or 'none'} (nothing was terminated)")
+            workers = [by_id[i] for i in ids]
+        m.terminate(workers)
+        chosen = [w.id for w in workers]
+        if as_json:
+            click.echo(_json({"terminated": chosen}))
+        else:
+            click.echo(f"terminated {len(chosen)} worker(s)" + (f": {' '.join(chosen)}" if chosen else ""))
+        return
+    alive = {cid: controller_alive(cid) for cid in {w.controller_id or "" for w in workers}}
+    rows = [_worker_row(w, alive) for w in workers]
+    if as_json:
+        click.echo(_json(rows))
+        return
+    if not rows:
+        click.echo(f"no {'orphan ' if orphans else ''}pycrew workers on launcher {m.spec.name!r}")
+        return
+    click.echo(_table(
+        ["ID", "CONTROLLER", "INSTANCE", "WORKER", "STATE", "AGE", "ORPHAN", "HOST", "REASON", "LOG"],
+        [[r["id"], r["controller"] or "-", r["instance"] or "-", str(r["worker"] or "-"), r["state"],
+          "-" if r["age"] is None else f"{r['age']:.0f}s", "yes" if r["orphan"] else "no", r["host"] or "-",
+          r["reason"] or "", r["log"] or ""] for r in rows],
+    ))
+
+
+# -- doctor -------------------------------------------------------------------------
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_env_value(value, Any)
+
+
+@cli.command()
+@click.argument("profile", required=False, default="local")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait for the worker to dial back, and for the task (default: seconds_launch; 60 s).")
+@click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+              help="Override an option (value as JSON, else text); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, profile: str, timeout: float | None, option_texts: tuple[str, ...], as_json: bool) -> None:
+    """Check that a worker can be launched and run a task.
+
+    Starts the controller of PROFILE (a profile's or a launcher's name; default: local),
+    launches one worker and runs one task. Checks each step (build, listen, launch, connect, task, terminate) and explains what
+    failed: the options, the address or port, the launcher's error, why the worker did not
+    dial back (address, firewall, TLS, Python or pycrew missing), or the task's error.
+    """
+    from pycrew.doctor import run_doctor
+
+    options = dict(_parse_option(t) for t in option_texts)
+    report = run_doctor(profile, timeout, options)
+    click.echo(_json(report.to_dict()) if as_json else report.text())
+    if not report.ok:
+        ctx.exit(1)
+
+
+# -- worker and demo ----------------------------------------------------------------
+
+
+def _run_worker(args: Sequence[str]) -> int:
     from pycrew.worker import main as worker_main
 
-    return worker_main(ns.args)
+    return int(worker_main(list(args)))
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    ap = argparse.ArgumentParser(prog="pycrew", description="Launch workers anywhere and push tasks to them.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("launchers", help="list installed launchers")
-    p.set_defaults(fn=_launchers)
-    p = sub.add_parser("monitor", help="list or terminate a launcher's workers")
-    p.add_argument("launcher")
-    p.add_argument("action", choices=["list", "terminate"])
-    p.add_argument("ids", nargs="*", help="worker ids to terminate")
-    p.add_argument("--all", action="store_true", help="terminate every listed worker")
-    p.add_argument("--orphans", action="store_true", help="only workers whose controller is gone")
-    p.add_argument("--controller", default=None, help="only this controller id's workers")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(fn=_monitor)
-    p = sub.add_parser("demo", help="estimate pi on workers, with a progress bar")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--tasks", type=int, default=200)
-    p.add_argument("--launcher", default="local")
-    p.set_defaults(fn=_demo)
-    p = sub.add_parser("worker", help="the worker entry point (started by launchers)", add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=_worker)
-    return ap
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def worker(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """The worker entry point (started by launchers).
+
+    Every argument goes untouched to python -m pycrew.worker.
+    """
+    ctx.exit(_run_worker(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pycrew`` command."""
-    ns = parser().parse_args(argv)
-    return int(ns.fn(ns))
+@cli.command()
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--tasks", type=int, default=200, show_default=True)
+@click.option("--launcher", default="local", show_default=True)
+@_errors
+def demo(workers: int, tasks: int, launcher: str) -> None:
+    """Estimate pi on workers, with a progress bar."""
+    from pycrew.demo import run_demo
+
+    run_demo(workers=workers, tasks=tasks, launcher=launcher)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pycrew`` command; returns the exit code.
+
+    ``pycrew worker ...`` bypasses click's parsing, so that every argument (``--``,
+    ``--help``) reaches :func:`pycrew.worker.main` untouched.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["worker"]:
+        return _run_worker(args[1:])
+    try:
+        rv = cli.main(args=args, prog_name="pycrew", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

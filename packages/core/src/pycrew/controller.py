@@ -701,15 +701,19 @@ class Controller(concurrent.futures.Executor):
 
 
 @overload
-def controller(launcher: Literal["sequential"], workers: int = 1, **options: Any) -> SequentialController: ...
+def controller(launcher: Literal["sequential"], workers: int | None = None, **options: Any) -> SequentialController: ...
 
 
 @overload
-def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller: ...
+def controller(launcher: str = "local", workers: int | None = None, **options: Any) -> Controller: ...
 
 
-def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Controller | SequentialController:
+def controller(launcher: str = "local", workers: int | None = None, **options: Any) -> Controller | SequentialController:
     """Create a :class:`Controller` (not started: use it in ``with``, or call ``start``).
+
+    ``launcher`` may also name a profile of ``pycrew.toml`` (or ``[tool.pycrew]`` in
+    ``pyproject.toml``, or the user file): its launcher and options are used, and the
+    arguments given here override them (see :mod:`pycrew.config`).
 
     ``launcher="sequential"`` returns a :class:`~pycrew.sequential.SequentialController`
     that runs every task in this process at push, with the same result API (for pdb).
@@ -721,4 +725,7 @@ def controller(launcher: str = "local", workers: int = 1, **options: Any) -> Con
     """
     if launcher == "sequential":
         return SequentialController(name=options.pop("name", None) or "sequential", **options)
-    return Controller(launcher, workers, **options)
+    from pycrew.config import controller_arguments
+
+    launcher, chosen, options = controller_arguments(launcher, workers, options)
+    return Controller(launcher, 1 if chosen is None else chosen, **options)

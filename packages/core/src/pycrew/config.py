@@ -1,0 +1,513 @@
+"""Named controller profiles: ``pycrew.toml``, ``[tool.pycrew]``, a user file and the environment.
+
+A profile names a launcher and its options, so that ``pycrew.controller("gpu")`` needs no
+arguments::
+
+    # pycrew.toml  (or [tool.pycrew] in pyproject.toml, same shape)
+    [profiles.gpu]
+    launcher = "slurm"
+    workers = 8
+    seconds_idle = 60
+    partition = "gpu"          # launcher options sit beside controller options
+
+    [defaults]                 # optional: applied to every profile
+    seconds_launch = 120
+
+Where values come from, lowest precedence first:
+
+1. the options' own defaults (:class:`~pycrew.ControllerOptions`, the launcher's options class);
+2. the user file: ``$PYCREW_CONFIG`` if set (empty: no user file), else
+   ``$XDG_CONFIG_HOME/pycrew/config.toml`` (default ``~/.config/pycrew/config.toml``);
+   its ``[defaults]``, then its ``[profiles.<name>]``;
+3. the project file: the first directory, from the working directory upwards, holding
+   ``pycrew.toml`` or a ``pyproject.toml`` with ``[tool.pycrew]`` (``pycrew.toml`` wins
+   when a directory has both); its ``[defaults]``, then its ``[profiles.<name>]``. The
+   project file overrides the user file key by key;
+4. environment variables ``PYCREW_<PROFILE>_<KEY>`` (e.g. ``PYCREW_GPU_WORKERS=16``; the
+   profile's name upper-cased, other characters than letters and digits as ``_``), parsed
+   to the key's type: ``true``/``false``, numbers (``inf`` too), ``none`` for optional
+   keys, JSON for lists and tables. They override profiles that exist in a file; they do
+   not create profiles;
+5. the arguments given to ``pycrew.controller(name, workers, **options)``
+   (see :func:`controller_arguments`).
+
+A profile's ``launcher`` defaults to its own name when that is an installed launcher, so
+``[profiles.local]`` tunes ``pycrew.controller("local")``: a profile whose name is also a
+launcher's name wins only when it is defined in a file. The controller's ``name`` defaults
+to the profile's name. Every key is checked when a profile is loaded: a key that is neither
+a controller option nor an option of the profile's launcher (``partiton``), or a value of the
+wrong type, raises :class:`ConfigError` naming the file, the profile, the key and a close
+match. A ``[defaults]`` key that is an option of another installed launcher only is skipped
+for profiles whose launcher lacks it (``python`` suits ``local`` and ``slurm``, not every
+launcher); so is any unknown ``[defaults]`` key while some profile names a launcher that
+is not installed here (its options cannot be known). ``backup`` cannot be configured (it
+is a controller object); ``tls`` takes a mode or a table of :class:`~pycrew.TLS` fields.
+Only the profile asked for is validated, so a broken profile does not stop the others;
+syntax errors and unknown sections in a file fail every profile of that file.
+
+``pycrew.controller(name, ...)`` resolves ``name`` through :func:`controller_arguments`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pycrew.controller_options import ControllerOptions
+from pycrew.errors import LauncherNotFoundError, OptionsError
+from pycrew.options import _check_value, _coerce, _type_name
+from pycrew.plugins import PluginRegistry, get_registry
+from pycrew.tls import TLS
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "pycrew.toml"
+PYPROJECT_FILE = "pyproject.toml"
+CONFIG_ENV = "PYCREW_CONFIG"
+#: Launcher name of :class:`pycrew.SequentialController` (not a plugin) and its keys.
+SEQUENTIAL = "sequential"
+SEQUENTIAL_KEYS = frozenset({"name", "workers", "seconds_timeout"})
+#: pycrew's own environment variables: never read as profile overrides.
+RESERVED_ENV = frozenset(
+    {
+        CONFIG_ENV, "PYCREW_STATE_DIR", "PYCREW_PLUGINS", "PYCREW_BLOCK_PLUGINS", "PYCREW_TOKEN", "PYCREW_TLS_CA",
+        "PYCREW_WORKER_LOG_LEVEL", "PYCREW_LOCAL_LOG", "PYCREW_SLURM_DIR", "PYCREW_CLOUDRUN_TAG",
+    }
+)
+#: Options a file cannot set, and why.
+CODE_ONLY = {"backup": "it must be a controller object; pass backup= in code"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(OptionsError):
+    """A configuration file or ``PYCREW_*`` variable is malformed, unknown or invalid."""
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One configuration file, read and checked for shape.
+
+    Attributes:
+        path: where it is.
+        scope: ``"user"`` or ``"project"``.
+        prefix: ``"tool.pycrew."`` for a ``pyproject.toml``, else ``""``.
+        defaults: its ``[defaults]`` table.
+        profiles: its ``[profiles.<name>]`` tables by name.
+    """
+
+    path: Path
+    scope: Literal["user", "project"]
+    prefix: str
+    defaults: dict[str, Any]
+    profiles: dict[str, dict[str, Any]]
+
+    def where(self, section: str) -> str:
+        """A source label such as ``/repo/pycrew.toml:profiles.gpu``."""
+        return f"{self.path}:{self.prefix}{section}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A resolved, validated profile.
+
+    Attributes:
+        name: the profile's name.
+        launcher: the launcher's name.
+        options: controller and launcher options in one namespace (no ``launcher`` key).
+        sources: where each key (``launcher`` included) came from: ``"<path>:profiles.gpu"``,
+            ``"<path>:defaults"``, ``"env PYCREW_GPU_WORKERS"``, or ``"default"`` for a
+            launcher taken from the profile's name.
+    """
+
+    name: str
+    launcher: str
+    options: dict[str, Any]
+    sources: dict[str, str]
+
+    def launcher_options(self) -> dict[str, Any]:
+        """Only the launcher's own options (for a :class:`pycrew.Monitor`, say)."""
+        keys = ControllerOptions.keys()
+        return {k: v for k, v in self.options.items() if k not in keys}
+
+
+def _close(key: str, valid: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, sorted(valid), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def user_config_path() -> Path | None:
+    """The user file's path (which may not exist), or ``None`` if ``$PYCREW_CONFIG`` is empty."""
+    env = os.environ.get(CONFIG_ENV)
+    if env is not None:
+        return Path(env).expanduser() if env.strip() else None
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "pycrew" / "config.toml"
+
+
+def _table(value: Any, label: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{label}: {what} must be a table, got {value!r}")
+    return value
+
+
+def _read(path: Path, scope: Literal["user", "project"], pyproject: bool) -> ConfigFile | None:
+    """Parse and shape-check one file; ``None`` for a ``pyproject.toml`` without ``[tool.pycrew]``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pycrew configuration: {exc}") from exc
+    if pyproject and "pycrew" not in text:
+        return None
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    prefix = ""
+    if pyproject:
+        tool = data.get("tool")
+        if not isinstance(tool, dict) or "pycrew" not in tool:
+            return None
+        data = _table(tool["pycrew"], str(path), "[tool.pycrew]")
+        prefix = "tool.pycrew."
+    unknown = sorted(set(data) - {"profiles", "defaults"})
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{path}: unknown key {prefix}{key}{_close(key, ['profiles', 'defaults'])}; a pycrew configuration "
+            f"holds [{prefix}profiles.<name>] tables and an optional [{prefix}defaults] table"
+        )
+    defaults = _table(data.get("defaults", {}), f"{path}:{prefix}defaults", "defaults")
+    profiles = _table(data.get("profiles", {}), f"{path}:{prefix}profiles", "profiles")
+    for name, table in profiles.items():
+        _table(table, f"{path}:{prefix}profiles.{name}", f"profile {name!r}")
+    return ConfigFile(path, scope, prefix, defaults, profiles)
+
+
+def _project_file(cwd: str | os.PathLike[str] | None) -> ConfigFile | None:
+    start = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    for directory in (start, *start.parents):
+        if (directory / PROJECT_FILE).is_file():
+            return _read(directory / PROJECT_FILE, "project", pyproject=False)
+        if (directory / PYPROJECT_FILE).is_file():
+            found = _read(directory / PYPROJECT_FILE, "project", pyproject=True)
+            if found is not None:
+                return found
+    return None
+
+
+def config_files(cwd: str | os.PathLike[str] | None = None) -> list[ConfigFile]:
+    """The configuration files in effect, lowest precedence first (user, then project).
+
+    Raises:
+        ConfigError: ``$PYCREW_CONFIG`` names a missing file, or a file is malformed.
+    """
+    files: list[ConfigFile] = []
+    user = user_config_path()
+    if user is not None:
+        if user.is_file():
+            found = _read(user, "user", pyproject=user.name == PYPROJECT_FILE)
+            if found is not None:
+                files.append(found)
+        elif os.environ.get(CONFIG_ENV):
+            raise ConfigError(f"{CONFIG_ENV}={os.environ[CONFIG_ENV]!r} names no file; fix it, or unset it")
+    project = _project_file(cwd)
+    if project is not None and not (files and files[0].path.resolve() == project.path.resolve()):
+        files.append(project)
+    return files
+
+
+def profile_names(cwd: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the profiles defined in the configuration files (not validated)."""
+    return sorted({n for f in config_files(cwd) for n in f.profiles})
+
+
+def env_prefix(profile: str) -> str:
+    """The prefix of a profile's environment overrides: ``"gpu-a"`` -> ``"PYCREW_GPU_A_"``."""
+    return "PYCREW_" + re.sub(r"[^A-Z0-9]", "_", profile.upper()) + "_"
+
+
+def _env_overrides(name: str, others: typing.Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``{key: (variable, text)}`` of the variables aimed at profile ``name``."""
+    prefix = env_prefix(name)
+    longer = [p for p in map(env_prefix, others) if len(p) > len(prefix) and p.startswith(prefix)]
+    out: dict[str, tuple[str, str]] = {}
+    for var, text in sorted(os.environ.items()):
+        if var.startswith(prefix) and var not in RESERVED_ENV and not any(var.startswith(p) for p in longer):
+            out[var[len(prefix) :].lower()] = (var, text)
+    return out
+
+
+def parse_env_value(text: str, tp: Any) -> Any:
+    """Parse an environment variable's text as a value of the annotation ``tp``.
+
+    Raises:
+        ValueError: the text is not a value of that type.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and text.strip().lower() in ("none", "null", ""):
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return parse_env_value(text, arg)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors) or f"cannot parse {text!r}")
+    if tp is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"expected true/false (or 1/0, yes/no, on/off), got {text!r}")
+    if tp is int:
+        return int(text)
+    if tp is float:
+        return float(text)
+    if tp is str:
+        return text
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if str(choice) == text:
+                return choice
+        raise ValueError(f"expected one of {list(typing.get_args(tp))}, got {text!r}")
+    if origin in (list, tuple, set, frozenset, dict) or tp in (list, tuple, dict) or origin is Mapping:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"expected JSON for {_type_name(tp)}, got {text!r} ({exc})") from exc
+    try:  # Any and other annotations: JSON if it parses, else the text
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _annotations(options_type: type | None) -> dict[str, Any]:
+    """Field annotations of ``ControllerOptions`` (and a launcher's options class)."""
+    hints = typing.get_type_hints(ControllerOptions)
+    out = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(ControllerOptions)}
+    if options_type is not None:
+        hints = typing.get_type_hints(options_type)
+        out.update({f.name: hints.get(f.name, Any) for f in dataclasses.fields(options_type) if f.init})
+    return out
+
+
+def _is_launcher(registry: PluginRegistry, name: str) -> bool:
+    try:
+        registry.launcher(name)
+    except LauncherNotFoundError:
+        return False
+    return True
+
+
+def _other_launcher_keys(registry: PluginRegistry, skip: str) -> set[str]:
+    """Options of every installed launcher except ``skip`` (loaded only when needed)."""
+    keys: set[str] = set()
+    for launcher in registry.installed_launchers():
+        if launcher == skip:
+            continue
+        try:
+            spec = registry.launcher(launcher)
+        except Exception as exc:  # a broken plugin must not hide the real question; say so
+            log.warning("could not load launcher %r to check [defaults] keys: %s", launcher, exc)
+            continue
+        keys.update(f.name for f in dataclasses.fields(spec.options_type) if f.init)
+    return keys
+
+
+def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry) -> Profile:
+    """Merge, override from the environment, and validate profile ``name``."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    from_defaults: set[str] = set()
+    home = ""  # the most precedent file section defining the profile
+    for f in files:
+        for section, table in (("defaults", f.defaults), (f"profiles.{name}", f.profiles.get(name))):
+            if table is None:
+                continue
+            if section != "defaults":
+                home = f.where(section)
+            for key, value in table.items():
+                values[key], sources[key] = value, f.where(section)
+                if section == "defaults":
+                    from_defaults.add(key)
+                else:
+                    from_defaults.discard(key)
+
+    def fail(key: str | None, detail: str) -> ConfigError:
+        where = sources.get(key, home) if key else home
+        return ConfigError(f"{where}: profile {name!r}" + (f", key {key!r}" if key else "") + f": {detail}")
+
+    all_names = {n for f in files for n in f.profiles}
+    env = _env_overrides(name, all_names - {name})
+    if "launcher" in env:
+        var, values["launcher"] = env.pop("launcher")
+        sources["launcher"] = f"env {var}"
+    launcher = values.pop("launcher", None)
+    if launcher is None:
+        if name != SEQUENTIAL and not _is_launcher(registry, name):
+            raise fail(None, f"no 'launcher' key, and {name!r} is no launcher; add launcher = \"...\" "
+                       f"(installed: {', '.join(registry.installed_launchers()) or 'none'})")
+        launcher, sources["launcher"] = name, "default"
+    if not isinstance(launcher, str) or not launcher:
+        raise fail("launcher", f"must be a launcher's name, got {launcher!r}")
+    options_type = None
+    if launcher != SEQUENTIAL:
+        try:
+            options_type = registry.launcher(launcher).options_type
+        except LauncherNotFoundError as exc:
+            raise fail("launcher", str(exc)) from exc
+    hints = _annotations(options_type)
+    valid = set(SEQUENTIAL_KEYS) if options_type is None else set(hints)
+    for key, (var, text) in env.items():
+        if key not in valid:
+            if _close(key, valid):
+                raise ConfigError(f"env {var}: profile {name!r}: unknown key {key!r}{_close(key, valid)}")
+            log.debug("ignoring %s: %r is no option of profile %r", var, key, name)
+            continue
+        try:
+            values[key] = parse_env_value(text, hints[key])
+        except ValueError as exc:
+            raise ConfigError(f"env {var}: profile {name!r}, key {key!r}: {exc}") from exc
+        sources[key] = f"env {var}"
+        from_defaults.discard(key)
+    others: set[str] | None = None
+    for key in list(values):
+        if key in CODE_ONLY:
+            raise fail(key, f"cannot be set in a configuration: {CODE_ONLY[key]}")
+        if key in valid:
+            continue
+        if key in from_defaults:
+            others = _other_launcher_keys(registry, launcher) if others is None else others
+            named = {p.get("launcher", p_name) for f in files for p_name, p in f.profiles.items()}
+            missing = {n for n in named if isinstance(n, str)} - {*registry.installed_launchers(), SEQUENTIAL}
+            if key in others or missing:  # an option of another launcher (maybe one not installed here)
+                del values[key], sources[key]
+                continue
+        owner = "controller option nor a sequential option" if options_type is None else (
+            f"controller option nor an option of the {launcher!r} launcher")
+        raise fail(key, f"unknown key: neither a {owner}{_close(key, valid)}; valid keys: {', '.join(sorted(valid))}")
+    for key, value in list(values.items()):
+        if key == "tls" and isinstance(value, dict):
+            try:
+                value = TLS(**value)
+            except (TypeError, OptionsError) as exc:
+                fields = ", ".join(f.name for f in dataclasses.fields(TLS))
+                raise fail(key, f"a tls table takes {fields}: {exc}") from exc
+        value = _coerce(value, hints[key])
+        if not _check_value(value, hints[key]):
+            raise fail(key, f"must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})")
+        values[key] = value
+    try:
+        keys = ControllerOptions.keys()
+        ControllerOptions(**{k: v for k, v in values.items() if k in keys})
+        if options_type is not None:
+            options_type.from_mapping({k: v for k, v in values.items() if k not in keys})
+    except OptionsError as exc:
+        found = re.search(r"option '([A-Za-z_]\w*)'", str(exc))
+        culprit = found.group(1) if found else "tls" if str(exc).startswith("tls") else None
+        raise fail(culprit if culprit in sources else None, str(exc)) from exc
+    return Profile(name=name, launcher=launcher, options=values, sources=sources)
+
+
+def load_profile(
+    name: str, cwd: str | os.PathLike[str] | None = None, *, registry: PluginRegistry | None = None
+) -> Profile | None:
+    """The profile ``name`` from the configuration files, or ``None`` if no file defines it.
+
+    Args:
+        name: the profile's name.
+        cwd: where the search for the project file starts (default: the working directory).
+        registry: the plugin registry that knows the launchers (default: the global one).
+
+    Raises:
+        ConfigError: a file is malformed, or a key of this profile is unknown or invalid
+            (the message names the file or variable, the profile and the key).
+    """
+    files = config_files(cwd)
+    if not any(name in f.profiles for f in files):
+        return None
+    return _resolve(files, name, registry or get_registry())
+
+
+def profiles(
+    cwd: str | os.PathLike[str] | None = None, *, registry: PluginRegistry | None = None
+) -> dict[str, Profile]:
+    """Every profile defined in the configuration files, resolved and validated.
+
+    Raises:
+        ConfigError: as :func:`load_profile`, for the first profile that fails.
+    """
+    files = config_files(cwd)
+    names = sorted({n for f in files for n in f.profiles})
+    return {n: _resolve(files, n, registry or get_registry()) for n in names}
+
+
+def controller_arguments(
+    name: str,
+    workers: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    registry: PluginRegistry | None = None,
+) -> tuple[str, int | None, dict[str, Any]]:
+    """Turn ``pycrew.controller(name, workers, **options)`` into a launcher and its options.
+
+    If a configuration file defines profile ``name``, the result is the profile's launcher,
+    and its options overridden by the explicit ``workers`` and ``options``; the controller's
+    ``name`` defaults to the profile's. Otherwise ``name`` must be an installed launcher (or
+    ``"sequential"``) and the arguments come back unchanged.
+
+    Args:
+        name: a profile's or a launcher's name.
+        workers: the ``workers`` argument, ``None`` when the caller did not give one.
+        options: the other keyword arguments.
+        cwd: where the search for the project file starts (default: the working directory).
+        registry: the plugin registry (default: the global one).
+
+    Returns:
+        ``(launcher, workers, options)``; ``workers`` is ``None`` if neither the caller nor
+        the profile set it (use the default of :class:`~pycrew.ControllerOptions`).
+
+    Raises:
+        ConfigError: the profile is invalid (naming file, profile and key).
+        LauncherNotFoundError: ``name`` is neither a profile nor an installed launcher.
+
+    Example (how :func:`pycrew.controller` uses it; its ``workers`` defaults to ``None``)::
+
+        launcher, workers, options = controller_arguments(name, workers, options)
+        if launcher == "sequential":
+            return SequentialController(name=options.pop("name", None) or "sequential", **options)
+        return Controller(launcher, 1 if workers is None else workers, **options)
+    """
+    registry = registry or get_registry()
+    explicit = dict(options or {})
+    profile = load_profile(name, cwd, registry=registry)
+    if profile is None:
+        if name != SEQUENTIAL:
+            try:
+                registry.launcher(name)
+            except LauncherNotFoundError as exc:
+                installed, names = registry.installed_launchers(), profile_names(cwd)
+                raise LauncherNotFoundError(
+                    f"no launcher or profile named {name!r}{_close(name, {*installed, *names})}; launchers: "
+                    f"{', '.join(installed) or 'none'}; profiles: {', '.join(names) or 'none'}. Define "
+                    f"[profiles.{name}] in {PROJECT_FILE}, or install the launcher: pip install \"pycrew[{name}]\""
+                ) from exc
+        return name, workers, explicit
+    merged = {**profile.options, **explicit}
+    merged.setdefault("name", profile.name)
+    profile_workers = merged.pop("workers", None)
+    return profile.launcher, workers if workers is not None else profile_workers, merged

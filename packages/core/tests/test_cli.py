@@ -1,0 +1,338 @@
+"""The ``pycrew`` command, in process (click's CliRunner), on a fake launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from click.testing import CliRunner, Result
+
+import pycrew
+from pycrew import cli, monitor
+from pycrew.doctor import DoctorReport, DoctorStep
+
+
+@dataclass(frozen=True)
+class FakeOptions(pycrew.LauncherOptions):
+    owner: ClassVar[str] = "fakemon"
+    zone: str = "a"
+
+
+class FakeLauncher:
+    """A launcher whose monitor lists fixed workers and records terminations."""
+
+    def __init__(self, workers: list[pycrew.WorkerInfo]) -> None:
+        self.workers = workers
+        self.terminated: list[Any] = []
+        self.zones: list[str] = []
+
+    @pycrew.hookimpl
+    def pycrew_register_launchers(self, register: Any) -> None:
+        register("fakemon", FakeOptions, summary="lists fixed workers")
+
+    @pycrew.hookimpl
+    def pycrew_launch_workers(self, launcher: pycrew.LauncherInfo, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
+        return [c.instance for c in calls]
+
+    @pycrew.hookimpl
+    def pycrew_terminate_workers(self, launcher: pycrew.LauncherInfo, handles: Sequence[Any]) -> None:
+        self.terminated.extend(handles)
+
+    @pycrew.hookimpl
+    def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
+        assert isinstance(launcher.options, FakeOptions)
+        self.zones.append(launcher.options.zone)
+        return [w for w in self.workers if controller_id is None or w.controller_id == controller_id]
+
+
+def worker(wid: str, controller_id: str, state: str = "RUNNING", reason: str = "", log: str | None = None) -> pycrew.WorkerInfo:
+    return pycrew.WorkerInfo(
+        id=wid, handle=f"h-{wid}", launcher="fakemon", controller="c", controller_id=controller_id,
+        instance=f"i-{wid}", worker=1, state=state, host="node1", started=time.time() - 42, reason=reason, log=log,
+    )
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory as cwd, no user file, private controller records."""
+    monkeypatch.delenv("PYCREW_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "state"))
+    for var in list(os.environ):
+        if var.startswith(("PYCREW_GPU", "PYCREW_DEV", "PYCREW_CLUSTER")):
+            monkeypatch.delenv(var)
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    return project
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLauncher]:
+    plugin = FakeLauncher([worker("w1", "live"), worker("w2", "dead", "PENDING", "Unschedulable", "/logs/w2.log")])
+    pycrew.register(plugin, name="fakemon-test")
+    monitor.register_controller("live", "c", "fakemon")
+    try:
+        yield plugin
+    finally:
+        monitor.unregister_controller("live")
+        pycrew.unregister(plugin)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli.cli, list(args), catch_exceptions=False)
+
+
+# -- launchers --------------------------------------------------------------------------------
+
+
+def test_launchers_lists_installed_launchers_with_distribution_and_version(fake: FakeLauncher) -> None:
+    result = run("launchers")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "SUMMARY"]
+    local = next(line for line in lines if line.startswith("local "))
+    assert local.split()[:3] == ["local", "pycrew-local", "0.1.0"], local
+    assert any(line.startswith("fakemon ") and "lists fixed workers" in line for line in lines), result.output
+
+
+def test_launchers_json_has_one_record_per_launcher(fake: FakeLauncher) -> None:
+    rows = json.loads(run("launchers", "--json").output)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["local"]["distribution"] == "pycrew-local" and by_name["local"]["error"] is None
+    assert by_name["fakemon"]["summary"] == "lists fixed workers"
+
+
+# -- config show ------------------------------------------------------------------------------
+
+CONFIG = """
+[profiles.dev]
+launcher = "local"
+workers = 2
+
+[profiles.cluster]
+launcher = "fakemon"
+zone = "b"
+
+[defaults]
+seconds_launch = 120
+"""
+
+
+def test_config_show_lists_each_value_with_its_source(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = isolated / "pycrew.toml"
+    path.write_text(CONFIG.replace('[profiles.cluster]\nlauncher = "fakemon"\nzone = "b"\n', ""))
+    monkeypatch.setenv("PYCREW_DEV_SECONDS_IDLE", "30")
+    result = run("config", "show")
+    assert result.exit_code == 0, result.output
+    assert f"project file: {path}" in result.output
+    assert "(not found)" in result.output.splitlines()[0], "the user file is reported missing"
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.startswith("  ")}
+    assert rows["launcher"] == ['"local"', f"{path}:profiles.dev"]
+    assert rows["workers"] == ["2", f"{path}:profiles.dev"]
+    assert rows["seconds_launch"] == ["120.0", f"{path}:defaults"]
+    assert rows["seconds_idle"] == ["30.0", "env", "PYCREW_DEV_SECONDS_IDLE"]
+
+
+def test_config_show_defaults_adds_the_options_left_at_their_defaults(isolated: Path) -> None:
+    (isolated / "pycrew.toml").write_text('[profiles.dev]\nlauncher = "local"\n')
+    result = run("config", "show", "dev", "--defaults")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.startswith("  ")}
+    assert rows["port"] == ["0", "default"]
+    assert rows["log_dir"] == ["none", "default"], "launcher options are listed too"
+
+
+def test_config_show_json(isolated: Path, fake: FakeLauncher) -> None:
+    (isolated / "pycrew.toml").write_text(CONFIG)
+    data = json.loads(run("config", "show", "--json").output)
+    assert data["files"] == [{"path": str(isolated / "pycrew.toml"), "scope": "project"}]
+    assert data["profiles"]["cluster"]["launcher"] == "fakemon"
+    assert data["profiles"]["cluster"]["options"]["zone"] == "b"
+    assert data["profiles"]["dev"]["sources"]["seconds_launch"].endswith("pycrew.toml:defaults")
+
+
+def test_config_show_reports_a_bad_profile_and_fails(isolated: Path) -> None:
+    (isolated / "pycrew.toml").write_text(CONFIG + '[profiles.bad]\nlauncher = "local"\nworkres = 2\n')
+    result = run("config", "show")
+    assert result.exit_code == 1
+    assert "key 'workres': unknown key" in result.output and "did you mean 'workers'?" in result.output
+    assert "profile dev" in result.output, "the good profiles are still shown"
+
+
+def test_config_show_of_an_unknown_profile_fails(isolated: Path) -> None:
+    (isolated / "pycrew.toml").write_text(CONFIG)
+    result = run("config", "show", "gpu")
+    assert result.exit_code == 1
+    assert "no profile named 'gpu'; profiles: cluster, dev" in result.output
+
+
+def test_config_show_without_files_says_so() -> None:
+    result = run("config", "show")
+    assert result.exit_code == 0
+    assert "project file: none found" in result.output and "no profiles defined" in result.output
+
+
+def test_config_show_names_a_broken_file(isolated: Path) -> None:
+    (isolated / "pycrew.toml").write_text("[profiles.dev\n")
+    result = run("config", "show")
+    assert result.exit_code == 1
+    assert "pycrew.toml: not valid TOML" in result.output
+
+
+# -- monitor ----------------------------------------------------------------------------------
+
+
+def test_monitor_list_prints_a_table_with_orphans_marked(fake: FakeLauncher) -> None:
+    result = run("monitor", "fakemon", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "CONTROLLER", "INSTANCE", "WORKER", "STATE", "AGE", "ORPHAN", "HOST", "REASON", "LOG"]
+    w1, w2 = lines[1].split(), lines[2].split()
+    assert w1[5] in ("42s", "43s") and w2[5] in ("42s", "43s"), "the age is shown in seconds"
+    assert w1[:5] + w1[6:] == ["w1", "c", "i-w1", "1", "RUNNING", "no", "node1"]
+    assert w2[:5] + w2[6:] == ["w2", "c", "i-w2", "1", "PENDING", "yes", "node1", "Unschedulable", "/logs/w2.log"]
+
+
+def test_monitor_list_json_without_handles(fake: FakeLauncher) -> None:
+    rows = json.loads(run("monitor", "fakemon", "list", "--json").output)
+    assert [(r["id"], r["orphan"]) for r in rows] == [("w1", False), ("w2", True)]
+    assert "handle" not in rows[0] and rows[0]["controller_id"] == "live" and 41 <= rows[0]["age"] < 60
+
+
+def test_monitor_list_filters_orphans_and_controllers(fake: FakeLauncher) -> None:
+    assert [r["id"] for r in json.loads(run("monitor", "fakemon", "list", "--orphans", "--json").output)] == ["w2"]
+    assert [r["id"] for r in json.loads(run("monitor", "fakemon", "list", "--controller", "live", "--json").output)] == ["w1"]
+    result = run("monitor", "fakemon", "list", "--controller", "nobody")
+    assert result.output.strip() == "no pycrew workers on launcher 'fakemon'"
+
+
+def test_monitor_terminate_by_id_terminates_exactly_those(fake: FakeLauncher) -> None:
+    result = run("monitor", "fakemon", "terminate", "w2")
+    assert result.exit_code == 0, result.output
+    assert fake.terminated == ["h-w2"]
+    assert result.output.strip() == "terminated 1 worker(s): w2"
+
+
+def test_monitor_terminate_of_an_unknown_id_terminates_nothing(fake: FakeLauncher) -> None:
+    result = run("monitor", "fakemon", "terminate", "w1", "w9")
+    assert result.exit_code == 1
+    assert "no worker with id w9" in result.output and "listed: w1, w2" in result.output
+    assert fake.terminated == []
+
+
+def test_monitor_terminate_all_and_orphans(fake: FakeLauncher) -> None:
+    assert json.loads(run("monitor", "fakemon", "terminate", "--orphans", "--json").output) == {"terminated": ["w2"]}
+    assert fake.terminated == ["h-w2"]
+    run("monitor", "fakemon", "terminate", "--all")
+    assert fake.terminated == ["h-w2", "h-w1", "h-w2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["terminate"], "terminate needs worker ids, --all or --orphans"),
+        (["terminate", "w1", "--all"], "give worker ids or --all, not both"),
+        (["list", "w1"], "worker ids and --all are for terminate"),
+        (["stop"], "'stop' is not one of 'list', 'terminate'"),
+    ],
+)
+def test_monitor_usage_errors(fake: FakeLauncher, args: list[str], message: str) -> None:
+    result = run("monitor", "fakemon", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert fake.terminated == []
+
+
+def test_monitor_accepts_a_profile_and_uses_its_launcher_options(isolated: Path, fake: FakeLauncher) -> None:
+    (isolated / "pycrew.toml").write_text(CONFIG)
+    result = run("monitor", "cluster", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 2
+    assert fake.zones == ["b"]
+
+
+def test_monitor_of_an_unknown_launcher_is_a_clean_error() -> None:
+    result = run("monitor", "slrum", "list")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no launcher named 'slrum'")
+
+
+# -- doctor, worker, demo, main ---------------------------------------------------------------
+
+
+def report(ok: bool) -> DoctorReport:
+    steps = (DoctorStep("build", "ok", "built"), DoctorStep("listen", "ok" if ok else "fail", "listening", "" if ok else "a hint"))
+    return DoctorReport("dev", "local", "tcp://127.0.0.1:1", "python -m pycrew.worker", steps)
+
+
+def test_doctor_prints_the_report_passes_options_and_sets_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_doctor(target: str, timeout: float | None, options: dict[str, Any]) -> DoctorReport:
+        calls.append((target, timeout, options))
+        return report(ok=target == "good")
+
+    monkeypatch.setattr("pycrew.doctor.run_doctor", fake_doctor)
+    result = run("doctor", "bad", "--timeout", "5", "-o", "python=/x/python", "-o", "workers=2", "-o", 'env={"A": "1"}')
+    assert result.exit_code == 1
+    assert calls == [("bad", 5.0, {"python": "/x/python", "workers": 2, "env": {"A": "1"}})]
+    assert "FAIL  listen" in result.output and "a hint" in result.output
+    result = run("doctor", "good", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["ok"] is True
+    assert calls[-1] == ("good", None, {})
+    run("doctor")
+    assert calls[-1][0] == "local", "the default target is the local launcher"
+
+
+def test_doctor_rejects_an_option_without_a_value() -> None:
+    result = run("doctor", "-o", "python")
+    assert result.exit_code == 2
+    assert "expected KEY=VALUE" in result.output
+
+
+def test_worker_arguments_reach_the_worker_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 7
+
+    monkeypatch.setattr("pycrew.worker.main", fake_main)
+    args = ["--url", "tcp://h:1", "--", "--help", "-h", "--unknown=1", "x"]
+    assert cli.main(["worker", *args]) == 7
+    assert seen == [args]
+    result = run("worker", "--help", "--url", "tcp://h:1", "-x")
+    assert result.exit_code == 7
+    assert seen[-1] == ["--help", "--url", "tcp://h:1", "-x"]
+
+
+def test_worker_without_a_token_exits_with_the_workers_message(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PYCREW_TOKEN", raising=False)
+    assert cli.main(["worker", "--url", "tcp://127.0.0.1:1", "--instance", "x"]) == 2
+    assert "PYCREW_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_demo_runs_the_demo_with_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("pycrew.demo.run_demo", lambda **kw: calls.append(kw))
+    assert run("demo", "--workers", "3", "--tasks", "10").exit_code == 0
+    assert calls == [{"workers": 3, "tasks": 10, "launcher": "local"}]
+
+
+def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    assert "launchers" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+    assert "pycrew, version" in capsys.readouterr().out
+    assert cli.main(["nosuchcommand"]) == 2
+    assert "No such command 'nosuchcommand'" in capsys.readouterr().err
+    assert cli.main(["monitor", "slrum", "list"]) == 1
+    assert "Error: no launcher named 'slrum'" in capsys.readouterr().err
