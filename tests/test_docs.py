@@ -1,0 +1,207 @@
+"""The documentation runs: every ```python block of every page under docs/ that this test owns.
+
+Blocks of one page execute in order in one shared namespace, on the local launcher, with
+tracebacks pointing at the page's own lines. A block that cannot run here (it needs a
+cluster or a cloud account) is preceded by the line ``<!-- no-run: <reason> -->``; such
+blocks are counted, must give a reason, and stay rare (:data:`MAX_NO_RUN`).
+
+docs/plugins.md runs in packages/core/tests/test_docs_plugins.py, and each remote
+launcher's page (:data:`OTHER_PAGES`) is tested with its launcher. The command-line page
+shows shell sessions instead: each ``$ pycrew ...`` line there must name a real command
+(its ``--help`` is run; running them for real could stop other people's workers).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew.testing.harness import wait_until
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+#: Pages whose code is tested elsewhere.
+OTHER_PAGES = frozenset(
+    {
+        "plugins.md",
+        "launchers/slurm.md",
+        "launchers/k8s.md",
+        "launchers/cloudrun.md",
+        "launchers/awsbatch.md",
+    }
+)
+#: Pages that must show runnable Python.
+GUIDES = ("index.md", "quickstart.md", "concepts.md", "controller.md", "launchers/local.md")
+MAX_NO_RUN = 2
+FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
+NO_RUN = re.compile(r"^<!--\s*no-run:(.*?)-->$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a page."""
+
+    page: str
+    line: int  # 1-based line of the block's first code line
+    language: str
+    code: str
+    no_run: str | None  # the reason given in a no-run comment right before the fence, if any
+
+
+def code_blocks(page: str, text: str) -> list[Block]:
+    """Every fenced block of ``text`` (the page ``page``), with its language and no-run reason."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        fence, language = m.group(1), m.group(2)
+        end = i + 1
+        while end < len(lines) and not lines[end].strip().startswith(fence):
+            end += 1
+        if end == len(lines):
+            raise AssertionError(f"docs/{page}:{i + 1}: the code block is never closed")
+        marker = NO_RUN.match(lines[i - 1].strip()) if i > 0 else None
+        no_run = marker.group(1).strip() if marker else None
+        blocks.append(Block(page, i + 2, language, "\n".join(lines[i + 1 : end]) + "\n", no_run))
+        i = end + 1
+    return blocks
+
+
+def owned_pages() -> list[str]:
+    """Pages under docs/ whose code this module runs, relative to docs/."""
+    pages = (p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
+    return sorted(p for p in pages if p not in OTHER_PAGES and not p.startswith("_"))
+
+
+def python_blocks(page: str) -> list[Block]:
+    """The ```python blocks of one page."""
+    return [b for b in code_blocks(page, (DOCS / page).read_text()) if b.language == "python"]
+
+
+PAGES_WITH_CODE = [p for p in owned_pages() if python_blocks(p)]
+
+
+def test_guides_show_runnable_python() -> None:
+    missing = [p for p in GUIDES if p not in PAGES_WITH_CODE]
+    assert not missing, f"these pages should exist and show ```python blocks: {missing}"
+
+
+def test_no_run_blocks_are_rare_and_explained() -> None:
+    marked = [b for p in owned_pages() for b in python_blocks(p) if b.no_run is not None]
+    where = [f"docs/{b.page}:{b.line}" for b in marked]
+    assert len(marked) <= MAX_NO_RUN, (
+        f"{len(marked)} blocks are marked no-run ({where}): make them run on the local launcher"
+    )
+    unexplained = [f"docs/{b.page}:{b.line}" for b in marked if not b.no_run]
+    assert not unexplained, f"no-run blocks must say why: <!-- no-run: reason -->, at {unexplained}"
+
+
+def test_code_blocks_parse() -> None:
+    text = "a\n```bash\nls\n```\n<!-- no-run: needs SLURM -->\n```python\nx = 1\n```\n````python\n```\n````\n"
+    blocks = code_blocks("x.md", text)
+    assert [(b.language, b.no_run, b.line, b.code) for b in blocks] == [
+        ("bash", None, 3, "ls\n"),
+        ("python", "needs SLURM", 7, "x = 1\n"),
+        ("python", None, 10, "```\n"),
+    ]
+
+
+@pytest.fixture
+def started_controllers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[pycrew.Controller]]:
+    """Every controller a page starts; terminated afterwards, and checked to leave no worker behind."""
+    started: list[pycrew.Controller] = []
+    real_start = pycrew.Controller.start
+
+    def start(self: pycrew.Controller) -> pycrew.Controller:
+        if self not in started:
+            started.append(self)
+        return real_start(self)
+
+    monkeypatch.setattr(pycrew.Controller, "start", start)
+    yield started
+    for c in started:
+        c.terminate()
+    monitor = pycrew.Monitor("local")
+    for c in started:
+        if c.spec.name == "local":
+            wait_until(
+                lambda c=c: not monitor.list(c.id),
+                timeout=30,
+                message=f"controller {c.name!r} of the page left workers running: {monitor.list(c.id)}",
+            )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES_WITH_CODE)
+def test_page_runs(page: str, started_controllers: list[pycrew.Controller]) -> None:
+    """Run the page's blocks in order in one namespace; a failure names the page's line."""
+    path = DOCS / page
+    namespace: dict[str, Any] = {"__name__": "docs_" + re.sub(r"\W", "_", page.removesuffix(".md"))}
+    ran = 0
+    for block in python_blocks(page):
+        if block.no_run is not None:
+            continue
+        padded = "\n" * (block.line - 1) + block.code  # so that line numbers are the page's
+        exec(compile(padded, str(path), "exec", dont_inherit=True), namespace)
+        ran += 1
+    assert ran, f"docs/{page}: every block is marked no-run"
+
+
+# -- the command-line page ----------------------------------------------------------------------
+
+
+def cli_lines() -> list[str]:
+    """The ``$ pycrew ...`` lines of docs/cli.md's console blocks."""
+    blocks = [b for b in code_blocks("cli.md", (DOCS / "cli.md").read_text()) if b.language == "console"]
+    return [line[2:] for b in blocks for line in b.code.splitlines() if line.startswith("$ pycrew")]
+
+
+def command_words(line: str) -> list[str]:
+    """The command of a ``pycrew ...`` line: its words up to the first option."""
+    words = []
+    for word in line.split()[1:]:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return words
+
+
+def pycrew_command() -> str:
+    """The ``pycrew`` console script of this environment."""
+    found = shutil.which("pycrew", path=str(Path(sys.executable).parent)) or shutil.which("pycrew")
+    if found is None:
+        pytest.fail("the pycrew command is not installed: pip install -e packages/core")
+    return found
+
+
+def test_cli_page_shows_every_command() -> None:
+    commands = {" ".join(command_words(line)[:1]) for line in cli_lines()}
+    expected = {"launchers", "config", "monitor", "doctor", "worker", "demo"}
+    assert expected <= commands, f"docs/cli.md shows no example of: {sorted(expected - commands)}"
+
+
+@pytest.mark.parametrize("line", cli_lines())
+def test_cli_page_names_real_commands(line: str) -> None:
+    words = command_words(line)
+    done = subprocess.run([pycrew_command(), *words, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (
+        f"docs/cli.md shows `{line}`, but `pycrew {' '.join(words)} --help` failed "
+        f"(exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    )
+
+
+def test_cli_launchers_lists_the_local_launcher() -> None:
+    done = subprocess.run([pycrew_command(), "launchers"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "local" in done.stdout, f"`pycrew launchers` printed:\n{done.stdout}{done.stderr}"
