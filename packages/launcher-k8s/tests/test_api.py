@@ -1,0 +1,102 @@
+"""The API helper: which failures are retried, how long, and what the final error says."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from pycrew_k8s.api import K8sApiError, RetryPolicy, request
+
+FAST = RetryPolicy(attempts_max=4, seconds_total=5.0, seconds_timeout=1.0, seconds_first=0.01, seconds_cap=0.02)
+
+
+class Reply:
+    def __init__(self, body: Any) -> None:
+        self.data = json.dumps(body).encode()
+
+
+def api_error(status: int, reason: str, message: str, retry_after: str | None = None) -> ApiException:
+    exc = ApiException(status=status, reason=reason)
+    exc.body = json.dumps({"kind": "Status", "reason": reason, "message": message, "code": status})
+    exc.headers = {"Retry-After": retry_after} if retry_after else {}
+    return exc
+
+
+class Flaky:
+    """A client method that fails with ``errors`` first, then answers ``{"ok": true}``."""
+
+    __name__ = "create_namespaced_job"
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Reply:
+        self.calls.append(kwargs)
+        if self.errors:
+            raise self.errors.pop(0)
+        return Reply({"ok": True})
+
+
+def test_transient_errors_are_retried_until_success() -> None:
+    fn = Flaky(api_error(503, "ServiceUnavailable", "busy"), api_error(429, "TooManyRequests", "slow down"), ConnectionResetError())
+    assert request(fn, "ns", {}, policy=FAST) == {"ok": True}
+    assert len(fn.calls) == 4
+    assert fn.calls[0]["_preload_content"] is False and fn.calls[0]["_request_timeout"] == 1.0
+
+
+def test_exhausted_retries_say_what_failed_where_and_how_often() -> None:
+    fn = Flaky(*[api_error(503, "ServiceUnavailable", "etcd is down")] * 10)
+    with pytest.raises(K8sApiError) as err:
+        request(fn, "ns", {}, policy=FAST, namespace="science", what="the Job of worker 1")
+    message = str(err.value)
+    assert message.startswith("Kubernetes API request create_namespaced_job (the Job of worker 1) in namespace 'science' failed after 4 attempts")
+    assert "HTTP 503 ServiceUnavailable: etcd is down" in message and (err.value.status, err.value.attempts) == (503, 4)
+
+
+def test_other_errors_fail_at_once_with_a_hint() -> None:
+    fn = Flaky(api_error(403, "Forbidden", 'jobs.batch is forbidden: User "me" cannot create resource "jobs"'))
+    with pytest.raises(K8sApiError, match=r"(?s)cannot create resource.*lacks a permission in namespace .ns.") as err:
+        request(fn, "ns", {}, policy=FAST, namespace="ns")
+    assert err.value.attempts == 1 and len(fn.calls) == 1
+    with pytest.raises(K8sApiError, match="Does the namespace exist"):
+        request(Flaky(api_error(404, "NotFound", 'namespaces "nope" not found')), "nope", {}, policy=FAST, namespace="nope")
+
+
+def test_missing_objects_can_be_fine() -> None:
+    assert request(Flaky(api_error(404, "NotFound", "gone")), "x", policy=FAST, missing_ok=True) is None
+
+
+def test_client_side_validation_errors_are_reported_not_retried() -> None:
+    fn = Flaky(ValueError("1 validation error for V1Job\nspec.bogus\n  Extra inputs are not permitted"))
+    with pytest.raises(K8sApiError, match=r"(?s)client rejected create_namespaced_job.*Extra inputs"):
+        request(fn, "ns", {}, policy=FAST)
+    assert len(fn.calls) == 1
+
+
+def test_time_budget_bounds_the_retries() -> None:
+    slow = RetryPolicy(attempts_max=100, seconds_total=0.05, seconds_timeout=1.0, seconds_first=0.02, seconds_cap=0.04)
+    fn = Flaky(*[api_error(500, "InternalError", "boom")] * 100)
+    with pytest.raises(K8sApiError):
+        request(fn, "ns", {}, policy=slow)
+    assert 2 <= len(fn.calls) < 10
+
+
+def test_retry_after_is_honoured_within_a_cap() -> None:
+    policy = RetryPolicy(seconds_first=0.1, seconds_cap=2.0)
+    assert policy.pause(1, 3.0) == 3.0
+    assert policy.pause(1, 60.0) == 4.0
+    assert 0.05 <= policy.pause(1, None) <= 0.1 and policy.pause(10, None) <= 2.0
+
+
+def test_logs_come_back_as_text() -> None:
+    class Log:
+        __name__ = "read_namespaced_pod_log"
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return type("R", (), {"data": b"42\n"})()
+
+    assert request(Log(), "pod", "ns", policy=FAST, raw=True) == "42\n"

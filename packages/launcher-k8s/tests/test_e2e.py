@@ -1,0 +1,80 @@
+"""Controllers on the k8s launcher end to end (the emulator's pods are local processes).
+
+What the conformance suite does not cover: launch errors that name the platform's reason,
+API faults during a controller's work, the deadline from seconds_wall, and finished Jobs
+going away with their Secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew_emulators.k8s import K8sEmulator
+
+
+def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(pycrew_tmp_state_dir: Any) -> None:
+    """Controller records in a private directory."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"image": "MISSING"}, "ErrImagePull"),
+        ({"node_selector": {"disktype": "ssd"}, "seconds_launch_check": 1.0}, "Unschedulable: 0/1 nodes are available"),
+        ({"python": "/no/such/python"}, "StartError"),
+    ],
+)
+def test_launch_error_names_the_platforms_reason(
+    k8s_options: dict[str, Any], missing_image: str, bad: dict[str, Any], reason: str
+) -> None:
+    bad = {k: (missing_image if v == "MISSING" else v) for k, v in bad.items()}
+    c = pycrew.controller("k8s", workers=1, host="127.0.0.1", launch_max=2, seconds_launch=10, **{**k8s_options, **bad})
+    try:
+        c.push(os.getpid)
+        with pytest.raises(pycrew.LaunchError) as err:
+            c.wait(timeout=60)
+    finally:
+        c.terminate()
+    message = str(err.value)
+    assert "launch_max=2" in message and "PodStartError" in message, message
+    assert reason in message.replace("ImagePullBackOff", "ErrImagePull"), message
+
+
+def test_controller_rides_out_api_faults(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    emulator.faults.fail_next(2, status=503, only="create_namespaced_job")
+    emulator.faults.throttle_next(1, only="create_namespaced_secret")
+    emulator.faults.fail_next(2, status=500, only="list_namespaced_pod")
+    with pycrew.controller("k8s", workers=2, host="127.0.0.1", **k8s_options) as c:
+        assert sorted(c.map(abs, range(-10, 0))) == list(range(1, 11))
+        summary = c.summary().launcher
+    assert summary["launch_failures"] == 0, summary
+    assert emulator.faults.pending_count() == 0
+
+
+def test_deadline_from_seconds_wall_and_cleanup_after_ttl(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    options = {**k8s_options, "seconds_ttl": 1, "seconds_deadline_margin": 30}
+    with pycrew.controller("k8s", workers=1, host="127.0.0.1", seconds_wall=100, seconds_idle=1, **options) as c:
+        c.submit(os.getpid).result(timeout=30)
+        jobs = [job for (_, job) in emulator._store["jobs"]]
+        assert len(jobs) == 1
+        job = emulator.get_object("jobs", jobs[0])
+        assert job is not None and job["spec"]["activeDeadlineSeconds"] == 130
+        assert emulator.get_object("secrets", jobs[0]) is not None
+        # seconds_idle=1: the worker exits; after seconds_ttl the Job, its pod and its Secret are gone
+        wait_for(lambda: not emulator._store["jobs"] and not emulator._store["secrets"] and not emulator._store["pods"],
+                 what="the finished Job, pod and Secret to be deleted after seconds_ttl")
