@@ -173,7 +173,7 @@ class Controller(concurrent.futures.Executor):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and self._started and not self._terminated:
+            if exc_type is None and self._started and not self._terminated and self.launcher.error is None:
                 self.wait("all")
         finally:
             self.terminate()

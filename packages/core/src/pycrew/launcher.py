@@ -105,6 +105,7 @@ class Launcher:
         self._pending_lock = threading.Lock()
         self._handles_lock = threading.Lock()
         self.error: LaunchError | None = None
+        self.error_pending = False  # launch_max reached; the error waits for the platform's reason
         self.last_launch_error = ""
         self.batches = 0
         self.terminations = 0
@@ -173,6 +174,9 @@ class Launcher:
             batch_index=batch[2] if batch else 0,
             batch_size=batch[3] if batch else 1,
             instance_prefix=batch[1] if batch else "",
+            seconds_idle=o.seconds_idle,
+            seconds_wall=o.seconds_wall,
+            seconds_launch=o.seconds_launch,
         )
 
     # -- scaling (dispatcher thread) ---------------------------------------------------
@@ -191,7 +195,7 @@ class Launcher:
 
     def scale(self, demand: int, now: float) -> None:
         """Launch workers into free slots while demand exceeds supply; time out launches."""
-        if self.error is not None or self.dispatcher is None:
+        if self.error is not None or self.error_pending or self.dispatcher is None:
             return
         for slot in self.slots:
             if slot.state == LAUNCHING and now - slot.launched_at > self.options.seconds_launch:
@@ -271,28 +275,60 @@ class Launcher:
                 self._launch_failed(slot, f"the launch hook failed: {message}", terminate=False)
 
     def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True) -> None:
+        """Count a failed launch; on a timeout, ask the platform why before terminating it."""
         assert self.dispatcher is not None and slot.instance is not None
         instance = slot.instance
         self.dispatcher.revoke(instance)
-        if terminate:
-            self.terminate_instances([instance], "launch timed out")
         slot.state = IDLE
         slot.instance = None
         slot.failures += 1
         slot.launch_failures += 1
         slot.retry_after = time.monotonic() + min(0.25 * 2 ** (slot.failures - 1), 10.0)
+        final = slot.failures >= self.options.launch_max
         log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
-        if slot.failures >= self.options.launch_max:
-            example = self.call(worker=slot.index, instance="<instance>", url=self.url).command_line()
-            self.error = LaunchError(
-                f"launcher {self.info.name!r} of controller {self.info.controller!r} failed to start a worker "
-                f"{slot.failures} times in a row (launch_max={self.options.launch_max}); last reason: {reason}. "
-                f"The worker command is: {example} (with its token in ${'PYCREW_TOKEN'}). Likely causes: the "
-                f"workers cannot reach {self.url} (wrong host/port, firewall, no route: set host= and port=), "
-                f"the launcher's environment lacks pycrew or the right Python (check the python option), "
-                f"the image or partition is missing, or seconds_launch={self.options.seconds_launch:g} is too "
-                f"short for this platform. Check the worker logs with `pycrew monitor {self.info.name} list`."
+        if terminate:
+            # The platform may know why (an image pull error, an unschedulable pod): its
+            # monitor is asked before the worker is terminated and that reason is gone.
+            if final:
+                self.error_pending = True
+            self._submit(self._explain_and_terminate, instance, slot.index, reason, final)
+        elif final:
+            self._set_error(slot.index, reason)
+
+    def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool) -> None:
+        """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""
+        try:
+            infos = self.registry.call(
+                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
             )
+            for info in infos or []:
+                if info.instance == instance:
+                    said = f"{info.state}: {info.reason}" if info.reason else info.state
+                    reason = f"{reason}; the platform reports the worker as {said}"
+                    break
+        except Exception as exc:  # the explanation is a bonus: never let it block the termination
+            log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
+        with self._handles_lock:
+            handle = self.handles.pop(instance, None)
+        if handle is not None:
+            self._terminate([handle], "launch timed out")
+        assert self.dispatcher is not None
+        self.last_launch_error = reason
+        if final:
+            self.dispatcher.call_soon(lambda: self._set_error(slot, reason))
+
+    def _set_error(self, slot: int, reason: str) -> None:
+        example = self.call(worker=slot, instance="<instance>", url=self.url).command_line()
+        self.error = LaunchError(
+            f"launcher {self.info.name!r} of controller {self.info.controller!r} failed to start a worker "
+            f"{self.options.launch_max} times in a row (launch_max={self.options.launch_max}); last reason: {reason}. "
+            f"The worker command is: {example} (with its token in $PYCREW_TOKEN). Likely causes: the "
+            f"workers cannot reach {self.url} (wrong host/port, firewall, no route: set host= and port=), "
+            f"the launcher's environment lacks pycrew or the right Python (check the python option), "
+            f"the image or partition is missing, or seconds_launch={self.options.seconds_launch:g} is too "
+            f"short for this platform. Check the worker logs with `pycrew monitor {self.info.name} list`."
+        )
+        self.error_pending = False
 
     def connected(self, instance: str, info: dict[str, Any]) -> None:
         """A worker authenticated (dispatcher thread)."""

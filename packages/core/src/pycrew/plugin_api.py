@@ -6,6 +6,7 @@ frozen dataclasses so that hooks cannot change core's state by accident.
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from collections.abc import Mapping
@@ -58,6 +59,14 @@ class WorkerCall:
         instance: the instance id, unique per launch.
         controller: the controller's name.
         controller_id: the controller's unique id.
+        batch_key: the secret shared by every call of this scaling round (array launches).
+        batch_index: this call's position in its batch, 0-based.
+        batch_size: how many calls the batch has.
+        instance_prefix: the batch's instance prefix (instance = prefix + index).
+        seconds_idle: the worker exits after this long without a task.
+        seconds_wall: the worker exits after this long alive: a platform time limit
+            should be a little longer (e.g. a job's deadline).
+        seconds_launch: the worker must connect within this long after launch.
     """
 
     args: tuple[str, ...]
@@ -74,6 +83,9 @@ class WorkerCall:
     batch_index: int = 0
     batch_size: int = 1
     instance_prefix: str = ""
+    seconds_idle: float = math.inf
+    seconds_wall: float = math.inf
+    seconds_launch: float = 30.0
 
     @property
     def argv(self) -> list[str]:
@@ -96,7 +108,9 @@ class WorkerCall:
         1, ``AWS_BATCH_JOB_ARRAY_INDEX``, ``JOB_COMPLETION_INDEX`` or
         ``CLOUD_RUN_TASK_INDEX`` with base 0), and derives its token from the batch key in
         :data:`TOKEN_ENV` (see :meth:`array_environment`). Element ``k`` of the launch must
-        be the call with ``batch_index == k``.
+        be the call with ``batch_index == k``. ``index_base`` may be negative: to launch
+        calls ``k0..k1`` of a batch as a separate array whose indices start at 0, pass
+        ``index_base=-k0``.
         """
         if not self.batch_key:
             raise ValueError("this call is not part of a batch with a batch key; use args and environment()")
