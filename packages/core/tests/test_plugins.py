@@ -161,3 +161,37 @@ def test_options_are_type_checked():
         DummyOptions(size="x")  # type: ignore[arg-type]
     with pytest.raises(pycrew.OptionsError, match="unknown dummy option"):
         DummyOptions.from_mapping({"sise": 1})
+
+
+def test_launch_timeout_error_carries_the_platforms_reason():
+    class Stuck(Dummy):
+        def __init__(self) -> None:
+            super().__init__("stuck")
+            self.calls: list[pycrew.WorkerCall] = []
+
+        @pycrew.hookimpl
+        def pycrew_launch_workers(self, launcher, calls):
+            self.calls.extend(calls)
+            return [c.instance for c in calls]
+
+        @pycrew.hookimpl
+        def pycrew_list_workers(self, launcher, controller_id):
+            return [
+                pycrew.WorkerInfo(id=c.instance, handle=c.instance, launcher="stuck", controller_id=controller_id,
+                                  instance=c.instance, state="Pending", reason="ImagePullBackOff: no/such:image")
+                for c in self.calls
+                if c.instance not in self.terminated
+            ]
+
+    reg = PluginRegistry(load_entry_points=False)
+    stuck = Stuck()
+    reg.register(stuck)
+    c = pycrew.Controller("stuck", workers=1, registry=reg, seconds_launch=0.3, launch_max=1)
+    try:
+        c.start()
+        c.push(abs, (1,))
+        with pytest.raises(pycrew.LaunchError, match=r"the platform reports the worker as Pending: ImagePullBackOff"):
+            c.wait(timeout=30)
+    finally:
+        c.terminate()
+    assert stuck.terminated == [stuck.calls[0].instance], "the stuck worker must be terminated after it was described"
