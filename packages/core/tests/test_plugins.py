@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import pycrew
 import pytest
+
+import pycrew
 from pycrew.plugins import PluginRegistry
 
 
