@@ -9,7 +9,19 @@ from __future__ import annotations
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "core", "local", "slurm", "emulators", "template"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "core",
+    "local",
+    "slurm",
+    "k8s",
+    "cloudrun",
+    "awsbatch",
+    "emulators",
+    "template",
+    "docs",
+]
 
 CORE = ["-e", "packages/core"]
 LOCAL = ["-e", "packages/launcher-local"]
@@ -26,7 +38,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on core."""
-    session.install("mypy", *CORE)
+    session.install("mypy", "types-psutil", "types-tqdm", "matplotlib", *CORE)
     session.run("mypy", "--strict", "packages/core/src/pycrew")
 
 
@@ -49,6 +61,35 @@ def slurm(session: nox.Session) -> None:
     """The SLURM launcher against a real SLURM (start it with scripts/slurm/start.sh)."""
     session.install(*CORE, "-e", "packages/launcher-slurm", *TEST_TOOLS)
     session.run("pytest", "packages/launcher-slurm/tests", *session.posargs)
+
+
+@nox.session
+def k8s(session: nox.Session) -> None:
+    """The Kubernetes launcher against the Kubernetes API emulator."""
+    session.install(*CORE, "-e", "packages/launcher-k8s", "-e", "packages/emulators[k8s]", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-k8s/tests", *session.posargs)
+
+
+@nox.session
+def cloudrun(session: nox.Session) -> None:
+    """The Cloud Run launcher against the Cloud Run v2 API emulator."""
+    session.install(*CORE, "-e", "packages/launcher-cloudrun", "-e", "packages/emulators[cloudrun]", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-cloudrun/tests", *session.posargs)
+
+
+@nox.session
+def awsbatch(session: nox.Session) -> None:
+    """The AWS Batch launcher against moto and the fake Docker API."""
+    session.install(*CORE, "-e", "packages/launcher-awsbatch", "-e", "packages/emulators[awsbatch]", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-awsbatch/tests", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with --strict and execute its code blocks."""
+    session.install(*CORE, *LOCAL, "mkdocs-material", "mkdocstrings[python]", "matplotlib", *TEST_TOOLS)
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
+    session.run("pytest", "tests/test_docs.py", "packages/core/tests/test_docs_plugins.py", *session.posargs)
 
 
 @nox.session
