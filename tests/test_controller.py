@@ -117,7 +117,7 @@ def test_unknown_launcher_names_the_installed_ones_and_the_install_hint():
     with pytest.raises(pycrew.LauncherNotFoundError) as info:
         pycrew.controller("slrum")
     message = str(info.value)
-    assert "no launcher named 'slrum'" in message and "local" in message
+    assert "no launcher or profile named 'slrum'" in message and "local" in message
     assert 'pip install "pycrew[slrum]"' in message
 
 

@@ -6,10 +6,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import pycrew
 import pytest
-from pycrew_slurm import plugin
 from slurm_helpers import SlurmCluster, wait_for
+
+import pycrew
+from pycrew_slurm import plugin
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from pycrew import OptionsError
 from pycrew_slurm import SlurmOptions
 from pycrew_slurm.options import seconds_to_slurm_time
@@ -80,7 +81,7 @@ def test_unknown_option_suggests_the_close_name() -> None:
 
 
 def test_lists_become_tuples() -> None:
-    options = SlurmOptions(script_lines=["module load python"], sbatch_args=["--hold"])
+    options = SlurmOptions(script_lines=["module load python"], sbatch_args=["--hold"])  # type: ignore[arg-type]
     assert options.script_lines == ("module load python",)
     assert options.sbatch_args == ("--hold",)
 

@@ -6,8 +6,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from pycrew_slurm import SchedulerError, SlurmCLI, SlurmOptions, plugin
 from slurm_helpers import launcher_info, make_calls
+
+from pycrew_slurm import SchedulerError, SlurmCLI, SlurmOptions, plugin
 
 
 def options_for(tmp_path: Path, **kw: object) -> SlurmOptions:

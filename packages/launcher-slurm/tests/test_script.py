@@ -12,21 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slurm_helpers import WHO_AM_I, launcher_info, make_calls
+
 from pycrew import WorkerCall
 from pycrew_slurm import SchedulerCLI, SchedulerError, SlurmCLI, SlurmOptions, jobtag
-from slurm_helpers import launcher_info, make_calls
 
-PRINT_ENV = (
-    "import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'token': os.environ.get('PYCREW_TOKEN'),"
-    " 'names': sorted(k for k in os.environ if k.startswith('PYCREW')), 'ca': os.environ.get('PYCREW_TLS_CA'),"
-    " 'extra': os.environ.get('EXTRA')}))"
+PRINT_ENV = WHO_AM_I + (
+    "import json; print(json.dumps({'instance': instance, 'token': token, 'names': names,"
+    " 'ca': os.environ.get('PYCREW_TLS_CA'), 'extra': os.environ.get('EXTRA'),"
+    " 'from_lines': os.environ.get('FROM_LINES')}))"
 )
 
 
 def render(options: SlurmOptions, calls: list[WorkerCall]) -> str:
     cli = SlurmCLI("slurm", options)
     info = launcher_info(options, calls)
-    return cli.render_script(info, calls, jobtag.encode(calls[0].controller_id, calls[0].controller, calls))
+    return cli.render_script(info, calls, jobtag.encode(calls))
 
 
 def test_script_starts_with_directives_in_order(tmp_path: Path) -> None:
@@ -50,58 +51,68 @@ def test_log_error_and_quoted_paths() -> None:
     assert "#SBATCH --error=/dev/null" in script
 
 
-def test_script_holds_no_token_and_one_branch_per_element(tmp_path: Path) -> None:
+def test_script_holds_no_secret_and_one_command_for_every_element(tmp_path: Path) -> None:
     calls = make_calls(PRINT_ENV, 3)
     script = render(SlurmOptions(directory=str(tmp_path)), calls)
+    assert calls[0].batch_key not in script, "the batch key leaked into the job script"
     for call in calls:
         assert call.token not in script, "a token leaked into the job script"
-        assert call.instance in script
-    assert [line.strip()[:3] for line in script.splitlines() if line.strip()[:2] in ("1)", "2)", "3)")] == ["1) ", "2) ", "3) "]
+    execs = [line for line in script.splitlines() if line.startswith("exec ")]
+    assert len(execs) == 1 and "--instance-prefix" in execs[0] and "--index-env SLURM_ARRAY_TASK_ID" in execs[0], execs
 
 
-def run_element(script: str, index: int, calls: list[WorkerCall], tmp_path: Path, extra_env: Mapping[str, str] = {}) -> dict[str, Any]:
+def test_a_call_without_batch_key_runs_its_own_instance(tmp_path: Path) -> None:
+    (call,) = make_calls(PRINT_ENV, 1, batch=False)
+    script = render(SlurmOptions(directory=str(tmp_path)), [call])
+    assert call.token not in script and f"--instance {call.instance}" in script
+    seen = run_element(script, 1, [call], tmp_path)
+    assert (seen["instance"], seen["token"]) == (call.instance, call.token)
+
+
+def run_element(
+    script: str, index: int, calls: list[WorkerCall], tmp_path: Path, extra_env: Mapping[str, str] = {}
+) -> dict[str, Any]:
     path = tmp_path / "job.sh"
     path.write_text(script)
     cli = SlurmCLI("slurm", SlurmOptions())
     env = {**cli.submission_environment(calls), "SLURM_ARRAY_TASK_ID": str(index), **extra_env}
     proc = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return dict(json.loads(proc.stdout))
 
 
-def test_each_element_gets_its_own_token_and_no_other(tmp_path: Path) -> None:
+def test_each_element_finds_its_instance_and_derives_its_own_token(tmp_path: Path) -> None:
     calls = make_calls(PRINT_ENV, 3, env={"PYCREW_TLS_CA": "-----BEGIN X-----\n'quoted' $HOME\n"})
     script = render(SlurmOptions(directory=str(tmp_path)), calls)
     for index in (1, 3):
         seen = run_element(script, index, calls, tmp_path)
-        assert seen["token"] == calls[index - 1].token
-        assert seen["names"] == ["PYCREW_TLS_CA", "PYCREW_TOKEN"], "other elements' token variables must be unset"
+        assert seen["instance"] == calls[index - 1].instance
+        assert seen["token"] == calls[index - 1].token, "the element derived another token than core authorized"
+        assert seen["names"] == "PYCREW_TOKEN", "only the batch key crosses over"
         assert seen["ca"] == "-----BEGIN X-----\n'quoted' $HOME\n", "env values must survive shell quoting"
 
 
-def test_per_call_environment_and_python_and_script_lines(tmp_path: Path) -> None:
-    calls = make_calls(PRINT_ENV, 2)
-    calls = [
-        WorkerCall(**{**{f: getattr(c, f) for f in c.__dataclass_fields__}, "env": {"EXTRA": f"value {c.worker}"}})
-        for c in calls
-    ]
-    options = SlurmOptions(directory=str(tmp_path), python=sys.executable, script_lines=("export FROM_LINES=1",))
+def test_second_array_of_a_split_batch_starts_at_its_own_batch_index(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 5)
+    chunks = jobtag.split_calls(calls, array_max=2, tag_max=1000)
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    script = render(SlurmOptions(directory=str(tmp_path)), chunks[1])
+    assert "#SBATCH --array=1-2" in script
+    for index, call in ((1, calls[2]), (2, calls[3])):
+        seen = run_element(script, index, chunks[1], tmp_path)
+        assert (seen["instance"], seen["token"]) == (call.instance, call.token), f"element {index} of the second array"
+
+
+def test_script_lines_run_without_the_secret_and_python_option(tmp_path: Path) -> None:
+    calls = make_calls(PRINT_ENV, 2, env={"EXTRA": "shared value"})
+    lines = ('export FROM_LINES="${PYCREW_TOKEN:-none}"',)
+    options = SlurmOptions(directory=str(tmp_path), python=sys.executable, script_lines=lines)
     script = render(options, calls)
-    assert script.index("export FROM_LINES=1") < script.index('case "$__pycrew_index" in')
-    assert script.index("export FROM_LINES=1") > script.index("unset __pycrew_var"), "tokens are sorted out first"
-    assert run_element(script, 2, calls, tmp_path)["extra"] == "value 2"
-    assert run_element(script, 1, calls, tmp_path)["extra"] == "value 1"
-
-
-def test_unknown_index_fails_loudly(tmp_path: Path) -> None:
-    calls = make_calls(PRINT_ENV, 1)
-    path = tmp_path / "job.sh"
-    path.write_text(render(SlurmOptions(directory=str(tmp_path)), calls))
-    proc = subprocess.run(
-        ["bash", str(path)], capture_output=True, text=True, env={"SLURM_ARRAY_TASK_ID": "7"}, timeout=30, check=False
-    )
-    assert proc.returncode == 1
-    assert "no worker for array index '7'" in proc.stderr
+    assert script.index(lines[0]) < script.index("exec ")
+    assert f"exec {sys.executable} " in script
+    seen = run_element(script, 2, calls, tmp_path)
+    assert seen["from_lines"] == "none", "script_lines must not see the secret"
+    assert seen["extra"] == "shared value" and seen["token"] == calls[1].token
 
 
 def test_stale_tokens_of_our_own_environment_are_not_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,8 +120,8 @@ def test_stale_tokens_of_our_own_environment_are_not_passed_on(monkeypatch: pyte
     monkeypatch.setenv("PYCREW_TOKEN_9", "old")
     calls = make_calls(PRINT_ENV, 2)
     env = SlurmCLI("slurm", SlurmOptions()).submission_environment(calls)
-    assert "PYCREW_TOKEN" not in env and "PYCREW_TOKEN_9" not in env
-    assert env["PYCREW_TOKEN_1"] == calls[0].token and env["PYCREW_TOKEN_2"] == calls[1].token
+    assert "PYCREW_TOKEN_9" not in env
+    assert env["PYCREW_TOKEN"] == calls[0].batch_key
 
 
 def test_private_directory_is_0700_and_scripts_0600(tmp_path: Path) -> None:

@@ -7,19 +7,22 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import pytest
-from pycrew_slurm import SchedulerError, SlurmOptions, plugin
 from slurm_helpers import (
     RECORD_AND_SLEEP,
+    WHO_AM_I,
     SlurmCluster,
     launcher_info,
     make_calls,
     wait_for,
 )
+
+from pycrew_slurm import SchedulerError, SlurmOptions, plugin
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
@@ -52,8 +55,8 @@ def test_array_of_three_runs_each_element_with_its_own_token(
     wait_for(lambda: len(list(out.iterdir())) == 3, timeout=30, what="3 elements to start")
     logging.getLogger(__name__).info("sbatch to 3 running elements: %.2f s", time.monotonic() - started)
     for index, call in enumerate(calls, start=1):
-        token, names = (out / f"element-{index}").read_text().split("\n")
-        assert token == call.token, f"element {index} got the wrong token"
+        token, names = (out / call.instance).read_text().split("\n")
+        assert token == call.token, f"element {index} derived another token than core authorized"
         assert names == "PYCREW_TOKEN", f"element {index} sees other token variables: {names}"
     assert list((tmp_path / "private" / "scripts").iterdir()) == [], "job scripts must be gone after submission"
     assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o700
@@ -68,10 +71,10 @@ def test_token_is_in_no_job_record_nor_script(slurm_cluster: SlurmCluster, slurm
     shown = slurm_cluster.run("scontrol", "-dd", "show", "job", array).stdout  # -dd includes the batch script
     script = slurm_cluster.run("scontrol", "write", "batch_script", array, "-").stdout
     queue = slurm_cluster.run("squeue", "--noheader", "--array", "--Format=Comment:,Command:,Name:").stdout
-    assert "exec " in script and calls[0].instance in script, "the stored script is the one pycrew wrote"
-    for call in calls:
+    assert "exec " in script and calls[0].instance_prefix in script, "the stored script is the one pycrew wrote"
+    for secret in [calls[0].batch_key, *(call.token for call in calls)]:
         for where, text in (("scontrol -dd show job", shown), ("the batch script", script), ("squeue", queue)):
-            assert call.token not in text, f"the token leaked into {where}"
+            assert secret not in text, f"a secret leaked into {where}"
 
 
 def test_monitor_lists_only_pycrews_jobs_and_terminate_spares_the_rest(
@@ -173,7 +176,11 @@ def test_batch_beyond_array_size_max_goes_out_as_several_arrays(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    calls = make_calls("import os; open(os.path.join(os.environ['OUT'], os.environ['SLURM_ARRAY_JOB_ID'] + '_' + os.environ['SLURM_ARRAY_TASK_ID']), 'w').write(os.environ['PYCREW_TOKEN'])", 3, env={"OUT": str(out)})
+    code = WHO_AM_I + (
+        "open(os.path.join(os.environ['OUT'], os.environ['SLURM_ARRAY_JOB_ID'] + '_' + os.environ['SLURM_ARRAY_TASK_ID']),"
+        " 'w').write(instance + ' ' + token)"
+    )
+    calls = make_calls(code, 3, env={"OUT": str(out)})
     info = launcher_info(options_for(tmp_path, array_size_max=2), calls)
     handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
     slurm_jobs.extend(handles)
@@ -181,7 +188,7 @@ def test_batch_beyond_array_size_max_goes_out_as_several_arrays(
     assert arrays[0] == arrays[1] != arrays[2] and handles[2].endswith("_1"), handles
     wait_for(lambda: len(list(out.iterdir())) == 3, timeout=30, what="3 elements to run")
     for handle, call in zip(handles, calls, strict=True):
-        assert (out / handle).read_text() == call.token, f"{handle} ran with the wrong token"
+        assert (out / handle).read_text() == f"{call.instance} {call.token}", f"{handle} ran as another worker"
 
 
 def test_export_environment_false_still_hands_over_the_token(
@@ -190,12 +197,9 @@ def test_export_environment_false_still_hands_over_the_token(
     out = tmp_path / "out"
     out.mkdir()
     marker = f"PYCREW_TEST_MARKER_{secrets.token_hex(4)}"
-    code = (
-        f"import os; open({str(out)!r} + '/seen', 'w').write(os.environ.get('PYCREW_TOKEN', '') + '|' "
-        f"+ str('{marker}' in os.environ))"
-    )
+    code = WHO_AM_I + f"open({str(out)!r} + '/seen', 'w').write(token + '|' + str('{marker}' in os.environ))"
     calls = make_calls(code, 1)
-    info = launcher_info(options_for(tmp_path, export_environment=False), calls)
+    info = launcher_info(options_for(tmp_path, export_environment=False, python=sys.executable), calls)
     env_before = dict(os.environ)
     os.environ[marker] = "1"
     try:
@@ -205,7 +209,7 @@ def test_export_environment_false_still_hands_over_the_token(
         os.environ.update(env_before)
     slurm_jobs.extend(handles)
     seen = wait_for(lambda: (out / "seen").exists() and (out / "seen").read_text(), timeout=30, what="the job to run")
-    assert seen == f"{calls[0].token}|False", "with export_environment=False only the token crosses over"
+    assert seen == f"{calls[0].token}|False", "with export_environment=False only the secret crosses over"
 
 
 def test_timed_out_sbatch_leaves_no_job_behind(

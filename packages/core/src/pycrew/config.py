@@ -83,6 +83,9 @@ RESERVED_ENV = frozenset(
     {
         CONFIG_ENV, "PYCREW_STATE_DIR", "PYCREW_PLUGINS", "PYCREW_BLOCK_PLUGINS", "PYCREW_TOKEN", "PYCREW_TLS_CA",
         "PYCREW_WORKER_LOG_LEVEL", "PYCREW_LOCAL_LOG", "PYCREW_SLURM_DIR", "PYCREW_CLOUDRUN_TAG",
+        # scripts/slurm/start.sh, the project's test SLURM:
+        "PYCREW_SLURM_CPUS", "PYCREW_SLURM_MEMORY_MB", "PYCREW_SLURM_MAX_ARRAY_SIZE", "PYCREW_SLURM_CTLD_PORT",
+        "PYCREW_SLURM_D_PORT",
     }
 )
 #: Options a file cannot set, and why.

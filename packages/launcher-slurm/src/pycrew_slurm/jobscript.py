@@ -1,95 +1,102 @@
-"""The job script every scheduler launcher submits, and the token hand-over it performs.
+"""The job script every scheduler launcher submits, and the way the secret reaches the worker.
 
-One script serves one array: element ``i`` runs the ``i``-th worker command. The script holds
-no secret. The submitting command's environment holds ``PYCREW_TOKEN_<i>`` per element (the
-scheduler stores a job's environment with it and gives it to every element); the script's
-first commands copy the element's own variable into ``PYCREW_TOKEN`` and unset every
-``PYCREW_TOKEN_*``, so a worker sees only its own token.
+One script serves one array, and every element runs the same command:
+
+- an array of core's batch (the calls share a batch key) runs
+  ``python <call.array_args(index variable, base)>``: each element computes its instance id
+  from its array index and derives its own token from the batch key;
+- a single worker launched without a batch key runs ``python <call.args>``.
+
+The script holds no secret. The secret (the batch key, or the one worker's token) travels in
+the submitting command's environment as ``PYCREW_TOKEN``; the scheduler stores a job's
+environment with it and gives it to every element. The script sets the secret aside while
+``script_lines`` run (so that nothing they start inherits it) and exports it again just
+before ``exec``-ing the worker, which removes it from its environment when it starts.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pycrew import TOKEN_ENV, WorkerCall
+from pycrew_slurm import jobtag
 
-#: Prefix of the per-element token variables: element ``i`` finds its token in ``PYCREW_TOKEN_<i>``.
-TOKEN_VARIABLE_PREFIX = f"{TOKEN_ENV}_"
+#: Where the script keeps the secret while ``script_lines`` run (a shell variable, not exported).
+HIDDEN_TOKEN = "__pycrew_token"
+
+
+def worker_command(calls: Sequence[WorkerCall], index_variable: str, first_index: int = 1) -> tuple[tuple[str, ...], dict[str, str], str]:
+    """``(args, env, secret)`` of the one command every element of an array of ``calls`` runs.
+
+    Args:
+        calls: one array run of core's batch (see :func:`pycrew_slurm.jobtag.is_array_run`),
+            element ``first_index`` running ``calls[0]``; or a single call.
+        index_variable: the variable holding an element's index (``SLURM_ARRAY_TASK_ID``).
+        first_index: the index of the array's first element.
+
+    Returns:
+        the worker's arguments after the interpreter, its non-secret environment, and the
+        secret that must reach it as ``PYCREW_TOKEN`` (the batch key, or the call's token).
+
+    Raises:
+        ValueError: several calls that are not one array run.
+    """
+    if jobtag.is_array_run(calls):
+        first = calls[0]
+        # Element first_index runs batch element first.batch_index: instance = prefix + (index - base).
+        args = first.array_args(index_variable, first_index - first.batch_index)
+        env = first.array_environment()
+        return args, {k: v for k, v in env.items() if k != TOKEN_ENV}, env[TOKEN_ENV]
+    if len(calls) != 1:
+        raise ValueError("calls without a common batch key go out one per array")
+    return tuple(calls[0].args), dict(calls[0].env), calls[0].token
 
 
 def render(
-    calls: Sequence[WorkerCall],
+    command: Sequence[str],
+    env: Mapping[str, str],
     directives: Sequence[str],
-    index_variable: str,
-    first_index: int = 1,
-    python: str | None = None,
     script_lines: Sequence[str] = (),
     title: str = "pycrew workers",
 ) -> str:
-    """A bash job script whose element ``first_index + k`` runs ``calls[k]``.
+    """A bash job script whose every element runs ``command`` with ``env`` exported.
 
     Args:
-        calls: the workers, one per array element.
+        command: the worker command, interpreter first.
+        env: non-secret environment variables (the TLS CA, ...).
         directives: the scheduler's directive lines (``#SBATCH ...``), placed right after
             the shebang so that the scheduler reads them.
-        index_variable: the variable holding the element's index (``SLURM_ARRAY_TASK_ID``).
-        first_index: the index of the first element.
-        python: the interpreter on the nodes (default: each call's own).
-        script_lines: shell lines run after the token hand-over, before the worker.
+        script_lines: shell lines run before the worker, without the secret in the environment.
         title: a comment line saying what the script is.
 
     Raises:
-        ValueError: a call's environment has a name that is not a shell identifier.
+        ValueError: an environment variable name is not a shell identifier.
     """
-    for call in calls:
-        bad = [k for k in call.env if not k.isidentifier() or not k.isascii()]
-        if bad:
-            raise ValueError(f"worker environment variable names must be shell identifiers, got {bad!r}")
-    shared = shared_env(calls)
+    bad = [k for k in env if not k.isidentifier() or not k.isascii()]
+    if bad:
+        raise ValueError(f"worker environment variable names must be shell identifiers, got {bad!r}")
     lines = ["#!/bin/bash", *directives]
     lines += [
-        f"# {title}: controller {calls[0].controller!r}, {len(calls)} element(s).",
-        "# Each element's token comes from the environment, never from this script.",
-        f'__pycrew_index="${{{index_variable}:-}}"',
-        f'__pycrew_var="{TOKEN_VARIABLE_PREFIX}${{__pycrew_index}}"',
-        f'export {TOKEN_ENV}="${{!__pycrew_var:-}}"',
-        "for __pycrew_var in $(compgen -e); do",
-        f'  case "$__pycrew_var" in {TOKEN_VARIABLE_PREFIX}*) unset "$__pycrew_var" ;; esac',
-        "done",
-        "unset __pycrew_var",
+        f"# {title}",
+        f"# The secret comes from the job's environment ({TOKEN_ENV}), never from this script.",
+        f'{HIDDEN_TOKEN}="${{{TOKEN_ENV}:-}}"',
+        f"unset {TOKEN_ENV}",
     ]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(shared.items())]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
     lines += list(script_lines)
-    lines.append('case "$__pycrew_index" in')
-    for i, call in enumerate(calls, start=first_index):
-        own = [f"export {k}={shlex.quote(v)}; " for k, v in sorted(call.env.items()) if k not in shared]
-        lines.append(f"  {i}) {''.join(own)}exec {call.command_line(python=python)} ;;")
     lines += [
-        '  *) echo "pycrew: no worker for array index \'$__pycrew_index\' in this job" >&2; exit 1 ;;',
-        "esac",
+        f'export {TOKEN_ENV}="${HIDDEN_TOKEN}"',
+        f"unset {HIDDEN_TOKEN}",
+        f"exec {shlex.join(command)}",
         "",
     ]
     return "\n".join(lines)
 
 
-def submission_environment(calls: Sequence[WorkerCall], first_index: int = 1) -> dict[str, str]:
-    """This process's environment without any stale token, plus ``PYCREW_TOKEN_<i>`` per element."""
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV and not k.startswith(TOKEN_VARIABLE_PREFIX)}
-    for i, call in enumerate(calls, start=first_index):
-        env[f"{TOKEN_VARIABLE_PREFIX}{i}"] = call.token
+def submission_environment(secret: str) -> dict[str, str]:
+    """This process's environment without any stale token, plus ``PYCREW_TOKEN=secret``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(TOKEN_ENV)}
+    env[TOKEN_ENV] = secret
     return env
-
-
-def token_variables(count: int, first_index: int = 1) -> list[str]:
-    """The names (never values) of the per-element token variables."""
-    return [f"{TOKEN_VARIABLE_PREFIX}{i}" for i in range(first_index, first_index + count)]
-
-
-def shared_env(calls: Sequence[WorkerCall]) -> dict[str, str]:
-    """Environment entries with the same value in every call (exported once in the script)."""
-    if not calls:
-        return {}
-    first = dict(calls[0].env)
-    return {k: v for k, v in first.items() if all(c.env.get(k) == v for c in calls[1:])}

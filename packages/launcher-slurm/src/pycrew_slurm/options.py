@@ -80,7 +80,7 @@ class SlurmOptions(LauncherOptions):
         sbatch_args: extra arguments for the ``sbatch`` command line.
         export_environment: ``True`` submits with ``--export=ALL`` (the job sees the
             controller's environment, as SLURM's default); ``False`` exports nothing but
-            the workers' token variables (use ``script_lines`` to set up the job).
+            ``PYCREW_TOKEN`` (the batch key; use ``script_lines`` to set up the job).
         array_size_max: at most this many workers per job array (more go out as several
             arrays). Default: the site's ``MaxArraySize - 1``.
         seconds_poll: the monitor calls ``squeue`` at most once per this many seconds and

@@ -15,16 +15,20 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo, OptionsError, WorkerCall, WorkerInfo
-
 from pycrew_slurm.options import SlurmOptions
 from pycrew_slurm.slurm import SlurmCLI
 
 NAME = "slurm"
-#: Capabilities for the conformance suite: workers run elsewhere, a batch is one array,
-#: queued jobs can be cancelled, and the monitor lists pycrew's jobs only.
-CAPABILITIES = frozenset({"remote", "arrays", "terminate_pending", "monitor"})
-#: After its controller dies, a running worker exits after seconds_idle; this covers the
-#: scheduler's own delays (cancel, epilog, KillWait). Queued jobs are the monitor's job.
+#: What the conformance suite may test (names of ``pycrew.testing.CAPABILITIES``): the monitor
+#: lists pycrew's jobs only, tagged with controller id and instance; ``WorkerInfo.host`` is
+#: the node (squeue's NodeList, the name the task sees); jobs of ended controllers stay
+#: listed (orphans); ``scancel`` reaches queued and never-connected workers. Not ``pid``:
+#: squeue does not know the worker's process id on the node.
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+#: After its controller dies, a running worker exits after seconds_idle; this covers what
+#: SLURM adds before the job leaves squeue: the job's completion (epilog scripts on real
+#: sites, the COMPLETING state) and the monitor's squeue cadence. Queued jobs of a dead
+#: controller are the monitor's job (``pycrew monitor``, orphans).
 SECONDS_EXIT_MARGIN = 60.0
 
 _clients: dict[tuple[str, str | None, SlurmOptions], SlurmCLI] = {}

@@ -4,10 +4,11 @@ A scheduler launcher (SLURM, SGE, PBS Pro, LSF) submits a generated job script a
 array per batch of workers, cancels jobs or array elements, and lists its jobs for the
 monitor. This base class holds the shared part:
 
-- rendering the job script (:mod:`pycrew_slurm.jobscript`: shebang, directives, the token hand-over, ``script_lines``,
-  one ``case`` branch per array element running that element's worker command);
+- rendering the job script (:mod:`pycrew_slurm.jobscript`: shebang, directives, ``script_lines``,
+  and the one worker command every element runs: core's array form, in which each element
+  derives its instance id from its index and its token from the batch key);
 - writing it to a private directory (0700, file 0600) and deleting it after submission;
-- passing each element's token through the submitting command's environment only;
+- passing the secret (the batch key) through the submitting command's environment only;
 - cutting a batch into arrays (the site's array limit and the tag's length);
 - running commands with a timeout and reporting failures with the command and stderr;
 - cancelling several jobs at once and ignoring "already gone";
@@ -33,13 +34,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pycrew import (
+    TOKEN_ENV,
     LauncherInfo,
     LauncherOptions,
     PycrewError,
     WorkerCall,
     WorkerInfo,
 )
-
 from pycrew_slurm import jobscript, jobtag
 
 log = logging.getLogger(__name__)
@@ -195,15 +196,19 @@ class SchedulerCLI:
         raise NotImplementedError
 
     def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
-        """The job script of one array whose element ``i`` runs ``calls[i-1]`` (see :mod:`.jobscript`)."""
+        """The job script of one array whose element ``i`` runs ``calls[i - first index]``.
+
+        ``calls`` is one array run of core's batch or a single call (see
+        :func:`pycrew_slurm.jobtag.split_calls`); see :mod:`.jobscript`.
+        """
+        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        python = self._option("python", None) or calls[0].python
         return jobscript.render(
-            calls,
+            [python, *args],
+            env,
             directives=self.directives(launcher, calls, tag),
-            index_variable=self.array_index_variable,
-            first_index=self.array_first_index,
-            python=self._option("python", None),
             script_lines=self._option("script_lines", ()),
-            title=f"pycrew {self.launcher_name} workers",
+            title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} element(s)",
         )
 
     def write_script(self, text: str) -> Path:
@@ -217,12 +222,17 @@ class SchedulerCLI:
     # -- submission ----------------------------------------------------------------------
 
     def submission_environment(self, calls: Sequence[WorkerCall]) -> dict[str, str]:
-        """The submitting command's environment: ours without stale tokens, plus one per element."""
-        return jobscript.submission_environment(calls, self.array_first_index)
+        """The submitting command's environment: ours without stale tokens, plus the array's secret.
+
+        The secret, as ``PYCREW_TOKEN``, is the batch key of an array run (each element
+        derives its own token from it) or the token of a single call.
+        """
+        _args, _env, secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        return jobscript.submission_environment(secret)
 
     def token_variables(self, calls: Sequence[WorkerCall]) -> list[str]:
-        """The names (never values) of the per-element token variables."""
-        return jobscript.token_variables(len(calls), self.array_first_index)
+        """The names (never values) of the variables that carry the secret into the job."""
+        return [TOKEN_ENV]
 
     def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
         """Submit ``script`` as an array of ``len(calls)`` elements; return the array's job id."""
@@ -265,7 +275,7 @@ class SchedulerCLI:
         handles: list[Any] = []
         try:
             for chunk in chunks:
-                tag = jobtag.encode(chunk[0].controller_id, chunk[0].controller, chunk)
+                tag = jobtag.encode(chunk)
                 script = self.write_script(self.render_script(launcher, chunk, tag))
                 try:
                     job_id = self.submit(script, chunk, self.submission_environment(chunk))

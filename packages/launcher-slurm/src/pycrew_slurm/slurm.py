@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pycrew import LauncherInfo, WorkerCall
-
 from pycrew_slurm.options import SlurmOptions
 from pycrew_slurm.scheduler import JobRecord, SchedulerCLI, SchedulerError
 
@@ -84,7 +83,7 @@ class SlurmCLI(SchedulerCLI):
     # -- submit --------------------------------------------------------------------------
 
     def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
-        """``sbatch --parsable`` the script; the tokens travel in ``env`` (see ``--export``)."""
+        """``sbatch --parsable`` the script; the secret travels in ``env`` (see ``--export``)."""
         export = "ALL" if self.options.export_environment else ",".join(self.token_variables(calls))
         argv = ["sbatch", "--parsable", f"--export={export}", *self.options.sbatch_args, str(script)]
         out = self.check(argv, env, what="sbatch (submitting SLURM workers)").strip()

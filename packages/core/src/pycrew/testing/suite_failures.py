@@ -153,6 +153,10 @@ class FailureTests(SuiteFixtures):
                 f"the monitor lists the unrelated job {unrelated_job!r}: list only pycrew workers (match the worker "
                 f"command or a label your launch hook sets)"
             )
+        # Let the tasks finish first: a worker terminated mid-task is a crash, and the
+        # controller would rightly launch a replacement that the monitor then lists.
+        for c in (a, b):
+            assert c.wait(timeout=timeout), f"the tasks did not finish{describe(c)}"
         monitor.terminate(monitor.list(a.id))
         wait_until(
             lambda: not monitor.list(a.id),
@@ -160,6 +164,7 @@ class FailureTests(SuiteFixtures):
             lambda: f"Monitor.terminate did not stop the listed workers: {monitor.list(a.id)}",
         )
         assert listed_instances(monitor, b.id) == mine[b.id], "terminating one controller's workers hit another's"
+        assert a.summary().controller.retries == 0, f"no task should have been lost{describe(a)}"
 
     def test_09_monitor_finds_orphans_of_dead_controller(
         self,
