@@ -18,6 +18,7 @@ run_v2 = pytest.importorskip("google.cloud.run_v2")
 
 from google.api_core import exceptions
 from google.api_core.future.polling import DEFAULT_POLLING
+
 from pycrew_emulators.cloudrun import CloudRunEmulator
 
 pytestmark = pytest.mark.timeout(60)

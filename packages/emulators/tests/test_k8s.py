@@ -13,6 +13,7 @@ import pytest
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+
 from pycrew_emulators.k8s import K8sEmulator, LabelSelector
 
 T = TypeVar("T")

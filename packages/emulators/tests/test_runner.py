@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from pycrew_emulators.runner import ContainerSpec, JobRunner, RunState
 
 # A "container" that starts a grandchild (sleeping), prints both pids, then sleeps.

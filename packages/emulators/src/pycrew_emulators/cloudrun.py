@@ -490,7 +490,7 @@ class CloudRunEmulator:
             )
         except CloudRunApiError as exc:
             return exc.http_status, "application/json", json.dumps(exc.body()).encode()
-        except Exception as exc:  # noqa: BLE001 - an emulator bug must reach the client as 500
+        except Exception as exc:
             _log.exception("cloudrun emulator: %s %s failed", method, path)
             err = CloudRunApiError("INTERNAL", f"emulator error: {exc!r}")
             return 500, "application/json", json.dumps(err.body()).encode()
@@ -1009,7 +1009,7 @@ class CloudRunEmulator:
             try:
                 with self._lock:
                     self._tick()
-            except Exception:  # noqa: BLE001 - keep the monitor alive, tests see the log
+            except Exception:
                 _log.exception("cloudrun emulator: monitor tick failed")
 
     def _tick(self, executions: list[_Execution] | None = None) -> None:

@@ -646,7 +646,7 @@ class K8sEmulator:
             h.send_json(err.code, err.status(), err.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        except Exception as exc:  # noqa: BLE001 - answer 500 like a real server, keep serving
+        except Exception as exc:
             _log.exception("k8s emulator: internal error")
             err = ApiError(500, f"emulator internal error: {exc!r}")
             try:
@@ -1182,7 +1182,7 @@ class K8sEmulator:
             try:
                 with self._lock:
                     self._reconcile()
-            except Exception:  # noqa: BLE001 - keep the controller alive, log loudly
+            except Exception:
                 _log.exception("k8s emulator: controller error")
 
     def _reconcile(self) -> None:
