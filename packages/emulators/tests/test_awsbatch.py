@@ -12,7 +12,7 @@ pytest.importorskip("moto")
 botocore_config = pytest.importorskip("botocore.config")
 botocore_exceptions = pytest.importorskip("botocore.exceptions")
 
-from pycrew_emulators.awsbatch import AwsBatchEmulator  # noqa: E402
+from pycrew_emulators.awsbatch import AwsBatchEmulator
 
 NO_RETRIES = botocore_config.Config(retries={"total_max_attempts": 1})
 RETRIES = botocore_config.Config(retries={"mode": "standard", "total_max_attempts": 4})
