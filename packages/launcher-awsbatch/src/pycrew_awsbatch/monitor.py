@@ -1,0 +1,252 @@
+"""The monitor's side of the awsbatch launcher: list pycrew's workers, job details, logs, clean-up.
+
+Listing costs one ListJobs call per active status (SUBMITTED, PENDING, RUNNABLE, STARTING,
+RUNNING; paginated; always with ``jobStatus``, since ListJobs without it means RUNNING only
+on AWS and everything on moto), then DescribeJobs (100 ids per call) for the jobs named
+``pycrew...`` to read their tags, then, per active array job, one ListJobs call per status
+its ``statusSummary`` shows children in. Only jobs tagged ``pycrew:launcher=<launcher>``
+are listed: another user's job in the same queue never shows up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pycrew import WorkerInfo
+from pycrew_awsbatch import jobdefs, plan
+from pycrew_awsbatch.api import AwsBatchError
+from pycrew_awsbatch.client import ACTIVE, AwsBatchClient
+
+#: CloudWatch Logs group of Batch jobs without their own log configuration.
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+
+
+@dataclass(frozen=True)
+class JobDetails:
+    """One job (or array child) as DescribeJobs reports it.
+
+    Attributes:
+        id: the job id (``<array job id>:<index>`` for a child).
+        name: the job name.
+        status: SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED.
+        reason: ``statusReason`` (why it stopped or waits), if any.
+        exit_code: the container's exit code, once it has one.
+        created: submission time (epoch seconds).
+        started: start time, if it started.
+        stopped: stop time, if it stopped.
+        log_group: the CloudWatch Logs group of its output.
+        log_stream: its log stream, once it has started.
+        attempts: how many attempts AWS made.
+        tags: the job's tags (array children: the parent's).
+    """
+
+    id: str
+    name: str
+    status: str
+    reason: str
+    exit_code: int | None
+    created: float | None
+    started: float | None
+    stopped: float | None
+    log_group: str
+    log_stream: str | None
+    attempts: int
+    tags: dict[str, str]
+
+
+def _seconds(ms: Any) -> float | None:
+    return float(ms) / 1000.0 if isinstance(ms, (int, float)) and ms > 0 else None
+
+
+def list_jobs(client: AwsBatchClient, status: str, array_job_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """ListJobs summaries of the queue (or of one array's children) in one status, all pages."""
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"jobStatus": status}
+        if array_job_id:
+            params["arrayJobId"] = array_job_id
+        else:
+            params["jobQueue"] = client.options.job_queue
+        if token:
+            params["nextToken"] = token
+        page = client.api.call("batch", "list_jobs", **params)
+        yield from page.get("jobSummaryList", [])
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
+def pycrew_jobs(client: AwsBatchClient, controller_id: str | None = None) -> list[dict[str, Any]]:
+    """Active top-level jobs (plain jobs and array parents) of this launcher, described."""
+    summaries: dict[str, dict[str, Any]] = {}
+    for status in ACTIVE:
+        for s in list_jobs(client, status):
+            job_id = str(s["jobId"])
+            # Children of arrays are reached through their parent (moto also lists them here).
+            if ":" not in job_id and str(s.get("jobName", "")).startswith("pycrew"):
+                summaries[job_id] = s
+    out = []
+    for job in client.describe(list(summaries)).values():
+        tags = job.get("tags") or {}
+        if tags.get(plan.LAUNCHER_TAG) != client.launcher_name:
+            continue
+        if controller_id is not None and tags.get(plan.CONTROLLER_ID_TAG) != controller_id:
+            continue
+        if job.get("status") in ACTIVE or (job.get("arrayProperties") or {}).get("size"):
+            out.append(job)
+    return out
+
+
+def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInfo]:
+    """pycrew's workers in the queue: all of this launcher's, or one controller's."""
+    result: list[WorkerInfo] = []
+    for job in pycrew_jobs(client, controller_id):
+        tags = job.get("tags") or {}
+        common: dict[str, Any] = {
+            "launcher": client.launcher_name,
+            "controller": tags.get(plan.CONTROLLER_TAG) or None,
+            "controller_id": tags.get(plan.CONTROLLER_ID_TAG) or None,
+        }
+        size = (job.get("arrayProperties") or {}).get("size")
+        if not size:
+            if job.get("status") not in ACTIVE:
+                continue
+            worker = tags.get(plan.WORKER_TAG, "")
+            result.append(
+                WorkerInfo(
+                    id=str(job["jobId"]), handle=str(job["jobId"]), instance=tags.get(plan.INSTANCE_TAG),
+                    worker=int(worker) if worker.isdigit() else None, state=str(job["status"]),
+                    started=_seconds(job.get("startedAt")) or _seconds(job.get("createdAt")),
+                    reason=str(job.get("statusReason") or ""), log=_log_stream(job), **common,
+                )
+            )
+            continue
+        prefix = tags.get(plan.PREFIX_TAG, "")
+        offset = int(tags.get(plan.OFFSET_TAG, "0") or 0)
+        slots = plan.decode_slots(tags.get(plan.WORKERS_TAG, ""))
+        summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+        if summary and not any(summary.get(s) for s in ACTIVE):
+            continue  # every child has ended (the summary may lag, so otherwise ask for every status)
+        children: dict[str, dict[str, Any]] = {}
+        for status in ACTIVE:
+            for child in list_jobs(client, status, array_job_id=str(job["jobId"])):
+                children[str(child["jobId"])] = child
+        for child_id, child in children.items():
+            index = (child.get("arrayProperties") or {}).get("index")
+            if index is None:
+                index = int(child_id.rsplit(":", 1)[1])
+            result.append(
+                WorkerInfo(
+                    id=child_id, handle=child_id, instance=f"{prefix}{int(index) + offset}" if prefix else None,
+                    worker=slots[int(index)] if int(index) < len(slots) else None, state=str(child["status"]),
+                    started=_seconds(child.get("startedAt")) or _seconds(child.get("createdAt")),
+                    reason=str(child.get("statusReason") or ""), **common,
+                )
+            )
+    return result
+
+
+def _log_group(job: dict[str, Any]) -> str:
+    config = (job.get("container") or {}).get("logConfiguration") or {}
+    if config.get("logDriver") == "awslogs":
+        return str((config.get("options") or {}).get("awslogs-group") or DEFAULT_LOG_GROUP)
+    return DEFAULT_LOG_GROUP
+
+
+def _log_stream(job: dict[str, Any]) -> str | None:
+    stream = (job.get("container") or {}).get("logStreamName")
+    if not stream:
+        for attempt in reversed(job.get("attempts") or []):
+            stream = (attempt.get("container") or {}).get("logStreamName")
+            if stream:
+                break
+    return str(stream) if stream else None
+
+
+def details(client: AwsBatchClient, job_id: str) -> JobDetails | None:
+    """What AWS says about one job or array child (``None`` if it does not know it)."""
+    job = client.describe([job_id]).get(job_id)
+    if job is None:
+        return None
+    tags = dict(job.get("tags") or {})
+    if not tags and ":" in job_id:
+        parent = client.describe([job_id.rsplit(":", 1)[0]]).get(job_id.rsplit(":", 1)[0])
+        tags = dict((parent or {}).get("tags") or {})
+    code = (job.get("container") or {}).get("exitCode")
+    return JobDetails(
+        id=job_id, name=str(job.get("jobName", "")), status=str(job.get("status", "")),
+        reason=str(job.get("statusReason") or ""), exit_code=int(code) if isinstance(code, int) else None,
+        created=_seconds(job.get("createdAt")), started=_seconds(job.get("startedAt")),
+        stopped=_seconds(job.get("stoppedAt")), log_group=_log_group(job), log_stream=_log_stream(job),
+        attempts=len(job.get("attempts") or []), tags=tags,
+    )
+
+
+def log_lines(client: AwsBatchClient, job_id: str, limit: int | None = None) -> list[str]:
+    """The CloudWatch Logs lines of a job (oldest first; at most the last ``limit``).
+
+    Empty for a job that has not started or whose log has not reached CloudWatch yet.
+
+    Raises:
+        AwsBatchError: the job is unknown, or a call failed.
+    """
+    job = details(client, job_id)
+    if job is None:
+        raise AwsBatchError(f"AWS Batch does not know the job {job_id!r} (jobs are kept for a few days after they end)")
+    if not job.log_stream:
+        return []
+    lines: list[str] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"logGroupName": job.log_group, "logStreamName": job.log_stream, "startFromHead": True}
+        if token:
+            params["nextToken"] = token
+        try:
+            page = client.api.call("logs", "get_log_events", **params)
+        except AwsBatchError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return lines  # the stream does not exist (yet)
+            raise
+        lines += [str(e.get("message", "")).rstrip("\n") for e in page.get("events", [])]
+        next_token = page.get("nextForwardToken")
+        if not page.get("events") or not next_token or next_token == token:
+            break
+        token = next_token
+    return lines[-limit:] if limit else lines
+
+
+def delete_stale_resources(client: AwsBatchClient, older_than: float = 3600.0) -> int:
+    """Delete pycrew's secrets and job definition revisions of this queue whose batches have
+    no active job any more and that are older than ``older_than`` seconds; return how many.
+
+    Resources of batches still queued or running are kept, as are resources of other
+    queues (the ``pycrew:job-queue`` tag) and of other launchers.
+    """
+    active = {str((j.get("tags") or {}).get(plan.BATCH_TAG)) for j in pycrew_jobs(client)}
+    queue = plan.tag_value(client.options.job_queue)
+    now = time.time()
+    deleted = 0
+
+    def stale(tags: dict[str, str], created: float | None) -> bool:
+        return (
+            tags.get(plan.LAUNCHER_TAG) == client.launcher_name
+            and tags.get(plan.QUEUE_TAG) == queue
+            and tags.get(plan.BATCH_TAG) not in active
+            and created is not None
+            and now - created >= older_than
+        )
+
+    for secret in client.store.list():
+        if stale(secret.tags, secret.created):
+            client.store.delete(secret.reference)
+            deleted += 1
+    base = client.base_definition()
+    for definition in jobdefs.active_revisions(client.api, jobdefs.derived_name(base)):
+        tags = definition.get("tags") or {}
+        created = tags.get(plan.CREATED_TAG, "")
+        if stale(tags, float(created) if created.isdigit() else None):
+            deleted += jobdefs.deregister_job_definition(client.api, str(definition["jobDefinitionArn"]))
+    return deleted
