@@ -63,3 +63,22 @@ def test_worker_metrics_go_to_the_worker_log_without_a_dir(make_controller, tmp_
     wait_for(lambda: any(r.task == "spin" for r in pycrew.metrics.read(logs)), 10)
     listed = pycrew.Monitor("local").list(c.id)
     assert listed and listed[0].log is not None and listed[0].log.startswith(str(logs))
+
+
+def test_metrics_cli_shows_and_plots(make_controller, tmp_path):
+    from click.testing import CliRunner
+
+    from pycrew.cli import cli
+
+    metrics_dir = tmp_path / "metrics"
+    c = make_controller("local", workers=1, seconds_metrics=0.1, metrics_dir=str(metrics_dir)).start()
+    c.push(busy_loop, (0.5,), name="spin")
+    assert c.wait(timeout=60)
+    wait_for(lambda: any(r.task == "spin" for r in pycrew.metrics.read(metrics_dir)), 10)
+    shown = CliRunner().invoke(cli, ["metrics", "show", str(metrics_dir)])
+    assert shown.exit_code == 0 and "spin" in shown.output, shown.output
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "out.png"
+    plotted = CliRunner().invoke(cli, ["metrics", "plot", str(metrics_dir), "-o", str(png)])
+    assert plotted.exit_code == 0, plotted.output
+    assert png.read_bytes()[:4] == b"\x89PNG"

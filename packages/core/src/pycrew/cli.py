@@ -350,6 +350,51 @@ def demo(workers: int, tasks: int, launcher: str) -> None:
     run_demo(workers=workers, tasks=tasks, launcher=launcher)
 
 
+@cli.group()
+def metrics() -> None:
+    """Worker metrics (controller options seconds_metrics / metrics_dir)."""
+
+
+@metrics.command("plot")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default="pycrew-metrics.png", show_default=True, help="PNG file to write")
+@_errors
+def metrics_plot(sources: tuple[str, ...], output: str) -> None:
+    """Draw CPU and memory per worker over time from metrics files, worker logs or directories."""
+    from pycrew import metrics as worker_metrics
+
+    try:
+        path = worker_metrics.plot(list(sources), output)
+    except (ImportError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {path}")
+
+
+@metrics.command("show")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@_errors
+def metrics_show(sources: tuple[str, ...], as_json: bool) -> None:
+    """Print the samples in metrics files, worker logs or directories."""
+    from dataclasses import asdict
+
+    from pycrew import metrics as worker_metrics
+
+    rows = worker_metrics.read(list(sources))
+    if as_json:
+        click.echo(_json([asdict(r) for r in rows]))
+        return
+    click.echo(
+        _table(
+            ["time", "worker", "instance", "task", "cpu %", "rss MiB"],
+            [
+                [f"{r.time:.1f}", str(r.worker), r.instance[:12], r.task or "-", f"{r.cpu_percent:.0f}", f"{r.rss_bytes / 2**20:.1f}"]
+                for r in rows
+            ],
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pycrew`` command; returns the exit code.
 
