@@ -94,11 +94,17 @@ def test_logs_reach_cloudwatch(awsbatch_emulator: AwsBatchEmulator) -> None:
 
 def test_array_job_runs_children_with_index(awsbatch_emulator: AwsBatchEmulator, tmp_path: Path) -> None:
     emu = awsbatch_emulator
-    code = f"import os; open(os.path.join({str(tmp_path)!r}, os.environ['AWS_BATCH_JOB_ARRAY_INDEX']), 'w').write('x')"
+    code = (
+        f"import os; open(os.path.join({str(tmp_path)!r}, os.environ['AWS_BATCH_JOB_ARRAY_INDEX']), 'w')"
+        ".write(os.environ['AWS_BATCH_JOB_ID'])"
+    )
     parent = submit(emu, code, arrayProperties={"size": 3})
     job = emu.wait_for_status(parent, "SUCCEEDED")
     assert job["arrayProperties"]["size"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2"]
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {str(i): f"{parent}:{i}" for i in range(3)}, (
+        "each child sees its own AWS_BATCH_JOB_ID"
+    )
     children = emu.boto3_client("batch").list_jobs(arrayJobId=parent, jobStatus="SUCCEEDED")["jobSummaryList"]
     assert sorted(c["jobId"] for c in children) == [f"{parent}:{i}" for i in range(3)]
 

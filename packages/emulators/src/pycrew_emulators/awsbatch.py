@@ -1116,10 +1116,16 @@ def _patch_moto() -> None:
         env: list[dict[str, str]] = []
         names: set[str] = set()
         for item in value:  # moto appends AWS_BATCH_JOB_ID on every call: dedupe
-            if item["name"] not in names:
+            # Array children share one override list in moto, so an AWS_BATCH_JOB_ID in it
+            # may be a sibling's: each job gets its own id below.
+            if item["name"] not in names and item["name"] != "AWS_BATCH_JOB_ID":
                 names.add(item["name"])
                 env.append(item)
-        extra = {"AWS_BATCH_JOB_ATTEMPT": "1", "AWS_BATCH_JQ_NAME": self.job_queue.name}
+        extra = {
+            "AWS_BATCH_JOB_ID": self.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": "1",
+            "AWS_BATCH_JQ_NAME": self.job_queue.name,
+        }
         envs = getattr(self.job_queue, "environments", [])
         if envs:
             extra["AWS_BATCH_CE_NAME"] = envs[0].name
