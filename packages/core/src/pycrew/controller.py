@@ -244,15 +244,12 @@ class Controller(concurrent.futures.Executor):
         elif not isinstance(seconds_timeout, (int, float)) or not seconds_timeout > 0:
             raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
         task_id = next(self._ids)
-        if name is None:
-            name = f"task_{task_id}"
-        elif not isinstance(name, str):
+        if name is not None and not isinstance(name, str):
             raise OptionsError(f"name must be a string, got {name!r}")
-        payload = pack_task(name, fn, args, dict(kwargs or {}), seed, seconds_timeout)
+        payload = pack_task(name or f"task_{task_id}", fn, args, dict(kwargs or {}), seed, seconds_timeout)
         future: TaskFuture[Any] | None = None
         if not keep and relay is None:
-            future = TaskFuture()
-            future._cancel_running = lambda: self._cancel_where(lambda t: t.id == task_id, "cancelled through its future")
+            future = TaskFuture(self, task_id)
         task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
         task.relay = relay
         self.pushed += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from typing import Any, TypeVar
@@ -30,17 +29,19 @@ class TaskFuture(Future[T]):
     resolved as cancelled.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, controller: Any = None, task_id: int = 0) -> None:
         super().__init__()
-        self._cancel_running: Callable[[], object] | None = None
+        self._controller = controller
+        self._task_id = task_id
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""
         if super().cancel():
             return True
-        if self.done() or self._cancel_running is None:
+        if self.done() or self._controller is None:
             return self.cancelled()
-        self._cancel_running()
+        task_id = self._task_id
+        self._controller._cancel_where(lambda t: t.id == task_id, "cancelled through its future")
         return self.cancelled()
 
     def _force_cancel(self) -> None:

@@ -20,9 +20,9 @@ class Task:
         "attempts",
         "crashes",
         "future",
+        "given_name",
         "id",
         "keep",
-        "name",
         "payload",
         "relay",
         "resolved",
@@ -34,7 +34,7 @@ class Task:
     def __init__(
         self,
         id: int,
-        name: str,
+        name: str | None,
         payload: bytes,
         future: Future[Any] | None,
         keep: bool,
@@ -42,7 +42,7 @@ class Task:
         seconds_timeout: float | None = None,
     ) -> None:
         self.id = id
-        self.name = name
+        self.given_name = name  # None: named task_<id> on demand (saves a string per queued task)
         self.payload = payload
         self.future = future
         self.keep = keep
@@ -53,6 +53,11 @@ class Task:
         self.running = False
         self.resolved = False
         self.relay: Any = None
+
+    @property
+    def name(self) -> str:
+        """The task's name (``task_<id>`` when none was given)."""
+        return self.given_name if self.given_name is not None else f"task_{self.id}"
 
 
 def _describe(obj: Any) -> str:
