@@ -227,10 +227,11 @@ class Dispatcher:
             while not self._stop:
                 now = time.monotonic()
                 timeout = max(0.0, min(next_tick - now, 0.25))
-                sel.select(timeout)
+                events = sel.select(timeout)
                 self._wake_pending = False
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._rfd, 4096)
+                if any(key.fd == self._rfd for key, _ in events):
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._rfd, 4096)
                 self._step()
                 now = time.monotonic()
                 if now >= next_tick:
