@@ -155,3 +155,13 @@ def test_installed_pycrew_doctor_passes_on_local() -> None:
     proc = subprocess.run([str(SCRIPT), "doctor", "--timeout", "30"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result: all steps passed" in proc.stdout
+
+
+def test_demo_estimates_pi_on_local_workers_with_a_progress_bar() -> None:
+    from click.testing import CliRunner
+
+    from pycrew.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", "--workers", "2", "--tasks", "8"])
+    assert result.exit_code == 0, result.output
+    assert "pi ~= 3.1" in result.output and "8/8" in result.output, result.output

@@ -320,13 +320,6 @@ def test_worker_without_a_token_exits_with_the_workers_message(monkeypatch: pyte
     assert "PYCREW_TOKEN is not set" in capsys.readouterr().err
 
 
-def test_demo_runs_the_demo_with_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("pycrew.demo.run_demo", lambda **kw: calls.append(kw))
-    assert run("demo", "--workers", "3", "--tasks", "10").exit_code == 0
-    assert calls == [{"workers": 3, "tasks": 10, "launcher": "local"}]
-
-
 def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
     assert "launchers" in capsys.readouterr().out

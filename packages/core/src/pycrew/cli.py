@@ -347,7 +347,8 @@ def demo(workers: int, tasks: int, launcher: str) -> None:
     """Estimate pi on workers, with a progress bar."""
     from pycrew.demo import run_demo
 
-    run_demo(workers=workers, tasks=tasks, launcher=launcher)
+    _, report = run_demo(workers=workers, tasks=tasks, launcher=launcher)
+    click.echo(report)
 
 
 @cli.group()

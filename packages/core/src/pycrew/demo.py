@@ -18,8 +18,8 @@ def count_inside(seed: int, draws: int) -> int:
     return sum(1 for _ in range(draws) if rng.random() ** 2 + rng.random() ** 2 <= 1.0)
 
 
-def run_demo(workers: int = 2, tasks: int = 200, draws: int = 20_000, launcher: str = "local") -> float:
-    """Run the demo and return the estimate of pi."""
+def run_demo(workers: int = 2, tasks: int = 200, draws: int = 20_000, launcher: str = "local") -> tuple[float, str]:
+    """Run the demo (a progress bar on stdout); return the estimate of pi and a report to show."""
     t0 = time.monotonic()
     inside = 0
     with controller(launcher, workers=workers, seconds_idle=10) as c:
@@ -32,6 +32,5 @@ def run_demo(workers: int = 2, tasks: int = 200, draws: int = 20_000, launcher: 
                 bar.update(1)
         summary = c.summary()
     estimate = 4.0 * inside / (tasks * draws)
-    print(f"pi ~= {estimate:.5f} from {tasks * draws:,} draws in {time.monotonic() - t0:.2f} s")
-    print(summary)
-    return estimate
+    report = f"pi ~= {estimate:.5f} from {tasks * draws:,} draws in {time.monotonic() - t0:.2f} s\n{summary}"
+    return estimate, report

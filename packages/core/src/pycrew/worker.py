@@ -18,7 +18,6 @@ import gc
 import logging
 import math
 import os
-import select
 import socket
 import sys
 import threading
@@ -81,8 +80,6 @@ class Worker:
     """One worker process's connection and task loop."""
 
     FLUSH_COUNT = 256
-    #: A task running longer than this has the comms thread receive (cancels, heartbeats).
-    SECONDS_RECEIVE_HANDOVER = 0.02
     FLUSH_SECONDS = 0.002
 
     def __init__(self, args: argparse.Namespace, token: str, ca: str | None) -> None:
@@ -102,11 +99,11 @@ class Worker:
         self.running = False
         self.done = 0
         self.runner = TaskRunner(reset=not args.no_reset, garbage_collection=args.garbage_collection)
-        self.main_receiving = False  # the idle main thread receives; the comms thread pauses
-        self.busy_since: float | None = None  # when the running task started
-        self.comms_paused = threading.Event()
-        self.busy = threading.Event()
         self.sock = pynng.Pair1(recv_max_size=0)
+        # Headroom for frames that arrive while the comms thread is busy: the dispatcher's
+        # polyamorous socket drops what a peer cannot take (its flow control keeps far
+        # fewer frames than this in flight to one worker).
+        self.sock.recv_buffer_size = 1024
         if args.url.startswith("tls+"):
             if not ca:
                 raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
@@ -114,7 +111,6 @@ class Worker:
             from pycrew.tls import TLS
 
             self.sock.tls_config = TLS.client_config(ca, host)
-        self.recv_fd: int = self.sock.recv_fd
         self.sock.add_post_pipe_connect_cb(lambda pipe: self.connected.set())
         self.sock.add_post_pipe_remove_cb(self._pipe_removed)
 
@@ -135,30 +131,8 @@ class Worker:
 
     # -- comms thread ------------------------------------------------------------------
 
-    # -- receiving ---------------------------------------------------------------------
-    #
-    # Two threads may receive. While a task runs, the comms thread does (so a cancel or
-    # a heartbeat gets through); while the main thread is idle, it receives itself, which
-    # saves a thread hand-off of latency per task. Each polls the socket's receive fd
-    # with its own timeout and takes a frame without blocking, so neither depends on a
-    # socket-wide timeout option the other one sets.
-
-    def _poll_frame(self, timeout: float) -> bytes | None:
-        """A frame if one arrives within ``timeout`` seconds (and no other thread takes it)."""
-        try:
-            ready, _, _ = select.select([self.recv_fd], [], [], max(0.0, timeout))
-            if not ready:
-                return None
-            frame: bytes = self.sock.recv(block=False)
-            return frame
-        except pynng.TryAgain:
-            return None  # the other receiving thread took it
-        except (pynng.Closed, OSError, ValueError):
-            self._controller_gone("the connection was closed")
-            return None
-
     def _comms(self) -> None:
-        """Heartbeats, task deadlines, and receiving while the main thread runs a task."""
+        sock = self.sock
         next_beat = time.monotonic()
         while not self.gone.is_set():
             now = time.monotonic()
@@ -175,76 +149,43 @@ class Worker:
             wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - now))
-            busy_since = self.busy_since
-            if self.welcomed.is_set() and (busy_since is None or now - busy_since < self.SECONDS_RECEIVE_HANDOVER):
-                # Idle (the main thread receives) or a short task: keep off the socket,
-                # so that a tiny task's next frame is not raced for by two threads.
-                self.comms_paused.set()
-                if busy_since is None:
-                    self.busy.wait(wait)
-                else:
-                    self.gone.wait(min(wait, busy_since + self.SECONDS_RECEIVE_HANDOVER - now))
+            sock.recv_timeout = max(1, int(wait * 1000))
+            try:
+                frame = sock.recv()
+            except pynng.Timeout:
                 continue
-            self.comms_paused.clear()
-            frame = self._poll_frame(min(wait, self.SECONDS_RECEIVE_HANDOVER))
-            if frame is not None and not self._handle_frame(frame):
+            except pynng.Closed:
                 return
-
-    def _receive_as_main(self, timeout: float) -> None:
-        """The idle main thread waits for a frame itself (briefly until the comms thread paused)."""
-        if not self.main_receiving:
-            self.busy.clear()
-            self.main_receiving = True
-            self.busy_since = None
-        if not self.comms_paused.is_set():
-            timeout = min(timeout, 0.005)
-        frame = self._poll_frame(timeout)
-        if frame is not None:
-            self._handle_frame(frame)
-
-    def _start_task(self) -> None:
-        """Let the comms thread take over receiving if the task runs for a while."""
-        self.busy_since = time.monotonic()
-        if self.main_receiving:
-            self.main_receiving = False
-            self.busy.set()
-
-    def _end_task(self) -> None:
-        self.busy_since = None
-
-    def _handle_frame(self, frame: bytes) -> bool:
-        """Act on one frame from the controller; False once the worker must stop."""
-        self.last_seen = time.monotonic()
-        kind = frame[0] if frame else -1
-        if kind == p.TASKS:
-            records = p.decode_records(frame)
-            with self.cv:
-                self.frames_received += 1
-                self.tasks.extend(records)
-                self.cv.notify()
-        elif kind == p.CHALLENGE:
-            nonce = p.decode_challenge(frame)
-            hello = {
-                "v": p.PROTOCOL_VERSION,
-                "instance": self.args.instance,
-                "mac": p.mac(self.token, nonce, self.args.instance),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "worker": self.args.worker,
-                "tasks_max": self.args.tasks_max,
-            }
-            self._send(p.encode_json(p.HELLO, hello))
-        elif kind == p.WELCOME:
-            body = p.decode_json(frame)
-            self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
-            self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
-            self.welcomed.set()
-        elif kind == p.CANCEL:
-            self._cancel(p.decode_ids(frame))
-        elif kind == p.STOP:
-            self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
-            return False
-        return True
+            self.last_seen = time.monotonic()
+            kind = frame[0] if frame else -1
+            if kind == p.TASKS:
+                records = p.decode_records(frame)
+                with self.cv:
+                    self.frames_received += 1
+                    self.tasks.extend(records)
+                    self.cv.notify()
+            elif kind == p.CHALLENGE:
+                nonce = p.decode_challenge(frame)
+                hello = {
+                    "v": p.PROTOCOL_VERSION,
+                    "instance": self.args.instance,
+                    "mac": p.mac(self.token, nonce, self.args.instance),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "worker": self.args.worker,
+                    "tasks_max": self.args.tasks_max,
+                }
+                self._send(p.encode_json(p.HELLO, hello))
+            elif kind == p.WELCOME:
+                body = p.decode_json(frame)
+                self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
+                self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+                self.welcomed.set()
+            elif kind == p.CANCEL:
+                self._cancel(p.decode_ids(frame))
+            elif kind == p.STOP:
+                self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+                return
 
     def _sample_metrics(self) -> None:
         """Sample this worker's CPU and memory (children included) every --metrics-seconds."""
@@ -354,23 +295,20 @@ class Worker:
                 self._flush(results)
                 return f"seconds_wall={a.seconds_wall:g} reached"
             with self.cv:
-                task = self.tasks.popleft() if self.tasks else None
-            if task is None:
-                if results:
-                    self._flush(results)
-                    results = []
-                deadline = min(last_work + a.seconds_idle, wall_end)
-                if now >= deadline:
-                    return f"idle for seconds_idle={a.seconds_idle:g}"
-                self._receive_as_main(min(deadline - now, 1.0))
-                continue
-            task_id, payload = task
-            self._start_task()
+                if not self.tasks:
+                    if results:
+                        self._flush(results)
+                        results = []
+                    deadline = min(last_work + a.seconds_idle, wall_end)
+                    if now >= deadline:
+                        return f"idle for seconds_idle={a.seconds_idle:g}"
+                    self.cv.wait(min(deadline - now, 1.0))
+                    continue
+                task_id, payload = self.tasks.popleft()
             self.running = True
             started = time.monotonic()
             out = self.runner.run(task_id, payload)
             self.running = False
-            self._end_task()
             self.done += 1
             last_work = time.monotonic()
             if not results:
