@@ -98,7 +98,8 @@ class Controller(concurrent.futures.Executor):
         self.popped = 0
         self.resolved = 0
         self._status_counts = dict.fromkeys(STATUSES, 0)
-        self._slot_counts: dict[int, list[float]] = {s.index: [0, 0, 0, 0.0] for s in self.launcher.slots}
+        self._slot_complete = {s.index: 0 for s in self.launcher.slots}  # tasks resolved per slot
+        self._slot_seconds = {s.index: 0.0 for s in self.launcher.slots}  # seconds busy per slot
         self._notify_done = self._registry.has_observers("pycrew_task_done")
 
     # -- life cycle ---------------------------------------------------------------------
@@ -467,9 +468,8 @@ class Controller(concurrent.futures.Executor):
             status, error, error_type = local
             result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
         if conn is not None and conn.slot is not None:
-            row = self._slot_counts[conn.slot]
-            row[1] += 1
-            row[3] += result.seconds
+            self._slot_complete[conn.slot] += 1
+            self._slot_seconds[conn.slot] += result.seconds
         self._finish(task, result)
 
     def _finish(self, task: Task, result: TaskResult) -> None:
@@ -668,7 +668,7 @@ class Controller(concurrent.futures.Executor):
             workers_launching=self.launcher.launching(),
             seconds=time.monotonic() - self._t0 if self._started else 0.0,
         )
-        assigned = dict.fromkeys(self._slot_counts, 0)
+        assigned = dict.fromkeys(self._slot_complete, 0)
         if d:
             for conn in list(d.conns.values()):
                 if conn.slot is not None:
@@ -680,10 +680,10 @@ class Controller(concurrent.futures.Executor):
                 instances=s.instances,
                 launches=s.launches,
                 launch_failures=s.launch_failures,
-                assigned=int(self._slot_counts[s.index][1]) + assigned[s.index],
-                complete=int(self._slot_counts[s.index][1]),
+                assigned=self._slot_complete[s.index] + assigned[s.index],
+                complete=self._slot_complete[s.index],
                 crashes=s.crashes,
-                seconds_busy=float(self._slot_counts[s.index][3]),
+                seconds_busy=self._slot_seconds[s.index],
                 instance=s.instance or s.last_instance,
                 host=s.host,
                 pid=s.pid,

@@ -277,7 +277,8 @@ class Dispatcher:
             conn = self.conns.get(msg.pipe.id)
             if conn is None or conn.state == CLOSED:
                 if conn is None:
-                    self._close_pipe(msg.pipe, "spoke before the handshake")
+                    log.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
+                    self._close_pipe(msg.pipe)
                 continue
             try:
                 self._handle(conn, msg.bytes)
@@ -443,7 +444,7 @@ class Dispatcher:
         self._requeue(tasks, blame_first=False, reason="worker left")
         if conn.instance:
             self._on_disconnect(conn.instance, False)
-        self._close_pipe(conn.pipe, "")
+        self._close_pipe(conn.pipe)
         conn.state = CLOSED
 
     def _lost(self, conn: Conn) -> None:
@@ -466,13 +467,13 @@ class Dispatcher:
             if conn.instance:
                 self._on_disconnect(conn.instance, True)
         conn.state = CLOSED
-        self._close_pipe(conn.pipe, reason)
+        self._close_pipe(conn.pipe)
 
     def _stop_conn(self, conn: Conn, reason: str) -> None:
         self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
         self._drop(conn, reason)
 
-    def _close_pipe(self, pipe: pynng.Pipe, reason: str) -> None:
+    def _close_pipe(self, pipe: pynng.Pipe) -> None:
         try:
             pipe.close()
         except pynng.NNGException:  # already closed by the peer

@@ -26,7 +26,7 @@ import time
 import pynng
 
 from pycrew import protocol as p
-from pycrew.execution import TaskRunner
+from pycrew.execution import TaskRunner, _dumps
 from pycrew.plugin_api import TLS_CA_ENV, TOKEN_ENV
 
 log = logging.getLogger("pycrew.worker")
@@ -240,7 +240,7 @@ class Worker:
                 self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
         if dropped:
             now = time.time()
-            body = _dumps_cancel(now)
+            body = _dumps(("cancel", None, "cancelled before it started", "", "", None, [], None, now))
             self._send(p.encode_records(p.RESULTS, [(i, body) for i in dropped]))
 
     def _send(self, frame: bytes) -> None:
@@ -354,13 +354,6 @@ def _descendants(pid: int) -> list[int]:
             out.extend(kids)
             todo.extend(kids)
     return out
-
-
-def _dumps_cancel(now: float) -> bytes:
-    import cloudpickle
-
-    data: bytes = cloudpickle.dumps(("cancel", None, "cancelled before it started", "", "", None, [], None, now))
-    return data
 
 
 def main(argv: list[str] | None = None) -> int:
