@@ -11,13 +11,17 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
+from pycrew.transport import TRANSPORTS
 from support import pid_gone, wait_for, worker_pids
 
+pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)  # every scenario on every transport
 
-def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_controller, tmp_path):
-    c = make_controller("local", workers=1).start()
+
+def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_controller, tmp_path, wire):
+    c = make_controller("local", transport=wire, workers=1).start()
     c.push(crash_first_time, args=(str(tmp_path / "marker"),), name="crashy")
     assert c.wait(timeout=60)
     r = c.pop()
@@ -27,8 +31,8 @@ def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_con
     assert s.controller.retries == 1 and s.workers[0].crashes == 1 and s.workers[0].instances == 2
 
 
-def test_task_resolves_as_crash_after_crashes_max(make_controller):
-    c = make_controller("local", workers=1, crashes_max=2).start()
+def test_task_resolves_as_crash_after_crashes_max(make_controller, wire):
+    c = make_controller("local", transport=wire, workers=1, crashes_max=2).start()
     c.push(always_crash, name="doomed")
     c.push(identity, args=(1,), name="fine")
     assert c.wait(timeout=60)
@@ -38,8 +42,8 @@ def test_task_resolves_as_crash_after_crashes_max(make_controller):
     assert results["fine"].status == "success"
 
 
-def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path):
-    c = make_controller("local", workers=2).start()
+def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path, wire):
+    c = make_controller("local", transport=wire, workers=2).start()
     pid_file = tmp_path / "pid"
     c.push(write_pid_then_sleep, args=(str(pid_file), 1.0), name="victim")
     for i in range(20):
@@ -55,8 +59,8 @@ def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path):
     assert sorted(results[f"other_{i}"].result for i in range(20)) == list(range(20))
 
 
-def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_controller, tmp_path):
-    c = make_controller("local", workers=2, seconds_heartbeat=0.2, seconds_heartbeat_timeout=1.5).start()
+def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_controller, tmp_path, wire):
+    c = make_controller("local", transport=wire, workers=2, seconds_heartbeat=0.2, seconds_heartbeat_timeout=1.5).start()
     pid_file = tmp_path / "pid"
     c.push(write_pid_then_sleep, args=(str(pid_file), 0.5), name="frozen")
     wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30)
@@ -76,7 +80,7 @@ def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_contr
 CLIENT = textwrap.dedent(
     """
     import sys, time, pycrew
-    c = pycrew.controller("local", workers=2, seconds_idle={idle}, seconds_heartbeat=0.5,
+    c = pycrew.controller("local", workers=2, transport="{wire}", seconds_idle={idle}, seconds_heartbeat=0.5,
                           seconds_heartbeat_timeout={hb_timeout})
     c.start()
     futures = [c.submit(time.sleep, 60) for _ in range(2)]
@@ -88,9 +92,9 @@ CLIENT = textwrap.dedent(
 )
 
 
-def _start_client(idle: float, hb_timeout: float) -> tuple[subprocess.Popen[str], str]:
+def _start_client(idle: float, hb_timeout: float, wire: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLIENT.format(idle=idle, hb_timeout=hb_timeout)],
+        [sys.executable, "-c", CLIENT.format(idle=idle, hb_timeout=hb_timeout, wire=wire)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -100,8 +104,8 @@ def _start_client(idle: float, hb_timeout: float) -> tuple[subprocess.Popen[str]
     return proc, controller_id
 
 
-def test_workers_exit_when_the_client_is_killed(tmp_path):
-    proc, controller_id = _start_client(idle=2, hb_timeout=20)
+def test_workers_exit_when_the_client_is_killed(tmp_path, wire):
+    proc, controller_id = _start_client(idle=2, hb_timeout=20, wire=wire)
     try:
         pids = worker_pids(controller_id)
         assert len(pids) == 2
@@ -116,8 +120,8 @@ def test_workers_exit_when_the_client_is_killed(tmp_path):
             psutil.Process(pid).kill()
 
 
-def test_workers_exit_when_the_client_freezes(tmp_path):
-    proc, controller_id = _start_client(idle=60, hb_timeout=2)
+def test_workers_exit_when_the_client_freezes(tmp_path, wire):
+    proc, controller_id = _start_client(idle=60, hb_timeout=2, wire=wire)
     try:
         pids = worker_pids(controller_id)
         assert len(pids) == 2

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-import pynng
 import pytest
 
 import pycrew
 from helpers import identity
-from pycrew import protocol
+from pycrew import protocol, transport
+from pycrew.transport import Channel, Closed
 
 
 class _Evil:
@@ -27,34 +27,68 @@ class _Evil:
         return (open, (self.path, "w"))
 
 
-def _frames_until_quiet(sock: pynng.Pair1) -> list[int]:
-    """Kinds of the frames received until a receive times out (the dialer redials after a drop)."""
+@pytest.fixture(params=transport.TRANSPORTS)
+def wire(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on each transport."""
+    return str(request.param)
+
+
+def _frames_until_quiet(channel: Channel) -> list[int]:
+    """Kinds of the frames received until a receive times out or the link closes."""
     kinds = []
-    sock.recv_timeout = 700
     while True:
         try:
-            kinds.append(sock.recv()[0])
-        except (pynng.Timeout, pynng.Closed):
+            frame = channel.recv(0.7)
+        except Closed:
             return kinds
+        if frame is None:
+            return kinds
+        kinds.append(frame[0])
 
 
-def _dial(url: str) -> pynng.Pair1:
-    sock = pynng.Pair1(recv_timeout=3000, send_timeout=3000)
-    sock.dial(url, block=True)
-    return sock
+def _first_frame(channel: Channel) -> bytes:
+    frame = channel.recv(5.0)
+    assert frame is not None, "the dispatcher sent nothing"
+    return frame
 
 
-def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tmp_path):
-    c = make_controller("local", workers=1).start()
-    evil = tmp_path / "unpickled"
-    sock = _dial(c.url)
+def _send(channel: Channel, frame: bytes) -> None:
+    """Send, ignoring that the dispatcher may have hung up already (that is the point)."""
     try:
-        nonce = protocol.decode_challenge(sock.recv())
+        channel.send(frame)
+    except Closed:
+        pass
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes ``sock`` within 5 s (whatever it sent before)."""
+    sock.settimeout(5)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def _dial(c: pycrew.Controller) -> Channel:
+    """An intruder's connection, speaking the controller's transport."""
+    return transport.connect(c.options.transport, c.url, None, 5.0)
+
+
+def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, transport=wire).start()
+    evil = tmp_path / "unpickled"
+    sock = _dial(c)
+    try:
+        nonce = protocol.decode_challenge(_first_frame(sock))
         instance = "intruder"
         c._dispatcher.authorize("known", "the-real-token", 1)  # a real instance exists
         hello = {"instance": "known", "mac": protocol.mac("a-wrong-token", nonce, instance)}
-        sock.send(protocol.encode_json(protocol.HELLO, hello))
-        sock.send(protocol.encode_records(protocol.RESULTS, [(1, pickle.dumps(_Evil(str(evil))))]))
+        _send(sock, protocol.encode_json(protocol.HELLO, hello))
+        _send(sock, protocol.encode_records(protocol.RESULTS, [(1, pickle.dumps(_Evil(str(evil))))]))
         assert protocol.WELCOME not in _frames_until_quiet(sock), "a wrong token was welcomed"
     finally:
         sock.close()
@@ -63,13 +97,13 @@ def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tm
     assert c.wait(timeout=30) and c.pop().result == 1, "the dispatcher stopped serving"
 
 
-def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp_path):
-    c = make_controller().start()
+def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp_path, wire):
+    c = make_controller(transport=wire).start()
     evil = tmp_path / "unpickled"
-    sock = _dial(c.url)
+    sock = _dial(c)
     try:
-        sock.recv()  # the challenge
-        sock.send(protocol.encode_records(protocol.RESULTS, [(1, pickle.dumps(_Evil(str(evil))))]))
+        _first_frame(sock)  # the challenge
+        _send(sock, protocol.encode_records(protocol.RESULTS, [(1, pickle.dumps(_Evil(str(evil))))]))
         time.sleep(0.3)
     finally:
         sock.close()
@@ -77,8 +111,8 @@ def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp
     assert len([x for x in c._dispatcher.conns.values() if x.state == "ready"]) == 0
 
 
-def test_worker_process_with_wrong_token_never_comes_online(make_controller):
-    c = make_controller("local", workers=1).start()
+def test_worker_process_with_wrong_token_never_comes_online(make_controller, wire):
+    c = make_controller("local", workers=1, transport=wire).start()
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     env = {**os.environ, pycrew.TOKEN_ENV: "not-the-token"}
@@ -99,24 +133,23 @@ def test_worker_without_token_exits_with_a_clear_message():
     assert proc.returncode == 2 and pycrew.TOKEN_ENV in proc.stderr
 
 
-def test_garbage_bytes_on_the_listener_port_are_dropped(make_controller):
-    c = make_controller().start()
+def test_garbage_bytes_on_the_listener_port_are_dropped(make_controller, wire):
+    c = make_controller(transport=wire).start()
     port = int(c.url.rsplit(":", 1)[1])
     for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x00SP\x00\x00\x11\x00\x00" + os.urandom(64)):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(payload)
-            time.sleep(0.05)
+            assert _closed_by_server(s), f"the dispatcher kept a connection that sent {payload[:16]!r}..."
     c.push(identity, args=(7,))
     assert c.wait(timeout=30) and c.pop().result == 7
 
 
-def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_controller):
-    c = make_controller("local", workers=1, bytes_max=65536).start()
-    assert c._dispatcher.sock.recv_max_size == 65536
-    sock = _dial(c.url)
+def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_controller, wire):
+    c = make_controller("local", workers=1, bytes_max=65536, transport=wire).start()
+    sock = _dial(c)
     try:
-        sock.recv()
-        sock.send(b"H" + b"x" * 200_000)
+        _first_frame(sock)
+        _send(sock, b"H" + b"x" * 200_000)
         assert protocol.WELCOME not in _frames_until_quiet(sock)
     finally:
         sock.close()
@@ -124,18 +157,18 @@ def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_contro
     assert c.wait(timeout=30) and c.pop().result == 8
 
 
-def test_automatic_tls_runs_tasks(make_controller):
-    c = make_controller("local", workers=1, tls="automatic").start()
+def test_automatic_tls_runs_tasks(make_controller, wire):
+    c = make_controller("local", workers=1, tls="automatic", transport=wire).start()
     assert c.url.startswith("tls+tcp://")
     assert c.launcher.call().env[pycrew.TLS_CA_ENV].startswith("-----BEGIN CERTIFICATE-----")
     c.push(identity, args=("secure",))
     assert c.wait(timeout=30) and c.pop().result == "secure"
 
 
-def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller):
+def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller, wire):
     from pycrew.tls import self_signed
 
-    c = make_controller("local", workers=1, tls="automatic").start()
+    c = make_controller("local", workers=1, tls="automatic", transport=wire).start()
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     _, other_cert = self_signed("127.0.0.1")
@@ -150,9 +183,9 @@ def test_custom_tls_needs_key_and_certificate():
         pycrew.TLS("custom")
 
 
-def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controller):
+def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controller, wire):
     """An array launch: shared args and env, the index variable tells each element who it is."""
-    c = make_controller("local", workers=2).start()
+    c = make_controller("local", workers=2, transport=wire).start()
     calls = [c.launcher.call(worker=k + 1, url=c.url, batch=("batch-key", "arr-", k, 2)) for k in range(2)]
     assert calls[0].token != calls[1].token
     assert calls[0].array_args("IDX", 1) == calls[1].array_args("IDX", 1)
@@ -179,3 +212,20 @@ def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controlle
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def test_a_result_larger_than_bytes_max_crashes_its_task_and_nothing_else(make_controller, wire):
+    c = make_controller("local", workers=1, bytes_max=65536, crashes_max=1, transport=wire).start()
+    c.push(os.urandom, args=(200_000,), name="big")
+    c.push(identity, args=(9,), name="small")
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert results["big"].status == "crash"
+    assert results["small"].status == "success" and results["small"].result == 9
+
+
+def test_results_up_to_bytes_max_arrive_whole(make_controller, wire):
+    """The limit before authentication is small; an authenticated worker gets the full bytes_max."""
+    c = make_controller("local", workers=1, transport=wire).start()
+    data = c.submit(os.urandom, 20_000_000).result(timeout=60)
+    assert len(data) == 20_000_000

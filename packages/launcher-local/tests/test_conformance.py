@@ -39,3 +39,19 @@ class TestLocalLauncher(LauncherSuite):
         finally:
             proc.kill()
             proc.wait()
+
+
+class TestLocalLauncherOverNng(TestLocalLauncher):
+    """The same suite with workers talking to the dispatcher over NNG (``transport="nng"``)."""
+
+    @pytest.fixture
+    def launcher_config(self) -> LauncherConfig:
+        return LauncherConfig(
+            name="local",
+            options={},
+            controller_options={"transport": "nng"},
+            bad_options=[{"python": ""}],
+            bad_launch_options={"python": "/no/such/python"},
+            seconds_timeout=30.0,
+            handle_pid=_handle_pid,
+        )

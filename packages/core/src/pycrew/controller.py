@@ -123,10 +123,11 @@ class Controller(concurrent.futures.Executor):
                 return self
             key_cert = None
             if self._tls_material is not None:
-                key_cert = TLS.server_config(self._tls_material[0], self._tls_material[1])
+                key_cert = (self._tls_material[0], self._tls_material[1])
             settings = DispatcherSettings(
                 url=self.launcher.url,
                 tls=key_cert,
+                transport=self.options.transport,
                 crashes_max=self.options.crashes_max,
                 seconds_heartbeat=self.options.seconds_heartbeat,
                 seconds_heartbeat_timeout=self.options.seconds_heartbeat_timeout,

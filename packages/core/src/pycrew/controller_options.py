@@ -10,6 +10,7 @@ from typing import Any
 from pycrew.errors import OptionsError
 from pycrew.options import check_fields, require
 from pycrew.tls import TLS
+from pycrew.transport import DEFAULT_TRANSPORT, Transport
 
 OWNER = "controller"
 
@@ -25,6 +26,9 @@ class ControllerOptions:
             this machine, a routable address of this machine for remote launchers.
         port: TCP port to listen on; 0 picks a free one.
         tls: ``"none"``, ``"automatic"``, ``"custom"`` or a :class:`pycrew.TLS`.
+        transport: how workers talk to the dispatcher: ``"socket"`` (standard-library
+            TCP/TLS sockets, the default and the fastest) or ``"nng"`` (NNG through pynng);
+            see :mod:`pycrew.transport`.
         seconds_launch: how long a launched worker may take to connect before it is
             terminated and counted as a failed launch.
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`.
@@ -56,6 +60,7 @@ class ControllerOptions:
     host: str | None = None
     port: int = 0
     tls: Any = field(default="none")
+    transport: Transport = DEFAULT_TRANSPORT
     seconds_launch: float = 30.0
     launch_max: int = 5
     seconds_idle: float = math.inf

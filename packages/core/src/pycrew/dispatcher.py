@@ -1,14 +1,15 @@
 """The dispatcher: one thread that owns the listening socket, the task queue and the workers.
 
-Workers dial one pynng Pair1 socket in polyamorous mode, so each worker is one pipe.
-Everything about connections and the queue happens on the dispatcher's thread; other
-threads hand it work through thread-safe deques and wake it through a self-pipe, so a
-``push`` never takes a lock the dispatcher holds for long.
+Workers dial one listening address (see :mod:`pycrew.transport`); each connection is a
+:class:`~pycrew.transport.Link`. Everything about connections and the queue happens on
+the dispatcher's thread; other threads hand it work through thread-safe deques and wake
+it through a self-pipe, so a ``push`` never takes a lock the dispatcher holds for long.
 
-Reliability: polyamorous pair sockets may discard a message they cannot deliver to a
-pipe. Flow control bounds what is outstanding per worker, and every worker heartbeat
-reports how many task frames it received: a worker that fell behind the count is
-disconnected and its tasks are requeued without penalty, so no task is ever lost.
+Reliability: the ``nng`` transport's polyamorous pair socket may discard a message it
+cannot deliver to a pipe. Flow control bounds what is outstanding per worker, and every
+worker heartbeat reports how many task frames it received: a worker that fell behind the
+count is disconnected and its tasks are requeued without penalty, so no task is ever
+lost. (The ``socket`` transport never discards; the check costs nothing there.)
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pynng
-
 from pycrew import protocol as p
+from pycrew import transport
 from pycrew.tasks import Task
+from pycrew.transport import Link
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class DispatcherSettings:
     """Knobs of the dispatcher (taken from the controller's options)."""
 
     url: str
-    tls: pynng.TLSConfig | None
+    tls: tuple[str, str] | None  # (key PEM, certificate PEM)
     crashes_max: int
     seconds_heartbeat: float
     seconds_heartbeat_timeout: float
@@ -48,6 +49,7 @@ class DispatcherSettings:
     seconds_prefetch: float = 0.02
     seconds_auth: float = 10.0
     seconds_grace: float = 5.0
+    transport: transport.Transport = transport.DEFAULT_TRANSPORT
 
 
 class Conn:
@@ -61,10 +63,10 @@ class Conn:
         "instance",
         "last_seen",
         "last_task_send",
+        "link",
         "nonce",
         "opened",
         "pid",
-        "pipe",
         "progress",
         "slot",
         "state",
@@ -72,8 +74,8 @@ class Conn:
         "tasks_left",
     )
 
-    def __init__(self, pipe: pynng.Pipe, now: float) -> None:
-        self.pipe = pipe
+    def __init__(self, link: Link, now: float) -> None:
+        self.link = link
         self.state = CHALLENGED
         self.nonce = p.new_nonce()
         self.instance: str | None = None
@@ -120,8 +122,6 @@ class Dispatcher:
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
-        self._new_pipes: collections.deque[pynng.Pipe] = collections.deque()
-        self._gone_pipes: collections.deque[int] = collections.deque()
         self._wake_pending = False
         self._stop = False
         self._next_beat = 0.0
@@ -130,18 +130,15 @@ class Dispatcher:
         self.error: BaseException | None = None
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
-        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=settings.bytes_max)
-        self.sock.recv_buffer_size = 1024
-        self.sock.send_buffer_size = 1024
-        if settings.tls is not None:
-            self.sock.tls_config = settings.tls
-        self.sock.add_post_pipe_connect_cb(self._pipe_added)
-        self.sock.add_post_pipe_remove_cb(self._pipe_removed)
         try:
-            self.sock.listen(settings.url)
-        except pynng.NNGException:
-            self.sock.close()
+            self.server = transport.listen(
+                settings.transport, settings.url, settings.tls, settings.bytes_max, settings.seconds_auth, self.wake
+            )
+        except BaseException:
+            os.close(self._rfd)
+            os.close(self._wfd)
             raise
+        self._io: list[tuple[Callable[[int], None], int]] = []
         self.thread = threading.Thread(target=self._run, name="pycrew-dispatcher", daemon=True)
 
     # -- other threads --------------------------------------------------------------
@@ -149,11 +146,7 @@ class Dispatcher:
     @property
     def address(self) -> str:
         """The URL workers dial, with the real port when port 0 was asked for."""
-        listener = self.sock.listeners[0]
-        scheme = self.settings.url.split("://", 1)[0]
-        host_port = str(listener.local_address)
-        host = self.settings.url.split("://", 1)[1].rsplit(":", 1)[0]
-        return f"{scheme}://{host}:{host_port.rsplit(':', 1)[1]}"
+        return self.server.address
 
     def start(self) -> None:
         """Start the dispatcher thread."""
@@ -199,29 +192,19 @@ class Dispatcher:
         self.wake()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
-        self.sock.close()
+        self.server.close()
         for fd in (self._rfd, self._wfd):
             try:
                 os.close(fd)
             except OSError:  # already closed
                 pass
 
-    # -- pynng callbacks (nng's threads) -------------------------------------------
-
-    def _pipe_added(self, pipe: pynng.Pipe) -> None:
-        self._new_pipes.append(pipe)
-        self.wake()
-
-    def _pipe_removed(self, pipe: pynng.Pipe) -> None:
-        self._gone_pipes.append(pipe.id)
-        self.wake()
-
     # -- the loop -------------------------------------------------------------------
 
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(self._rfd, selectors.EVENT_READ)
-        sel.register(self.sock.recv_fd, selectors.EVENT_READ)
+        sel.register(self._rfd, selectors.EVENT_READ, None)
+        self.server.attach(sel, self)
         next_tick = 0.0
         try:
             while not self._stop:
@@ -229,9 +212,14 @@ class Dispatcher:
                 timeout = max(0.0, min(next_tick - now, 0.25))
                 events = sel.select(timeout)
                 self._wake_pending = False
-                if any(key.fd == self._rfd for key, _ in events):
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._rfd, 4096)
+                io = []
+                for key, mask in events:
+                    if key.data is None:  # the wake pipe: empty it before looking at the queues
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._rfd, 4096)
+                    else:
+                        io.append((key.data, mask))
+                self._io = io
                 self._step()
                 now = time.monotonic()
                 if now >= next_tick:
@@ -241,49 +229,45 @@ class Dispatcher:
             log.exception("the pycrew dispatcher failed")
             self.error = exc
         finally:
-            sel.close()
             for conn in list(self.conns.values()):
                 self._send(conn, p.encode_json(p.STOP, {"reason": "controller terminated"}))
+            sel.close()
 
     def _step(self) -> None:
         while self.submissions:  # before the inbox: a call made after a push sees the task
             self.queue.append(self.submissions.popleft())
         while self.inbox:
             self.inbox.popleft()()
-        now = time.monotonic()
-        while self._new_pipes:
-            pipe = self._new_pipes.popleft()
-            conn = Conn(pipe, now)
-            self.conns[pipe.id] = conn
-            self._send(conn, p.encode_challenge(conn.nonce))
-        gone = []
-        while self._gone_pipes:
-            gone.append(self._gone_pipes.popleft())
-        self._receive()
-        for pipe_id in gone:
-            lost = self.conns.pop(pipe_id, None)
-            if lost is not None:
-                self._lost(lost)
+        io, self._io = self._io, []
+        for callback, mask in io:
+            callback(mask)
+        self.server.poll()
         if self.queue:
             self._assign()
 
-    def _receive(self) -> None:
-        sock = self.sock
-        while True:
-            try:
-                msg = sock.recv_msg(block=False)
-            except pynng.TryAgain:
-                return
-            conn = self.conns.get(msg.pipe.id)
-            if conn is None or conn.state == CLOSED:
-                if conn is None:
-                    log.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
-                    self._close_pipe(msg.pipe)
-                continue
-            try:
-                self._handle(conn, msg.bytes)
-            except p.ProtocolError as exc:
-                self._drop(conn, f"protocol error: {exc}")
+    # -- the transport's reports (transport.Handler) ----------------------------------
+
+    def link_opened(self, link: Link) -> None:
+        """A worker connected: challenge it."""
+        conn = Conn(link, time.monotonic())
+        self.conns[link.id] = conn
+        self._send(conn, p.encode_challenge(conn.nonce))
+
+    def frame_received(self, link: Link, frame: bytes) -> None:
+        """Handle one frame from a worker."""
+        conn = self.conns.get(link.id)
+        if conn is None or conn.state == CLOSED:
+            return
+        try:
+            self._handle(conn, frame)
+        except p.ProtocolError as exc:
+            self._drop(conn, f"protocol error: {exc}")
+
+    def link_closed(self, link: Link) -> None:
+        """A worker's connection is gone."""
+        lost = self.conns.pop(link.id, None)
+        if lost is not None:
+            self._lost(lost)
 
     def _handle(self, conn: Conn, frame: bytes) -> None:
         kind = p.kind(frame)
@@ -327,6 +311,7 @@ class Dispatcher:
             return
         self._used.add(instance)
         conn.state = READY
+        conn.link.limit = self.settings.bytes_max
         conn.instance = instance
         conn.slot = slot
         conn.host = str(body.get("host")) if body.get("host") is not None else None
@@ -444,7 +429,7 @@ class Dispatcher:
         self._requeue(tasks, blame_first=False, reason="worker left")
         if conn.instance:
             self._on_disconnect(conn.instance, False)
-        self._close_pipe(conn.pipe)
+        conn.link.close()
         conn.state = CLOSED
 
     def _lost(self, conn: Conn) -> None:
@@ -459,7 +444,7 @@ class Dispatcher:
 
     def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
         """Close a connection that misbehaved or timed out (its unresolved tasks are requeued)."""
-        log.warning("dropping worker connection %s (instance %s): %s", conn.pipe.id, conn.instance, reason)
+        log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
             conn.in_flight.clear()
@@ -467,23 +452,14 @@ class Dispatcher:
             if conn.instance:
                 self._on_disconnect(conn.instance, True)
         conn.state = CLOSED
-        self._close_pipe(conn.pipe)
+        conn.link.close()
 
     def _stop_conn(self, conn: Conn, reason: str) -> None:
         self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
         self._drop(conn, reason)
 
-    def _close_pipe(self, pipe: pynng.Pipe) -> None:
-        try:
-            pipe.close()
-        except pynng.NNGException:  # already closed by the peer
-            pass
-
     def _send(self, conn: Conn, frame: bytes) -> None:
-        try:
-            conn.pipe.send(frame)
-        except pynng.NNGException as exc:
-            log.debug("send to pipe %s failed: %s", conn.pipe.id, exc)
+        conn.link.send(frame)
 
     # -- periodic ---------------------------------------------------------------------
 
@@ -503,7 +479,8 @@ class Dispatcher:
                 elif beat:
                     self._send(conn, p.BEAT_FRAME)
             elif conn.state == CLOSED and now - conn.last_seen > hb:
-                del self.conns[conn.pipe.id]
+                del self.conns[conn.link.id]
+        self.server.maintain(now)
         self._on_tick(now)
 
     def _overdue(self, conn: Conn, now: float) -> bool:

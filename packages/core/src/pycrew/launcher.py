@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
 from pycrew.protocol import derive_token, new_token
+from pycrew.transport import DEFAULT_TRANSPORT
 
 if TYPE_CHECKING:
     from pycrew.controller_options import ControllerOptions
@@ -134,6 +135,7 @@ class Launcher:
             "pycrew.worker",
             "--url",
             url or self.url or "tcp://127.0.0.1:0",
+            *(("--transport", o.transport) if o.transport != DEFAULT_TRANSPORT else ()),
             "--instance",
             instance,
             "--worker",

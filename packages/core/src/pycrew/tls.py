@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import pynng
-
 from pycrew.errors import OptionsError
 
 Mode = Literal["none", "automatic", "custom"]
@@ -86,16 +84,6 @@ class TLS:
         ca_pem = _pem(self.ca, "ca") or cert_pem
         assert key_pem is not None and cert_pem is not None and ca_pem is not None
         return key_pem, cert_pem, ca_pem, name
-
-    @staticmethod
-    def server_config(key: str, cert: str) -> pynng.TLSConfig:
-        """The listener's TLS configuration."""
-        return pynng.TLSConfig(pynng.TLSConfig.MODE_SERVER, own_key_string=key, own_cert_string=cert)
-
-    @staticmethod
-    def client_config(ca: str, server_name: str) -> pynng.TLSConfig:
-        """A worker's TLS configuration."""
-        return pynng.TLSConfig(pynng.TLSConfig.MODE_CLIENT, ca_string=ca, server_name=server_name)
 
 
 def self_signed(name: str, days: int = 30) -> tuple[str, str]:

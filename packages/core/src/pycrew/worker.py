@@ -23,9 +23,8 @@ import sys
 import threading
 import time
 
-import pynng
-
 from pycrew import protocol as p
+from pycrew import transport
 from pycrew.execution import TaskRunner, _dumps
 from pycrew.plugin_api import TLS_CA_ENV, TOKEN_ENV
 
@@ -57,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     """The worker's command-line parser."""
     ap = argparse.ArgumentParser(prog="python -m pycrew.worker", description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="the controller's address, e.g. tcp://10.0.0.5:40123")
+    ap.add_argument("--transport", choices=transport.TRANSPORTS, default=transport.DEFAULT_TRANSPORT, help="the controller's transport")
     ap.add_argument("--instance", default=None, help="this worker instance's id")
     ap.add_argument("--instance-prefix", default="", help="array launches: instance id = prefix + index")
     ap.add_argument("--index-env", default=None, help="array launches: environment variable holding the element's index")
@@ -88,7 +88,6 @@ class Worker:
         self.started = time.monotonic()
         self.tasks: collections.deque[tuple[int, bytes]] = collections.deque()
         self.cv = threading.Condition()
-        self.connected = threading.Event()
         self.welcomed = threading.Event()
         self.gone = threading.Event()
         self.stop_reason = ""
@@ -99,24 +98,13 @@ class Worker:
         self.running = False
         self.done = 0
         self.runner = TaskRunner(reset=not args.no_reset, garbage_collection=args.garbage_collection)
-        self.sock = pynng.Pair1(recv_max_size=0)
-        # Headroom for frames that arrive while the comms thread is busy: the dispatcher's
-        # polyamorous socket drops what a peer cannot take (its flow control keeps far
-        # fewer frames than this in flight to one worker).
-        self.sock.recv_buffer_size = 1024
-        if args.url.startswith("tls+"):
-            if not ca:
-                raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
-            host = args.url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
-            from pycrew.tls import TLS
+        self.ca = ca
+        if args.url.startswith("tls+") and not ca:
+            raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
+        self.channel: transport.Channel | None = None
 
-            self.sock.tls_config = TLS.client_config(ca, host)
-        self.sock.add_post_pipe_connect_cb(lambda pipe: self.connected.set())
-        self.sock.add_post_pipe_remove_cb(self._pipe_removed)
-
-    def _pipe_removed(self, pipe: pynng.Pipe) -> None:
-        if self.connected.is_set():
-            self._controller_gone("the controller closed the connection")
+    def _link_closed(self) -> None:
+        self._controller_gone("the controller closed the connection")
 
     def _controller_gone(self, why: str) -> None:
         if self.gone.is_set():
@@ -132,7 +120,8 @@ class Worker:
     # -- comms thread ------------------------------------------------------------------
 
     def _comms(self) -> None:
-        sock = self.sock
+        channel = self.channel
+        assert channel is not None
         next_beat = time.monotonic()
         while not self.gone.is_set():
             now = time.monotonic()
@@ -149,13 +138,13 @@ class Worker:
             wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - now))
-            sock.recv_timeout = max(1, int(wait * 1000))
             try:
-                frame = sock.recv()
-            except pynng.Timeout:
-                continue
-            except pynng.Closed:
+                frame = channel.recv(max(wait, 0.001))
+            except transport.Closed:
+                self._controller_gone("the controller closed the connection")
                 return
+            if frame is None:
+                continue
             self.last_seen = time.monotonic()
             kind = frame[0] if frame else -1
             if kind == p.TASKS:
@@ -244,9 +233,12 @@ class Worker:
             self._send(p.encode_records(p.RESULTS, [(i, body) for i in dropped]))
 
     def _send(self, frame: bytes) -> None:
+        channel = self.channel
+        if channel is None:
+            return
         try:
-            self.sock.send(frame)
-        except pynng.NNGException as exc:
+            channel.send(frame)
+        except (transport.Closed, OSError) as exc:
             log.debug("send failed: %s", exc)
 
     # -- main thread ---------------------------------------------------------------------
@@ -254,28 +246,32 @@ class Worker:
     def run(self) -> int:
         """Connect, serve tasks until an exit rule fires, and return the exit code."""
         a = self.args
-        self.sock.dial(a.url, block=False)
+        deadline = time.monotonic() + a.seconds_launch
+        try:
+            self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed)
+        except transport.ConnectFailed as exc:
+            log.error("pycrew worker %s: %s", a.instance, exc)
+            return EXIT_NO_CONNECTION
         self.runner.install()
         if a.metrics_seconds:
             threading.Thread(target=self._sample_metrics, name="pycrew-worker-metrics", daemon=True).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        deadline = time.monotonic() + a.seconds_launch
         while not self.welcomed.wait(0.05):
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
                 log.error("pycrew worker %s was refused by %s: %s", a.instance, a.url, self.stop_reason)
-                self.sock.close()
+                self.channel.close()
                 return EXIT_NO_CONNECTION
             if time.monotonic() > deadline:
                 log.error("pycrew worker %s could not connect to %s within %s s", a.instance, a.url, a.seconds_launch)
-                self.sock.close()
+                self.channel.close()
                 return EXIT_NO_CONNECTION
         reason = self._serve()
         if not self.gone.is_set():
             unstarted = [i for i, _ in self.tasks]
             self._send(p.encode_json(p.BYE, {"reason": reason, "unstarted": unstarted}))
             self.gone.wait(2.0)  # the dispatcher closes the link after reading BYE
-        self.sock.close()
+        self.channel.close()
         return EXIT_OK
 
     def _serve(self) -> str:

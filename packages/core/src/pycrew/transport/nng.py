@@ -1,0 +1,223 @@
+"""The ``nng`` transport: pynng ``Pair1`` sockets, polyamorous on the dispatcher's side.
+
+Workers dial one listening socket; each connection is an NNG pipe. NNG calls back on its
+own threads when pipes come and go, so those events are queued and delivered on the
+dispatcher's thread by :meth:`NngServer.poll`, in the order NNG saw them relative to the
+messages. Messages are received without blocking when the socket's receive descriptor is
+readable.
+
+Polyamorous pair sockets discard a message they cannot deliver to a pipe; the dispatcher
+keeps few frames in flight per worker and compares the frame count each worker reports
+with what it sent (see :mod:`pycrew.dispatcher`), so nothing is lost for good.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import threading
+from collections.abc import Callable
+
+import pynng
+
+from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
+
+log = logging.getLogger(__name__)
+
+
+def _server_config(key_pem: str, cert_pem: str) -> pynng.TLSConfig:
+    return pynng.TLSConfig(pynng.TLSConfig.MODE_SERVER, own_key_string=key_pem, own_cert_string=cert_pem)
+
+
+def _client_config(ca_pem: str, server_name: str) -> pynng.TLSConfig:
+    return pynng.TLSConfig(pynng.TLSConfig.MODE_CLIENT, ca_string=ca_pem, server_name=server_name)
+
+
+class NngLink(Link):
+    """One pipe of the dispatcher's socket."""
+
+    __slots__ = ("id", "limit", "pipe")
+
+    def __init__(self, pipe: pynng.Pipe, limit: int) -> None:
+        self.pipe = pipe
+        self.id = pipe.id
+        self.limit = limit
+
+    def send(self, frame: bytes) -> None:
+        """Send on this pipe (NNG drops it if the pipe's queue is full; see the module doc)."""
+        try:
+            self.pipe.send(frame)
+        except pynng.NNGException as exc:
+            log.debug("send to pipe %s failed: %s", self.id, exc)
+
+    def close(self) -> None:
+        """Close the pipe (NNG then reports it removed)."""
+        try:
+            self.pipe.close()
+        except pynng.NNGException:  # already closed by the peer
+            pass
+
+    def __repr__(self) -> str:
+        return f"<NngLink {self.id}>"
+
+
+class NngServer(Server):
+    """The dispatcher's polyamorous ``Pair1`` socket."""
+
+    def __init__(self, url: str, tls: tuple[str, str] | None, bytes_max: int, wake: Callable[[], None]) -> None:
+        use_tls, _, _ = split_url(url)
+        if use_tls != (tls is not None):
+            raise ValueError(f"URL {url!r} and the TLS setting disagree")
+        self._url = url
+        self._wake = wake
+        self.bytes_max = bytes_max
+        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=bytes_max)
+        self.sock.recv_buffer_size = 1024
+        self.sock.send_buffer_size = 1024
+        if tls is not None:
+            self.sock.tls_config = _server_config(*tls)
+        self._new: collections.deque[pynng.Pipe] = collections.deque()
+        self._gone: collections.deque[int] = collections.deque()
+        self.links: dict[int, NngLink] = {}
+        self._handler: Handler | None = None
+        self.sock.add_post_pipe_connect_cb(self._pipe_added)
+        self.sock.add_post_pipe_remove_cb(self._pipe_removed)
+        try:
+            self.sock.listen(url)
+        except pynng.NNGException:
+            self.sock.close()
+            raise
+
+    @property
+    def address(self) -> str:
+        """The URL with the port NNG bound."""
+        listener = self.sock.listeners[0]
+        scheme, rest = self._url.split("://", 1)
+        host = rest.rsplit(":", 1)[0]
+        return f"{scheme}://{host}:{str(listener.local_address).rsplit(':', 1)[1]}"
+
+    # NNG's threads
+
+    def _pipe_added(self, pipe: pynng.Pipe) -> None:
+        self._new.append(pipe)
+        self._wake()
+
+    def _pipe_removed(self, pipe: pynng.Pipe) -> None:
+        self._gone.append(pipe.id)
+        self._wake()
+
+    # the dispatcher's thread
+
+    def attach(self, selector: selectors.BaseSelector, handler: Handler) -> None:
+        """Register the socket's receive descriptor (its messages are read in :meth:`poll`)."""
+        self._handler = handler
+        selector.register(self.sock.recv_fd, selectors.EVENT_READ, lambda mask: None)
+
+    def poll(self) -> None:
+        """Deliver new pipes, then messages, then removed pipes."""
+        handler = self._handler
+        assert handler is not None
+        while self._new:
+            pipe = self._new.popleft()
+            link = NngLink(pipe, self.bytes_max)
+            self.links[pipe.id] = link
+            handler.link_opened(link)
+        gone = []
+        while self._gone:
+            gone.append(self._gone.popleft())
+        sock = self.sock
+        while True:
+            try:
+                msg = sock.recv_msg(block=False)
+            except pynng.TryAgain:
+                break
+            except pynng.Closed:
+                return
+            known = self.links.get(msg.pipe.id)
+            if known is None:
+                log.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
+                NngLink(msg.pipe, 0).close()
+                continue
+            handler.frame_received(known, msg.bytes)
+        for pipe_id in gone:
+            removed = self.links.pop(pipe_id, None)
+            if removed is not None:
+                handler.link_closed(removed)
+
+    def maintain(self, now: float) -> None:
+        """Nothing: NNG completes TLS handshakes itself, and a pipe exists only once connected."""
+
+    def close(self) -> None:
+        """Close the socket (and every pipe)."""
+        self.sock.close()
+
+
+class NngChannel(Channel):
+    """A worker's ``Pair1`` socket dialed to the dispatcher."""
+
+    def __init__(self, sock: pynng.Pair1, on_closed: Callable[[], None] | None) -> None:
+        self.sock = sock
+        self._on_closed = on_closed
+        self._connected = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> NngChannel:
+        """Dial ``url`` (NNG redials in the background) and wait up to ``seconds`` for a pipe."""
+        use_tls, host, _ = split_url(url)
+        sock = pynng.Pair1(recv_max_size=0)
+        # Headroom for frames that arrive while nobody reads: the dispatcher's polyamorous
+        # socket drops what a peer cannot take.
+        sock.recv_buffer_size = 1024
+        if use_tls:
+            if not ca:
+                sock.close()
+                raise ConnectFailed(f"{url} uses TLS but no certificate to trust was given")
+            sock.tls_config = _client_config(ca, host)
+        channel = cls(sock, on_closed)
+        sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())
+        sock.add_post_pipe_remove_cb(lambda pipe: channel._pipe_removed())
+        sock.dial(url, block=False)
+        if not channel._connected.wait(seconds):
+            sock.close()
+            raise ConnectFailed(f"could not connect to {url} within {seconds:g} s")
+        return channel
+
+    def _pipe_removed(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._on_closed is not None:
+            self._on_closed()
+
+    def send(self, frame: bytes) -> None:
+        """Send one frame."""
+        if self._closed:
+            raise Closed("the link to the controller is closed")
+        try:
+            self.sock.send(frame)
+        except pynng.Closed as exc:
+            raise Closed("the link to the controller is closed") from exc
+
+    def recv(self, timeout: float) -> bytes | None:
+        """The next frame, or ``None`` after ``timeout`` seconds."""
+        if self._closed:
+            raise Closed("the link to the controller is closed")
+        self.sock.recv_timeout = max(1, int(timeout * 1000))
+        try:
+            return bytes(self.sock.recv())
+        except pynng.Timeout:
+            if self._closed:
+                raise Closed("the link to the controller is closed") from None
+            return None
+        except pynng.Closed as exc:
+            raise Closed("the link to the controller is closed") from exc
+
+    def close(self) -> None:
+        """Close the socket."""
+        with self._lock:
+            self._closed = True
+        self.sock.close()

@@ -1,0 +1,475 @@
+"""The ``socket`` transport: length-prefixed frames over TCP (optionally TLS), standard library only.
+
+A worker opens a TCP connection, completes TLS if asked, and sends an 8-byte preamble
+(:data:`PREAMBLE`, which also carries the wire version); every frame after that, both
+ways, is an unsigned 64-bit little-endian length followed by that many bytes.
+
+Server side, everything runs on the dispatcher's thread: sockets are non-blocking and
+registered in the dispatcher's selector; a slow reader's frames wait in a per-link
+queue (the dispatcher's flow control bounds it). A connection that does not send the
+preamble, announces a frame larger than its link's limit (small until the worker has
+authenticated), or does not open within ``seconds_auth`` is closed without its bytes
+ever reaching the dispatcher.
+
+Worker side, a :class:`SocketChannel` is used by two threads (the one running tasks
+sends results; the heartbeat thread receives); sends are serialized with a lock, and
+with TLS every call into the SSL object is, since OpenSSL objects are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import logging
+import os
+import selectors
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from pycrew.protocol import HELLO_MAX_BYTES
+from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
+
+log = logging.getLogger(__name__)
+
+#: What a worker sends first: b"PYCREW", then the wire version (2 bytes).
+PREAMBLE = b"PYCREW\x00\x01"
+HEADER = struct.Struct("<Q")
+#: Bytes read per ``recv`` call, and most bytes one link may read per loop turn.
+READ_CHUNK = 256 * 1024
+READ_TURN = 4 * 1024 * 1024
+#: Largest slice handed to one ``send`` (SSL writes take at most 2 GiB).
+WRITE_CHUNK = 4 * 1024 * 1024
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
+
+
+def _server_context(key_pem: str, cert_pem: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="pycrew-tls-") as tmp:
+        key_path, cert_path = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+        for path, text in ((key_path, key_pem), (cert_path, cert_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+def _client_context(ca_pem: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=ca_pem)
+    return ctx
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+# -- server side -----------------------------------------------------------------------
+
+
+class SocketLink(Link):
+    """One accepted connection (dispatcher thread only)."""
+
+    __slots__ = ("_server", "id", "limit", "opened", "peer", "rbuf", "sock", "state", "wbuf", "writing")
+
+    def __init__(self, server: SocketServer, sock: socket.socket, peer: str, link_id: int, state: int) -> None:
+        self._server = server
+        self.sock = sock
+        self.peer = peer
+        self.id = link_id
+        self.state = state
+        self.limit = HELLO_MAX_BYTES
+        self.rbuf = bytearray()
+        self.wbuf: collections.deque[memoryview] = collections.deque()
+        self.writing = False  # registered for EVENT_WRITE too
+        self.opened = time.monotonic()
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame``; written at once when the socket has room."""
+        self._server.send(self, frame)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._server.close_link(self, None)
+
+    def on_event(self, mask: int) -> None:
+        """Selector callback."""
+        self._server.on_link_event(self, mask)
+
+    def __repr__(self) -> str:
+        return f"<SocketLink {self.id} {self.peer}>"
+
+
+class SocketServer(Server):
+    """Listens on one TCP port and multiplexes every link on the dispatcher's selector."""
+
+    def __init__(self, url: str, tls: tuple[str, str] | None, bytes_max: int, seconds_auth: float) -> None:
+        use_tls, host, port = split_url(url)
+        if use_tls != (tls is not None):
+            raise ValueError(f"URL {url!r} and the TLS setting disagree")
+        self._scheme = "tls+tcp" if use_tls else "tcp"
+        self._host = host
+        self._ssl = _server_context(*tls) if tls is not None else None
+        self.bytes_max = bytes_max
+        self.seconds_auth = seconds_auth
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(1024)
+            self._listener.setblocking(False)
+        except OSError:
+            self._listener.close()
+            raise
+        self._port = self._listener.getsockname()[1]
+        self._ids = itertools.count(1)
+        self.links: dict[int, SocketLink] = {}
+        self._closed: collections.deque[SocketLink] = collections.deque()
+        self._sel: selectors.BaseSelector | None = None
+        self._handler: Handler | None = None
+
+    @property
+    def address(self) -> str:
+        """``tcp://host:port`` with the port actually bound."""
+        host = f"[{self._host}]" if ":" in self._host else (self._host or "0.0.0.0")
+        return f"{self._scheme}://{host}:{self._port}"
+
+    def attach(self, selector: selectors.BaseSelector, handler: Handler) -> None:
+        """Register the listening socket."""
+        self._sel = selector
+        self._handler = handler
+        selector.register(self._listener, selectors.EVENT_READ, self._accept)
+
+    # -- events ---------------------------------------------------------------------
+
+    def _accept(self, mask: int) -> None:
+        assert self._sel is not None
+        for _ in range(128):
+            try:
+                sock, addr = self._listener.accept()
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
+                log.warning("accepting a connection failed: %s", exc)
+                return
+            try:
+                sock.setblocking(False)
+                _tune(sock)
+                if self._ssl is not None:
+                    sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError as exc:
+                log.warning("dropping connection from %s: %s", addr, exc)
+                sock.close()
+                continue
+            state = HANDSHAKE if self._ssl is not None else PREAMBLE_WAIT
+            link = SocketLink(self, sock, f"{addr[0]}:{addr[1]}", next(self._ids), state)
+            self.links[link.id] = link
+            self._sel.register(sock, selectors.EVENT_READ, link.on_event)
+            if state == HANDSHAKE:
+                self._handshake(link)
+
+    def on_link_event(self, link: SocketLink, mask: int) -> None:
+        """Handle readiness of one link's socket."""
+        if link.state == CLOSED:
+            return
+        if link.state == HANDSHAKE:
+            self._handshake(link)
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush(link)
+        if mask & selectors.EVENT_READ and link.state != CLOSED:
+            self._read(link)
+
+    def _handshake(self, link: SocketLink) -> None:
+        assert self._sel is not None and isinstance(link.sock, ssl.SSLSocket)
+        try:
+            link.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want_write(link, False)
+            return
+        except ssl.SSLWantWriteError:
+            self._want_write(link, True)
+            return
+        except OSError as exc:  # ssl.SSLError included: not TLS, or a certificate problem
+            log.warning("dropping connection %s from %s: TLS handshake failed: %s", link.id, link.peer, exc)
+            self.close_link(link, None)
+            return
+        link.state = PREAMBLE_WAIT
+        self._want_write(link, False)
+        self._read(link)  # the preamble may have come with the handshake's last flight
+
+    def _read(self, link: SocketLink) -> None:
+        sock, total, eof = link.sock, 0, False
+        while total < READ_TURN:
+            try:
+                chunk = sock.recv(READ_CHUNK)
+            except _WOULD_BLOCK:
+                break
+            except OSError as exc:
+                log.debug("link %s: receive failed: %s", link.id, exc)
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            link.rbuf += chunk
+            total += len(chunk)
+        self._frames(link)
+        if eof:
+            self.close_link(link, None)
+
+    def _frames(self, link: SocketLink) -> None:
+        buf = link.rbuf
+        pos = 0
+        if link.state == PREAMBLE_WAIT:
+            n = min(len(buf), len(PREAMBLE))
+            if buf[:n] != PREAMBLE[:n]:
+                log.warning("dropping connection %s from %s: not a pycrew worker (bad preamble)", link.id, link.peer)
+                self.close_link(link, None)
+                return
+            if n < len(PREAMBLE):
+                return
+            pos = len(PREAMBLE)
+            link.state = OPEN
+            assert self._handler is not None
+            self._handler.link_opened(link)
+        handler = self._handler
+        assert handler is not None
+        size = HEADER.size
+        while link.state == OPEN and len(buf) - pos >= size:
+            (length,) = HEADER.unpack_from(buf, pos)
+            if length > link.limit:
+                log.warning(
+                    "dropping connection %s from %s: frame of %d bytes exceeds the limit of %d bytes",
+                    link.id, link.peer, length, link.limit,
+                )
+                self.close_link(link, None)
+                return
+            end = pos + size + length
+            if len(buf) < end:
+                break
+            with memoryview(buf) as view:
+                frame = bytes(view[pos + size : end])
+            pos = end
+            handler.frame_received(link, frame)
+        if pos and link.state != CLOSED:
+            del buf[:pos]
+
+    def send(self, link: SocketLink, frame: bytes) -> None:
+        """Write ``frame`` to ``link`` now, or queue what the socket cannot take."""
+        if link.state != OPEN:
+            return
+        data = memoryview(HEADER.pack(len(frame)) + frame)
+        queued = not link.wbuf
+        for start in range(0, len(data), WRITE_CHUNK):
+            link.wbuf.append(data[start : start + WRITE_CHUNK])
+        if queued:
+            self._flush(link)
+
+    def _flush(self, link: SocketLink) -> None:
+        assert self._sel is not None
+        wbuf, sock = link.wbuf, link.sock
+        while wbuf:
+            chunk = wbuf[0]
+            try:
+                n = sock.send(chunk)
+            except _WOULD_BLOCK:
+                n = 0
+            except OSError as exc:
+                log.debug("link %s: send failed: %s", link.id, exc)
+                self.close_link(link, None)
+                return
+            if n == len(chunk):
+                wbuf.popleft()
+                continue
+            if n:  # a partial write (plain TCP only: SSL writes all or asks to retry the same chunk)
+                wbuf[0] = chunk[n:]
+            self._want_write(link, True)
+            return
+        self._want_write(link, False)
+
+    def _want_write(self, link: SocketLink, on: bool) -> None:
+        if link.writing == on or self._sel is None:
+            return
+        link.writing = on
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        with contextlib.suppress(KeyError, ValueError, RuntimeError):  # closed selector: shutting down
+            self._sel.modify(link.sock, events, link.on_event)
+
+    def close_link(self, link: SocketLink, reason: str | None) -> None:
+        """Close ``link``; an opened link is reported closed at the next :meth:`poll`."""
+        if link.state == CLOSED:
+            return
+        was_open = link.state == OPEN
+        link.state = CLOSED
+        if reason:
+            log.warning("closing connection %s from %s: %s", link.id, link.peer, reason)
+        if self._sel is not None:
+            with contextlib.suppress(KeyError, ValueError, RuntimeError):
+                self._sel.unregister(link.sock)
+        if link.wbuf:  # one last try for what is queued (a STOP frame, say)
+            with contextlib.suppress(OSError):
+                link.sock.setblocking(True)
+                link.sock.settimeout(0.05)
+                for chunk in link.wbuf:
+                    link.sock.sendall(chunk)
+            link.wbuf.clear()
+        with contextlib.suppress(OSError):
+            link.sock.close()
+        link.rbuf = bytearray()
+        self.links.pop(link.id, None)
+        if was_open:
+            self._closed.append(link)
+
+    def poll(self) -> None:
+        """Report links closed since the last turn."""
+        handler = self._handler
+        while self._closed and handler is not None:
+            handler.link_closed(self._closed.popleft())
+
+    def maintain(self, now: float) -> None:
+        """Close connections that did not open (TLS handshake and preamble) within ``seconds_auth``."""
+        for link in list(self.links.values()):
+            if link.state in (HANDSHAKE, PREAMBLE_WAIT) and now - link.opened > self.seconds_auth:
+                self.close_link(link, f"it did not open within {self.seconds_auth:g} s")
+
+    def close(self) -> None:
+        """Close every link and stop listening."""
+        for link in list(self.links.values()):
+            self.close_link(link, None)
+        if self._sel is not None:
+            with contextlib.suppress(KeyError, ValueError, RuntimeError):
+                self._sel.unregister(self._listener)
+        self._listener.close()
+
+
+# -- worker side -----------------------------------------------------------------------
+
+
+class SocketChannel(Channel):
+    """A worker's connection: non-blocking socket, waits with ``select``-style polling."""
+
+    def __init__(self, sock: socket.socket, on_closed: Callable[[], None] | None) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._send_lock = threading.Lock()
+        self._ssl_lock = threading.Lock() if self._tls else contextlib.nullcontext()
+        self._rsel = selectors.DefaultSelector()
+        self._rsel.register(sock, selectors.EVENT_READ)
+        self._wsel = selectors.DefaultSelector()
+        self._wsel.register(sock, selectors.EVENT_WRITE)
+        self._rbuf = bytearray()
+        self._closed = False
+        self._on_closed = on_closed
+
+    @classmethod
+    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> SocketChannel:
+        """Connect to ``url``, retrying refused connections until ``seconds`` have passed."""
+        use_tls, host, port = split_url(url)
+        if use_tls and not ca:
+            raise ConnectFailed(f"{url} uses TLS but no certificate to trust was given")
+        ctx = _client_context(ca) if use_tls and ca else None
+        deadline = time.monotonic() + seconds
+        delay = 0.05
+        last: Exception | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectFailed(f"could not connect to {url} within {seconds:g} s: {last}")
+            try:
+                sock = socket.create_connection((host, port), timeout=min(left, 10.0))
+            except OSError as exc:  # refused, unreachable, timed out: the controller may not be up yet
+                last = exc
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                _tune(sock)
+                if ctx is not None:
+                    sock = ctx.wrap_socket(sock, server_hostname=host)  # handshake within the timeout above
+                sock.sendall(PREAMBLE)
+            except ssl.SSLCertVerificationError as exc:
+                sock.close()
+                raise ConnectFailed(f"TLS: the controller's certificate is not trusted: {exc.verify_message}") from exc
+            except OSError as exc:  # the peer went away during the handshake: try again
+                sock.close()
+                last = exc
+                continue
+            return cls(sock, on_closed)
+
+    def _gone(self) -> Closed:
+        if not self._closed:
+            self._closed = True
+            if self._on_closed is not None:
+                self._on_closed()
+        return Closed("the link to the controller is closed")
+
+    def send(self, frame: bytes) -> None:
+        """Send one frame; blocks while the socket buffer is full."""
+        data = memoryview(HEADER.pack(len(frame)) + frame)
+        with self._send_lock:
+            sent = 0
+            while sent < len(data):
+                if self._closed:
+                    raise Closed("the link to the controller is closed")
+                chunk = data[sent : sent + WRITE_CHUNK]
+                try:
+                    with self._ssl_lock:
+                        n = self.sock.send(chunk)
+                except _WOULD_BLOCK:
+                    self._wsel.select(0.5)
+                    continue
+                except OSError as exc:
+                    raise self._gone() from exc
+                sent += n
+
+    def recv(self, timeout: float) -> bytes | None:
+        """The next frame, ``None`` after ``timeout`` seconds without one."""
+        deadline = time.monotonic() + timeout
+        buf = self._rbuf
+        while True:
+            if len(buf) >= HEADER.size:
+                (length,) = HEADER.unpack_from(buf, 0)
+                end = HEADER.size + length
+                if len(buf) >= end:
+                    frame = bytes(buf[HEADER.size : end])
+                    del buf[:end]
+                    return frame
+            if self._closed:
+                raise Closed("the link to the controller is closed")
+            try:
+                with self._ssl_lock:
+                    chunk = self.sock.recv(READ_CHUNK)
+            except _WOULD_BLOCK:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._rsel.select(left)
+                continue
+            except OSError as exc:
+                raise self._gone() from exc
+            if not chunk:
+                raise self._gone()
+            buf += chunk
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self._rsel.close()
+        self._wsel.close()

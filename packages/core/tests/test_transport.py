@@ -1,0 +1,294 @@
+"""Both transports, server and worker side, over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pycrew import transport
+from pycrew.tls import self_signed
+from pycrew.transport import Closed, ConnectFailed, Link, split_url
+from pycrew.transport.sockets import HEADER, PREAMBLE, SocketServer
+
+
+class Recorder:
+    """A :class:`transport.Handler` that echoes frames and records what happens."""
+
+    def __init__(self, limit: int) -> None:
+        self.events: queue.Queue[tuple[str, int, bytes | None]] = queue.Queue()
+        self.links: dict[int, Link] = {}
+        self.limit = limit
+        self.echo = True
+
+    def link_opened(self, link: Link) -> None:
+        link.limit = self.limit
+        self.links[link.id] = link
+        self.events.put(("open", link.id, None))
+
+    def frame_received(self, link: Link, frame: bytes) -> None:
+        self.events.put(("frame", link.id, frame))
+        if self.echo:
+            link.send(frame)
+
+    def link_closed(self, link: Link) -> None:
+        self.links.pop(link.id, None)
+        self.events.put(("closed", link.id, None))
+
+    def next(self, kind: str, timeout: float = 10.0) -> tuple[str, int, bytes | None]:
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            if event[0] == kind:
+                return event
+
+
+class Loop:
+    """Runs a server on its own thread the way the dispatcher does."""
+
+    def __init__(self, kind: transport.Transport, tls: tuple[str, str] | None, limit: int, seconds_auth: float) -> None:
+        self.rfd, self.wfd = os.pipe()
+        self.server = transport.listen(kind, "tls+tcp://127.0.0.1:0" if tls else "tcp://127.0.0.1:0", tls, limit, seconds_auth, self.wake)
+        self.handler = Recorder(limit)
+        self.calls: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        os.write(self.wfd, b"x")
+
+    def call(self, fn: Callable[[], None]) -> None:
+        self.calls.put(fn)
+        self.wake()
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.rfd, selectors.EVENT_READ, None)
+        self.server.attach(sel, self.handler)
+        while not self.stop:
+            for key, mask in sel.select(0.05):
+                if key.data is None:
+                    os.read(self.rfd, 4096)
+                else:
+                    key.data(mask)
+            while not self.calls.empty():
+                self.calls.get()()
+            self.server.poll()
+            self.server.maintain(time.monotonic())
+        self.server.close()
+        sel.close()
+
+    def close(self) -> None:
+        self.stop = True
+        self.wake()
+        self.thread.join(10)
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+@pytest.fixture(params=transport.TRANSPORTS)
+def kind(request: pytest.FixtureRequest) -> transport.Transport:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_loop() -> Iterator[Callable[..., Loop]]:
+    loops: list[Loop] = []
+
+    def make(kind: transport.Transport, tls: tuple[str, str] | None = None, limit: int = 64 << 20, seconds_auth: float = 10.0) -> Loop:
+        loop = Loop(kind, tls, limit, seconds_auth)
+        loops.append(loop)
+        return loop
+
+    yield make
+    for loop in loops:
+        loop.close()
+
+
+def test_frames_round_trip_small_and_large(kind, make_loop):
+    loop = make_loop(kind)
+    channel = transport.connect(kind, loop.server.address, None, 5.0)
+    try:
+        loop.handler.next("open")
+        frames = [b"x", os.urandom(100), os.urandom(10_000_000)]
+        if kind == "socket":  # pynng cannot receive an empty message; pycrew never sends one
+            frames.append(b"")
+        for frame in frames:
+            channel.send(frame)
+            assert channel.recv(10.0) == frame
+        assert channel.recv(0.05) is None, "an empty link yields None after the timeout"
+    finally:
+        channel.close()
+    loop.handler.next("closed")
+
+
+def test_a_slow_reader_gets_everything_in_order(make_loop):
+    """The server queues what the socket cannot take and writes it when there is room.
+
+    (Not so over NNG: its polyamorous socket discards what a pipe cannot take, which the
+    dispatcher detects from the frame counts in heartbeats, see ``tests/test_crashes.py``.)
+    """
+    kind = "socket"
+    loop = make_loop(kind)
+    channel = transport.connect(kind, loop.server.address, None, 5.0)
+    try:
+        _, link_id, _ = loop.handler.next("open")
+        frames = [os.urandom(1_000_000) + i.to_bytes(4, "little") for i in range(40)]
+        for frame in frames:
+            loop.call(lambda frame=frame: loop.handler.links[link_id].send(frame))
+        time.sleep(0.5)  # let the server fill the socket and queue the rest
+        assert [channel.recv(10.0) for _ in frames] == frames
+    finally:
+        channel.close()
+
+
+def test_server_close_is_seen_by_the_worker(kind, make_loop):
+    loop = make_loop(kind)
+    closed = threading.Event()
+    channel = transport.connect(kind, loop.server.address, None, 5.0, on_closed=closed.set)
+    try:
+        _, link_id, _ = loop.handler.next("open")
+        loop.call(lambda: loop.handler.links[link_id].close())
+        with pytest.raises(Closed):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                channel.recv(0.2)
+        assert closed.wait(5), "on_closed was not called"
+        loop.handler.next("closed")
+    finally:
+        channel.close()
+
+
+def test_frames_over_the_link_limit_close_the_link(kind, make_loop):
+    loop = make_loop(kind, limit=65536)
+    channel = transport.connect(kind, loop.server.address, None, 5.0)
+    try:
+        loop.handler.next("open")
+        channel.send(b"y" * 1000)
+        assert channel.recv(5.0) == b"y" * 1000
+        with pytest.raises(Closed):
+            channel.send(b"z" * 200_000)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                channel.recv(0.2)
+        loop.handler.next("closed")
+    finally:
+        channel.close()
+
+
+def test_tls_round_trip_and_an_untrusted_certificate(kind, make_loop):
+    key, cert = self_signed("127.0.0.1")
+    loop = make_loop(kind, tls=(key, cert))
+    channel = transport.connect(kind, loop.server.address, cert, 5.0)
+    try:
+        channel.send(b"secret")
+        assert channel.recv(10.0) == b"secret"
+    finally:
+        channel.close()
+    _, other = self_signed("127.0.0.1")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectFailed):
+        transport.connect(kind, loop.server.address, other, 3.0)
+    assert time.monotonic() - t0 < 10
+
+
+def test_socket_tls_refusal_is_immediate_and_names_the_reason(make_loop):
+    key, cert = self_signed("127.0.0.1")
+    loop = make_loop("socket", tls=(key, cert))
+    _, other = self_signed("127.0.0.1")
+    with pytest.raises(ConnectFailed, match="not trusted"):
+        transport.connect("socket", loop.server.address, other, 30.0)
+
+
+def test_connect_retries_until_the_server_listens(kind):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    result: dict[str, object] = {}
+
+    def dial() -> None:
+        try:
+            result["channel"] = transport.connect(kind, url, None, 15.0)
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=dial)
+    thread.start()
+    time.sleep(0.7)
+    rfd, wfd = os.pipe()
+    server = transport.listen(kind, url, None, 1 << 20, 10.0, lambda: None)
+    try:
+        thread.join(20)
+        assert "channel" in result, result.get("error")
+        result["channel"].close()  # type: ignore[attr-defined]
+    finally:
+        server.close()
+        os.close(rfd)
+        os.close(wfd)
+
+
+def test_connect_gives_up_after_its_time(kind):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(ConnectFailed, match="within 1 s"):
+        transport.connect(kind, f"tcp://127.0.0.1:{port}", None, 1.0)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"GET / HTTP/1.1\r\n\r\n", b"PYCREW\x00\x09", PREAMBLE + HEADER.pack(1 << 40), b"\x00SP\x00\x00\x11\x00\x00"],
+    ids=["http", "other-version", "huge-length", "nng-header"],
+)
+def test_socket_server_drops_what_is_not_a_worker(make_loop, payload):
+    loop = make_loop("socket", limit=1 << 20)
+    _, host, port = split_url(loop.server.address)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(payload)
+        assert s.recv(100) == b"", "the server kept the connection"
+    assert loop.handler.events.empty() or all(e[0] != "frame" for e in list(loop.handler.events.queue))
+
+
+def test_socket_server_closes_connections_that_never_open(make_loop):
+    loop = make_loop("socket", seconds_auth=0.5)
+    _, host, port = split_url(loop.server.address)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(PREAMBLE[:3])  # and then nothing
+        t0 = time.monotonic()
+        assert s.recv(100) == b""
+        assert time.monotonic() - t0 < 5
+    assert isinstance(loop.server, SocketServer) and not loop.server.links
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("tcp://127.0.0.1:5", (False, "127.0.0.1", 5)),
+        ("tls+tcp://[::1]:7", (True, "::1", 7)),
+        ("tcp://*:9", (False, "", 9)),
+        ("tcp://host.example:80", (False, "host.example", 80)),
+    ],
+)
+def test_split_url(url, expected):
+    assert split_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["ipc:///tmp/x", "tcp://nohost", "tcp://h:port", "127.0.0.1:5"])
+def test_split_url_rejects_what_it_cannot_dial(url):
+    with pytest.raises(ValueError, match="URL"):
+        split_url(url)
+
+
+def test_unknown_transport_is_refused():
+    with pytest.raises(ValueError, match="socket, nng"):
+        transport.listen("carrier-pigeon", "tcp://127.0.0.1:0", None, 1, 1.0, lambda: None)  # type: ignore[arg-type]
