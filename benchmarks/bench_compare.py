@@ -53,8 +53,8 @@ if HERE not in sys.path:
 
 import tasks  # noqa: E402  (needs HERE on sys.path)
 
-FRAMEWORKS: tuple[str, ...] = ("pycrew", "ppe", "dask")
-LABELS: dict[str, str] = {"pycrew": "pycrew", "ppe": "ProcessPool", "dask": "dask"}
+FRAMEWORKS: tuple[str, ...] = ("pycrew", "pycrew-nng", "ppe", "dask")
+LABELS: dict[str, str] = {"pycrew": "pycrew", "pycrew-nng": "pycrew (nng)", "ppe": "ProcessPool", "dask": "dask"}
 MEASURES: tuple[str, ...] = ("throughput", "latency", "efficiency", "memory", "first_result")
 RESULT_MARK = "BENCH_RESULT "
 
@@ -170,9 +170,11 @@ class PycrewPool(Pool):
         self._pycrew = pycrew
         self.controller: Any = None
 
+    transport = "socket"
+
     def open(self) -> None:
         """Build the controller and start it (workers launch on demand)."""
-        self.controller = self._pycrew.controller("local", workers=self.workers)
+        self.controller = self._pycrew.controller("local", workers=self.workers, transport=self.transport)
         self.controller.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -192,6 +194,13 @@ class PycrewPool(Pool):
         if not cancel:
             self.controller.wait("all")
         self.controller.terminate()
+
+
+class PycrewNngPool(PycrewPool):
+    """pycrew with ``transport="nng"``: workers talk to the dispatcher through pynng."""
+
+    name = "pycrew-nng"
+    transport = "nng"
 
 
 class ProcessPool(Pool):
@@ -275,7 +284,7 @@ class DaskPool(Pool):
         self.cluster.close()
 
 
-POOLS: dict[str, type[Pool]] = {"pycrew": PycrewPool, "ppe": ProcessPool, "dask": DaskPool}
+POOLS: dict[str, type[Pool]] = {"pycrew": PycrewPool, "pycrew-nng": PycrewNngPool, "ppe": ProcessPool, "dask": DaskPool}
 
 
 # -- measures (run in a child process) ---------------------------------------------------
@@ -655,7 +664,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (and --repeat 1 unless given)")
     ap.add_argument("--repeat", type=int, default=None, help="runs per measure; the median is reported (default 3)")
-    ap.add_argument("--only", default=",".join(FRAMEWORKS), help="frameworks, comma-separated: pycrew,ppe,dask")
+    ap.add_argument("--only", default=",".join(FRAMEWORKS), help="frameworks, comma-separated: pycrew,pycrew-nng,ppe,dask")
     ap.add_argument("--measures", default=",".join(MEASURES), help="measures, comma-separated: " + ",".join(MEASURES))
     ap.add_argument("--workers", type=int, default=2, help="worker processes per pool (default 2)")
     ap.add_argument("--no-tracemalloc", action="store_true", help="skip the tracemalloc pass of the memory measure")

@@ -213,7 +213,10 @@ class SocketServer(Server):
 
     def _read(self, link: SocketLink) -> None:
         sock, total, eof = link.sock, 0, False
-        while total < READ_TURN:
+        tls = isinstance(sock, ssl.SSLSocket)
+        # Stop after READ_TURN bytes (the selector reports the socket again), except while
+        # TLS holds decrypted bytes: those would not wake the selector.
+        while total < READ_TURN or (tls and sock.pending()):  # type: ignore[attr-defined]
             try:
                 chunk = sock.recv(READ_CHUNK)
             except _WOULD_BLOCK:
