@@ -174,7 +174,7 @@ class PycrewPool(Pool):
 
     def open(self) -> None:
         """Build the controller and start it (workers launch on demand)."""
-        self.controller = self._pycrew.controller("local", workers=self.workers, transport=self.transport)
+        self.controller = self._pycrew.controller("local", workers=self.workers, wire=self.transport)
         self.controller.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -197,7 +197,7 @@ class PycrewPool(Pool):
 
 
 class PycrewNngPool(PycrewPool):
-    """pycrew with ``transport="nng"``: workers talk to the dispatcher through pynng."""
+    """pycrew with ``wire="nng"``: workers talk to the dispatcher through pynng."""
 
     name = "pycrew-nng"
     transport = "nng"

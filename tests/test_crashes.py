@@ -21,7 +21,7 @@ pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)  # every scenario on ev
 
 
 def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_controller, tmp_path, wire):
-    c = make_controller("local", transport=wire, workers=1).start()
+    c = make_controller("local", wire=wire, workers=1).start()
     c.push(crash_first_time, args=(str(tmp_path / "marker"),), name="crashy")
     assert c.wait(timeout=60)
     r = c.pop()
@@ -32,7 +32,7 @@ def test_task_that_kills_its_worker_once_succeeds_on_the_second_attempt(make_con
 
 
 def test_task_resolves_as_crash_after_crashes_max(make_controller, wire):
-    c = make_controller("local", transport=wire, workers=1, crashes_max=2).start()
+    c = make_controller("local", wire=wire, workers=1, crashes_max=2).start()
     c.push(always_crash, name="doomed")
     c.push(identity, args=(1,), name="fine")
     assert c.wait(timeout=60)
@@ -43,7 +43,7 @@ def test_task_resolves_as_crash_after_crashes_max(make_controller, wire):
 
 
 def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path, wire):
-    c = make_controller("local", transport=wire, workers=2).start()
+    c = make_controller("local", wire=wire, workers=2).start()
     pid_file = tmp_path / "pid"
     c.push(write_pid_then_sleep, args=(str(pid_file), 1.0), name="victim")
     for i in range(20):
@@ -60,7 +60,7 @@ def test_worker_killed_mid_task_loses_nothing(make_controller, tmp_path, wire):
 
 
 def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_controller, tmp_path, wire):
-    c = make_controller("local", transport=wire, workers=2, seconds_heartbeat=0.2, seconds_heartbeat_timeout=1.5).start()
+    c = make_controller("local", wire=wire, workers=2, seconds_heartbeat=0.2, seconds_heartbeat_timeout=1.5).start()
     pid_file = tmp_path / "pid"
     c.push(write_pid_then_sleep, args=(str(pid_file), 0.5), name="frozen")
     wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30)
@@ -80,7 +80,7 @@ def test_frozen_worker_is_detected_by_heartbeat_and_its_task_requeued(make_contr
 CLIENT = textwrap.dedent(
     """
     import sys, time, pycrew
-    c = pycrew.controller("local", workers=2, transport="{wire}", seconds_idle={idle}, seconds_heartbeat=0.5,
+    c = pycrew.controller("local", workers=2, wire="{wire}", seconds_idle={idle}, seconds_heartbeat=0.5,
                           seconds_heartbeat_timeout={hb_timeout})
     c.start()
     futures = [c.submit(time.sleep, 60) for _ in range(2)]

@@ -75,11 +75,11 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 def _dial(c: pycrew.Controller) -> Channel:
     """An intruder's connection, speaking the controller's transport."""
-    return transport.connect(c.options.transport, c.url, None, 5.0)
+    return transport.connect(c.options.wire, c.url, None, 5.0)
 
 
 def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tmp_path, wire):
-    c = make_controller("local", workers=1, transport=wire).start()
+    c = make_controller("local", workers=1, wire=wire).start()
     evil = tmp_path / "unpickled"
     sock = _dial(c)
     try:
@@ -98,7 +98,7 @@ def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tm
 
 
 def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp_path, wire):
-    c = make_controller(transport=wire).start()
+    c = make_controller(wire=wire).start()
     evil = tmp_path / "unpickled"
     sock = _dial(c)
     try:
@@ -112,7 +112,7 @@ def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp
 
 
 def test_worker_process_with_wrong_token_never_comes_online(make_controller, wire):
-    c = make_controller("local", workers=1, transport=wire).start()
+    c = make_controller("local", workers=1, wire=wire).start()
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     env = {**os.environ, pycrew.TOKEN_ENV: "not-the-token"}
@@ -134,7 +134,7 @@ def test_worker_without_token_exits_with_a_clear_message():
 
 
 def test_garbage_bytes_on_the_listener_port_are_dropped(make_controller, wire):
-    c = make_controller(transport=wire).start()
+    c = make_controller(wire=wire).start()
     port = int(c.url.rsplit(":", 1)[1])
     for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x00SP\x00\x00\x11\x00\x00" + os.urandom(64)):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -145,7 +145,7 @@ def test_garbage_bytes_on_the_listener_port_are_dropped(make_controller, wire):
 
 
 def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_controller, wire):
-    c = make_controller("local", workers=1, bytes_max=65536, transport=wire).start()
+    c = make_controller("local", workers=1, bytes_max=65536, wire=wire).start()
     sock = _dial(c)
     try:
         _first_frame(sock)
@@ -158,7 +158,7 @@ def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_contro
 
 
 def test_automatic_tls_runs_tasks(make_controller, wire):
-    c = make_controller("local", workers=1, tls="automatic", transport=wire).start()
+    c = make_controller("local", workers=1, tls="automatic", wire=wire).start()
     assert c.url.startswith("tls+tcp://")
     assert c.launcher.call().env[pycrew.TLS_CA_ENV].startswith("-----BEGIN CERTIFICATE-----")
     c.push(identity, args=("secure",))
@@ -168,7 +168,7 @@ def test_automatic_tls_runs_tasks(make_controller, wire):
 def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller, wire):
     from pycrew.tls import self_signed
 
-    c = make_controller("local", workers=1, tls="automatic", transport=wire).start()
+    c = make_controller("local", workers=1, tls="automatic", wire=wire).start()
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     _, other_cert = self_signed("127.0.0.1")
@@ -185,7 +185,7 @@ def test_custom_tls_needs_key_and_certificate():
 
 def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controller, wire):
     """An array launch: shared args and env, the index variable tells each element who it is."""
-    c = make_controller("local", workers=2, transport=wire).start()
+    c = make_controller("local", workers=2, wire=wire).start()
     calls = [c.launcher.call(worker=k + 1, url=c.url, batch=("batch-key", "arr-", k, 2)) for k in range(2)]
     assert calls[0].token != calls[1].token
     assert calls[0].array_args("IDX", 1) == calls[1].array_args("IDX", 1)
@@ -215,7 +215,7 @@ def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controlle
 
 
 def test_a_result_larger_than_bytes_max_crashes_its_task_and_nothing_else(make_controller, wire):
-    c = make_controller("local", workers=1, bytes_max=65536, crashes_max=1, transport=wire).start()
+    c = make_controller("local", workers=1, bytes_max=65536, crashes_max=1, wire=wire).start()
     c.push(os.urandom, args=(200_000,), name="big")
     c.push(identity, args=(9,), name="small")
     assert c.wait(timeout=60)
@@ -226,6 +226,6 @@ def test_a_result_larger_than_bytes_max_crashes_its_task_and_nothing_else(make_c
 
 def test_results_up_to_bytes_max_arrive_whole(make_controller, wire):
     """The limit before authentication is small; an authenticated worker gets the full bytes_max."""
-    c = make_controller("local", workers=1, transport=wire).start()
+    c = make_controller("local", workers=1, wire=wire).start()
     data = c.submit(os.urandom, 20_000_000).result(timeout=60)
     assert len(data) == 20_000_000

@@ -99,6 +99,33 @@ def test_duplicate_launcher_name_is_an_error():
         reg.register(Dummy("x"))
 
 
+def test_launcher_options_may_not_shadow_controller_options():
+    """A launcher option named like a controller option could never be set: refused at load."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Shadowing(pycrew.LauncherOptions):
+        wire: str = "rest"
+        region: str = "x"
+
+    class Plugin:
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register):
+            register("shadow", Shadowing)
+
+    reg = PluginRegistry(load_entry_points=False)
+    with pytest.raises(pycrew.PluginError, match=r"'shadow' whose options 'wire' are also controller options"):
+        reg.register(Plugin(), name="shadow-plugin")
+    with pytest.raises(pycrew.LauncherNotFoundError):
+        reg.launcher("shadow")
+
+
+def test_installed_launchers_do_not_shadow_controller_options():
+    reg = PluginRegistry()
+    for name in ("local", "slurm", "k8s", "cloudrun", "awsbatch"):
+        reg.launcher(name)  # loading checks the options
+
+
 def test_options_type_must_derive_from_launcher_options():
     class NoOptions:
         @pycrew.hookimpl

@@ -45,8 +45,8 @@ def test_region_defaults_to_gclouds_environment(monkeypatch: pytest.MonkeyPatch)
         ({"env": {"PYCREW_TOKEN": "x"}}, "env"),
         ({"env": {"CLOUD_RUN_TASK_INDEX": "1"}}, "env"),
         ({"env": {"1X": "1"}}, "env"),
-        ({"seconds_timeout": 0}, "seconds_timeout"),
-        ({"seconds_timeout": 8 * 24 * 3600.0}, "seconds_timeout"),
+        ({"seconds_task_timeout": 0}, "seconds_task_timeout"),
+        ({"seconds_task_timeout": 8 * 24 * 3600.0}, "seconds_task_timeout"),
         ({"secret": "a/b"}, "secret"),
         ({"api_endpoint": "http://127.0.0.1:1"}, "api_endpoint"),
         ({"network_tags": ("t",)}, "network_tags"),
@@ -110,6 +110,6 @@ def test_task_timeout_follows_the_workers_limits() -> None:
     args = ("-m", "pycrew.worker", "--seconds-wall", "100.0", "--seconds-launch", "30.0")
     assert task_timeout(options(), args) == 190.0
     assert task_timeout(options(), ("--seconds-wall", "inf", "--seconds-launch", "30.0")) == 24 * 3600.0
-    assert task_timeout(options(seconds_timeout=50.0), args) == 50.0
+    assert task_timeout(options(seconds_task_timeout=50.0), args) == 50.0
     assert task_timeout(options(), ("--seconds-wall", str(1e9))) == 7 * 24 * 3600.0
     assert not math.isinf(task_timeout(options(), ()))

@@ -42,14 +42,14 @@ class TestLocalLauncher(LauncherSuite):
 
 
 class TestLocalLauncherOverNng(TestLocalLauncher):
-    """The same suite with workers talking to the dispatcher over NNG (``transport="nng"``)."""
+    """The same suite with workers talking to the dispatcher over NNG (``wire="nng"``)."""
 
     @pytest.fixture
     def launcher_config(self) -> LauncherConfig:
         return LauncherConfig(
             name="local",
             options={},
-            controller_options={"transport": "nng"},
+            controller_options={"wire": "nng"},
             bad_options=[{"python": ""}],
             bad_launch_options={"python": "/no/such/python"},
             seconds_timeout=30.0,

@@ -127,7 +127,7 @@ class Controller(concurrent.futures.Executor):
             settings = DispatcherSettings(
                 url=self.launcher.url,
                 tls=key_cert,
-                transport=self.options.transport,
+                transport=self.options.wire,
                 crashes_max=self.options.crashes_max,
                 seconds_heartbeat=self.options.seconds_heartbeat,
                 seconds_heartbeat_timeout=self.options.seconds_heartbeat_timeout,

@@ -26,9 +26,9 @@ class ControllerOptions:
             this machine, a routable address of this machine for remote launchers.
         port: TCP port to listen on; 0 picks a free one.
         tls: ``"none"``, ``"automatic"``, ``"custom"`` or a :class:`pycrew.TLS`.
-        transport: how workers talk to the dispatcher: ``"socket"`` (standard-library
-            TCP/TLS sockets, the default and the fastest) or ``"nng"`` (NNG through pynng);
-            see :mod:`pycrew.transport`.
+        wire: the transport between the dispatcher and its workers: ``"socket"``
+            (standard-library TCP/TLS sockets, the default and the fastest) or ``"nng"``
+            (NNG through pynng); see :mod:`pycrew.transport`.
         seconds_launch: how long a launched worker may take to connect before it is
             terminated and counted as a failed launch.
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`.
@@ -60,7 +60,7 @@ class ControllerOptions:
     host: str | None = None
     port: int = 0
     tls: Any = field(default="none")
-    transport: Transport = DEFAULT_TRANSPORT
+    wire: Transport = DEFAULT_TRANSPORT
     seconds_launch: float = 30.0
     launch_max: int = 5
     seconds_idle: float = math.inf

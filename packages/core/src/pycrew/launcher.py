@@ -135,7 +135,7 @@ class Launcher:
             "pycrew.worker",
             "--url",
             url or self.url or "tcp://127.0.0.1:0",
-            *(("--transport", o.transport) if o.transport != DEFAULT_TRANSPORT else ()),
+            *(("--transport", o.wire) if o.wire != DEFAULT_TRANSPORT else ()),
             "--instance",
             instance,
             "--worker",

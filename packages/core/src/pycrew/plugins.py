@@ -18,6 +18,7 @@ The plugin manager is the one piece of global mutable state in pycrew.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -156,6 +157,14 @@ class PluginRegistry:
                         f"plugin {label!r} registered launcher {spec.name!r} with options_type "
                         f"{spec.options_type!r}; it must be a subclass of pycrew.LauncherOptions"
                     )
+                shadowed = sorted(_controller_option_names() & {f.name for f in dataclasses.fields(spec.options_type)})
+                if shadowed:
+                    self.pm.unregister(plugin)
+                    raise PluginError(
+                        f"plugin {label!r} registered launcher {spec.name!r} whose options "
+                        f"{', '.join(map(repr, shadowed))} are also controller options, so users could "
+                        "never set them; rename them in the launcher's options class"
+                    )
                 if spec.name in self._launchers and self._launchers[spec.name].plugin is not plugin:
                     self.pm.unregister(plugin)
                     other = self._launchers[spec.name]
@@ -262,6 +271,12 @@ def reset_registry() -> None:
     global _registry
     with _registry_lock:
         _registry = None
+
+
+def _controller_option_names() -> set[str]:
+    from pycrew.controller_options import ControllerOptions  # here: it imports much of pycrew
+
+    return ControllerOptions.keys()
 
 
 def register(plugin: object, name: str | None = None) -> list[LauncherSpec]:

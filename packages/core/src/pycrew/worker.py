@@ -102,6 +102,13 @@ class Worker:
         if args.url.startswith("tls+") and not ca:
             raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
         self.channel: transport.Channel | None = None
+        self.direct = False  # the idle main thread reads its own frames (see _comms_reads)
+        self.serving = False
+        self.reader = threading.Lock()
+        self.main_wants_read = False
+        self.comms_reading = False
+        self.task_started = 0.0
+        self.last_read = time.monotonic()
 
     def _link_closed(self) -> None:
         self._controller_gone("the controller closed the connection")
@@ -117,11 +124,75 @@ class Worker:
             log.info("pycrew worker %s exiting during a task: %s", self.args.instance, why)
             os._exit(EXIT_CONTROLLER_GONE)
 
-    # -- comms thread ------------------------------------------------------------------
+    # -- reading frames ----------------------------------------------------------------
+    #
+    # On an interruptible channel (the socket transport) the main thread reads its own
+    # frames while it is idle, so a task goes from the socket to the task runner without
+    # a thread hand-off. The comms thread reads only while the worker is not serving yet
+    # (the handshake), while a task has run for READ_HANDOVER seconds (to see CANCEL and
+    # STOP), and when nobody has read for a heartbeat interval (a long run of short
+    # prefetched tasks). Whoever reads holds ``reader``; the idle main thread interrupts
+    # the comms thread's read to take the role back. On other channels the comms thread
+    # reads everything and hands tasks over through ``cv``.
 
-    def _comms(self) -> None:
+    READ_HANDOVER = 0.01
+
+    def _read_one(self, timeout: float) -> bool:
+        """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
         channel = self.channel
         assert channel is not None
+        try:
+            frame = channel.recv(max(timeout, 0.001))
+        except transport.Closed:
+            self._controller_gone("the controller closed the connection")
+            return False
+        self.last_read = time.monotonic()
+        if frame is not None:
+            self.last_seen = self.last_read
+            self._handle(frame)
+        return not self.gone.is_set()
+
+    def _handle(self, frame: bytes) -> None:
+        kind = frame[0] if frame else -1
+        if kind == p.TASKS:
+            records = p.decode_records(frame)
+            with self.cv:
+                self.frames_received += 1
+                self.tasks.extend(records)
+                self.cv.notify()
+        elif kind == p.CHALLENGE:
+            nonce = p.decode_challenge(frame)
+            hello = {
+                "v": p.PROTOCOL_VERSION,
+                "instance": self.args.instance,
+                "mac": p.mac(self.token, nonce, self.args.instance),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "worker": self.args.worker,
+                "tasks_max": self.args.tasks_max,
+            }
+            self._send(p.encode_json(p.HELLO, hello))
+        elif kind == p.WELCOME:
+            body = p.decode_json(frame)
+            self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
+            self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+            self.welcomed.set()
+        elif kind == p.CANCEL:
+            self._cancel(p.decode_ids(frame))
+        elif kind == p.STOP:
+            self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+
+    def _comms_reads(self, now: float) -> bool:
+        """Whether the comms thread should read now (see above)."""
+        if not self.direct or not self.serving:
+            return True
+        if self.main_wants_read:
+            return False
+        if self.running and now - self.task_started >= self.READ_HANDOVER:
+            return True
+        return now - self.last_read >= self.seconds_heartbeat
+
+    def _comms(self) -> None:
         next_beat = time.monotonic()
         while not self.gone.is_set():
             now = time.monotonic()
@@ -138,43 +209,35 @@ class Worker:
             wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - now))
-            try:
-                frame = channel.recv(max(wait, 0.001))
-            except transport.Closed:
-                self._controller_gone("the controller closed the connection")
-                return
-            if frame is None:
+            if not self._comms_reads(now):
+                # A running task is handed over READ_HANDOVER after it started; otherwise
+                # look again soon enough to notice a task start (and its time limit).
+                nap = max(0.001, self.task_started + self.READ_HANDOVER - now) if self.running else 0.05
+                self.gone.wait(min(wait, nap))
                 continue
-            self.last_seen = time.monotonic()
-            kind = frame[0] if frame else -1
-            if kind == p.TASKS:
-                records = p.decode_records(frame)
-                with self.cv:
-                    self.frames_received += 1
-                    self.tasks.extend(records)
-                    self.cv.notify()
-            elif kind == p.CHALLENGE:
-                nonce = p.decode_challenge(frame)
-                hello = {
-                    "v": p.PROTOCOL_VERSION,
-                    "instance": self.args.instance,
-                    "mac": p.mac(self.token, nonce, self.args.instance),
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "worker": self.args.worker,
-                    "tasks_max": self.args.tasks_max,
-                }
-                self._send(p.encode_json(p.HELLO, hello))
-            elif kind == p.WELCOME:
-                body = p.decode_json(frame)
-                self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
-                self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
-                self.welcomed.set()
-            elif kind == p.CANCEL:
-                self._cancel(p.decode_ids(frame))
-            elif kind == p.STOP:
-                self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
-                return
+            if not self.reader.acquire(timeout=wait):
+                continue
+            try:
+                self.comms_reading = True
+                if self.main_wants_read:  # the idle main thread asked for the role meanwhile
+                    continue
+                if not self._read_one(wait):
+                    return
+            finally:
+                self.comms_reading = False
+                self.reader.release()
+
+    def _idle_read(self, timeout: float) -> None:
+        """The idle main thread reads (interrupting the comms thread's read if needed)."""
+        channel = self.channel
+        assert channel is not None
+        self.main_wants_read = True
+        if self.comms_reading:
+            channel.interrupt()
+        with self.reader:
+            self.main_wants_read = False
+            if not self.tasks:
+                self._read_one(timeout)
 
     def _sample_metrics(self) -> None:
         """Sample this worker's CPU and memory (children included) every --metrics-seconds."""
@@ -250,8 +313,9 @@ class Worker:
         try:
             self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed)
         except transport.ConnectFailed as exc:
-            log.error("pycrew worker %s: %s", a.instance, exc)
+            log.error("pycrew worker %s %s", a.instance, exc)
             return EXIT_NO_CONNECTION
+        self.direct = self.channel.interruptible
         self.runner.install()
         if a.metrics_seconds:
             threading.Thread(target=self._sample_metrics, name="pycrew-worker-metrics", daemon=True).start()
@@ -266,6 +330,7 @@ class Worker:
                 log.error("pycrew worker %s could not connect to %s within %s s", a.instance, a.url, a.seconds_launch)
                 self.channel.close()
                 return EXIT_NO_CONNECTION
+        self.serving = True
         reason = self._serve()
         if not self.gone.is_set():
             unstarted = [i for i, _ in self.tasks]
@@ -291,18 +356,24 @@ class Worker:
                 self._flush(results)
                 return f"seconds_wall={a.seconds_wall:g} reached"
             with self.cv:
-                if not self.tasks:
+                task = self.tasks.popleft() if self.tasks else None
+                if task is None:
                     if results:
                         self._flush(results)
                         results = []
                     deadline = min(last_work + a.seconds_idle, wall_end)
                     if now >= deadline:
                         return f"idle for seconds_idle={a.seconds_idle:g}"
-                    self.cv.wait(min(deadline - now, 1.0))
-                    continue
-                task_id, payload = self.tasks.popleft()
-            self.running = True
+                    if not self.direct:
+                        self.cv.wait(min(deadline - now, 1.0))
+                        continue
+            if task is None:
+                self._idle_read(min(deadline - now, 1.0))
+                continue
+            task_id, payload = task
             started = time.monotonic()
+            self.task_started = started
+            self.running = True
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1

@@ -79,7 +79,7 @@ def build_job(options: CloudRunOptions) -> run_v2.Job:
     task: dict[str, Any] = {
         "containers": [container],
         "max_retries": options.max_retries,
-        "timeout": duration(options.seconds_timeout or SECONDS_TIMEOUT_DEFAULT),
+        "timeout": duration(options.seconds_task_timeout or SECONDS_TIMEOUT_DEFAULT),
     }
     if options.service_account:
         task["service_account"] = options.service_account
@@ -129,8 +129,8 @@ def task_timeout(options: CloudRunOptions, args: Sequence[str]) -> float:
     ``seconds_launch + seconds_wall + 60`` when the worker has a wall time limit, else 24
     hours; never more than Cloud Run's 168 hours.
     """
-    if options.seconds_timeout is not None:
-        return options.seconds_timeout
+    if options.seconds_task_timeout is not None:
+        return options.seconds_task_timeout
     wall = _worker_seconds(args, "--seconds-wall")
     if not math.isfinite(wall):
         return SECONDS_TIMEOUT_DEFAULT

@@ -73,7 +73,8 @@ class CloudRunOptions(LauncherOptions):
         execution_environment: ``"gen1"`` or ``"gen2"``.
         labels: labels of the job and of its executions (billing, console filters).
         env: non-secret environment variables of every worker.
-        seconds_timeout: the task timeout (Cloud Run kills a task running longer). Default:
+        seconds_task_timeout: the Cloud Run task timeout (Cloud Run kills a worker's task
+            running longer; not pycrew's per-task ``seconds_timeout``). Default:
             ``seconds_launch + seconds_wall + 60`` if ``seconds_wall`` is finite, else 24 hours.
         token_delivery: how the workers' secret reaches the tasks. ``"secret_manager"``
             (default): a new version of ``secret`` per execution, referenced by version from
@@ -119,7 +120,7 @@ class CloudRunOptions(LauncherOptions):
     execution_environment: Literal["gen1", "gen2"] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
-    seconds_timeout: float | None = None
+    seconds_task_timeout: float | None = None
     token_delivery: Literal["secret_manager", "env"] = "secret_manager"
     secret: str = "pycrew-batch-keys"
     create_secret: bool = True
@@ -155,8 +156,8 @@ class CloudRunOptions(LauncherOptions):
         require(self.parallelism >= 0, o, "parallelism", self.parallelism, "be >= 0 (0: no limit)")
         self._validate_network()
         self._validate_labels_and_env()
-        if self.seconds_timeout is not None:
-            require(0 < self.seconds_timeout <= SECONDS_TIMEOUT_MAX, o, "seconds_timeout", self.seconds_timeout, f"be > 0 and <= {SECONDS_TIMEOUT_MAX:g} (168 hours)")
+        if self.seconds_task_timeout is not None:
+            require(0 < self.seconds_task_timeout <= SECONDS_TIMEOUT_MAX, o, "seconds_task_timeout", self.seconds_task_timeout, f"be > 0 and <= {SECONDS_TIMEOUT_MAX:g} (168 hours)")
         require(bool(SECRET.match(self.secret)), o, "secret", self.secret, "be a Secret Manager secret id or 'projects/<project>/secrets/<id>'")
         if self.seconds_secret_version_keep is not None:
             require(self.seconds_secret_version_keep >= 3600, o, "seconds_secret_version_keep", self.seconds_secret_version_keep, "be >= 3600 (or None to keep old versions)")

@@ -107,7 +107,17 @@ class Server(abc.ABC):
 
 
 class Channel(abc.ABC):
-    """A worker's end of its link. ``send`` may be called from any thread; ``recv`` from one at a time."""
+    """A worker's end of its link. ``send`` may be called from any thread; ``recv`` from one at a time.
+
+    Attributes:
+        interruptible: whether :meth:`interrupt` makes a blocked :meth:`recv` return early.
+    """
+
+    interruptible: bool = False
+
+    def interrupt(self) -> None:
+        """Make a :meth:`recv` blocked in another thread return ``None`` soon (if :attr:`interruptible`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot interrupt a receive")
 
     @abc.abstractmethod
     def send(self, frame: bytes) -> None:

@@ -174,7 +174,7 @@ class NngChannel(Channel):
         if use_tls:
             if not ca:
                 sock.close()
-                raise ConnectFailed(f"{url} uses TLS but no certificate to trust was given")
+                raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
             sock.tls_config = _client_config(ca, host)
         channel = cls(sock, on_closed)
         sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())

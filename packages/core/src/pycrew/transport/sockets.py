@@ -365,14 +365,20 @@ class SocketServer(Server):
 class SocketChannel(Channel):
     """A worker's connection: non-blocking socket, waits with ``select``-style polling."""
 
+    interruptible = True
+
     def __init__(self, sock: socket.socket, on_closed: Callable[[], None] | None) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._send_lock = threading.Lock()
         self._ssl_lock = threading.Lock() if self._tls else contextlib.nullcontext()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._rsel = selectors.DefaultSelector()
         self._rsel.register(sock, selectors.EVENT_READ)
+        self._rsel.register(self._wake_r, selectors.EVENT_READ)
         self._wsel = selectors.DefaultSelector()
         self._wsel.register(sock, selectors.EVENT_WRITE)
         self._rbuf = bytearray()
@@ -384,7 +390,7 @@ class SocketChannel(Channel):
         """Connect to ``url``, retrying refused connections until ``seconds`` have passed."""
         use_tls, host, port = split_url(url)
         if use_tls and not ca:
-            raise ConnectFailed(f"{url} uses TLS but no certificate to trust was given")
+            raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
         ctx = _client_context(ca) if use_tls and ca else None
         deadline = time.monotonic() + seconds
         delay = 0.05
@@ -407,7 +413,7 @@ class SocketChannel(Channel):
                 sock.sendall(PREAMBLE)
             except ssl.SSLCertVerificationError as exc:
                 sock.close()
-                raise ConnectFailed(f"TLS: the controller's certificate is not trusted: {exc.verify_message}") from exc
+                raise ConnectFailed(f"could not connect to {url}: its TLS certificate is not trusted ({exc.verify_message})") from exc
             except OSError as exc:  # the peer went away during the handshake: try again
                 sock.close()
                 last = exc
@@ -461,13 +467,22 @@ class SocketChannel(Channel):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                self._rsel.select(left)
+                for key, _ in self._rsel.select(left):
+                    if key.fileobj == self._wake_r:  # interrupted
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                        return None
                 continue
             except OSError as exc:
                 raise self._gone() from exc
             if not chunk:
                 raise self._gone()
             buf += chunk
+
+    def interrupt(self) -> None:
+        """Make a ``recv`` waiting in another thread return ``None``."""
+        with contextlib.suppress(OSError):  # full pipe (already interrupted) or closed
+            os.write(self._wake_w, b"x")
 
     def close(self) -> None:
         """Close the connection."""
@@ -476,3 +491,6 @@ class SocketChannel(Channel):
             self.sock.close()
         self._rsel.close()
         self._wsel.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
