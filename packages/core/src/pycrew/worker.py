@@ -135,7 +135,7 @@ class Worker:
     # the comms thread's read to take the role back. On other channels the comms thread
     # reads everything and hands tasks over through ``cv``.
 
-    READ_HANDOVER = 0.01
+    READ_HANDOVER = 0.1
 
     def _read_one(self, timeout: float) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
