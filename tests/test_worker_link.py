@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import busy_loop, sleep_then
+from helpers import busy_loop, identity, sleep_then
 from pycrew.transport import TRANSPORTS
 
 pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)
@@ -46,3 +46,19 @@ def test_round_trips_alternate_with_idle_periods(make_controller, wire):
     for i in range(200):
         assert c.submit(sleep_then, 0.015 if i % 3 == 0 else 0.0, i).result(timeout=30) == i
     assert c.summary().workers[0].instances == 1
+
+
+def test_bursts_of_tasks_lose_no_frame(make_controller, wire):
+    """Large bursts of small tasks (sent by value, as in a notebook) on two workers.
+
+    Over NNG, a burst of TASKS frames to one pipe used to overflow the pipe's two-message
+    queue; NNG drops what does not fit, and the dispatcher had to replace the worker to
+    recover the tasks. Now every TASKS frame is acknowledged and at most two are in flight.
+    """
+    c = make_controller("local", workers=2, wire=wire).start()
+    for burst in range(3):
+        futures = [c.submit(identity, i) for i in range(10_000)]
+        assert [f.result(timeout=120) for f in futures] == list(range(10_000)), f"burst {burst}"
+    s = c.summary()
+    assert s.controller.retries == 0, "a task had to run again"
+    assert sum(w.instances for w in s.workers) == 2, "a worker was replaced"

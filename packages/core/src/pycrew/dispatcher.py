@@ -56,6 +56,7 @@ class Conn:
     """One worker connection."""
 
     __slots__ = (
+        "frames_acked",
         "frames_sent",
         "host",
         "in_flight",
@@ -86,6 +87,7 @@ class Conn:
         self.host: str | None = None
         self.pid: int | None = None
         self.frames_sent = 0
+        self.frames_acked = 0
         self.last_task_send = now
         self.tasks_left = 1 << 62
         self.info: dict[str, Any] = {}
@@ -283,6 +285,7 @@ class Dispatcher:
         elif kind == p.BEAT:
             if len(frame) >= 9:
                 received = int.from_bytes(frame[1:9], "little")
+                conn.frames_acked = max(conn.frames_acked, received)
                 if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.BYE:
@@ -342,8 +345,9 @@ class Dispatcher:
         conn.progress = time.monotonic()
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
             conn.stop_by = None
-        if self.queue:
-            self._assign()
+        # The queue is assigned once per loop turn, after every frame that arrived was
+        # read: fewer, fuller TASKS frames, and never a burst of frames to one NNG pipe
+        # (whose queue would discard them).
 
     def record_seconds(self, seconds: float) -> None:
         """Feed a task's run time into the moving average that sizes prefetching."""
@@ -364,7 +368,9 @@ class Dispatcher:
         ready = [
             c
             for c in self.conns.values()
-            if c.state == READY and len(c.in_flight) < min(limit, c.tasks_left)
+            if c.state == READY
+            and len(c.in_flight) < min(limit, c.tasks_left)
+            and (c.link.unacked_max is None or c.frames_sent - c.frames_acked < c.link.unacked_max)
         ]
         if not ready:
             return

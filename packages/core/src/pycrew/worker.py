@@ -103,6 +103,7 @@ class Worker:
             raise SystemExit(f"pycrew worker: {args.url} uses TLS but ${TLS_CA_ENV} is not set")
         self.channel: transport.Channel | None = None
         self.direct = False  # the idle main thread reads its own frames (see _comms_reads)
+        self.acknowledge = False  # answer every TASKS frame with a BEAT (NNG links)
         self.serving = False
         self.reader = threading.Lock()
         self.main_wants_read = False
@@ -160,6 +161,8 @@ class Worker:
                 self.frames_received += 1
                 self.tasks.extend(records)
                 self.cv.notify()
+            if self.acknowledge:
+                self._send(self._beat())
         elif kind == p.CHALLENGE:
             nonce = p.decode_challenge(frame)
             hello = {
@@ -182,6 +185,10 @@ class Worker:
         elif kind == p.STOP:
             self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
 
+    def _beat(self) -> bytes:
+        """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
+        return bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little")
+
     def _comms_reads(self, now: float) -> bool:
         """Whether the comms thread should read now (see above)."""
         if not self.direct or not self.serving:
@@ -198,7 +205,7 @@ class Worker:
             now = time.monotonic()
             if self.welcomed.is_set() and now >= next_beat:
                 next_beat = now + self.seconds_heartbeat
-                self._send(bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little"))
+                self._send(self._beat())
                 if now - self.last_seen > self.seconds_heartbeat_timeout:
                     self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
                     return
@@ -316,6 +323,7 @@ class Worker:
             log.error("pycrew worker %s %s", a.instance, exc)
             return EXIT_NO_CONNECTION
         self.direct = self.channel.interruptible
+        self.acknowledge = self.channel.acknowledges
         self.runner.install()
         if a.metrics_seconds:
             threading.Thread(target=self._sample_metrics, name="pycrew-worker-metrics", daemon=True).start()

@@ -53,6 +53,9 @@ class Link(abc.ABC):
 
     id: int
     limit: int
+    #: Most TASKS frames the dispatcher may have sent and the worker not yet acknowledged
+    #: (``None``: no limit). NNG's polyamorous pipes queue two messages and drop the rest.
+    unacked_max: int | None = None
 
     @abc.abstractmethod
     def send(self, frame: bytes) -> None:
@@ -111,9 +114,12 @@ class Channel(abc.ABC):
 
     Attributes:
         interruptible: whether :meth:`interrupt` makes a blocked :meth:`recv` return early.
+        acknowledges: whether the worker must acknowledge each TASKS frame when it arrives.
     """
 
     interruptible: bool = False
+    #: Whether the worker acknowledges every TASKS frame at once (see :attr:`Link.unacked_max`).
+    acknowledges: bool = False
 
     def interrupt(self) -> None:
         """Make a :meth:`recv` blocked in another thread return ``None`` soon (if :attr:`interruptible`)."""

@@ -39,6 +39,8 @@ class NngLink(Link):
 
     __slots__ = ("id", "limit", "pipe")
 
+    unacked_max = 2  # a polyamorous pipe's send queue holds two messages
+
     def __init__(self, pipe: pynng.Pipe, limit: int) -> None:
         self.pipe = pipe
         self.id = pipe.id
@@ -155,6 +157,8 @@ class NngServer(Server):
 
 class NngChannel(Channel):
     """A worker's ``Pair1`` socket dialed to the dispatcher."""
+
+    acknowledges = True
 
     def __init__(self, sock: pynng.Pair1, on_closed: Callable[[], None] | None) -> None:
         self.sock = sock
