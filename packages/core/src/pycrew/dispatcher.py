@@ -6,10 +6,11 @@ the dispatcher's thread; other threads hand it work through thread-safe deques a
 it through a self-pipe, so a ``push`` never takes a lock the dispatcher holds for long.
 
 Reliability: the ``nng`` transport's polyamorous pair socket may discard a message it
-cannot deliver to a pipe. Flow control bounds what is outstanding per worker, and every
-worker heartbeat reports how many task frames it received: a worker that fell behind the
-count is disconnected and its tasks are requeued without penalty, so no task is ever
-lost. (The ``socket`` transport never discards; the check costs nothing there.)
+cannot deliver to a pipe (it queues two). NNG workers acknowledge every TASKS frame and
+at most ``Link.unacked_max`` frames go unacknowledged per pipe; should one still be lost,
+every worker heartbeat reports how many task frames it received: a worker that fell
+behind the count is disconnected and its tasks are requeued without penalty, so no task
+is ever lost. (The ``socket`` transport never discards; the check costs nothing there.)
 """
 
 from __future__ import annotations
