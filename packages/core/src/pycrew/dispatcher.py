@@ -344,6 +344,8 @@ class Dispatcher:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)
         conn.progress = time.monotonic()
+        if not conn.in_flight:  # every task sent came back, so every frame sent arrived
+            conn.frames_acked = conn.frames_sent
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
             conn.stop_by = None
         # The queue is assigned once per loop turn, after every frame that arrived was

@@ -158,10 +158,14 @@ class Worker:
         if kind == p.TASKS:
             records = p.decode_records(frame)
             with self.cv:
+                busy = self.running or bool(self.tasks)
                 self.frames_received += 1
                 self.tasks.extend(records)
                 self.cv.notify()
-            if self.acknowledge:
+            # A frame that reaches an idle worker is answered by its results soon (and
+            # the dispatcher counts a worker with nothing in flight as up to date); one
+            # that waits behind other tasks is acknowledged now.
+            if self.acknowledge and busy:
                 self._send(self._beat())
         elif kind == p.CHALLENGE:
             nonce = p.decode_challenge(frame)
