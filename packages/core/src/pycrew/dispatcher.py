@@ -442,7 +442,7 @@ class Dispatcher:
         conn.state = CLOSED
 
     def _lost(self, conn: Conn) -> None:
-        """The pipe of ``conn`` is gone."""
+        """The link of ``conn`` is gone."""
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
             conn.in_flight.clear()

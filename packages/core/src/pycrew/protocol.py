@@ -1,7 +1,7 @@
 """Wire messages between dispatcher and worker: framing and the authentication handshake.
 
-Nothing here unpickles. A frame is one NNG message: a one-byte kind followed by its
-body. Control bodies are small JSON objects; task and result batches are sequences of
+Nothing here unpickles. A frame (one message of the transport, see
+:mod:`pycrew.transport`) is a one-byte kind followed by its body. Control bodies are small JSON objects; task and result batches are sequences of
 ``(u64 id, u32 length, payload)`` records whose payloads are opaque bytes (pickles made
 and read elsewhere, and only after the connection has authenticated).
 
