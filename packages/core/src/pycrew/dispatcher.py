@@ -104,6 +104,11 @@ class Dispatcher:
         on_connect(instance, info): a worker authenticated.
         on_disconnect(instance, crashed): a worker left (``crashed``: without saying bye).
         on_tick(now): periodic maintenance (auto-scaling).
+        on_failure(error, tasks): the loop died of ``error``; ``tasks`` are every task it held
+            (queued, submitted, in flight), unresolved, to be resolved by the owner. Called
+            again, from the submitting thread, for tasks submitted after the loop died.
+
+    No frame can end the loop: a frame that cannot be handled closes its own connection.
     """
 
     def __init__(
@@ -113,14 +118,19 @@ class Dispatcher:
         on_connect: Callable[[str, dict[str, Any]], None],
         on_disconnect: Callable[[str, bool], None],
         on_tick: Callable[[float], None],
+        on_failure: Callable[[BaseException, list[Task]], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_result = on_result
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._on_tick = on_tick
-        self.tokens: dict[str, tuple[str, int]] = {}  # instance -> (token, slot)
-        self._used: set[str] = set()
+        self._on_failure = on_failure
+        # instance -> (token, slot) of instances launched and not connected yet: a token is
+        # used up by the connection that proves it (an instance connects once), and revoked
+        # when its launch fails, so this holds at most the workers launching now.
+        self.tokens: dict[str, tuple[str, int]] = {}
+        self.finished = False  # the loop has ended (stopped, or died of ``error``)
         self.conns: dict[int, Conn] = {}
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()
@@ -168,6 +178,21 @@ class Dispatcher:
         """Queue a task (any thread)."""
         self.submissions.append(task)
         self.wake()
+        if self.finished:  # the loop is gone: nobody else will ever look at this task
+            self._abandon(self._drain_submissions())
+
+    def _drain_submissions(self) -> list[Task]:
+        out = []
+        while True:
+            try:
+                out.append(self.submissions.popleft())
+            except IndexError:
+                return out
+
+    def _abandon(self, tasks: list[Task]) -> None:
+        """Hand tasks the dead loop can no longer run to ``on_failure`` (any thread)."""
+        if tasks and self.error is not None and self._on_failure is not None:
+            self._on_failure(self.error, tasks)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the dispatcher thread (any thread)."""
@@ -228,13 +253,27 @@ class Dispatcher:
                 if now >= next_tick:
                     next_tick = now + 0.1
                     self._maintain(now)
-        except Exception as exc:  # a bug here must not hang the user: record and report it
+        except BaseException as exc:  # whatever ends the loop must not hang the user
             log.exception("the pycrew dispatcher failed")
             self.error = exc
         finally:
+            self.finished = True
+            reason = "controller terminated" if self.error is None else f"the controller's dispatcher failed: {self.error!r}"
             for conn in list(self.conns.values()):
-                self._send(conn, p.encode_json(p.STOP, {"reason": "controller terminated"}))
+                with contextlib.suppress(Exception):  # best effort: the workers time out otherwise
+                    self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
             sel.close()
+            if self.error is not None:
+                self._abandon(self._held_tasks())
+
+    def _held_tasks(self) -> list[Task]:
+        """Every unresolved task this dispatcher holds (after the loop ended)."""
+        tasks = list(self.queue) + self._drain_submissions()
+        self.queue.clear()
+        for conn in self.conns.values():
+            tasks.extend(conn.in_flight.values())
+            conn.in_flight.clear()
+        return [t for t in tasks if not t.resolved]
 
     def _step(self) -> None:
         while self.submissions:  # before the inbox: a call made after a push sees the task
@@ -265,6 +304,9 @@ class Dispatcher:
             self._handle(conn, frame)
         except p.ProtocolError as exc:
             self._drop(conn, f"protocol error: {exc}")
+        except Exception as exc:  # no frame may end the loop: this connection goes instead
+            log.exception("handling a frame from worker connection %s (instance %s) failed", link.id, conn.instance)
+            self._drop(conn, f"its frame could not be handled: {type(exc).__name__}: {exc}")
 
     def link_closed(self, link: Link) -> None:
         """A worker's connection is gone."""
@@ -279,7 +321,7 @@ class Dispatcher:
             if kind != p.HELLO:
                 self._drop(conn, "first frame was not HELLO")
                 return
-            self._hello(conn, p.decode_json(frame, limit=p.HELLO_MAX_BYTES))
+            self._hello(conn, p.parse_hello(frame))
             return
         if kind == p.RESULTS:
             self._results(conn, p.decode_records(frame))
@@ -296,34 +338,25 @@ class Dispatcher:
         else:
             self._drop(conn, f"unexpected frame kind {kind}")
 
-    def _hello(self, conn: Conn, body: dict[str, Any]) -> None:
-        instance = body.get("instance")
-        proof = body.get("mac")
-        if not isinstance(instance, str) or not isinstance(proof, str):
-            self._drop(conn, "HELLO without instance or proof")
-            return
+    def _hello(self, conn: Conn, hello: p.Hello) -> None:
+        instance = hello.instance
         entry = self.tokens.get(instance)
         if entry is None:
-            self._drop(conn, f"unknown instance {instance!r}")
+            self._drop(conn, f"unknown instance {instance!r} (never launched, already connected once, or revoked)")
             return
         token, slot = entry
-        if not p.verify_mac(token, conn.nonce, instance, proof):
+        if not p.verify_mac(token, conn.nonce, instance, hello.mac):
             self._drop(conn, f"bad token for instance {instance!r}")
             return
-        if instance in self._used:
-            self._drop(conn, f"instance {instance!r} already connected once")
-            return
-        self._used.add(instance)
+        del self.tokens[instance]  # used up: the instance may not connect again
         conn.state = READY
         conn.link.limit = self.settings.bytes_max
         conn.instance = instance
         conn.slot = slot
-        conn.host = str(body.get("host")) if body.get("host") is not None else None
-        pid = body.get("pid")
-        conn.pid = pid if isinstance(pid, int) else None
-        tasks_max = body.get("tasks_max")
-        if isinstance(tasks_max, int) and tasks_max > 0:
-            conn.tasks_left = tasks_max
+        conn.host = hello.host
+        conn.pid = hello.pid
+        if hello.tasks_max is not None:
+            conn.tasks_left = hello.tasks_max
         conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
         self._send(
             conn,
@@ -332,6 +365,7 @@ class Dispatcher:
                 {
                     "seconds_heartbeat": self.settings.seconds_heartbeat,
                     "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                    "bytes_max": self.settings.bytes_max,
                 },
             ),
         )

@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -36,8 +38,12 @@ STOP = 0x53  # b"S"       dispatcher -> worker: JSON {reason}
 NONCE_BYTES = 32
 _RECORD = struct.Struct("<QI")
 _ID = struct.Struct("<Q")
-#: Largest HELLO body accepted before authentication.
+#: Largest frame accepted from a connection before it has authenticated (a HELLO is ~300 bytes).
 HELLO_MAX_BYTES = 4096
+#: What an instance id may look like (core makes hex ids, array elements ``<hex>-<index>``).
+INSTANCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_MAC_PATTERN = re.compile(r"[0-9a-f]{64}")
+_HOST_MAX = 255
 
 
 class ProtocolError(ValueError):
@@ -70,8 +76,8 @@ def derive_token(batch_key: str, instance: str) -> str:
 
 
 def verify_mac(token: str, nonce: bytes, instance: str, proof: str) -> bool:
-    """Constant-time check of a HELLO proof."""
-    return hmac.compare_digest(mac(token, nonce, instance), proof)
+    """Constant-time check of a HELLO proof (any string is safe to pass: it is compared as bytes)."""
+    return hmac.compare_digest(mac(token, nonce, instance).encode(), proof.encode("utf-8", "surrogatepass"))
 
 
 def kind(frame: bytes) -> int:
@@ -94,9 +100,57 @@ def decode_json(frame: bytes, limit: int | None = None) -> dict[str, Any]:
         body = json.loads(bytes(frame[1:]))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"bad JSON body: {exc}") from exc
+    except RecursionError as exc:  # deeply nested arrays or objects: hostile or broken, never ours
+        raise ProtocolError("JSON body nested too deeply") from exc
     if not isinstance(body, dict):
         raise ProtocolError("JSON body is not an object")
     return body
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A validated HELLO body."""
+
+    instance: str
+    mac: str
+    host: str | None
+    pid: int | None
+    tasks_max: int | None
+
+
+def _optional_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not low <= value <= high:
+        raise ProtocolError(f"HELLO field {key!r} must be an integer in [{low}, {high}] or null")
+    return value
+
+
+def parse_hello(frame: bytes) -> Hello:
+    """Decode and validate a HELLO frame, field by field, before anything trusts it.
+
+    Raises:
+        ProtocolError: the frame is too large, not a JSON object, or a field has the wrong
+            type or size (the instance id must match :data:`INSTANCE_PATTERN`, the proof must
+            be 64 lowercase hex digits).
+    """
+    body = decode_json(frame, limit=HELLO_MAX_BYTES)
+    instance, proof = body.get("instance"), body.get("mac")
+    if not isinstance(instance, str) or not INSTANCE_PATTERN.fullmatch(instance):
+        raise ProtocolError("HELLO field 'instance' must be an instance id (1-128 of A-Z a-z 0-9 _ . : -)")
+    if not isinstance(proof, str) or not _MAC_PATTERN.fullmatch(proof):
+        raise ProtocolError("HELLO field 'mac' must be 64 lowercase hex digits")
+    host = body.get("host")
+    if host is not None and (not isinstance(host, str) or len(host) > _HOST_MAX):
+        raise ProtocolError(f"HELLO field 'host' must be a string of at most {_HOST_MAX} characters or null")
+    return Hello(
+        instance=instance,
+        mac=proof,
+        host=host,
+        pid=_optional_int(body, "pid", 0, 2**63 - 1),
+        tasks_max=_optional_int(body, "tasks_max", 1, 2**62),
+    )
 
 
 def encode_challenge(nonce: bytes) -> bytes:

@@ -9,6 +9,15 @@ readable.
 Polyamorous pair sockets discard a message they cannot deliver to a pipe; the dispatcher
 keeps few frames in flight per worker and compares the frame count each worker reports
 with what it sent (see :mod:`pycrew.dispatcher`), so nothing is lost for good.
+
+Size bound before authentication: NNG applies one receive limit to every pipe of a
+socket, and reads a whole message into memory before anyone can look at it. So the
+dispatcher's socket takes messages of at most :data:`~pycrew.protocol.HELLO_MAX_BYTES`
+(4 KiB) from anyone, like the ``socket`` transport before authentication, and a worker
+sends a larger frame as a run of fragments (kind ``F`` while more follow, ``E`` for the
+last piece) that the server joins per pipe, up to the link's limit: 4 KiB until the
+worker has authenticated, ``bytes_max`` after. A connection that never authenticates can
+make the dispatcher hold at most 4 KiB per pipe.
 """
 
 from __future__ import annotations
@@ -17,13 +26,32 @@ import collections
 import logging
 import selectors
 import threading
+import time
 from collections.abc import Callable
 
 import pynng
 
+from pycrew.protocol import HELLO_MAX_BYTES
 from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
 
 log = logging.getLogger(__name__)
+
+#: Largest NNG message the dispatcher accepts (from any pipe, authenticated or not).
+MESSAGE_MAX_BYTES = HELLO_MAX_BYTES
+FRAGMENT_MORE = 0x46  # b"F": a piece of a frame; more pieces follow
+FRAGMENT_LAST = 0x45  # b"E": the last piece of a frame
+_PIECE = MESSAGE_MAX_BYTES - 1
+
+
+def fragments(frame: bytes) -> list[bytes]:
+    """The messages that carry ``frame``: itself when it fits in one, else its fragments."""
+    if len(frame) <= MESSAGE_MAX_BYTES:
+        return [frame]
+    view = memoryview(frame)
+    starts = range(0, len(frame), _PIECE)
+    last = starts[-1]
+    more, end = bytes((FRAGMENT_MORE,)), bytes((FRAGMENT_LAST,))
+    return [(end if i == last else more) + view[i : i + _PIECE] for i in starts]
 
 
 def _server_config(key_pem: str, cert_pem: str) -> pynng.TLSConfig:
@@ -35,9 +63,9 @@ def _client_config(ca_pem: str, server_name: str) -> pynng.TLSConfig:
 
 
 class NngLink(Link):
-    """One pipe of the dispatcher's socket."""
+    """One pipe of the dispatcher's socket (and the fragments of the frame arriving on it)."""
 
-    __slots__ = ("id", "limit", "pipe")
+    __slots__ = ("id", "limit", "parts", "parts_size", "pipe")
 
     unacked_max = 2  # a polyamorous pipe's send queue holds two messages
 
@@ -45,6 +73,30 @@ class NngLink(Link):
         self.pipe = pipe
         self.id = pipe.id
         self.limit = limit
+        self.parts: list[bytes] = []
+        self.parts_size = 0
+
+    def join(self, message: bytes) -> bytes | None:
+        """The whole frame once ``message`` completes it, else ``None``.
+
+        Raises:
+            ValueError: the frame grows past :attr:`limit`.
+        """
+        kind = message[0] if message else -1
+        if kind != FRAGMENT_MORE and kind != FRAGMENT_LAST:
+            if self.parts:
+                raise ValueError("a frame arrived in the middle of a fragmented one")
+            return message
+        self.parts_size += len(message) - 1
+        if self.parts_size > self.limit:
+            raise ValueError(f"a frame of more than {self.limit} bytes (the link's limit)")
+        self.parts.append(message[1:])
+        if kind == FRAGMENT_MORE:
+            return None
+        frame = b"".join(self.parts)
+        self.parts = []
+        self.parts_size = 0
+        return frame
 
     def send(self, frame: bytes) -> None:
         """Send on this pipe (NNG drops it if the pipe's queue is full; see the module doc)."""
@@ -74,7 +126,8 @@ class NngServer(Server):
         self._url = url
         self._wake = wake
         self.bytes_max = bytes_max
-        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=bytes_max)
+        # NNG counts Pair1's own header (4 bytes) in a message's size: leave it room.
+        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=MESSAGE_MAX_BYTES + 16)
         self.sock.recv_buffer_size = 1024
         self.sock.send_buffer_size = 1024
         if tls is not None:
@@ -122,7 +175,7 @@ class NngServer(Server):
         assert handler is not None
         while self._new:
             pipe = self._new.popleft()
-            link = NngLink(pipe, self.bytes_max)
+            link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
             self.links[pipe.id] = link
             handler.link_opened(link)
         gone = []
@@ -141,7 +194,15 @@ class NngServer(Server):
                 log.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
                 NngLink(msg.pipe, 0).close()
                 continue
-            handler.frame_received(known, msg.bytes)
+            try:
+                frame = known.join(msg.bytes)
+            except ValueError as exc:
+                log.warning("dropping connection %s: %s", msg.pipe.id, exc)
+                known.parts = []
+                known.close()
+                continue
+            if frame is not None:
+                handler.frame_received(known, frame)
         for pipe_id in gone:
             removed = self.links.pop(pipe_id, None)
             if removed is not None:
@@ -166,28 +227,66 @@ class NngChannel(Channel):
         self._connected = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
 
     @classmethod
     def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> NngChannel:
-        """Dial ``url`` (NNG redials in the background) and wait up to ``seconds`` for a pipe."""
+        """Dial ``url``, retrying refused or failed dials until ``seconds`` have passed.
+
+        Each attempt is a blocking dial, so NNG says why it failed: a TLS certificate the
+        worker does not trust fails at once (:class:`ConnectFailed` saying so), as over the
+        socket wire, instead of NNG redialing silently until the time is up. A dial that
+        hangs (no answer at all) is cut off at the deadline.
+        """
         use_tls, host, _ = split_url(url)
+        if use_tls and not ca:
+            raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
         sock = pynng.Pair1(recv_max_size=0)
         # Headroom for frames that arrive while nobody reads: the dispatcher's polyamorous
         # socket drops what a peer cannot take.
         sock.recv_buffer_size = 1024
         if use_tls:
-            if not ca:
-                sock.close()
-                raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
+            assert ca is not None
             sock.tls_config = _client_config(ca, host)
         channel = cls(sock, on_closed)
         sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())
         sock.add_post_pipe_remove_cb(lambda pipe: channel._pipe_removed())
-        sock.dial(url, block=False)
-        if not channel._connected.wait(seconds):
+        deadline = time.monotonic() + seconds
+        expired = threading.Event()
+
+        def cut_off() -> None:  # a blocking dial only returns early when the socket closes
+            expired.set()
             sock.close()
-            raise ConnectFailed(f"could not connect to {url} within {seconds:g} s")
-        return channel
+
+        timer = threading.Timer(seconds, cut_off)
+        timer.daemon = True
+        timer.start()
+        delay = 0.05
+        last: Exception | None = None
+        try:
+            while not expired.is_set():
+                try:
+                    sock.dial(url, block=True)
+                except (pynng.CryptoError, pynng.AuthenticationError) as exc:
+                    sock.close()
+                    raise ConnectFailed(
+                        f"could not connect to {url}: its TLS certificate is not trusted (the TLS handshake failed: "
+                        f"{exc}): the certificate the worker was given to trust is not the controller's, or does not "
+                        f"name host {host!r}, or the controller does not speak TLS there"
+                    ) from exc
+                except pynng.NNGException as exc:  # refused, reset, unreachable: the controller may not be up yet
+                    if not expired.is_set():  # else it is the cut-off's own "canceled"
+                        last = exc
+                    expired.wait(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                if channel._connected.wait(max(0.0, deadline - time.monotonic())) and not expired.is_set():
+                    return channel
+                break
+        finally:
+            timer.cancel()
+        sock.close()
+        raise ConnectFailed(f"could not connect to {url} within {seconds:g} s" + (f": {last}" if last else ""))
 
     def _pipe_removed(self) -> None:
         with self._lock:
@@ -198,11 +297,16 @@ class NngChannel(Channel):
             self._on_closed()
 
     def send(self, frame: bytes) -> None:
-        """Send one frame."""
+        """Send one frame (in fragments when it is larger than the dispatcher takes in one message)."""
         if self._closed:
             raise Closed("the link to the controller is closed")
         try:
-            self.sock.send(frame)
+            with self._send_lock:  # no frame may land between the fragments of another
+                if len(frame) <= MESSAGE_MAX_BYTES:
+                    self.sock.send(frame)
+                    return
+                for message in fragments(frame):
+                    self.sock.send(message)
         except pynng.Closed as exc:
             raise Closed("the link to the controller is closed") from exc
 

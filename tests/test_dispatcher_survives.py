@@ -1,0 +1,306 @@
+"""No input from the wire or a task ends the dispatcher; when it does end, nothing hangs.
+
+Each test here failed on commit c88609a: a hostile HELLO killed the dispatcher thread, a
+``BaseException`` ended its loop without a trace, unauthenticated NNG pipes could make it
+hold 256 MB each, and tokens of finished instances stayed forever.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import pickle
+import socket
+import struct
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+import pycrew
+from helpers import identity, sleep_then, unpickles_to_system_exit
+from pycrew import protocol, transport
+from pycrew.transport import Channel, Closed
+from support import wait_for
+
+
+@pytest.fixture(params=transport.TRANSPORTS)
+def wire(request: pytest.FixtureRequest) -> str:
+    """Every wire test runs on each transport."""
+    return str(request.param)
+
+
+def _dial(c: pycrew.Controller) -> Channel:
+    return transport.connect(c.options.wire, c.url, None, 5.0)
+
+
+def _challenge(channel: Channel) -> bytes:
+    frame = channel.recv(5.0)
+    assert frame is not None, "the dispatcher sent no CHALLENGE"
+    return protocol.decode_challenge(frame)
+
+
+def _dropped(channel: Channel, seconds: float = 5.0) -> bool:
+    """Whether the dispatcher closes the link within ``seconds`` (without welcoming it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            frame = channel.recv(0.2)
+        except Closed:
+            return True
+        if frame is not None and frame[0] == protocol.WELCOME:
+            return False
+    return False
+
+
+def _assert_serving(c: pycrew.Controller, value: object) -> None:
+    d = c._dispatcher
+    assert d is not None and d.error is None, f"the dispatcher failed: {d.error!r}" if d else "not started"
+    assert d.thread.is_alive(), "the dispatcher thread died"
+    assert c.submit(identity, value).result(timeout=60) == value, "the dispatcher stopped serving"
+
+
+def test_deeply_nested_hello_json_drops_only_that_connection(make_controller, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    channel = _dial(c)
+    try:
+        _challenge(channel)
+        channel.send(b"H" + b'{"instance": ' + b"[" * 2000)
+        assert _dropped(channel), "a deeply nested HELLO was not dropped"
+    finally:
+        channel.close()
+    _assert_serving(c, "alive")
+
+
+@pytest.mark.parametrize("mac", ["é" * 64, "\udcff" * 8, "0" * 63 + "\u0660", 12345, None, ["a"]])
+def test_hello_with_a_non_ascii_or_mistyped_mac_is_refused(make_controller, wire, mac):
+    c = make_controller("local", workers=1, wire=wire).start()
+    c._dispatcher.authorize("known", "the-real-token", 1)
+    channel = _dial(c)
+    try:
+        _challenge(channel)
+        hello = protocol.HELLO.to_bytes(1, "little") + _json({"instance": "known", "mac": mac})
+        channel.send(hello)
+        assert _dropped(channel), f"a HELLO with mac={mac!r} was not dropped"
+    finally:
+        channel.close()
+    _assert_serving(c, "alive")
+
+
+def _json(body: dict[str, object]) -> bytes:
+    import json
+
+    return json.dumps(body).encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"instance": "x" * 500},
+        {"instance": "../etc"},
+        {"instance": 7},
+        {"pid": "1"},
+        {"pid": 10**30},
+        {"pid": True},
+        {"host": "h" * 300},
+        {"host": ["h"]},
+        {"tasks_max": 0},
+        {"tasks_max": 1.5},
+    ],
+)
+def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_proof(make_controller, field):
+    c = make_controller("local", workers=1).start()
+    channel = _dial(c)
+    try:
+        nonce = _challenge(channel)
+        instance = field["instance"] if isinstance(field.get("instance"), str) else "known"
+        c._dispatcher.authorize(instance, "the-real-token", 1)
+        body = {"instance": "known", "mac": protocol.mac("the-real-token", nonce, instance), "host": "h", "pid": 1}
+        body.update(field)
+        channel.send(bytes((protocol.HELLO,)) + _json(body))
+        assert _dropped(channel), f"a HELLO with {field} was welcomed"
+    finally:
+        channel.close()
+    _assert_serving(c, "alive")
+
+
+def test_parse_hello_accepts_what_a_worker_sends():
+    nonce = protocol.new_nonce()
+    body = {"v": 1, "instance": "ab12-3", "mac": protocol.mac("t", nonce, "ab12-3"), "host": "n1", "pid": 4, "worker": 1, "tasks_max": None}
+    hello = protocol.parse_hello(protocol.encode_json(protocol.HELLO, body))
+    assert (hello.instance, hello.host, hello.pid, hello.tasks_max) == ("ab12-3", "n1", 4, None)
+    assert protocol.verify_mac("t", nonce, "ab12-3", hello.mac)
+    assert not protocol.verify_mac("t", nonce, "ab12-3", "é" * 64)
+
+
+def test_system_exit_while_a_result_unpickles_fails_that_task_only(make_controller, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    future = c.submit(unpickles_to_system_exit)
+    with pytest.raises(pycrew.SerializationError, match="could not be unpickled"):
+        future.result(timeout=60)
+    _assert_serving(c, "next")
+
+
+def _raise_system_exit(future: concurrent.futures.Future[object]) -> None:
+    raise SystemExit("a done-callback ended the dispatcher's thread")
+
+
+def test_when_the_dispatcher_dies_every_future_and_task_resolves_at_once(make_controller, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    assert c.submit(identity, 0).result(timeout=60) == 0
+    fatal = c.submit(sleep_then, 1.0, 1)
+    fatal.add_done_callback(_raise_system_exit)  # a BaseException on the dispatcher's thread
+    slow = [c.submit(sleep_then, 30, i) for i in range(3)]
+    c.push(sleep_then, args=(30, "pushed"), name="pushed")
+    wait_for(lambda: c._dispatcher.error is not None, timeout=30, message="the dispatcher did not record its error")
+    for future in slow:
+        # result() without a timeout must return; run it in a thread so a hang fails the test
+        box: list[BaseException] = []
+        waiter = threading.Thread(target=lambda f=future: box.append(f.exception()))
+        waiter.start()
+        waiter.join(10)
+        assert not waiter.is_alive(), "future.result() hung after the dispatcher died"
+        assert isinstance(box[0], pycrew.ControllerError) and "SystemExit" in str(box[0]), box
+    assert c.wait(timeout=10), "wait() did not return although every task resolved"
+    pushed = c.pop()
+    assert pushed is not None and pushed.status == "error" and pushed.error_type == "pycrew.errors.ControllerError"
+    with pytest.raises(pycrew.ControllerError, match="dispatcher .* failed: SystemExit"):
+        c.submit(identity, 2)
+    assert c.unresolved() == 0
+    start = time.monotonic()
+    c.shutdown(wait=True)
+    assert time.monotonic() - start < 30, "shutdown(wait=True) did not return after the dispatcher died"
+
+
+def _interrupt_loop() -> None:
+    raise KeyboardInterrupt("raised on the dispatcher's thread")
+
+
+def test_a_task_submitted_after_the_dispatcher_died_still_resolves(make_controller):
+    from pycrew.tasks import Task
+
+    c = make_controller("local", workers=1).start()
+    d = c._dispatcher
+    d.call_soon(_interrupt_loop)
+    wait_for(lambda: d.finished, timeout=10, message="the loop did not end")
+    future = pycrew.TaskFuture()
+    d.submit(Task(10**9, "late", b"", future, False))  # the race c.submit's own check cannot close
+    assert isinstance(future.exception(timeout=5), pycrew.ControllerError)
+
+
+def test_cancel_returns_at_once_after_the_dispatcher_died(make_controller):
+    c = make_controller("local", workers=1).start()
+    f = c.submit(sleep_then, 30, 1)
+    c._dispatcher.call_soon(_interrupt_loop)
+    wait_for(lambda: c._dispatcher.finished, timeout=10)
+    start = time.monotonic()
+    c.cancel(all=True)
+    assert time.monotonic() - start < 2, "cancel() waited for a dead dispatcher"
+    assert isinstance(f.exception(timeout=5), pycrew.ControllerError)
+
+
+def _nng_pair1_connection(url: str) -> socket.socket:
+    """A raw TCP connection that has done NNG's SP handshake as a Pair1 peer."""
+    host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"\x00SP\x00\x00\x11\x00\x00")  # SP header, protocol 0x11 (pair1)
+    assert sock.recv(8)[:4] == b"\x00SP\x00", "not an NNG listener"
+    return sock
+
+
+def test_unauthenticated_nng_pipes_cannot_make_the_controller_hold_large_frames(make_controller):
+    c = make_controller("local", workers=1, wire="nng").start()
+    me = psutil.Process()
+    gc.collect()
+    before = me.memory_info().rss
+    socks = []
+    try:
+        for _ in range(8):
+            sock = _nng_pair1_connection(c.url)
+            socks.append(sock)
+            try:  # announce a 32 MB message, send 24 MB of it and hold the rest back
+                sock.sendall(struct.pack(">Q", 32 << 20) + b"\x00\x00\x00\x01" + b"x" * (24 << 20))
+            except OSError:
+                pass  # the dispatcher hung up mid-send: that is the point
+        time.sleep(0.5)
+        growth = me.memory_info().rss - before
+    finally:
+        for sock in socks:
+            sock.close()
+    assert growth < 64 << 20, f"8 unauthenticated 24 MB partial frames grew the controller by {growth >> 20} MB"
+    assert not [x for x in c._dispatcher.conns.values() if x.state == "ready"]
+    _assert_serving(c, "alive")
+
+
+def test_unauthenticated_nng_fragments_are_bounded_like_a_hello():
+    from pycrew.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
+
+    frame = bytes(range(256)) * 100
+    pieces = fragments(frame)
+    assert len(pieces) > 1 and all(len(p) <= protocol.HELLO_MAX_BYTES for p in pieces)
+    assert pieces[-1][0] == FRAGMENT_LAST and all(p[0] == FRAGMENT_MORE for p in pieces[:-1])
+
+    class _Pipe:
+        id = 1
+
+    link = NngLink(_Pipe(), protocol.HELLO_MAX_BYTES)  # type: ignore[arg-type]
+    assert link.join(pieces[0]) is None
+    with pytest.raises(ValueError, match="more than 4096 bytes"):
+        for piece in pieces[1:]:
+            link.join(piece)
+    link = NngLink(_Pipe(), 1 << 20)  # type: ignore[arg-type]
+    joined = [link.join(p) for p in pieces]
+    assert joined[-1] == frame and joined[:-1] == [None] * (len(pieces) - 1)
+
+
+def test_large_results_arrive_whole_over_nng(make_controller):
+    c = make_controller("local", workers=1, wire="nng").start()
+    value = bytes(range(256)) * 40_000  # 10 MB: about 2,500 fragments
+    assert c.submit(identity, value).result(timeout=120) == value
+
+
+def test_tokens_of_finished_instances_are_pruned(make_controller, wire):
+    c = make_controller("local", workers=2, tasks_max=1, wire=wire).start()
+    futures = [c.submit(identity, i) for i in range(12)]
+    assert [f.result(timeout=120) for f in futures] == list(range(12))
+    assert c.summary().controller.retries == 0
+    launched = sum(s.launches for s in c.launcher.slots)
+    assert launched >= 6, f"tasks_max=1 should have launched many instances, got {launched}"
+    wait_for(lambda: not c._dispatcher.tokens, timeout=30, message=f"tokens kept: {c._dispatcher.tokens}")
+    assert not hasattr(c._dispatcher, "_used"), "used instance ids are still kept"
+
+
+def test_an_instance_cannot_connect_twice(make_controller, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    c._dispatcher.authorize("twice", "tok", 1)
+    first = _dial(c)
+    second = _dial(c)
+    try:
+        first.send(protocol.encode_json(protocol.HELLO, {"instance": "twice", "mac": protocol.mac("tok", _challenge(first), "twice")}))
+        frame = first.recv(5.0)
+        assert frame is not None and frame[0] == protocol.WELCOME
+        second.send(protocol.encode_json(protocol.HELLO, {"instance": "twice", "mac": protocol.mac("tok", _challenge(second), "twice")}))
+        assert _dropped(second), "the same instance connected twice"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_results_pickle_errors_never_reach_the_dispatcher_as_exceptions():
+    """decode_result turns any BaseException from unpickling into an error result."""
+    from pycrew.tasks import Task, decode_result
+
+    payload = pickle.dumps(_KeyboardInterruptOnLoad())
+    result = decode_result(Task(1, "t", b"", None, True), payload, {})
+    assert result.status == "error" and "could not be unpickled" in result.error
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt("from __reduce__")
+
+
+class _KeyboardInterruptOnLoad:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_interrupt, ())
