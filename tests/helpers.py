@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import warnings
 
@@ -108,3 +109,25 @@ def crash_until(counter: str, crashes: int) -> int:
     if n < crashes:
         os._exit(13)
     return n + 1
+
+
+def unpickles_to_system_exit() -> object:
+    """A value that pickles fine on the worker and raises SystemExit when unpickled."""
+
+    class Bomb:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (sys.exit, ("raised while the result unpickled",))
+
+    return Bomb()
+
+
+class Blob:
+    """A result a test can hold a weak reference to."""
+
+    def __init__(self, n: int) -> None:
+        self.data = b"x" * n
+
+
+def make_blob(n: int) -> Blob:
+    """A Blob of ``n`` bytes."""
+    return Blob(n)

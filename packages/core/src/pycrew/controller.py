@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar, overload
@@ -38,6 +39,35 @@ _LOCAL_ERRORS: dict[str, type[TaskError]] = {
     "crash": TaskCrashError,
     "timeout": TaskTimeoutError,
 }
+
+# Controllers started and not terminated. As ``concurrent.futures`` does for its executors,
+# the interpreter does not exit while one of them has pending futures (see _wait_at_exit).
+_live: weakref.WeakSet[Controller] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _wait_at_exit() -> None:
+    """Interpreter exit: let every live controller's pending futures finish, then terminate it."""
+    for live in list(_live):
+        try:
+            live._finish_at_exit()
+        except Exception:  # one controller's failure must not keep the others running
+            log.exception("controller %r: finishing pending futures at interpreter exit failed", live.name)
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        try:
+            # Runs when the main thread ends, before atexit handlers and while daemon threads
+            # (the dispatcher) still run: the same hook concurrent.futures uses.
+            threading._register_atexit(_wait_at_exit)  # type: ignore[attr-defined]
+        except RuntimeError:  # the interpreter is already shutting down: nothing left to wait for
+            return
+        _exit_hook_registered = True
 
 
 class Controller(concurrent.futures.Executor):
@@ -101,6 +131,11 @@ class Controller(concurrent.futures.Executor):
         self._slot_complete = {s.index: 0 for s in self.launcher.slots}  # tasks resolved per slot
         self._slot_seconds = {s.index: 0.0 for s in self.launcher.slots}  # seconds busy per slot
         self._notify_done = self._registry.has_observers("pycrew_task_done")
+        self._futures_lock = threading.Lock()  # submit may run on any thread
+        self._terminate_done = threading.Event()
+        self._terminating: threading.Thread | None = None
+        self._futures_issued = 0
+        self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -135,7 +170,9 @@ class Controller(concurrent.futures.Executor):
                 prefetch_max=self.options.prefetch_max,
             )
             try:
-                self._dispatcher = Dispatcher(settings, self._on_result, self._on_connect, self._on_disconnect, self._on_tick)
+                self._dispatcher = Dispatcher(
+                    settings, self._on_result, self._on_connect, self._on_disconnect, self._on_tick, self._on_dispatcher_failure
+                )
             except Exception as exc:
                 raise ControllerError(
                     f"controller {self.name!r} cannot listen on {self.launcher.url}: {exc}; choose another host= or port="
@@ -146,6 +183,8 @@ class Controller(concurrent.futures.Executor):
             self._dispatcher.start()
             self._started = True
             self._t0 = time.monotonic()
+            _live.add(self)
+        _register_exit_hook()
         return self
 
     def terminate(self) -> None:
@@ -156,19 +195,29 @@ class Controller(concurrent.futures.Executor):
         """
         with self._lock:
             if self._terminated:
-                return
-            self._terminated = True
-            self._shutdown = True
+                first = False
+            else:
+                first = self._terminated = self._shutdown = True
+                self._terminating = threading.current_thread()
             dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.stop()
-            self.launcher.terminate_all(self.options.seconds_terminate)
-            for task in list(dispatcher.queue) + [t for c in dispatcher.conns.values() for t in c.in_flight.values()]:
-                if task.future is not None and not task.future.done() and not task.future.cancel():
-                    task.future.set_exception(ControllerError("the controller was terminated"))
-            monitor.unregister_controller(self.id)
-        with self._cv:
-            self._cv.notify_all()
+        if not first:  # another thread terminates: return when it is done, as it would
+            if threading.current_thread() is not self._terminating:
+                self._terminate_done.wait(self.options.seconds_terminate + 10.0)
+            return
+        _live.discard(self)
+        try:
+            if dispatcher is not None:
+                dispatcher.stop()
+                self.launcher.terminate_all(self.options.seconds_terminate)
+                for task in dispatcher._held_tasks():
+                    if task.future is not None and not task.future.done() and not Future.cancel(task.future):
+                        task.future.set_exception(ControllerError("the controller was terminated"))
+                        self._futures_resolved += 1
+                monitor.unregister_controller(self.id)
+        finally:
+            self._terminate_done.set()
+            with self._cv:
+                self._cv.notify_all()
 
     def __enter__(self) -> Controller:
         return self.start()
@@ -194,7 +243,7 @@ class Controller(concurrent.futures.Executor):
             self.start()
         assert self._dispatcher is not None
         if self._dispatcher.error is not None:
-            raise ControllerError(f"the dispatcher of controller {self.name!r} failed: {self._dispatcher.error!r}") from self._dispatcher.error
+            raise self._dispatcher_failed(self._dispatcher.error)
         if self.launcher.error is not None:
             raise self.launcher.error
         return self._dispatcher
@@ -252,6 +301,8 @@ class Controller(concurrent.futures.Executor):
         future: TaskFuture[Any] | None = None
         if not keep and relay is None:
             future = TaskFuture(self, task_id)
+            with self._futures_lock:
+                self._futures_issued += 1
         task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
         task.relay = relay
         self.pushed += 1
@@ -344,22 +395,46 @@ class Controller(concurrent.futures.Executor):
     ) -> Iterator[T]:
         """Executor API: like :func:`map`, tasks running on workers; results in order.
 
-        Every task is submitted at once; iterating raises a task's exception when its
+        Every task is submitted at once, or, with ``buffersize=n`` (Python 3.14's
+        semantics), at most ``n`` tasks are submitted ahead of the results yielded so far
+        and the iterables are read lazily. Iterating raises a task's exception when its
         turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
-        With ``seed``, task ``i`` runs seeded with ``pycrew.task_seed(seed, i)``. With
-        ``progress=True``, a progress bar follows the tasks while you iterate.
+        ``chunksize`` is accepted for compatibility and not needed: the dispatcher sends
+        queued tasks to workers in batches by itself. With ``seed``, task ``i`` runs seeded
+        with ``pycrew.task_seed(seed, i)``. With ``progress=True``, a progress bar follows
+        the tasks while you iterate.
+
+        Raises:
+            ValueError: ``chunksize`` < 1 or ``buffersize`` not None and < 1.
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        futures = []
-        for i, args in enumerate(zip(*iterables, strict=False)):
-            s = task_seed(seed, i) if seed is not None else None
-            future = self.submit_task(fn, tuple(args), seed=s, seconds_timeout=seconds_timeout)
-            assert future is not None
-            futures.append(future)
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
+        if buffersize is not None and (not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1):
+            raise ValueError(f"buffersize must be None or an int >= 1, got {buffersize!r}")
+        items = enumerate(zip(*iterables, strict=False))
+
+        def submit_next() -> bool:
+            for i, args in items:
+                s = task_seed(seed, i) if seed is not None else None
+                future = self.submit_task(fn, tuple(args), seed=s, seconds_timeout=seconds_timeout)
+                assert future is not None
+                futures.append(future)
+                return True
+            return False
+
+        futures: collections.deque[TaskFuture[Any]] = collections.deque()
+        while (buffersize is None or len(futures) < buffersize) and submit_next():
+            pass
         deadline = None if timeout is None else time.monotonic() + timeout
+        yielded = 0
         bar = ProgressBar(self, len(futures), desc=f"{self.name} map") if progress else None
-        all_futures = list(futures)
+
+        def done_count() -> int:
+            # Futures already yielded are gone from ``futures`` (and so is their result,
+            # once the caller drops it: bpo-14406); count them as done.
+            return yielded + sum(f.done() for f in futures)
 
         def next_result(future: Future[T]) -> T:
             if bar is None:
@@ -369,20 +444,23 @@ class Controller(concurrent.futures.Executor):
                 try:
                     return future.result(0.2 if remaining is None else max(0.0, min(0.2, remaining)))
                 except concurrent.futures.TimeoutError:
-                    bar.refresh(done=sum(f.done() for f in all_futures))
+                    bar.refresh(done=yielded - 1 + sum(f.done() for f in futures))
                     if remaining is not None and remaining <= 0.2:
                         raise
 
         def results() -> Iterator[T]:
+            nonlocal yielded
             try:
-                futures.reverse()
                 while futures:
-                    yield next_result(futures.pop())
+                    if buffersize is not None and not self._shutdown and submit_next() and bar is not None:
+                        bar.bar.total = yielded + len(futures)
+                    yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
+                    yield next_result(futures.popleft())
             finally:
                 for f in futures:
                     f.cancel()
                 if bar is not None:
-                    bar.refresh(done=sum(f.done() for f in all_futures))
+                    bar.refresh(done=done_count())
                     bar.bar.close()
 
         return results()
@@ -419,20 +497,64 @@ class Controller(concurrent.futures.Executor):
                 done.set()
 
         dispatcher.call_soon(run)
-        done.wait(10)
+        while not done.wait(0.1):
+            if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
+                return 0
         return box[0]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Executor API: stop accepting tasks; optionally cancel queued ones; terminate."""
+        """Executor API: stop accepting tasks; optionally cancel queued ones; terminate.
+
+        As in :mod:`concurrent.futures`, work already submitted still runs either way:
+        ``wait=True`` returns once it is done and the workers are terminated;
+        ``wait=False`` returns at once, and the controller terminates by itself when the
+        last task resolves (or when the interpreter exits, after pending futures finish).
+        ``cancel_futures=True`` cancels the futures that have not started.
+        """
         self._shutdown = True
         if cancel_futures and self._dispatcher is not None:
             self._dispatcher.call_soon(self._cancel_queued_futures)
-        if wait and self._started and not self._terminated:
+        if not self._started or self._terminated:
+            self.terminate()
+            return
+        if wait:
             try:
                 self.wait("all")
             except PycrewError:
                 log.exception("controller %r: waiting for tasks at shutdown failed", self.name)
-        self.terminate()
+            self.terminate()
+            return
+        threading.Thread(target=self._finish_then_terminate, name=f"pycrew-shutdown-{self.name}", daemon=True).start()
+
+    def _finish_then_terminate(self) -> None:
+        """After ``shutdown(wait=False)``: wait for the tasks already submitted, then terminate."""
+        try:
+            self.wait("all")
+        except PycrewError as exc:  # a launch or dispatcher failure resolved the futures already
+            log.warning("controller %r: tasks submitted before shutdown did not all finish: %s", self.name, exc)
+        finally:
+            self.terminate()
+
+    def pending_futures(self) -> int:
+        """Futures returned by ``submit``/``map`` that have not resolved yet."""
+        return max(0, self._futures_issued - self._futures_resolved)
+
+    def _finish_at_exit(self) -> None:
+        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks); terminate."""
+        self._shutdown = True
+        try:
+            with self._cv:
+                self._waiters += 1
+                try:
+                    while self.pending_futures() and not self._terminated:
+                        self._check()
+                        self._cv.wait(0.5)
+                finally:
+                    self._waiters -= 1
+        except PycrewError as exc:
+            log.warning("controller %r: pending futures did not finish at interpreter exit: %s", self.name, exc)
+        finally:
+            self.terminate()
 
     def _cancel_queued_futures(self) -> None:
         assert self._dispatcher is not None
@@ -487,6 +609,8 @@ class Controller(concurrent.futures.Executor):
 
     def _deliver(self, task: Task, result: TaskResult) -> None:
         future = task.future
+        if future is not None:
+            self._futures_resolved += 1
         if future is not None and not future.done():
             if result.status == "success":
                 future.set_result(result.result)
@@ -544,6 +668,29 @@ class Controller(concurrent.futures.Executor):
         self.pushed += 1
         dispatcher.submit(task)
 
+    def _dispatcher_failed(self, error: BaseException) -> ControllerError:
+        failure = ControllerError(
+            f"the dispatcher of controller {self.name!r} failed: {type(error).__name__}: {error}; its tasks were "
+            "resolved with this error and the controller accepts no more (terminate it and build a new one)"
+        )
+        failure.__cause__ = error
+        return failure
+
+    def _on_dispatcher_failure(self, error: BaseException, tasks: list[Task]) -> None:
+        """The dispatcher died (dispatcher or submitting thread): resolve every task it held at once."""
+        failure = self._dispatcher_failed(error)
+        for task in tasks:
+            if task.resolved:
+                continue
+            task.resolved = True
+            result = local_result(task, "error", str(failure), "pycrew.errors.ControllerError", self._where(None))
+            try:
+                self._finish(task, dataclasses.replace(result, exception=failure))
+            except Exception:  # keep resolving the others
+                log.exception("controller %r: resolving task %r after the dispatcher failed", self.name, task.name)
+        with self._cv:
+            self._cv.notify_all()
+
     def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
         self.launcher.connected(instance, info)
 
@@ -565,6 +712,7 @@ class Controller(concurrent.futures.Executor):
         assert self._dispatcher is not None
         for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
             assert task.future is not None
+            self._futures_resolved += 1
             if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(error)
 

@@ -1,0 +1,139 @@
+"""The ``concurrent.futures.Executor`` contract, as ``ProcessPoolExecutor`` keeps it.
+
+Each test failed on commit c88609a: ``shutdown(wait=False)`` abandoned pending futures, a
+script that submitted and ended exited without running its task, and ``map`` kept every
+result it had yielded alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+import pycrew
+from helpers import identity, make_blob, sleep_then
+from support import wait_for
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["right-after-submit", "workers-up"])
+def test_shutdown_without_wait_lets_pending_work_finish(make_controller, warm):
+    c = make_controller("local", workers=2, seconds_idle=30)
+    if warm:
+        assert c.submit(identity, 0).result(timeout=60) == 0
+    futures = [c.submit(sleep_then, 0.3, i) for i in range(7)]
+    start = time.monotonic()
+    c.shutdown(wait=False)
+    assert time.monotonic() - start < 2, "shutdown(wait=False) waited"
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        c.submit(identity, 1)
+    assert [f.result(timeout=60) for f in futures] == list(range(7))
+    wait_for(lambda: c._terminated, timeout=30, message="the controller did not terminate after its last task")
+
+
+def test_shutdown_without_wait_and_cancel_futures_runs_only_started_work(make_controller):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    first = c.submit(sleep_then, 1.0, "first")
+    wait_for(first.running, timeout=60, message="the first task never started")
+    rest = [c.submit(sleep_then, 1.0, i) for i in range(3)]
+    c.shutdown(wait=False, cancel_futures=True)
+    assert first.result(timeout=60) == "first"
+    wait_for(lambda: all(f.done() for f in rest), timeout=30)
+    assert all(f.cancelled() for f in rest), [f._state for f in rest]
+    wait_for(lambda: c._terminated, timeout=30)
+
+
+def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+
+
+def test_the_interpreter_waits_for_pending_futures(tmp_path):
+    out = tmp_path / "ran.txt"
+    proc = _run_script(
+        tmp_path,
+        f"""
+        import pycrew
+
+        def work(path):
+            import time
+            time.sleep(1.0)
+            with open(path, "w") as f:
+                f.write("done")
+            return "result"
+
+        c = pycrew.controller("local", workers=1)
+        future = c.submit(work, {str(out)!r})
+        future.add_done_callback(lambda f: print("callback:", f.result(), flush=True))
+        # the script ends here: no shutdown, no result()
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == "done", "the task never ran: the interpreter exited with a pending future"
+    assert "callback: result" in proc.stdout
+
+
+def test_the_interpreter_does_not_wait_for_pushed_tasks_nobody_can_pop(tmp_path):
+    proc = _run_script(
+        tmp_path,
+        """
+        import time
+        import pycrew
+
+        c = pycrew.controller("local", workers=1)
+        c.push(time.sleep, args=(60,))
+        start = time.monotonic()
+        import atexit
+        atexit.register(lambda: print("exit after", round(time.monotonic() - start), "s", flush=True))
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exit after 0 s" in proc.stdout or "exit after 1 s" in proc.stdout, proc.stdout
+
+
+def test_map_does_not_keep_yielded_results_alive(make_controller):
+    c = make_controller("local", workers=1).start()
+    results = c.map(make_blob, [1000, 1000, 1000])
+    first = next(results)
+    ref = weakref.ref(first)
+    del first
+    gc.collect()
+    assert ref() is None, "the map iterator keeps a result it already yielded alive (bpo-14406)"
+    assert [len(b.data) for b in results] == [1000, 1000]
+
+
+def test_map_with_progress_counts_done_futures(make_controller):
+    c = make_controller("local", workers=2).start()
+    assert list(c.map(identity, range(20), progress=True)) == list(range(20))
+
+
+def test_map_with_buffersize_reads_its_input_lazily(make_controller):
+    c = make_controller("local", workers=2).start()
+    pulled: list[int] = []
+
+    def source():
+        for i in range(10):
+            pulled.append(i)
+            yield i
+
+    results = c.map(identity, source(), buffersize=3)
+    assert len(pulled) == 3, f"buffersize=3 submitted {len(pulled)} tasks before any result was taken"
+    assert next(results) == 0
+    assert len(pulled) == 4
+    assert list(results) == list(range(1, 10))
+
+
+@pytest.mark.parametrize("bad", [{"chunksize": 0}, {"buffersize": 0}, {"buffersize": -1}, {"buffersize": True}])
+def test_map_rejects_bad_chunksize_and_buffersize(make_controller, bad):
+    c = make_controller("local", workers=1)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        c.map(identity, [1], **bad)
