@@ -214,13 +214,13 @@ def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controlle
             proc.wait()
 
 
-def test_a_result_larger_than_bytes_max_crashes_its_task_and_nothing_else(make_controller, wire):
+def test_a_result_larger_than_bytes_max_fails_its_task_and_nothing_else(make_controller, wire):
     c = make_controller("local", workers=1, bytes_max=65536, crashes_max=1, wire=wire).start()
     c.push(os.urandom, args=(200_000,), name="big")
     c.push(identity, args=(9,), name="small")
     assert c.wait(timeout=60)
     results = {r.name: r for r in c.collect()}
-    assert results["big"].status == "crash"
+    assert results["big"].status == "error" and "bytes_max=65536" in results["big"].error, results["big"]
     assert results["small"].status == "success" and results["small"].result == 9
 
 

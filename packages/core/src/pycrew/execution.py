@@ -25,6 +25,9 @@ from typing import Any
 import cloudpickle
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
+#: ``error_type`` of results the worker could not pickle or send; the controller raises
+#: :class:`pycrew.SerializationError` for it (the worker imports nothing of the controller).
+SERIALIZATION_ERROR = "pycrew.errors.SerializationError"
 
 
 class Interrupted(BaseException):
@@ -48,6 +51,36 @@ def _qualname(kind: type) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
+def _text(exc: BaseException) -> str:
+    """An exception's message; a task's exception may even fail to say it."""
+    try:
+        return str(exc) or repr(exc)
+    except BaseException:  # a broken __str__/__repr__ is the task's problem, not the worker's
+        return f"<{_qualname(type(exc))} whose str() failed>"
+
+
+def _format_exc() -> str:
+    """The traceback of the exception being handled (never raises)."""
+    try:
+        return traceback.format_exc()
+    except BaseException as exc:  # the exception's __str__ may raise anything
+        return f"<the traceback could not be formatted: {type(exc).__name__}>"
+
+
+def _exception_bytes(exc: BaseException) -> bytes | None:
+    """An exception pickled for the controller, or None if it does not travel."""
+    try:
+        data: bytes = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)
+    except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
+        return None
+    return data
+
+
+def _cut(text: str, size: int, note: str) -> str:
+    return text if len(text) <= size else text[:size] + note
+
+
 class TaskRunner:
     """Runs tasks one at a time and lets another thread interrupt the running one."""
 
@@ -59,6 +92,8 @@ class TaskRunner:
         self.deadline: float | None = None
         self._pending: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
+        self.bytes_max: int | None = None
+        self.result_max: int | None = None  # see limit_results
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
@@ -79,13 +114,23 @@ class TaskRunner:
             self._pending = None
             raise Interrupted(pending[1], pending[2])
 
+    def limit_results(self, bytes_max: int, result_max: int) -> None:
+        """Make results larger than ``result_max`` bytes pickled error results.
+
+        Args:
+            bytes_max: the controller's ``bytes_max`` option (named in the error message).
+            result_max: the largest pickled result that fits in one frame under it.
+        """
+        self.bytes_max = bytes_max
+        self.result_max = result_max
+
     def run(self, task_id: int, payload: bytes) -> bytes:
         """Run one pickled task and return its pickled result tuple (never raises)."""
         try:
             return self._run(task_id, payload)
         except Interrupted as exc:  # arrived after the task's own handler: still this task's
             self.current = None
-            return _dumps((exc.status, None, str(exc), "", "", None, [], None, time.time()))
+            return self._pack((exc.status, None, str(exc), "", "", None, [], None, time.time()))
 
     def _run(self, task_id: int, payload: bytes) -> bytes:
         t0 = time.time()
@@ -113,26 +158,47 @@ class TaskRunner:
                 if seed_state is not None:
                     _restore(seed_state)
         except Interrupted as exc:
-            return _dumps((exc.status, None, str(exc), "", traceback.format_exc(), None, warns, t0, time.time()))
+            return self._pack((exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time()))
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = time.time()
-            tb = traceback.format_exc()
-            try:
-                exc_bytes: bytes | None = cloudpickle.dumps(exc)
-                pickle.loads(exc_bytes or b"")
-            except Exception:
-                exc_bytes = None
-            return _dumps(("error", None, str(exc) or repr(exc), _qualname(type(exc)), tb, exc_bytes, warns, t0, t1))
+            tb = _format_exc()
+            return self._pack(("error", None, _text(exc), _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
         finally:
             self._clean_up(saved)
         t1 = time.time()
         try:
-            return _dumps(("success", value, "", "", "", None, warns, t0, t1))
-        except Exception as exc:
-            message = f"the task's return value ({type(value).__name__}) cannot be pickled: {type(exc).__name__}: {exc}"
-            return _dumps(
-                ("error", None, message, "pycrew.errors.SerializationError", traceback.format_exc(), None, warns, t0, t1)
+            data = _dumps(("success", value, "", "", "", None, warns, t0, t1))
+        except BaseException as exc:  # a value's __reduce__ may raise anything (SystemExit too): an error result, not the worker's end
+            kind = f"{_qualname(type(exc))}: {_text(exc)}"
+            message = (
+                f"the task's return value ({type(value).__name__}) cannot be pickled: {kind}. Return picklable "
+                "data (leave locks, generators, open files and connections out of the result)"
             )
+            cause = _exception_bytes(pickle.PicklingError(kind))
+            return self._pack(("error", None, message, SERIALIZATION_ERROR, _format_exc(), cause, warns, t0, t1))
+        if self.result_max is not None and len(data) > self.result_max:
+            message = (
+                f"the task's return value ({type(value).__name__}) is {len(data):,} bytes pickled, more than one "
+                f"message may carry under the controller's bytes_max={self.bytes_max} (at most {self.result_max:,} "
+                "bytes of result); return less, write large data to shared storage and return its path, or raise bytes_max"
+            )
+            return self._pack(("error", None, message, SERIALIZATION_ERROR, "", None, warns, t0, t1))
+        return data
+
+    def _pack(self, fields: tuple[Any, ...]) -> bytes:
+        """Pickle a result tuple of plain fields, shrunk to fit ``result_max`` if needed."""
+        data = _dumps(fields)
+        limit = self.result_max
+        if limit is None or len(data) <= limit:
+            return data
+        status, _, error, error_type, tb, _, warns, t0, t1 = fields
+        # Error texts, tracebacks and warnings can be huge (a message quoting a large
+        # value, thousands of warnings): keep their beginnings, drop the exception object.
+        share = max(256, limit // 8)
+        note = f" [... cut: the result had to fit in bytes_max={self.bytes_max}]"
+        kept = [w for w in warns[:64] if len(w) <= share // 64]
+        shrunk = (status, None, _cut(error, share, note), error_type, _cut(tb, share, note), None, kept, t0, t1)
+        return _dumps(shrunk)
 
     def _clean_up(self, saved: tuple[dict[Any, Any], list[str], str] | None) -> None:
         """Undo what a task changed that would leak into the next one."""

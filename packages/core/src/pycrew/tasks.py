@@ -12,6 +12,8 @@ import cloudpickle
 from pycrew.errors import RemoteTraceback, SerializationError
 from pycrew.results import Status, TaskResult
 
+_SERIALIZATION_ERROR = f"{SerializationError.__module__}.{SerializationError.__qualname__}"
+
 
 class Task:
     """One task as the dispatcher tracks it (small on purpose: many may be queued)."""
@@ -135,7 +137,7 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
     """
     try:
         (status, value, error, error_type, tb, exc_bytes, warns, t0, t1) = pickle.loads(payload)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit from a __reduce__ must not end the dispatcher
         return TaskResult(
             name=task.name,
             status="error",
@@ -151,10 +153,17 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
     if exc_bytes is not None:
         try:
             exception = pickle.loads(exc_bytes)
-        except Exception:  # the type may not exist here; the text fields still say it all
+        except BaseException:  # the type may not exist here (or its __reduce__ raises); the text fields still say it all
             exception = None
         if exception is not None and tb:
             exception.__cause__ = RemoteTraceback(tb)
+    if status == "error" and error_type == _SERIALIZATION_ERROR and not isinstance(exception, SerializationError):
+        # The worker could not pickle or send the result. It names the error by type (it
+        # imports nothing of the controller side); the pickling error, when it came along,
+        # is the cause, and the worker's traceback the cause's cause.
+        cause = exception if exception is not None else (RemoteTraceback(tb) if tb else None)
+        exception = SerializationError(f"task {task.name!r}: {error}")
+        exception.__cause__ = cause
     return TaskResult(
         name=task.name,
         result=value,

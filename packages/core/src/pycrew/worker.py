@@ -35,6 +35,11 @@ EXIT_NO_TOKEN = 2
 EXIT_NO_CONNECTION = 3
 EXIT_CONTROLLER_GONE = 4
 
+#: Bytes a RESULTS frame spends on each record besides its payload (id and length).
+RECORD_HEADER = len(p.encode_records(p.RESULTS, [(0, b"")])) - 1
+#: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
+FRAME_HEADROOM = 64
+
 
 def _seconds(text: str) -> float:
     value = float(text)
@@ -77,7 +82,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 class Worker:
-    """One worker process's connection and task loop."""
+    """One worker process's connection and task loop.
+
+    Results of short tasks travel in batches (one RESULTS frame per ``FLUSH_SECONDS`` or
+    ``FLUSH_COUNT`` results). A batch never waits for a longer task: when the task that
+    started after it has run ``FLUSH_SECONDS``, the flusher thread sends it. No frame
+    exceeds the controller's ``bytes_max``: a batch is split, and a single result that
+    cannot fit becomes an error result (see :meth:`TaskRunner.limit_results`).
+    """
 
     FLUSH_COUNT = 256
     FLUSH_SECONDS = 0.002
@@ -110,6 +122,15 @@ class Worker:
         self.comms_reading = False
         self.task_started = 0.0
         self.last_read = time.monotonic()
+        # Results not sent yet. ``results_cv`` guards them and is held while a batch is
+        # sent, so batches leave in the order they were taken (the main thread's final
+        # flush and BYE come after anything the flusher took).
+        self.results: list[tuple[int, bytes]] = []
+        self.results_since = 0.0  # when the oldest unsent result was added
+        self.results_cv = threading.Condition(threading.Lock())
+        self.flusher_armed = False  # the flusher watches the running task (see _flusher)
+        self.flusher_stop = False
+        self.frame_max: int | None = None  # largest frame the dispatcher accepts (from WELCOME)
 
     def _link_closed(self) -> None:
         self._controller_gone("the controller closed the connection")
@@ -183,11 +204,23 @@ class Worker:
             body = p.decode_json(frame)
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
             self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+            self._limit_frames(body.get("bytes_max"))
             self.welcomed.set()
         elif kind == p.CANCEL:
             self._cancel(p.decode_ids(frame))
         elif kind == p.STOP:
             self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+
+    def _limit_frames(self, bytes_max: object) -> None:
+        """Fit every RESULTS frame under the dispatcher's ``bytes_max`` (None: an older dispatcher)."""
+        if bytes_max is None:
+            return
+        if not isinstance(bytes_max, int) or isinstance(bytes_max, bool) or bytes_max < 4 * FRAME_HEADROOM:
+            log.warning("pycrew worker %s: ignoring bytes_max=%r from the controller (not an integer >= %d)",
+                        self.args.instance, bytes_max, 4 * FRAME_HEADROOM)
+            return
+        self.frame_max = bytes_max - FRAME_HEADROOM
+        self.runner.limit_results(bytes_max, self.frame_max - 1 - RECORD_HEADER)
 
     def _beat(self) -> bytes:
         """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
@@ -304,7 +337,8 @@ class Worker:
         if dropped:
             now = time.time()
             body = _dumps(("cancel", None, "cancelled before it started", "", "", None, [], None, now))
-            self._send(p.encode_records(p.RESULTS, [(i, body) for i in dropped]))
+            with self.results_cv:
+                self._send_results([(i, body) for i in dropped])
 
     def _send(self, frame: bytes) -> None:
         channel = self.channel
@@ -329,6 +363,7 @@ class Worker:
         self.direct = self.channel.interruptible
         self.acknowledge = self.channel.acknowledges
         self.runner.install()
+        threading.Thread(target=self._flusher, name="pycrew-worker-flusher", daemon=True).start()
         if a.metrics_seconds:
             threading.Thread(target=self._sample_metrics, name="pycrew-worker-metrics", daemon=True).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
@@ -344,6 +379,9 @@ class Worker:
                 return EXIT_NO_CONNECTION
         self.serving = True
         reason = self._serve()
+        with self.results_cv:
+            self.flusher_stop = True
+            self.results_cv.notify()
         if not self.gone.is_set():
             unstarted = [i for i, _ in self.tasks]
             self._send(p.encode_json(p.BYE, {"reason": reason, "unstarted": unstarted}))
@@ -353,8 +391,6 @@ class Worker:
 
     def _serve(self) -> str:
         a = self.args
-        results: list[tuple[int, bytes]] = []
-        first_pending = 0.0
         last_work = time.monotonic()
         wall_end = self.started + a.seconds_wall
         while True:
@@ -362,17 +398,16 @@ class Worker:
             if self.gone.is_set():
                 return self.stop_reason
             if a.tasks_max is not None and self.done >= a.tasks_max and not self.tasks:
-                self._flush(results)
+                self._flush()
                 return f"tasks_max={a.tasks_max} reached"
             if now >= wall_end:
-                self._flush(results)
+                self._flush()
                 return f"seconds_wall={a.seconds_wall:g} reached"
+            if self.results and not self.tasks:
+                self._flush()  # before waiting (and not under ``cv``: a failing send takes it)
             with self.cv:
                 task = self.tasks.popleft() if self.tasks else None
                 if task is None:
-                    if results:
-                        self._flush(results)
-                        results = []
                     deadline = min(last_work + a.seconds_idle, wall_end)
                     if now >= deadline:
                         return f"idle for seconds_idle={a.seconds_idle:g}"
@@ -386,28 +421,84 @@ class Worker:
             started = time.monotonic()
             self.task_started = started
             self.running = True
+            if self.results and not self.flusher_armed:
+                self._arm_flusher()
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
             last_work = time.monotonic()
-            if not results:
-                first_pending = last_work
-            results.append((task_id, out))
             # Batch results of tiny tasks (one message per ~2 ms); a task that ran longer
             # than that is reported at once, so the dispatcher can refill this worker.
-            if (
-                not self.tasks
-                or len(results) >= self.FLUSH_COUNT
-                or last_work - first_pending > self.FLUSH_SECONDS
-                or last_work - started > self.FLUSH_SECONDS
-            ):
-                self._flush(results)
-                results = []
+            with self.results_cv:
+                if not self.results:
+                    self.results_since = last_work
+                self.results.append((task_id, out))
+                if (
+                    not self.tasks
+                    or len(self.results) >= self.FLUSH_COUNT
+                    or last_work - self.results_since > self.FLUSH_SECONDS
+                    or last_work - started > self.FLUSH_SECONDS
+                ):
+                    self._send_results(self.results)
+                    self.results = []
 
-    def _flush(self, results: list[tuple[int, bytes]]) -> None:
-        if results:
+    def _arm_flusher(self) -> None:
+        """Have the flusher watch the task starting now: results wait while it runs."""
+        with self.results_cv:
+            if self.results and not self.flusher_armed:
+                self.flusher_armed = True
+                self.results_cv.notify()
+
+    def _flusher(self) -> None:
+        """Send waiting results once the running task has run ``FLUSH_SECONDS``.
+
+        The main thread cannot know how long the next task runs; rather than holding
+        finished results until it ends, this thread sends them if it has not ended soon.
+        While results keep coming fast, the main thread sends them first and this thread
+        only looks at the clock.
+        """
+        with self.results_cv:
+            while not self.flusher_stop and not self.gone.is_set():
+                if not self.results or not self.running:
+                    self.flusher_armed = False  # the main thread re-arms when a task starts with results waiting
+                    self.results_cv.wait()
+                    continue
+                due = self.task_started + self.FLUSH_SECONDS
+                now = time.monotonic()
+                if now < due:
+                    self.results_cv.wait(due - now)
+                    continue
+                self._send_results(self.results)
+                self.results = []
+
+    def _flush(self) -> None:
+        """Send every waiting result now."""
+        with self.results_cv:
+            if self.results:
+                self._send_results(self.results)
+                self.results = []
+
+    def _send_results(self, results: list[tuple[int, bytes]]) -> None:
+        """Send ``results`` in RESULTS frames of at most ``frame_max`` bytes (caller holds ``results_cv``).
+
+        Every record fits in one frame by itself (the task runner makes larger results
+        error results); records go together while their frame stays under the limit.
+        """
+        limit = self.frame_max
+        if limit is None:
             self._send(p.encode_records(p.RESULTS, results))
-            results.clear()
+            return
+        batch: list[tuple[int, bytes]] = []
+        size = 1
+        for record in results:
+            grow = RECORD_HEADER + len(record[1])
+            if batch and size + grow > limit:
+                self._send(p.encode_records(p.RESULTS, batch))
+                batch, size = [], 1
+            batch.append(record)
+            size += grow
+        if batch:
+            self._send(p.encode_records(p.RESULTS, batch))
 
 
 def _descendants(pid: int) -> list[int]:
