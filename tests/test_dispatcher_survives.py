@@ -12,7 +12,6 @@ import gc
 import pickle
 import socket
 import struct
-import sys
 import threading
 import time
 
@@ -157,8 +156,8 @@ def test_when_the_dispatcher_dies_every_future_and_task_resolves_at_once(make_co
     wait_for(lambda: c._dispatcher.error is not None, timeout=30, message="the dispatcher did not record its error")
     for future in slow:
         # result() without a timeout must return; run it in a thread so a hang fails the test
-        box: list[BaseException] = []
-        waiter = threading.Thread(target=lambda f=future: box.append(f.exception()))
+        box: list[BaseException | None] = []
+        waiter = threading.Thread(target=lambda f=future, out=box: out.append(f.exception()))
         waiter.start()
         waiter.join(10)
         assert not waiter.is_alive(), "future.result() hung after the dispatcher died"
@@ -166,7 +165,7 @@ def test_when_the_dispatcher_dies_every_future_and_task_resolves_at_once(make_co
     assert c.wait(timeout=10), "wait() did not return although every task resolved"
     pushed = c.pop()
     assert pushed is not None and pushed.status == "error" and pushed.error_type == "pycrew.errors.ControllerError"
-    with pytest.raises(pycrew.ControllerError, match="dispatcher .* failed: SystemExit"):
+    with pytest.raises(pycrew.ControllerError, match=r"dispatcher .* failed: SystemExit"):
         c.submit(identity, 2)
     assert c.unresolved() == 0
     start = time.monotonic()

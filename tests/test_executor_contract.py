@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import pycrew
 from helpers import identity, make_blob, sleep_then
 from support import wait_for
 

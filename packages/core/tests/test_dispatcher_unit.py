@@ -1,0 +1,297 @@
+"""The dispatcher's bookkeeping, driven directly with fake links (no workers, no thread).
+
+The dispatcher is built for real (it listens on 127.0.0.1), but its loop is not started:
+each test plays the transport's part (``link_opened``, ``frame_received``,
+``link_closed``) and the loop's (``_step``, ``_maintain``) and checks what the dispatcher
+sends and reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pycrew import protocol as p
+from pycrew.dispatcher import CLOSED, READY, Dispatcher, DispatcherSettings
+from pycrew.tasks import Task
+from pycrew.transport import Link
+
+
+class FakeLink(Link):
+    """A link that records what the dispatcher sends."""
+
+    def __init__(self, link_id: int, unacked_max: int | None = None) -> None:
+        self.id = link_id
+        self.limit = p.HELLO_MAX_BYTES
+        self.unacked_max = unacked_max
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def send(self, frame: bytes) -> None:
+        if not self.closed:
+            self.sent.append(frame)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def kinds(self) -> list[int]:
+        return [f[0] for f in self.sent]
+
+    def tasks(self) -> list[int]:
+        """Ids of every task sent on this link."""
+        return [i for f in self.sent if f[0] == p.TASKS for i, _ in p.decode_records(f)]
+
+
+class Harness:
+    """A dispatcher and what its callbacks saw."""
+
+    def __init__(self, **settings: Any) -> None:
+        base: dict[str, Any] = {
+            "url": "tcp://127.0.0.1:0",
+            "tls": None,
+            "crashes_max": 3,
+            "seconds_heartbeat": 1.0,
+            "seconds_heartbeat_timeout": 5.0,
+            "bytes_max": 1 << 20,
+            "prefetch_max": 4,
+        }
+        base.update(settings)
+        self.results: list[tuple[Task, bytes | None, tuple[str, str, str] | None]] = []
+        self.connected: list[str] = []
+        self.disconnected: list[tuple[str, bool]] = []
+        self.d = Dispatcher(
+            DispatcherSettings(**base),
+            on_result=self._result,
+            on_connect=lambda instance, info: self.connected.append(instance),
+            on_disconnect=lambda instance, crashed: self.disconnected.append((instance, crashed)),
+            on_tick=lambda now: None,
+        )
+        self.links = 0
+        self.ids = 0
+
+    def _result(self, task: Task, payload: bytes | None, conn: Any, local: tuple[str, str, str] | None) -> None:
+        task.resolved = True
+        self.results.append((task, payload, local))
+
+    def worker(self, instance: str | None = None, tasks_max: int | None = None, unacked_max: int | None = None) -> FakeLink:
+        """A link that has authenticated as a fresh instance."""
+        self.links += 1
+        instance = instance or f"w{self.links}"
+        self.d.authorize(instance, "token-" + instance, self.links)
+        link = FakeLink(self.links, unacked_max)
+        self.d.link_opened(link)
+        nonce = p.decode_challenge(link.sent[0])
+        hello = {"instance": instance, "mac": p.mac("token-" + instance, nonce, instance), "pid": 100 + self.links, "host": "h"}
+        if tasks_max is not None:
+            hello["tasks_max"] = tasks_max
+        self.d.frame_received(link, p.encode_json(p.HELLO, hello))
+        assert link.kinds() == [p.CHALLENGE, p.WELCOME], "the worker was not welcomed"
+        self.d._step()  # the loop's turn: queued work goes to the new worker
+        return link
+
+    def push(self, n: int = 1, seconds_timeout: float | None = None) -> list[Task]:
+        tasks = []
+        for _ in range(n):
+            self.ids += 1
+            task = Task(self.ids, None, b"payload-%d" % self.ids, None, True, seconds_timeout=seconds_timeout)
+            self.d.submit(task)
+            tasks.append(task)
+        self.d._step()
+        return tasks
+
+    def reply(self, link: FakeLink, ids: list[int]) -> None:
+        self.d.frame_received(link, p.encode_records(p.RESULTS, [(i, b"result") for i in ids]))
+        self.d._step()
+
+    def lose(self, link: FakeLink) -> None:
+        """The transport reports the link gone."""
+        link.closed = True
+        self.d.link_closed(link)
+        self.d._step()
+
+    def close(self) -> None:
+        self.d.server.close()
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def test_welcome_tells_the_worker_its_heartbeat_and_bytes_max(h):
+    link = h.worker("abc")
+    body = json.loads(link.sent[1][1:])
+    assert body == {"seconds_heartbeat": 1.0, "seconds_heartbeat_timeout": 5.0, "bytes_max": 1 << 20}
+    assert h.connected == ["abc"]
+    assert link.limit == 1 << 20, "an authenticated link may send frames up to bytes_max"
+    assert h.d.tokens == {}, "the token must be used up by the connection that proved it"
+
+
+def test_first_frame_other_than_hello_closes_the_link(h):
+    link = FakeLink(1)
+    h.d.link_opened(link)
+    h.d.frame_received(link, p.encode_records(p.RESULTS, [(1, b"x")]))
+    assert link.closed and h.d.conns[1].state == CLOSED
+
+
+def test_a_lone_task_goes_to_the_least_loaded_worker(h):
+    a, b = h.worker(), h.worker()
+    h.d.record_seconds(0.001)  # short tasks: prefetching allowed
+    first = h.push(2)
+    assert sorted(a.tasks() + b.tasks()) == [t.id for t in first]
+    h.reply(a, a.tasks())
+    (lone,) = h.push(1)
+    assert lone.id in a.tasks(), "the idle worker should get the lone task"
+
+
+def test_without_a_run_time_estimate_each_worker_gets_one_task(h):
+    a, b = h.worker(), h.worker()
+    h.push(5)
+    assert len(a.tasks()) == 1 and len(b.tasks()) == 1
+    assert len(h.d.queue) == 3
+
+
+def test_short_tasks_are_prefetched_up_to_prefetch_max(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    h.push(10)
+    assert len(a.tasks()) == 4, "prefetch_max=4 bounds the tasks in flight per worker"
+    h.d.record_seconds(10.0)
+    h.d.ewma = 10.0
+    assert h.d._limit() == 1, "long tasks go one at a time"
+
+
+def test_tasks_max_bounds_what_a_worker_is_sent(h):
+    a = h.worker(tasks_max=2)
+    h.d.record_seconds(0.0001)
+    h.push(6)
+    assert len(a.tasks()) == 2
+    h.reply(a, a.tasks())
+    assert len(a.tasks()) == 2, "a worker that reached tasks_max got more work"
+
+
+def test_results_resolve_tasks_and_unknown_ids_are_ignored(h):
+    a = h.worker()
+    (task,) = h.push(1)
+    h.reply(a, [task.id, 999])
+    assert [(t.id, payload) for t, payload, _ in h.results] == [(task.id, b"result")]
+    assert task.attempts == 1
+
+
+def test_a_lost_worker_requeues_its_tasks_in_order_blaming_only_the_first(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    tasks = h.push(3)
+    assert a.tasks() == [t.id for t in tasks]
+    h.d.queue.clear()
+    h.lose(a)
+    assert [t.id for t in h.d.queue] == [t.id for t in tasks], "requeued tasks must keep their order, at the front"
+    assert [t.crashes for t in tasks] == [1, 0, 0]
+    assert h.disconnected == [("w1", True)]
+    b = h.worker()
+    assert b.tasks()[:1] == [tasks[0].id]
+
+
+def test_a_task_that_kills_crashes_max_workers_resolves_as_a_crash(h):
+    (task,) = h.push(1)
+    for _ in range(3):
+        link = h.worker()
+        assert task.id in link.tasks()
+        h.lose(link)
+    ((resolved, payload, local),) = h.results
+    assert resolved is task and payload is None
+    assert local is not None and local[0] == "crash" and "3 time(s)" in local[1]
+    assert not h.d.queue
+
+
+def test_bye_requeues_unstarted_tasks_without_blame(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    tasks = h.push(2)
+    h.d.frame_received(a, p.encode_json(p.BYE, {"reason": "tasks_max", "unstarted": [t.id for t in tasks]}))
+    assert [t.crashes for t in tasks] == [0, 0] and len(h.d.queue) == 2
+    assert h.disconnected == [("w1", False)] and a.closed
+
+
+def test_silence_past_the_heartbeat_timeout_drops_the_worker(h):
+    a = h.worker()
+    (task,) = h.push(1)
+    conn = h.d.conns[a.id]
+    h.d._maintain(conn.last_seen + 4.0)
+    assert conn.state == READY
+    h.d._maintain(conn.last_seen + 6.0)
+    assert conn.state == CLOSED and a.closed
+    assert [t.id for t in h.d.queue] == [task.id] and task.crashes == 1
+
+
+def test_a_beat_reporting_missing_task_frames_replaces_the_worker_without_blame(h):
+    a = h.worker()
+    (task,) = h.push(1)
+    conn = h.d.conns[a.id]
+    conn.last_task_send -= 10  # long enough ago for the frame to have arrived
+    h.d.frame_received(a, bytes((p.BEAT,)) + (0).to_bytes(8, "little"))
+    assert conn.state == CLOSED and task.crashes == 0 and [t.id for t in h.d.queue] == [task.id]
+
+
+def test_unacknowledged_frames_are_bounded_per_link(h):
+    a = h.worker(unacked_max=2)
+    h.d.record_seconds(0.0001)
+    h.d.settings = DispatcherSettings(**{**h.d.settings.__dict__, "prefetch_max": 100})
+    for _ in range(5):
+        h.push(1)
+    frames = [f for f in a.sent if f[0] == p.TASKS]
+    assert len(frames) == 2, "more TASKS frames than unacked_max went unacknowledged"
+    h.d.frame_received(a, bytes((p.BEAT,)) + (2).to_bytes(8, "little"))
+    h.d._step()
+    assert len([f for f in a.sent if f[0] == p.TASKS]) == 3
+
+
+def test_cancelling_a_running_task_resolves_it_and_tells_the_worker(h):
+    a = h.worker()
+    (task,) = h.push(1)
+    assert h.d.cancel(lambda t: t.id == task.id, "cancelled") == 1
+    assert h.results[0][2] == ("cancel", "cancelled", "CancelledError")
+    assert a.sent[-1][0] == p.CANCEL and p.decode_ids(a.sent[-1]) == [task.id]
+    conn = h.d.conns[a.id]
+    assert conn.stop_by is not None
+    h.d._maintain(conn.stop_by + 0.1)
+    assert conn.state == CLOSED, "a worker that kept a cancelled task past the grace period is replaced"
+
+
+def test_a_task_past_its_time_limit_and_the_grace_period_replaces_the_worker(h):
+    a = h.worker()
+    (task,) = h.push(1, seconds_timeout=2.0)
+    conn = h.d.conns[a.id]
+    h.d._maintain(conn.progress + 2.0 + 5.0 + 0.1)
+    assert h.results[0][2] is not None and h.results[0][2][0] == "timeout"
+    assert conn.state == CLOSED and task.crashes == 0
+
+
+def test_a_frame_whose_handling_raises_drops_that_connection_only(h):
+    a, b = h.worker(), h.worker()
+    (task,) = h.push(1)
+    link = a if task.id in a.tasks() else b
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug while resolving")
+
+    h.d._on_result = broken
+    h.d.frame_received(link, p.encode_records(p.RESULTS, [(task.id, b"r")]))
+    assert h.d.conns[link.id].state == CLOSED
+    other = b if link is a else a
+    assert h.d.conns[other.id].state == READY
+
+
+def test_held_tasks_collects_queue_submissions_and_in_flight(h):
+    a = h.worker()
+    running = h.push(1)
+    queued = h.push(2)
+    h.d.submit(Task(99, None, b"", None, True))
+    held = h.d._held_tasks()
+    assert sorted(t.id for t in held) == sorted([running[0].id, *(t.id for t in queued), 99])
+    assert not h.d.queue and not h.d.submissions and not h.d.conns[a.id].in_flight
