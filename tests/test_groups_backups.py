@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pdb
+import time
 
 import pytest
 
@@ -98,3 +99,23 @@ def test_sequential_tasks_can_be_debugged_with_pdb(monkeypatch):
     c = pycrew.controller("sequential")
     assert c.submit(task).result() == 1
     assert entered == [os.getpid()], "the breakpoint must be hit in the calling process"
+
+
+def test_every_controller_takes_the_shared_api_parameters(make_controller):
+    """Controller, SequentialController and ControllerGroup accept the same call (the ControllerAPI protocol)."""
+    group = pycrew.ControllerGroup(make_controller("local", workers=1, name="g1"))
+    for c in (make_controller("local", workers=1), pycrew.controller("sequential"), group):
+        api: pycrew.ControllerAPI = c
+        names = api.walk(identity, [1, 2], seconds_timeout=30, progress=False)
+        assert len(names) == 2
+        assert api.wait("all", timeout=60, progress=True)
+        assert api.ready() == 2
+        assert sorted(r.result for r in api.collect()) == [1, 2]
+        assert list(api.map(identity, [3, 4], chunksize=2, buffersize=1, seconds_timeout=30, progress=True)) == [3, 4]
+        api.shutdown(wait=True)
+
+
+def test_group_map_applies_the_time_limit(make_controller):
+    group = pycrew.ControllerGroup(make_controller("local", workers=1, name="only"))
+    with group, pytest.raises(pycrew.TaskTimeoutError):
+        list(group.map(time.sleep, [30], seconds_timeout=0.5))

@@ -30,6 +30,7 @@ from pycrew.errors import (
 )
 from pycrew.futures import TaskFuture, task_seed
 from pycrew.group import ControllerGroup
+from pycrew.interface import ControllerAPI
 from pycrew.monitor import Monitor
 from pycrew.options import LauncherOptions, require
 from pycrew.plugin_api import (
@@ -55,6 +56,7 @@ __all__ = [
     "TLS_CA_ENV",
     "TOKEN_ENV",
     "Controller",
+    "ControllerAPI",
     "ControllerError",
     "ControllerGroup",
     "ControllerOptions",

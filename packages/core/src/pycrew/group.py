@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
 from pycrew.errors import OptionsError, PycrewError
-from pycrew.results import Summary, TaskResult
+from pycrew.progress import ProgressBar
+from pycrew.results import ControllerSummary, Summary, TaskResult
 
 T = TypeVar("T")
 
@@ -22,6 +23,20 @@ def _named(name: str, exc: PycrewError) -> PycrewError:
         return exc
     out.__cause__ = exc
     return out
+
+
+class _GroupCounts:
+    """The group's counts summed, in the shape a progress bar reads."""
+
+    def __init__(self, group: ControllerGroup) -> None:
+        self.group = group
+        self.name = group.name
+
+    def summary(self) -> Summary:
+        parts = [c.summary().controller for c in self.group.controllers.values()]
+        total = {k: sum(getattr(p, k) for p in parts) for k in ("pushed", "queued", "running", "resolved", "popped", "success", "error", "crash", "cancel", "timeout", "retries", "workers_online", "workers_launching")}
+        controller = ControllerSummary(controller=self.name, launcher="group", seconds=max((p.seconds for p in parts), default=0.0), **total)
+        return Summary(controller=controller, workers=(), launcher={})
 
 
 class ControllerGroup(concurrent.futures.Executor):
@@ -47,6 +62,7 @@ class ControllerGroup(concurrent.futures.Executor):
             if c.name in self.controllers:
                 raise OptionsError(f"two controllers in the group are named {c.name!r}; give each a distinct name=")
             self.controllers[c.name] = c
+        self.name = "+".join(self.controllers)
         self._next = 0
 
     def _get(self, name: str | None) -> Any:
@@ -76,9 +92,19 @@ class ControllerGroup(concurrent.futures.Executor):
         except PycrewError as exc:
             raise _named(target.name, exc) from exc
 
-    def walk(self, fn: Callable[..., Any], iterable: Iterable[Any], names: Iterable[str] | None = None, seed: int | None = None, controller: str | None = None) -> list[str]:
-        """Push ``fn(item)`` for every item to one controller."""
-        return list(self._get(controller).walk(fn, iterable, names=names, seed=seed))
+    def walk(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Any],
+        names: Iterable[str] | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+        progress: bool = False,
+        controller: str | None = None,
+    ) -> list[str]:
+        """Push ``fn(item)`` for every item to one controller (default: the first)."""
+        target = self._get(controller)
+        return list(target.walk(fn, iterable, names=names, seed=seed, seconds_timeout=seconds_timeout, progress=progress))
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         """Executor API: submit to the first controller (see :meth:`submit_to`)."""
@@ -89,9 +115,23 @@ class ControllerGroup(concurrent.futures.Executor):
         future: concurrent.futures.Future[T] = self._get(controller).submit(fn, *args, **kwargs)
         return future
 
-    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None, seed: int | None = None, controller: str | None = None) -> Iterator[T]:
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+        progress: bool = False,
+        controller: str | None = None,
+    ) -> Iterator[T]:
         """Executor API: ``map`` on one controller (default: the first)."""
-        it: Iterator[T] = self._get(controller).map(fn, *iterables, timeout=timeout, seed=seed)
+        it: Iterator[T] = self._get(controller).map(
+            fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize, seed=seed,
+            seconds_timeout=seconds_timeout, progress=progress,
+        )
         return it
 
     def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
@@ -125,19 +165,34 @@ class ControllerGroup(concurrent.futures.Executor):
         """Unresolved tasks over all controllers."""
         return sum(int(c.unresolved()) for c in self.controllers.values())
 
-    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None) -> bool:
-        """Block until every task of every controller resolved, or (``"one"``) one result is ready."""
+    def ready(self) -> int:
+        """Results waiting for :meth:`pop`, over all controllers."""
+        return sum(int(c.ready()) for c in self.controllers.values())
+
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
+        """Block until every task of every controller resolved, or (``"one"``) one result is ready.
+
+        With ``progress=True``, a bar follows the group's resolved tasks.
+        """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if mode == "all" and self.unresolved() == 0:
-                return True
-            if mode == "one" and (any(c.ready() for c in self.controllers.values()) or self.unresolved() == 0):
-                return True
-            self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
+        try:
+            while True:
+                if bar is not None:
+                    bar.bar.total = sum(c.summary().controller.pushed for c in self.controllers.values())
+                    bar.refresh()
+                if mode == "all" and self.unresolved() == 0:
+                    return True
+                if mode == "one" and (self.ready() or self.unresolved() == 0):
+                    return True
+                self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+        finally:
+            if bar is not None:
+                bar.close()
 
     def summary(self) -> dict[str, Summary]:
         """Each controller's summary, by name."""

@@ -104,8 +104,16 @@ class SequentialController(concurrent.futures.Executor):
         self._results.append(self._run(fn, tuple(args), dict(kwargs or {}), name, seed))
         return name
 
-    def walk(self, fn: Callable[..., Any], iterable: Iterable[Any], names: Iterable[str] | None = None, seed: int | None = None) -> list[str]:
-        """Push ``fn(item)`` for every item."""
+    def walk(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Any],
+        names: Iterable[str] | None = None,
+        seed: int | None = None,
+        seconds_timeout: float | None = None,
+        progress: bool = False,
+    ) -> list[str]:
+        """Push ``fn(item)`` for every item (``seconds_timeout`` and ``progress`` are ignored: each runs now)."""
         name_iter = iter(names) if names is not None else None
         return [
             self.push(fn, (item,), name=next(name_iter) if name_iter else None, seed=task_seed(seed, i) if seed is not None else None)
@@ -132,8 +140,13 @@ class SequentialController(concurrent.futures.Executor):
         buffersize: int | None = None,
         seed: int | None = None,
         seconds_timeout: float | None = None,
+        progress: bool = False,
     ) -> Iterator[T]:
-        """Run every task now, in order; raise the first task's error when reached."""
+        """Run every task now, in order; raise the first task's error when reached.
+
+        ``timeout``, ``chunksize``, ``buffersize``, ``seconds_timeout`` and ``progress``
+        are accepted for the shared API and have nothing to do here.
+        """
         futures = []
         for i, args in enumerate(zip(*iterables, strict=False)):
             s = task_seed(seed, i) if seed is not None else None
@@ -165,7 +178,7 @@ class SequentialController(concurrent.futures.Executor):
         self._popped += len(out)
         return out
 
-    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None) -> bool:
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
         """Always ``True``: every task already ran."""
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
