@@ -6,90 +6,154 @@ Start with :func:`pycrew.controller`::
 
     with pycrew.controller("local", workers=2) as c:
         print(list(c.map(abs, [-1, -2, -3])))
+
+The package's top level is lazy: ``import pycrew`` loads nothing, and each public name
+is imported on first use. A worker (``python -m pycrew.worker``) therefore loads only the
+worker side (protocol, transport, execution), never the controller, the dispatcher,
+pluggy, psutil or tqdm.
 """
 
 from __future__ import annotations
 
-import pluggy
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from pycrew import metrics
-from pycrew.controller import Controller, controller
-from pycrew.controller_options import ControllerOptions
-from pycrew.errors import (
-    ControllerError,
-    LauncherNotFoundError,
-    LaunchError,
-    OptionsError,
-    PluginError,
-    PycrewError,
-    RemoteTraceback,
-    SerializationError,
-    TaskCrashError,
-    TaskError,
-    TaskTimeoutError,
-)
-from pycrew.futures import TaskFuture, task_seed
-from pycrew.group import ControllerGroup
-from pycrew.interface import ControllerAPI
-from pycrew.monitor import Monitor
-from pycrew.options import LauncherOptions, require
-from pycrew.plugin_api import (
-    TLS_CA_ENV,
-    TOKEN_ENV,
-    LauncherInfo,
-    LauncherSpec,
-    WorkerCall,
-    WorkerInfo,
-)
-from pycrew.plugins import get_launcher, installed_launchers, register, unregister
-from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
-from pycrew.sequential import SequentialController
-from pycrew.tls import TLS
+if TYPE_CHECKING:
+    import pluggy
 
-#: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
-hookimpl = pluggy.HookimplMarker("pycrew")
+    from pycrew import metrics
+    from pycrew.controller import Controller, controller
+    from pycrew.controller_options import ControllerOptions
+    from pycrew.errors import (
+        ControllerError,
+        LauncherNotFoundError,
+        LaunchError,
+        OptionsError,
+        PluginError,
+        PycrewError,
+        RemoteTraceback,
+        SerializationError,
+        TaskCrashError,
+        TaskError,
+        TaskTimeoutError,
+    )
+    from pycrew.futures import TaskFuture, task_seed
+    from pycrew.group import ControllerGroup
+    from pycrew.interface import ControllerAPI
+    from pycrew.monitor import Monitor
+    from pycrew.options import LauncherOptions, require
+    from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
+    from pycrew.plugins import get_launcher, installed_launchers, register, unregister
+    from pycrew.protocol import TLS_CA_ENV, TOKEN_ENV
+    from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
+    from pycrew.sequential import SequentialController
+    from pycrew.tls import TLS
+
+    #: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
+    hookimpl: pluggy.HookimplMarker
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it
+_WHERE: dict[str, str] = {
+    "TLS": "pycrew.tls",
+    "TLS_CA_ENV": "pycrew.protocol",
+    "TOKEN_ENV": "pycrew.protocol",
+    "Controller": "pycrew.controller",
+    "ControllerAPI": "pycrew.interface",
+    "ControllerError": "pycrew.errors",
+    "ControllerGroup": "pycrew.group",
+    "ControllerOptions": "pycrew.controller_options",
+    "ControllerSummary": "pycrew.results",
+    "LaunchError": "pycrew.errors",
+    "LauncherInfo": "pycrew.plugin_api",
+    "LauncherNotFoundError": "pycrew.errors",
+    "LauncherOptions": "pycrew.options",
+    "LauncherSpec": "pycrew.plugin_api",
+    "Monitor": "pycrew.monitor",
+    "OptionsError": "pycrew.errors",
+    "PluginError": "pycrew.errors",
+    "PycrewError": "pycrew.errors",
+    "RemoteTraceback": "pycrew.errors",
+    "SequentialController": "pycrew.sequential",
+    "SerializationError": "pycrew.errors",
+    "TaskCrashError": "pycrew.errors",
+    "TaskError": "pycrew.errors",
+    "TaskFuture": "pycrew.futures",
+    "TaskResult": "pycrew.results",
+    "TaskTimeoutError": "pycrew.errors",
+    "Summary": "pycrew.results",
+    "WorkerCall": "pycrew.plugin_api",
+    "WorkerInfo": "pycrew.plugin_api",
+    "WorkerSummary": "pycrew.results",
+    "controller": "pycrew.controller",
+    "get_launcher": "pycrew.plugins",
+    "installed_launchers": "pycrew.plugins",
+    "register": "pycrew.plugins",
+    "require": "pycrew.options",
+    "task_seed": "pycrew.futures",
+    "unregister": "pycrew.plugins",
+}
+
 __all__ = [
-    "TLS",
-    "TLS_CA_ENV",
-    "TOKEN_ENV",
+    "__version__",
     "Controller",
+    "controller",
     "ControllerAPI",
     "ControllerError",
     "ControllerGroup",
     "ControllerOptions",
     "ControllerSummary",
-    "LaunchError",
+    "get_launcher",
+    "hookimpl",
+    "installed_launchers",
     "LauncherInfo",
     "LauncherNotFoundError",
     "LauncherOptions",
+    "LaunchError",
     "LauncherSpec",
+    "metrics",
     "Monitor",
     "OptionsError",
     "PluginError",
     "PycrewError",
+    "register",
     "RemoteTraceback",
+    "require",
     "SequentialController",
     "SerializationError",
+    "Summary",
+    "task_seed",
     "TaskCrashError",
     "TaskError",
     "TaskFuture",
     "TaskResult",
     "TaskTimeoutError",
-    "Summary",
+    "TLS",
+    "TLS_CA_ENV",
+    "TOKEN_ENV",
+    "unregister",
     "WorkerCall",
     "WorkerInfo",
     "WorkerSummary",
-    "__version__",
-    "controller",
-    "get_launcher",
-    "hookimpl",
-    "metrics",
-    "installed_launchers",
-    "register",
-    "require",
-    "task_seed",
-    "unregister",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562) and keep it in the module."""
+    if name == "hookimpl":
+        import pluggy
+
+        value: Any = pluggy.HookimplMarker("pycrew")
+    elif name == "metrics":
+        value = importlib.import_module("pycrew.metrics")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module 'pycrew' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -25,6 +25,11 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 
+#: Environment variable through which a worker receives its instance's secret token.
+TOKEN_ENV = "PYCREW_TOKEN"
+#: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
+TLS_CA_ENV = "PYCREW_TLS_CA"
+
 CHALLENGE = 0x43  # b"C"  dispatcher -> worker: nonce
 HELLO = 0x48  # b"H"      worker -> dispatcher: JSON {instance, mac, pid, host, ...}
 WELCOME = 0x57  # b"W"    dispatcher -> worker: JSON settings

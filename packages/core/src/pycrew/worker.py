@@ -26,7 +26,7 @@ import time
 from pycrew import protocol as p
 from pycrew import transport
 from pycrew.execution import TaskRunner, _dumps
-from pycrew.plugin_api import TLS_CA_ENV, TOKEN_ENV
+from pycrew.protocol import TLS_CA_ENV, TOKEN_ENV
 
 log = logging.getLogger("pycrew.worker")
 
