@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 import pycrew
+from pycrew.errors import PluginError
 from pycrew.plugins import PluginRegistry
 
 
@@ -223,3 +224,25 @@ def test_launch_timeout_error_carries_the_platforms_reason():
     finally:
         c.terminate()
     assert stuck.terminated == [stuck.calls[0].instance], "the stuck worker must be terminated after it was described"
+
+
+def test_an_entry_point_to_a_module_whose_hooks_are_methods_suggests_module_object(tmp_path, monkeypatch):
+    """The plugin guide's mistake: the entry point names the module, the hooks live on an instance in it."""
+    (tmp_path / "instance_hooks_plugin.py").write_text(
+        "import pycrew\n"
+        "class Hooks:\n"
+        "    @pycrew.hookimpl\n"
+        "    def pycrew_register_launchers(self, register):\n"
+        "        register('instancehooks', pycrew.LauncherOptions)\n"
+        "plugin = Hooks()\n"
+    )
+    dist = tmp_path / "instance_hooks_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: instance-hooks-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pycrew.launchers]\ninstancehooks = instance_hooks_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = PluginRegistry()
+    with pytest.raises(PluginError, match=r'instancehooks = "instance_hooks_plugin:plugin"'):
+        reg.launcher("instancehooks")
+    (dist / "entry_points.txt").write_text("[pycrew.launchers]\ninstancehooks = instance_hooks_plugin:plugin\n")
+    assert PluginRegistry().launcher("instancehooks").name == "instancehooks"

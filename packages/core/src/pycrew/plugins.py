@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import threading
+import types
 from importlib import metadata
 from typing import Any
 
@@ -213,12 +214,11 @@ class PluginRegistry:
                 return self._launchers[name]
             eps = self._launcher_entry_points()
             if name in eps and self._permitted(name):
-                self._register_entry_point(eps[name])
+                loaded = self._register_entry_point(eps[name])
                 if name not in self._launchers:
                     raise PluginError(
                         f"the entry point {name!r} ({eps[name].value}) in group {LAUNCHER_GROUP!r} "
-                        f"registered no launcher named {name!r}: its pycrew_register_launchers "
-                        f"hook must call register({name!r}, ...)"
+                        f"registered no launcher named {name!r}: {_why_no_launcher(loaded, name, eps[name].value)}"
                     )
                 return self._launchers[name]
             installed = self.installed_launchers()
@@ -271,6 +271,26 @@ def reset_registry() -> None:
     global _registry
     with _registry_lock:
         _registry = None
+
+
+def _why_no_launcher(loaded: object, name: str, value: str) -> str:
+    """What to fix when an entry point registered no launcher of its name."""
+    if hasattr(loaded, "pycrew_register_launchers"):
+        return f"its pycrew_register_launchers hook must call register({name!r}, ...)"
+    holders = [
+        attr
+        for attr, obj in sorted(vars(loaded).items())
+        if not isinstance(obj, type) and hasattr(obj, "pycrew_register_launchers")
+    ] if isinstance(loaded, types.ModuleType) else []
+    if holders:
+        return (
+            f"{value} is a module whose hooks are methods of {', '.join(holders)}; point the entry point at "
+            f"the object with the module:object form, e.g. {name} = \"{value}:{holders[0]}\""
+        )
+    return (
+        f"{value} has no pycrew_register_launchers hook; the entry point must name the module or object "
+        f"(module:object) that implements it, and that hook must call register({name!r}, ...)"
+    )
 
 
 def _controller_option_names() -> set[str]:
