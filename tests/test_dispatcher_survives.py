@@ -178,7 +178,7 @@ def _interrupt_loop() -> None:
 
 
 def test_a_task_submitted_after_the_dispatcher_died_still_resolves(make_controller):
-    from pycrew.tasks import Task
+    from pycrew.control.tasks import Task
 
     c = make_controller("local", workers=1).start()
     d = c._dispatcher
@@ -289,7 +289,7 @@ def test_an_instance_cannot_connect_twice(make_controller, wire):
 
 def test_results_pickle_errors_never_reach_the_dispatcher_as_exceptions():
     """decode_result turns any BaseException from unpickling into an error result."""
-    from pycrew.tasks import Task, decode_result
+    from pycrew.control.tasks import Task, decode_result
 
     payload = pickle.dumps(_KeyboardInterruptOnLoad())
     result = decode_result(Task(1, "t", b"", None, True), payload, {})

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pycrew import protocol as p
-from pycrew.dispatcher import CLOSED, READY, Dispatcher, DispatcherSettings
-from pycrew.tasks import Task
+from pycrew.control.dispatcher import CLOSED, READY, Dispatcher, DispatcherSettings
+from pycrew.control.tasks import Task
 from pycrew.transport import Link
 
 

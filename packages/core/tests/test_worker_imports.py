@@ -11,7 +11,7 @@ import pycrew
 #: Modules a worker must never load: the controller side and its dependencies.
 CONTROLLER_SIDE = (
     "pycrew.controller",
-    "pycrew.dispatcher",
+    "pycrew.control.dispatcher",
     "pycrew.launcher",
     "pycrew.plugins",
     "pycrew.plugin_api",

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
     import pluggy
 
     from pycrew import metrics
-    from pycrew.controller import Controller, controller
+    from pycrew.control.controller import Controller
+    from pycrew.control.factory import controller
+    from pycrew.control.futures import TaskFuture, task_seed
+    from pycrew.control.group import ControllerGroup
+    from pycrew.control.interface import ControllerAPI
+    from pycrew.control.sequential import SequentialController
     from pycrew.controller_options import ControllerOptions
     from pycrew.errors import (
         ControllerError,
@@ -37,16 +42,12 @@ if TYPE_CHECKING:
         TaskError,
         TaskTimeoutError,
     )
-    from pycrew.futures import TaskFuture, task_seed
-    from pycrew.group import ControllerGroup
-    from pycrew.interface import ControllerAPI
     from pycrew.monitor import Monitor
     from pycrew.options import LauncherOptions, require
     from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
     from pycrew.plugins import get_launcher, installed_launchers, register, unregister
     from pycrew.protocol import TLS_CA_ENV, TOKEN_ENV
     from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
-    from pycrew.sequential import SequentialController
     from pycrew.tls import TLS
 
     #: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
@@ -59,10 +60,10 @@ _WHERE: dict[str, str] = {
     "TLS": "pycrew.tls",
     "TLS_CA_ENV": "pycrew.protocol",
     "TOKEN_ENV": "pycrew.protocol",
-    "Controller": "pycrew.controller",
-    "ControllerAPI": "pycrew.interface",
+    "Controller": "pycrew.control.controller",
+    "ControllerAPI": "pycrew.control.interface",
     "ControllerError": "pycrew.errors",
-    "ControllerGroup": "pycrew.group",
+    "ControllerGroup": "pycrew.control.group",
     "ControllerOptions": "pycrew.controller_options",
     "ControllerSummary": "pycrew.results",
     "LaunchError": "pycrew.errors",
@@ -75,23 +76,23 @@ _WHERE: dict[str, str] = {
     "PluginError": "pycrew.errors",
     "PycrewError": "pycrew.errors",
     "RemoteTraceback": "pycrew.errors",
-    "SequentialController": "pycrew.sequential",
+    "SequentialController": "pycrew.control.sequential",
     "SerializationError": "pycrew.errors",
     "TaskCrashError": "pycrew.errors",
     "TaskError": "pycrew.errors",
-    "TaskFuture": "pycrew.futures",
+    "TaskFuture": "pycrew.control.futures",
     "TaskResult": "pycrew.results",
     "TaskTimeoutError": "pycrew.errors",
     "Summary": "pycrew.results",
     "WorkerCall": "pycrew.plugin_api",
     "WorkerInfo": "pycrew.plugin_api",
     "WorkerSummary": "pycrew.results",
-    "controller": "pycrew.controller",
+    "controller": "pycrew.control.factory",
     "get_launcher": "pycrew.plugins",
     "installed_launchers": "pycrew.plugins",
     "register": "pycrew.plugins",
     "require": "pycrew.options",
-    "task_seed": "pycrew.futures",
+    "task_seed": "pycrew.control.futures",
     "unregister": "pycrew.plugins",
 }
 

@@ -9,7 +9,7 @@ from concurrent.futures import as_completed
 
 from tqdm import tqdm
 
-from pycrew.controller import controller
+from pycrew.control.factory import controller
 
 
 def count_inside(seed: int, draws: int) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pycrew.config import SEQUENTIAL, ConfigError, controller_arguments
-from pycrew.controller import Controller
+from pycrew.control.controller import Controller
 from pycrew.errors import LauncherNotFoundError, OptionsError
 from pycrew.launcher import CONNECTED
 from pycrew.plugin_api import WorkerInfo

@@ -27,7 +27,7 @@ from pycrew.transport import DEFAULT_TRANSPORT
 
 if TYPE_CHECKING:
     from pycrew.controller_options import ControllerOptions
-    from pycrew.dispatcher import Dispatcher
+    from pycrew.control.dispatcher import Dispatcher
     from pycrew.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)

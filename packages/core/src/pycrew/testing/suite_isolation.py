@@ -146,7 +146,7 @@ class IsolationTests(SuiteFixtures):
         timeout = launcher_config.seconds_timeout
         impostor_seconds = 3.0
         hold = observe(LaunchHold(timeout=3 * timeout))
-        with capture_logs("pycrew.dispatcher") as logs:
+        with capture_logs("pycrew.control.dispatcher") as logs:
             c = controllers(workers=1, seconds_launch=launcher_config.seconds_launch + 3 * timeout)
             hold.watch(c)
             c.push(tasks.report_worker, name="after_impostor")
@@ -188,7 +188,7 @@ class IsolationTests(SuiteFixtures):
         require(launcher_spec, "monitor")
         timeout = launcher_config.seconds_timeout
         c = controllers(workers=1).start()
-        with capture_logs("pycrew.dispatcher") as logs:
+        with capture_logs("pycrew.control.dispatcher") as logs:
             impostor = with_worker_arg(c.launcher.call(worker=1, url=c.url), "--seconds-launch", str(3 * timeout + 60))
             stray_handles.extend(launch_directly(launcher_spec, c.info, [impostor]))
             wait_until(lambda: logs.messages(impostor.instance), timeout, "the impostor never reached the dispatcher")

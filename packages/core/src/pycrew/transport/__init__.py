@@ -15,7 +15,7 @@ Two transports carry the same frames (see :mod:`pycrew.protocol`):
     which adds about 130 µs to a round trip on a 2-core machine (measured with
     ``benchmarks/bench_transport.py``), and its polyamorous mode discards what it
     cannot deliver (the dispatcher detects and repairs that, see
-    :mod:`pycrew.dispatcher`). Kept for sites that prefer NNG's stack.
+    :mod:`pycrew.control.dispatcher`). Kept for sites that prefer NNG's stack.
 
 Both authenticate the same way (a challenge answered with an HMAC of the worker's
 token, before anything is unpickled) and bound the size of a frame.

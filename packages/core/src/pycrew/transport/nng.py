@@ -8,7 +8,7 @@ readable.
 
 Polyamorous pair sockets discard a message they cannot deliver to a pipe; the dispatcher
 keeps few frames in flight per worker and compares the frame count each worker reports
-with what it sent (see :mod:`pycrew.dispatcher`), so nothing is lost for good.
+with what it sent (see :mod:`pycrew.control.dispatcher`), so nothing is lost for good.
 
 Size bound before authentication: NNG applies one receive limit to every pipe of a
 socket, and reads a whole message into memory before anyone can look at it. So the

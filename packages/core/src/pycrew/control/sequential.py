@@ -17,9 +17,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.execution import _restore, _seed
-from pycrew.futures import TaskFuture, task_seed
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
 
 T = TypeVar("T")

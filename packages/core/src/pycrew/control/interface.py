@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from pycrew.results import TaskResult
 
 if TYPE_CHECKING:
-    from pycrew.controller import Controller
-    from pycrew.group import ControllerGroup
-    from pycrew.sequential import SequentialController
+    from pycrew.control.controller import Controller
+    from pycrew.control.group import ControllerGroup
+    from pycrew.control.sequential import SequentialController
 
 T = TypeVar("T")
 

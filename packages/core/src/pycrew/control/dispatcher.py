@@ -28,7 +28,7 @@ from typing import Any
 
 from pycrew import protocol as p
 from pycrew import transport
-from pycrew.tasks import Task
+from pycrew.control.tasks import Task
 from pycrew.transport import Link
 
 log = logging.getLogger(__name__)

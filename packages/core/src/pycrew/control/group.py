@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from pycrew.control.progress import ProgressBar
 from pycrew.errors import OptionsError, PycrewError
-from pycrew.progress import ProgressBar
 from pycrew.results import ControllerSummary, Summary, TaskResult
 
 T = TypeVar("T")

@@ -11,66 +11,34 @@ import logging
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 from pycrew import monitor
+from pycrew.control.collecting import Collecting
+from pycrew.control.dispatcher import Dispatcher, DispatcherSettings
+from pycrew.control.exit_hooks import live, register_exit_hook
+from pycrew.control.futures import TaskFuture, task_seed
+from pycrew.control.mapping import map_results
+from pycrew.control.progress import ProgressBar
+from pycrew.control.resolving import Resolving
+from pycrew.control.tasks import Task, pack_task
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
-from pycrew.dispatcher import Conn, Dispatcher, DispatcherSettings
-from pycrew.errors import ControllerError, OptionsError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
-from pycrew.futures import TaskFuture, task_seed
+from pycrew.errors import ControllerError, OptionsError, PycrewError
 from pycrew.launcher import Launcher
 from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
-from pycrew.progress import ProgressBar
-from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
-from pycrew.sequential import SequentialController
-from pycrew.tasks import Task, decode_result, local_result, pack_task
+from pycrew.results import STATUSES, TaskResult
 from pycrew.tls import TLS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_LOCAL_ERRORS: dict[str, type[TaskError]] = {
-    "crash": TaskCrashError,
-    "timeout": TaskTimeoutError,
-}
 
-# Controllers started and not terminated. As ``concurrent.futures`` does for its executors,
-# the interpreter does not exit while one of them has pending futures (see _wait_at_exit).
-_live: weakref.WeakSet[Controller] = weakref.WeakSet()
-_exit_hook_lock = threading.Lock()
-_exit_hook_registered = False
-
-
-def _wait_at_exit() -> None:
-    """Interpreter exit: let every live controller's pending futures finish, then terminate it."""
-    for live in list(_live):
-        try:
-            live._finish_at_exit()
-        except Exception:  # one controller's failure must not keep the others running
-            log.exception("controller %r: finishing pending futures at interpreter exit failed", live.name)
-
-
-def _register_exit_hook() -> None:
-    global _exit_hook_registered
-    with _exit_hook_lock:
-        if _exit_hook_registered:
-            return
-        try:
-            # Runs when the main thread ends, before atexit handlers and while daemon threads
-            # (the dispatcher) still run: the same hook concurrent.futures uses.
-            threading._register_atexit(_wait_at_exit)  # type: ignore[attr-defined]
-        except RuntimeError:  # the interpreter is already shutting down: nothing left to wait for
-            return
-        _exit_hook_registered = True
-
-
-class Controller(concurrent.futures.Executor):
+class Controller(Resolving, Collecting, concurrent.futures.Executor):
     """Launches workers through a launcher plugin and runs tasks on them.
 
     Build one with :func:`pycrew.controller`. It is a context manager (starts on enter,
@@ -183,8 +151,8 @@ class Controller(concurrent.futures.Executor):
             self._dispatcher.start()
             self._started = True
             self._t0 = time.monotonic()
-            _live.add(self)
-        _register_exit_hook()
+            live.add(self)
+        register_exit_hook()
         return self
 
     def terminate(self) -> None:
@@ -204,7 +172,7 @@ class Controller(concurrent.futures.Executor):
             if threading.current_thread() is not self._terminating:
                 self._terminate_done.wait(self.options.seconds_terminate + 10.0)
             return
-        _live.discard(self)
+        live.discard(self)
         try:
             if dispatcher is not None:
                 dispatcher.stop()
@@ -409,61 +377,7 @@ class Controller(concurrent.futures.Executor):
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        if not isinstance(chunksize, int) or chunksize < 1:
-            raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
-        if buffersize is not None and (not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1):
-            raise ValueError(f"buffersize must be None or an int >= 1, got {buffersize!r}")
-        items = enumerate(zip(*iterables, strict=False))
-
-        def submit_next() -> bool:
-            for i, args in items:
-                s = task_seed(seed, i) if seed is not None else None
-                future = self.submit_task(fn, tuple(args), seed=s, seconds_timeout=seconds_timeout)
-                assert future is not None
-                futures.append(future)
-                return True
-            return False
-
-        futures: collections.deque[TaskFuture[Any]] = collections.deque()
-        while (buffersize is None or len(futures) < buffersize) and submit_next():
-            pass
-        deadline = None if timeout is None else time.monotonic() + timeout
-        yielded = 0
-        bar = ProgressBar(self, len(futures), desc=f"{self.name} map") if progress else None
-
-        def done_count() -> int:
-            # Futures already yielded are gone from ``futures`` (and so is their result,
-            # once the caller drops it: bpo-14406); count them as done.
-            return yielded + sum(f.done() for f in futures)
-
-        def next_result(future: Future[T]) -> T:
-            if bar is None:
-                return future.result(None if deadline is None else deadline - time.monotonic())
-            while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                try:
-                    return future.result(0.2 if remaining is None else max(0.0, min(0.2, remaining)))
-                except concurrent.futures.TimeoutError:
-                    bar.refresh(done=yielded - 1 + sum(f.done() for f in futures))
-                    if remaining is not None and remaining <= 0.2:
-                        raise
-
-        def results() -> Iterator[T]:
-            nonlocal yielded
-            try:
-                while futures:
-                    if buffersize is not None and not self._shutdown and submit_next() and bar is not None:
-                        bar.bar.total = yielded + len(futures)
-                    yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
-                    yield next_result(futures.popleft())
-            finally:
-                for f in futures:
-                    f.cancel()
-                if bar is not None:
-                    bar.refresh(done=done_count())
-                    bar.bar.close()
-
-        return results()
+        return map_results(self, fn, iterables, timeout, chunksize, buffersize, seed, seconds_timeout, progress)
 
     async def submit_async(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``await controller.submit_async(fn, *args)``: the task's value (or its exception raised)."""
@@ -556,322 +470,6 @@ class Controller(concurrent.futures.Executor):
         finally:
             self.terminate()
 
-    def _cancel_queued_futures(self) -> None:
-        assert self._dispatcher is not None
-        for task in self._dispatcher.remove_queued(lambda t: t.future is not None and not t.running):
-            assert task.future is not None
-            task.future.cancel()
-            self._on_result(task, None, None, ("cancel", "cancelled at shutdown", "CancelledError"))
-
-    # -- results -----------------------------------------------------------------------------
-
-    def _where(self, conn: Conn | None) -> dict[str, Any]:
-        if conn is None:
-            return {"controller": self.name, "launcher": self.spec.name}
-        return {
-            "controller": self.name,
-            "launcher": self.spec.name,
-            "worker": conn.slot,
-            "instance": conn.instance,
-            "host": conn.host,
-            "pid": conn.pid,
-        }
-
-    def _on_result(self, task: Task, payload: bytes | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
-        """Dispatcher thread: a task resolved."""
-        if task.resolved:
-            return
-        task.resolved = True
-        if payload is not None:
-            result = decode_result(task, payload, self._where(conn))
-            assert self._dispatcher is not None
-            self._dispatcher.record_seconds(result.seconds)
-        else:
-            assert local is not None
-            status, error, error_type = local
-            result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
-        if conn is not None and conn.slot is not None:
-            self._slot_complete[conn.slot] += 1
-            self._slot_seconds[conn.slot] += result.seconds
-        self._finish(task, result)
-
-    def _finish(self, task: Task, result: TaskResult) -> None:
-        """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""
-        backup = self.options.backup
-        if result.status == "crash" and backup is not None and self._forward(task, result, backup):
-            return
-        self._status_counts[result.status] += 1
-        self.resolved += 1
-        if task.relay is not None:
-            task.relay(result)
-            return
-        self._deliver(task, result)
-
-    def _deliver(self, task: Task, result: TaskResult) -> None:
-        future = task.future
-        if future is not None:
-            self._futures_resolved += 1
-        if future is not None and not future.done():
-            if result.status == "success":
-                future.set_result(result.result)
-            elif result.status == "cancel":
-                if not Future.cancel(future) and isinstance(future, TaskFuture):
-                    future._force_cancel()
-            elif result.status == "error":
-                exc = result.exception
-                if exc is None or not isinstance(exc, BaseException):
-                    exc = TaskError(f"task {task.name!r} failed: {result.error_type}: {result.error}\n{result.traceback}", result)
-                future.set_exception(exc)
-            else:
-                future.set_exception(_LOCAL_ERRORS.get(result.status, TaskError)(f"task {task.name!r}: {result.status}: {result.error}", result))
-        if task.keep:
-            self._results.append(result)
-        if self._notify_done:
-            self._registry.notify("pycrew_task_done", result=result)
-        if self._waiters:
-            with self._cv:
-                self._cv.notify_all()
-
-    def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> bool:
-        """Re-send a task that crashed ``crashes_max`` times here to the backup controller."""
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
-
-        def relay(result: TaskResult) -> None:  # runs on the backup's dispatcher thread
-            merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
-            dispatcher.call_soon(lambda: self._finish_relayed(task, merged))
-
-        try:
-            backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
-        except PycrewError as exc:
-            log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, exc)
-            return False
-        log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
-        return True
-
-    def _finish_relayed(self, task: Task, result: TaskResult) -> None:
-        """Dispatcher thread: the backup resolved a task of ours (maybe itself through a backup)."""
-        self._status_counts[result.status] += 1
-        self.resolved += 1
-        if task.relay is not None:
-            task.relay(result)
-            return
-        self._deliver(task, result)
-
-    def _submit_payload(
-        self, name: str, payload: bytes, seed: int | None, seconds_timeout: float | None, relay: Callable[[TaskResult], None]
-    ) -> None:
-        """Queue an already pickled task whose result goes to ``relay`` (backups)."""
-        dispatcher = self._check()
-        task = Task(next(self._ids), name, payload, None, False, seed, seconds_timeout)
-        task.relay = relay
-        self.pushed += 1
-        dispatcher.submit(task)
-
-    def _dispatcher_failed(self, error: BaseException) -> ControllerError:
-        failure = ControllerError(
-            f"the dispatcher of controller {self.name!r} failed: {type(error).__name__}: {error}; its tasks were "
-            "resolved with this error and the controller accepts no more (terminate it and build a new one)"
-        )
-        failure.__cause__ = error
-        return failure
-
-    def _on_dispatcher_failure(self, error: BaseException, tasks: list[Task]) -> None:
-        """The dispatcher died (dispatcher or submitting thread): resolve every task it held at once."""
-        failure = self._dispatcher_failed(error)
-        for task in tasks:
-            if task.resolved:
-                continue
-            task.resolved = True
-            result = local_result(task, "error", str(failure), "pycrew.errors.ControllerError", self._where(None))
-            try:
-                self._finish(task, dataclasses.replace(result, exception=failure))
-            except Exception:  # keep resolving the others
-                log.exception("controller %r: resolving task %r after the dispatcher failed", self.name, task.name)
-        with self._cv:
-            self._cv.notify_all()
-
-    def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
-        self.launcher.connected(instance, info)
-
-    def _on_disconnect(self, instance: str, crashed: bool) -> None:
-        self.launcher.disconnected(instance, crashed)
-
-    def _on_tick(self, now: float) -> None:
-        d = self._dispatcher
-        if d is None:
-            return
-        self.launcher.scale(len(d.queue) + d.running(), now)
-        if self.launcher.error is not None:
-            self._fail_futures(self.launcher.error)
-            if self._waiters:
-                with self._cv:
-                    self._cv.notify_all()
-
-    def _fail_futures(self, error: BaseException) -> None:
-        assert self._dispatcher is not None
-        for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
-            assert task.future is not None
-            self._futures_resolved += 1
-            if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
-                task.future.set_exception(error)
-
-    def ready(self) -> int:
-        """Results waiting for :meth:`pop`."""
-        return len(self._results)
-
-    def unresolved(self) -> int:
-        """Tasks pushed or submitted and not yet resolved."""
-        return self.pushed - self.resolved
-
-    def pop(self) -> TaskResult | None:
-        """The next resolved pushed task's result, or ``None`` if none is ready.
-
-        Raises:
-            LaunchError: workers could not be launched.
-        """
-        if self._results:
-            self.popped += 1
-            return self._results.popleft()
-        if self._started:
-            self._check()
-        return None
-
-    def collect(self) -> list[TaskResult]:
-        """Every resolved pushed task's result available now (may be empty)."""
-        out = []
-        while self._results:
-            out.append(self._results.popleft())
-        self.popped += len(out)
-        if not out and self._started:
-            self._check()
-        return out
-
-    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
-        """Block until every task resolved (``"all"``) or a result is ready to pop (``"one"``).
-
-        Returns:
-            ``True`` if the condition holds, ``False`` if ``timeout`` seconds passed first.
-
-        Raises:
-            LaunchError: workers could not be launched (``launch_max`` failures in a row).
-        """
-        if mode not in ("all", "one"):
-            raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
-        if timeout is not None and timeout < 0:
-            raise OptionsError(f"wait timeout must be >= 0 or None, got {timeout!r}")
-        if not self._started:
-            return self.unresolved() == 0
-
-        def ready() -> bool:
-            if mode == "all":
-                return self.unresolved() == 0
-            return bool(self._results) or self.unresolved() == 0
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = ProgressBar(self, self.pushed, desc=f"{self.name} wait") if progress else None
-        step = 0.2 if bar is not None else 0.5
-        try:
-            with self._cv:
-                self._waiters += 1
-                try:
-                    while not ready():
-                        self._check()
-                        remaining = step if deadline is None else min(step, deadline - time.monotonic())
-                        if remaining <= 0:
-                            return False
-                        self._cv.wait(remaining)
-                        if bar is not None:
-                            bar.bar.total = self.pushed
-                            bar.refresh()
-                finally:
-                    self._waiters -= 1
-            return True
-        finally:
-            if bar is not None:
-                bar.close()
-
-    # -- reporting -------------------------------------------------------------------------
-
-    def summary(self) -> Summary:
-        """Controller, worker and launcher summaries (crew's three summaries in one)."""
-        d = self._dispatcher
-        queued = len(d.queue) + len(d.submissions) if d else 0
-        running = d.running() if d else 0
-        c = self._status_counts
-        controller = ControllerSummary(
-            controller=self.name,
-            launcher=self.spec.name,
-            pushed=self.pushed,
-            queued=queued,
-            running=running,
-            resolved=self.resolved,
-            popped=self.popped,
-            success=c["success"],
-            error=c["error"],
-            crash=c["crash"],
-            cancel=c["cancel"],
-            timeout=c["timeout"],
-            retries=d.retries if d else 0,
-            workers_online=self.launcher.online(),
-            workers_launching=self.launcher.launching(),
-            seconds=time.monotonic() - self._t0 if self._started else 0.0,
-        )
-        assigned = dict.fromkeys(self._slot_complete, 0)
-        if d:
-            for conn in list(d.conns.values()):
-                if conn.slot is not None:
-                    assigned[conn.slot] += len(conn.in_flight)
-        workers = tuple(
-            WorkerSummary(
-                worker=s.index,
-                online=s.state == "connected",
-                instances=s.instances,
-                launches=s.launches,
-                launch_failures=s.launch_failures,
-                assigned=self._slot_complete[s.index] + assigned[s.index],
-                complete=self._slot_complete[s.index],
-                crashes=s.crashes,
-                seconds_busy=self._slot_seconds[s.index],
-                instance=s.instance or s.last_instance,
-                host=s.host,
-                pid=s.pid,
-            )
-            for s in self.launcher.slots
-        )
-        return Summary(controller=controller, workers=workers, launcher=self.launcher.summary())
-
     def __repr__(self) -> str:
         state = "terminated" if self._terminated else "started" if self._started else "new"
         return f"<pycrew.Controller {self.name!r} launcher={self.spec.name!r} workers={self.options.workers} {state}>"
-
-
-@overload
-def controller(launcher: Literal["sequential"], workers: int | None = None, **options: Any) -> SequentialController: ...
-
-
-@overload
-def controller(launcher: str = "local", workers: int | None = None, **options: Any) -> Controller: ...
-
-
-def controller(launcher: str = "local", workers: int | None = None, **options: Any) -> Controller | SequentialController:
-    """Create a :class:`Controller` (not started: use it in ``with``, or call ``start``).
-
-    ``launcher`` may also name a profile of ``pycrew.toml`` (or ``[tool.pycrew]`` in
-    ``pyproject.toml``, or the user file): its launcher and options are used, and the
-    arguments given here override them (see :mod:`pycrew.config`).
-
-    ``launcher="sequential"`` returns a :class:`~pycrew.sequential.SequentialController`
-    that runs every task in this process at push, with the same result API (for pdb).
-
-    Example::
-
-        with pycrew.controller("local", workers=2, seconds_idle=10) as c:
-            squares = list(c.map(pow, range(10), [2] * 10))
-    """
-    if launcher == "sequential":
-        return SequentialController(name=options.pop("name", None) or "sequential", **options)
-    from pycrew.config import controller_arguments
-
-    launcher, chosen, options = controller_arguments(launcher, workers, options)
-    return Controller(launcher, 1 if chosen is None else chosen, **options)

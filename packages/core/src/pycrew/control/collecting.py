@@ -1,0 +1,138 @@
+"""The results API of a controller: pop, collect, wait, and the summaries."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pycrew.control.progress import ProgressBar
+from pycrew.control.state import ControllerState
+from pycrew.errors import OptionsError
+from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
+
+
+class Collecting(ControllerState):
+    """Results waiting for ``pop``, counts, and waiting for tasks to resolve."""
+
+    def ready(self) -> int:
+        """Results waiting for :meth:`pop`."""
+        return len(self._results)
+
+    def unresolved(self) -> int:
+        """Tasks pushed or submitted and not yet resolved."""
+        return self.pushed - self.resolved
+
+    def pop(self) -> TaskResult | None:
+        """The next resolved pushed task's result, or ``None`` if none is ready.
+
+        Raises:
+            LaunchError: workers could not be launched.
+        """
+        if self._results:
+            self.popped += 1
+            return self._results.popleft()
+        if self._started:
+            self._check()
+        return None
+
+    def collect(self) -> list[TaskResult]:
+        """Every resolved pushed task's result available now (may be empty)."""
+        out = []
+        while self._results:
+            out.append(self._results.popleft())
+        self.popped += len(out)
+        if not out and self._started:
+            self._check()
+        return out
+
+    def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
+        """Block until every task resolved (``"all"``) or a result is ready to pop (``"one"``).
+
+        Returns:
+            ``True`` if the condition holds, ``False`` if ``timeout`` seconds passed first.
+
+        Raises:
+            LaunchError: workers could not be launched (``launch_max`` failures in a row).
+        """
+        if mode not in ("all", "one"):
+            raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
+        if timeout is not None and timeout < 0:
+            raise OptionsError(f"wait timeout must be >= 0 or None, got {timeout!r}")
+        if not self._started:
+            return self.unresolved() == 0
+
+        def ready() -> bool:
+            if mode == "all":
+                return self.unresolved() == 0
+            return bool(self._results) or self.unresolved() == 0
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = ProgressBar(self, self.pushed, desc=f"{self.name} wait") if progress else None
+        step = 0.2 if bar is not None else 0.5
+        try:
+            with self._cv:
+                self._waiters += 1
+                try:
+                    while not ready():
+                        self._check()
+                        remaining = step if deadline is None else min(step, deadline - time.monotonic())
+                        if remaining <= 0:
+                            return False
+                        self._cv.wait(remaining)
+                        if bar is not None:
+                            bar.bar.total = self.pushed
+                            bar.refresh()
+                finally:
+                    self._waiters -= 1
+            return True
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def summary(self) -> Summary:
+        """Controller, worker and launcher summaries (crew's three summaries in one)."""
+        d = self._dispatcher
+        queued = len(d.queue) + len(d.submissions) if d else 0
+        running = d.running() if d else 0
+        c = self._status_counts
+        controller = ControllerSummary(
+            controller=self.name,
+            launcher=self.spec.name,
+            pushed=self.pushed,
+            queued=queued,
+            running=running,
+            resolved=self.resolved,
+            popped=self.popped,
+            success=c["success"],
+            error=c["error"],
+            crash=c["crash"],
+            cancel=c["cancel"],
+            timeout=c["timeout"],
+            retries=d.retries if d else 0,
+            workers_online=self.launcher.online(),
+            workers_launching=self.launcher.launching(),
+            seconds=time.monotonic() - self._t0 if self._started else 0.0,
+        )
+        assigned = dict.fromkeys(self._slot_complete, 0)
+        if d:
+            for conn in list(d.conns.values()):
+                if conn.slot is not None:
+                    assigned[conn.slot] += len(conn.in_flight)
+        workers = tuple(
+            WorkerSummary(
+                worker=s.index,
+                online=s.state == "connected",
+                instances=s.instances,
+                launches=s.launches,
+                launch_failures=s.launch_failures,
+                assigned=self._slot_complete[s.index] + assigned[s.index],
+                complete=self._slot_complete[s.index],
+                crashes=s.crashes,
+                seconds_busy=self._slot_seconds[s.index],
+                instance=s.instance or s.last_instance,
+                host=s.host,
+                pid=s.pid,
+            )
+            for s in self.launcher.slots
+        )
+        return Summary(controller=controller, workers=workers, launcher=self.launcher.summary())

@@ -1,0 +1,186 @@
+"""Resolving tasks, on the dispatcher's thread: results, crashes, backups, failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from pycrew.control.dispatcher import Conn
+from pycrew.control.futures import TaskFuture
+from pycrew.control.state import ControllerState
+from pycrew.control.tasks import Task, decode_result, local_result
+from pycrew.errors import ControllerError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
+from pycrew.results import TaskResult
+
+log = logging.getLogger("pycrew.control.controller")
+
+_LOCAL_ERRORS: dict[str, type[TaskError]] = {
+    "crash": TaskCrashError,
+    "timeout": TaskTimeoutError,
+}
+
+
+class Resolving(ControllerState):
+    """How a controller resolves its tasks (every method runs on the dispatcher's thread,
+    except where a docstring says otherwise)."""
+
+    def _where(self, conn: Conn | None) -> dict[str, Any]:
+        if conn is None:
+            return {"controller": self.name, "launcher": self.spec.name}
+        return {
+            "controller": self.name,
+            "launcher": self.spec.name,
+            "worker": conn.slot,
+            "instance": conn.instance,
+            "host": conn.host,
+            "pid": conn.pid,
+        }
+
+    def _on_result(self, task: Task, payload: bytes | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
+        """Dispatcher thread: a task resolved."""
+        if task.resolved:
+            return
+        task.resolved = True
+        if payload is not None:
+            result = decode_result(task, payload, self._where(conn))
+            assert self._dispatcher is not None
+            self._dispatcher.record_seconds(result.seconds)
+        else:
+            assert local is not None
+            status, error, error_type = local
+            result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
+        if conn is not None and conn.slot is not None:
+            self._slot_complete[conn.slot] += 1
+            self._slot_seconds[conn.slot] += result.seconds
+        self._finish(task, result)
+
+    def _finish(self, task: Task, result: TaskResult) -> None:
+        """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""
+        backup = self.options.backup
+        if result.status == "crash" and backup is not None and self._forward(task, result, backup):
+            return
+        self._status_counts[result.status] += 1
+        self.resolved += 1
+        if task.relay is not None:
+            task.relay(result)
+            return
+        self._deliver(task, result)
+
+    def _deliver(self, task: Task, result: TaskResult) -> None:
+        future = task.future
+        if future is not None:
+            self._futures_resolved += 1
+        if future is not None and not future.done():
+            if result.status == "success":
+                future.set_result(result.result)
+            elif result.status == "cancel":
+                if not Future.cancel(future) and isinstance(future, TaskFuture):
+                    future._force_cancel()
+            elif result.status == "error":
+                exc = result.exception
+                if exc is None or not isinstance(exc, BaseException):
+                    exc = TaskError(f"task {task.name!r} failed: {result.error_type}: {result.error}\n{result.traceback}", result)
+                future.set_exception(exc)
+            else:
+                future.set_exception(_LOCAL_ERRORS.get(result.status, TaskError)(f"task {task.name!r}: {result.status}: {result.error}", result))
+        if task.keep:
+            self._results.append(result)
+        if self._notify_done:
+            self._registry.notify("pycrew_task_done", result=result)
+        if self._waiters:
+            with self._cv:
+                self._cv.notify_all()
+
+    def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> bool:
+        """Re-send a task that crashed ``crashes_max`` times here to the backup controller."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+
+        def relay(result: TaskResult) -> None:  # runs on the backup's dispatcher thread
+            merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
+            dispatcher.call_soon(lambda: self._finish_relayed(task, merged))
+
+        try:
+            backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
+        except PycrewError as exc:
+            log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, exc)
+            return False
+        log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
+        return True
+
+    def _finish_relayed(self, task: Task, result: TaskResult) -> None:
+        """Dispatcher thread: the backup resolved a task of ours (maybe itself through a backup)."""
+        self._status_counts[result.status] += 1
+        self.resolved += 1
+        if task.relay is not None:
+            task.relay(result)
+            return
+        self._deliver(task, result)
+
+    def _submit_payload(
+        self, name: str, payload: bytes, seed: int | None, seconds_timeout: float | None, relay: Callable[[TaskResult], None]
+    ) -> None:
+        """Queue an already pickled task whose result goes to ``relay`` (backups)."""
+        dispatcher = self._check()
+        task = Task(next(self._ids), name, payload, None, False, seed, seconds_timeout)
+        task.relay = relay
+        self.pushed += 1
+        dispatcher.submit(task)
+
+    def _dispatcher_failed(self, error: BaseException) -> ControllerError:
+        failure = ControllerError(
+            f"the dispatcher of controller {self.name!r} failed: {type(error).__name__}: {error}; its tasks were "
+            "resolved with this error and the controller accepts no more (terminate it and build a new one)"
+        )
+        failure.__cause__ = error
+        return failure
+
+    def _on_dispatcher_failure(self, error: BaseException, tasks: list[Task]) -> None:
+        """The dispatcher died (dispatcher or submitting thread): resolve every task it held at once."""
+        failure = self._dispatcher_failed(error)
+        for task in tasks:
+            if task.resolved:
+                continue
+            task.resolved = True
+            result = local_result(task, "error", str(failure), "pycrew.errors.ControllerError", self._where(None))
+            try:
+                self._finish(task, dataclasses.replace(result, exception=failure))
+            except Exception:  # keep resolving the others
+                log.exception("controller %r: resolving task %r after the dispatcher failed", self.name, task.name)
+        with self._cv:
+            self._cv.notify_all()
+
+    def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
+        self.launcher.connected(instance, info)
+
+    def _on_disconnect(self, instance: str, crashed: bool) -> None:
+        self.launcher.disconnected(instance, crashed)
+
+    def _on_tick(self, now: float) -> None:
+        d = self._dispatcher
+        if d is None:
+            return
+        self.launcher.scale(len(d.queue) + d.running(), now)
+        if self.launcher.error is not None:
+            self._fail_futures(self.launcher.error)
+            if self._waiters:
+                with self._cv:
+                    self._cv.notify_all()
+
+    def _fail_futures(self, error: BaseException) -> None:
+        assert self._dispatcher is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
+            assert task.future is not None
+            self._futures_resolved += 1
+            if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
+                task.future.set_exception(error)
+
+    def _cancel_queued_futures(self) -> None:
+        assert self._dispatcher is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None and not t.running):
+            assert task.future is not None
+            task.future.cancel()
+            self._on_result(task, None, None, ("cancel", "cancelled at shutdown", "CancelledError"))

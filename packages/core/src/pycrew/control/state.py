@@ -1,0 +1,57 @@
+"""What every part of :class:`~pycrew.control.controller.Controller` may rely on: its state.
+
+The controller is assembled from a few classes, each in its own module: the life cycle
+and submitting (:mod:`.controller`), resolving tasks on the dispatcher's thread
+(:mod:`.resolving`) and the results API (:mod:`.collecting`). This base declares the
+state they share; :class:`Controller.__init__` sets it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import TYPE_CHECKING
+
+from pycrew.controller_options import ControllerOptions
+from pycrew.plugin_api import LauncherSpec
+from pycrew.plugins import PluginRegistry
+from pycrew.results import TaskResult
+
+if TYPE_CHECKING:
+    import itertools
+
+    from pycrew.control.dispatcher import Dispatcher
+    from pycrew.launcher import Launcher
+
+
+class ControllerState:
+    """Attributes shared by the parts of a controller (set by ``Controller.__init__``)."""
+
+    name: str
+    id: str
+    spec: LauncherSpec
+    options: ControllerOptions
+    launcher: Launcher
+    _registry: PluginRegistry
+    _dispatcher: Dispatcher | None
+    _ids: itertools.count[int]
+    _results: collections.deque[TaskResult]
+    _cv: threading.Condition
+    _waiters: int
+    _started: bool
+    _terminated: bool
+    _shutdown: bool
+    _t0: float
+    pushed: int
+    popped: int
+    resolved: int
+    _status_counts: dict[str, int]
+    _slot_complete: dict[int, int]
+    _slot_seconds: dict[int, float]
+    _notify_done: bool
+    _futures_issued: int
+    _futures_resolved: int
+
+    def _check(self) -> Dispatcher:
+        """The running dispatcher; raises if the controller cannot take work (see Controller)."""
+        raise NotImplementedError
