@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pycrew import protocol as p
-from pycrew.control.dispatcher import CLOSED, READY, Dispatcher, DispatcherSettings
+from pycrew.control.conn import CLOSED, READY, DispatcherSettings
+from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.tasks import Task
 from pycrew.transport import Link
 

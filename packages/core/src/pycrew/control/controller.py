@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from pycrew import monitor
 from pycrew.control.collecting import Collecting
-from pycrew.control.dispatcher import Dispatcher, DispatcherSettings
+from pycrew.control.conn import DispatcherSettings
+from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.mapping import map_results

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pycrew.control.dispatcher import Conn
+from pycrew.control.conn import Conn
 from pycrew.control.futures import TaskFuture
 from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task, decode_result, local_result

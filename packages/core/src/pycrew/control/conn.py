@@ -1,0 +1,73 @@
+"""A worker connection as the dispatcher tracks it, and the dispatcher's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pycrew import protocol as p
+from pycrew import transport
+from pycrew.control.tasks import Task
+from pycrew.transport import Link
+
+CHALLENGED, READY, LEAVING, CLOSED = "challenged", "ready", "leaving", "closed"
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    """Knobs of the dispatcher (taken from the controller's options)."""
+
+    url: str
+    tls: tuple[str, str] | None  # (key PEM, certificate PEM)
+    crashes_max: int
+    seconds_heartbeat: float
+    seconds_heartbeat_timeout: float
+    bytes_max: int
+    prefetch_max: int
+    seconds_prefetch: float = 0.02
+    seconds_auth: float = 10.0
+    seconds_grace: float = 5.0
+    transport: transport.Transport = transport.DEFAULT_TRANSPORT
+
+
+class Conn:
+    """One worker connection."""
+
+    __slots__ = (
+        "frames_acked",
+        "frames_sent",
+        "host",
+        "in_flight",
+        "info",
+        "instance",
+        "last_seen",
+        "last_task_send",
+        "link",
+        "nonce",
+        "opened",
+        "pid",
+        "progress",
+        "slot",
+        "state",
+        "stop_by",
+        "tasks_left",
+    )
+
+    def __init__(self, link: Link, now: float) -> None:
+        self.link = link
+        self.state = CHALLENGED
+        self.nonce = p.new_nonce()
+        self.instance: str | None = None
+        self.slot: int | None = None
+        self.in_flight: dict[int, Task] = {}
+        self.last_seen = now
+        self.opened = now
+        self.host: str | None = None
+        self.pid: int | None = None
+        self.frames_sent = 0
+        self.frames_acked = 0
+        self.last_task_send = now
+        self.tasks_left = 1 << 62
+        self.info: dict[str, Any] = {}
+        self.progress = now  # when the task now at the head of in_flight (probably) started
+        self.stop_by: float | None = None  # a cancelled task must be given back by then

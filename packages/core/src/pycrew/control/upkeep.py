@@ -1,0 +1,171 @@
+"""The dispatcher's upkeep of its workers: losing and dropping them, requeueing their
+tasks, heartbeats, time limits and cancelling (all on the dispatcher's thread)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+
+from pycrew import protocol as p
+from pycrew.control.conn import CHALLENGED, CLOSED, LEAVING, READY, Conn, DispatcherSettings
+from pycrew.control.tasks import Task
+from pycrew.transport import Server
+
+log = logging.getLogger("pycrew.control.dispatcher")
+
+
+class Upkeep:
+    """What the dispatcher does to keep its connections healthy (mixed into Dispatcher)."""
+
+    settings: DispatcherSettings
+    conns: dict[int, Conn]
+    queue: collections.deque[Task]
+    retries: int
+    server: Server
+    _next_beat: float
+    _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
+    _on_disconnect: Callable[[str, bool], None]
+    _on_tick: Callable[[float], None]
+
+    # -- leaving, losing, dropping ----------------------------------------------------
+
+    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str) -> None:
+        """Put a lost worker's unresolved tasks back at the front of the queue."""
+        back: list[Task] = []
+        for i, task in enumerate(tasks):
+            if task.resolved:
+                continue
+            if i == 0 and blame_first:
+                task.crashes += 1
+                if task.crashes >= self.settings.crashes_max:
+                    self._on_result(
+                        task,
+                        None,
+                        None,
+                        ("crash", f"its worker died {task.crashes} time(s) while running it ({reason})", "TaskCrashError"),
+                    )
+                    continue
+            self.retries += 1
+            back.append(task)
+        self.queue.extendleft(reversed(back))
+
+    def _leaving(self, conn: Conn) -> None:
+        if conn.state != READY:
+            return
+        conn.state = LEAVING
+        tasks = list(conn.in_flight.values())
+        conn.in_flight.clear()
+        self._requeue(tasks, blame_first=False, reason="worker left")
+        if conn.instance:
+            self._on_disconnect(conn.instance, False)
+        conn.link.close()
+        conn.state = CLOSED
+
+    def _lost(self, conn: Conn) -> None:
+        """The link of ``conn`` is gone."""
+        if conn.state == READY:
+            tasks = list(conn.in_flight.values())
+            conn.in_flight.clear()
+            self._requeue(tasks, blame_first=True, reason="connection lost")
+            if conn.instance:
+                self._on_disconnect(conn.instance, True)
+        conn.state = CLOSED
+
+    def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
+        """Close a connection that misbehaved or timed out (its unresolved tasks are requeued)."""
+        log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
+        if conn.state == READY:
+            tasks = list(conn.in_flight.values())
+            conn.in_flight.clear()
+            self._requeue(tasks, blame_first=blame, reason=reason)
+            if conn.instance:
+                self._on_disconnect(conn.instance, True)
+        conn.state = CLOSED
+        conn.link.close()
+
+    def _stop_conn(self, conn: Conn, reason: str) -> None:
+        self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
+        self._drop(conn, reason)
+
+    def _send(self, conn: Conn, frame: bytes) -> None:
+        conn.link.send(frame)
+
+    # -- periodic ---------------------------------------------------------------------
+
+    def _maintain(self, now: float) -> None:
+        hb = self.settings.seconds_heartbeat
+        beat = now >= self._next_beat
+        if beat:
+            self._next_beat = now + hb
+        for conn in list(self.conns.values()):
+            if conn.state == CHALLENGED and now - conn.opened > self.settings.seconds_auth:
+                self._drop(conn, "no HELLO in time")
+            elif conn.state == READY:
+                if conn.in_flight and self._overdue(conn, now):
+                    continue
+                if now - conn.last_seen > self.settings.seconds_heartbeat_timeout:
+                    self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
+                elif beat:
+                    self._send(conn, p.BEAT_FRAME)
+            elif conn.state == CLOSED and now - conn.last_seen > hb:
+                del self.conns[conn.link.id]
+        self.server.maintain(now)
+        self._on_tick(now)
+
+    def _overdue(self, conn: Conn, now: float) -> bool:
+        """Replace a worker that kept a cancelled or timed-out task past the grace period."""
+        grace = self.settings.seconds_grace
+        if conn.stop_by is not None and now > conn.stop_by:
+            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False)
+            return True
+        head = next(iter(conn.in_flight.values()))
+        limit = head.seconds_timeout
+        if limit is not None and not head.resolved and now - conn.progress > limit + grace:
+            message = (
+                f"the task ran longer than seconds_timeout={limit:g} s and its worker did not stop it; "
+                "the worker was replaced"
+            )
+            self._on_result(head, None, conn, ("timeout", message, "TaskTimeoutError"))
+            self._drop(conn, f"task {head.name!r} exceeded seconds_timeout={limit:g} s", blame=False)
+            return True
+        return False
+
+    def cancel(self, predicate: Callable[[Task], bool], message: str) -> int:
+        """Cancel queued and running tasks matching ``predicate`` (dispatcher thread).
+
+        Queued tasks are removed; running ones resolve as ``cancel`` at once and their
+        workers are told to stop them (and replaced if they do not within the grace period).
+        """
+        count = 0
+        for task in self.remove_queued(lambda t: not t.resolved and predicate(t)):
+            self._on_result(task, None, None, ("cancel", message, "CancelledError"))
+            count += 1
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            if conn.state != READY:
+                continue
+            ids = [tid for tid, t in conn.in_flight.items() if not t.resolved and predicate(t)]
+            for tid in ids:
+                self._on_result(conn.in_flight[tid], None, conn, ("cancel", message, "CancelledError"))
+            if ids:
+                count += len(ids)
+                self._send(conn, p.encode_ids(p.CANCEL, ids))
+                conn.stop_by = now + self.settings.seconds_grace
+        return count
+
+    # -- queries (dispatcher thread) -----------------------------------------------------
+
+    def running(self) -> int:
+        """Tasks sent to workers and not resolved."""
+        return sum(len(c.in_flight) for c in self.conns.values())
+
+    def remove_queued(self, predicate: Callable[[Task], bool]) -> list[Task]:
+        """Remove and return queued tasks matching ``predicate`` (dispatcher thread)."""
+        keep: collections.deque[Task] = collections.deque()
+        out: list[Task] = []
+        for task in self.queue:
+            (out if predicate(task) else keep).append(task)
+        self.queue = keep
+        return out
