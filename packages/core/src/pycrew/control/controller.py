@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import dataclasses
@@ -11,7 +10,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -20,11 +18,8 @@ from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
-from pycrew.control.futures import TaskFuture, task_seed
-from pycrew.control.mapping import map_results
-from pycrew.control.progress import ProgressBar
 from pycrew.control.resolving import Resolving
-from pycrew.control.tasks import Task, pack_task
+from pycrew.control.submitting import Submitting
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
 from pycrew.errors import ControllerError, OptionsError, PycrewError
 from pycrew.launcher import Launcher
@@ -39,7 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Controller(Resolving, Collecting, concurrent.futures.Executor):
+class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor):
     """Launches workers through a launcher plugin and runs tasks on them.
 
     Build one with :func:`pycrew.controller`. It is a context manager (starts on enter,
@@ -216,206 +211,6 @@ class Controller(Resolving, Collecting, concurrent.futures.Executor):
         if self.launcher.error is not None:
             raise self.launcher.error
         return self._dispatcher
-
-    # -- submitting -----------------------------------------------------------------------
-
-    def submit_task(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        keep: bool = False,
-        seed: int | None = None,
-        seconds_timeout: float | None = None,
-        relay: Callable[[TaskResult], None] | None = None,
-    ) -> TaskFuture[Any] | None:
-        """Queue one task with every option (what ``push``, ``submit`` and ``map`` build on).
-
-        Args:
-            fn: the function to run on a worker.
-            args: its positional arguments.
-            kwargs: its keyword arguments.
-            name: the task's name (default ``task_<n>``).
-            keep: ``True`` for crew-style tasks whose result goes to :meth:`pop`;
-                ``False`` for a task with a future.
-            seed: seed Python's ``random`` (and NumPy's global generator) with this.
-            seconds_timeout: time limit (default: the controller's ``seconds_timeout``).
-            relay: receives the result instead of this controller (used by backups).
-
-        Returns:
-            The task's future, or ``None`` when ``keep`` or ``relay`` is set.
-
-        Raises:
-            SerializationError: the task cannot be pickled (naming the culprit).
-            OptionsError: a bad ``name``, ``seed`` or ``seconds_timeout``.
-        """
-        if self._shutdown:
-            state = "terminated" if self._terminated else "shut down"
-            raise ControllerError(f"controller {self.name!r} was {state}; no new tasks")
-        dispatcher = self._check()
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise OptionsError(f"seed must be an int or None, got {seed!r}")
-        if seconds_timeout is None:
-            seconds_timeout = self.options.seconds_timeout
-        elif not isinstance(seconds_timeout, (int, float)) or not seconds_timeout > 0:
-            raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
-        task_id = next(self._ids)
-        if name is not None and not isinstance(name, str):
-            raise OptionsError(f"name must be a string, got {name!r}")
-        payload = pack_task(name or f"task_{task_id}", fn, args, dict(kwargs or {}), seed, seconds_timeout)
-        future: TaskFuture[Any] | None = None
-        if not keep and relay is None:
-            future = TaskFuture(self, task_id)
-            with self._futures_lock:
-                self._futures_issued += 1
-        task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
-        task.relay = relay
-        self.pushed += 1
-        dispatcher.submit(task)
-        return future
-
-    def push(
-        self,
-        fn: Callable[..., Any],
-        args: Iterable[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
-        seed: int | None = None,
-        seconds_timeout: float | None = None,
-    ) -> str:
-        """Submit a task whose result you collect with :meth:`pop`, :meth:`collect` or :meth:`wait`.
-
-        Args:
-            fn: the function to run on a worker.
-            args: its positional arguments.
-            kwargs: its keyword arguments.
-            name: the task's name (default ``task_<n>``).
-            seed: seed Python's ``random`` (and NumPy's global generator) with this
-                while the task runs; the previous state is restored afterwards.
-            seconds_timeout: time limit (default: the controller's ``seconds_timeout``).
-
-        Returns:
-            The task's name.
-
-        Raises:
-            SerializationError: the task cannot be pickled (naming the culprit).
-        """
-        if name is None:
-            name = f"task_{self.pushed + 1}"
-        self.submit_task(fn, tuple(args), kwargs, name=name, keep=True, seed=seed, seconds_timeout=seconds_timeout)
-        return name
-
-    def walk(
-        self,
-        fn: Callable[..., Any],
-        iterable: Iterable[Any],
-        names: Iterable[str] | None = None,
-        seed: int | None = None,
-        seconds_timeout: float | None = None,
-        progress: bool = False,
-    ) -> list[str]:
-        """Push ``fn(item)`` for every item; returns the task names.
-
-        With ``seed``, task ``i`` gets ``pycrew.task_seed(seed, i)``. With
-        ``progress=True``, a bar follows the tasks being pushed (use ``wait(progress=True)``
-        to follow them running).
-        """
-        items = list(iterable)
-        name_iter = iter(names) if names is not None else None
-        out = []
-        bar = ProgressBar(self, len(items), desc=f"{self.name} walk (pushed)") if progress else None
-        for i, item in enumerate(items):
-            name = next(name_iter) if name_iter is not None else None
-            task_seed_i = task_seed(seed, i) if seed is not None else None
-            out.append(self.push(fn, (item,), name=name, seed=task_seed_i, seconds_timeout=seconds_timeout))
-            if bar is not None and (i % 100 == 0 or i == len(items) - 1):
-                bar.refresh(done=i + 1)
-        if bar is not None:
-            bar.bar.close()
-        return out
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """Executor API: run ``fn(*args, **kwargs)`` on a worker; returns a future of its value.
-
-        The future's ``exception()`` is the task's own exception (with the remote
-        traceback as ``__cause__``), or a :class:`TaskError` subclass for crashes and
-        timeouts. ``future.cancel()`` also stops a running task.
-        """
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        future = self.submit_task(fn, args, kwargs)
-        assert future is not None
-        return future
-
-    def map(
-        self,
-        fn: Callable[..., T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-        seed: int | None = None,
-        seconds_timeout: float | None = None,
-        progress: bool = False,
-    ) -> Iterator[T]:
-        """Executor API: like :func:`map`, tasks running on workers; results in order.
-
-        Every task is submitted at once, or, with ``buffersize=n`` (Python 3.14's
-        semantics), at most ``n`` tasks are submitted ahead of the results yielded so far
-        and the iterables are read lazily. Iterating raises a task's exception when its
-        turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
-        ``chunksize`` is accepted for compatibility and not needed: the dispatcher sends
-        queued tasks to workers in batches by itself. With ``seed``, task ``i`` runs seeded
-        with ``pycrew.task_seed(seed, i)``. With ``progress=True``, a progress bar follows
-        the tasks while you iterate.
-
-        Raises:
-            ValueError: ``chunksize`` < 1 or ``buffersize`` not None and < 1.
-        """
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        return map_results(self, fn, iterables, timeout, chunksize, buffersize, seed, seconds_timeout, progress)
-
-    async def submit_async(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``await controller.submit_async(fn, *args)``: the task's value (or its exception raised)."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
-
-    def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
-        """Cancel tasks by name (or every unresolved task with ``all=True``).
-
-        A queued task is removed; a running task is interrupted on its worker (the worker
-        is replaced if it does not stop within a few seconds). Each resolves once, with
-        status ``cancel``. Returns how many tasks were cancelled.
-        """
-        if names is None and not all:
-            raise OptionsError("cancel needs names=... or all=True")
-        wanted = {names} if isinstance(names, str) else set(names or ())
-        if all:
-            return self._cancel_where(lambda t: True, "cancelled by cancel(all=True)")
-        return self._cancel_where(lambda t: t.name in wanted, "cancelled by cancel(names=...)")
-
-    def _cancel_where(self, predicate: Callable[[Task], bool], message: str) -> int:
-        if not self._started or self._terminated or self._dispatcher is None:
-            return 0
-        done = threading.Event()
-        box = [0]
-        dispatcher = self._dispatcher
-
-        def run() -> None:
-            try:
-                box[0] = dispatcher.cancel(predicate, message)
-            finally:
-                done.set()
-
-        dispatcher.call_soon(run)
-        while not done.wait(0.1):
-            if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
-                return 0
-        return box[0]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Executor API: stop accepting tasks; optionally cancel queued ones; terminate.

@@ -13,13 +13,13 @@ from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.progress import ProgressBar
 
 if TYPE_CHECKING:
-    from pycrew.control.controller import Controller
+    from pycrew.control.submitting import Submitting
 
 T = TypeVar("T")
 
 
 def map_results(
-    controller: Controller,
+    controller: Submitting,
     fn: Callable[..., T],
     iterables: tuple[Iterable[Any], ...],
     timeout: float | None,

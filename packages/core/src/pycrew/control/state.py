@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pycrew.controller_options import ControllerOptions
 from pycrew.plugin_api import LauncherSpec
 from pycrew.plugins import PluginRegistry
-from pycrew.results import TaskResult
+from pycrew.results import Summary, TaskResult
 
 if TYPE_CHECKING:
     import itertools
@@ -54,4 +54,8 @@ class ControllerState:
 
     def _check(self) -> Dispatcher:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""
+        raise NotImplementedError
+
+    def summary(self) -> Summary:
+        """Counts of the controller, its workers and its launcher (see Collecting)."""
         raise NotImplementedError
