@@ -10,7 +10,7 @@ if [ "${1:-}" = "--test" ]; then
     for launcher in packages/launcher-*/; do
         [ "$launcher" = packages/launcher-local/ ] || pkgs+=(-e "${launcher%/}")
     done
-    pkgs+=(-e "packages/emulators[all]" pytest pytest-timeout ruff mypy nox matplotlib types-psutil types-tqdm mkdocs-material "mkdocstrings[python]")
+    pkgs+=(-e "packages/emulators[all]" pytest pytest-timeout hypothesis scikit-learn joblib ruff mypy nox matplotlib types-psutil types-tqdm mkdocs-material "mkdocstrings[python]")
     [ -d examples/plugin-template ] && pkgs+=(-e examples/plugin-template)
 fi
 .venv/bin/python -m pip install -q "${pkgs[@]}"
