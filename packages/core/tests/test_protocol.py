@@ -33,3 +33,22 @@ def test_json_frames_are_bounded_and_must_be_objects():
     with pytest.raises(p.ProtocolError):
         p.decode_json(b"H" + b"{}" + b" " * 5000, limit=p.HELLO_MAX_BYTES)
     assert p.decode_json(p.encode_json(p.HELLO, {"a": 1})) == {"a": 1}
+
+
+def test_refused_connection_warnings_are_rate_limited(caplog):
+    import logging
+
+    from pycrew.loglimit import LogLimiter
+
+    logger = logging.getLogger("pycrew.test.refused")
+    limiter = LogLimiter(logger, burst=3, seconds=0.2)
+    with caplog.at_level(logging.WARNING, logger="pycrew.test.refused"):
+        for i in range(50):
+            limiter.warning("dropping connection %d", i)
+        assert [r.getMessage() for r in caplog.records] == ["dropping connection 0", "dropping connection 1", "dropping connection 2"]
+        import time
+
+        time.sleep(0.25)
+        limiter.warning("dropping connection %d", 99)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "47 more refused connection(s)" in messages[3] and messages[4] == "dropping connection 99"

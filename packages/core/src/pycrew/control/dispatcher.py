@@ -30,6 +30,7 @@ from pycrew import transport
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
+from pycrew.loglimit import LogLimiter
 from pycrew.transport import Link
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Dispatcher(Upkeep):
         # when its launch fails, so this holds at most the workers launching now.
         self.tokens: dict[str, tuple[str, int]] = {}
         self.finished = False  # the loop has ended (stopped, or died of ``error``)
+        self.refused = LogLimiter(log)
         self.conns: dict[int, Conn] = {}
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pycrew import protocol as p
 from pycrew.control.conn import CHALLENGED, CLOSED, LEAVING, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
+from pycrew.loglimit import LogLimiter
 from pycrew.transport import Server
 
 log = logging.getLogger("pycrew.control.dispatcher")
@@ -28,6 +29,7 @@ class Upkeep:
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool], None]
     _on_tick: Callable[[float], None]
+    refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
 
     # -- leaving, losing, dropping ----------------------------------------------------
 
@@ -75,7 +77,10 @@ class Upkeep:
 
     def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
         """Close a connection that misbehaved or timed out (its unresolved tasks are requeued)."""
-        log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
+        if conn.state == CHALLENGED:  # never authenticated: anyone can cause this, so rate-limited
+            self.refused.warning("dropping connection %s before authentication: %s", conn.link.id, reason)
+        else:
+            log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
             conn.in_flight.clear()

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import pynng
 
+from pycrew.loglimit import LogLimiter
 from pycrew.protocol import HELLO_MAX_BYTES
 from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
 
@@ -120,6 +121,7 @@ class NngServer(Server):
     """The dispatcher's polyamorous ``Pair1`` socket."""
 
     def __init__(self, url: str, tls: tuple[str, str] | None, bytes_max: int, wake: Callable[[], None]) -> None:
+        self.refused = LogLimiter(log)  # connections anyone can make: warnings at a bounded rate
         use_tls, _, _ = split_url(url)
         if use_tls != (tls is not None):
             raise ValueError(f"URL {url!r} and the TLS setting disagree")
@@ -134,6 +136,9 @@ class NngServer(Server):
             self.sock.tls_config = _server_config(*tls)
         self._new: collections.deque[pynng.Pipe] = collections.deque()
         self._gone: collections.deque[int] = collections.deque()
+        # NNG may report a pipe removed before it reports it added (a peer that hangs up at
+        # once): such ids wait here, with when they were seen, so the late "added" is ignored.
+        self._gone_early: dict[int, float] = {}
         self.links: dict[int, NngLink] = {}
         self._handler: Handler | None = None
         self.sock.add_post_pipe_connect_cb(self._pipe_added)
@@ -173,14 +178,16 @@ class NngServer(Server):
         """Deliver new pipes, then messages, then removed pipes."""
         handler = self._handler
         assert handler is not None
-        while self._new:
-            pipe = self._new.popleft()
-            link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
-            self.links[pipe.id] = link
-            handler.link_opened(link)
         gone = []
         while self._gone:
             gone.append(self._gone.popleft())
+        while self._new:
+            pipe = self._new.popleft()
+            if self._gone_early.pop(pipe.id, None) is not None:
+                continue  # removed before it was reported added: it never opened for us
+            link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
+            self.links[pipe.id] = link
+            handler.link_opened(link)
         sock = self.sock
         while True:
             try:
@@ -191,13 +198,13 @@ class NngServer(Server):
                 return
             known = self.links.get(msg.pipe.id)
             if known is None:
-                log.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
+                self.refused.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
                 NngLink(msg.pipe, 0).close()
                 continue
             try:
                 frame = known.join(msg.bytes)
             except ValueError as exc:
-                log.warning("dropping connection %s: %s", msg.pipe.id, exc)
+                self.refused.warning("dropping connection %s: %s", msg.pipe.id, exc)
                 known.parts = []
                 known.close()
                 continue
@@ -207,9 +214,15 @@ class NngServer(Server):
             removed = self.links.pop(pipe_id, None)
             if removed is not None:
                 handler.link_closed(removed)
+            else:
+                self._gone_early[pipe_id] = time.monotonic()
 
     def maintain(self, now: float) -> None:
-        """Nothing: NNG completes TLS handshakes itself, and a pipe exists only once connected."""
+        """Forget early removals whose "added" report never came (NNG completes TLS itself)."""
+        if self._gone_early:
+            for pipe_id, seen in list(self._gone_early.items()):
+                if now - seen > 60.0:
+                    del self._gone_early[pipe_id]
 
     def close(self) -> None:
         """Close the socket (and every pipe)."""

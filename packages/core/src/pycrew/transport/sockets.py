@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from pycrew.loglimit import LogLimiter
 from pycrew.protocol import HELLO_MAX_BYTES
 from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
 
@@ -116,6 +117,7 @@ class SocketServer(Server):
     """Listens on one TCP port and multiplexes every link on the dispatcher's selector."""
 
     def __init__(self, url: str, tls: tuple[str, str] | None, bytes_max: int, seconds_auth: float) -> None:
+        self.refused = LogLimiter(log)  # connections anyone can make: warnings at a bounded rate
         use_tls, host, port = split_url(url)
         if use_tls != (tls is not None):
             raise ValueError(f"URL {url!r} and the TLS setting disagree")
@@ -171,7 +173,7 @@ class SocketServer(Server):
                 if self._ssl is not None:
                     sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             except OSError as exc:
-                log.warning("dropping connection from %s: %s", addr, exc)
+                self.refused.warning("dropping connection from %s: %s", addr, exc)
                 sock.close()
                 continue
             state = HANDSHAKE if self._ssl is not None else PREAMBLE_WAIT
@@ -204,7 +206,7 @@ class SocketServer(Server):
             self._want_write(link, True)
             return
         except OSError as exc:  # ssl.SSLError included: not TLS, or a certificate problem
-            log.warning("dropping connection %s from %s: TLS handshake failed: %s", link.id, link.peer, exc)
+            self.refused.warning("dropping connection %s from %s: TLS handshake failed: %s", link.id, link.peer, exc)
             self.close_link(link, None)
             return
         link.state = PREAMBLE_WAIT
@@ -240,7 +242,7 @@ class SocketServer(Server):
         if link.state == PREAMBLE_WAIT:
             n = min(len(buf), len(PREAMBLE))
             if buf[:n] != PREAMBLE[:n]:
-                log.warning("dropping connection %s from %s: not a pycrew worker (bad preamble)", link.id, link.peer)
+                self.refused.warning("dropping connection %s from %s: not a pycrew worker (bad preamble)", link.id, link.peer)
                 self.close_link(link, None)
                 return
             if n < len(PREAMBLE):
@@ -255,7 +257,7 @@ class SocketServer(Server):
         while link.state == OPEN and len(buf) - pos >= size:
             (length,) = HEADER.unpack_from(buf, pos)
             if length > link.limit:
-                log.warning(
+                self.refused.warning(
                     "dropping connection %s from %s: frame of %d bytes exceeds the limit of %d bytes",
                     link.id, link.peer, length, link.limit,
                 )
@@ -319,7 +321,7 @@ class SocketServer(Server):
         was_open = link.state == OPEN
         link.state = CLOSED
         if reason:
-            log.warning("closing connection %s from %s: %s", link.id, link.peer, reason)
+            self.refused.warning("closing connection %s from %s: %s", link.id, link.peer, reason)
         if self._sel is not None:
             with contextlib.suppress(KeyError, ValueError, RuntimeError):
                 self._sel.unregister(link.sock)
