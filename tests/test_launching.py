@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -104,3 +107,158 @@ def test_lone_tasks_go_to_idle_workers_even_after_short_tasks_raised_prefetch(ma
     _, pid = second.result(timeout=1.0)  # must not wait behind the sleeping task
     assert first.result(timeout=30) == "a"
     assert pid in {s.pid for s in c.launcher.slots}
+
+
+# -- launches whose worker ends before connecting (issue 14, item 13) ----------------------
+
+
+def fake_python(tmp_path: Any, body: str) -> str:
+    """An executable standing in for the worker's interpreter (the launcher's python option)."""
+    path = tmp_path / "fake-python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def launch_error(c: pycrew.Controller) -> tuple[str, float]:
+    """Push one task; the LaunchError's message and how long it took."""
+    started = time.monotonic()
+    c.push(identity, (1,))
+    with pytest.raises(pycrew.LaunchError) as info:
+        c.wait(timeout=120)
+    return str(info.value), time.monotonic() - started
+
+
+def test_a_worker_that_exits_at_once_fails_the_launch_within_seconds_with_its_exit_code(make_controller):
+    c = make_controller("local", workers=1, launch_max=2, seconds_launch=60, python="/bin/false").start()
+    message, seconds = launch_error(c)
+    assert seconds < 20, f"the LaunchError came after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert "failed before it connected (exit code 1): it wrote no output" in message, message
+    assert "The worker command is: /bin/false -m pycrew.worker" in message, (
+        f"the message must show the launcher's python option, not sys.executable: {message}"
+    )
+    assert c.summary().workers[0].launch_failures == 2
+
+
+def test_the_launch_error_quotes_the_last_lines_of_the_workers_output(make_controller, tmp_path):
+    lines = "\n".join(f"echo 'line {i}'" for i in range(30))
+    python = fake_python(tmp_path, f"{lines}\necho \"ModuleNotFoundError: No module named 'pycrew'\" >&2\nexit 2")
+    c = make_controller("local", workers=1, launch_max=1, seconds_launch=60, python=python).start()
+    message, seconds = launch_error(c)
+    assert seconds < 20, f"the LaunchError came after {seconds:.1f} s: {message}"
+    assert "exit code 2" in message, message
+    quoted = message.splitlines()[1:]
+    assert quoted[-1].strip() == "ModuleNotFoundError: No module named 'pycrew'", message
+    assert len(quoted) == 20 and quoted[0].strip() == "line 11", f"the last 20 lines of output, in order: {quoted}"
+
+
+def test_the_log_dir_output_is_quoted_too(make_controller, tmp_path):
+    python = fake_python(tmp_path, "echo 'cannot import pycrew'\nexit 5")
+    logs = tmp_path / "logs"
+    c = make_controller("local", workers=1, launch_max=1, seconds_launch=60, python=python, log_dir=str(logs)).start()
+    message, _ = launch_error(c)
+    assert "(exit code 5): cannot import pycrew" in message, message
+    assert any("cannot import pycrew" in p.read_text() for p in logs.glob("*.log")), "the log file lost the output"
+
+
+def test_a_worker_killed_right_after_its_start_is_relaunched_at_once(make_controller):
+    class KillFirst:
+        def __init__(self) -> None:
+            self.killed: list[int] = []
+
+        @pycrew.hookimpl
+        def pycrew_worker_launched(self, launcher, call, handle):
+            if not self.killed:
+                time.sleep(0.014)
+                os.kill(handle.pid, signal.SIGKILL)
+                self.killed.append(handle.pid)
+
+    killer = KillFirst()
+    pycrew.register(killer)
+    try:
+        c = make_controller("local", workers=1, seconds_launch=60).start()
+        started = time.monotonic()
+        assert c.submit(identity, 7).result(timeout=60) == 7
+        seconds = time.monotonic() - started
+    finally:
+        pycrew.unregister(killer)
+    assert killer.killed, "the observer never saw the launch"
+    assert seconds < 20, f"the task waited {seconds:.1f} s for a relaunch (seconds_launch=60)"
+    launcher = c.summary().launcher
+    assert launcher["launch_failures"] == 1, launcher
+    assert "killed by SIGKILL" in launcher["last_launch_error"], launcher
+
+
+def test_a_worker_that_connected_is_never_a_failed_launch_whatever_the_monitor_says(make_controller, tmp_path):
+    python = fake_python(tmp_path, f'sleep 1\nexec {sys.executable} "$@"')  # launches take > 1 s: polls happen
+    c = make_controller("local", workers=2, seconds_launch=60, python=python).start()
+    seen: list[str] = []
+
+    class ReportsConnectedWorkersEnded:
+        """A monitor that lists every connected worker as failed (stale or racing platform data)."""
+
+        @pycrew.hookimpl(wrapper=True)
+        def pycrew_list_workers(self, launcher, controller_id):
+            listed = yield
+            slots = list(c.launcher.slots)
+            connected = [(s.instance, s.handle) for s in slots if s.state == "connected" and s.instance]
+            if connected and any(s.state == "launching" for s in slots):
+                seen.extend(i for i, _ in connected)
+            ended = [
+                pycrew.WorkerInfo(id=i, handle=h, launcher="local", controller_id=controller_id, instance=i,
+                                  status="failed", exit_code=1, reason="injected")
+                for i, h in connected
+            ]
+            return [*(listed or []), *ended]
+
+    reporter = ReportsConnectedWorkersEnded()
+    pycrew.register(reporter)
+    try:
+        first = c.submit(sleep_then, 4.0, "first")
+        wait_for(lambda: c.summary().controller.workers_online == 1, 30)
+        second = c.submit(identity, "second")  # slot 2 launches while slot 1 is connected
+        assert second.result(timeout=60) == "second" and first.result(timeout=60) == "first"
+    finally:
+        pycrew.unregister(reporter)
+    assert seen, "no monitor poll happened while one worker was connected and another launching"
+    workers = c.summary().workers
+    assert [w.launch_failures for w in workers] == [0, 0], workers
+    assert workers[0].instances == 1, f"the connected worker was replaced: {workers}"
+
+
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_an_untrusted_certificate_fails_the_launch_within_seconds_and_says_so(make_controller, wire):
+    from pycrew.tls import self_signed
+
+    key, cert = self_signed("127.0.0.1")
+    _, other = self_signed("127.0.0.1")
+    tls = pycrew.TLS("custom", key=key, certificate=cert, ca=other)  # workers trust another certificate
+    c = make_controller("local", workers=1, wire=wire, tls=tls, launch_max=2, seconds_launch=60).start()
+    message, seconds = launch_error(c)
+    assert seconds < 20, f"the LaunchError came after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert "exit code 3" in message and "certificate is not trusted" in message, message
+
+
+def test_a_monitor_that_fails_does_not_stop_launches(make_controller, tmp_path, caplog):
+    python = fake_python(tmp_path, f'sleep 1\nexec {sys.executable} "$@"')  # launches take > 1 s: polls happen
+    calls: list[float] = []
+
+    class BrokenMonitor:
+        @pycrew.hookimpl(wrapper=True)
+        def pycrew_list_workers(self, launcher, controller_id):
+            yield
+            calls.append(time.monotonic())
+            raise RuntimeError("the platform's list API is down")
+
+    broken = BrokenMonitor()
+    pycrew.register(broken)
+    try:
+        with caplog.at_level("WARNING", logger="pycrew.launcher"):
+            c = make_controller("local", workers=1, seconds_launch=60, python=python).start()
+            assert c.submit(identity, 5).result(timeout=60) == 5
+    finally:
+        pycrew.unregister(broken)
+    assert calls, "the monitor was never asked while the worker launched"
+    warned = [r for r in caplog.records if "listing its workers failed" in r.getMessage()]
+    assert len(warned) == 1 and "the platform's list API is down" in warned[0].getMessage(), [r.getMessage() for r in warned]
+    assert c.summary().workers[0].launch_failures == 0

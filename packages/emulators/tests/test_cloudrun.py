@@ -317,6 +317,10 @@ def test_timeout_kills_task(cloudrun_emulator: CloudRunEmulator, out: Path) -> N
     assert "timeout" in completed(execution).message
     pid = records(out)["task-0-0"]["pid"]
     assert not psutil.pid_exists(pid)
+    [task] = emu.tasks_client().list_tasks(parent=execution.name)
+    result = task.last_attempt_result  # documented: at most one of exit_code and term_signal
+    assert (result.term_signal, result.exit_code) == (9, 0), result
+    assert "timeout" in result.status.message and result.status.code != 0
 
 
 def test_api_faults(cloudrun_emulator: CloudRunEmulator, out: Path) -> None:
@@ -375,6 +379,10 @@ def test_image_pull_failure_fails_execution(
     (run_id,) = emu.run_ids(execution.name)[0]
     assert emu.runner.state(run_id).status == "failed_to_start"
     assert records(out) == {}
+    [task] = emu.tasks_client().list_tasks(parent=execution.name)
+    assert completed(task).message == "Image 'us-docker.pkg.dev/test/missing:1' not found."
+    assert task.last_attempt_result.status.message == completed(task).message
+    assert task.last_attempt_result.exit_code == 0, "no exit code: the container never ran"
 
 
 def test_stuck_tasks_stay_pending_until_released(

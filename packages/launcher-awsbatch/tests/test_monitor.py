@@ -76,12 +76,10 @@ def test_details_give_the_reason_of_a_failed_image_pull(batch: AwsBatchEmulator,
     try:
         for h in handles:
             batch.wait_for_status(h, "FAILED", timeout=30)
-        # Only child 0: in the emulator every child's container sees child 0's AWS_BATCH_JOB_ID
-        # (moto shares one override environment list between the children), so the fake
-        # Docker Engine files every child's pull error under child 0.
-        details = client.details(handles[0])
-        assert details is not None and details.reason.startswith("CannotPullContainerError"), details
-        assert details.tags["pycrew:batch"], "array children report their parent's tags"
+        for handle in handles:  # each child has its own reason (the emulator gives each its own job id)
+            details = client.details(handle)
+            assert details is not None and details.reason.startswith("CannotPullContainerError"), details
+            assert details.tags["pycrew:batch"], "array children report their parent's tags"
         assert client.log_lines(handles[0]) == []
     finally:
         client.terminate(handles)

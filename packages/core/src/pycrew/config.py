@@ -485,6 +485,7 @@ def controller_arguments(
         the profile set it (use the default of :class:`~pycrew.ControllerOptions`).
 
     Raises:
+        OptionsError: ``name`` is not a non-empty string.
         ConfigError: the profile is invalid (naming file, profile and key).
         LauncherNotFoundError: ``name`` is neither a profile nor an installed launcher.
 
@@ -496,6 +497,13 @@ def controller_arguments(
         return Controller(launcher, 1 if workers is None else workers, **options)
     """
     registry = registry or get_registry()
+    if not isinstance(name, str) or not name.strip():
+        launchers = ", ".join(registry.installed_launchers()) or "none"
+        raise OptionsError(
+            f"pycrew.controller() argument 'launcher' must be the name (a non-empty str) of an installed launcher "
+            f"or of a profile, got {name!r} ({type(name).__name__}); installed launchers: {launchers}, and "
+            f"{SEQUENTIAL!r}. Example: pycrew.controller('local', workers=2)"
+        )
     explicit = dict(options or {})
     profile = load_profile(name, cwd, registry=registry)
     if profile is None:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pycrew.config import SEQUENTIAL, ConfigError, controller_arguments
 from pycrew.control.controller import Controller
 from pycrew.errors import LauncherNotFoundError, OptionsError
+from pycrew.launch_reports import is_ended_reason
 from pycrew.launcher import CONNECTED
 from pycrew.plugin_api import WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry
@@ -170,7 +171,7 @@ def _list_workers(c: Controller) -> list[WorkerInfo] | None:
     except Exception as exc:  # the monitor is optional for the diagnosis: note it and go on
         log.debug("listing workers of %r failed: %s", c.name, exc)
         return None
-    return None if found is None else list(found)
+    return None if found is None else [w for w in found if not w.ended]  # live ones: ended workers are gone
 
 
 def _log_tail(log_dir: str | None, lines: int = 15) -> str:
@@ -225,7 +226,9 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
     next_list = 0.0
     while True:
         now = time.monotonic()
-        if c.launcher.last_launch_error:
+        # The monitor saw the launched worker end before it dialed back: a connect failure.
+        ended = slot.handle_known and is_ended_reason(c.launcher.last_launch_error)
+        if c.launcher.last_launch_error and not ended:
             return run.add("launch", False, c.launcher.last_launch_error,
                            f"the {c.spec.name!r} launcher could not start the worker; fix the cause above "
                            f"(the launcher's options, credentials, quotas, the python option)\n{_log_tail(run.log_dir)}".rstrip())
@@ -233,7 +236,7 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
             launched = run.add("launch", True, f"worker launched (handle {slot.handle!r})")
         if slot.state == CONNECTED or slot.instances:
             return run.add("connect", True, f"worker {slot.instance} dialed back from {slot.host} (pid {slot.pid})")
-        exited = False
+        exited = bool(ended)
         if launched and now >= next_list:
             next_list = now + 0.5
             listed = _list_workers(c)
@@ -241,7 +244,7 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
                 seen, missing_since = True, None
             elif listed is not None:
                 missing_since = missing_since or now
-                exited = seen or (not c.spec.remote and now - missing_since >= SECONDS_GONE)
+                exited = ended or seen or (not c.spec.remote and now - missing_since >= SECONDS_GONE)
         timed_out = slot.launch_failures > 0 or now > deadline
         if exited or timed_out:
             if not launched:
@@ -250,7 +253,10 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
                 return False
             why = ("the worker exited before dialing back" if exited
                    else f"the worker did not dial back within {min(seconds, c.options.seconds_launch):g} s")
-            return run.add("connect", False, why, _connect_hint(c, exited, listed, run.log_dir))
+            hint = _connect_hint(c, exited, listed, run.log_dir)
+            if ended:  # the platform's reason (an image it cannot pull, an exit code) comes first
+                hint = f"- the launcher reports: {c.launcher.last_launch_error}\n{hint}"
+            return run.add("connect", False, why, hint)
         time.sleep(0.05)
 
 

@@ -67,6 +67,11 @@ def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> li
     With ``controller_id``, only that controller's workers; with ``None``, every pycrew
     worker of this launcher that the platform holds (so orphans of dead controllers can be
     found). Never list anything that is not a pycrew worker.
+
+    List also the workers known to have ended recently (``WorkerInfo.status`` ``done``,
+    ``failed`` or ``cancelled``, with ``exit_code`` and the platform's ``reason``) until they
+    are terminated: while workers launch, core calls this hook about once a second and fails
+    a launch whose worker ended before it connected at once, with that reason.
     """
     raise NotImplementedError
 

@@ -1,9 +1,16 @@
 """The launcher: auto-scaling bookkeeping, and the pool that calls the launcher hooks.
 
 Scaling decisions run on the dispatcher's thread and only do bookkeeping; every hook call
-(launch, terminate) goes to a small thread pool, and its outcome comes back to the
+(launch, terminate, list) goes to a small thread pool, and its outcome comes back to the
 dispatcher's thread through :meth:`Dispatcher.call_soon`. So ``push`` never waits on a
 platform API.
+
+While workers are launching, the launcher's monitor (``pycrew_list_workers``) is asked
+about once a second (one call in flight at most, backing off while it fails) which of
+them have ended. A launching worker that the monitor reports ended (``failed``, ``done``
+or ``cancelled``: it could not start, or exited before it connected) is a failed launch at
+once, with the platform's reason, exit code and output in the message, instead of after
+``seconds_launch``.
 """
 
 from __future__ import annotations
@@ -21,18 +28,33 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from pycrew.errors import LaunchError
-from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
+from pycrew.launch_reports import describe_worker, explain_ended, launch_error_message
+from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
 from pycrew.protocol import derive_token, new_token
 from pycrew.transport import DEFAULT_TRANSPORT
 
 if TYPE_CHECKING:
-    from pycrew.controller_options import ControllerOptions
     from pycrew.control.dispatcher import Dispatcher
+    from pycrew.controller_options import ControllerOptions
     from pycrew.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
 
 IDLE, LAUNCHING, CONNECTED = "idle", "launching", "connected"
+#: While workers are launching, the monitor is asked this often which of them ended.
+SECONDS_POLL = 1.0
+#: ... and this soon after a batch was launched (a worker that cannot start ends at once).
+SECONDS_FIRST_POLL = 0.2
+#: Longest wait between monitor calls while they fail (the interval doubles per failure).
+SECONDS_POLL_MAX = 30.0
+
+
+def _same_handle(a: Any, b: Any) -> bool:
+    """Whether two handles are equal (handles are the plugin's values: comparing may fail)."""
+    try:
+        return bool(a == b)
+    except Exception:  # a handle type whose == raises cannot be matched: not the same
+        return False
 
 
 def _arg(value: float | int | None) -> str:
@@ -110,6 +132,11 @@ class Launcher:
         self.last_launch_error = ""
         self.batches = 0
         self.terminations = 0
+        # The monitor poll (dispatcher thread only): one call in flight, next one not before _poll_due.
+        self._polling = False
+        self._poll_due = 0.0
+        self._poll_soon = False  # a batch was launched while a call was in flight
+        self._poll_failures = 0
 
     # -- the worker call -------------------------------------------------------------
 
@@ -202,8 +229,9 @@ class Launcher:
         for slot in self.slots:
             if slot.state == LAUNCHING and now - slot.launched_at > self.options.seconds_launch:
                 self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s")
-                if self.error is not None:
+                if self.error is not None or self.error_pending:
                     return
+        self._poll_monitor(now)
         need = min(self.options.workers, demand) - self.supply()
         if need <= 0:
             return
@@ -268,6 +296,70 @@ class Launcher:
                 slot.handle_known = True
             else:  # the launch timed out or the worker already left: terminate it now
                 self.terminate_instances([call.instance], "launch no longer wanted")
+        if self._poll_failures == 0:  # a worker that cannot start at all ends at once: look soon
+            self._poll_soon = self._polling
+            self._poll_due = min(self._poll_due, time.monotonic() + SECONDS_FIRST_POLL)
+
+    # -- the monitor: launching workers that ended -----------------------------------------
+
+    def _poll_monitor(self, now: float) -> None:
+        """Dispatcher thread: ask the monitor (in the pool) about launching workers, if due."""
+        if self._polling or now < self._poll_due:
+            return
+        if not any(s.state == LAUNCHING and s.handle_known for s in self.slots):
+            return
+        self._polling = True
+        self._poll_due = math.inf  # set again when the call returns
+        self._submit(self._list_launching)
+
+    def _list_launching(self) -> None:
+        """Pool thread: one monitor call; its ended workers go back to the dispatcher thread.
+
+        Everything the plugin returned is read here, where its oddities cannot hurt the
+        dispatcher: only ``(instance, handle, reason)`` of ended workers are passed on.
+        """
+        ended: list[tuple[str, Any, str]] = []
+        failed = ""
+        try:
+            infos = self.registry.call(
+                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
+            )
+            for info in infos or []:
+                if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
+                    ended.append((info.instance, info.handle, explain_ended(info)))
+        except Exception as exc:  # the monitor is a shortcut; seconds_launch still bounds every launch
+            failed = f"{type(exc).__name__}: {exc}"
+        assert self.dispatcher is not None
+        self.dispatcher.call_soon(lambda: self._launching_listed(ended, failed))
+
+    def _launching_listed(self, ended: list[tuple[str, Any, str]], failed: str) -> None:
+        """Dispatcher thread: fail the launches whose workers ended before connecting."""
+        self._polling = False
+        if failed:
+            self._poll_failures += 1
+            delay = min(SECONDS_POLL * 2**self._poll_failures, SECONDS_POLL_MAX)
+            level = logging.WARNING if self._poll_failures == 1 else logging.DEBUG
+            log.log(level, "launcher %r: listing its workers failed (%s); next try in %g s, failed launches are "
+                    "noticed after seconds_launch until it works", self.info.name, failed, delay)
+        else:
+            self._poll_failures = 0
+            delay = SECONDS_FIRST_POLL if self._poll_soon else SECONDS_POLL
+        self._poll_soon = False
+        self._poll_due = time.monotonic() + delay
+        for instance, handle, reason in ended:
+            if self.error is not None or self.error_pending:
+                return
+            slot = self.by_instance.get(instance)
+            # A worker that connected meanwhile (or left after running) is not a failed launch;
+            # nor is another process started under the same instance id (an impostor).
+            if (
+                slot is not None
+                and slot.instance == instance
+                and slot.state == LAUNCHING
+                and slot.handle_known
+                and _same_handle(handle, slot.handle)
+            ):
+                self._launch_failed(slot, reason, explain=False)
 
     def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
         self.last_launch_error = message
@@ -276,8 +368,8 @@ class Launcher:
             if slot is not None and slot.instance == call.instance:
                 self._launch_failed(slot, f"the launch hook failed: {message}", terminate=False)
 
-    def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True) -> None:
-        """Count a failed launch; on a timeout, ask the platform why before terminating it."""
+    def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True, explain: bool = True) -> None:
+        """Count a failed launch; on a timeout (``explain``), ask the platform why before terminating it."""
         assert self.dispatcher is not None and slot.instance is not None
         instance = slot.instance
         self.dispatcher.revoke(instance)
@@ -288,13 +380,17 @@ class Launcher:
         slot.retry_after = time.monotonic() + min(0.25 * 2 ** (slot.failures - 1), 10.0)
         final = slot.failures >= self.options.launch_max
         log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
-        if terminate:
+        if terminate and explain:
             # The platform may know why (an image pull error, an unschedulable pod): its
             # monitor is asked before the worker is terminated and that reason is gone.
             if final:
                 self.error_pending = True
             self._submit(self._explain_and_terminate, instance, slot.index, reason, final)
-        elif final:
+            return
+        if terminate:  # the reason is known already: clean up what the platform keeps of it
+            self.last_launch_error = reason
+            self.terminate_instances([instance], "worker ended before it connected")
+        if final:
             self._set_error(slot.index, reason)
 
     def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool) -> None:
@@ -304,9 +400,8 @@ class Launcher:
                 self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
             )
             for info in infos or []:
-                if info.instance == instance:
-                    said = f"{info.state}: {info.reason}" if info.reason else info.state
-                    reason = f"{reason}; the platform reports the worker as {said}"
+                if isinstance(info, WorkerInfo) and info.instance == instance:
+                    reason = f"{reason}; the platform reports the worker as {describe_worker(info)}"
                     break
         except Exception as exc:  # the explanation is a bonus: never let it block the termination
             log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
@@ -319,16 +414,15 @@ class Launcher:
         if final:
             self.dispatcher.call_soon(lambda: self._set_error(slot, reason))
 
+    def worker_python(self) -> str | None:
+        """The interpreter the launcher runs workers with: its ``python`` option, if it has one."""
+        python = getattr(self.info.options, "python", None)
+        return python if isinstance(python, str) and python else None
+
     def _set_error(self, slot: int, reason: str) -> None:
-        example = self.call(worker=slot, instance="<instance>", url=self.url).command_line()
+        example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
         self.error = LaunchError(
-            f"launcher {self.info.name!r} of controller {self.info.controller!r} failed to start a worker "
-            f"{self.options.launch_max} times in a row (launch_max={self.options.launch_max}); last reason: {reason}. "
-            f"The worker command is: {example} (with its token in $PYCREW_TOKEN). Likely causes: the "
-            f"workers cannot reach {self.url} (wrong host/port, firewall, no route: set host= and port=), "
-            f"the launcher's environment lacks pycrew or the right Python (check the python option), "
-            f"the image or partition is missing, or seconds_launch={self.options.seconds_launch:g} is too "
-            f"short for this platform. Check the worker logs with `pycrew monitor {self.info.name} list`."
+            launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url)
         )
         self.error_pending = False
 

@@ -98,10 +98,14 @@ class Monitor:
         self.spec = self.registry.launcher(launcher)
         self.info = LauncherInfo(name=self.spec.name, options=self.spec.options_type.from_mapping(options))
 
-    def list(self, controller_id: str | None = None) -> WorkerList:
-        """Workers of one controller, or of every controller when ``controller_id`` is None."""
+    def list(self, controller_id: str | None = None, ended: bool = False) -> WorkerList:
+        """Workers of one controller, or of every controller when ``controller_id`` is None.
+
+        Only live ones, unless ``ended``: then also those the launcher reports as recently
+        ended (:attr:`WorkerInfo.ended`, with their status, exit code and reason).
+        """
         result = self.registry.call(self.spec, "pycrew_list_workers", launcher=self.info, controller_id=controller_id)
-        return list(result or [])
+        return [w for w in result or [] if ended or not w.ended]
 
     def orphans(self) -> WorkerList:
         """Workers whose controller is no longer running."""

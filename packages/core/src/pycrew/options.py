@@ -21,7 +21,23 @@ from pycrew.errors import OptionsError
 
 
 def _type_name(tp: Any) -> str:
+    """An annotation as a reader would write it: ``dict[str, str]``, ``one of 'a', 'b'``, ``str or None``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None) or tp is None:
+        return "None"
+    if origin is not None:
+        args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(tp))
+        name = getattr(origin, "__name__", None) or str(origin).replace("typing.", "")
+        return f"{name}[{args}]" if args else name
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _got(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
 
 
 def _check_value(value: Any, tp: Any) -> bool:
@@ -53,6 +69,38 @@ def _check_value(value: Any, tp: Any) -> bool:
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True
+
+
+def type_mismatch(value: Any, tp: Any, path: str) -> str | None:
+    """Why ``value`` does not conform to the annotation ``tp``, or ``None`` if it does.
+
+    The answer names the offending element by its ``path`` (``env['A'] must be str, got
+    1 (int)``), the allowed values of a ``Literal`` (``wire must be one of 'socket', 'nng',
+    got 'zmq'``), or the expected type.
+    """
+    if _check_value(value, tp):
+        return None
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    if origin in (tuple, list) and isinstance(value, origin) and args:
+        for i, item in enumerate(value):
+            inner = type_mismatch(item, args[0], f"{path}[{i}]")
+            if inner:
+                return inner
+    if origin in (frozenset, set) and isinstance(value, (frozenset, set)) and args:
+        for item in value:
+            if not _check_value(item, args[0]):
+                return f"{path} items must be {_type_name(args[0])}, got {_got(item)}"
+    if origin in (dict, Mapping) and isinstance(value, Mapping) and len(args) == 2:
+        for key, item in value.items():
+            if not _check_value(key, args[0]):
+                return f"{path} keys must be {_type_name(args[0])}, got {_got(key)}"
+            inner = type_mismatch(item, args[1], f"{path}[{key!r}]")
+            if inner:
+                return inner
+    if origin is Literal:
+        return f"{path} must be {_type_name(tp)}, got {value!r}"
+    return f"{path} must be {_type_name(tp)}, got {_got(value)}"
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -90,11 +138,12 @@ def check_fields(obj: Any, owner: str) -> None:
         if coerced is not value:
             object.__setattr__(obj, f.name, coerced)
             value = coerced
-        if not _check_value(value, tp):
-            raise OptionsError(
-                f"{owner} option {f.name!r} must be {_type_name(tp)}, got {value!r} "
-                f"({type(value).__name__})"
-            )
+        wrong = type_mismatch(value, tp, f.name)
+        if wrong is None:
+            continue
+        if wrong.startswith(f"{f.name} must be "):  # the option itself, not an element of it
+            raise OptionsError(f"{owner} option {f.name!r} {wrong[len(f.name) + 1 :]}")
+        raise OptionsError(f"{owner} option {f.name!r} must be {_type_name(tp)}: {wrong}")
 
 
 def require(condition: bool, owner: str, name: str, value: Any, must: str) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 from pycrew.options import LauncherOptions
 
-#: Environment variable through which a worker receives its instance's secret token.
-TOKEN_ENV = "PYCREW_TOKEN"
-#: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
-TLS_CA_ENV = "PYCREW_TLS_CA"
+# The worker's environment names live with the protocol (the worker imports nothing of
+# the plugin side); re-exported here for launchers.
+from pycrew.protocol import TLS_CA_ENV as TLS_CA_ENV
+from pycrew.protocol import TOKEN_ENV as TOKEN_ENV
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,23 @@ class WorkerCall:
         return {**self.env, TOKEN_ENV: self.batch_key}
 
 
+#: Values of :attr:`WorkerInfo.status`: the platform's state, normalized.
+WORKER_STATUSES = ("pending", "running", "done", "failed", "cancelled", "unknown")
+#: Statuses of a worker that has ended (its process or job is gone for good).
+ENDED_STATUSES = frozenset({"done", "failed", "cancelled"})
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """One worker as a launcher's monitor sees it (``pycrew_list_workers``).
+
+    A monitor lists live workers, and should also list the workers it knows to have ended
+    recently (``status`` ``done``, ``failed`` or ``cancelled``, with ``reason`` and
+    ``exit_code``, and the ``instance`` and ``handle`` of its launch): core then fails a
+    launch whose worker ended before it connected at once, quoting that reason, instead of
+    waiting ``seconds_launch``. Consumers that want
+    live workers only skip those with :attr:`ended` set (:meth:`pycrew.Monitor.list`
+    does).
 
     Attributes:
         id: the platform's id of the worker (pid, job id, pod name, execution name).
@@ -145,12 +159,22 @@ class WorkerInfo:
         controller_id: id of the controller that launched it, if known.
         instance: the worker instance id, if known.
         worker: the slot index, if known.
-        state: the platform's state (``running``, ``PENDING``, ...).
+        state: the platform's own state, free-form (``running``, ``PENDING``, ...).
         host: where it runs, if known.
         pid: the process id, if the platform exposes it.
         started: when it was launched or started (epoch seconds), if known.
-        reason: why it is in this state, if the platform says (e.g. ``Unschedulable``).
+        reason: why it is in this state, if the platform says (e.g. ``Unschedulable``,
+            ``CannotPullContainerError: ...``; for an ended worker, the last lines of its
+            output if the platform has nothing better).
         log: where its log is (a path, a URL or a log stream name), if any.
+        status: ``state`` normalized, one of :data:`WORKER_STATUSES`: ``pending`` (queued,
+            not started), ``running``, ``done`` (ended by itself, exit code 0),
+            ``failed`` (ended with an error, or could not start), ``cancelled``
+            (terminated), or ``unknown`` (the default: the monitor does not say).
+        exit_code: the worker process's exit code, once it has ended and if known.
+
+    Raises:
+        ValueError: ``status`` is not one of :data:`WORKER_STATUSES`.
     """
 
     id: str
@@ -166,6 +190,20 @@ class WorkerInfo:
     started: float | None = None
     reason: str = ""
     log: str | None = None
+    status: str = "unknown"
+    exit_code: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in WORKER_STATUSES:
+            raise ValueError(
+                f"WorkerInfo status must be one of {', '.join(map(repr, WORKER_STATUSES))}, got {self.status!r} "
+                f"(worker {self.id!r} of launcher {self.launcher!r}); put the platform's own state in 'state'"
+            )
+
+    @property
+    def ended(self) -> bool:
+        """Whether the worker has ended for good (``status`` is done, failed or cancelled)."""
+        return self.status in ENDED_STATUSES
 
     @property
     def age(self) -> float | None:

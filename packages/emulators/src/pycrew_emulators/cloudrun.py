@@ -37,6 +37,14 @@ holds every task pending (not started) until it is set back to False; images in
 ``runner.missing_images`` fail to pull: the task fails to start and the execution fails
 with a condition message.
 
+A failed task says why the way Cloud Run v2 does: its ``Completed`` condition (state
+``CONDITION_FAILED``; message ``Image '<image>' not found.`` with reason
+``CONTAINER_MISSING``, ``The container failed to start: ...`` for a command that cannot
+run, or ``The container exited with an exit code of N.``) and its ``last_attempt_result``
+(a ``status`` with that message, and ``exit_code``, or ``term_signal`` for a container that
+was killed: at most one of the two is set, as documented). The execution's ``Completed``
+condition quotes the first failed task's message.
+
 Emulator-only: :attr:`CloudRunEmulator.secrets` stands in for Secret Manager, for env
 vars with ``valueSource.secretKeyRef``: ``secrets[("projects/P/secrets/S", "latest")] =
 "value"`` (a version may also be a number; "latest" falls back to the highest numbered
@@ -943,10 +951,13 @@ class CloudRunEmulator:
             completed.reason = t.reason
         result = None
         if t.exit_code is not None or t.status == "failed":
+            # Documented: at most one of exit_code and term_signal is set; exit_code is unset
+            # when the container could not exit by itself (it did not start, or was killed).
             code = t.exit_code or 0
+            signalled = code > 128
             result = run_v2.TaskAttemptResult(
-                exit_code=code,
-                term_signal=code - 128 if code > 128 else 0,
+                exit_code=0 if signalled else code,
+                term_signal=code - 128 if signalled else 0,
                 status=status_pb2.Status(
                     code=0 if t.status == "succeeded" else 2, message=t.message
                 ),

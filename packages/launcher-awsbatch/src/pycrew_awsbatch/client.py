@@ -43,6 +43,25 @@ class _Batch:
     outstanding: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class LaunchedWorker:
+    """A worker this client launched and has not terminated yet (see :meth:`AwsBatchClient.launched`).
+
+    Attributes:
+        handle: its job id (``<array job id>:<index>`` for an array child).
+        instance: the worker's instance id.
+        worker: its slot.
+        controller: the controller's name.
+        controller_id: the controller's id.
+    """
+
+    handle: str
+    instance: str
+    worker: int
+    controller: str
+    controller_id: str
+
+
 class AwsBatchClient:
     """Workers as AWS Batch jobs for one launcher configuration.
 
@@ -61,6 +80,7 @@ class AwsBatchClient:
         self._base: dict[str, Any] | None = None
         self._batches: dict[str, _Batch] = {}
         self._batch_of: dict[str, str] = {}
+        self._launched: dict[str, LaunchedWorker] = {}
 
     # -- the base job definition ---------------------------------------------------------
 
@@ -150,6 +170,9 @@ class AwsBatchClient:
             self._batches[key] = batch
             for h in batch.outstanding:
                 self._batch_of[h] = key
+            for sub_calls, sub_handles in done:
+                for call, h in zip(sub_calls, sub_handles, strict=True):
+                    self._launched[h] = LaunchedWorker(h, call.instance, call.worker, controller, controller_id)
         return done
 
     def _cleanup_failed(self, handles: list[str], batch: _Batch) -> None:
@@ -277,10 +300,19 @@ class AwsBatchClient:
                 out[str(job["jobId"])] = dict(job)
         return out
 
+    def launched(self, controller_id: str | None = None) -> list[LaunchedWorker]:
+        """Workers this client launched (for one controller, or all) and was not asked to terminate.
+
+        The monitor describes those that left the active statuses, to report how they ended.
+        """
+        with self._lock:
+            return [w for w in self._launched.values() if controller_id is None or w.controller_id == controller_id]
+
     def _release(self, ids: list[str]) -> None:
         finished: list[_Batch] = []
         with self._lock:
             for job_id in ids:
+                self._launched.pop(job_id, None)
                 key = self._batch_of.pop(job_id, None)
                 batch = self._batches.get(key) if key else None
                 if batch is None:

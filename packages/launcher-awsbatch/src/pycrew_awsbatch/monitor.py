@@ -6,10 +6,19 @@ on AWS and everything on moto), then DescribeJobs (100 ids per call) for the job
 ``pycrew...`` to read their tags, then, per active array job, one ListJobs call per status
 its ``statusSummary`` shows children in. Only jobs tagged ``pycrew:launcher=<launcher>``
 are listed: another user's job in the same queue never shows up.
+
+Workers that this process launched and has not terminated yet, and that are no longer
+active, are described too (DescribeJobs, 100 per call) and listed as ended (``status``
+``failed`` or ``done``) with AWS's ``statusReason``, the container's ``reason`` and exit
+code, and the last lines of a failed worker's CloudWatch log: so a controller learns at
+once that a worker could not start (``CannotPullContainerError``,
+``CannotStartContainerError``, ...) instead of waiting ``seconds_launch``. Ended jobs of
+other processes are not listed (a queue keeps them for days; AWS lists them by status only).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +27,21 @@ from typing import Any
 from pycrew import WorkerInfo
 from pycrew_awsbatch import jobdefs, plan
 from pycrew_awsbatch.api import AwsBatchError
-from pycrew_awsbatch.client import ACTIVE, AwsBatchClient
+from pycrew_awsbatch.client import ACTIVE, FINAL, QUEUED, AwsBatchClient
+
+log = logging.getLogger(__name__)
 
 #: CloudWatch Logs group of Batch jobs without their own log configuration.
 DEFAULT_LOG_GROUP = "/aws/batch/job"
+#: Lines of a failed worker's CloudWatch log quoted in its ``reason``.
+LOG_TAIL_LINES = 10
+
+
+def worker_status(status: str) -> str:
+    """An AWS Batch job status as :attr:`pycrew.WorkerInfo.status`."""
+    if status in QUEUED or status == "STARTING":
+        return "pending"
+    return {"RUNNING": "running", "SUCCEEDED": "done", "FAILED": "failed"}.get(status, "unknown")
 
 
 @dataclass(frozen=True)
@@ -120,7 +140,8 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
                     id=str(job["jobId"]), handle=str(job["jobId"]), instance=tags.get(plan.INSTANCE_TAG),
                     worker=int(worker) if worker.isdigit() else None, state=str(job["status"]),
                     started=_seconds(job.get("startedAt")) or _seconds(job.get("createdAt")),
-                    reason=str(job.get("statusReason") or ""), log=_log_stream(job), **common,
+                    reason=str(job.get("statusReason") or ""), log=_log_stream(job),
+                    status=worker_status(str(job["status"])), **common,
                 )
             )
             continue
@@ -143,10 +164,63 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
                     id=child_id, handle=child_id, instance=f"{prefix}{int(index) + offset}" if prefix else None,
                     worker=slots[int(index)] if int(index) < len(slots) else None, state=str(child["status"]),
                     started=_seconds(child.get("startedAt")) or _seconds(child.get("createdAt")),
-                    reason=str(child.get("statusReason") or ""), **common,
+                    reason=str(child.get("statusReason") or ""), status=worker_status(str(child["status"])), **common,
                 )
             )
-    return result
+    listed = {w.id for w in result}
+    return result + ended_workers(client, controller_id, skip=listed)
+
+
+def ended_workers(client: AwsBatchClient, controller_id: str | None, skip: set[str] | frozenset[str] = frozenset()) -> list[WorkerInfo]:
+    """Workers this client launched (and did not terminate) whose jobs have ended, with why.
+
+    ``reason`` joins AWS's ``statusReason`` and the container's ``reason``; for a job that
+    failed with an exit code, the last :data:`LOG_TAIL_LINES` lines of its log follow.
+    """
+    launched = {w.handle: w for w in client.launched(controller_id) if w.handle not in skip}
+    if not launched:
+        return []
+    out: list[WorkerInfo] = []
+    for job_id, job in client.describe(list(launched)).items():
+        status = str(job.get("status", ""))
+        mine = launched.get(job_id)
+        if status not in FINAL or mine is None:
+            continue
+        container = job.get("container") or {}
+        code = container.get("exitCode")
+        exit_code = int(code) if isinstance(code, int) else None
+        reasons = [str(r) for r in (job.get("statusReason"), container.get("reason")) if r]
+        reason = "; ".join(dict.fromkeys(reasons))
+        if status == "FAILED" and exit_code:
+            tail = _log_tail(client, job)
+            if tail:
+                reason = f"{reason}; its log ends with:\n{tail}" if reason else f"its log ends with:\n{tail}"
+        out.append(
+            WorkerInfo(
+                id=job_id, handle=job_id, launcher=client.launcher_name, controller=mine.controller or None,
+                controller_id=mine.controller_id or None, instance=mine.instance, worker=mine.worker, state=status,
+                started=_seconds(job.get("startedAt")) or _seconds(job.get("createdAt")), reason=reason,
+                log=_log_stream(job), status=worker_status(status), exit_code=exit_code,
+            )
+        )
+    return out
+
+
+def _log_tail(client: AwsBatchClient, job: dict[str, Any]) -> str:
+    """The last lines of a job's CloudWatch log, or ``""`` (best effort: the reason is enough)."""
+    stream = _log_stream(job)
+    if not stream:
+        return ""
+    params: dict[str, Any] = {
+        "logGroupName": _log_group(job), "logStreamName": stream, "startFromHead": False, "limit": LOG_TAIL_LINES,
+    }
+    try:
+        page = client.api.call("logs", "get_log_events", **params)
+    except AwsBatchError as exc:  # no log (yet), or no permission: the status reason still explains it
+        log.debug("%s: no log tail for %s: %s", client.launcher_name, job.get("jobId"), exc)
+        return ""
+    lines = [str(e.get("message", "")).rstrip("\n") for e in page.get("events", [])]
+    return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
 def _log_group(job: dict[str, Any]) -> str:

@@ -11,6 +11,12 @@ cancelled as soon as every task still running is one pycrew asked to stop. Until
 workers stop on their own: a worker whose launch timed out has had its token revoked and
 exits after ``seconds_launch``; one that left (idle, wall time, task count) has already
 exited, which ends its task.
+
+The monitor lists live tasks (pending, running) of every pycrew execution, and the ended
+tasks (failed, succeeded, cancelled) of executions this process launched, until it cancels
+them or for :data:`SECONDS_ENDED_KEEP` after they completed: with the task's ``Completed``
+condition message and ``last_attempt_result`` (status message, exit code), so that core
+fails a launch whose task could not start (a missing image, a missing interpreter) at once.
 """
 
 from __future__ import annotations
@@ -44,6 +50,12 @@ from pycrew_cloudrun.retry import CloudRunError, RetryPolicy, call_api
 
 log = logging.getLogger(__name__)
 
+#: Ended tasks of executions this process launched are listed this long after the execution completed.
+SECONDS_ENDED_KEEP = 120.0
+#: At most this many launched executions are remembered for that (the oldest are dropped).
+LAUNCHED_MAX = 1000
+_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "done", "FAILED": "failed", "CANCELLED": "cancelled"}
+
 
 class CloudRunJobs:
     """Launch, terminate and list pycrew's workers on Cloud Run Jobs, for one set of options.
@@ -71,6 +83,7 @@ class CloudRunJobs:
         self._requested: dict[str, set[int]] = {}
         self._receipts: dict[str, str] = {}
         self._listing: dict[str | None, tuple[float, list[WorkerInfo]]] = {}
+        self._launched: dict[str, float] = {}  # executions this process ran and did not cancel -> when
 
     # -- basics --------------------------------------------------------------------------
 
@@ -206,6 +219,7 @@ class CloudRunJobs:
             for run in runs.plan_runs(calls):
                 execution = self._run(job, run)
                 started.append(execution)
+                self._remember_launch(execution)
                 for k, call in enumerate(run.calls):
                     handles[call.instance] = CloudRunHandle(execution, k, call.instance, len(run.calls))
         except BaseException:
@@ -346,8 +360,16 @@ class CloudRunJobs:
                 execution, len(live - wanted), len(live & wanted),
             )
 
+    def _remember_launch(self, execution: str) -> None:
+        with self._lock:
+            self._launched[execution] = time.time()
+            while len(self._launched) > LAUNCHED_MAX:
+                self._launched.pop(next(iter(self._launched)))
+
     def _cancel(self, execution: str) -> None:
         """Cancel an execution (its pending and running tasks); ended or deleted ones are fine."""
+        with self._lock:
+            self._launched.pop(execution, None)  # pycrew stops it: its tasks' ends are no news
         client = self.clients.executions
         try:
             call_api(
@@ -463,9 +485,12 @@ class CloudRunJobs:
             self._forget(execution)
 
     def workers(self, controller_id: str | None) -> list[WorkerInfo]:
-        """The monitor: pycrew's live workers (pending or running tasks), all or one controller's.
+        """The monitor: pycrew's workers (tasks), all or one controller's.
 
-        Listed at most once per ``seconds_poll`` (launches and terminations refresh it).
+        Live ones (pending or running tasks) of every pycrew execution, and ended ones of the
+        executions this process launched and did not cancel, up to :data:`SECONDS_ENDED_KEEP`
+        after they completed (see the module docstring). Listed at most once per
+        ``seconds_poll`` (launches and terminations refresh it).
 
         Raises:
             CloudRunError: the listing failed.
@@ -476,20 +501,43 @@ class CloudRunJobs:
         if cached is not None and now - cached[0] < self.options.seconds_poll:
             return list(cached[1])
         result: list[WorkerInfo] = []
-        for execution, found in self._pycrew_executions(controller_id, include_done=False):
+        with self._lock:
+            launched = set(self._launched)
+        for execution, found in self._pycrew_executions(controller_id, include_done=bool(launched)):
+            mine = execution.name in launched
+            if execution_done(execution):
+                completed = timestamp(execution.completion_time) if "completion_time" in execution else None
+                if not mine:
+                    continue
+                if completed is not None and time.time() - completed > SECONDS_ENDED_KEEP:
+                    with self._lock:
+                        self._launched.pop(execution.name, None)
+                    continue
             try:
                 tasks = self._list_tasks(execution.name)
             except gexc.NotFound:
                 continue  # deleted since it was listed
-            result += [self._worker_info(execution, found, t) for t in tasks if task_state(t) in ("PENDING", "RUNNING")]
+            result += [
+                self._worker_info(execution, found, t) for t in tasks if mine or task_state(t) in ("PENDING", "RUNNING")
+            ]
         with self._lock:
             self._listing[controller_id] = (now, result)
         return list(result)
 
     def _worker_info(self, execution: Any, found: tag.ExecutionTag, task: Any) -> WorkerInfo:
-        """A live task as a :class:`pycrew.WorkerInfo`."""
+        """A task as a :class:`pycrew.WorkerInfo` (an ended one with its message and exit code)."""
         instance = found.instance_of(task.index)
         cond = completed_condition(task.conditions)
+        state = task_state(task)
+        reasons = [cond.message if cond is not None else ""]
+        exit_code: int | None = None
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED") and "last_attempt_result" in task:
+            result = task.last_attempt_result
+            reasons.append(result.status.message)
+            if result.term_signal:
+                exit_code = 128 + result.term_signal
+            elif state != "CANCELLED" and (result.exit_code or result.status.code == 0):
+                exit_code = result.exit_code  # unset (0) when the container did not exit by itself
         return WorkerInfo(
             id=task.name,
             handle=CloudRunHandle(execution.name, task.index, instance or "", execution.task_count),
@@ -498,10 +546,12 @@ class CloudRunJobs:
             controller_id=found.controller_id,
             instance=instance,
             worker=found.slot_of(task.index),
-            state=task_state(task),
+            state=state,
             started=timestamp(task.start_time) or timestamp(execution.create_time),
-            reason=cond.message if cond is not None else "",
+            reason="; ".join(dict.fromkeys(r for r in reasons if r)),
             log=task.log_uri or execution.log_uri or None,
+            status=_STATUS.get(state, "unknown"),
+            exit_code=exit_code,
         )
 
 

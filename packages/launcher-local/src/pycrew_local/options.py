@@ -18,7 +18,8 @@ class LocalOptions(pycrew.LauncherOptions):
         python: the interpreter that runs workers (default: the controller's).
         env: extra environment variables for the workers.
         cwd: the workers' working directory (default: the controller's).
-        log_dir: directory for one log file per worker (default: output discarded).
+        log_dir: directory for one log file per worker (default: only the end of each
+            worker's output is kept, in memory, to explain a worker that exits early).
     """
 
     owner: ClassVar[str] = "local"

@@ -1,12 +1,22 @@
-"""Starting, finding and killing worker processes on this machine."""
+"""Starting, finding and killing worker processes on this machine.
+
+Workers are children of the process that launched them (the controller's), which keeps
+each one's :class:`subprocess.Popen` until the worker is terminated: so it reaps them (no
+zombies), knows their exit codes, and its monitor reports a worker that ended (``status``
+``done`` or ``failed``, with the exit code and the last lines of its output) until core
+terminates it. Without ``log_dir`` a worker's output goes through a pipe of which only the
+last :data:`TAIL_BYTES` are kept in memory; with ``log_dir`` it goes to its log file, whose
+end is read instead.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -17,6 +27,13 @@ from pycrew_local.options import LocalOptions
 WORKER_MODULE = "pycrew.worker"
 #: Environment variable telling the monitor where a worker's log is.
 LOG_ENV = "PYCREW_LOCAL_LOG"
+#: How much of a worker's output is kept (the end of it), to explain an early exit.
+TAIL_BYTES = 16 * 1024
+#: How many lines of that output an ended worker's ``reason`` quotes.
+TAIL_LINES = 20
+#: Ended workers are reported until terminated, but at most this many, and this long.
+ENDED_MAX = 256
+SECONDS_ENDED_KEEP = 600.0
 
 
 @dataclass(frozen=True)
@@ -37,17 +54,116 @@ class LocalHandle:
             return None
 
 
+class OutputTail:
+    """Reads a worker's output pipe on a daemon thread, keeping only its last ``limit`` bytes."""
+
+    def __init__(self, fd: int, name: str, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._fd = fd
+        self.thread = threading.Thread(target=self._read, name=f"pycrew-local-output-{name}", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = os.read(self._fd, 65536)
+                except OSError:  # the pipe broke: treat it as the end of the output
+                    return
+                if not chunk:
+                    return
+                with self._lock:
+                    self._buf += chunk
+                    if len(self._buf) > 2 * self.limit:
+                        del self._buf[: len(self._buf) - self.limit]
+        finally:
+            os.close(self._fd)
+
+    def text(self) -> str:
+        """The end of the output read so far."""
+        with self._lock:
+            data = bytes(self._buf[-self.limit :])
+        return data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class _Child:
+    """A worker this process started, until it is terminated."""
+
+    proc: subprocess.Popen[bytes]
+    handle: LocalHandle
+    call: pycrew.WorkerCall
+    started: float
+    output: OutputTail | None = None
+    log_path: str | None = None
+    exit_code: int | None = None
+    ended_at: float | None = None
+    signal_name: str = field(default="")
+
+    def tail(self) -> str:
+        """The last lines of the worker's output."""
+        if self.output is not None:
+            text = self.output.text()
+        elif self.log_path:
+            try:
+                with open(self.log_path, "rb") as f:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
+                    text = f.read().decode("utf-8", errors="replace")
+            except OSError as exc:
+                return f"(its log {self.log_path} cannot be read: {exc})"
+        else:
+            text = ""
+        return "\n".join(line.rstrip() for line in text.strip().splitlines()[-TAIL_LINES:])
+
+    def info(self) -> pycrew.WorkerInfo:
+        """The ended worker as the monitor reports it."""
+        assert self.exit_code is not None
+        tail = self.tail()
+        killed = f"killed by {self.signal_name}" if self.signal_name else ""
+        if tail:
+            reason = f"{killed}\n{tail}" if killed else tail
+        else:
+            reason = f"{killed}; it wrote no output" if killed else "it wrote no output"
+        call = self.call
+        return pycrew.WorkerInfo(
+            id=str(self.handle.pid),
+            handle=self.handle,
+            launcher=call.launcher,
+            controller=call.controller or None,
+            controller_id=call.controller_id or None,
+            instance=call.instance,
+            worker=call.worker,
+            state="exited",
+            host=os.uname().nodename,
+            pid=self.handle.pid,
+            started=self.started,
+            reason=reason,
+            log=self.log_path,
+            status="done" if self.exit_code == 0 else "failed",
+            exit_code=self.exit_code,
+        )
+
+
+# Workers this process started, until terminated: reaped here, so they leave no zombie.
+_CHILDREN: dict[LocalHandle, _Child] = {}
+_CHILDREN_LOCK = threading.Lock()
+
+
 def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
-    """Start one worker process in its own session."""
+    """Start one worker process in its own session; its output goes to ``log_dir`` or a bounded tail."""
     env = {**os.environ, **options.env, **call.environment()}
     env.pop(LOG_ENV, None)
+    log_path: str | None = None
     if options.log_dir:
         Path(options.log_dir).mkdir(parents=True, exist_ok=True)
-        log_path = Path(options.log_dir).absolute() / f"{call.name}.log"
-        env[LOG_ENV] = str(log_path)  # read back by the monitor
-        out = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        log_path = str(Path(options.log_dir).absolute() / f"{call.name}.log")
+        env[LOG_ENV] = log_path  # read back by the monitor
+        out: int = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # not inherited (PEP 446)
+        read_end = -1
     else:
-        out = subprocess.DEVNULL  # type: ignore[assignment]
+        read_end, out = os.pipe()  # not inherited by other children (PEP 446); Popen hands `out` to this one
     try:
         proc = subprocess.Popen(
             [options.python, *call.args],
@@ -59,33 +175,74 @@ def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
             start_new_session=True,
             close_fds=True,
         )
+    except BaseException:
+        if read_end >= 0:
+            os.close(read_end)
+        raise
     finally:
-        if out is not subprocess.DEVNULL:
-            out.close()
+        os.close(out)  # the child has its own copy
+    started = time.time()
     try:
         create_time = psutil.Process(proc.pid).create_time()
-    except psutil.Error:
+        started = create_time
+    except psutil.Error:  # it exited already (and is a zombie until reaped): no start time to read
         create_time = 0.0
-    _REAPERS[proc.pid] = proc
-    return LocalHandle(proc.pid, create_time)
-
-
-# Popen objects of workers we started, so their exit is reaped and leaves no zombie.
-_REAPERS: dict[int, subprocess.Popen[bytes]] = {}
+    handle = LocalHandle(proc.pid, create_time)
+    output = OutputTail(read_end, call.name) if read_end >= 0 else None
+    with _CHILDREN_LOCK:
+        _CHILDREN[handle] = _Child(proc, handle, call, started, output, log_path)
+    return handle
 
 
 def reap() -> None:
-    """Collect exit statuses of finished workers we started."""
-    for pid, proc in list(_REAPERS.items()):
-        if proc.poll() is not None:
-            _REAPERS.pop(pid, None)
+    """Collect the exit statuses of workers this process started; forget ended ones beyond the limits."""
+    now = time.time()
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN.values())
+    newly_ended = []
+    for child in children:
+        if child.exit_code is None:
+            code = child.proc.poll()
+            if code is not None:
+                if code < 0:
+                    try:
+                        child.signal_name = signal.Signals(-code).name
+                    except ValueError:
+                        child.signal_name = f"signal {-code}"
+                    code = 128 - code
+                child.exit_code, child.ended_at = code, now
+                newly_ended.append(child)
+    for child in newly_ended:  # let the output reader take what the worker wrote last
+        if child.output is not None:
+            child.output.thread.join(timeout=0.5)
+    with _CHILDREN_LOCK:
+        ended = sorted((c for c in _CHILDREN.values() if c.ended_at is not None), key=lambda c: c.ended_at or 0.0)
+        for k, child in enumerate(ended):
+            if len(ended) - k > ENDED_MAX or now - (child.ended_at or now) > SECONDS_ENDED_KEEP:
+                _CHILDREN.pop(child.handle, None)
+
+
+def _forget(handle: LocalHandle, grace: float) -> None:
+    """Reap a terminated worker and drop its record (waiting up to ``grace`` for its exit)."""
+    with _CHILDREN_LOCK:
+        child = _CHILDREN.get(handle)
+    if child is None:
+        return
+    try:
+        child.proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:  # kept: a later reap or terminate collects it
+        return
+    if child.output is not None:
+        child.output.thread.join(timeout=grace)
+    with _CHILDREN_LOCK:
+        _CHILDREN.pop(handle, None)
 
 
 def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
     """Terminate a worker and every process it started; silent if already gone."""
     proc = handle.process()
     if proc is None:
-        reap()
+        _forget(handle, grace)
         return
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -111,11 +268,7 @@ def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
     except OSError:  # group empty: everything exited
         pass
     psutil.wait_procs(alive, timeout=grace)
-    deadline = time.monotonic() + grace
-    while handle.pid in _REAPERS and time.monotonic() < deadline:
-        reap()
-        if handle.pid in _REAPERS:
-            time.sleep(0.01)
+    _forget(handle, grace)
 
 
 def parse_worker_cmdline(cmdline: list[str]) -> dict[str, str] | None:
@@ -135,7 +288,12 @@ def parse_worker_cmdline(cmdline: list[str]) -> dict[str, str] | None:
 
 
 def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
-    """Every pycrew worker process of this user on this machine (optionally one controller's)."""
+    """Every pycrew worker process of this user on this machine (optionally one controller's).
+
+    Running ones are found by their command line (``status="running"``); workers this process
+    started that have ended since are listed too, until terminated (``status`` ``done`` or
+    ``failed``, with the exit code and their output's last lines as ``reason``).
+    """
     reap()
     me = os.getuid()
     out = []
@@ -170,6 +328,10 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
                 pid=info["pid"],
                 started=info["create_time"],
                 log=log,
+                status="running",
             )
         )
+    with _CHILDREN_LOCK:
+        ended = [c for c in _CHILDREN.values() if c.exit_code is not None]
+    out += [c.info() for c in ended if controller_id is None or c.call.controller_id == controller_id]
     return out

@@ -1,0 +1,88 @@
+"""Why a launch failed, in words: the monitor's report of a worker, and the final :class:`LaunchError`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pycrew.plugin_api import TOKEN_ENV, WorkerInfo
+
+if TYPE_CHECKING:
+    from pycrew.controller_options import ControllerOptions
+
+_ENDED_VERBS = {"done": "exited", "failed": "failed", "cancelled": "was cancelled"}
+#: How :func:`explain_ended` summaries start (so the final message can tell them apart).
+ENDED_PREFIX = "the worker "
+ENDED_MARK = " before it connected"
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+def explain_ended(info: WorkerInfo) -> str:
+    """Why a launch failed, from the monitor's report of a worker that ended before connecting.
+
+    The first line is a summary (status, exit code, a one-line reason); a multi-line reason
+    (a local worker's last output lines) follows it, indented.
+    """
+    text = f"{ENDED_PREFIX}{_ENDED_VERBS.get(info.status, 'ended')}{ENDED_MARK}"
+    if info.exit_code is not None:
+        text += f" (exit code {info.exit_code})"
+    reason = info.reason.strip()
+    if "\n" in reason:
+        return f"{text}; the launcher's report of it is quoted below\n{_indent(reason)}"
+    return f"{text}: {reason}" if reason else text
+
+
+def is_ended_reason(reason: str) -> bool:
+    """Whether a failed launch's reason is :func:`explain_ended`'s (the worker started, then ended)."""
+    first = reason.partition("\n")[0]
+    return first.startswith(ENDED_PREFIX) and ENDED_MARK in first
+
+
+def describe_worker(info: WorkerInfo) -> str:
+    """The monitor's view of one worker in a few words: state, exit code, reason (further lines indented)."""
+    said = info.state if info.status in ("unknown", info.state) else f"{info.state} ({info.status})"
+    if info.exit_code is not None:
+        said += f", exit code {info.exit_code}"
+    reason = info.reason.strip()
+    if not reason:
+        return said
+    first, _, more = reason.partition("\n")
+    return f"{said}: {first}" + (f"\n{_indent(more)}" if more.strip() else "")
+
+
+def launch_error_message(
+    launcher: str, controller: str | None, options: ControllerOptions, reason: str, command: str, url: str
+) -> str:
+    """The message of the :class:`LaunchError` raised after ``launch_max`` failed launches in a row.
+
+    Args:
+        launcher: the launcher's name.
+        controller: the controller's name.
+        options: the controller's options (``launch_max``, ``seconds_launch``).
+        reason: why the last launch failed; its first line is quoted inline, further lines
+            (a worker's output) at the end.
+        command: the worker command line, with the interpreter the launcher really uses.
+        url: where workers dial.
+    """
+    first, _, more = reason.partition("\n")
+    first = first.rstrip().rstrip(".")  # the sentence goes on
+    if is_ended_reason(first):
+        advice = (
+            "The platform's reason above says what to fix (e.g. the image, the python option, the worker's "
+            "environment)."
+        )
+    else:
+        advice = (
+            f"Likely causes: the workers cannot reach {url} (wrong host/port, firewall, no route: set host= and "
+            f"port=), the launcher's environment lacks pycrew or the right Python (check the python option), the "
+            f"image or partition is missing, or seconds_launch={options.seconds_launch:g} is too short for this "
+            f"platform."
+        )
+    return (
+        f"launcher {launcher!r} of controller {controller!r} failed to start a worker {options.launch_max} times "
+        f"in a row (launch_max={options.launch_max}); last reason: {first}. The worker command is: {command} (with "
+        f"its token in ${TOKEN_ENV}). {advice} Check the worker logs with `pycrew monitor {launcher} list`."
+        + (f"\n{more}" if more else "")
+    )

@@ -1,0 +1,81 @@
+"""Workers that AWS Batch cannot start fail the launch at once, with AWS's reason (issue 14).
+
+The emulator fails jobs the way AWS does: an image it cannot pull ends the job FAILED with
+``statusReason`` ``CannotPullContainerError: ...``, a command that cannot start with
+``CannotStartContainerError: ...``. The controller asks the monitor about its launching
+workers about once a second, so the :class:`pycrew.LaunchError` names that reason long
+before ``seconds_launch`` (60 s here) would have run out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from awsbatch_helpers import calls, emulator_options, info, make_client
+
+import pycrew
+from pycrew.testing.harness import wait_until
+from pycrew_emulators.awsbatch import AwsBatchEmulator
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_state")]
+
+MISSING_IMAGE = "ghcr.io/pycrew/no-such-image:1"
+
+
+def launch_error(options: dict[str, Any], **kw: Any) -> tuple[str, float]:
+    """Run one task on a controller whose workers cannot start: the LaunchError's message and how long it took."""
+    c = pycrew.controller("awsbatch", host="127.0.0.1", seconds_launch=60, launch_max=2, **options, **kw)
+    started = time.monotonic()
+    try:
+        c.start()
+        c.push(abs, (-1,))
+        with pytest.raises(pycrew.LaunchError) as caught:
+            c.wait(timeout=120)
+        return str(caught.value), time.monotonic() - started
+    finally:
+        c.terminate()
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_launch_with_awss_reason(batch: AwsBatchEmulator, execution_role: str) -> None:
+    batch.runner.missing_images.add(MISSING_IMAGE)
+    message, seconds = launch_error(emulator_options(batch, execution_role, image=MISSING_IMAGE))
+    assert seconds < 30, f"the launch failed after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert "failed to start a worker 2 times in a row" in message
+    assert "CannotPullContainerError" in message and MISSING_IMAGE in message, message
+
+
+def test_a_missing_interpreter_fails_the_launch_with_awss_reason_and_the_real_command(
+    batch: AwsBatchEmulator, execution_role: str
+) -> None:
+    message, seconds = launch_error(emulator_options(batch, execution_role, python="/opt/no-such/python3"))
+    assert seconds < 30, f"the launch failed after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert "CannotStartContainerError" in message, message
+    assert "The worker command is: /opt/no-such/python3 -m pycrew.worker" in message, (
+        f"the message should show the launcher's python option, not the controller's interpreter: {message}"
+    )
+
+
+def test_the_monitor_reports_ended_workers_with_status_reason_and_exit_code(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
+    client = make_client(options)
+    starter = make_client(options, python="/opt/no-such/python3")
+    [exits] = client.launch(info("c1"), [calls(1, controller_id="c1", seconds_launch=1)[0]])
+    [cannot_start] = starter.launch(info("c1"), calls(1, controller_id="c1"))
+    try:
+        for job in (exits, cannot_start):
+            batch.wait_for_status(job, "FAILED", timeout=30)
+        [worker] = wait_until(lambda: [w for w in client.workers("c1") if w.ended], 30, "no ended worker listed")
+        assert (worker.handle, worker.status, worker.state, worker.exit_code) == (exits, "failed", "FAILED", 3)
+        assert worker.instance == calls(1)[0].instance and worker.worker == 1
+        assert worker.reason.startswith("Essential container in task exited"), worker.reason
+        assert "could not connect" in worker.reason, f"the log tail should say why the worker gave up: {worker.reason}"
+        [other] = [w for w in starter.workers("c1") if w.ended]  # each client lists the ended workers it launched
+        assert (other.handle, other.status) == (cannot_start, "failed")
+        assert other.reason.startswith("CannotStartContainerError:"), other.reason
+        assert not [w for w in client.workers("c2") if w.ended], "another controller's list shows c1's workers"
+        client.terminate([exits])
+        assert not [w for w in client.workers("c1") if w.ended], "a terminated worker is still listed"
+    finally:
+        client.terminate([exits])
+        starter.terminate([cannot_start])

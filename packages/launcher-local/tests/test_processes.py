@@ -1,0 +1,84 @@
+"""The local launcher's processes: ended workers are reported with exit code and output until terminated."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pycrew
+from pycrew.testing.harness import wait_until
+from pycrew_local import LocalHandle, LocalOptions, processes
+from pycrew_local.processes import TAIL_BYTES, TAIL_LINES, kill_tree, list_workers, start_worker
+
+
+def call(instance: str = "feed0001", controller_id: str = "c0ffee0001") -> pycrew.WorkerCall:
+    args = ("-m", "pycrew.worker", "--url", "tcp://127.0.0.1:9", "--instance", instance, "--worker", "1",
+            "--launcher", "local", "--controller", "unit", "--controller-id", controller_id)
+    return pycrew.WorkerCall(args=args, python=sys.executable, env={}, token="0" * 64, name=f"pycrew-unit-1-{instance}",
+                             launcher="local", worker=1, instance=instance, controller="unit", controller_id=controller_id)
+
+
+def script(tmp_path: Path, body: str, name: str = "fake-python") -> str:
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def handles() -> Iterator[list[LocalHandle]]:
+    started: list[LocalHandle] = []
+    yield started
+    for h in started:
+        kill_tree(h)
+
+
+def ended(controller_id: str) -> list[pycrew.WorkerInfo]:
+    return [w for w in list_workers(controller_id) if w.ended]
+
+
+def test_an_ended_worker_is_listed_with_exit_code_and_output_until_terminated(tmp_path, handles):
+    python = script(tmp_path, "echo 'first line'\necho 'No module named pycrew' >&2\nexit 3")
+    handles.append(start_worker(call(), LocalOptions(python=python)))
+    [worker] = wait_until(lambda: ended("c0ffee0001"), 15, "the exited worker is not listed as ended")
+    assert (worker.status, worker.exit_code, worker.state, worker.instance, worker.worker) == ("failed", 3, "exited", "feed0001", 1)
+    assert worker.reason == "first line\nNo module named pycrew", worker.reason
+    assert worker.handle == handles[0] and worker.pid == handles[0].pid
+    assert ended("another-controller") == [], "an ended worker is listed for its own controller only"
+    monitor = pycrew.Monitor("local")
+    assert monitor.list("c0ffee0001") == [], "Monitor.list shows live workers only"
+    assert [w.instance for w in monitor.list("c0ffee0001", ended=True)] == ["feed0001"]
+    kill_tree(handles[0])
+    assert ended("c0ffee0001") == [], "a terminated worker is still reported"
+
+
+def test_a_clean_exit_is_done_and_a_signal_is_named(tmp_path, handles):
+    handles.append(start_worker(call("feed0002"), LocalOptions(python=script(tmp_path, "exit 0"))))
+    handles.append(start_worker(call("feed0003"), LocalOptions(python=script(tmp_path, "kill -9 $$", "killed-python"))))
+    found = wait_until(lambda: len(ended("c0ffee0001")) == 2 and ended("c0ffee0001"), 15, "the workers did not end")
+    by_instance = {w.instance: w for w in found}
+    assert (by_instance["feed0002"].status, by_instance["feed0002"].exit_code) == ("done", 0)
+    assert by_instance["feed0002"].reason == "it wrote no output"
+    assert (by_instance["feed0003"].status, by_instance["feed0003"].exit_code) == ("failed", 137)
+    assert by_instance["feed0003"].reason == "killed by SIGKILL; it wrote no output"
+
+
+def test_only_the_end_of_a_long_output_is_kept(tmp_path, handles):
+    python = script(tmp_path, "i=0; while [ $i -lt 5000 ]; do echo \"line $i $(printf '%0100d' 0)\"; i=$((i+1)); done\nexit 1")
+    handles.append(start_worker(call(), LocalOptions(python=python)))
+    [worker] = wait_until(lambda: ended("c0ffee0001"), 30, "the worker did not end")
+    lines = worker.reason.splitlines()
+    assert len(lines) == TAIL_LINES and lines[-1].startswith("line 4999 "), lines[-3:]
+    output = processes._CHILDREN[handles[0]].output
+    assert output is not None and len(output._buf) <= 2 * TAIL_BYTES, "more than the tail of the output was kept in memory"
+
+
+def test_with_log_dir_the_output_goes_to_the_log_and_is_quoted_from_it(tmp_path, handles):
+    python = script(tmp_path, "echo 'bad interpreter'\nexit 4")
+    handles.append(start_worker(call(), LocalOptions(python=python, log_dir=str(tmp_path / "logs"))))
+    [worker] = wait_until(lambda: ended("c0ffee0001"), 15, "the worker did not end")
+    assert (worker.exit_code, worker.reason) == (4, "bad interpreter")
+    assert worker.log and Path(worker.log).read_text() == "bad interpreter\n"
