@@ -111,3 +111,12 @@ def benchmarks(session: nox.Session) -> None:
     """Side-by-side benchmarks (prints numbers; never fails on them)."""
     session.install(*CORE, *LOCAL, "dask[distributed]")
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The stress suite at full size: chaos kills, wire fuzzer, network faults (root), scale; prints its figures."""
+    session.install(*CORE, *LOCAL, *TEST_TOOLS, "hypothesis")
+    session.run(
+        "pytest", "tests/stress", "-s", "-p", "no:cacheprovider", *session.posargs, env={"PYCREW_STRESS": "full"}
+    )

@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# The stress suite's network-fault tests (root only) need ip, nft and setsid; without
+# them they skip, saying so.
+if [ "$(id -u)" = 0 ] && ! { command -v nft && command -v ip && command -v setsid; } >/dev/null 2>&1; then
+    apt_log=$(mktemp)
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends nftables iproute2 util-linux; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        echo "test.sh: installing nftables/iproute2 failed; the network-fault stress tests will skip" >&2
+    fi
+    rm -f "$apt_log"
+fi
 slurm_started=0
 if [ -x scripts/slurm/install.sh ] && { [ "$(id -u)" = 0 ] || [ "${CI:-}" = "true" ]; }; then
     scripts/slurm/install.sh
