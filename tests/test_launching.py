@@ -253,7 +253,7 @@ def test_a_monitor_that_fails_does_not_stop_launches(make_controller, tmp_path, 
     broken = BrokenMonitor()
     pycrew.register(broken)
     try:
-        with caplog.at_level("WARNING", logger="pycrew.launcher"):
+        with caplog.at_level("WARNING", logger="pycrew.control.scaler"):
             c = make_controller("local", workers=1, seconds_launch=60, python=python).start()
             assert c.submit(identity, 5).result(timeout=60) == 5
     finally:

@@ -12,7 +12,7 @@ import pycrew
 CONTROLLER_SIDE = (
     "pycrew.controller",
     "pycrew.control.dispatcher",
-    "pycrew.launcher",
+    "pycrew.control.scaler",
     "pycrew.plugins",
     "pycrew.plugin_api",
     "pycrew.config",

@@ -19,10 +19,10 @@ from pycrew.control.conn import DispatcherSettings
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.resolving import Resolving
+from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
 from pycrew.errors import ControllerError, OptionsError, PycrewError
-from pycrew.launcher import Launcher
 from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
@@ -74,7 +74,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._tls_material: tuple[str, str, str, str] | None = None
         if self.tls.enabled:
             self._tls_material = self.tls.materialize(self.host)
-        self.launcher = Launcher(
+        self.launcher = Scaler(
             self.spec, self.info, self._registry, self.options, self._tls_material[2] if self._tls_material else None
         )
         self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import itertools
 
     from pycrew.control.dispatcher import Dispatcher
-    from pycrew.launcher import Launcher
+    from pycrew.control.scaler import Scaler
 
 
 class ControllerState:
@@ -31,7 +31,7 @@ class ControllerState:
     id: str
     spec: LauncherSpec
     options: ControllerOptions
-    launcher: Launcher
+    launcher: Scaler
     _registry: PluginRegistry
     _dispatcher: Dispatcher | None
     _ids: itertools.count[int]

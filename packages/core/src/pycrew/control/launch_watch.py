@@ -1,0 +1,202 @@
+"""Failed launches: asking the monitor which launching workers ended, and saying why.
+
+While workers are launching, the launcher's monitor (``pycrew_list_workers``) is asked
+about once a second (one call in flight at most, backing off while it fails) which of
+them have ended. A launching worker that the monitor reports ended (``failed``, ``done``
+or ``cancelled``: it could not start, or exited before it connected) is a failed launch at
+once, with the platform's reason, exit code and output in the message, instead of after
+``seconds_launch``. After ``launch_max`` failed launches in a row on a slot, the
+controller's :class:`~pycrew.LaunchError` says what was tried and why it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pycrew.control.launch_reports import describe_worker, explain_ended, launch_error_message
+from pycrew.errors import LaunchError
+from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
+
+if TYPE_CHECKING:
+    from pycrew.control.dispatcher import Dispatcher
+    from pycrew.control.scaler import Slot
+    from pycrew.controller_options import ControllerOptions
+    from pycrew.plugins import PluginRegistry
+
+log = logging.getLogger("pycrew.control.scaler")
+
+IDLE, LAUNCHING = "idle", "launching"
+#: While workers are launching, the monitor is asked this often which of them ended.
+SECONDS_POLL = 1.0
+#: ... and this soon after a batch was launched (a worker that cannot start ends at once).
+SECONDS_FIRST_POLL = 0.2
+#: Longest wait between monitor calls while they fail (the interval doubles per failure).
+SECONDS_POLL_MAX = 30.0
+
+
+def _same_handle(a: Any, b: Any) -> bool:
+    """Whether two handles are equal (handles are the plugin's values: comparing may fail)."""
+    try:
+        return bool(a == b)
+    except Exception:  # a handle type whose == raises cannot be matched: not the same
+        return False
+
+
+
+
+class LaunchWatch:
+    """The scaler's handling of failed launches (mixed into :class:`~pycrew.control.scaler.Scaler`)."""
+
+    spec: LauncherSpec
+    info: LauncherInfo
+    registry: PluginRegistry
+    options: ControllerOptions
+    url: str
+    dispatcher: Dispatcher | None
+    slots: list[Slot]
+    by_instance: dict[str, Slot]
+    handles: dict[str, Any]
+    _handles_lock: threading.Lock
+    error: LaunchError | None
+    error_pending: bool
+    last_launch_error: str
+    _polling: bool
+    _poll_due: float
+    _poll_soon: bool
+    _poll_failures: int
+    _submit: Callable[..., None]
+    terminate_instances: Callable[[Sequence[str], str], None]
+    _terminate: Callable[[list[Any], str], None]
+    call: Callable[..., WorkerCall]
+
+    # -- the monitor: launching workers that ended -----------------------------------------
+
+    def _poll_monitor(self, now: float) -> None:
+        """Dispatcher thread: ask the monitor (in the pool) about launching workers, if due."""
+        if self._polling or now < self._poll_due:
+            return
+        if not any(s.state == LAUNCHING and s.handle_known for s in self.slots):
+            return
+        self._polling = True
+        self._poll_due = math.inf  # set again when the call returns
+        self._submit(self._list_launching)
+
+    def _list_launching(self) -> None:
+        """Pool thread: one monitor call; its ended workers go back to the dispatcher thread.
+
+        Everything the plugin returned is read here, where its oddities cannot hurt the
+        dispatcher: only ``(instance, handle, reason)`` of ended workers are passed on.
+        """
+        ended: list[tuple[str, Any, str]] = []
+        failed = ""
+        try:
+            infos = self.registry.call(
+                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
+            )
+            for info in infos or []:
+                if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
+                    ended.append((info.instance, info.handle, explain_ended(info)))
+        except Exception as exc:  # the monitor is a shortcut; seconds_launch still bounds every launch
+            failed = f"{type(exc).__name__}: {exc}"
+        assert self.dispatcher is not None
+        self.dispatcher.call_soon(lambda: self._launching_listed(ended, failed))
+
+    def _launching_listed(self, ended: list[tuple[str, Any, str]], failed: str) -> None:
+        """Dispatcher thread: fail the launches whose workers ended before connecting."""
+        self._polling = False
+        if failed:
+            self._poll_failures += 1
+            delay = min(SECONDS_POLL * 2**self._poll_failures, SECONDS_POLL_MAX)
+            level = logging.WARNING if self._poll_failures == 1 else logging.DEBUG
+            log.log(level, "launcher %r: listing its workers failed (%s); next try in %g s, failed launches are "
+                    "noticed after seconds_launch until it works", self.info.name, failed, delay)
+        else:
+            self._poll_failures = 0
+            delay = SECONDS_FIRST_POLL if self._poll_soon else SECONDS_POLL
+        self._poll_soon = False
+        self._poll_due = time.monotonic() + delay
+        for instance, handle, reason in ended:
+            if self.error is not None or self.error_pending:
+                return
+            slot = self.by_instance.get(instance)
+            # A worker that connected meanwhile (or left after running) is not a failed launch;
+            # nor is another process started under the same instance id (an impostor).
+            if (
+                slot is not None
+                and slot.instance == instance
+                and slot.state == LAUNCHING
+                and slot.handle_known
+                and _same_handle(handle, slot.handle)
+            ):
+                self._launch_failed(slot, reason, explain=False)
+
+    def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
+        self.last_launch_error = message
+        for call in calls:
+            slot = self.by_instance.get(call.instance)
+            if slot is not None and slot.instance == call.instance:
+                self._launch_failed(slot, f"the launch hook failed: {message}", terminate=False)
+
+    def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True, explain: bool = True) -> None:
+        """Count a failed launch; on a timeout (``explain``), ask the platform why before terminating it."""
+        assert self.dispatcher is not None and slot.instance is not None
+        instance = slot.instance
+        self.dispatcher.revoke(instance)
+        slot.state = IDLE
+        slot.instance = None
+        slot.failures += 1
+        slot.launch_failures += 1
+        slot.retry_after = time.monotonic() + min(0.25 * 2 ** (slot.failures - 1), 10.0)
+        final = slot.failures >= self.options.launch_max
+        log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
+        if terminate and explain:
+            # The platform may know why (an image pull error, an unschedulable pod): its
+            # monitor is asked before the worker is terminated and that reason is gone.
+            if final:
+                self.error_pending = True
+            self._submit(self._explain_and_terminate, instance, slot.index, reason, final)
+            return
+        if terminate:  # the reason is known already: clean up what the platform keeps of it
+            self.last_launch_error = reason
+            self.terminate_instances([instance], "worker ended before it connected")
+        if final:
+            self._set_error(slot.index, reason)
+
+    def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool) -> None:
+        """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""
+        try:
+            infos = self.registry.call(
+                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
+            )
+            for info in infos or []:
+                if isinstance(info, WorkerInfo) and info.instance == instance:
+                    reason = f"{reason}; the platform reports the worker as {describe_worker(info)}"
+                    break
+        except Exception as exc:  # the explanation is a bonus: never let it block the termination
+            log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
+        with self._handles_lock:
+            handle = self.handles.pop(instance, None)
+        if handle is not None:
+            self._terminate([handle], "launch timed out")
+        assert self.dispatcher is not None
+        self.last_launch_error = reason
+        if final:
+            self.dispatcher.call_soon(lambda: self._set_error(slot, reason))
+
+    def worker_python(self) -> str | None:
+        """The interpreter the launcher runs workers with: its ``python`` option, if it has one."""
+        python = getattr(self.info.options, "python", None)
+        return python if isinstance(python, str) and python else None
+
+    def _set_error(self, slot: int, reason: str) -> None:
+        example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
+        self.error = LaunchError(
+            launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url)
+        )
+        self.error_pending = False
+
