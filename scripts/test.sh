@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# The dashboard's browser test needs Debian's chromium (installed as root; under CI=true the
+# test fails without it, elsewhere it skips).
+if [ "$(id -u)" = 0 ] || [ "${CI:-}" = "true" ]; then
+    scripts/install-chromium.sh || echo "test.sh: chromium could not be installed; tests/test_dashboard.py's browser test needs it" >&2
+fi
 # The stress suite's network-fault tests (root only) need ip, nft and setsid; without
 # them they skip, saying so.
 if [ "$(id -u)" = 0 ] && ! { command -v nft && command -v ip && command -v setsid; } >/dev/null 2>&1; then

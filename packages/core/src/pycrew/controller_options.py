@@ -53,6 +53,11 @@ class ControllerOptions:
             see :mod:`pycrew.metrics`.
         metrics_dir: where workers write their samples (on the worker's machine); default:
             the worker's log.
+        dashboard: serve a live web page and Prometheus ``/metrics`` from this process:
+            ``True`` on a free port, a port number (1-65535) on that port, ``False`` off.
+            ``Controller.dashboard_link`` gives its address; see :mod:`pycrew.dashboard`.
+        dashboard_host: the address the dashboard listens on; on anything but a loopback
+            address it requires the token that ``dashboard_link`` carries.
     """
 
     name: str | None = None
@@ -79,6 +84,8 @@ class ControllerOptions:
     backup: Any = None
     seconds_metrics: float | None = None
     metrics_dir: str | None = None
+    dashboard: bool | int = False
+    dashboard_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         check_fields(self, OWNER)
@@ -112,6 +119,20 @@ class ControllerOptions:
             "seconds_metrics",
             self.seconds_metrics,
             "be > 0 or None",
+        )
+        require(
+            isinstance(self.dashboard, bool) or 1 <= self.dashboard <= 65535,
+            OWNER,
+            "dashboard",
+            self.dashboard,
+            "be True (a free port), False (off) or a port number between 1 and 65535",
+        )
+        require(
+            bool(self.dashboard_host.strip()),
+            OWNER,
+            "dashboard_host",
+            self.dashboard_host,
+            "be an address to listen on, such as '127.0.0.1' (this machine only) or '0.0.0.0' (every interface)",
         )
         require(self.launch_max >= 1, OWNER, "launch_max", self.launch_max, "be >= 1")
         require(self.crashes_max >= 1, OWNER, "crashes_max", self.crashes_max, "be >= 1")

@@ -10,8 +10,9 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
 from pycrew.control.collecting import Collecting
@@ -21,6 +22,7 @@ from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
+from pycrew.control.tasks import Task
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
 from pycrew.errors import ControllerError, OptionsError, PycrewError
 from pycrew.network import format_url, routable_address
@@ -29,6 +31,9 @@ from pycrew.plugin_api import LauncherInfo, LauncherSpec
 from pycrew.plugins import PluginRegistry, get_registry
 from pycrew.results import STATUSES, TaskResult
 from pycrew.tls import TLS
+
+if TYPE_CHECKING:
+    from pycrew.dashboard import Dashboard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,6 +105,10 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._terminating: threading.Thread | None = None
         self._futures_issued = 0
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
+        #: The dashboard's address while it runs (option ``dashboard``), else ``None``.
+        self.dashboard_link: str | None = None
+        self._dashboard: Dashboard | None = None
+        self._result_listeners: list[Callable[[Task, TaskResult], None]] = []
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -133,11 +142,14 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 bytes_max=self.options.bytes_max,
                 prefetch_max=self.options.prefetch_max,
             )
+            dashboard = self._open_dashboard()  # its port first: a taken one fails before anything runs
             try:
                 self._dispatcher = Dispatcher(
                     settings, self._on_result, self._on_connect, self._on_disconnect, self._on_tick, self._on_dispatcher_failure
                 )
             except Exception as exc:
+                if dashboard is not None:
+                    dashboard.close()
                 raise ControllerError(
                     f"controller {self.name!r} cannot listen on {self.launcher.url}: {exc}; choose another host= or port="
                 ) from exc
@@ -145,6 +157,9 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.launcher.dispatcher = self._dispatcher
             monitor.register_controller(self.id, self.name, self.spec.name)
             self._dispatcher.start()
+            if dashboard is not None:
+                dashboard.start()
+                self._dashboard, self.dashboard_link = dashboard, dashboard.link
             self._started = True
             self._t0 = time.monotonic()
             live.add(self)
@@ -179,9 +194,21 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                         self._futures_resolved += 1
                 monitor.unregister_controller(self.id)
         finally:
+            if self._dashboard is not None:
+                self._dashboard.close()
+                self.dashboard_link = None
             self._terminate_done.set()
             with self._cv:
                 self._cv.notify_all()
+
+    def _open_dashboard(self) -> Dashboard | None:
+        """Listen for the dashboard (option ``dashboard``), not serving yet; ``None`` when it is off."""
+        if self.options.dashboard is False:
+            return None
+        from pycrew.dashboard import Dashboard  # imported only when used: http.server is not free
+
+        port = 0 if self.options.dashboard is True else self.options.dashboard
+        return Dashboard(self, port, self.options.dashboard_host)
 
     def __enter__(self) -> Controller:
         return self.start()

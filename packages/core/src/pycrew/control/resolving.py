@@ -27,6 +27,11 @@ class Resolving(ControllerState):
     """How a controller resolves its tasks (every method runs on the dispatcher's thread,
     except where a docstring says otherwise)."""
 
+    #: Called with every task delivered and its result, on the dispatcher's thread (a
+    #: dashboard's; empty otherwise). A listener must not block; the list is replaced, never
+    #: changed in place, so that it can be iterated here while another thread swaps it.
+    _result_listeners: list[Callable[[Task, TaskResult], None]]
+
     def _where(self, conn: Conn | None) -> dict[str, Any]:
         if conn is None:
             return {"controller": self.name, "launcher": self.spec.name}
@@ -70,6 +75,8 @@ class Resolving(ControllerState):
         self._deliver(task, result)
 
     def _deliver(self, task: Task, result: TaskResult) -> None:
+        if self._result_listeners:  # first, so that whoever sees the result sees it counted there too
+            self._tell_listeners(task, result)
         future = task.future
         if future is not None:
             self._futures_resolved += 1
@@ -93,6 +100,13 @@ class Resolving(ControllerState):
         if self._waiters:
             with self._cv:
                 self._cv.notify_all()
+
+    def _tell_listeners(self, task: Task, result: TaskResult) -> None:
+        for listener in self._result_listeners:
+            try:
+                listener(task, result)
+            except Exception:  # a listener's bug must not keep the result from its owner
+                log.exception("controller %r: a result listener failed on task %r", self.name, task.name)
 
     def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> bool:
         """Re-send a task that crashed ``crashes_max`` times here to the backup controller."""

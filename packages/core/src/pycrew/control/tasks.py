@@ -31,6 +31,7 @@ class Task:
         "running",
         "seconds_timeout",
         "seed",
+        "submitted",
     )
 
     def __init__(
@@ -55,6 +56,7 @@ class Task:
         self.running = False
         self.resolved = False
         self.relay: Any = None
+        self.submitted = 0.0  # time.monotonic() at submit, set only while a dashboard measures round trips
 
     @property
     def name(self) -> str:

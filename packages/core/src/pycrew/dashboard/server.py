@@ -1,0 +1,234 @@
+"""The dashboard's HTTP server: the page, its JSON, and ``/metrics``, from the controller's process.
+
+Standard library only (:class:`http.server.ThreadingHTTPServer` on a daemon thread),
+plus one more daemon thread that samples the controller once a second. Routes:
+
+- ``/``: the page (one HTML document, inline script and style, nothing fetched elsewhere);
+- ``/api/state``: what the page shows, as JSON (the page polls it every second);
+- ``/metrics``: Prometheus text format (see :mod:`pycrew.dashboard.prometheus`).
+
+On a loopback address no token is needed, but requests must name a loopback host (so
+that a web page cannot read the dashboard through DNS rebinding). On any other address
+every request needs the token: ``?token=...`` in the URL (``dashboard_link`` carries it)
+or an ``Authorization: Bearer ...`` header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from pycrew.dashboard import prometheus
+from pycrew.dashboard.state import DashboardState
+from pycrew.errors import ControllerError
+from pycrew.network import routable_address
+
+if TYPE_CHECKING:
+    from pycrew.control.controller import Controller
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two samples of the controller (throughput points, events, CPU/memory).
+SECONDS_SAMPLE = 1.0
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address to listen on) is this machine only."""
+    if host.strip("[]").lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _page() -> bytes:
+    return resources.files("pycrew.dashboard").joinpath("page.html").read_bytes()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    dashboard: Dashboard
+
+    def __init__(self, address: tuple[str, int], ipv6: bool) -> None:
+        if ipv6:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also looks up the host's fully qualified name, which can
+        # wait on DNS; the name is only used in CGI variables, which this server has none of.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "pycrew-dashboard"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("dashboard %s: " + format, self.client_address[0], *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        if content_type.startswith("text/html"):
+            # Nothing may come from elsewhere: inline script and style, requests to this server only.
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            )
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
+
+    def _allowed(self, query: dict[str, list[str]]) -> bool:
+        dashboard = self.server.dashboard
+        if dashboard.token is None:
+            host = self.headers.get("Host", "")
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+            if name and not is_loopback(name):
+                self._refuse(
+                    HTTPStatus.FORBIDDEN,
+                    f"the pycrew dashboard listens on a loopback address and answers only requests for a "
+                    f"loopback host name, not Host: {host!r}; open {dashboard.link}",
+                )
+                return False
+            return True
+        given = query.get("token", [""])[0]
+        auth = self.headers.get("Authorization", "")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if given and hmac.compare_digest(given.encode(), dashboard.token.encode()):
+            return True
+        self._refuse(
+            HTTPStatus.UNAUTHORIZED,
+            "the pycrew dashboard needs its token: open the controller's dashboard_link (it ends in ?token=...), "
+            "or send the header 'Authorization: Bearer <token>'" + (" (the token given is wrong)" if given else ""),
+        )
+        return False
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if not self._allowed(parse_qs(url.query)):
+            return
+        dashboard = self.server.dashboard
+        try:
+            if url.path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, dashboard.page, "text/html; charset=utf-8")
+            elif url.path == "/api/state":
+                body = json.dumps(dashboard.state.snapshot(), allow_nan=False, default=str).encode()
+                self._send(HTTPStatus.OK, body, "application/json")
+            elif url.path == "/metrics":
+                self._send(HTTPStatus.OK, prometheus.render(dashboard.state).encode(), prometheus.CONTENT_TYPE)
+            else:
+                self._refuse(
+                    HTTPStatus.NOT_FOUND, f"no such page {url.path!r}: the dashboard serves /, /api/state and /metrics"
+                )
+        except (BrokenPipeError, ConnectionResetError):  # the browser went away mid-answer: nothing to tell it
+            log.debug("dashboard client %s went away", self.client_address[0])
+        except Exception as exc:
+            log.exception("dashboard of controller %r failed to answer %s", dashboard.name, url.path)
+            self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"the dashboard failed: {type(exc).__name__}: {exc}")
+
+
+class Dashboard:
+    """The live page and ``/metrics`` of one controller (built by the controller's ``start``).
+
+    Args:
+        controller: the controller to show.
+        port: the port to listen on; 0 picks a free one.
+        host: the address to listen on; on anything but a loopback address every request
+            needs the token in :attr:`link`.
+
+    Raises:
+        ControllerError: the address cannot be listened on (naming the options to change).
+    """
+
+    def __init__(self, controller: Controller, port: int, host: str) -> None:
+        self.name = controller.name
+        self.host = host
+        self.token: str | None = None if is_loopback(host) else secrets.token_urlsafe(24)
+        listen = host.strip("[]")
+        try:
+            self.server = _Server((listen, port), ipv6=":" in listen)
+        except OSError as exc:
+            raise ControllerError(
+                f"controller {controller.name!r}: the dashboard cannot listen on {host}:{port}: {exc}; "
+                "choose another port with dashboard=<port> (dashboard=True picks a free one) "
+                "or another address with dashboard_host="
+            ) from exc
+        self.server.dashboard = self
+        self.port: int = self.server.server_address[1]
+        self.page = _page()
+        self.state = DashboardState(controller)
+        self._controller = controller
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def link(self) -> str:
+        """The page's URL (with ``?token=...`` when one is needed)."""
+        host = self.host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):  # every interface: name one others can reach
+            host = routable_address()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    def start(self) -> None:
+        """Serve and sample on daemon threads; the controller hands each resolved task to :attr:`state`."""
+        # Rebound, not changed in place: the dispatcher's thread may be iterating the old list.
+        self._controller._result_listeners = [*self._controller._result_listeners, self.state.on_result]
+        serve = threading.Thread(
+            target=self.server.serve_forever, args=(0.1,), name=f"pycrew-dashboard-{self.name}", daemon=True
+        )
+        sample = threading.Thread(target=self._sample, name=f"pycrew-dashboard-sampler-{self.name}", daemon=True)
+        self._threads = [serve, sample]
+        for thread in self._threads:
+            thread.start()
+        log.info("controller %r: dashboard at %s", self.name, self.link)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.state.sample(time.monotonic())
+            except Exception:  # keep the page alive; the log says what went wrong
+                log.exception("dashboard of controller %r: sampling failed", self.name)
+            self._stop.wait(SECONDS_SAMPLE)
+
+    def close(self) -> None:
+        """Stop serving and sampling, and close the port (idempotent; never raises)."""
+        self._stop.set()
+        listeners = self._controller._result_listeners
+        self._controller._result_listeners = [f for f in listeners if f != self.state.on_result]
+        try:
+            if self._threads:
+                self.server.shutdown()
+            self.server.server_close()
+        except OSError as exc:
+            log.warning("dashboard of controller %r: closing its port failed: %s", self.name, exc)
+        for thread in self._threads:
+            thread.join(timeout=5.0)

@@ -1,0 +1,369 @@
+"""The dashboard (``dashboard=True``): its server, its data, and the page in a real headless Chromium.
+
+The browser test needs Debian's ``chromium`` (``scripts/install-chromium.sh``) and the
+``playwright`` package (``scripts/setup.sh --test``); without them it skips, except under
+``CI=true``, where it fails. Its screenshots are kept in ``.artifacts/`` at the top of the
+repository (and in the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+import pycrew
+from helpers import always_crash, identity, raise_value_error, sleep_then
+
+# The gate task below is defined here: workers get it by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / ".artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def wait_for_gate(path: str, value: int) -> int:
+    """Task: block until the file ``path`` exists (at most a minute), then return ``value``."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {path} never opened")
+        time.sleep(0.02)
+    return value
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    """GET ``url`` (on 127.0.0.1): status, headers, body; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+def state(c: pycrew.Controller) -> dict[str, Any]:
+    """The dashboard's JSON of a controller that listens on loopback."""
+    assert c.dashboard_link is not None, "the controller has no dashboard"
+    status, _, body = get(c.dashboard_link + "api/state")
+    assert status == 200, body
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
+def wait_state(c: pycrew.Controller, condition: Any, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the dashboard's JSON until ``condition(data)`` holds; fail showing its events otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = state(c)
+        if condition(data):
+            return data
+        if time.monotonic() > deadline:
+            pytest.fail(f"the dashboard did not get there within {timeout} s; events: {data['events']}")
+        time.sleep(0.1)
+
+
+def local_link(c: pycrew.Controller, path: str = "") -> str:
+    """The dashboard URL with its host replaced by 127.0.0.1 (tests never dial other addresses)."""
+    assert c._dashboard is not None
+    return f"http://127.0.0.1:{c._dashboard.port}/{path}"
+
+
+# -- the option and the server --------------------------------------------------------------
+
+
+def test_dashboard_is_off_by_default(make_controller):
+    c = make_controller("local", workers=1).start()
+    assert c.dashboard_link is None
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (
+            {"dashboard": 0},
+            "'dashboard' must be True (a free port), False (off) or a port number between 1 and 65535, got 0",
+        ),
+        ({"dashboard": 70000}, "'dashboard' must be True (a free port), False (off) or a port number"),
+        ({"dashboard": "yes"}, "'dashboard' must be bool or int, got 'yes'"),
+        ({"dashboard_host": " "}, "'dashboard_host' must be an address to listen on"),
+    ],
+)
+def test_bad_dashboard_options_are_refused_with_the_option_named(options, named):
+    with pytest.raises(pycrew.OptionsError) as info:
+        pycrew.controller("local", workers=1, **options)
+    assert named in str(info.value)
+
+
+def test_link_serves_the_page_until_terminate(make_controller):
+    c = make_controller("local", workers=1, dashboard=True).start()
+    link = c.dashboard_link
+    assert link is not None and link.startswith("http://127.0.0.1:") and link.endswith("/"), link
+    status, headers, body = get(link)
+    assert status == 200 and "<title>pycrew dashboard</title>" in body
+    assert "default-src 'none'" in headers["Content-Security-Policy"], "the page must not load anything from elsewhere"
+    assert "http://" not in body.replace('"http://www.w3.org/2000/svg"', ""), "the page references another site"
+    status, _, body = get(link + "nothing-here")
+    assert status == 404 and "/api/state" in body
+    data = state(c)
+    assert data["controller"]["name"] == "local" and data["controller"]["state"] == "running"
+    assert "seconds_metrics" in data["metrics_note"], "without metrics the page must say how to turn them on"
+    port = c._dashboard.port
+    c.terminate()
+    assert c.dashboard_link is None
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_a_fixed_port_is_used(make_controller):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = make_controller("local", workers=1, dashboard=port).start()
+    assert c.dashboard_link == f"http://127.0.0.1:{port}/"
+    assert get(c.dashboard_link)[0] == 200
+
+
+def test_a_taken_port_fails_start_naming_the_option(make_controller):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        c = make_controller("local", workers=1, dashboard=port)
+        with pytest.raises(pycrew.ControllerError) as info:
+            c.start()
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "dashboard=<port>" in message and "dashboard_host=" in message, message
+    assert not c.started and c._dispatcher is None, "nothing may run after a failed start"
+
+
+def test_off_loopback_every_request_needs_the_token(make_controller):
+    # Listens on every interface; the test itself only ever dials 127.0.0.1.
+    c = make_controller("local", workers=1, dashboard=True, dashboard_host="0.0.0.0").start()
+    link = c.dashboard_link
+    assert link is not None and "?token=" in link, link
+    token = link.split("?token=", 1)[1]
+    for path in ("", "api/state", "metrics"):
+        status, _, body = get(local_link(c, path))
+        assert status == 401 and "dashboard_link" in body, (path, status, body)
+    status, _, body = get(local_link(c, "api/state?token=wrong"))
+    assert status == 401 and "wrong" in body
+    assert get(local_link(c, f"?token={token}"))[0] == 200
+    assert get(local_link(c, f"api/state?token={token}"))[0] == 200
+    assert get(local_link(c, "metrics"), {"Authorization": f"Bearer {token}"})[0] == 200
+
+
+def test_on_loopback_a_foreign_host_name_is_refused(make_controller):
+    c = make_controller("local", workers=1, dashboard=True).start()
+    status, _, body = get(c.dashboard_link + "api/state", {"Host": "rebound.example:80"})
+    assert status == 403 and "loopback" in body, body
+    assert get(c.dashboard_link + "api/state", {"Host": "localhost"})[0] == 200
+
+
+# -- what the dashboard reports ---------------------------------------------------------------
+
+
+def test_failures_crashes_and_exits_are_reported(make_controller):
+    c = make_controller("local", workers=1, dashboard=True, crashes_max=1, seconds_idle=1.0).start()
+    c.push(raise_value_error, ("boom",), name="fails")
+    c.push(always_crash, name="crashes")
+    assert c.wait(timeout=60)
+    c.push(identity, (1,), name="after")
+    assert c.wait(timeout=60)
+    data = wait_state(c, lambda d: {"launch", "connect", "crash", "exit"} <= {e["kind"] for e in d["events"]})
+    failed = {f["name"]: f for f in data["failed"]}
+    assert failed["fails"]["status"] == "error" and failed["fails"]["error_type"] == "ValueError"
+    assert "raise_value_error" in failed["fails"]["traceback"], failed["fails"]
+    assert failed["crashes"]["status"] == "crash"
+    assert "after" not in failed
+    crash = next(e for e in data["events"] if e["kind"] == "crash")
+    assert crash["worker"] == 1 and "without a goodbye" in crash["detail"], crash
+    exit_ = next(e for e in data["events"] if e["kind"] == "exit")
+    assert "seconds_idle" in exit_["detail"], exit_
+    tasks = data["tasks"]
+    assert (tasks["success"], tasks["error"], tasks["crash"], tasks["pushed"]) == (1, 1, 1, 3), tasks
+
+
+def test_launch_failures_show_the_platforms_reason(make_controller, tmp_path):
+    python = tmp_path / "no-image"
+    python.write_text('#!/bin/sh\necho "image pull failed: no such image example/worker:1" >&2\nexit 3\n')
+    python.chmod(0o755)
+    c = make_controller("local", workers=1, dashboard=True, python=str(python), launch_max=2).start()
+    c.push(identity, (1,))
+    with pytest.raises(pycrew.LaunchError):
+        c.wait(timeout=60)
+
+    def failures(data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [e for e in data["events"] if e["kind"] == "launch failure"]
+
+    data = wait_state(c, lambda d: len(failures(d)) == 2 and all("no such image" in e["detail"] for e in failures(d)))
+    assert sorted(e["detail"].split(":")[0] for e in failures(data)) == [
+        "failed launch 1 in a row (launch_max=2)",
+        "failed launch 2 in a row (launch_max=2)",
+    ]
+    assert "no such image" in data["launcher"]["error"] and data["launcher"]["launch_failures"] == 2
+    assert any(e["kind"] == "launch error" and "gave up" in e["detail"] for e in data["events"])
+
+
+def test_a_failing_result_listener_does_not_keep_results_from_their_owner(make_controller, caplog):
+    c = make_controller("local", workers=1, dashboard=True).start()
+
+    def broken(task: object, result: object) -> None:
+        raise RuntimeError("listener bug")
+
+    c._result_listeners = [broken, *c._result_listeners]
+    with caplog.at_level(logging.ERROR, logger="pycrew.control.controller"):
+        assert list(c.map(identity, range(5))) == [0, 1, 2, 3, 4]
+    assert "a result listener failed" in caplog.text
+    assert state(c)["round_trip"]["count"] == 5, "the dashboard's own listener still ran after the broken one"
+
+
+# -- the page in a real browser -----------------------------------------------------------------
+
+
+@pytest.fixture
+def browser() -> Any:
+    """Debian's Chromium driven by Playwright; skips without them unless CI=true."""
+    why = None
+    if not os.path.exists(CHROMIUM):
+        why = f"{CHROMIUM} is missing (scripts/install-chromium.sh installs Debian's chromium)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            why = "the playwright package is missing (scripts/setup.sh --test installs it)"
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the dashboard's browser test must run in CI: {why}")
+        pytest.skip(why)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def keep_screenshot(page: Any, tmp_path: Path, name: str) -> Path:
+    """Screenshot the whole page into the test's tmp dir and .artifacts/; returns the kept copy."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    kept = ARTIFACTS / name
+    shutil.copyfile(shot, kept)
+    assert kept.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{kept} is not a PNG"
+    return kept
+
+
+def expect_text(page: Any, element: str, text: str, timeout: float = 30.0) -> None:
+    """Wait until the element with id ``element`` shows exactly ``text``."""
+    try:
+        page.wait_for_function(
+            "([id, text]) => document.getElementById(id).textContent === text",
+            arg=[element, text],
+            timeout=timeout * 1000,
+        )
+    except Exception as exc:
+        shown = page.evaluate("(id) => document.getElementById(id).textContent", element)
+        pytest.fail(f"#{element} shows {shown!r}, expected {text!r} within {timeout} s ({type(exc).__name__})")
+
+
+@pytest.mark.slow
+def test_page_shows_live_counts_in_chromium(make_controller, browser, tmp_path):
+    gate = tmp_path / "gate"
+    c = make_controller(
+        "local",
+        workers=2,
+        dashboard=True,
+        prefetch_max=1,
+        seconds_idle=2.0,
+        seconds_metrics=0.25,
+        metrics_dir=str(tmp_path / "metrics"),
+    ).start()
+    link = c.dashboard_link
+    assert link is not None
+    origin = link.rsplit("/", 1)[0]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(link)
+    expect_text(page, "live", "live")
+    expect_text(page, "tasks-pushed", "0")
+
+    # A first batch (some throughput to plot, one failure to list), then tasks held at a gate.
+    assert list(c.map(sleep_then, [0.05] * 60, range(60))) == list(range(60))
+    c.push(raise_value_error, ("boom from the dashboard test",), name="fails")
+    assert c.wait(timeout=60)
+    for i in range(6):
+        c.push(wait_for_gate, (str(gate), i), name=f"gated_{i}")
+    expect_text(page, "tasks-pushed", "67")
+    expect_text(page, "tasks-running", "2")
+    expect_text(page, "tasks-queued", "4")
+    expect_text(page, "tasks-success", "60")
+    expect_text(page, "tasks-error", "1")
+    expect_text(page, "workers-online", "2 / 2")
+    expect_text(page, "workers-launching", "0")
+    page.wait_for_selector("#worker-rows tr[data-state=connected] >> nth=1")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#worker-rows tr')].every(r => r.lastElementChild.textContent.endsWith('MiB'))",
+        timeout=15000,
+    )
+    page.wait_for_selector("#plot polyline")
+    failed = page.locator("#failed details[data-status=error]")
+    assert "ValueError: boom from the dashboard test" in failed.first.inner_text()
+    failed.first.locator("summary").click()
+    assert "raise_value_error" in failed.first.locator("pre").inner_text()
+    renders = int(page.evaluate("document.body.dataset.renders"))
+    page.wait_for_function("(n) => Number(document.body.dataset.renders) > n", arg=renders)
+    assert failed.first.evaluate("d => d.open"), "an opened traceback closed when the page refreshed"
+    kinds = page.locator("#events li").evaluate_all("items => items.map(i => i.dataset.kind)")
+    assert {"launch", "connect"} <= set(kinds), kinds
+    keep_screenshot(page, tmp_path, "dashboard.png")
+
+    gate.write_text("open")
+    expect_text(page, "tasks-success", "66")
+    expect_text(page, "tasks-running", "0")
+    expect_text(page, "tasks-queued", "0")
+    # seconds_idle=2: both workers leave, saying why.
+    expect_text(page, "workers-online", "0 / 2")
+    page.wait_for_selector("#events li[data-kind=exit] >> nth=1")
+    assert "seconds_idle" in page.locator("#events li[data-kind=exit]").first.inner_text()
+    keep_screenshot(page, tmp_path, "dashboard-idle.png")
+    outside = [url for url in requested if not url.startswith(origin)]
+    assert not outside, f"the page requested files from elsewhere: {outside}"
+    page.close()
+
+
+def test_page_passes_its_token_on_when_off_loopback(make_controller, browser):
+    # Listens on every interface; the browser only ever dials 127.0.0.1.
+    c = make_controller("local", workers=1, dashboard=True, dashboard_host="0.0.0.0").start()
+    assert c.dashboard_link is not None
+    token = c.dashboard_link.split("?token=", 1)[1]
+    page = browser.new_page()
+    page.goto(local_link(c, f"?token={token}"))
+    expect_text(page, "live", "live")
+    expect_text(page, "title", "local · launcher local · running")
+    page.goto(local_link(c))
+    assert "needs its token" in page.inner_text("body")
+    page.close()
