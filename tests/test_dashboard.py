@@ -200,7 +200,7 @@ def test_failures_crashes_and_exits_are_reported(make_controller):
     crash = next(e for e in data["events"] if e["kind"] == "crash")
     assert crash["worker"] == 1 and "without a goodbye" in crash["detail"], crash
     exit_ = next(e for e in data["events"] if e["kind"] == "exit")
-    assert "seconds_idle" in exit_["detail"], exit_
+    assert "idle for seconds_idle=1" in exit_["detail"], exit_  # the worker's own reason
     tasks = data["tasks"]
     assert (tasks["success"], tasks["error"], tasks["crash"], tasks["pushed"]) == (1, 1, 1, 3), tasks
 

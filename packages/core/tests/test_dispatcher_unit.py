@@ -63,11 +63,14 @@ class Harness:
         self.results: list[tuple[Task, bytes | None, tuple[str, str, str] | None]] = []
         self.connected: list[str] = []
         self.disconnected: list[tuple[str, bool]] = []
+        self.exit_reasons: list[str] = []
         self.d = Dispatcher(
             DispatcherSettings(**base),
             on_result=self._result,
             on_connect=lambda instance, info: self.connected.append(instance),
-            on_disconnect=lambda instance, crashed: self.disconnected.append((instance, crashed)),
+            on_disconnect=lambda instance, crashed, reason: (
+                self.disconnected.append((instance, crashed)), self.exit_reasons.append(reason)
+            ),
             on_tick=lambda now: None,
         )
         self.links = 0
@@ -217,6 +220,7 @@ def test_bye_requeues_unstarted_tasks_without_blame(h):
     h.d.frame_received(a, p.encode_json(p.BYE, {"reason": "tasks_max", "unstarted": [t.id for t in tasks]}))
     assert [t.crashes for t in tasks] == [0, 0] and len(h.d.queue) == 2
     assert h.disconnected == [("w1", False)] and a.closed
+    assert h.exit_reasons == ["tasks_max"], "the worker's own reason for leaving is passed on"
 
 
 def test_silence_past_the_heartbeat_timeout_drops_the_worker(h):

@@ -34,6 +34,7 @@ class Conn:
     """One worker connection."""
 
     __slots__ = (
+        "exit_reason",
         "frames_acked",
         "frames_sent",
         "host",
@@ -66,6 +67,7 @@ class Conn:
         self.pid: int | None = None
         self.frames_sent = 0
         self.frames_acked = 0
+        self.exit_reason = ""  # the worker's reason when it says bye
         self.last_task_send = now
         self.tasks_left = 1 << 62
         self.info: dict[str, Any] = {}

@@ -41,7 +41,8 @@ class Dispatcher(Upkeep):
     Callbacks (all called on the dispatcher thread):
         on_result(task, payload_or_None, conn_info, local): a task finished or failed.
         on_connect(instance, info): a worker authenticated.
-        on_disconnect(instance, crashed): a worker left (``crashed``: without saying bye).
+        on_disconnect(instance, crashed, reason): a worker left (``crashed``: without saying bye;
+            ``reason``: the worker's own when it said bye, else what the dispatcher saw).
         on_tick(now): periodic maintenance (auto-scaling).
         on_failure(error, tasks): the loop died of ``error``; ``tasks`` are every task it held
             (queued, submitted, in flight), unresolved, to be resolved by the owner. Called
@@ -55,7 +56,7 @@ class Dispatcher(Upkeep):
         settings: DispatcherSettings,
         on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None],
         on_connect: Callable[[str, dict[str, Any]], None],
-        on_disconnect: Callable[[str, bool], None],
+        on_disconnect: Callable[[str, bool, str], None],
         on_tick: Callable[[float], None],
         on_failure: Callable[[BaseException, list[Task]], None] | None = None,
     ) -> None:
@@ -273,7 +274,9 @@ class Dispatcher(Upkeep):
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.BYE:
             body = p.decode_json(frame)
-            log.debug("worker %s says bye: %s", conn.instance, body.get("reason"))
+            reason = body.get("reason")
+            conn.exit_reason = reason[:500] if isinstance(reason, str) else ""
+            log.debug("worker %s says bye: %s", conn.instance, conn.exit_reason)
             self._leaving(conn)
         else:
             self._drop(conn, f"unexpected frame kind {kind}")

@@ -170,8 +170,8 @@ class Resolving(ControllerState):
     def _on_connect(self, instance: str, info: dict[str, Any]) -> None:
         self.launcher.connected(instance, info)
 
-    def _on_disconnect(self, instance: str, crashed: bool) -> None:
-        self.launcher.disconnected(instance, crashed)
+    def _on_disconnect(self, instance: str, crashed: bool, reason: str) -> None:
+        self.launcher.disconnected(instance, crashed, reason)
 
     def _on_tick(self, now: float) -> None:
         d = self._dispatcher

@@ -52,6 +52,7 @@ class Slot:
 
     __slots__ = (
         "crashes",
+        "exit_reason",
         "failures",
         "handle",
         "handle_known",
@@ -71,6 +72,7 @@ class Slot:
     def __init__(self, index: int) -> None:
         self.index = index
         self.state = IDLE
+        self.exit_reason = ""  # why the last instance of this slot left (its BYE reason, or how it was lost)
         self.instance: str | None = None
         self.handle: Any = None
         self.handle_known = False
@@ -295,12 +297,16 @@ class Scaler(LaunchWatch):
         slot.host = info.get("host")
         slot.pid = info.get("pid")
 
-    def disconnected(self, instance: str, crashed: bool) -> None:
-        """A worker left or was lost (dispatcher thread): free its slot, make sure it is gone."""
+    def disconnected(self, instance: str, crashed: bool, reason: str = "") -> None:
+        """A worker left or was lost (dispatcher thread): free its slot, make sure it is gone.
+
+        ``reason`` (the worker's own when it said goodbye) is kept as the slot's ``exit_reason``.
+        """
         slot = self.by_instance.pop(instance, None)
         if slot is not None and slot.instance == instance:
             slot.state = IDLE
             slot.instance = None
+            slot.exit_reason = reason
             if crashed:
                 slot.crashes += 1
         self.terminate_instances([instance], "worker crashed" if crashed else "worker exited")

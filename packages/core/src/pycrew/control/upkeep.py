@@ -27,7 +27,7 @@ class Upkeep:
     server: Server
     _next_beat: float
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
-    _on_disconnect: Callable[[str, bool], None]
+    _on_disconnect: Callable[[str, bool, str], None]
     _on_tick: Callable[[float], None]
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
 
@@ -61,7 +61,7 @@ class Upkeep:
         conn.in_flight.clear()
         self._requeue(tasks, blame_first=False, reason="worker left")
         if conn.instance:
-            self._on_disconnect(conn.instance, False)
+            self._on_disconnect(conn.instance, False, conn.exit_reason or "the worker said goodbye")
         conn.link.close()
         conn.state = CLOSED
 
@@ -72,7 +72,7 @@ class Upkeep:
             conn.in_flight.clear()
             self._requeue(tasks, blame_first=True, reason="connection lost")
             if conn.instance:
-                self._on_disconnect(conn.instance, True)
+                self._on_disconnect(conn.instance, True, "its connection was lost without a goodbye (crashed or killed)")
         conn.state = CLOSED
 
     def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
@@ -86,7 +86,7 @@ class Upkeep:
             conn.in_flight.clear()
             self._requeue(tasks, blame_first=blame, reason=reason)
             if conn.instance:
-                self._on_disconnect(conn.instance, True)
+                self._on_disconnect(conn.instance, True, f"dropped by the dispatcher: {reason}")
         conn.state = CLOSED
         conn.link.close()
 

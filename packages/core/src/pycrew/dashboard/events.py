@@ -115,7 +115,8 @@ class SlotWatcher:
         crashes = min(max(0, seen.crashes - before.crashes), max(0, exits))
         exits_left = max(0, exits)
         if before.connected and exits_left:  # the instance seen connected last time is gone
-            self._exit(slot.index, before.instance, crashed=crashes > 0)
+            last = exits_left == 1  # the slot keeps the reason of its last exit only
+            self._exit(slot.index, before.instance, crashed=crashes > 0, reason=slot.exit_reason if last else "")
             crashes -= int(crashes > 0)
             exits_left -= 1
         launches = max(0, seen.launches - before.launches)
@@ -131,12 +132,14 @@ class SlotWatcher:
             said = f"failed launch {in_a_row} in a row (launch_max={self.launch_max})"
             event = self._add("launch failure", slot.index, None, f"{said}; waiting for the reason")
             self._waiting.append((event, said, now + SECONDS_REASON_GRACE))
-        for _ in range(exits_left):  # a worker that came and went between two looks
-            self._exit(slot.index, seen.instance, crashed=crashes > 0)
+        for i in range(exits_left):  # a worker that came and went between two looks
+            last = i == exits_left - 1
+            self._exit(slot.index, seen.instance, crashed=crashes > 0, reason=slot.exit_reason if last else "")
             crashes -= int(crashes > 0)
 
-    def _exit(self, worker: int, instance: str | None, crashed: bool) -> None:
-        self._add("crash" if crashed else "exit", worker, instance, CRASH_DETAIL if crashed else EXIT_DETAIL)
+    def _exit(self, worker: int, instance: str | None, crashed: bool, reason: str = "") -> None:
+        """An exit event; ``reason`` is the worker's own (its goodbye) or how it was lost, when known."""
+        self._add("crash" if crashed else "exit", worker, instance, reason or (CRASH_DETAIL if crashed else EXIT_DETAIL))
 
     def _reasons(self, now: float) -> None:
         """Give failed launches the platform's reason: a new last_launch_error, or after a grace period the last one."""
