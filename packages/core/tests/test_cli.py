@@ -329,3 +329,51 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "No such command 'nosuchcommand'" in capsys.readouterr().err
     assert cli.main(["monitor", "slrum", "list"]) == 1
     assert "Error: no launcher named 'slrum'" in capsys.readouterr().err
+
+
+# -- monitor options --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeedsOptions(pycrew.LauncherOptions):
+    owner: ClassVar[str] = "needy"
+    namespace: str  # no default: the monitor cannot guess it
+
+
+class NeedyLauncher(FakeLauncher):
+    @pycrew.hookimpl
+    def pycrew_register_launchers(self, register: Any) -> None:
+        register("needy", NeedsOptions, summary="needs a namespace")
+
+    @pycrew.hookimpl
+    def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
+        assert isinstance(launcher.options, NeedsOptions)
+        self.zones.append(launcher.options.namespace)
+        return self.workers
+
+
+@pytest.fixture
+def needy() -> Iterator[NeedyLauncher]:
+    ended = pycrew.WorkerInfo(id="w9", handle="h-w9", launcher="needy", status="failed", reason="exit 3", exit_code=3)
+    plugin = NeedyLauncher([worker("w1", "live"), ended])
+    pycrew.register(plugin, name="needy-test")
+    try:
+        yield plugin
+    finally:
+        pycrew.unregister(plugin)
+
+
+def test_a_monitor_for_options_without_defaults_says_which_and_how_to_pass_them(needy: NeedyLauncher) -> None:
+    with pytest.raises(pycrew.OptionsError, match=r"'namespace' have no default.*-o namespace="):
+        pycrew.Monitor("needy")
+    result = run("monitor", "needy", "list")
+    assert result.exit_code != 0 and "-o namespace=" in result.output, result.output
+
+
+def test_monitor_takes_launcher_options_and_shows_ended_workers_on_request(needy: NeedyLauncher) -> None:
+    result = run("monitor", "needy", "list", "-o", "namespace=batch", "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.output)] == ["w1"], "ended workers are hidden by default"
+    assert needy.zones == ["batch"]
+    rows = json.loads(run("monitor", "needy", "list", "-o", "namespace=batch", "--ended", "--json").output)
+    assert {r["id"]: r["status"] for r in rows} == {"w1": "unknown", "w9": "failed"}

@@ -199,12 +199,15 @@ def config_show(ctx: click.Context, profile: str | None, as_json: bool, defaults
 # -- monitor ------------------------------------------------------------------------
 
 
-def _monitor_for(name: str) -> Monitor:
-    """A monitor for a launcher, or for a profile's launcher with the profile's launcher options."""
+def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
+    """A monitor for a launcher, or for a profile's launcher with the profile's launcher options.
+
+    ``options`` (from ``-o KEY=VALUE``) override the profile's launcher options.
+    """
     profile = load_profile(name)
     if profile is not None:
-        return Monitor(profile.launcher, **profile.launcher_options())
-    return Monitor(name)
+        return Monitor(profile.launcher, **{**profile.launcher_options(), **(options or {})})
+    return Monitor(name, **(options or {}))
 
 
 def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
@@ -221,12 +224,15 @@ def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
 @click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
 @click.option("--orphans", is_flag=True, help="Only workers whose controller no longer runs.")
 @click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
+@click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
+@click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+              help="A launcher option (value as JSON, else text); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @_errors
 def monitor(
     ctx: click.Context, launcher: str, action: str, ids: tuple[str, ...], all_: bool, orphans: bool,
-    controller_id: str | None, as_json: bool,
+    controller_id: str | None, ended: bool, option_texts: tuple[str, ...], as_json: bool,
 ) -> None:
     """List or terminate a launcher's workers, orphans included.
 
@@ -237,6 +243,7 @@ def monitor(
     pycrew monitor local list --orphans --json
     pycrew monitor slurm terminate 1234_1 1234_2
     pycrew monitor k8s terminate --orphans
+    pycrew monitor k8s list -o namespace=batch --ended
     """
     if action == "list" and (ids or all_):
         raise click.UsageError("worker ids and --all are for terminate")
@@ -244,8 +251,8 @@ def monitor(
         raise click.UsageError("give worker ids or --all, not both")
     if action == "terminate" and not (ids or all_ or orphans):
         raise click.UsageError("terminate needs worker ids, --all or --orphans")
-    m = _monitor_for(launcher)
-    workers = m.orphans() if orphans else m.list(controller_id)
+    m = _monitor_for(launcher, dict(_parse_option(t) for t in option_texts))
+    workers = m.orphans() if orphans else m.list(controller_id, ended=ended and action == "list")
     if orphans and controller_id:
         workers = [w for w in workers if w.controller_id == controller_id]
     if action == "terminate":

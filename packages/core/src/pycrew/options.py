@@ -188,6 +188,19 @@ class LauncherOptions:
         unknown = set(values) - valid
         if unknown:
             raise OptionsError(unknown_keys_message(cls.owner, unknown, valid))
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.init and f.name not in values
+            and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        if missing:
+            names = ", ".join(repr(m) for m in missing)
+            raise OptionsError(
+                f"{cls.owner} option(s) {names} have no default and were not given: pass them "
+                f"(pycrew.controller(..., {missing[0]}=...), pycrew.Monitor(..., {missing[0]}=...), or "
+                f"'pycrew monitor LAUNCHER list -o {missing[0]}=...'), or set them in a profile"
+            )
         return cls(**values)
 
     def replace(self, **changes: Any) -> Self:
