@@ -86,10 +86,17 @@ def awsbatch(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with --strict and execute its code blocks."""
+    """Build the documentation site with --strict and execute its code blocks (``nox -s docs-serve`` to read it)."""
     session.install(*CORE, *LOCAL, "mkdocs-material", "mkdocstrings[python]", "matplotlib", *TEST_TOOLS)
     session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
     session.run("pytest", "tests/test_docs.py", "packages/core/tests/test_docs_plugins.py", *session.posargs)
+
+
+@nox.session(name="docs-serve")
+def docs_serve(session: nox.Session) -> None:
+    """Build the site and serve it at http://127.0.0.1:8000 (live reload); Ctrl-C stops it."""
+    session.install(*CORE, *LOCAL, "mkdocs-material", "mkdocstrings[python]", "matplotlib")
+    session.run("mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", *session.posargs)
 
 
 @nox.session
