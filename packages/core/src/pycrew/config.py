@@ -51,19 +51,24 @@ syntax errors and unknown sections in a file fail every profile of that file.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import logging
 import os
 import re
-import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from pycrew.config_env import _env_overrides
+from pycrew.config_env import env_prefix as env_prefix
+from pycrew.config_env import parse_env_value as parse_env_value
+from pycrew.config_files import CODE_ONLY, PROJECT_FILE, ConfigFile, _close
+from pycrew.config_files import SEQUENTIAL as SEQUENTIAL
+from pycrew.config_files import SEQUENTIAL_KEYS as SEQUENTIAL_KEYS
+from pycrew.config_files import ConfigError as ConfigError
+from pycrew.config_files import config_files as config_files
+from pycrew.config_files import profile_names as profile_names
+from pycrew.config_files import user_config_path as user_config_path
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import LauncherNotFoundError, OptionsError
 from pycrew.options import _check_value, _coerce, _type_name
@@ -71,55 +76,6 @@ from pycrew.plugins import PluginRegistry, get_registry
 from pycrew.tls import TLS
 
 log = logging.getLogger(__name__)
-
-PROJECT_FILE = "pycrew.toml"
-PYPROJECT_FILE = "pyproject.toml"
-CONFIG_ENV = "PYCREW_CONFIG"
-#: Launcher name of :class:`pycrew.SequentialController` (not a plugin) and its keys.
-SEQUENTIAL = "sequential"
-SEQUENTIAL_KEYS = frozenset({"name", "workers", "seconds_timeout"})
-#: pycrew's own environment variables: never read as profile overrides.
-RESERVED_ENV = frozenset(
-    {
-        CONFIG_ENV, "PYCREW_STATE_DIR", "PYCREW_PLUGINS", "PYCREW_BLOCK_PLUGINS", "PYCREW_TOKEN", "PYCREW_TLS_CA",
-        "PYCREW_WORKER_LOG_LEVEL", "PYCREW_LOCAL_LOG", "PYCREW_SLURM_DIR", "PYCREW_CLOUDRUN_TAG",
-        # scripts/slurm/start.sh, the project's test SLURM:
-        "PYCREW_SLURM_CPUS", "PYCREW_SLURM_MEMORY_MB", "PYCREW_SLURM_MAX_ARRAY_SIZE", "PYCREW_SLURM_CTLD_PORT",
-        "PYCREW_SLURM_D_PORT",
-    }
-)
-#: Options a file cannot set, and why.
-CODE_ONLY = {"backup": "it must be a controller object; pass backup= in code"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class ConfigError(OptionsError):
-    """A configuration file or ``PYCREW_*`` variable is malformed, unknown or invalid."""
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """One configuration file, read and checked for shape.
-
-    Attributes:
-        path: where it is.
-        scope: ``"user"`` or ``"project"``.
-        prefix: ``"tool.pycrew."`` for a ``pyproject.toml``, else ``""``.
-        defaults: its ``[defaults]`` table.
-        profiles: its ``[profiles.<name>]`` tables by name.
-    """
-
-    path: Path
-    scope: Literal["user", "project"]
-    prefix: str
-    defaults: dict[str, Any]
-    profiles: dict[str, dict[str, Any]]
-
-    def where(self, section: str) -> str:
-        """A source label such as ``/repo/pycrew.toml:profiles.gpu``."""
-        return f"{self.path}:{self.prefix}{section}"
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -143,158 +99,6 @@ class Profile:
         """Only the launcher's own options (for a :class:`pycrew.Monitor`, say)."""
         keys = ControllerOptions.keys()
         return {k: v for k, v in self.options.items() if k not in keys}
-
-
-def _close(key: str, valid: typing.Iterable[str]) -> str:
-    match = difflib.get_close_matches(key, sorted(valid), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def user_config_path() -> Path | None:
-    """The user file's path (which may not exist), or ``None`` if ``$PYCREW_CONFIG`` is empty."""
-    env = os.environ.get(CONFIG_ENV)
-    if env is not None:
-        return Path(env).expanduser() if env.strip() else None
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "pycrew" / "config.toml"
-
-
-def _table(value: Any, label: str, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{label}: {what} must be a table, got {value!r}")
-    return value
-
-
-def _read(path: Path, scope: Literal["user", "project"], pyproject: bool) -> ConfigFile | None:
-    """Parse and shape-check one file; ``None`` for a ``pyproject.toml`` without ``[tool.pycrew]``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pycrew configuration: {exc}") from exc
-    if pyproject and "pycrew" not in text:
-        return None
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    prefix = ""
-    if pyproject:
-        tool = data.get("tool")
-        if not isinstance(tool, dict) or "pycrew" not in tool:
-            return None
-        data = _table(tool["pycrew"], str(path), "[tool.pycrew]")
-        prefix = "tool.pycrew."
-    unknown = sorted(set(data) - {"profiles", "defaults"})
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"{path}: unknown key {prefix}{key}{_close(key, ['profiles', 'defaults'])}; a pycrew configuration "
-            f"holds [{prefix}profiles.<name>] tables and an optional [{prefix}defaults] table"
-        )
-    defaults = _table(data.get("defaults", {}), f"{path}:{prefix}defaults", "defaults")
-    profiles = _table(data.get("profiles", {}), f"{path}:{prefix}profiles", "profiles")
-    for name, table in profiles.items():
-        _table(table, f"{path}:{prefix}profiles.{name}", f"profile {name!r}")
-    return ConfigFile(path, scope, prefix, defaults, profiles)
-
-
-def _project_file(cwd: str | os.PathLike[str] | None) -> ConfigFile | None:
-    start = Path(cwd if cwd is not None else os.getcwd()).resolve()
-    for directory in (start, *start.parents):
-        if (directory / PROJECT_FILE).is_file():
-            return _read(directory / PROJECT_FILE, "project", pyproject=False)
-        if (directory / PYPROJECT_FILE).is_file():
-            found = _read(directory / PYPROJECT_FILE, "project", pyproject=True)
-            if found is not None:
-                return found
-    return None
-
-
-def config_files(cwd: str | os.PathLike[str] | None = None) -> list[ConfigFile]:
-    """The configuration files in effect, lowest precedence first (user, then project).
-
-    Raises:
-        ConfigError: ``$PYCREW_CONFIG`` names a missing file, or a file is malformed.
-    """
-    files: list[ConfigFile] = []
-    user = user_config_path()
-    if user is not None:
-        if user.is_file():
-            found = _read(user, "user", pyproject=user.name == PYPROJECT_FILE)
-            if found is not None:
-                files.append(found)
-        elif os.environ.get(CONFIG_ENV):
-            raise ConfigError(f"{CONFIG_ENV}={os.environ[CONFIG_ENV]!r} names no file; fix it, or unset it")
-    project = _project_file(cwd)
-    if project is not None and not (files and files[0].path.resolve() == project.path.resolve()):
-        files.append(project)
-    return files
-
-
-def profile_names(cwd: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the profiles defined in the configuration files (not validated)."""
-    return sorted({n for f in config_files(cwd) for n in f.profiles})
-
-
-def env_prefix(profile: str) -> str:
-    """The prefix of a profile's environment overrides: ``"gpu-a"`` -> ``"PYCREW_GPU_A_"``."""
-    return "PYCREW_" + re.sub(r"[^A-Z0-9]", "_", profile.upper()) + "_"
-
-
-def _env_overrides(name: str, others: typing.Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``{key: (variable, text)}`` of the variables aimed at profile ``name``."""
-    prefix = env_prefix(name)
-    longer = [p for p in map(env_prefix, others) if len(p) > len(prefix) and p.startswith(prefix)]
-    out: dict[str, tuple[str, str]] = {}
-    for var, text in sorted(os.environ.items()):
-        if var.startswith(prefix) and var not in RESERVED_ENV and not any(var.startswith(p) for p in longer):
-            out[var[len(prefix) :].lower()] = (var, text)
-    return out
-
-
-def parse_env_value(text: str, tp: Any) -> Any:
-    """Parse an environment variable's text as a value of the annotation ``tp``.
-
-    Raises:
-        ValueError: the text is not a value of that type.
-    """
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and text.strip().lower() in ("none", "null", ""):
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return parse_env_value(text, arg)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError("; ".join(errors) or f"cannot parse {text!r}")
-    if tp is bool:
-        lowered = text.strip().lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        raise ValueError(f"expected true/false (or 1/0, yes/no, on/off), got {text!r}")
-    if tp is int:
-        return int(text)
-    if tp is float:
-        return float(text)
-    if tp is str:
-        return text
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            if str(choice) == text:
-                return choice
-        raise ValueError(f"expected one of {list(typing.get_args(tp))}, got {text!r}")
-    if origin in (list, tuple, set, frozenset, dict) or tp in (list, tuple, dict) or origin is Mapping:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"expected JSON for {_type_name(tp)}, got {text!r} ({exc})") from exc
-    try:  # Any and other annotations: JSON if it parses, else the text
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _annotations(options_type: type | None) -> dict[str, Any]:
