@@ -8,74 +8,26 @@ success, 1 when the command failed (an error, a failed doctor step), 2 for usage
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import math
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
+from pycrew.cli_monitor import monitor
+from pycrew.cli_support import _errors, _json, _parse_option, _show, _table
 from pycrew.config import (
     SEQUENTIAL,
     SEQUENTIAL_KEYS,
     ConfigError,
     config_files,
     load_profile,
-    parse_env_value,
     profile_names,
     user_config_path,
 )
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import PycrewError
-from pycrew.monitor import Monitor, controller_alive
-from pycrew.plugin_api import WorkerInfo
 from pycrew.plugins import get_registry
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors(fn: F) -> F:
-    """Show pycrew's errors as ``Error: <message>`` with exit code 1, not as a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PycrewError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns; the last one is not padded."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in rows)])
-
-
-def _show(value: Any) -> str:
-    """A value as TOML would spell it, roughly."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if value is None:
-        return "none"
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,105 +148,10 @@ def config_show(ctx: click.Context, profile: str | None, as_json: bool, defaults
         ctx.exit(1)
 
 
-# -- monitor ------------------------------------------------------------------------
-
-
-def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
-    """A monitor for a launcher, or for a profile's launcher with the profile's launcher options.
-
-    ``options`` (from ``-o KEY=VALUE``) override the profile's launcher options.
-    """
-    profile = load_profile(name)
-    if profile is not None:
-        return Monitor(profile.launcher, **{**profile.launcher_options(), **(options or {})})
-    return Monitor(name, **(options or {}))
-
-
-def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
-    row = {k: v for k, v in dataclasses.asdict(w).items() if k != "handle"}
-    row["age"] = w.age
-    row["orphan"] = not alive[w.controller_id or ""]
-    return row
-
-
-@cli.command()
-@click.argument("launcher")
-@click.argument("action", type=click.Choice(["list", "terminate"]))
-@click.argument("ids", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
-@click.option("--orphans", is_flag=True, help="Only workers whose controller no longer runs.")
-@click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
-@click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
-@click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="A launcher option (value as JSON, else text); repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-@_errors
-def monitor(
-    ctx: click.Context, launcher: str, action: str, ids: tuple[str, ...], all_: bool, orphans: bool,
-    controller_id: str | None, ended: bool, option_texts: tuple[str, ...], as_json: bool,
-) -> None:
-    """List or terminate a launcher's workers, orphans included.
-
-    LAUNCHER is a launcher's or a profile's name.
-
-    \b
-    pycrew monitor local list
-    pycrew monitor local list --orphans --json
-    pycrew monitor slurm terminate 1234_1 1234_2
-    pycrew monitor k8s terminate --orphans
-    pycrew monitor k8s list -o namespace=batch --ended
-    """
-    if action == "list" and (ids or all_):
-        raise click.UsageError("worker ids and --all are for terminate")
-    if action == "terminate" and ids and all_:
-        raise click.UsageError("give worker ids or --all, not both")
-    if action == "terminate" and not (ids or all_ or orphans):
-        raise click.UsageError("terminate needs worker ids, --all or --orphans")
-    m = _monitor_for(launcher, dict(_parse_option(t) for t in option_texts))
-    workers = m.orphans() if orphans else m.list(controller_id, ended=ended and action == "list")
-    if orphans and controller_id:
-        workers = [w for w in workers if w.controller_id == controller_id]
-    if action == "terminate":
-        if ids:
-            by_id = {w.id: w for w in workers}
-            unknown = [i for i in ids if i not in by_id]
-            if unknown:
-                raise click.ClickException(
-                    f"no {'orphan ' if orphans else ''}worker with id {', '.join(unknown)} on launcher {m.spec.name!r}; "
-                    f"listed: {', '.join(by_id) or 'none'} (nothing was terminated)")
-            workers = [by_id[i] for i in ids]
-        m.terminate(workers)
-        chosen = [w.id for w in workers]
-        if as_json:
-            click.echo(_json({"terminated": chosen}))
-        else:
-            click.echo(f"terminated {len(chosen)} worker(s)" + (f": {' '.join(chosen)}" if chosen else ""))
-        return
-    alive = {cid: controller_alive(cid) for cid in {w.controller_id or "" for w in workers}}
-    rows = [_worker_row(w, alive) for w in workers]
-    if as_json:
-        click.echo(_json(rows))
-        return
-    if not rows:
-        click.echo(f"no {'orphan ' if orphans else ''}pycrew workers on launcher {m.spec.name!r}")
-        return
-    click.echo(_table(
-        ["ID", "CONTROLLER", "INSTANCE", "WORKER", "STATE", "AGE", "ORPHAN", "HOST", "REASON", "LOG"],
-        [[r["id"], r["controller"] or "-", r["instance"] or "-", str(r["worker"] or "-"), r["state"],
-          "-" if r["age"] is None else f"{r['age']:.0f}s", "yes" if r["orphan"] else "no", r["host"] or "-",
-          r["reason"] or "", r["log"] or ""] for r in rows],
-    ))
+cli.add_command(monitor)
 
 
 # -- doctor -------------------------------------------------------------------------
-
-
-def _parse_option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise click.BadParameter(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), parse_env_value(value, Any)
 
 
 @cli.command()
