@@ -300,3 +300,26 @@ def test_held_tasks_collects_queue_submissions_and_in_flight(h):
     held = h.d._held_tasks()
     assert sorted(t.id for t in held) == sorted([running[0].id, *(t.id for t in queued), 99])
     assert not h.d.queue and not h.d.submissions and not h.d.conns[a.id].in_flight
+
+
+def test_many_workers_the_task_goes_to_the_one_with_room_and_the_ready_heap_stays_bounded(h):
+    links = [h.worker() for _ in range(300)]
+    h.push(300)  # no run time estimate yet: one task each, every worker is full
+    assert all(len(link.tasks()) == 1 for link in links)
+    lucky = links[137]
+    h.reply(lucky, lucky.tasks())
+    (task,) = h.push(1)
+    assert task.id in lucky.tasks(), "the only worker with room must get the task"
+    for _ in range(20):  # many results with an empty queue must not grow the heap without bound
+        for link in links[:50]:
+            h.d.frame_received(link, p.encode_records(p.RESULTS, [(999_999, b"x")]))
+    assert len(h.d._ready) <= 4 * len(h.d.conns) + 64
+
+
+def test_a_worker_whose_prefetch_window_widens_gets_more_without_new_results(h):
+    a = h.worker()
+    h.push(6)
+    assert len(a.tasks()) == 1, "no estimate yet: one at a time"
+    h.d.record_seconds(0.0001)  # short tasks now: the window widens to prefetch_max
+    h.d._step()
+    assert len(a.tasks()) == 4

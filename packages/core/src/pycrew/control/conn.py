@@ -48,6 +48,7 @@ class Conn:
         "opened",
         "pid",
         "progress",
+        "ready_version",
         "slot",
         "state",
         "stop_by",
@@ -67,6 +68,7 @@ class Conn:
         self.pid: int | None = None
         self.frames_sent = 0
         self.frames_acked = 0
+        self.ready_version = 0  # the dispatcher's entry for this connection in its ready heap
         self.exit_reason = ""  # the worker's reason when it says bye
         self.last_task_send = now
         self.tasks_left = 1 << 62

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import logging
 import os
 import selectors
@@ -73,6 +74,13 @@ class Dispatcher(Upkeep):
         self.finished = False  # the loop has ended (stopped, or died of ``error``)
         self.refused = LogLimiter(log)
         self.conns: dict[int, Conn] = {}
+        # Connections that may have room for tasks, least loaded first: (tasks in flight,
+        # link id, version). An entry is current while its version equals the connection's
+        # ready_version; older ones are skipped when popped. A connection is (re)offered when
+        # it authenticates, when results or acknowledgements give it room, and after it was
+        # given tasks, so _assign never scans every connection.
+        self._ready: list[tuple[int, int, int]] = []
+        self._ready_limit = 0
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
@@ -269,6 +277,8 @@ class Dispatcher(Upkeep):
         elif kind == p.BEAT:
             if len(frame) >= 9:
                 received = int.from_bytes(frame[1:9], "little")
+                if received > conn.frames_acked and conn.link.unacked_max is not None:
+                    self._offer(conn)  # acknowledged frames may let it take more
                 conn.frames_acked = max(conn.frames_acked, received)
                 if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
@@ -312,6 +322,7 @@ class Dispatcher(Upkeep):
                 },
             ),
         )
+        self._offer(conn)
         self._on_connect(instance, conn.info)
 
     def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
@@ -325,6 +336,7 @@ class Dispatcher(Upkeep):
             conn.frames_acked = conn.frames_sent
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
             conn.stop_by = None
+        self._offer(conn)
         # The queue is assigned once per loop turn, after every frame that arrived was
         # read: fewer, fuller TASKS frames, and never a burst of frames to one NNG pipe
         # (whose queue would discard them).
@@ -343,23 +355,47 @@ class Dispatcher(Upkeep):
         # one at a time, so none waits behind a long one while another worker is free.
         return max(1, min(self.settings.prefetch_max, 1 + int(self.settings.seconds_prefetch / self.ewma)))
 
+    def _offer(self, conn: Conn) -> None:
+        """Put ``conn`` in the ready heap with its current load (its older entry goes stale)."""
+        if conn.state != READY:
+            return
+        conn.ready_version += 1
+        heapq.heappush(self._ready, (len(conn.in_flight), conn.link.id, conn.ready_version))
+        if len(self._ready) > 4 * len(self.conns) + 64:  # mostly stale entries: start afresh
+            self._rebuild_ready()
+
+    def _rebuild_ready(self) -> None:
+        entries = []
+        for conn in self.conns.values():
+            if conn.state == READY:
+                conn.ready_version += 1
+                entries.append((len(conn.in_flight), conn.link.id, conn.ready_version))
+        heapq.heapify(entries)
+        self._ready = entries
+
     def _assign(self) -> None:
         limit = self._limit()
-        ready = [
-            c
-            for c in self.conns.values()
-            if c.state == READY
-            and len(c.in_flight) < min(limit, c.tasks_left)
-            and (c.link.unacked_max is None or c.frames_sent - c.frames_acked < c.link.unacked_max)
-        ]
-        if not ready:
+        if limit > self._ready_limit:  # a wider prefetch window: workers that were full may have room
+            self._rebuild_ready()
+        self._ready_limit = limit
+        heap = self._ready
+        if not heap:
             return
-        if len(ready) > 1:  # least loaded first: a lone task goes to an idle worker
-            ready.sort(key=lambda c: len(c.in_flight))
         queue = self.queue
-        share = max(1, -(-len(queue) // len(ready)))
-        for conn in ready:
+        conns = self.conns
+        # The heap may hold stale entries, so this share errs on the small side; a worker that
+        # still has room after its share is offered again and may take more in this same turn.
+        share = max(1, -(-len(queue) // len(heap)))
+        while queue and heap:
+            _, link_id, version = heapq.heappop(heap)
+            conn = conns.get(link_id)
+            if conn is None or conn.ready_version != version or conn.state != READY:
+                continue
+            if conn.link.unacked_max is not None and conn.frames_sent - conn.frames_acked >= conn.link.unacked_max:
+                continue  # offered again when the worker acknowledges
             room = min(limit, conn.tasks_left) - len(conn.in_flight)
+            if room <= 0:
+                continue  # offered again when results give it room
             n = min(share, room)
             batch: list[tuple[int, bytes]] = []
             while len(batch) < n and queue:
@@ -381,5 +417,5 @@ class Dispatcher(Upkeep):
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
                 self._send(conn, p.encode_records(p.TASKS, batch))
-            if not queue:
-                break
+            if len(conn.in_flight) < min(limit, conn.tasks_left):
+                self._offer(conn)
