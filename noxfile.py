@@ -35,11 +35,24 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "packages", "tests", "benchmarks", "noxfile.py")
 
 
+#: Import packages of every launcher (and the template plugin), for mypy.
+TYPED_PLUGINS = [
+    "packages/launcher-local/src/pycrew_local",
+    "packages/launcher-slurm/src/pycrew_slurm",
+    "packages/launcher-k8s/src/pycrew_k8s",
+    "packages/launcher-cloudrun/src/pycrew_cloudrun",
+    "packages/launcher-awsbatch/src/pycrew_awsbatch",
+    "examples/plugin-template/src/pycrew_template",
+]
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on core."""
-    session.install("mypy", "types-psutil", "types-tqdm", "matplotlib", *CORE)
+    """mypy --strict on core, then on every launcher package (against core's types and their SDKs)."""
+    plugins = [arg for path in TYPED_PLUGINS for arg in ("-e", path.split("/src/")[0])]
+    session.install("mypy", "types-psutil", "types-tqdm", "matplotlib", *CORE, *plugins)
     session.run("mypy", "--strict", "packages/core/src/pycrew")
+    session.run("mypy", "--strict", *TYPED_PLUGINS)
 
 
 @nox.session

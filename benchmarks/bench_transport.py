@@ -4,7 +4,7 @@ A child process echoes 100-byte frames back to this process, one at a time, over
 
 - ``tcp``: a bare blocking TCP socket on both sides (the floor);
 - ``socket``: pycrew's ``socket`` transport (selector loop on a thread here, a
-  :class:`~pycrew.transport.Channel` in the child);
+  :class:`~pycrew.wire.transport.Channel` in the child);
 - ``nng``: pycrew's ``nng`` transport (pynng ``Pair1``, polyamorous here);
 - ``pynng``: bare pynng ``Pair1`` sockets on both sides, blocking ``send``/``recv``.
 
@@ -54,7 +54,7 @@ def echo(kind: str, url: str) -> None:
         while (data := sock.recv()) != b"q":
             sock.send(data)
         return
-    from pycrew import transport
+    from pycrew.wire import transport
 
     channel = transport.connect(kind, url, None, 10.0)  # type: ignore[arg-type]
     while True:
@@ -145,7 +145,7 @@ def measure_pycrew(kind: str, trips: int) -> dict[str, float]:
     The measuring thread hands each frame to the loop thread (as ``push`` hands a task to
     the dispatcher) and waits on an event (as ``result()`` waits on a future).
     """
-    from pycrew import transport
+    from pycrew.wire import transport
 
     rfd, wfd = os.pipe()
     outbox: list[bytes] = []

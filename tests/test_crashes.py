@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from helpers import always_crash, crash_first_time, identity, write_pid_then_sleep
-from pycrew.transport import TRANSPORTS
+from pycrew.wire.transport import TRANSPORTS
 from support import pid_gone, wait_for, worker_pids
 
 pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)  # every scenario on every transport

@@ -20,8 +20,8 @@ import pytest
 
 import pycrew
 from helpers import identity, sleep_then, unpickles_to_system_exit
-from pycrew import protocol, transport
-from pycrew.transport import Channel, Closed
+from pycrew.wire import protocol, transport
+from pycrew.wire.transport import Channel, Closed
 from support import wait_for
 
 
@@ -234,7 +234,7 @@ def test_unauthenticated_nng_pipes_cannot_make_the_controller_hold_large_frames(
 
 
 def test_unauthenticated_nng_fragments_are_bounded_like_a_hello():
-    from pycrew.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
+    from pycrew.wire.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
 
     frame = bytes(range(256)) * 100
     pieces = fragments(frame)

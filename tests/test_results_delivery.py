@@ -21,7 +21,7 @@ import pytest
 
 import pycrew
 from helpers import identity, sleep_then
-from pycrew.transport import TRANSPORTS
+from pycrew.wire.transport import TRANSPORTS
 
 # The task functions and classes below travel by value (workers cannot import this module).
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -13,8 +13,8 @@ import pytest
 
 import pycrew
 from helpers import identity
-from pycrew import protocol, transport
-from pycrew.transport import Channel, Closed
+from pycrew.wire import protocol, transport
+from pycrew.wire.transport import Channel, Closed
 
 
 class _Evil:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from helpers import busy_loop, identity, sleep_then
-from pycrew.transport import TRANSPORTS
+from pycrew.wire.transport import TRANSPORTS
 
 pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pycrew import protocol
-from pycrew.transport.sockets import PREAMBLE as SOCKET_PREAMBLE
+from pycrew.wire import protocol
+from pycrew.wire.transport.sockets import PREAMBLE as SOCKET_PREAMBLE
 
 MB = 1024 * 1024
 

@@ -21,7 +21,7 @@ import pytest
 
 import pycrew
 from helpers import sleep_then
-from pycrew.transport import TRANSPORTS
+from pycrew.wire.transport import TRANSPORTS
 
 pytestmark = pytest.mark.slow
 

@@ -34,8 +34,8 @@ from stress.rawwire import BIG, Framing, Peer, handshake, strategies
 
 import pycrew
 from helpers import identity, sleep_then
-from pycrew import protocol
-from pycrew.transport import TRANSPORTS
+from pycrew.wire import protocol
+from pycrew.wire.transport import TRANSPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("wire", TRANSPORTS)]
 

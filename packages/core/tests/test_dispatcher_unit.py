@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from pycrew import protocol as p
 from pycrew.control.conn import CLOSED, READY, DispatcherSettings
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.tasks import Task
-from pycrew.transport import Link
+from pycrew.wire import protocol as p
+from pycrew.wire.transport import Link
 
 
 class FakeLink(Link):

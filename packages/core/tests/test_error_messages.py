@@ -8,10 +8,10 @@ from typing import Literal
 import pytest
 
 import pycrew
-from pycrew import transport
 from pycrew.options import type_mismatch
 from pycrew.tls import self_signed
-from pycrew.transport import ConnectFailed
+from pycrew.wire import transport
+from pycrew.wire.transport import ConnectFailed
 
 
 def test_a_literal_option_lists_its_valid_values() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pycrew import protocol as p
+from pycrew.wire import protocol as p
 
 
 def test_records_round_trip():

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pycrew import transport
 from pycrew.tls import self_signed
-from pycrew.transport import Closed, ConnectFailed, Link, split_url
-from pycrew.transport.sockets import HEADER, PREAMBLE, SocketServer
+from pycrew.wire import transport
+from pycrew.wire.transport import Closed, ConnectFailed, Link, split_url
+from pycrew.wire.transport.socket_server import SocketServer
+from pycrew.wire.transport.sockets import HEADER, PREAMBLE
 
 
 class Recorder:

@@ -15,11 +15,10 @@ PREFIX = "abcdef012345-"
 
 def worker_call(worker: int, instance: str, token: str = "t" * 64, **batch: Any) -> pycrew.WorkerCall:
     """A WorkerCall shaped like core's (``-m pycrew.worker --url ... --instance ... --worker ...``)."""
-    args = ("-m", "pycrew.worker", "--url", "tcp://127.0.0.1:5555", "--instance", instance, "--worker", str(worker),
-            "--launcher", "awsbatch", "--controller", "ctl", "--controller-id", "cid", "--seconds-wall", "120")
-    return pycrew.WorkerCall(
-        args=args, python="python", env={"PYCREW_TLS_CA": "pem"}, token=token, name=f"w{worker}", launcher="awsbatch",
-        worker=worker, instance=instance, controller="my controller!", controller_id="cid", **batch,
+    command = pycrew.WorkerCommand(url="tcp://127.0.0.1:5555", instance=instance, worker=worker, launcher="awsbatch",
+                                   controller="my controller!", controller_id="cid", seconds_wall=120)
+    return pycrew.WorkerCall.from_command(
+        command, python="python", env={"PYCREW_TLS_CA": "pem"}, token=token, name=f"w{worker}", **batch
     )
 
 
@@ -107,7 +106,6 @@ def test_job_names_follow_aws_rules_and_are_unique_per_submission() -> None:
     assert again.key != unit.key, "each launch of the same calls needs its own secret name"
 
 
-def test_seconds_wall_is_read_from_the_worker_args() -> None:
-    assert plan.seconds_wall(worker_call(1, "a").args) == 120
-    assert plan.seconds_wall(("--seconds-wall", "inf")) == float("inf")
-    assert plan.seconds_wall(()) == float("inf")
+def test_a_calls_seconds_wall_is_its_worker_commands() -> None:
+    call = worker_call(1, "a")
+    assert call.seconds_wall == call.command.seconds_wall == 120

@@ -106,10 +106,15 @@ def test_job_needs_an_image() -> None:
         build_job(options())
 
 
+def _call(**seconds: float) -> pycrew.WorkerCall:
+    command = pycrew.WorkerCommand(url="tcp://127.0.0.1:9", instance="ab12", **seconds)
+    return pycrew.WorkerCall.from_command(command, python="python", env={}, token="t", name="w")
+
+
 def test_task_timeout_follows_the_workers_limits() -> None:
-    args = ("-m", "pycrew.worker", "--seconds-wall", "100.0", "--seconds-launch", "30.0")
-    assert task_timeout(options(), args) == 190.0
-    assert task_timeout(options(), ("--seconds-wall", "inf", "--seconds-launch", "30.0")) == 24 * 3600.0
-    assert task_timeout(options(seconds_task_timeout=50.0), args) == 50.0
-    assert task_timeout(options(), ("--seconds-wall", str(1e9))) == 7 * 24 * 3600.0
-    assert not math.isinf(task_timeout(options(), ()))
+    call = _call(seconds_wall=100.0, seconds_launch=30.0)
+    assert task_timeout(options(), call) == 190.0
+    assert task_timeout(options(), _call(seconds_wall=math.inf, seconds_launch=30.0)) == 24 * 3600.0
+    assert task_timeout(options(seconds_task_timeout=50.0), call) == 50.0
+    assert task_timeout(options(), _call(seconds_wall=1e9)) == 7 * 24 * 3600.0
+    assert task_timeout(options(), _call(seconds_wall=100.0, seconds_launch=math.inf)) == 160.0

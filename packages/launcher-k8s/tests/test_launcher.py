@@ -33,12 +33,9 @@ def calls(n: int = 1, code_url: str = "tcp://127.0.0.1:9", seconds_launch: str =
     out = []
     for k in range(n):
         instance = f"abcdef012345-{k}"
-        args = ("-m", "pycrew.worker", "--url", code_url, "--instance", instance, "--worker", str(k + 1),
-                "--launcher", "k8s", "--controller", "tests", "--controller-id", controller_id,
-                "--seconds-launch", seconds_launch)
-        out.append(pycrew.WorkerCall(args=args, python="python", env={}, token=f"token-{k}-secret", name=f"w{k}",
-                                     launcher="k8s", worker=k + 1, instance=instance, controller="tests",
-                                     controller_id=controller_id))
+        command = pycrew.WorkerCommand(url=code_url, instance=instance, worker=k + 1, launcher="k8s", controller="tests",
+                                       controller_id=controller_id, seconds_launch=float(seconds_launch))
+        out.append(pycrew.WorkerCall.from_command(command, python="python", env={}, token=f"token-{k}-secret", name=f"w{k}"))
     return out
 
 

@@ -46,15 +46,15 @@ FULL = K8sOptions(
 
 
 def make_call(controller: str = "My Controller!", instance: str = "0123456789ab-3", wall: str = "inf", **extra: Any) -> pycrew.WorkerCall:
-    args = ("-m", "pycrew.worker", "--url", "tcp://10.0.0.5:4000", "--instance", instance, "--worker", "4",
-            "--seconds-wall", wall, "--seconds-launch", "30.0")
+    command = pycrew.WorkerCommand(url="tcp://10.0.0.5:4000", instance=instance, worker=4, launcher="k8s",
+                                   controller=controller, controller_id="fedcba9876543210",
+                                   seconds_wall=float(wall), seconds_launch=30.0)
     values: dict[str, Any] = {
-        "args": args, "python": "/usr/bin/python3", "env": {"PYCREW_TLS_CA": "-----BEGIN CERTIFICATE-----"},
-        "token": "s3cret-t0ken", "name": "pycrew-x-4", "launcher": "k8s", "worker": 4, "instance": instance,
-        "controller": controller, "controller_id": "fedcba9876543210",
+        "python": "/usr/bin/python3", "env": {"PYCREW_TLS_CA": "-----BEGIN CERTIFICATE-----"},
+        "token": "s3cret-t0ken", "name": "pycrew-x-4",
     }
     values.update(extra)
-    return pycrew.WorkerCall(**values)
+    return pycrew.WorkerCall.from_command(command, **values)
 
 
 def test_job_with_every_option_is_valid_for_kubernetes_1_30() -> None:

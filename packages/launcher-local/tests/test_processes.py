@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,46 @@ def test_with_log_dir_the_output_goes_to_the_log_and_is_quoted_from_it(tmp_path,
     [worker] = wait_until(lambda: ended("c0ffee0001"), 15, "the worker did not end")
     assert (worker.exit_code, worker.reason) == (4, "bad interpreter")
     assert worker.log and Path(worker.log).read_text() == "bad interpreter\n"
+
+
+@pytest.fixture
+def shadow_worker(tmp_path: Path) -> Iterator[Callable[[list[str]], None]]:
+    """Processes whose command line is ``python -m pycrew.worker ...`` but that only sleep.
+
+    A ``pycrew`` package earlier on ``PYTHONPATH`` stands in for the real one, so the
+    command line is exactly a worker's while nothing connects anywhere.
+    """
+    (tmp_path / "shadow" / "pycrew" / "worker").mkdir(parents=True)
+    (tmp_path / "shadow" / "pycrew" / "__init__.py").write_text("")
+    (tmp_path / "shadow" / "pycrew" / "worker" / "__init__.py").write_text("")
+    (tmp_path / "shadow" / "pycrew" / "worker" / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str]) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow")}
+        started.append(subprocess.Popen(argv, env=env))
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def listed(controller_id: str) -> list[pycrew.WorkerInfo]:
+    return [w for w in list_workers(controller_id) if not w.ended]
+
+
+def test_a_worker_of_another_version_is_listed_from_its_command_line(shadow_worker):
+    args = [*call("feed0004", "c0ffee0004").args, "--garbage-collection", "--option-of-a-newer-version", "1"]
+    shadow_worker([sys.executable, "-u", *args])
+    [worker] = wait_until(lambda: listed("c0ffee0004"), 15, "the worker process is not listed")
+    assert (worker.instance, worker.worker, worker.controller, worker.launcher) == ("feed0004", 1, "unit", "local")
+
+
+def test_a_process_that_only_mentions_the_worker_module_is_not_listed(shadow_worker):
+    """``python -c CODE -m pycrew.worker ...`` runs CODE: it is no worker, and terminating it would hurt a bystander."""
+    worker_args = call("feed0005", "c0ffee0005").args
+    shadow_worker([sys.executable, "-c", "import time; time.sleep(60)", *worker_args])
+    shadow_worker([sys.executable, *call("feed0006", "c0ffee0005").args])  # a real one, as a witness
+    found = wait_until(lambda: listed("c0ffee0005"), 15, "the witness worker is not listed")
+    assert [w.instance for w in found] == ["feed0006"], [(w.instance, w.pid) for w in found]

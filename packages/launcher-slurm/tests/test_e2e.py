@@ -10,7 +10,7 @@ import pytest
 from slurm_helpers import SlurmCluster, wait_for
 
 import pycrew
-from pycrew_slurm import plugin
+from pycrew_slurm.plugin import plugin
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from slurm_helpers import launcher_info, make_calls
 
-from pycrew_slurm import SchedulerError, SlurmCLI, SlurmOptions, plugin
+from pycrew_slurm import SchedulerError, SlurmCLI, SlurmOptions
+from pycrew_slurm.plugin import plugin
 
 
 def options_for(tmp_path: Path, **kw: object) -> SlurmOptions:

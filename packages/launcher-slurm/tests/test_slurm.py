@@ -22,7 +22,8 @@ from slurm_helpers import (
     wait_for,
 )
 
-from pycrew_slurm import SchedulerError, SlurmOptions, plugin
+from pycrew_slurm import SchedulerError, SlurmOptions
+from pycrew_slurm.plugin import plugin
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 

@@ -9,8 +9,8 @@ Start with :func:`pycrew.controller`::
 
 The package's top level is lazy: ``import pycrew`` loads nothing, and each public name
 is imported on first use. A worker (``python -m pycrew.worker``) therefore loads only the
-worker side (protocol, transport, execution), never the controller, the dispatcher,
-pluggy, psutil or tqdm.
+worker side (:mod:`pycrew.worker`, :mod:`pycrew.wire`), never the controller, the
+dispatcher, pluggy, psutil or tqdm.
 """
 
 from __future__ import annotations
@@ -42,13 +42,16 @@ if TYPE_CHECKING:
         TaskError,
         TaskTimeoutError,
     )
+    from pycrew.hookspecs import RegisterLauncher
+    from pycrew.launcher_plugin import LauncherPlugin
     from pycrew.monitor import Monitor
     from pycrew.options import LauncherOptions, require
-    from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
+    from pycrew.plugin_api import LAUNCHER_CAPABILITIES, LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
     from pycrew.plugins import get_launcher, installed_launchers, register, unregister
-    from pycrew.protocol import TLS_CA_ENV, TOKEN_ENV
     from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
     from pycrew.tls import TLS
+    from pycrew.wire.protocol import TLS_CA_ENV, TOKEN_ENV
+    from pycrew.worker.command import WorkerCommand
 
     #: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
     hookimpl: pluggy.HookimplMarker
@@ -58,23 +61,26 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _WHERE: dict[str, str] = {
     "TLS": "pycrew.tls",
-    "TLS_CA_ENV": "pycrew.protocol",
-    "TOKEN_ENV": "pycrew.protocol",
+    "TLS_CA_ENV": "pycrew.wire.protocol",
+    "TOKEN_ENV": "pycrew.wire.protocol",
     "Controller": "pycrew.control.controller",
     "ControllerAPI": "pycrew.control.interface",
     "ControllerError": "pycrew.errors",
     "ControllerGroup": "pycrew.control.group",
     "ControllerOptions": "pycrew.controller_options",
     "ControllerSummary": "pycrew.results",
+    "LAUNCHER_CAPABILITIES": "pycrew.plugin_api",
     "LaunchError": "pycrew.errors",
     "LauncherInfo": "pycrew.plugin_api",
     "LauncherNotFoundError": "pycrew.errors",
     "LauncherOptions": "pycrew.options",
+    "LauncherPlugin": "pycrew.launcher_plugin",
     "LauncherSpec": "pycrew.plugin_api",
     "Monitor": "pycrew.monitor",
     "OptionsError": "pycrew.errors",
     "PluginError": "pycrew.errors",
     "PycrewError": "pycrew.errors",
+    "RegisterLauncher": "pycrew.hookspecs",
     "RemoteTraceback": "pycrew.errors",
     "SequentialController": "pycrew.control.sequential",
     "SerializationError": "pycrew.errors",
@@ -85,6 +91,7 @@ _WHERE: dict[str, str] = {
     "TaskTimeoutError": "pycrew.errors",
     "Summary": "pycrew.results",
     "WorkerCall": "pycrew.plugin_api",
+    "WorkerCommand": "pycrew.worker.command",
     "WorkerInfo": "pycrew.plugin_api",
     "WorkerSummary": "pycrew.results",
     "controller": "pycrew.control.factory",
@@ -108,10 +115,12 @@ __all__ = [
     "get_launcher",
     "hookimpl",
     "installed_launchers",
+    "LAUNCHER_CAPABILITIES",
     "LauncherInfo",
     "LauncherNotFoundError",
     "LauncherOptions",
     "LaunchError",
+    "LauncherPlugin",
     "LauncherSpec",
     "metrics",
     "Monitor",
@@ -119,6 +128,7 @@ __all__ = [
     "PluginError",
     "PycrewError",
     "register",
+    "RegisterLauncher",
     "RemoteTraceback",
     "require",
     "SequentialController",
@@ -135,6 +145,7 @@ __all__ = [
     "TOKEN_ENV",
     "unregister",
     "WorkerCall",
+    "WorkerCommand",
     "WorkerInfo",
     "WorkerSummary",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from pycrew.errors import OptionsError
 from pycrew.options import check_fields, require
 from pycrew.tls import TLS
-from pycrew.transport import DEFAULT_TRANSPORT, Transport
+from pycrew.wire.transport import DEFAULT_TRANSPORT, Transport
 
 OWNER = "controller"
 
@@ -28,7 +28,7 @@ class ControllerOptions:
         tls: ``"none"``, ``"automatic"``, ``"custom"`` or a :class:`pycrew.TLS`.
         wire: the transport between the dispatcher and its workers: ``"socket"``
             (standard-library TCP/TLS sockets, the default and the fastest) or ``"nng"``
-            (NNG through pynng); see :mod:`pycrew.transport`.
+            (NNG through pynng); see :mod:`pycrew.wire.transport`.
         seconds_launch: how long a launched worker may take to connect before it is
             terminated and counted as a failed launch.
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`.

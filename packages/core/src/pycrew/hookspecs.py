@@ -1,7 +1,8 @@
 """The pluggy hook specifications of pycrew.
 
 A launcher plugin implements ``pycrew_register_launchers`` and the three launcher hooks
-(``pycrew_launch_workers``, ``pycrew_terminate_workers``, ``pycrew_list_workers``). Core
+(``pycrew_launch_workers``, ``pycrew_terminate_workers``, ``pycrew_list_workers``), either
+directly or by subclassing :class:`pycrew.LauncherPlugin`, which implements all four. Core
 calls each launcher hook only on the plugin that registered the launcher's name, so a
 plugin never has to ask "is this call for me?". Other plugins may implement the observer
 hooks (``pycrew_worker_launched``, ``pycrew_worker_terminated``, ``pycrew_task_done``), or
@@ -14,25 +15,69 @@ so a slow platform API does not delay tasks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol, overload
 
 import pluggy
 
-from pycrew.plugin_api import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew.options import LauncherOptions
+from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
 
 PROJECT = "pycrew"
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 
+class RegisterLauncher(Protocol):
+    """The ``register`` callback that ``pycrew_register_launchers`` receives.
+
+    Call it once per launcher the plugin provides, either with the launcher's name, its
+    options class and keyword arguments::
+
+        register("script", ScriptOptions, summary="workers are local processes",
+                 capabilities={"monitor", "pid"}, seconds_exit_margin=5.0)
+
+    or with a complete :class:`~pycrew.LauncherSpec`: ``register(spec)``. The keyword
+    arguments are the fields of :class:`~pycrew.LauncherSpec`: ``summary`` (one line),
+    ``remote`` (workers run on other hosts), ``capabilities`` (names of
+    :data:`pycrew.LAUNCHER_CAPABILITIES`), ``seconds_exit_margin``, and, for a plugin
+    registered in code, ``distribution`` and ``version``.
+
+    Registration fails with :class:`~pycrew.PluginError` when ``options_type`` is no
+    :class:`~pycrew.LauncherOptions` subclass, an option shadows a controller option, a
+    capability is unknown, or the name is taken by another plugin.
+    """
+
+    @overload
+    def __call__(self, spec: LauncherSpec, /) -> None: ...
+
+    @overload
+    def __call__(
+        self,
+        name: str,
+        /,
+        options_type: type[LauncherOptions],
+        *,
+        summary: str = "",
+        remote: bool = False,
+        capabilities: Collection[str] = (),
+        seconds_exit_margin: float = 5.0,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None: ...
+
+
 @hookspec
-def pycrew_register_launchers(register: Callable[..., None]) -> None:
+def pycrew_register_launchers(register: RegisterLauncher) -> None:
     """Register the launchers this plugin provides.
 
     Call ``register(name, options_type, summary="", remote=False, capabilities=(),
     seconds_exit_margin=5.0)`` once per launcher, or ``register(spec)`` with a
-    :class:`~pycrew.LauncherSpec`. The name must equal the plugin's entry point name in
-    the ``pycrew.launchers`` group.
+    :class:`~pycrew.LauncherSpec` (see :class:`RegisterLauncher`). The name must equal the
+    plugin's entry point name in the ``pycrew.launchers`` group. Capabilities must be names
+    of :data:`pycrew.LAUNCHER_CAPABILITIES`.
+
+    A plugin built on :class:`pycrew.LauncherPlugin` does not write this hook: the base
+    class registers the launcher its class attributes describe.
     """
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import math
 import shlex
 import time
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pycrew.options import LauncherOptions
 
 # The worker's environment names live with the protocol (the worker imports nothing of
 # the plugin side); re-exported here for launchers.
-from pycrew.protocol import TLS_CA_ENV as TLS_CA_ENV
-from pycrew.protocol import TOKEN_ENV as TOKEN_ENV
+from pycrew.wire.protocol import TLS_CA_ENV as TLS_CA_ENV
+from pycrew.wire.protocol import TOKEN_ENV as TOKEN_ENV
+from pycrew.worker.command import PREFIX as _WORKER_PREFIX
+from pycrew.worker.command import WorkerCommand
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,19 @@ class WorkerCall:
     """Everything a launcher needs to start one worker.
 
     The worker command is ``[python, *args]``: ``args`` starts with ``-m pycrew.worker``
-    and carries only non-secret settings. The instance's secret ``token`` must reach the
+    and carries only non-secret settings; :attr:`command` reads them back as a
+    :class:`~pycrew.WorkerCommand`. The instance's secret ``token`` must reach the
     worker as the environment variable :data:`TOKEN_ENV`, never on the command line;
     remote platforms should carry it in their secret store.
 
+    Core builds calls with :meth:`from_command`, so that ``args`` and the fields the
+    command also carries (``launcher``, ``worker``, ``instance``, ``controller``,
+    ``controller_id``, ``seconds_idle``, ``seconds_wall``, ``seconds_launch``) agree;
+    :meth:`with_command` changes them together. Launchers read those fields, never
+    ``args``.
+
     Attributes:
-        args: the worker's arguments after the interpreter.
+        args: the worker's arguments after the interpreter (``command.args()``).
         python: the interpreter on the controller's machine (launchers whose workers run
             elsewhere substitute their own, e.g. an option ``python``).
         env: non-secret environment variables the worker needs (e.g. the TLS CA).
@@ -87,6 +97,80 @@ class WorkerCall:
     seconds_wall: float = math.inf
     seconds_launch: float = 30.0
 
+    @classmethod
+    def from_command(
+        cls,
+        command: WorkerCommand,
+        *,
+        python: str,
+        env: Mapping[str, str],
+        token: str,
+        name: str,
+        batch_key: str = "",
+        batch_index: int = 0,
+        batch_size: int = 1,
+        instance_prefix: str = "",
+    ) -> WorkerCall:
+        """The call that runs ``command``: ``args`` and the fields the command carries come from it.
+
+        Raises:
+            ValueError: ``command`` is an array's shared command (it has no instance id).
+        """
+        if command.instance is None:
+            raise ValueError("a WorkerCall runs one worker: give a command with an instance id, not an array's shared command")
+        return cls(
+            args=command.args(),
+            python=python,
+            env=env,
+            token=token,
+            name=name,
+            launcher=command.launcher,
+            worker=command.worker,
+            instance=command.instance,
+            controller=command.controller,
+            controller_id=command.controller_id,
+            batch_key=batch_key,
+            batch_index=batch_index,
+            batch_size=batch_size,
+            instance_prefix=instance_prefix,
+            seconds_idle=command.seconds_idle,
+            seconds_wall=command.seconds_wall,
+            seconds_launch=command.seconds_launch,
+        )
+
+    @property
+    def command(self) -> WorkerCommand:
+        """The worker's command: :attr:`args` read back (parsed on each access, so it always agrees).
+
+        Raises:
+            ValueError: ``args`` do not run ``pycrew.worker`` (e.g. a stand-in a test built).
+        """
+        return WorkerCommand.from_args(self.args)
+
+    def with_command(self, command: WorkerCommand) -> WorkerCall:
+        """A copy of this call running ``command``; ``args`` and the fields it carries follow it.
+
+        The token stays: an array element's token derives from its instance id, so keep
+        the instance when changing a batch call.
+
+        Raises:
+            ValueError: ``command`` is an array's shared command (it has no instance id).
+        """
+        if command.instance is None:
+            raise ValueError("a WorkerCall runs one worker: give a command with an instance id, not an array's shared command")
+        return replace(
+            self,
+            args=command.args(),
+            launcher=command.launcher,
+            worker=command.worker,
+            instance=command.instance,
+            controller=command.controller,
+            controller_id=command.controller_id,
+            seconds_idle=command.seconds_idle,
+            seconds_wall=command.seconds_wall,
+            seconds_launch=command.seconds_launch,
+        )
+
     @property
     def argv(self) -> list[str]:
         """The full command with the controller's interpreter: ``[python, *args]``."""
@@ -111,9 +195,15 @@ class WorkerCall:
         be the call with ``batch_index == k``. ``index_base`` may be negative: to launch
         calls ``k0..k1`` of a batch as a separate array whose indices start at 0, pass
         ``index_base=-k0``.
+
+        They are :meth:`WorkerCommand.for_array` of :attr:`command`. Arguments that do not
+        run ``pycrew.worker`` (a stand-in in a plugin's tests) are rewritten flag by flag:
+        ``--instance I`` becomes the three array options, ``--worker W`` goes.
         """
         if not self.batch_key:
             raise ValueError("this call is not part of a batch with a batch key; use args and environment()")
+        if tuple(self.args[:2]) == _WORKER_PREFIX:
+            return self.command.for_array(index_env, index_base, instance_prefix=self.instance_prefix).args()
         out: list[str] = []
         it = iter(self.args)
         for arg in it:
@@ -137,6 +227,20 @@ class WorkerCall:
 WORKER_STATUSES = ("pending", "running", "done", "failed", "cancelled", "unknown")
 #: Statuses of a worker that has ended (its process or job is gone for good).
 ENDED_STATUSES = frozenset({"done", "failed", "cancelled"})
+
+#: The capability names a launcher may declare in :attr:`LauncherSpec.capabilities`, and
+#: what each promises. The conformance suite (:mod:`pycrew.testing`) tests a launcher for
+#: the ones it declares and skips, visibly, what needs the others; registration refuses
+#: any other name, so that a typo cannot skip tests silently.
+LAUNCHER_CAPABILITIES: Mapping[str, str] = types.MappingProxyType(
+    {
+        "monitor": "pycrew_list_workers lists this launcher's workers, tagged with controller_id and instance",
+        "pid": "WorkerInfo.pid is the process id the task sees (os.getpid() on the worker)",
+        "host": "WorkerInfo.host is the host name the task sees (socket.gethostname() on the worker)",
+        "orphans": "the monitor lists workers of controllers that are gone, so Monitor.orphans() finds them",
+        "never_connected": "pycrew_terminate_workers stops a worker that never connected (queued, pending, stuck)",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -221,8 +325,9 @@ class LauncherSpec:
         summary: one line describing the launcher.
         remote: ``True`` if workers run on other hosts: the controller then listens on a
             routable address by default instead of 127.0.0.1.
-        capabilities: features the conformance suite may test (see
-            :mod:`pycrew.testing`); a launcher lacking one is skipped there, visibly.
+        capabilities: features the conformance suite may test, names of
+            :data:`LAUNCHER_CAPABILITIES` (see :mod:`pycrew.testing`); a launcher lacking one
+            is skipped there, visibly.
         seconds_exit_margin: how long after its controller dies the platform needs, beyond
             ``seconds_idle``, until every worker is gone.
         plugin: the plugin object that implements the hooks (filled in by core).

@@ -30,8 +30,10 @@ import pluggy
 
 from pycrew import hookspecs
 from pycrew.errors import LauncherNotFoundError, PluginError
+from pycrew.hookspecs import RegisterLauncher
+from pycrew.launcher_plugin import LauncherPlugin
 from pycrew.options import LauncherOptions
-from pycrew.plugin_api import LauncherSpec
+from pycrew.plugin_api import LAUNCHER_CAPABILITIES, LauncherSpec
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +115,17 @@ class PluginRegistry:
 
         Raises:
             PluginError: a hook implementation does not match its spec (naming plugin and
-                hook), a ``pycrew_*`` function matches no hook, or a launcher name clashes.
+                hook), a ``pycrew_*`` function matches no hook, a launcher declares a
+                capability that is not one of :data:`pycrew.LAUNCHER_CAPABILITIES`, or a
+                launcher name clashes.
         """
         label = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
+        if isinstance(plugin, type) and issubclass(plugin, LauncherPlugin):
+            raise PluginError(
+                f"plugin {label!r} is the class {plugin.__module__}.{plugin.__qualname__}, not an instance; "
+                f"register an instance ({plugin.__qualname__}()), and point an entry point at a module-level "
+                f"instance (e.g. \"{plugin.__module__}:plugin\" with plugin = {plugin.__qualname__}())"
+            )
         with self._lock:
             try:
                 self.pm.register(plugin, name=label)
@@ -134,59 +144,75 @@ class PluginRegistry:
             specs: list[LauncherSpec] = []
 
             def register_launcher(spec_or_name: LauncherSpec | str, options_type: Any = None, **kw: Any) -> None:
-                spec = (
-                    spec_or_name
-                    if isinstance(spec_or_name, LauncherSpec)
-                    else LauncherSpec(name=spec_or_name, options_type=options_type, **kw)
-                )
-                specs.append(spec)
+                if isinstance(spec_or_name, LauncherSpec):
+                    if options_type is not None or kw:
+                        raise TypeError(
+                            f"register(spec) takes no other arguments, got options_type={options_type!r} and "
+                            f"{sorted(kw)}; put them in the LauncherSpec, or call register(name, options_type, ...)"
+                        )
+                    specs.append(spec_or_name)
+                else:
+                    specs.append(LauncherSpec(name=spec_or_name, options_type=options_type, **kw))
+
+            register: RegisterLauncher = register_launcher
 
             caller = self.pm.subset_hook_caller(
                 "pycrew_register_launchers",
                 remove_plugins=[p for p in self.pm.get_plugins() if p is not plugin],
             )
             try:
-                caller(register=register_launcher)
+                caller(register=register)
             except Exception as exc:
                 self.pm.unregister(plugin)
                 raise PluginError(f"plugin {label!r} failed in pycrew_register_launchers: {exc}") from exc
-            done: list[LauncherSpec] = []
-            for spec in specs:
-                if not isinstance(spec.options_type, type) or not issubclass(spec.options_type, LauncherOptions):
-                    self.pm.unregister(plugin)
-                    raise PluginError(
-                        f"plugin {label!r} registered launcher {spec.name!r} with options_type "
-                        f"{spec.options_type!r}; it must be a subclass of pycrew.LauncherOptions"
-                    )
-                shadowed = sorted(_controller_option_names() & {f.name for f in dataclasses.fields(spec.options_type)})
-                if shadowed:
-                    self.pm.unregister(plugin)
-                    raise PluginError(
-                        f"plugin {label!r} registered launcher {spec.name!r} whose options "
-                        f"{', '.join(map(repr, shadowed))} are also controller options, so users could "
-                        "never set them; rename them in the launcher's options class"
-                    )
-                if spec.name in self._launchers and self._launchers[spec.name].plugin is not plugin:
-                    self.pm.unregister(plugin)
-                    other = self._launchers[spec.name]
-                    raise PluginError(
-                        f"launcher name {spec.name!r} is registered twice: by {label!r} and by "
-                        f"{other.distribution or other.plugin!r}; uninstall one of them"
-                    )
-                full = LauncherSpec(
-                    name=spec.name,
-                    options_type=spec.options_type,
-                    summary=spec.summary,
-                    remote=spec.remote,
-                    capabilities=frozenset(spec.capabilities),
-                    seconds_exit_margin=spec.seconds_exit_margin,
-                    plugin=plugin,
-                    distribution=distribution or spec.distribution,
-                    version=version or spec.version,
-                )
-                self._launchers[spec.name] = full
-                done.append(full)
+            try:
+                done = [self._checked(spec, plugin, label, distribution, version) for spec in specs]
+            except PluginError:
+                self.pm.unregister(plugin)  # none of its launchers is registered: all or nothing
+                raise
+            for full in done:
+                self._launchers[full.name] = full
             return done
+
+    def _checked(
+        self, spec: LauncherSpec, plugin: object, label: str, distribution: str | None, version: str | None
+    ) -> LauncherSpec:
+        """``spec`` as core keeps it (plugin, distribution filled in), after checking it.
+
+        Raises:
+            PluginError: bad options class, options shadowing controller options, unknown
+                capabilities, or a name another plugin registered.
+        """
+        if not isinstance(spec.options_type, type) or not issubclass(spec.options_type, LauncherOptions):
+            raise PluginError(
+                f"plugin {label!r} registered launcher {spec.name!r} with options_type "
+                f"{spec.options_type!r}; it must be a subclass of pycrew.LauncherOptions"
+            )
+        shadowed = sorted(_controller_option_names() & {f.name for f in dataclasses.fields(spec.options_type)})
+        if shadowed:
+            raise PluginError(
+                f"plugin {label!r} registered launcher {spec.name!r} whose options "
+                f"{', '.join(map(repr, shadowed))} are also controller options, so users could "
+                "never set them; rename them in the launcher's options class"
+            )
+        capabilities = _checked_capabilities(label, spec)
+        if spec.name in self._launchers and self._launchers[spec.name].plugin is not plugin:
+            other = self._launchers[spec.name]
+            raise PluginError(
+                f"launcher name {spec.name!r} is registered twice: by {label!r} and by "
+                f"{other.distribution or other.plugin!r}; uninstall one of them"
+            )
+        return LauncherSpec(
+            name=spec.name,
+            options_type=spec.options_type,
+            summary=spec.summary,
+            remote=spec.remote,
+            capabilities=capabilities,
+            seconds_exit_margin=spec.seconds_exit_margin,
+            plugin=plugin,
+            distribution=distribution or spec.distribution,
+            version=version or spec.version,
+        )
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin and the launchers it registered."""
@@ -291,6 +317,37 @@ def _why_no_launcher(loaded: object, name: str, value: str) -> str:
         f"{value} has no pycrew_register_launchers hook; the entry point must name the module or object "
         f"(module:object) that implements it, and that hook must call register({name!r}, ...)"
     )
+
+
+def _checked_capabilities(label: str, spec: LauncherSpec) -> frozenset[str]:
+    """The launcher's capabilities as a frozenset of known names.
+
+    Raises:
+        PluginError: not a collection of names, or names that :data:`LAUNCHER_CAPABILITIES` lacks.
+    """
+    declared: Any = spec.capabilities
+    if isinstance(declared, str):
+        raise PluginError(
+            f"plugin {label!r} registered launcher {spec.name!r} with capabilities={declared!r}, a string; "
+            f"capabilities must be a collection of names, e.g. capabilities={{{declared!r}}}"
+        )
+    try:
+        names = frozenset(declared)
+    except TypeError:
+        raise PluginError(
+            f"plugin {label!r} registered launcher {spec.name!r} with capabilities={declared!r}; "
+            "capabilities must be a collection of names of pycrew.LAUNCHER_CAPABILITIES"
+        ) from None
+    unknown = sorted(map(repr, names - LAUNCHER_CAPABILITIES.keys()))
+    if unknown:
+        raise PluginError(
+            f"plugin {label!r} registered launcher {spec.name!r} with unknown capabilit"
+            f"{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known capabilities: "
+            f"{', '.join(sorted(LAUNCHER_CAPABILITIES))} (pycrew.LAUNCHER_CAPABILITIES says what each promises). "
+            "Remove the unknown ones: the conformance suite tests only known capabilities, and a misspelt one "
+            "would skip its tests silently"
+        )
+    return names
 
 
 def _controller_option_names() -> set[str]:

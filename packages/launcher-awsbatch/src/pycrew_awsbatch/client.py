@@ -208,7 +208,7 @@ class AwsBatchClient:
         }
         if sub.array:
             request["arrayProperties"] = {"size": sub.size}
-        timeout = o.timeout_seconds(plan.seconds_wall(sub.args))
+        timeout = o.timeout_seconds(sub.calls[0].seconds_wall)
         if timeout is not None:
             request["timeout"] = {"attemptDurationSeconds": timeout}
         if o.share_identifier is not None:

@@ -19,7 +19,6 @@ order, as ranges such as ``1-4,7``).
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 from collections.abc import Sequence
@@ -204,16 +203,3 @@ def submission_tags(launcher: str, controller_id: str, controller: str, unit: Un
         tags[WORKER_TAG] = str(sub.calls[0].worker)
     return tags
 
-
-def seconds_wall(args: Sequence[str]) -> float:
-    """The worker's ``--seconds-wall`` (``inf`` if absent or unlimited)."""
-    args = list(args)
-    if "--seconds-wall" in args:
-        i = args.index("--seconds-wall")
-        if i + 1 < len(args):
-            try:
-                value = float(args[i + 1])
-            except ValueError:
-                return math.inf
-            return value if value > 0 else math.inf
-    return math.inf

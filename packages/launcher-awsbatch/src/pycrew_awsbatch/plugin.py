@@ -1,23 +1,20 @@
-"""The pycrew hook implementations of the ``awsbatch`` launcher (entry point ``pycrew.launchers: awsbatch``).
+"""The ``awsbatch`` launcher's plugin (entry point ``pycrew.launchers: awsbatch = "pycrew_awsbatch.plugin:plugin"``).
 
-Core calls these hooks only for launchers named ``awsbatch``. Each hook finds the
+Core calls its hooks only for launchers named ``awsbatch``. Each hook uses the
 :class:`~pycrew_awsbatch.AwsBatchClient` for the launcher's options: one per distinct
-options value in this process, so the base job definition is described once and each
-batch's secret is deleted by the process that created it. That cache is this module's
-only state.
+options value in this process (:class:`pycrew.LauncherPlugin`'s client cache), so the base
+job definition is described once and each batch's secret is deleted by the process that
+created it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, OptionsError, WorkerCall, WorkerInfo
+from pycrew import LauncherInfo, WorkerCall, WorkerInfo
 from pycrew_awsbatch import monitor
 from pycrew_awsbatch.api import AwsBatchError
 from pycrew_awsbatch.client import AwsBatchClient
@@ -36,67 +33,49 @@ SECONDS_EXIT_MARGIN = 60.0
 #: A monitor's terminate also deletes secrets and job definition revisions of this queue
 #: whose batches have no active job and are older than this.
 SECONDS_STALE = 600.0
-
-_clients: dict[tuple[str, str], AwsBatchClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _key(options: AwsBatchOptions) -> str:
-    return json.dumps(dataclasses.asdict(options), sort_keys=True, default=repr)
+#: How many distinct option sets keep their client. A client remembers each batch's secret
+#: and job definition revision until its workers are terminated; a dropped client's leftovers
+#: are only deleted by a monitor's stale clean-up, so keep this well above the number of
+#: option sets one process uses at once.
+CLIENTS_MAX = 64
 
 
-def client(launcher: LauncherInfo) -> AwsBatchClient:
-    """The :class:`AwsBatchClient` serving ``launcher`` (built on first use, then reused).
+class AwsBatchPlugin(pycrew.LauncherPlugin[AwsBatchOptions, AwsBatchClient]):
+    """Workers as AWS Batch (array) jobs; handles are ``"<job id>"`` or ``"<array job id>:<index>"``."""
 
-    Raises:
-        OptionsError: ``launcher.options`` is not an :class:`AwsBatchOptions`.
-    """
-    options = launcher.options
-    if not isinstance(options, AwsBatchOptions):
-        raise OptionsError(f"the awsbatch launcher needs AwsBatchOptions, got {type(options).__name__}")
-    key = (launcher.name, _key(options))
-    with _clients_lock:
-        found = _clients.get(key)
-        if found is None:
-            found = _clients[key] = AwsBatchClient(launcher.name, options)
-        return found
+    name = NAME
+    options_type = AwsBatchOptions
+    summary = "workers as AWS Batch (array) jobs on EC2 or Fargate (boto3)"
+    remote = True
+    capabilities = CAPABILITIES
+    seconds_exit_margin = SECONDS_EXIT_MARGIN
+    clients_max = CLIENTS_MAX
 
+    def create_client(self, options: AwsBatchOptions) -> AwsBatchClient:
+        """The :class:`AwsBatchClient` for ``options`` (it calls AWS on first use)."""
+        return AwsBatchClient(self.name, options)
 
-@pycrew.hookimpl
-def pycrew_register_launchers(register: Callable[..., None]) -> None:
-    """Register the ``awsbatch`` launcher."""
-    register(
-        NAME,
-        AwsBatchOptions,
-        summary="workers as AWS Batch (array) jobs on EC2 or Fargate (boto3)",
-        remote=True,
-        capabilities=CAPABILITIES,
-        seconds_exit_margin=SECONDS_EXIT_MARGIN,
-    )
+    def launch(self, launcher: LauncherInfo, options: AwsBatchOptions, calls: Sequence[WorkerCall]) -> list[Any]:
+        """Submit the batch as array job(s); return handles ``"<job id>"`` / ``"<array job id>:<index>"``."""
+        return list(self.client(options).launch(launcher, calls))
 
+    def terminate(self, launcher: LauncherInfo, options: AwsBatchOptions, handles: Sequence[Any]) -> None:
+        """Cancel queued and terminate running jobs; ended or unknown jobs are fine.
 
-@pycrew.hookimpl
-def pycrew_launch_workers(launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> list[Any]:
-    """Submit the batch as array job(s); return handles ``"<job id>"`` / ``"<array job id>:<index>"``."""
-    return list(client(launcher).launch(launcher, calls))
+        From a monitor (no controller), also delete stale secrets and job definition revisions.
+        """
+        c = self.client(options)
+        c.terminate(handles)
+        if launcher.controller_id is None:
+            try:
+                monitor.delete_stale_resources(c, older_than=SECONDS_STALE)
+            except AwsBatchError as exc:  # the workers are terminated; leftovers are only reported
+                log.warning("awsbatch: could not delete stale secrets/job definitions: %s", exc)
 
-
-@pycrew.hookimpl
-def pycrew_terminate_workers(launcher: LauncherInfo, handles: Sequence[Any]) -> None:
-    """Cancel queued and terminate running jobs; ended or unknown jobs are fine.
-
-    From a monitor (no controller), also delete stale secrets and job definition revisions.
-    """
-    c = client(launcher)
-    c.terminate(handles)
-    if launcher.controller_id is None:
-        try:
-            monitor.delete_stale_resources(c, older_than=SECONDS_STALE)
-        except AwsBatchError as exc:  # the workers are terminated; leftovers are only reported
-            log.warning("awsbatch: could not delete stale secrets/job definitions: %s", exc)
+    def list_workers(self, launcher: LauncherInfo, options: AwsBatchOptions, controller_id: str | None) -> list[WorkerInfo]:
+        """pycrew's AWS Batch workers in the job queue (one ListJobs call per status)."""
+        return monitor.workers(self.client(options), controller_id)
 
 
-@pycrew.hookimpl
-def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:
-    """pycrew's AWS Batch workers in the job queue (one ListJobs call per status)."""
-    return monitor.workers(client(launcher), controller_id)
+#: The plugin object the entry point names.
+plugin = AwsBatchPlugin()

@@ -31,7 +31,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.future import polling
 from google.cloud import run_v2
 
-from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew import WorkerCall, WorkerInfo
 from pycrew_cloudrun import jobspec, runs, tag
 from pycrew_cloudrun.batchkey import KeyDelivery, PlainEnvKeys, SecretManagerKeys
 from pycrew_cloudrun.clients import Clients, resolve_project
@@ -240,7 +240,7 @@ class CloudRunJobs:
         text = run.tag.encode()
         env = [run_v2.EnvVar(name=k, value=v) for k, v in sorted(run.env.items())]
         env += [run_v2.EnvVar(name=tag.TAG_ENV, value=text), token_env]
-        timeout = jobspec.task_timeout(self.options, run.args)
+        timeout = jobspec.task_timeout(self.options, run.calls[0])
         since = time.time() - 300  # clocks differ: any execution of the last minutes may be this run's
         try:
             for again in (True, False):
@@ -553,15 +553,3 @@ class CloudRunJobs:
             status=_STATUS.get(state, "unknown"),
             exit_code=exit_code,
         )
-
-
-def launcher_options(launcher: LauncherInfo) -> CloudRunOptions:
-    """``launcher.options`` as :class:`CloudRunOptions`.
-
-    Raises:
-        TypeError: they are another launcher's options.
-    """
-    options = launcher.options
-    if not isinstance(options, CloudRunOptions):
-        raise TypeError(f"the cloudrun launcher needs CloudRunOptions, got {type(options).__name__}")
-    return options

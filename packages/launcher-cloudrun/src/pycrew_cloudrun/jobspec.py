@@ -11,6 +11,7 @@ from typing import Any
 
 from google.cloud import run_v2
 
+from pycrew import WorkerCall
 from pycrew_cloudrun.options import SECONDS_TIMEOUT_MAX, CloudRunOptions
 
 #: The options that shape the job; a change of any of them makes another job.
@@ -115,15 +116,7 @@ def vpc_access(options: CloudRunOptions) -> run_v2.VpcAccess | None:
     return run_v2.VpcAccess(**vpc)
 
 
-def _worker_seconds(args: Sequence[str], flag: str) -> float:
-    """A time limit from the worker's arguments (``inf`` if absent or unreadable)."""
-    try:
-        return float(args[list(args).index(flag) + 1])
-    except (ValueError, IndexError):
-        return math.inf
-
-
-def task_timeout(options: CloudRunOptions, args: Sequence[str]) -> float:
+def task_timeout(options: CloudRunOptions, call: WorkerCall) -> float:
     """The task timeout of a run: the option, else the worker's own limits plus a margin.
 
     ``seconds_launch + seconds_wall + 60`` when the worker has a wall time limit, else 24
@@ -131,11 +124,10 @@ def task_timeout(options: CloudRunOptions, args: Sequence[str]) -> float:
     """
     if options.seconds_task_timeout is not None:
         return options.seconds_task_timeout
-    wall = _worker_seconds(args, "--seconds-wall")
+    wall = call.seconds_wall
     if not math.isfinite(wall):
         return SECONDS_TIMEOUT_DEFAULT
-    launch = _worker_seconds(args, "--seconds-launch")
-    launch = launch if math.isfinite(launch) else 0.0
+    launch = call.seconds_launch if math.isfinite(call.seconds_launch) else 0.0
     return min(SECONDS_TIMEOUT_MAX, launch + wall + SECONDS_TIMEOUT_MARGIN)
 
 

@@ -169,7 +169,7 @@ class K8sLauncher:
 
     def _check_start(self, cluster: Cluster, namespace: str, batch: str, jobs: list[str], calls: Sequence[WorkerCall]) -> None:
         """Watch the batch's pods until all started, one failed, or ``seconds_launch_check`` passed."""
-        window = min(self.options.seconds_launch_check, manifests.worker_seconds(calls[0].args, "--seconds-launch"))
+        window = min(self.options.seconds_launch_check, calls[0].seconds_launch)
         if window <= 0:
             return
         deadline = time.monotonic() + window

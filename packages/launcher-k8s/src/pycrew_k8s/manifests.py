@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Sequence
 from typing import Any
 
 from pycrew import TOKEN_ENV, WorkerCall
@@ -98,29 +97,11 @@ def worker_annotations(call: WorkerCall, options: K8sOptions) -> dict[str, str]:
     return {**options.annotations, CONTROLLER_NAME_ANNOTATION: call.controller}
 
 
-def worker_argument(args: Sequence[str], flag: str) -> str | None:
-    """The value of ``flag`` (e.g. ``--seconds-wall``) in the worker's arguments, if any."""
-    for i, arg in enumerate(args[:-1]):
-        if arg == flag:
-            return args[i + 1]
-    return None
-
-
-def worker_seconds(args: Sequence[str], flag: str) -> float:
-    """A time argument of the worker (``inf`` when absent or unlimited)."""
-    text = worker_argument(args, flag)
-    try:
-        value = float(text) if text is not None else math.inf
-    except ValueError:
-        return math.inf
-    return value if value > 0 else math.inf
-
-
 def deadline_seconds(call: WorkerCall, options: K8sOptions) -> int | None:
     """``activeDeadlineSeconds``: ``seconds_deadline``, else ``seconds_wall`` + margin, else none."""
     if options.seconds_deadline is not None:
         return max(1, math.ceil(options.seconds_deadline))
-    wall = worker_seconds(call.args, "--seconds-wall")
+    wall = call.seconds_wall
     if math.isinf(wall):
         return None
     return max(1, math.ceil(wall + options.seconds_deadline_margin))

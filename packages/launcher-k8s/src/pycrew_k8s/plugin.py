@@ -1,68 +1,58 @@
-"""The pycrew hook implementations of the ``k8s`` launcher (entry point ``pycrew.launchers: k8s``).
+"""The ``k8s`` launcher's plugin (entry point ``pycrew.launchers: k8s = "pycrew_k8s.plugin:plugin"``).
 
-Core calls these hooks only for launchers named ``k8s``. Each builds a
-:class:`~pycrew_k8s.launcher.K8sLauncher` for the launcher's options; the cluster connection
-behind it is cached per kubeconfig/context (see :mod:`pycrew_k8s.cluster`). Importing this
-module imports no Kubernetes client: that happens on the first hook call.
+Core calls its hooks only for launchers named ``k8s``. Each hook uses the
+:class:`~pycrew_k8s.launcher.K8sLauncher` for the launcher's options, one per distinct
+options value (:class:`pycrew.LauncherPlugin`'s client cache); the cluster connection behind
+it is cached per kubeconfig/context (see :mod:`pycrew_k8s.cluster`). Importing this module
+imports no Kubernetes client: that happens on the first hook call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, OptionsError, WorkerCall, WorkerInfo
+from pycrew import LauncherInfo, WorkerCall, WorkerInfo
 from pycrew_k8s.launcher import K8sLauncher
 from pycrew_k8s.options import K8sOptions
 
 NAME = "k8s"
-#: Capabilities for the conformance suite: workers run elsewhere, pending pods can be
-#: deleted, the monitor lists pycrew's Jobs by label, including orphans of gone controllers.
-CAPABILITIES = frozenset({"remote", "monitor", "orphans", "never_connected", "terminate_pending"})
+#: Capabilities for the conformance suite (names of ``pycrew.LAUNCHER_CAPABILITIES``): the
+#: monitor lists pycrew's Jobs by label, including orphans of gone controllers, and pending
+#: pods can be deleted (never_connected). That workers run elsewhere is ``remote=True``.
+CAPABILITIES = frozenset({"monitor", "orphans", "never_connected"})
 #: After its controller dies, a worker exits (connection closed or heartbeat timeout) and its
 #: pod ends; this covers the kubelet and the Job controller noticing (a few seconds) with room.
 SECONDS_EXIT_MARGIN = 30.0
 
 
-def launcher_for(launcher: LauncherInfo) -> K8sLauncher:
-    """The :class:`K8sLauncher` serving ``launcher``.
+class K8sPlugin(pycrew.LauncherPlugin[K8sOptions, K8sLauncher]):
+    """Workers as Kubernetes Jobs, one per worker; handles are ``"namespace/job"``."""
 
-    Raises:
-        OptionsError: ``launcher.options`` is not a :class:`K8sOptions`.
-    """
-    options = launcher.options
-    if not isinstance(options, K8sOptions):
-        raise OptionsError(f"the k8s launcher needs K8sOptions, got {type(options).__name__}")
-    return K8sLauncher(launcher.name, options)
+    name = NAME
+    options_type = K8sOptions
+    summary = "workers as Kubernetes Jobs, one per worker (token in a Secret)"
+    remote = True
+    capabilities = CAPABILITIES
+    seconds_exit_margin = SECONDS_EXIT_MARGIN
 
+    def create_client(self, options: K8sOptions) -> K8sLauncher:
+        """The :class:`K8sLauncher` for ``options`` (it connects on first use)."""
+        return K8sLauncher(self.name, options)
 
-@pycrew.hookimpl
-def pycrew_register_launchers(register: Callable[..., None]) -> None:
-    """Register the ``k8s`` launcher."""
-    register(
-        NAME,
-        K8sOptions,
-        summary="workers as Kubernetes Jobs, one per worker (token in a Secret)",
-        remote=True,
-        capabilities=CAPABILITIES,
-        seconds_exit_margin=SECONDS_EXIT_MARGIN,
-    )
+    def launch(self, launcher: LauncherInfo, options: K8sOptions, calls: Sequence[WorkerCall]) -> list[Any]:
+        """Create one Job (and its token Secret) per call; return handles ``"namespace/job"`` in call order."""
+        return list(self.client(options).launch(calls))
 
+    def terminate(self, launcher: LauncherInfo, options: K8sOptions, handles: Sequence[Any]) -> None:
+        """Delete the workers' Jobs with background propagation; Jobs already gone are fine."""
+        self.client(options).terminate(handles)
 
-@pycrew.hookimpl
-def pycrew_launch_workers(launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> list[Any]:
-    """Create one Job (and its token Secret) per call; return handles ``"namespace/job"`` in call order."""
-    return list(launcher_for(launcher).launch(calls))
+    def list_workers(self, launcher: LauncherInfo, options: K8sOptions, controller_id: str | None) -> list[WorkerInfo]:
+        """pycrew's workers on the cluster: Jobs carrying pycrew's labels, with their pods' state."""
+        return self.client(options).workers(controller_id)
 
 
-@pycrew.hookimpl
-def pycrew_terminate_workers(launcher: LauncherInfo, handles: Sequence[Any]) -> None:
-    """Delete the workers' Jobs with background propagation; Jobs already gone are fine."""
-    launcher_for(launcher).terminate(handles)
-
-
-@pycrew.hookimpl
-def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:
-    """pycrew's workers on the cluster: Jobs carrying pycrew's labels, with their pods' state."""
-    return launcher_for(launcher).workers(controller_id)
+#: The plugin object the entry point names.
+plugin = K8sPlugin()

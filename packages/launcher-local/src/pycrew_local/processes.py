@@ -271,20 +271,14 @@ def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
     _forget(handle, grace)
 
 
-def parse_worker_cmdline(cmdline: list[str]) -> dict[str, str] | None:
-    """The ``--key value`` settings of a ``python -m pycrew.worker`` command line, else ``None``."""
-    try:
-        i = cmdline.index("-m")
-    except ValueError:
-        return None
-    if i + 1 >= len(cmdline) or cmdline[i + 1] != WORKER_MODULE:
-        return None
-    rest = cmdline[i + 2 :]
-    out: dict[str, str] = {}
-    for key, value in zip(rest[::2], rest[1::2], strict=False):
-        if key.startswith("--"):
-            out[key[2:]] = value
-    return out
+def parse_worker_cmdline(cmdline: list[str]) -> pycrew.WorkerCommand | None:
+    """The worker command of a process running ``python -m pycrew.worker``, else ``None``.
+
+    Options this pycrew version does not know are ignored (a worker of another version is
+    still listed); a command line that runs something else (a script, ``-c`` code) is not
+    a worker even if ``-m pycrew.worker`` appears in its arguments.
+    """
+    return pycrew.WorkerCommand.from_cmdline(cmdline)
 
 
 def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
@@ -307,9 +301,8 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
             continue
         if settings is None:
             continue
-        if controller_id is not None and settings.get("controller-id") != controller_id:
+        if controller_id is not None and settings.controller_id != controller_id:
             continue
-        worker = settings.get("worker")
         try:
             log = proc.environ().get(LOG_ENV)
         except psutil.Error:
@@ -318,11 +311,11 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
             pycrew.WorkerInfo(
                 id=str(info["pid"]),
                 handle=LocalHandle(info["pid"], info["create_time"]),
-                launcher=settings.get("launcher", "local"),
-                controller=settings.get("controller") or None,
-                controller_id=settings.get("controller-id") or None,
-                instance=settings.get("instance"),
-                worker=int(worker) if worker and worker.isdigit() else None,
+                launcher=settings.launcher or "local",
+                controller=settings.controller or None,
+                controller_id=settings.controller_id or None,
+                instance=settings.instance,
+                worker=settings.worker or None,
                 state=str(info["status"]),
                 host=os.uname().nodename,
                 pid=info["pid"],

@@ -359,13 +359,21 @@ class SchedulerCLI:
             self._listing = None
 
     def listing(self) -> list[JobRecord]:
-        """The scheduler's listing, asked at most once per ``seconds_poll``."""
+        """The scheduler's listing, asked at most once per ``seconds_poll``.
+
+        A listing that shows jobs not placed on a node yet goes stale sooner (a fifth of
+        ``seconds_poll``): those jobs are about to start, and core's launch watch asks about
+        once a second while they do, so a monitor call right after a worker started must not
+        be answered with the listing from before it started.
+        """
         interval = float(self._option("seconds_poll", 1.0))
         with self._lock:
             cached = self._listing
         now = time.monotonic()
-        if cached is not None and now - cached[0] < interval:
-            return cached[1]
+        if cached is not None:
+            unplaced = any(not r.host for r in cached[1])
+            if now - cached[0] < (interval / 5 if unplaced else interval):
+                return cached[1]
         records = self.list_jobs()
         with self._lock:
             self._listing = (now, records)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pycrew import protocol as p
-from pycrew import transport
 from pycrew.control.tasks import Task
-from pycrew.transport import Link
+from pycrew.wire import protocol as p
+from pycrew.wire import transport
+from pycrew.wire.transport import Link
 
 CHALLENGED, READY, LEAVING, CLOSED = "challenged", "ready", "leaving", "closed"
 

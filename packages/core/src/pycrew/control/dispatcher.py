@@ -1,7 +1,7 @@
 """The dispatcher: one thread that owns the listening socket, the task queue and the workers.
 
-Workers dial one listening address (see :mod:`pycrew.transport`); each connection is a
-:class:`~pycrew.transport.Link`. Everything about connections and the queue happens on
+Workers dial one listening address (see :mod:`pycrew.wire.transport`); each connection is a
+:class:`~pycrew.wire.transport.Link`. Everything about connections and the queue happens on
 the dispatcher's thread; other threads hand it work through thread-safe deques and wake
 it through a self-pipe, so a ``push`` never takes a lock the dispatcher holds for long.
 
@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrew import protocol as p
-from pycrew import transport
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
 from pycrew.loglimit import LogLimiter
-from pycrew.transport import Link
+from pycrew.wire import protocol as p
+from pycrew.wire import transport
+from pycrew.wire.transport import Link
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ once, with the platform's reason, exit code and output in the message, instead o
 from __future__ import annotations
 
 import logging
-import math
 import re
 import secrets
 import sys
@@ -30,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
-from pycrew.protocol import derive_token, new_token
-from pycrew.transport import DEFAULT_TRANSPORT
+from pycrew.wire.protocol import derive_token, new_token
+from pycrew.worker.command import WorkerCommand
 
 if TYPE_CHECKING:
     from pycrew.control.dispatcher import Dispatcher
@@ -41,10 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE, LAUNCHING, CONNECTED = "idle", "launching", "connected"
-def _arg(value: float | int | None) -> str:
-    if value is None or (isinstance(value, float) and math.isinf(value)):
-        return "inf"
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 class Slot:
@@ -143,55 +138,35 @@ class Scaler(LaunchWatch):
         if batch is not None:
             instance = f"{batch[1]}{batch[2]}"
         instance = instance or secrets.token_hex(8)
-        args = (
-            "-m",
-            "pycrew.worker",
-            "--url",
-            url or self.url or "tcp://127.0.0.1:0",
-            *(("--transport", o.wire) if o.wire != DEFAULT_TRANSPORT else ()),
-            "--instance",
-            instance,
-            "--worker",
-            str(worker),
-            "--launcher",
-            self.info.name,
-            "--controller",
-            self.info.controller or "",
-            "--controller-id",
-            self.info.controller_id or "",
-            "--seconds-idle",
-            _arg(o.seconds_idle),
-            "--seconds-wall",
-            _arg(o.seconds_wall),
-            "--tasks-max",
-            _arg(o.tasks_max),
-            "--seconds-launch",
-            _arg(o.seconds_launch),
-            *(("--garbage-collection",) if o.garbage_collection else ()),
-            *(() if o.reset_environment else ("--no-reset",)),
-            *(("--metrics-seconds", _arg(o.seconds_metrics)) if o.seconds_metrics else ()),
-            *(("--metrics-dir", o.metrics_dir) if o.seconds_metrics and o.metrics_dir else ()),
+        command = WorkerCommand(
+            url=url or self.url or "tcp://127.0.0.1:0",
+            transport=o.wire,
+            instance=instance,
+            worker=worker,
+            launcher=self.info.name,
+            controller=self.info.controller or "",
+            controller_id=self.info.controller_id or "",
+            seconds_idle=o.seconds_idle,
+            seconds_wall=o.seconds_wall,
+            tasks_max=o.tasks_max,
+            seconds_launch=o.seconds_launch,
+            reset=o.reset_environment,
+            garbage_collection=o.garbage_collection,
+            metrics_seconds=o.seconds_metrics or None,
+            metrics_dir=(o.metrics_dir or None) if o.seconds_metrics else None,
         )
         env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
         safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"
-        return WorkerCall(
-            args=args,
+        return WorkerCall.from_command(
+            command,
             python=sys.executable,
             env=env,
             token=derive_token(batch[0], instance) if batch else new_token(),
             name=f"pycrew-{safe}-{worker}-{instance[:8]}",
-            launcher=self.info.name,
-            worker=worker,
-            instance=instance,
-            controller=self.info.controller or "",
-            controller_id=self.info.controller_id or "",
             batch_key=batch[0] if batch else "",
             batch_index=batch[2] if batch else 0,
             batch_size=batch[3] if batch else 1,
             instance_prefix=batch[1] if batch else "",
-            seconds_idle=o.seconds_idle,
-            seconds_wall=o.seconds_wall,
-            seconds_launch=o.seconds_launch,
         )
 
     # -- scaling (dispatcher thread) ---------------------------------------------------

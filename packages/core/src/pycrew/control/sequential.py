@@ -19,8 +19,8 @@ from typing import Any, Literal, TypeVar
 
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.errors import ControllerError, OptionsError
-from pycrew.execution import _restore, _seed
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
+from pycrew.worker.execution import _restore, _seed
 
 T = TypeVar("T")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pickle
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 
 from pycrew.errors import RemoteTraceback, SerializationError
 from pycrew.results import Status, TaskResult
+from pycrew.wire.records import ResultRecord
 
 _SERIALIZATION_ERROR = f"{SerializationError.__module__}.{SerializationError.__qualname__}"
 
@@ -138,7 +139,7 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
     class is not importable on the controller) becomes an ``error`` result saying so.
     """
     try:
-        (status, value, error, error_type, tb, exc_bytes, warns, t0, t1) = pickle.loads(payload)
+        record = ResultRecord.from_wire(pickle.loads(payload))
     except BaseException as exc:  # SystemExit from a __reduce__ must not end the dispatcher
         return TaskResult(
             name=task.name,
@@ -151,15 +152,17 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
             exception=SerializationError(f"result of task {task.name!r} could not be unpickled: {exc}"),
             **where,
         )
+    status = cast(Status, record.status)  # the worker sends one of STATUSES
+    error, tb, t0, t1 = record.error, record.traceback, record.started, record.finished
     exception: BaseException | None = None
-    if exc_bytes is not None:
+    if record.exception is not None:
         try:
-            exception = pickle.loads(exc_bytes)
+            exception = pickle.loads(record.exception)
         except BaseException:  # the type may not exist here (or its __reduce__ raises); the text fields still say it all
             exception = None
         if exception is not None and tb:
             exception.__cause__ = RemoteTraceback(tb)
-    if status == "error" and error_type == _SERIALIZATION_ERROR and not isinstance(exception, SerializationError):
+    if status == "error" and record.error_type == _SERIALIZATION_ERROR and not isinstance(exception, SerializationError):
         # The worker could not pickle or send the result. It names the error by type (it
         # imports nothing of the controller side); the pickling error, when it came along,
         # is the cause, and the worker's traceback the cause's cause.
@@ -168,12 +171,12 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
         exception.__cause__ = cause
     return TaskResult(
         name=task.name,
-        result=value,
+        result=record.value,
         status=status,
         error=error,
-        error_type=error_type,
+        error_type=record.error_type,
         traceback=tb,
-        warnings=tuple(warns),
+        warnings=tuple(record.warnings),
         seconds=(t1 - t0) if t0 is not None and t1 is not None else 0.0,
         time_start=t0,
         time_end=t1,

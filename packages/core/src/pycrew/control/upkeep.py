@@ -8,11 +8,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from pycrew import protocol as p
 from pycrew.control.conn import CHALLENGED, CLOSED, LEAVING, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
-from pycrew.transport import Server
+from pycrew.wire import protocol as p
+from pycrew.wire.transport import Server
 
 log = logging.getLogger("pycrew.control.dispatcher")
 

@@ -70,7 +70,16 @@ def unreachable_url(controller: pycrew.Controller) -> str:
 
 
 def with_worker_arg(call: pycrew.WorkerCall, flag: str, value: str) -> pycrew.WorkerCall:
-    """A copy of ``call`` whose worker argument ``flag`` (e.g. ``--seconds-launch``) is ``value``."""
+    """A copy of ``call`` whose worker argument ``flag`` (e.g. ``--seconds-launch``) is ``value``.
+
+    The call's fields follow (``seconds_launch`` for ``--seconds-launch``, ...), as launchers
+    read those. Arguments that do not run ``pycrew.worker`` (a stand-in) are edited as text.
+
+    Raises:
+        ValueError: ``value`` is not valid for ``flag``.
+    """
+    if tuple(call.args[:2]) == ("-m", "pycrew.worker"):
+        return call.with_command(pycrew.WorkerCommand.from_args([*call.args, flag, value]))
     args = list(call.args)
     if flag in args:
         args[args.index(flag) + 1] = value

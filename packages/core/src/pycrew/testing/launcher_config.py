@@ -7,16 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Capabilities the suite knows, and what each one promises. A launcher lists the ones
-#: it has in ``LauncherSpec.capabilities``; tests that need a missing one are skipped,
-#: visibly, with the reason.
-CAPABILITIES: dict[str, str] = {
-    "monitor": "pycrew_list_workers lists this launcher's workers, tagged with controller_id and instance",
-    "pid": "WorkerInfo.pid is the process id the task sees (os.getpid() on the worker)",
-    "host": "WorkerInfo.host is the host name the task sees (socket.gethostname() on the worker)",
-    "orphans": "the monitor lists workers of controllers that are gone, so Monitor.orphans() finds them",
-    "never_connected": "pycrew_terminate_workers stops a worker that never connected (queued, pending, stuck)",
-}
+import pycrew
+
+#: Capabilities the suite knows, and what each one promises: core's
+#: :data:`pycrew.LAUNCHER_CAPABILITIES`, the one list. A launcher lists the ones it has in
+#: ``LauncherSpec.capabilities``; tests that need a missing one are skipped, visibly, with
+#: the reason.
+CAPABILITIES: Mapping[str, str] = pycrew.LAUNCHER_CAPABILITIES
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from typing import Any
 
 import cloudpickle
 
+from pycrew.wire.records import ResultRecord
+
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
 #: :class:`pycrew.SerializationError` for it (the worker imports nothing of the controller).
@@ -39,7 +41,7 @@ class Interrupted(BaseException):
 
 
 def _dumps(value: object) -> bytes:
-    """Pickle a result tuple: plain pickle first (fast), cloudpickle for what it cannot do."""
+    """Pickle a value: plain pickle first (fast), cloudpickle for what it cannot do."""
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles them by value
@@ -75,6 +77,11 @@ def _exception_bytes(exc: BaseException) -> bytes | None:
     except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
         return None
     return data
+
+
+def pack_result(record: ResultRecord) -> bytes:
+    """A result record pickled as the plain tuple the wire carries (see :mod:`pycrew.wire.records`)."""
+    return _dumps(tuple(record))
 
 
 def _cut(text: str, size: int, note: str) -> str:
@@ -130,7 +137,7 @@ class TaskRunner:
             return self._run(task_id, payload)
         except Interrupted as exc:  # arrived after the task's own handler: still this task's
             self.current = None
-            return self._pack((exc.status, None, str(exc), "", "", None, [], None, time.time()))
+            return self._pack(ResultRecord(exc.status, error=str(exc), finished=time.time()))
 
     def _run(self, task_id: int, payload: bytes) -> bytes:
         t0 = time.time()
@@ -158,16 +165,16 @@ class TaskRunner:
                 if seed_state is not None:
                     _restore(seed_state)
         except Interrupted as exc:
-            return self._pack((exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time()))
+            return self._pack(ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time()))
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = time.time()
             tb = _format_exc()
-            return self._pack(("error", None, _text(exc), _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
+            return self._pack(ResultRecord("error", None, _text(exc), _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
         finally:
             self._clean_up(saved)
         t1 = time.time()
         try:
-            data = _dumps(("success", value, "", "", "", None, warns, t0, t1))
+            data = pack_result(ResultRecord("success", value, "", "", "", None, warns, t0, t1))
         except BaseException as exc:  # a value's __reduce__ may raise anything (SystemExit too): an error result, not the worker's end
             kind = f"{_qualname(type(exc))}: {_text(exc)}"
             message = (
@@ -175,30 +182,34 @@ class TaskRunner:
                 "data (leave locks, generators, open files and connections out of the result)"
             )
             cause = _exception_bytes(pickle.PicklingError(kind))
-            return self._pack(("error", None, message, SERIALIZATION_ERROR, _format_exc(), cause, warns, t0, t1))
+            return self._pack(ResultRecord("error", None, message, SERIALIZATION_ERROR, _format_exc(), cause, warns, t0, t1))
         if self.result_max is not None and len(data) > self.result_max:
             message = (
                 f"the task's return value ({type(value).__name__}) is {len(data):,} bytes pickled, more than one "
                 f"message may carry under the controller's bytes_max={self.bytes_max} (at most {self.result_max:,} "
                 "bytes of result); return less, write large data to shared storage and return its path, or raise bytes_max"
             )
-            return self._pack(("error", None, message, SERIALIZATION_ERROR, "", None, warns, t0, t1))
+            return self._pack(ResultRecord("error", None, message, SERIALIZATION_ERROR, "", None, warns, t0, t1))
         return data
 
-    def _pack(self, fields: tuple[Any, ...]) -> bytes:
-        """Pickle a result tuple of plain fields, shrunk to fit ``result_max`` if needed."""
-        data = _dumps(fields)
+    def _pack(self, record: ResultRecord) -> bytes:
+        """Pickle a result record of plain fields, shrunk to fit ``result_max`` if needed."""
+        data = pack_result(record)
         limit = self.result_max
         if limit is None or len(data) <= limit:
             return data
-        status, _, error, error_type, tb, _, warns, t0, t1 = fields
         # Error texts, tracebacks and warnings can be huge (a message quoting a large
         # value, thousands of warnings): keep their beginnings, drop the exception object.
         share = max(256, limit // 8)
         note = f" [... cut: the result had to fit in bytes_max={self.bytes_max}]"
-        kept = [w for w in warns[:64] if len(w) <= share // 64]
-        shrunk = (status, None, _cut(error, share, note), error_type, _cut(tb, share, note), None, kept, t0, t1)
-        return _dumps(shrunk)
+        shrunk = record._replace(
+            value=None,
+            error=_cut(record.error, share, note),
+            traceback=_cut(record.traceback, share, note),
+            exception=None,
+            warnings=[w for w in record.warnings[:64] if len(w) <= share // 64],
+        )
+        return pack_result(shrunk)
 
     def _clean_up(self, saved: tuple[dict[Any, Any], list[str], str] | None) -> None:
         """Undo what a task changed that would leak into the next one."""

@@ -1,19 +1,11 @@
-"""The ``socket`` transport: length-prefixed frames over TCP (optionally TLS), standard library only.
+"""The dispatcher's end of the ``socket`` transport (see :mod:`pycrew.wire.transport.sockets`).
 
-A worker opens a TCP connection, completes TLS if asked, and sends an 8-byte preamble
-(:data:`PREAMBLE`, which also carries the wire version); every frame after that, both
-ways, is an unsigned 64-bit little-endian length followed by that many bytes.
-
-Server side, everything runs on the dispatcher's thread: sockets are non-blocking and
-registered in the dispatcher's selector; a slow reader's frames wait in a per-link
-queue (the dispatcher's flow control bounds it). A connection that does not send the
-preamble, announces a frame larger than its link's limit (small until the worker has
+Everything runs on the dispatcher's thread: sockets are non-blocking and registered in
+the dispatcher's selector; a slow reader's frames wait in a per-link queue (the
+dispatcher's flow control bounds it). A connection that does not send the preamble,
+announces a frame larger than its link's limit (small until the worker has
 authenticated), or does not open within ``seconds_auth`` is closed without its bytes
 ever reaching the dispatcher.
-
-Worker side, a :class:`SocketChannel` is used by two threads (the one running tasks
-sends results; the heartbeat thread receives); sends are serialized with a lock, and
-with TLS every call into the SSL object is, since OpenSSL objects are not thread-safe.
 """
 
 from __future__ import annotations
@@ -22,62 +14,28 @@ import collections
 import contextlib
 import itertools
 import logging
-import os
 import selectors
 import socket
 import ssl
-import struct
-import tempfile
-import threading
 import time
-from collections.abc import Callable
 
 from pycrew.loglimit import LogLimiter
-from pycrew.protocol import HELLO_MAX_BYTES
-from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
+from pycrew.wire.protocol import HELLO_MAX_BYTES
+from pycrew.wire.transport import Handler, Link, Server, split_url
+from pycrew.wire.transport.sockets import (
+    HEADER,
+    PREAMBLE,
+    READ_CHUNK,
+    READ_TURN,
+    WOULD_BLOCK,
+    WRITE_CHUNK,
+    server_context,
+    tune,
+)
 
 log = logging.getLogger(__name__)
 
-#: What a worker sends first: b"PYCREW", then the wire version (2 bytes).
-PREAMBLE = b"PYCREW\x00\x01"
-HEADER = struct.Struct("<Q")
-#: Bytes read per ``recv`` call, and most bytes one link may read per loop turn.
-READ_CHUNK = 256 * 1024
-READ_TURN = 4 * 1024 * 1024
-#: Largest slice handed to one ``send`` (SSL writes take at most 2 GiB).
-WRITE_CHUNK = 4 * 1024 * 1024
-
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
 HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
-
-
-def _server_context(key_pem: str, cert_pem: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    with tempfile.TemporaryDirectory(prefix="pycrew-tls-") as tmp:
-        key_path, cert_path = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
-        for path, text in ((key_path, key_pem), (cert_path, cert_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-        ctx.load_cert_chain(cert_path, key_path)
-    return ctx
-
-
-def _client_context(ca_pem: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cadata=ca_pem)
-    return ctx
-
-
-def _tune(sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-
-
-# -- server side -----------------------------------------------------------------------
 
 
 class SocketLink(Link):
@@ -123,7 +81,7 @@ class SocketServer(Server):
             raise ValueError(f"URL {url!r} and the TLS setting disagree")
         self._scheme = "tls+tcp" if use_tls else "tcp"
         self._host = host
-        self._ssl = _server_context(*tls) if tls is not None else None
+        self._ssl = server_context(*tls) if tls is not None else None
         self.bytes_max = bytes_max
         self.seconds_auth = seconds_auth
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -162,14 +120,14 @@ class SocketServer(Server):
         for _ in range(128):
             try:
                 sock, addr = self._listener.accept()
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except OSError as exc:  # e.g. out of file descriptors: keep serving the others
                 log.warning("accepting a connection failed: %s", exc)
                 return
             try:
                 sock.setblocking(False)
-                _tune(sock)
+                tune(sock)
                 if self._ssl is not None:
                     sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             except OSError as exc:
@@ -221,7 +179,7 @@ class SocketServer(Server):
         while total < READ_TURN or (tls and sock.pending()):  # type: ignore[attr-defined]
             try:
                 chunk = sock.recv(READ_CHUNK)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 break
             except OSError as exc:
                 log.debug("link %s: receive failed: %s", link.id, exc)
@@ -291,7 +249,7 @@ class SocketServer(Server):
             chunk = wbuf[0]
             try:
                 n = sock.send(chunk)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 n = 0
             except OSError as exc:
                 log.debug("link %s: send failed: %s", link.id, exc)
@@ -359,140 +317,3 @@ class SocketServer(Server):
             with contextlib.suppress(KeyError, ValueError, RuntimeError):
                 self._sel.unregister(self._listener)
         self._listener.close()
-
-
-# -- worker side -----------------------------------------------------------------------
-
-
-class SocketChannel(Channel):
-    """A worker's connection: non-blocking socket, waits with ``select``-style polling."""
-
-    interruptible = True
-
-    def __init__(self, sock: socket.socket, on_closed: Callable[[], None] | None) -> None:
-        sock.setblocking(False)
-        self.sock = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
-        self._send_lock = threading.Lock()
-        self._ssl_lock = threading.Lock() if self._tls else contextlib.nullcontext()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._rsel = selectors.DefaultSelector()
-        self._rsel.register(sock, selectors.EVENT_READ)
-        self._rsel.register(self._wake_r, selectors.EVENT_READ)
-        self._wsel = selectors.DefaultSelector()
-        self._wsel.register(sock, selectors.EVENT_WRITE)
-        self._rbuf = bytearray()
-        self._closed = False
-        self._on_closed = on_closed
-
-    @classmethod
-    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> SocketChannel:
-        """Connect to ``url``, retrying refused connections until ``seconds`` have passed."""
-        use_tls, host, port = split_url(url)
-        if use_tls and not ca:
-            raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
-        ctx = _client_context(ca) if use_tls and ca else None
-        deadline = time.monotonic() + seconds
-        delay = 0.05
-        last: Exception | None = None
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ConnectFailed(f"could not connect to {url} within {seconds:g} s: {last}")
-            try:
-                sock = socket.create_connection((host, port), timeout=min(left, 10.0))
-            except OSError as exc:  # refused, unreachable, timed out: the controller may not be up yet
-                last = exc
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 1.0)
-                continue
-            try:
-                _tune(sock)
-                if ctx is not None:
-                    sock = ctx.wrap_socket(sock, server_hostname=host)  # handshake within the timeout above
-                sock.sendall(PREAMBLE)
-            except ssl.SSLCertVerificationError as exc:
-                sock.close()
-                raise ConnectFailed(f"could not connect to {url}: its TLS certificate is not trusted ({exc.verify_message})") from exc
-            except OSError as exc:  # the peer went away during the handshake: try again
-                sock.close()
-                last = exc
-                continue
-            return cls(sock, on_closed)
-
-    def _gone(self) -> Closed:
-        if not self._closed:
-            self._closed = True
-            if self._on_closed is not None:
-                self._on_closed()
-        return Closed("the link to the controller is closed")
-
-    def send(self, frame: bytes) -> None:
-        """Send one frame; blocks while the socket buffer is full."""
-        data = memoryview(HEADER.pack(len(frame)) + frame)
-        with self._send_lock:
-            sent = 0
-            while sent < len(data):
-                if self._closed:
-                    raise Closed("the link to the controller is closed")
-                chunk = data[sent : sent + WRITE_CHUNK]
-                try:
-                    with self._ssl_lock:
-                        n = self.sock.send(chunk)
-                except _WOULD_BLOCK:
-                    self._wsel.select(0.5)
-                    continue
-                except OSError as exc:
-                    raise self._gone() from exc
-                sent += n
-
-    def recv(self, timeout: float) -> bytes | None:
-        """The next frame, ``None`` after ``timeout`` seconds without one."""
-        deadline = time.monotonic() + timeout
-        buf = self._rbuf
-        while True:
-            if len(buf) >= HEADER.size:
-                (length,) = HEADER.unpack_from(buf, 0)
-                end = HEADER.size + length
-                if len(buf) >= end:
-                    frame = bytes(buf[HEADER.size : end])
-                    del buf[:end]
-                    return frame
-            if self._closed:
-                raise Closed("the link to the controller is closed")
-            try:
-                with self._ssl_lock:
-                    chunk = self.sock.recv(READ_CHUNK)
-            except _WOULD_BLOCK:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                for key, _ in self._rsel.select(left):
-                    if key.fileobj == self._wake_r:  # interrupted
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(self._wake_r, 4096)
-                        return None
-                continue
-            except OSError as exc:
-                raise self._gone() from exc
-            if not chunk:
-                raise self._gone()
-            buf += chunk
-
-    def interrupt(self) -> None:
-        """Make a ``recv`` waiting in another thread return ``None``."""
-        with contextlib.suppress(OSError):  # full pipe (already interrupted) or closed
-            os.write(self._wake_w, b"x")
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        self._rsel.close()
-        self._wsel.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)

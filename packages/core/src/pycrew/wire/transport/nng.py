@@ -12,7 +12,7 @@ with what it sent (see :mod:`pycrew.control.dispatcher`), so nothing is lost for
 
 Size bound before authentication: NNG applies one receive limit to every pipe of a
 socket, and reads a whole message into memory before anyone can look at it. So the
-dispatcher's socket takes messages of at most :data:`~pycrew.protocol.HELLO_MAX_BYTES`
+dispatcher's socket takes messages of at most :data:`~pycrew.wire.protocol.HELLO_MAX_BYTES`
 (4 KiB) from anyone, like the ``socket`` transport before authentication, and a worker
 sends a larger frame as a run of fragments (kind ``F`` while more follow, ``E`` for the
 last piece) that the server joins per pipe, up to the link's limit: 4 KiB until the
@@ -32,8 +32,8 @@ from collections.abc import Callable
 import pynng
 
 from pycrew.loglimit import LogLimiter
-from pycrew.protocol import HELLO_MAX_BYTES
-from pycrew.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
+from pycrew.wire.protocol import HELLO_MAX_BYTES
+from pycrew.wire.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
 
 log = logging.getLogger(__name__)
 

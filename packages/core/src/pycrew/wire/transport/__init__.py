@@ -1,6 +1,6 @@
 """The link between the dispatcher and its workers, behind one small interface.
 
-Two transports carry the same frames (see :mod:`pycrew.protocol`):
+Two transports carry the same frames (see :mod:`pycrew.wire.protocol`):
 
 ``"socket"`` (the default)
     The standard library's sockets: the dispatcher multiplexes every connection on its
@@ -157,11 +157,11 @@ def listen(
         wake: makes the dispatcher's loop turn (called from other threads).
     """
     if transport == "socket":
-        from pycrew.transport.sockets import SocketServer
+        from pycrew.wire.transport.socket_server import SocketServer
 
         return SocketServer(url, tls, bytes_max, seconds_auth)
     if transport == "nng":
-        from pycrew.transport.nng import NngServer
+        from pycrew.wire.transport.nng import NngServer
 
         return NngServer(url, tls, bytes_max, wake)
     raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
@@ -188,11 +188,11 @@ def connect(
             not connected within ``seconds``.
     """
     if transport == "socket":
-        from pycrew.transport.sockets import SocketChannel
+        from pycrew.wire.transport.socket_channel import SocketChannel
 
         return SocketChannel.connect(url, ca, seconds, on_closed)
     if transport == "nng":
-        from pycrew.transport.nng import NngChannel
+        from pycrew.wire.transport.nng import NngChannel
 
         return NngChannel.connect(url, ca, seconds, on_closed)
     raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")

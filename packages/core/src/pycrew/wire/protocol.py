@@ -1,9 +1,11 @@
 """Wire messages between dispatcher and worker: framing and the authentication handshake.
 
 Nothing here unpickles. A frame (one message of the transport, see
-:mod:`pycrew.transport`) is a one-byte kind followed by its body. Control bodies are small JSON objects; task and result batches are sequences of
-``(u64 id, u32 length, payload)`` records whose payloads are opaque bytes (pickles made
-and read elsewhere, and only after the connection has authenticated).
+:mod:`pycrew.wire.transport`) is a one-byte kind followed by its body. Control bodies are
+small JSON objects; task and result batches are sequences of ``(u64 id, u32 length,
+payload)`` records whose payloads are opaque bytes (pickles made and read elsewhere, and
+only after the connection has authenticated; a result's layout is
+:class:`pycrew.wire.records.ResultRecord`).
 
 Handshake: when a worker connects, the dispatcher sends ``CHALLENGE`` with a random
 nonce; the worker answers ``HELLO`` with its instance id and

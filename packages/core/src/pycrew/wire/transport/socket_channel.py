@@ -1,0 +1,154 @@
+"""The worker's end of the ``socket`` transport (see :mod:`pycrew.wire.transport.sockets`).
+
+A :class:`SocketChannel` is used by two threads (the one running tasks sends results; the
+heartbeat thread receives); sends are serialized with a lock, and with TLS every call
+into the SSL object is, since OpenSSL objects are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from pycrew.wire.transport import Channel, Closed, ConnectFailed, split_url
+from pycrew.wire.transport.sockets import HEADER, PREAMBLE, READ_CHUNK, WOULD_BLOCK, WRITE_CHUNK, client_context, tune
+
+
+class SocketChannel(Channel):
+    """A worker's connection: non-blocking socket, waits with ``select``-style polling."""
+
+    interruptible = True
+
+    def __init__(self, sock: socket.socket, on_closed: Callable[[], None] | None) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._send_lock = threading.Lock()
+        self._ssl_lock = threading.Lock() if self._tls else contextlib.nullcontext()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._rsel = selectors.DefaultSelector()
+        self._rsel.register(sock, selectors.EVENT_READ)
+        self._rsel.register(self._wake_r, selectors.EVENT_READ)
+        self._wsel = selectors.DefaultSelector()
+        self._wsel.register(sock, selectors.EVENT_WRITE)
+        self._rbuf = bytearray()
+        self._closed = False
+        self._on_closed = on_closed
+
+    @classmethod
+    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> SocketChannel:
+        """Connect to ``url``, retrying refused connections until ``seconds`` have passed."""
+        use_tls, host, port = split_url(url)
+        if use_tls and not ca:
+            raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
+        ctx = client_context(ca) if use_tls and ca else None
+        deadline = time.monotonic() + seconds
+        delay = 0.05
+        last: Exception | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectFailed(f"could not connect to {url} within {seconds:g} s: {last}")
+            try:
+                sock = socket.create_connection((host, port), timeout=min(left, 10.0))
+            except OSError as exc:  # refused, unreachable, timed out: the controller may not be up yet
+                last = exc
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                tune(sock)
+                if ctx is not None:
+                    sock = ctx.wrap_socket(sock, server_hostname=host)  # handshake within the timeout above
+                sock.sendall(PREAMBLE)
+            except ssl.SSLCertVerificationError as exc:
+                sock.close()
+                raise ConnectFailed(f"could not connect to {url}: its TLS certificate is not trusted ({exc.verify_message})") from exc
+            except OSError as exc:  # the peer went away during the handshake: try again
+                sock.close()
+                last = exc
+                continue
+            return cls(sock, on_closed)
+
+    def _gone(self) -> Closed:
+        if not self._closed:
+            self._closed = True
+            if self._on_closed is not None:
+                self._on_closed()
+        return Closed("the link to the controller is closed")
+
+    def send(self, frame: bytes) -> None:
+        """Send one frame; blocks while the socket buffer is full."""
+        data = memoryview(HEADER.pack(len(frame)) + frame)
+        with self._send_lock:
+            sent = 0
+            while sent < len(data):
+                if self._closed:
+                    raise Closed("the link to the controller is closed")
+                chunk = data[sent : sent + WRITE_CHUNK]
+                try:
+                    with self._ssl_lock:
+                        n = self.sock.send(chunk)
+                except WOULD_BLOCK:
+                    self._wsel.select(0.5)
+                    continue
+                except OSError as exc:
+                    raise self._gone() from exc
+                sent += n
+
+    def recv(self, timeout: float) -> bytes | None:
+        """The next frame, ``None`` after ``timeout`` seconds without one."""
+        deadline = time.monotonic() + timeout
+        buf = self._rbuf
+        while True:
+            if len(buf) >= HEADER.size:
+                (length,) = HEADER.unpack_from(buf, 0)
+                end = HEADER.size + length
+                if len(buf) >= end:
+                    frame = bytes(buf[HEADER.size : end])
+                    del buf[:end]
+                    return frame
+            if self._closed:
+                raise Closed("the link to the controller is closed")
+            try:
+                with self._ssl_lock:
+                    chunk = self.sock.recv(READ_CHUNK)
+            except WOULD_BLOCK:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                for key, _ in self._rsel.select(left):
+                    if key.fileobj == self._wake_r:  # interrupted
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                        return None
+                continue
+            except OSError as exc:
+                raise self._gone() from exc
+            if not chunk:
+                raise self._gone()
+            buf += chunk
+
+    def interrupt(self) -> None:
+        """Make a ``recv`` waiting in another thread return ``None``."""
+        with contextlib.suppress(OSError):  # full pipe (already interrupted) or closed
+            os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self._rsel.close()
+        self._wsel.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)

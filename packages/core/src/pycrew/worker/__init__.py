@@ -1,0 +1,63 @@
+"""The worker: ``python -m pycrew.worker`` (or ``pycrew worker``).
+
+It dials the controller, proves its instance token (read from the environment variable
+``PYCREW_TOKEN``, never from the command line), runs the tasks it is sent, and exits
+after ``--seconds-idle`` without work, ``--seconds-wall`` of life or ``--tasks-max``
+tasks, and promptly when the controller goes away.
+
+The worker side (this package and :mod:`pycrew.wire`) imports nothing of the controller
+side: a container with pycrew and the user's code is enough. Its modules:
+:mod:`~pycrew.worker.command` (the command line), :mod:`~pycrew.worker.loop` (connection,
+reading, serving), :mod:`~pycrew.worker.results` (batching results),
+:mod:`~pycrew.worker.execution` (running one task), :mod:`~pycrew.worker.sampling`
+(CPU and memory samples).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pycrew.worker``: parse the options, check the secrets, serve.
+
+    Returns:
+        The exit code: 0 after an exit rule or a stop request, 2 when started wrongly
+        (usage, no token, no CA for TLS, no array index), 3 when it could not connect or
+        was refused, 4 when the controller went away during a task.
+    """
+    # The task loop is imported here, not when a controller imports the command line.
+    import logging
+
+    from pycrew.wire import protocol as p
+    from pycrew.worker.command import WorkerCommand, parser
+    from pycrew.worker.loop import EXIT_NO_TOKEN, Worker
+
+    ap = parser()
+    namespace = ap.parse_args(argv)  # usage errors and --help exit here
+    try:
+        command = WorkerCommand.from_namespace(namespace)
+    except ValueError as exc:
+        ap.error(str(exc))
+    logging.basicConfig(level=os.environ.get("PYCREW_WORKER_LOG_LEVEL", "WARNING"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = os.environ.pop(p.TOKEN_ENV, None)
+    if not token:
+        print(f"pycrew worker: the environment variable {p.TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
+        return EXIT_NO_TOKEN
+    ca = os.environ.pop(p.TLS_CA_ENV, None)
+    # The worker's own threads (heartbeats, cancel, metrics) must get the GIL back quickly
+    # from a CPU-bound task: a shorter switch interval bounds how long they wait.
+    sys.setswitchinterval(0.001)
+    try:
+        resolved = command.resolve(os.environ)
+        if command.array:  # every element holds the batch key: its own token derives from it
+            assert resolved.instance is not None
+            token = p.derive_token(token, resolved.instance)
+        worker = Worker(resolved, token, ca)
+    except ValueError as exc:
+        print(f"pycrew worker: {exc}", file=sys.stderr)
+        return EXIT_NO_TOKEN
+    gc.collect()
+    return worker.run()

@@ -1,0 +1,344 @@
+"""The worker's connection and task loop: :class:`Worker`.
+
+The worker dials the controller, proves its instance token, runs the tasks it is sent,
+and exits after ``seconds_idle`` without work, ``seconds_wall`` of life or ``tasks_max``
+tasks, and promptly when the controller goes away (connection closed, or no heartbeat
+within the timeout the controller announces).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+
+from pycrew.wire import protocol as p
+from pycrew.wire import transport
+from pycrew.wire.protocol import TLS_CA_ENV
+from pycrew.wire.records import ResultRecord
+from pycrew.worker.command import WorkerCommand
+from pycrew.worker.execution import TaskRunner, pack_result
+from pycrew.worker.results import RECORD_HEADER, ResultBatcher
+from pycrew.worker.sampling import sample_metrics
+
+log = logging.getLogger("pycrew.worker")
+
+EXIT_OK = 0
+EXIT_NO_TOKEN = 2
+EXIT_NO_CONNECTION = 3
+EXIT_CONTROLLER_GONE = 4
+
+#: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
+FRAME_HEADROOM = 64
+
+
+class Worker:
+    """One worker process's connection and task loop.
+
+    Args:
+        command: the worker's command, its instance id known (see :meth:`WorkerCommand.resolve`).
+        token: the instance's secret token.
+        ca: the PEM certificate to trust when the URL uses TLS.
+
+    Raises:
+        ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing.
+    """
+
+    def __init__(self, command: WorkerCommand, token: str, ca: str | None) -> None:
+        if command.instance is None:
+            raise ValueError("the worker needs its instance id: resolve the array command first (WorkerCommand.resolve)")
+        if command.url.startswith("tls+") and not ca:
+            raise ValueError(f"{command.url} uses TLS but ${TLS_CA_ENV} is not set")
+        self.command = command
+        self.instance: str = command.instance
+        self.token = token
+        self.started = time.monotonic()
+        self.tasks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.cv = threading.Condition()
+        self.welcomed = threading.Event()
+        self.gone = threading.Event()
+        self.stop_reason = ""
+        self.frames_received = 0
+        self.last_seen = time.monotonic()
+        self.seconds_heartbeat = 2.0
+        self.seconds_heartbeat_timeout = 20.0
+        self.running = False
+        self.done = 0
+        self.runner = TaskRunner(reset=command.reset, garbage_collection=command.garbage_collection)
+        self.ca = ca
+        self.channel: transport.Channel | None = None
+        self.direct = False  # the idle main thread reads its own frames (see _comms_reads)
+        self.acknowledge = False  # answer every TASKS frame with a BEAT (NNG links)
+        self.serving = False
+        self.reader = threading.Lock()
+        self.main_wants_read = False
+        self.comms_reading = False
+        self.task_started = 0.0
+        self.last_read = time.monotonic()
+        self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
+
+    def _link_closed(self) -> None:
+        self._controller_gone("the controller closed the connection")
+
+    def _controller_gone(self, why: str) -> None:
+        if self.gone.is_set():
+            return
+        self.stop_reason = why
+        self.gone.set()
+        with self.cv:
+            self.cv.notify_all()
+        if self.running:  # a task is running: it cannot be interrupted politely, so exit now
+            log.info("pycrew worker %s exiting during a task: %s", self.instance, why)
+            os._exit(EXIT_CONTROLLER_GONE)
+
+    # -- reading frames ----------------------------------------------------------------
+    #
+    # On an interruptible channel (the socket transport) the main thread reads its own
+    # frames while it is idle, so a task goes from the socket to the task runner without
+    # a thread hand-off. The comms thread reads only while the worker is not serving yet
+    # (the handshake), while a task has run for READ_HANDOVER seconds (to see CANCEL and
+    # STOP), and when nobody has read for a heartbeat interval (a long run of short
+    # prefetched tasks). Whoever reads holds ``reader``; the idle main thread interrupts
+    # the comms thread's read to take the role back. On other channels the comms thread
+    # reads everything and hands tasks over through ``cv``.
+
+    READ_HANDOVER = 0.1
+
+    def _read_one(self, timeout: float) -> bool:
+        """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
+        channel = self.channel
+        assert channel is not None
+        try:
+            frame = channel.recv(max(timeout, 0.001))
+        except transport.Closed:
+            self._controller_gone("the controller closed the connection")
+            return False
+        self.last_read = time.monotonic()
+        if frame is not None:
+            self.last_seen = self.last_read
+            self._handle(frame)
+        return not self.gone.is_set()
+
+    def _handle(self, frame: bytes) -> None:
+        kind = frame[0] if frame else -1
+        if kind == p.TASKS:
+            records = p.decode_records(frame)
+            with self.cv:
+                busy = self.running or bool(self.tasks)
+                self.frames_received += 1
+                self.tasks.extend(records)
+                self.cv.notify()
+            # A frame that reaches an idle worker is answered by its results soon (and
+            # the dispatcher counts a worker with nothing in flight as up to date); one
+            # that waits behind other tasks is acknowledged now.
+            if self.acknowledge and busy:
+                self._send(self._beat())
+        elif kind == p.CHALLENGE:
+            nonce = p.decode_challenge(frame)
+            hello = {
+                "v": p.PROTOCOL_VERSION,
+                "instance": self.instance,
+                "mac": p.mac(self.token, nonce, self.instance),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "worker": self.command.worker,
+                "tasks_max": self.command.tasks_max,
+            }
+            self._send(p.encode_json(p.HELLO, hello))
+        elif kind == p.WELCOME:
+            body = p.decode_json(frame)
+            self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
+            self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+            self._limit_frames(body.get("bytes_max"))
+            self.welcomed.set()
+        elif kind == p.CANCEL:
+            self._cancel(p.decode_ids(frame))
+        elif kind == p.STOP:
+            self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+
+    def _limit_frames(self, bytes_max: object) -> None:
+        """Fit every RESULTS frame under the dispatcher's ``bytes_max`` (None: an older dispatcher)."""
+        if bytes_max is None:
+            return
+        if not isinstance(bytes_max, int) or isinstance(bytes_max, bool) or bytes_max < 4 * FRAME_HEADROOM:
+            log.warning("pycrew worker %s: ignoring bytes_max=%r from the controller (not an integer >= %d)",
+                        self.instance, bytes_max, 4 * FRAME_HEADROOM)
+            return
+        frame_max = bytes_max - FRAME_HEADROOM
+        self.batcher.frame_max = frame_max
+        self.runner.limit_results(bytes_max, frame_max - 1 - RECORD_HEADER)
+
+    def _beat(self) -> bytes:
+        """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
+        return bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little")
+
+    def _comms_reads(self, now: float) -> bool:
+        """Whether the comms thread should read now (see above)."""
+        if not self.direct or not self.serving:
+            return True
+        if self.main_wants_read:
+            return False
+        if self.running and now - self.task_started >= self.READ_HANDOVER:
+            return True
+        return now - self.last_read >= self.seconds_heartbeat
+
+    def _comms(self) -> None:
+        next_beat = time.monotonic()
+        while not self.gone.is_set():
+            now = time.monotonic()
+            if self.welcomed.is_set() and now >= next_beat:
+                next_beat = now + self.seconds_heartbeat
+                self._send(self._beat())
+                if now - self.last_seen > self.seconds_heartbeat_timeout:
+                    self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
+                    return
+            deadline = self.runner.deadline
+            if deadline is not None and now >= deadline and self.runner.current is not None:
+                self.runner.interrupt(self.runner.current, "timeout", "the task ran longer than its seconds_timeout")
+                deadline = None
+            wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
+            if deadline is not None:
+                wait = min(wait, max(0.001, deadline - now))
+            if not self._comms_reads(now):
+                # A running task is handed over READ_HANDOVER after it started; otherwise
+                # look again soon enough to notice a task start (and its time limit).
+                nap = max(0.001, self.task_started + self.READ_HANDOVER - now) if self.running else 0.05
+                self.gone.wait(min(wait, nap))
+                continue
+            if not self.reader.acquire(timeout=wait):
+                continue
+            try:
+                self.comms_reading = True
+                if self.main_wants_read:  # the idle main thread asked for the role meanwhile
+                    continue
+                if not self._read_one(wait):
+                    return
+            finally:
+                self.comms_reading = False
+                self.reader.release()
+
+    def _idle_read(self, timeout: float) -> None:
+        """The idle main thread reads (interrupting the comms thread's read if needed)."""
+        channel = self.channel
+        assert channel is not None
+        self.main_wants_read = True
+        if self.comms_reading:
+            channel.interrupt()
+        with self.reader:
+            self.main_wants_read = False
+            if not self.tasks:
+                self._read_one(timeout)
+
+    def _cancel(self, ids: list[int]) -> None:
+        """Stop the running task if it is cancelled; drop cancelled tasks not started yet."""
+        wanted = set(ids)
+        for task_id in ids:
+            self.runner.interrupt(task_id, "cancel", "cancelled by the controller")
+        with self.cv:
+            dropped = [i for i, _ in self.tasks if i in wanted]
+            if dropped:
+                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+        if dropped:
+            body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=time.time()))
+            with self.batcher.cv:
+                self.batcher.send_records([(i, body) for i in dropped])
+
+    def _send(self, frame: bytes) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        try:
+            channel.send(frame)
+        except (transport.Closed, OSError) as exc:
+            log.debug("send failed: %s", exc)
+
+    # -- main thread ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Connect, serve tasks until an exit rule fires, and return the exit code."""
+        a = self.command
+        deadline = time.monotonic() + a.seconds_launch
+        try:
+            self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed)
+        except transport.ConnectFailed as exc:
+            log.error("pycrew worker %s %s", self.instance, exc)
+            return EXIT_NO_CONNECTION
+        self.direct = self.channel.interruptible
+        self.acknowledge = self.channel.acknowledges
+        self.runner.install()
+        threading.Thread(target=self.batcher.run_flusher, name="pycrew-worker-flusher", daemon=True).start()
+        if a.metrics_seconds:
+            threading.Thread(
+                target=sample_metrics,
+                args=(a, self.gone, lambda: self.runner.current_name),
+                name="pycrew-worker-metrics",
+                daemon=True,
+            ).start()
+        comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
+        comms.start()
+        while not self.welcomed.wait(0.05):
+            if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
+                log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
+                self.channel.close()
+                return EXIT_NO_CONNECTION
+            if time.monotonic() > deadline:
+                log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
+                self.channel.close()
+                return EXIT_NO_CONNECTION
+        self.serving = True
+        reason = self._serve()
+        self.batcher.stop()
+        if not self.gone.is_set():
+            unstarted = [i for i, _ in self.tasks]
+            self._send(p.encode_json(p.BYE, {"reason": reason, "unstarted": unstarted}))
+            self.gone.wait(2.0)  # the dispatcher closes the link after reading BYE
+        self.channel.close()
+        return EXIT_OK
+
+    def _running_since(self) -> float | None:
+        """When the running task started, or ``None`` (the result flusher asks)."""
+        return self.task_started if self.running else None
+
+    def _serve(self) -> str:
+        a = self.command
+        batcher = self.batcher
+        last_work = time.monotonic()
+        wall_end = self.started + a.seconds_wall
+        while True:
+            now = time.monotonic()
+            if self.gone.is_set():
+                return self.stop_reason
+            if a.tasks_max is not None and self.done >= a.tasks_max and not self.tasks:
+                batcher.flush()
+                return f"tasks_max={a.tasks_max} reached"
+            if now >= wall_end:
+                batcher.flush()
+                return f"seconds_wall={a.seconds_wall:g} reached"
+            if batcher.results and not self.tasks:
+                batcher.flush()  # before waiting (and not under ``cv``: a failing send takes it)
+            with self.cv:
+                task = self.tasks.popleft() if self.tasks else None
+                if task is None:
+                    deadline = min(last_work + a.seconds_idle, wall_end)
+                    if now >= deadline:
+                        return f"idle for seconds_idle={a.seconds_idle:g}"
+                    if not self.direct:
+                        self.cv.wait(min(deadline - now, 1.0))
+                        continue
+            if task is None:
+                self._idle_read(min(deadline - now, 1.0))
+                continue
+            task_id, payload = task
+            started = time.monotonic()
+            self.task_started = started
+            self.running = True
+            if batcher.results and not batcher.armed:
+                batcher.arm()
+            out = self.runner.run(task_id, payload)
+            self.running = False
+            self.done += 1
+            last_work = time.monotonic()
+            batcher.add(task_id, out, started, last_work, bool(self.tasks))

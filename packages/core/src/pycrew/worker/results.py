@@ -1,0 +1,134 @@
+"""Results on their way out of a worker: batched, flushed in time, split to fit the frame limit.
+
+Results of short tasks travel in batches (one RESULTS frame per
+:attr:`ResultBatcher.FLUSH_SECONDS` or :attr:`ResultBatcher.FLUSH_COUNT` results). A batch
+never waits for a longer task: when the task that started after it has run
+``FLUSH_SECONDS``, the flusher thread sends it. No frame exceeds the controller's
+``bytes_max``: a batch is split, and a single result that cannot fit has already become
+an error result (see :meth:`pycrew.worker.execution.TaskRunner.limit_results`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from pycrew.wire import protocol as p
+
+#: Bytes a RESULTS frame spends on each record besides its payload (id and length).
+RECORD_HEADER = len(p.encode_records(p.RESULTS, [(0, b"")])) - 1
+
+
+class ResultBatcher:
+    """The results a worker has not sent yet, and the thread that sends them when a task runs long.
+
+    ``cv`` guards the waiting results and is held while a batch is sent, so batches leave
+    in the order they were taken (the main thread's final flush, and the BYE after it,
+    come after anything the flusher took).
+
+    Args:
+        send: sends one frame (never raises).
+        running_since: when the task running now started (``time.monotonic()``), or
+            ``None`` while no task runs.
+        gone: set when the link to the controller is gone (the flusher then stops).
+    """
+
+    FLUSH_COUNT = 256
+    FLUSH_SECONDS = 0.002
+
+    def __init__(self, send: Callable[[bytes], None], running_since: Callable[[], float | None], gone: threading.Event) -> None:
+        self._send = send
+        self._running_since = running_since
+        self._gone = gone
+        self.results: list[tuple[int, bytes]] = []
+        self.since = 0.0  # when the oldest waiting result was added
+        self.cv = threading.Condition(threading.Lock())
+        self.armed = False  # the flusher watches the running task (see run_flusher)
+        self.stopped = False
+        self.frame_max: int | None = None  # largest frame the dispatcher accepts (None: unknown)
+
+    def add(self, task_id: int, result: bytes, started: float, finished: float, more_waiting: bool) -> None:
+        """Queue one task's result; send the batch unless it should wait for more.
+
+        A batch goes when no task is waiting to run (``more_waiting`` false), when it is
+        full, when its oldest result is ``FLUSH_SECONDS`` old, or when this task ran longer
+        than that (the dispatcher can then refill this worker at once).
+        """
+        with self.cv:
+            if not self.results:
+                self.since = finished
+            self.results.append((task_id, result))
+            if (
+                not more_waiting
+                or len(self.results) >= self.FLUSH_COUNT
+                or finished - self.since > self.FLUSH_SECONDS
+                or finished - started > self.FLUSH_SECONDS
+            ):
+                self.send_records(self.results)
+                self.results = []
+
+    def arm(self) -> None:
+        """Have the flusher watch the task starting now: results wait while it runs."""
+        with self.cv:
+            if self.results and not self.armed:
+                self.armed = True
+                self.cv.notify()
+
+    def run_flusher(self) -> None:
+        """Send waiting results once the running task has run ``FLUSH_SECONDS`` (a thread's target).
+
+        The main thread cannot know how long the next task runs; rather than holding
+        finished results until it ends, this thread sends them if it has not ended soon.
+        While results keep coming fast, the main thread sends them first and this thread
+        only looks at the clock.
+        """
+        with self.cv:
+            while not self.stopped and not self._gone.is_set():
+                started = self._running_since()
+                if not self.results or started is None:
+                    self.armed = False  # the main thread re-arms when a task starts with results waiting
+                    self.cv.wait()
+                    continue
+                due = started + self.FLUSH_SECONDS
+                now = time.monotonic()
+                if now < due:
+                    self.cv.wait(due - now)
+                    continue
+                self.send_records(self.results)
+                self.results = []
+
+    def flush(self) -> None:
+        """Send every waiting result now."""
+        with self.cv:
+            if self.results:
+                self.send_records(self.results)
+                self.results = []
+
+    def stop(self) -> None:
+        """End the flusher thread."""
+        with self.cv:
+            self.stopped = True
+            self.cv.notify()
+
+    def send_records(self, results: list[tuple[int, bytes]]) -> None:
+        """Send ``results`` in RESULTS frames of at most ``frame_max`` bytes (caller holds ``cv``).
+
+        Every record fits in one frame by itself (the task runner makes larger results
+        error results); records go together while their frame stays under the limit.
+        """
+        limit = self.frame_max
+        if limit is None:
+            self._send(p.encode_records(p.RESULTS, results))
+            return
+        batch: list[tuple[int, bytes]] = []
+        size = 1
+        for record in results:
+            grow = RECORD_HEADER + len(record[1])
+            if batch and size + grow > limit:
+                self._send(p.encode_records(p.RESULTS, batch))
+                batch, size = [], 1
+            batch.append(record)
+            size += grow
+        if batch:
+            self._send(p.encode_records(p.RESULTS, batch))
