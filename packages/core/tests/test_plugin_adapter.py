@@ -420,3 +420,48 @@ def test_a_launcher_plugin_runs_tasks_on_real_workers(popen_plugin: PopenPlugin,
         assert handles and set(handles) <= {p.pid for p in popen_plugin.started}, f"handles {handles} are not the plugin's pids"
     assert popen_plugin.children == {}, "core should have terminated every worker through the plugin's terminate method"
     assert all(proc.poll() is not None for proc in popen_plugin.started), "terminate left workers running"
+
+
+# -- the address workers dial ----------------------------------------------------------------
+
+
+class TunnelPlugin(EchoPlugin):
+    """A remote launcher that knows where its workers must dial: size picks the loopback address."""
+
+    name = "tunnel"
+
+    def dial_host(self, options: EchoOptions) -> str | None:
+        return None if options.size == 0 else f"127.0.0.{options.size}"
+
+
+def test_a_launcher_suggests_the_address_its_workers_dial_and_host_wins():
+    reg = registry_with(TunnelPlugin())
+    assert pycrew.Controller("tunnel", registry=reg, size=3).url == "tcp://127.0.0.3:0"
+    assert pycrew.Controller("tunnel", registry=reg, size=3, host="127.0.0.9").url == "tcp://127.0.0.9:0"
+    # None: core's default for a remote launcher, a routable address of this machine (not 127.0.0.x)
+    assert not pycrew.Controller("tunnel", registry=reg, size=0).url.startswith("tcp://127.0.0.3")
+
+
+def test_bare_hooks_register_dial_host_too():
+    class Bare:
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register: Any) -> None:
+            register("bare", OtherOptions, dial_host=lambda options: "127.0.0.7")
+
+    reg = registry_with(Bare())
+    assert reg.launcher("bare").dial_host is not None
+    assert pycrew.Controller("bare", registry=reg).url == "tcp://127.0.0.7:0"
+
+
+def test_a_failing_or_bad_suggestion_is_a_plugin_error_naming_the_way_out():
+    class Broken(TunnelPlugin):
+        name = "broken"
+
+        def dial_host(self, options: EchoOptions) -> str | None:
+            return "" if options.size == 2 else str(1 / 0)
+
+    reg = registry_with(Broken())
+    with pytest.raises(pycrew.PluginError, match="failed to suggest .* set the controller option host="):
+        pycrew.Controller("broken", registry=reg)
+    with pytest.raises(pycrew.PluginError, match="not a host name"):
+        pycrew.Controller("broken", registry=reg, size=2)

@@ -15,7 +15,7 @@ so a slow platform API does not delay tasks.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol, overload
 
 import pluggy
@@ -61,6 +61,7 @@ class RegisterLauncher(Protocol):
         remote: bool = False,
         capabilities: Collection[str] = (),
         seconds_exit_margin: float = 5.0,
+        dial_host: Callable[[LauncherOptions], str | None] | None = None,
         distribution: str | None = None,
         version: str | None = None,
     ) -> None: ...

@@ -232,7 +232,19 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
             remote=self.remote,
             capabilities=self.capabilities,
             seconds_exit_margin=self.seconds_exit_margin,
+            dial_host=self._dial_host,
         )
+
+    def _dial_host(self, options: LauncherOptions) -> str | None:
+        return self.dial_host(self.options_of(LauncherInfo(name=self.name, options=options)))
+
+    def dial_host(self, options: OptionsT) -> str | None:
+        """The address workers should dial, from the launcher's options; ``None``: core's default.
+
+        Override it when the platform knows better than "a routable address of this machine"
+        (a cluster-internal interface, a VPC address); the controller option ``host`` wins.
+        """
+        return None
 
     @_hookimpl
     def pycrew_launch_workers(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> list[Any]:

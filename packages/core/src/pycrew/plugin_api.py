@@ -10,7 +10,7 @@ import math
 import shlex
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -330,6 +330,11 @@ class LauncherSpec:
             is skipped there, visibly.
         seconds_exit_margin: how long after its controller dies the platform needs, beyond
             ``seconds_idle``, until every worker is gone.
+        dial_host: the address workers should dial, suggested by the launcher from its
+            options (a cluster-internal address, a VPC interface, a tunnel's end), or
+            ``None`` to let core choose (127.0.0.1, or a routable address when ``remote``).
+            Called once per controller with the launcher's options; the controller option
+            ``host`` always wins.
         plugin: the plugin object that implements the hooks (filled in by core).
         distribution: the distribution that provides it (filled in by core).
         version: that distribution's version (filled in by core).
@@ -341,6 +346,7 @@ class LauncherSpec:
     remote: bool = False
     capabilities: frozenset[str] = frozenset()
     seconds_exit_margin: float = 5.0
+    dial_host: Callable[[LauncherOptions], str | None] | None = field(default=None, repr=False, compare=False)
     plugin: Any = field(default=None, repr=False, compare=False)
     distribution: str | None = None
     version: str | None = None

@@ -209,6 +209,7 @@ class PluginRegistry:
             remote=spec.remote,
             capabilities=capabilities,
             seconds_exit_margin=spec.seconds_exit_margin,
+            dial_host=spec.dial_host,
             plugin=plugin,
             distribution=distribution or spec.distribution,
             version=version or spec.version,

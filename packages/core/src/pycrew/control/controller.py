@@ -24,7 +24,7 @@ from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
 from pycrew.control.tasks import Task
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
-from pycrew.errors import ControllerError, OptionsError, PycrewError
+from pycrew.errors import ControllerError, OptionsError, PluginError, PycrewError
 from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
@@ -74,7 +74,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self.name = self.options.name or self.spec.name
         self.id = secrets.token_hex(8)
         self.info = LauncherInfo(name=self.spec.name, options=self.launcher_options, controller=self.name, controller_id=self.id)
-        self.host = self.options.host or (routable_address() if self.spec.remote else "127.0.0.1")
+        self.host = self.options.host or self._suggested_host() or (routable_address() if self.spec.remote else "127.0.0.1")
         self.tls: TLS = self.options.tls
         self._tls_material: tuple[str, str, str, str] | None = None
         if self.tls.enabled:
@@ -109,6 +109,21 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self.dashboard_link: str | None = None
         self._dashboard: Dashboard | None = None
         self._result_listeners: list[Callable[[Task, TaskResult], None]] = []
+
+    def _suggested_host(self) -> str | None:
+        """The address the launcher suggests its workers dial (``LauncherSpec.dial_host``), if any."""
+        if self.spec.dial_host is None:
+            return None
+        try:
+            host = self.spec.dial_host(self.launcher_options)
+        except Exception as exc:
+            raise PluginError(
+                f"launcher {self.spec.name!r} failed to suggest the address its workers dial: {type(exc).__name__}: "
+                f"{exc}; set the controller option host= to choose it yourself"
+            ) from exc
+        if host is not None and (not isinstance(host, str) or not host.strip()):
+            raise PluginError(f"launcher {self.spec.name!r} suggested {host!r} as the address to dial: not a host name or IP")
+        return host
 
     # -- life cycle ---------------------------------------------------------------------
 
