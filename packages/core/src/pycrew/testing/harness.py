@@ -233,3 +233,19 @@ def line_reader(stream: Any) -> Callable[[float], str | None]:
                 return None
 
     return read
+
+
+def launched_handle(c: pycrew.Controller, worker: int, timeout: float) -> Any:
+    """The handle the launch hook returned for the worker in slot ``worker`` (1-based).
+
+    Hooks run in the controller's pool, so a fast worker can connect and finish a task before
+    its launch hook has returned: wait for the hook, then read the handle.
+    """
+    slot = c.launcher.slots[worker - 1]
+    wait_until(
+        lambda: slot.handle_known,
+        timeout,
+        lambda: f"the launch hook of slot {worker} has not returned {timeout:g} s after its worker ran a task"
+        f"{describe(c)}",
+    )
+    return slot.handle

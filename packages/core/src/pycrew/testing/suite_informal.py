@@ -23,6 +23,7 @@ from pycrew.testing import tasks
 from pycrew.testing.harness import (
     CONNECT_HINT,
     describe,
+    launched_handle,
     run_one,
     same_host,
     unreachable_url,
@@ -201,7 +202,7 @@ class InformalTests(SuiteFixtures):
         )
         row = c.summary().workers[r.worker - 1]
         assert (row.host, row.pid, row.instance) == (host, pid, instance), f"summary row {row} disagrees with {r}"
-        handle = c.launcher.slots[r.worker - 1].handle
+        handle = launched_handle(c, r.worker, launcher_config.seconds_timeout)
         assert handle is not None, (
             "pycrew_launch_workers returned None as the handle: return a value that identifies the worker"
         )
@@ -292,7 +293,7 @@ class InformalTests(SuiteFixtures):
         c = controllers(workers=1)
         recorder.watch(c)
         r = run_one(c, launcher_config.seconds_timeout, name="observed")
-        handle = c.launcher.slots[0].handle
+        handle = launched_handle(c, 1, launcher_config.seconds_timeout)
         c.terminate()
         assert [call.instance for call, _ in recorder.launched] == [r.instance], (
             f"pycrew_worker_launched should report the one launched worker {r.instance}: {recorder.launched}"
