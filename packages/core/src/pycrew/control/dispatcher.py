@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import heapq
 import logging
 import os
 import selectors
@@ -26,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
@@ -36,7 +36,7 @@ from pycrew.wire.transport import Link
 
 log = logging.getLogger(__name__)
 
-class Dispatcher(Upkeep):
+class Dispatcher(Assignment, Upkeep):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
     Callbacks (all called on the dispatcher thread):
@@ -340,82 +340,3 @@ class Dispatcher(Upkeep):
         # The queue is assigned once per loop turn, after every frame that arrived was
         # read: fewer, fuller TASKS frames, and never a burst of frames to one NNG pipe
         # (whose queue would discard them).
-
-    def record_seconds(self, seconds: float) -> None:
-        """Feed a task's run time into the moving average that sizes prefetching."""
-        self.ewma = seconds if self.ewma is None else 0.8 * self.ewma + 0.2 * seconds
-
-    def _limit(self) -> int:
-        if self.ewma is None:
-            return 1
-        if self.ewma <= 0:
-            return self.settings.prefetch_max
-        # Tasks shorter than seconds_prefetch keep one more in flight than they need, so
-        # the next one is already on the worker when the current one ends; longer tasks go
-        # one at a time, so none waits behind a long one while another worker is free.
-        return max(1, min(self.settings.prefetch_max, 1 + int(self.settings.seconds_prefetch / self.ewma)))
-
-    def _offer(self, conn: Conn) -> None:
-        """Put ``conn`` in the ready heap with its current load (its older entry goes stale)."""
-        if conn.state != READY:
-            return
-        conn.ready_version += 1
-        heapq.heappush(self._ready, (len(conn.in_flight), conn.link.id, conn.ready_version))
-        if len(self._ready) > 4 * len(self.conns) + 64:  # mostly stale entries: start afresh
-            self._rebuild_ready()
-
-    def _rebuild_ready(self) -> None:
-        entries = []
-        for conn in self.conns.values():
-            if conn.state == READY:
-                conn.ready_version += 1
-                entries.append((len(conn.in_flight), conn.link.id, conn.ready_version))
-        heapq.heapify(entries)
-        self._ready = entries
-
-    def _assign(self) -> None:
-        limit = self._limit()
-        if limit > self._ready_limit:  # a wider prefetch window: workers that were full may have room
-            self._rebuild_ready()
-        self._ready_limit = limit
-        heap = self._ready
-        if not heap:
-            return
-        queue = self.queue
-        conns = self.conns
-        # The heap may hold stale entries, so this share errs on the small side; a worker that
-        # still has room after its share is offered again and may take more in this same turn.
-        share = max(1, -(-len(queue) // len(heap)))
-        while queue and heap:
-            _, link_id, version = heapq.heappop(heap)
-            conn = conns.get(link_id)
-            if conn is None or conn.ready_version != version or conn.state != READY:
-                continue
-            if conn.link.unacked_max is not None and conn.frames_sent - conn.frames_acked >= conn.link.unacked_max:
-                continue  # offered again when the worker acknowledges
-            room = min(limit, conn.tasks_left) - len(conn.in_flight)
-            if room <= 0:
-                continue  # offered again when results give it room
-            n = min(share, room)
-            batch: list[tuple[int, bytes]] = []
-            while len(batch) < n and queue:
-                task = queue.popleft()
-                if task.resolved:
-                    continue
-                if task.future is not None and not task.running:
-                    if not task.future.set_running_or_notify_cancel():
-                        self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
-                        continue
-                task.running = True
-                task.attempts += 1
-                conn.in_flight[task.id] = task
-                batch.append((task.id, task.payload))
-            if batch:
-                if len(conn.in_flight) == len(batch):
-                    conn.progress = time.monotonic()
-                conn.tasks_left -= len(batch)
-                conn.frames_sent += 1
-                conn.last_task_send = time.monotonic()
-                self._send(conn, p.encode_records(p.TASKS, batch))
-            if len(conn.in_flight) < min(limit, conn.tasks_left):
-                self._offer(conn)
