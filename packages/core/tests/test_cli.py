@@ -240,7 +240,9 @@ def test_monitor_terminate_all_and_orphans(fake: FakeLauncher) -> None:
         (["terminate"], "terminate needs worker ids, --all or --orphans"),
         (["terminate", "w1", "--all"], "give worker ids or --all, not both"),
         (["list", "w1"], "worker ids and --all are for terminate"),
-        (["stop"], "'stop' is not one of 'list', 'terminate'"),
+        (["stop"], "'stop' is not one of 'list', 'logs', 'terminate'"),
+        (["logs"], "logs needs exactly one worker id"),
+        (["logs", "w1", "w2"], "logs needs exactly one worker id"),
     ],
 )
 def test_monitor_usage_errors(fake: FakeLauncher, args: list[str], message: str) -> None:

@@ -92,7 +92,10 @@ def test_only_the_pycrew_hooks_of_a_subclass_are_hook_implementations() -> None:
     plugin = EchoPlugin()
     reg = registry_with(plugin)
     hooks = sorted(caller.name for caller in reg.pm.get_hookcallers(plugin) or [])
-    assert hooks == ["pycrew_launch_workers", "pycrew_list_workers", "pycrew_register_launchers", "pycrew_terminate_workers"]
+    assert hooks == [
+        "pycrew_launch_workers", "pycrew_list_workers", "pycrew_register_launchers", "pycrew_terminate_workers",
+        "pycrew_worker_logs",
+    ]
     for method in ("launch", "terminate", "list_workers", "client", "create_client"):
         assert not hasattr(reg.pm.hook, method), f"the method {method!r} became a hook"
 
@@ -461,7 +464,7 @@ def test_a_failing_or_bad_suggestion_is_a_plugin_error_naming_the_way_out():
             return "" if options.size == 2 else str(1 / 0)
 
     reg = registry_with(Broken())
-    with pytest.raises(pycrew.PluginError, match="failed to suggest .* set the controller option host="):
+    with pytest.raises(pycrew.PluginError, match=r"failed to suggest .* set the controller option host="):
         pycrew.Controller("broken", registry=reg)
     with pytest.raises(pycrew.PluginError, match="not a host name"):
         pycrew.Controller("broken", registry=reg, size=2)

@@ -1,4 +1,4 @@
-"""``pycrew monitor LAUNCHER list|terminate``: a launcher's workers, orphans included."""
+"""``pycrew monitor LAUNCHER list|logs|terminate``: a launcher's workers, orphans included."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
 
 @click.command()
 @click.argument("launcher")
-@click.argument("action", type=click.Choice(["list", "terminate"]))
+@click.argument("action", type=click.Choice(["list", "logs", "terminate"]))
 @click.argument("ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
 @click.option("--orphans", is_flag=True, help="Only workers whose controller no longer runs.")
@@ -41,20 +41,23 @@ def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
 @click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A launcher option (value as JSON, else text); repeatable.")
+@click.option("--lines", type=click.IntRange(min=1), default=200, show_default=True,
+              help="logs: how many lines from the end of the worker's output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @_errors
 def monitor(
     ctx: click.Context, launcher: str, action: str, ids: tuple[str, ...], all_: bool, orphans: bool,
-    controller_id: str | None, ended: bool, option_texts: tuple[str, ...], as_json: bool,
+    controller_id: str | None, ended: bool, option_texts: tuple[str, ...], lines: int, as_json: bool,
 ) -> None:
-    """List or terminate a launcher's workers, orphans included.
+    """List, read the output of, or terminate a launcher's workers, orphans included.
 
     LAUNCHER is a launcher's or a profile's name.
 
     \b
     pycrew monitor local list
     pycrew monitor local list --orphans --json
+    pycrew monitor k8s logs pycrew-ab12-1 --lines 50
     pycrew monitor slurm terminate 1234_1 1234_2
     pycrew monitor k8s terminate --orphans
     pycrew monitor k8s list -o namespace=batch --ended
@@ -65,7 +68,16 @@ def monitor(
         raise click.UsageError("give worker ids or --all, not both")
     if action == "terminate" and not (ids or all_ or orphans):
         raise click.UsageError("terminate needs worker ids, --all or --orphans")
+    if action == "logs" and (len(ids) != 1 or all_ or orphans):
+        raise click.UsageError("logs needs exactly one worker id (as listed by 'list --ended'), without --all or --orphans")
     m = _monitor_for(launcher, dict(_parse_option(t) for t in option_texts))
+    if action == "logs":
+        text = m.logs(ids[0], lines=lines)
+        if as_json:
+            click.echo(_json({"id": ids[0], "lines": lines, "logs": text}))
+        else:
+            click.echo(text, nl=not text.endswith("\n"))
+        return
     workers = m.orphans() if orphans else m.list(controller_id, ended=ended and action == "list")
     if orphans and controller_id:
         workers = [w for w in workers if w.controller_id == controller_id]

@@ -23,6 +23,10 @@ class LaunchError(PycrewError):
     """Workers could not be launched (``launch_max`` failed launches in a row)."""
 
 
+class LogsUnavailableError(PycrewError, LookupError):
+    """A worker's output cannot be read: its launcher keeps none, or none is left for that worker."""
+
+
 class SerializationError(PycrewError, TypeError):
     """A task, its arguments or its result could not be pickled or unpickled."""
 

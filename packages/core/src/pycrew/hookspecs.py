@@ -1,8 +1,9 @@
 """The pluggy hook specifications of pycrew.
 
 A launcher plugin implements ``pycrew_register_launchers`` and the three launcher hooks
-(``pycrew_launch_workers``, ``pycrew_terminate_workers``, ``pycrew_list_workers``), either
-directly or by subclassing :class:`pycrew.LauncherPlugin`, which implements all four. Core
+(``pycrew_launch_workers``, ``pycrew_terminate_workers``, ``pycrew_list_workers``; optionally
+``pycrew_worker_logs``), either directly or by subclassing :class:`pycrew.LauncherPlugin`,
+which implements them all. Core
 calls each launcher hook only on the plugin that registered the launcher's name, so a
 plugin never has to ask "is this call for me?". Other plugins may implement the observer
 hooks (``pycrew_worker_launched``, ``pycrew_worker_terminated``, ``pycrew_task_done``), or
@@ -120,6 +121,23 @@ def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> li
     a launch whose worker ended before it connected at once, with that reason.
     """
     raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def pycrew_worker_logs(launcher: LauncherInfo, handle: Any, lines: int | None) -> str | None:
+    """Return the output (stdout and stderr) of the worker behind ``handle``: its last ``lines``.
+
+    ``handle`` was returned by the launch hook or listed in :attr:`WorkerInfo.handle`;
+    ``lines`` is how many lines from the end to return (``None``: all the launcher keeps).
+    Called by :meth:`pycrew.Controller.logs`, :meth:`pycrew.Monitor.logs` and ``pycrew
+    monitor LAUNCHER logs ID``, never on the dispatcher's path.
+
+    Return ``None`` when this launcher cannot give logs at all (core then raises
+    :class:`~pycrew.LogsUnavailableError` naming the launcher); raise
+    :class:`~pycrew.LogsUnavailableError` yourself, saying why, when it can but has none
+    for this worker (expired, never written, started elsewhere). An empty string means
+    the worker wrote nothing.
+    """
 
 
 @hookspec

@@ -15,7 +15,7 @@ three methods that receive the launcher's options already type-checked::
 
     plugin = ScriptLauncher()   # entry point: script = "pycrew_script.plugin:plugin"
 
-The base class implements the four launcher hooks of :mod:`pycrew.hookspecs` once: it
+The base class implements the launcher hooks of :mod:`pycrew.hookspecs` once: it
 registers the launcher its attributes describe, checks that ``launcher.options`` is an
 instance of ``options_type`` (one way, one clear :class:`~pycrew.OptionsError`), and forwards
 each hook to its method. A plugin that talks to a platform through a client object defines
@@ -84,11 +84,12 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
     Subclass it with the launcher's options class and (optionally) its client class as type
     parameters (``LauncherPlugin[MyOptions, MyClient]``; ``None`` as the client type when
     there is none), set the class attributes, implement :meth:`launch`, :meth:`terminate`
-    and :meth:`list_workers`, and register an instance: through an entry point in the
+    and :meth:`list_workers` (and :meth:`logs` if the platform keeps workers' output),
+    and register an instance: through an entry point in the
     ``pycrew.launchers`` group naming the instance (``myname = "pycrew_my.plugin:plugin"``)
     or with :func:`pycrew.register`.
 
-    Only the four ``pycrew_*`` methods are hooks; ``launch`` and the other methods are
+    Only the ``pycrew_*`` methods are hooks; ``launch`` and the other methods are
     not, whatever their names. Do not decorate them with ``@pycrew.hookimpl``.
 
     Attributes:
@@ -145,6 +146,15 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
 
         See :func:`pycrew.hookspecs.pycrew_list_workers`.
         """
+
+    def logs(self, launcher: LauncherInfo, options: OptionsT, handle: Any, lines: int | None) -> str | None:
+        """The last ``lines`` lines of the worker's output (``None``: all kept); ``None``: no logs here.
+
+        Override it when the platform keeps workers' output. See
+        :func:`pycrew.hookspecs.pycrew_worker_logs`. The default returns ``None``: core then
+        tells the user this launcher cannot give logs.
+        """
+        return None
 
     def create_client(self, options: OptionsT) -> ClientT:
         """Build the platform client for ``options`` (override to use :meth:`client`).
@@ -260,6 +270,11 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
     def pycrew_list_workers(self, launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:
         """Forward to :meth:`list_workers` with the checked options."""
         return self.list_workers(launcher, self.options_of(launcher), controller_id)
+
+    @_hookimpl
+    def pycrew_worker_logs(self, launcher: LauncherInfo, handle: Any, lines: int | None) -> str | None:
+        """Forward to :meth:`logs` with the checked options."""
+        return self.logs(launcher, self.options_of(launcher), handle, lines)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} launcher {getattr(self, 'name', '?')!r}>"

@@ -1,4 +1,4 @@
-"""Monitors: list and terminate a launcher's workers, including orphans of dead controllers.
+"""Monitors: list, read the logs of, and terminate a launcher's workers, including orphans of dead controllers.
 
 Every started controller writes a small record (id, name, pid, host) in pycrew's state
 directory (``$PYCREW_STATE_DIR``, default ``~/.local/state/pycrew``) and removes it when it
@@ -19,7 +19,8 @@ from typing import Any
 
 import psutil
 
-from pycrew.plugin_api import LauncherInfo, WorkerInfo
+from pycrew.errors import LogsUnavailableError, OptionsError
+from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,42 @@ def controller_alive(controller_id: str | None) -> bool:
     return alive
 
 
+def check_lines(lines: int | None) -> int | None:
+    """``lines`` if it is ``None`` or an int >= 1.
+
+    Raises:
+        OptionsError: it is not.
+    """
+    if lines is not None and (isinstance(lines, bool) or not isinstance(lines, int) or lines < 1):
+        raise OptionsError(f"lines must be an int >= 1 or None (everything kept), got {lines!r}")
+    return lines
+
+
+def worker_logs(registry: PluginRegistry, spec: LauncherSpec, info: LauncherInfo, handle: Any, lines: int | None, worker: str) -> str:
+    """A worker's output through the launcher's ``pycrew_worker_logs`` hook.
+
+    Args:
+        worker: how to name the worker in an error message (``"worker 2"``, ``"worker 1234"``).
+
+    Raises:
+        LogsUnavailableError: the launcher cannot give logs (it returned ``None``).
+    """
+    text = registry.call(spec, "pycrew_worker_logs", launcher=info, handle=handle, lines=check_lines(lines))
+    if text is None:
+        raise LogsUnavailableError(
+            f"launcher {spec.name!r} cannot give worker logs ({worker}): it does not implement pycrew_worker_logs "
+            f"or its platform keeps no output; read the worker's output where the platform puts it"
+        )
+    if not isinstance(text, str):
+        raise LogsUnavailableError(
+            f"launcher {spec.name!r} returned {type(text).__name__} from pycrew_worker_logs for {worker}; "
+            "the hook must return a str or None (a bug in the launcher plugin)"
+        )
+    return text
+
+
 class Monitor:
-    """List and terminate one launcher's pycrew workers.
+    """List, read the output of, and terminate one launcher's pycrew workers.
 
     Example::
 
@@ -110,6 +145,33 @@ class Monitor:
     def orphans(self) -> WorkerList:
         """Workers whose controller is no longer running."""
         return [w for w in self.list() if not controller_alive(w.controller_id)]
+
+    def logs(self, worker: str | WorkerInfo, lines: int | None = 200) -> str:
+        """The last ``lines`` lines of a worker's output (``None``: all the launcher keeps).
+
+        Args:
+            worker: a :class:`WorkerInfo` from :meth:`list`, or a worker's id as listed
+                (ended workers included).
+            lines: how many lines from the end, >= 1, or ``None``.
+
+        Raises:
+            LogsUnavailableError: no listed worker has that id, or the launcher cannot give
+                its logs.
+            OptionsError: ``lines`` is invalid.
+        """
+        check_lines(lines)
+        if isinstance(worker, WorkerInfo):
+            info = worker
+        else:
+            listed = self.list(ended=True)
+            found = [w for w in listed if w.id == str(worker)]
+            if not found:
+                raise LogsUnavailableError(
+                    f"no worker with id {worker!r} on launcher {self.spec.name!r}; listed: "
+                    f"{', '.join(w.id for w in listed) or 'none'} (see Monitor.list(ended=True))"
+                )
+            info = found[0]
+        return worker_logs(self.registry, self.spec, self.info, info.handle, lines, f"worker {info.id}")
 
     def terminate(self, workers: Iterable[WorkerInfo]) -> int:
         """Terminate the given workers; returns how many were asked to stop."""

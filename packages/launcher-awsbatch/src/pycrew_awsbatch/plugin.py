@@ -76,6 +76,29 @@ class AwsBatchPlugin(pycrew.LauncherPlugin[AwsBatchOptions, AwsBatchClient]):
         """pycrew's AWS Batch workers in the job queue (one ListJobs call per status)."""
         return monitor.workers(self.client(options), controller_id)
 
+    def logs(self, launcher: LauncherInfo, options: AwsBatchOptions, handle: Any, lines: int | None) -> str | None:
+        """The job's output from CloudWatch Logs (its ``logStreamName`` in its log group).
+
+        Raises:
+            pycrew.LogsUnavailableError: AWS Batch does not know the job, or it has no log
+                stream yet (not started), saying its status.
+            AwsBatchError: a call failed.
+        """
+        client = self.client(options)
+        job = client.details(str(handle))
+        if job is None:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r}: AWS Batch does not know the job {handle!r} "
+                "(jobs are kept for a few days after they end)"
+            )
+        if not job.log_stream:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r}: job {handle} has no CloudWatch log stream yet (status {job.status}); "
+                "its output appears once its container started"
+            )
+        found = client.log_lines(str(handle), lines)
+        return "".join(f"{line}\n" for line in found)
+
 
 #: The plugin object the entry point names.
 plugin = AwsBatchPlugin()

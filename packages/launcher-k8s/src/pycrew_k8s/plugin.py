@@ -14,6 +14,7 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew_k8s.api import K8sApiError
 from pycrew_k8s.launcher import K8sLauncher
 from pycrew_k8s.options import K8sOptions
 
@@ -52,6 +53,28 @@ class K8sPlugin(pycrew.LauncherPlugin[K8sOptions, K8sLauncher]):
     def list_workers(self, launcher: LauncherInfo, options: K8sOptions, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's workers on the cluster: Jobs carrying pycrew's labels, with their pods' state."""
         return self.client(options).workers(controller_id)
+
+    def logs(self, launcher: LauncherInfo, options: K8sOptions, handle: Any, lines: int | None) -> str | None:
+        """The log of the worker's (newest) pod through the API, as ``kubectl logs --tail`` gives it.
+
+        Raises:
+            pycrew.LogsUnavailableError: the Job has no pod (not created yet, or deleted
+                ``seconds_ttl`` after it ended), or the handle is no ``"namespace/job"``.
+            K8sApiError: the API failed otherwise.
+        """
+        if not isinstance(handle, str):
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r} got {handle!r} as a worker handle; it needs \"namespace/job\" "
+                "(from the launch hook or Monitor.list())"
+            )
+        try:
+            return self.client(options).logs(handle, tail_lines=lines)
+        except ValueError as exc:
+            raise pycrew.LogsUnavailableError(f"launcher {launcher.name!r}: {exc}") from exc
+        except K8sApiError as exc:
+            if exc.status == 404:
+                raise pycrew.LogsUnavailableError(f"launcher {launcher.name!r}: {exc}") from exc
+            raise
 
 
 #: The plugin object the entry point names.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pycrew
 from pycrew_local.options import LocalOptions
-from pycrew_local.processes import LocalHandle, kill_tree, list_workers, start_worker
+from pycrew_local.processes import LocalHandle, kill_tree, list_workers, start_worker, worker_output
 
 NAME = "local"
 #: What the conformance suite may test (names of ``pycrew.LAUNCHER_CAPABILITIES``).
@@ -47,6 +47,28 @@ class LocalPlugin(pycrew.LauncherPlugin[LocalOptions, None]):
     ) -> list[pycrew.WorkerInfo]:
         """pycrew worker processes on this machine."""
         return [w for w in list_workers(controller_id) if w.launcher == launcher.name]
+
+    def logs(self, launcher: pycrew.LauncherInfo, options: LocalOptions, handle: Any, lines: int | None) -> str | None:
+        """The end of a local worker's output.
+
+        With ``log_dir``: read from the worker's log file, for any worker whose file exists
+        (also one started by another process, while it runs). Without: the last 16 KB of
+        output that the launching process keeps in memory, while the worker runs and for
+        the last 256 workers after they ended; other processes (``pycrew monitor``) cannot
+        read it.
+
+        Raises:
+            pycrew.LogsUnavailableError: no output is kept for this worker, saying why.
+        """
+        if not isinstance(handle, LocalHandle):
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r} got {handle!r} as a worker handle; it needs a LocalHandle "
+                "(from the launch hook or Monitor.list())"
+            )
+        text = worker_output(handle)
+        if lines is None:
+            return text
+        return "".join(text.splitlines(keepends=True)[-lines:])
 
 
 #: The plugin object the entry point names.

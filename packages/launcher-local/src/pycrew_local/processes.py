@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,12 @@ class _Child:
             text = ""
         return "\n".join(line.rstrip() for line in text.strip().splitlines()[-TAIL_LINES:])
 
+    def output_text(self) -> str:
+        """All of the worker's output that is kept: its log file, else the in-memory tail."""
+        if self.log_path:
+            return read_log_file(self.log_path, None)
+        return self.output.text() if self.output is not None else ""
+
     def info(self) -> pycrew.WorkerInfo:
         """The ended worker as the monitor reports it."""
         assert self.exit_code is not None
@@ -149,6 +156,60 @@ class _Child:
 # Workers this process started, until terminated: reaped here, so they leave no zombie.
 _CHILDREN: dict[LocalHandle, _Child] = {}
 _CHILDREN_LOCK = threading.Lock()
+# The output of the last ENDED_MAX terminated workers (their log path, or their in-memory tail), for logs().
+_FORGOTTEN: OrderedDict[LocalHandle, tuple[str | None, str]] = OrderedDict()
+
+
+def read_log_file(path: str, limit: int | None = TAIL_BYTES) -> str:
+    """The text of a worker's log file (its last ``limit`` bytes; all of it for ``None``).
+
+    Raises:
+        pycrew.LogsUnavailableError: the file cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            if limit is not None:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise pycrew.LogsUnavailableError(
+            f"the log file {path} of a local worker cannot be read: {exc}; check log_dir and its permissions"
+        ) from exc
+
+
+def worker_output(handle: LocalHandle) -> str:
+    """All of a worker's output that is kept, by where it is kept.
+
+    - With ``log_dir``: the worker's log file, for any worker whose file still exists
+      (found through this process's records, or the running worker's environment).
+    - Without: the last :data:`TAIL_BYTES` of output of a worker this process started,
+      while it runs and for the last :data:`ENDED_MAX` workers after they ended.
+
+    Raises:
+        pycrew.LogsUnavailableError: none of that applies, saying why.
+    """
+    with _CHILDREN_LOCK:
+        child = _CHILDREN.get(handle)
+        forgotten = _FORGOTTEN.get(handle)
+    if child is not None:
+        return child.output_text()
+    if forgotten is not None:
+        log_path, tail = forgotten
+        return read_log_file(log_path, None) if log_path else tail
+    proc = handle.process()
+    log_path = None
+    if proc is not None:
+        try:
+            log_path = proc.environ().get(LOG_ENV)
+        except psutil.Error:  # it exited or is not ours to read: treated as "no log file known" below
+            log_path = None
+    if log_path:
+        return read_log_file(log_path, None)
+    raise pycrew.LogsUnavailableError(
+        f"no output kept for local worker {handle.pid}: without log_dir only the process that launched a worker "
+        f"keeps its output (the last {TAIL_BYTES // 1024} KB, for the last {ENDED_MAX} workers after they end); "
+        "set the launcher option log_dir to keep every worker's output in a file"
+    )
 
 
 def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
@@ -234,8 +295,12 @@ def _forget(handle: LocalHandle, grace: float) -> None:
         return
     if child.output is not None:
         child.output.thread.join(timeout=grace)
+    kept = (child.log_path, "" if child.log_path else child.output_text())
     with _CHILDREN_LOCK:
         _CHILDREN.pop(handle, None)
+        _FORGOTTEN[handle] = kept
+        while len(_FORGOTTEN) > ENDED_MAX:
+            _FORGOTTEN.popitem(last=False)
 
 
 def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:

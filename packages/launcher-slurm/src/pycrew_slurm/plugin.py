@@ -9,14 +9,17 @@ across calls.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo, WorkerCall, WorkerInfo
 from pycrew_slurm.options import SlurmOptions
-from pycrew_slurm.slurm import SlurmCLI
+from pycrew_slurm.slurm import SlurmCLI, expand_log_path
 
 NAME = "slurm"
 #: What the conformance suite may test (names of ``pycrew.LAUNCHER_CAPABILITIES``): the monitor
@@ -61,6 +64,57 @@ class SlurmPlugin(pycrew.LauncherPlugin[SlurmOptions, SlurmCLI]):
     def list_workers(self, launcher: LauncherInfo, options: SlurmOptions, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's SLURM workers of this user (one ``squeue`` call per ``seconds_poll``)."""
         return self.client(options).workers(controller_id)
+
+    def logs(self, launcher: LauncherInfo, options: SlurmOptions, handle: Any, lines: int | None) -> str | None:
+        """The end of the job's ``--output`` file (stdout, and stderr unless ``log_error`` is set).
+
+        The file's path comes from ``squeue`` while the job is queued or running, else from
+        the ``log_output`` pattern (``%A``, ``%a``, ``%u`` expanded; ``%x``, the job name,
+        matched against the files there). The file must be readable from this machine (a
+        shared file system, as SLURM sites have).
+
+        Raises:
+            pycrew.LogsUnavailableError: the handle is no ``"<job id>_<index>"``, or no
+                output file is found or readable, saying where it looked.
+        """
+        match = re.fullmatch(r"(\d+)_(\d+)", handle) if isinstance(handle, str) else None
+        if match is None:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r} got {handle!r} as a worker handle; it needs \"<job id>_<index>\" "
+                "(from the launch hook or Monitor.list())"
+            )
+        client = self.client(options)
+        path = next((r.log for r in client.listing() if r.id == handle and r.log), None)
+        if path is None:
+            output, _ = client.log_paths()
+            hole = "\0"  # stands for the job name, which the handle does not say
+            expanded = expand_log_path(output, match.group(1), int(match.group(2)), hole, _user_name())
+            found = sorted(glob.glob(glob.escape(expanded).replace(hole, "*")))
+            if len(found) != 1:
+                raise pycrew.LogsUnavailableError(
+                    f"launcher {launcher.name!r}: job {handle} is no longer in squeue and "
+                    f"{'no' if not found else len(found)} file(s) match its output pattern {output!r}"
+                    f"{': ' + ', '.join(found) if found else ''}; set log_output to a path naming the job id (%A_%a)"
+                )
+            path = found[0]
+        try:
+            text = Path(path).read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "
+                f"machine: {exc}; log_output must be on a file system shared with the nodes"
+            ) from exc
+        return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def _user_name() -> str:
+    """This user's name, as SLURM expands ``%u``."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (some containers): SLURM then uses the numeric uid
+        return str(os.getuid())
 
 
 #: The plugin object the entry point names.

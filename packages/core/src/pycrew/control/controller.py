@@ -24,7 +24,7 @@ from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
 from pycrew.control.tasks import Task
 from pycrew.controller_options import ControllerOptions, build_controller_options, split_options
-from pycrew.errors import ControllerError, OptionsError, PluginError, PycrewError
+from pycrew.errors import ControllerError, LogsUnavailableError, OptionsError, PluginError, PycrewError
 from pycrew.network import format_url, routable_address
 from pycrew.options import unknown_keys_message
 from pycrew.plugin_api import LauncherInfo, LauncherSpec
@@ -215,6 +215,32 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self._terminate_done.set()
             with self._cv:
                 self._cv.notify_all()
+
+    def logs(self, worker: int, lines: int | None = 200) -> str:
+        """The last ``lines`` lines of a worker's output (``None``: all the launcher keeps).
+
+        Also after :meth:`terminate`, as long as the launcher keeps the output.
+
+        Args:
+            worker: the worker slot, 1 to ``workers`` (:attr:`TaskResult.worker`); its
+                current instance, or the last one that was launched.
+            lines: how many lines from the end, >= 1, or ``None``.
+
+        Raises:
+            OptionsError: ``worker`` or ``lines`` is invalid.
+            LogsUnavailableError: the slot never had a launched worker, or the launcher cannot
+                give its logs.
+        """
+        if isinstance(worker, bool) or not isinstance(worker, int) or not 1 <= worker <= len(self.launcher.slots):
+            raise OptionsError(f"worker must be a worker slot from 1 to workers={len(self.launcher.slots)}, got {worker!r}")
+        monitor.check_lines(lines)
+        slot = self.launcher.slots[worker - 1]
+        if not slot.last_handle_known:
+            raise LogsUnavailableError(
+                f"worker {worker} of controller {self.name!r} has no logs yet: the {self.spec.name!r} launcher "
+                "has not launched a worker into that slot (start the controller and push tasks first)"
+            )
+        return monitor.worker_logs(self._registry, self.spec, self.info, slot.last_handle, lines, f"worker {worker}")
 
     def _open_dashboard(self) -> Dashboard | None:
         """Listen for the dashboard (option ``dashboard``), not serving yet; ``None`` when it is off."""

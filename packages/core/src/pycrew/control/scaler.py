@@ -55,6 +55,8 @@ class Slot:
         "index",
         "instance",
         "instances",
+        "last_handle",
+        "last_handle_known",
         "last_instance",
         "launch_failures",
         "launched_at",
@@ -80,6 +82,8 @@ class Slot:
         self.host: str | None = None
         self.pid: int | None = None
         self.last_instance: str | None = None
+        self.last_handle: Any = None  # the handle of the latest instance whose launch returned one (kept for logs)
+        self.last_handle_known = False
         self.crashes = 0
 
 
@@ -255,6 +259,8 @@ class Scaler(LaunchWatch):
             if slot is not None and slot.instance == call.instance:
                 slot.handle = handle
                 slot.handle_known = True
+                slot.last_handle = handle
+                slot.last_handle_known = True
             else:  # the launch timed out or the worker already left: terminate it now
                 self.terminate_instances([call.instance], "launch no longer wanted")
         if self._poll_failures == 0:  # a worker that cannot start at all ends at once: look soon

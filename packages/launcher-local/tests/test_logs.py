@@ -1,0 +1,91 @@
+"""The local launcher's worker logs (pycrew_worker_logs): log_dir files and the in-memory tail, with real processes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pycrew
+from pycrew.testing.harness import wait_until
+from pycrew_local import LocalHandle, LocalOptions
+from pycrew_local.plugin import plugin
+from pycrew_local.processes import kill_tree, start_worker
+
+
+def call(instance: str) -> pycrew.WorkerCall:
+    args = ("-m", "pycrew.worker", "--url", "tcp://127.0.0.1:9", "--instance", instance, "--worker", "1",
+            "--launcher", "local", "--controller", "unit", "--controller-id", "c0ffee0002")
+    return pycrew.WorkerCall(args=args, python=sys.executable, env={}, token="0" * 64, name=f"pycrew-unit-1-{instance}",
+                             launcher="local", worker=1, instance=instance, controller="unit", controller_id="c0ffee0002")
+
+
+def fake_python(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "fake-python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def handles() -> Iterator[list[LocalHandle]]:
+    started: list[LocalHandle] = []
+    yield started
+    for h in started:
+        kill_tree(h)
+
+
+def logs(handle: object, lines: int | None, **options: object) -> str | None:
+    return plugin.pycrew_worker_logs(launcher=pycrew.LauncherInfo("local", LocalOptions(**options)), handle=handle, lines=lines)  # type: ignore[arg-type]
+
+
+def test_a_task_s_output_is_in_controller_logs_while_and_after_the_worker_runs() -> None:
+    def shout(word: str) -> str:
+        print(f"task says {word}", flush=True)
+        return word
+
+    with pycrew.controller("local", workers=1) as c:
+        assert c.submit(shout, "alpha").result(timeout=60) == "alpha"
+        wait_until(lambda: "task says alpha" in c.logs(worker=1), 10, f"a running worker's output lacks the print: {c.logs(1)!r}")
+    assert "task says alpha" in c.logs(worker=1, lines=None), "the output must stay readable after terminate"
+    assert c.logs(1, lines=1).strip() != "" and c.logs(1, lines=1).count("\n") <= 1
+
+
+def test_with_log_dir_monitor_logs_reads_a_running_worker_s_file(tmp_path: Path, handles: list[LocalHandle]) -> None:
+    python = fake_python(tmp_path, "for i in 1 2 3 4 5; do echo \"line $i\"; done\nexec sleep 60")
+    options = LocalOptions(python=python, log_dir=str(tmp_path / "logs"))
+    handles.append(start_worker(call("feed0002"), options))
+    log = tmp_path / "logs" / "pycrew-unit-1-feed0002.log"
+    wait_until(lambda: log.exists() and "line 5" in log.read_text(), 15, "the worker wrote no log")
+    assert logs(handles[0], 2) == "line 4\nline 5\n"
+    assert logs(handles[0], None) == "line 1\nline 2\nline 3\nline 4\nline 5\n"
+    # a handle this process does not know: found through the running process's environment
+    foreign = LocalHandle(handles[0].pid, handles[0].create_time)
+    from pycrew_local import processes
+
+    with processes._CHILDREN_LOCK:
+        child = processes._CHILDREN.pop(handles[0])
+    try:
+        assert logs(foreign, 1) == "line 5\n", "a worker started elsewhere is found by its PYCREW_LOCAL_LOG"
+    finally:
+        with processes._CHILDREN_LOCK:
+            processes._CHILDREN[handles[0]] = child
+
+
+def test_without_log_dir_an_ended_worker_s_tail_outlives_its_termination(tmp_path: Path, handles: list[LocalHandle]) -> None:
+    python = fake_python(tmp_path, "echo 'out line'\necho 'err line' >&2\nexit 2")
+    handle = start_worker(call("feed0003"), LocalOptions(python=python))
+    handles.append(handle)
+    wait_until(lambda: "err line" in (logs(handle, None) or ""), 15, "the worker's output never arrived")
+    kill_tree(handle)
+    assert logs(handle, None) == "out line\nerr line\n"
+    assert logs(handle, 1) == "err line\n"
+
+
+def test_logs_of_a_worker_without_kept_output_say_to_set_log_dir() -> None:
+    with pytest.raises(pycrew.LogsUnavailableError, match="set the launcher option log_dir"):
+        logs(LocalHandle(2**22 + 7, 1.0), 10)
+    with pytest.raises(pycrew.LogsUnavailableError, match="needs a LocalHandle"):
+        logs("1234", 10)
