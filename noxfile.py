@@ -25,7 +25,7 @@ nox.options.sessions = [
 
 CORE = ["-e", "packages/core"]
 LOCAL = ["-e", "packages/launcher-local"]
-TEST_TOOLS = ["pytest", "pytest-timeout"]
+TEST_TOOLS = ["pytest", "pytest-timeout", "hypothesis"]
 
 
 @nox.session
