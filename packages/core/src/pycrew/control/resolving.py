@@ -67,12 +67,7 @@ class Resolving(ControllerState):
         backup = self.options.backup
         if result.status == "crash" and backup is not None and self._forward(task, result, backup):
             return
-        self._status_counts[result.status] += 1
-        self.resolved += 1
-        if task.relay is not None:
-            task.relay(result)
-            return
-        self._deliver(task, result)
+        self._settle(task, result)
 
     def _deliver(self, task: Task, result: TaskResult) -> None:
         if self._result_listeners:  # first, so that whoever sees the result sees it counted there too
@@ -115,7 +110,7 @@ class Resolving(ControllerState):
 
         def relay(result: TaskResult) -> None:  # runs on the backup's dispatcher thread
             merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
-            dispatcher.call_soon(lambda: self._finish_relayed(task, merged))
+            dispatcher.call_soon(lambda: self._settle(task, merged))
 
         try:
             backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
@@ -125,8 +120,8 @@ class Resolving(ControllerState):
         log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
         return True
 
-    def _finish_relayed(self, task: Task, result: TaskResult) -> None:
-        """Dispatcher thread: the backup resolved a task of ours (maybe itself through a backup)."""
+    def _settle(self, task: Task, result: TaskResult) -> None:
+        """Dispatcher thread: count a final result and hand it on (also what a backup sends back)."""
         self._status_counts[result.status] += 1
         self.resolved += 1
         if task.relay is not None:
