@@ -18,6 +18,7 @@ from pycrew.testing.harness import (
     capture_logs,
     describe,
     launch_directly,
+    launched_handle,
     listed_instances,
     run_one,
     terminate_handles,
@@ -120,7 +121,8 @@ class LoadTests(SuiteFixtures):
         assert record.thread != threading.current_thread().name, "the launch hook ran on the caller's thread"
         rows = c.summary().workers
         for call, handle in zip(record.calls, record.handles, strict=True):
-            assert c.launcher.slots[call.worker - 1].handle is handle, f"slot {call.worker} holds another handle"
+            held = launched_handle(c, call.worker, timeout)
+            assert held is handle, f"slot {call.worker} holds another handle: {held!r}, the hook returned {handle!r}"
             row = rows[call.worker - 1]
             assert row.instance == call.instance, f"slot {call.worker} runs {row.instance}, launched {call.instance}"
             if launcher_config.handle_pid is not None:
@@ -142,7 +144,7 @@ class LoadTests(SuiteFixtures):
         """Terminating a worker that is already gone neither raises, warns nor logs."""
         c = controllers(workers=1)
         run_one(c, launcher_config.seconds_timeout)
-        handle = c.launcher.slots[0].handle
+        handle = launched_handle(c, 1, launcher_config.seconds_timeout)
         c.terminate()
         if "monitor" in launcher_spec.capabilities:
             wait_until(lambda: not monitor.list(c.id), c.options.seconds_terminate, "the worker outlived terminate()")
