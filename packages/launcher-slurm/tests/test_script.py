@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from slurm_helpers import WHO_AM_I, launcher_info, make_calls
 
 from pycrew import WorkerCall
-from pycrew_slurm import SchedulerCLI, SchedulerError, SlurmCLI, SlurmOptions, jobtag
+from pycrew_slurm import SlurmCLI, SlurmOptions, jobtag
 
 PRINT_ENV = WHO_AM_I + (
     "import json; print(json.dumps({'instance': instance, 'token': token, 'names': names,"
@@ -131,47 +131,3 @@ def test_private_directory_is_0700_and_scripts_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-
-
-class FailingSecondSubmit(SchedulerCLI):
-    """A scheduler whose second submission fails: the first array must be cancelled."""
-
-    directive_prefix = "#FAKE"
-    array_index_variable = "FAKE_INDEX"
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__("fake", SlurmOptions(directory=str(directory)))
-        self.submitted: list[str] = []
-        self.cancelled: list[Any] = []
-
-    def directives(self, launcher: Any, calls: Sequence[WorkerCall], tag: str) -> list[str]:
-        return [f"#FAKE --tag={tag}"]
-
-    def site_array_max(self) -> int:
-        return 2
-
-    def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
-        assert script.exists()
-        if self.submitted:
-            raise SchedulerError("fakesub failed: out of quota", ["fakesub"], 1, "out of quota")
-        self.submitted.append(str(len(self.submitted) + 1))
-        return self.submitted[-1]
-
-    def element_handle(self, job_id: str, index: int) -> str:
-        return f"{job_id}.{index}"
-
-    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
-        self.cancelled += handles
-        return ["true"]
-
-    def is_gone(self, message: str) -> bool:
-        return False
-
-
-def test_failed_submission_cancels_the_arrays_already_submitted_and_removes_scripts(tmp_path: Path) -> None:
-    cli = FailingSecondSubmit(tmp_path)
-    calls = make_calls("pass", 3)
-    with pytest.raises(SchedulerError, match="out of quota"):
-        cli.launch(launcher_info(cli.options, calls), calls)  # type: ignore[arg-type]
-    assert cli.cancelled == ["1.1", "1.2"]
-    assert list((tmp_path / "scripts").iterdir()) == [], "job scripts must be removed after submission"

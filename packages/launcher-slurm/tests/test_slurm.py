@@ -213,23 +213,28 @@ def test_export_environment_false_still_hands_over_the_token(
     assert seen == f"{calls[0].token}|False", "with export_environment=False only the secret crosses over"
 
 
-def test_timed_out_sbatch_leaves_no_job_behind(
+def test_timed_out_sbatch_is_found_by_its_tag_and_not_submitted_twice(
     slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = shutil.which("sbatch")
     assert real
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f'#!/bin/bash\n{real} "$@"\nexec sleep 30\n')  # submits, then hangs
+    calls_file = tmp_path / "sbatch-calls"
+    # submits, then hangs past the timeout: the reply is lost, the job exists
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\necho call >> {calls_file}\n{real} "$@"\nexec sleep 30\n')
     (bin_dir / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     calls = make_calls("import time; time.sleep(60)", 2)
     info = launcher_info(options_for(tmp_path, seconds_command_timeout=2), calls)
-    with pytest.raises(SchedulerError, match="did not finish within 2 s"):
-        plugin.pycrew_launch_workers(launcher=info, calls=calls)
-    left = [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)]
-    slurm_jobs.extend(w.handle for w in left)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.extend(handles)
+    assert calls_file.read_text().count("call") == 1, "the job was taken: sbatch must not run again"
+    listed = plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)
+    assert sorted(w.handle for w in listed) == sorted(handles), "exactly the found array, once"
+    assert [w.instance for w in sorted(listed, key=lambda w: w.worker or 0)] == [c.instance for c in calls]
+    plugin.pycrew_terminate_workers(launcher=info, handles=handles)
     wait_for(
         lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id),
-        timeout=20, what="the array submitted by the timed-out sbatch to be cancelled",
+        timeout=20, what="the found array to be cancelled",
     )

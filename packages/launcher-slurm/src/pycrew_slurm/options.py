@@ -7,26 +7,18 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pycrew import LauncherOptions, OptionsError, require
+from pycrew import OptionsError, require
+from pycrew.scheduler import SchedulerOptions
 
-#: ``4G``, ``512M``, ``1.5T`` is not allowed by SLURM: a whole number with a unit.
-_MEMORY = re.compile(r"^([1-9][0-9]*)([KMGT])$", re.IGNORECASE)
 #: SLURM time limits: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
 _TIME = re.compile(r"^(?:\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$")
 #: ``gpu``, ``gpu:2``, ``gpu:a100:2``, comma-separated.
 _GRES = re.compile(r"^[A-Za-z][\w.-]*(?::[\w.-]+)?(?::\d+)?(?:,[A-Za-z][\w.-]*(?::[\w.-]+)?(?::\d+)?)*$")
-#: Account, partition and QOS names: no whitespace, no shell or directive syntax.
+#: Partition and QOS names: no whitespace, no shell or directive syntax.
 _NAME = re.compile(r"^[\w.,+-]+$")
 #: sbatch options pycrew sets itself; users must not pass them (they would break arrays,
 #: the monitor's tag, or the token's way into the job).
 RESERVED_SBATCH_OPTIONS = ("--array", "-a", "--comment", "--job-name", "-J", "--wrap", "--export", "--export-file", "--parsable")
-
-
-def _reserved(arg: str) -> str | None:
-    for opt in RESERVED_SBATCH_OPTIONS:
-        if arg == opt or arg.startswith(opt + "=") or (len(opt) == 2 and arg.startswith(opt) and not arg.startswith("--")):
-            return opt
-    return None
 
 
 def seconds_to_slurm_time(seconds: float) -> str:
@@ -48,10 +40,14 @@ def gigabytes_to_megabytes(gigabytes: float) -> int:
 
 
 @dataclass(frozen=True)
-class SlurmOptions(LauncherOptions):
+class SlurmOptions(SchedulerOptions):
     """Options of the ``slurm`` launcher; each becomes an ``#SBATCH`` directive or script line.
 
     Every worker is one element of a job array; resources are per worker (per array element).
+    The options every scheduler launcher shares (:class:`pycrew.scheduler.SchedulerOptions`)
+    map to SLURM too: ``queue`` is ``--partition``, ``cpus`` is ``--cpus-per-task``,
+    ``walltime``/``seconds_walltime`` are ``--time``, ``submit_args`` are added to
+    ``sbatch_args``; each is exclusive with its SLURM-named twin.
 
     Attributes:
         partition: ``--partition``.
@@ -89,29 +85,18 @@ class SlurmOptions(LauncherOptions):
     """
 
     owner: ClassVar[str] = "slurm"
+    directive_prefix: ClassVar[str] = "#SBATCH"
 
     partition: str | None = None
     cpus_per_task: int | None = None
     memory_gigabytes_per_node: float | None = None
-    memory: str | None = None
     memory_gigabytes_per_cpu: float | None = None
     seconds_time: float | None = None
     time: str | None = None
     gpus: int | None = None
     gres: str | None = None
-    account: str | None = None
     qos: str | None = None
-    log_output: str | None = None
-    log_error: str | None = None
-    directory: str | None = None
-    script_directives: tuple[str, ...] = ()
-    script_lines: tuple[str, ...] = ()
-    python: str | None = None
     sbatch_args: tuple[str, ...] = ()
-    export_environment: bool = True
-    array_size_max: int | None = None
-    seconds_poll: float = 1.0
-    seconds_command_timeout: float = 60.0
 
     def validate(self) -> None:
         """Check values beyond their types.
@@ -119,22 +104,21 @@ class SlurmOptions(LauncherOptions):
         Raises:
             OptionsError: naming the option, its value and what it must be.
         """
+        super().validate()
         o = self.owner
-        for name in ("partition", "account", "qos"):
+        for name in ("partition", "qos"):
             value = getattr(self, name)
             if value is not None:
                 require(bool(_NAME.fullmatch(value)), o, name, value, "be a non-empty name without spaces")
+        for twin, shared in (("partition", "queue"), ("cpus_per_task", "cpus")):
+            if getattr(self, twin) is not None and getattr(self, shared) is not None:
+                raise OptionsError(f"slurm options {twin!r} and {shared!r} mean the same; give one")
         if self.cpus_per_task is not None:
             require(self.cpus_per_task >= 1, o, "cpus_per_task", self.cpus_per_task, "be >= 1")
         for name in ("memory_gigabytes_per_node", "memory_gigabytes_per_cpu"):
             value = getattr(self, name)
             if value is not None:
                 require(math.isfinite(value) and value > 0, o, name, value, "be a number of gigabytes > 0")
-        if self.memory is not None:
-            require(
-                bool(_MEMORY.fullmatch(self.memory)), o, "memory", self.memory,
-                "be a whole number with a unit K, M, G or T (e.g. '4G', '512M')",
-            )
         if self.memory is not None and self.memory_gigabytes_per_node is not None:
             raise OptionsError("slurm options 'memory' and 'memory_gigabytes_per_node' both set --mem; give one")
         if self.memory_gigabytes_per_cpu is not None and (self.memory or self.memory_gigabytes_per_node):
@@ -154,72 +138,54 @@ class SlurmOptions(LauncherOptions):
             )
             if self.seconds_time is not None:
                 raise OptionsError("slurm options 'time' and 'seconds_time' both set --time; give one")
+        limits = [n for n in ("time", "seconds_time", "walltime", "seconds_walltime") if getattr(self, n) is not None]
+        if len(limits) > 1:
+            raise OptionsError(f"slurm options {' and '.join(map(repr, limits))} all set --time; give one")
         if self.gpus is not None:
             require(self.gpus >= 1, o, "gpus", self.gpus, "be >= 1")
         if self.gres is not None:
             require(bool(_GRES.fullmatch(self.gres)), o, "gres", self.gres, "look like 'gpu:2' or 'gpu:a100:1'")
             if self.gpus is not None:
                 raise OptionsError("slurm options 'gpus' and 'gres' both set --gres; give one")
-        for name in ("log_output", "log_error", "directory", "python"):
-            value = getattr(self, name)
-            if value is not None:
-                require(
-                    bool(value.strip()) and "\n" not in value and "\x00" not in value, o, name, value,
-                    "be a non-empty path on one line",
-                )
-        if self.python is not None:
-            require(self.python.strip() == self.python, o, "python", self.python, "have no surrounding spaces")
         for line in self.script_directives:
-            require(
-                line.startswith("#SBATCH ") and "\n" not in line and len(line.split()) >= 2,
-                o, "script_directives", line, "be single lines starting with '#SBATCH ' and an option",
-            )
             self._check_reserved("script_directives", line.split()[1])
-        for line in self.script_lines:
-            require("\x00" not in line, o, "script_lines", line, "contain no NUL character")
         for arg in self.sbatch_args:
             require("\x00" not in arg, o, "sbatch_args", arg, "contain no NUL character")
             self._check_reserved("sbatch_args", arg)
-        if self.array_size_max is not None:
-            require(self.array_size_max >= 1, o, "array_size_max", self.array_size_max, "be >= 1")
-        require(
-            math.isfinite(self.seconds_poll) and self.seconds_poll >= 0, o, "seconds_poll", self.seconds_poll,
-            "be a finite number >= 0",
-        )
-        require(
-            self.seconds_command_timeout > 0, o, "seconds_command_timeout", self.seconds_command_timeout, "be > 0",
-        )
+        for arg in self.submit_args:
+            self._check_reserved("submit_args", arg)
 
     def _check_reserved(self, name: str, arg: str) -> None:
-        opt = _reserved(arg)
-        if opt is not None:
-            raise OptionsError(
-                f"slurm option {name!r} must not set {opt} (got {arg!r}): pycrew sets it itself "
-                f"(job arrays, the monitor's --comment tag, --export for the worker tokens); "
-                f"use export_environment=False instead of --export"
-            )
+        self.check_reserved(
+            name, arg, RESERVED_SBATCH_OPTIONS,
+            "job arrays, the monitor's --comment tag, --export for the worker tokens; "
+            "use export_environment=False instead of --export",
+        )
 
     def directives(self) -> list[str]:
         """The resource directives these options ask for, as ``#SBATCH`` lines (no logs)."""
         lines: list[str] = []
-        if self.partition:
-            lines.append(f"--partition={self.partition}")
+        partition = self.partition or self.queue
+        if partition:
+            lines.append(f"--partition={partition}")
         if self.account:
             lines.append(f"--account={self.account}")
         if self.qos:
             lines.append(f"--qos={self.qos}")
-        if self.cpus_per_task is not None:
-            lines.append(f"--cpus-per-task={self.cpus_per_task}")
+        cpus = self.cpus_per_task if self.cpus_per_task is not None else self.cpus
+        if cpus is not None:
+            lines.append(f"--cpus-per-task={cpus}")
         if self.memory is not None:
             lines.append(f"--mem={self.memory.upper()}")
         if self.memory_gigabytes_per_node is not None:
             lines.append(f"--mem={gigabytes_to_megabytes(self.memory_gigabytes_per_node)}M")
         if self.memory_gigabytes_per_cpu is not None:
             lines.append(f"--mem-per-cpu={gigabytes_to_megabytes(self.memory_gigabytes_per_cpu)}M")
-        if self.seconds_time is not None:
-            lines.append(f"--time={seconds_to_slurm_time(self.seconds_time)}")
-        if self.time is not None:
-            lines.append(f"--time={self.time}")
+        seconds = self.seconds_time if self.seconds_time is not None else self.seconds_walltime
+        if seconds is not None:
+            lines.append(f"--time={seconds_to_slurm_time(seconds)}")
+        if self.time is not None or self.walltime is not None:
+            lines.append(f"--time={self.time if self.time is not None else self.walltime}")
         if self.gpus is not None:
             lines.append(f"--gres=gpu:{self.gpus}")
         if self.gres is not None:

@@ -1,4 +1,4 @@
-"""SLURM's syntax for :class:`~pycrew_slurm.scheduler.SchedulerCLI`: sbatch, scancel, squeue, scontrol."""
+"""SLURM's syntax for :class:`pycrew.scheduler.SchedulerCLI`: sbatch, scancel, squeue, scontrol."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import logging
 import os
 import pwd
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pycrew import LauncherInfo, WorkerCall
+from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, normalise
 from pycrew_slurm.options import SlurmOptions
-from pycrew_slurm.scheduler import JobRecord, SchedulerCLI, SchedulerError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,22 @@ _HANDLE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
 _FIELDS = ("JobArrayID", "ArrayJobID", "ArrayTaskID", "State", "Name", "Reason", "NodeList", "SubmitTime", "STDOUT", "Comment")
 #: scancel's messages that only say a job is already gone.
 _GONE = ("invalid job id", "already completing or completed", "job has already finished", "job/step already completing")
+#: squeue's job states (``--Format=State``), normalised.
+STATES = {
+    **dict.fromkeys(
+        ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+         "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"),
+        "pending",
+    ),
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "COMPLETED": "done",
+    **dict.fromkeys(
+        ("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "REVOKED"),
+        "failed",
+    ),
+    "CANCELLED": "cancelled",
+}
 
 
 def _user() -> str:
@@ -47,6 +63,14 @@ class SlurmCLI(SchedulerCLI):
     """
 
     directive_prefix: ClassVar[str] = "#SBATCH"
+    transient_errors: ClassVar[tuple[str, ...]] = (
+        "socket timed out",
+        "unable to contact slurm controller",
+        "slurm_receive_msg",
+        "communication connection failure",
+        "resource temporarily unavailable",
+        "slurmctld is busy",
+    )
     array_index_variable: ClassVar[str] = "SLURM_ARRAY_TASK_ID"
     tag_max: ClassVar[int] = 1000  # 22.05 rejects comments over ~1 KB ("parameter too long")
     default_directory: ClassVar[str] = "~/.pycrew/slurm"
@@ -82,14 +106,20 @@ class SlurmCLI(SchedulerCLI):
 
     # -- submit --------------------------------------------------------------------------
 
-    def submit(self, script: Path, calls: Sequence[WorkerCall], env: Mapping[str, str]) -> str:
-        """``sbatch --parsable`` the script; the secret travels in ``env`` (see ``--export``)."""
+    def submit_command(self, script: Path, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """``sbatch --parsable`` the script; the secret travels in the environment (see ``--export``)."""
         export = "ALL" if self.options.export_environment else ",".join(self.token_variables(calls))
-        argv = ["sbatch", "--parsable", f"--export={export}", *self.options.sbatch_args, str(script)]
-        out = self.check(argv, env, what="sbatch (submitting SLURM workers)").strip()
+        return [
+            self.command("sbatch"), "--parsable", f"--export={export}", *self.options.sbatch_args,
+            *self.options.submit_args, str(script),
+        ]
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id in ``sbatch --parsable``'s output (``123`` or ``123;cluster``)."""
+        out = stdout.strip()
         job_id = out.splitlines()[-1].split(";")[0].strip() if out else ""
         if not job_id.isdigit():
-            raise SchedulerError(f"sbatch printed no job id: {' '.join(argv)}: stdout {out!r}", argv, 0, "")
+            raise SchedulerError(f"sbatch printed no job id: stdout {out!r}", ["sbatch"], 0, "")
         return job_id
 
     def element_handle(self, job_id: str, index: int) -> str:
@@ -98,7 +128,7 @@ class SlurmCLI(SchedulerCLI):
 
     def site_array_max(self) -> int:
         """``MaxArraySize - 1`` from ``scontrol show config`` (indices run 1..n)."""
-        out = self.check(["scontrol", "show", "config"], what="scontrol show config")
+        out = self.check([self.command("scontrol"), "show", "config"], what="scontrol show config")
         match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
         if match is None:
             log.warning("slurm: MaxArraySize not found in 'scontrol show config'; assuming 1001")
@@ -127,7 +157,7 @@ class SlurmCLI(SchedulerCLI):
         for job in sorted(elements, key=int):
             indices = sorted(elements[job])
             args.append(f"{job}_{indices[0]}" if len(indices) == 1 else f"{job}_[{','.join(map(str, indices))}]")
-        return ["scancel", *args]
+        return [self.command("scancel"), *args]
 
     def is_gone(self, message: str) -> bool:
         """scancel's complaint is only that the job has finished or was never known."""
@@ -136,17 +166,20 @@ class SlurmCLI(SchedulerCLI):
 
     # -- list ----------------------------------------------------------------------------
 
-    def list_jobs(self) -> list[JobRecord]:
+    def list_command(self) -> list[str]:
         """One ``squeue`` call: this user's array elements (pending ones one per line)."""
-        user = _user()
         fmt = ",".join(f"{f}:|" if i < len(_FIELDS) - 1 else f"{f}:" for i, f in enumerate(_FIELDS))
-        out = self.check(["squeue", "--noheader", "--array", f"--user={user}", f"--Format={fmt}"], what="squeue")
+        return [self.command("squeue"), "--noheader", "--array", f"--user={_user()}", f"--Format={fmt}"]
+
+    def parse_listing(self, stdout: str) -> list[JobRecord]:
+        """squeue's lines (``|``-separated fields of :data:`_FIELDS`) as array elements."""
+        user = _user()
         records: list[JobRecord] = []
-        for line in out.splitlines():
+        for line in stdout.splitlines():
             parts = line.rstrip().split("|", len(_FIELDS) - 1)
             if len(parts) != len(_FIELDS):
                 continue
-            element, array_id, index, state, name, reason, nodes, submitted, stdout, comment = (p.strip() for p in parts)
+            element, array_id, index, state, name, reason, nodes, submitted, stdout_path, comment = (p.strip() for p in parts)
             if not index.isdigit() or not array_id.isdigit():
                 continue  # not an array element: never one of pycrew's jobs
             records.append(
@@ -160,7 +193,8 @@ class SlurmCLI(SchedulerCLI):
                     reason="" if reason in ("None", "(null)") else reason,
                     host=nodes or None,
                     submitted=_timestamp(submitted),
-                    log=expand_log_path(stdout, array_id, int(index), name, user) if stdout else None,
+                    log=expand_log_path(stdout_path, array_id, int(index), name, user) if stdout_path else None,
+                    status=normalise(state, STATES),
                 )
             )
         return records

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from pycrew import WorkerCall
+from pycrew.plugin_api import WorkerCall
 
 PREFIX = "pycrew:1;"
 #: The controller's name is informative only: long names are cut to this many characters.

@@ -20,8 +20,9 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
-from pycrew import TOKEN_ENV, WorkerCall
-from pycrew_slurm import jobtag
+from pycrew.plugin_api import WorkerCall
+from pycrew.scheduler import jobtag
+from pycrew.wire.protocol import TOKEN_ENV
 
 #: Where the script keeps the secret while ``script_lines`` run (a shell variable, not exported).
 HIDDEN_TOKEN = "__pycrew_token"
@@ -31,7 +32,7 @@ def worker_command(calls: Sequence[WorkerCall], index_variable: str, first_index
     """``(args, env, secret)`` of the one command every element of an array of ``calls`` runs.
 
     Args:
-        calls: one array run of core's batch (see :func:`pycrew_slurm.jobtag.is_array_run`),
+        calls: one array run of core's batch (see :func:`pycrew.scheduler.jobtag.is_array_run`),
             element ``first_index`` running ``calls[0]``; or a single call.
         index_variable: the variable holding an element's index (``SLURM_ARRAY_TASK_ID``).
         first_index: the index of the array's first element.

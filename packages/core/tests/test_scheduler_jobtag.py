@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from slurm_helpers import make_calls
 
-from pycrew_slurm import jobtag
+from pycrew.scheduler import jobtag
+from pycrew.testing.scheduler_calls import make_calls
 
 
 @pytest.mark.parametrize("batch", [True, False])

@@ -1,0 +1,46 @@
+"""The scheduler layer: what every batch-scheduler launcher (SLURM, SGE, PBS, LSF) shares.
+
+A launcher for another scheduler (Flux, HTCondor, ...) subclasses two classes and writes a
+plugin:
+
+- :class:`SchedulerOptions`: the shared options (queue, cpus, memory, walltime, account,
+  script directives and prologue lines, python, log paths, retries, the circuit breaker);
+- :class:`SchedulerCLI`: pure builders of the scheduler's commands and parsers of their
+  outputs; the base class runs them, retries transient failures, never submits an array
+  twice, caches the monitor's listing, and tags every job (:mod:`.jobtag`) so the monitor
+  finds pycrew's workers and their controllers;
+- a :class:`pycrew.LauncherPlugin` whose hooks call the CLI (see ``pycrew_slurm.plugin``).
+
+See the "Writing a scheduler launcher" section of the plugin guide.
+"""
+
+from __future__ import annotations
+
+from pycrew.scheduler import jobscript, jobtag
+from pycrew.scheduler.breaker import SubmitBreaker
+from pycrew.scheduler.cli import SchedulerCLI
+from pycrew.scheduler.commands import COMMON_TRANSIENT_ERRORS, CommandRunner
+from pycrew.scheduler.errors import SchedulerError
+from pycrew.scheduler.options import (
+    SchedulerOptions,
+    memory_to_megabytes,
+    seconds_to_hms,
+    walltime_to_seconds,
+)
+from pycrew.scheduler.records import JobRecord, normalise
+
+__all__ = [
+    "COMMON_TRANSIENT_ERRORS",
+    "CommandRunner",
+    "JobRecord",
+    "SchedulerCLI",
+    "SchedulerError",
+    "SchedulerOptions",
+    "SubmitBreaker",
+    "jobscript",
+    "jobtag",
+    "memory_to_megabytes",
+    "normalise",
+    "seconds_to_hms",
+    "walltime_to_seconds",
+]

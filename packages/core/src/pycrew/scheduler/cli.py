@@ -1,0 +1,408 @@
+"""What every batch scheduler's command line has in common: :class:`SchedulerCLI`.
+
+A scheduler launcher (SLURM, SGE, PBS Pro, LSF, or a third party's Flux or HTCondor)
+submits a generated job script as one job array per batch of workers, cancels jobs or
+array elements, and lists its jobs for the monitor. A subclass supplies only the
+scheduler's syntax, as pure functions of their inputs that unit tests feed canned outputs:
+
+- builders: :meth:`~SchedulerCLI.directives`, :meth:`~SchedulerCLI.submit_command`,
+  :meth:`~SchedulerCLI.element_handle`, :meth:`~SchedulerCLI.cancel_command`,
+  :meth:`~SchedulerCLI.list_command`;
+- parsers: :meth:`~SchedulerCLI.parse_submit`, :meth:`~SchedulerCLI.parse_listing` (with
+  each job's state normalised), :meth:`~SchedulerCLI.is_gone`;
+- and :meth:`~SchedulerCLI.site_array_max`.
+
+This class runs them (through :class:`~pycrew.scheduler.commands.CommandRunner`):
+
+- renders the job script (:mod:`pycrew.scheduler.jobscript`), writes it to a private
+  directory (0700, file 0600) and deletes it after submission; the secret (the batch key)
+  travels in the submitting command's environment only;
+- cuts a batch into arrays (the site's array limit and the tag's length,
+  :mod:`pycrew.scheduler.jobtag`);
+- retries transient failures with backoff; a submit whose reply was lost (a transient
+  error, a timeout) is looked for by its tag before anything is submitted again, so nothing
+  is submitted twice;
+- stops submitting after repeated failures (:class:`~pycrew.scheduler.breaker.SubmitBreaker`);
+- cancels several jobs at once and ignores "already gone";
+- answers the monitor from one listing per ``seconds_poll``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pycrew.plugin_api import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew.scheduler import jobscript, jobtag
+from pycrew.scheduler.breaker import SubmitBreaker
+from pycrew.scheduler.commands import CommandRunner
+from pycrew.scheduler.errors import SchedulerError
+from pycrew.scheduler.options import SchedulerOptions
+from pycrew.scheduler.records import JobRecord
+from pycrew.wire.protocol import TOKEN_ENV
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerCLI(CommandRunner):
+    """The shared part of a batch-scheduler launcher; subclass per scheduler.
+
+    One instance serves one launcher configuration (its options) in one process, from
+    several threads: it caches the site's array limit and the monitor's last listing, and
+    holds the circuit breaker.
+
+    Args:
+        launcher_name: the launcher's registered name (``"slurm"``).
+        options: the launcher's options (a :class:`~pycrew.scheduler.SchedulerOptions`, or
+            any options with the fields this class reads).
+    """
+
+    #: The directive prefix of job scripts (``#SBATCH``, ``#$``, ``#PBS``, ``#BSUB``).
+    directive_prefix: ClassVar[str] = ""
+    #: The environment variable holding an array element's index inside the job.
+    array_index_variable: ClassVar[str] = ""
+    #: The first index of an array (1 everywhere pycrew submits arrays).
+    array_first_index: ClassVar[int] = 1
+    #: The longest tag the scheduler stores.
+    tag_max: ClassVar[int] = 1000
+    #: Job names start with this, so that a person reading the queue sees pycrew's jobs.
+    job_name_prefix: ClassVar[str] = "pycrew"
+    #: The default private directory (``~`` expanded).
+    default_directory: ClassVar[str] = "~/.pycrew/scheduler"
+
+    def __init__(self, launcher_name: str, options: Any) -> None:
+        super().__init__(launcher_name, options)
+        self._lock = threading.Lock()
+        self._array_max: int | None = None
+        self._listing: tuple[float, list[JobRecord]] | None = None
+        self.breaker = SubmitBreaker(
+            launcher_name,
+            int(self._option("submit_failures_max", SchedulerOptions.submit_failures_max)),
+            float(self._option("seconds_submit_pause", SchedulerOptions.seconds_submit_pause)),
+        )
+        self.submissions = 0  # submit commands run (each may be an array)
+        self.found_by_tag = 0  # submits whose lost reply was recovered from the listing
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        """The private directory for job scripts and default logs (created 0700 on demand)."""
+        return Path(os.path.expanduser(self._option("directory", self.default_directory)))
+
+    def private_directory(self, *parts: str) -> Path:
+        """``directory/parts...``, created with mode 0700 if missing."""
+        path = self.directory.joinpath(*parts)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)  # the top must be private even if it existed
+        return path
+
+    # -- builders and parsers a subclass supplies ----------------------------------------
+
+    def directives(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """The script's directive lines (name, array, logs, tag, resources)."""
+        raise NotImplementedError
+
+    def submit_command(self, script: Path, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """The command that submits ``script`` as an array of ``len(calls)`` elements."""
+        raise NotImplementedError
+
+    def submit_input(self, script: Path) -> str | None:
+        """What the submit command reads on stdin (LSF's ``bsub < script``); ``None``: nothing."""
+        return None
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id in the submit command's output.
+
+        Raises:
+            SchedulerError: the output holds no job id.
+        """
+        raise NotImplementedError
+
+    def element_handle(self, job_id: str, index: int) -> Any:
+        """The handle of element ``index`` of array ``job_id`` (what ``cancel`` accepts)."""
+        raise NotImplementedError
+
+    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
+        """The command that cancels ``handles`` (pending or running).
+
+        Raises:
+            ValueError: a handle is not one of this launcher's.
+        """
+        raise NotImplementedError
+
+    def is_gone(self, message: str) -> bool:
+        """Whether an error line of the cancel command only says the job is already gone."""
+        raise NotImplementedError
+
+    def list_command(self) -> list[str]:
+        """The command that lists this user's jobs, array elements one per record."""
+        raise NotImplementedError
+
+    def parse_listing(self, stdout: str) -> list[JobRecord]:
+        """The array elements in the listing command's output, each with a normalised status."""
+        raise NotImplementedError
+
+    def site_array_max(self) -> int:
+        """The largest number of elements the site allows in one array (asked once)."""
+        raise NotImplementedError
+
+    # -- the job script ------------------------------------------------------------------
+
+    def job_name(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
+        """The array's job name: ``pycrew-<controller name>``, safe for any scheduler."""
+        name = calls[0].controller if calls else (launcher.controller or "")
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name).strip("-")[:40]
+        return f"{self.job_name_prefix}-{safe}" if safe else self.job_name_prefix
+
+    def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
+        """The job script of one array whose element ``i`` runs ``calls[i - first index]``.
+
+        ``calls`` is one array run of core's batch or a single call (see
+        :func:`pycrew.scheduler.jobtag.split_calls`); see :mod:`.jobscript`.
+        """
+        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        python = self._option("python", None) or calls[0].python
+        return jobscript.render(
+            [python, *args],
+            env,
+            directives=self.directives(launcher, calls, tag),
+            script_lines=self._option("script_lines", ()),
+            title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} element(s)",
+        )
+
+    def write_script(self, text: str) -> Path:
+        """Write a job script into the private directory (file mode 0600); return its path."""
+        directory = self.private_directory("scripts")
+        fd, name = tempfile.mkstemp(prefix="job-", suffix=".sh", dir=directory)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(name)
+
+    def submission_environment(self, calls: Sequence[WorkerCall]) -> dict[str, str]:
+        """The submitting command's environment: ours without stale tokens, plus the array's secret."""
+        _args, _env, secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        return jobscript.submission_environment(secret)
+
+    def token_variables(self, calls: Sequence[WorkerCall]) -> list[str]:
+        """The names (never values) of the variables that carry the secret into the job."""
+        return [TOKEN_ENV]
+
+    # -- submission ----------------------------------------------------------------------
+
+    def element_handles(self, job_id: str, count: int) -> list[Any]:
+        """The handles of the first ``count`` elements of array ``job_id``."""
+        first = self.array_first_index
+        return [self.element_handle(job_id, i) for i in range(first, first + count)]
+
+    def array_max(self) -> int:
+        """Elements per array: ``array_size_max`` if set, capped by the site's limit."""
+        with self._lock:
+            if self._array_max is None:
+                self._array_max = max(1, self.site_array_max())
+            site = self._array_max
+        wanted = self._option("array_size_max", None)
+        return min(site, wanted) if wanted else site
+
+    def launch(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> list[Any]:
+        """Submit ``calls`` as job arrays; return one handle per call, in order.
+
+        If one array of several fails to submit, the arrays already submitted are
+        cancelled before the error is raised, so no worker runs without a handle.
+
+        Raises:
+            SchedulerError: a submission failed (the message names the command and its
+                output), or the circuit breaker is open.
+        """
+        if not calls:
+            return []
+        self.breaker.check()
+        handles: list[Any] = []
+        try:
+            for chunk in jobtag.split_calls(calls, self.array_max(), self.tag_max):
+                job_id = self.submit_array(launcher, chunk)
+                handles += self.element_handles(job_id, len(chunk))
+        except BaseException as exc:
+            self.breaker.failure(exc)
+            if handles:
+                log.warning("%s: cancelling %d worker(s) of this batch after a failed submission", self.launcher_name, len(handles))
+                try:
+                    self.cancel(handles)
+                except (SchedulerError, ValueError) as cancel_error:
+                    log.warning("%s: could not cancel them: %s", self.launcher_name, cancel_error)
+            raise
+        finally:
+            self.forget_listing()
+        self.breaker.success()
+        return handles
+
+    def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
+        """Submit one array of ``calls``; return its job id. Never submits it twice.
+
+        A transient failure (the daemon unreachable, a timeout) may have happened before
+        or after the scheduler took the job. Before each new try the listing is searched
+        for the array's tag: if the job is there, its id is the answer.
+
+        Raises:
+            SchedulerError: the submit failed for good, or its fate could not be learned.
+        """
+        tag = jobtag.encode(calls)
+        script = self.write_script(self.render_script(launcher, calls, tag))
+        attempts = int(self._option("command_attempts", 4))
+        argv = self.submit_command(script, calls, tag)
+        try:
+            for attempt in range(attempts):
+                try:
+                    self.submissions += 1
+                    out = self.check(
+                        argv, self.submission_environment(calls), what=f"{argv[0]} (submitting {self.launcher_name} workers)",
+                        retry=False, input=self.submit_input(script),
+                    )
+                    job_id = self.parse_submit(out)
+                    log.debug("%s: submitted array %s with %d worker(s)", self.launcher_name, job_id, len(calls))
+                    return job_id
+                except SchedulerError as exc:
+                    if not exc.transient:
+                        raise
+                    found = self.find_tagged(tag, exc)
+                    if found is not None:
+                        self.found_by_tag += 1
+                        log.warning(
+                            "%s: the submit's reply was lost (%s), but the scheduler has the job: %s", self.launcher_name, exc, found
+                        )
+                        return found
+                    if attempt == attempts - 1:
+                        raise
+                    self.pause(attempt, exc)
+            raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+        finally:
+            script.unlink(missing_ok=True)  # the scheduler keeps its own copy
+
+    def find_tagged(self, tag: str, cause: SchedulerError) -> str | None:
+        """The id of the array carrying exactly ``tag`` in the listing, if any.
+
+        Raises:
+            SchedulerError: the listing could not be read: whether the submit happened is
+                unknown, so it must not be repeated.
+        """
+        self.forget_listing()
+        try:
+            records = self.list_jobs()
+        except SchedulerError as exc:
+            raise SchedulerError(
+                f"{self.launcher_name}: a submit failed ({cause}) and the queue could not be listed to see whether "
+                f"the scheduler took it ({exc}); not submitting again, so that no job runs twice",
+                cause.command, cause.returncode, cause.stderr, transient=True,
+            ) from exc
+        ids = sorted({r.array_id for r in records if r.tag == tag})
+        if len(ids) > 1:
+            log.warning("%s: %d arrays carry the same tag %r: %s", self.launcher_name, len(ids), tag, ids)
+        return ids[0] if ids else None
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def cancel(self, handles: Sequence[Any]) -> None:
+        """Cancel jobs or array elements; jobs already gone are no error and no warning.
+
+        Transient failures are retried with backoff.
+
+        Raises:
+            ValueError: a handle is not one of this launcher's.
+            SchedulerError: the cancel command failed for another reason.
+        """
+        if not handles:
+            return
+        try:
+            argv = self.cancel_command(handles)
+            attempts = int(self._option("command_attempts", 4))
+            for attempt in range(attempts):
+                proc = self.run(argv)
+                output = proc.stderr + "\n" + proc.stdout
+                problems = [
+                    line for line in output.splitlines()
+                    if line.strip() and "error" in line.lower() and not self.is_gone(line)
+                ]
+                if not problems and (proc.returncode == 0 or self._only_gone(proc)):
+                    return
+                error = SchedulerError(
+                    f"{' '.join(argv)} failed (exit status {proc.returncode}): "
+                    f"{'; '.join(problems) or proc.stderr.strip() or 'no message'}",
+                    argv, proc.returncode, proc.stderr, transient=self.is_transient(proc.returncode, output),
+                )
+                if not error.transient or attempt == attempts - 1:
+                    raise error
+                self.pause(attempt, error)
+        finally:
+            self.forget_listing()
+
+    def _only_gone(self, proc: Any) -> bool:
+        lines = [line for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+        return bool(lines) and all(self.is_gone(line) for line in lines)
+
+    # -- the monitor ---------------------------------------------------------------------
+
+    def list_jobs(self) -> list[JobRecord]:
+        """Every array element of this user's that the scheduler holds (pycrew's or not)."""
+        return self.parse_listing(self.check(self.list_command(), what=f"listing {self.launcher_name} jobs"))
+
+    def forget_listing(self) -> None:
+        """Drop the monitor's cached listing (after a launch or a cancel)."""
+        with self._lock:
+            self._listing = None
+
+    def listing(self) -> list[JobRecord]:
+        """The scheduler's listing, asked at most once per ``seconds_poll``.
+
+        A listing that shows jobs not placed on a node yet goes stale sooner (a fifth of
+        ``seconds_poll``): those jobs are about to start, and core's launch watch asks about
+        once a second while they do, so a monitor call right after a worker started must not
+        be answered with the listing from before it started.
+        """
+        interval = float(self._option("seconds_poll", 1.0))
+        with self._lock:
+            cached = self._listing
+        now = time.monotonic()
+        if cached is not None:
+            unplaced = any(not r.host for r in cached[1])
+            if now - cached[0] < (interval / 5 if unplaced else interval):
+                return cached[1]
+        records = self.list_jobs()
+        with self._lock:
+            self._listing = (now, records)
+        return records
+
+    def workers(self, controller_id: str | None) -> list[WorkerInfo]:
+        """pycrew's workers in the queue: all, or one controller's. Nothing that is not pycrew's."""
+        result: list[WorkerInfo] = []
+        for record in self.listing():
+            if not record.name.startswith(self.job_name_prefix):
+                continue
+            tag = jobtag.decode(record.tag)
+            if tag is None or (controller_id is not None and tag.controller_id != controller_id):
+                continue
+            slot, instance = tag.element(record.index) or (None, None)
+            result.append(
+                WorkerInfo(
+                    id=record.id,
+                    handle=self.element_handle(record.array_id, record.index),
+                    launcher=self.launcher_name,
+                    controller=tag.controller or None,
+                    controller_id=tag.controller_id,
+                    instance=instance,
+                    worker=slot,
+                    state=record.state,
+                    host=record.host,
+                    started=record.submitted,
+                    reason=record.reason,
+                    log=record.log,
+                    status=record.status,
+                    exit_code=record.exit_code,
+                )
+            )
+        return result

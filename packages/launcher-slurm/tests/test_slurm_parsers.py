@@ -1,0 +1,104 @@
+"""SLURM's builders and parsers on canned outputs (captured from the real SLURM the tests run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pycrew.scheduler import SchedulerError
+from pycrew_slurm import SlurmCLI, SlurmOptions
+from pycrew_slurm.slurm import STATES
+
+DATA = Path(__file__).parent / "data"
+
+
+def cli(**options: object) -> SlurmCLI:
+    return SlurmCLI("slurm", SlurmOptions(**options))  # type: ignore[arg-type]
+
+
+def test_squeue_listing_captured_from_slurm_22() -> None:
+    records = cli().parse_listing((DATA / "squeue-slurm22.txt").read_text())
+    assert [(r.id, r.array_id, r.index, r.state, r.status, r.host) for r in records] == [
+        ("5_1", "5", 1, "PENDING", "pending", None),
+        ("4_1", "4", 1, "RUNNING", "running", "vm"),
+        ("4_2", "4", 2, "RUNNING", "running", "vm"),
+    ]
+    held, first = records[0], records[1]
+    assert held.reason == "JobHeldUser" and held.tag == "foreign" and held.log == "/dev/null"
+    assert first.reason == "" and first.tag == "pycrew:1;c=abc;n=cap;p=x-;o=0;w=1-2"
+    assert first.log == "/tmp/pycrew-cap-4_1.log", "squeue leaves %x %A %a unexpanded; the parser expands them"
+    assert first.submitted is not None
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("PENDING", "pending"), ("RUNNING", "running"), ("COMPLETING", "running"), ("COMPLETED", "done"),
+     ("FAILED", "failed"), ("TIMEOUT", "failed"), ("OUT_OF_MEMORY", "failed"), ("NODE_FAIL", "failed"),
+     ("CANCELLED", "cancelled"), ("SUSPENDED", "pending"), ("SOMETHING_NEW", "unknown")],
+)
+def test_squeue_states_are_normalised(state: str, status: str) -> None:
+    line = f"7_1|7|1|{state}|pycrew-x|None||N/A|(null)|pycrew:1;c=a;w=1.i\n"
+    assert cli().parse_listing(line)[0].status == status
+    assert state not in STATES or STATES[state] == status
+
+
+def test_squeue_lines_that_are_not_array_elements_are_skipped() -> None:
+    out = "9|9|N/A|RUNNING|plain|None|vm|N/A||\ngarbage\n"
+    assert cli().parse_listing(out) == []
+
+
+@pytest.mark.parametrize(("out", "job"), [("123\n", "123"), ("123;cluster2\n", "123"), ("note\n456\n", "456")])
+def test_sbatch_parsable_output(out: str, job: str) -> None:
+    assert cli().parse_submit(out) == job
+
+
+def test_sbatch_without_a_job_id_is_an_error() -> None:
+    with pytest.raises(SchedulerError, match="sbatch printed no job id"):
+        cli().parse_submit("sbatch: warning: something\n")
+
+
+def test_commands_use_bin_directory(tmp_path: Path) -> None:
+    c = cli(bin_directory="/opt/slurm/bin")
+    assert c.list_command()[0] == "/opt/slurm/bin/squeue"
+    assert c.cancel_command(["1_2", "1_3", "4"]) == ["/opt/slurm/bin/scancel", "4", "1_[2,3]"]
+    assert c.submit_command(tmp_path / "job.sh", [], "tag")[:3] == ["/opt/slurm/bin/sbatch", "--parsable", "--export=ALL"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["scancel: error: Kill job error on job id 12_3: Invalid job id specified",
+     "scancel: error: Kill job error on job id 12: Job/step already completing or completed"],
+)
+def test_scancel_gone_messages(line: str) -> None:
+    assert cli().is_gone(line)
+
+
+def test_transient_slurm_errors_are_recognised() -> None:
+    c = cli()
+    assert c.is_transient(1, "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")
+    assert c.is_transient(1, "squeue: error: Unable to contact slurm controller (connect failure)")
+    assert not c.is_transient(1, "sbatch: error: Batch job submission failed: Invalid account or account/partition")
+
+
+def test_shared_options_map_to_sbatch_directives() -> None:
+    options = SlurmOptions(queue="short", cpus=4, memory="8G", walltime="02:00:00", account="lab")
+    assert options.directives() == [
+        "#SBATCH --partition=short", "#SBATCH --account=lab", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
+        "#SBATCH --time=02:00:00",
+    ]
+    assert SlurmOptions(seconds_walltime=90).directives() == ["#SBATCH --time=0-00:01:30"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"queue": "a", "partition": "b"}, "'partition' and 'queue' mean the same"),
+     ({"cpus": 2, "cpus_per_task": 2}, "'cpus_per_task' and 'cpus' mean the same"),
+     ({"walltime": "01:00:00", "time": "60"}, "all set --time"),
+     ({"submit_args": ("--array=1-3",)}, "must not set --array")],
+)
+def test_shared_options_conflict_with_their_slurm_twins(options: dict[str, object], message: str) -> None:
+    from pycrew import OptionsError
+
+    with pytest.raises(OptionsError, match=message):
+        SlurmOptions(**options)  # type: ignore[arg-type]
