@@ -171,7 +171,7 @@ def test_controller_with_a_registered_launcher_batches_its_launches():
     reg = PluginRegistry(load_entry_points=False)
     dummy = Dummy("d")
     reg.register(dummy)
-    c = pycrew.Controller("d", workers=3, registry=reg, seconds_launch=30)
+    c = pycrew.Controller("d", workers=3, registry=reg, seconds_launch=30, workers_at_start=0)
     try:
         c.start()
         for i in range(5):

@@ -22,6 +22,11 @@ class ControllerOptions:
     Attributes:
         name: the controller's name (default: the launcher's name).
         workers: most workers running at once.
+        workers_at_start: workers launched by ``start()`` before any task is pushed, so
+            that the first task finds one ready. ``None`` (the default): 1 for launchers
+            whose workers run on this machine (``local``), 0 for remote ones (a queued job
+            costs queue time or money before there is work). At most ``workers``. They are
+            ordinary workers: with a finite ``seconds_idle`` they exit when left idle.
         host: address workers dial; default 127.0.0.1 for launchers whose workers run on
             this machine, a routable address of this machine for remote launchers.
         port: TCP port to listen on; 0 picks a free one.
@@ -62,6 +67,7 @@ class ControllerOptions:
 
     name: str | None = None
     workers: int = 1
+    workers_at_start: int | None = None
     host: str | None = None
     port: int = 0
     tls: Any = field(default="none")
@@ -92,6 +98,10 @@ class ControllerOptions:
         object.__setattr__(self, "tls", TLS.coerce(self.tls))
         require(self.name is None or bool(self.name.strip()), OWNER, "name", self.name, "be a non-empty string")
         require(self.workers >= 1, OWNER, "workers", self.workers, "be >= 1")
+        require(
+            self.workers_at_start is None or 0 <= self.workers_at_start <= self.workers, OWNER, "workers_at_start",
+            self.workers_at_start, f"be None or between 0 and workers={self.workers}",
+        )
         require(0 <= self.port <= 65535, OWNER, "port", self.port, "be between 0 and 65535")
         for key in ("seconds_launch", "seconds_heartbeat", "seconds_heartbeat_timeout", "seconds_terminate"):
             value = getattr(self, key)

@@ -171,7 +171,9 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.launcher.url = self._dispatcher.address
             self.launcher.dispatcher = self._dispatcher
             monitor.register_controller(self.id, self.name, self.spec.name)
+            self._dispatcher.on_demand = self._on_tick  # scale out at once when pushed tasks find no room
             self._dispatcher.start()
+            self._launch_at_start(self._dispatcher)
             if dashboard is not None:
                 dashboard.start()
                 self._dashboard, self.dashboard_link = dashboard, dashboard.link
@@ -180,6 +182,14 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             live.add(self)
         register_exit_hook()
         return self
+
+    def _launch_at_start(self, dispatcher: Dispatcher) -> None:
+        """Launch ``workers_at_start`` workers now (default: 1 for launchers that are not remote)."""
+        n = self.options.workers_at_start
+        if n is None:
+            n = 0 if self.spec.remote else 1
+        if n > 0:
+            dispatcher.call_soon(lambda: self.launcher.scale(n, time.monotonic()))
 
     def terminate(self) -> None:
         """Stop the dispatcher and terminate every worker (idempotent).

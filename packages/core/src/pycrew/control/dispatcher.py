@@ -36,6 +36,10 @@ from pycrew.wire.transport import Link
 
 log = logging.getLogger(__name__)
 
+#: How long after a push that found no worker with room the controller scales out (a tick
+#: would do it up to 0.1 s later); pushes within this window go out as one batch.
+SECONDS_DEMAND = 0.005
+
 class Dispatcher(Assignment, Upkeep):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
@@ -85,6 +89,11 @@ class Dispatcher(Assignment, Upkeep):
         self.submissions: collections.deque[Task] = collections.deque()
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_pending = False
+        # Called (dispatcher thread) SECONDS_DEMAND after pushed tasks found no worker with
+        # room: the controller scales out then instead of at the next tick (up to 0.1 s
+        # later). The short wait lets a loop of pushes go out as one batch of launches.
+        self.on_demand: Callable[[float], None] | None = None
+        self._demand_at: float | None = None
         self._stop = False
         self._next_beat = 0.0
         self.ewma: float | None = None
@@ -186,7 +195,8 @@ class Dispatcher(Assignment, Upkeep):
         try:
             while not self._stop:
                 now = time.monotonic()
-                timeout = max(0.0, min(next_tick - now, 0.25))
+                due = next_tick if self._demand_at is None else min(next_tick, self._demand_at)
+                timeout = max(0.0, min(due - now, 0.25))
                 events = sel.select(timeout)
                 self._wake_pending = False
                 io = []
@@ -201,7 +211,12 @@ class Dispatcher(Assignment, Upkeep):
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + 0.1
+                    self._demand_at = None  # the tick scales out too
                     self._maintain(now)
+                elif self._demand_at is not None and now >= self._demand_at:
+                    self._demand_at = None
+                    if self.on_demand is not None:
+                        self.on_demand(now)
         except BaseException as exc:  # whatever ends the loop must not hang the user
             log.exception("the pycrew dispatcher failed")
             self.error = exc
@@ -225,6 +240,7 @@ class Dispatcher(Assignment, Upkeep):
         return [t for t in tasks if not t.resolved]
 
     def _step(self) -> None:
+        arrived = bool(self.submissions)
         while self.submissions:  # before the inbox: a call made after a push sees the task
             self.queue.append(self.submissions.popleft())
         while self.inbox:
@@ -235,6 +251,8 @@ class Dispatcher(Assignment, Upkeep):
         self.server.poll()
         if self.queue:
             self._assign()
+            if arrived and self.queue and self.on_demand is not None and self._demand_at is None:
+                self._demand_at = time.monotonic() + SECONDS_DEMAND
 
     # -- the transport's reports (transport.Handler) ----------------------------------
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol
 
-from tqdm import tqdm
-
 
 class _Reporting(Protocol):
     name: str
@@ -20,6 +18,8 @@ class ProgressBar:
     def __init__(self, controller: _Reporting, total: int, desc: str | None = None, start: int = 0) -> None:
         self.controller = controller
         self.start = start
+        from tqdm import tqdm  # only when a bar is asked for: tqdm costs ~10 ms to import
+
         self.bar = tqdm(total=total, desc=desc or controller.name, unit="task", file=sys.stderr, dynamic_ncols=True)
 
     def refresh(self, done: int | None = None) -> None:
