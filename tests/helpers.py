@@ -131,3 +131,14 @@ class Blob:
 def make_blob(n: int) -> Blob:
     """A Blob of ``n`` bytes."""
     return Blob(n)
+
+
+def mark_after_gate(directory: str, i: int) -> int:
+    """Wait until ``directory/gate`` exists, then create ``directory/done-<i>`` and return ``i``."""
+    import os
+    import time
+
+    while not os.path.exists(os.path.join(directory, "gate")):
+        time.sleep(0.01)
+    open(os.path.join(directory, f"done-{i}"), "w").close()
+    return i

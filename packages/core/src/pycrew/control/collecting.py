@@ -19,8 +19,9 @@ class Collecting(ControllerState):
         return len(self._results)
 
     def unresolved(self) -> int:
-        """Tasks pushed or submitted and not yet resolved."""
-        return self.pushed - self.resolved
+        """Tasks pushed or submitted and not yet resolved (a ``map`` still submitting its
+        input counts as one more, so that ``wait("all")`` waits for the rest of it)."""
+        return self.pushed - self.resolved + len(self._feeders)
 
     def pop(self) -> TaskResult | None:
         """The next resolved pushed task's result, or ``None`` if none is ready.

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
@@ -104,6 +104,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._terminate_done = threading.Event()
         self._terminating: threading.Thread | None = None
         self._futures_issued = 0
+        self._feeders: set[Any] = set()
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
         #: The dashboard's address while it runs (option ``dashboard``), else ``None``.
         self.dashboard_link: str | None = None
@@ -209,6 +210,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 self._terminate_done.wait(self.options.seconds_terminate + 10.0)
             return
         live.discard(self)
+        self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
         try:
             if dispatcher is not None:
                 dispatcher.stop()
@@ -300,6 +302,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         ``cancel_futures=True`` cancels the futures that have not started.
         """
         self._shutdown = True
+        if cancel_futures:
+            self._stop_feeders(CancelledError("map input not submitted: shutdown(cancel_futures=True)"))
         if cancel_futures and self._dispatcher is not None:
             self._dispatcher.call_soon(self._cancel_queued_futures)
         if not self._started or self._terminated:
@@ -324,8 +328,16 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.terminate()
 
     def pending_futures(self) -> int:
-        """Futures returned by ``submit``/``map`` that have not resolved yet."""
-        return max(0, self._futures_issued - self._futures_resolved)
+        """Futures returned by ``submit``/``map`` that have not resolved yet (a ``map`` still
+        submitting its input counts as one more)."""
+        return max(0, self._futures_issued - self._futures_resolved) + len(self._feeders)
+
+    def _stop_feeders(self, error: BaseException) -> None:
+        """Stop every ``map`` still submitting its input; its iterator raises ``error`` in turn."""
+        with self._futures_lock:
+            feeders = list(self._feeders)
+        for feeder in feeders:
+            feeder.stop(error)
 
     def _finish_at_exit(self) -> None:
         """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks); terminate."""

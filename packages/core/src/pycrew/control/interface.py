@@ -58,7 +58,7 @@ class ControllerAPI(Protocol):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-        buffersize: int | None = None,
+        buffersize: int | Literal["auto"] | None = "auto",
         seed: int | None = None,
         seconds_timeout: float | None = None,
         progress: bool = False,

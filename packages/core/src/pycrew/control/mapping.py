@@ -1,13 +1,23 @@
-"""``Controller.map``: tasks submitted at once or through a window, results in order."""
+"""``Controller.map``: tasks submitted eagerly, through a window refilled as tasks finish, or
+through Python 3.14's ``buffersize`` window; results in order.
+
+``buffersize="auto"`` (the default) keeps at most a window of unfinished tasks submitted: a
+feeder thread reads the iterables and submits the next task whenever one finishes, whether
+or not its result has been taken yet. So every task runs even if nobody iterates (as with
+``concurrent.futures``' eager ``map``), but a million-item ``map`` never holds a million
+pending payloads and task records at once. ``buffersize=None`` submits everything at
+once; ``buffersize=n`` submits at most ``n`` tasks ahead of the results taken (3.14).
+"""
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.progress import ProgressBar
@@ -17,6 +27,131 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: ``buffersize="auto"``: unfinished tasks in flight, at least this many ...
+AUTO_WINDOW_MIN = 4096
+#: ... and this many per worker (enough to keep every worker's prefetch window fed).
+AUTO_WINDOW_PER_WORKER = 512
+
+Buffersize = int | None | Literal["auto"]
+
+
+def auto_window(workers: int) -> int:
+    """The window of ``buffersize="auto"`` for a controller of ``workers`` workers."""
+    return max(AUTO_WINDOW_MIN, AUTO_WINDOW_PER_WORKER * workers)
+
+
+def check_map_arguments(chunksize: int, buffersize: Buffersize) -> None:
+    """Validate ``map``'s ``chunksize`` and ``buffersize``.
+
+    Raises:
+        ValueError: naming the argument, its value and what it must be.
+    """
+    if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
+        raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
+    if buffersize is None or buffersize == "auto":
+        return
+    if not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1:
+        raise ValueError(f"buffersize must be 'auto', None or an int >= 1, got {buffersize!r}")
+
+
+class _Feeder:
+    """Submits the map's tasks from a thread, keeping at most ``window`` unfinished.
+
+    While it runs it is in the controller's ``_feeders``: ``wait("all")``, ``shutdown()``
+    and the exit hook count it as pending work, and ``terminate()`` or
+    ``shutdown(cancel_futures=True)`` stop it (the iterator then raises their error where
+    the input was cut).
+    """
+
+    def __init__(self, controller: Submitting, submit: Callable[[int, tuple[Any, ...]], TaskFuture[Any]], items: Iterator[tuple[int, Any]], window: int) -> None:
+        self.controller = controller
+        self.submit = submit
+        self.items = items
+        self.slots = threading.Semaphore(window)
+        self.cond = threading.Condition()
+        self.futures: collections.deque[TaskFuture[Any]] = collections.deque()
+        self.done = False
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, name="pycrew-map-feeder", daemon=True)
+
+    def start(self) -> None:
+        with self.controller._futures_lock:
+            self.controller._feeders.add(self)
+        self.thread.start()
+
+    def _release(self, _future: Future[Any]) -> None:
+        self.slots.release()
+
+    def _run(self) -> None:
+        try:
+            for i, args in self.items:
+                while not self.slots.acquire(timeout=0.2):
+                    if self.stopped:
+                        return
+                if self.stopped:
+                    return
+                future = self.submit(i, tuple(args))
+                future.add_done_callback(self._release)
+                with self.cond:
+                    self.futures.append(future)
+                    self.cond.notify_all()
+                del future  # the deque holds it until the consumer takes it
+        except BaseException as exc:  # the iterable or a submit failed: the consumer raises it in turn
+            with self.cond:
+                if self.error is None:
+                    self.error = exc
+        finally:
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+            with self.controller._futures_lock:
+                self.controller._feeders.discard(self)
+            with self.controller._cv:
+                self.controller._cv.notify_all()
+
+    def has_next(self, deadline: float | None) -> bool:
+        """Wait until the next future is there (``True``) or the input has ended (``False``).
+
+        Raises:
+            TimeoutError: ``deadline`` passed while waiting for the feeder.
+            BaseException: what the iterable (or a submit) raised, or why the feeder was
+                stopped, once the futures before it have been taken.
+        """
+        with self.cond:
+            while not self.futures and not self.done:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("map: no result within the timeout")
+                self.cond.wait(0.2 if remaining is None else min(0.2, remaining))
+            if self.futures:
+                return True
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
+            return False
+
+    def take(self) -> TaskFuture[Any]:
+        """The next future (after :meth:`has_next` said there is one)."""
+        with self.cond:
+            return self.futures.popleft()
+
+    def waiting(self) -> list[TaskFuture[Any]]:
+        """The futures submitted and not taken yet."""
+        with self.cond:
+            return list(self.futures)
+
+    def stop(self, error: BaseException | None = None) -> list[TaskFuture[Any]]:
+        """Stop submitting (the iterator raises ``error``, if given, where the input was cut);
+        return the futures submitted and not taken."""
+        with self.cond:
+            self.stopped = True
+            if error is not None and self.error is None and not self.done:
+                self.error = error
+            left = list(self.futures)
+            self.cond.notify_all()
+        return left
+
 
 def map_results(
     controller: Submitting,
@@ -24,7 +159,7 @@ def map_results(
     iterables: tuple[Iterable[Any], ...],
     timeout: float | None,
     chunksize: int,
-    buffersize: int | None,
+    buffersize: Buffersize,
     seed: int | None,
     seconds_timeout: float | None,
     progress: bool,
@@ -33,25 +168,36 @@ def map_results(
 
     The iterator keeps no result it has yielded alive (CPython bpo-14406).
     """
-    if not isinstance(chunksize, int) or chunksize < 1:
-        raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
-    if buffersize is not None and (not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1):
-        raise ValueError(f"buffersize must be None or an int >= 1, got {buffersize!r}")
+    check_map_arguments(chunksize, buffersize)
     items = enumerate(zip(*iterables, strict=False))
+
+    def submit(i: int, args: tuple[Any, ...]) -> TaskFuture[Any]:
+        s = task_seed(seed, i) if seed is not None else None
+        future = controller._queue_task(fn, args, None, None, False, s, seconds_timeout, None, after_shutdown=fed)
+        assert future is not None
+        return future
+
+    fed = buffersize == "auto"
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if buffersize == "auto":
+        controller._check()  # start it here, and raise a launch or dispatcher error here, as a submit would
+        workers = getattr(getattr(controller, "options", None), "workers", 1)
+        feeder = _Feeder(controller, submit, items, auto_window(int(workers)))
+        feeder.start()
+        total = _known_length(iterables)
+        return _fed_results(controller, feeder, deadline, total, progress)
+    window = buffersize  # None (everything now) or an int (3.14: ahead of the results taken)
+    futures: collections.deque[TaskFuture[Any]] = collections.deque()
 
     def submit_next() -> bool:
         for i, args in items:
-            s = task_seed(seed, i) if seed is not None else None
-            future = controller.submit_task(fn, tuple(args), seed=s, seconds_timeout=seconds_timeout)
-            assert future is not None
-            futures.append(future)
+            futures.append(submit(i, tuple(args)))
             return True
         return False
 
-    futures: collections.deque[TaskFuture[Any]] = collections.deque()
-    while (buffersize is None or len(futures) < buffersize) and submit_next():
+    while (window is None or len(futures) < window) and submit_next():
         pass
-    deadline = None if timeout is None else time.monotonic() + timeout
     yielded = 0
     bar = ProgressBar(controller, len(futures), desc=f"{controller.name} map") if progress else None
 
@@ -60,26 +206,17 @@ def map_results(
         # once the caller drops it: bpo-14406); count them as done.
         return yielded + sum(f.done() for f in futures)
 
-    def next_result(future: Future[T]) -> T:
-        if bar is None:
-            return future.result(None if deadline is None else deadline - time.monotonic())
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            try:
-                return future.result(0.2 if remaining is None else max(0.0, min(0.2, remaining)))
-            except concurrent.futures.TimeoutError:
-                bar.refresh(done=yielded - 1 + sum(f.done() for f in futures))
-                if remaining is not None and remaining <= 0.2:
-                    raise
+    def waiting_done() -> int:
+        return yielded - 1 + sum(f.done() for f in futures)
 
     def results() -> Iterator[T]:
         nonlocal yielded
         try:
             while futures:
-                if buffersize is not None and not controller._shutdown and submit_next() and bar is not None:
+                if window is not None and not controller._shutdown and submit_next() and bar is not None:
                     bar.bar.total = yielded + len(futures)
                 yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
-                yield next_result(futures.popleft())
+                yield _result(futures.popleft(), deadline, bar, waiting_done)
         finally:
             for f in futures:
                 f.cancel()
@@ -88,3 +225,49 @@ def map_results(
                 bar.bar.close()
 
     return results()
+
+
+def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The number of items ``zip(*iterables)`` gives, if every iterable has a length."""
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _fed_results(
+    controller: Submitting, feeder: _Feeder, deadline: float | None, total: int | None, progress: bool
+) -> Iterator[T]:
+    bar = ProgressBar(controller, total or 0, desc=f"{controller.name} map") if progress else None
+    yielded = 0
+
+    def done() -> int:
+        # taken before the one being waited for, plus the finished ones not taken yet
+        return yielded - 1 + sum(f.done() for f in feeder.waiting())
+
+    try:
+        while feeder.has_next(deadline):
+            if bar is not None and total is None:
+                bar.bar.total = max(bar.bar.total or 0, yielded + 1 + len(feeder.waiting()))
+            yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
+            yield _result(feeder.take(), deadline, bar, done)
+    finally:
+        for f in feeder.stop():
+            f.cancel()
+        if bar is not None:
+            bar.refresh(done=yielded + sum(f.done() for f in feeder.waiting()))
+            bar.bar.close()
+
+
+def _result(future: Future[T], deadline: float | None, bar: ProgressBar | None, done: Callable[[], int]) -> T:
+    """``future``'s result by ``deadline``, redrawing ``bar`` while waiting."""
+    if bar is None:
+        return future.result(None if deadline is None else deadline - time.monotonic())
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        try:
+            return future.result(0.2 if remaining is None else max(0.0, min(0.2, remaining)))
+        except concurrent.futures.TimeoutError:
+            bar.refresh(done=done())
+            if remaining is not None and remaining <= 0.2:
+                raise

@@ -137,7 +137,7 @@ class SequentialController(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-        buffersize: int | None = None,
+        buffersize: int | Literal["auto"] | None = "auto",
         seed: int | None = None,
         seconds_timeout: float | None = None,
         progress: bool = False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycrew.controller_options import ControllerOptions
 from pycrew.plugin_api import LauncherSpec
@@ -51,6 +51,7 @@ class ControllerState:
     _notify_done: bool
     _futures_issued: int
     _futures_resolved: int
+    _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
 
     def _check(self) -> Dispatcher:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""

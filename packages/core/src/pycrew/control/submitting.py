@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.mapping import map_results
@@ -57,7 +57,23 @@ class Submitting(ControllerState):
             SerializationError: the task cannot be pickled (naming the culprit).
             OptionsError: a bad ``name``, ``seed`` or ``seconds_timeout``.
         """
-        if self._shutdown:
+        return self._queue_task(fn, args, kwargs, name, keep, seed, seconds_timeout, relay, after_shutdown=False)
+
+    def _queue_task(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        name: str | None,
+        keep: bool,
+        seed: int | None,
+        seconds_timeout: float | None,
+        relay: Callable[[TaskResult], None] | None,
+        after_shutdown: bool,
+    ) -> TaskFuture[Any] | None:
+        """:meth:`submit_task`; with ``after_shutdown`` (a ``map`` called before ``shutdown``
+        submitting the rest of its input) also after ``shutdown()``, until ``terminate()``."""
+        if self._terminated or (self._shutdown and not after_shutdown):
             state = "terminated" if self._terminated else "shut down"
             raise ControllerError(f"controller {self.name!r} was {state}; no new tasks")
         dispatcher = self._check()
@@ -165,16 +181,20 @@ class Submitting(ControllerState):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-        buffersize: int | None = None,
+        buffersize: int | Literal["auto"] | None = "auto",
         seed: int | None = None,
         seconds_timeout: float | None = None,
         progress: bool = False,
     ) -> Iterator[T]:
         """Executor API: like :func:`map`, tasks running on workers; results in order.
 
-        Every task is submitted at once, or, with ``buffersize=n`` (Python 3.14's
-        semantics), at most ``n`` tasks are submitted ahead of the results yielded so far
-        and the iterables are read lazily. Iterating raises a task's exception when its
+        With ``buffersize="auto"`` (the default) the iterables are read lazily by a
+        background thread that keeps a window of unfinished tasks submitted (4,096, or 512
+        per worker if more) and submits the next task whenever one finishes: every task runs
+        whether or not you iterate, as with :mod:`concurrent.futures`, but a map over a
+        million items never holds a million pending tasks. ``buffersize=None`` submits
+        every task at once; ``buffersize=n`` (Python 3.14's semantics) submits at most ``n``
+        tasks ahead of the results yielded so far. Iterating raises a task's exception when its
         turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
         ``chunksize`` is accepted for compatibility and not needed: the dispatcher sends
         queued tasks to workers in batches by itself. With ``seed``, task ``i`` runs seeded
@@ -182,7 +202,7 @@ class Submitting(ControllerState):
         the tasks while you iterate.
 
         Raises:
-            ValueError: ``chunksize`` < 1 or ``buffersize`` not None and < 1.
+            ValueError: ``chunksize`` < 1 or ``buffersize`` not ``"auto"``, None or an int >= 1.
         """
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")

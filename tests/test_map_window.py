@@ -1,0 +1,107 @@
+"""``map``'s default ``buffersize="auto"``: a bounded window of unfinished tasks, refilled as
+tasks finish, so every task runs even if nobody iterates, and shutdown, cancel_futures,
+terminate and a failing input behave as with ``concurrent.futures``' eager ``map``."""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import CancelledError
+from pathlib import Path
+
+import pytest
+
+import pycrew
+from helpers import identity, mark_after_gate
+from pycrew.control import mapping
+from support import wait_for
+
+
+@pytest.fixture
+def small_window(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(mapping, "AUTO_WINDOW_MIN", 3)
+    monkeypatch.setattr(mapping, "AUTO_WINDOW_PER_WORKER", 1)
+    return 3
+
+
+def counting(n: int, pulled: list[int]):  # type: ignore[no-untyped-def]
+    for i in range(n):
+        pulled.append(i)
+        yield i
+
+
+def test_auto_window_bounds_what_is_submitted_and_runs_everything_without_iterating(make_controller, small_window, tmp_path):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    pulled: list[int] = []
+    results = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), counting(12, pulled))
+    wait_for(lambda: len(pulled) >= small_window, timeout=30, message="the feeder did not start")
+    assert c.summary().controller.pushed == small_window, "the window holds 3 unfinished tasks"
+    assert len(pulled) <= small_window + 1, f"the input was read ahead of the window: {len(pulled)} items"
+    (tmp_path / "gate").touch()
+    # nobody iterates: every task still runs, as with concurrent.futures' eager map
+    wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 12, timeout=60, message="not every task ran")
+    assert list(results) == list(range(12))
+
+
+def test_wait_all_and_shutdown_wait_for_the_rest_of_the_input(make_controller, small_window, tmp_path):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    (tmp_path / "gate").touch()
+    results = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), range(10))
+    assert c.wait("all", timeout=60), "wait('all') returned before the map's input was all submitted and done"
+    assert len(list(tmp_path.glob("done-*"))) == 10
+    more = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), range(10, 20))
+    c.shutdown(wait=True)
+    assert len(list(tmp_path.glob("done-*"))) == 20, "shutdown(wait=True) must run the whole map submitted before it"
+    assert list(results) == list(range(10)) and list(more) == list(range(10, 20))
+
+
+def test_cancel_futures_cuts_the_input_and_iteration_says_so(make_controller, small_window, tmp_path):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    results = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), range(20))
+    wait_for(lambda: c.summary().controller.running >= 1, timeout=60, message="the first task did not start")
+    c.shutdown(wait=False, cancel_futures=True)
+    (tmp_path / "gate").touch()
+    got = []
+    with pytest.raises(CancelledError):
+        for r in results:
+            got.append(r)
+    assert got == list(range(len(got))) and len(got) < 20
+
+
+def test_an_input_that_raises_raises_in_turn_after_the_results_before_it(make_controller):
+    c = make_controller("local", workers=1)
+
+    def source():  # type: ignore[no-untyped-def]
+        yield 1
+        yield 2
+        raise ValueError("the input broke at item 3")
+
+    results = c.map(identity, source())
+    assert next(results) == 1 and next(results) == 2
+    with pytest.raises(ValueError, match="broke at item 3"):
+        next(results)
+
+
+def test_terminate_stops_the_feeder_and_iteration_does_not_hang(make_controller, small_window, tmp_path):
+    c = make_controller("local", workers=1)
+    results = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), range(1000))
+    wait_for(lambda: c.summary().controller.pushed == small_window, timeout=60, message="the window did not fill")
+    c.terminate()
+    with pytest.raises((CancelledError, pycrew.ControllerError)):
+        list(results)
+    wait_for(lambda: not c._feeders, timeout=10, message="the feeder kept running after terminate()")
+
+
+def test_closing_the_iterator_stops_submitting(make_controller, small_window):
+    c = make_controller("local", workers=1)
+    results = c.map(identity, range(10_000))
+    assert next(results) == 0
+    results.close()
+    wait_for(lambda: not c._feeders, timeout=30, message="the feeder kept running after close()")
+    assert c.summary().controller.pushed < 100
+
+
+@pytest.mark.parametrize("bad", ["big", 0, 1.5])
+def test_bad_buffersize_is_rejected(make_controller, bad):
+    c = make_controller("local", workers=1)
+    with pytest.raises(ValueError, match=r"buffersize must be 'auto', None or an int >= 1"):
+        c.map(identity, [1], buffersize=bad)
