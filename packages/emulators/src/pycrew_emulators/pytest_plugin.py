@@ -15,6 +15,7 @@ _FIXTURE_MODULES = {
     "pycrew_emulators.awsbatch_fixtures": ("moto", "boto3"),
     "pycrew_emulators.k8s_fixtures": ("kubernetes",),
     "pycrew_emulators.cloudrun_fixtures": ("google.cloud.run_v2",),
+    "pycrew_emulators.batch_fixtures": (),
 }
 
 
