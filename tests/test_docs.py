@@ -36,6 +36,7 @@ OTHER_PAGES = frozenset(
         "launchers/k8s.md",
         "launchers/cloudrun.md",
         "launchers/awsbatch.md",
+        "launchers/lsf.md",
     }
 )
 #: Pages that must show runnable Python.

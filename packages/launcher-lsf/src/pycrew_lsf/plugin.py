@@ -1,0 +1,103 @@
+"""The ``lsf`` launcher's plugin (entry point ``pycrew.launchers: lsf = "pycrew_lsf.plugin:plugin"``).
+
+Core calls its hooks only for launchers named ``lsf``. Each hook uses the
+:class:`~pycrew_lsf.LsfCLI` for the launcher's options: one per distinct options value (and
+``LSF_ENVDIR``) in this process, kept by :class:`pycrew.LauncherPlugin`'s client cache, so the
+site's array limit and memory unit are asked once, the monitor's polling cadence holds
+across calls, and the circuit breaker counts every launch of that configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pycrew
+from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew_lsf.lsf import LsfCLI
+from pycrew_lsf.options import LsfOptions
+from pycrew_lsf.parsing import expand_log_path
+
+NAME = "lsf"
+#: What the conformance suite may test (names of ``pycrew.LAUNCHER_CAPABILITIES``): the monitor
+#: lists pycrew's jobs only, tagged (``-Jd``) with controller id and instance; ``WorkerInfo.host``
+#: is the first execution host (bjobs EXEC_HOST); jobs of ended controllers stay listed
+#: (orphans); ``bkill`` reaches pending and never-connected workers. Not ``pid``: bjobs's PIDS
+#: field lists the job's processes, not which one is the worker.
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+#: After its controller dies, a running worker exits after seconds_idle; this covers what LSF
+#: adds before the job leaves the running states (post-execution, sbatchd's report to
+#: mbatchd) and the monitor's bjobs cadence.
+SECONDS_EXIT_MARGIN = 60.0
+
+
+class LsfPlugin(pycrew.LauncherPlugin[LsfOptions, LsfCLI]):
+    """Workers as LSF job arrays; handles are ``"<job id>[<index>]"``."""
+
+    name = NAME
+    options_type = LsfOptions
+    summary = "workers as IBM Spectrum LSF job arrays (bsub, bjobs, bkill)"
+    remote = True
+    capabilities = CAPABILITIES
+    seconds_exit_margin = SECONDS_EXIT_MARGIN
+
+    def create_client(self, options: LsfOptions) -> LsfCLI:
+        """The :class:`LsfCLI` for ``options`` (it runs nothing until used)."""
+        return LsfCLI(self.name, options)
+
+    def client_key(self, options: LsfOptions) -> Hashable:
+        """The options and ``LSF_ENVDIR``: another configuration directory is another cluster."""
+        return (os.environ.get("LSF_ENVDIR"), super().client_key(options))
+
+    def launch(self, launcher: LauncherInfo, options: LsfOptions, calls: Sequence[WorkerCall]) -> list[Any]:
+        """Submit the batch as job array(s); return handles ``"<job id>[<index>]"`` in call order."""
+        return self.client(options).launch(launcher, calls)
+
+    def terminate(self, launcher: LauncherInfo, options: LsfOptions, handles: Sequence[Any]) -> None:
+        """``bkill`` the array elements; finished or unknown jobs are fine."""
+        self.client(options).cancel(handles)
+
+    def list_workers(self, launcher: LauncherInfo, options: LsfOptions, controller_id: str | None) -> list[WorkerInfo]:
+        """pycrew's LSF workers of this user, recently finished ones included (one bjobs call per ``seconds_poll``)."""
+        return self.client(options).workers(controller_id)
+
+    def logs(self, launcher: LauncherInfo, options: LsfOptions, handle: Any, lines: int | None) -> str | None:
+        """The end of the job's output file (``-o``: stdout, and stderr unless ``log_error`` is set).
+
+        The path comes from bjobs (OUTPUT_FILE) while LSF lists the job, else from the
+        ``log_output`` pattern with ``%J`` and ``%I`` expanded. The file must be readable
+        from this machine (a shared file system). Unless the site sets
+        ``LSB_STDOUT_DIRECT=Y``, LSF writes a running job's output to a spool file and copies
+        it to the output file when the job ends: then a running worker has no log yet.
+
+        Raises:
+            pycrew.LogsUnavailableError: the handle is no ``"<job id>[<index>]"``, or the output
+                file is missing or unreadable, saying where it looked.
+        """
+        match = re.fullmatch(r"(\d+)\[(\d+)\]", handle) if isinstance(handle, str) else None
+        if match is None:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r} got {handle!r} as a worker handle; it needs \"<job id>[<index>]\" "
+                "(from the launch hook or Monitor.list())"
+            )
+        client = self.client(options)
+        path = next((r.log for r in client.listing() if r.id == handle and r.log), None)
+        if path is None:
+            output, _ = client.log_paths()
+            path = expand_log_path(output, match.group(1), int(match.group(2)))
+        try:
+            text = Path(os.path.expanduser(path)).read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise pycrew.LogsUnavailableError(
+                f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "
+                f"machine: {exc}. log_output must be on a file system shared with the execution hosts; and "
+                "unless the site sets LSB_STDOUT_DIRECT=Y, LSF copies a job's output there only when it ends"
+            ) from exc
+        return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:])
+
+
+#: The plugin object the entry point names.
+plugin = LsfPlugin()
