@@ -1,0 +1,411 @@
+"""PBS's syntax for :class:`pycrew.scheduler.SchedulerCLI`: qsub, qstat, qdel.
+
+:class:`PbsCLI` speaks PBS Professional / OpenPBS; :class:`~pycrew_pbs.torque.TorqueCLI`
+the TORQUE dialect (``-t`` arrays, ``PBS_ARRAYID``, ``qstat -f`` text, state ``C``). Sources,
+all public:
+
+- OpenPBS man pages qsub(1B) (``-J X-Y``, ``-v``/``-V``, ``-k d`` direct_write, job ids
+  ``123.server`` and ``123[].server``), qstat(1B) (``-f -F json``, ``-x``, ``-t``, the job
+  states B E F H M Q R S T U W X), qdel(1B) (subjob ids ``123[4].server``; "qdel: <text>
+  <job id>" on stderr, exit status > 0) and pbs_job_attributes(7B) (``array_index``,
+  ``array_id``, ``Exit_status``, ``exec_host``, ``Output_Path``, ``Variable_List``);
+- ``qstat -f -F json`` outputs of OpenPBS 20.0 published in public repositories (the shape
+  of ``Jobs``, ``Variable_List`` and ``Resource_List`` as JSON objects, the time format);
+- the PBS error texts (``Unknown Job Id``, ``Job has finished``, ``Request invalid for
+  state of job``, ``cannot connect to server``, ``End of File``, ``Premature End of File``);
+- TORQUE's qsub(1B) and "Job arrays" guide (``-t 1-n``, ``PBS_ARRAYID``, ``qstat -t``) and
+  its ``qstat -f`` text format (``Job Id:`` blocks, ``    name = value`` lines, values wrapped
+  onto tab-indented continuation lines).
+
+The job's tag (:mod:`pycrew.scheduler.jobtag`) travels as the environment variable
+``PYCREW_JOBTAG`` (``qsub -v``), which PBS stores in the job's ``Variable_List`` and
+``qstat -f`` shows back; PBS has no free-text comment a user can set at submission (the job
+``comment`` belongs to the scheduler). The value is percent-encoded once more so that it
+holds no comma and no equals sign: ``-v`` splits its list at commas, and PBS's list parser
+(``parse_equal_string()`` in OpenPBS's Libcmds) takes an ``=`` inside an unquoted value for
+the start of the next ``name=value`` and rejects the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pwd
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote
+
+from pycrew import LauncherInfo, WorkerCall
+from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript, jobtag
+from pycrew_pbs.options import PbsOptions
+from pycrew_pbs.qstat import (
+    FINISHED,
+    STATES,
+    finished_status,
+    lookup,
+    output_path,
+    parse_variable_list,
+    pbs_time,
+    server_array_limit,
+    to_int,
+)
+
+log = logging.getLogger(__name__)
+
+#: The job environment variable holding pycrew's tag (in ``Variable_List``).
+TAG_VARIABLE = "PYCREW_JOBTAG"
+#: A job id as qsub prints it: ``123``, ``123.server``, ``123[].server``.
+_JOB_ID = re.compile(r"^\d+(?:\[\])?(?:\.[A-Za-z0-9_-]+)*$")
+#: A handle (what qdel accepts from pycrew): a job, an array or an array element, each
+#: optionally with its server: ``123.srv``, ``123[].srv``, ``123[4].srv``.
+_HANDLE = re.compile(r"^(\d+)(?:\[(\d*)\])?((?:\.[A-Za-z0-9_-]+)*)$")
+#: qdel's messages that only say the job is gone (finished, deleted, or never known).
+GONE = (
+    "unknown job id",
+    "job has finished",
+    "request invalid for state of job",
+    "invalid state for job",
+    "request invalid for finished array subjob",
+)
+#: Failure texts of PBS's commands that a retry may cure: the server is restarting, busy or
+#: unreachable (the PBS error table and the commands' connection messages).
+TRANSIENT_ERRORS = (
+    "cannot connect to server",
+    "cannot connect to host",
+    "pbs_iff: cannot",
+    "end of file",
+    "no free connections",
+    "error reading data from socket",
+    "socket close detected",
+    "server shutting down",
+    "communication failure",
+    "time out",
+)
+#: How many launched elements' output files a CLI remembers (for :meth:`PbsCLI.log_path`).
+LOG_PATHS_MAX = 10_000
+#: The default array limit (PBS Pro's documented ``max_array_size`` default) when the server
+#: does not say.
+DEFAULT_ARRAY_MAX = 10000
+
+
+def encode_tag(tag: str) -> str:
+    """The tag as the value of ``PYCREW_JOBTAG``: percent-encoded once more (no comma, ``=`` or quote)."""
+    return quote(tag, safe=":;")
+
+
+def decode_tag(value: str) -> str:
+    """The inverse of :func:`encode_tag`."""
+    return unquote(value)
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (some containers): PBS then shows the numeric uid
+        return str(os.getuid())
+
+
+class PbsCLI(SchedulerCLI):
+    """Workers as PBS Pro / OpenPBS job arrays: ``qsub -J``, ``qdel``, ``qstat -f -F json -x -t``.
+
+    A batch of one worker goes out as a plain job (PBS Pro refuses ``-J 1-1``: an array needs
+    two subjobs at least); its script sets the index variable itself. Handles are the ids
+    PBS gives: ``123[4].server`` for an array element, ``123.server`` for a plain job.
+
+    Args:
+        launcher_name: the registered launcher name (``"pbs"``).
+        options: the :class:`~pycrew_pbs.PbsOptions`.
+    """
+
+    directive_prefix: ClassVar[str] = "#PBS"
+    array_index_variable: ClassVar[str] = "PBS_ARRAY_INDEX"
+    array_flag: ClassVar[str] = "-J"
+    transient_errors: ClassVar[tuple[str, ...]] = TRANSIENT_ERRORS
+    #: The longest tag (before :func:`encode_tag`); a guess: PBS documents no limit for
+    #: ``Variable_List`` values, pycrew keeps SLURM's 1,000 characters.
+    tag_max: ClassVar[int] = 1000
+    default_directory: ClassVar[str] = "~/.pycrew/pbs"
+
+    options: PbsOptions
+
+    def __init__(self, launcher_name: str, options: PbsOptions) -> None:
+        super().__init__(launcher_name, options)
+        #: Only this user's jobs are listed (``Job_Owner`` is ``user@host``).
+        self.user = _user()
+        #: The output file (pattern) each launched handle was given, for :meth:`log_path`.
+        self._log_paths: dict[str, str] = {}
+
+    @staticmethod
+    def for_options(launcher_name: str, options: PbsOptions) -> PbsCLI:
+        """The CLI of the options' flavour: :class:`PbsCLI` or :class:`~pycrew_pbs.torque.TorqueCLI`."""
+        if options.flavour == "torque":
+            from pycrew_pbs.torque import TorqueCLI  # the subclass imports this module
+
+            return TorqueCLI(launcher_name, options)
+        return PbsCLI(launcher_name, options)
+
+    # -- script --------------------------------------------------------------------------
+
+    def is_array(self, calls: Sequence[WorkerCall]) -> bool:
+        """Whether ``calls`` go out as an array (two or more) rather than a plain job."""
+        return len(calls) > 1
+
+    def default_log_output(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
+        """The output file (pattern) of one submission under ``<directory>/logs``.
+
+        PBS knows no job-id pattern in ``-o`` (the id is not known before submission), so the
+        name holds a digest of the array's tag (unique: it names the batch's random instance
+        prefix); an array's elements differ by ``^array_index^``.
+        """
+        suffix = ".^array_index^" if self.is_array(calls) else ""
+        return str(self.private_directory("logs") / f"{self.job_name(launcher, calls)}-{tag_digest(tag)}{suffix}.log")
+
+    def log_paths(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> tuple[str, str | None]:
+        """``(-o, -e)``; ``-e`` ``None`` means "into the output file" (``-j oe``)."""
+        output = self.options.log_output or self.default_log_output(launcher, calls, tag)
+        for path in (output, self.options.log_error):
+            _make_parent(path)
+        return output, self.options.log_error
+
+    def directives(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """``#PBS`` lines: name, shell, array, logs, then the options' queue, account and resources.
+
+        The tag is not here but on qsub's command line (``-v``), with the token's variable:
+        ``-v`` given twice, the command line's would replace the directive's.
+        """
+        output, error = self.log_paths(launcher, calls, tag)
+        lines = [f"#PBS -N {self.job_name(launcher, calls)}", "#PBS -S /bin/bash"]
+        if self.is_array(calls):
+            first = self.array_first_index
+            lines.append(f"#PBS {self.array_flag} {first}-{first + len(calls) - 1}")
+        lines.append(f"#PBS -o {_directive_value(output)}")
+        lines.append(f"#PBS -e {_directive_value(error)}" if error is not None else "#PBS -j oe")
+        lines += self.keep_directives()
+        return lines + self.options.directives()
+
+    def keep_directives(self) -> list[str]:
+        """PBS Pro's direct_write (``-k oed``): the output is written in place while the job runs."""
+        return ["#PBS -k oed"] if self.options.direct_write else []
+
+    def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
+        """The job script; a plain job (one worker) sets the index variable PBS leaves unset."""
+        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        if not self.is_array(calls) and jobtag.is_array_run(calls):
+            env = {**env, self.array_index_variable: str(self.array_first_index)}
+        python = self.options.python or calls[0].python
+        return jobscript.render(
+            [python, *args],
+            env,
+            directives=self.directives(launcher, calls, tag),
+            script_lines=self.options.script_lines,
+            title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} element(s)",
+        )
+
+    # -- submit --------------------------------------------------------------------------
+
+    def submit_command(self, script: Path, calls: Sequence[WorkerCall], tag: str) -> list[str]:
+        """``qsub [-V] -v [PYCREW_TOKEN,]PYCREW_JOBTAG=<tag> [submit_args] script``.
+
+        With ``export_environment`` the job gets qsub's environment (``-V``), the secret
+        included; without, only the secret's variable is named (``-v PYCREW_TOKEN``: qsub
+        takes its value from its own environment, so it never appears on a command line).
+        """
+        variables = [] if self.options.export_environment else list(self.token_variables(calls))
+        variables.append(f"{TAG_VARIABLE}={encode_tag(tag)}")
+        export = ["-V"] if self.options.export_environment else []
+        return [self.command("qsub"), *export, "-v", ",".join(variables), *self.options.submit_args, str(script)]
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id qsub printed: ``123.server`` (a job) or ``123[].server`` (an array).
+
+        Raises:
+            SchedulerError: no line of the output is a job id.
+        """
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+        for line in reversed(lines):
+            if _JOB_ID.fullmatch(line):
+                return line
+        raise SchedulerError(f"qsub printed no job id: stdout {stdout.strip()!r}", ["qsub"], 0, "")
+
+    def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
+        """Submit one array (see the base class) and remember its output file per element."""
+        job_id = super().submit_array(launcher, calls)
+        pattern, _ = self.log_paths(launcher, calls, jobtag.encode(calls))
+        with self._lock:
+            for index, handle in enumerate(self.element_handles(job_id, len(calls)), self.array_first_index):
+                self._log_paths[handle] = self.element_log(pattern, index, self.is_array(calls))
+            for old in list(self._log_paths)[: max(0, len(self._log_paths) - LOG_PATHS_MAX)]:
+                del self._log_paths[old]  # the oldest launches: the listing still knows their files
+        return job_id
+
+    def element_log(self, pattern: str, index: int, array: bool) -> str:
+        """The output file of element ``index`` of an array given ``-o pattern``."""
+        return output_path(pattern, index if array else None)
+
+    def element_handle(self, job_id: str, index: int) -> str:
+        """``123[4].server`` for element 4 of array ``123[].server``; a plain job's id as it is."""
+        if "[]" in job_id:
+            return job_id.replace("[]", f"[{index}]", 1)
+        return job_id
+
+    def site_array_max(self) -> int:
+        """The server's ``max_array_size`` (``qstat -B -f -F json``); 10000, PBS's default, if unset."""
+        out = self.server_attributes()
+        return self.array_limit(out, "max_array_size")
+
+    def server_attributes(self) -> str:
+        """``qstat -B -f`` output ('' if the server cannot be asked: the default limit applies)."""
+        argv = [self.command("qstat"), "-B", "-f", *self.server_format()]
+        try:
+            return self.check(argv, what="qstat -B (the server's array limit)")
+        except SchedulerError as exc:
+            if exc.transient or exc.returncode is None:
+                raise
+            # Deliberate: a server that refuses -B still runs arrays; the default limit is safe.
+            log.warning("%s: %s; assuming an array limit of %d", self.launcher_name, exc, DEFAULT_ARRAY_MAX)
+            return ""
+
+    def server_format(self) -> list[str]:
+        """Extra ``qstat`` arguments for machine-readable server output."""
+        return ["-F", "json"]
+
+    def array_limit(self, out: str, attribute: str) -> int:
+        """The array limit ``attribute`` in ``qstat -B -f`` output, else :data:`DEFAULT_ARRAY_MAX`."""
+        return server_array_limit(out, attribute) or DEFAULT_ARRAY_MAX
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
+        """``qdel 123[4].server 124.server ...``: one argument per job or element, checked first.
+
+        Raises:
+            ValueError: a handle is not a PBS job, array or element id (so that nothing can
+                reach qdel as an option).
+        """
+        bad = [h for h in handles if not isinstance(h, str) or not _HANDLE.fullmatch(h)]
+        if bad:
+            raise ValueError(f"pbs handles must look like '123[4].server' or '123.server', got {bad!r}")
+        return [self.command("qdel"), *dict.fromkeys(handles)]
+
+    def is_gone(self, message: str) -> bool:
+        """qdel's complaint is only that the job has finished or was never known."""
+        low = message.lower()
+        return any(text in low for text in GONE)
+
+    # -- list ----------------------------------------------------------------------------
+
+    def list_command(self) -> list[str]:
+        """``qstat -f -F json -x -t``: every job, array element and finished job (history)."""
+        return [self.command("qstat"), "-f", "-F", "json", "-x", "-t"]
+
+    def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
+        """The listing as ``{job id: attributes}``.
+
+        Raises:
+            SchedulerError: the output is not qstat's JSON.
+        """
+        if not stdout.strip():
+            return {}
+        try:
+            data = json.loads(stdout)
+        except ValueError as exc:
+            raise SchedulerError(f"qstat -F json printed no JSON ({exc}): {stdout[:200]!r}", self.list_command()) from exc
+        jobs = data.get("Jobs", {}) if isinstance(data, Mapping) else {}
+        return {str(k): dict(v) for k, v in jobs.items() if isinstance(v, Mapping)} if isinstance(jobs, Mapping) else {}
+
+    def parse_listing(self, stdout: str) -> list[JobRecord]:
+        """This user's jobs and array elements, each with its tag, state and exit status.
+
+        Array parents (``123[].server``) are left out; an element lacking the name, the
+        variables or the output path takes its parent's.
+        """
+        jobs = self.parse_jobs(stdout)
+        records: list[JobRecord] = []
+        for job_id, attrs in jobs.items():
+            match = _HANDLE.fullmatch(job_id)
+            if match is None or match.group(2) == "":
+                continue  # an array parent, or not a job id
+            parent = jobs.get(f"{match.group(1)}[]{match.group(3)}", {}) if match.group(2) else {}
+            record = self.record(job_id, match, attrs, parent)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def record(self, job_id: str, match: re.Match[str], attrs: Mapping[str, Any], parent: Mapping[str, Any]) -> JobRecord | None:
+        """One job or element as a :class:`JobRecord`; ``None`` if it is another user's."""
+        owner = str(attrs.get("Job_Owner") or parent.get("Job_Owner") or "")
+        if owner and owner.split("@")[0] != self.user:
+            return None
+        seq, element, server = match.groups()
+        if element:
+            index = to_int(attrs.get("array_index", attrs.get("job_array_id"))) or int(element)
+            array_id = f"{seq}[]{server}"
+        else:
+            index, array_id = self.array_first_index, job_id
+        variables = parse_variable_list(attrs.get("Variable_List") or parent.get("Variable_List"))
+        state = str(attrs.get("job_state", ""))
+        exit_status = to_int(lookup(attrs, "Exit_status"))
+        host = str(attrs.get("exec_host") or "").split("+")[0].split("/")[0] or None
+        out = attrs.get("Output_Path") or parent.get("Output_Path")
+        return JobRecord(
+            id=job_id,
+            array_id=array_id,
+            index=index,
+            name=str(attrs.get("Job_Name") or parent.get("Job_Name") or ""),
+            tag=decode_tag(variables.get(TAG_VARIABLE, "")),
+            state=state,
+            reason=str(attrs.get("comment") or ""),
+            host=host,
+            submitted=pbs_time(attrs.get("qtime") or attrs.get("ctime")),
+            log=self.element_log(str(out), index, bool(element)) if out else None,
+            status=finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
+            exit_code=exit_status if state in FINISHED else None,
+        )
+
+    def log_path(self, handle: str) -> str | None:
+        """Where element ``handle`` writes its output: from the listing, else from its launch here.
+
+        Raises:
+            SchedulerError: qstat failed and this process did not launch ``handle``.
+        """
+        try:
+            for record in self.listing():
+                if record.id == handle and record.log:
+                    return record.log
+        except SchedulerError as exc:
+            with self._lock:
+                known = self._log_paths.get(handle)
+            if known is None:
+                raise
+            log.info("%s: %s; the output file of %s is known from its launch", self.launcher_name, exc, handle)
+            return known
+        with self._lock:
+            return self._log_paths.get(handle)
+
+
+def _directive_value(value: str) -> str:
+    """A path in a ``#PBS`` line: double-quoted if it holds white space (qsub splits directives at it)."""
+    return f'"{value}"' if any(ch.isspace() for ch in value) else value
+
+
+def tag_digest(tag: str) -> str:
+    """12 hex digits naming a submission's log file (the array's tag is unique)."""
+    return hashlib.sha256(tag.encode()).hexdigest()[:12]
+
+
+def _make_parent(path: str | None) -> None:
+    """Create a log file's directory if it has no pattern in it (PBS cannot deliver the output
+    into a missing directory). Best effort: it may exist only on the compute nodes."""
+    if not path or path == "/dev/null":
+        return
+    parent = Path(os.path.expanduser(output_path(path, None))).parent
+    if "^" in str(parent) or "$" in str(parent) or parent.exists():
+        return
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # deliberate: the nodes may see a path this host cannot create
+        log.debug("pbs: could not create the log directory %s here: %s", parent, exc)

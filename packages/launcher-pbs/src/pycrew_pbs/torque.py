@@ -1,0 +1,58 @@
+"""TORQUE's dialect of PBS: :class:`TorqueCLI` (``qsub -t``, ``PBS_ARRAYID``, ``qstat -f`` text).
+
+Where TORQUE differs from PBS Pro (TORQUE's qsub(1B), qstat(1B) and "Job arrays" guide):
+arrays are ``-t 1-n`` and elements read ``PBS_ARRAYID``; ``qstat`` has no JSON and its
+``-x`` is XML, so the monitor reads ``qstat -f -t`` text; completed jobs stay listed in
+state ``C`` for the server's ``keep_completed`` seconds; there is no direct_write, so an
+element's output file appears when it ends; the server's array limit is
+``max_job_array_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pycrew import LauncherInfo, WorkerCall
+from pycrew_pbs.pbs import PbsCLI, tag_digest
+from pycrew_pbs.qstat import output_path, parse_qstat_text
+
+
+class TorqueCLI(PbsCLI):
+    """Workers as TORQUE job arrays: ``qsub -t``, ``qdel``, ``qstat -f -t`` (text).
+
+    TORQUE keeps completed jobs in ``qstat`` (state ``C``) for the server's
+    ``keep_completed`` seconds; it has no ``-x`` (that is XML there) and no JSON output.
+    """
+
+    array_index_variable: ClassVar[str] = "PBS_ARRAYID"
+    array_flag: ClassVar[str] = "-t"
+
+    def keep_directives(self) -> list[str]:
+        """TORQUE has no direct_write: the output file appears when the job ends."""
+        return []
+
+    def default_log_output(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
+        """The output file of one submission under ``<directory>/logs``; TORQUE names an element's ``<file>-<index>``."""
+        return str(self.private_directory("logs") / f"{self.job_name(launcher, calls)}-{tag_digest(tag)}.log")
+
+    def element_log(self, pattern: str, index: int, array: bool) -> str:
+        """An element's output file: ``<-o path>-<index>`` (a guess, see the docs), a plain job's the path."""
+        path = output_path(pattern, None)
+        return f"{path}-{index}" if array and not path.endswith(f"-{index}") else path
+
+    def server_format(self) -> list[str]:
+        """TORQUE's ``qstat -B -f`` prints text only."""
+        return []
+
+    def site_array_max(self) -> int:
+        """The server's ``max_job_array_size`` (``qstat -B -f``); 10000 if unset (TORQUE: no limit)."""
+        return self.array_limit(self.server_attributes(), "max_job_array_size")
+
+    def list_command(self) -> list[str]:
+        """``qstat -f -t``: every job and array element, completed ones (``C``) included."""
+        return [self.command("qstat"), "-f", "-t"]
+
+    def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
+        """The ``qstat -f`` text blocks as ``{job id: attributes}``."""
+        return dict(parse_qstat_text(stdout))
