@@ -37,6 +37,7 @@ OTHER_PAGES = frozenset(
         "launchers/cloudrun.md",
         "launchers/awsbatch.md",
         "launchers/lsf.md",
+        "launchers/pbs.md",
     }
 )
 #: Pages that must show runnable Python.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import CancelledError
-from pathlib import Path
 
 import pytest
 

@@ -22,7 +22,7 @@ def test_many_threads_waiting_while_another_resolves_all_see_the_result() -> Non
         start = threading.Barrier(9)
         got: list[str] = []
 
-        def waiter(fut: TaskFuture[str] = f, barrier: threading.Barrier = start) -> None:
+        def waiter(fut: TaskFuture[str] = f, barrier: threading.Barrier = start, got: list[str] = got) -> None:
             barrier.wait()
             got.append(fut.result(timeout=10))
 

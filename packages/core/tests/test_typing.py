@@ -13,13 +13,10 @@ import pytest
 import pycrew
 
 ROOT = Path(__file__).resolve().parents[3]
-#: The launcher packages' import packages (and the template plugin, which authors copy).
+#: The launcher packages' import packages, every one under packages/ (and the template
+#: plugin, which authors copy).
 LAUNCHER_PACKAGES = [
-    ROOT / "packages" / "launcher-local" / "src" / "pycrew_local",
-    ROOT / "packages" / "launcher-slurm" / "src" / "pycrew_slurm",
-    ROOT / "packages" / "launcher-k8s" / "src" / "pycrew_k8s",
-    ROOT / "packages" / "launcher-cloudrun" / "src" / "pycrew_cloudrun",
-    ROOT / "packages" / "launcher-awsbatch" / "src" / "pycrew_awsbatch",
+    *sorted((ROOT / "packages").glob("launcher-*/src/pycrew_*")),
     ROOT / "examples" / "plugin-template" / "src" / "pycrew_template",
 ]
 

@@ -101,15 +101,20 @@ class TaskRunner:
         self._lock = threading.Lock()
         self.bytes_max: int | None = None
         self.result_max: int | None = None  # see limit_results
+        self.installed = False
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
         signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+        self.installed = True
 
     def interrupt(self, task_id: int, status: str, message: str) -> bool:
-        """Ask the running task ``task_id`` to stop (any thread); False if it is not running."""
+        """Ask the running task ``task_id`` to stop (any thread); False if it is not running.
+
+        Also False without the handler (:meth:`install`): the signal would end the process.
+        """
         with self._lock:
-            if self.current != task_id:
+            if not self.installed or self.current != task_id:
                 return False
             self._pending = (task_id, status, message)
         os.kill(os.getpid(), INTERRUPT_SIGNAL)

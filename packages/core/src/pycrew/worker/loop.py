@@ -42,17 +42,25 @@ class Worker:
         command: the worker's command, its instance id known (see :meth:`WorkerCommand.resolve`).
         token: the instance's secret token.
         ca: the PEM certificate to trust when the URL uses TLS.
+        shared_process: the worker shares its process with other workers (a test harness
+            hosting many worker loops per process, e.g. ``pycrew_emulators.swarm``): it may
+            run in any thread, installs no signal handler (so a running task cannot be
+            interrupted; the dispatcher replaces the worker once its grace period for a
+            cancel or timeout has passed), never ends the process (if the controller goes
+            away during a task, the loop ends when the task returns), and lets its comms
+            thread read every frame (as on channels that cannot interrupt a read).
 
     Raises:
         ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing.
     """
 
-    def __init__(self, command: WorkerCommand, token: str, ca: str | None) -> None:
+    def __init__(self, command: WorkerCommand, token: str, ca: str | None, *, shared_process: bool = False) -> None:
         if command.instance is None:
             raise ValueError("the worker needs its instance id: resolve the array command first (WorkerCommand.resolve)")
         if command.url.startswith("tls+") and not ca:
             raise ValueError(f"{command.url} uses TLS but ${TLS_CA_ENV} is not set")
         self.command = command
+        self.shared_process = shared_process
         self.instance: str = command.instance
         self.token = token
         self.started = time.monotonic()
@@ -90,7 +98,7 @@ class Worker:
         self.gone.set()
         with self.cv:
             self.cv.notify_all()
-        if self.running:  # a task is running: it cannot be interrupted politely, so exit now
+        if self.running and not self.shared_process:  # a task is running: it cannot be interrupted politely, so exit now
             log.info("pycrew worker %s exiting during a task: %s", self.instance, why)
             os._exit(EXIT_CONTROLLER_GONE)
 
@@ -266,9 +274,12 @@ class Worker:
         except transport.ConnectFailed as exc:
             log.error("pycrew worker %s %s", self.instance, exc)
             return EXIT_NO_CONNECTION
-        self.direct = self.channel.interruptible
+        # In a shared process the comms thread reads every frame: direct reads by the idle
+        # main thread make it poll every 50 ms, which a thousand loops per process cannot afford.
+        self.direct = self.channel.interruptible and not self.shared_process
         self.acknowledge = self.channel.acknowledges
-        self.runner.install()
+        if not self.shared_process:  # signal handlers belong to the process (and its main thread)
+            self.runner.install()
         threading.Thread(target=self.batcher.run_flusher, name="pycrew-worker-flusher", daemon=True).start()
         if a.metrics_seconds:
             threading.Thread(
