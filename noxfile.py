@@ -15,6 +15,9 @@ nox.options.sessions = [
     "core",
     "local",
     "slurm",
+    "sge",
+    "pbs",
+    "lsf",
     "k8s",
     "cloudrun",
     "awsbatch",
@@ -39,6 +42,9 @@ def lint(session: nox.Session) -> None:
 TYPED_PLUGINS = [
     "packages/launcher-local/src/pycrew_local",
     "packages/launcher-slurm/src/pycrew_slurm",
+    "packages/launcher-sge/src/pycrew_sge",
+    "packages/launcher-pbs/src/pycrew_pbs",
+    "packages/launcher-lsf/src/pycrew_lsf",
     "packages/launcher-k8s/src/pycrew_k8s",
     "packages/launcher-cloudrun/src/pycrew_cloudrun",
     "packages/launcher-awsbatch/src/pycrew_awsbatch",
@@ -74,6 +80,27 @@ def slurm(session: nox.Session) -> None:
     """The SLURM launcher against a real SLURM (start it with scripts/slurm/start.sh)."""
     session.install(*CORE, "-e", "packages/launcher-slurm", *TEST_TOOLS)
     session.run("pytest", "packages/launcher-slurm/tests", *session.posargs)
+
+
+@nox.session
+def sge(session: nox.Session) -> None:
+    """The SGE launcher against a real Son of Grid Engine (scripts/sge/install.sh, then start.sh)."""
+    session.install(*CORE, "-e", "packages/launcher-sge", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-sge/tests", *session.posargs)
+
+
+@nox.session
+def pbs(session: nox.Session) -> None:
+    """The PBS launcher (PBS Pro and TORQUE) against the PBS command-line emulator."""
+    session.install(*CORE, "-e", "packages/launcher-pbs", "-e", "packages/emulators", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-pbs/tests", *session.posargs)
+
+
+@nox.session
+def lsf(session: nox.Session) -> None:
+    """The LSF launcher against the LSF command-line emulator."""
+    session.install(*CORE, "-e", "packages/launcher-lsf", "-e", "packages/emulators", *TEST_TOOLS)
+    session.run("pytest", "packages/launcher-lsf/tests", *session.posargs)
 
 
 @nox.session
@@ -129,7 +156,9 @@ def template(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Side-by-side benchmarks (prints numbers; never fails on them)."""
-    session.install(*CORE, *LOCAL, "dask[distributed]")
+    session.install(*CORE, *LOCAL, "dask[distributed]", "loky", "joblib", "matplotlib")
+    # Ray is optional (big, and without wheels for every Python): if it does not install, its column is skipped.
+    session.run("python", "-m", "pip", "install", "ray", success_codes=[0, 1])
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
 
 
