@@ -79,7 +79,7 @@ def _dial(c: pycrew.Controller) -> Channel:
 
 
 def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tmp_path, wire):
-    c = make_controller("local", workers=1, wire=wire).start()
+    c = make_controller("local", workers=1, wire=wire, workers_at_start=0).start()  # workers here are started by hand
     evil = tmp_path / "unpickled"
     sock = _dial(c)
     try:
@@ -113,7 +113,7 @@ def test_frames_before_hello_are_dropped_without_unpickling(make_controller, tmp
 
 
 def test_worker_process_with_wrong_token_never_comes_online(make_controller, wire):
-    c = make_controller("local", workers=1, wire=wire).start()
+    c = make_controller("local", workers=1, wire=wire, workers_at_start=0).start()  # workers here are started by hand
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     env = {**os.environ, pycrew.TOKEN_ENV: "not-the-token"}
@@ -159,7 +159,7 @@ def test_oversized_frame_is_refused_and_the_dispatcher_keeps_serving(make_contro
 
 
 def test_automatic_tls_runs_tasks(make_controller, wire):
-    c = make_controller("local", workers=1, tls="automatic", wire=wire).start()
+    c = make_controller("local", workers=1, tls="automatic", wire=wire, workers_at_start=0).start()  # workers here are started by hand
     assert c.url.startswith("tls+tcp://")
     assert c.launcher.call().env[pycrew.TLS_CA_ENV].startswith("-----BEGIN CERTIFICATE-----")
     c.push(identity, args=("secure",))
@@ -169,7 +169,7 @@ def test_automatic_tls_runs_tasks(make_controller, wire):
 def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller, wire):
     from pycrew.tls import self_signed
 
-    c = make_controller("local", workers=1, tls="automatic", wire=wire).start()
+    c = make_controller("local", workers=1, tls="automatic", wire=wire, workers_at_start=0).start()  # workers here are started by hand
     call = c.launcher.call(worker=1, url=c.url)
     c._dispatcher.authorize(call.instance, call.token, 1)
     _, other_cert = self_signed("127.0.0.1")
@@ -186,7 +186,7 @@ def test_custom_tls_needs_key_and_certificate():
 
 def test_array_elements_derive_distinct_tokens_from_one_batch_key(make_controller, wire):
     """An array launch: shared args and env, the index variable tells each element who it is."""
-    c = make_controller("local", workers=2, wire=wire).start()
+    c = make_controller("local", workers=2, wire=wire, workers_at_start=0).start()  # workers here are started by hand
     calls = [c.launcher.call(worker=k + 1, url=c.url, batch=("batch-key", "arr-", k, 2)) for k in range(2)]
     assert calls[0].token != calls[1].token
     assert calls[0].array_args("IDX", 1) == calls[1].array_args("IDX", 1)
@@ -227,6 +227,6 @@ def test_a_result_larger_than_bytes_max_fails_its_task_and_nothing_else(make_con
 
 def test_results_up_to_bytes_max_arrive_whole(make_controller, wire):
     """The limit before authentication is small; an authenticated worker gets the full bytes_max."""
-    c = make_controller("local", workers=1, wire=wire).start()
+    c = make_controller("local", workers=1, wire=wire, workers_at_start=0).start()  # workers here are started by hand
     data = c.submit(os.urandom, 20_000_000).result(timeout=60)
     assert len(data) == 20_000_000

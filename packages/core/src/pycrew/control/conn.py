@@ -44,6 +44,7 @@ class Conn:
         "last_seen",
         "last_task_send",
         "link",
+        "next_beat",
         "nonce",
         "opened",
         "pid",
@@ -64,6 +65,7 @@ class Conn:
         self.in_flight: dict[int, Task] = {}
         self.last_seen = now
         self.opened = now
+        self.next_beat = now  # when the dispatcher sends this connection its next heartbeat
         self.host: str | None = None
         self.pid: int | None = None
         self.frames_sent = 0

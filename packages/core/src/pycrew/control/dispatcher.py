@@ -95,7 +95,6 @@ class Dispatcher(Assignment, Upkeep):
         self.on_demand: Callable[[float], None] | None = None
         self._demand_at: float | None = None
         self._stop = False
-        self._next_beat = 0.0
         self.ewma: float | None = None
         self.retries = 0
         self.error: BaseException | None = None
@@ -321,6 +320,7 @@ class Dispatcher(Assignment, Upkeep):
             return
         del self.tokens[instance]  # used up: the instance may not connect again
         conn.state = READY
+        conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
         conn.link.limit = self.settings.bytes_max
         conn.instance = instance
         conn.slot = slot

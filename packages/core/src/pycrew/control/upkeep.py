@@ -25,7 +25,6 @@ class Upkeep:
     queue: collections.deque[Task]
     retries: int
     server: Server
-    _next_beat: float
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool, str], None]
     _on_tick: Callable[[float], None]
@@ -101,9 +100,8 @@ class Upkeep:
 
     def _maintain(self, now: float) -> None:
         hb = self.settings.seconds_heartbeat
-        beat = now >= self._next_beat
-        if beat:
-            self._next_beat = now + hb
+        # Each connection beats on its own schedule (from when it connected), so a thousand
+        # workers do not all get a beat, and all answer, in the same tick.
         for conn in list(self.conns.values()):
             if conn.state == CHALLENGED and now - conn.opened > self.settings.seconds_auth:
                 self._drop(conn, "no HELLO in time")
@@ -112,7 +110,8 @@ class Upkeep:
                     continue
                 if now - conn.last_seen > self.settings.seconds_heartbeat_timeout:
                     self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
-                elif beat:
+                elif now >= conn.next_beat:
+                    conn.next_beat = now + hb
                     self._send(conn, p.BEAT_FRAME)
             elif conn.state == CLOSED and now - conn.last_seen > hb:
                 del self.conns[conn.link.id]

@@ -89,7 +89,7 @@ class SocketServer(Server):
         try:
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind((host, port))
-            self._listener.listen(1024)
+            self._listener.listen(4096)  # the kernel caps it at net.core.somaxconn; a burst of workers must fit
             self._listener.setblocking(False)
         except OSError:
             self._listener.close()
