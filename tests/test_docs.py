@@ -38,6 +38,7 @@ OTHER_PAGES = frozenset(
         "launchers/awsbatch.md",
         "launchers/lsf.md",
         "launchers/pbs.md",
+        "launchers/sge.md",
     }
 )
 #: Pages that must show runnable Python.

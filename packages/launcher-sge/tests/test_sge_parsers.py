@@ -1,0 +1,265 @@
+"""SGE's builders and parsers on canned outputs.
+
+The outputs in ``tests/data`` were captured from the real Son of Grid Engine 8.1.9 the tests
+run (see ``tests/data/README.md`` for how each was made); the others are quoted from SGE's
+documentation (qstat(1), qsub(1), sge_types(1) of 8.1.9), as each test says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycrew.scheduler import SchedulerError, jobtag
+from pycrew_sge import SgeCLI, SgeOptions
+from pycrew_sge import qstat as q
+from pycrew_sge.sge import ARRAY_MAX_UNLIMITED
+
+DATA = Path(__file__).parent / "data"
+
+
+def cli(**options: Any) -> SgeCLI:
+    return SgeCLI("sge", SgeOptions(**options))
+
+
+def captured(name: str) -> dict[str, Any]:
+    """A command's captured run: argv, returncode, stdout, stderr."""
+    run: dict[str, Any] = json.loads((DATA / name).read_text())
+    return run
+
+
+# -- qsub --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "job"), [("qsub_terse_job.json", "115"), ("qsub_terse_array.json", "114")])
+def test_qsub_terse_output_gives_the_job_id(name: str, job: str) -> None:
+    assert cli().parse_submit(captured(name)["stdout"]) == job
+
+
+def test_qsub_terse_output_of_an_array_as_the_manual_shows_it() -> None:
+    # qsub(1), -terse: "only the job-id of the job will be printed"; arrays as "<job>.<range>"
+    assert cli().parse_submit("4711.1-10:2\n") == "4711"
+
+
+@pytest.mark.parametrize("name", ["qsub_job.json", "qsub_array.json"])
+def test_qsub_without_terse_is_no_job_id(name: str) -> None:
+    with pytest.raises(SchedulerError, match="qsub -terse printed no job id"):
+        cli().parse_submit(captured(name)["stdout"])
+
+
+# -- qstat -xml (the listing) -----------------------------------------------------------
+
+
+def listing(name: str) -> list[tuple[str, str, int, str, str, str | None]]:
+    records = cli().parse_listing((DATA / name).read_text())
+    return [(r.id, r.array_id, r.index, r.state, r.status, r.host) for r in records]
+
+
+def test_listing_of_running_pending_held_error_suspended_and_restarted_jobs() -> None:
+    # qstat_u_states_1.txt shows the same jobs as qstat's table; jobs that are no array
+    # (sleeper, pycrew-susp, ...) are left out: pycrew submits arrays only.
+    assert listing("qstat_u_states_1.xml") == [
+        ("102.1", "102", 1, "r", "running", "vm"),
+        ("102.2", "102", 2, "r", "running", "vm"),
+        ("104.1", "104", 1, "Eqw", "failed", None),
+        ("104.2", "104", 2, "Eqw", "failed", None),
+        ("102.3", "102", 3, "qw", "pending", None),
+        ("102.4", "102", 4, "qw", "pending", None),
+        ("103.1", "103", 1, "hqw", "pending", None),
+        ("103.2", "103", 2, "hqw", "pending", None),
+        ("103.3", "103", 3, "hqw", "pending", None),
+    ]
+
+
+def test_listing_of_every_job_state_captured() -> None:
+    tasks = [
+        t for name in ("qstat_u_states_1.xml", "qstat_u_states_2.xml", "qstat_u_states_3.xml")
+        for t in q.parse_qstat((DATA / name).read_text())
+    ]
+    seen = {t.state: q.normalise_state(t.state) for t in tasks}
+    assert seen == {
+        "r": "running", "t": "running", "hr": "running",
+        "qw": "pending", "hqw": "pending", "Rq": "pending",
+        "s": "pending", "S": "pending", "Ss": "pending", "Sh": "pending", "SRt": "pending",
+        "Eqw": "failed", "dr": "cancelled",
+    }
+    plain = [t for t in tasks if t.job == "106"]
+    assert plain and all(t.task is None for t in plain), "a job that is no array has no task id"
+    assert all(t.time is not None for t in tasks), "every entry has a start or submission time"
+
+
+def test_an_empty_queue_lists_nothing() -> None:
+    assert cli().parse_listing((DATA / "qstat_u_empty.xml").read_text()) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    # qstat(1): "d(eletion), E(rror), h(old), r(unning), R(estarted), s(uspended),
+    # S(uspended), t(ransfering), T(hreshold) or w(aiting)", combined as qstat shows them
+    [("qw", "pending"), ("hqw", "pending"), ("hRwq", "pending"), ("r", "running"), ("t", "running"),
+     ("Rr", "running"), ("Rt", "running"), ("s", "pending"), ("S", "pending"), ("T", "pending"),
+     ("Eqw", "failed"), ("Ehqw", "failed"), ("dr", "cancelled"), ("dt", "cancelled"), ("dRr", "cancelled"),
+     ("dT", "cancelled"), ("z", "unknown"), ("", "unknown")],
+)
+def test_states_of_the_manual_are_normalised(state: str, status: str) -> None:
+    assert q.normalise_state(state) == status
+
+
+@pytest.mark.parametrize(
+    ("text", "tasks"),
+    [("4", [4]), ("1-3:1", [1, 2, 3]), ("3,4", [3, 4]), ("1,4-6:1", [1, 4, 5, 6]),
+     ("1-10:2", [1, 3, 5, 7, 9]),  # sge_types(1): n[-m[:s]]
+     ("5,6,9", [5, 6, 9])],
+)
+def test_task_lists(text: str, tasks: list[int]) -> None:
+    assert q.expand_tasks(text) == tasks
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "1-4:0", "1-", "1:2:3"])
+def test_task_lists_that_are_none(text: str) -> None:
+    with pytest.raises(ValueError, match="not an SGE task list"):
+        q.expand_tasks(text)
+
+
+def test_an_unreachable_qmaster_in_qstat_xml_is_a_transient_error() -> None:
+    run = captured("no_qmaster_qstat_j.json")
+    assert run["returncode"] == 0, "qstat -xml -j says it with exit status 0: only the XML tells"
+    with pytest.raises(SchedulerError, match="could not reach the qmaster") as info:
+        q.parse_details(run["stdout"])
+    assert info.value.transient
+
+
+def test_output_that_is_no_xml_is_an_error() -> None:
+    with pytest.raises(SchedulerError, match="printed no XML"):
+        q.parse_qstat("error: something\n")
+
+
+# -- qstat -xml -j (the details) --------------------------------------------------------
+
+
+def test_details_give_tag_log_path_error_reasons_and_scheduler_messages() -> None:
+    details = q.parse_details((DATA / "qstat_j_states_1.xml").read_text())
+    assert sorted(details, key=int) == ["102", "103", "104", "105", "106", "107", "108", "109"]
+    demo, held, error, big = details["102"], details["103"], details["104"], details["105"]
+    assert demo.tag == "pycrew:1;c=3f9a1c2b7d4e5f60;n=demo;p=a1b2c3d4e5f6-;o=0;w=1-3,7", "',' is stored as '+'"
+    assert jobtag.decode(demo.tag) is not None
+    assert demo.stdout_path == "/tmp/sgecap/logs/$JOB_NAME-$JOB_ID.$TASK_ID.log" and demo.merged
+    assert held.tag == "pycrew:1;c=3f9a1c2b7d4e5f60;n=demo;w=5.abc" and held.messages == ("Job is in hold state",)
+    assert error.tag == "" and error.task_errors == {
+        1: 'can\'t open output file "/nonexistent/dir/out": No such file or directory',
+        2: 'can\'t open output file "/nonexistent/dir/out": No such file or directory',
+    }
+    assert big.messages == ('cannot run in PE "smp" because it only offers 0 slots',)
+    assert big.stdout_path is None
+
+
+def test_details_of_unknown_jobs_are_none() -> None:
+    assert q.parse_details((DATA / "qstat_j_unknown.xml").read_text()) == {}
+
+
+def test_listing_with_details_names_the_worker_log_and_reason() -> None:
+    c = cli()
+    records = {r.id: r for r in c.parse_listing((DATA / "qstat_u_states_1.xml").read_text())}
+    details = q.parse_details((DATA / "qstat_j_states_1.xml").read_text())
+    running = c.with_details(records["102.2"], details["102"], "root", "/root")
+    assert running.log == "/tmp/sgecap/logs/pycrew-demo-102.2.log" and running.reason == ""
+    assert jobtag.decode(running.tag) is not None and jobtag.decode(running.tag).element(2) == (2, "a1b2c3d4e5f6-1")  # type: ignore[union-attr]
+    failed = c.with_details(records["104.1"], details["104"], "root", "/root")
+    assert failed.status == "failed" and "can't open output file" in failed.reason
+    pending = c.with_details(records["103.1"], details["103"], "root", "/root")
+    assert pending.reason == "Job is in hold state" and pending.log == "/dev/null"
+
+
+def test_log_paths_expand_sge_pseudo_variables() -> None:
+    # qsub(1), -o: $HOME, $USER, $JOB_ID, $JOB_NAME, $HOSTNAME, $TASK_ID
+    pattern = "$HOME/out/$USER/$JOB_NAME.o$JOB_ID.$TASK_ID@$HOSTNAME"
+    assert q.expand_log_path(pattern, "7", 3, "pycrew-x", "ann", "/home/ann", "node1") == "/home/ann/out/ann/pycrew-x.o7.3@node1"
+    assert q.expand_log_path(pattern, "7", 3, "n", "ann", "/h", None).endswith("@$HOSTNAME"), "unknown host: left as is"
+
+
+# -- the tag in the job context ---------------------------------------------------------
+
+
+def test_tags_with_commas_survive_the_job_context() -> None:
+    tag = "pycrew:1;c=abc;n=x%2Cy;p=ab-;o=0;w=1-3,7,9-10"
+    stored = q.tag_to_context(tag)
+    assert "," not in stored, "a comma would split the context into two variables"
+    assert q.tag_from_context(stored) == tag
+
+
+@pytest.mark.parametrize("tag", ["pycrew:1;c=a+b", "pycrew:1;c=a b"])
+def test_tags_the_context_cannot_carry_are_refused(tag: str) -> None:
+    with pytest.raises(ValueError, match="cannot carry a tag"):
+        q.tag_to_context(tag)
+
+
+# -- qdel --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["qdel_unknown.txt", "qdel_unknown_task.txt", "qdel_pending_task.txt", "qdel_running_tasks.txt",
+             "qdel_pending_jobs.txt", "qdel_mixed.txt", "qdel_in_deletion.txt"],
+)
+def test_qdel_lines_that_only_say_gone_or_going(name: str) -> None:
+    lines = [line for line in (DATA / name).read_text().splitlines() if line.strip() and not line.startswith("rc=")]
+    assert lines and all(cli().is_gone(line) for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['nobody - you do not have the necessary privileges to delete the job "102"',
+     'unable to send message to qmaster using port 6444 on host "vm": got send error'],
+)
+def test_qdel_lines_that_are_real_errors(line: str) -> None:
+    assert not cli().is_gone(line)
+
+
+def test_qdel_groups_tasks_per_job() -> None:
+    argv = cli(bin_directory="/opt/sge/bin").cancel_command(["12.3", "12.1", "13.2", "14", "14.2", "15.4", "15.5", "15.6"])
+    assert argv == ["/opt/sge/bin/qdel", "14", "12", "-t", "1,3", "13.2", "15", "-t", "4-6"]
+
+
+@pytest.mark.parametrize("handle", ["-u", "12_3", "12.3.4", 12, "*", "12.x"])
+def test_qdel_refuses_handles_that_are_not_sge_tasks(handle: Any) -> None:
+    with pytest.raises(ValueError, match=r"sge handles must look like '123\.4'"):
+        cli().cancel_command(["1.1", handle])
+
+
+# -- transient failures ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["no_qmaster_qsub.json", "no_qmaster_qstat_u.json", "no_qmaster_qdel.json", "no_qmaster_qconf.json",
+     "hung_qmaster_qstat_u.json", "hung_qmaster_qsub.json"],
+)
+def test_qmaster_outages_are_transient(name: str) -> None:
+    run = captured(name)
+    assert run["returncode"] != 0
+    assert cli().is_transient(run["returncode"], run["stderr"] + "\n" + run["stdout"]), run
+
+
+@pytest.mark.parametrize("name", ["qsub_bad_queue.json", "qsub_bad_time.json"])
+def test_rejected_submissions_are_not_transient(name: str) -> None:
+    run = captured(name)
+    assert run["returncode"] == 1 and not cli().is_transient(run["returncode"], run["stderr"] + run["stdout"])
+
+
+def test_documented_qmaster_messages_are_transient() -> None:
+    # what SGE's clients print when the qmaster cannot be reached or answers too late
+    c = cli()
+    assert c.is_transient(1, 'error: unable to contact qmaster using port 6444 on host "master"')
+    assert c.is_transient(1, "error: failed receiving gdi request response for mid=1 (got syncron message receive timeout error).")
+    assert c.is_transient(1, "error: commlib error: got read error (closing \"master/qmaster/1\")")
+
+
+# -- the site's array limit ---------------------------------------------------------------
+
+
+def test_array_limit_from_qconf() -> None:
+    assert q.parse_array_max((DATA / "qconf_sconf.txt").read_text()) == 75000
+    assert q.parse_array_max("max_aj_instances 2000\n") is None
+    assert q.parse_array_max("max_aj_tasks 0\n") == 0 and ARRAY_MAX_UNLIMITED == jobtag.ELEMENTS_MAX
