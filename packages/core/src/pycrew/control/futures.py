@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,15 +22,28 @@ def task_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def _future_fields() -> dict[str, Any]:
-    """The attributes ``Future.__init__`` sets, but the condition (read once from a real one)."""
-    return {k: v for k, v in vars(Future()).items() if k != "_condition"}
+class _LazyCondition:
+    """The ``_condition`` of a :class:`TaskFuture`, made on first use.
+
+    A non-data descriptor: the first access stores the condition in the instance's
+    ``__dict__``, which every later access finds first, so the hot path (each result takes
+    the condition several times) pays nothing after the first use.
+    """
+
+    lock = threading.Lock()  # guards the creation (once per future)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        with self.lock:
+            condition = instance.__dict__.get("_condition")
+            if condition is None:
+                condition = instance.__dict__["_condition"] = threading.Condition()
+        return condition
 
 
-#: What a fresh Future holds besides its condition; lists are copied per future.
-_FIELDS = _future_fields()
-#: Guards the creation of a future's condition (once per future, on first use).
-_CONDITION_LOCK = threading.Lock()
+#: The attributes ``Future.__init__`` sets; TaskFuture sets the same (but the condition).
+_FUTURE_FIELDS = frozenset(vars(Future()))
 
 
 class TaskFuture(Future[T]):
@@ -46,27 +59,17 @@ class TaskFuture(Future[T]):
     conditions.
     """
 
+    _condition = _LazyCondition()
+
     def __init__(self, controller: Any = None, task_id: int = 0) -> None:
-        # Not Future.__init__: it makes the condition eagerly.
-        for key, value in _FIELDS.items():
-            setattr(self, key, list(value) if isinstance(value, list) else value)
-        self._lazy_condition: threading.Condition | None = None
+        # Not Future.__init__, which makes the condition eagerly; the same fields otherwise.
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
         self._controller = controller
         self._task_id = task_id
-
-    @property
-    def _condition(self) -> threading.Condition:
-        condition = self._lazy_condition
-        if condition is None:
-            with _CONDITION_LOCK:
-                condition = self._lazy_condition
-                if condition is None:
-                    condition = self._lazy_condition = threading.Condition()
-        return condition
-
-    @_condition.setter
-    def _condition(self, value: threading.Condition) -> None:
-        self._lazy_condition = value
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""
