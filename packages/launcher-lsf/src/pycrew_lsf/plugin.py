@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew import LauncherInfo
+from pycrew.scheduler import SchedulerPlugin
 from pycrew_lsf.lsf import LsfCLI
 from pycrew_lsf.options import LsfOptions
 from pycrew_lsf.parsing import expand_log_path
@@ -34,7 +35,7 @@ CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
 SECONDS_EXIT_MARGIN = 60.0
 
 
-class LsfPlugin(pycrew.LauncherPlugin[LsfOptions, LsfCLI]):
+class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
     """Workers as LSF job arrays; handles are ``"<job id>[<index>]"``."""
 
     name = NAME
@@ -43,26 +44,11 @@ class LsfPlugin(pycrew.LauncherPlugin[LsfOptions, LsfCLI]):
     remote = True
     capabilities = CAPABILITIES
     seconds_exit_margin = SECONDS_EXIT_MARGIN
-
-    def create_client(self, options: LsfOptions) -> LsfCLI:
-        """The :class:`LsfCLI` for ``options`` (it runs nothing until used)."""
-        return LsfCLI(self.name, options)
+    cli_type = LsfCLI
 
     def client_key(self, options: LsfOptions) -> Hashable:
         """The options and ``LSF_ENVDIR``: another configuration directory is another cluster."""
         return (os.environ.get("LSF_ENVDIR"), super().client_key(options))
-
-    def launch(self, launcher: LauncherInfo, options: LsfOptions, calls: Sequence[WorkerCall]) -> list[Any]:
-        """Submit the batch as job array(s); return handles ``"<job id>[<index>]"`` in call order."""
-        return self.client(options).launch(launcher, calls)
-
-    def terminate(self, launcher: LauncherInfo, options: LsfOptions, handles: Sequence[Any]) -> None:
-        """``bkill`` the array elements; finished or unknown jobs are fine."""
-        self.client(options).cancel(handles)
-
-    def list_workers(self, launcher: LauncherInfo, options: LsfOptions, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's LSF workers of this user, recently finished ones included (one bjobs call per ``seconds_poll``)."""
-        return self.client(options).workers(controller_id)
 
     def logs(self, launcher: LauncherInfo, options: LsfOptions, handle: Any, lines: int | None) -> str | None:
         """The end of the job's output file (``-o``: stdout, and stderr unless ``log_error`` is set).

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, WorkerCall, WorkerInfo
-from pycrew.scheduler import SchedulerError
+from pycrew import LauncherInfo
+from pycrew.scheduler import SchedulerError, SchedulerPlugin
 from pycrew_pbs.options import PbsOptions
 from pycrew_pbs.pbs import PbsCLI
 
@@ -36,7 +36,7 @@ SECONDS_EXIT_MARGIN = 60.0
 _HANDLE = re.compile(r"^\d+(?:\[\d+\])?(?:\.[A-Za-z0-9_-]+)*$")
 
 
-class PbsPlugin(pycrew.LauncherPlugin[PbsOptions, PbsCLI]):
+class PbsPlugin(SchedulerPlugin[PbsOptions, PbsCLI]):
     """Workers as PBS Pro / OpenPBS or TORQUE job arrays; handles are PBS job ids (``123[4].server``)."""
 
     name = NAME
@@ -53,18 +53,6 @@ class PbsPlugin(pycrew.LauncherPlugin[PbsOptions, PbsCLI]):
     def client_key(self, options: PbsOptions) -> Hashable:
         """The options and the default server: another server is another cluster."""
         return (os.environ.get("PBS_SERVER"), os.environ.get("PBS_DEFAULT"), super().client_key(options))
-
-    def launch(self, launcher: LauncherInfo, options: PbsOptions, calls: Sequence[WorkerCall]) -> list[Any]:
-        """Submit the batch as job array(s); return handles (PBS element ids) in call order."""
-        return self.client(options).launch(launcher, calls)
-
-    def terminate(self, launcher: LauncherInfo, options: PbsOptions, handles: Sequence[Any]) -> None:
-        """``qdel`` the jobs and array elements; already finished or unknown jobs are fine."""
-        self.client(options).cancel(handles)
-
-    def list_workers(self, launcher: LauncherInfo, options: PbsOptions, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's PBS workers of this user (one ``qstat`` call per ``seconds_poll``)."""
-        return self.client(options).workers(controller_id)
 
     def logs(self, launcher: LauncherInfo, options: PbsOptions, handle: Any, lines: int | None) -> str | None:
         """The end of the job's output file (stdout, and stderr unless ``log_error`` is set).

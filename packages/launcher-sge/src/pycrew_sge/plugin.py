@@ -12,12 +12,13 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew import LauncherInfo
+from pycrew.scheduler import SchedulerPlugin
 from pycrew_sge.options import SgeOptions
 from pycrew_sge.qstat import expand_log_path
 from pycrew_sge.sge import SgeCLI, user_name
@@ -37,7 +38,7 @@ SECONDS_EXIT_MARGIN = 60.0
 CELL_VARIABLES = ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT")
 
 
-class SgePlugin(pycrew.LauncherPlugin[SgeOptions, SgeCLI]):
+class SgePlugin(SchedulerPlugin[SgeOptions, SgeCLI]):
     """Workers as Son of Grid Engine array jobs; handles are ``"<job id>.<task id>"``."""
 
     name = NAME
@@ -46,27 +47,12 @@ class SgePlugin(pycrew.LauncherPlugin[SgeOptions, SgeCLI]):
     remote = True
     capabilities = CAPABILITIES
     seconds_exit_margin = SECONDS_EXIT_MARGIN
-
-    def create_client(self, options: SgeOptions) -> SgeCLI:
-        """The :class:`SgeCLI` for ``options`` (it runs nothing until used)."""
-        return SgeCLI(self.name, options)
+    cli_type = SgeCLI
 
     def client_key(self, options: SgeOptions) -> Hashable:
         """The options and the SGE cell (``SGE_ROOT``, ``SGE_CELL``, ``SGE_QMASTER_PORT``):
         another cell is another cluster."""
         return (tuple(os.environ.get(v) for v in CELL_VARIABLES), super().client_key(options))
-
-    def launch(self, launcher: LauncherInfo, options: SgeOptions, calls: Sequence[WorkerCall]) -> list[Any]:
-        """Submit the batch as array job(s); return handles ``"<job id>.<task id>"`` in call order."""
-        return self.client(options).launch(launcher, calls)
-
-    def terminate(self, launcher: LauncherInfo, options: SgeOptions, handles: Sequence[Any]) -> None:
-        """``qdel`` the tasks; tasks already finished or unknown are fine."""
-        self.client(options).cancel(handles)
-
-    def list_workers(self, launcher: LauncherInfo, options: SgeOptions, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's SGE workers of this user (two ``qstat`` calls per ``seconds_poll``)."""
-        return self.client(options).workers(controller_id)
 
     def logs(self, launcher: LauncherInfo, options: SgeOptions, handle: Any, lines: int | None) -> str | None:
         """The end of the task's output file (``-o``: stdout, and stderr unless ``log_error`` is set).

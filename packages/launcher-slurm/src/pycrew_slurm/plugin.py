@@ -12,12 +12,13 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import pycrew
-from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew import LauncherInfo
+from pycrew.scheduler import SchedulerPlugin
 from pycrew_slurm.options import SlurmOptions
 from pycrew_slurm.slurm import SlurmCLI, expand_log_path
 
@@ -35,7 +36,7 @@ CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
 SECONDS_EXIT_MARGIN = 60.0
 
 
-class SlurmPlugin(pycrew.LauncherPlugin[SlurmOptions, SlurmCLI]):
+class SlurmPlugin(SchedulerPlugin[SlurmOptions, SlurmCLI]):
     """Workers as SLURM job arrays; handles are ``"<job id>_<index>"``."""
 
     name = NAME
@@ -44,26 +45,11 @@ class SlurmPlugin(pycrew.LauncherPlugin[SlurmOptions, SlurmCLI]):
     remote = True
     capabilities = CAPABILITIES
     seconds_exit_margin = SECONDS_EXIT_MARGIN
-
-    def create_client(self, options: SlurmOptions) -> SlurmCLI:
-        """The :class:`SlurmCLI` for ``options`` (it runs nothing until used)."""
-        return SlurmCLI(self.name, options)
+    cli_type = SlurmCLI
 
     def client_key(self, options: SlurmOptions) -> Hashable:
         """The options and ``SLURM_CONF``: another configuration is another cluster."""
         return (os.environ.get("SLURM_CONF"), super().client_key(options))
-
-    def launch(self, launcher: LauncherInfo, options: SlurmOptions, calls: Sequence[WorkerCall]) -> list[Any]:
-        """Submit the batch as job array(s); return handles ``"<job id>_<index>"`` in call order."""
-        return self.client(options).launch(launcher, calls)
-
-    def terminate(self, launcher: LauncherInfo, options: SlurmOptions, handles: Sequence[Any]) -> None:
-        """``scancel`` the array elements; already finished or unknown jobs are fine."""
-        self.client(options).cancel(handles)
-
-    def list_workers(self, launcher: LauncherInfo, options: SlurmOptions, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's SLURM workers of this user (one ``squeue`` call per ``seconds_poll``)."""
-        return self.client(options).workers(controller_id)
 
     def logs(self, launcher: LauncherInfo, options: SlurmOptions, handle: Any, lines: int | None) -> str | None:
         """The end of the job's ``--output`` file (stdout, and stderr unless ``log_error`` is set).

@@ -9,7 +9,7 @@ plugin:
   outputs; the base class runs them, retries transient failures, never submits an array
   twice, caches the monitor's listing, and tags every job (:mod:`.jobtag`) so the monitor
   finds pycrew's workers and their controllers;
-- a :class:`pycrew.LauncherPlugin` whose hooks call the CLI (see ``pycrew_slurm.plugin``).
+- :class:`SchedulerPlugin`: the launcher plugin whose hooks call the CLI (see ``pycrew_slurm.plugin``).
 
 See the "Writing a scheduler launcher" section of the plugin guide.
 """
@@ -27,6 +27,7 @@ from pycrew.scheduler.options import (
     seconds_to_hms,
     walltime_to_seconds,
 )
+from pycrew.scheduler.plugin import SchedulerPlugin
 from pycrew.scheduler.records import JobRecord, normalise
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SchedulerCLI",
     "SchedulerError",
     "SchedulerOptions",
+    "SchedulerPlugin",
     "SubmitBreaker",
     "jobscript",
     "jobtag",
