@@ -142,3 +142,14 @@ def mark_after_gate(directory: str, i: int) -> int:
         time.sleep(0.01)
     open(os.path.join(directory, f"done-{i}"), "w").close()
     return i
+
+
+class RebuiltAsInt(Exception):
+    """An exception whose ``__reduce__`` rebuilds it as an int (a pickled "exception" that is not one)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (int, ("5",))
+
+
+def raise_rebuilt_as_int() -> None:
+    raise RebuiltAsInt("boom")

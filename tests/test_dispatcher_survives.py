@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 import pycrew
-from helpers import identity, sleep_then, unpickles_to_system_exit
+from helpers import identity, raise_rebuilt_as_int, sleep_then, unpickles_to_system_exit
 from pycrew.wire import protocol, transport
 from pycrew.wire.transport import Channel, Closed
 from support import wait_for
@@ -109,8 +109,8 @@ def _json(body: dict[str, object]) -> bytes:
         {"tasks_max": 1.5},
     ],
 )
-def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_proof(make_controller, field):
-    c = make_controller("local", workers=1).start()
+def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_proof(make_controller, wire, field):
+    c = make_controller("local", workers=1, wire=wire).start()
     channel = _dial(c)
     try:
         nonce = _challenge(channel)
@@ -140,6 +140,99 @@ def test_system_exit_while_a_result_unpickles_fails_that_task_only(make_controll
     with pytest.raises(pycrew.SerializationError, match="could not be unpickled"):
         future.result(timeout=60)
     _assert_serving(c, "next")
+
+
+def test_an_exception_that_unpickles_as_another_object_fails_its_task_only(make_controller, wire):
+    """Failed on cc6539a (audit of issue 14): the controller took the int for an exception,
+    failed while resolving, dropped the worker and left the future pending forever."""
+    c = make_controller("local", workers=1, wire=wire).start()
+    future = c.submit(raise_rebuilt_as_int)
+    with pytest.raises(pycrew.TaskError, match="RebuiltAsInt"):
+        future.result(timeout=60)
+    _assert_serving(c, "next")
+    summary = c.summary()
+    assert summary.controller.retries == 0 and summary.workers[0].instances == 1, "the worker was dropped"
+    assert c.wait(timeout=10) and c.unresolved() == 0
+
+
+@pytest.fixture
+def never_connects(tmp_path):
+    """A worker "interpreter" that starts and never dials: the test's own peer gets every task."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/sh\nexec sleep 600\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _welcomed_peer(c: pycrew.Controller, instance: str) -> Channel:
+    """A peer that proves a token as a worker would (the dispatcher trusts nothing it sends)."""
+    c._dispatcher.authorize(instance, "tok", 1)
+    channel = _dial(c)
+    nonce = _challenge(channel)
+    channel.send(protocol.encode_json(protocol.HELLO, {"instance": instance, "mac": protocol.mac("tok", nonce, instance)}))
+    frame = channel.recv(5.0)
+    assert frame is not None and frame[0] == protocol.WELCOME
+    return channel
+
+
+def _next_task_id(channel: Channel) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        frame = channel.recv(1.0)
+        if frame is not None and frame[0] == protocol.TASKS:
+            [(task_id, _)] = protocol.decode_records(frame)
+            return task_id
+    raise AssertionError("the peer was sent no task")
+
+
+MALFORMED_RECORDS = {
+    "status": ("bogus", None, "", "", "", None, [], None, 0.0),
+    "started": ("success", 5, "", "", "", None, [], "x", 0.0),
+    "finished": ("success", 5, "", "", "", None, [], 1.0, None),
+    "warnings": ("success", 5, "", "", "", None, [b"w"], 1.0, 2.0),
+    "error": ("error", None, 7, "", "", None, [], 1.0, 2.0),
+    "exception": ("error", None, "e", "", "", "not bytes", [], 1.0, 2.0),
+    "length": ("success", 5),
+    "type": {"status": "success"},
+}
+
+
+@pytest.mark.parametrize("field", sorted(MALFORMED_RECORDS))
+def test_a_malformed_result_record_fails_its_task_and_keeps_the_worker(make_controller, wire, field, never_connects):
+    """Failed on cc6539a: a record with a field of the wrong type raised while resolving; the
+    worker was dropped and the future never resolved."""
+    c = make_controller("local", workers=1, wire=wire, python=never_connects, seconds_launch=600, workers_at_start=0).start()
+    channel = _welcomed_peer(c, "peer")
+    try:
+        future = c.submit(abs, -5)
+        task_id = _next_task_id(channel)
+        channel.send(protocol.encode_records(protocol.RESULTS, [(task_id, pickle.dumps(MALFORMED_RECORDS[field]))]))
+        with pytest.raises(pycrew.SerializationError, match="malformed result record"):
+            future.result(timeout=30)
+        assert c.wait(timeout=10) and c.unresolved() == 0
+        # The same peer is still served: it gets the next task and its good result resolves it.
+        second = c.submit(abs, -6)
+        task_id = _next_task_id(channel)
+        good = ("success", 6, "", "", "", None, [], 1.0, 2.0)
+        channel.send(protocol.encode_records(protocol.RESULTS, [(task_id, pickle.dumps(good))]))
+        assert second.result(timeout=30) == 6
+    finally:
+        channel.close()
+    assert c._dispatcher.thread.is_alive() and c._dispatcher.error is None
+
+
+def test_a_pickled_exception_that_is_not_an_exception_is_dropped_not_raised(make_controller, never_connects):
+    c = make_controller("local", workers=1, python=never_connects, seconds_launch=600, workers_at_start=0).start()
+    channel = _welcomed_peer(c, "peer")
+    try:
+        future = c.submit(abs, -5)
+        task_id = _next_task_id(channel)
+        record = ("error", None, "it failed", "mod.Weird", "Traceback: ...", pickle.dumps(5), [], 1.0, 2.0)
+        channel.send(protocol.encode_records(protocol.RESULTS, [(task_id, pickle.dumps(record))]))
+        with pytest.raises(pycrew.TaskError, match=r"mod\.Weird: it failed"):
+            future.result(timeout=30)
+    finally:
+        channel.close()
 
 
 def _raise_system_exit(future: concurrent.futures.Future[object]) -> None:

@@ -99,9 +99,13 @@ def test_the_interpreter_does_not_wait_for_pushed_tasks_nobody_can_pop(tmp_path)
     assert "exit after 0 s" in proc.stdout or "exit after 1 s" in proc.stdout, proc.stdout
 
 
-def test_map_does_not_keep_yielded_results_alive(make_controller):
+@pytest.mark.parametrize(
+    ("buffersize", "timeout"), [("auto", None), (None, None), (2, None), ("auto", 120.0), (None, 120.0)]
+)
+def test_map_does_not_keep_yielded_results_alive(make_controller, buffersize, timeout):
+    """Every way map can run: the window (auto, n), the eager path (None) and with a timeout."""
     c = make_controller("local", workers=1).start()
-    results = c.map(make_blob, [1000, 1000, 1000])
+    results = c.map(make_blob, [1000, 1000, 1000], buffersize=buffersize, timeout=timeout)
     first = next(results)
     ref = weakref.ref(first)
     del first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -45,6 +45,9 @@ class _LazyCondition:
 #: The attributes ``Future.__init__`` sets; TaskFuture sets the same (but the condition).
 _FUTURE_FIELDS = frozenset(vars(Future()))
 
+_DONE = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+_CANCELLED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED))
+
 
 class TaskFuture(Future[T]):
     """A :class:`concurrent.futures.Future` whose ``cancel`` also stops a running task.
@@ -54,9 +57,12 @@ class TaskFuture(Future[T]):
     resolved as cancelled.
 
     Its ``threading.Condition`` (about 800 bytes with its lock and bound methods, most of
-    what a queued task costs) is made when first used: by a waiter, or when the task
-    resolves. A million queued tasks then cost a million small objects, not a million
-    conditions.
+    what a queued task costs, and ~6 µs to make) is made only when a thread waits on the
+    future, cancels it or adds a callback. Until then nobody can be waiting, so the
+    dispatcher moves the future to running and to finished under one process-wide lock
+    (the one that guards making a condition) instead: a million queued tasks cost a million
+    small objects, not a million conditions, and a task whose result is read after it
+    finished never makes one.
     """
 
     _condition = _LazyCondition()
@@ -70,6 +76,70 @@ class TaskFuture(Future[T]):
         self._done_callbacks: list[Any] = []
         self._controller = controller
         self._task_id = task_id
+
+    # -- without a condition while nobody waits -------------------------------------------
+    # Each method below changes or reads the state the way Future's does. When the future
+    # has no condition yet, no thread holds it or waits on it, no waiter object and no
+    # callback is registered (those are added under the condition), and none can appear
+    # while the creation lock is held: the change is made under that lock. Otherwise the
+    # stdlib path runs. A finished state never changes again, so reading it needs no lock.
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """As :meth:`Future.set_running_or_notify_cancel` (see the class docstring)."""
+        if "_condition" not in self.__dict__:
+            with _LazyCondition.lock:
+                if "_condition" not in self.__dict__ and self._state == PENDING:
+                    self._state = RUNNING
+                    return True
+        return super().set_running_or_notify_cancel()
+
+    def set_result(self, result: Any) -> None:
+        """As :meth:`Future.set_result` (see the class docstring)."""
+        if "_condition" not in self.__dict__:
+            with _LazyCondition.lock:
+                done = "_condition" not in self.__dict__ and self._state not in _DONE
+                if done:
+                    self._result = result
+                    self._state = FINISHED
+            if done:
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """As :meth:`Future.set_exception` (see the class docstring)."""
+        if "_condition" not in self.__dict__:
+            with _LazyCondition.lock:
+                done = "_condition" not in self.__dict__ and self._state not in _DONE
+                if done:
+                    self._exception = exception
+                    self._state = FINISHED
+            if done:
+                return
+        super().set_exception(exception)
+
+    def done(self) -> bool:
+        """As :meth:`Future.done`."""
+        return self._state in _DONE
+
+    def cancelled(self) -> bool:
+        """As :meth:`Future.cancelled`."""
+        return self._state in _CANCELLED
+
+    def running(self) -> bool:
+        """As :meth:`Future.running`."""
+        return self._state == RUNNING
+
+    def result(self, timeout: float | None = None) -> T:
+        """As :meth:`Future.result` (a finished success returns without taking any lock)."""
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # type: ignore[return-value]
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """As :meth:`Future.exception` (a finished future answers without taking any lock)."""
+        if self._state == FINISHED:
+            return self._exception
+        return super().exception(timeout)
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""

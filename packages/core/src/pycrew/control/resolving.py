@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -11,11 +12,14 @@ from typing import Any
 from pycrew.control.conn import Conn
 from pycrew.control.futures import TaskFuture
 from pycrew.control.state import ControllerState
-from pycrew.control.tasks import Task, decode_result, local_result
+from pycrew.control.tasks import Task, decode_fields, local_result, unpickling_failed
 from pycrew.errors import ControllerError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.results import TaskResult
+from pycrew.wire.records import RESULT_FIELDS
 
 log = logging.getLogger("pycrew.control.controller")
+
+_CONTROLLER_ERROR = f"{ControllerError.__module__}.{ControllerError.__qualname__}"
 
 _LOCAL_ERRORS: dict[str, type[TaskError]] = {
     "crash": TaskCrashError,
@@ -45,22 +49,76 @@ class Resolving(ControllerState):
         }
 
     def _on_result(self, task: Task, payload: bytes | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
-        """Dispatcher thread: a task resolved."""
+        """Dispatcher thread: a task resolved (never raises: the task resolves whatever happens)."""
         if task.resolved:
             return
         task.resolved = True
-        if payload is not None:
-            result = decode_result(task, payload, self._where(conn))
-            assert self._dispatcher is not None
-            self._dispatcher.record_seconds(result.seconds)
-        else:
-            assert local is not None
-            status, error, error_type = local
-            result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
-        if conn is not None and conn.slot is not None:
-            self._slot_complete[conn.slot] += 1
-            self._slot_seconds[conn.slot] += result.seconds
+        try:
+            if payload is not None:
+                try:
+                    fields = pickle.loads(payload)
+                except BaseException as exc:  # SystemExit from a __reduce__ must not end the dispatcher
+                    result = unpickling_failed(task, exc, self._where(conn))
+                else:
+                    if self._settled_fast(task, fields, conn):
+                        return
+                    result = decode_fields(task, fields, self._where(conn))
+                    assert self._dispatcher is not None
+                    self._dispatcher.record_seconds(result.seconds)
+            else:
+                assert local is not None
+                status, error, error_type = local
+                result = local_result(task, status, error, error_type, self._where(conn))  # type: ignore[arg-type]
+            if conn is not None and conn.slot is not None:
+                self._slot_complete[conn.slot] += 1
+                self._slot_seconds[conn.slot] += result.seconds
+        except Exception as exc:  # a bug here must not leave the task unresolved (nor end the loop)
+            log.exception("controller %r: resolving task %r failed", self.name, task.name)
+            result = local_result(
+                task, "error", f"the controller could not resolve the task's result: {type(exc).__name__}: {exc}",
+                _CONTROLLER_ERROR, self._where(None),
+            )
         self._finish(task, result)
+
+    def _settled_fast(self, task: Task, fields: Any, conn: Conn | None) -> bool:
+        """Settle a plain success bound for a future without building its TaskResult.
+
+        This is what most results are: a future waits, nothing else wants the result (no
+        ``keep``, relay, listener or task-done observer), no warnings. It does what
+        :meth:`_settle` and :meth:`_deliver` would do for it, minus the record object.
+        Returns ``False`` (nothing done) for anything else.
+        """
+        future = task.future
+        if (
+            future is None
+            or conn is None
+            or conn.slot is None
+            or self._result_listeners
+            or self._notify_done
+            or task.keep
+            or task.relay is not None
+            or type(fields) is not tuple
+            or len(fields) != RESULT_FIELDS
+            or fields[0] != "success"
+            or fields[6]
+            or type(fields[7]) is not float
+            or type(fields[8]) is not float
+        ):
+            return False
+        seconds = fields[8] - fields[7]
+        assert self._dispatcher is not None
+        self._dispatcher.record_seconds(seconds)
+        self._slot_complete[conn.slot] += 1
+        self._slot_seconds[conn.slot] += seconds
+        self._status_counts["success"] += 1
+        self.resolved += 1
+        self._futures_resolved += 1
+        if not future.done():
+            future.set_result(fields[1])
+        if self._waiters:
+            with self._cv:
+                self._cv.notify_all()
+        return True
 
     def _finish(self, task: Task, result: TaskResult) -> None:
         """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""

@@ -11,7 +11,7 @@ import cloudpickle
 
 from pycrew.errors import RemoteTraceback, SerializationError
 from pycrew.results import Status, TaskResult
-from pycrew.wire.records import ResultRecord
+from pycrew.wire.records import RESULT_FIELDS, ResultRecord
 
 _SERIALIZATION_ERROR = f"{SerializationError.__module__}.{SerializationError.__qualname__}"
 
@@ -131,37 +131,91 @@ def pack_task(
         ) from exc
 
 
+#: The statuses a worker may report (``crash`` is the controller's verdict, never a worker's).
+WORKER_STATUSES = frozenset(("success", "error", "cancel", "timeout"))
+
+
+def record_problem(fields: Any) -> str | None:
+    """What is wrong with an unpickled result record, or ``None`` if it is well formed.
+
+    A worker runs user code and may be anything that proved a token, so nothing in a
+    record is trusted: a field of the wrong type would otherwise fail later, on the
+    dispatcher's thread, with the task half resolved.
+    """
+    if type(fields) is not tuple or len(fields) != RESULT_FIELDS:
+        got = f"a tuple of {len(fields)} fields" if type(fields) is tuple else f"a {type(fields).__name__}"
+        return f"a result record is a tuple of {RESULT_FIELDS} fields, got {got}"
+    status, _value, error, error_type, tb, exception, warns, started, finished = fields
+    if status not in WORKER_STATUSES:
+        return f"status {status!r} is not one of {sorted(WORKER_STATUSES)}"
+    for name, text in (("error", error), ("error_type", error_type), ("traceback", tb)):
+        if type(text) is not str:
+            return f"{name} must be a str, got {type(text).__name__}"
+    if exception is not None and type(exception) is not bytes:
+        return f"exception must be bytes or None, got {type(exception).__name__}"
+    if type(warns) not in (list, tuple) or any(type(w) is not str for w in warns):
+        return "warnings must be a list of str"
+    for name, moment in (("started", started), ("finished", finished)):
+        if not (moment is None and name == "started") and type(moment) not in (float, int):
+            return f"{name} must be a number, got {type(moment).__name__}"
+    return None
+
+
+def _unreadable(task: Task, why: str, where: dict[str, Any]) -> TaskResult:
+    return TaskResult(
+        name=task.name,
+        status="error",
+        error=why,
+        error_type=_SERIALIZATION_ERROR,
+        time_end=time.time(),
+        attempts=task.attempts,
+        seed=task.seed,
+        exception=SerializationError(f"task {task.name!r}: {why}"),
+        **where,
+    )
+
+
 def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResult:
     """Build the :class:`TaskResult` of a task from a worker's result payload.
 
     ``where`` carries the fields describing the worker (controller, launcher, worker,
     instance, host, pid). A payload that cannot be unpickled here (e.g. the value's
-    class is not importable on the controller) becomes an ``error`` result saying so.
+    class is not importable on the controller) or is not a well-formed record becomes an
+    ``error`` result with a :class:`~pycrew.SerializationError` saying so; this never raises.
     """
     try:
-        record = ResultRecord.from_wire(pickle.loads(payload))
+        fields = pickle.loads(payload)
     except BaseException as exc:  # SystemExit from a __reduce__ must not end the dispatcher
-        return TaskResult(
-            name=task.name,
-            status="error",
-            error=f"the result could not be unpickled on the controller: {type(exc).__name__}: {exc}",
-            error_type="pycrew.errors.SerializationError",
-            time_end=time.time(),
-            attempts=task.attempts,
-            seed=task.seed,
-            exception=SerializationError(f"result of task {task.name!r} could not be unpickled: {exc}"),
-            **where,
-        )
-    status = cast(Status, record.status)  # the worker sends one of STATUSES
+        return unpickling_failed(task, exc, where)
+    return decode_fields(task, fields, where)
+
+
+def unpickling_failed(task: Task, exc: BaseException, where: dict[str, Any]) -> TaskResult:
+    """The error result of a task whose result payload raised ``exc`` when unpickled."""
+    return _unreadable(task, f"the result could not be unpickled on the controller: {type(exc).__name__}: {exc}", where)
+
+
+def decode_fields(task: Task, fields: Any, where: dict[str, Any]) -> TaskResult:
+    """:func:`decode_result` after the unpickling: ``fields`` is what the payload held."""
+    problem = record_problem(fields)
+    if problem is not None:
+        return _unreadable(task, f"its worker sent a malformed result record: {problem}", where)
+    record = ResultRecord.from_wire(fields)
+    status = cast(Status, record.status)
     error, tb, t0, t1 = record.error, record.traceback, record.started, record.finished
     exception: BaseException | None = None
     if record.exception is not None:
         try:
-            exception = pickle.loads(record.exception)
+            loaded = pickle.loads(record.exception)
         except BaseException:  # the type may not exist here (or its __reduce__ raises); the text fields still say it all
-            exception = None
-        if exception is not None and tb:
-            exception.__cause__ = RemoteTraceback(tb)
+            loaded = None
+        if isinstance(loaded, BaseException):  # anything else (a __reduce__ may return any object) is dropped
+            exception = loaded
+            if tb:
+                try:
+                    exception.__cause__ = RemoteTraceback(tb)
+                except BaseException:  # an exception type may refuse a cause; the traceback is in the result
+                    pass
     if status == "error" and record.error_type == _SERIALIZATION_ERROR and not isinstance(exception, SerializationError):
         # The worker could not pickle or send the result. It names the error by type (it
         # imports nothing of the controller side); the pickling error, when it came along,
@@ -177,7 +231,7 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
         error_type=record.error_type,
         traceback=tb,
         warnings=tuple(record.warnings),
-        seconds=(t1 - t0) if t0 is not None and t1 is not None else 0.0,
+        seconds=(t1 - t0) if t0 is not None else 0.0,
         time_start=t0,
         time_end=t1,
         attempts=task.attempts,

@@ -73,10 +73,11 @@ def _exception_bytes(exc: BaseException) -> bytes | None:
     """An exception pickled for the controller, or None if it does not travel."""
     try:
         data: bytes = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)
+        back = pickle.loads(data)
     except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
         return None
-    return data
+    # A __reduce__ may rebuild it as any object at all: only an exception travels as one.
+    return data if isinstance(back, BaseException) else None
 
 
 def pack_result(record: ResultRecord) -> bytes:
