@@ -25,6 +25,7 @@ from typing import Any
 import cloudpickle
 
 from pycrew.wire.records import ResultRecord
+from pycrew.worker.isolation import ProcessBaseline, WarningCapture
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
@@ -103,6 +104,8 @@ class TaskRunner:
         self.bytes_max: int | None = None
         self.result_max: int | None = None  # see limit_results
         self.installed = False
+        self._baseline = ProcessBaseline()
+        self._capture = WarningCapture()
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
@@ -148,7 +151,8 @@ class TaskRunner:
     def _run(self, task_id: int, payload: bytes) -> bytes:
         t0 = time.time()
         warns: list[str] = []
-        saved = (_environ_snapshot(), list(sys.path), os.getcwd()) if self.reset else None
+        if self.reset:
+            self._baseline.take()
         seed_state: Any = None
         try:
             fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
@@ -157,16 +161,7 @@ class TaskRunner:
                 seed_state = _seed(seed)
             self.deadline = time.monotonic() + seconds_timeout if seconds_timeout else None
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.current = task_id
-                    try:
-                        value = fn(*args, **kwargs)
-                    finally:
-                        self.current = None
-                        self.current_name = None
-                        self.deadline = None
-                warns = [f"{w.category.__name__}: {w.message}" for w in caught]
+                value = self._call(task_id, fn, args, kwargs, warns)
             finally:
                 if seed_state is not None:
                     _restore(seed_state)
@@ -177,7 +172,7 @@ class TaskRunner:
             tb = _format_exc()
             return self._pack(ResultRecord("error", None, _text(exc), _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
         finally:
-            self._clean_up(saved)
+            self._clean_up()
         t1 = time.time()
         try:
             data = pack_result(ResultRecord("success", value, "", "", "", None, warns, t0, t1))
@@ -217,44 +212,37 @@ class TaskRunner:
         )
         return pack_result(shrunk)
 
-    def _clean_up(self, saved: tuple[dict[Any, Any], list[str], str] | None) -> None:
-        """Undo what a task changed that would leak into the next one."""
-        if saved is not None:
-            env, path, cwd = saved
-            if _environ_snapshot() != env:
-                _environ_restore(env)
-            if sys.path != path:
-                sys.path[:] = path
+    def _call(self, task_id: int, fn: Any, args: Any, kwargs: Any, warns: list[str]) -> Any:
+        """Call the task's function as the running task; its warnings go to ``warns``."""
+        if self.installed:  # the worker owns its process: the capture stays installed
+            capture = self._capture
+            capture.start()
+            self.current = task_id
             try:
-                if os.getcwd() != cwd:
-                    os.chdir(cwd)
-            except OSError:  # the task removed its working directory: go back to the original
-                os.chdir(cwd)
+                return fn(*args, **kwargs)
+            finally:
+                self.current = None
+                self.current_name = None
+                self.deadline = None
+                warns.extend(capture.stop())
+        # Worker loops sharing a process (a test harness): the warnings state is the process's.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.current = task_id
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.current = None
+                self.current_name = None
+                self.deadline = None
+                warns.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+
+    def _clean_up(self) -> None:
+        """Undo what a task changed that would leak into the next one."""
+        if self.reset:
+            self._baseline.restore()
         if self.garbage_collection:
             gc.collect()
-
-
-# os.environ keeps its data in a private dict of encoded bytes; copying and comparing
-# that dict is ~50x cheaper than going through the str mapping (which decodes every
-# key and value), and this runs around every task.
-_ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
-
-
-def _environ_snapshot() -> dict[Any, Any]:
-    return _ENV_DATA.copy() if isinstance(_ENV_DATA, dict) else dict(os.environ)
-
-
-def _environ_restore(saved: dict[Any, Any]) -> None:
-    raw = isinstance(_ENV_DATA, dict)
-    decode_key = getattr(os.environ, "decodekey", str) if raw else str
-    decode_value = getattr(os.environ, "decodevalue", str) if raw else str
-    current = set(os.environ)
-    wanted = {decode_key(k): decode_value(v) for k, v in saved.items()}
-    for key in current - set(wanted):
-        del os.environ[key]
-    for key, value in wanted.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
 
 
 def _seed(seed: int) -> tuple[Any, Any]:

@@ -1,0 +1,134 @@
+"""What a task may change in its worker process, and how the worker puts it back.
+
+Both classes here run around every task, so they do the least work when the task changed
+nothing (the usual case): compare with a baseline, restore only what differs.
+
+- :class:`ProcessBaseline`: the environment, ``sys.path`` and working directory as they
+  were before the first task; after each task whatever differs is restored.
+- :class:`WarningCapture`: every warning a task raises is recorded (the ``"always"``
+  action, as ``warnings.catch_warnings(record=True)`` with ``simplefilter("always")``
+  would), without building and tearing down a ``catch_warnings`` per task. The
+  ``warnings`` module's state is process-wide, so this is for a worker that owns its
+  process; worker loops that share one fall back to ``catch_warnings``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+# os.environ keeps its data in a private dict of encoded bytes; copying and comparing
+# that dict is ~50x cheaper than going through the str mapping (which decodes every
+# key and value).
+_ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+
+
+def environ_snapshot() -> dict[Any, Any]:
+    """A copy of the environment, cheap to compare with the current one."""
+    return _ENV_DATA.copy() if isinstance(_ENV_DATA, dict) else dict(os.environ)
+
+
+def environ_changed(saved: dict[Any, Any]) -> bool:
+    """Whether the environment differs from ``saved`` (an :func:`environ_snapshot`)."""
+    return (_ENV_DATA if isinstance(_ENV_DATA, dict) else dict(os.environ)) != saved
+
+
+def environ_restore(saved: dict[Any, Any]) -> None:
+    """Make the environment equal to ``saved`` again (through ``os.environ``, so that the
+    process's real environment, which child processes inherit, follows)."""
+    raw = isinstance(_ENV_DATA, dict)
+    decode_key = getattr(os.environ, "decodekey", str) if raw else str
+    decode_value = getattr(os.environ, "decodevalue", str) if raw else str
+    current = set(os.environ)
+    wanted = {decode_key(k): decode_value(v) for k, v in saved.items()}
+    for key in current - set(wanted):
+        del os.environ[key]
+    for key, value in wanted.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+class ProcessBaseline:
+    """The environment, ``sys.path`` and working directory every task starts from.
+
+    Taken once, before the first task (:meth:`take`); :meth:`restore` after each task puts
+    back whatever the task changed, so every task starts from the same state without a
+    copy of it per task.
+    """
+
+    def __init__(self) -> None:
+        self.env: dict[Any, Any] | None = None
+        self.path: list[str] = []
+        self.cwd = ""
+
+    def take(self) -> None:
+        """Record the current state as the baseline (once)."""
+        if self.env is None:
+            self.env, self.path, self.cwd = environ_snapshot(), list(sys.path), os.getcwd()
+
+    def restore(self) -> None:
+        """Undo a task's changes to the environment, ``sys.path`` and working directory."""
+        env = self.env
+        if env is None:
+            return
+        if environ_changed(env):
+            environ_restore(env)
+        if sys.path != self.path:
+            sys.path[:] = self.path
+        try:
+            if os.getcwd() != self.cwd:
+                os.chdir(self.cwd)
+        except OSError:  # the task removed its working directory: go back to the original
+            os.chdir(self.cwd)
+
+
+#: The filter catch_warnings' simplefilter("always") puts first.
+_ALWAYS = ("always", None, Warning, None, 0)
+
+
+class WarningCapture:
+    """Records the warnings raised during a task, with the filters put back after it.
+
+    :meth:`start` before a task, :meth:`stop` after it returns the ``"Category: message"``
+    of each warning. The capture stays installed between tasks; :meth:`start` reinstalls
+    whatever a task replaced (the filters, ``showwarning``, the recording hook).
+    """
+
+    def __init__(self) -> None:
+        self._log: list[warnings.WarningMessage] = []
+        self._append = self._log.append  # one bound method, so that "is" finds it installed
+        self._filters: list[Any] = []
+        self._module: Any = warnings
+
+    def _install(self) -> None:
+        module = self._module
+        filters = [_ALWAYS, *(f for f in module.filters if f != _ALWAYS)]
+        module.filters[:] = filters
+        module._filters_mutated()
+        self._filters = list(filters)
+        module._showwarnmsg_impl = self._append
+        module.showwarning = module._showwarning_orig
+
+    def start(self) -> None:
+        """Begin recording a task's warnings."""
+        module = self._module
+        if (
+            module._showwarnmsg_impl is not self._append
+            or module.showwarning is not module._showwarning_orig
+            or module.filters != self._filters
+        ):
+            self._install()
+        self._log.clear()
+
+    def stop(self) -> list[str]:
+        """End recording; the warnings raised since :meth:`start`."""
+        log = self._log
+        caught = [f"{w.category.__name__}: {w.message}" for w in log] if log else []
+        log.clear()
+        module = self._module
+        if module.filters != self._filters:  # the task changed the filters: put them back
+            module.filters[:] = self._filters
+            module._filters_mutated()
+        return caught

@@ -1,0 +1,151 @@
+"""A task's changes to its worker process are undone, and its warnings recorded, every task.
+
+The worker keeps one baseline and one warnings capture for its life (no copy of the
+environment and no ``catch_warnings`` per task); these tests check that the cheaper way
+keeps the same promises.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pycrew.wire.records import ResultRecord
+from pycrew.worker.execution import INTERRUPT_SIGNAL, TaskRunner
+from pycrew.worker.isolation import ProcessBaseline, WarningCapture
+
+
+def _payload(fn: Any, *args: Any) -> bytes:
+    return pickle.dumps((fn, args, {}, None, "t", None))
+
+
+def _record(data: bytes) -> ResultRecord:
+    return ResultRecord.from_wire(pickle.loads(data))
+
+
+def _warn_twice(text: str) -> str:
+    for _ in range(2):
+        warnings.warn(text, UserWarning, stacklevel=1)
+    return text
+
+
+def _silence_then_warn() -> None:
+    warnings.simplefilter("ignore")
+    warnings.warn("silenced", UserWarning, stacklevel=1)
+
+
+def _reset_filters() -> None:
+    warnings.resetwarnings()
+    warnings.filterwarnings("error")
+
+
+def _replace_showwarning() -> None:
+    warnings.showwarning = lambda *a, **k: None
+
+
+def _warn_then_fail() -> None:
+    warnings.warn("before failing", DeprecationWarning, stacklevel=1)
+    raise ValueError("failed")
+
+
+def _mutate(tmp: str) -> None:
+    os.environ["PYCREW_ISOLATION_NEW"] = "1"
+    os.environ.pop("PYCREW_ISOLATION_OLD", None)
+    sys.path.insert(0, "/nonexistent/pycrew-isolation")
+    os.chdir(tmp)
+
+
+@pytest.fixture(params=["own process", "shared process"])
+def runner(request: pytest.FixtureRequest) -> Iterator[TaskRunner]:
+    """A runner that owns the process (persistent capture) and one that shares it (catch_warnings)."""
+    saved_handler = signal.getsignal(INTERRUPT_SIGNAL)
+    saved = (list(warnings.filters), warnings.showwarning, warnings._showwarnmsg_impl)  # type: ignore[attr-defined]
+    r = TaskRunner()
+    if request.param == "own process":
+        r.install()
+    try:
+        yield r
+    finally:
+        signal.signal(INTERRUPT_SIGNAL, saved_handler)
+        warnings.filters[:] = saved[0]
+        warnings._filters_mutated()  # type: ignore[attr-defined]
+        warnings.showwarning = saved[1]
+        warnings._showwarnmsg_impl = saved[2]  # type: ignore[attr-defined]
+
+
+def test_every_warning_of_every_task_is_recorded(runner: TaskRunner) -> None:
+    for text in ("first", "second"):
+        record = _record(runner.run(1, _payload(_warn_twice, text)))
+        assert record.status == "success" and record.value == text
+        assert record.warnings == [f"UserWarning: {text}"] * 2, "the 'always' action: repeats are recorded too"
+
+
+def test_a_task_that_changes_the_warning_filters_does_not_change_the_next_ones(runner: TaskRunner) -> None:
+    for meddle in (_silence_then_warn, _reset_filters, _replace_showwarning):
+        assert _record(runner.run(1, _payload(meddle))).status == "success"
+        record = _record(runner.run(2, _payload(_warn_twice, "after")))
+        assert record.status == "success", f"after {meddle.__name__}: {record.error}"
+        assert record.warnings == ["UserWarning: after"] * 2, f"after {meddle.__name__}"
+
+
+def test_warnings_of_a_failing_task_come_with_its_error(runner: TaskRunner) -> None:
+    record = _record(runner.run(1, _payload(_warn_then_fail)))
+    assert record.status == "error" and record.error_type == "ValueError"
+    if runner.installed:
+        assert record.warnings == ["DeprecationWarning: before failing"]
+
+
+def test_environment_path_and_directory_come_back_after_every_task(runner: TaskRunner, tmp_path: Path) -> None:
+    os.environ["PYCREW_ISOLATION_OLD"] = "kept"
+    cwd, path = os.getcwd(), list(sys.path)
+    try:
+        for _ in range(2):  # the second task starts from the same baseline as the first
+            assert _record(runner.run(1, _payload(_mutate, str(tmp_path)))).status == "success"
+            assert os.environ.get("PYCREW_ISOLATION_OLD") == "kept"
+            assert "PYCREW_ISOLATION_NEW" not in os.environ
+            assert sys.path == path and os.getcwd() == cwd
+    finally:
+        os.environ.pop("PYCREW_ISOLATION_OLD", None)
+        os.environ.pop("PYCREW_ISOLATION_NEW", None)
+        os.chdir(cwd)
+        sys.path[:] = path
+
+
+def test_a_task_that_removed_its_working_directory_sends_the_worker_back(tmp_path: Path) -> None:
+    home = os.getcwd()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    try:
+        baseline = ProcessBaseline()
+        baseline.take()
+        os.chdir(gone)
+        gone.rmdir()  # os.getcwd() now fails
+        baseline.restore()
+        assert os.getcwd() == home
+    finally:
+        os.chdir(home)
+
+
+def test_the_capture_reinstalls_itself_when_a_task_replaced_it() -> None:
+    saved = (list(warnings.filters), warnings.showwarning, warnings._showwarnmsg_impl)  # type: ignore[attr-defined]
+    try:
+        capture = WarningCapture()
+        capture.start()
+        warnings._showwarnmsg_impl = lambda msg: None  # type: ignore[attr-defined]
+        assert capture.stop() == []
+        capture.start()
+        warnings.warn("seen", RuntimeWarning, stacklevel=1)
+        assert capture.stop() == ["RuntimeWarning: seen"]
+    finally:
+        warnings.filters[:] = saved[0]
+        warnings._filters_mutated()  # type: ignore[attr-defined]
+        warnings.showwarning = saved[1]
+        warnings._showwarnmsg_impl = saved[2]  # type: ignore[attr-defined]
