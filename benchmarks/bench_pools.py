@@ -52,6 +52,9 @@ class Pool(abc.ABC):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        #: ``time.perf_counter()`` when :meth:`open` called the framework's own start, for a
+        #: framework whose pool is built and started in two calls (``None``: one call).
+        self.started_at: float | None = None
 
     @classmethod
     def missing(cls) -> str | None:
@@ -144,8 +147,9 @@ class PycrewPool(Pool):
         self.controller: Any = None
 
     def open(self) -> None:
-        """Build the controller and start it (workers launch on demand)."""
+        """Build the controller and start it (the first worker launches at ``start()``)."""
         self.controller = self._pycrew.controller("local", workers=self.workers, wire=self.transport)
+        self.started_at = time.perf_counter()
         self.controller.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
