@@ -457,6 +457,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(FRAMEWORKS), help="frameworks, comma-separated: " + ",".join(FRAMEWORKS))
     ap.add_argument("--measures", default=",".join(MEASURES), help="measures, comma-separated: " + ",".join(MEASURES))
     ap.add_argument("--workers", type=int, default=2, help="worker processes per pool (default 2)")
+    ap.add_argument(
+        "--sleep-seconds", type=float, default=None,
+        help="length of each efficiency task (default 0.01; 0.001 for the short-task case)",
+    )
     ap.add_argument("--no-tracemalloc", action="store_true", help="skip the tracemalloc pass of the memory measure")
     ap.add_argument("--child-timeout", type=float, default=1800.0, help="seconds one child may take (default 1800)")
     ap.add_argument("--json", metavar="PATH", help="save every run, medians, ratios, machine and versions as JSON")
@@ -469,6 +473,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.workers < 1:
         ap.error(f"--workers must be >= 1, got {args.workers}")
+    if args.sleep_seconds is not None and not args.sleep_seconds > 0:
+        ap.error(f"--sleep-seconds must be > 0, got {args.sleep_seconds}")
     if args.plot and not args.child and importlib.util.find_spec("matplotlib") is None:
         ap.error(f"--plot {args.plot} needs matplotlib, which is not installed: pip install matplotlib")
     return args
@@ -497,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = dataclasses.replace(
         QUICK_SIZES if args.quick else Sizes(), workers=args.workers, tracemalloc=not args.no_tracemalloc
     )
+    if args.sleep_seconds is not None:
+        sizes = dataclasses.replace(sizes, sleep_seconds=args.sleep_seconds)
     if "memory" in measures and importlib.util.find_spec("psutil") is None:
         raise SystemExit("the memory measure needs psutil (pip install psutil)")
 

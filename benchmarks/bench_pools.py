@@ -142,6 +142,7 @@ class PycrewPool(Pool):
     def __init__(self, workers: int) -> None:
         super().__init__(workers)
         import pycrew
+        import pycrew.control.controller  # "import excluded" (as for the others): `import pycrew` is lazy
 
         self._pycrew = pycrew
         self.controller: Any = None
