@@ -29,6 +29,12 @@ nox.options.sessions = [
 CORE = ["-e", "packages/core"]
 LOCAL = ["-e", "packages/launcher-local"]
 TEST_TOOLS = ["pytest", "pytest-timeout", "hypothesis"]
+#: What the joblib backend's tests and docs run on: joblib and scikit-learn (its data sets
+#: ship with it). Under CI=true their tests fail rather than skip when these are missing.
+JOBLIB_TOOLS = ["joblib", "scikit-learn"]
+#: The dashboard's tests: prometheus_client parses /metrics; playwright drives Debian's
+#: chromium (scripts/install-chromium.sh; never `playwright install`, which downloads one).
+DASHBOARD_TOOLS = ["prometheus_client", "playwright"]
 
 
 @nox.session
@@ -63,8 +69,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """Core's own tests and the cross-package tests on the local launcher."""
-    session.install(*CORE, *LOCAL, *TEST_TOOLS)
+    """Core's own tests and the cross-package tests on the local launcher (joblib and dashboard included)."""
+    session.install(*CORE, *LOCAL, *TEST_TOOLS, *JOBLIB_TOOLS, *DASHBOARD_TOOLS)
     session.run("pytest", "packages/core/tests", "tests", *session.posargs)
 
 
@@ -127,7 +133,7 @@ def awsbatch(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict and execute its code blocks (``nox -s docs-serve`` to read it)."""
-    session.install(*CORE, *LOCAL, "mkdocs-material", "mkdocstrings[python]", "matplotlib", *TEST_TOOLS)
+    session.install(*CORE, *LOCAL, "mkdocs-material", "mkdocstrings[python]", "matplotlib", *JOBLIB_TOOLS, *TEST_TOOLS)
     session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
     session.run("pytest", "tests/test_docs.py", "packages/core/tests/test_docs_plugins.py", *session.posargs)
 

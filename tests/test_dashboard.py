@@ -325,10 +325,15 @@ def test_page_shows_live_counts_in_chromium(make_controller, browser, tmp_path):
     expect_text(page, "workers-online", "2 / 2")
     expect_text(page, "workers-launching", "0")
     page.wait_for_selector("#worker-rows tr[data-state=connected] >> nth=1")
+    # CPU and memory of both workers from their metrics samples: "12 %" and "23.4 MiB"
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#worker-rows tr')].every(r => r.lastElementChild.textContent.endsWith('MiB'))",
+        """() => [...document.querySelectorAll('#worker-rows tr')].every(r =>
+            /^\\d+ %$/.test(r.children[r.children.length - 2].textContent)
+            && r.lastElementChild.textContent.endsWith('MiB'))""",
         timeout=15000,
     )
+    headers = page.locator("section[aria-label=workers] th").evaluate_all("cells => cells.slice(-2).map(c => c.textContent)")
+    assert headers == ["CPU", "memory"], f"the last two columns are no longer CPU and memory: {headers}"
     page.wait_for_selector("#plot polyline")
     failed = page.locator("#failed details[data-status=error]")
     assert "ValueError: boom from the dashboard test" in failed.first.inner_text()

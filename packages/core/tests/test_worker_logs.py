@@ -38,15 +38,21 @@ def worker_info(wid: str, launcher: str) -> pycrew.WorkerInfo:
 
 
 class LoggingLauncher(pycrew.LauncherPlugin[LogOptions, None]):
-    """Lists two workers; each one's output is ten numbered lines naming its handle."""
+    """Lists two workers; each one's output is ten numbered lines naming its handle.
+
+    It keeps output for the listed workers, the ones it launched, and ``h-gone``, a worker
+    that is no longer listed (as a scheduler job that left the queue).
+    """
 
     name = "logfake"
     options_type = LogOptions
 
     def __init__(self) -> None:
         self.asked: list[tuple[Any, int | None]] = []
+        self.kept = {"h-w1", "h-w2", "h-gone"}
 
     def launch(self, launcher: pycrew.LauncherInfo, options: LogOptions, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
+        self.kept.update(c.instance for c in calls)
         return [c.instance for c in calls]
 
     def terminate(self, launcher: pycrew.LauncherInfo, options: LogOptions, handles: Sequence[Any]) -> None:
@@ -57,6 +63,8 @@ class LoggingLauncher(pycrew.LauncherPlugin[LogOptions, None]):
 
     def logs(self, launcher: pycrew.LauncherInfo, options: LogOptions, handle: Any, lines: int | None) -> str | None:
         self.asked.append((handle, lines))
+        if handle not in self.kept:
+            raise pycrew.LogsUnavailableError(f"logfake keeps no output for handle {handle!r}")
         text = [f"{handle} line {k}\n" for k in range(1, 11)]
         return "".join(text if lines is None else text[-lines:])
 
@@ -101,9 +109,23 @@ def test_monitor_logs_of_a_launcher_without_logs_names_the_launcher(launchers: A
         pycrew.Monitor("nologfake").logs("w1")
 
 
-def test_monitor_logs_of_an_unknown_id_lists_the_ids(launchers: Any) -> None:
-    with pytest.raises(pycrew.LogsUnavailableError, match="no worker with id 'w9' on launcher 'logfake'; listed: w1, w2"):
+def test_monitor_logs_of_an_unknown_id_lists_the_ids_and_the_launchers_reason(launchers: Any) -> None:
+    logging_, _ = launchers
+    with pytest.raises(pycrew.LogsUnavailableError) as caught:
         pycrew.Monitor("logfake").logs("w9")
+    message = str(caught.value)
+    assert "no worker with id 'w9' on launcher 'logfake' (listed: w1, w2;" in message, message
+    assert "logfake keeps no output for handle 'w9'" in message, message
+    assert logging_.asked == [("w9", 200)], "the unlisted id must be tried as the handle"
+
+
+def test_monitor_logs_of_a_worker_no_longer_listed_uses_the_id_as_handle(launchers: Any) -> None:
+    logging_, _ = launchers
+    assert pycrew.Monitor("logfake").logs("h-gone", lines=1) == "h-gone line 10\n"
+    assert logging_.asked == [("h-gone", 1)]
+    result = run("monitor", "logfake", "logs", "h-gone", "--lines", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output == "h-gone line 9\nh-gone line 10\n"
 
 
 @pytest.mark.parametrize("lines", [0, -1, 2.5, True, "3"])

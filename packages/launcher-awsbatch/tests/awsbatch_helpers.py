@@ -116,6 +116,7 @@ def calls(n: int, seconds_launch: float = 300, controller_id: str = "c0ffee") ->
             args=args, python="python", env={}, token="0" * 64, name=f"w{k}", launcher="awsbatch", worker=k + 1,
             instance=f"{prefix}{k}", controller="unit", controller_id=controller_id,
             batch_key="b" * 64 if n > 1 else "", batch_index=k, batch_size=n, instance_prefix=prefix if n > 1 else "",
+            seconds_launch=seconds_launch,
         ))
     return out
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sge_helpers import SgeCluster, launcher_info, make_calls, wait_for
 
 import pycrew
+from pycrew.cli import cli
 from pycrew_sge import SgeOptions
 from pycrew_sge.plugin import plugin
 
@@ -61,6 +63,25 @@ def test_logs_with_a_log_output_of_ones_own(sge_cluster: SgeCluster, sge_jobs: l
     wait_for(lambda: path.exists() and "own file" in path.read_text(), timeout=60, what=f"{path}")
     wait_for(lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=None), timeout=60, what="the job to end")
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=None) == "own file\n"
+
+
+def test_cli_monitor_logs_reads_a_task_that_left_qstat(sge_cluster: SgeCluster, sge_jobs: list[str], tmp_path: Path) -> None:
+    directory = str(tmp_path / "private")
+    options = SgeOptions(directory=directory, walltime="00:05:00", seconds_poll=0)
+    calls = make_calls("print('sge line 1', flush=True)", 1)
+    info = launcher_info(options, calls)
+    [handle] = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    sge_jobs.append(handle)
+    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
+             timeout=60, what="the task to run and leave qstat")
+    assert handle not in {w.id for w in pycrew.Monitor("sge", directory=directory).list(ended=True)}
+    result = CliRunner().invoke(cli, ["monitor", "sge", "logs", handle, "-o", f"directory={directory}"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "sge line 1\n", result.output
+    unknown = CliRunner().invoke(cli, ["monitor", "sge", "logs", "999999.1", "-o", f"directory={directory}"])
+    assert unknown.exit_code == 1, unknown.output
+    assert "no worker with id '999999.1' on launcher 'sge' (listed: " in unknown.output, unknown.output
+    assert "no longer in qstat and no file(s) match its output pattern" in unknown.output, unknown.output
 
 
 def test_logs_of_a_task_without_output_file_say_where_they_looked(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from slurm_helpers import SlurmCluster, launcher_info, make_calls, wait_for
 
 import pycrew
+from pycrew.cli import cli
 from pycrew_slurm import SlurmOptions
 from pycrew_slurm.plugin import plugin
 
@@ -41,6 +43,27 @@ def test_logs_read_the_job_s_output_file_while_queued_and_after_it_ended(
     wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
              timeout=60, what="the job to leave squeue")
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=None) == text
+
+
+def test_cli_monitor_logs_reads_a_job_that_left_squeue(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    directory = str(tmp_path / "private")
+    options = SlurmOptions(directory=directory, seconds_time=300, seconds_poll=0)
+    calls = make_calls("print('slurm line 1', flush=True)", 1)
+    info = launcher_info(options, calls)
+    [handle] = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    slurm_jobs.append(handle)
+    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
+             timeout=60, what="the job to run and leave squeue")
+    assert handle not in {w.id for w in pycrew.Monitor("slurm", directory=directory).list(ended=True)}
+    result = CliRunner().invoke(cli, ["monitor", "slurm", "logs", handle, "-o", f"directory={directory}"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "slurm line 1\n", result.output
+    unknown = CliRunner().invoke(cli, ["monitor", "slurm", "logs", "999999_1", "-o", f"directory={directory}"])
+    assert unknown.exit_code == 1, unknown.output
+    assert "no worker with id '999999_1' on launcher 'slurm' (listed: " in unknown.output, unknown.output
+    assert "no longer in squeue and no file(s) match its output pattern" in unknown.output, unknown.output
 
 
 def test_logs_of_a_job_without_output_file_say_where_they_looked(tmp_path: Path) -> None:

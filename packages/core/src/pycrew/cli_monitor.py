@@ -52,12 +52,15 @@ def monitor(
 ) -> None:
     """List, read the output of, or terminate a launcher's workers, orphans included.
 
-    LAUNCHER is a launcher's or a profile's name.
+    LAUNCHER is a launcher's or a profile's name. For logs, ID is a worker's id as listed
+    (ended workers included), or the handle of a worker that is no longer listed: the job id
+    on slurm, sge, pbs, lsf and awsbatch, namespace/job on k8s.
 
     \b
     pycrew monitor local list
     pycrew monitor local list --orphans --json
     pycrew monitor k8s logs pycrew-ab12-1 --lines 50
+    pycrew monitor slurm logs 1234_1 -o directory=/shared/pycrew
     pycrew monitor slurm terminate 1234_1 1234_2
     pycrew monitor k8s terminate --orphans
     pycrew monitor k8s list -o namespace=batch --ended
@@ -69,7 +72,9 @@ def monitor(
     if action == "terminate" and not (ids or all_ or orphans):
         raise click.UsageError("terminate needs worker ids, --all or --orphans")
     if action == "logs" and (len(ids) != 1 or all_ or orphans):
-        raise click.UsageError("logs needs exactly one worker id (as listed by 'list --ended'), without --all or --orphans")
+        raise click.UsageError(
+            "logs needs exactly one worker id (as listed by 'list --ended', or a scheduler job id such as 1234_1 "
+            "after the job left the queue), without --all or --orphans")
     m = _monitor_for(launcher, dict(_parse_option(t) for t in option_texts))
     if action == "logs":
         text = m.logs(ids[0], lines=lines)

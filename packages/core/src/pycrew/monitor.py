@@ -149,29 +149,38 @@ class Monitor:
     def logs(self, worker: str | WorkerInfo, lines: int | None = 200) -> str:
         """The last ``lines`` lines of a worker's output (``None``: all the launcher keeps).
 
+        A worker id that :meth:`list` no longer shows (``ended=True`` included) is given to
+        the launcher as the worker's handle: on the scheduler launchers (slurm, sge, pbs,
+        lsf) and awsbatch the id *is* the handle, so a job that has left the queue's
+        listing can still be read, for as long as its output exists (on k8s, give
+        ``"namespace/job"``; on cloudrun, the task's full name).
+
         Args:
             worker: a :class:`WorkerInfo` from :meth:`list`, or a worker's id as listed
-                (ended workers included).
+                (ended workers included), or a job id of a worker no longer listed.
             lines: how many lines from the end, >= 1, or ``None``.
 
         Raises:
-            LogsUnavailableError: no listed worker has that id, or the launcher cannot give
-                its logs.
+            LogsUnavailableError: no listed worker has that id and the launcher cannot use
+                the id as a handle either (the message lists the ids and says why), or the
+                launcher cannot give the worker's logs.
             OptionsError: ``lines`` is invalid.
         """
         check_lines(lines)
         if isinstance(worker, WorkerInfo):
-            info = worker
-        else:
-            listed = self.list(ended=True)
-            found = [w for w in listed if w.id == str(worker)]
-            if not found:
-                raise LogsUnavailableError(
-                    f"no worker with id {worker!r} on launcher {self.spec.name!r}; listed: "
-                    f"{', '.join(w.id for w in listed) or 'none'} (see Monitor.list(ended=True))"
-                )
-            info = found[0]
-        return worker_logs(self.registry, self.spec, self.info, info.handle, lines, f"worker {info.id}")
+            return worker_logs(self.registry, self.spec, self.info, worker.handle, lines, f"worker {worker.id}")
+        listed = self.list(ended=True)
+        found = [w for w in listed if w.id == str(worker)]
+        if found:
+            return worker_logs(self.registry, self.spec, self.info, found[0].handle, lines, f"worker {found[0].id}")
+        try:
+            return worker_logs(self.registry, self.spec, self.info, str(worker), lines, f"worker {worker}")
+        except LogsUnavailableError as exc:
+            raise LogsUnavailableError(
+                f"no worker with id {worker!r} on launcher {self.spec.name!r} (listed: "
+                f"{', '.join(w.id for w in listed) or 'none'}; see Monitor.list(ended=True)), and the launcher "
+                f"cannot read it with the id as its handle: {exc}"
+            ) from exc
 
     def terminate(self, workers: Iterable[WorkerInfo]) -> int:
         """Terminate the given workers; returns how many were asked to stop."""
