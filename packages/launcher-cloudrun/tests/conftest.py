@@ -47,6 +47,7 @@ def cloudrun_options(cloudrun_emulator: CloudRunEmulator, secret_manager: FakeSe
         "transport": "rest",
         "api_endpoint": cloudrun_emulator.endpoint,
         "secret_manager_endpoint": secret_manager.endpoint,
+        "logging_endpoint": cloudrun_emulator.endpoint,  # the emulator also serves Cloud Logging's entries:list
         "credentials": ANONYMOUS,
         "seconds_poll": 0.0,
         "api_attempts_max": 4,

@@ -19,8 +19,10 @@ Implemented (paths under ``/v2/projects/P/locations/L``)::
     GET    /jobs/J/executions/E/tasks[/T]       list / get tasks
     GET    /operations/O                        poll an LRO
 
-plus an emulator-only ``GET /emulator/logs/<resource name>`` serving task output
-(``log_uri`` of executions and tasks points there). Anything else answers 501
+plus Cloud Logging's ``POST /v2/entries:list`` over the tasks' output (one entry per line,
+resource ``cloud_run_job``; see :mod:`pycrew_emulators.cloudrun_logging` for the filters it
+understands), and an emulator-only ``GET /emulator/logs/<resource name>`` serving task
+output (``log_uri`` of executions and tasks points there). Anything else answers 501
 ``UNIMPLEMENTED`` (update_job, IAM, listing/deleting/waiting operations).
 
 Every message is built with the client's own proto classes and serialized with
@@ -78,6 +80,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import json_format
 from google.rpc import status_pb2
 
+from pycrew_emulators.cloudrun_logging import InvalidLogQuery, TaskLogStore
 from pycrew_emulators.faults import Fault, Faults
 from pycrew_emulators.runner import ContainerSpec, JobRunner, RunState
 
@@ -293,6 +296,8 @@ class CloudRunEmulator:
         self.faults = faults if faults is not None else Faults()
         #: Emulator-only Secret Manager stand-in: ``(secret name, version) -> value``.
         self.secrets: dict[tuple[str, str], str] = {}
+        #: The tasks' output as Cloud Logging entries (served on ``POST /v2/entries:list``).
+        self.log_entries = TaskLogStore(self.runner)
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._executions: dict[str, _Execution] = {}
@@ -470,6 +475,7 @@ class CloudRunEmulator:
             "_get_task",
         ),
         ("GET", _P + r"/operations/[^/:]+)$", "GetOperation", "_get_operation"),
+        ("POST", r"/v2/(?P<name>entries):list$", "ListLogEntries", "_list_log_entries"),
     )
 
     def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, str, bytes]:
@@ -550,6 +556,14 @@ class CloudRunEmulator:
         if op is None:
             raise _not_found("OPERATION", name)
         return self._render_operation(op)
+
+    # ------------------------------------------------------------------ Cloud Logging
+
+    def _list_log_entries(self, name: str, query: dict[str, str], body: bytes) -> str:
+        try:
+            return self.log_entries.list_entries(body)
+        except InvalidLogQuery as exc:
+            raise CloudRunApiError("INVALID_ARGUMENT", str(exc)) from None
 
     # ------------------------------------------------------------------ jobs
 
@@ -1020,6 +1034,7 @@ class CloudRunEmulator:
             try:
                 with self._lock:
                     self._tick()
+                self.log_entries.collect()
             except Exception:
                 _log.exception("cloudrun emulator: monitor tick failed")
 
@@ -1094,6 +1109,7 @@ class CloudRunEmulator:
         )
         t.run_id = run_id
         t.run_ids.append(run_id)
+        self.log_entries.track(run_id, exe.name, t.index, t.attempt)
         t.status, t.start_time, t.timed_out = "running", now, False
         timeout = exe.template.timeout
         t.deadline = now + timeout.total_seconds() if timeout else None

@@ -19,6 +19,7 @@ def cloudrun_emulator(tmp_path: Path) -> Iterator[CloudRunEmulator]:
 
     Attributes of the yielded object: ``endpoint`` (``http://127.0.0.1:PORT``),
     ``project``, ``region``, ``runner`` (task logs under ``tmp_path``), ``faults``,
+    ``log_entries`` (the tasks' output as Cloud Logging entries),
     ``secrets``; helpers ``client_options()``, ``jobs_client()``,
     ``executions_client()``, ``tasks_client()``, ``parent()``, ``run_ids()``,
     ``logs()``, ``wait_execution()``. Teardown stops the server and kills every task

@@ -1,4 +1,4 @@
-"""The official Google Cloud clients, built from the launcher's options.
+"""The official Google Cloud clients (Cloud Run, Secret Manager, Cloud Logging), built from the launcher's options.
 
 Default: Application Default Credentials and the gRPC transport. Tests (and users behind
 a proxy or a private endpoint) set ``api_endpoint``, ``transport="rest"``,
@@ -85,7 +85,7 @@ def resolve_project(options: CloudRunOptions) -> str:
 
 
 class Clients:
-    """The Cloud Run v2 ``JobsClient``, ``ExecutionsClient``, ``TasksClient`` and the Secret Manager client.
+    """The Cloud Run v2 ``JobsClient``, ``ExecutionsClient``, ``TasksClient``, the Secret Manager and Cloud Logging clients.
 
     Each is built on first use and shared by every thread (the clients are thread-safe).
     """
@@ -138,3 +138,25 @@ class Clients:
             )
 
         return self._get("secrets", build)
+
+    def logging(self, project: str) -> Any:
+        """google-cloud-logging's ``Client`` for ``project`` (only the default of ``list_entries``' resource names).
+
+        ``transport="rest"`` uses its JSON-over-HTTP API (the one an ``http://`` endpoint
+        such as the emulator needs), ``"grpc"`` its gRPC one.
+        """
+
+        def build() -> Any:
+            from google.cloud import logging as cloud_logging
+
+            o = self.options
+            client_type: Any = cloud_logging.Client  # untyped in the library
+            return client_type(
+                project=project,
+                credentials=_credentials(o),
+                client_options=_client_options(o, o.logging_endpoint, run_api=False),
+                # Private in the library, but its only per-client switch (GOOGLE_CLOUD_DISABLE_GRPC is process-wide).
+                _use_grpc=o.transport == "grpc",
+            )
+
+        return self._get(f"logging:{project}", build)

@@ -89,6 +89,7 @@ class CloudRunOptions(LauncherOptions):
         transport: the client transport, ``"grpc"`` or ``"rest"``.
         api_endpoint: the Cloud Run Admin API endpoint (``http://...`` needs ``"rest"``).
         secret_manager_endpoint: the Secret Manager API endpoint.
+        logging_endpoint: the Cloud Logging API endpoint (worker logs are read there).
         client_options: more ``google.api_core.client_options.ClientOptions`` fields.
         credentials: a ``google.auth`` credentials object. Default: Application Default
             Credentials.
@@ -128,6 +129,7 @@ class CloudRunOptions(LauncherOptions):
     transport: Literal["grpc", "rest"] = "grpc"
     api_endpoint: str | None = None
     secret_manager_endpoint: str | None = None
+    logging_endpoint: str | None = None
     client_options: Mapping[str, Any] = field(default_factory=dict)
     credentials: Any = None
     credentials_file: str | None = None
@@ -161,7 +163,7 @@ class CloudRunOptions(LauncherOptions):
         require(bool(SECRET.match(self.secret)), o, "secret", self.secret, "be a Secret Manager secret id or 'projects/<project>/secrets/<id>'")
         if self.seconds_secret_version_keep is not None:
             require(self.seconds_secret_version_keep >= 3600, o, "seconds_secret_version_keep", self.seconds_secret_version_keep, "be >= 3600 (or None to keep old versions)")
-        for name in ("api_endpoint", "secret_manager_endpoint"):
+        for name in ("api_endpoint", "secret_manager_endpoint", "logging_endpoint"):
             value = getattr(self, name)
             if value is not None:
                 require(bool(value.strip()), o, name, value, "be a host[:port] or URL")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew_cloudrun import worker_logs
 from pycrew_cloudrun.cloudrun import CloudRunJobs
 from pycrew_cloudrun.options import CloudRunOptions
 
@@ -57,6 +58,19 @@ class CloudRunPlugin(pycrew.LauncherPlugin[CloudRunOptions, CloudRunJobs]):
     def list_workers(self, launcher: LauncherInfo, options: CloudRunOptions, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's pending and running Cloud Run tasks in the region (one listing per ``seconds_poll``)."""
         return self.client(options).workers(controller_id)
+
+    def logs(self, launcher: LauncherInfo, options: CloudRunOptions, handle: Any, lines: int | None) -> str | None:
+        """The worker's output from Cloud Logging: the entries of its task, the last ``lines`` of them.
+
+        ``handle`` is a :class:`CloudRunHandle` or a task's full name (the monitor's worker id).
+
+        Raises:
+            pycrew.LogsUnavailableError: the handle is neither, Cloud Run does not know the task,
+                Cloud Logging refused the query (why is in the message), or it has no entries
+                for the task yet.
+            CloudRunError: Cloud Logging kept failing with transient errors.
+        """
+        return worker_logs.task_output(self.client(options), launcher.name, handle, lines)
 
 
 #: The plugin object the entry point names.
