@@ -22,8 +22,6 @@ import warnings
 from types import FrameType
 from typing import Any
 
-import cloudpickle
-
 from pycrew.wire.records import ResultRecord
 from pycrew.worker.isolation import ProcessBaseline, WarningCapture
 
@@ -46,6 +44,8 @@ def _dumps(value: object) -> bytes:
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles them by value
+        import cloudpickle  # imported when first needed: a worker starts faster without it
+
         data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return data
 
@@ -72,6 +72,8 @@ def _format_exc() -> str:
 
 def _exception_bytes(exc: BaseException) -> bytes | None:
     """An exception pickled for the controller, or None if it does not travel."""
+    import cloudpickle  # imported when first needed: a worker starts faster without it
+
     try:
         data: bytes = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         back = pickle.loads(data)
