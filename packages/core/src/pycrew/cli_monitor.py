@@ -54,7 +54,7 @@ def monitor(
 
     LAUNCHER is a launcher's or a profile's name. For logs, ID is a worker's id as listed
     (ended workers included), or the handle of a worker that is no longer listed: the job id
-    on slurm, sge, pbs, lsf and awsbatch, namespace/job on k8s.
+    on slurm, sge, pbs, lsf and awsbatch, namespace/job on k8s, the task's full name on cloudrun.
 
     \b
     pycrew monitor local list
