@@ -13,6 +13,7 @@ shows shell sessions instead: each ``$ pycrew ...`` line there must name a real 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -208,3 +209,23 @@ def test_cli_page_names_real_commands(line: str) -> None:
 def test_cli_launchers_lists_the_local_launcher() -> None:
     done = subprocess.run([pycrew_command(), "launchers"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "local" in done.stdout, f"`pycrew launchers` printed:\n{done.stdout}{done.stderr}"
+
+
+def readme_shared_options() -> set[str]:
+    """The option names in the README's paragraph "Options shared by every launcher: ...".
+
+    The paragraph runs from that phrase to the sentence about a launcher's own options; a
+    name is a backquoted identifier (values such as ``"nng"`` are quoted inside the quotes).
+    """
+    text = (DOCS.parent / "README.md").read_text()
+    start = text.find("Options shared by every launcher:")
+    end = re.search(r"A\s+launcher's\s+own\s+options", text[max(start, 0):])
+    assert start >= 0 and end is not None, "README.md lost its paragraph 'Options shared by every launcher: ...'"
+    return set(re.findall(r"`([a-z_]+)`", text[start : start + end.start()]))
+
+
+def test_readme_lists_every_controller_option() -> None:
+    fields = {f.name for f in dataclasses.fields(pycrew.ControllerOptions) if f.init}
+    listed = readme_shared_options()
+    assert fields - listed == set(), f"README.md's shared options miss {sorted(fields - listed)}: add them"
+    assert listed - fields == set(), f"README.md lists {sorted(listed - fields)}, which ControllerOptions does not have"

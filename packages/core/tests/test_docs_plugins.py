@@ -110,3 +110,49 @@ def test_python_blocks_run(pycrew_tmp_state_dir: Path, registered_plugins: list[
             if isinstance(value, pycrew.Controller):
                 value.terminate()
     assert registered_plugins, "the page should show registering a plugin with pycrew.register"
+
+
+# -- the guide and the docstrings keep up with the code ------------------------------------
+
+TABLE_ROW = re.compile(r"^\| `(test_\d\d_)\*` \|", re.MULTILINE)
+
+
+def suite_prefixes(names: list[str]) -> set[str]:
+    """The ``test_NN_`` prefixes among test names."""
+    return {m.group(0) for name in names if (m := re.match(r"test_\d\d_", name))}
+
+
+def table_gaps(names: list[str], text: str) -> tuple[set[str], set[str]]:
+    """``(prefixes of ``names`` without a row in the guide's test table, rows without a test)``."""
+    prefixes, rows = suite_prefixes(names), set(TABLE_ROW.findall(text))
+    return prefixes - rows, rows - prefixes
+
+
+def test_the_table_check_finds_a_missing_and_a_stale_row() -> None:
+    text = "| `test_01_*` | discovery |\n| `test_03_*` | gone |\n"
+    assert table_gaps(["test_01_a", "test_01_b", "test_02_c", "helper"], text) == ({"test_02_"}, {"test_03_"})
+
+
+def test_the_guides_test_table_has_a_row_for_every_conformance_test() -> None:
+    from pycrew.testing import LauncherSuite
+
+    names = [n for n in dir(LauncherSuite) if n.startswith("test_")]
+    assert len(suite_prefixes(names)) >= 14, sorted(names)
+    missing, stale = table_gaps(names, DOC.read_text())
+    assert not missing, f"{DOC}: the conformance suite's table has no row for {sorted(missing)}: describe them"
+    assert not stale, f"{DOC}: the conformance suite's table describes {sorted(stale)}, which LauncherSuite lacks"
+
+
+def test_the_register_docstrings_name_every_keyword() -> None:
+    """``register``'s keywords are the fields of LauncherSpec that a plugin gives (dial_host was missed once)."""
+    import dataclasses
+
+    from pycrew.hookspecs import pycrew_register_launchers
+
+    keywords = [f.name for f in dataclasses.fields(pycrew.LauncherSpec) if f.name not in ("name", "options_type", "plugin")]
+    assert "dial_host" in keywords, keywords
+    missing = [k for k in keywords if f"``{k}``" not in (pycrew.RegisterLauncher.__doc__ or "")]
+    assert not missing, f"the docstring of pycrew.RegisterLauncher does not name the keyword(s) {missing}"
+    packaged = [k for k in keywords if k not in ("distribution", "version")]  # core fills those in for entry points
+    missing = [k for k in packaged if f"{k}=" not in (pycrew_register_launchers.__doc__ or "")]
+    assert not missing, f"the docstring of the pycrew_register_launchers hookspec does not show {missing}"

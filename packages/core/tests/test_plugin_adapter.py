@@ -341,11 +341,17 @@ def test_capability_names_are_one_list_shared_with_the_conformance_suite() -> No
 
 
 def test_installed_launchers_are_adapter_plugins_with_known_capabilities() -> None:
+    """Every installed launcher (entry points): this repository's, the template, the emulators' swarm."""
     reg = PluginRegistry()
-    for name in ("local", "slurm", "k8s", "cloudrun", "awsbatch"):
+    installed = reg.installed_launchers()
+    repo = Path(__file__).resolve().parents[3]
+    ours = {p.name.removeprefix("launcher-") for p in repo.glob("packages/launcher-*")}
+    assert len(ours) >= 8 and ours <= set(installed), f"launcher packages not installed: {sorted(ours - set(installed))}"
+    for name in installed:
         spec = reg.launcher(name)
         assert isinstance(spec.plugin, pycrew.LauncherPlugin), f"launcher {name!r} is not built on pycrew.LauncherPlugin"
-        assert spec.capabilities <= set(pycrew.LAUNCHER_CAPABILITIES), (name, sorted(spec.capabilities))
+        unknown = spec.capabilities - set(pycrew.LAUNCHER_CAPABILITIES)
+        assert not unknown, f"launcher {name!r} declares unknown capabilities {sorted(unknown)}"
 
 
 # -- end to end: a LauncherPlugin running real workers ------------------------------------

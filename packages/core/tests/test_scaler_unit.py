@@ -1,8 +1,9 @@
 """The scaler's bookkeeping with a fake launcher plugin and a fake dispatcher (no processes).
 
 The scaler decides on the dispatcher's thread and calls hooks in its pool; here the test
-thread plays the dispatcher: it calls ``scale`` with a clock it controls and runs what
-the pool hands back through ``call_soon``.
+thread plays the dispatcher: it calls ``scale`` with a clock it controls (also the scaler's
+own :attr:`~pycrew.control.launch_watch.LaunchWatch.clock`, so backoffs and monitor polls
+follow it) and runs what the pool hands back through ``call_soon``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 import pycrew
+from pycrew.control.launch_watch import SECONDS_FIRST_POLL, SECONDS_POLL
 from pycrew.control.scaler import CONNECTED, IDLE, LAUNCHING, Scaler
 from pycrew.controller_options import build_controller_options
 from pycrew.plugins import PluginRegistry
@@ -34,6 +36,7 @@ class FakePlatform:
         self.terminated: list[Any] = []
         self.fail_launch: str | None = None
         self.ended: dict[str, str] = {}  # instance -> reason, reported by the monitor
+        self.listings = 0  # monitor calls
 
     @pycrew.hookimpl
     def pycrew_register_launchers(self, register: Callable[..., None]) -> None:
@@ -52,6 +55,7 @@ class FakePlatform:
 
     @pycrew.hookimpl
     def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
+        self.listings += 1
         return [
             pycrew.WorkerInfo(id=i, handle=f"handle-{i}", launcher="fake", instance=i, status="failed", reason=r, exit_code=1)
             for i, r in self.ended.items()
@@ -87,7 +91,8 @@ class Harness:
         self.scaler.url = "tcp://127.0.0.1:1"
         self.dispatcher = FakeDispatcher()
         self.scaler.dispatcher = self.dispatcher  # type: ignore[assignment]
-        self.now = time.monotonic()  # the scaler's backoff compares with time.monotonic() too
+        self.now = 1000.0  # the clock: only the test moves it
+        self.scaler.clock = lambda: self.now
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait for the pool's hook calls, running what they hand back, until nothing is pending."""
@@ -108,15 +113,35 @@ class Harness:
         self.scaler.scale(demand, self.now)
         self.settle()
 
+    def scale_until(self, condition: Callable[[], bool], demand: int, step: float, what: str, steps: int = 20) -> None:
+        """Scale with the clock moved ``step`` each time until ``condition()`` holds (wait-for-condition)."""
+        for _ in range(steps):
+            if condition():
+                return
+            self.scale(demand, advance=step)
+        assert condition(), f"{what}: not after {steps} scaling rounds {step:g} s apart"
+
     def states(self) -> list[str]:
         return [s.state for s in self.scaler.slots]
 
 
 @pytest.fixture
-def h() -> Iterator[Harness]:
-    harness = Harness()
-    yield harness
-    harness.scaler.terminate_all(5.0)
+def make_harness() -> Iterator[Callable[..., Harness]]:
+    """Harnesses with controller options of the test's choosing, their scalers stopped after it."""
+    made: list[Harness] = []
+
+    def make(**options: Any) -> Harness:
+        made.append(Harness(**options))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        harness.scaler.terminate_all(5.0)
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
 
 
 def test_demand_launches_one_batch_up_to_workers(h):
@@ -136,16 +161,41 @@ def test_demand_below_workers_launches_only_what_is_needed(h):
     assert sorted(h.states()) == [IDLE, LAUNCHING]
 
 
-def test_a_worker_that_does_not_connect_in_time_is_a_failed_launch_then_retried_with_backoff(h):
+def test_a_worker_that_does_not_connect_in_time_is_a_failed_launch_then_retried_with_backoff(make_harness):
+    h = make_harness(workers=1)
     h.scale(demand=1)
     (call,) = h.platform.launched[0]
     h.scale(demand=1, advance=h.scaler.options.seconds_launch + 1)
+    t_fail = h.now
     slot = h.scaler.slots[0]
     assert call.instance in h.dispatcher.revoked, "a timed-out launch's token must be revoked"
     assert f"handle-{call.instance}" in h.platform.terminated, "a timed-out launch must be terminated"
-    assert slot.launch_failures == 1 and slot.failures == 1
-    assert slot.retry_after > time.monotonic() - 1
+    assert slot.launch_failures == 1 and slot.failures == 1 and slot.state == IDLE
+    assert slot.retry_after == t_fail + 0.25, "the first retry waits 0.25 s from the failure"
+    assert len(h.platform.launched) == 1, "no launch in the scale call that timed the launch out"
+    h.scale(demand=1, advance=0.2)
+    assert len(h.platform.launched) == 1, "the slot was launched again before its backoff ran out"
+    h.scale(demand=1, advance=0.05)
+    assert [len(b) for b in h.platform.launched] == [1, 1], "the slot was not launched again after its backoff"
+    assert slot.state == LAUNCHING and slot.instance != call.instance
+    h.scale(demand=1, advance=h.scaler.options.seconds_launch + 1)
+    assert slot.failures == 2 and slot.retry_after == h.now + 0.5, "the second failure in a row doubles the backoff"
     assert h.scaler.error is None
+
+
+def test_the_backoff_doubles_per_failure_in_a_row_up_to_ten_seconds(make_harness):
+    h = make_harness(workers=1, launch_max=10)
+    h.platform.fail_launch = "quota exceeded"
+    slot = h.scaler.slots[0]
+    h.scale(demand=1)
+    for failures, delay in enumerate([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0], start=1):
+        assert (slot.failures, slot.launches) == (failures, failures)
+        assert slot.retry_after == h.now + delay, f"after {failures} failed launch(es) the slot waits {delay} s"
+        h.scale(demand=1, advance=delay / 2)
+        assert slot.launches == failures, f"launched {delay / 2} s into a {delay} s backoff"
+        h.scale(demand=1, advance=delay / 2)
+        assert slot.launches == failures + 1, f"not launched when the {delay} s backoff ran out"
+    assert h.scaler.error is None and "quota exceeded" in h.scaler.last_launch_error
 
 
 def test_launch_max_failures_in_a_row_raise_a_launch_error_naming_the_reason():
@@ -180,23 +230,26 @@ def test_a_launching_worker_the_monitor_reports_ended_fails_at_once_with_its_rea
     h.scale(demand=1)
     (call,) = h.platform.launched[0]
     h.platform.ended[call.instance] = "CannotPullContainerError: no such image"
-    deadline = time.monotonic() + 10
-    while h.scaler.slots[0].launch_failures + h.scaler.slots[1].launch_failures == 0:
-        assert time.monotonic() < deadline, "the monitor's report did not fail the launch"
-        h.scale(demand=0, advance=0.0)
-        time.sleep(0.05)
+    # A batch was launched: the monitor is asked SECONDS_FIRST_POLL later.
+    h.scale_until(lambda: h.platform.listings >= 1, 1, SECONDS_FIRST_POLL, "the monitor was not asked", steps=2)
+    slot = next(s for s in h.scaler.slots if s.last_instance == call.instance)
+    assert slot.launch_failures == 1, "the monitor's report did not fail the launch"
+    assert h.now - slot.launched_at < h.scaler.options.seconds_launch, "failed at once, not at seconds_launch"
     assert "CannotPullContainerError" in h.scaler.last_launch_error
+    assert call.instance in h.dispatcher.revoked and f"handle-{call.instance}" in h.platform.terminated
 
 
 def test_a_worker_that_connected_is_never_failed_by_the_monitor(h):
-    h.scale(demand=1)
-    (call,) = h.platform.launched[0]
-    h.scaler.connected(call.instance, {"host": "n1", "pid": 1})
-    h.platform.ended[call.instance] = "exited"
-    for _ in range(30):
-        h.scale(demand=1, advance=0.0)
-        time.sleep(0.05)
-    assert sum(s.launch_failures for s in h.scaler.slots) == 0
+    h.scale(demand=2)
+    connected, launching = h.platform.launched[0]
+    h.scaler.connected(connected.instance, {"host": "n1", "pid": 1})
+    h.platform.ended[connected.instance] = "exited"
+    h.platform.ended[launching.instance] = "could not start"
+    h.scale_until(lambda: h.platform.listings >= 3, 2, SECONDS_POLL, "the monitor was not asked 3 times")
+    slot = next(s for s in h.scaler.slots if s.instance == connected.instance)
+    assert slot.state == CONNECTED and slot.launch_failures == 0, "a connected worker was failed by the monitor"
+    other = next(s for s in h.scaler.slots if s is not slot)
+    assert other.launch_failures == 1, "the same answers failed the worker that had not connected"
 
 
 def test_terminate_all_reaches_every_worker_still_known(h):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import pycrew
 from pycrew.testing.harness import with_worker_arg
+from pycrew.testing.scheduler_calls import WHO_AM_I, make_calls
 from pycrew.wire.transport import TRANSPORTS
 from pycrew.worker.command import WorkerCommand
 
@@ -255,11 +256,91 @@ def test_array_arguments_are_the_commands_array_form() -> None:
     assert call.array_args("IDX", 0) == expected
 
 
-def test_array_arguments_of_a_stand_in_command_are_rewritten_as_before() -> None:
-    stand_in = dataclasses.replace(_call(batch_key="k", instance_prefix="p-"), args=("-c", "pass", "--instance", "p-0", "--worker", "1"))
-    assert stand_in.array_args("IDX", 1) == ("-c", "pass", "--instance-prefix", "p-", "--index-env", "IDX", "--index-base", "1")
+def _direct(args: tuple[str, ...], **fields: object) -> pycrew.WorkerCall:
+    """A WorkerCall built field by field, as a launcher's test may (COMMAND's fields unless given)."""
+    values: dict[str, object] = {"python": sys.executable, "env": {}, "token": "t" * 64, "name": "w", "launcher": "local",
+                                 "worker": 2, "instance": "ab12", "controller": "c", "controller_id": "cid",
+                                 "seconds_idle": 5.0, "seconds_wall": 60.0, "seconds_launch": 20.0}
+    return pycrew.WorkerCall(args=args, **{**values, **fields})  # type: ignore[arg-type]
+
+
+def test_a_call_built_directly_that_agrees_with_its_args_is_accepted() -> None:
+    assert _direct(COMMAND.args()).command == COMMAND
+    # Worker defaults on both sides: no --seconds-* in args, no seconds_* fields.
+    plain = ("-m", "pycrew.worker", "--url", "tcp://127.0.0.1:9", "--instance", "ab12", "--worker", "2",
+             "--launcher", "local", "--controller", "c", "--controller-id", "cid")
+    call = pycrew.WorkerCall(args=plain, python=sys.executable, env={}, token="t", name="w", launcher="local", worker=2,
+                             instance="ab12", controller="c", controller_id="cid")
+    assert call.seconds_launch == call.command.seconds_launch == WorkerCommand.seconds_launch
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("seconds_launch", 300.0, "seconds_launch=300.0 but args say --seconds-launch 20.0"),
+        ("seconds_wall", math.inf, "seconds_wall=inf but args say --seconds-wall 60.0"),
+        ("instance", "other", "instance='other' but args say --instance 'ab12'"),
+        ("worker", 3, "worker=3 but args say --worker 2"),
+        ("controller_id", "x", "controller_id='x' but args say --controller-id 'cid'"),
+    ],
+)
+def test_a_call_whose_fields_disagree_with_its_args_is_refused(field: str, value: object, says: str) -> None:
+    with pytest.raises(ValueError, match="disagrees with its args") as built:
+        _direct(COMMAND.args(), **{field: value})
+    assert says in str(built.value) and "WorkerCall.from_command" in str(built.value), built.value
+    with pytest.raises(ValueError, match="disagrees with its args"):
+        dataclasses.replace(_call(), **{field: value})  # type: ignore[arg-type]
+
+
+def test_a_call_whose_args_are_an_arrays_shared_command_is_refused() -> None:
+    with pytest.raises(ValueError, match="a WorkerCall runs one worker"):
+        _direct(COMMAND.for_array("IDX", instance_prefix="p-").args())
+
+
+def test_a_call_running_something_else_is_not_checked() -> None:
+    call = _direct(("-m", "no_such_module", "--seconds-launch", "1"), seconds_launch=99.0)
     with pytest.raises(ValueError, match="do not run the pycrew worker"):
-        _ = stand_in.command
+        _ = call.command
+
+
+def _stand_in(code: str = "pass", **batch: object) -> pycrew.WorkerCall:
+    call = _call(**batch)
+    return dataclasses.replace(call, args=("-c", code, *call.args[2:]))
+
+
+def test_a_stand_ins_options_are_read_and_rendered_like_a_workers() -> None:
+    stand_in = _stand_in("print(1)", batch_key="k", instance_prefix="p-")
+    assert stand_in.command == COMMAND
+    expected = COMMAND.for_array("IDX", 1, instance_prefix="p-").args()[2:]
+    assert stand_in.array_args("IDX", 1) == ("-c", "print(1)", *expected)
+    shorter = with_worker_arg(stand_in, "--seconds-launch", "1")
+    assert shorter.args[:2] == ("-c", "print(1)") and shorter.seconds_launch == 1 == shorter.command.seconds_launch
+    moved = stand_in.with_command(dataclasses.replace(COMMAND, url="tcp://127.0.0.1:10"))
+    assert moved.args[:2] == ("-c", "print(1)") and moved.command.url == "tcp://127.0.0.1:10"
+
+
+def test_a_stand_ins_fields_are_the_tests_own() -> None:
+    stand_in = dataclasses.replace(_stand_in(), worker=9)
+    assert (stand_in.worker, stand_in.command.worker) == (9, 2)
+
+
+def test_a_stand_in_finds_its_instance_and_token_as_a_worker_does() -> None:
+    """WHO_AM_I reads the options after its code: an array element derives instance and token from its index."""
+    code = WHO_AM_I + "print(instance, token, names)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(pycrew.TOKEN_ENV)}
+
+    def run(argv: list[str], environment: dict[str, str]) -> list[str]:
+        out = subprocess.run(argv, env={**env, **environment}, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    calls = make_calls(code, 3, launcher="local")
+    for call in calls:
+        assert call.token == pycrew.WorkerCall.element_token(call.batch_key, call.instance)
+        element = {**calls[0].array_environment(), "IDX": str(call.batch_index + 1)}
+        assert run([call.python, *calls[0].array_args("IDX", 1)], element) == [call.instance, call.token, pycrew.TOKEN_ENV]
+    (single,) = make_calls(code, 1, batch=False)
+    assert run(single.argv, single.environment()) == [single.instance, single.token, pycrew.TOKEN_ENV]
 
 
 def test_an_array_command_cannot_make_a_call() -> None:

@@ -69,12 +69,14 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def imports_of(source: str, package: str) -> list[Import]:
+def imports_of(source: str, package: str, public_api: bool = False) -> list[Import]:
     """Every module ``source`` imports; ``from pycrew import X`` counts as the module defining X.
 
     Args:
         source: a module's text.
         package: the package the module belongs to (for relative imports).
+        public_api: count ``from pycrew import X`` of a public name X (``pycrew.__all__``) as
+            ``pycrew``, the public API, rather than the module that defines X.
     """
     found: list[Import] = []
 
@@ -90,15 +92,29 @@ def imports_of(source: str, package: str) -> list[Import]:
                     base = ".".join(parts[: len(parts) - child.level + 1] + ([base] if base else []))
                 if base == "pycrew":  # a submodule, or a lazy public name that loads its module
                     found.extend(
-                        Import(pycrew._WHERE.get(alias.name, f"pycrew.{alias.name}"), child.lineno, not in_function)
-                        for alias in child.names
+                        Import(_from_pycrew(alias.name, public_api), child.lineno, not in_function) for alias in child.names
                     )
+                elif base.startswith("pycrew."):  # from a pycrew package: a submodule, or a name
+                    found.extend(Import(_submodule(base, alias.name), child.lineno, not in_function) for alias in child.names)
                 else:
                     found.append(Import(base, child.lineno, not in_function))
             visit(child, nested)
 
     visit(ast.parse(source), False)
     return found
+
+
+def _submodule(package: str, name: str) -> str:
+    """``package.name`` if that is a module of pycrew (``from pycrew.wire import protocol``), else ``package``."""
+    path = CORE.joinpath(*package.split(".")[1:], name)
+    return f"{package}.{name}" if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file() else package
+
+
+def _from_pycrew(name: str, public_api: bool) -> str:
+    """The module ``from pycrew import name`` stands for."""
+    if public_api and name in pycrew.__all__:
+        return "pycrew"
+    return pycrew._WHERE.get(name, f"pycrew.{name}")
 
 
 def rule_violations(source: str, module: str) -> list[str]:
@@ -143,7 +159,7 @@ def test_no_worker_side_module_imports_the_controller_side():
     ("source", "expected"),
     [
         ("import asyncio\n", "imports asyncio: controller side"),
-        ("def f():\n    from pycrew.control import dispatcher\n", "imports pycrew.control: controller side"),
+        ("def f():\n    from pycrew.control import dispatcher\n", "imports pycrew.control.dispatcher: controller side"),
         ("from pycrew import WorkerCall\n", "imports pycrew.plugin_api: controller side"),
         ("from pycrew import results\n", "imports pycrew.results: pycrew.worker may import only"),
         ("from .. import config\n", "imports pycrew.config: controller side"),

@@ -40,8 +40,10 @@ class RegisterLauncher(Protocol):
     or with a complete :class:`~pycrew.LauncherSpec`: ``register(spec)``. The keyword
     arguments are the fields of :class:`~pycrew.LauncherSpec`: ``summary`` (one line),
     ``remote`` (workers run on other hosts), ``capabilities`` (names of
-    :data:`pycrew.LAUNCHER_CAPABILITIES`), ``seconds_exit_margin``, and, for a plugin
-    registered in code, ``distribution`` and ``version``.
+    :data:`pycrew.LAUNCHER_CAPABILITIES`), ``seconds_exit_margin``, ``dial_host`` (a
+    function of the launcher's options returning the address its workers should dial, or
+    ``None`` for core's default; the controller also listens there, and its option
+    ``host`` wins), and, for a plugin registered in code, ``distribution`` and ``version``.
 
     Registration fails with :class:`~pycrew.PluginError` when ``options_type`` is no
     :class:`~pycrew.LauncherOptions` subclass, an option shadows a controller option, a
@@ -73,8 +75,8 @@ def pycrew_register_launchers(register: RegisterLauncher) -> None:
     """Register the launchers this plugin provides.
 
     Call ``register(name, options_type, summary="", remote=False, capabilities=(),
-    seconds_exit_margin=5.0)`` once per launcher, or ``register(spec)`` with a
-    :class:`~pycrew.LauncherSpec` (see :class:`RegisterLauncher`). The name must equal the
+    seconds_exit_margin=5.0, dial_host=None)`` once per launcher, or ``register(spec)``
+    with a :class:`~pycrew.LauncherSpec` (see :class:`RegisterLauncher`). The name must equal the
     plugin's entry point name in the ``pycrew.launchers`` group. Capabilities must be names
     of :data:`pycrew.LAUNCHER_CAPABILITIES`.
 
@@ -127,7 +129,10 @@ def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> li
 def pycrew_worker_logs(launcher: LauncherInfo, handle: Any, lines: int | None) -> str | None:
     """Return the output (stdout and stderr) of the worker behind ``handle``: its last ``lines``.
 
-    ``handle`` was returned by the launch hook or listed in :attr:`WorkerInfo.handle`;
+    ``handle`` was returned by the launch hook or listed in :attr:`WorkerInfo.handle`, or
+    it is a worker id (a ``str``) that :meth:`pycrew.Monitor.logs` found no listed worker
+    for (a job that has left the queue's listing): check a handle's type and shape, and
+    raise :class:`~pycrew.LogsUnavailableError` for one that is not this launcher's.
     ``lines`` is how many lines from the end to return (``None``: all the launcher keeps).
     Called by :meth:`pycrew.Controller.logs`, :meth:`pycrew.Monitor.logs` and ``pycrew
     monitor LAUNCHER logs ID``, never on the dispatcher's path.

@@ -11,7 +11,7 @@ import shlex
 import time
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
 from pycrew.options import LauncherOptions
@@ -20,6 +20,7 @@ from pycrew.options import LauncherOptions
 # the plugin side); re-exported here for launchers.
 from pycrew.wire.protocol import TLS_CA_ENV as TLS_CA_ENV
 from pycrew.wire.protocol import TOKEN_ENV as TOKEN_ENV
+from pycrew.wire.protocol import derive_token as _derive_token
 from pycrew.worker.command import PREFIX as _WORKER_PREFIX
 from pycrew.worker.command import WorkerCommand
 
@@ -55,7 +56,13 @@ class WorkerCall:
     command also carries (``launcher``, ``worker``, ``instance``, ``controller``,
     ``controller_id``, ``seconds_idle``, ``seconds_wall``, ``seconds_launch``) agree;
     :meth:`with_command` changes them together. Launchers read those fields, never
-    ``args``.
+    ``args``. A call built directly whose ``args`` run ``pycrew.worker`` is checked:
+    fields that disagree with ``args`` are refused.
+
+    A test may run a *stand-in* instead: ``-c CODE`` followed by the worker's options
+    (:func:`pycrew.testing.scheduler_calls.make_calls`). :attr:`command`,
+    :meth:`with_command` and :meth:`array_args` treat its options as a worker's and keep
+    its ``-c CODE``; its fields are not checked, so a test may set them freely.
 
     Attributes:
         args: the worker's arguments after the interpreter (``command.args()``).
@@ -95,7 +102,31 @@ class WorkerCall:
     instance_prefix: str = ""
     seconds_idle: float = math.inf
     seconds_wall: float = math.inf
-    seconds_launch: float = 30.0
+    seconds_launch: float = 60.0  # the worker's own default (WorkerCommand.seconds_launch)
+    #: The command ``args`` were rendered from (:meth:`from_command`, :meth:`with_command`): the
+    #: fields are checked against it, not ``args`` parsed again (core builds thousands at once).
+    _command: InitVar[WorkerCommand | None] = None
+
+    def __post_init__(self, _command: WorkerCommand | None) -> None:
+        if tuple(self.args[:2]) != _WORKER_PREFIX:
+            return  # a stand-in or another program a test runs: its fields are the test's
+        command = _command if _command is not None else WorkerCommand.from_args(self.args)
+        if command.instance is None:
+            raise ValueError(
+                f"WorkerCall {self.name!r}: args are an array's shared command (--index-env {command.index_env}); "
+                "a WorkerCall runs one worker: give it --instance (array launches use array_args())"
+            )
+        wrong = [
+            f"{name}={getattr(self, name)!r} but args say --{name.replace('_', '-')} {getattr(command, name)!r}"
+            for name in _COMMAND_FIELDS
+            if getattr(self, name) != getattr(command, name)
+        ]
+        if wrong:
+            raise ValueError(
+                f"WorkerCall {self.name!r} disagrees with its args: {'; '.join(wrong)}. Build calls with "
+                "WorkerCall.from_command(command, ...) and change them with call.with_command(...), which keep "
+                "args and these fields together"
+            )
 
     @classmethod
     def from_command(
@@ -136,16 +167,32 @@ class WorkerCall:
             seconds_idle=command.seconds_idle,
             seconds_wall=command.seconds_wall,
             seconds_launch=command.seconds_launch,
+            _command=command,
         )
 
     @property
     def command(self) -> WorkerCommand:
-        """The worker's command: :attr:`args` read back (parsed on each access, so it always agrees).
+        """The worker's command: :attr:`args` (a stand-in's options) read back, so it always agrees.
 
         Raises:
-            ValueError: ``args`` do not run ``pycrew.worker`` (e.g. a stand-in a test built).
+            ValueError: ``args`` run neither ``pycrew.worker`` nor a stand-in, or are invalid.
         """
+        if self._runner() != _WORKER_PREFIX:
+            return WorkerCommand.parse(self.args[2:])
         return WorkerCommand.from_args(self.args)
+
+    def _runner(self) -> tuple[str, ...]:
+        """What runs the worker's options: ``-m pycrew.worker``, or a stand-in's ``-c CODE``."""
+        return tuple(self.args[:2]) if len(self.args) >= 2 and self.args[0] == "-c" else _WORKER_PREFIX
+
+    @staticmethod
+    def element_token(batch_key: str, instance: str) -> str:
+        """The token that element ``instance`` of an array launch proves (HMAC-SHA256 under ``batch_key``).
+
+        A batch's calls carry it as :attr:`token`; an array element (:meth:`array_args`)
+        computes it from its instance id and the batch key, as a test's stand-in can with this.
+        """
+        return _derive_token(batch_key, instance)
 
     def with_command(self, command: WorkerCommand) -> WorkerCall:
         """A copy of this call running ``command``; ``args`` and the fields it carries follow it.
@@ -158,9 +205,10 @@ class WorkerCall:
         """
         if command.instance is None:
             raise ValueError("a WorkerCall runs one worker: give a command with an instance id, not an array's shared command")
+        runner = self._runner()
         return replace(
             self,
-            args=command.args(),
+            args=(*runner, *command.args()[len(_WORKER_PREFIX):]),
             launcher=command.launcher,
             worker=command.worker,
             instance=command.instance,
@@ -169,6 +217,7 @@ class WorkerCall:
             seconds_idle=command.seconds_idle,
             seconds_wall=command.seconds_wall,
             seconds_launch=command.seconds_launch,
+            _command=command if runner == _WORKER_PREFIX else None,
         )
 
     @property
@@ -196,31 +245,26 @@ class WorkerCall:
         calls ``k0..k1`` of a batch as a separate array whose indices start at 0, pass
         ``index_base=-k0``.
 
-        They are :meth:`WorkerCommand.for_array` of :attr:`command`. Arguments that do not
-        run ``pycrew.worker`` (a stand-in in a plugin's tests) are rewritten flag by flag:
-        ``--instance I`` becomes the three array options, ``--worker W`` goes.
+        They are :meth:`WorkerCommand.for_array` of :attr:`command` (a stand-in keeps its
+        ``-c CODE``).
+
+        Raises:
+            ValueError: no batch key, or ``args`` run neither the worker nor a stand-in.
         """
         if not self.batch_key:
             raise ValueError("this call is not part of a batch with a batch key; use args and environment()")
-        if tuple(self.args[:2]) == _WORKER_PREFIX:
-            return self.command.for_array(index_env, index_base, instance_prefix=self.instance_prefix).args()
-        out: list[str] = []
-        it = iter(self.args)
-        for arg in it:
-            if arg == "--instance":
-                next(it)
-                out += ["--instance-prefix", self.instance_prefix, "--index-env", index_env, "--index-base", str(index_base)]
-            elif arg == "--worker":
-                next(it)
-            else:
-                out.append(arg)
-        return tuple(out)
+        shared = self.command.for_array(index_env, index_base, instance_prefix=self.instance_prefix)
+        return (*self._runner(), *shared.args()[len(_WORKER_PREFIX):])
 
     def array_environment(self) -> dict[str, str]:
         """Environment shared by every element of an array launch: the batch key as the token."""
         if not self.batch_key:
             raise ValueError("this call is not part of a batch with a batch key")
         return {**self.env, TOKEN_ENV: self.batch_key}
+
+
+#: The fields of a :class:`WorkerCall` that copy its command's.
+_COMMAND_FIELDS = ("launcher", "worker", "instance", "controller", "controller_id", "seconds_idle", "seconds_wall", "seconds_launch")
 
 
 #: Values of :attr:`WorkerInfo.status`: the platform's state, normalized.
@@ -331,10 +375,11 @@ class LauncherSpec:
         seconds_exit_margin: how long after its controller dies the platform needs, beyond
             ``seconds_idle``, until every worker is gone.
         dial_host: the address workers should dial, suggested by the launcher from its
-            options (a cluster-internal address, a VPC interface, a tunnel's end), or
+            options (the controller machine's address in a cluster network or a VPC), or
             ``None`` to let core choose (127.0.0.1, or a routable address when ``remote``).
             Called once per controller with the launcher's options; the controller option
-            ``host`` always wins.
+            ``host`` always wins. The controller also listens on it, so it must be an
+            address of the controller machine's own interfaces.
         plugin: the plugin object that implements the hooks (filled in by core).
         distribution: the distribution that provides it (filled in by core).
         version: that distribution's version (filled in by core).

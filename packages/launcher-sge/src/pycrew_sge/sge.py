@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pycrew import LauncherInfo, WorkerCall
+from pycrew import TOKEN_ENV, LauncherInfo, WorkerCall
 from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript, jobtag
-from pycrew.wire.protocol import TOKEN_ENV
 from pycrew_sge import qstat
 from pycrew_sge.keys import KeyFiles, read_lines
 from pycrew_sge.options import SgeOptions

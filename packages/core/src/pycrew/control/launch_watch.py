@@ -37,6 +37,10 @@ SECONDS_POLL = 1.0
 SECONDS_FIRST_POLL = 0.2
 #: Longest wait between monitor calls while they fail (the interval doubles per failure).
 SECONDS_POLL_MAX = 30.0
+#: A slot whose launch failed is retried after this long, doubled per failure in a row ...
+SECONDS_RETRY_FIRST = 0.25
+#: ... up to this long.
+SECONDS_RETRY_MAX = 10.0
 
 
 def _same_handle(a: Any, b: Any) -> bool:
@@ -45,8 +49,6 @@ def _same_handle(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # a handle type whose == raises cannot be matched: not the same
         return False
-
-
 
 
 class LaunchWatch:
@@ -73,6 +75,10 @@ class LaunchWatch:
     terminate_instances: Callable[[Sequence[str], str], None]
     _terminate: Callable[[list[Any], str], None]
     call: Callable[..., WorkerCall]
+    #: The scaler's clock. ``scale(demand, now)`` is given its readings; what happens between
+    #: two ``scale`` calls (a launch hook failed, the monitor answered) reads it, so that
+    #: backoffs and monitor polls are on the same time line as ``now`` (a test sets its own).
+    clock: Callable[[], float] = time.monotonic
 
     # -- the monitor: launching workers that ended -----------------------------------------
 
@@ -119,7 +125,8 @@ class LaunchWatch:
             self._poll_failures = 0
             delay = SECONDS_FIRST_POLL if self._poll_soon else SECONDS_POLL
         self._poll_soon = False
-        self._poll_due = time.monotonic() + delay
+        now = self.clock()
+        self._poll_due = now + delay
         for instance, handle, reason in ended:
             if self.error is not None or self.error_pending:
                 return
@@ -133,17 +140,22 @@ class LaunchWatch:
                 and slot.handle_known
                 and _same_handle(handle, slot.handle)
             ):
-                self._launch_failed(slot, reason, explain=False)
+                self._launch_failed(slot, reason, now, explain=False)
 
     def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
         self.last_launch_error = message
+        now = self.clock()
         for call in calls:
             slot = self.by_instance.get(call.instance)
             if slot is not None and slot.instance == call.instance:
-                self._launch_failed(slot, f"the launch hook failed: {message}", terminate=False)
+                self._launch_failed(slot, f"the launch hook failed: {message}", now, terminate=False)
 
-    def _launch_failed(self, slot: Slot, reason: str, terminate: bool = True, explain: bool = True) -> None:
-        """Count a failed launch; on a timeout (``explain``), ask the platform why before terminating it."""
+    def _launch_failed(self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True) -> None:
+        """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why.
+
+        The slot is retried no sooner than ``now`` plus a backoff that starts at 0.25 s and
+        doubles with each failure in a row, up to 10 s.
+        """
         assert self.dispatcher is not None and slot.instance is not None
         instance = slot.instance
         self.dispatcher.revoke(instance)
@@ -151,7 +163,7 @@ class LaunchWatch:
         slot.instance = None
         slot.failures += 1
         slot.launch_failures += 1
-        slot.retry_after = time.monotonic() + min(0.25 * 2 ** (slot.failures - 1), 10.0)
+        slot.retry_after = now + min(SECONDS_RETRY_FIRST * 2 ** (slot.failures - 1), SECONDS_RETRY_MAX)
         final = slot.failures >= self.options.launch_max
         log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
         if terminate and explain:

@@ -193,7 +193,7 @@ class Scaler(LaunchWatch):
             return
         for slot in self.slots:
             if slot.state == LAUNCHING and now - slot.launched_at > self.options.seconds_launch:
-                self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s")
+                self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s", now)
                 if self.error is not None or self.error_pending:
                     return
         self._poll_monitor(now)
@@ -265,7 +265,7 @@ class Scaler(LaunchWatch):
                 self.terminate_instances([call.instance], "launch no longer wanted")
         if self._poll_failures == 0:  # a worker that cannot start at all ends at once: look soon
             self._poll_soon = self._polling
-            self._poll_due = min(self._poll_due, time.monotonic() + SECONDS_FIRST_POLL)
+            self._poll_due = min(self._poll_due, self.clock() + SECONDS_FIRST_POLL)
 
     def connected(self, instance: str, info: dict[str, Any]) -> None:
         """A worker authenticated (dispatcher thread)."""

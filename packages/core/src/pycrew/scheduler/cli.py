@@ -24,7 +24,8 @@ This class runs them (through :class:`~pycrew.scheduler.commands.CommandRunner`)
   is submitted twice;
 - stops submitting after repeated failures (:class:`~pycrew.scheduler.breaker.SubmitBreaker`);
 - cancels several jobs at once and ignores "already gone";
-- answers the monitor from one listing per ``seconds_poll``.
+- answers the monitor from one listing per ``seconds_poll``
+  (:class:`~pycrew.scheduler.listing.JobListing`, the monitor's half, which it extends).
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ import logging
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pycrew.plugin_api import LauncherInfo, WorkerCall, WorkerInfo
+from pycrew.plugin_api import LauncherInfo, WorkerCall
 from pycrew.scheduler import jobscript, jobtag
 from pycrew.scheduler.breaker import SubmitBreaker
-from pycrew.scheduler.commands import CommandRunner
 from pycrew.scheduler.errors import SchedulerError
+from pycrew.scheduler.listing import JobListing
 from pycrew.scheduler.options import SchedulerOptions
 from pycrew.scheduler.records import JobRecord
 from pycrew.wire.protocol import TOKEN_ENV
@@ -50,7 +50,7 @@ from pycrew.wire.protocol import TOKEN_ENV
 log = logging.getLogger(__name__)
 
 
-class SchedulerCLI(CommandRunner):
+class SchedulerCLI(JobListing):
     """The shared part of a batch-scheduler launcher; subclass per scheduler.
 
     One instance serves one launcher configuration (its options) in one process, from
@@ -80,7 +80,6 @@ class SchedulerCLI(CommandRunner):
         super().__init__(launcher_name, options)
         self._lock = threading.Lock()
         self._array_max: int | None = None
-        self._listing: tuple[float, list[JobRecord]] | None = None
         self.breaker = SubmitBreaker(
             launcher_name,
             int(self._option("submit_failures_max", SchedulerOptions.submit_failures_max)),
@@ -344,65 +343,3 @@ class SchedulerCLI(CommandRunner):
     def _only_gone(self, proc: Any) -> bool:
         lines = [line for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
         return bool(lines) and all(self.is_gone(line) for line in lines)
-
-    # -- the monitor ---------------------------------------------------------------------
-
-    def list_jobs(self) -> list[JobRecord]:
-        """Every array element of this user's that the scheduler holds (pycrew's or not)."""
-        return self.parse_listing(self.check(self.list_command(), what=f"listing {self.launcher_name} jobs"))
-
-    def forget_listing(self) -> None:
-        """Drop the monitor's cached listing (after a launch or a cancel)."""
-        with self._lock:
-            self._listing = None
-
-    def listing(self) -> list[JobRecord]:
-        """The scheduler's listing, asked at most once per ``seconds_poll``.
-
-        A listing that shows jobs not placed on a node yet goes stale sooner (a fifth of
-        ``seconds_poll``): those jobs are about to start, and core's launch watch asks about
-        once a second while they do, so a monitor call right after a worker started must not
-        be answered with the listing from before it started.
-        """
-        interval = float(self._option("seconds_poll", 1.0))
-        with self._lock:
-            cached = self._listing
-        now = time.monotonic()
-        if cached is not None:
-            unplaced = any(not r.host for r in cached[1])
-            if now - cached[0] < (interval / 5 if unplaced else interval):
-                return cached[1]
-        records = self.list_jobs()
-        with self._lock:
-            self._listing = (now, records)
-        return records
-
-    def workers(self, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's workers in the queue: all, or one controller's. Nothing that is not pycrew's."""
-        result: list[WorkerInfo] = []
-        for record in self.listing():
-            if not record.name.startswith(self.job_name_prefix):
-                continue
-            tag = jobtag.decode(record.tag)
-            if tag is None or (controller_id is not None and tag.controller_id != controller_id):
-                continue
-            slot, instance = tag.element(record.index) or (None, None)
-            result.append(
-                WorkerInfo(
-                    id=record.id,
-                    handle=self.element_handle(record.array_id, record.index),
-                    launcher=self.launcher_name,
-                    controller=tag.controller or None,
-                    controller_id=tag.controller_id,
-                    instance=instance,
-                    worker=slot,
-                    state=record.state,
-                    host=record.host,
-                    started=record.submitted,
-                    reason=record.reason,
-                    log=record.log,
-                    status=record.status,
-                    exit_code=record.exit_code,
-                )
-            )
-        return result

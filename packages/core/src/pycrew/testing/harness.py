@@ -5,7 +5,6 @@ Public API of pycrew only, and no pytest: these are usable from any test framewo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import socket
@@ -72,20 +71,15 @@ def unreachable_url(controller: pycrew.Controller) -> str:
 def with_worker_arg(call: pycrew.WorkerCall, flag: str, value: str) -> pycrew.WorkerCall:
     """A copy of ``call`` whose worker argument ``flag`` (e.g. ``--seconds-launch``) is ``value``.
 
-    The call's fields follow (``seconds_launch`` for ``--seconds-launch``, ...), as launchers
-    read those. Arguments that do not run ``pycrew.worker`` (a stand-in) are edited as text.
+    The option is set in the call's :attr:`~pycrew.WorkerCall.command` and the call follows
+    it (:meth:`~pycrew.WorkerCall.with_command`): ``args`` and the fields launchers read
+    (``seconds_launch`` for ``--seconds-launch``, ...) change together, also for a stand-in.
 
     Raises:
-        ValueError: ``value`` is not valid for ``flag``.
+        ValueError: ``flag`` is no worker option, or ``value`` is not valid for it.
     """
-    if tuple(call.args[:2]) == ("-m", "pycrew.worker"):
-        return call.with_command(pycrew.WorkerCommand.from_args([*call.args, flag, value]))
-    args = list(call.args)
-    if flag in args:
-        args[args.index(flag) + 1] = value
-    else:
-        args += [flag, value]
-    return dataclasses.replace(call, args=tuple(args))
+    options = call.command.args()[2:]  # the worker's options, after "-m pycrew.worker"
+    return call.with_command(pycrew.WorkerCommand.parse([*options, flag, value]))
 
 
 def plugin_hook(spec: pycrew.LauncherSpec, hook: str) -> Callable[..., Any]:

@@ -1,21 +1,28 @@
 """Worker calls for testing a scheduler launcher's builders and job scripts without a controller.
 
 :func:`make_calls` builds the :class:`~pycrew.WorkerCall` batch core would hand to
-``pycrew_launch_workers``, but running a stand-in (``python -c code``) instead of the
-worker; :data:`WHO_AM_I` is Python code with which the stand-in finds its instance id and
-token exactly as a real worker does, so a test can check the job script's hand-over.
+``pycrew_launch_workers`` (each from a real :class:`~pycrew.WorkerCommand`), but running a
+stand-in instead of the worker: ``python -c code`` followed by the worker's options, which
+:meth:`~pycrew.WorkerCall.array_args` turns into an array's options as it does a worker's.
+:data:`WHO_AM_I` is Python code with which the stand-in reads those options and finds its
+instance id and token as a real worker does, so a test can check the job script's hand-over.
+
+Public API of pycrew only: usable by a plugin in another repository.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sys
 from typing import Any
 
-from pycrew.plugin_api import LauncherInfo, WorkerCall
-from pycrew.wire.protocol import derive_token
+import pycrew
 
 __all__ = ["RECORD_AND_SLEEP", "WHO_AM_I", "launcher_info", "make_calls"]
+
+#: The address stand-ins are given: the discard port (a stand-in never dials it).
+UNUSED_URL = "tcp://127.0.0.1:9"
 
 
 def make_calls(
@@ -27,11 +34,16 @@ def make_calls(
     batch: bool = True,
     first_slot: int = 1,
     launcher: str = "test",
-) -> list[WorkerCall]:
-    """``n`` worker calls that run ``python -c code --instance I --worker W`` instead of the worker.
+    url: str = UNUSED_URL,
+) -> list[pycrew.WorkerCall]:
+    """``n`` worker calls that run ``python -c code <the worker's options>`` instead of the worker.
 
-    With ``batch`` (as core launches a scaling round) the calls share a batch key, instance
-    ids ``<prefix><k>`` and tokens derived from the key; without, each has its own token.
+    Each call is built from a :class:`~pycrew.WorkerCommand` (slot ``first_slot + k``, the
+    given ``launcher``, ``controller``, ``controller_id`` and ``url``), as core builds them;
+    then ``-m pycrew.worker`` in its ``args`` is replaced by ``-c code``. With ``batch``
+    (as core launches a scaling round) the calls share a batch key, instance ids
+    ``<prefix><k>`` and tokens derived from the key
+    (:meth:`~pycrew.WorkerCall.element_token`); without, each has its own token.
     """
     controller_id = controller_id or secrets.token_hex(8)
     batch_key = secrets.token_hex(16) if batch else ""
@@ -40,42 +52,41 @@ def make_calls(
     for k in range(n):
         slot = first_slot + k
         instance = f"{prefix}{k}" if batch else secrets.token_hex(8)
-        calls.append(
-            WorkerCall(
-                args=("-c", code, "--instance", instance, "--worker", str(slot)),
-                python=sys.executable,
-                env=dict(env or {}),
-                token=derive_token(batch_key, instance) if batch else f"tok{secrets.token_hex(12)}",
-                name=f"pycrew-{controller}-{slot}",
-                launcher=launcher,
-                worker=slot,
-                instance=instance,
-                controller=controller,
-                controller_id=controller_id,
-                batch_key=batch_key,
-                batch_index=k if batch else 0,
-                batch_size=n if batch else 1,
-                instance_prefix=prefix,
-            )
+        command = pycrew.WorkerCommand(
+            url=url, instance=instance, worker=slot, launcher=launcher, controller=controller, controller_id=controller_id
         )
+        call = pycrew.WorkerCall.from_command(
+            command,
+            python=sys.executable,
+            env=dict(env or {}),
+            token=pycrew.WorkerCall.element_token(batch_key, instance) if batch else f"tok{secrets.token_hex(12)}",
+            name=f"pycrew-{controller}-{slot}",
+            batch_key=batch_key,
+            batch_index=k if batch else 0,
+            batch_size=n if batch else 1,
+            instance_prefix=prefix,
+        )
+        calls.append(dataclasses.replace(call, args=("-c", code, *call.args[2:])))
     return calls
 
 
-def launcher_info(options: Any, calls: list[WorkerCall], name: str = "") -> LauncherInfo:
+def launcher_info(options: Any, calls: list[pycrew.WorkerCall], name: str = "") -> pycrew.LauncherInfo:
     """The ``launcher`` argument core would pass for these calls."""
-    return LauncherInfo(name or calls[0].launcher, options, calls[0].controller, calls[0].controller_id)
+    return pycrew.LauncherInfo(name or calls[0].launcher, options, calls[0].controller, calls[0].controller_id)
 
 
-#: Python code a worker stand-in runs first: it finds its instance id and token as the real
-#: worker does (``--instance``, or ``--instance-prefix``/``--index-env``/``--index-base`` and the
-#: batch key in PYCREW_TOKEN) and sets ``instance``, ``token`` and ``names`` (the PYCREW_TOKEN*
-#: variables it sees).
+#: Python code a worker stand-in runs first: it reads the worker's options that follow its
+#: code with :class:`~pycrew.WorkerCommand`, finds its instance id as the real worker does
+#: (``--instance``, or an array element's index in ``--index-env``) and its token (the
+#: secret in PYCREW_TOKEN, from which an array element derives its own), and sets
+#: ``instance``, ``token`` and ``names`` (the PYCREW_TOKEN* variables it sees).
 WHO_AM_I = (
-    "import hashlib, hmac, os, sys; a = dict(zip(sys.argv[1::2], sys.argv[2::2])); "
-    "names = ','.join(sorted(k for k in os.environ if k.startswith('PYCREW_TOKEN'))); "
-    "secret = os.environ.get('PYCREW_TOKEN', ''); "
-    "instance = a.get('--instance') or a['--instance-prefix'] + str(int(os.environ[a['--index-env']]) - int(a['--index-base'])); "
-    "token = hmac.new(secret.encode(), instance.encode(), hashlib.sha256).hexdigest() if '--index-env' in a else secret; "
+    "import os, sys, pycrew; "
+    "given = pycrew.WorkerCommand.parse(sys.argv[1:]); "
+    "instance = given.resolve(os.environ).instance; "
+    "names = ','.join(sorted(k for k in os.environ if k.startswith(pycrew.TOKEN_ENV))); "
+    "secret = os.environ.get(pycrew.TOKEN_ENV, ''); "
+    "token = pycrew.WorkerCall.element_token(secret, instance) if given.array else secret; "
 )
 
 #: A worker stand-in: writes its instance, token and the token variables it sees into

@@ -1,0 +1,104 @@
+"""The monitor's half of a scheduler launcher: :class:`JobListing`, which :class:`~pycrew.scheduler.SchedulerCLI` extends.
+
+The monitor (``pycrew_list_workers``) is asked often: by users and, about once a second,
+by core's launch watch while workers are launching. So the scheduler's queue is listed at
+most once per ``seconds_poll`` (sooner while jobs wait for a node), the listing is
+dropped whenever a launch or a cancel changes the queue, and only jobs that carry
+pycrew's tag (:mod:`pycrew.scheduler.jobtag`) become :class:`~pycrew.WorkerInfo`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pycrew.plugin_api import WorkerInfo
+from pycrew.scheduler import jobtag
+from pycrew.scheduler.commands import CommandRunner
+from pycrew.scheduler.records import JobRecord
+
+
+class JobListing(CommandRunner):
+    """Lists one scheduler's queue for the monitor, at most once per ``seconds_poll``.
+
+    The scheduler's syntax comes from the subclass (:class:`~pycrew.scheduler.SchedulerCLI`
+    declares and documents it): :meth:`list_command`, :meth:`parse_listing`,
+    :meth:`element_handle` and :attr:`job_name_prefix`.
+
+    Args:
+        launcher_name: the launcher's registered name (``"slurm"``).
+        options: the launcher's options; read is ``seconds_poll`` when they have it.
+    """
+
+    # The scheduler's syntax, supplied by the subclass.
+    job_name_prefix: ClassVar[str]
+    list_command: Callable[[], list[str]]
+    parse_listing: Callable[[str], list[JobRecord]]
+    element_handle: Callable[[str, int], Any]
+
+    def __init__(self, launcher_name: str, options: Any) -> None:
+        super().__init__(launcher_name, options)
+        self._listing_lock = threading.Lock()
+        self._listing: tuple[float, list[JobRecord]] | None = None
+
+    def list_jobs(self) -> list[JobRecord]:
+        """Every array element of this user's that the scheduler holds (pycrew's or not)."""
+        return self.parse_listing(self.check(self.list_command(), what=f"listing {self.launcher_name} jobs"))
+
+    def forget_listing(self) -> None:
+        """Drop the monitor's cached listing (after a launch or a cancel)."""
+        with self._listing_lock:
+            self._listing = None
+
+    def listing(self) -> list[JobRecord]:
+        """The scheduler's listing, asked at most once per ``seconds_poll``.
+
+        A listing that shows jobs not placed on a node yet goes stale sooner (a fifth of
+        ``seconds_poll``): those jobs are about to start, and core's launch watch asks about
+        once a second while they do, so a monitor call right after a worker started must not
+        be answered with the listing from before it started.
+        """
+        interval = float(self._option("seconds_poll", 1.0))
+        with self._listing_lock:
+            cached = self._listing
+        now = time.monotonic()
+        if cached is not None:
+            unplaced = any(not r.host for r in cached[1])
+            if now - cached[0] < (interval / 5 if unplaced else interval):
+                return cached[1]
+        records = self.list_jobs()
+        with self._listing_lock:
+            self._listing = (now, records)
+        return records
+
+    def workers(self, controller_id: str | None) -> list[WorkerInfo]:
+        """pycrew's workers in the queue: all, or one controller's. Nothing that is not pycrew's."""
+        result: list[WorkerInfo] = []
+        for record in self.listing():
+            if not record.name.startswith(self.job_name_prefix):
+                continue
+            tag = jobtag.decode(record.tag)
+            if tag is None or (controller_id is not None and tag.controller_id != controller_id):
+                continue
+            slot, instance = tag.element(record.index) or (None, None)
+            result.append(
+                WorkerInfo(
+                    id=record.id,
+                    handle=self.element_handle(record.array_id, record.index),
+                    launcher=self.launcher_name,
+                    controller=tag.controller or None,
+                    controller_id=tag.controller_id,
+                    instance=instance,
+                    worker=slot,
+                    state=record.state,
+                    host=record.host,
+                    started=record.submitted,
+                    reason=record.reason,
+                    log=record.log,
+                    status=record.status,
+                    exit_code=record.exit_code,
+                )
+            )
+        return result
