@@ -200,6 +200,14 @@ def test_importing_every_worker_side_module_loads_nothing_of_the_controller_side
     assert {m for m in ours if not _within(m, tuple(ALLOWED))} <= allowed, sorted(ours)
 
 
+def test_a_starting_worker_does_not_load_cloudpickle():
+    """A task pickled by reference needs no cloudpickle; one pickled by value imports it itself."""
+    names = [n.removesuffix(".__init__") for n in worker_side_modules() if not n.endswith("__main__")]
+    names = [n for n in names if n not in LOADED_ON_DEMAND]
+    loaded = _modules_after("\n".join(f"import {n}" for n in names))
+    assert not [m for m in loaded if _within(m, ("cloudpickle",))], "cloudpickle is imported at worker start"
+
+
 def test_the_worker_package_alone_loads_only_itself():
     loaded = _modules_after("import pycrew.worker")
     assert [m for m in loaded if _within(m, ("pycrew",))] == ["pycrew", "pycrew.worker"], (
