@@ -130,6 +130,28 @@ def test_frames_round_trip_small_and_large(kind, make_loop):
     loop.handler.next("closed")
 
 
+def test_a_spinning_receive_polls_and_still_returns_the_frame(make_loop):
+    """With ``spin`` the socket channel polls instead of sleeping (it burns CPU meanwhile),
+    and a frame that arrives during the poll is returned as from a sleeping receive."""
+    loop = make_loop("socket")
+    channel = transport.connect("socket", loop.server.address, None, 5.0)
+    try:
+        loop.handler.next("open")
+        t0 = time.thread_time()
+        assert channel.recv(0.2, spin=0.05) is None
+        polled = time.thread_time() - t0
+        t0 = time.thread_time()
+        assert channel.recv(0.2) is None
+        slept = time.thread_time() - t0
+        assert polled > 0.01 > slept, f"CPU while waiting: {polled:.4f} s polling, {slept:.4f} s sleeping"
+        timer = threading.Timer(0.01, lambda: channel.send(b"soon"))  # the server echoes it
+        timer.start()
+        assert channel.recv(5.0, spin=1.0) == b"soon"
+        timer.join()
+    finally:
+        channel.close()
+
+
 def test_a_slow_reader_gets_everything_in_order(make_loop):
     """The server queues what the socket cannot take and writes it when there is room.
 

@@ -51,6 +51,7 @@ def commands(draw: st.DrawFn) -> WorkerCommand:
         garbage_collection=draw(st.booleans()),
         metrics_seconds=draw(st.none() | seconds),
         metrics_dir=draw(st.none() | text),
+        seconds_spin=draw(st.sampled_from([0, 0.0005, 0.002, 1]) | st.floats(0, 1, allow_nan=False)),
     )
 
 
@@ -170,6 +171,8 @@ def test_a_tolerant_parse_ignores_unknown_options() -> None:
         (["--transport", "carrier-pigeon"], "--transport: invalid choice"),
         (["--index-env", "IDX"], "instance (--instance) must be given, or else index_env"),
         (["--index-base", "1"], "index_base (--index-base) must come with index_env"),
+        (["--seconds-spin", "2"], "--seconds-spin: must be from 0 to 1"),
+        (["--seconds-spin", "-0.1"], "--seconds-spin: must be from 0 to 1"),
     ],
 )
 def test_an_invalid_option_is_an_error_naming_it(extra: list[str], expected: str) -> None:
@@ -346,3 +349,20 @@ def test_a_stand_in_finds_its_instance_and_token_as_a_worker_does() -> None:
 def test_an_array_command_cannot_make_a_call() -> None:
     with pytest.raises(ValueError, match="runs one worker"):
         _call(COMMAND.for_array("IDX", instance_prefix="p-"))
+
+
+def test_the_spin_option_renders_only_when_not_the_default_and_reaches_the_worker(make_controller) -> None:
+    assert "--seconds-spin" not in WorkerCommand(url="tcp://h:1", instance="a").args()
+    command = WorkerCommand(url="tcp://h:1", instance="a", seconds_spin=0)
+    assert command.args()[-2:] == ("--seconds-spin", "0")
+    assert WorkerCommand.from_args(command.args()).seconds_spin == 0
+    with pytest.raises(ValueError, match="seconds_spin"):
+        WorkerCommand(url="tcp://h:1", instance="a", seconds_spin=True)
+    c = make_controller(workers=1, seconds_spin=0.002)
+    assert WorkerCommand.from_args(c.launcher.call().args).seconds_spin == 0.002
+
+
+@pytest.mark.parametrize("value", [-0.001, 1.5])
+def test_a_controller_spin_out_of_range_is_an_options_error(value: float) -> None:
+    with pytest.raises(pycrew.OptionsError, match="seconds_spin"):
+        pycrew.controller("local", workers=1, seconds_spin=value)

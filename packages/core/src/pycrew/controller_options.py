@@ -11,6 +11,7 @@ from pycrew.errors import OptionsError
 from pycrew.options import check_fields, require
 from pycrew.tls import TLS
 from pycrew.wire.transport import DEFAULT_TRANSPORT, Transport
+from pycrew.worker.command import DEFAULT_SPIN
 
 OWNER = "controller"
 
@@ -63,6 +64,11 @@ class ControllerOptions:
             ``Controller.dashboard_link`` gives its address; see :mod:`pycrew.dashboard`.
         dashboard_host: the address the dashboard listens on; on anything but a loopback
             address it requires the token that ``dashboard_link`` carries.
+        seconds_spin: a worker that ran out of tasks polls for the next one this long
+            before it sleeps (socket wire). A sleeping process takes tens of microseconds
+            to wake (more in a virtual machine), which a caller waiting on each result pays
+            every round trip; polling costs up to this much CPU each time a worker runs
+            dry. ``0``: never poll.
     """
 
     name: str | None = None
@@ -92,6 +98,7 @@ class ControllerOptions:
     metrics_dir: str | None = None
     dashboard: bool | int = False
     dashboard_host: str = "127.0.0.1"
+    seconds_spin: float = DEFAULT_SPIN
 
     def __post_init__(self) -> None:
         check_fields(self, OWNER)
@@ -149,6 +156,7 @@ class ControllerOptions:
         require(self.tasks_max is None or self.tasks_max >= 1, OWNER, "tasks_max", self.tasks_max, "be >= 1 or None")
         require(self.processes >= 1, OWNER, "processes", self.processes, "be >= 1")
         require(self.prefetch_max >= 1, OWNER, "prefetch_max", self.prefetch_max, "be >= 1")
+        require(0 <= self.seconds_spin <= 1, OWNER, "seconds_spin", self.seconds_spin, "be from 0 to 1 (seconds; 0: never poll)")
         require(self.bytes_max >= 65536, OWNER, "bytes_max", self.bytes_max, "be >= 65536")
         require(
             self.seconds_heartbeat_timeout > self.seconds_heartbeat,

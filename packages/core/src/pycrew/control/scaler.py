@@ -158,6 +158,7 @@ class Scaler(LaunchWatch):
             garbage_collection=o.garbage_collection,
             metrics_seconds=o.seconds_metrics or None,
             metrics_dir=(o.metrics_dir or None) if o.seconds_metrics else None,
+            seconds_spin=o.seconds_spin,
         )
         env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
         safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"

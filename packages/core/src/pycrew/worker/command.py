@@ -24,6 +24,8 @@ from pycrew.wire.transport import DEFAULT_TRANSPORT, TRANSPORTS, Transport
 MODULE = "pycrew.worker"
 #: How a worker command starts, after the interpreter.
 PREFIX = ("-m", MODULE)
+#: How long a worker that ran out of tasks polls for the next one before it sleeps (seconds).
+DEFAULT_SPIN = 0.0005
 #: Options of the Python interpreter whose value is the next argument.
 _INTERPRETER_OPTIONS_WITH_VALUE = frozenset({"-X", "-W", "--check-hash-based-pycs"})
 
@@ -58,6 +60,8 @@ class WorkerCommand:
         garbage_collection: run ``gc.collect()`` after every task.
         metrics_seconds: sample CPU and memory this often (``None``: never).
         metrics_dir: write the samples to ``<dir>/<instance>.jsonl`` (``None``: the log).
+        seconds_spin: after running out of tasks, poll for the next one this long before
+            sleeping (``0``: never poll; see ``ControllerOptions.seconds_spin``).
 
     Raises:
         ValueError: a setting is invalid; the message names the option and the value.
@@ -81,6 +85,7 @@ class WorkerCommand:
     garbage_collection: bool = False
     metrics_seconds: float | None = None
     metrics_dir: str | None = None
+    seconds_spin: float = DEFAULT_SPIN
 
     def __post_init__(self) -> None:
         for name in ("url", "instance_prefix", "launcher", "controller", "controller_id"):
@@ -118,6 +123,7 @@ class WorkerCommand:
                "be a number > 0 or None")
         _check(isinstance(self.reset, bool), "reset", self.reset, "be True or False")
         _check(isinstance(self.garbage_collection, bool), "garbage_collection", self.garbage_collection, "be True or False")
+        _check(_spin(self.seconds_spin), "seconds_spin", self.seconds_spin, "be a number of seconds from 0 to 1")
 
     # -- rendering ---------------------------------------------------------------------
 
@@ -154,6 +160,8 @@ class WorkerCommand:
             out += ["--metrics-seconds", _number(self.metrics_seconds)]
         if self.metrics_dir is not None:
             out += _option("--metrics-dir", self.metrics_dir)
+        if self.seconds_spin != DEFAULT_SPIN:
+            out += ["--seconds-spin", _number(self.seconds_spin)]
         return tuple(out)
 
     # -- parsing -----------------------------------------------------------------------
@@ -276,6 +284,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _spin(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _spin_seconds(text: str) -> float:
+    """Seconds from 0 to 1 (``--seconds-spin``)."""
+    try:
+        value: float = int(text) if text.isascii() and text.isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 1, got {text!r}") from None
+    if not _spin(value):
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text!r}")
+    return value
+
+
 def _count(text: str) -> int | None:
     if text in ("inf", "none", "None", ""):
         return None
@@ -309,6 +332,7 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     add("--garbage-collection", action="store_true", help="run gc.collect() after every task")
     add("--metrics-seconds", type=_seconds, help="sample CPU and memory this often")
     add("--metrics-dir", help="write samples to <dir>/<instance>.jsonl (default: the log)")
+    add("--seconds-spin", type=_spin_seconds, help=f"poll this long for the next task before sleeping (default {DEFAULT_SPIN})")
 
 
 def parser() -> argparse.ArgumentParser:

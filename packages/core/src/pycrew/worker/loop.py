@@ -115,12 +115,12 @@ class Worker:
 
     READ_HANDOVER = 0.1
 
-    def _read_one(self, timeout: float) -> bool:
+    def _read_one(self, timeout: float, spin: float = 0.0) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
         channel = self.channel
         assert channel is not None
         try:
-            frame = channel.recv(max(timeout, 0.001))
+            frame = channel.recv(max(timeout, 0.001), spin)
         except transport.Closed:
             self._controller_gone("the controller closed the connection")
             return False
@@ -228,8 +228,9 @@ class Worker:
                 self.comms_reading = False
                 self.reader.release()
 
-    def _idle_read(self, timeout: float) -> None:
-        """The idle main thread reads (interrupting the comms thread's read if needed)."""
+    def _idle_read(self, timeout: float, spin: float = 0.0) -> None:
+        """The idle main thread reads (interrupting the comms thread's read if needed); it
+        polls for ``spin`` seconds before sleeping (see ``WorkerCommand.seconds_spin``)."""
         channel = self.channel
         assert channel is not None
         self.main_wants_read = True
@@ -238,7 +239,7 @@ class Worker:
         with self.reader:
             self.main_wants_read = False
             if not self.tasks:
-                self._read_one(timeout)
+                self._read_one(timeout, spin)
 
     def _cancel(self, ids: list[int]) -> None:
         """Stop the running task if it is cancelled; drop cancelled tasks not started yet."""
@@ -340,7 +341,9 @@ class Worker:
                         self.cv.wait(min(deadline - now, 1.0))
                         continue
             if task is None:
-                self._idle_read(min(deadline - now, 1.0))
+                # Right after running out of work, poll for up to seconds_spin: the next task
+                # of a caller waiting on this result usually comes within that.
+                self._idle_read(min(deadline - now, 1.0), max(0.0, a.seconds_spin - (now - last_work)))
                 continue
             task_id, payload = task
             started = time.monotonic()

@@ -130,8 +130,13 @@ class Channel(abc.ABC):
         """Send one frame (blocks until handed to the kernel); raises :class:`Closed` if the link is gone."""
 
     @abc.abstractmethod
-    def recv(self, timeout: float) -> bytes | None:
-        """The next frame, or ``None`` after ``timeout`` seconds; raises :class:`Closed` when the link is gone."""
+    def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
+        """The next frame, or ``None`` after ``timeout`` seconds; raises :class:`Closed` when the link is gone.
+
+        ``spin``: poll for up to this many seconds before sleeping in the kernel (a frame
+        expected soon then arrives without the tens of microseconds a sleeping thread
+        takes to wake); a channel that cannot poll ignores it.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -323,8 +323,8 @@ class NngChannel(Channel):
         except pynng.Closed as exc:
             raise Closed("the link to the controller is closed") from exc
 
-    def recv(self, timeout: float) -> bytes | None:
-        """The next frame, or ``None`` after ``timeout`` seconds."""
+    def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
+        """The next frame, or ``None`` after ``timeout`` seconds (``spin`` is ignored)."""
         if self._closed:
             raise Closed("the link to the controller is closed")
         self.sock.recv_timeout = max(1, int(timeout * 1000))

@@ -104,9 +104,15 @@ class SocketChannel(Channel):
                     raise self._gone() from exc
                 sent += n
 
-    def recv(self, timeout: float) -> bytes | None:
-        """The next frame, ``None`` after ``timeout`` seconds without one."""
-        deadline = time.monotonic() + timeout
+    def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
+        """The next frame, ``None`` after ``timeout`` seconds without one.
+
+        With ``spin``, the socket is polled (non-blocking reads) for up to that many seconds
+        before the thread sleeps in ``select``.
+        """
+        now = time.monotonic()
+        deadline = now + timeout
+        spin_until = now + min(spin, timeout)
         buf = self._rbuf
         while True:
             if len(buf) >= HEADER.size:
@@ -122,7 +128,10 @@ class SocketChannel(Channel):
                 with self._ssl_lock:
                     chunk = self.sock.recv(READ_CHUNK)
             except WOULD_BLOCK:
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                if now < spin_until:
+                    continue  # polling: a frame due within microseconds is read without a wake-up
+                left = deadline - now
                 if left <= 0:
                     return None
                 for key, _ in self._rsel.select(left):
