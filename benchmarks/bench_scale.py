@@ -181,7 +181,12 @@ def listen_overflows() -> int | None:
 
 
 def beat_round_us(controller: Any) -> float:
-    """µs the dispatcher takes to send one heartbeat to every connection (an extra round, timed on its thread)."""
+    """µs the dispatcher takes to send one heartbeat to every connection (an extra round, timed on its thread).
+
+    The dispatcher spreads these over the heartbeat interval (each connection beats on its
+    own schedule); this is their total cost per interval.
+    """
+    from pycrew.control.conn import READY
     from pycrew.wire import protocol
 
     d = controller._dispatcher
@@ -189,7 +194,7 @@ def beat_round_us(controller: Any) -> float:
     def send_all() -> float:
         t0 = time.perf_counter()
         for conn in list(d.conns.values()):
-            if conn.state == "ready":
+            if conn.state == READY:
                 d._send(conn, protocol.BEAT_FRAME)
         return 1e6 * (time.perf_counter() - t0)
 
@@ -364,14 +369,13 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         out["rt_p99_us"] = percentile(samples, 0.99)
         out["rt_mean_us"] = statistics.fmean(samples)
         out["rt_max_us"] = max(samples)
-        # Trips slower than 10 ms, with their phase in the dispatcher's heartbeat cycle
-        # (seconds after the start of the round in which the dispatcher beats every worker).
-        hb = c.options.seconds_heartbeat
+        # Trips slower than 10 ms, with when they started (seconds into the run of trips):
+        # each connection beats on its own schedule, so there is no global beat round to
+        # line them up with.
         dispatcher = c._dispatcher
         assert dispatcher is not None
-        next_beat = dispatcher._next_beat
         out["rt_slow"] = [
-            {"us": us, "phase_s": (start - next_beat) % hb}
+            {"us": us, "at_s": start - starts[0]}
             for start, us in zip(starts, samples, strict=True) if us > 10_000
         ]
 
