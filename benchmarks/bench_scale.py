@@ -412,12 +412,22 @@ def spawn(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, stderr = proc.communicate()
-            return {"workers": workers, "error": f"timed out after {args.child_timeout:g} s", "stderr": stderr[-3000:]}
+            return {"workers": workers, "error": f"timed out after {args.child_timeout:g} s", "stderr": _own_lines(stderr)}
     for line in stdout.splitlines():
         if line.startswith(RESULT_MARK):
             result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
             return result
-    return {"workers": workers, "error": f"exit code {proc.returncode}", "stderr": stderr[-3000:]}
+    return {"workers": workers, "error": f"exit code {proc.returncode}", "stderr": _own_lines(stderr)}
+
+
+def _own_lines(stderr: str, keep: int = 6000) -> str:
+    """The child's own output (its traceback), without the thousands of worker log lines
+    a failing run at large W produces, which would otherwise push it out of the excerpt."""
+    lines = stderr.splitlines()
+    own = [line for line in lines if " pycrew.worker " not in line]
+    dropped = len(lines) - len(own)
+    text = "\n".join(own)[-keep:]
+    return text + (f"\n[{dropped:,} worker log lines left out]" if dropped else "")
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
