@@ -219,25 +219,26 @@ class TaskRunner:
         if self.installed:  # the worker owns its process: the capture stays installed
             capture = self._capture
             capture.start()
-            self.current = task_id
             try:
-                return fn(*args, **kwargs)
+                return self._invoke(task_id, fn, args, kwargs)
             finally:
-                self.current = None
-                self.current_name = None
-                self.deadline = None
                 warns.extend(capture.stop())
         # Worker loops sharing a process (a test harness): the warnings state is the process's.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.current = task_id
             try:
-                return fn(*args, **kwargs)
+                return self._invoke(task_id, fn, args, kwargs)
             finally:
-                self.current = None
-                self.current_name = None
-                self.deadline = None
                 warns.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+
+    def _invoke(self, task_id: int, fn: Any, args: Any, kwargs: Any) -> Any:
+        self.current = task_id
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.current = None
+            self.current_name = None
+            self.deadline = None
 
     def _clean_up(self) -> None:
         """Undo what a task changed that would leak into the next one."""
