@@ -204,8 +204,20 @@ def test_a_worker_dropped_during_its_task_does_not_end_its_host(run_dir: str) ->
         pids = {r.result[1] for r in c.collect()}
         assert len(pids) == 1, "both workers should live in one host process"
         (pid,) = pids
-        c.push(tasks.sleep_then_report, (20.0,), name="long")
-        wait_until(lambda: c.summary().controller.running == 1, 30, "the long task to start")
+        marker = os.path.join(run_dir, "long-task-started")
+
+        def long_task(path: str = marker) -> str:  # a local function: it travels by value
+            import time
+
+            with open(path, "w"):
+                pass
+            time.sleep(20.0)
+            return "done"
+
+        c.push(long_task, name="long")
+        # Started on the worker, not only sent: a task still waiting in the worker's own queue
+        # is dropped there when cancelled, and its worker rightly stays.
+        wait_until(lambda: os.path.exists(marker), 30, "the long task to start on its worker")
         assert c.cancel(names=["long"]) == 1
         wait_until(lambda: c.summary().controller.workers_online == 1, 30, "the dispatcher to drop the stuck worker")
         assert alive(pid), "the host process ended with the dropped worker"
