@@ -229,3 +229,49 @@ def test_a_worker_dropped_during_its_task_does_not_end_its_host(run_dir: str) ->
     finally:
         c.terminate()
     wait_until(lambda: not alive(pid), 30, "the host to exit after terminate() (its stuck task notwithstanding)")
+
+
+HOST_WRAPPER = """#!{python}
+import json, os, sys, time
+data = sys.stdin.buffer.read()
+if any(0 in entry.get("indices", []) for entry in json.loads(data)["workers"]):
+    time.sleep(4.0)
+    open(os.path.join(os.path.dirname(sys.argv[0]), "slow-host-up"), "w").close()
+r, w = os.pipe()  # hand the batch on as standard input (it fits in the pipe's buffer)
+os.write(w, data)
+os.close(w)
+os.dup2(r, 0)
+os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+"""
+
+
+def test_a_host_whose_workers_ended_before_the_batch_was_ready_is_not_a_failed_launch(run_dir: str) -> None:
+    """Hosts announce readiness one by one; a host whose workers connected, idled out and
+    left (so it exited) while a later host was still starting belongs to a good launch.
+
+    (The launcher took any exited host for a failed one: at W = 5,000 on two cores a host
+    whose workers had ended made the whole batch "fail", and every host was killed.)
+    """
+    wrapper = os.path.join(run_dir, "python")
+    with open(wrapper, "w") as f:  # the host of array element 0 (started first) is slow to start
+        f.write(HOST_WRAPPER.format(python=sys.executable))
+    os.chmod(wrapper, 0o755)
+    c = pycrew.controller(
+        "swarm", workers=2, workers_at_start=2, run_dir=run_dir, workers_per_host=1, python=wrapper,
+        seconds_idle=0.5, seconds_launch=60,
+    )
+    try:
+        c.start()
+        # Element 1's host is up at once: its worker connects, idles out, and its host exits.
+        # Element 0's host announces itself 4 s later: that is when launch() judges the batch.
+        wait_until(lambda: os.path.exists(os.path.join(run_dir, "slow-host-up")), 60, "the slow host to start")
+        assert c.submit(tasks.report_worker).result(timeout=60)
+        summary = c.summary().launcher
+        assert summary["launches"] == 2 and summary["launch_failures"] == 0, summary
+    finally:
+        c.terminate()
+
+    def hosts() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if run_dir in " ".join(p.info["cmdline"] or [])]
+
+    wait_until(lambda: not hosts(), 30, "every host to exit after terminate()")

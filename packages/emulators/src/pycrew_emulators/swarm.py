@@ -135,7 +135,8 @@ class _Host:
         self.proc = proc
         self.control = control
         self.instances = instances
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # also set when the host exits (whoever waits sees it)
+        self.announced = False  # the host said it was ready (its workers started)
         self.ended_workers: list[dict[str, Any]] = []
         self._tail = bytearray()
         self._lock = threading.Lock()
@@ -156,6 +157,7 @@ class _Host:
                         event = None
                     if isinstance(event, dict):
                         if event.get("ready"):
+                            self.announced = True
                             self.ready.set()
                         elif "ended" in event:
                             with self._lock:
@@ -285,7 +287,9 @@ class SwarmPlugin(pycrew.LauncherPlugin[SwarmOptions, None]):
             deadline = time.monotonic() + options.seconds_start
             for host in started:
                 host.ready.wait(max(0.0, deadline - time.monotonic()))
-                if host.proc.poll() is not None or not host.ready.is_set():
+                # A host that started its workers and has exited since is not a failed
+                # launch: its workers ended (each reported by its own "ended" event).
+                if not host.announced:
                     host.reader.join(timeout=1.0)
                     what = (
                         f"exited with code {host.proc.returncode}"

@@ -30,6 +30,9 @@ EXIT_OK = 0
 EXIT_NO_TOKEN = 2
 EXIT_NO_CONNECTION = 3
 EXIT_CONTROLLER_GONE = 4
+#: Longest single sleep of an idle worker whose comms thread reads its frames (a shared
+#: process): tasks and the end of the link wake it; this only bounds the timeout passed down.
+IDLE_WAIT_MAX = 3600.0
 
 #: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
 FRAME_HEADROOM = 64
@@ -68,6 +71,9 @@ class Worker:
         self.cv = threading.Condition()
         self.welcomed = threading.Event()
         self.gone = threading.Event()
+        # Set with either of the two above: the main thread sleeps on it until the handshake
+        # ends (no polling: a thousand connecting loops in one process cannot afford it).
+        self.settled = threading.Event()
         self.stop_reason = ""
         self.frames_received = 0
         self.last_seen = time.monotonic()
@@ -96,6 +102,7 @@ class Worker:
             return
         self.stop_reason = why
         self.gone.set()
+        self.settled.set()
         with self.cv:
             self.cv.notify_all()
         if self.running and not self.shared_process:  # a task is running: it cannot be interrupted politely, so exit now
@@ -162,6 +169,7 @@ class Worker:
             self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
             self._limit_frames(body.get("bytes_max"))
             self.welcomed.set()
+            self.settled.set()
         elif kind == p.CANCEL:
             self._cancel(p.decode_ids(frame))
         elif kind == p.STOP:
@@ -291,15 +299,15 @@ class Worker:
             ).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        while not self.welcomed.wait(0.05):
-            if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
-                log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
-                self.channel.close()
-                return EXIT_NO_CONNECTION
-            if time.monotonic() > deadline:
-                log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
-                self.channel.close()
-                return EXIT_NO_CONNECTION
+        self.settled.wait(max(0.0, deadline - time.monotonic()))
+        if self.gone.is_set():  # the dispatcher dropped us before (or right after) WELCOME: refused
+            log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
+            self.channel.close()
+            return EXIT_NO_CONNECTION
+        if not self.welcomed.is_set():
+            log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
+            self.channel.close()
+            return EXIT_NO_CONNECTION
         self.serving = True
         reason = self._serve()
         self.batcher.stop()
@@ -338,7 +346,9 @@ class Worker:
                     if now >= deadline:
                         return f"idle for seconds_idle={a.seconds_idle:g}"
                     if not self.direct:
-                        self.cv.wait(min(deadline - now, 1.0))
+                        # Tasks and the end of the link notify ``cv``; the deadline covers
+                        # the idle and wall-time rules: nothing else needs a look.
+                        self.cv.wait(min(deadline - now, IDLE_WAIT_MAX))
                         continue
             if task is None:
                 # Right after running out of work, poll for up to seconds_spin: the next task
