@@ -323,3 +323,29 @@ def test_a_worker_whose_prefetch_window_widens_gets_more_without_new_results(h):
     h.d.record_seconds(0.0001)  # short tasks now: the window widens to prefetch_max
     h.d._step()
     assert len(a.tasks()) == 4
+
+
+def test_a_tick_looks_only_at_connections_with_something_due(h):
+    """Idle or busy, a tick costs only the connections whose heartbeat or deadline has come:
+    500 connected workers, and a tick before any beat is due visits none of them."""
+    links = [h.worker() for _ in range(500)]
+    visited: list[int] = []
+    visit = h.d._visit
+    h.d._visit = lambda conn, now: (visited.append(conn.link.id), visit(conn, now))  # count, then do it
+    conns = [h.d.conns[link.id] for link in links]
+    first, last = min(c.next_beat for c in conns), max(c.next_beat for c in conns)
+    for now in (first - 0.5, first - 0.1):
+        h.d._maintain(now)
+    assert visited == [], "a tick with nothing due looked at connections"
+    h.d._maintain(last + 0.01)
+    assert sorted(visited) == sorted(link.id for link in links), "every beat came due: each connection once"
+    assert all(link.kinds().count(p.BEAT) == 1 for link in links)
+    visited.clear()
+    h.d._maintain(last + 0.02)
+    assert visited == []
+    (task,) = h.push(1, seconds_timeout=30.0)  # a task with a time limit: its worker is watched every tick
+    (link,) = [link for link in links if task.id in link.tasks()]
+    assert h.d._watched == {link.id}
+    h.reply(link, [task.id])
+    h.d._maintain(last + 0.03)
+    assert h.d._watched == set(), "a worker with nothing running stays watched"

@@ -29,6 +29,7 @@ class Assignment:
     _ready_limit: int
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _send: Callable[[Conn, bytes], None]
+    _watch: Callable[[Conn], None]
 
     def record_seconds(self, seconds: float) -> None:
         """Feed a task's run time into the moving average that sizes prefetching."""
@@ -98,6 +99,8 @@ class Assignment:
                 task.running = True
                 task.attempts += 1
                 conn.in_flight[task.id] = task
+                if task.seconds_timeout is not None:
+                    self._watch(conn)
                 batch.append((task.id, task.payload))
             if batch:
                 if len(conn.in_flight) == len(batch):

@@ -54,6 +54,7 @@ class Conn:
         "state",
         "stop_by",
         "tasks_left",
+        "visit_at",
     )
 
     def __init__(self, link: Link, now: float) -> None:
@@ -77,3 +78,4 @@ class Conn:
         self.info: dict[str, Any] = {}
         self.progress = now  # when the task now at the head of in_flight (probably) started
         self.stop_by: float | None = None  # a cancelled task must be given back by then
+        self.visit_at = 0.0  # when the dispatcher's upkeep next looks at this connection

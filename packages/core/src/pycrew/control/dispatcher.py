@@ -78,6 +78,8 @@ class Dispatcher(Assignment, Upkeep):
         self.finished = False  # the loop has ended (stopped, or died of ``error``)
         self.refused = LogLimiter(log)
         self.conns: dict[int, Conn] = {}
+        self._visits: list[tuple[float, int]] = []  # see Upkeep: when each connection next needs a look
+        self._watched: set[int] = set()
         # Connections that may have room for tasks, least loaded first: (tasks in flight,
         # link id, version). An entry is current while its version equals the connection's
         # ready_version; older ones are skipped when popped. A connection is (re)offered when
@@ -259,6 +261,7 @@ class Dispatcher(Assignment, Upkeep):
         """A worker connected: challenge it."""
         conn = Conn(link, time.monotonic())
         self.conns[link.id] = conn
+        self._visit_at(conn, conn.opened + self.settings.seconds_auth)
         self._send(conn, p.encode_challenge(conn.nonce))
 
     def frame_received(self, link: Link, frame: bytes) -> None:
@@ -321,6 +324,7 @@ class Dispatcher(Assignment, Upkeep):
         del self.tokens[instance]  # used up: the instance may not connect again
         conn.state = READY
         conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
+        self._visit_at(conn, conn.next_beat)
         conn.link.limit = self.settings.bytes_max
         conn.instance = instance
         conn.slot = slot

@@ -4,6 +4,7 @@ tasks, heartbeats, time limits and cancelling (all on the dispatcher's thread)."
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -98,25 +99,66 @@ class Upkeep:
 
     # -- periodic ---------------------------------------------------------------------
 
+    # Each tick looks only at the connections that have something due: a heap of visits
+    # (when each connection next needs a look: its heartbeat, its heartbeat or HELLO
+    # deadline, its removal once closed) and the set of connections running a task with a
+    # time limit or holding a cancelled one. Idle or busy, a thousand workers cost a tick
+    # only the few whose time has come. Each connection has one live visit (``visit_at``);
+    # an entry whose time is not its connection's ``visit_at`` is stale and skipped.
+
+    _visits: list[tuple[float, int]]  # (when, link id)
+    _watched: set[int]  # link ids whose tasks have time limits, or that must give a task back
+
+    def _visit_at(self, conn: Conn, when: float) -> None:
+        """Look at ``conn`` at (the first tick after) ``when`` instead of its earlier plan."""
+        conn.visit_at = when
+        heapq.heappush(self._visits, (when, conn.link.id))
+
+    def _watch(self, conn: Conn) -> None:
+        """Check ``conn``'s running task against its time limit, or its cancel deadline, every tick."""
+        self._watched.add(conn.link.id)
+
     def _maintain(self, now: float) -> None:
-        hb = self.settings.seconds_heartbeat
-        # Each connection beats on its own schedule (from when it connected), so a thousand
-        # workers do not all get a beat, and all answer, in the same tick.
-        for conn in list(self.conns.values()):
-            if conn.state == CHALLENGED and now - conn.opened > self.settings.seconds_auth:
-                self._drop(conn, "no HELLO in time")
-            elif conn.state == READY:
-                if conn.in_flight and self._overdue(conn, now):
-                    continue
-                if now - conn.last_seen > self.settings.seconds_heartbeat_timeout:
-                    self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
-                elif now >= conn.next_beat:
-                    conn.next_beat = now + hb
-                    self._send(conn, p.BEAT_FRAME)
-            elif conn.state == CLOSED and now - conn.last_seen > hb:
-                del self.conns[conn.link.id]
+        if self._watched:  # first: a task past its time limit is its worker's reason to go
+            for link_id in list(self._watched):
+                conn = self.conns.get(link_id)
+                if conn is None or conn.state != READY or not conn.in_flight:
+                    self._watched.discard(link_id)  # nothing running: a new task with a limit re-adds it
+                else:
+                    self._overdue(conn, now)
+        visits = self._visits
+        while visits and visits[0][0] <= now:
+            when, link_id = heapq.heappop(visits)
+            conn = self.conns.get(link_id)
+            if conn is not None and conn.visit_at == when:
+                self._visit(conn, now)
         self.server.maintain(now)
         self._on_tick(now)
+
+    def _visit(self, conn: Conn, now: float) -> None:
+        """Heartbeats and deadlines of one connection whose visit is due; plan its next one."""
+        settings = self.settings
+        hb = settings.seconds_heartbeat
+        if conn.state == CHALLENGED and now - conn.opened > settings.seconds_auth:
+            self._drop(conn, "no HELLO in time")
+        elif conn.state == READY:
+            # Each connection beats on its own schedule (from when it connected), so a
+            # thousand workers do not all get a beat, and all answer, in the same tick.
+            if now - conn.last_seen > settings.seconds_heartbeat_timeout:
+                self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
+            elif now >= conn.next_beat:
+                conn.next_beat = now + hb
+                self._send(conn, p.BEAT_FRAME)
+        if conn.state == CHALLENGED:
+            when = conn.opened + settings.seconds_auth
+        elif conn.state == READY:
+            when = min(conn.next_beat, conn.last_seen + settings.seconds_heartbeat_timeout)
+        elif conn.state == CLOSED and now - conn.last_seen > hb:
+            del self.conns[conn.link.id]
+            return
+        else:  # closed lately (kept a heartbeat interval for its late frames), or leaving
+            when = conn.last_seen + hb
+        self._visit_at(conn, max(when, now + 1e-6))  # later than now: this tick's loop ends
 
     def _overdue(self, conn: Conn, now: float) -> bool:
         """Replace a worker that kept a cancelled or timed-out task past the grace period."""
@@ -157,6 +199,7 @@ class Upkeep:
                 count += len(ids)
                 self._send(conn, p.encode_ids(p.CANCEL, ids))
                 conn.stop_by = now + self.settings.seconds_grace
+                self._watch(conn)
         return count
 
     # -- queries (dispatcher thread) -----------------------------------------------------

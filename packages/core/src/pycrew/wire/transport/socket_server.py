@@ -98,6 +98,7 @@ class SocketServer(Server):
         self._ids = itertools.count(1)
         self.links: dict[int, SocketLink] = {}
         self._closed: collections.deque[SocketLink] = collections.deque()
+        self._opening: collections.deque[SocketLink] = collections.deque()  # accepted, in order (see maintain)
         self._sel: selectors.BaseSelector | None = None
         self._handler: Handler | None = None
 
@@ -137,6 +138,7 @@ class SocketServer(Server):
             state = HANDSHAKE if self._ssl is not None else PREAMBLE_WAIT
             link = SocketLink(self, sock, f"{addr[0]}:{addr[1]}", next(self._ids), state)
             self.links[link.id] = link
+            self._opening.append(link)
             self._sel.register(sock, selectors.EVENT_READ, link.on_event)
             if state == HANDSHAKE:
                 self._handshake(link)
@@ -278,6 +280,7 @@ class SocketServer(Server):
             return
         was_open = link.state == OPEN
         link.state = CLOSED
+        self.links.pop(link.id, None)  # before the peer can see the end (tests look right after)
         if reason:
             self.refused.warning("closing connection %s from %s: %s", link.id, link.peer, reason)
         if self._sel is not None:
@@ -293,7 +296,6 @@ class SocketServer(Server):
         with contextlib.suppress(OSError):
             link.sock.close()
         link.rbuf = bytearray()
-        self.links.pop(link.id, None)
         if was_open:
             self._closed.append(link)
 
@@ -305,9 +307,15 @@ class SocketServer(Server):
 
     def maintain(self, now: float) -> None:
         """Close connections that did not open (TLS handshake and preamble) within ``seconds_auth``."""
-        for link in list(self.links.values()):
-            if link.state in (HANDSHAKE, PREAMBLE_WAIT) and now - link.opened > self.seconds_auth:
+        # Links wait in the order they were accepted: the oldest still opening decides.
+        opening = self._opening
+        while opening:
+            link = opening[0]
+            if link.state in (HANDSHAKE, PREAMBLE_WAIT):
+                if now - link.opened <= self.seconds_auth:
+                    return
                 self.close_link(link, f"it did not open within {self.seconds_auth:g} s")
+            opening.popleft()
 
     def close(self) -> None:
         """Close every link and stop listening."""
