@@ -349,3 +349,33 @@ def test_a_tick_looks_only_at_connections_with_something_due(h):
     h.reply(link, [task.id])
     h.d._maintain(last + 0.03)
     assert h.d._watched == set(), "a worker with nothing running stays watched"
+
+
+def test_the_running_count_follows_every_way_a_task_leaves_a_worker(h):
+    """running() is kept as tasks come and go (the scaler reads it every tick); it must equal
+    the tasks in the connections' in_flight after results, a loss, a drop, a goodbye and a cancel."""
+
+    def agrees() -> None:
+        assert h.d.running() == sum(len(c.in_flight) for c in h.d.conns.values())
+
+    h.d.record_seconds(0.0001)  # short tasks: several in flight per worker
+    a, b, c, d = (h.worker() for _ in range(4))
+    h.push(16)
+    agrees()
+    assert h.d.running() == 16
+    h.reply(a, a.tasks()[:2] + [987_654])  # two results and an id it does not hold
+    agrees()
+    h.lose(b)  # lost: its tasks go back to the queue (and out again to the others)
+    agrees()
+    h.d._drop(h.d.conns[c.id], "misbehaved")
+    h.d._step()
+    agrees()
+    h.d.frame_received(d, p.encode_json(p.BYE, {"reason": "done", "unstarted": []}))
+    h.d._step()
+    agrees()
+    held = [t for t in h.d.conns[a.id].in_flight.values()]
+    assert h.d.cancel(lambda t: t is held[0], "cancelled") == 1
+    agrees()
+    h.reply(a, [t.id for t in held])
+    agrees()
+    assert h.d.running() == len(h.d.conns[a.id].in_flight)

@@ -18,7 +18,8 @@ import pytest
 
 import pycrew
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, SECONDS_POLL
-from pycrew.control.scaler import CONNECTED, IDLE, LAUNCHING, Scaler
+from pycrew.control.scaler import Scaler
+from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.controller_options import build_controller_options
 from pycrew.plugins import PluginRegistry
 
@@ -257,3 +258,34 @@ def test_terminate_all_reaches_every_worker_still_known(h):
     handles = {f"handle-{c.instance}" for c in h.platform.launched[0]}
     h.scaler.terminate_all(5.0)
     assert handles <= set(h.platform.terminated)
+
+
+def test_the_census_follows_every_state_change_so_ticks_need_not_count_slots(make_harness):
+    """supply(), online() and launching() agree with the slots at every step of a life:
+    launch, connect, a launch timeout, a monitor-reported failure, a disconnect."""
+    h = make_harness(workers=6, seconds_launch=30)
+
+    def agrees() -> None:
+        states = h.states()
+        assert h.scaler.supply() == sum(s != IDLE for s in states)
+        assert h.scaler.online() == states.count(CONNECTED)
+        assert h.scaler.launching() == states.count(LAUNCHING)
+        assert set(h.scaler.census.launching) == {s.index for s in h.scaler.slots if s.state == LAUNCHING}
+
+    agrees()
+    h.scale(demand=6)
+    agrees()
+    calls = h.platform.launched[0]
+    for call in calls[:3]:
+        h.scaler.connected(call.instance, {"host": "n", "pid": 1})
+    agrees()
+    h.platform.ended = {calls[3].instance: "it could not start"}
+    h.scale_until(lambda: h.scaler.launching() < 3, demand=3, step=SECONDS_POLL, what="the monitor's report")
+    agrees()
+    h.scale(demand=3, advance=31.0)  # the rest time out
+    agrees()
+    assert h.scaler.launching() == 0 and h.scaler.online() == 3
+    h.scaler.disconnected(calls[0].instance, crashed=False)
+    h.settle()
+    agrees()
+    assert h.scaler.online() == 2

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pycrew.config import SEQUENTIAL, ConfigError, controller_arguments
 from pycrew.control.controller import Controller
 from pycrew.control.launch_reports import is_ended_reason
-from pycrew.control.scaler import CONNECTED
+from pycrew.control.slots import CONNECTED
 from pycrew.errors import LauncherNotFoundError, OptionsError
 from pycrew.plugin_api import WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry

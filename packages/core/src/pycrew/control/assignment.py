@@ -30,6 +30,7 @@ class Assignment:
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _send: Callable[[Conn, bytes], None]
     _watch: Callable[[Conn], None]
+    tasks_running: int
 
     def record_seconds(self, seconds: float) -> None:
         """Feed a task's run time into the moving average that sizes prefetching."""
@@ -99,6 +100,7 @@ class Assignment:
                 task.running = True
                 task.attempts += 1
                 conn.in_flight[task.id] = task
+                self.tasks_running += 1
                 if task.seconds_timeout is not None:
                     self._watch(conn)
                 batch.append((task.id, task.payload))

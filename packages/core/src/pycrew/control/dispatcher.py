@@ -78,6 +78,7 @@ class Dispatcher(Assignment, Upkeep):
         self.finished = False  # the loop has ended (stopped, or died of ``error``)
         self.refused = LogLimiter(log)
         self.conns: dict[int, Conn] = {}
+        self.tasks_running = 0  # tasks in the connections' in_flight (see running())
         self._visits: list[tuple[float, int]] = []  # see Upkeep: when each connection next needs a look
         self._watched: set[int] = set()
         # Connections that may have room for tasks, least loaded first: (tasks in flight,
@@ -238,6 +239,7 @@ class Dispatcher(Assignment, Upkeep):
         for conn in self.conns.values():
             tasks.extend(conn.in_flight.values())
             conn.in_flight.clear()
+        self.tasks_running = 0
         return [t for t in tasks if not t.resolved]
 
     def _step(self) -> None:
@@ -350,6 +352,8 @@ class Dispatcher(Assignment, Upkeep):
     def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
         for task_id, payload in records:
             task = conn.in_flight.pop(task_id, None)
+            if task is not None:
+                self.tasks_running -= 1
             if task is None or task.resolved:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)

@@ -19,18 +19,19 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.launch_reports import describe_worker, explain_ended, launch_error_message
+from pycrew.control.slots import IDLE, LAUNCHING
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
 
 if TYPE_CHECKING:
     from pycrew.control.dispatcher import Dispatcher
-    from pycrew.control.scaler import Slot
+    from pycrew.control.slots import Slot, SlotCensus
     from pycrew.controller_options import ControllerOptions
     from pycrew.plugins import PluginRegistry
 
 log = logging.getLogger("pycrew.control.scaler")
 
-IDLE, LAUNCHING = "idle", "launching"
+
 #: While workers are launching, the monitor is asked this often which of them ended.
 SECONDS_POLL = 1.0
 #: ... and this soon after a batch was launched (a worker that cannot start ends at once).
@@ -61,6 +62,7 @@ class LaunchWatch:
     url: str
     dispatcher: Dispatcher | None
     slots: list[Slot]
+    census: SlotCensus
     by_instance: dict[str, Slot]
     handles: dict[str, Any]
     _handles_lock: threading.Lock
@@ -86,7 +88,7 @@ class LaunchWatch:
         """Dispatcher thread: ask the monitor (in the pool) about launching workers, if due."""
         if self._polling or now < self._poll_due:
             return
-        if not any(s.state == LAUNCHING and s.handle_known for s in self.slots):
+        if not any(s.handle_known for s in self.census.launching.values()):
             return
         self._polling = True
         self._poll_due = math.inf  # set again when the call returns

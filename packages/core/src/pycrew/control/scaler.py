@@ -27,6 +27,7 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
+from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
 from pycrew.wire.protocol import derive_token, new_token
@@ -38,54 +39,6 @@ if TYPE_CHECKING:
     from pycrew.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
-
-IDLE, LAUNCHING, CONNECTED = "idle", "launching", "connected"
-
-
-class Slot:
-    """One of the ``workers`` places a worker can occupy."""
-
-    __slots__ = (
-        "crashes",
-        "exit_reason",
-        "failures",
-        "handle",
-        "handle_known",
-        "host",
-        "index",
-        "instance",
-        "instances",
-        "last_handle",
-        "last_handle_known",
-        "last_instance",
-        "launch_failures",
-        "launched_at",
-        "launches",
-        "pid",
-        "retry_after",
-        "state",
-    )
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.state = IDLE
-        self.exit_reason = ""  # why the last instance of this slot left (its BYE reason, or how it was lost)
-        self.instance: str | None = None
-        self.handle: Any = None
-        self.handle_known = False
-        self.launched_at = 0.0
-        self.failures = 0
-        self.launches = 0
-        self.launch_failures = 0
-        self.instances = 0
-        self.retry_after = 0.0
-        self.host: str | None = None
-        self.pid: int | None = None
-        self.last_instance: str | None = None
-        self.last_handle: Any = None  # the handle of the latest instance whose launch returned one (kept for logs)
-        self.last_handle_known = False
-        self.crashes = 0
-
 
 class Scaler(LaunchWatch):
     """Launches and terminates workers for one controller through its launcher plugin."""
@@ -105,7 +58,8 @@ class Scaler(LaunchWatch):
         self.tls_ca = tls_ca
         self.url = ""
         self.dispatcher: Dispatcher | None = None
-        self.slots = [Slot(i + 1) for i in range(options.workers)]
+        self.census = SlotCensus()
+        self.slots = [Slot(i + 1, self.census) for i in range(options.workers)]
         self.by_instance: dict[str, Slot] = {}
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
         self.pool = ThreadPoolExecutor(max_workers=options.processes, thread_name_prefix=f"pycrew-launch-{info.name}")
@@ -178,22 +132,23 @@ class Scaler(LaunchWatch):
 
     def supply(self) -> int:
         """Workers launching or connected."""
-        return sum(1 for s in self.slots if s.state != IDLE)
+        counts = self.census.counts
+        return counts[LAUNCHING] + counts[CONNECTED]
 
     def online(self) -> int:
         """Workers connected."""
-        return sum(1 for s in self.slots if s.state == CONNECTED)
+        return self.census.counts[CONNECTED]
 
     def launching(self) -> int:
         """Workers launched and not yet connected."""
-        return sum(1 for s in self.slots if s.state == LAUNCHING)
+        return self.census.counts[LAUNCHING]
 
     def scale(self, demand: int, now: float) -> None:
         """Launch workers into free slots while demand exceeds supply; time out launches."""
         if self.error is not None or self.error_pending or self.dispatcher is None:
             return
-        for slot in self.slots:
-            if slot.state == LAUNCHING and now - slot.launched_at > self.options.seconds_launch:
+        for slot in list(self.census.launching.values()):
+            if now - slot.launched_at > self.options.seconds_launch:
                 self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s", now)
                 if self.error is not None or self.error_pending:
                     return

@@ -25,6 +25,7 @@ class Upkeep:
     conns: dict[int, Conn]
     queue: collections.deque[Task]
     retries: int
+    tasks_running: int  # the sum of every connection's in_flight, kept up to date
     server: Server
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool, str], None]
@@ -58,6 +59,7 @@ class Upkeep:
             return
         conn.state = LEAVING
         tasks = list(conn.in_flight.values())
+        self.tasks_running -= len(conn.in_flight)
         conn.in_flight.clear()
         self._requeue(tasks, blame_first=False, reason="worker left")
         if conn.instance:
@@ -69,6 +71,7 @@ class Upkeep:
         """The link of ``conn`` is gone."""
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
+            self.tasks_running -= len(conn.in_flight)
             conn.in_flight.clear()
             self._requeue(tasks, blame_first=True, reason="connection lost")
             if conn.instance:
@@ -83,6 +86,7 @@ class Upkeep:
             log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         if conn.state == READY:
             tasks = list(conn.in_flight.values())
+            self.tasks_running -= len(conn.in_flight)
             conn.in_flight.clear()
             self._requeue(tasks, blame_first=blame, reason=reason)
             if conn.instance:
@@ -205,8 +209,8 @@ class Upkeep:
     # -- queries (dispatcher thread) -----------------------------------------------------
 
     def running(self) -> int:
-        """Tasks sent to workers and not resolved."""
-        return sum(len(c.in_flight) for c in self.conns.values())
+        """Tasks sent to workers and not given back (kept as they come and go, not counted)."""
+        return self.tasks_running
 
     def remove_queued(self, predicate: Callable[[Task], bool]) -> list[Task]:
         """Remove and return queued tasks matching ``predicate`` (dispatcher thread)."""

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pycrew.control.scaler import Scaler, Slot
+    from pycrew.control.scaler import Scaler
+    from pycrew.control.slots import Slot
 
 #: Events kept (the oldest are dropped first).
 EVENTS_MAX = 200
