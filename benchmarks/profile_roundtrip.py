@@ -24,6 +24,13 @@ Two measures, both on the local launcher with the default (socket) wire:
     add about 1 µs per step, so the sum is a little over the untraced round trip, which
     is printed too.
 
+``gaps``
+    ``--tasks`` sleeps of ``--seconds`` (0.01) submitted at once to ``--workers`` workers,
+    pycrew and :class:`concurrent.futures.ProcessPoolExecutor` in turn, ``--rounds`` times:
+    per worker process, the time from one task's end to the next one's start, from the
+    tasks' own ``time.monotonic()`` stamps. That gap is what ``bench_compare.py``'s
+    efficiency measure loses per task besides the sleep's own overshoot.
+
 ``cpu``
     ``--tasks`` no-ops submitted one by one and gathered (the throughput case of
     ``bench_compare.py``) with ``--workers`` workers, beside
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import json
 import os
 import statistics
@@ -375,6 +383,60 @@ def print_cpu(results: list[dict[str, Any]]) -> None:
         print(f"  {'total':44} {total:7.1f} µs CPU/task -> at most {cores / total * 1e6:,.0f} tasks/s on {cores} cores")
 
 
+def gap_case(name: str, submit: Callable[..., Any], n: int, seconds: float, workers: int) -> dict[str, Any]:
+    """``n`` tasks of ``seconds`` submitted at once; per worker process, the time from one
+    task's end to the next one's start (the task's own timestamps)."""
+    t0 = time.monotonic()
+    futures = [submit(tasks.timed_sleep, seconds) for _ in range(n)]
+    runs = [f.result() for f in futures]
+    wall = time.monotonic() - t0
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for pid, began, ended in runs:
+        by_pid.setdefault(pid, []).append((began, ended))
+    gaps: list[float] = []
+    lengths: list[float] = []
+    for spans in by_pid.values():
+        spans.sort()
+        lengths += [e - b for b, e in spans]
+        gaps += [nxt[0] - cur[1] for cur, nxt in itertools.pairwise(spans)]
+    gaps.sort()
+    return {
+        "framework": name,
+        "tasks": n,
+        "seconds": seconds,
+        "efficiency_pct": 100.0 * n * seconds / workers / wall,
+        "task_ms_p50": statistics.median(lengths) * 1e3,
+        "gap_us_p50": statistics.median(gaps) * 1e6,
+        "gap_us_p90": gaps[int(0.9 * (len(gaps) - 1))] * 1e6,
+        "gap_us_mean": statistics.fmean(gaps) * 1e6,
+    }
+
+
+def gaps(n: int, seconds: float, workers: int, rounds: int) -> list[dict[str, Any]]:
+    """The gap between consecutive tasks of one worker: pycrew and ProcessPoolExecutor, alternating."""
+    import pycrew
+
+    results = []
+    for _ in range(rounds):
+        with pycrew.controller("local", workers=workers) as c:
+            [f.result() for f in [c.submit(tasks.timed_sleep, 0.0) for _ in range(4 * workers)]]
+            results.append(gap_case("pycrew", c.submit, n, seconds, workers))
+        with concurrent.futures.ProcessPoolExecutor(workers) as ex:
+            [f.result() for f in [ex.submit(tasks.timed_sleep, 0.0) for _ in range(4 * workers)]]
+            results.append(gap_case("ProcessPoolExecutor", ex.submit, n, seconds, workers))
+    return results
+
+
+def print_gaps(results: list[dict[str, Any]]) -> None:
+    print(f"{'framework':22} {'efficiency %':>12} {'task ms':>8} {'gap p50 us':>11} {'gap p90 us':>11} {'gap mean us':>12}")
+    for r in results:
+        print(f"{r['framework']:22} {r['efficiency_pct']:12.2f} {r['task_ms_p50']:8.3f} {r['gap_us_p50']:11.0f} "
+              f"{r['gap_us_p90']:11.0f} {r['gap_us_mean']:12.0f}")
+    for name in dict.fromkeys(r["framework"] for r in results):
+        mine = [r["gap_us_p50"] for r in results if r["framework"] == name]
+        print(f"{name}: median gap over {len(mine)} round(s) {statistics.median(mine):.0f} us")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="measure", required=True)
@@ -384,15 +446,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("cpu", help="CPU per task per thread and process, beside ProcessPoolExecutor")
     c.add_argument("--tasks", type=int, default=20000)
     c.add_argument("--workers", type=int, default=2)
+    g = sub.add_parser("gaps", help="time between consecutive sleep tasks of a worker, beside ProcessPoolExecutor")
+    g.add_argument("--tasks", type=int, default=600)
+    g.add_argument("--seconds", type=float, default=0.01)
+    g.add_argument("--workers", type=int, default=2)
+    g.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     setup_environment()
     if args.measure == "timeline":
         out: Any = timeline(args.trips, args.warmup)
         print_timeline(out)
-    else:
+    elif args.measure == "cpu":
         out = cpu(args.tasks, args.workers)
         print_cpu(out)
+    else:
+        out = gaps(args.tasks, args.seconds, args.workers, args.rounds)
+        print_gaps(out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

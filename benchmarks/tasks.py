@@ -21,6 +21,14 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def timed_sleep(seconds: float) -> tuple[int, float, float]:
+    """Sleep ``seconds``; return this process's pid and when the sleep began and ended
+    (``time.monotonic()``, one clock for every process of the machine)."""
+    began = time.monotonic()
+    time.sleep(seconds)
+    return os.getpid(), began, time.monotonic()
+
+
 def payload(data: bytes) -> int:
     """Take a payload and return its length (the memory benchmark's task)."""
     return len(data)

@@ -162,3 +162,20 @@ def test_docs_publishing_refuses_a_quick_run(bench_run: tuple[dict[str, Any], Pa
     done = run(str(REPORT), str(source), "--docs", "--docs-root", str(tmp_path))
     assert done.returncode != 0 and "--quick run" in done.stderr, done.stderr
     assert not (tmp_path / "docs").exists(), "a refused publish wrote files"
+
+
+def test_profile_roundtrip_gaps_reports_every_round_for_both_frameworks(tmp_path: Path) -> None:
+    """``profile_roundtrip.py gaps`` (the docs' "Between two 10 ms tasks" table) at tiny sizes:
+    one row per framework and round, gaps measured between real tasks of real workers."""
+    out = tmp_path / "gaps.json"
+    done = run(str(ROOT / "benchmarks" / "profile_roundtrip.py"), "--json", str(out), "gaps",
+               "--tasks", "40", "--seconds", "0.002", "--workers", "2", "--rounds", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["framework"] for r in rows] == ["pycrew", "ProcessPoolExecutor"] * 2
+    for r in rows:
+        assert r["tasks"] == 40 and r["seconds"] == 0.002
+        assert r["task_ms_p50"] >= 2.0, r  # the sleep itself, stamped by the task
+        assert 0 < r["gap_us_p50"] <= r["gap_us_p90"], r
+        assert 0 < r["efficiency_pct"] < 100, r
+    assert "median gap over 2 round(s)" in done.stdout

@@ -363,7 +363,7 @@ def test_the_running_count_follows_every_way_a_task_leaves_a_worker(h):
     h.push(16)
     agrees()
     assert h.d.running() == 16
-    h.reply(a, a.tasks()[:2] + [987_654])  # two results and an id it does not hold
+    h.reply(a, [*a.tasks()[:2], 987_654])  # two results and an id it does not hold
     agrees()
     h.lose(b)  # lost: its tasks go back to the queue (and out again to the others)
     agrees()

@@ -300,12 +300,11 @@ class Worker:
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
         self.settled.wait(max(0.0, deadline - time.monotonic()))
-        if self.gone.is_set():  # the dispatcher dropped us before (or right after) WELCOME: refused
-            log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
-            self.channel.close()
-            return EXIT_NO_CONNECTION
         if not self.welcomed.is_set():
-            log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
+            if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
+                log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
+            else:
+                log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
             self.channel.close()
             return EXIT_NO_CONNECTION
         self.serving = True
