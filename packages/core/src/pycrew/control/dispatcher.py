@@ -237,9 +237,7 @@ class Dispatcher(Assignment, Upkeep):
         tasks = list(self.queue) + self._drain_submissions()
         self.queue.clear()
         for conn in self.conns.values():
-            tasks.extend(conn.in_flight.values())
-            conn.in_flight.clear()
-        self.tasks_running = 0
+            tasks.extend(self._take_in_flight(conn))
         return [t for t in tasks if not t.resolved]
 
     def _step(self) -> None:

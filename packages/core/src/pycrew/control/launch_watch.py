@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pycrew.control.scaler")
 
-
 #: While workers are launching, the monitor is asked this often which of them ended.
 SECONDS_POLL = 1.0
 #: ... and this soon after a batch was launched (a worker that cannot start ends at once).

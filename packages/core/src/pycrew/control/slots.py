@@ -46,9 +46,9 @@ class Slot:
         "retry_after",
     )
 
-    def __init__(self, index: int, census: SlotCensus | None = None) -> None:
+    def __init__(self, index: int, census: SlotCensus) -> None:
         self.index = index
-        self._census = census if census is not None else SlotCensus()
+        self._census = census
         self._state = IDLE
         self._census.counts[IDLE] += 1
         self.exit_reason = ""  # why the last instance of this slot left (its BYE reason, or how it was lost)

@@ -34,6 +34,13 @@ class Upkeep:
 
     # -- leaving, losing, dropping ----------------------------------------------------
 
+    def _take_in_flight(self, conn: Conn) -> list[Task]:
+        """Empty ``conn``'s in_flight (keeping the running count) and return its tasks in order."""
+        tasks = list(conn.in_flight.values())
+        self.tasks_running -= len(tasks)
+        conn.in_flight.clear()
+        return tasks
+
     def _requeue(self, tasks: list[Task], blame_first: bool, reason: str) -> None:
         """Put a lost worker's unresolved tasks back at the front of the queue."""
         back: list[Task] = []
@@ -58,9 +65,7 @@ class Upkeep:
         if conn.state != READY:
             return
         conn.state = LEAVING
-        tasks = list(conn.in_flight.values())
-        self.tasks_running -= len(conn.in_flight)
-        conn.in_flight.clear()
+        tasks = self._take_in_flight(conn)
         self._requeue(tasks, blame_first=False, reason="worker left")
         if conn.instance:
             self._on_disconnect(conn.instance, False, conn.exit_reason or "the worker said goodbye")
@@ -70,9 +75,7 @@ class Upkeep:
     def _lost(self, conn: Conn) -> None:
         """The link of ``conn`` is gone."""
         if conn.state == READY:
-            tasks = list(conn.in_flight.values())
-            self.tasks_running -= len(conn.in_flight)
-            conn.in_flight.clear()
+            tasks = self._take_in_flight(conn)
             self._requeue(tasks, blame_first=True, reason="connection lost")
             if conn.instance:
                 self._on_disconnect(conn.instance, True, "its connection was lost without a goodbye (crashed or killed)")
@@ -85,9 +88,7 @@ class Upkeep:
         else:
             log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         if conn.state == READY:
-            tasks = list(conn.in_flight.values())
-            self.tasks_running -= len(conn.in_flight)
-            conn.in_flight.clear()
+            tasks = self._take_in_flight(conn)
             self._requeue(tasks, blame_first=blame, reason=reason)
             if conn.instance:
                 self._on_disconnect(conn.instance, True, f"dropped by the dispatcher: {reason}")
