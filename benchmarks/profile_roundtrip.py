@@ -383,11 +383,13 @@ def print_cpu(results: list[dict[str, Any]]) -> None:
         print(f"  {'total':44} {total:7.1f} µs CPU/task -> at most {cores / total * 1e6:,.0f} tasks/s on {cores} cores")
 
 
-def gap_case(name: str, submit: Callable[..., Any], n: int, seconds: float, workers: int) -> dict[str, Any]:
-    """``n`` tasks of ``seconds`` submitted at once; per worker process, the time from one
-    task's end to the next one's start (the task's own timestamps)."""
+def gap_case(name: str, submit: Callable[..., Any], n: int, seconds: float, workers: int,
+             task: Callable[[Any], tuple[int, float, float]] = tasks.timed_sleep, arg: Any = None) -> dict[str, Any]:
+    """``n`` tasks of ``seconds`` (``task(arg)``, by default ``timed_sleep(seconds)``) submitted
+    at once; per worker process, the time from one task's end to the next one's start (the
+    task's own timestamps)."""
     t0 = time.monotonic()
-    futures = [submit(tasks.timed_sleep, seconds) for _ in range(n)]
+    futures = [submit(task, seconds if arg is None else arg) for _ in range(n)]
     runs = [f.result() for f in futures]
     wall = time.monotonic() - t0
     by_pid: dict[int, list[tuple[float, float]]] = {}
@@ -412,18 +414,24 @@ def gap_case(name: str, submit: Callable[..., Any], n: int, seconds: float, work
     }
 
 
-def gaps(n: int, seconds: float, workers: int, rounds: int) -> list[dict[str, Any]]:
-    """The gap between consecutive tasks of one worker: pycrew and ProcessPoolExecutor, alternating."""
+def gaps(n: int, seconds: float, workers: int, rounds: int, busy: bool = False) -> list[dict[str, Any]]:
+    """The gap between consecutive tasks of one worker: pycrew and ProcessPoolExecutor, alternating.
+
+    The tasks sleep (the GIL is free while they run), or with ``busy`` do a fixed amount of
+    pure-Python work calibrated here to take ``seconds`` (a worker thread that takes the GIL
+    meanwhile makes the task longer: compare "task ms")."""
     import pycrew
 
+    task: Callable[[Any], tuple[int, float, float]] = tasks.timed_work if busy else tasks.timed_sleep
+    arg: Any = tasks.work_iterations(seconds) if busy else seconds
     results = []
     for _ in range(rounds):
         with pycrew.controller("local", workers=workers) as c:
             [f.result() for f in [c.submit(tasks.timed_sleep, 0.0) for _ in range(4 * workers)]]
-            results.append(gap_case("pycrew", c.submit, n, seconds, workers))
+            results.append(gap_case("pycrew", c.submit, n, seconds, workers, task, arg))
         with concurrent.futures.ProcessPoolExecutor(workers) as ex:
             [f.result() for f in [ex.submit(tasks.timed_sleep, 0.0) for _ in range(4 * workers)]]
-            results.append(gap_case("ProcessPoolExecutor", ex.submit, n, seconds, workers))
+            results.append(gap_case("ProcessPoolExecutor", ex.submit, n, seconds, workers, task, arg))
     return results
 
 
@@ -451,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--seconds", type=float, default=0.01)
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--rounds", type=int, default=3)
+    g.add_argument("--busy", action="store_true", help="tasks keep the CPU busy in Python instead of sleeping")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     setup_environment()
@@ -461,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = cpu(args.tasks, args.workers)
         print_cpu(out)
     else:
-        out = gaps(args.tasks, args.seconds, args.workers, args.rounds)
+        out = gaps(args.tasks, args.seconds, args.workers, args.rounds, args.busy)
         print_gaps(out)
     if args.json:
         with open(args.json, "w") as f:

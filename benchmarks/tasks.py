@@ -29,6 +29,27 @@ def timed_sleep(seconds: float) -> tuple[int, float, float]:
     return os.getpid(), began, time.monotonic()
 
 
+def timed_work(iterations: int) -> tuple[int, float, float]:
+    """A fixed amount of pure-Python work (it holds the GIL throughout, so any other thread
+    of the worker that runs meanwhile makes it take longer); return this process's pid and
+    when the work began and ended (``time.monotonic()``)."""
+    began = time.monotonic()
+    total = 0
+    for i in range(iterations):
+        total += i
+    return os.getpid(), began, time.monotonic()
+
+
+def work_iterations(seconds: float) -> int:
+    """How many :func:`timed_work` iterations take about ``seconds`` in this process."""
+    n = 100_000
+    while True:
+        _, began, ended = timed_work(n)
+        if ended - began >= 0.05:
+            return max(1, int(n * seconds / (ended - began)))
+        n *= 2
+
+
 def payload(data: bytes) -> int:
     """Take a payload and return its length (the memory benchmark's task)."""
     return len(data)

@@ -115,19 +115,27 @@ class Worker:
     # frames while it is idle, so a task goes from the socket to the task runner without
     # a thread hand-off. The comms thread reads only while the worker is not serving yet
     # (the handshake), while a task has run for READ_HANDOVER seconds (to see CANCEL and
-    # STOP), and when nobody has read for a heartbeat interval (a long run of short
-    # prefetched tasks). Whoever reads holds ``reader``; the idle main thread interrupts
-    # the comms thread's read to take the role back. On other channels the comms thread
-    # reads everything and hands tasks over through ``cv``.
+    # STOP, and to have the next task in hand when this one ends: the dispatcher sends it
+    # while this one runs), and when nobody has read for a heartbeat interval (a long run
+    # of short prefetched tasks). Whoever reads holds ``reader``; the idle main thread
+    # interrupts the comms thread's read to take the role back. On other channels the
+    # comms thread reads everything and hands tasks over through ``cv``.
+    #
+    # Between two tasks longer than FLUSH_SECONDS the main thread only packs the result:
+    # if the next task is in hand (or its frame already waits in the socket) the flusher
+    # thread sends the result while the next task runs. A task that sleeps or waits on
+    # I/O leaves the GIL to it; a CPU-bound one delays that send by up to the interpreter's
+    # switch interval (5 ms), while the worker keeps working.
 
-    READ_HANDOVER = 0.1
+    READ_HANDOVER = 0.002
+    SHORT_TASKS_NAP = 0.05
 
-    def _read_one(self, timeout: float, spin: float = 0.0) -> bool:
+    def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
         channel = self.channel
         assert channel is not None
         try:
-            frame = channel.recv(max(timeout, 0.001), spin)
+            frame = channel.recv(0.0 if nonblocking else max(timeout, 0.001), spin)
         except transport.Closed:
             self._controller_gone("the controller closed the connection")
             return False
@@ -203,6 +211,7 @@ class Worker:
 
     def _comms(self) -> None:
         next_beat = time.monotonic()
+        looked_done, looked_at = self.done, next_beat  # tasks done when the thread last looked, and when
         while not self.gone.is_set():
             now = time.monotonic()
             if self.welcomed.is_set() and now >= next_beat:
@@ -220,8 +229,15 @@ class Worker:
                 wait = min(wait, max(0.001, deadline - now))
             if not self._comms_reads(now):
                 # A running task is handed over READ_HANDOVER after it started; otherwise
-                # look again soon enough to notice a task start (and its time limit).
-                nap = max(0.001, self.task_started + self.READ_HANDOVER - now) if self.running else 0.05
+                # look again soon enough to notice a task start (and its time limit). While
+                # tasks shorter than READ_HANDOVER come and go (the main thread reads between
+                # them), a look every READ_HANDOVER would only take the GIL from them.
+                finished, elapsed = self.done - looked_done, now - looked_at
+                looked_done, looked_at = self.done, now
+                if self.running and not (finished >= 2 and elapsed / finished < self.READ_HANDOVER):
+                    nap = max(0.001, self.task_started + self.READ_HANDOVER - now)
+                else:
+                    nap = self.SHORT_TASKS_NAP
                 self.gone.wait(min(wait, nap))
                 continue
             if not self.reader.acquire(timeout=wait):
@@ -358,10 +374,19 @@ class Worker:
             started = time.monotonic()
             self.task_started = started
             self.running = True
-            if batcher.results and not batcher.armed:
+            if batcher.results and not batcher.armed and not batcher.urgent:
                 batcher.arm()
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
             last_work = time.monotonic()
+            if last_work - started > batcher.FLUSH_SECONDS:  # see "reading frames" above
+                if self.direct and not self.tasks and self.reader.acquire(blocking=False):
+                    try:
+                        self._read_one(0.0, nonblocking=True)
+                    finally:
+                        self.reader.release()
+                if self.tasks:
+                    batcher.hand_off(task_id, out)
+                    continue
             batcher.add(task_id, out, started, last_work, bool(self.tasks))

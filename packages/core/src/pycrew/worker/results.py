@@ -45,6 +45,7 @@ class ResultBatcher:
         self.since = 0.0  # when the oldest waiting result was added
         self.cv = threading.Condition(threading.Lock())
         self.armed = False  # the flusher watches the running task (see run_flusher)
+        self.urgent = False  # the flusher sends the waiting results at once (see hand_off)
         self.stopped = False
         self.frame_max: int | None = None  # largest frame the dispatcher accepts (None: unknown)
 
@@ -65,8 +66,14 @@ class ResultBatcher:
                 or finished - self.since > self.FLUSH_SECONDS
                 or finished - started > self.FLUSH_SECONDS
             ):
-                self.send_records(self.results)
-                self.results = []
+                self._send_waiting()
+
+    def hand_off(self, task_id: int, result: bytes) -> None:
+        """Queue one task's result for the flusher thread to send at once (the next task starts meanwhile)."""
+        with self.cv:
+            self.results.append((task_id, result))
+            self.urgent = True
+            self.cv.notify()
 
     def arm(self) -> None:
         """Have the flusher watch the task starting now: results wait while it runs."""
@@ -85,6 +92,9 @@ class ResultBatcher:
         """
         with self.cv:
             while not self.stopped and not self._gone.is_set():
+                if self.urgent:
+                    self._send_waiting()
+                    continue
                 started = self._running_since()
                 if not self.results or started is None:
                     self.armed = False  # the main thread re-arms when a task starts with results waiting
@@ -95,15 +105,18 @@ class ResultBatcher:
                 if now < due:
                     self.cv.wait(due - now)
                     continue
-                self.send_records(self.results)
-                self.results = []
+                self._send_waiting()
 
     def flush(self) -> None:
         """Send every waiting result now."""
         with self.cv:
             if self.results:
-                self.send_records(self.results)
-                self.results = []
+                self._send_waiting()
+
+    def _send_waiting(self) -> None:
+        """Send every waiting result (caller holds ``cv``)."""
+        batch, self.results, self.urgent = self.results, [], False
+        self.send_records(batch)
 
     def stop(self) -> None:
         """End the flusher thread."""

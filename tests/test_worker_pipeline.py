@@ -1,0 +1,166 @@
+"""Between two tasks a worker does as little as it can: the next task is read during the
+running one, and a finished task's result leaves on another thread while the next runs.
+
+Each case runs the real worker loop in its own process (``worker_probe.py``, which notes
+which thread read and sent each frame) against a peer speaking the wire by hand on
+127.0.0.1, fed the way the dispatcher feeds it: the next task arrives while one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import helpers
+from pycrew.wire import protocol as p
+from pycrew.wire.transport.sockets import HEADER, PREAMBLE
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
+
+TOKEN = "p" * 64
+PROBE = Path(__file__).with_name("worker_probe.py")
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError("the worker closed its connection")
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    (length,) = HEADER.unpack(recv_exactly(sock, HEADER.size))
+    return recv_exactly(sock, length)
+
+
+def send_frame(sock: socket.socket, frame: bytes) -> None:
+    sock.sendall(HEADER.pack(len(frame)) + frame)
+
+
+def task(fn: Any, *args: Any) -> bytes:
+    """A task payload as the controller pickles it: (fn, args, kwargs, seed, name, seconds_timeout)."""
+    return pickle.dumps((fn, args, {}, None, fn.__name__, None))
+
+
+class Probe:
+    """A probe worker process and the peer end of its connection."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(30)
+        self.out = tmp / "probe.json"
+        env = {**os.environ, "PYCREW_PROBE_TOKEN": TOKEN}
+        url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.proc = subprocess.Popen([sys.executable, str(PROBE), url, str(self.out)], env=env)
+        self.peer, _ = self.listener.accept()
+        self.peer.settimeout(30)
+        assert recv_exactly(self.peer, len(PREAMBLE)) == PREAMBLE
+        send_frame(self.peer, p.encode_challenge(os.urandom(p.NONCE_BYTES)))
+        assert read_frame(self.peer)[0] == p.HELLO
+        send_frame(self.peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": 2.0, "seconds_heartbeat_timeout": 60.0}))
+
+    def results(self, n: int) -> list[tuple[int, tuple[Any, ...]]]:
+        """The next ``n`` results (heartbeats skipped), in the order they came."""
+        got: list[tuple[int, tuple[Any, ...]]] = []
+        while len(got) < n:
+            frame = read_frame(self.peer)
+            if frame[0] == p.RESULTS:
+                got += [(i, pickle.loads(body)) for i, body in p.decode_records(frame)]
+        return got
+
+    def finish(self) -> dict[str, Any]:
+        """Close the link; the worker's notes once its loop has ended."""
+        self.peer.close()
+        self.listener.close()
+        assert self.proc.wait(timeout=30) == 0
+        notes: dict[str, Any] = json.loads(self.out.read_text())
+        return notes
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.peer.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Iterator[Probe]:
+    worker = Probe(tmp_path)
+    yield worker
+    worker.kill()
+
+
+def wait_for(path: Path, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.001)
+
+
+def test_the_next_task_is_read_during_the_running_one_and_the_result_sent_on_another_thread(probe: Probe, tmp_path: Path) -> None:
+    """Tasks of 60 ms, each sent once the one before has started (one task ahead).
+
+    The comms thread reads a frame that arrives while a task has run READ_HANDOVER; before,
+    the main thread read it after the task, between the two. A result whose next task is
+    waiting goes to the flusher thread, so the next task starts at once; before, the main
+    thread sent it between the two tasks. Only the last result, with nothing waiting,
+    leaves from the main thread. Every result arrives once, in order.
+    """
+    n = 8
+    marks = [tmp_path / f"started-{i}" for i in range(n)]
+    send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(helpers.write_pid_then_sleep, str(marks[0]), 0.06))]))
+    for i in range(1, n):
+        wait_for(marks[i - 1])
+        send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(helpers.write_pid_then_sleep, str(marks[i]), 0.06))]))
+    results = probe.results(n)
+    assert [i for i, _ in results] == list(range(n))
+    assert all(record[0] == "success" for _, record in results), results
+    notes = probe.finish()["notes"]
+
+    reads = [note for note in notes if note["event"] == "read" and note["kind"] == p.TASKS]
+    assert len(reads) == n
+    during = [note for note in reads[1:] if note["thread"] == "pycrew-worker-comms" and note["running"]]
+    # A busy machine may delay a frame past the end of its task now and then.
+    assert len(during) >= (n - 1) // 2, f"only {len(during)} of {n - 1} frames were read during the task before them: {reads}"
+
+    sends = [note["thread"] for note in notes if note["event"] == "send" and note["kind"] == p.RESULTS]
+    handed = sends.count("pycrew-worker-flusher")
+    assert handed >= (n - 1) // 2, f"only {handed} of {n - 1} results were handed to the flusher: {sends}"
+    assert sends[-1] == "MainThread", "the last result, with nothing after it, is sent at once"
+
+
+def test_short_tasks_do_not_wake_the_comms_thread_every_read_handover(probe: Probe) -> None:
+    """A run of 1 ms tasks, fed as the dispatcher feeds a worker (a few ahead, refilled as
+    results come): the main thread reads them between tasks, and the comms thread, seeing
+    tasks come and go, naps SHORT_TASKS_NAP. Without that it looked every READ_HANDOVER
+    (about once per task: 700-800 wake-ups here), taking the GIL from the tasks each time."""
+    n, ahead = 1000, 4
+    for i in range(ahead):
+        send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(helpers.sleep_then, 0.001, i))]))
+    sent, values = ahead, []
+    while len(values) < n:
+        frame = read_frame(probe.peer)
+        if frame[0] != p.RESULTS:
+            continue
+        for _, body in p.decode_records(frame):
+            values.append(pickle.loads(body)[1])
+            if sent < n:
+                send_frame(probe.peer, p.encode_records(p.TASKS, [(sent, task(helpers.sleep_then, 0.001, sent))]))
+                sent += 1
+    assert values == list(range(n))
+    switches = probe.finish()["comms_switches"]
+    assert 0 <= switches < n // 4, f"the comms thread woke {switches} times during {n} tasks of 1 ms"
