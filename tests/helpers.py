@@ -91,6 +91,14 @@ def busy_loop(seconds: float) -> str:
     return "finished"
 
 
+def write_pid_then_spin(path: str, seconds: float) -> int:
+    """Write this worker's pid to ``path``, then keep the CPU busy in Python (holding the GIL)."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    busy_loop(seconds)
+    return os.getpid()
+
+
 def pid_and_draws(delay: float) -> tuple[int, list[float]]:
     """Wait (so that tasks spread over workers), then draw three numbers."""
     import random

@@ -111,43 +111,63 @@ def wait_for(path: Path, seconds: float = 30.0) -> None:
         time.sleep(0.001)
 
 
-def test_the_next_task_is_read_during_the_running_one_and_the_result_sent_on_another_thread(probe: Probe, tmp_path: Path) -> None:
-    """Tasks of 60 ms, each sent once the one before has started (one task ahead).
-
-    The comms thread reads a frame that arrives while a task has run READ_HANDOVER; before,
-    the main thread read it after the task, between the two. A result whose next task is
-    waiting goes to the flusher thread, so the next task starts at once; before, the main
-    thread sent it between the two tasks. Only the last result, with nothing waiting,
-    leaves from the main thread. Every result arrives once, in order.
-    """
-    n = 8
+def run_chain(probe: Probe, tmp_path: Path, fn: Any, n: int = 8, seconds: float = 0.06) -> dict[str, Any]:
+    """``n`` tasks ``fn(mark, seconds)``, each sent once the one before has started (one task
+    ahead, as the dispatcher feeds a worker); every result arrives once, in order. The
+    probe's notes on which thread read each TASKS frame and sent each RESULTS frame."""
     marks = [tmp_path / f"started-{i}" for i in range(n)]
-    send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(helpers.write_pid_then_sleep, str(marks[0]), 0.06))]))
+    send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(fn, str(marks[0]), seconds))]))
     for i in range(1, n):
         wait_for(marks[i - 1])
-        send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(helpers.write_pid_then_sleep, str(marks[i]), 0.06))]))
+        send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(fn, str(marks[i]), seconds))]))
     results = probe.results(n)
     assert [i for i, _ in results] == list(range(n))
     assert all(record[0] == "success" for _, record in results), results
-    notes = probe.finish()["notes"]
-
+    out = probe.finish()
+    notes = out["notes"]
     reads = [note for note in notes if note["event"] == "read" and note["kind"] == p.TASKS]
     assert len(reads) == n
-    during = [note for note in reads[1:] if note["thread"] == "pycrew-worker-comms" and note["running"]]
-    # A busy machine may delay a frame past the end of its task now and then.
-    assert len(during) >= (n - 1) // 2, f"only {len(during)} of {n - 1} frames were read during the task before them: {reads}"
-
     sends = [note["thread"] for note in notes if note["event"] == "send" and note["kind"] == p.RESULTS]
-    handed = sends.count("pycrew-worker-flusher")
-    assert handed >= (n - 1) // 2, f"only {handed} of {n - 1} results were handed to the flusher: {sends}"
-    assert sends[-1] == "MainThread", "the last result, with nothing after it, is sent at once"
+    return {"reads": reads, "sends": sends, "comms_switches": out["comms_switches"]}
 
 
-def test_short_tasks_do_not_wake_the_comms_thread_every_read_handover(probe: Probe) -> None:
+def test_around_tasks_that_wait_the_next_task_is_read_during_one_and_results_sent_on_another_thread(
+    probe: Probe, tmp_path: Path
+) -> None:
+    """Tasks that sleep 60 ms (the GIL is free while they run).
+
+    The comms thread reads a frame that arrives once a task has run READ_HANDOVER; before,
+    the main thread read it after the task, between the two. A result whose next task is
+    waiting goes to the flusher thread, so the next task starts at once; before, the main
+    thread sent it between the two tasks. The first task is not timed (the main thread
+    does it all); the last result, with nothing waiting, leaves from the main thread.
+    """
+    n = 8
+    seen = run_chain(probe, tmp_path, helpers.write_pid_then_sleep, n)
+    during = [note for note in seen["reads"][1:] if note["thread"] == "pycrew-worker-comms" and note["running"]]
+    # A busy machine may delay a frame past the end of its task now and then.
+    assert len(during) >= (n - 1) // 2, f"only {len(during)} of {n - 1} frames were read during the task before them: {seen}"
+    handed = seen["sends"].count("pycrew-worker-flusher")
+    assert handed >= (n - 1) // 2, f"only {handed} of {n - 1} results were handed to the flusher: {seen}"
+    assert seen["sends"][-1] == "MainThread", "the last result, with nothing after it, is sent at once"
+
+
+def test_around_cpu_bound_tasks_no_other_thread_takes_the_gil(probe: Probe, tmp_path: Path) -> None:
+    """Tasks that spin in Python for 60 ms: a thread that woke to read or send meanwhile
+    would force the interpreter to switch to it (taking about 0.7 ms per task from the
+    tasks here). The main thread reads and sends between tasks; the comms thread reads
+    only once such a task has run READ_HANDOVER_BUSY (100 ms)."""
+    seen = run_chain(probe, tmp_path, helpers.write_pid_then_spin)
+    assert {note["thread"] for note in seen["reads"]} == {"MainThread"}, seen
+    assert set(seen["sends"]) == {"MainThread"}, seen
+
+
+def test_short_tasks_do_not_wake_the_comms_thread_once_per_task(probe: Probe) -> None:
     """A run of 1 ms tasks, fed as the dispatcher feeds a worker (a few ahead, refilled as
-    results come): the main thread reads them between tasks, and the comms thread, seeing
-    tasks come and go, naps SHORT_TASKS_NAP. Without that it looked every READ_HANDOVER
-    (about once per task: 700-800 wake-ups here), taking the GIL from the tasks each time."""
+    results come): the main thread reads them between tasks. The comms thread takes over
+    reading only once a task has run READ_HANDOVER_BUSY, as none of these does, and
+    naps until then; a look every READ_HANDOVER (2 ms, for tasks that wait) would wake it
+    about once per task here (670-970 times), taking the GIL from the tasks each time."""
     n, ahead = 1000, 4
     for i in range(ahead):
         send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(helpers.sleep_then, 0.001, i))]))

@@ -91,6 +91,8 @@ class Worker:
         self.main_wants_read = False
         self.comms_reading = False
         self.task_started = 0.0
+        self.long_task = False  # the last task ran longer than FLUSH_SECONDS
+        self.tasks_wait = False  # ... and its thread spent less than half of that on the CPU
         self.last_read = time.monotonic()
         self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
 
@@ -121,14 +123,18 @@ class Worker:
     # interrupts the comms thread's read to take the role back. On other channels the
     # comms thread reads everything and hands tasks over through ``cv``.
     #
-    # Between two tasks longer than FLUSH_SECONDS the main thread only packs the result:
-    # if the next task is in hand (or its frame already waits in the socket) the flusher
-    # thread sends the result while the next task runs. A task that sleeps or waits on
-    # I/O leaves the GIL to it; a CPU-bound one delays that send by up to the interpreter's
-    # switch interval (5 ms), while the worker keeps working.
+    # Tasks that wait (sleep, I/O, a subprocess: longer than FLUSH_SECONDS, and the main
+    # thread spent less than half of that on the CPU) leave the GIL free while they run,
+    # so other threads do the work between tasks meanwhile: the comms thread reads once a
+    # task has run READ_HANDOVER (the next task is then in hand when this one ends), and
+    # the flusher thread sends a result while the next task runs; between two such tasks
+    # the main thread only packs the result. Around CPU-bound tasks, where another thread
+    # would have to take the GIL from the task (each forced switch costs the task more
+    # than the work it moves), the main thread does it all between tasks and the comms
+    # thread takes over reading after READ_HANDOVER_BUSY. The last task decides.
 
     READ_HANDOVER = 0.002
-    SHORT_TASKS_NAP = 0.05
+    READ_HANDOVER_BUSY = 0.1
 
     def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
@@ -205,13 +211,16 @@ class Worker:
             return True
         if self.main_wants_read:
             return False
-        if self.running and now - self.task_started >= self.READ_HANDOVER:
+        if self.running and now - self.task_started >= self._handover():
             return True
         return now - self.last_read >= self.seconds_heartbeat
 
+    def _handover(self) -> float:
+        """How long a task runs before the comms thread takes over reading (see above)."""
+        return self.READ_HANDOVER if self.tasks_wait else self.READ_HANDOVER_BUSY
+
     def _comms(self) -> None:
         next_beat = time.monotonic()
-        looked_done, looked_at = self.done, next_beat  # tasks done when the thread last looked, and when
         while not self.gone.is_set():
             now = time.monotonic()
             if self.welcomed.is_set() and now >= next_beat:
@@ -229,15 +238,8 @@ class Worker:
                 wait = min(wait, max(0.001, deadline - now))
             if not self._comms_reads(now):
                 # A running task is handed over READ_HANDOVER after it started; otherwise
-                # look again soon enough to notice a task start (and its time limit). While
-                # tasks shorter than READ_HANDOVER come and go (the main thread reads between
-                # them), a look every READ_HANDOVER would only take the GIL from them.
-                finished, elapsed = self.done - looked_done, now - looked_at
-                looked_done, looked_at = self.done, now
-                if self.running and not (finished >= 2 and elapsed / finished < self.READ_HANDOVER):
-                    nap = max(0.001, self.task_started + self.READ_HANDOVER - now)
-                else:
-                    nap = self.SHORT_TASKS_NAP
+                # look again soon enough to notice a task start (and its time limit).
+                nap = max(0.001, self.task_started + self._handover() - now) if self.running else 0.05
                 self.gone.wait(min(wait, nap))
                 continue
             if not self.reader.acquire(timeout=wait):
@@ -376,11 +378,15 @@ class Worker:
             self.running = True
             if batcher.results and not batcher.armed and not batcher.urgent:
                 batcher.arm()
+            cpu = time.thread_time() if self.long_task else 0.0  # (a system call: not per short task)
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
             last_work = time.monotonic()
-            if last_work - started > batcher.FLUSH_SECONDS:  # see "reading frames" above
+            ran = last_work - started
+            self.tasks_wait = self.long_task and ran > batcher.FLUSH_SECONDS and time.thread_time() - cpu < ran / 2
+            self.long_task = ran > batcher.FLUSH_SECONDS
+            if self.tasks_wait:  # see "reading frames" above
                 if self.direct and not self.tasks and self.reader.acquire(blocking=False):
                     try:
                         self._read_one(0.0, nonblocking=True)
