@@ -21,6 +21,7 @@ from pycrew.wire.protocol import TLS_CA_ENV
 from pycrew.wire.records import ResultRecord
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.execution import TaskRunner, pack_result
+from pycrew.worker.pace import Pace
 from pycrew.worker.results import RECORD_HEADER, ResultBatcher
 from pycrew.worker.sampling import sample_metrics
 
@@ -91,8 +92,7 @@ class Worker:
         self.main_wants_read = False
         self.comms_reading = False
         self.task_started = 0.0
-        self.long_task = False  # the last task ran longer than FLUSH_SECONDS
-        self.tasks_wait = False  # ... and its thread spent less than half of that on the CPU
+        self.pace = Pace()
         self.last_read = time.monotonic()
         self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
 
@@ -116,25 +116,12 @@ class Worker:
     # On an interruptible channel (the socket transport) the main thread reads its own
     # frames while it is idle, so a task goes from the socket to the task runner without
     # a thread hand-off. The comms thread reads only while the worker is not serving yet
-    # (the handshake), while a task has run for READ_HANDOVER seconds (to see CANCEL and
-    # STOP, and to have the next task in hand when this one ends: the dispatcher sends it
-    # while this one runs), and when nobody has read for a heartbeat interval (a long run
+    # (the handshake), while a task has run for a while (``Pace.handover()``: to see
+    # CANCEL and STOP, and to have the next task in hand when this one ends, see
+    # pycrew.worker.pace), and when nobody has read for a heartbeat interval (a long run
     # of short prefetched tasks). Whoever reads holds ``reader``; the idle main thread
     # interrupts the comms thread's read to take the role back. On other channels the
     # comms thread reads everything and hands tasks over through ``cv``.
-    #
-    # Tasks that wait (sleep, I/O, a subprocess: longer than FLUSH_SECONDS, and the main
-    # thread spent less than half of that on the CPU) leave the GIL free while they run,
-    # so other threads do the work between tasks meanwhile: the comms thread reads once a
-    # task has run READ_HANDOVER (the next task is then in hand when this one ends), and
-    # the flusher thread sends a result while the next task runs; between two such tasks
-    # the main thread only packs the result. Around CPU-bound tasks, where another thread
-    # would have to take the GIL from the task (each forced switch costs the task more
-    # than the work it moves), the main thread does it all between tasks and the comms
-    # thread takes over reading after READ_HANDOVER_BUSY. The last task decides.
-
-    READ_HANDOVER = 0.002
-    READ_HANDOVER_BUSY = 0.1
 
     def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
@@ -211,13 +198,9 @@ class Worker:
             return True
         if self.main_wants_read:
             return False
-        if self.running and now - self.task_started >= self._handover():
+        if self.running and now - self.task_started >= self.pace.handover():
             return True
         return now - self.last_read >= self.seconds_heartbeat
-
-    def _handover(self) -> float:
-        """How long a task runs before the comms thread takes over reading (see above)."""
-        return self.READ_HANDOVER if self.tasks_wait else self.READ_HANDOVER_BUSY
 
     def _comms(self) -> None:
         next_beat = time.monotonic()
@@ -237,9 +220,7 @@ class Worker:
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - now))
             if not self._comms_reads(now):
-                # A running task is handed over READ_HANDOVER after it started; otherwise
-                # look again soon enough to notice a task start (and its time limit).
-                nap = max(0.001, self.task_started + self._handover() - now) if self.running else 0.05
+                nap = self.pace.nap(self.running, self.task_started, now)
                 self.gone.wait(min(wait, nap))
                 continue
             if not self.reader.acquire(timeout=wait):
@@ -378,15 +359,12 @@ class Worker:
             self.running = True
             if batcher.results and not batcher.armed and not batcher.urgent:
                 batcher.arm()
-            cpu = time.thread_time() if self.long_task else 0.0  # (a system call: not per short task)
+            self.pace.task_starts()
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
             last_work = time.monotonic()
-            ran = last_work - started
-            self.tasks_wait = self.long_task and ran > batcher.FLUSH_SECONDS and time.thread_time() - cpu < ran / 2
-            self.long_task = ran > batcher.FLUSH_SECONDS
-            if self.tasks_wait:  # see "reading frames" above
+            if self.pace.task_ended(last_work - started):  # it waited: see pycrew.worker.pace
                 if self.direct and not self.tasks and self.reader.acquire(blocking=False):
                     try:
                         self._read_one(0.0, nonblocking=True)
