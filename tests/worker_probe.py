@@ -44,7 +44,9 @@ def main() -> int:
         handle(frame)
 
     def watched_send(frame: bytes) -> None:
-        notes.append({"event": "send", "kind": frame[0], "thread": threading.current_thread().name})
+        pace = getattr(worker, "pace", None)
+        notes.append({"event": "send", "kind": frame[0], "thread": threading.current_thread().name,
+                      "waits": None if pace is None else pace.waits})
         send(frame)
 
     def watched_comms() -> None:

@@ -2,7 +2,8 @@
 
 Between two tasks a worker reads the next one and sends the last one's result. Tasks
 that *wait* (a sleep, I/O, a subprocess, a C extension that releases the interpreter
-lock; the main thread spent less than half of the task's time on the CPU) leave the GIL
+lock; the main thread spent less than a quarter of the task's time on the CPU: a
+CPU-bound task that shares its core with other work is still CPU-bound) leave the GIL
 free while they run, so the worker's other threads do that work meanwhile: the comms
 thread reads once a task has run :attr:`Pace.READ_HANDOVER` (the next task is then in
 hand when this one ends), and the flusher thread sends a result while the next task
@@ -44,7 +45,7 @@ class Pace:
     def task_ended(self, ran: float) -> bool:
         """Note that a task ran ``ran`` seconds; whether it waited."""
         long = ran > self.WAITING_TASK_MIN
-        self.waits = self._timed and long and time.thread_time() - self._cpu < ran / 2
+        self.waits = self._timed and long and time.thread_time() - self._cpu < ran / 4
         self._timed = long
         self.last_ran = ran
         return self.waits
