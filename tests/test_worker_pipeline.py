@@ -14,7 +14,6 @@ import pickle
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,31 +22,13 @@ import pytest
 
 import helpers
 from pycrew.wire import protocol as p
-from pycrew.wire.transport.sockets import HEADER, PREAMBLE
+from pycrew.wire.transport.sockets import PREAMBLE
+from support import read_frame, recv_exactly, send_frame, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
 
 TOKEN = "p" * 64
 PROBE = Path(__file__).with_name("worker_probe.py")
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise AssertionError("the worker closed its connection")
-        data += chunk
-    return data
-
-
-def read_frame(sock: socket.socket) -> bytes:
-    (length,) = HEADER.unpack(recv_exactly(sock, HEADER.size))
-    return recv_exactly(sock, length)
-
-
-def send_frame(sock: socket.socket, frame: bytes) -> None:
-    sock.sendall(HEADER.pack(len(frame)) + frame)
 
 
 def task(fn: Any, *args: Any) -> bytes:
@@ -104,13 +85,6 @@ def probe(tmp_path: Path) -> Iterator[Probe]:
     worker.kill()
 
 
-def wait_for(path: Path, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.001)
-
-
 def run_chain(probe: Probe, tmp_path: Path, fn: Any, n: int = 8, seconds: float = 0.06) -> dict[str, Any]:
     """``n`` tasks ``fn(mark, seconds)``, each sent once the one before has started (one task
     ahead, as the dispatcher feeds a worker); every result arrives once, in order. The
@@ -118,7 +92,7 @@ def run_chain(probe: Probe, tmp_path: Path, fn: Any, n: int = 8, seconds: float 
     marks = [tmp_path / f"started-{i}" for i in range(n)]
     send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(fn, str(marks[0]), seconds))]))
     for i in range(1, n):
-        wait_for(marks[i - 1])
+        wait_for(marks[i - 1].exists, timeout=30.0, interval=0.001, message=f"task {i - 1} never started")
         send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(fn, str(marks[i]), seconds))]))
     results = probe.results(n)
     assert [i for i, _ in results] == list(range(n))

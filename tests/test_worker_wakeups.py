@@ -20,9 +20,10 @@ from collections.abc import Iterator
 import pytest
 
 from pycrew.wire import protocol as p
-from pycrew.wire.transport.sockets import HEADER, PREAMBLE
+from pycrew.wire.transport.sockets import PREAMBLE
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.loop import Worker
+from support import read_frame, recv_exactly, send_frame
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts context switches in /proc")
 
@@ -37,25 +38,6 @@ def switches(native_id: int) -> int:
             if line.startswith("voluntary_ctxt_switches:"):
                 return int(line.split()[1])
     raise AssertionError("no voluntary_ctxt_switches line")
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise AssertionError("the worker closed its connection")
-        data += chunk
-    return data
-
-
-def read_frame(sock: socket.socket) -> bytes:
-    (length,) = HEADER.unpack(recv_exactly(sock, HEADER.size))
-    return recv_exactly(sock, length)
-
-
-def send_frame(sock: socket.socket, frame: bytes) -> None:
-    sock.sendall(HEADER.pack(len(frame)) + frame)
 
 
 @pytest.fixture
