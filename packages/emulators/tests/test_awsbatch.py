@@ -39,7 +39,9 @@ def submit(emu: AwsBatchEmulator, code: str, name: str = "job", **kwargs: object
 
 def test_job_runs_and_statuses_progress(awsbatch_emulator: AwsBatchEmulator, tmp_path: Path) -> None:
     emu = awsbatch_emulator
-    emu.set_transition("time", seconds=0.3)  # slow enough to observe every status
+    # Each status lasts >= 1 s, so the first describe may come up to ~2 s after the submit
+    # (a loaded CI machine once took longer than the 0.6 s that 0.3 s per status allowed).
+    emu.set_transition("time", seconds=1.0)
     out = tmp_path / "out.txt"
     job_id = submit(emu, f"import os; open({str(out)!r}, 'w').write(os.environ['AWS_BATCH_JOB_ID'])")
     seen = emu.status_history(job_id)

@@ -666,6 +666,7 @@ class AwsBatchEmulator:
     _proc: subprocess.Popen[bytes] | None = None
     _own_log_dir: Path | None = None
     _counter: int = 0
+    _moto_clients: dict[str, Any] = field(default_factory=dict)
 
     access_key: str = "testing"
     secret_key: str = "testing"
@@ -969,7 +970,12 @@ class AwsBatchEmulator:
                 self.wait_for_status(job_id, _FINAL, timeout=timeout)
 
     def _moto_client(self, service: str) -> Any:
-        return self.boto3_client(service, endpoint_url=self.moto_url)
+        # Kept per service: building a boto3 client takes 50-300 ms, which delayed the first
+        # describe of status_history past short-lived statuses (boto3 clients are thread-safe).
+        client = self._moto_clients.get(service)
+        if client is None:
+            client = self._moto_clients[service] = self.boto3_client(service, endpoint_url=self.moto_url)
+        return client
 
 
 # --------------------------------------------------------------------------- moto patches
