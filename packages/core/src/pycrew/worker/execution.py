@@ -177,7 +177,9 @@ class TaskRunner:
             self._clean_up()
         t1 = time.time()
         try:
-            data = pack_result(ResultRecord("success", value, "", "", "", None, warns, t0, t1))
+            # The record's wire tuple built directly (see pack_result): this runs between
+            # every two tasks, where each call costs several times its warm time.
+            data = _dumps(("success", value, "", "", "", None, warns, t0, t1))
         except BaseException as exc:  # a value's __reduce__ may raise anything (SystemExit too): an error result, not the worker's end
             kind = f"{_qualname(type(exc))}: {_text(exc)}"
             message = (

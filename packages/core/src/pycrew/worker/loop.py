@@ -259,7 +259,7 @@ class Worker:
                 self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
         if dropped:
             body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=time.time()))
-            with self.batcher.cv:
+            with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
 
     def _send(self, frame: bytes) -> None:
