@@ -179,3 +179,16 @@ def test_profile_roundtrip_gaps_reports_every_round_for_both_frameworks(tmp_path
         assert 0 < r["gap_us_p50"] <= r["gap_us_p90"], r
         assert 0 < r["efficiency_pct"] < 100, r
     assert "median gap over 2 round(s)" in done.stdout
+
+
+def test_bench_by_value_prints_both_frameworks_both_ways() -> None:
+    """``bench_by_value.py`` at tiny sizes: a row per framework, tasks/s by reference and by value."""
+    done = run(str(ROOT / "benchmarks" / "bench_by_value.py"), "--tasks", "200", "--repeat", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["framework", "by"], done.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert set(rows) == {"pycrew", "ppe"}, done.stdout
+    for by_ref, by_value, ratio in rows.values():
+        assert float(by_ref.replace(",", "")) > 0 and float(by_value.replace(",", "")) > 0
+        assert float(ratio) > 0

@@ -10,9 +10,10 @@ from typing import Any, Literal, TypeVar
 
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.mapping import map_results
+from pycrew.control.pickling import pack_task
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
-from pycrew.control.tasks import Task, pack_task
+from pycrew.control.tasks import Task
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import TaskResult
 

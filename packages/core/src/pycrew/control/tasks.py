@@ -1,4 +1,4 @@
-"""Tasks on the controller side: the queued record, pickling and result decoding."""
+"""Tasks on the controller side: the queued record and result decoding (pickling: :mod:`pycrew.control.pickling`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import pickle
 import time
 from concurrent.futures import Future
 from typing import Any, cast
-
-import cloudpickle
 
 from pycrew.errors import RemoteTraceback, SerializationError
 from pycrew.results import Status, TaskResult
@@ -63,72 +61,6 @@ class Task:
     def name(self) -> str:
         """The task's name (``task_<id>`` when none was given)."""
         return self.given_name if self.given_name is not None else f"task_{self.id}"
-
-
-def _describe(obj: Any) -> str:
-    text = repr(obj)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """Find which part of a task does not pickle, for the error message."""
-    parts: list[tuple[str, Any]] = [("the function", fn)]
-    parts += [(f"argument {i}", a) for i, a in enumerate(args)]
-    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
-    for label, obj in parts:
-        try:
-            cloudpickle.dumps(obj)
-        except Exception as exc:
-            return f"{label} ({_describe(obj)}): {type(exc).__name__}: {exc}"
-    return "unknown part"
-
-
-def _plain_dumps(obj: Any) -> bytes | None:
-    """Pickle with the C pickler when that is safe for a worker, else ``None``.
-
-    Plain pickle stores functions and classes by reference, which a worker can load only
-    if it can import them: anything from ``__main__`` or from a module registered with
-    ``cloudpickle.register_pickle_by_value`` must go by value, so those fall back to
-    cloudpickle, as does anything plain pickle refuses (lambdas, local functions).
-    """
-    try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # not picklable by reference: cloudpickle decides
-        return None
-    if b"__main__" in data:
-        return None
-    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
-    if by_value and any(name.encode() in data for name in by_value):
-        return None
-    return data
-
-
-def pack_task(
-    name: str,
-    fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    seed: int | None,
-    seconds_timeout: float | None = None,
-) -> bytes:
-    """Pickle a task for the wire.
-
-    Raises:
-        SerializationError: naming the object that cannot be pickled.
-    """
-    task = (fn, args, kwargs, seed, name, seconds_timeout)
-    fast = _plain_dumps(task)
-    if fast is not None:
-        return fast
-    try:
-        payload: bytes = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-        return payload
-    except Exception as exc:
-        raise SerializationError(
-            f"task {name!r} cannot be pickled: {_culprit(fn, args, kwargs)}. Tasks travel to "
-            "workers with cloudpickle: pass picklable values (create locks, connections and "
-            "open files inside the task instead)"
-        ) from exc
 
 
 #: The statuses a worker may report (``crash`` is the controller's verdict, never a worker's).

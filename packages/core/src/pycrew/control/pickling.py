@@ -1,0 +1,215 @@
+"""Pickling a task for the wire: plain pickle where a worker can load it, cloudpickle where not.
+
+A task travels as one pickle of ``(fn, args, kwargs, seed, name, seconds_timeout)``.
+
+- Plain (C) pickle is tried first: it is several times faster than cloudpickle, and
+  stores functions and classes by reference, which a worker loads by importing them.
+- Anything a worker cannot import (defined in ``__main__``, lambdas, closures, modules
+  registered with ``cloudpickle.register_pickle_by_value``) goes by value, with cloudpickle.
+- A task's *function* that goes by value is pickled once per function object and kept
+  (weakly: as long as the function lives) as :class:`FunctionBytes`, which the worker
+  loads through :func:`pycrew.wire.functions.load_function` (unpickled once per worker).
+  ``map`` over a function defined in a script thus pickles it once, not once per item
+  (cloudpickle takes ~37 us for a small function; a task's whole pickle then ~2 us).
+  Before each reuse the kept bytes are checked against the function as it is now: its
+  code, defaults, closure cells and the globals its code names must be the *same objects*
+  as when it was pickled (a rebound global, ``f.__defaults__ = ...``, a redefined helper:
+  pickled anew). What this cannot see is a global changed *in place* (an item set in a
+  module-level dict or list) after the function was first submitted: such values travel
+  as they were then. Pass values that change as arguments.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import weakref
+from types import CodeType, FunctionType
+from typing import Any
+
+import cloudpickle
+
+from pycrew.errors import SerializationError
+from pycrew.wire.functions import CACHE_BYTES_MAX, load_function
+
+_MAIN = b"__main__"
+
+
+class FunctionBytes:
+    """A task function pickled by value, once; a task's pickle carries it as these bytes."""
+
+    __slots__ = ("data", "mains")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.mains = data.count(_MAIN)  # see plain_dumps
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (load_function, (self.data,))
+
+
+_MISSING = object()
+
+
+def _code_names(code: CodeType) -> set[str]:
+    """The names ``code`` (and the code nested in it) looks up: its globals among them."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _MISSING
+
+
+class _Inputs:
+    """What a function's pickle by value was made of, to tell whether it still holds."""
+
+    __slots__ = ("cells", "code", "defaults", "globals", "kwdefaults")
+
+    def __init__(self, fn: FunctionType) -> None:
+        self.code = fn.__code__
+        self.defaults = fn.__defaults__
+        self.kwdefaults = fn.__kwdefaults__
+        self.cells = tuple(_cell_value(c) for c in fn.__closure__ or ())
+        scope = fn.__globals__
+        self.globals = tuple((name, scope.get(name, _MISSING)) for name in sorted(_code_names(fn.__code__)))
+
+    def hold(self, fn: FunctionType) -> bool:
+        """Whether ``fn`` still has these same objects (identity, not equality)."""
+        if fn.__code__ is not self.code or fn.__defaults__ is not self.defaults or fn.__kwdefaults__ is not self.kwdefaults:
+            return False
+        cells = fn.__closure__ or ()
+        if len(cells) != len(self.cells) or any(_cell_value(c) is not v for c, v in zip(cells, self.cells, strict=True)):
+            return False
+        scope = fn.__globals__
+        return all(scope.get(name, _MISSING) is value for name, value in self.globals)
+
+
+# fn -> (its FunctionBytes, what they were made of), or None for a function plain pickle
+# stores by reference.
+_kept: weakref.WeakKeyDictionary[FunctionType, tuple[FunctionBytes, _Inputs] | None] = weakref.WeakKeyDictionary()
+_kept_lock = threading.Lock()
+_registry_seen: frozenset[str] = frozenset()  # the by-value modules the kept decisions assumed
+
+
+def _by_value_modules() -> set[str]:
+    registry: set[str] = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", set())
+    return registry
+
+
+def plain_dumps(obj: Any, fn: FunctionBytes | None = None) -> bytes | None:
+    """``obj`` pickled with the C pickler if a worker can load that, else ``None``.
+
+    Plain pickle stores functions and classes by reference, which a worker can load only
+    if it can import them: anything from ``__main__`` or from a module registered with
+    ``cloudpickle.register_pickle_by_value`` must go by value, so those return ``None``
+    (the caller uses cloudpickle), as does anything plain pickle refuses. ``fn``: a
+    function already pickled by value inside ``obj``, whose own bytes may name those.
+    """
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # not picklable by reference: cloudpickle decides
+        return None
+    if fn is None:
+        if _MAIN in data:
+            return None
+    elif data.count(_MAIN) > fn.mains:  # a name beyond those inside fn's bytes
+        return None
+    by_value = _by_value_modules()
+    if by_value:
+        inner = fn.data if fn is not None else b""
+        if any(data.count(name.encode()) > inner.count(name.encode()) for name in by_value):
+            return None
+    return data
+
+
+def shipped_function(fn: Any) -> Any:
+    """What a task carries for ``fn``: ``fn`` itself, or its :class:`FunctionBytes`.
+
+    Only plain Python functions are kept; a function that plain pickle stores by
+    reference is carried as itself (that decision kept too). Kept bytes are reused while
+    the function still has the objects they were made of (see the module's notes). A
+    function cloudpickle cannot pickle is carried as itself, so that :func:`pack_task`
+    names the culprit.
+    """
+    if type(fn) is not FunctionType:
+        return fn
+    global _registry_seen
+    registry = _by_value_modules()
+    with _kept_lock:
+        if len(registry) != len(_registry_seen) or (registry and registry != _registry_seen):
+            _kept.clear()  # register_pickle_by_value changed what goes by reference
+            _registry_seen = frozenset(registry)
+        if fn in _kept:
+            kept = _kept[fn]
+            if kept is None:
+                return fn
+            if kept[1].hold(fn):
+                return kept[0]
+    if plain_dumps(fn) is not None:
+        with _kept_lock:
+            _kept[fn] = None
+        return fn
+    inputs = _Inputs(fn)
+    try:
+        data: bytes = cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return fn
+    packed = FunctionBytes(data)
+    if len(data) <= CACHE_BYTES_MAX:  # larger: pickled per task (and not kept by workers)
+        with _kept_lock:
+            _kept[fn] = (packed, inputs)
+    return packed
+
+
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Find which part of a task does not pickle, for the error message."""
+    parts: list[tuple[str, Any]] = [("the function", fn)]
+    parts += [(f"argument {i}", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, obj in parts:
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            return f"{label} ({_describe(obj)}): {type(exc).__name__}: {exc}"
+    return "unknown part"
+
+
+def pack_task(
+    name: str,
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    seed: int | None,
+    seconds_timeout: float | None = None,
+) -> bytes:
+    """Pickle a task for the wire.
+
+    Raises:
+        SerializationError: naming the object that cannot be pickled.
+    """
+    shipped = shipped_function(fn)
+    task = (shipped, args, kwargs, seed, name, seconds_timeout)
+    fast = plain_dumps(task, shipped if type(shipped) is FunctionBytes else None)
+    if fast is not None:
+        return fast
+    try:
+        payload: bytes = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        return payload
+    except Exception as exc:
+        raise SerializationError(
+            f"task {name!r} cannot be pickled: {_culprit(fn, args, kwargs)}. Tasks travel to "
+            "workers with cloudpickle: pass picklable values (create locks, connections and "
+            "open files inside the task instead)"
+        ) from exc

@@ -1,0 +1,51 @@
+"""Task functions that travel by value, through real workers (see pycrew.control.pickling).
+
+A function workers cannot import is pickled once per function object on the controller
+and unpickled once per worker; its globals then live on in the worker between tasks, as
+a module function's do. A rebound global makes the controller pickle it anew.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import cloudpickle
+
+import pycrew
+
+# The task functions below travel by value (workers cannot import this module).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+CALLS: list[int] = []
+OFFSET = 0
+
+
+def count_calls(x: int) -> tuple[int, int, int]:
+    """How many times this worker's copy of the function ran, ``x + OFFSET``, and the pid."""
+    CALLS.append(x)
+    return len(CALLS), x + OFFSET, os.getpid()
+
+
+def test_a_worker_unpickles_a_function_once_and_sees_rebound_globals() -> None:
+    module = sys.modules[__name__]
+    with pycrew.controller("local", workers=1, seconds_idle=60) as c:
+        first = list(c.map(count_calls, range(20)))
+        assert len({pid for _, _, pid in first}) == 1
+        # One copy of the function served every task: its CALLS grew (a copy per task
+        # would have answered 1 each time).
+        assert [n for n, _, _ in first] == list(range(1, 21))
+        assert [v for _, v, _ in first] == list(range(20))
+
+        module.OFFSET = 100  # rebound: the controller pickles the function anew
+        try:
+            again = list(c.map(count_calls, range(5)))
+        finally:
+            module.OFFSET = 0
+        assert [v for _, v, _ in again] == [100, 101, 102, 103, 104]
+        assert [n for n, _, _ in again] == [1, 2, 3, 4, 5]  # the new copy starts afresh
+        assert CALLS == []  # the controller's own copy never ran
+
+        # OFFSET is 0 again: the function pickles to the first map's bytes, and the worker
+        # still keeps the copy it made of those (submit() goes the same way as map()).
+        assert c.submit(count_calls, 1).result(timeout=60)[:2] == (21, 1)
