@@ -74,10 +74,12 @@ def _modules_under(root: Path, prefix: str = "") -> dict[str, Path]:
 
 
 def public_api_users() -> dict[str, Path]:
-    """The modules bound to the public API: every launcher package, the template (and its tests), pycrew.testing."""
+    """The modules bound to the public API: every launcher package and its tests, the template (and its tests), pycrew.testing."""
     modules: dict[str, Path] = {}
     for src in sorted(REPO.glob("packages/launcher-*/src")):
         modules.update(_modules_under(src))
+    for tests in sorted(REPO.glob("packages/launcher-*/tests")):  # a third party's tests could not do more
+        modules.update(_modules_under(tests, f"{tests.parent.name.replace('-', '_')}_tests."))
     modules.update(_modules_under(REPO / "examples" / "plugin-template" / "src"))
     modules.update(_modules_under(REPO / "examples" / "plugin-template" / "tests", "plugin_template_tests."))
     modules.update(_modules_under(CORE / "testing", "pycrew.testing."))

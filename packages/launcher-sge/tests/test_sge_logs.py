@@ -5,20 +5,26 @@ Skipped (by the ``sge_cluster`` fixture) when no cell runs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sge_helpers import SgeCluster, launcher_info, make_calls, wait_for
 
 import pycrew
-from pycrew.cli import cli
 from pycrew_sge import SgeOptions
 from pycrew_sge.plugin import plugin
 
 pytestmark = pytest.mark.usefixtures("sge_cluster")
 
 PRINT_AND_SLEEP = "import sys, time; print('sge line 1'); print('sge line 2', file=sys.stderr, flush=True); time.sleep(3)"
+
+
+def pycrew_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``pycrew`` command installed beside this interpreter (the public CLI), run with ``args``."""
+    command = Path(sys.executable).with_name("pycrew")
+    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_logs_read_the_task_output_file_while_listed_and_after_it_ended(
@@ -75,13 +81,13 @@ def test_cli_monitor_logs_reads_a_task_that_left_qstat(sge_cluster: SgeCluster, 
     wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
              timeout=60, what="the task to run and leave qstat")
     assert handle not in {w.id for w in pycrew.Monitor("sge", directory=directory).list(ended=True)}
-    result = CliRunner().invoke(cli, ["monitor", "sge", "logs", handle, "-o", f"directory={directory}"])
-    assert result.exit_code == 0, result.output
-    assert result.output == "sge line 1\n", result.output
-    unknown = CliRunner().invoke(cli, ["monitor", "sge", "logs", "999999.1", "-o", f"directory={directory}"])
-    assert unknown.exit_code == 1, unknown.output
-    assert "no worker with id '999999.1' on launcher 'sge' (listed: " in unknown.output, unknown.output
-    assert "no longer in qstat and no file(s) match its output pattern" in unknown.output, unknown.output
+    result = pycrew_cli("monitor", "sge", "logs", handle, "-o", f"directory={directory}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "sge line 1\n", result.stdout
+    unknown = pycrew_cli("monitor", "sge", "logs", "999999.1", "-o", f"directory={directory}")
+    assert unknown.returncode == 1, unknown.stderr
+    assert "no worker with id '999999.1' on launcher 'sge' (listed: " in unknown.stderr, unknown.stderr
+    assert "no longer in qstat and no file(s) match its output pattern" in unknown.stderr, unknown.stderr
 
 
 def test_logs_of_a_task_without_output_file_say_where_they_looked(tmp_path: Path) -> None:

@@ -5,20 +5,26 @@ Skipped (by the ``slurm_cluster`` fixture) when no cluster runs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from slurm_helpers import SlurmCluster, launcher_info, make_calls, wait_for
 
 import pycrew
-from pycrew.cli import cli
 from pycrew_slurm import SlurmOptions
 from pycrew_slurm.plugin import plugin
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
 PRINT_AND_SLEEP = "import sys, time; print('slurm line 1'); print('slurm line 2', file=sys.stderr, flush=True); time.sleep(3)"
+
+
+def pycrew_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``pycrew`` command installed beside this interpreter (the public CLI), run with ``args``."""
+    command = Path(sys.executable).with_name("pycrew")
+    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_logs_read_the_job_s_output_file_while_queued_and_after_it_ended(
@@ -57,13 +63,13 @@ def test_cli_monitor_logs_reads_a_job_that_left_squeue(
     wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
              timeout=60, what="the job to run and leave squeue")
     assert handle not in {w.id for w in pycrew.Monitor("slurm", directory=directory).list(ended=True)}
-    result = CliRunner().invoke(cli, ["monitor", "slurm", "logs", handle, "-o", f"directory={directory}"])
-    assert result.exit_code == 0, result.output
-    assert result.output == "slurm line 1\n", result.output
-    unknown = CliRunner().invoke(cli, ["monitor", "slurm", "logs", "999999_1", "-o", f"directory={directory}"])
-    assert unknown.exit_code == 1, unknown.output
-    assert "no worker with id '999999_1' on launcher 'slurm' (listed: " in unknown.output, unknown.output
-    assert "no longer in squeue and no file(s) match its output pattern" in unknown.output, unknown.output
+    result = pycrew_cli("monitor", "slurm", "logs", handle, "-o", f"directory={directory}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "slurm line 1\n", result.stdout
+    unknown = pycrew_cli("monitor", "slurm", "logs", "999999_1", "-o", f"directory={directory}")
+    assert unknown.returncode == 1, unknown.stderr
+    assert "no worker with id '999999_1' on launcher 'slurm' (listed: " in unknown.stderr, unknown.stderr
+    assert "no longer in squeue and no file(s) match its output pattern" in unknown.stderr, unknown.stderr
 
 
 def test_logs_of_a_job_without_output_file_say_where_they_looked(tmp_path: Path) -> None:
