@@ -107,7 +107,7 @@ class Target:
         if self.kind == "ratio":
             return f"{value:.2f}x"
         if self.kind == "lead":
-            return f"{value:+.1f} pt"
+            return f"{value:+.2f} pt"  # two decimals: +0.96 is a MISS of a one-point goal
         return f"{value:.3g}"
 
 
