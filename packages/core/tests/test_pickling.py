@@ -51,7 +51,7 @@ def test_a_function_by_value_is_pickled_once_and_reused(scratch: types.ModuleTyp
     shipped = shipped_function(f)
     assert type(shipped) is FunctionBytes and shipped is shipped_function(f)
     for i, payload in enumerate(payloads):
-        fn, args, kwargs, seed, name, timeout = loaded(payload)
+        fn, args, _kwargs, _seed, name, _timeout = loaded(payload)
         assert (fn(*args), name) == (i * 3, f"t{i}")
 
 
@@ -121,7 +121,7 @@ def test_arguments_from_main_still_go_by_value(scratch: types.ModuleType) -> Non
         return 7
 
     probe.__module__, probe.__qualname__ = "__main__", "pycrew_probe"
-    setattr(main, "pycrew_probe", probe)
+    main.pycrew_probe = probe
     try:
         task = (packed, (probe,), {}, None, "t", None)
         assert plain_dumps(task, packed) is None  # by reference to __main__: a worker could not load it
@@ -162,3 +162,15 @@ def test_an_unpicklable_function_is_named(scratch: types.ModuleType) -> None:
 
     with pytest.raises(SerializationError, match="the function"):
         pack_task("t", f, (), {}, None)
+
+
+def test_a_kept_function_is_forgotten_when_it_is_collected(scratch: types.ModuleType) -> None:
+    import gc
+
+    f = define(scratch, "def f():\n    return 1\n")
+    key = id(f)
+    assert type(shipped_function(f)) is FunctionBytes
+    assert key in pickling._kept
+    del f, scratch.__dict__["f"]
+    gc.collect()
+    assert key not in pickling._kept  # no decision outlives its function (an id may be reused)
