@@ -382,9 +382,10 @@ def test_the_running_count_follows_every_way_a_task_leaves_a_worker(h):
 
 
 def test_a_submit_burst_lets_an_idle_dispatcher_run_once(h, monkeypatch):
-    """A loop of submissions that wakes an idle dispatcher yields the interpreter lock once,
-    after SUBMITS_BEFORE_YIELD more, so the first tasks go out at once (not after CPython's
-    5 ms switch interval); while the dispatcher has work, a burst never yields."""
+    """A loop of submissions that wakes an idle dispatcher with a worker ready yields the
+    interpreter lock once, after SUBMITS_BEFORE_YIELD more, so the first tasks go out at once
+    (not after CPython's 5 ms switch interval); while the dispatcher has work, or no worker
+    to give it to (the loop's launches must reach the scaler as one batch), it never does."""
     from pycrew.control import dispatcher as module
 
     yields: list[tuple[float, int]] = []
@@ -395,19 +396,22 @@ def test_a_submit_burst_lets_an_idle_dispatcher_run_once(h, monkeypatch):
             h.ids += 1
             h.d.submit(Task(h.ids, None, b"payload", None, True))
 
+    def turn() -> None:  # the loop's turn: it reads the wake pipe, then steps
+        h.d._wake_pending = False
+        h.d._step()
+
+    burst(3 * module.SUBMITS_BEFORE_YIELD)
+    assert yields == []  # no worker yet: these wait for a launch
+    turn()
+    link = h.worker()
+    while h.d.queue or h.d.submissions or h.d.tasks_running:  # run everything: idle again
+        turn()
+        h.reply(link, [i for i in link.tasks() if not any(t.id == i for t, _, _ in h.results)])
+    turn()
+    assert h.d._idle
     burst(3 * module.SUBMITS_BEFORE_YIELD)
     assert yields == [(0, module.SUBMITS_BEFORE_YIELD + 1)]  # the waking submission, then 8 more
-    h.d._wake_pending = False  # the loop's turn: it read the wake pipe ...
-    h.d._step()  # ... and queued the tasks (no worker yet: not idle)
+    turn()  # the worker has tasks now, the rest are queued: not idle
     yields.clear()
     burst(3 * module.SUBMITS_BEFORE_YIELD)
     assert yields == []
-
-    link = h.worker()
-    while h.d.queue or h.d.submissions or h.d.tasks_running:  # run everything: idle again
-        h.d._wake_pending = False
-        h.d._step()
-        h.reply(link, [i for i in link.tasks() if not any(t.id == i for t, _, _ in h.results)])
-    assert h.d._idle
-    burst(module.SUBMITS_BEFORE_YIELD + 1)
-    assert yields == [(0, module.SUBMITS_BEFORE_YIELD + 1)]

@@ -95,7 +95,7 @@ class Dispatcher(Assignment, Upkeep):
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_pending = False
         self._unheard = 0  # submissions since the last wake (see submit)
-        self._idle = True  # nothing queued or running after the dispatcher's last step
+        self._idle = False  # nothing queued or running, a worker ready, after the last step
         # Called (dispatcher thread) SECONDS_DEMAND after pushed tasks found no worker with
         # room: the controller scales out then instead of at the next tick (up to 0.1 s
         # later). The short wait lets a loop of pushes go out as one batch of launches.
@@ -141,8 +141,8 @@ class Dispatcher(Assignment, Upkeep):
     def submit(self, task: Task) -> None:
         """Queue a task (any thread).
 
-        The first tasks of a burst that finds the dispatcher with nothing to do are handed
-        out at once: a thread that submits in a loop holds the interpreter lock, which
+        The first tasks of a burst that finds the dispatcher with nothing to do and a worker
+        ready are handed out at once: a thread that submits in a loop holds the interpreter lock, which
         CPython takes from it only every ``sys.getswitchinterval()`` (5 ms), so after
         :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken yet,
         the submitting thread lets it run once (``time.sleep(0)``). Only then: letting it
@@ -272,7 +272,10 @@ class Dispatcher(Assignment, Upkeep):
             self._assign()
             if arrived and self.queue and self.on_demand is not None and self._demand_at is None:
                 self._demand_at = time.monotonic() + SECONDS_DEMAND
-        self._idle = not self.queue and not self.tasks_running
+        # Idle with a worker ready: only then does a yield in submit() start tasks sooner.
+        # With none, the tasks wait for a launch, and a loop of pushes must reach the
+        # scaler as one batch (one job array), which a yield could split in two.
+        self._idle = not self.queue and not self.tasks_running and bool(self._ready)
 
     # -- the transport's reports (transport.Handler) ----------------------------------
 
