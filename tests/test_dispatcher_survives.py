@@ -282,6 +282,20 @@ def test_a_task_submitted_after_the_dispatcher_died_still_resolves(make_controll
     assert isinstance(future.exception(timeout=5), pycrew.ControllerError)
 
 
+def test_a_task_that_wakes_a_dead_dispatcher_still_resolves(make_controller):
+    """The same, when the late submission is the one that writes to the wake pipe."""
+    from pycrew.control.tasks import Task
+
+    c = make_controller("local", workers=1).start()
+    d = c._dispatcher
+    d.call_soon(_interrupt_loop)
+    wait_for(lambda: d.finished, timeout=10, message="the loop did not end")
+    d._wake_pending = False  # as the loop leaves it after its last look at the pipe
+    future = pycrew.TaskFuture()
+    d.submit(Task(10**9, "late", b"", future, False))
+    assert isinstance(future.exception(timeout=5), pycrew.ControllerError)
+
+
 def test_cancel_returns_at_once_after_the_dispatcher_died(make_controller):
     c = make_controller("local", workers=1).start()
     f = c.submit(sleep_then, 30, 1)

@@ -141,21 +141,21 @@ class Dispatcher(Assignment, Upkeep):
     def submit(self, task: Task) -> None:
         """Queue a task (any thread).
 
-        The first tasks of a burst that finds the dispatcher with nothing to do and a worker
-        ready are handed out at once: a thread that submits in a loop holds the interpreter lock, which
-        CPython takes from it only every ``sys.getswitchinterval()`` (5 ms), so after
-        :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken yet,
-        the submitting thread lets it run once (``time.sleep(0)``). Only then: letting it
-        run more often costs more in its turns than the workers gain.
+        The first tasks of a burst that finds the dispatcher with nothing to do and a
+        worker ready go out at once: a thread that submits in a loop holds the interpreter
+        lock, which CPython takes from it only every ``sys.getswitchinterval()`` (5 ms), so
+        after :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken
+        yet, the submitting thread lets it run once (``time.sleep(0)``). Only then: letting
+        it run more often costs more in its turns than the workers gain.
         """
         self.submissions.append(task)
         if not self._wake_pending:
             self._unheard = 0
             self.wake()
-            return
-        self._unheard += 1
-        if self._unheard == SUBMITS_BEFORE_YIELD and self._idle and threading.current_thread() is not self.thread:
-            time.sleep(0)
+        else:
+            self._unheard += 1
+            if self._unheard == SUBMITS_BEFORE_YIELD and self._idle and threading.current_thread() is not self.thread:
+                time.sleep(0)
         if self.finished:  # the loop is gone: nobody else will ever look at this task
             self._abandon(self._drain_submissions())
 
