@@ -170,6 +170,53 @@ def test_short_tasks_are_prefetched_up_to_prefetch_max(h):
     assert h.d._limit() == 1, "long tasks go one at a time"
 
 
+def _push_sized(h: Harness, sizes: list[int]) -> list[Task]:
+    tasks = []
+    for size in sizes:
+        h.ids += 1
+        task = Task(h.ids, None, b"x" * size, None, True)
+        h.d.submit(task)
+        tasks.append(task)
+    h.d._step()
+    return tasks
+
+
+def test_large_payloads_are_prefetched_within_bytes_prefetch():
+    h = Harness(bytes_prefetch=250)
+    try:
+        a = h.worker()
+        h.d.record_seconds(0.0001)  # short tasks: prefetch_max=4 would allow 4 in flight
+        tasks = _push_sized(h, [100, 100, 100, 100, 1000])
+        conn = h.d.conns[a.id]
+        assert a.tasks() == [tasks[0].id, tasks[1].id], "a third 100-byte task would pass bytes_prefetch=250"
+        assert conn.bytes_in_flight == 200
+        h.reply(a, [tasks[0].id])
+        assert a.tasks() == [t.id for t in tasks[:3]], "a result made room for one more"
+        h.reply(a, [tasks[1].id, tasks[2].id])
+        assert a.tasks() == [t.id for t in tasks[:4]], "the 1000-byte task waits until the worker holds nothing"
+        h.reply(a, [tasks[3].id])
+        assert a.tasks()[-1] == tasks[4].id, "a payload larger than bytes_prefetch still goes, alone"
+        assert conn.bytes_in_flight == 1000
+        h.reply(a, [tasks[4].id])
+        assert conn.bytes_in_flight == 0 and not h.d.queue
+    finally:
+        h.close()
+
+
+def test_a_lost_worker_gives_its_payload_bytes_back():
+    h = Harness(bytes_prefetch=250)
+    try:
+        a = h.worker()
+        h.d.record_seconds(0.0001)
+        tasks = _push_sized(h, [100, 100, 100])
+        h.lose(a)
+        b = h.worker()
+        assert b.tasks() == [tasks[0].id, tasks[1].id], "the requeued tasks go out within the budget again"
+        assert h.d.conns[b.id].bytes_in_flight == 200
+    finally:
+        h.close()
+
+
 def test_tasks_max_bounds_what_a_worker_is_sent(h):
     a = h.worker(tasks_max=2)
     h.d.record_seconds(0.0001)

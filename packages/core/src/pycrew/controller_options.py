@@ -46,7 +46,9 @@ class ControllerOptions:
         seconds_heartbeat_timeout: a link silent this long is dead (worker side and
             dispatcher side), which catches partitions and frozen machines.
         processes: threads that run launches and terminations (so ``push`` never waits).
-        prefetch_max: most tasks in flight per worker when tasks are short.
+        prefetch_max: most tasks in flight per worker when tasks are short (a worker is
+            also sent only about 20 ms of work by the run times seen so far, and at most
+            8 MiB of task payloads beyond its first task).
         bytes_max: largest frame accepted from a connection (limits memory per message).
         seconds_terminate: how long ``terminate`` waits for the launcher's termination.
         seconds_timeout: default per-task time limit (``None``: none); a task running
@@ -87,7 +89,7 @@ class ControllerOptions:
     seconds_heartbeat: float = 2.0
     seconds_heartbeat_timeout: float = 20.0
     processes: int = 4
-    prefetch_max: int = 256
+    prefetch_max: int = 4096
     bytes_max: int = 256 * 1024 * 1024
     seconds_terminate: float = 30.0
     seconds_timeout: float | None = None

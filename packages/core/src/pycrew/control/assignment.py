@@ -1,5 +1,9 @@
 """Assigning queued tasks to workers: the prefetch window and the ready heap (dispatcher thread).
 
+A worker is sent more tasks while it holds fewer than the window (``prefetch_max``, and
+about ``seconds_prefetch`` of work by the moving average of run times) and fewer than
+``bytes_prefetch`` payload bytes: large arguments go a few at a time, whatever their count.
+
 Ready workers wait in a heap, least loaded first: a connection is offered when it
 authenticates, when results or acknowledgements give it room, and after it was given tasks,
 so assigning never scans every connection. Stale entries (an older version of a
@@ -74,6 +78,7 @@ class Assignment:
             return
         queue = self.queue
         conns = self.conns
+        bytes_prefetch = self.settings.bytes_prefetch
         # The heap may hold stale entries, so this share errs on the small side; a worker that
         # still has room after its share is offered again and may take more in this same turn.
         share = max(1, -(-len(queue) // len(heap)))
@@ -89,10 +94,16 @@ class Assignment:
                 continue  # offered again when results give it room
             n = min(share, room)
             batch: list[tuple[int, bytes]] = []
+            full = False  # holds bytes_prefetch of payloads: offered again when results come back
             while len(batch) < n and queue:
-                task = queue.popleft()
+                task = queue[0]
                 if task.resolved:
+                    queue.popleft()
                     continue
+                if conn.in_flight and conn.bytes_in_flight + len(task.payload) > bytes_prefetch:
+                    full = True
+                    break
+                queue.popleft()
                 if task.future is not None and not task.running:
                     if not task.future.set_running_or_notify_cancel():
                         self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
@@ -100,6 +111,7 @@ class Assignment:
                 task.running = True
                 task.attempts += 1
                 conn.in_flight[task.id] = task
+                conn.bytes_in_flight += len(task.payload)
                 self.tasks_running += 1
                 if task.seconds_timeout is not None:
                     self._watch(conn)
@@ -111,5 +123,5 @@ class Assignment:
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
                 self._send(conn, p.encode_records(p.TASKS, batch))
-            if len(conn.in_flight) < min(limit, conn.tasks_left):
+            if not full and len(conn.in_flight) < min(limit, conn.tasks_left):
                 self._offer(conn)

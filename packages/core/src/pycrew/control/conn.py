@@ -25,6 +25,8 @@ class DispatcherSettings:
     bytes_max: int
     prefetch_max: int
     seconds_prefetch: float = 0.02
+    #: Payload bytes a worker may hold in flight before it is sent more (it always gets one).
+    bytes_prefetch: int = 8 << 20
     seconds_auth: float = 10.0
     seconds_grace: float = 5.0
     transport: transport.Transport = transport.DEFAULT_TRANSPORT
@@ -34,6 +36,7 @@ class Conn:
     """One worker connection."""
 
     __slots__ = (
+        "bytes_in_flight",
         "exit_reason",
         "frames_acked",
         "frames_sent",
@@ -64,6 +67,7 @@ class Conn:
         self.instance: str | None = None
         self.slot: int | None = None
         self.in_flight: dict[int, Task] = {}
+        self.bytes_in_flight = 0  # the payload bytes of in_flight's tasks
         self.last_seen = now
         self.opened = now
         self.next_beat = now  # when the dispatcher sends this connection its next heartbeat

@@ -374,6 +374,7 @@ class Dispatcher(Assignment, Upkeep):
             task = conn.in_flight.pop(task_id, None)
             if task is not None:
                 self.tasks_running -= 1
+                conn.bytes_in_flight -= len(task.payload)
             if task is None or task.resolved:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)

@@ -39,6 +39,7 @@ class Upkeep:
         tasks = list(conn.in_flight.values())
         self.tasks_running -= len(tasks)
         conn.in_flight.clear()
+        conn.bytes_in_flight = 0
         return tasks
 
     def _requeue(self, tasks: list[Task], blame_first: bool, reason: str) -> None:
