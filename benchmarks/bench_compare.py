@@ -203,8 +203,24 @@ def measure_latency(pool: Pool, sizes: Sizes) -> dict[str, float]:
     }
 
 
+def sleep_ceiling(seconds: float, count: int) -> float:
+    """Efficiency (%) of ``count`` calls of ``time.sleep(seconds)`` in a row, in this process.
+
+    ``time.sleep`` overshoots (timer slack, the scheduler waking the thread): no pool's
+    workers, which sleep the same way, can be more efficient than this.
+    """
+    t0 = time.perf_counter()
+    for _ in range(count):
+        time.sleep(seconds)
+    return 100.0 * count * seconds / (time.perf_counter() - t0)
+
+
 def measure_efficiency(pool: Pool, sizes: Sizes) -> dict[str, float]:
-    """Measure 3: N tasks of ``sleep(s)``; efficiency = (N*s/W) / elapsed."""
+    """Measure 3: N tasks of ``sleep(s)``; efficiency = (N*s/W) / elapsed.
+
+    Also ``ceiling_pct``: the same sleeps one after another in this process once the pool
+    is closed (about one second of them), the most any pool could reach in this run.
+    """
     pool.open()
     try:
         pool.warm_up(sizes.warmup_timeout)
@@ -213,7 +229,8 @@ def measure_efficiency(pool: Pool, sizes: Sizes) -> dict[str, float]:
     finally:
         pool.close()
     ideal = n * s / pool.workers
-    return {"efficiency_pct": 100.0 * ideal / elapsed, "elapsed_s": elapsed, "ideal_s": ideal}
+    ceiling = sleep_ceiling(s, max(20, min(200, round(1.0 / s))))
+    return {"efficiency_pct": 100.0 * ideal / elapsed, "elapsed_s": elapsed, "ideal_s": ideal, "ceiling_pct": ceiling}
 
 
 def _queued_memory(pool: Pool, sizes: Sizes, use_tracemalloc: bool) -> dict[str, float]:

@@ -66,6 +66,7 @@ ROWS: tuple[Row, ...] = (
     Row("latency p50 (us)", "latency", "p50_us", "{:,.0f}", False),
     Row("latency p99 (us)", "latency", "p99_us", "{:,.0f}", False),
     Row("efficiency (%)", "efficiency", "efficiency_pct", "{:.1f}", True),
+    Row("  sleeps alone, no pool (%)", "efficiency", "ceiling_pct", "{:.1f}", True),
     Row("memory RSS (B/task)", "memory", "rss_bytes_per_task", "{:,.0f}", False),
     Row("memory heap (B/task)", "memory", "heap_bytes_per_task", "{:,.0f}", False),
     Row("first result (s)", "first_result", "seconds", "{:.3f}", False),
@@ -273,10 +274,32 @@ def ratio_cell(doc: dict[str, Any], framework: str, row: Row) -> str:
     return "-" if ratio is None else f"{ratio['ratio_of_medians']:.2f}x"
 
 
+def efficiency_room(doc: dict[str, Any]) -> str | None:
+    """What the sleeps alone say about the efficiency target in this run (``None``: not measured)."""
+    results = doc["results"]
+    ceilings = [v for f in doc["frameworks"] for v in values_of(results.get(f, {}).get("efficiency", {}).get("runs", []), "ceiling_pct")]
+    ppe = median_of(results, "ppe", "efficiency", "efficiency_pct")
+    if not ceilings or ppe is None:
+        return None
+    ceiling = statistics.median(ceilings)
+    seconds = doc["meta"]["sizes"]["sleep_seconds"]
+    overshoot_us = seconds * (100.0 / ceiling - 1.0) * 1e6
+    room = ceiling - ppe
+    reach = "within reach" if room >= 1.0 else "out of reach"
+    return (
+        f"efficiency: time.sleep({seconds:g}) called alone, with no pool, reached {ceiling:.1f} % "
+        f"(it overshoots by about {overshoot_us:.0f} us a call here), the most any pool's sleeping "
+        f"workers can reach; PPE's {ppe:.1f} % leaves {room:+.2f} pt of room, so PPE + 1 point is {reach} in this run"
+    )
+
+
 def notes(doc: dict[str, Any]) -> list[str]:
-    """Skipped frameworks and numbers that do not fit a framework, with the reasons."""
+    """Skipped frameworks, numbers that do not fit a framework, and what limits efficiency."""
     names = {f"{row.measure}:{row.key}": row.label.strip() for row in ROWS}
     out = [f"{LABELS.get(f, f)} skipped: {why}" for f, why in doc["skipped"].items()]
+    room = efficiency_room(doc)
+    if room is not None:
+        out.append(room)
     for framework in doc["frameworks"]:
         for what, why in doc["not_applicable"].get(framework, {}).items():
             out.append(f"{LABELS[framework]}, {names.get(what, what)}: n/a, {why}")

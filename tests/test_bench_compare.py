@@ -192,3 +192,35 @@ def test_bench_by_value_prints_both_frameworks_both_ways() -> None:
     for by_ref, by_value, ratio in rows.values():
         assert float(by_ref.replace(",", "")) > 0 and float(by_value.replace(",", "")) > 0
         assert float(ratio) > 0
+
+
+def test_efficiency_runs_measure_the_sleep_ceiling_and_the_report_names_the_room(tmp_path: Path) -> None:
+    """An efficiency run also times the same sleeps with no pool (``ceiling_pct``); the report
+    says how much room that leaves above PPE for the "PPE + 1 point" target."""
+    doc_path = tmp_path / "bench.json"
+    done = run(str(BENCH), "--quick", "--only", "ppe", "--measures", "efficiency", "--sleep-seconds", "0.002",
+               "--json", str(doc_path))
+    assert done.returncode == 0, f"bench_compare.py failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    doc = json.loads(doc_path.read_text())
+    (run_,) = doc["results"]["ppe"]["efficiency"]["runs"]
+    assert 0 < run_["efficiency_pct"] < 100 and 0 < run_["ceiling_pct"] < 100, run_
+    assert "sleeps alone, no pool (%)" in done.stdout
+    assert "time.sleep(0.002) called alone, with no pool, reached" in done.stdout, done.stdout[-2000:]
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def doc_with(ppe: float, ceilings: list[float]) -> dict[str, Any]:
+        runs = [{"efficiency_pct": ppe, "ceiling_pct": c} for c in ceilings]
+        return {"frameworks": ["ppe"], "meta": {"sizes": {"sleep_seconds": 0.01}},
+                "results": {"ppe": {"efficiency": {"runs": runs, "median": {"efficiency_pct": ppe}}}}}
+
+    tight = bench_report.efficiency_room(doc_with(98.4, [99.0, 99.1, 98.9]))
+    assert tight is not None and "reached 99.0 %" in tight and "about 101 us a call" in tight, tight
+    assert "+0.60 pt of room" in tight and "out of reach" in tight, tight
+    roomy = bench_report.efficiency_room(doc_with(95.0, [99.0]))
+    assert roomy is not None and "+4.00 pt of room" in roomy and "within reach" in roomy, roomy
+    assert bench_report.efficiency_room({"frameworks": ["ppe"], "meta": {"sizes": {}}, "results": {}}) is None
