@@ -152,6 +152,16 @@ def mark_after_gate(directory: str, i: int) -> int:
     return i
 
 
+def first_waits_for_gate(directory: str, i: int) -> int:
+    """Item 0 waits until ``directory/gate`` exists; every item creates ``directory/done-<i>``."""
+    if i == 0:
+        return mark_after_gate(directory, i)
+    import os
+
+    open(os.path.join(directory, f"done-{i}"), "w").close()
+    return i
+
+
 class RebuiltAsInt(Exception):
     """An exception whose ``__reduce__`` rebuilds it as an int (a pickled "exception" that is not one)."""
 

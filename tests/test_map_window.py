@@ -10,7 +10,7 @@ from concurrent.futures import CancelledError
 import pytest
 
 import pycrew
-from helpers import identity, mark_after_gate
+from helpers import first_waits_for_gate, identity, mark_after_gate
 from pycrew.control import mapping
 from support import wait_for
 
@@ -39,6 +39,20 @@ def test_auto_window_bounds_what_is_submitted_and_runs_everything_without_iterat
     # nobody iterates: every task still runs, as with concurrent.futures' eager map
     wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 12, timeout=60, message="not every task ran")
     assert list(results) == list(range(12))
+
+
+def test_a_slow_first_task_does_not_hold_the_window_back(make_controller, small_window, tmp_path):
+    """Tasks finishing out of order make room too: the window counts unfinished tasks, not
+    the results taken, so the input flows past a slow first task without anyone iterating."""
+    # prefetch_max=1: no task waits on the first one's worker behind it (the dispatcher's
+    # prefetching is another matter than the window's; see test_dispatcher_unit)
+    c = make_controller("local", workers=2, seconds_idle=30, prefetch_max=1)
+    results = c.map(first_waits_for_gate, itertools.repeat(str(tmp_path)), range(30))
+    wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 29, timeout=60,
+             message="the feeder stopped refilling behind the slow first task")
+    assert c.summary().controller.running == 1, "only the first task should still be running"
+    (tmp_path / "gate").touch()
+    assert list(results) == list(range(30))
 
 
 def test_wait_all_and_shutdown_wait_for_the_rest_of_the_input(make_controller, small_window, tmp_path):

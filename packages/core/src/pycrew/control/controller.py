@@ -15,6 +15,7 @@ from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
+from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
 from pycrew.control.dispatcher import Dispatcher
@@ -106,6 +107,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._futures_issued = 0
         self._feeders: set[Any] = set()
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
+        self._alarm = ResolutionAlarm()
         #: The dashboard's address while it runs (option ``dashboard``), else ``None``.
         self.dashboard_link: str | None = None
         self._dashboard: Dashboard | None = None

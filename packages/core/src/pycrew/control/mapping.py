@@ -31,6 +31,8 @@ T = TypeVar("T")
 AUTO_WINDOW_MIN = 4096
 #: ... and this many per worker (enough to keep every worker's prefetch window fed).
 AUTO_WINDOW_PER_WORKER = 512
+#: A full window's feeder looks at its futures again at least this often (seconds).
+SECONDS_LOOK = 0.1
 
 Buffersize = int | None | Literal["auto"]
 
@@ -67,12 +69,17 @@ class _Feeder:
         self.controller = controller
         self.submit = submit
         self.items = items
-        self.slots = threading.Semaphore(window)
+        self.window = window
+        # Once full, the window is refilled after an eighth of it finished: one wake-up of
+        # this thread per window/8 tasks (see pycrew.control.alarm), not one per task.
+        self.low = window - max(1, window // 8)
+        self.inflight: collections.deque[TaskFuture[Any]] = collections.deque()  # submitted, not seen done
         self.cond = threading.Condition()
         self.futures: collections.deque[TaskFuture[Any]] = collections.deque()
         self.done = False
         self.error: BaseException | None = None
         self.stopped = False
+        self.consumer_waits = False  # the consumer sleeps in has_next (set under cond)
         self.thread = threading.Thread(target=self._run, name="pycrew-map-feeder", daemon=True)
 
     def start(self) -> None:
@@ -80,28 +87,46 @@ class _Feeder:
             self.controller._feeders.add(self)
         self.thread.start()
 
-    def _release(self, _future: Future[Any]) -> None:
-        self.slots.release()
+    def _make_room(self) -> bool:
+        """Wait until at most ``low`` of the futures submitted are unfinished (``False``: stopped)."""
+        inflight = self.inflight
+        controller = self.controller
+        while True:
+            while inflight and inflight[0].done():
+                inflight.popleft()
+            if len(inflight) > self.low:  # some finished out of order: look at every one
+                self.inflight = inflight = collections.deque(f for f in inflight if not f.done())
+            if len(inflight) <= self.low:
+                return True
+            if self.stopped:
+                return False
+            controller._alarm.wait(lambda: controller._futures_resolved, len(inflight) - self.low, SECONDS_LOOK)
 
     def _run(self) -> None:
         try:
             for i, args in self.items:
-                while not self.slots.acquire(timeout=0.2):
-                    if self.stopped:
-                        return
+                inflight = self.inflight
+                # Futures the consumer may have taken are let go of at once: a result it
+                # yielded must not stay alive here (CPython bpo-14406).
+                while inflight and inflight[0].done():
+                    inflight.popleft()
+                if len(inflight) >= self.window and not self._make_room():
+                    return
                 if self.stopped:
                     return
                 future = self.submit(i, tuple(args))
-                future.add_done_callback(self._release)
-                with self.cond:
-                    self.futures.append(future)
-                    self.cond.notify_all()
+                self.inflight.append(future)
+                self.futures.append(future)  # appended first, then the flag read: see has_next
+                if self.consumer_waits:
+                    with self.cond:
+                        self.cond.notify_all()
                 del future  # the deque holds it until the consumer takes it
         except BaseException as exc:  # the iterable or a submit failed: the consumer raises it in turn
             with self.cond:
                 if self.error is None:
                     self.error = exc
         finally:
+            self.inflight.clear()
             with self.cond:
                 self.done = True
                 self.cond.notify_all()
@@ -118,12 +143,20 @@ class _Feeder:
             BaseException: what the iterable (or a submit) raised, or why the feeder was
                 stopped, once the futures before it have been taken.
         """
+        if self.futures:  # the usual case, without the lock (deques are thread-safe)
+            return True
         with self.cond:
-            while not self.futures and not self.done:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError("map: no result within the timeout")
-                self.cond.wait(0.2 if remaining is None else min(0.2, remaining))
+            # The flag is set before the deque is looked at, and the feeder appends before it
+            # reads the flag: either this sees the future or the feeder sees the flag.
+            self.consumer_waits = True
+            try:
+                while not self.futures and not self.done:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("map: no result within the timeout")
+                    self.cond.wait(0.2 if remaining is None else min(0.2, remaining))
+            finally:
+                self.consumer_waits = False
             if self.futures:
                 return True
             if self.error is not None:
@@ -133,8 +166,7 @@ class _Feeder:
 
     def take(self) -> TaskFuture[Any]:
         """The next future (after :meth:`has_next` said there is one)."""
-        with self.cond:
-            return self.futures.popleft()
+        return self.futures.popleft()
 
     def waiting(self) -> list[TaskFuture[Any]]:
         """The futures submitted and not taken yet."""

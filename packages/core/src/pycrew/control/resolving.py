@@ -115,6 +115,8 @@ class Resolving(ControllerState):
         self._futures_resolved += 1
         if not future.done():
             future.set_result(fields[1])
+        if self._futures_resolved >= self._alarm.at:
+            self._alarm.check(self._futures_resolved)
         if self._waiters:
             with self._cv:
                 self._cv.notify_all()
@@ -146,6 +148,8 @@ class Resolving(ControllerState):
                 future.set_exception(exc)
             else:
                 future.set_exception(_LOCAL_ERRORS.get(result.status, TaskError)(f"task {task.name!r}: {result.status}: {result.error}", result))
+        if future is not None and self._futures_resolved >= self._alarm.at:
+            self._alarm.check(self._futures_resolved)
         if task.keep:
             self._results.append(result)
         if self._notify_done:

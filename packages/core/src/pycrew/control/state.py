@@ -12,6 +12,7 @@ import collections
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pycrew.control.alarm import ResolutionAlarm
 from pycrew.controller_options import ControllerOptions
 from pycrew.plugin_api import LauncherSpec
 from pycrew.plugins import PluginRegistry
@@ -51,6 +52,7 @@ class ControllerState:
     _notify_done: bool
     _futures_issued: int
     _futures_resolved: int
+    _alarm: ResolutionAlarm  # wakes a map feeder once enough futures resolved
     _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
 
     def _check(self) -> Dispatcher:
