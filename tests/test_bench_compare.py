@@ -224,3 +224,16 @@ def test_efficiency_runs_measure_the_sleep_ceiling_and_the_report_names_the_room
     roomy = bench_report.efficiency_room(doc_with(95.0, [99.0]))
     assert roomy is not None and "+4.00 pt of room" in roomy and "within reach" in roomy, roomy
     assert bench_report.efficiency_room({"frameworks": ["ppe"], "meta": {"sizes": {}}, "results": {}}) is None
+
+
+def test_bench_map_prints_every_case_with_time_and_memory() -> None:
+    """``bench_map.py`` at tiny sizes: a row per case, each from a fresh child that checked its results."""
+    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "300")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("map(abs, range(300)), 2 workers"), done.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert set(rows) == {"pycrew-auto", "pycrew-None", "pycrew-4096", "ppe"}, done.stdout
+    for seconds, rate, growth, unit, per_task in rows.values():
+        assert float(seconds) >= 0 and float(rate.replace(",", "")) > 0 and unit == "MiB", done.stdout
+        assert float(growth) >= 0 and float(per_task.replace(",", "")) >= 0, done.stdout
