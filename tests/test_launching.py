@@ -95,6 +95,23 @@ def test_push_does_not_wait_for_a_slow_launcher(make_controller):
         pycrew.unregister(slow)
 
 
+def test_tasks_prefetched_behind_a_long_task_go_to_an_idle_worker(make_controller, tmp_path):
+    """Short tasks are prefetched; when one turns out long, those sent behind it are
+    recalled from its worker and run on the other (see pycrew.control.recall)."""
+    from helpers import first_waits_for_gate
+
+    c = make_controller("local", workers=2, seconds_idle=60).start()
+    assert list(c.map(identity, range(300))) == list(range(300))  # short tasks: prefetch grows
+    wait_for(lambda: c.summary().controller.workers_online == 2, 30)
+    futures = [c.submit(first_waits_for_gate, str(tmp_path), i) for i in range(300)]
+    wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 299, timeout=30,
+             message="tasks sent behind the long one still wait on its worker")
+    assert not futures[0].done()
+    assert c.summary().controller.retries == 0, "tasks given back are not retries"
+    (tmp_path / "gate").touch()
+    assert [f.result(timeout=30) for f in futures] == list(range(300))
+
+
 def test_lone_tasks_go_to_idle_workers_even_after_short_tasks_raised_prefetch(make_controller):
     from helpers import whoami
 

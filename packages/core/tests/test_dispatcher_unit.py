@@ -217,6 +217,48 @@ def test_a_lost_worker_gives_its_payload_bytes_back():
         h.close()
 
 
+def test_tasks_behind_a_long_one_are_recalled_for_an_idle_worker(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)  # short tasks: a takes all four
+    first, second, third, fourth = h.push(4)
+    assert a.tasks() == [first.id, second.id, third.id, fourth.id]
+    b = h.worker()  # idle, and nothing left in the queue
+    conn = h.d.conns[a.id]
+    h.d._maintain(conn.progress + 0.01)
+    assert p.RECALL not in a.kinds(), "recalled before the first task had run long"
+    h.d._maintain(conn.progress + 1.0)
+    recalls = [p.decode_ids(f) for f in a.sent if f[0] == p.RECALL]
+    assert recalls == [[second.id, third.id, fourth.id]], "all but the running task are recalled, once"
+    h.d._maintain(conn.progress + 2.0)
+    assert len([f for f in a.sent if f[0] == p.RECALL]) == 1, "no second RECALL before the answer"
+    # the second task had started meanwhile: the worker gives back the other two
+    h.d.frame_received(a, p.encode_ids(p.RETURNED, [third.id, fourth.id]))
+    h.d._step()
+    assert b.tasks() == [third.id, fourth.id], "the idle worker gets what came back"
+    assert third.attempts == 1 and fourth.attempts == 1, "a task given back is not counted as an attempt"
+    assert conn.bytes_in_flight == len(first.payload) + len(second.payload) and h.d.tasks_running == 4
+    (fifth,) = h.push(1)
+    assert fifth.id in b.tasks() and len(a.tasks()) == 4, "a worker that gave tasks back gets none until its long task ends"
+    h.reply(a, [first.id, second.id])
+    (sixth,) = h.push(1)
+    assert a.tasks()[-1] == sixth.id, "its result ends the stall: it takes work again (now the least loaded)"
+    assert not h.d.queue
+
+
+def test_no_recall_while_tasks_wait_in_the_queue_or_no_worker_is_idle(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    h.push(3)
+    conn = h.d.conns[a.id]
+    h.d._maintain(conn.progress + 1.0)
+    assert p.RECALL not in a.kinds(), "no other worker is idle: nothing to gain"
+    h.push(7)  # four more fit on a (prefetch_max=4 counts the three): three wait in the queue
+    b = h.worker()  # takes what waits: busy too
+    assert h.d.conns[b.id].in_flight
+    h.d._maintain(conn.progress + 1.0)
+    assert p.RECALL not in a.kinds()
+
+
 def test_tasks_max_bounds_what_a_worker_is_sent(h):
     a = h.worker(tasks_max=2)
     h.d.record_seconds(0.0001)

@@ -31,6 +31,7 @@ class Assignment:
     ewma: float | None
     _ready: list[tuple[int, int, int]]
     _ready_limit: int
+    _holding: set[int]
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _send: Callable[[Conn, bytes], None]
     _watch: Callable[[Conn], None]
@@ -52,7 +53,7 @@ class Assignment:
 
     def _offer(self, conn: Conn) -> None:
         """Put ``conn`` in the ready heap with its current load (its older entry goes stale)."""
-        if conn.state != READY:
+        if conn.state != READY or conn.stalled:
             return
         conn.ready_version += 1
         heapq.heappush(self._ready, (len(conn.in_flight), conn.link.id, conn.ready_version))
@@ -62,7 +63,7 @@ class Assignment:
     def _rebuild_ready(self) -> None:
         entries = []
         for conn in self.conns.values():
-            if conn.state == READY:
+            if conn.state == READY and not conn.stalled:
                 conn.ready_version += 1
                 entries.append((len(conn.in_flight), conn.link.id, conn.ready_version))
         heapq.heapify(entries)
@@ -123,5 +124,7 @@ class Assignment:
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
                 self._send(conn, p.encode_records(p.TASKS, batch))
+                if len(conn.in_flight) > 1:
+                    self._holding.add(conn.link.id)  # see pycrew.control.recall
             if not full and len(conn.in_flight) < min(limit, conn.tasks_left):
                 self._offer(conn)

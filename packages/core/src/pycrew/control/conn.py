@@ -53,7 +53,9 @@ class Conn:
         "pid",
         "progress",
         "ready_version",
+        "recalling",
         "slot",
+        "stalled",
         "state",
         "stop_by",
         "tasks_left",
@@ -83,3 +85,5 @@ class Conn:
         self.progress = now  # when the task now at the head of in_flight (probably) started
         self.stop_by: float | None = None  # a cancelled task must be given back by then
         self.visit_at = 0.0  # when the dispatcher's upkeep next looks at this connection
+        self.recalling = False  # a RECALL was sent and not answered yet (see recall)
+        self.stalled = False  # gave tasks back: none offered until a result comes (see recall)

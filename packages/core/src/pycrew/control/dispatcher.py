@@ -27,6 +27,7 @@ from typing import Any
 
 from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
+from pycrew.control.recall import Recall
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
 from pycrew.loglimit import LogLimiter
@@ -42,7 +43,7 @@ SECONDS_DEMAND = 0.005
 #: Submissions a thread makes after waking an idle dispatcher before it lets it run.
 SUBMITS_BEFORE_YIELD = 8
 
-class Dispatcher(Assignment, Upkeep):
+class Dispatcher(Assignment, Recall, Upkeep):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
     Callbacks (all called on the dispatcher thread):
@@ -90,6 +91,7 @@ class Dispatcher(Assignment, Upkeep):
         # given tasks, so _assign never scans every connection.
         self._ready: list[tuple[int, int, int]] = []
         self._ready_limit = 0
+        self._holding: set[int] = set()
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
@@ -324,6 +326,8 @@ class Dispatcher(Assignment, Upkeep):
                 conn.frames_acked = max(conn.frames_acked, received)
                 if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
+        elif kind == p.RETURNED:
+            self._returned(conn, p.decode_ids(frame))
         elif kind == p.BYE:
             body = p.decode_json(frame)
             reason = body.get("reason")
@@ -379,6 +383,7 @@ class Dispatcher(Assignment, Upkeep):
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)
         conn.progress = time.monotonic()
+        conn.stalled = conn.recalling = False  # its long task (if any) has ended: see recall
         if not conn.in_flight:  # every task sent came back, so every frame sent arrived
             conn.frames_acked = conn.frames_sent
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):

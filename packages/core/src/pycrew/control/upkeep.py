@@ -30,6 +30,7 @@ class Upkeep:
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool, str], None]
     _on_tick: Callable[[float], None]
+    _recall_stuck: Callable[[float], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
 
     # -- leaving, losing, dropping ----------------------------------------------------
@@ -138,6 +139,7 @@ class Upkeep:
             conn = self.conns.get(link_id)
             if conn is not None and conn.visit_at == when:
                 self._visit(conn, now)
+        self._recall_stuck(now)
         self.server.maintain(now)
         self._on_tick(now)
 

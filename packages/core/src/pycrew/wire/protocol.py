@@ -41,6 +41,8 @@ BEAT = 0x42  # b"B"       either way: heartbeat
 CANCEL = 0x58  # b"X"     dispatcher -> worker: task ids to cancel
 BYE = 0x51  # b"Q"        worker -> dispatcher: JSON {reason, unstarted: [ids]}
 STOP = 0x53  # b"S"       dispatcher -> worker: JSON {reason}
+RECALL = 0x47  # b"G"     dispatcher -> worker: ids of tasks to give back if not started
+RETURNED = 0x4E  # b"N"   worker -> dispatcher: ids of the recalled tasks it gave back
 
 NONCE_BYTES = 32
 _RECORD = struct.Struct("<QI")
@@ -202,12 +204,12 @@ def decode_records(frame: bytes) -> list[tuple[int, bytes]]:
 
 
 def encode_ids(kind_: int, ids: Sequence[int]) -> bytes:
-    """A frame carrying task ids (CANCEL)."""
+    """A frame carrying task ids (CANCEL, RECALL, RETURNED)."""
     return bytes((kind_,)) + b"".join(_ID.pack(i) for i in ids)
 
 
 def decode_ids(frame: bytes) -> list[int]:
-    """The task ids of a CANCEL frame."""
+    """The task ids of a CANCEL, RECALL or RETURNED frame."""
     body = memoryview(frame)[1:]
     if len(body) % _ID.size:
         raise ProtocolError("bad id frame length")

@@ -173,6 +173,8 @@ class Worker:
             self.settled.set()
         elif kind == p.CANCEL:
             self._cancel(p.decode_ids(frame))
+        elif kind == p.RECALL:
+            self._give_back(p.decode_ids(frame))
         elif kind == p.STOP:
             self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
 
@@ -261,6 +263,15 @@ class Worker:
             body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=time.time()))
             with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
+
+    def _give_back(self, ids: list[int]) -> None:
+        """Return the recalled tasks that have not started (the dispatcher gives them to another worker)."""
+        wanted = set(ids)
+        with self.cv:  # the main thread takes its next task under cv: each is started or given back
+            back = [i for i, _ in self.tasks if i in wanted]
+            if back:
+                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+        self._send(p.encode_ids(p.RETURNED, back))
 
     def _send(self, frame: bytes) -> None:
         channel = self.channel

@@ -1,0 +1,87 @@
+"""Taking back tasks that wait behind a long one on a worker (dispatcher thread).
+
+Short tasks are prefetched: a worker holds up to about ``seconds_prefetch`` of them by the
+moving average of run times. When one of them turns out long, the tasks sent behind it
+wait on its worker while other workers may have nothing to do. At each tick, when the
+queue is empty and some worker is idle, every connection that holds more than one task
+and whose oldest one has run longer than :data:`SECONDS_RECALL` (and four times the
+average) is sent a RECALL of the others. Its worker gives back those it has not started
+(RETURNED): they go to the front of the queue, unpenalised, and that connection gets no
+more tasks until its long task ends. A worker that never answers (an older version)
+keeps its tasks, as before.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+from collections.abc import Callable
+
+from pycrew.control.conn import READY, Conn
+from pycrew.control.tasks import Task
+from pycrew.wire import protocol as p
+
+#: How long a connection's oldest task must have run before the tasks behind it are recalled.
+SECONDS_RECALL = 0.05
+
+
+class Recall:
+    """Recalling tasks from a worker stuck on a long one (mixed into Dispatcher)."""
+
+    conns: dict[int, Conn]
+    queue: collections.deque[Task]
+    ewma: float | None
+    tasks_running: int
+    _ready: list[tuple[int, int, int]]
+    _holding: set[int]  # link ids of connections sent more than one task (maybe stuck)
+    _send: Callable[[Conn, bytes], None]
+    _offer: Callable[[Conn], None]
+
+    def _idle_worker(self) -> bool:
+        """Whether the least loaded ready connection holds no task (drops stale heap heads)."""
+        heap = self._ready
+        while heap:
+            _, link_id, version = heap[0]
+            conn = self.conns.get(link_id)
+            if conn is None or conn.ready_version != version or conn.state != READY:
+                heapq.heappop(heap)
+                continue
+            return not conn.in_flight
+        return False
+
+    def _recall_stuck(self, now: float) -> None:
+        """Recall the tasks waiting behind a long one, if a worker is idle (each tick)."""
+        if self.queue or not self._holding or not self._idle_worker():
+            return
+        after = max(SECONDS_RECALL, 4.0 * (self.ewma or 0.0))
+        for link_id in list(self._holding):
+            conn = self.conns.get(link_id)
+            if conn is None or conn.state != READY or len(conn.in_flight) < 2:
+                self._holding.discard(link_id)
+                continue
+            if conn.recalling or now - conn.progress < after:
+                continue
+            conn.recalling = True
+            ids = list(conn.in_flight)[1:]  # the first is the one running
+            self._send(conn, p.encode_ids(p.RECALL, ids))
+
+    def _returned(self, conn: Conn, ids: list[int]) -> None:
+        """A worker gave back recalled tasks it had not started: queue them first, unpenalised."""
+        conn.recalling = False
+        back: list[Task] = []
+        for task_id in ids:
+            task = conn.in_flight.pop(task_id, None)
+            if task is None:  # not sent to this worker, or its result already came
+                continue
+            self.tasks_running -= 1
+            conn.bytes_in_flight -= len(task.payload)
+            conn.tasks_left += 1
+            if task.resolved:  # cancelled meanwhile
+                continue
+            task.attempts -= 1  # it never ran
+            back.append(task)
+        self.queue.extendleft(reversed(back))
+        if conn.in_flight:
+            conn.stalled = True  # offered again when its long task's result comes
+        else:
+            self._offer(conn)
