@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 STEPS = ("build", "listen", "launch", "connect", "task", "terminate")
 #: How long a local worker may be missing from its launcher's list before it counts as exited.
 SECONDS_GONE = 3.0
+#: How long after a failed launch is counted its reason may take to be recorded.
+SECONDS_REASON = 2.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
     seen = False
     missing_since: float | None = None
     next_list = 0.0
+    failed_at: float | None = None
     while True:
         now = time.monotonic()
         # The monitor saw the launched worker end before it dialed back: a connect failure.
@@ -245,7 +248,11 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
             elif listed is not None:
                 missing_since = missing_since or now
                 exited = ended or seen or (not c.spec.remote and now - missing_since >= SECONDS_GONE)
-        timed_out = slot.launch_failures > 0 or now > deadline
+        # A failed launch is counted before its reason is recorded (that may wait for the
+        # platform's monitor): give the reason a moment, so an exit reads as one.
+        if slot.launch_failures > 0 and failed_at is None:
+            failed_at = now
+        timed_out = (failed_at is not None and (ended or now - failed_at >= SECONDS_REASON)) or now > deadline
         if exited or timed_out:
             if not launched:
                 run.add("launch", False, f"the launch did not finish within {seconds:g} s",
