@@ -87,30 +87,31 @@ class _Feeder:
             self.controller._feeders.add(self)
         self.thread.start()
 
+    def _drop_finished(self) -> None:
+        """Let go of the finished futures at the front: a result the consumer yielded must not
+        stay alive here (CPython bpo-14406)."""
+        inflight = self.inflight
+        while inflight and inflight[0].done():
+            inflight.popleft()
+
     def _make_room(self) -> bool:
         """Wait until at most ``low`` of the futures submitted are unfinished (``False``: stopped)."""
-        inflight = self.inflight
         controller = self.controller
         while True:
-            while inflight and inflight[0].done():
-                inflight.popleft()
-            if len(inflight) > self.low:  # some finished out of order: look at every one
-                self.inflight = inflight = collections.deque(f for f in inflight if not f.done())
-            if len(inflight) <= self.low:
+            self._drop_finished()
+            if len(self.inflight) > self.low:  # some finished out of order: look at every one
+                self.inflight = collections.deque(f for f in self.inflight if not f.done())
+            if len(self.inflight) <= self.low:
                 return True
             if self.stopped:
                 return False
-            controller._alarm.wait(lambda: controller._futures_resolved, len(inflight) - self.low, SECONDS_LOOK)
+            controller._alarm.wait(lambda: controller._futures_resolved, len(self.inflight) - self.low, SECONDS_LOOK)
 
     def _run(self) -> None:
         try:
             for i, args in self.items:
-                inflight = self.inflight
-                # Futures the consumer may have taken are let go of at once: a result it
-                # yielded must not stay alive here (CPython bpo-14406).
-                while inflight and inflight[0].done():
-                    inflight.popleft()
-                if len(inflight) >= self.window and not self._make_room():
+                self._drop_finished()
+                if len(self.inflight) >= self.window and not self._make_room():
                     return
                 if self.stopped:
                     return

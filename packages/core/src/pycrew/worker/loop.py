@@ -252,26 +252,26 @@ class Worker:
 
     def _cancel(self, ids: list[int]) -> None:
         """Stop the running task if it is cancelled; drop cancelled tasks not started yet."""
-        wanted = set(ids)
         for task_id in ids:
             self.runner.interrupt(task_id, "cancel", "cancelled by the controller")
-        with self.cv:
-            dropped = [i for i, _ in self.tasks if i in wanted]
-            if dropped:
-                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+        dropped = self._take_unstarted(ids)
         if dropped:
             body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=time.time()))
             with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
 
+    def _take_unstarted(self, ids: list[int]) -> list[int]:
+        """Remove the tasks among ``ids`` that have not started; return their ids."""
+        wanted = set(ids)
+        with self.cv:  # the main thread takes its next task under cv: each is started or removed
+            taken = [i for i, _ in self.tasks if i in wanted]
+            if taken:
+                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+        return taken
+
     def _give_back(self, ids: list[int]) -> None:
         """Return the recalled tasks that have not started (the dispatcher gives them to another worker)."""
-        wanted = set(ids)
-        with self.cv:  # the main thread takes its next task under cv: each is started or given back
-            back = [i for i, _ in self.tasks if i in wanted]
-            if back:
-                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
-        self._send(p.encode_ids(p.RETURNED, back))
+        self._send(p.encode_ids(p.RETURNED, self._take_unstarted(ids)))
 
     def _send(self, frame: bytes) -> None:
         channel = self.channel
