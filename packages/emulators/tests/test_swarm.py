@@ -160,7 +160,9 @@ def test_batch_splits_over_hosts_and_handles_name_host_and_instance(run_dir: str
 
 def test_terminating_one_worker_leaves_its_host_mates_serving(run_dir: str) -> None:
     """Terminate one of a host's 3 workers: the controller loses it, the other 2 keep serving."""
-    c = pycrew.controller("swarm", workers=3, workers_at_start=0, run_dir=run_dir, workers_per_host=3, seconds_launch=60)
+    # All three launched by start() in one call, so they share one host (pushes could reach the
+    # scaler in two rounds and start two hosts).
+    c = pycrew.controller("swarm", workers=3, workers_at_start=3, run_dir=run_dir, workers_per_host=3, seconds_launch=60)
     try:
         for _ in range(3):
             c.push(tasks.sleep_then_report, (0.3,))
@@ -195,7 +197,7 @@ def test_a_worker_dropped_during_its_task_does_not_end_its_host(run_dir: str) ->
     (Before ``Worker(shared_process=True)`` a worker loop could not start outside the main
     thread, and a worker whose link closed during a task ended its whole process.)
     """
-    c = pycrew.controller("swarm", workers=2, workers_at_start=0, run_dir=run_dir, workers_per_host=2, seconds_launch=60)
+    c = pycrew.controller("swarm", workers=2, workers_at_start=2, run_dir=run_dir, workers_per_host=2, seconds_launch=60)
     try:
         c.push(tasks.sleep_then_report, (0.3,), name="warm_a")
         c.push(tasks.sleep_then_report, (0.3,), name="warm_b")

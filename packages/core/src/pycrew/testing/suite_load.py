@@ -117,6 +117,14 @@ class LoadTests(SuiteFixtures):
             f"saw batches {recorder.batch_sizes(before)}"
         )
         record = recorder.launches[before]
+        # Workers may dial in before the hook has returned their handles (the platform starts
+        # them while the hook still waits on its API): wait for the hook to return.
+        wait_until(
+            lambda: record.handles is not None or record.error is not None,
+            timeout,
+            lambda: f"the launch hook for the batch of {n} had not returned after its workers came online",
+        )
+        assert record.error is None, f"the launch hook for the batch raised: {record.error!r}"
         assert record.handles is not None and len(record.handles) == n, f"handles for the batch: {record.handles!r}"
         assert record.thread != threading.current_thread().name, "the launch hook ran on the caller's thread"
         rows = c.summary().workers
