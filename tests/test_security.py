@@ -179,6 +179,40 @@ def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller, wir
     assert c.summary().controller.workers_online == 0
 
 
+@pytest.mark.parametrize("entry", ["python -m pycrew.worker", "pycrew worker"])
+def test_refused_workers_exit_with_their_code_not_an_nng_abort(make_controller, entry):
+    """Forty workers refused for an untrusted certificate over NNG all exit with code 3.
+
+    pynng's exit handler (nng_fini) used to free NNG's state while NNG still closed the
+    failed TLS connection: about 1 in 12 such workers aborted (SIGABRT, NNG's "panic:
+    pthread_mutex_lock") instead. Workers now end with os._exit once their output is flushed.
+    """
+    from pycrew.tls import self_signed
+
+    c = make_controller("local", workers=1, tls="automatic", wire="nng", workers_at_start=0).start()
+    call = c.launcher.call(worker=1, url=c.url)
+    _, other_cert = self_signed("127.0.0.1")
+    env = {**os.environ, pycrew.TOKEN_ENV: call.token, pycrew.TLS_CA_ENV: other_cert}
+    assert list(call.args[:2]) == ["-m", "pycrew.worker"]
+    head = [sys.executable, *call.args[:2]] if entry.startswith("python") else [os.path.join(os.path.dirname(sys.executable), "pycrew"), "worker"]
+    command = [*head, *call.args[2:-2], "--seconds-launch", "3"]
+    codes: list[int] = []
+    errors: list[str] = []
+    running: list[subprocess.Popen[bytes]] = []
+    for i in range(40):
+        running.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        if len(running) == 4 or i == 39:
+            for proc in running:
+                _, err = proc.communicate(timeout=30)
+                codes.append(proc.returncode)
+                if proc.returncode != 3:
+                    errors.append(err.decode(errors="replace")[-2000:])
+            running.clear()
+    assert codes == [3] * 40, f"exit codes {sorted(set(codes))}; stderr of the first that did not exit with 3:\n{errors[:1]}"
+    assert all("certificate is not trusted" in e for e in errors)
+    assert c.summary().controller.workers_online == 0
+
+
 def test_custom_tls_needs_key_and_certificate():
     with pytest.raises(pycrew.OptionsError, match="needs both key= and certificate="):
         pycrew.TLS("custom")

@@ -268,7 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["worker"]:
-        return _run_worker(args[1:])
+        code = _run_worker(args[1:])
+        if argv is None:  # this process is the worker: see pycrew.worker.exit_process
+            from pycrew.worker import exit_process
+
+            exit_process(code)
+        return code
     try:
         rv = cli.main(args=args, prog_name="pycrew", standalone_mode=False)
     except click.ClickException as exc:

@@ -1,7 +1,5 @@
-"""``python -m pycrew.worker``: see :func:`pycrew.worker.main`."""
+"""``python -m pycrew.worker``: see :func:`pycrew.worker.main` and :func:`pycrew.worker.exit_process`."""
 
-import sys
+from pycrew.worker import exit_process, main
 
-from pycrew.worker import main
-
-sys.exit(main())
+exit_process(main())
