@@ -63,7 +63,9 @@ def test_tasks_run_in_array_children_that_the_monitor_lists(
     batch: AwsBatchEmulator, options: dict[str, Any], secret_injection: SecretInjection
 ) -> None:
     client = AwsBatchClient("awsbatch", AwsBatchOptions.from_mapping(options))
-    with controller(options, workers=2) as c:
+    # Both launched by start() in one call: two submits could reach the scaler in two rounds
+    # (each its own array) when the machine is busy.
+    with controller(options, workers=2, workers_at_start=2) as c:
         futures = [c.submit(where) for _ in range(2)]
         wait_until(lambda: c.summary().controller.workers_online == 2, 60, lambda: f"workers not online: {c.summary()}")
         results = [f.result(timeout=60) for f in futures]
