@@ -112,6 +112,24 @@ def test_tasks_prefetched_behind_a_long_task_go_to_an_idle_worker(make_controlle
     assert [f.result(timeout=30) for f in futures] == list(range(300))
 
 
+def test_a_worker_that_joins_after_everything_was_prefetched_takes_half_of_the_tail(make_controller):
+    """The first worker took every task (short ones before them opened the prefetch window);
+    the second, launched for the same demand, connects to an empty queue and takes the newer
+    half of what the first has not started (see pycrew.control.recall). Each task is shorter
+    than the 50 ms after which tasks count as stuck behind a long one, so nothing else would
+    move them."""
+    from pycrew.testing.tasks import sleep_then_report
+
+    c = make_controller("local", workers=2, seconds_idle=60).start()
+    for i in range(50):  # one at a time (no demand for a second worker): the average falls to ~us
+        assert c.submit(abs, -i).result(timeout=30) == i
+    assert c.summary().controller.workers_online == 1
+    futures = [c.submit(sleep_then_report, 0.03) for _ in range(100)]
+    pids = [f.result(timeout=60)[1] for f in futures]
+    assert len(set(pids)) == 2, "the second worker ran none of the tasks the first had prefetched"
+    assert c.summary().controller.retries == 0, "tasks given back are not retries"
+
+
 def test_lone_tasks_go_to_idle_workers_even_after_short_tasks_raised_prefetch(make_controller):
     from helpers import whoami
 

@@ -259,6 +259,55 @@ def test_no_recall_while_tasks_wait_in_the_queue_or_no_worker_is_idle(h):
     assert p.RECALL not in a.kinds()
 
 
+def test_an_idle_worker_takes_the_newer_half_of_a_prefetched_tail(h):
+    a = h.worker()
+    h.d.record_seconds(0.01)  # 10 ms tasks: a worker holds three (one running, 20 ms prefetched)
+    first, second, third = h.push(3)
+    assert a.tasks() == [first.id, second.id, third.id]
+    conn = h.d.conns[a.id]
+    b = h.worker()  # connects to an empty queue: a's tail is all there is
+    assert [p.decode_ids(f) for f in a.sent if f[0] == p.RECALL] == [[third.id]], "the newer half of the two unstarted"
+    h.d.frame_received(a, p.encode_ids(p.RETURNED, [third.id]))
+    h.d._step()
+    assert b.tasks() == [third.id] and third.attempts == 1 and conn.stalled
+    h.reply(b, [third.id])  # b idle again, a still holds two: the newer one comes over
+    assert [p.decode_ids(f) for f in a.sent if f[0] == p.RECALL][1:] == [[second.id]]
+    h.d.frame_received(a, p.encode_ids(p.RETURNED, []))  # too late: a had started it
+    h.d._step()
+    assert b.tasks() == [third.id] and h.d.tasks_running == 2
+    h.reply(a, [first.id, second.id])
+    assert not h.d.queue and h.d.tasks_running == 0
+    assert len([f for f in a.sent if f[0] == p.RECALL]) == 2
+
+
+def test_a_worker_that_gave_tasks_back_leaves_the_ready_heap_until_its_next_result(h):
+    a = h.worker()
+    h.d.record_seconds(0.01)
+    first, second = h.push(2)  # a holds two of three: it stays offered in the ready heap
+    conn = h.d.conns[a.id]
+    assert any(link_id == a.id and version == conn.ready_version for _, link_id, version in h.d._ready)
+    b = h.worker()
+    h.d.frame_received(a, p.encode_ids(p.RETURNED, [second.id]))  # answering the RECALL
+    h.d._step()
+    assert b.tasks() == [second.id] and conn.stalled
+    assert all(link_id != a.id or version != conn.ready_version for _, link_id, version in h.d._ready), (
+        "a stalled worker kept a valid entry in the ready heap: it could be sent the tasks it gave back"
+    )
+    h.reply(a, [first.id])
+    assert not conn.stalled and any(link_id == a.id and version == conn.ready_version for _, link_id, version in h.d._ready)
+
+
+def test_no_steal_for_a_tail_shorter_than_a_round_trip(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)  # four tasks of 0.1 ms: 0.3 ms unstarted, not worth a RECALL
+    tasks = h.push(4)
+    assert a.tasks() == [t.id for t in tasks]
+    b = h.worker()
+    h.d._maintain(h.d.conns[a.id].progress + 0.01)  # the tick looks too (not yet stuck: 50 ms)
+    assert p.RECALL not in a.kinds() and not b.tasks()
+    assert h.d._steal_pause_until > 0, "a search that found nothing pauses the next ones"
+
+
 def test_tasks_max_bounds_what_a_worker_is_sent(h):
     a = h.worker(tasks_max=2)
     h.d.record_seconds(0.0001)

@@ -92,6 +92,7 @@ class Dispatcher(Assignment, Recall, Upkeep):
         self._ready: list[tuple[int, int, int]] = []
         self._ready_limit = 0
         self._holding: set[int] = set()
+        self._steal_pause_until = 0.0
         self.queue: collections.deque[Task] = collections.deque()
         self.submissions: collections.deque[Task] = collections.deque()
         self.inbox: collections.deque[Callable[[], None]] = collections.deque()
@@ -371,6 +372,7 @@ class Dispatcher(Assignment, Recall, Upkeep):
             ),
         )
         self._offer(conn)
+        self._went_idle(conn, time.monotonic())  # it may find the queue empty, all prefetched
         self._on_connect(instance, conn.info)
 
     def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
@@ -382,13 +384,14 @@ class Dispatcher(Assignment, Recall, Upkeep):
             if task is None or task.resolved:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)
-        conn.progress = time.monotonic()
+        conn.progress = now = time.monotonic()
         conn.stalled = conn.recalling = False  # its long task (if any) has ended: see recall
         if not conn.in_flight:  # every task sent came back, so every frame sent arrived
             conn.frames_acked = conn.frames_sent
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
             conn.stop_by = None
         self._offer(conn)
+        self._went_idle(conn, now)  # the end of a batch: see recall
         # The queue is assigned once per loop turn, after every frame that arrived was
         # read: fewer, fuller TASKS frames, and never a burst of frames to one NNG pipe
         # (whose queue would discard them).

@@ -9,6 +9,12 @@ average) is sent a RECALL of the others. Its worker gives back those it has not 
 (RETURNED): they go to the front of the queue, unpenalised, and that connection gets no
 more tasks until its long task ends. A worker that never answers (an older version)
 keeps its tasks, as before.
+
+The same frames even out the end of a batch. When a worker has nothing to do and nothing
+is queued (its last result came back, it has just connected, or at a tick while it idles),
+the first connection found holding at least :data:`SECONDS_STEAL` of unstarted work (by
+the average) is asked for the newer half of it: the idle worker runs that half instead of
+waiting while another works through its prefetched tail alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from pycrew.wire import protocol as p
 
 #: How long a connection's oldest task must have run before the tasks behind it are recalled.
 SECONDS_RECALL = 0.05
+#: Unstarted work (by the moving average) a connection must hold for an idle worker to take
+#: half of it at the end of a batch: less is not worth a round trip.
+SECONDS_STEAL = 0.002
+#: After a search for work to take found none, how long idle workers wait before the next one.
+SECONDS_STEAL_PAUSE = 0.001
 
 
 class Recall:
@@ -34,6 +45,7 @@ class Recall:
     tasks_running: int
     _ready: list[tuple[int, int, int]]
     _holding: set[int]  # link ids of connections sent more than one task (maybe stuck)
+    _steal_pause_until: float
     _send: Callable[[Conn, bytes], None]
     _offer: Callable[[Conn], None]
 
@@ -64,6 +76,37 @@ class Recall:
             conn.recalling = True
             ids = list(conn.in_flight)[1:]  # the first is the one running
             self._send(conn, p.encode_ids(p.RECALL, ids))
+        self._steal_for_idle(now)  # a worker is idle: a tail another still works through
+
+    def _went_idle(self, conn: Conn, now: float) -> None:
+        """``conn`` has just become ready (connected, or results came back): if it holds
+        nothing and nothing is queued, take work for it from another worker."""
+        if not conn.in_flight and not self.queue and self._holding:
+            self._steal_for_idle(now)
+
+    def _steal_for_idle(self, now: float) -> None:
+        """A worker went idle with the queue empty: recall the newer half of another's unstarted tasks.
+
+        Takes the first connection in ``_holding`` worth it; a search that finds none pauses
+        the next ones for :data:`SECONDS_STEAL_PAUSE`, so the end of a batch on many workers
+        does not scan every connection per result.
+        """
+        ewma = self.ewma
+        if not ewma or now < self._steal_pause_until:
+            return
+        for link_id in list(self._holding):
+            conn = self.conns.get(link_id)
+            held = 0 if conn is None or conn.state != READY else len(conn.in_flight)
+            if held < 2:
+                self._holding.discard(link_id)
+                continue
+            if conn is None or conn.recalling or (held - 1) * ewma < SECONDS_STEAL:
+                continue
+            conn.recalling = True
+            ids = list(conn.in_flight)[held - held // 2 :]  # the newest: the last to start there
+            self._send(conn, p.encode_ids(p.RECALL, ids))
+            return
+        self._steal_pause_until = now + SECONDS_STEAL_PAUSE
 
     def _returned(self, conn: Conn, ids: list[int]) -> None:
         """A worker gave back recalled tasks it had not started: queue them first, unpenalised."""
@@ -83,5 +126,6 @@ class Recall:
         self.queue.extendleft(reversed(back))
         if conn.in_flight:
             conn.stalled = True  # offered again when its long task's result comes
+            conn.ready_version += 1  # and its entry in the ready heap is void until then
         else:
             self._offer(conn)
