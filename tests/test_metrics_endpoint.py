@@ -79,6 +79,7 @@ def test_metrics_count_tasks_queue_workers_and_round_trips(make_controller, tmp_
         c.push(wait_for_gate, (str(gate), i))
     families = scrape_until(c, lambda f: value(f, "pycrew_tasks_running") == 2)
     assert value(families, "pycrew_tasks_queued") == 1
+    time.sleep(0.05)  # the gated tasks' round trips stay over 10 ms, however fast the scrape was
     gate.write_text("open")
     assert c.wait(timeout=60)
 
