@@ -238,7 +238,10 @@ def strategies(marker: str, known: str) -> tuple[st.SearchStrategy[Any], st.Sear
         st.binary(max_size=200).map(lambda b: bytes((protocol.HELLO,)) + b),
     )
     payload = st.one_of(st.binary(max_size=64), st.just(evil))
-    kinds = st.one_of(st.sampled_from([protocol.HELLO, protocol.RESULTS, protocol.TASKS, protocol.BEAT, protocol.BYE]), st.integers(0, 255))
+    kinds = st.one_of(
+        st.sampled_from([protocol.HELLO, protocol.RESULTS, protocol.TASKS, protocol.BEAT, protocol.BYE, protocol.RETURNED]),
+        st.integers(0, 255),
+    )
     evil_frame = pick(
         kinds.map(lambda k: bytes((k,)) + evil),
         st.tuples(kinds, st.lists(st.tuples(st.integers(0, 2**64 - 1), payload), max_size=3)).map(lambda t: protocol.encode_records(t[0], t[1])),
@@ -255,6 +258,9 @@ def strategies(marker: str, known: str) -> tuple[st.SearchStrategy[Any], st.Sear
         st.binary(max_size=40).map(lambda b: bytes((protocol.RESULTS,)) + b),
         st.binary(max_size=16).map(lambda b: bytes((protocol.BEAT,)) + b),
         st.integers(0, 2**64 - 1).map(lambda n: bytes((protocol.BEAT,)) + n.to_bytes(8, "little")),
+        # RETURNED that no RECALL asked for: ids it does not hold, and bodies of any length
+        st.lists(foreign, max_size=5).map(lambda ids: protocol.encode_ids(protocol.RETURNED, ids)),
+        st.binary(max_size=40).map(lambda b: bytes((protocol.RETURNED,)) + b),
         bye,
         any_frame,
     )
