@@ -553,3 +553,28 @@ def test_a_submit_burst_lets_an_idle_dispatcher_run_once(h, monkeypatch):
     yields.clear()
     burst(3 * module.SUBMITS_BEFORE_YIELD)
     assert yields == []
+
+
+def test_the_demand_window_extends_while_pushes_come_up_to_its_maximum(h):
+    calls: list[float] = []
+    h.d.on_demand = calls.append
+    h.push(1)  # no worker: the task stays queued and opens the window
+    assert h.d.demand_pending
+    opened = h.d._demand_at
+    assert opened is not None
+    h.d._pushed_and_queued(opened - 0.004)  # local (the default): a later push does not extend it
+    assert h.d._demand_at == opened
+    h.d._demand_due(opened)
+    assert calls == [opened] and not h.d.demand_pending
+
+    h.d.demand_window_max = 0.1  # a remote launcher's
+    h.d._pushed_and_queued(10.0)
+    h.d._pushed_and_queued(10.004)  # each push extends it by SECONDS_DEMAND ...
+    assert h.d._demand_at == pytest.approx(10.009)
+    h.d._demand_due(10.008)
+    assert len(calls) == 1, "closed before its time"
+    for i in range(1, 60):
+        h.d._pushed_and_queued(10.004 + i * 0.004)
+    assert h.d._demand_at == pytest.approx(10.1), "... but never past its maximum after the first"
+    h.d._demand_due(10.1)
+    assert calls[1:] == [10.1] and not h.d.demand_pending

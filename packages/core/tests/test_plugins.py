@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,14 +22,15 @@ class DummyOptions(pycrew.LauncherOptions):
 class Dummy:
     """A launcher that records calls instead of starting workers."""
 
-    def __init__(self, name: str = "dummy") -> None:
+    def __init__(self, name: str = "dummy", remote: bool = False) -> None:
         self.name = name
+        self.remote = remote
         self.launched: list[int] = []
         self.terminated: list[object] = []
 
     @pycrew.hookimpl
     def pycrew_register_launchers(self, register):
-        register(self.name, DummyOptions, summary="records calls")
+        register(self.name, DummyOptions, summary="records calls", remote=self.remote)
 
     @pycrew.hookimpl
     def pycrew_launch_workers(self, launcher, calls):
@@ -165,6 +167,40 @@ def test_unknown_launcher_message():
     reg.register(Dummy("a"))
     with pytest.raises(pycrew.LauncherNotFoundError, match=r"no launcher named 'k8s'; installed: a\. To add it: pip install \"pycrew\[k8s\]\""):
         reg.launcher("k8s")
+
+
+class SlowToPickle:
+    """An argument that takes 2 ms to pickle, as large data would."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        time.sleep(0.002)
+        return (SlowToPickle, ())
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_slowly_pickling_loop_of_pushes_is_one_batch_of_launches_for_a_remote_launcher(remote):
+    """20 pushes of 2 ms each (40 ms): a remote launcher's demand window stays open while
+    pushes keep coming, so they become one launch call (one job array); a local launcher
+    scales out 5 ms after the first, as before, and then again as more come."""
+    reg = PluginRegistry(load_entry_points=False)
+    dummy = Dummy("r", remote=remote)
+    reg.register(dummy)
+    c = pycrew.Controller("r", workers=20, registry=reg, seconds_launch=30, workers_at_start=0, host="127.0.0.1")
+    try:
+        c.start()
+        for _ in range(20):
+            c.push(abs, (SlowToPickle(),))
+        deadline = time.monotonic() + 10
+        while sum(dummy.launched) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sum(dummy.launched) == 20, dummy.launched
+        if remote:
+            # One call; two if a busy machine paused the loop for over 5 ms once.
+            assert len(dummy.launched) <= 2, f"the loop became {len(dummy.launched)} launch calls: {dummy.launched}"
+        else:
+            assert len(dummy.launched) > 2, f"a local launcher scales out as the pushes come: {dummy.launched}"
+    finally:
+        c.terminate()
 
 
 def test_controller_with_a_registered_launcher_batches_its_launches():

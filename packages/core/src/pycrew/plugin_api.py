@@ -368,7 +368,9 @@ class LauncherSpec:
         options_type: the launcher's options class (a :class:`LauncherOptions` subclass).
         summary: one line describing the launcher.
         remote: ``True`` if workers run on other hosts: the controller then listens on a
-            routable address by default instead of 127.0.0.1.
+            routable address by default instead of 127.0.0.1, launches no worker at
+            ``start()`` by default, and lets a loop of pushes gather for up to 0.1 s into
+            one batch of launches (see :mod:`pycrew.control.demand`).
         capabilities: features the conformance suite may test, names of
             :data:`LAUNCHER_CAPABILITIES` (see :mod:`pycrew.testing`); a launcher lacking one
             is skipped there, visibly.

@@ -18,6 +18,7 @@ from pycrew import monitor
 from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
+from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.resolving import Resolving
@@ -175,6 +176,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.launcher.dispatcher = self._dispatcher
             monitor.register_controller(self.id, self.name, self.spec.name)
             self._dispatcher.on_demand = self._on_tick  # scale out at once when pushed tasks find no room
+            if self.spec.remote:  # a loop of pushes becomes one job array even if it pickles slowly
+                self._dispatcher.demand_window_max = SECONDS_DEMAND_REMOTE_MAX
             self._dispatcher.start()
             self._launch_at_start(self._dispatcher)
             if dashboard is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
+from pycrew.control.demand import DemandWindow
 from pycrew.control.recall import Recall
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
@@ -37,13 +38,10 @@ from pycrew.wire.transport import Link
 
 log = logging.getLogger(__name__)
 
-#: How long after a push that found no worker with room the controller scales out (a tick
-#: would do it up to 0.1 s later); pushes within this window go out as one batch.
-SECONDS_DEMAND = 0.005
 #: Submissions a thread makes after waking an idle dispatcher before it lets it run.
 SUBMITS_BEFORE_YIELD = 8
 
-class Dispatcher(Assignment, Recall, Upkeep):
+class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
     Callbacks (all called on the dispatcher thread):
@@ -99,11 +97,7 @@ class Dispatcher(Assignment, Recall, Upkeep):
         self._wake_pending = False
         self._unheard = 0  # submissions since the last wake (see submit)
         self._idle = False  # nothing queued or running, a worker ready, after the last step
-        # Called (dispatcher thread) SECONDS_DEMAND after pushed tasks found no worker with
-        # room: the controller scales out then instead of at the next tick (up to 0.1 s
-        # later). The short wait lets a loop of pushes go out as one batch of launches.
-        self.on_demand: Callable[[float], None] | None = None
-        self._demand_at: float | None = None
+        self._init_demand()  # see pycrew.control.demand
         self._stop = False
         self.ewma: float | None = None
         self.retries = 0
@@ -234,12 +228,8 @@ class Dispatcher(Assignment, Recall, Upkeep):
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + 0.1
-                    self._demand_at = None  # the tick scales out too
-                    self._maintain(now)
-                elif self._demand_at is not None and now >= self._demand_at:
-                    self._demand_at = None
-                    if self.on_demand is not None:
-                        self.on_demand(now)
+                    self._maintain(now)  # it scales out too, unless the demand window is open
+                self._demand_due(now)
         except BaseException as exc:  # whatever ends the loop must not hang the user
             log.exception("the pycrew dispatcher failed")
             self.error = exc
@@ -273,8 +263,8 @@ class Dispatcher(Assignment, Recall, Upkeep):
         self.server.poll()
         if self.queue:
             self._assign()
-            if arrived and self.queue and self.on_demand is not None and self._demand_at is None:
-                self._demand_at = time.monotonic() + SECONDS_DEMAND
+            if arrived and self.queue:
+                self._pushed_and_queued(time.monotonic())
         # Idle with a worker ready: only then does a yield in submit() start tasks sooner.
         # With none, the tasks wait for a launch, and a loop of pushes must reach the
         # scaler as one batch (one job array), which a yield could split in two.
