@@ -357,3 +357,43 @@ def test_reading_a_small_frame_allocates_no_read_chunk(make_loop):
         channel.close()
         for s in (raw, dialer, listener):
             s.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_nng_frames_that_arrive_before_the_pipe_is_reported_added_are_kept(make_loop, monkeypatch, tls):
+    """NNG starts receiving on a pipe before it runs the "pipe added" callback (on one of
+    its own threads), so a worker's first frame can reach the server before the server
+    hears of the pipe. The frame opens the link instead of getting the connection
+    dropped. The callback is held back here to make that order certain (pynng then holds
+    the message until the callback returns, but the server has not yet seen the report)."""
+    from pycrew.wire.transport.nng import NngServer
+
+    added = NngServer._pipe_added
+    held: list[int] = []
+
+    def late(self: NngServer, pipe: object) -> None:
+        time.sleep(0.3)
+        held.append(1)
+        added(self, pipe)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NngServer, "_pipe_added", late)
+    pair = self_signed("127.0.0.1") if tls else None
+    loop = make_loop("nng", tls=pair)
+    channel = transport.connect("nng", loop.server.address, pair[1] if pair else None, 5.0)
+    try:
+        channel.send(b"first")
+        assert channel.recv(10.0) == b"first"
+        _, opened, _ = loop.handler.next("open")
+        _, framed, frame = loop.handler.next("frame")
+        assert (framed, frame) == (opened, b"first")
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the late report reaches poll(): it must not open the link twice
+        channel.send(b"second")
+        assert channel.recv(10.0) == b"second"
+        assert [e for e in list(loop.handler.events.queue) if e[0] == "open"] == []
+        assert list(loop.handler.links) == [opened]
+    finally:
+        channel.close()
+    loop.handler.next("closed")

@@ -2,9 +2,10 @@
 
 Workers dial one listening socket; each connection is an NNG pipe. NNG calls back on its
 own threads when pipes come and go, so those events are queued and delivered on the
-dispatcher's thread by :meth:`NngServer.poll`, in the order NNG saw them relative to the
-messages. Messages are received without blocking when the socket's receive descriptor is
-readable.
+dispatcher's thread by :meth:`NngServer.poll`. Messages are received without blocking when
+the socket's receive descriptor is readable. NNG starts receiving on a pipe before it runs
+the "added" callback, so a pipe's first message can come before the report that it was
+added: that message opens the link, and the late report is ignored.
 
 Polyamorous pair sockets discard a message they cannot deliver to a pipe; the dispatcher
 keeps few frames in flight per worker and compares the frame count each worker reports
@@ -136,9 +137,10 @@ class NngServer(Server):
             self.sock.tls_config = _server_config(*tls)
         self._new: collections.deque[pynng.Pipe] = collections.deque()
         self._gone: collections.deque[int] = collections.deque()
-        # NNG may report a pipe removed before it reports it added (a peer that hangs up at
-        # once): such ids wait here, with when they were seen, so the late "added" is ignored.
-        self._gone_early: dict[int, float] = {}
+        # Pipes NNG reported removed, with when (oldest first), for a minute: NNG may report
+        # a pipe removed before it reports it added (a peer that hangs up at once), and the
+        # late "added" must not open a link that nothing would ever close.
+        self._gone_ids: dict[int, float] = {}
         self.links: dict[int, NngLink] = {}
         self._handler: Handler | None = None
         self.sock.add_post_pipe_connect_cb(self._pipe_added)
@@ -181,13 +183,12 @@ class NngServer(Server):
         gone = []
         while self._gone:
             gone.append(self._gone.popleft())
+        links = self.links
         while self._new:
             pipe = self._new.popleft()
-            if self._gone_early.pop(pipe.id, None) is not None:
-                continue  # removed before it was reported added: it never opened for us
-            link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
-            self.links[pipe.id] = link
-            handler.link_opened(link)
+            if pipe.id in links or pipe.id in self._gone_ids:
+                continue  # opened by its first message already, or removed: reported late
+            self._open(pipe, handler)
         sock = self.sock
         while True:
             try:
@@ -196,11 +197,11 @@ class NngServer(Server):
                 break
             except pynng.Closed:
                 return
-            known = self.links.get(msg.pipe.id)
+            known = links.get(msg.pipe.id)
             if known is None:
-                self.refused.warning("dropping connection %s: it spoke before the handshake", msg.pipe.id)
-                NngLink(msg.pipe, 0).close()
-                continue
+                if msg.pipe.id in self._gone_ids:
+                    continue  # a pipe already removed: nobody is left to answer
+                known = self._open(msg.pipe, handler)  # it spoke before NNG reported it added
             try:
                 frame = known.join(msg.bytes)
             except ValueError as exc:
@@ -210,19 +211,30 @@ class NngServer(Server):
                 continue
             if frame is not None:
                 handler.frame_received(known, frame)
-        for pipe_id in gone:
-            removed = self.links.pop(pipe_id, None)
-            if removed is not None:
-                handler.link_closed(removed)
-            else:
-                self._gone_early[pipe_id] = time.monotonic()
+        if gone:
+            now = time.monotonic()
+            for pipe_id in gone:
+                self._gone_ids[pipe_id] = now
+                removed = links.pop(pipe_id, None)
+                if removed is not None:
+                    handler.link_closed(removed)
+
+    def _open(self, pipe: pynng.Pipe, handler: Handler) -> NngLink:
+        link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
+        self.links[pipe.id] = link
+        handler.link_opened(link)
+        return link
 
     def maintain(self, now: float) -> None:
-        """Forget early removals whose "added" report never came (NNG completes TLS itself)."""
-        if self._gone_early:
-            for pipe_id, seen in list(self._gone_early.items()):
-                if now - seen > 60.0:
-                    del self._gone_early[pipe_id]
+        """Forget removed pipes after a minute (no late report of them comes that late)."""
+        gone_ids = self._gone_ids
+        expired = []
+        for pipe_id, seen in gone_ids.items():  # oldest first: stop at the first recent one
+            if now - seen <= 60.0:
+                break
+            expired.append(pipe_id)
+        for pipe_id in expired:
+            del gone_ids[pipe_id]
 
     def close(self) -> None:
         """Close the socket (and every pipe)."""
