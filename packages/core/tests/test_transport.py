@@ -397,3 +397,33 @@ def test_nng_frames_that_arrive_before_the_pipe_is_reported_added_are_kept(make_
     finally:
         channel.close()
     loop.handler.next("closed")
+
+
+def test_nng_a_pipe_reported_added_after_it_was_removed_opens_no_link(make_loop, monkeypatch):
+    """NNG may report a pipe removed before it reports it added (a peer that hangs up at
+    once). The late report must not open a link nothing would close; the server forgets
+    the removed pipe after a minute."""
+    from pycrew.wire.transport.nng import NngServer
+
+    added = NngServer._pipe_added
+    held: list[object] = []
+    monkeypatch.setattr(NngServer, "_pipe_added", lambda self, pipe: held.append(pipe))
+    loop = make_loop("nng")
+    server = loop.server
+    assert isinstance(server, NngServer)
+    channel = transport.connect("nng", server.address, None, 5.0)
+    channel.close()
+    deadline = time.monotonic() + 10
+    while not server._gone_ids and time.monotonic() < deadline:  # the removal went through poll()
+        time.sleep(0.01)
+    assert len(held) == 1 and list(server._gone_ids) == [held[0].id]  # type: ignore[attr-defined]
+    loop.call(lambda: added(server, held[0]))  # type: ignore[arg-type]
+    time.sleep(0.3)
+    assert server.links == {} and loop.handler.events.empty(), "the late report opened a link"
+    seen = server._gone_ids[held[0].id]  # type: ignore[attr-defined]
+    loop.call(lambda: server.maintain(seen + 59.0))
+    time.sleep(0.2)
+    assert list(server._gone_ids) == [held[0].id]  # type: ignore[attr-defined]
+    loop.call(lambda: server.maintain(seen + 61.0))
+    time.sleep(0.2)
+    assert server._gone_ids == {}

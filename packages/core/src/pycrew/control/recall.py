@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pycrew.control.conn import READY, Conn
 from pycrew.control.tasks import Task
@@ -61,16 +61,21 @@ class Recall:
             return not conn.in_flight
         return False
 
-    def _recall_stuck(self, now: float) -> None:
-        """Recall the tasks waiting behind a long one, if a worker is idle (each tick)."""
-        if self.queue or not self._holding or not self._idle_worker():
-            return
-        after = max(SECONDS_RECALL, 4.0 * (self.ewma or 0.0))
+    def _holders(self) -> Iterator[Conn]:
+        """The ready connections in ``_holding`` that still hold two tasks or more (it forgets the others)."""
         for link_id in list(self._holding):
             conn = self.conns.get(link_id)
             if conn is None or conn.state != READY or len(conn.in_flight) < 2:
                 self._holding.discard(link_id)
                 continue
+            yield conn
+
+    def _recall_stuck(self, now: float) -> None:
+        """Recall the tasks waiting behind a long one, if a worker is idle (each tick)."""
+        if self.queue or not self._holding or not self._idle_worker():
+            return
+        after = max(SECONDS_RECALL, 4.0 * (self.ewma or 0.0))
+        for conn in self._holders():
             if conn.recalling or now - conn.progress < after:
                 continue
             conn.recalling = True
@@ -94,13 +99,9 @@ class Recall:
         ewma = self.ewma
         if not ewma or now < self._steal_pause_until:
             return
-        for link_id in list(self._holding):
-            conn = self.conns.get(link_id)
-            held = 0 if conn is None or conn.state != READY else len(conn.in_flight)
-            if held < 2:
-                self._holding.discard(link_id)
-                continue
-            if conn is None or conn.recalling or (held - 1) * ewma < SECONDS_STEAL:
+        for conn in self._holders():
+            held = len(conn.in_flight)
+            if conn.recalling or (held - 1) * ewma < SECONDS_STEAL:
                 continue
             conn.recalling = True
             ids = list(conn.in_flight)[held - held // 2 :]  # the newest: the last to start there
