@@ -427,3 +427,28 @@ def test_nng_a_pipe_reported_added_after_it_was_removed_opens_no_link(make_loop,
     loop.call(lambda: server.maintain(seen + 61.0))
     time.sleep(0.2)
     assert server._gone_ids == {}
+
+
+def test_nng_remembers_a_bounded_number_of_removed_pipes(make_loop):
+    """However fast peers connect and hang up, the server's memory of removed pipes stays
+    at GONE_IDS_MAX entries, the oldest forgotten first."""
+    from pycrew.wire.transport import nng
+
+    loop = make_loop("nng")
+    server = loop.server
+    assert isinstance(server, nng.NngServer)
+    extra = 1_000
+    server._gone.extend(range(1, nng.GONE_IDS_MAX + extra + 1))  # as NNG's threads report them
+    loop.wake()
+    deadline = time.monotonic() + 10
+    while server._gone and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # the poll that took them has finished
+    assert len(server._gone_ids) == nng.GONE_IDS_MAX
+    assert next(iter(server._gone_ids)) == extra + 1, "the oldest should go first"
+    channel = transport.connect("nng", server.address, None, 5.0)  # and it still serves
+    try:
+        channel.send(b"ping")
+        assert channel.recv(10.0) == b"ping"
+    finally:
+        channel.close()

@@ -43,6 +43,9 @@ MESSAGE_MAX_BYTES = HELLO_MAX_BYTES
 FRAGMENT_MORE = 0x46  # b"F": a piece of a frame; more pieces follow
 FRAGMENT_LAST = 0x45  # b"E": the last piece of a frame
 _PIECE = MESSAGE_MAX_BYTES - 1
+#: How many removed pipes the server remembers at most (~8 MiB), however fast anyone
+#: connects and hangs up: the oldest are forgotten first.
+GONE_IDS_MAX = 65_536
 
 
 def fragments(frame: bytes) -> list[bytes]:
@@ -137,9 +140,10 @@ class NngServer(Server):
             self.sock.tls_config = _server_config(*tls)
         self._new: collections.deque[pynng.Pipe] = collections.deque()
         self._gone: collections.deque[int] = collections.deque()
-        # Pipes NNG reported removed, with when (oldest first), for a minute: NNG may report
-        # a pipe removed before it reports it added (a peer that hangs up at once), and the
-        # late "added" must not open a link that nothing would ever close.
+        # Pipes NNG reported removed, with when (oldest first), for a minute and at most
+        # GONE_IDS_MAX of them: NNG may report a pipe removed before it reports it added (a
+        # peer that hangs up at once), and the late "added" must not open a link that
+        # nothing would ever close.
         self._gone_ids: dict[int, float] = {}
         self.links: dict[int, NngLink] = {}
         self._handler: Handler | None = None
@@ -213,11 +217,14 @@ class NngServer(Server):
                 handler.frame_received(known, frame)
         if gone:
             now = time.monotonic()
+            gone_ids = self._gone_ids
             for pipe_id in gone:
-                self._gone_ids[pipe_id] = now
+                gone_ids[pipe_id] = now
                 removed = links.pop(pipe_id, None)
                 if removed is not None:
                     handler.link_closed(removed)
+            while len(gone_ids) > GONE_IDS_MAX:
+                del gone_ids[next(iter(gone_ids))]
 
     def _open(self, pipe: pynng.Pipe, handler: Handler) -> NngLink:
         link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
