@@ -10,7 +10,7 @@ side: a container with pycrew and the user's code is enough. Its modules:
 :mod:`~pycrew.worker.command` (the command line), :mod:`~pycrew.worker.loop` (connection,
 reading, serving), :mod:`~pycrew.worker.results` (batching results),
 :mod:`~pycrew.worker.execution` (running one task), :mod:`~pycrew.worker.sampling`
-(CPU and memory samples).
+(CPU and memory samples), :mod:`~pycrew.worker.exiting` (how the process ends).
 """
 
 from __future__ import annotations
@@ -18,26 +18,10 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import NoReturn
 
+from pycrew.worker.exiting import exit_process
 
-def exit_process(code: int) -> NoReturn:
-    """End a worker process with ``code`` once its output is flushed, skipping the teardown.
-
-    pynng's exit handler calls ``nng_fini()``, which frees NNG's state while NNG's own
-    threads may still be closing a connection (a failed TLS handshake's, or the link just
-    closed): NNG then panics ("pthread_mutex_lock: Invalid argument") and the process
-    aborts with SIGABRT instead of the worker's exit code (about 1 in 12 workers refused
-    for an untrusted certificate did). ``multiprocessing``'s forked workers end this way too.
-    """
-    import contextlib
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # closed or broken by a task: nothing more to say
-            stream.flush()
-    os._exit(code)
+__all__ = ["exit_process", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:

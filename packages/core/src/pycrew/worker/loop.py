@@ -19,6 +19,7 @@ from pycrew.wire import protocol as p
 from pycrew.wire import transport
 from pycrew.wire.protocol import TLS_CA_ENV
 from pycrew.wire.records import ResultRecord
+from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.execution import TaskRunner, pack_result
 from pycrew.worker.pace import Pace
@@ -115,8 +116,8 @@ class Worker:
     #
     # On an interruptible channel (the socket transport) the main thread reads its own
     # frames while it is idle, so a task goes from the socket to the task runner without
-    # a thread hand-off. The comms thread reads only while the worker is not serving yet
-    # (the handshake), while a task has run for a while (``Pace.handover()``: to see
+    # a thread hand-off. The comms thread reads only while the worker is not serving (the
+    # handshake, and after the serving loop ended), while a task has run for a while (``Pace.handover()``: to see
     # CANCEL and STOP, and to have the next task in hand when this one ends, see
     # pycrew.worker.pace), and when nobody has read for a heartbeat interval (a long run
     # of short prefetched tasks). Whoever reads holds ``reader``; the idle main thread
@@ -319,6 +320,9 @@ class Worker:
             return EXIT_NO_CONNECTION
         self.serving = True
         reason = self._serve()
+        self.serving = False  # the main thread reads no more: the comms thread sees the link close
+        if not self.shared_process:  # ending now: a SIGTERM must not cut the goodbye short
+            exiting.ignore_termination()
         self.batcher.stop()
         if not self.gone.is_set():
             unstarted = [i for i, _ in self.tasks]

@@ -1,0 +1,83 @@
+"""How a worker process ends: its exit handlers run (but pynng's), then ``os._exit``.
+
+pynng registers an exit handler that calls ``nng_fini()``, which frees NNG's state while
+NNG's own threads may still be closing a connection (a failed TLS handshake's, or the link
+just closed): NNG then panics ("pthread_mutex_lock: Invalid argument") and the process
+aborts with SIGABRT instead of the worker's exit code (about 1 in 12 workers refused for
+an untrusted certificate did). So the worker process ends with ``os._exit``, skipping the
+interpreter's teardown, after running every other exit handler itself: those its tasks
+registered (``atexit``, ``weakref.finalize``, which removes a ``TemporaryDirectory`` still
+open, coverage's data file, ``multiprocessing``'s clean-up of its children). The handlers
+get :data:`SECONDS_EXIT_HANDLERS` in all; one that hangs does not keep the worker alive.
+Threads the tasks left running are not waited for.
+
+Once a worker has decided to end (its serving loop returned), it ignores SIGTERM: the
+controller terminates the handle of a worker that said goodbye (so that nothing is left
+running), and that signal would otherwise cut its goodbye and exit handlers short. The
+launcher's SIGKILL after its grace period still ends a worker that hangs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
+
+#: How long the exit handlers of a worker process may take, in all, before it exits anyway.
+SECONDS_EXIT_HANDLERS = 10.0
+
+
+def _forget_pynng_exit_handler() -> None:
+    module = sys.modules.get("pynng.nng")
+    handler = getattr(module, "_pynng_atexit", None)
+    if handler is not None:
+        atexit.unregister(handler)
+
+
+def run_exit_handlers(seconds: float = SECONDS_EXIT_HANDLERS) -> bool:
+    """Run the process's exit handlers but pynng's (on a thread, for ``seconds`` at most).
+
+    Returns:
+        Whether they finished in time.
+    """
+    _forget_pynng_exit_handler()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            atexit._run_exitfuncs()  # each handler runs once; errors are printed, as at exit
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="pycrew-worker-exit-handlers", daemon=True).start()
+    if done.wait(seconds):
+        return True
+    log.warning("pycrew worker: exit handlers still running after %g s; exiting without them", seconds)
+    return False
+
+
+def ignore_termination() -> None:
+    """The process is ending: from now on SIGTERM (a request to do that) is ignored.
+
+    Only the main thread can set a signal's handler; elsewhere this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a worker process with ``code``: exit handlers (but pynng's), flushed output, ``os._exit``."""
+    ignore_termination()
+    run_exit_handlers()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed or broken by a task: nothing more to say
+            stream.flush()
+    os._exit(code)

@@ -1,0 +1,80 @@
+"""How a worker process ends: the exit handlers its tasks registered run (``atexit``,
+``weakref.finalize``), all but pynng's, within a time bound, and then it exits with its
+code (see :mod:`pycrew.worker.exiting`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from support import wait_for
+
+
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_a_tasks_exit_handlers_and_temporary_directory_run_when_its_worker_exits(make_controller, tmp_path, wire):
+    marker = tmp_path / "atexit-ran"
+
+    def task(path: str) -> tuple[str, int]:
+        import atexit
+        import os
+        import sys
+        import tempfile
+
+        def mark() -> None:
+            with open(path, "w") as out:
+                out.write(str(os.getpid()))
+
+        atexit.register(mark)
+        kept = tempfile.TemporaryDirectory(prefix="pycrew-test-kept-")  # removed by its finalizer at exit
+        sys._pycrew_test_kept = kept  # type: ignore[attr-defined]
+        return kept.name, os.getpid()
+
+    # The worker ends by itself after its one task (as after seconds_idle or seconds_wall);
+    # terminate() would SIGTERM it, which no exit handler outlives.
+    c = make_controller("local", workers=1, wire=wire, tasks_max=1)
+    kept, pid = c.submit(task, str(marker)).result(timeout=60)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=30, message="the worker did not exit")
+    assert marker.read_text() == str(pid), "the task's atexit handler did not run in its worker"
+    assert not os.path.exists(kept), "the task's TemporaryDirectory was left behind"
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import atexit, sys, time
+    atexit.register(time.sleep, 1000)  # runs last (handlers run newest first) and hangs
+    import pynng.nng  # registers its exit handler: it would run before the hanging one
+    from pycrew.worker import exiting
+
+    class Lib:  # pynng's exit handler calls lib.nng_fini(): this one says so instead
+        def __init__(self, real):
+            self.real = real
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+        def nng_fini(self):
+            print("nng_fini called", flush=True)
+
+    pynng.nng.lib = Lib(pynng.nng.lib)
+    pynng.nng._pynng_atexit()  # the control: it is the handler that would call it
+    atexit.register(print, "handler ran", flush=True)
+    exiting.run_exit_handlers.__defaults__ = (0.5,)
+    exiting.exit_process(7)
+    """
+)
+
+
+def test_a_hanging_exit_handler_delays_the_exit_only_for_its_bound_and_pynngs_is_skipped(tmp_path):
+    script = tmp_path / "exits.py"
+    script.write_text(SCRIPT)
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - t0
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.splitlines() == ["nng_fini called", "handler ran"], "pynng's exit handler ran, or ours did not"
+    assert "exit handlers still running after 0.5 s" in done.stderr
+    assert seconds < 30, f"the hanging handler held the process {seconds:.1f} s"
