@@ -240,3 +240,12 @@ def test_an_unknown_name_is_an_attribute_error():
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("pycrew.NoSuchThing did not raise AttributeError")
+
+
+def test_the_worker_exit_is_loaded_when_asked_for():
+    loaded = _modules_after("from pycrew.worker import exit_process\nassert exit_process.__module__ == 'pycrew.worker.exiting'")
+    assert "pycrew.worker.exiting" in loaded
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        import pycrew.worker
+
+        pycrew.worker.nothing  # noqa: B018

@@ -18,10 +18,22 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from pycrew.worker.exiting import exit_process
+if TYPE_CHECKING:
+    from pycrew.worker.exiting import exit_process
 
 __all__ = ["exit_process", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``exit_process`` is loaded when asked for: a controller imports this package (for
+    # the command line) and must not load the worker's exit machinery with it.
+    if name == "exit_process":
+        from pycrew.worker.exiting import exit_process
+
+        return exit_process
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
