@@ -578,3 +578,46 @@ def test_the_demand_window_extends_while_pushes_come_up_to_its_maximum(h):
     assert h.d._demand_at == pytest.approx(10.1), "... but never past its maximum after the first"
     h.d._demand_due(10.1)
     assert calls[1:] == [10.1] and not h.d.demand_pending
+
+
+def test_a_leaving_worker_gives_back_its_unstarted_tasks_and_gets_no_more(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    first, *rest = h.push(3)
+    assert a.tasks() == [first.id] + [t.id for t in rest]
+    h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "SIGTERM", "unstarted": [t.id for t in rest]}))
+    h.d._step()
+    assert [t.id for t in h.d.queue] == [t.id for t in rest], "the unstarted tasks go back first"
+    assert [(t.crashes, t.attempts) for t in rest] == [(0, 0), (0, 0)], "unpenalised: they never ran"
+    h.push(2)
+    assert a.tasks() == [first.id] + [t.id for t in rest], "a leaving worker is sent nothing more"
+    b = h.worker()
+    assert b.tasks()[:2] == [t.id for t in rest]
+    h.reply(a, [first.id])
+    assert h.results[0][0] is first, "the running task's result still counts"
+    assert a.tasks() == [first.id] + [t.id for t in rest], "nor after its last result"
+    h.d.frame_received(a, p.encode_json(p.BYE, {"reason": "SIGTERM", "unstarted": []}))
+    assert h.disconnected == [("w1", False)] and h.exit_reasons == ["SIGTERM"]
+
+
+def test_a_leaving_worker_lost_before_its_task_ends_counts_a_crash_that_says_why():
+    h = Harness(crashes_max=1)
+    try:
+        a = h.worker()
+        (task,) = h.push(1)
+        h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "the worker got SIGTERM", "unstarted": []}))
+        h.lose(a)
+        ((resolved, _payload, local),) = h.results
+        assert resolved is task and local is not None and local[0] == "crash"
+        assert "ending (the worker got SIGTERM)" in local[1], local[1]
+        assert h.disconnected == [("w1", True)] and "SIGTERM" in h.exit_reasons[0]
+    finally:
+        h.close()
+
+
+def test_a_malformed_leaving_frame_drops_that_worker_and_requeues_its_tasks(h):
+    a = h.worker()
+    (task,) = h.push(1)
+    h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "x", "unstarted": ["not an id"]}))
+    assert a.closed and h.disconnected == [("w1", True)]
+    assert list(h.d.queue) == [task]

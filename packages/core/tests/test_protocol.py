@@ -52,3 +52,20 @@ def test_refused_connection_warnings_are_rate_limited(caplog):
         limiter.warning("dropping connection %d", 99)
     messages = [r.getMessage() for r in caplog.records]
     assert "47 more refused connection(s)" in messages[3] and messages[4] == "dropping connection 99"
+
+
+def test_leaving_frames_carry_a_reason_and_task_ids():
+    frame = p.encode_json(p.LEAVING, {"reason": "SIGTERM" * 100, "unstarted": [3, 4]})
+    reason, ids = p.parse_leaving(frame)
+    assert reason == ("SIGTERM" * 100)[:500] and ids == [3, 4]
+    assert p.parse_leaving(p.encode_json(p.LEAVING, {"reason": "x"})) == ("x", [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"unstarted": []}, {"reason": 5}, {"reason": "x", "unstarted": 3}, {"reason": "x", "unstarted": ["1"]},
+     {"reason": "x", "unstarted": [-1]}, {"reason": "x", "unstarted": [1 << 64]}, {"reason": "x", "unstarted": [True]}],
+)
+def test_malformed_leaving_frames_are_rejected(body):
+    with pytest.raises(p.ProtocolError, match="LEAVING"):
+        p.parse_leaving(p.encode_json(p.LEAVING, body))

@@ -72,3 +72,28 @@ def test_idle_workers_leave_the_queue_and_come_back(slurm_cluster: SlurmCluster,
 def test_tls_certificate_reaches_the_workers_through_the_script(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     with slurm_controller(tmp_path, workers=1, tls="automatic") as c:
         assert c.submit(divmod, 7, 2).result(timeout=90) == (3, 1)
+
+
+def test_a_cancelled_job_finishes_its_running_task_within_kill_wait(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """``scancel`` sends SIGTERM, then SIGKILL after ``KillWait`` (5 s on the test cluster):
+    the worker finishes its task meanwhile, delivers the result and says goodbye."""
+    marker = tmp_path / "started"
+
+    def long_task(path: str) -> str:
+        import os
+        import pathlib
+        import time
+
+        pathlib.Path(path).write_text(f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}")
+        time.sleep(2.5)
+        return "finished"
+
+    with slurm_controller(tmp_path, workers=1) as c:
+        future = c.submit(long_task, str(marker))
+        job = wait_for(lambda: marker.exists() and marker.read_text(), timeout=90, what="the task to start")
+        slurm_cluster.run("scancel", job)
+        assert future.result(timeout=60) == "finished"
+        wait_for(lambda: c.summary().workers[0].exit_reason, timeout=30, what="the worker's goodbye")
+        s = c.summary()
+        assert s.controller.retries == 0 and s.workers[0].crashes == 0, s
+        assert "SIGTERM" in s.workers[0].exit_reason, s.workers[0].exit_reason

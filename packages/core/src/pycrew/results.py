@@ -79,6 +79,8 @@ class WorkerSummary:
         instance: the current or last instance id.
         host: the current or last worker's host.
         pid: the current or last worker's pid.
+        exit_reason: why the last instance of this slot left: its own reason when it said
+            goodbye (an exit rule, SIGTERM), or how it was lost; empty while none has left.
     """
 
     worker: int
@@ -93,6 +95,7 @@ class WorkerSummary:
     instance: str | None
     host: str | None
     pid: int | None
+    exit_reason: str = ""
 
 
 @dataclass(frozen=True)

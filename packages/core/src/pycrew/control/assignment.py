@@ -53,7 +53,7 @@ class Assignment:
 
     def _offer(self, conn: Conn) -> None:
         """Put ``conn`` in the ready heap with its current load (its older entry goes stale)."""
-        if conn.state != READY or conn.stalled:
+        if conn.state != READY or conn.stalled or conn.tasks_left <= 0:
             return
         conn.ready_version += 1
         heapq.heappush(self._ready, (len(conn.in_flight), conn.link.id, conn.ready_version))
@@ -63,7 +63,7 @@ class Assignment:
     def _rebuild_ready(self) -> None:
         entries = []
         for conn in self.conns.values():
-            if conn.state == READY and not conn.stalled:
+            if conn.state == READY and not conn.stalled and conn.tasks_left > 0:
                 conn.ready_version += 1
                 entries.append((len(conn.in_flight), conn.link.id, conn.ready_version))
         heapq.heapify(entries)

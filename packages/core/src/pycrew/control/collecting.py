@@ -133,6 +133,7 @@ class Collecting(ControllerState):
                 instance=s.instance or s.last_instance,
                 host=s.host,
                 pid=s.pid,
+                exit_reason=s.exit_reason,
             )
             for s in self.launcher.slots
         )

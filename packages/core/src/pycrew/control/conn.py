@@ -37,6 +37,7 @@ class Conn:
 
     __slots__ = (
         "bytes_in_flight",
+        "ending",
         "exit_reason",
         "frames_acked",
         "frames_sent",
@@ -78,7 +79,8 @@ class Conn:
         self.frames_sent = 0
         self.frames_acked = 0
         self.ready_version = 0  # the dispatcher's entry for this connection in its ready heap
-        self.exit_reason = ""  # the worker's reason when it says bye
+        self.exit_reason = ""  # the worker's reason when it says bye (or that it is ending)
+        self.ending = False  # the worker said it ends after its running task (LEAVING)
         self.last_task_send = now
         self.tasks_left = 1 << 62
         self.info: dict[str, Any] = {}

@@ -319,6 +319,8 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.RETURNED:
             self._returned(conn, p.decode_ids(frame))
+        elif kind == p.LEAVING:
+            self._ending(conn, *p.parse_leaving(frame))
         elif kind == p.BYE:
             body = p.decode_json(frame)
             reason = body.get("reason")

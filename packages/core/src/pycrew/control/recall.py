@@ -119,7 +119,8 @@ class Recall:
                 continue
             self.tasks_running -= 1
             conn.bytes_in_flight -= len(task.payload)
-            conn.tasks_left += 1
+            if not conn.ending:  # an ending worker gets nothing more
+                conn.tasks_left += 1
             if task.resolved:  # cancelled meanwhile
                 continue
             task.attempts -= 1  # it never ran

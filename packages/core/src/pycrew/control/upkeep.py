@@ -31,6 +31,7 @@ class Upkeep:
     _on_disconnect: Callable[[str, bool, str], None]
     _on_tick: Callable[[float], None]
     _recall_stuck: Callable[[float], None]  # see pycrew.control.recall
+    _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
 
     # -- leaving, losing, dropping ----------------------------------------------------
@@ -74,13 +75,32 @@ class Upkeep:
         conn.link.close()
         conn.state = CLOSED
 
+    def _ending(self, conn: Conn, reason: str, unstarted: list[int]) -> None:
+        """The worker ends after its running task (told to by its platform or a user: SIGTERM).
+
+        It is sent nothing more; the tasks it had not started go to the front of the queue
+        now, unpenalised. Its running task's result may still come, then its goodbye; if its
+        link goes first (the platform killed it), that task counts a crash, as any other.
+        """
+        if conn.state != READY:
+            return
+        log.info("worker %s is ending: %s", conn.instance, reason)
+        conn.ending = True
+        conn.exit_reason = reason
+        conn.tasks_left = 0
+        self._returned(conn, unstarted)
+
     def _lost(self, conn: Conn) -> None:
         """The link of ``conn`` is gone."""
         if conn.state == READY:
             tasks = self._take_in_flight(conn)
-            self._requeue(tasks, blame_first=True, reason="connection lost")
+            if conn.ending:
+                reason = f"it was ending ({conn.exit_reason}) and was killed before its task ended"
+            else:
+                reason = "its connection was lost without a goodbye (crashed or killed)"
+            self._requeue(tasks, blame_first=True, reason="connection lost" if not conn.ending else reason)
             if conn.instance:
-                self._on_disconnect(conn.instance, True, "its connection was lost without a goodbye (crashed or killed)")
+                self._on_disconnect(conn.instance, True, reason)
         conn.state = CLOSED
 
     def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:

@@ -43,6 +43,8 @@ BYE = 0x51  # b"Q"        worker -> dispatcher: JSON {reason, unstarted: [ids]}
 STOP = 0x53  # b"S"       dispatcher -> worker: JSON {reason}
 RECALL = 0x47  # b"G"     dispatcher -> worker: ids of tasks to give back if not started
 RETURNED = 0x4E  # b"N"   worker -> dispatcher: ids of the recalled tasks it gave back
+LEAVING = 0x4C  # b"L"    worker -> dispatcher: JSON {reason, unstarted: [ids]}: told to end
+#                         (SIGTERM), it starts nothing more; its running task's result may still come
 
 NONCE_BYTES = 32
 _RECORD = struct.Struct("<QI")
@@ -114,6 +116,17 @@ def decode_json(frame: bytes, limit: int | None = None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ProtocolError("JSON body is not an object")
     return body
+
+
+def parse_leaving(frame: bytes) -> tuple[str, list[int]]:
+    """The reason and the ids of the tasks given back in a LEAVING frame."""
+    body = decode_json(frame)
+    reason, ids = body.get("reason"), body.get("unstarted", [])
+    if not isinstance(reason, str) or not isinstance(ids, list):
+        raise ProtocolError("LEAVING needs a reason (a string) and unstarted (a list of task ids)")
+    if not all(type(i) is int and 0 <= i < 1 << 64 for i in ids):
+        raise ProtocolError("LEAVING's unstarted holds something other than task ids")
+    return reason[:500], ids
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from pycrew.wire.records import ResultRecord
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.execution import TaskRunner, pack_result
+from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
-from pycrew.worker.results import RECORD_HEADER, ResultBatcher
+from pycrew.worker.results import ResultBatcher, fit_frames
 from pycrew.worker.sampling import sample_metrics
 
 log = logging.getLogger("pycrew.worker")
@@ -35,9 +36,6 @@ EXIT_CONTROLLER_GONE = 4
 #: Longest single sleep of an idle worker whose comms thread reads its frames (a shared
 #: process): tasks and the end of the link wake it; this only bounds the timeout passed down.
 IDLE_WAIT_MAX = 3600.0
-
-#: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
-FRAME_HEADROOM = 64
 
 
 class Worker:
@@ -96,6 +94,7 @@ class Worker:
         self.pace = Pace()
         self.last_read = time.monotonic()
         self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
+        self.leaving = Leaving(self._take_unstarted, self._send, self._wake)  # see pycrew.worker.leaving
 
     def _link_closed(self) -> None:
         self._controller_gone("the controller closed the connection")
@@ -146,8 +145,12 @@ class Worker:
             with self.cv:
                 busy = self.running or bool(self.tasks)
                 self.frames_received += 1
-                self.tasks.extend(records)
-                self.cv.notify()
+                if not self.leaving.reason:
+                    self.tasks.extend(records)
+                    self.cv.notify()
+            if self.leaving.reason:  # sent before the controller knew: they go back at once
+                self._send(p.encode_ids(p.RETURNED, [i for i, _ in records]))
+                return
             # A frame that reaches an idle worker is answered by its results soon (and
             # the dispatcher counts a worker with nothing in flight as up to date); one
             # that waits behind other tasks is acknowledged now.
@@ -169,7 +172,7 @@ class Worker:
             body = p.decode_json(frame)
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
             self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
-            self._limit_frames(body.get("bytes_max"))
+            fit_frames(body.get("bytes_max"), self.batcher, self.runner, self.instance)
             self.welcomed.set()
             self.settled.set()
         elif kind == p.CANCEL:
@@ -178,18 +181,6 @@ class Worker:
             self._give_back(p.decode_ids(frame))
         elif kind == p.STOP:
             self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
-
-    def _limit_frames(self, bytes_max: object) -> None:
-        """Fit every RESULTS frame under the dispatcher's ``bytes_max`` (None: an older dispatcher)."""
-        if bytes_max is None:
-            return
-        if not isinstance(bytes_max, int) or isinstance(bytes_max, bool) or bytes_max < 4 * FRAME_HEADROOM:
-            log.warning("pycrew worker %s: ignoring bytes_max=%r from the controller (not an integer >= %d)",
-                        self.instance, bytes_max, 4 * FRAME_HEADROOM)
-            return
-        frame_max = bytes_max - FRAME_HEADROOM
-        self.batcher.frame_max = frame_max
-        self.runner.limit_results(bytes_max, frame_max - 1 - RECORD_HEADER)
 
     def _beat(self) -> bytes:
         """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
@@ -261,14 +252,22 @@ class Worker:
             with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
 
-    def _take_unstarted(self, ids: list[int]) -> list[int]:
-        """Remove the tasks among ``ids`` that have not started; return their ids."""
-        wanted = set(ids)
+    def _take_unstarted(self, ids: list[int] | None = None) -> list[int]:
+        """Remove the tasks among ``ids`` (None: all) that have not started; return their ids."""
+        wanted = None if ids is None else set(ids)
         with self.cv:  # the main thread takes its next task under cv: each is started or removed
-            taken = [i for i, _ in self.tasks if i in wanted]
+            taken = [i for i, _ in self.tasks if wanted is None or i in wanted]
             if taken:
-                self.tasks = collections.deque((i, t) for i, t in self.tasks if i not in wanted)
+                self.tasks = collections.deque((i, t) for i, t in self.tasks if wanted is not None and i not in wanted)
         return taken
+
+    def _wake(self) -> None:
+        """Wake the main thread if it waits for tasks (any thread)."""
+        with self.cv:
+            self.cv.notify_all()
+        channel = self.channel
+        if self.direct and channel is not None:
+            channel.interrupt()
 
     def _give_back(self, ids: list[int]) -> None:
         """Return the recalled tasks that have not started (the dispatcher gives them to another worker)."""
@@ -300,6 +299,7 @@ class Worker:
         self.acknowledge = self.channel.acknowledges
         if not self.shared_process:  # signal handlers belong to the process (and its main thread)
             self.runner.install()
+            self.leaving.install()
         threading.Thread(target=self.batcher.run_flusher, name="pycrew-worker-flusher", daemon=True).start()
         if a.metrics_seconds:
             threading.Thread(
@@ -344,6 +344,9 @@ class Worker:
             now = time.monotonic()
             if self.gone.is_set():
                 return self.stop_reason
+            if self.leaving.reason:  # SIGTERM: see pycrew.worker.leaving
+                batcher.flush()
+                return self.leaving.reason
             if a.tasks_max is not None and self.done >= a.tasks_max and not self.tasks:
                 batcher.flush()
                 return f"tasks_max={a.tasks_max} reached"

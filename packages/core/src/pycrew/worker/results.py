@@ -10,14 +10,36 @@ an error result (see :meth:`pycrew.worker.execution.TaskRunner.limit_results`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pycrew.wire import protocol as p
 
+if TYPE_CHECKING:
+    from pycrew.worker.execution import TaskRunner
+
+log = logging.getLogger("pycrew.worker")
+
 #: Bytes a RESULTS frame spends on each record besides its payload (id and length).
 RECORD_HEADER = len(p.encode_records(p.RESULTS, [(0, b"")])) - 1
+#: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
+FRAME_HEADROOM = 64
+
+
+def fit_frames(bytes_max: object, batcher: ResultBatcher, runner: TaskRunner, instance: str) -> None:
+    """Fit every RESULTS frame under the dispatcher's ``bytes_max`` (None: an older dispatcher)."""
+    if bytes_max is None:
+        return
+    if not isinstance(bytes_max, int) or isinstance(bytes_max, bool) or bytes_max < 4 * FRAME_HEADROOM:
+        log.warning("pycrew worker %s: ignoring bytes_max=%r from the controller (not an integer >= %d)",
+                    instance, bytes_max, 4 * FRAME_HEADROOM)
+        return
+    frame_max = bytes_max - FRAME_HEADROOM
+    batcher.frame_max = frame_max
+    runner.limit_results(bytes_max, frame_max - 1 - RECORD_HEADER)
 
 
 class ResultBatcher:

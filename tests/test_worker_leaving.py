@@ -1,0 +1,92 @@
+"""A worker told to end by SIGTERM leaves politely (see :mod:`pycrew.worker.leaving`).
+
+Platforms end jobs with SIGTERM and SIGKILL a grace period later (scancel, wall time, pod
+deletion, Batch's TerminateJob). The worker gives back what it has not started at once,
+finishes its running task within the grace period, and says goodbye; killed before that,
+its task counts one crash and the message says the worker was ending.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from helpers import identity, whoami, write_pid_then_sleep
+from pycrew.errors import TaskCrashError
+from pycrew.wire.transport import TRANSPORTS
+from support import pid_gone, wait_for
+
+pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)
+
+QUICK = 20
+
+
+def _long_task_with_a_prefetched_tail(c, pid_file, seconds):
+    """A long task on the controller's only worker, and QUICK short tasks prefetched behind it."""
+    assert [f.result(timeout=60) for f in [c.submit(identity, i) for i in range(50)]] == list(range(50))  # short: prefetched
+    long = c.submit(write_pid_then_sleep, str(pid_file), seconds)
+    tail = [c.submit(identity, i) for i in range(QUICK)]
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the long task never started")
+    s = c.summary().controller
+    assert s.running >= 2, f"no task was prefetched behind the long one: {s}"
+    return long, tail, int(pid_file.read_text())
+
+
+def _given_back(c):
+    s = c.summary().controller
+    return s.running == 1 and s.queued == QUICK
+
+
+def test_a_worker_given_sigterm_during_a_task_finishes_it_and_gives_back_the_rest(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 4.0)
+    os.kill(pid, signal.SIGTERM)
+    # The unstarted tail comes back at once (LEAVING), while the long task still runs.
+    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
+    assert not long.done(), "the long task should still be running (it sleeps 4 s)"
+    assert long.result(timeout=60) == pid, "the running task's result is delivered"
+    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
+    s = c.summary()
+    assert s.controller.retries == 0 and s.controller.crash == 0, s.controller
+    worker = s.workers[0]
+    assert worker.crashes == 0 and worker.instances == 2, worker
+    assert "SIGTERM" in worker.exit_reason, worker.exit_reason
+    wait_for(lambda: pid_gone(pid), 15, message="the worker told to end did not exit")
+
+
+def test_an_idle_worker_given_sigterm_says_goodbye(make_controller, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    _, pid = c.submit(whoami).result(timeout=60)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: pid_gone(pid), 15, message="the idle worker did not exit on SIGTERM")
+    wait_for(lambda: c.summary().workers[0].exit_reason, 15, message="the controller never learnt the worker left")
+    worker = c.summary().workers[0]
+    assert worker.crashes == 0 and "SIGTERM" in worker.exit_reason, worker
+    assert c.submit(whoami).result(timeout=60)[1] != pid, "a new worker serves the next task"
+
+
+def test_a_worker_killed_while_ending_counts_its_task_crashed_and_says_why(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
+    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 60.0)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
+    os.kill(pid, signal.SIGKILL)  # the platform's grace period is over
+    exc = long.exception(timeout=60)
+    assert isinstance(exc, TaskCrashError), exc
+    assert "ending" in str(exc) and "SIGTERM" in str(exc), str(exc)
+    assert [f.result(timeout=60) for f in tail] == list(range(QUICK)), "the given-back tasks run elsewhere, unpenalised"
+    assert c.summary().controller.crash == 1
+
+
+def test_a_second_sigterm_ends_the_worker_at_once(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
+    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 60.0)
+    os.kill(pid, signal.SIGTERM)
+    # The first is handled (pending signals of one kind do not queue: two at once are one).
+    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: pid_gone(pid), 20, message="a second SIGTERM did not end the worker")
+    assert isinstance(long.exception(timeout=30), TaskCrashError)
+    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
