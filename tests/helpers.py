@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -171,3 +172,28 @@ class RebuiltAsInt(Exception):
 
 def raise_rebuilt_as_int() -> None:
     raise RebuiltAsInt("boom")
+
+
+def own_wakeup_fd_then_sleep(path: str, seconds: float) -> tuple[int, bytes]:
+    """Install this task's own signal wakeup descriptor (as an asyncio loop with signal
+    handlers does), write the worker's pid to ``path``, sleep in short steps, and return
+    the pid and the signal numbers the descriptor received."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write)
+    try:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            received = os.read(read, 64)
+        except BlockingIOError:
+            received = b""
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
+    return os.getpid(), received

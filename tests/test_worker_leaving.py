@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from helpers import identity, whoami, write_pid_then_sleep
+from helpers import identity, own_wakeup_fd_then_sleep, whoami, write_pid_then_sleep
 from pycrew.errors import TaskCrashError
 from pycrew.wire.transport import TRANSPORTS
 from support import pid_gone, wait_for
@@ -90,3 +90,43 @@ def test_a_second_sigterm_ends_the_worker_at_once(make_controller, tmp_path, wir
     wait_for(lambda: pid_gone(pid), 20, message="a second SIGTERM did not end the worker")
     assert isinstance(long.exception(timeout=30), TaskCrashError)
     assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
+
+
+def test_sigint_is_a_request_to_leave_and_sigterm_after_it_ends_the_worker(make_controller, tmp_path, wire):
+    """LSF's bkill: SIGINT, then SIGTERM and SIGKILL. Ctrl-C in a terminal is SIGINT too.
+
+    The running task must not see a KeyboardInterrupt (it would resolve as an error it did
+    not cause): it finishes; the SIGTERM after it ends the worker at once.
+    """
+    c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
+    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 3.0)
+    os.kill(pid, signal.SIGINT)
+    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back on SIGINT")
+    assert long.result(timeout=60) == pid, "the running task finishes: no KeyboardInterrupt inside it"
+    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
+    worker = c.summary().workers[0]
+    assert worker.crashes == 0 and "SIGINT" in worker.exit_reason, worker
+
+    pid_file = tmp_path / "pid2"
+    doomed = c.submit(write_pid_then_sleep, str(pid_file), 60.0)
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the second long task never started")
+    second = int(pid_file.read_text())
+    os.kill(second, signal.SIGINT)
+    os.kill(second, signal.SIGTERM)  # pending together, the lower-numbered SIGINT is handled first
+    wait_for(lambda: pid_gone(second), 20, message="SIGTERM after SIGINT did not end the worker")
+    exc = doomed.exception(timeout=30)
+    assert isinstance(exc, TaskCrashError), exc
+
+
+def test_a_task_with_its_own_wakeup_descriptor_keeps_it_and_the_worker_still_leaves(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    pid_file = tmp_path / "pid"
+    future = c.submit(own_wakeup_fd_then_sleep, str(pid_file), 3.0)
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the task never started")
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+    got_pid, received = future.result(timeout=60)
+    assert got_pid == pid and bytes((signal.SIGTERM,)) in received, "the task's own descriptor was left in place"
+    wait_for(lambda: pid_gone(pid), 15, message="the worker did not leave after its task")
+    worker = c.summary().workers[0]
+    assert worker.crashes == 0 and "SIGTERM" in worker.exit_reason, worker

@@ -10,7 +10,6 @@ signals is not interrupted; the controller then replaces the whole worker.
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 import random
 import signal
@@ -106,12 +105,14 @@ class TaskRunner:
         self.bytes_max: int | None = None
         self.result_max: int | None = None  # see limit_results
         self.installed = False
+        self._main = 0  # the main thread's ident, once installed
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
         signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+        self._main = threading.get_ident()
         self.installed = True
 
     def interrupt(self, task_id: int, status: str, message: str) -> bool:
@@ -123,7 +124,9 @@ class TaskRunner:
             if not self.installed or self.current != task_id:
                 return False
             self._pending = (task_id, status, message)
-        os.kill(os.getpid(), INTERRUPT_SIGNAL)
+        # To the main thread itself: sent to the process, the signal may reach another
+        # thread, and a task sleeping in the main thread would not wake before its sleep ends.
+        signal.pthread_kill(self._main, INTERRUPT_SIGNAL)
         return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

@@ -11,10 +11,11 @@ open, coverage's data file, ``multiprocessing``'s clean-up of its children). The
 get :data:`SECONDS_EXIT_HANDLERS` in all; one that hangs does not keep the worker alive.
 Threads the tasks left running are not waited for.
 
-Once a worker has decided to end (its serving loop returned), it ignores SIGTERM: the
-controller terminates the handle of a worker that said goodbye (so that nothing is left
-running), and that signal would otherwise cut its goodbye and exit handlers short. The
-launcher's SIGKILL after its grace period still ends a worker that hangs.
+Once a worker has decided to end (its serving loop returned), it ignores SIGTERM and
+SIGINT: the controller terminates the handle of a worker that said goodbye (so that
+nothing is left running), and that signal would otherwise cut its goodbye and exit
+handlers short. The launcher's SIGKILL after its grace period still ends a worker that
+hangs.
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def run_exit_handlers(seconds: float = SECONDS_EXIT_HANDLERS) -> bool:
 
 
 def ignore_termination() -> None:
-    """The process is ending: from now on SIGTERM (a request to do that) is ignored.
+    """The process is ending: from now on SIGTERM and SIGINT (requests to do that) are ignored.
 
     Only the main thread can set a signal's handler; elsewhere this does nothing.
     """
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def exit_process(code: int) -> NoReturn:

@@ -1,9 +1,12 @@
-"""A worker told to end by SIGTERM leaves politely: :class:`Leaving`.
+"""A worker told to end by SIGTERM or SIGINT leaves politely: :class:`Leaving`.
 
 Platforms end a job with SIGTERM and, a grace period later, SIGKILL: ``scancel`` and a
 job's wall time on SLURM (``KillWait``, 30 s by default), a pod's deletion on Kubernetes
 (``terminationGracePeriodSeconds``, 30 s), Batch's ``TerminateJob``, Cloud Run's scale-in
-(10 s), and ``pycrew monitor terminate``. A worker that gets SIGTERM:
+(10 s), and ``pycrew monitor terminate``. LSF's ``bkill`` sends SIGINT, then SIGTERM and
+SIGKILL (``JOB_TERMINATE_INTERVAL``, 10 s, apart), and Ctrl-C in a terminal is SIGINT: a
+task would otherwise see it as a ``KeyboardInterrupt`` and resolve as an error it did not
+cause. A worker that gets either signal:
 
 1. starts no new task, and tells the controller at once (a LEAVING frame), giving back the
    tasks it holds but has not started: they go to other workers now, unpenalised;
@@ -14,16 +17,19 @@ job's wall time on SLURM (``KillWait``, 30 s by default), a pod's deletion on Ku
 If the platform's SIGKILL comes first, the controller counts the running task as crashed
 once (as for any worker lost during a task: a task longer than a job's wall time cannot
 retry forever) and says in the message that its worker was ending. A second SIGTERM ends
-the worker at once (exit code 143), as a second Ctrl-C does elsewhere.
+the worker at once (exit code 128 + the signal: 143 for SIGTERM), as a second Ctrl-C
+does elsewhere (and as LSF's SIGTERM after its SIGINT means).
 
-Python runs signal handlers on the main thread between bytecodes, so while a task is
-inside one long call into C code (that does not check for signals) the handler, and the
-message to the controller, wait for that call to return.
+A thread of the worker reacts to the signal (see :class:`Leaving`), so this happens at
+once while the task sleeps, waits or runs C code that releases the GIL; a C call that
+holds the GIL delays it until the call returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -34,14 +40,19 @@ from pycrew.worker import exiting
 
 log = logging.getLogger("pycrew.worker")
 
-#: The worker's reason for leaving after a SIGTERM, as the controller reports it.
-REASON_SIGTERM = "the worker got SIGTERM (its platform or a user ends it)"
-#: Exit code after a second SIGTERM (the shell's convention for "ended by signal 15").
-EXIT_TERMINATED = 128 + signal.SIGTERM
+#: The signals that tell a worker to leave.
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Leaving:
-    """A worker process's SIGTERM handling (see the module's documentation).
+    """A worker process's SIGTERM and SIGINT handling (see the module's documentation).
+
+    The kernel hands a signal sent to the process to any of its threads; Python then runs
+    the handler on the main thread at its next bytecode, so a task sleeping in the main
+    thread would not notice before its sleep ends. Instead the signal's number is written
+    to a pipe (:func:`signal.set_wakeup_fd`) that a thread of the worker reads, whatever
+    the main thread does. If a task installs its own wakeup descriptor (an asyncio loop
+    with signal handlers), the Python handler passes the number on to that pipe itself.
 
     Args:
         take_unstarted: removes and returns the ids of the tasks the worker holds but has
@@ -55,24 +66,45 @@ class Leaving:
         self._take_unstarted = take_unstarted
         self._send = send
         self._wake = wake
-        self._asked = threading.Event()
+        self._pipe_w = -1
 
     def install(self) -> None:
-        """Handle SIGTERM from now on (main thread only; a worker that owns its process)."""
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        threading.Thread(target=self._run, name="pycrew-worker-leaving", daemon=True).start()
+        """Handle SIGTERM and SIGINT from now on (main thread only; a worker that owns its process)."""
+        read, self._pipe_w = os.pipe()
+        os.set_blocking(self._pipe_w, False)
+        signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+        for signum in SIGNALS:
+            signal.signal(signum, self._on_signal)
+        threading.Thread(target=self._watch, args=(read,), name="pycrew-worker-signals", daemon=True).start()
 
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        # Only a flag and an event here: the thread does the sending (the main thread may
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # The watcher thread got this signal's number through the wakeup descriptor, unless
+        # a task replaced it: then pass the number on (only a write here: the main thread may
         # have been interrupted anywhere, even inside the channel's send).
-        if self.reason:
-            log.warning("pycrew worker: a second SIGTERM; exiting now (the running task is lost)")
-            exiting.exit_process(EXIT_TERMINATED)
-        self.reason = REASON_SIGTERM
-        self._asked.set()
+        current = signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+        if current == self._pipe_w:
+            return
+        if current != -1:
+            signal.set_wakeup_fd(current)  # the task's own: leave it in place
+        with contextlib.suppress(OSError):
+            os.write(self._pipe_w, bytes((signum,)))
 
-    def _run(self) -> None:
-        self._asked.wait()
+    def _watch(self, read: int) -> None:
+        while True:
+            try:
+                data = os.read(read, 512)
+            except OSError:
+                return
+            for signum in data:  # every handled signal's number (SIGUSR1 interrupts tasks, too)
+                if signum in SIGNALS:
+                    self._signalled(signum)
+
+    def _signalled(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.reason:
+            log.warning("pycrew worker: %s after being told to leave; exiting now (a running task is lost)", name)
+            exiting.exit_process(128 + signum)
+        self.reason = f"the worker got {name} (its platform or a user ends it)"
         unstarted = self._take_unstarted()
         log.info("pycrew worker leaving (%s); %d unstarted task(s) given back", self.reason, len(unstarted))
         self._send(p.encode_json(p.LEAVING, {"reason": self.reason, "unstarted": unstarted}))
