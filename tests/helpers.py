@@ -197,3 +197,10 @@ def own_wakeup_fd_then_sleep(path: str, seconds: float) -> tuple[int, bytes]:
         os.close(read)
         os.close(write)
     return os.getpid(), received
+
+
+def default_signal_handlers() -> int:
+    """Put SIGTERM, SIGINT and SIGUSR1 back to their default actions (which end the process)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_DFL)
+    return os.getpid()

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
-from helpers import identity, own_wakeup_fd_then_sleep, whoami, write_pid_then_sleep
+from helpers import (
+    default_signal_handlers,
+    identity,
+    own_wakeup_fd_then_sleep,
+    sleep_then,
+    whoami,
+    write_pid_then_sleep,
+)
 from pycrew.errors import TaskCrashError
 from pycrew.wire.transport import TRANSPORTS
 from support import pid_gone, wait_for
@@ -128,5 +136,24 @@ def test_a_task_with_its_own_wakeup_descriptor_keeps_it_and_the_worker_still_lea
     got_pid, received = future.result(timeout=60)
     assert got_pid == pid and bytes((signal.SIGTERM,)) in received, "the task's own descriptor was left in place"
     wait_for(lambda: pid_gone(pid), 15, message="the worker did not leave after its task")
+    worker = c.summary().workers[0]
+    assert worker.crashes == 0 and "SIGTERM" in worker.exit_reason, worker
+
+
+def test_signal_handlers_a_task_replaced_are_put_back_after_it(make_controller, tmp_path, wire):
+    c = make_controller("local", workers=1, wire=wire).start()
+    pid = c.submit(default_signal_handlers).result(timeout=60)
+    # SIGUSR1 interrupts a cancelled task: with its default action, the worker would die.
+    sleeper = c.submit(sleep_then, 60.0)
+    wait_for(sleeper.running, 30, message="the task never started")
+    time.sleep(0.2)
+    assert sleeper.cancel()
+    assert c.submit(whoami).result(timeout=60)[1] == pid, "the cancel killed the worker"
+    # SIGTERM: a polite goodbye after the task, not the default action's death.
+    long = c.submit(write_pid_then_sleep, str(tmp_path / "pid"), 1.0)
+    wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), 30, message="the task never started")
+    os.kill(pid, signal.SIGTERM)
+    assert long.result(timeout=60) == pid
+    wait_for(lambda: c.summary().workers[0].exit_reason, 15, message="the worker never said goodbye")
     worker = c.summary().workers[0]
     assert worker.crashes == 0 and "SIGTERM" in worker.exit_reason, worker

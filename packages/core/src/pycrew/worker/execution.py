@@ -106,12 +106,13 @@ class TaskRunner:
         self.result_max: int | None = None  # see limit_results
         self.installed = False
         self._main = 0  # the main thread's ident, once installed
+        self._handler = self._on_signal  # one bound method, so that "is" finds it installed
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
-        signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+        signal.signal(INTERRUPT_SIGNAL, self._handler)
         self._main = threading.get_ident()
         self.installed = True
 
@@ -247,6 +248,8 @@ class TaskRunner:
 
     def _clean_up(self) -> None:
         """Undo what a task changed that would leak into the next one."""
+        if self.installed and signal.getsignal(INTERRUPT_SIGNAL) is not self._handler:
+            signal.signal(INTERRUPT_SIGNAL, self._handler)  # the task replaced it: cancels need it
         if self.reset:
             self._baseline.restore()
         if self.garbage_collection:

@@ -67,15 +67,24 @@ class Leaving:
         self._send = send
         self._wake = wake
         self._pipe_w = -1
+        self._handler = self._on_signal  # one bound method, so that "is" finds it installed
 
     def install(self) -> None:
         """Handle SIGTERM and SIGINT from now on (main thread only; a worker that owns its process)."""
         read, self._pipe_w = os.pipe()
         os.set_blocking(self._pipe_w, False)
-        signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
-        for signum in SIGNALS:
-            signal.signal(signum, self._on_signal)
+        self.restore()
         threading.Thread(target=self._watch, args=(read,), name="pycrew-worker-signals", daemon=True).start()
+
+    def restore(self) -> None:
+        """Install the handlers and the wakeup descriptor again where a task replaced them
+        (main thread, after every task; nothing before :meth:`install`)."""
+        if self._pipe_w < 0:
+            return
+        for signum in SIGNALS:
+            if signal.getsignal(signum) is not self._handler:
+                signal.signal(signum, self._handler)
+        signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The watcher thread got this signal's number through the wakeup descriptor, unless

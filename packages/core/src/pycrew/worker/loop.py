@@ -379,6 +379,7 @@ class Worker:
                 batcher.arm()
             self.pace.task_starts()
             out = self.runner.run(task_id, payload)
+            self.leaving.restore()  # a task may have replaced the worker's signal handlers
             self.running = False
             self.done += 1
             last_work = time.monotonic()
