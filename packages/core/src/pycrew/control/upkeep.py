@@ -94,11 +94,12 @@ class Upkeep:
         """The link of ``conn`` is gone."""
         if conn.state == READY:
             tasks = self._take_in_flight(conn)
-            if conn.ending:
+            if conn.ending:  # the task's error says why (see _ending)
                 reason = f"it was ending ({conn.exit_reason}) and was killed before its task ended"
+                self._requeue(tasks, blame_first=True, reason=reason)
             else:
                 reason = "its connection was lost without a goodbye (crashed or killed)"
-            self._requeue(tasks, blame_first=True, reason="connection lost" if not conn.ending else reason)
+                self._requeue(tasks, blame_first=True, reason="connection lost")
             if conn.instance:
                 self._on_disconnect(conn.instance, True, reason)
         conn.state = CLOSED
