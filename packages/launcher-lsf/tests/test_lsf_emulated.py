@@ -326,3 +326,31 @@ def test_circuit_breaker_lets_one_launch_through_after_the_pause(lsf_emulator: L
     (handle,) = cli.launch(info, calls)
     assert lsf_emulator.job(handle).state in ("queued", "running")
     assert os.path.isdir(tmp_path / "private")
+
+
+def test_bkill_of_a_busy_worker_lets_its_task_finish_before_the_sigterm(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    """bkill sends SIGINT, then SIGTERM and SIGKILL (2 s apart here): the running task must not
+    see a KeyboardInterrupt (an error it did not cause); it finishes and the worker leaves."""
+    import pycrew
+
+    marker = tmp_path / "started"
+
+    def long_task(path: str) -> str:
+        import os
+        import pathlib
+        import time
+
+        pathlib.Path(path).write_text(f"{os.environ['LSB_JOBID']}[{os.environ['LSB_JOBINDEX']}]")
+        time.sleep(1.0)
+        return "finished"
+
+    options = {"bin_directory": str(lsf_emulator.bin_directory), "directory": str(tmp_path / "lsf"), "seconds_walltime": 600.0}
+    with pycrew.controller("lsf", workers=1, host="127.0.0.1", seconds_launch=60, **options) as c:
+        future = c.submit(long_task, str(marker))
+        job = wait_for(lambda: marker.exists() and marker.read_text(), 60, "the task to start")
+        assert lsf_emulator.run("bkill", job).returncode == 0
+        assert future.result(timeout=60) == "finished"
+        wait_for(lambda: c.summary().workers[0].exit_reason, 30, "the worker's goodbye")
+        s = c.summary()
+        assert s.controller.retries == 0 and s.workers[0].crashes == 0, s
+        assert "SIGINT" in s.workers[0].exit_reason, s.workers[0].exit_reason
