@@ -5,6 +5,7 @@ code (see :mod:`pycrew.worker.exiting`)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -78,3 +79,21 @@ def test_a_hanging_exit_handler_delays_the_exit_only_for_its_bound_and_pynngs_is
     assert done.stdout.splitlines() == ["nng_fini called", "handler ran"], "pynng's exit handler ran, or ours did not"
     assert "exit handlers still running after 0.5 s" in done.stderr
     assert seconds < 30, f"the hanging handler held the process {seconds:.1f} s"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_worker_that_left_on_a_signal_ends_by_it_after_its_exit_handlers(signum):
+    """Exit code 128 + SIGTERM/SIGINT (a worker told to leave by it) ends the process by that
+    signal, so the platform records the job as cancelled, as without the worker's goodbye."""
+    script = textwrap.dedent(
+        f"""
+        import atexit, signal
+        from pycrew.worker import exiting
+        atexit.register(print, "handler ran", flush=True)
+        signal.signal({int(signum)}, signal.SIG_IGN)  # as after the worker's serving loop
+        exiting.exit_process({128 + int(signum)})
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signum, (done.returncode, done.stderr)
+    assert done.stdout.splitlines() == ["handler ran"]

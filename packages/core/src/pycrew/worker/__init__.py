@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m pycrew.worker``: parse the options, check the secrets, serve.
 
     Returns:
-        The exit code: 0 after an exit rule or a stop request, 2 when started wrongly
+        The exit code: 0 after an exit rule or a stop request, 128 + the signal after a
+        SIGTERM or SIGINT told it to leave (see :mod:`pycrew.worker.leaving`), 2 when started wrongly
         (usage, no token, no CA for TLS, no array index), 3 when it could not connect or
         was refused, 4 when the controller went away during a task.
     """

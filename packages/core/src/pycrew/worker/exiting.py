@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import NoReturn
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,30 @@ def ignore_termination() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+#: Signals a worker ends by, after its goodbye, when they told it to leave (see
+#: pycrew.worker.leaving): exit code 128 + one of them means "end by this signal".
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def exit_process(code: int) -> NoReturn:
-    """End a worker process with ``code``: exit handlers (but pynng's), flushed output, ``os._exit``."""
+    """End a worker process with ``code``: exit handlers (but pynng's), flushed output, ``os._exit``.
+
+    ``code`` 128 + SIGTERM or SIGINT (a worker that left because it got that signal) ends
+    the process by that signal instead, as the shell's convention for the code says: the
+    platform then records the job as ended by the signal (PBS's 271, LSF's and SLURM's
+    cancelled state), as it would have if the worker had not handled it.
+    """
     ignore_termination()
     run_exit_handlers()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # closed or broken by a task: nothing more to say
             stream.flush()
+    signum = code - 128
+    if signum in ENDING_SIGNALS:
+        with contextlib.suppress(ValueError):  # not the main thread: os._exit below
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+            os.kill(os.getpid(), signum)
+            time.sleep(1.0)  # the default action ends the process meanwhile
     os._exit(code)

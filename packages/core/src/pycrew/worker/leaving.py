@@ -12,12 +12,13 @@ cause. A worker that gets either signal:
    tasks it holds but has not started: they go to other workers now, unpenalised;
 2. lets its running task go on: if it ends within the grace period, its result is
    delivered as usual;
-3. then says goodbye (BYE) and exits 0, running its exit handlers.
+3. then says goodbye (BYE), runs its exit handlers and ends by the signal it got (so the
+   platform records the job as cancelled or killed, as before).
 
 If the platform's SIGKILL comes first, the controller counts the running task as crashed
 once (as for any worker lost during a task: a task longer than a job's wall time cannot
 retry forever) and says in the message that its worker was ending. A second SIGTERM ends
-the worker at once (exit code 128 + the signal: 143 for SIGTERM), as a second Ctrl-C
+the worker at once (by that signal, without waiting for the task), as a second Ctrl-C
 does elsewhere (and as LSF's SIGTERM after its SIGINT means).
 
 A thread of the worker reacts to the signal (see :class:`Leaving`), so this happens at
@@ -63,6 +64,7 @@ class Leaving:
 
     def __init__(self, take_unstarted: Callable[[], list[int]], send: Callable[[bytes], None], wake: Callable[[], None]) -> None:
         self.reason = ""  # why the worker leaves, once it was told to: it takes no more tasks
+        self.signum = 0  # the signal that told it to
         self._take_unstarted = take_unstarted
         self._send = send
         self._wake = wake
@@ -85,6 +87,11 @@ class Leaving:
             if signal.getsignal(signum) is not self._handler:
                 signal.signal(signum, self._handler)
         signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+
+    def exit_code(self) -> int:
+        """The worker's exit code: 0, or 128 + the signal that told it to leave (the process
+        then ends by that signal, see :func:`pycrew.worker.exiting.exit_process`)."""
+        return 128 + self.signum if self.signum else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The watcher thread got this signal's number through the wakeup descriptor, unless
@@ -113,6 +120,7 @@ class Leaving:
         if self.reason:
             log.warning("pycrew worker: %s after being told to leave; exiting now (a running task is lost)", name)
             exiting.exit_process(128 + signum)
+        self.signum = signum
         self.reason = f"the worker got {name} (its platform or a user ends it)"
         unstarted = self._take_unstarted()
         log.info("pycrew worker leaving (%s); %d unstarted task(s) given back", self.reason, len(unstarted))

@@ -29,7 +29,7 @@ from pycrew.worker.sampling import sample_metrics
 
 log = logging.getLogger("pycrew.worker")
 
-EXIT_OK = 0
+EXIT_OK = 0  # an exit rule or a stop request (128 + a signal: it left on that signal)
 EXIT_NO_TOKEN = 2
 EXIT_NO_CONNECTION = 3
 EXIT_CONTROLLER_GONE = 4
@@ -329,7 +329,7 @@ class Worker:
             self._send(p.encode_json(p.BYE, {"reason": reason, "unstarted": unstarted}))
             self.gone.wait(2.0)  # the dispatcher closes the link after reading BYE
         self.channel.close()
-        return EXIT_OK
+        return self.leaving.exit_code()
 
     def _running_since(self) -> float | None:
         """When the running task started, or ``None`` (the result flusher asks)."""
