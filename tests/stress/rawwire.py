@@ -239,7 +239,7 @@ def strategies(marker: str, known: str) -> tuple[st.SearchStrategy[Any], st.Sear
     )
     payload = st.one_of(st.binary(max_size=64), st.just(evil))
     kinds = st.one_of(
-        st.sampled_from([protocol.HELLO, protocol.RESULTS, protocol.TASKS, protocol.BEAT, protocol.BYE, protocol.RETURNED]),
+        st.sampled_from([protocol.HELLO, protocol.RESULTS, protocol.TASKS, protocol.BEAT, protocol.BYE, protocol.RETURNED, protocol.LEAVING]),
         st.integers(0, 255),
     )
     evil_frame = pick(
@@ -253,6 +253,13 @@ def strategies(marker: str, known: str) -> tuple[st.SearchStrategy[Any], st.Sear
     # with any count, goodbyes of any JSON, and everything the unauthenticated may send.
     foreign = st.integers(2**32, 2**64 - 1)
     bye = pick(value, st.text(max_size=40), hello_text).map(lambda t: bytes((protocol.BYE,)) + _text_bytes(t))
+    # LEAVING (told to end by a signal): ids it does not hold, and bodies of any JSON
+    leaving = pick(
+        st.tuples(st.text(max_size=40), st.lists(foreign, max_size=5)).map(
+            lambda t: protocol.encode_json(protocol.LEAVING, {"reason": t[0], "unstarted": t[1]})
+        ),
+        pick(value, st.text(max_size=40), hello_text).map(lambda t: bytes((protocol.LEAVING,)) + _text_bytes(t)),
+    )
     auth_frame = pick(
         st.lists(st.tuples(foreign, payload), max_size=5).map(lambda rs: protocol.encode_records(protocol.RESULTS, rs)),
         st.binary(max_size=40).map(lambda b: bytes((protocol.RESULTS,)) + b),
@@ -261,6 +268,7 @@ def strategies(marker: str, known: str) -> tuple[st.SearchStrategy[Any], st.Sear
         # RETURNED that no RECALL asked for: ids it does not hold, and bodies of any length
         st.lists(foreign, max_size=5).map(lambda ids: protocol.encode_ids(protocol.RETURNED, ids)),
         st.binary(max_size=40).map(lambda b: bytes((protocol.RETURNED,)) + b),
+        leaving,
         bye,
         any_frame,
     )
