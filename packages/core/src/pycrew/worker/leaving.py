@@ -17,7 +17,7 @@ cause. A worker that gets either signal:
 
 If the platform's SIGKILL comes first, the controller counts the running task as crashed
 once (as for any worker lost during a task: a task longer than a job's wall time cannot
-retry forever) and says in the message that its worker was ending. A second SIGTERM ends
+retry forever) and says in the message that its worker was ending. A second signal ends
 the worker at once (by that signal, without waiting for the task), as a second Ctrl-C
 does elsewhere (and as LSF's SIGTERM after its SIGINT means).
 
