@@ -18,11 +18,12 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
 from pycrew.wire.records import ResultRecord
-from pycrew.worker.isolation import ProcessBaseline, WarningCapture
+from pycrew.worker.isolation import ProcessBaseline, WarningCapture, restore_handlers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
@@ -106,15 +107,21 @@ class TaskRunner:
         self.result_max: int | None = None  # see limit_results
         self.installed = False
         self._main = 0  # the main thread's ident, once installed
-        self._handler = self._on_signal  # one bound method, so that "is" finds it installed
+        self._kept: dict[int, object] = {}  # the worker's signal handlers, put back after every task
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
-        signal.signal(INTERRUPT_SIGNAL, self._handler)
+        handler = self._on_signal  # one bound method, so that "is" finds it installed
+        signal.signal(INTERRUPT_SIGNAL, handler)
+        self.keep_handlers({INTERRUPT_SIGNAL: handler})
         self._main = threading.get_ident()
         self.installed = True
+
+    def keep_handlers(self, handlers: Mapping[int, object]) -> None:
+        """Put these signal handlers (number: handler) back after every task that replaced them."""
+        self._kept.update(handlers)
 
     def interrupt(self, task_id: int, status: str, message: str) -> bool:
         """Ask the running task ``task_id`` to stop (any thread); False if it is not running.
@@ -248,8 +255,8 @@ class TaskRunner:
 
     def _clean_up(self) -> None:
         """Undo what a task changed that would leak into the next one."""
-        if self.installed and signal.getsignal(INTERRUPT_SIGNAL) is not self._handler:
-            signal.signal(INTERRUPT_SIGNAL, self._handler)  # the task replaced it: cancels need it
+        if self._kept:  # a task may have replaced them: cancels need the interrupt handler
+            restore_handlers(self._kept)
         if self.reset:
             self._baseline.restore()
         if self.garbage_collection:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: How long the exit handlers of a worker process may take, in all, before it exits anyway.
 SECONDS_EXIT_HANDLERS = 10.0
+#: The signals that tell a worker to leave (see pycrew.worker.leaving), which it ignores once
+#: ending; exit code 128 + one of them means "end by this signal" (see exit_process).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _forget_pynng_exit_handler() -> None:
@@ -71,13 +74,8 @@ def ignore_termination() -> None:
     Only the main thread can set a signal's handler; elsewhere this does nothing.
     """
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in ENDING_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
-
-
-#: Signals a worker ends by, after its goodbye, when they told it to leave (see
-#: pycrew.worker.leaving): exit code 128 + one of them means "end by this signal".
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def exit_process(code: int) -> NoReturn:

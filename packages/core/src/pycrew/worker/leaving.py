@@ -41,8 +41,7 @@ from pycrew.worker import exiting
 
 log = logging.getLogger("pycrew.worker")
 
-#: The signals that tell a worker to leave.
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = exiting.ENDING_SIGNALS
 
 
 class Leaving:
@@ -75,18 +74,16 @@ class Leaving:
         """Handle SIGTERM and SIGINT from now on (main thread only; a worker that owns its process)."""
         read, self._pipe_w = os.pipe()
         os.set_blocking(self._pipe_w, False)
-        self.restore()
+        signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+        for signum in SIGNALS:
+            signal.signal(signum, self._handler)
         threading.Thread(target=self._watch, args=(read,), name="pycrew-worker-signals", daemon=True).start()
 
-    def restore(self) -> None:
-        """Install the handlers and the wakeup descriptor again where a task replaced them
-        (main thread, after every task; nothing before :meth:`install`)."""
-        if self._pipe_w < 0:
-            return
-        for signum in SIGNALS:
-            if signal.getsignal(signum) is not self._handler:
-                signal.signal(signum, self._handler)
-        signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+    def handlers(self) -> dict[int, object]:
+        """The handlers :meth:`install` set, to put back after a task that replaced them
+        (see :meth:`pycrew.worker.execution.TaskRunner.keep_handlers`). A wakeup descriptor
+        a task replaced needs no such care: the handler then passes the number on itself."""
+        return dict.fromkeys(SIGNALS, self._handler)
 
     def exit_code(self) -> int:
         """The worker's exit code: 0, or 128 + the signal that told it to leave (the process

@@ -300,6 +300,7 @@ class Worker:
         if not self.shared_process:  # signal handlers belong to the process (and its main thread)
             self.runner.install()
             self.leaving.install()
+            self.runner.keep_handlers(self.leaving.handlers())  # a task may replace them
         threading.Thread(target=self.batcher.run_flusher, name="pycrew-worker-flusher", daemon=True).start()
         if a.metrics_seconds:
             threading.Thread(
@@ -379,7 +380,6 @@ class Worker:
                 batcher.arm()
             self.pace.task_starts()
             out = self.runner.run(task_id, payload)
-            self.leaving.restore()  # a task may have replaced the worker's signal handlers
             self.running = False
             self.done += 1
             last_work = time.monotonic()
