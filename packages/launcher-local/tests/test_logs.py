@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import pycrew
@@ -59,6 +60,8 @@ def test_with_log_dir_monitor_logs_reads_a_running_worker_s_file(tmp_path: Path,
     handles.append(start_worker(call("feed0002"), options))
     log = tmp_path / "logs" / "pycrew-unit-1-feed0002.log"
     wait_until(lambda: log.exists() and "line 5" in log.read_text(), 15, "the worker wrote no log")
+    # Past its exec: during one, /proc/PID/environ of the process can read as empty.
+    wait_until(lambda: psutil.Process(handles[0].pid).name() == "sleep", 15, "the fake worker never reached its sleep")
     assert logs(handles[0], 2) == "line 4\nline 5\n"
     assert logs(handles[0], None) == "line 1\nline 2\nline 3\nline 4\nline 5\n"
     # a handle this process does not know: found through the running process's environment
