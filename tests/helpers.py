@@ -59,6 +59,16 @@ def write_pid_then_sleep(path: str, seconds: float) -> int:
     return os.getpid()
 
 
+def write_pid_then_wait_for(path: str, release: str, seconds_max: float) -> int:
+    """Write this worker's pid to ``path``, then wait until ``release`` exists (at most ``seconds_max``)."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + seconds_max
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()
+
+
 def unpicklable_result() -> object:
     """Return a value that cannot be pickled."""
     import threading

@@ -21,6 +21,7 @@ from helpers import (
     sleep_then,
     whoami,
     write_pid_then_sleep,
+    write_pid_then_wait_for,
 )
 from pycrew.errors import TaskCrashError
 from pycrew.wire.transport import TRANSPORTS
@@ -31,37 +32,39 @@ pytestmark = pytest.mark.parametrize("wire", TRANSPORTS)
 QUICK = 20
 
 
-def _long_task_with_a_prefetched_tail(c, pid_file, seconds):
-    """A long task on the controller's only worker, and QUICK short tasks prefetched behind it."""
+def _long_task_with_a_prefetched_tail(c, tmp_path, seconds_max):
+    """A long task on the controller's only worker (it runs until ``release`` exists), and
+    QUICK short tasks prefetched behind it. Returns (long, tail, worker pid, release)."""
     assert [f.result(timeout=60) for f in [c.submit(identity, i) for i in range(50)]] == list(range(50))  # short: prefetched
-    long = c.submit(write_pid_then_sleep, str(pid_file), seconds)
+    pid_file, release = tmp_path / "pid", tmp_path / "release"
+    long = c.submit(write_pid_then_wait_for, str(pid_file), str(release), seconds_max)
     tail = [c.submit(identity, i) for i in range(QUICK)]
     wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the long task never started")
     # The dispatcher may hold the tail back a moment (it gathers a burst of pushes first).
     wait_for(lambda: c.summary().controller.running >= 2, 10, message="no task was prefetched behind the long one")
-    return long, tail, int(pid_file.read_text())
+    return long, tail, int(pid_file.read_text()), release
 
 
-def _given_back(c):
-    s = c.summary().controller
-    return s.running == 1 and s.queued == QUICK
+def _tail_ran_elsewhere_meanwhile(c, long, tail):
+    """The tail, given back at once (LEAVING), ran on a replacement while the long task runs on."""
+    assert [f.result(timeout=60) for f in tail] == list(range(QUICK)), "the given-back tasks did not run elsewhere"
+    assert not long.done(), "the long task should still be running (it waits for its release)"
+    assert c.summary().workers[0].instances == 2, "the replacement connected while the ending worker still runs"
 
 
-def test_a_worker_given_sigterm_during_a_task_finishes_it_and_gives_back_the_rest(make_controller, tmp_path, wire):
+def test_a_worker_given_sigterm_during_a_task_finishes_it_while_a_replacement_runs_the_rest(make_controller, tmp_path, wire):
     c = make_controller("local", workers=1, wire=wire).start()
-    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 4.0)
+    long, tail, pid, release = _long_task_with_a_prefetched_tail(c, tmp_path, 60.0)
     os.kill(pid, signal.SIGTERM)
-    # The unstarted tail comes back at once (LEAVING), while the long task still runs.
-    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
-    assert not long.done(), "the long task should still be running (it sleeps 4 s)"
+    _tail_ran_elsewhere_meanwhile(c, long, tail)
+    release.write_text("go")
     assert long.result(timeout=60) == pid, "the running task's result is delivered"
-    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
+    wait_for(lambda: pid_gone(pid), 15, message="the worker told to end did not exit")
     s = c.summary()
     assert s.controller.retries == 0 and s.controller.crash == 0, s.controller
     worker = s.workers[0]
     assert worker.crashes == 0 and worker.instances == 2, worker
     assert "SIGTERM" in worker.exit_reason, worker.exit_reason
-    wait_for(lambda: pid_gone(pid), 15, message="the worker told to end did not exit")
 
 
 def test_an_idle_worker_given_sigterm_says_goodbye(make_controller, wire):
@@ -77,27 +80,27 @@ def test_an_idle_worker_given_sigterm_says_goodbye(make_controller, wire):
 
 def test_a_worker_killed_while_ending_counts_its_task_crashed_and_says_why(make_controller, tmp_path, wire):
     c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
-    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 60.0)
+    long, tail, pid, _ = _long_task_with_a_prefetched_tail(c, tmp_path, 60.0)
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
+    _tail_ran_elsewhere_meanwhile(c, long, tail)
     os.kill(pid, signal.SIGKILL)  # the platform's grace period is over
     exc = long.exception(timeout=60)
     assert isinstance(exc, TaskCrashError), exc
     assert "ending" in str(exc) and "SIGTERM" in str(exc), str(exc)
-    assert [f.result(timeout=60) for f in tail] == list(range(QUICK)), "the given-back tasks run elsewhere, unpenalised"
-    assert c.summary().controller.crash == 1
+    s = c.summary()
+    assert s.controller.crash == 1 and s.controller.retries == 0, "the given-back tasks ran unpenalised"
+    assert s.workers[0].crashes == 1, "the ending worker's crash counts on its slot"
 
 
 def test_a_second_sigterm_ends_the_worker_at_once(make_controller, tmp_path, wire):
     c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
-    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 60.0)
+    long, tail, pid, _ = _long_task_with_a_prefetched_tail(c, tmp_path, 60.0)
     os.kill(pid, signal.SIGTERM)
     # The first is handled (pending signals of one kind do not queue: two at once are one).
-    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back")
+    _tail_ran_elsewhere_meanwhile(c, long, tail)
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: pid_gone(pid), 20, message="a second SIGTERM did not end the worker")
     assert isinstance(long.exception(timeout=30), TaskCrashError)
-    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
 
 
 def test_sigint_is_a_request_to_leave_and_sigterm_after_it_ends_the_worker(make_controller, tmp_path, wire):
@@ -107,11 +110,12 @@ def test_sigint_is_a_request_to_leave_and_sigterm_after_it_ends_the_worker(make_
     not cause): it finishes; the SIGTERM after it ends the worker at once.
     """
     c = make_controller("local", workers=1, wire=wire, crashes_max=1).start()
-    long, tail, pid = _long_task_with_a_prefetched_tail(c, tmp_path / "pid", 4.0)
+    long, tail, pid, release = _long_task_with_a_prefetched_tail(c, tmp_path, 60.0)
     os.kill(pid, signal.SIGINT)
-    wait_for(lambda: _given_back(c), 30, message="the unstarted tasks were not given back on SIGINT")
+    _tail_ran_elsewhere_meanwhile(c, long, tail)
+    release.write_text("go")
     assert long.result(timeout=60) == pid, "the running task finishes: no KeyboardInterrupt inside it"
-    assert [f.result(timeout=60) for f in tail] == list(range(QUICK))
+    wait_for(lambda: pid_gone(pid), 15, message="the worker did not leave after its task")
     worker = c.summary().workers[0]
     assert worker.crashes == 0 and "SIGINT" in worker.exit_reason, worker
 

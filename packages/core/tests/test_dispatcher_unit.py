@@ -64,6 +64,7 @@ class Harness:
         self.connected: list[str] = []
         self.disconnected: list[tuple[str, bool]] = []
         self.exit_reasons: list[str] = []
+        self.ending: list[tuple[str, str]] = []
         self.d = Dispatcher(
             DispatcherSettings(**base),
             on_result=self._result,
@@ -72,6 +73,7 @@ class Harness:
                 self.disconnected.append((instance, crashed)), self.exit_reasons.append(reason)
             ),
             on_tick=lambda now: None,
+            on_ending=lambda instance, reason: self.ending.append((instance, reason)),
         )
         self.links = 0
         self.ids = 0
@@ -587,7 +589,10 @@ def test_a_leaving_worker_gives_back_its_unstarted_tasks_and_gets_no_more(h):
     assert a.tasks() == [first.id] + [t.id for t in rest]
     h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "SIGTERM", "unstarted": [t.id for t in rest]}))
     h.d._step()
+    assert h.ending == [("w1", "SIGTERM")], "the owner hears at once that the worker's place is free"
     assert [t.id for t in h.d.queue] == [t.id for t in rest], "the unstarted tasks go back first"
+    h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "again", "unstarted": []}))
+    assert h.ending == [("w1", "SIGTERM")], "told once"
     assert [(t.crashes, t.attempts) for t in rest] == [(0, 0), (0, 0)], "unpenalised: they never ran"
     h.push(2)
     assert a.tasks() == [first.id] + [t.id for t in rest], "a leaving worker is sent nothing more"

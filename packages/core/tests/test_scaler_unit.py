@@ -227,6 +227,43 @@ def test_connect_resets_failures_and_disconnect_frees_the_slot_and_terminates(h)
     assert f"handle-{call.instance}" in h.platform.terminated
 
 
+def test_an_ending_worker_frees_its_slot_at_once_and_is_still_terminated_and_counted(make_harness):
+    """SIGTERM'd (LEAVING), a worker takes no more tasks: its replacement launches now, not
+    after its last task; the ending one is still terminated and its crash counts on its slot."""
+    h = make_harness(workers=1)
+    h.scale(demand=3)
+    (first,) = h.platform.launched[0]
+    h.scaler.connected(first.instance, {"host": "n1", "pid": 1})
+    h.scale(demand=3)
+    assert len(h.platform.launched) == 1, "the one slot is taken"
+    h.scaler.ending(first.instance, "SIGTERM: ends after its running task")
+    (slot,) = h.scaler.slots
+    assert slot.state == IDLE and "SIGTERM" in slot.exit_reason
+    h.scale(demand=3)
+    assert len(h.platform.launched) == 2, "no replacement was launched for the ending worker"
+    (second,) = h.platform.launched[1]
+    assert slot.state == LAUNCHING and slot.instance == second.instance
+    h.scaler.ending(second.instance, "not connected yet: ignored")
+    h.scaler.ending(first.instance, "a second time: ignored")
+    assert slot.state == LAUNCHING and slot.instance == second.instance
+    h.scaler.disconnected(first.instance, crashed=True, reason="it was ending and was killed")
+    h.settle()
+    assert slot.state == LAUNCHING and slot.instance == second.instance, "the replacement's place was taken back"
+    assert slot.crashes == 1 and slot.exit_reason == "it was ending and was killed"
+    assert f"handle-{first.instance}" in h.platform.terminated and not h.scaler.ending_instances
+    h.scaler.connected(second.instance, {"host": "n2", "pid": 2})
+    assert slot.state == CONNECTED and slot.instances == 2
+
+
+def test_an_ending_worker_is_terminated_with_the_others(h):
+    h.scale(demand=1)
+    (call,) = h.platform.launched[0]
+    h.scaler.connected(call.instance, {"host": "n1", "pid": 1})
+    h.scaler.ending(call.instance, "SIGTERM")
+    h.scaler.terminate_all(5.0)
+    assert f"handle-{call.instance}" in h.platform.terminated
+
+
 def test_a_launching_worker_the_monitor_reports_ended_fails_at_once_with_its_reason(h):
     h.scale(demand=1)
     (call,) = h.platform.launched[0]

@@ -164,7 +164,13 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             dashboard = self._open_dashboard()  # its port first: a taken one fails before anything runs
             try:
                 self._dispatcher = Dispatcher(
-                    settings, self._on_result, self._on_connect, self._on_disconnect, self._on_tick, self._on_dispatcher_failure
+                    settings,
+                    self._on_result,
+                    self._on_connect,
+                    self._on_disconnect,
+                    self._on_tick,
+                    self._on_dispatcher_failure,
+                    on_ending=self._on_ending,
                 )
             except Exception as exc:
                 if dashboard is not None:

@@ -50,6 +50,8 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         on_disconnect(instance, crashed, reason): a worker left (``crashed``: without saying bye;
             ``reason``: the worker's own when it said bye, else what the dispatcher saw).
         on_tick(now): periodic maintenance (auto-scaling).
+        on_ending(instance, reason): a worker ends after its running task (LEAVING): it takes
+            no more tasks, so its place can be filled now; on_disconnect follows when it goes.
         on_failure(error, tasks): the loop died of ``error``; ``tasks`` are every task it held
             (queued, submitted, in flight), unresolved, to be resolved by the owner. Called
             again, from the submitting thread, for tasks submitted after the loop died.
@@ -65,6 +67,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         on_disconnect: Callable[[str, bool, str], None],
         on_tick: Callable[[float], None],
         on_failure: Callable[[BaseException, list[Task]], None] | None = None,
+        on_ending: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_result = on_result
@@ -72,6 +75,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         self._on_disconnect = on_disconnect
         self._on_tick = on_tick
         self._on_failure = on_failure
+        self._on_ending = on_ending
         # instance -> (token, slot) of instances launched and not connected yet: a token is
         # used up by the connection that proves it (an instance connects once), and revoked
         # when its launch fails, so this holds at most the workers launching now.

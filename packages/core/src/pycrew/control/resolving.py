@@ -230,6 +230,9 @@ class Resolving(ControllerState):
     def _on_disconnect(self, instance: str, crashed: bool, reason: str) -> None:
         self.launcher.disconnected(instance, crashed, reason)
 
+    def _on_ending(self, instance: str, reason: str) -> None:
+        self.launcher.ending(instance, reason)
+
     def _on_tick(self, now: float) -> None:
         d = self._dispatcher
         if d is None:

@@ -61,6 +61,7 @@ class Scaler(LaunchWatch):
         self.census = SlotCensus()
         self.slots = [Slot(i + 1, self.census) for i in range(options.workers)]
         self.by_instance: dict[str, Slot] = {}
+        self.ending_instances: dict[str, Slot] = {}  # workers that ended their slot's tenure and are still running (see ending)
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
         self.pool = ThreadPoolExecutor(max_workers=options.processes, thread_name_prefix=f"pycrew-launch-{info.name}")
         self.pending: set[Future[Any]] = set()
@@ -234,6 +235,24 @@ class Scaler(LaunchWatch):
         slot.host = info.get("host")
         slot.pid = info.get("pid")
 
+    def ending(self, instance: str, reason: str) -> None:
+        """A connected worker ends after its running task (dispatcher thread): free its slot now.
+
+        It was told to end (SIGTERM: a job's wall time, ``scancel``, a deleted pod) and takes
+        no more tasks, but may run its last one for the platform's grace period. Its slot is
+        free at once, so a replacement launches now if there is demand, instead of after the
+        goodbye. Until it goes it is one worker more than ``workers``; it is still terminated
+        with the others, and a crash of it still counts on its slot.
+        """
+        slot = self.by_instance.get(instance)
+        if slot is None or slot.instance != instance or slot.state != CONNECTED:
+            return
+        del self.by_instance[instance]
+        self.ending_instances[instance] = slot
+        slot.state = IDLE
+        slot.instance = None
+        slot.exit_reason = reason
+
     def disconnected(self, instance: str, crashed: bool, reason: str = "") -> None:
         """A worker left or was lost (dispatcher thread): free its slot, make sure it is gone.
 
@@ -243,6 +262,9 @@ class Scaler(LaunchWatch):
         if slot is not None and slot.instance == instance:
             slot.state = IDLE
             slot.instance = None
+        else:  # an ending worker (its slot may hold another by now), or one no longer wanted
+            slot = self.ending_instances.pop(instance, None)
+        if slot is not None:
             slot.exit_reason = reason
             if crashed:
                 slot.crashes += 1

@@ -29,6 +29,7 @@ class Upkeep:
     server: Server
     _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool, str], None]
+    _on_ending: Callable[[str, str], None] | None
     _on_tick: Callable[[float], None]
     _recall_stuck: Callable[[float], None]  # see pycrew.control.recall
     _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
@@ -79,16 +80,19 @@ class Upkeep:
         """The worker ends after its running task (told to by its platform or a user: SIGTERM).
 
         It is sent nothing more; the tasks it had not started go to the front of the queue
-        now, unpenalised. Its running task's result may still come, then its goodbye; if its
-        link goes first (the platform killed it), that task counts a crash, as any other.
+        now, unpenalised, and its owner hears of it (``on_ending``: its place in the pool can
+        be filled at once). Its running task's result may still come, then its goodbye; if
+        its link goes first (the platform killed it), that task counts a crash, as any other.
         """
         if conn.state != READY:
             return
         log.info("worker %s is ending: %s", conn.instance, reason)
-        conn.ending = True
+        first, conn.ending = not conn.ending, True
         conn.exit_reason = reason
         conn.tasks_left = 0
         self._returned(conn, unstarted)
+        if first and conn.instance and self._on_ending is not None:
+            self._on_ending(conn.instance, reason)
 
     def _lost(self, conn: Conn) -> None:
         """The link of ``conn`` is gone."""
