@@ -1,9 +1,10 @@
-"""Chaos: a thousand tasks while a thread ``kill -9``s a random worker every ~0.3 s.
+"""Chaos: a thousand tasks while a thread ``kill -9``s (or SIGTERMs) a random worker every ~0.3 s.
 
 Real local workers on both wires. Every task must resolve exactly once, successfully,
 with its own value: a task lost with its worker is requeued (and counted as a retry), a
 result that arrives twice is delivered once, and ``crashes_max`` is high enough that no
-task may give up as a crash.
+task may give up as a crash. A worker told to end by SIGTERM instead finishes its task
+and gives back the rest while its replacement starts: nothing is retried or crashes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Killer:
 
     controller: pycrew.Controller
     rng: random.Random
+    signal: int = signal.SIGKILL
     kills: int = 0
     killed: list[int] = field(default_factory=list)
     error: BaseException | None = None
@@ -61,7 +63,7 @@ class Killer:
                 return
         except psutil.Error:  # already gone
             return
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, self.signal)
         self.kills += 1
         self.killed.append(pid)
 
@@ -110,3 +112,57 @@ def test_kill_9_of_random_workers_loses_and_duplicates_nothing(make_controller, 
     assert not wrong, f"{len(wrong)} tasks did not succeed with their own value, e.g. {wrong[:3]}"
     assert killer.kills >= KILLS_MIN, f"only {killer.kills} kills happened: the run proves little (seed {seed})"
     assert s.controller.retries >= 1, "workers were killed mid-task and yet no task was ever retried"
+
+
+@pytest.mark.parametrize("wire", TRANSPORTS)
+def test_sigterm_of_random_workers_loses_nothing_and_retries_nothing(make_controller, wire, figures):
+    """Platforms end jobs with SIGTERM (wall time, scancel, scale-in): each worker told so
+    finishes its running task, gives back what it had not started, and is replaced at once."""
+    c = make_controller("local", workers=WORKERS, wire=wire, crashes_max=1, launch_max=50).start()
+    rng = random.Random()
+    seed = rng.randrange(2**32)
+    rng.seed(seed)
+    for i in range(TASKS):
+        c.push(sleep_then, args=(rng.uniform(0.01, 0.04), i), name=f"t{i}")
+    terminator = Killer(c, random.Random(seed + 1), signal=signal.SIGTERM)
+    thread = threading.Thread(target=terminator.run, name="stress-terminator", daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    try:
+        finished = c.wait(timeout=600 if FULL else 180)
+    finally:
+        terminator.stop.set()
+        thread.join(10)
+    seconds = time.monotonic() - t0
+    results = c.collect()
+    s = c.summary()
+    figures(
+        wire=wire,
+        tasks=TASKS,
+        workers=WORKERS,
+        sigterms=terminator.kills,
+        retries=s.controller.retries,
+        crashes=s.controller.crash,
+        worker_instances=sum(w.instances for w in s.workers),
+        results=len(results),
+        seconds=seconds,
+        tasks_per_second=len(results) / seconds,
+        seed=str(seed),
+    )
+    assert terminator.error is None, f"the terminator thread failed: {terminator.error!r}"
+    assert finished, f"{c.unresolved()} of {TASKS} tasks unresolved after the SIGTERMs (seed {seed})"
+    counts = collections.Counter(r.name for r in results)
+    assert not [n for n, k in counts.items() if k > 1], f"results delivered twice: {[n for n, k in counts.items() if k > 1][:10]}"
+    missing = {f"t{i}" for i in range(TASKS)} - set(counts)
+    assert not missing, f"{len(missing)} results never delivered, e.g. {sorted(missing)[:10]}"
+    wrong = [r for r in results if r.status != "success" or r.result != int(r.name[1:])]
+    assert not wrong, f"{len(wrong)} tasks did not succeed with their own value, e.g. {wrong[:3]}"
+    assert terminator.kills >= KILLS_MIN, f"only {terminator.kills} SIGTERMs happened: the run proves little (seed {seed})"
+    assert s.controller.retries == 0 and s.controller.crash == 0, f"a polite exit cost a retry or a crash: {s.controller}"
+    assert sum(w.crashes for w in s.workers) == 0, [w for w in s.workers if w.crashes]
+    assert sum(w.instances for w in s.workers) >= WORKERS + terminator.kills - 1, "ended workers were not replaced"
+    deadline = time.monotonic() + 15
+    while [p for p in terminator.killed if psutil.pid_exists(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in terminator.killed if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"workers told to end are still running: {left}"

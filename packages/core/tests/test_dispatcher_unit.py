@@ -620,6 +620,22 @@ def test_a_leaving_worker_lost_before_its_task_ends_counts_a_crash_that_says_why
         h.close()
 
 
+def test_tasks_a_worker_says_goodbye_with_go_back_unpenalised(h):
+    """A worker says goodbye between tasks: what it still holds never ran (unstarted, or
+    crossing the goodbye on the wire), so it is queued again without counting a retry."""
+    a = h.worker()
+    h.d.record_seconds(0.0001)  # short tasks: several are sent at once
+    first, second, third = h.push(3)
+    assert a.tasks() == [first.id, second.id, third.id]
+    assert [t.attempts for t in (first, second, third)] == [1, 1, 1]
+    h.reply(a, [first.id])
+    h.d.frame_received(a, p.encode_json(p.BYE, {"reason": "idle", "unstarted": [second.id]}))  # third: crossing
+    assert [t.id for t in h.d.queue] == [second.id, third.id], "the tasks it held go back first, in order"
+    assert h.d.retries == 0 and (second.crashes, third.crashes) == (0, 0)
+    assert [t.attempts for t in (second, third)] == [0, 0], "they never ran"
+    assert h.d.running() == 0 and h.disconnected == [("w1", False)]
+
+
 def test_a_malformed_leaving_frame_drops_that_worker_and_requeues_its_tasks(h):
     a = h.worker()
     (task,) = h.push(1)

@@ -66,11 +66,19 @@ class Upkeep:
         self.queue.extendleft(reversed(back))
 
     def _leaving(self, conn: Conn) -> None:
+        """The worker said goodbye (BYE): it ends between tasks, after its last result.
+
+        What it still holds never ran: tasks it had not started (the goodbye lists them) and
+        tasks that crossed the goodbye on the wire. They go back to the front of the queue
+        unpenalised, as given-back tasks do: not retries, their attempt not counted.
+        """
         if conn.state != READY:
             return
         conn.state = LEAVING
-        tasks = self._take_in_flight(conn)
-        self._requeue(tasks, blame_first=False, reason="worker left")
+        back = [task for task in self._take_in_flight(conn) if not task.resolved]
+        for task in back:
+            task.attempts -= 1
+        self.queue.extendleft(reversed(back))
         if conn.instance:
             self._on_disconnect(conn.instance, False, conn.exit_reason or "the worker said goodbye")
         conn.link.close()
