@@ -1,8 +1,9 @@
 """Controllers on the k8s launcher end to end (the emulator's pods are local processes).
 
 What the conformance suite does not cover: launch errors that name the platform's reason,
-API faults during a controller's work, the deadline from seconds_wall, and finished Jobs
-going away with their Secrets.
+API faults during a controller's work, the deadline from seconds_wall, finished Jobs
+going away with their Secrets, and a deleted pod's worker leaving politely while its
+replacement starts.
 """
 
 from __future__ import annotations
@@ -78,3 +79,48 @@ def test_deadline_from_seconds_wall_and_cleanup_after_ttl(k8s_options: dict[str,
         # seconds_idle=1: the worker exits; after seconds_ttl the Job, its pod and its Secret are gone
         wait_for(lambda: not emulator._store["jobs"] and not emulator._store["secrets"] and not emulator._store["pods"],
                  what="the finished Job, pod and Secret to be deleted after seconds_ttl")
+
+
+def test_a_deleted_pod_finishes_its_task_while_a_replacement_runs_the_rest(
+    k8s_options: dict[str, Any], emulator: K8sEmulator, tmp_path: Any
+) -> None:
+    """``kubectl delete pod``: SIGTERM, then SIGKILL after the grace period. The worker gives
+    back what it has not started and finishes its running task; its replacement, launched at
+    once, runs the rest meanwhile (with ``workers=1`` it could run nowhere else)."""
+    from kubernetes import client
+
+    marker, release = tmp_path / "started", tmp_path / "release"
+
+    def long_task(marker: str, release: str) -> str:
+        import os
+        import pathlib
+        import time
+
+        pathlib.Path(marker).write_text(os.environ["HOSTNAME"])
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return os.environ["HOSTNAME"]
+
+    def where(i: int) -> tuple[int, str]:
+        import os
+
+        return i, os.environ["HOSTNAME"]
+
+    with pycrew.controller("k8s", workers=1, host="127.0.0.1", **k8s_options) as c:
+        long = c.submit(long_task, str(marker), str(release))
+        pod = wait_for(lambda: marker.exists() and marker.read_text(), 60, "the long task to start")
+        tail = [c.submit(where, i) for i in range(5)]
+        with emulator.api_client() as api:
+            client.CoreV1Api(api).delete_namespaced_pod(pod, "default", grace_period_seconds=60)
+        results = [f.result(timeout=120) for f in tail]
+        assert [i for i, _ in results] == list(range(5))
+        assert {host for _, host in results}.isdisjoint({pod}), "the deleted pod ran a task after its SIGTERM"
+        assert not long.done(), "the running task should still be running (it waits for its release)"
+        release.write_text("go")
+        assert long.result(timeout=60) == pod, "the running task's result is delivered within the grace period"
+        wait_for(lambda: emulator.get_object("pods", pod) is None, 30, "the deleted pod to go")
+        s = c.summary()
+    assert s.controller.retries == 0 and s.controller.crash == 0, s.controller
+    assert s.workers[0].instances == 2 and s.workers[0].crashes == 0, s.workers[0]
+    assert "SIGTERM" in s.workers[0].exit_reason, s.workers[0].exit_reason
