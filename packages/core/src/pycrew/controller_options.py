@@ -22,7 +22,9 @@ class ControllerOptions:
 
     Attributes:
         name: the controller's name (default: the launcher's name).
-        workers: most workers running at once.
+        workers: most workers taking tasks at once. A worker told to end by its platform
+            (SIGTERM) takes none from then on and is replaced at once; it may finish its
+            running task beside its replacement.
         workers_at_start: workers launched by ``start()`` before any task is pushed, so
             that the first task finds one ready. ``None`` (the default): 1 for launchers
             whose workers run on this machine (``local``), 0 for remote ones (a queued job

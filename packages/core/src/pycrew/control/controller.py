@@ -52,7 +52,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     Args:
         launcher: the launcher's name (``"local"``, ``"slurm"``, ...).
-        workers: most workers running at once.
+        workers: most workers taking tasks at once (see :class:`pycrew.ControllerOptions`).
         **options: controller options (see :class:`ControllerOptions`) and the
             launcher's own options (see its ``*Options`` class), in one namespace.
 
