@@ -45,6 +45,30 @@ def test_a_tasks_exit_handlers_and_temporary_directory_run_when_its_worker_exits
     assert not os.path.exists(kept), "the task's TemporaryDirectory was left behind"
 
 
+def test_a_slow_exit_handler_is_not_cut_short_by_the_controller_s_clean_up(make_controller, tmp_path):
+    """A worker that said goodbye is terminated by its launcher only after its exit
+    handlers' bound (the local launcher's SIGKILL comes 2 s after its SIGTERM)."""
+    marker = tmp_path / "slow-atexit-ran"
+
+    def task(path: str) -> int:
+        import atexit
+        import os
+        import time
+
+        def slow() -> None:
+            time.sleep(4)
+            with open(path, "w") as out:
+                out.write(str(os.getpid()))
+
+        atexit.register(slow)
+        return os.getpid()
+
+    c = make_controller("local", workers=1, tasks_max=1)
+    pid = c.submit(task, str(marker)).result(timeout=60)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=30, message="the worker did not exit")
+    assert marker.exists() and marker.read_text() == str(pid), "the 4 s exit handler was cut short"
+
+
 SCRIPT = textwrap.dedent(
     """
     import atexit, sys, time

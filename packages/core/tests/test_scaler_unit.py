@@ -255,6 +255,28 @@ def test_an_ending_worker_frees_its_slot_at_once_and_is_still_terminated_and_cou
     assert slot.state == CONNECTED and slot.instances == 2
 
 
+def test_a_worker_that_said_goodbye_is_terminated_only_after_its_exit_handlers_bound(h):
+    """Its exit handlers may run up to 10 s after the goodbye; a crashed worker goes at once."""
+    from pycrew.control.scaler import SECONDS_AFTER_GOODBYE
+    from pycrew.worker.exiting import SECONDS_EXIT_HANDLERS
+
+    assert SECONDS_AFTER_GOODBYE > SECONDS_EXIT_HANDLERS
+    h.scale(demand=2)
+    polite, crashed = h.platform.launched[0]
+    for call in (polite, crashed):
+        h.scaler.connected(call.instance, {"host": "n1", "pid": 1})
+    h.scaler.disconnected(polite.instance, crashed=False, reason="idle")
+    h.scaler.disconnected(crashed.instance, crashed=True, reason="lost")
+    h.settle()
+    assert h.platform.terminated == [f"handle-{crashed.instance}"]
+    h.scaler.reap(h.now + SECONDS_AFTER_GOODBYE - 0.5)
+    h.settle()
+    assert h.platform.terminated == [f"handle-{crashed.instance}"], "terminated during its exit handlers"
+    h.scaler.reap(h.now + SECONDS_AFTER_GOODBYE)
+    h.settle()
+    assert h.platform.terminated == [f"handle-{crashed.instance}", f"handle-{polite.instance}"]
+
+
 def test_an_ending_worker_is_terminated_with_the_others(h):
     h.scale(demand=1)
     (call,) = h.platform.launched[0]

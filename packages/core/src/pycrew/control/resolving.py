@@ -237,6 +237,7 @@ class Resolving(ControllerState):
         d = self._dispatcher
         if d is None:
             return
+        self.launcher.reap(now)
         if not d.demand_pending:  # pushes still coming: the window's end scales (see control.demand)
             self.launcher.scale(len(d.queue) + d.running(), now)
         if self.launcher.error is not None:

@@ -15,6 +15,7 @@ once, with the platform's reason, exit code and output in the message, instead o
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import secrets
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long a worker that said goodbye has to end by itself before the launcher's terminate
+#: hook makes sure it is gone: the bound of its tasks' exit handlers
+#: (:data:`pycrew.worker.exiting.SECONDS_EXIT_HANDLERS`, 10 s) and a margin. A crashed
+#: worker, or one whose launch is no longer wanted, is terminated at once.
+SECONDS_AFTER_GOODBYE = 12.0
+
 class Scaler(LaunchWatch):
     """Launches and terminates workers for one controller through its launcher plugin."""
 
@@ -61,6 +68,7 @@ class Scaler(LaunchWatch):
         self.census = SlotCensus()
         self.slots = [Slot(i + 1, self.census) for i in range(options.workers)]
         self.by_instance: dict[str, Slot] = {}
+        self.goodbyes: collections.deque[tuple[float, str]] = collections.deque()  # (terminate at, instance)
         self.ending_instances: dict[str, Slot] = {}  # workers that ended their slot's tenure and are still running (see ending)
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
         self.pool = ThreadPoolExecutor(max_workers=options.processes, thread_name_prefix=f"pycrew-launch-{info.name}")
@@ -268,7 +276,22 @@ class Scaler(LaunchWatch):
             slot.exit_reason = reason
             if crashed:
                 slot.crashes += 1
-        self.terminate_instances([instance], "worker crashed" if crashed else "worker exited")
+        if crashed:
+            self.terminate_instances([instance], "worker crashed")
+        else:  # it ends by itself after its exit handlers: terminate only what outlives them
+            self.goodbyes.append((self.clock() + SECONDS_AFTER_GOODBYE, instance))
+
+    def reap(self, now: float) -> None:
+        """Terminate the workers that said goodbye :data:`SECONDS_AFTER_GOODBYE` ago (dispatcher thread).
+
+        Most have ended by then, and terminating them is a no-op the platform answers
+        quickly; the call makes sure none is left running, as for any other worker.
+        """
+        due: list[str] = []
+        while self.goodbyes and self.goodbyes[0][0] <= now:
+            due.append(self.goodbyes.popleft()[1])
+        if due:
+            self.terminate_instances(due, "worker exited")
 
     # -- termination ---------------------------------------------------------------------
 
