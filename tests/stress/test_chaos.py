@@ -23,6 +23,7 @@ import pytest
 import pycrew
 from helpers import sleep_then
 from pycrew.wire.transport import TRANSPORTS
+from support import pid_gone
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +163,6 @@ def test_sigterm_of_random_workers_loses_nothing_and_retries_nothing(make_contro
     assert sum(w.crashes for w in s.workers) == 0, [w for w in s.workers if w.crashes]
     assert sum(w.instances for w in s.workers) >= WORKERS + terminator.kills - 1, "ended workers were not replaced"
     deadline = time.monotonic() + 15
-    while [p for p in terminator.killed if psutil.pid_exists(p)] and time.monotonic() < deadline:
+    while (left := [p for p in terminator.killed if not pid_gone(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = [p for p in terminator.killed if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not left, f"workers told to end are still running: {left}"
