@@ -11,10 +11,9 @@ import sys
 import textwrap
 import time
 
-import psutil
 import pytest
 
-from support import wait_for
+from support import pid_gone, wait_for
 
 
 @pytest.mark.parametrize("wire", ["socket", "nng"])
@@ -40,7 +39,7 @@ def test_a_tasks_exit_handlers_and_temporary_directory_run_when_its_worker_exits
     # terminate() would SIGTERM it, which no exit handler outlives.
     c = make_controller("local", workers=1, wire=wire, tasks_max=1)
     kept, pid = c.submit(task, str(marker)).result(timeout=60)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=30, message="the worker did not exit")
+    wait_for(lambda: pid_gone(pid), timeout=30, message="the worker did not exit")
     assert marker.read_text() == str(pid), "the task's atexit handler did not run in its worker"
     assert not os.path.exists(kept), "the task's TemporaryDirectory was left behind"
 
@@ -65,7 +64,7 @@ def test_a_slow_exit_handler_is_not_cut_short_by_the_controller_s_clean_up(make_
 
     c = make_controller("local", workers=1, tasks_max=1)
     pid = c.submit(task, str(marker)).result(timeout=60)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=30, message="the worker did not exit")
+    wait_for(lambda: pid_gone(pid), timeout=30, message="the worker did not exit")
     assert marker.exists() and marker.read_text() == str(pid), "the 4 s exit handler was cut short"
 
 

@@ -69,16 +69,19 @@ class Killer:
         self.killed.append(pid)
 
 
-@pytest.mark.parametrize("wire", TRANSPORTS)
-def test_kill_9_of_random_workers_loses_and_duplicates_nothing(make_controller, wire, figures):
-    c = make_controller("local", workers=WORKERS, wire=wire, crashes_max=1_000, launch_max=50).start()
+def _run_under_signals(c: pycrew.Controller, signum: int, what: str, wire: str, figures) -> tuple[Killer, pycrew.Summary]:
+    """Push TASKS short tasks to ``c`` and send ``signum`` to a random worker every ~0.3 s until
+    they resolve; check that every task resolved once, successfully, with its own value.
+
+    ``what`` names the signals in the figures and messages ("kills", "sigterms").
+    """
     rng = random.Random()
     seed = rng.randrange(2**32)
     rng.seed(seed)
-    # 10-40 ms sleeps: short, but long enough that kills land mid-task and mid-batch.
+    # 10-40 ms sleeps: short, but long enough that signals land mid-task and mid-batch.
     for i in range(TASKS):
         c.push(sleep_then, args=(rng.uniform(0.01, 0.04), i), name=f"t{i}")
-    killer = Killer(c, random.Random(seed + 1))
+    killer = Killer(c, random.Random(seed + 1), signal=signum)
     thread = threading.Thread(target=killer.run, name="stress-killer", daemon=True)
     t0 = time.monotonic()
     thread.start()
@@ -94,8 +97,9 @@ def test_kill_9_of_random_workers_loses_and_duplicates_nothing(make_controller, 
         wire=wire,
         tasks=TASKS,
         workers=WORKERS,
-        kills=killer.kills,
+        **{what: killer.kills},
         retries=s.controller.retries,
+        crashes=s.controller.crash,
         worker_instances=sum(w.instances for w in s.workers),
         worker_crashes_seen=sum(w.crashes for w in s.workers),
         results=len(results),
@@ -103,15 +107,22 @@ def test_kill_9_of_random_workers_loses_and_duplicates_nothing(make_controller, 
         tasks_per_second=len(results) / seconds,
         seed=str(seed),
     )
-    assert killer.error is None, f"the killer thread failed: {killer.error!r}"
-    assert finished, f"{c.unresolved()} of {TASKS} tasks unresolved after the kills (seed {seed})"
+    assert killer.error is None, f"the signalling thread failed: {killer.error!r}"
+    assert finished, f"{c.unresolved()} of {TASKS} tasks unresolved after the {what} (seed {seed})"
     counts = collections.Counter(r.name for r in results)
     assert not [n for n, k in counts.items() if k > 1], f"results delivered twice: {[n for n, k in counts.items() if k > 1][:10]}"
     missing = {f"t{i}" for i in range(TASKS)} - set(counts)
     assert not missing, f"{len(missing)} results never delivered, e.g. {sorted(missing)[:10]}"
     wrong = [r for r in results if r.status != "success" or r.result != int(r.name[1:])]
     assert not wrong, f"{len(wrong)} tasks did not succeed with their own value, e.g. {wrong[:3]}"
-    assert killer.kills >= KILLS_MIN, f"only {killer.kills} kills happened: the run proves little (seed {seed})"
+    assert killer.kills >= KILLS_MIN, f"only {killer.kills} {what} happened: the run proves little (seed {seed})"
+    return killer, s
+
+
+@pytest.mark.parametrize("wire", TRANSPORTS)
+def test_kill_9_of_random_workers_loses_and_duplicates_nothing(make_controller, wire, figures):
+    c = make_controller("local", workers=WORKERS, wire=wire, crashes_max=1_000, launch_max=50).start()
+    _, s = _run_under_signals(c, signal.SIGKILL, "kills", wire, figures)
     assert s.controller.retries >= 1, "workers were killed mid-task and yet no task was ever retried"
 
 
@@ -120,45 +131,7 @@ def test_sigterm_of_random_workers_loses_nothing_and_retries_nothing(make_contro
     """Platforms end jobs with SIGTERM (wall time, scancel, scale-in): each worker told so
     finishes its running task, gives back what it had not started, and is replaced at once."""
     c = make_controller("local", workers=WORKERS, wire=wire, crashes_max=1, launch_max=50).start()
-    rng = random.Random()
-    seed = rng.randrange(2**32)
-    rng.seed(seed)
-    for i in range(TASKS):
-        c.push(sleep_then, args=(rng.uniform(0.01, 0.04), i), name=f"t{i}")
-    terminator = Killer(c, random.Random(seed + 1), signal=signal.SIGTERM)
-    thread = threading.Thread(target=terminator.run, name="stress-terminator", daemon=True)
-    t0 = time.monotonic()
-    thread.start()
-    try:
-        finished = c.wait(timeout=600 if FULL else 180)
-    finally:
-        terminator.stop.set()
-        thread.join(10)
-    seconds = time.monotonic() - t0
-    results = c.collect()
-    s = c.summary()
-    figures(
-        wire=wire,
-        tasks=TASKS,
-        workers=WORKERS,
-        sigterms=terminator.kills,
-        retries=s.controller.retries,
-        crashes=s.controller.crash,
-        worker_instances=sum(w.instances for w in s.workers),
-        results=len(results),
-        seconds=seconds,
-        tasks_per_second=len(results) / seconds,
-        seed=str(seed),
-    )
-    assert terminator.error is None, f"the terminator thread failed: {terminator.error!r}"
-    assert finished, f"{c.unresolved()} of {TASKS} tasks unresolved after the SIGTERMs (seed {seed})"
-    counts = collections.Counter(r.name for r in results)
-    assert not [n for n, k in counts.items() if k > 1], f"results delivered twice: {[n for n, k in counts.items() if k > 1][:10]}"
-    missing = {f"t{i}" for i in range(TASKS)} - set(counts)
-    assert not missing, f"{len(missing)} results never delivered, e.g. {sorted(missing)[:10]}"
-    wrong = [r for r in results if r.status != "success" or r.result != int(r.name[1:])]
-    assert not wrong, f"{len(wrong)} tasks did not succeed with their own value, e.g. {wrong[:3]}"
-    assert terminator.kills >= KILLS_MIN, f"only {terminator.kills} SIGTERMs happened: the run proves little (seed {seed})"
+    terminator, s = _run_under_signals(c, signal.SIGTERM, "sigterms", wire, figures)
     assert s.controller.retries == 0 and s.controller.crash == 0, f"a polite exit cost a retry or a crash: {s.controller}"
     assert sum(w.crashes for w in s.workers) == 0, [w for w in s.workers if w.crashes]
     assert sum(w.instances for w in s.workers) >= WORKERS + terminator.kills - 1, "ended workers were not replaced"
