@@ -7,7 +7,6 @@ hold 256 MB each, and tokens of finished instances stayed forever.
 
 from __future__ import annotations
 
-import concurrent.futures
 import gc
 import pickle
 import socket
@@ -235,17 +234,17 @@ def test_a_pickled_exception_that_is_not_an_exception_is_dropped_not_raised(make
         channel.close()
 
 
-def _raise_system_exit(future: concurrent.futures.Future[object]) -> None:
-    raise SystemExit("a done-callback ended the dispatcher's thread")
+def _raise_system_exit() -> None:
+    raise SystemExit("raised on the dispatcher's thread")
 
 
 def test_when_the_dispatcher_dies_every_future_and_task_resolves_at_once(make_controller, wire):
     c = make_controller("local", workers=1, wire=wire).start()
     assert c.submit(identity, 0).result(timeout=60) == 0
-    fatal = c.submit(sleep_then, 1.0, 1)
-    fatal.add_done_callback(_raise_system_exit)  # a BaseException on the dispatcher's thread
     slow = [c.submit(sleep_then, 30, i) for i in range(3)]
     c.push(sleep_then, args=(30, "pushed"), name="pushed")
+    # A bug would do this (a done-callback no longer can: it runs on its own thread)
+    c._dispatcher.call_soon(_raise_system_exit)
     wait_for(lambda: c._dispatcher.error is not None, timeout=30, message="the dispatcher did not record its error")
     for future in slow:
         # result() without a timeout must return; run it in a thread so a hang fails the test

@@ -61,6 +61,7 @@ def test_the_interpreter_waits_for_pending_futures(tmp_path):
     proc = _run_script(
         tmp_path,
         f"""
+        import time
         import pycrew
 
         def work(path):
@@ -72,7 +73,12 @@ def test_the_interpreter_waits_for_pending_futures(tmp_path):
 
         c = pycrew.controller("local", workers=1)
         future = c.submit(work, {str(out)!r})
-        future.add_done_callback(lambda f: print("callback:", f.result(), flush=True))
+
+        def report(f):
+            time.sleep(1.0)  # the callbacks run on their own thread: the exit waits for them too
+            print("callback:", f.result(), flush=True)
+
+        future.add_done_callback(report)
         # the script ends here: no shutdown, no result()
         """,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from pycrew.control import callbacks
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
 from pycrew.errors import OptionsError
@@ -71,21 +72,29 @@ class Collecting(ControllerState):
         bar = ProgressBar(self, self.pushed, desc=f"{self.name} wait") if progress else None
         step = 0.2 if bar is not None else 0.5
         try:
-            with self._cv:
-                self._waiters += 1
-                try:
-                    while not ready():
-                        self._check()
-                        remaining = step if deadline is None else min(step, deadline - time.monotonic())
-                        if remaining <= 0:
-                            return False
-                        self._cv.wait(remaining)
-                        if bar is not None:
-                            bar.bar.total = self.pushed
-                            bar.refresh()
-                finally:
-                    self._waiters -= 1
-            return True
+            while True:
+                with self._cv:
+                    self._waiters += 1
+                    try:
+                        while not ready():
+                            self._check()
+                            remaining = step if deadline is None else min(step, deadline - time.monotonic())
+                            if remaining <= 0:
+                                return False
+                            self._cv.wait(remaining)
+                            if bar is not None:
+                                bar.bar.total = self.pushed
+                                bar.refresh()
+                    finally:
+                        self._waiters -= 1
+                if mode == "one":
+                    return True
+                # Every task resolved: their futures' done-callbacks (run on their own
+                # thread) have run when this returns, and whatever they submitted is waited for.
+                if not callbacks.drain(self, None if deadline is None else max(0.0, deadline - time.monotonic())):
+                    return False
+                if ready():
+                    return True
         finally:
             if bar is not None:
                 bar.close()

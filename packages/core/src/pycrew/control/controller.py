@@ -15,6 +15,7 @@ from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
+from pycrew.control import callbacks
 from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
@@ -362,6 +363,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                         self._cv.wait(0.5)
                 finally:
                     self._waiters -= 1
+            callbacks.drain(self)  # their done-callbacks run before the workers go
         except PycrewError as exc:
             log.warning("controller %r: pending futures did not finish at interpreter exit: %s", self.name, exc)
         finally:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pycrew.control import callbacks
 from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
@@ -209,6 +210,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
     # -- the loop -------------------------------------------------------------------
 
     def _run(self) -> None:
+        callbacks.defer_on_this_thread()  # a future's done-callbacks must not hold this loop up
         sel = selectors.DefaultSelector()
         sel.register(self._rfd, selectors.EVENT_READ, None)
         self.server.attach(sel, self)

@@ -8,6 +8,8 @@ from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any, TypeVar
 
+from pycrew.control import callbacks as _callbacks
+
 T = TypeVar("T")
 
 
@@ -55,6 +57,10 @@ class TaskFuture(Future[T]):
     ``cancel()`` on a queued task removes it (as any future); on a running task it asks the
     controller to interrupt it (or replace its worker) and returns ``True`` once the task
     resolved as cancelled.
+
+    Done-callbacks of a future its controller resolves run on the ``pycrew-callbacks``
+    thread, never on the dispatcher's (see :mod:`pycrew.control.callbacks`): a slow callback,
+    or one that waits for another task's result, holds up no other task.
 
     Its ``threading.Condition`` (about 800 bytes with its lock and bound methods, most of
     what a queued task costs, and ~6 µs to make) is made only when a thread waits on the
@@ -141,6 +147,14 @@ class TaskFuture(Future[T]):
             return self._exception
         return super().exception(timeout)
 
+    def _invoke_callbacks(self) -> None:
+        # Resolved on a dispatcher's thread: the callbacks run on the callbacks thread (see
+        # pycrew.control.callbacks); on any other thread, at once, as Future's do.
+        if self._done_callbacks and _callbacks.deferring():
+            _callbacks.runner.hand_over(self, list(self._done_callbacks), self._controller)
+            return
+        super()._invoke_callbacks()  # type: ignore[misc]
+
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""
         if super().cancel():
@@ -161,4 +175,4 @@ class TaskFuture(Future[T]):
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
             self._condition.notify_all()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        self._invoke_callbacks()

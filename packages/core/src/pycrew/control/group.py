@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from pycrew.control import callbacks
 from pycrew.control.progress import ProgressBar
 from pycrew.errors import OptionsError, PycrewError
 from pycrew.results import ControllerSummary, Summary, TaskResult
@@ -184,7 +185,14 @@ class ControllerGroup(concurrent.futures.Executor):
                     bar.bar.total = sum(c.summary().controller.pushed for c in self.controllers.values())
                     bar.refresh()
                 if mode == "all" and self.unresolved() == 0:
-                    return True
+                    # the futures' done-callbacks have run too (each controller's wait does
+                    # the same), and whatever they submitted is waited for
+                    for c in self.controllers.values():
+                        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                        if not callbacks.drain(c, left):
+                            return False
+                    if self.unresolved() == 0:
+                        return True
                 if mode == "one" and (self.ready() or self.unresolved() == 0):
                     return True
                 self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
