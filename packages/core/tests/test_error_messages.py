@@ -65,3 +65,15 @@ def test_nng_refuses_an_untrusted_certificate_at_once_and_says_so() -> None:
         channel.close()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("timeout", ["5", -1, float("nan"), True, [1]])
+def test_wait_names_a_bad_timeout(timeout: object) -> None:
+    c = pycrew.controller("local", name="a")
+    group = pycrew.ControllerGroup(c, pycrew.controller("local", name="b"))
+    for waiter in (c, group):
+        with pytest.raises(pycrew.OptionsError) as info:
+            waiter.wait(timeout=timeout)  # type: ignore[arg-type]
+        assert str(info.value) == (
+            f"wait timeout must be a number of seconds >= 0, or None to wait without limit; got {timeout!r}"
+        )

@@ -12,6 +12,14 @@ from pycrew.errors import OptionsError
 from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
 
 
+def check_wait_timeout(timeout: object) -> None:
+    """Reject a ``wait`` timeout that is not a number of seconds >= 0 (or None)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise OptionsError(f"wait timeout must be a number of seconds >= 0, or None to wait without limit; got {timeout!r}")
+
+
 class Collecting(ControllerState):
     """Results waiting for ``pop``, counts, and waiting for tasks to resolve."""
 
@@ -58,8 +66,7 @@ class Collecting(ControllerState):
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
-        if timeout is not None and timeout < 0:
-            raise OptionsError(f"wait timeout must be >= 0 or None, got {timeout!r}")
+        check_wait_timeout(timeout)
         if not self._started:
             return self.unresolved() == 0
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
 from pycrew.control import callbacks
+from pycrew.control.collecting import check_wait_timeout
 from pycrew.control.progress import ProgressBar
 from pycrew.errors import OptionsError, PycrewError
 from pycrew.results import ControllerSummary, Summary, TaskResult
@@ -177,6 +178,7 @@ class ControllerGroup(concurrent.futures.Executor):
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
+        check_wait_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
         try:
