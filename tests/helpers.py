@@ -214,3 +214,15 @@ def default_signal_handlers() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_DFL)
     return os.getpid()
+
+
+def hold_the_gil(seconds: float) -> float:
+    """Hold the GIL for about ``seconds`` in one call into C code (``sum`` of a ``range``), as
+    a long C extension call does: no other thread of the process runs meanwhile. Returns
+    how long the call took (longer on a loaded machine)."""
+    start = time.perf_counter()
+    sum(range(10**6))
+    per_item = (time.perf_counter() - start) / 10**6
+    start = time.perf_counter()
+    sum(range(int(seconds / per_item)))
+    return time.perf_counter() - start

@@ -26,6 +26,7 @@ class FakeLink(Link):
 
     def __init__(self, link_id: int, unacked_max: int | None = None) -> None:
         self.id = link_id
+        self.acks: bool | None = None  # what peer_acknowledges answers
         self.limit = p.HELLO_MAX_BYTES
         self.unacked_max = unacked_max
         self.sent: list[bytes] = []
@@ -37,6 +38,9 @@ class FakeLink(Link):
 
     def close(self) -> None:
         self.closed = True
+
+    def peer_acknowledges(self, within: float) -> bool | None:
+        return self.acks
 
     def kinds(self) -> list[int]:
         return [f[0] for f in self.sent]
@@ -117,6 +121,12 @@ class Harness:
         link.closed = True
         self.d.link_closed(link)
         self.d._step()
+
+    def maintain(self, now: float) -> None:
+        """The loop's upkeep tick at ``now``, the loop having turned all along until then
+        (a jump of the clock alone is a stalled loop: see test_a_stalled_loop_...)."""
+        self.d._maintained_at = now - 0.1
+        self.d._maintain(now)
 
     def close(self) -> None:
         self.d.server.close()
@@ -226,12 +236,12 @@ def test_tasks_behind_a_long_one_are_recalled_for_an_idle_worker(h):
     assert a.tasks() == [first.id, second.id, third.id, fourth.id]
     b = h.worker()  # idle, and nothing left in the queue
     conn = h.d.conns[a.id]
-    h.d._maintain(conn.progress + 0.01)
+    h.maintain(conn.progress + 0.01)
     assert p.RECALL not in a.kinds(), "recalled before the first task had run long"
-    h.d._maintain(conn.progress + 1.0)
+    h.maintain(conn.progress + 1.0)
     recalls = [p.decode_ids(f) for f in a.sent if f[0] == p.RECALL]
     assert recalls == [[second.id, third.id, fourth.id]], "all but the running task are recalled, once"
-    h.d._maintain(conn.progress + 2.0)
+    h.maintain(conn.progress + 2.0)
     assert len([f for f in a.sent if f[0] == p.RECALL]) == 1, "no second RECALL before the answer"
     # the second task had started meanwhile: the worker gives back the other two
     h.d.frame_received(a, p.encode_ids(p.RETURNED, [third.id, fourth.id]))
@@ -252,12 +262,12 @@ def test_no_recall_while_tasks_wait_in_the_queue_or_no_worker_is_idle(h):
     h.d.record_seconds(0.0001)
     h.push(3)
     conn = h.d.conns[a.id]
-    h.d._maintain(conn.progress + 1.0)
+    h.maintain(conn.progress + 1.0)
     assert p.RECALL not in a.kinds(), "no other worker is idle: nothing to gain"
     h.push(7)  # four more fit on a (prefetch_max=4 counts the three): three wait in the queue
     b = h.worker()  # takes what waits: busy too
     assert h.d.conns[b.id].in_flight
-    h.d._maintain(conn.progress + 1.0)
+    h.maintain(conn.progress + 1.0)
     assert p.RECALL not in a.kinds()
 
 
@@ -305,7 +315,7 @@ def test_no_steal_for_a_tail_shorter_than_a_round_trip(h):
     tasks = h.push(4)
     assert a.tasks() == [t.id for t in tasks]
     b = h.worker()
-    h.d._maintain(h.d.conns[a.id].progress + 0.01)  # the tick looks too (not yet stuck: 50 ms)
+    h.maintain(h.d.conns[a.id].progress + 0.01)  # the tick looks too (not yet stuck: 50 ms)
     assert p.RECALL not in a.kinds() and not b.tasks()
     assert h.d._steal_pause_until > 0, "a search that found nothing pauses the next ones"
 
@@ -367,20 +377,104 @@ def test_silence_past_the_heartbeat_timeout_drops_the_worker(h):
     a = h.worker()
     (task,) = h.push(1)
     conn = h.d.conns[a.id]
-    h.d._maintain(conn.last_seen + 4.0)
+    h.maintain(conn.last_seen + 4.0)
     assert conn.state == READY
-    h.d._maintain(conn.last_seen + 6.0)
+    h.maintain(conn.last_seen + 6.0)
     assert conn.state == CLOSED and a.closed
     assert [t.id for t in h.d.queue] == [task.id] and task.crashes == 1
 
 
 def test_a_beat_reporting_missing_task_frames_replaces_the_worker_without_blame(h):
-    a = h.worker()
+    a = h.worker(unacked_max=2)  # a link that can lose frames (nng)
     (task,) = h.push(1)
     conn = h.d.conns[a.id]
     conn.last_task_send -= 10  # long enough ago for the frame to have arrived
     h.d.frame_received(a, bytes((p.BEAT,)) + (0).to_bytes(8, "little"))
     assert conn.state == CLOSED and task.crashes == 0 and [t.id for t in h.d.queue] == [task.id]
+
+
+def test_a_late_count_on_a_link_that_loses_nothing_is_not_a_loss(h):
+    """A worker back from a long call into C code beats before it reads the task frames
+    that came meanwhile; on a socket link nothing is ever lost, so its count is just late."""
+    a = h.worker()
+    h.push(1)
+    conn = h.d.conns[a.id]
+    conn.last_task_send -= 10
+    h.d.frame_received(a, bytes((p.BEAT,)) + (0).to_bytes(8, "little"))
+    assert conn.state == READY and not a.closed
+
+
+def _tick_until(h, conn, until: float) -> None:
+    """Upkeep ticks every 0.5 s from the connection's last word until ``until``."""
+    now = conn.last_seen
+    while now < until:
+        now = min(until, now + 0.5)
+        h.maintain(now)
+
+
+def test_a_busy_worker_whose_machine_answers_is_kept_past_the_heartbeat_timeout(h, caplog):
+    a = h.worker()
+    (task,) = h.push(1)
+    conn = h.d.conns[a.id]
+    a.acks = True
+    start = conn.last_seen
+    beats = a.kinds().count(p.BEAT)
+    _tick_until(h, conn, start + 30)
+    assert conn.state == READY and not a.closed and h.disconnected == []
+    assert a.kinds().count(p.BEAT) - beats >= 25, "beats must go on: the machine's answers to them are the sign of life"
+    assert caplog.text.count("probably holds the GIL") == 1, "the silence is logged once"
+    h.reply(a, [task.id])  # the long call returned
+    assert [t.id for t, _, _ in h.results] == [task.id]
+
+
+@pytest.mark.parametrize("acks", [False, None], ids=["machine-silent", "kernel-does-not-say"])
+def test_a_busy_worker_whose_machine_is_silent_too_is_dropped_at_the_heartbeat_timeout(h, acks):
+    a = h.worker()
+    (task,) = h.push(1)
+    conn = h.d.conns[a.id]
+    a.acks = acks
+    start = conn.last_seen
+    _tick_until(h, conn, start + 4.9)
+    assert conn.state == READY
+    _tick_until(h, conn, start + 5.6)
+    assert conn.state == CLOSED and h.disconnected == [("w1", True)] and task.crashes == 1
+
+
+def test_an_idle_silent_worker_is_dropped_even_if_its_machine_answers(h):
+    a = h.worker()
+    conn = h.d.conns[a.id]
+    a.acks = True
+    _tick_until(h, conn, conn.last_seen + 5.6)
+    assert conn.state == CLOSED
+
+
+def test_a_busy_silent_worker_is_dropped_after_seconds_busy_silence():
+    h = Harness(seconds_busy_silence=12.0)
+    try:
+        a = h.worker()
+        h.push(1)
+        conn = h.d.conns[a.id]
+        a.acks = True
+        start = conn.last_seen
+        _tick_until(h, conn, start + 11.9)
+        assert conn.state == READY
+        _tick_until(h, conn, start + 12.6)
+        assert conn.state == CLOSED
+    finally:
+        h.close()
+
+
+def test_a_stalled_loop_does_not_hold_its_own_deafness_against_workers(h):
+    a = h.worker()
+    conn = h.d.conns[a.id]
+    start = conn.last_seen
+    h.d._maintained_at = start
+    h.d._maintain(start + 30.0)  # the loop could not run for 30 s: the worker's frames wait unread
+    assert conn.state == READY and h.disconnected == []
+    h.maintain(start + 30.0 + 4.0)
+    assert conn.state == READY
+    h.maintain(start + 30.0 + 5.5)  # silent for the timeout since the loop runs again
+    assert conn.state == CLOSED
 
 
 def test_unacknowledged_frames_are_bounded_per_link(h):
@@ -404,7 +498,7 @@ def test_cancelling_a_running_task_resolves_it_and_tells_the_worker(h):
     assert a.sent[-1][0] == p.CANCEL and p.decode_ids(a.sent[-1]) == [task.id]
     conn = h.d.conns[a.id]
     assert conn.stop_by is not None
-    h.d._maintain(conn.stop_by + 0.1)
+    h.maintain(conn.stop_by + 0.1)
     assert conn.state == CLOSED, "a worker that kept a cancelled task past the grace period is replaced"
 
 
@@ -412,7 +506,7 @@ def test_a_task_past_its_time_limit_and_the_grace_period_replaces_the_worker(h):
     a = h.worker()
     (task,) = h.push(1, seconds_timeout=2.0)
     conn = h.d.conns[a.id]
-    h.d._maintain(conn.progress + 2.0 + 5.0 + 0.1)
+    h.maintain(conn.progress + 2.0 + 5.0 + 0.1)
     assert h.results[0][2] is not None and h.results[0][2][0] == "timeout"
     assert conn.state == CLOSED and task.crashes == 0
 
@@ -475,19 +569,19 @@ def test_a_tick_looks_only_at_connections_with_something_due(h):
     conns = [h.d.conns[link.id] for link in links]
     first, last = min(c.next_beat for c in conns), max(c.next_beat for c in conns)
     for now in (first - 0.5, first - 0.1):
-        h.d._maintain(now)
+        h.maintain(now)
     assert visited == [], "a tick with nothing due looked at connections"
-    h.d._maintain(last + 0.01)
+    h.maintain(last + 0.01)
     assert sorted(visited) == sorted(link.id for link in links), "every beat came due: each connection once"
     assert all(link.kinds().count(p.BEAT) == 1 for link in links)
     visited.clear()
-    h.d._maintain(last + 0.02)
+    h.maintain(last + 0.02)
     assert visited == []
     (task,) = h.push(1, seconds_timeout=30.0)  # a task with a time limit: its worker is watched every tick
     (link,) = [link for link in links if task.id in link.tasks()]
     assert h.d._watched == {link.id}
     h.reply(link, [task.id])
-    h.d._maintain(last + 0.03)
+    h.maintain(last + 0.03)
     assert h.d._watched == set(), "a worker with nothing running stays watched"
 
 

@@ -47,6 +47,11 @@ class ControllerOptions:
         seconds_heartbeat: interval of heartbeats both ways.
         seconds_heartbeat_timeout: a link silent this long is dead (worker side and
             dispatcher side), which catches partitions and frozen machines.
+        seconds_busy_silence: how long a worker running a task may stay silent while its
+            machine still acknowledges the connection before it is dropped (a task that
+            holds the GIL in one long call into C code cannot send heartbeats; a suspended
+            job neither). ``socket`` wire on Linux, where the kernel tells; elsewhere
+            ``seconds_heartbeat_timeout`` applies. ``math.inf``: as long as the machine answers.
         processes: threads that run launches and terminations (so ``push`` never waits).
         prefetch_max: most tasks in flight per worker when tasks are short (a worker is
             also sent only about 20 ms of work by the run times seen so far, and at most
@@ -90,6 +95,7 @@ class ControllerOptions:
     crashes_max: int = 5
     seconds_heartbeat: float = 2.0
     seconds_heartbeat_timeout: float = 20.0
+    seconds_busy_silence: float = 600.0
     processes: int = 4
     prefetch_max: int = 4096
     bytes_max: int = 256 * 1024 * 1024
@@ -117,7 +123,7 @@ class ControllerOptions:
         for key in ("seconds_launch", "seconds_heartbeat", "seconds_heartbeat_timeout", "seconds_terminate"):
             value = getattr(self, key)
             require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0")
-        for key in ("seconds_idle", "seconds_wall"):
+        for key in ("seconds_idle", "seconds_wall", "seconds_busy_silence"):
             value = getattr(self, key)
             require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (math.inf for no limit)")
         require(

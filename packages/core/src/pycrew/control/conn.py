@@ -29,6 +29,7 @@ class DispatcherSettings:
     bytes_prefetch: int = 8 << 20
     seconds_auth: float = 10.0
     seconds_grace: float = 5.0
+    seconds_busy_silence: float = 600.0
     transport: transport.Transport = transport.DEFAULT_TRANSPORT
 
 
@@ -55,6 +56,7 @@ class Conn:
         "progress",
         "ready_version",
         "recalling",
+        "silence_noted",
         "slot",
         "stalled",
         "state",
@@ -89,3 +91,4 @@ class Conn:
         self.visit_at = 0.0  # when the dispatcher's upkeep next looks at this connection
         self.recalling = False  # a RECALL was sent and not answered yet (see recall)
         self.stalled = False  # gave tasks back: none offered until a result comes (see recall)
+        self.silence_noted = 0.0  # the last_seen of a busy silence already logged (see Upkeep._visit)

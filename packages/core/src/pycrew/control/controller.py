@@ -159,6 +159,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 crashes_max=self.options.crashes_max,
                 seconds_heartbeat=self.options.seconds_heartbeat,
                 seconds_heartbeat_timeout=self.options.seconds_heartbeat_timeout,
+                seconds_busy_silence=self.options.seconds_busy_silence,
                 bytes_max=self.options.bytes_max,
                 prefetch_max=self.options.prefetch_max,
             )

@@ -87,6 +87,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         self.tasks_running = 0  # tasks in the connections' in_flight (see running())
         self._visits: list[tuple[float, int]] = []  # see Upkeep: when each connection next needs a look
         self._watched: set[int] = set()
+        self._maintained_at = time.monotonic()
         # Connections that may have room for tasks, least loaded first: (tasks in flight,
         # link id, version). An entry is current while its version equals the connection's
         # ready_version; older ones are skipped when popped. A connection is (re)offered when
@@ -321,7 +322,9 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
                 if received > conn.frames_acked and conn.link.unacked_max is not None:
                     self._offer(conn)  # acknowledged frames may let it take more
                 conn.frames_acked = max(conn.frames_acked, received)
-                if received < conn.frames_sent and time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat:
+                # only links that can lose frames: a worker back from a long C call reports old counts
+                late = time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat
+                if conn.link.unacked_max is not None and received < conn.frames_sent and late:
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.RETURNED:
             self._returned(conn, p.decode_ids(frame))

@@ -17,6 +17,11 @@ from pycrew.wire.transport import Server
 
 log = logging.getLogger("pycrew.control.dispatcher")
 
+#: The longest a dispatcher loop turn normally takes (its select waits at most 0.25 s),
+#: and a gap between two upkeep ticks that means the loop could not run (see _credit_stall).
+SECONDS_TURN = 0.25
+SECONDS_STALL = 1.0
+
 
 class Upkeep:
     """What the dispatcher does to keep its connections healthy (mixed into Dispatcher)."""
@@ -148,6 +153,7 @@ class Upkeep:
 
     _visits: list[tuple[float, int]]  # (when, link id)
     _watched: set[int]  # link ids whose tasks have time limits, or that must give a task back
+    _maintained_at: float  # when _maintain last ran (see _credit_stall)
 
     def _visit_at(self, conn: Conn, when: float) -> None:
         """Look at ``conn`` at (the first tick after) ``when`` instead of its earlier plan."""
@@ -159,6 +165,10 @@ class Upkeep:
         self._watched.add(conn.link.id)
 
     def _maintain(self, now: float) -> None:
+        gap = now - self._maintained_at
+        self._maintained_at = now
+        if gap > SECONDS_STALL:
+            self._credit_stall(now, gap - SECONDS_TURN)
         if self._watched:  # first: a task past its time limit is its worker's reason to go
             for link_id in list(self._watched):
                 conn = self.conns.get(link_id)
@@ -176,24 +186,62 @@ class Upkeep:
         self.server.maintain(now)
         self._on_tick(now)
 
+    def _credit_stall(self, now: float, seconds: float) -> None:
+        """The loop could not run for ``seconds``: something else in this process held the
+        GIL (a long call into C code). Silence then is no worker's fault: every deadline
+        that counts from a worker's last word moves on by the stall."""
+        if seconds > self.settings.seconds_heartbeat:
+            log.warning(
+                "the dispatcher could not run for %.1f s (another thread of this process held the GIL, "
+                "in a long call into C code?); the workers' silence meanwhile is not held against them", seconds,
+            )
+        for conn in self.conns.values():
+            conn.last_seen = min(now, conn.last_seen + seconds)
+            conn.progress = min(now, conn.progress + seconds)
+            if conn.state == CHALLENGED:
+                conn.opened = min(now, conn.opened + seconds)
+            if conn.stop_by is not None:
+                conn.stop_by += seconds
+
+    def _busy_silence(self, conn: Conn, silent: float) -> bool:
+        """Whether a worker silent past ``seconds_heartbeat_timeout`` is busy, not gone: it
+        runs a task, has been silent for at most ``seconds_busy_silence``, and its machine
+        still acknowledges what the dispatcher sends (its heartbeats)."""
+        settings = self.settings
+        if not conn.in_flight or silent > settings.seconds_busy_silence:
+            return False
+        if conn.link.peer_acknowledges(settings.seconds_heartbeat + 1.0) is not True:
+            return False
+        if conn.silence_noted != conn.last_seen:  # once per silence
+            conn.silence_noted = conn.last_seen
+            log.warning(
+                "worker %s (instance %s) has sent nothing for %.1f s while running task %r, but its machine still "
+                "acknowledges the connection: the task probably holds the GIL in a long call into C code (or the "
+                "job is suspended); waiting for it up to seconds_busy_silence=%g s",
+                conn.slot, conn.instance, silent, next(iter(conn.in_flight.values())).name, settings.seconds_busy_silence,
+            )
+        return True
+
     def _visit(self, conn: Conn, now: float) -> None:
         """Heartbeats and deadlines of one connection whose visit is due; plan its next one."""
         settings = self.settings
         hb = settings.seconds_heartbeat
+        busy = False
         if conn.state == CHALLENGED and now - conn.opened > settings.seconds_auth:
             self._drop(conn, "no HELLO in time")
         elif conn.state == READY:
             # Each connection beats on its own schedule (from when it connected), so a
             # thousand workers do not all get a beat, and all answer, in the same tick.
-            if now - conn.last_seen > settings.seconds_heartbeat_timeout:
-                self._drop(conn, f"no heartbeat for {now - conn.last_seen:.1f} s")
-            elif now >= conn.next_beat:
+            silent = now - conn.last_seen
+            if silent > settings.seconds_heartbeat_timeout and not (busy := self._busy_silence(conn, silent)):
+                self._drop(conn, f"no heartbeat for {silent:.1f} s")
+            elif now >= conn.next_beat:  # beats go on to a busy worker: its machine's answers are the sign of life
                 conn.next_beat = now + hb
                 self._send(conn, p.BEAT_FRAME)
         if conn.state == CHALLENGED:
             when = conn.opened + settings.seconds_auth
         elif conn.state == READY:
-            when = min(conn.next_beat, conn.last_seen + settings.seconds_heartbeat_timeout)
+            when = min(conn.next_beat, now + hb if busy else conn.last_seen + settings.seconds_heartbeat_timeout)
         elif conn.state == CLOSED and now - conn.last_seen > hb:
             del self.conns[conn.link.id]
             return

@@ -197,9 +197,13 @@ class Worker:
         return now - self.last_read >= self.seconds_heartbeat
 
     def _comms(self) -> None:
-        next_beat = time.monotonic()
+        next_beat = turn = time.monotonic()
         while not self.gone.is_set():
             now = time.monotonic()
+            if now - turn > 2 * self.seconds_heartbeat + 1.0:  # this thread could not run (a task held
+                # the GIL in C code): what the controller said meanwhile is unread, not missing
+                self.last_seen = min(now, self.last_seen + (now - turn) - self.seconds_heartbeat)
+            turn = now
             if self.welcomed.is_set() and now >= next_beat:
                 next_beat = now + self.seconds_heartbeat
                 self._send(self._beat())

@@ -65,6 +65,12 @@ class Link(abc.ABC):
     def close(self) -> None:
         """Close the link (idempotent); the server then reports it closed."""
 
+    def peer_acknowledges(self, within: float) -> bool | None:
+        """Whether the worker's machine acknowledged data on this link in the last ``within``
+        seconds (its process may be too busy to answer; see
+        :func:`pycrew.wire.transport.sockets.peer_acknowledges`); ``None``: unknown."""
+        return None
+
 
 class Handler(Protocol):
     """What a :class:`Server` reports to (the dispatcher), always on the dispatcher thread."""

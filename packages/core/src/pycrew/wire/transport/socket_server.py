@@ -29,6 +29,7 @@ from pycrew.wire.transport.sockets import (
     READ_TURN,
     WOULD_BLOCK,
     WRITE_CHUNK,
+    peer_acknowledges,
     server_context,
     tune,
 )
@@ -62,6 +63,10 @@ class SocketLink(Link):
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._server.close_link(self, None)
+
+    def peer_acknowledges(self, within: float) -> bool | None:
+        """See :meth:`Link.peer_acknowledges` (TCP_INFO, on Linux)."""
+        return peer_acknowledges(self.sock, within)
 
     def on_event(self, mask: int) -> None:
         """Selector callback."""

@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import tempfile
 
 #: What a worker sends first: b"PYCREW", then the wire version (2 bytes).
@@ -49,6 +50,35 @@ def client_context(ca_pem: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ca_pem)
     return ctx
+
+
+#: ``struct tcp_info`` (Linux): 8 one-byte fields, then 32-bit fields; the ones read here.
+_TCP_INFO = struct.Struct("<B7x" + "I" * 13)
+_TCP_ESTABLISHED = 1
+_TCP_INFO_OPTION = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+
+
+def peer_acknowledges(sock: socket.socket, within: float) -> bool | None:
+    """Whether the peer's kernel acknowledged data on ``sock`` in the last ``within`` seconds.
+
+    The kernel of a machine that is up acknowledges what it receives whether or not the
+    process it is for gets to run: a process whose task holds the GIL in one long call
+    into C code cannot send a heartbeat, but its kernel still answers. A dead or frozen
+    machine, or a cut link, answers nothing. Only meaningful while data is being sent to
+    the peer (heartbeats are). ``None`` where the kernel does not say (not Linux, not TCP).
+    """
+    if _TCP_INFO_OPTION is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO_OPTION, _TCP_INFO.size)
+    except (OSError, ValueError):  # closed, or not a TCP socket
+        return None
+    if len(raw) < _TCP_INFO.size:
+        return None
+    fields = _TCP_INFO.unpack_from(raw)
+    state: int = fields[0]
+    last_ack_recv_ms: int = fields[13]  # tcpi_last_ack_recv
+    return state == _TCP_ESTABLISHED and last_ack_recv_ms <= within * 1000
 
 
 def tune(sock: socket.socket) -> None:
