@@ -34,6 +34,24 @@ def test_a_task_holding_the_gil_past_the_heartbeat_timeout_finishes_on_its_worke
     assert c.submit(identity, "next").result(timeout=30) == "next", "the worker did not go on after the long call"
 
 
+def test_the_controller_holding_the_gil_past_the_heartbeat_timeout_keeps_its_workers(make_controller, caplog):
+    """The other way round: the controller's process cannot run (here: this test's thread
+    holds the GIL), so its dispatcher sends no heartbeats; its machine still acknowledges
+    the workers' ones. The workers wait, and the dispatcher does not count its own stall
+    against them."""
+    c = make_controller("local", workers=1, wire="socket", **FAST_BEATS).start()
+    first = c.submit(identity, "before").result(timeout=60)
+    with caplog.at_level(logging.WARNING, logger="pycrew.control.dispatcher"):
+        seconds = hold_the_gil(4.0)
+        assert c.submit(identity, "after").result(timeout=30) == "after"
+    assert seconds > 1.5 + 1.0, f"the test held the GIL only {seconds:.1f} s: it proves nothing"
+    assert first == "before"
+    summary = c.summary()
+    assert (summary.controller.crash, summary.controller.retries) == (0, 0)
+    assert [w.instances for w in summary.workers] == [1], "the worker left (or was dropped) during the stall"
+    assert "the dispatcher could not run for" in caplog.text
+
+
 def test_a_task_holding_the_gil_longer_than_seconds_busy_silence_loses_its_worker(make_controller):
     # (a suspended job, or a frozen process, whose machine answers for it, is dropped so)
     c = make_controller("local", workers=1, wire="socket", crashes_max=1, seconds_busy_silence=2.0, **FAST_BEATS).start()

@@ -16,9 +16,13 @@ def test_a_long_run_of_short_tasks_keeps_the_link_alive(make_controller, wire):
     """Prefetched short tasks keep the main thread busy for many heartbeat timeouts.
 
     Somebody must still read the controller's heartbeats, or the worker would think the
-    controller gone (and the controller would lose the worker).
+    controller gone (and the controller would lose the worker). ``seconds_busy_silence``
+    at the heartbeat timeout: no patience for a silent side whose machine answers, which
+    would hide a reader that fell behind.
     """
-    c = make_controller("local", workers=1, wire=wire, seconds_heartbeat=0.1, seconds_heartbeat_timeout=0.6).start()
+    c = make_controller(
+        "local", workers=1, wire=wire, seconds_heartbeat=0.1, seconds_heartbeat_timeout=0.6, seconds_busy_silence=0.6
+    ).start()
     futures = [c.submit(sleep_then, 0.002, i) for i in range(1500)]  # ~3 s of back-to-back work
     assert [f.result(timeout=120) for f in futures] == list(range(1500))
     s = c.summary()

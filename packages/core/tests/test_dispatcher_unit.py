@@ -142,7 +142,7 @@ def h() -> Iterator[Harness]:
 def test_welcome_tells_the_worker_its_heartbeat_and_bytes_max(h):
     link = h.worker("abc")
     body = json.loads(link.sent[1][1:])
-    assert body == {"seconds_heartbeat": 1.0, "seconds_heartbeat_timeout": 5.0, "bytes_max": 1 << 20}
+    assert body == {"seconds_heartbeat": 1.0, "seconds_heartbeat_timeout": 5.0, "seconds_busy_silence": 600.0, "bytes_max": 1 << 20}
     assert h.connected == ["abc"]
     assert link.limit == 1 << 20, "an authenticated link may send frames up to bytes_max"
     assert h.d.tokens == {}, "the token must be used up by the connection that proved it"

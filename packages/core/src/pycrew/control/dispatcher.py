@@ -368,6 +368,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
                 {
                     "seconds_heartbeat": self.settings.seconds_heartbeat,
                     "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                    "seconds_busy_silence": self.settings.seconds_busy_silence,
                     "bytes_max": self.settings.bytes_max,
                 },
             ),

@@ -26,6 +26,7 @@ from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
 from pycrew.worker.results import ResultBatcher, fit_frames
 from pycrew.worker.sampling import sample_metrics
+from pycrew.worker.silence import ControllerSilence
 
 log = logging.getLogger("pycrew.worker")
 
@@ -78,7 +79,7 @@ class Worker:
         self.frames_received = 0
         self.last_seen = time.monotonic()
         self.seconds_heartbeat = 2.0
-        self.seconds_heartbeat_timeout = 20.0
+        self.silence = ControllerSilence()  # and the heartbeat timeout, set by the WELCOME
         self.running = False
         self.done = 0
         self.runner = TaskRunner(reset=command.reset, garbage_collection=command.garbage_collection)
@@ -171,7 +172,7 @@ class Worker:
         elif kind == p.WELCOME:
             body = p.decode_json(frame)
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
-            self.seconds_heartbeat_timeout = float(body.get("seconds_heartbeat_timeout", self.seconds_heartbeat_timeout))
+            self.silence.configure(body)
             fit_frames(body.get("bytes_max"), self.batcher, self.runner, self.instance)
             self.welcomed.set()
             self.settled.set()
@@ -197,17 +198,15 @@ class Worker:
         return now - self.last_read >= self.seconds_heartbeat
 
     def _comms(self) -> None:
-        next_beat = turn = time.monotonic()
+        next_beat = time.monotonic()
         while not self.gone.is_set():
             now = time.monotonic()
-            if now - turn > 2 * self.seconds_heartbeat + 1.0:  # this thread could not run (a task held
-                # the GIL in C code): what the controller said meanwhile is unread, not missing
-                self.last_seen = min(now, self.last_seen + (now - turn) - self.seconds_heartbeat)
-            turn = now
+            if (credited := self.silence.credit(now, self.last_seen, self.seconds_heartbeat)) is not None:
+                self.last_seen = credited  # this thread could not run: the controller's words wait unread
             if self.welcomed.is_set() and now >= next_beat:
                 next_beat = now + self.seconds_heartbeat
                 self._send(self._beat())
-                if now - self.last_seen > self.seconds_heartbeat_timeout:
+                if self.silence.gone(now, self.last_seen, self.channel, self.seconds_heartbeat):
                     self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
                     return
             deadline = self.runner.deadline

@@ -148,6 +148,11 @@ class Channel(abc.ABC):
     def close(self) -> None:
         """Close the link (idempotent)."""
 
+    def peer_acknowledges(self, within: float) -> bool | None:
+        """Whether the controller's machine acknowledged data on this link in the last
+        ``within`` seconds (see :meth:`Link.peer_acknowledges`); ``None``: unknown."""
+        return None
+
 
 def listen(
     transport: Transport,

@@ -17,7 +17,16 @@ import time
 from collections.abc import Callable
 
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, split_url
-from pycrew.wire.transport.sockets import HEADER, PREAMBLE, READ_CHUNK, WOULD_BLOCK, WRITE_CHUNK, client_context, tune
+from pycrew.wire.transport.sockets import (
+    HEADER,
+    PREAMBLE,
+    READ_CHUNK,
+    WOULD_BLOCK,
+    WRITE_CHUNK,
+    client_context,
+    peer_acknowledges,
+    tune,
+)
 
 
 class SocketChannel(Channel):
@@ -149,6 +158,10 @@ class SocketChannel(Channel):
             if not n:
                 raise self._gone()
             buf += self._chunk_view[:n]
+
+    def peer_acknowledges(self, within: float) -> bool | None:
+        """See :meth:`Channel.peer_acknowledges` (TCP_INFO, on Linux)."""
+        return peer_acknowledges(self.sock, within)
 
     def interrupt(self) -> None:
         """Make a ``recv`` waiting in another thread return ``None``."""
