@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -47,20 +48,21 @@ class CallbackRunner:
     """One thread that runs done-callbacks in the order they were handed over."""
 
     def __init__(self) -> None:
-        self._items: collections.deque[tuple[Any, list[Callable[[Any], object]], object]] = collections.deque()
-        self._cv = threading.Condition()
+        self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._draining = 0  # threads waiting in drain()
         self._pending: collections.Counter[int] = collections.Counter()  # per owner id: handed over, not run yet
         self._thread: threading.Thread | None = None
 
     def hand_over(self, future: Any, callbacks: list[Callable[[Any], object]], owner: object) -> None:
         """Run ``callbacks`` (each called with ``future``) on the callbacks thread (any thread)."""
-        with self._cv:
-            self._items.append((future, callbacks, owner))
+        with self._lock:
             self._pending[id(owner)] += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pycrew-callbacks", daemon=True)
                 self._thread.start()
-            self._cv.notify_all()
+        self._items.put((future, callbacks, owner))
 
     def on_this_thread(self) -> bool:
         """Whether the caller is the callbacks thread."""
@@ -75,21 +77,22 @@ class CallbackRunner:
         if self.on_this_thread():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            while self._pending[id(owner)]:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cv.wait(remaining)
+        with self._drained:
+            self._draining += 1
+            try:
+                while self._pending[id(owner)]:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._drained.wait(remaining)
+            finally:
+                self._draining -= 1
             self._pending.pop(id(owner), None)
             return True
 
     def _run(self) -> None:
         while True:
-            with self._cv:
-                while not self._items:
-                    self._cv.wait()
-                future, callbacks, owner = self._items.popleft()
+            future, callbacks, owner = self._items.get()
             try:
                 for callback in callbacks:
                     try:
@@ -97,11 +100,13 @@ class CallbackRunner:
                     except BaseException:  # one callback must not stop the others, nor this thread
                         log.exception("exception calling callback for %r", future)
             finally:
-                with self._cv:
-                    self._pending[id(owner)] -= 1
-                    if self._pending[id(owner)] <= 0:
-                        del self._pending[id(owner)]
-                    self._cv.notify_all()
+                with self._lock:
+                    key = id(owner)
+                    self._pending[key] -= 1
+                    if self._pending[key] <= 0:
+                        del self._pending[key]
+                    if self._draining:
+                        self._drained.notify_all()
 
 
 runner = CallbackRunner()
