@@ -11,6 +11,7 @@ import os
 import sys
 
 import cloudpickle
+import pytest
 
 import pycrew
 
@@ -49,3 +50,29 @@ def test_a_worker_unpickles_a_function_once_and_sees_rebound_globals() -> None:
         # OFFSET is 0 again: the function pickles to the first map's bytes, and the worker
         # still keeps the copy it made of those (submit() goes the same way as map()).
         assert c.submit(count_calls, 1).result(timeout=60)[:2] == (21, 1)
+
+
+def test_a_task_from_a_module_the_worker_cannot_import_says_what_to_do(make_controller, tmp_path, monkeypatch) -> None:
+    (tmp_path / "only_on_the_controller.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # this process only: the workers' Python cannot import it
+    import importlib
+
+    module = importlib.import_module("only_on_the_controller")
+    try:
+        c = make_controller("local", workers=1).start()
+        with pytest.raises(ModuleNotFoundError) as info:
+            c.submit(module.double, 2).result(timeout=60)
+        notes = "".join(getattr(info.value, "__notes__", []))
+        assert "could not load the task" in notes and "register_pickle_by_value" in notes, notes
+        c.push(module.double, args=(3,), name="pushed")
+        assert c.wait(timeout=60)
+        result = c.pop()
+        assert result.status == "error" and result.error_type == "ModuleNotFoundError"
+        assert result.error.startswith("No module named 'only_on_the_controller': the worker") and "PYTHONPATH" in result.error
+        cloudpickle.register_pickle_by_value(module)  # what the hint says does it
+        try:
+            assert c.submit(module.double, 4).result(timeout=60) == 8
+        finally:
+            cloudpickle.unregister_pickle_by_value(module)
+    finally:
+        sys.modules.pop("only_on_the_controller", None)

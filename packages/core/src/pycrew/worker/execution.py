@@ -50,6 +50,18 @@ def _dumps(value: object) -> bytes:
         return data
 
 
+def _loading_hint(exc: BaseException) -> str | None:
+    """What to do about an exception raised while the worker unpickled a task, if it says
+    the task refers to a module (or a name in one) this worker cannot import."""
+    if not isinstance(exc, ImportError) and not (isinstance(exc, AttributeError) and "Can't get attribute" in str(exc)):
+        return None
+    return (
+        f"the worker (Python {sys.executable}) could not load the task: it refers to a module, or a name in one, that "
+        "this Python cannot import. Install the module where the workers run, put its directory on their PYTHONPATH "
+        "(the launcher's env= option), or send it with the task: cloudpickle.register_pickle_by_value(module)"
+    )
+
+
 def _qualname(kind: type) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
@@ -167,8 +179,10 @@ class TaskRunner:
         if self.reset:
             self._baseline.take()
         seed_state: Any = None
+        loaded = False
         try:
             fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
+            loaded = True
             self.current_name = name
             if seed is not None:
                 seed_state = _seed(seed)
@@ -182,8 +196,12 @@ class TaskRunner:
             return self._pack(ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time()))
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = time.time()
+            text = _text(exc)
+            if not loaded and (hint := _loading_hint(exc)) is not None:
+                exc.add_note(hint)
+                text = f"{text}: {hint}"
             tb = _format_exc()
-            return self._pack(ResultRecord("error", None, _text(exc), _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
+            return self._pack(ResultRecord("error", None, text, _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
         finally:
             self._clean_up()
         t1 = time.time()
