@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,44 @@ def test_a_cancelled_job_finishes_its_running_task_within_kill_wait(slurm_cluste
         s = c.summary()
         assert s.controller.retries == 0 and s.workers[0].crashes == 0, s
         assert "SIGTERM" in s.workers[0].exit_reason, s.workers[0].exit_reason
+
+
+def test_a_suspended_job_keeps_its_worker_and_finishes_its_task_after_resume(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """``scontrol suspend`` stops the job's processes (SIGSTOP) while the node stays up: the
+    worker sends nothing past its heartbeat timeout, but its machine still acknowledges the
+    connection, so the dispatcher keeps it (``seconds_busy_silence``). ``scontrol resume``
+    lets the task finish where it ran. Before that, the worker was dropped as dead after
+    the timeout and its task ran again in a new job."""
+    marker = tmp_path / "started"
+
+    def long_task(path: str) -> tuple[str, int]:
+        import os
+        import pathlib
+        import time
+
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        pathlib.Path(path).write_text(job)
+        time.sleep(1.5)
+        return job, os.getpid()
+
+    with slurm_controller(tmp_path, workers=1, seconds_heartbeat=0.25, seconds_heartbeat_timeout=1.5) as c:
+        future = c.submit(long_task, str(marker))
+        job = wait_for(lambda: marker.exists() and marker.read_text(), timeout=90, what="the task to start")
+        suspended = slurm_cluster.run("scontrol", "suspend", job, check=False)
+        if suspended.returncode != 0:
+            pytest.fail(f"scontrol suspend {job} failed: {suspended.stderr.strip()}")
+        try:
+            wait_for(
+                lambda: "SUSPENDED" in slurm_cluster.run("squeue", "-h", "-o", "%T", "-j", job).stdout, 30,
+                what="the job to be suspended",
+            )
+            time.sleep(4.0)  # past the 1.5 s heartbeat timeout, twice over
+            assert not future.done(), "the task of a suspended job resolved while it was suspended"
+        finally:
+            slurm_cluster.run("scontrol", "resume", job, check=False)
+        ran_in, _pid = future.result(timeout=60)
+        assert ran_in == job
+        s = c.summary()
+        assert s.controller.retries == 0 and s.workers[0].crashes == 0 and s.workers[0].instances == 1, s
