@@ -146,3 +146,17 @@ def test_map_rejects_bad_chunksize_and_buffersize(make_controller, bad):
     c = make_controller("local", workers=1)
     with pytest.raises(ValueError, match=next(iter(bad))):
         c.map(identity, [1], **bad)
+
+
+@pytest.mark.parametrize("buffersize", ["auto", None])
+@pytest.mark.parametrize("progress", [False, True], ids=["plain", "progress"])
+def test_map_timeout_cancels_every_unfinished_task_with_the_one_it_waited_for(make_controller, buffersize, progress):
+    """As concurrent.futures' map: the future it gave up on is cancelled too (failed on
+    commit 6e08824: that task ran on for its full 30 s)."""
+    c = make_controller("local", workers=2).start()
+    results = c.map(sleep_then, [0.05, 30, 30, 30], range(4), timeout=3, buffersize=buffersize, progress=progress)
+    with pytest.raises(TimeoutError):
+        list(results)
+    wait_for(lambda: c.unresolved() == 0, timeout=15, message="a task of the timed-out map still runs")
+    s = c.summary().controller
+    assert s.cancel >= 3 and s.success + s.cancel == 4, s

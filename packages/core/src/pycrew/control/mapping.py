@@ -293,7 +293,16 @@ def _fed_results(
 
 
 def _result(future: Future[T], deadline: float | None, bar: ProgressBar | None, done: Callable[[], int]) -> T:
-    """``future``'s result by ``deadline``, redrawing ``bar`` while waiting."""
+    """``future``'s result by ``deadline``, redrawing ``bar`` while waiting; a future given up
+    on (the timeout, a Ctrl-C) is cancelled with the rest, as ``concurrent.futures`` does."""
+    try:
+        return _wait_result(future, deadline, bar, done)
+    except BaseException:
+        future.cancel()  # a no-op for a future that finished (its task's error is what is raised)
+        raise
+
+
+def _wait_result(future: Future[T], deadline: float | None, bar: ProgressBar | None, done: Callable[[], int]) -> T:
     if bar is None:
         return future.result(None if deadline is None else deadline - time.monotonic())
     while True:
