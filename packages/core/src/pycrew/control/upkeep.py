@@ -187,13 +187,14 @@ class Upkeep:
         self._on_tick(now)
 
     def _credit_stall(self, now: float, seconds: float) -> None:
-        """The loop could not run for ``seconds``: something else in this process held the
-        GIL (a long call into C code). Silence then is no worker's fault: every deadline
-        that counts from a worker's last word moves on by the stall."""
+        """The loop did not turn for ``seconds``: another thread of this process held the GIL
+        (a long call into C code), or one turn took that long (a huge result to unpickle).
+        Silence then is no worker's fault: every deadline that counts from a worker's last
+        word moves on by the stall."""
         if seconds > self.settings.seconds_heartbeat:
             log.warning(
-                "the dispatcher could not run for %.1f s (another thread of this process held the GIL, "
-                "in a long call into C code?); the workers' silence meanwhile is not held against them", seconds,
+                "the dispatcher could not run for %.1f s (a long call into C code holding the GIL in this process, "
+                "or a very large result to unpickle); the workers' silence meanwhile is not held against them", seconds,
             )
         for conn in self.conns.values():
             conn.last_seen = min(now, conn.last_seen + seconds)
