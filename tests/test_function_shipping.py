@@ -76,3 +76,17 @@ def test_a_task_from_a_module_the_worker_cannot_import_says_what_to_do(make_cont
             cloudpickle.unregister_pickle_by_value(module)
     finally:
         sys.modules.pop("only_on_the_controller", None)
+
+
+def fails_here() -> None:
+    raise ValueError("raised by a function sent by value")
+
+
+def test_the_remote_traceback_of_a_function_sent_by_value_names_its_file_and_line(make_controller) -> None:
+    c = make_controller("local", workers=1).start()
+    with pytest.raises(ValueError) as info:
+        c.submit(fails_here).result(timeout=60)
+    remote = info.value.__cause__
+    assert isinstance(remote, pycrew.RemoteTraceback)
+    assert f'File "{__file__}", line {fails_here.__code__.co_firstlineno + 1}, in fails_here' in remote.tb, remote.tb
+    assert 'raise ValueError("raised by a function sent by value")' in remote.tb, "the worker shows the source line"

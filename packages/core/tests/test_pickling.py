@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import traceback
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -139,6 +140,27 @@ def test_main_inside_the_function_bytes_alone_keeps_plain_pickle() -> None:
     assert packed.mains == 2
     data = plain_dumps((packed, (1, 2), {}, None, "t", None), packed)
     assert data is not None and b"__main__" in data
+    # a script run as ``python -m pkg`` is pkg/__main__.py: its name travels with the bytes
+    packed = FunctionBytes(b"bytes", "/src/pkg/__main__.py")
+    assert packed.mains == 1
+    assert plain_dumps((packed, (1, 2), {}, None, "t", None), packed) is not None
+
+
+def test_a_function_by_value_gets_its_file_name_back_on_the_worker(
+    scratch: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(functions, "_cache", type(functions._cache)())
+    source = "def helper():\n    return 1 / 0\n\ndef f(x):\n    def inner():\n        return helper()\n    return inner()\n"
+    exec(compile(source, "/home/someone/analysis.py", "exec"), scratch.__dict__)
+    packed = shipped_function(scratch.f)
+    assert type(packed) is FunctionBytes and packed.filename == "/home/someone/analysis.py"
+    assert cloudpickle.loads(packed.data).__code__.co_filename == functions.DYNAMIC_CODE  # what cloudpickle alone gives
+    fn, args, *_ = loaded(pack_task("t", scratch.f, (1,), {}, None))
+    with pytest.raises(ZeroDivisionError) as info:
+        fn(*args)
+    frames = traceback.extract_tb(info.tb)[-3:]
+    assert [(f.filename, f.name) for f in frames] == [("/home/someone/analysis.py", n) for n in ("f", "inner", "helper")]
+    assert [f.lineno for f in frames] == [7, 6, 2]
 
 
 def test_worker_cache_is_bounded_and_skips_large_functions(monkeypatch: pytest.MonkeyPatch) -> None:

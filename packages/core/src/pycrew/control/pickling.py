@@ -30,22 +30,27 @@ from typing import Any
 import cloudpickle
 
 from pycrew.errors import SerializationError
-from pycrew.wire.functions import CACHE_BYTES_MAX, load_function
+from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, load_function
 
 _MAIN = b"__main__"
 
 
 class FunctionBytes:
-    """A task function pickled by value, once; a task's pickle carries it as these bytes."""
+    """A task function pickled by value, once; a task's pickle carries it as these bytes,
+    with the name of the file the function was defined in (cloudpickle ships code as
+    ``<dynamic-code>``; the worker puts the name back, for its tracebacks)."""
 
-    __slots__ = ("data", "mains")
+    __slots__ = ("data", "filename", "mains", "text")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, filename: str | None = None) -> None:
         self.data = data
-        self.mains = data.count(_MAIN)  # see plain_dumps
+        self.filename = filename
+        # what a task's pickle holds of this (see plain_dumps, which counts names in it)
+        self.text = data if filename is None else data + filename.encode("utf-8", "surrogatepass")
+        self.mains = self.text.count(_MAIN)
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return (load_function, (self.data,))
+    def __reduce__(self) -> tuple[Any, tuple[bytes] | tuple[bytes, str]]:
+        return (load_function, (self.data,) if self.filename is None else (self.data, self.filename))
 
 
 _MISSING = object()
@@ -152,7 +157,7 @@ def plain_dumps(obj: Any, fn: FunctionBytes | None = None) -> bytes | None:
         return data
     if data.count(_MAIN) > fn.mains:  # a name beyond those inside fn's bytes
         return None
-    if by_value and any(data.count(name.encode()) > fn.data.count(name.encode()) for name in by_value):
+    if by_value and any(data.count(name.encode()) > fn.text.count(name.encode()) for name in by_value):
         return None
     return data
 
@@ -189,7 +194,8 @@ def shipped_function(fn: Any) -> Any:
         data: bytes = cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         return fn
-    packed = FunctionBytes(data)
+    filename = fn.__code__.co_filename
+    packed = FunctionBytes(data, None if filename == DYNAMIC_CODE else filename)
     if len(data) <= CACHE_BYTES_MAX:  # larger: pickled per task (and not kept by workers)
         _keep(fn, packed, inputs)
     return packed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import OrderedDict
+from types import CodeType, FunctionType
 from typing import Any
 
 #: Functions a worker keeps, the most recently used first to stay.
@@ -25,15 +26,21 @@ CACHE_ENTRIES = 32
 #: unpickled for each task instead of kept.
 CACHE_BYTES_MAX = 1 << 20
 
+#: The file name cloudpickle gives the code it ships (so that its bytes do not depend on
+#: where a function was defined).
+DYNAMIC_CODE = "<dynamic-code>"
+
 _cache: OrderedDict[bytes, Any] = OrderedDict()
 _lock = threading.Lock()  # worker loops that share a process (test harnesses) share the cache
 
 
-def load_function(data: bytes) -> Any:
+def load_function(data: bytes, filename: str | None = None) -> Any:
     """The function pickled in ``data``: unpickled the first time, from the cache after.
 
     Called by ``pickle.loads`` of a task (a ``FunctionBytes`` reduces to this call);
-    whatever unpickling raises propagates, and the task fails with it.
+    whatever unpickling raises propagates, and the task fails with it. ``filename``: the
+    file the function was defined in, which its code (and that of the functions defined
+    in it, and of its module's functions it calls) gets back for tracebacks.
     """
     with _lock:
         fn = _cache.get(data)
@@ -41,12 +48,26 @@ def load_function(data: bytes) -> Any:
             _cache.move_to_end(data)
             return fn
     fn = pickle.loads(data)
+    if filename is not None and type(fn) is FunctionType:
+        _name_file(fn, filename)
     if len(data) <= CACHE_BYTES_MAX:
         with _lock:
             _cache[data] = fn
             while len(_cache) > CACHE_ENTRIES:
                 _cache.popitem(last=False)
     return fn
+
+
+def _name_file(fn: FunctionType, filename: str) -> None:
+    """Give ``fn``'s code, and its module's functions among its globals, ``filename``."""
+    for f in [fn, *(v for v in fn.__globals__.values() if type(v) is FunctionType and v.__module__ == fn.__module__)]:
+        if f.__code__.co_filename == DYNAMIC_CODE:
+            f.__code__ = _renamed(f.__code__, filename)
+
+
+def _renamed(code: CodeType, filename: str) -> CodeType:
+    consts = tuple(_renamed(c, filename) if type(c) is CodeType and c.co_filename == DYNAMIC_CODE else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def cached_functions() -> int:
