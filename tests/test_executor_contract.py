@@ -87,6 +87,28 @@ def test_the_interpreter_waits_for_pending_futures(tmp_path):
     assert "callback: result" in proc.stdout
 
 
+def test_the_interpreter_runs_callbacks_left_by_a_terminated_controller(tmp_path):
+    proc = _run_script(
+        tmp_path,
+        """
+        import time
+        import pycrew
+
+        def report(f):
+            time.sleep(1.0)
+            print("callback:", f.result(), flush=True)
+
+        c = pycrew.controller("local", workers=1)
+        future = c.submit(abs, -5)
+        future.add_done_callback(report)
+        future.result(timeout=60)
+        c.terminate()  # the callback may still be queued on its thread: the exit waits for it
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "callback: 5" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_the_interpreter_does_not_wait_for_pushed_tasks_nobody_can_pop(tmp_path):
     proc = _run_script(
         tmp_path,

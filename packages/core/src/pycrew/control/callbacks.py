@@ -90,6 +90,18 @@ class CallbackRunner:
             self._pending.pop(id(owner), None)
             return True
 
+    def drain_all(self) -> None:
+        """Wait until every callback handed over so far has run (the interpreter's exit)."""
+        if self.on_this_thread():
+            return
+        with self._drained:
+            self._draining += 1
+            try:
+                while self._pending:
+                    self._drained.wait()
+            finally:
+                self._draining -= 1
+
     def _run(self) -> None:
         while True:
             future, callbacks, owner = self._items.get()

@@ -7,6 +7,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
+from pycrew.control import callbacks
+
 if TYPE_CHECKING:
     from pycrew.control.controller import Controller
 
@@ -26,6 +28,9 @@ def _wait_at_exit() -> None:
             running._finish_at_exit()
         except Exception:  # one controller's failure must not keep the others running
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
+    # and the done-callbacks of futures of controllers terminated already (they run on a
+    # daemon thread, which would not outlive the interpreter)
+    callbacks.runner.drain_all()
 
 
 def register_exit_hook() -> None:
