@@ -412,11 +412,16 @@ def _tick_until(h, conn, until: float) -> None:
         h.maintain(now)
 
 
-def test_a_busy_worker_whose_machine_answers_is_kept_past_the_heartbeat_timeout(h, caplog):
+def _busy_worker(h, acks: bool | None) -> tuple[FakeLink, Task, Any]:
+    """A worker running one task, whose machine answers ``acks`` when asked."""
     a = h.worker()
     (task,) = h.push(1)
-    conn = h.d.conns[a.id]
-    a.acks = True
+    a.acks = acks
+    return a, task, h.d.conns[a.id]
+
+
+def test_a_busy_worker_whose_machine_answers_is_kept_past_the_heartbeat_timeout(h, caplog):
+    a, task, conn = _busy_worker(h, acks=True)
     start = conn.last_seen
     beats = a.kinds().count(p.BEAT)
     _tick_until(h, conn, start + 30)
@@ -429,10 +434,7 @@ def test_a_busy_worker_whose_machine_answers_is_kept_past_the_heartbeat_timeout(
 
 @pytest.mark.parametrize("acks", [False, None], ids=["machine-silent", "kernel-does-not-say"])
 def test_a_busy_worker_whose_machine_is_silent_too_is_dropped_at_the_heartbeat_timeout(h, acks):
-    a = h.worker()
-    (task,) = h.push(1)
-    conn = h.d.conns[a.id]
-    a.acks = acks
+    _a, task, conn = _busy_worker(h, acks)
     start = conn.last_seen
     _tick_until(h, conn, start + 4.9)
     assert conn.state == READY
@@ -451,10 +453,7 @@ def test_an_idle_silent_worker_is_dropped_even_if_its_machine_answers(h):
 def test_a_busy_silent_worker_is_dropped_after_seconds_busy_silence():
     h = Harness(seconds_busy_silence=12.0)
     try:
-        a = h.worker()
-        h.push(1)
-        conn = h.d.conns[a.id]
-        a.acks = True
+        _a, _task, conn = _busy_worker(h, acks=True)
         start = conn.last_seen
         _tick_until(h, conn, start + 11.9)
         assert conn.state == READY
