@@ -90,3 +90,4 @@ def test_the_remote_traceback_of_a_function_sent_by_value_names_its_file_and_lin
     assert isinstance(remote, pycrew.RemoteTraceback)
     assert f'File "{__file__}", line {fails_here.__code__.co_firstlineno + 1}, in fails_here' in remote.tb, remote.tb
     assert 'raise ValueError("raised by a function sent by value")' in remote.tb, "the worker shows the source line"
+    assert remote.tb.startswith(f'Traceback (most recent call last):\n  File "{__file__}"'), "starts at the task's own frame"

@@ -75,9 +75,16 @@ def _text(exc: BaseException) -> str:
 
 
 def _format_exc() -> str:
-    """The traceback of the exception being handled (never raises)."""
+    """The traceback of the exception being handled, from the task's own first frame: the
+    worker's frames above it say nothing about the task (never raises)."""
     try:
-        return traceback.format_exc()
+        exc = sys.exc_info()[1]
+        if exc is None:
+            return ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        return "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException as exc:  # the exception's __str__ may raise anything
         return f"<the traceback could not be formatted: {type(exc).__name__}>"
 
