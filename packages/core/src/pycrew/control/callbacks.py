@@ -74,31 +74,25 @@ class CallbackRunner:
         Returns at once (``True``) on the callbacks thread itself, whose own callback would
         otherwise wait for itself; ``False`` if ``timeout`` seconds passed first.
         """
+        return self._wait(lambda: not self._pending[id(owner)], timeout)
+
+    def drain_all(self) -> None:
+        """Wait until every callback handed over so far has run (the interpreter's exit)."""
+        self._wait(lambda: not self._pending, None)
+
+    def _wait(self, drained: Callable[[], bool], timeout: float | None) -> bool:
         if self.on_this_thread():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._drained:
+        with self._drained:  # a Counter's missing key reads 0 and is not stored
             self._draining += 1
             try:
-                while self._pending[id(owner)]:
+                while not drained():
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
                     self._drained.wait(remaining)
-            finally:
-                self._draining -= 1
-            self._pending.pop(id(owner), None)
-            return True
-
-    def drain_all(self) -> None:
-        """Wait until every callback handed over so far has run (the interpreter's exit)."""
-        if self.on_this_thread():
-            return
-        with self._drained:
-            self._draining += 1
-            try:
-                while self._pending:
-                    self._drained.wait()
+                return True
             finally:
                 self._draining -= 1
 

@@ -13,7 +13,7 @@ from pycrew.control.conn import CHALLENGED, CLOSED, LEAVING, READY, Conn, Dispat
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import protocol as p
-from pycrew.wire.transport import Server
+from pycrew.wire.transport import Server, busy_not_gone
 
 log = logging.getLogger("pycrew.control.dispatcher")
 
@@ -209,9 +209,7 @@ class Upkeep:
         runs a task, has been silent for at most ``seconds_busy_silence``, and its machine
         still acknowledges what the dispatcher sends (its heartbeats)."""
         settings = self.settings
-        if not conn.in_flight or silent > settings.seconds_busy_silence:
-            return False
-        if conn.link.peer_acknowledges(settings.seconds_heartbeat + 1.0) is not True:
+        if not conn.in_flight or not busy_not_gone(conn.link, silent, settings.seconds_busy_silence, settings.seconds_heartbeat):
             return False
         if conn.silence_noted != conn.last_seen:  # once per silence
             conn.silence_noted = conn.last_seen

@@ -46,9 +46,7 @@ class ControllerSilence:
         silent = now - last_seen
         if silent <= self.seconds_heartbeat_timeout:
             return False
-        if silent > self.seconds_busy_silence or channel is None:
-            return True
-        if channel.peer_acknowledges(seconds_heartbeat + 1.0) is not True:
+        if not transport.busy_not_gone(channel, silent, self.seconds_busy_silence, seconds_heartbeat):
             return True
         if self._noted != last_seen:  # once per silence
             self._noted = last_seen

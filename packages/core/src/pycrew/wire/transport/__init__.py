@@ -154,6 +154,17 @@ class Channel(abc.ABC):
         return None
 
 
+def busy_not_gone(
+    peer: Link | Channel | None, silent: float, seconds_busy_silence: float, seconds_heartbeat: float
+) -> bool:
+    """Whether a side silent for ``silent`` seconds (past its heartbeat timeout) is busy, not
+    gone: silent for at most ``seconds_busy_silence``, and its machine acknowledged the
+    heartbeats sent to it within the last interval and a second (see docs/concepts.md)."""
+    if peer is None or silent > seconds_busy_silence:
+        return False
+    return peer.peer_acknowledges(seconds_heartbeat + 1.0) is True
+
+
 def listen(
     transport: Transport,
     url: str,
