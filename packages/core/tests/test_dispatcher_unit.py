@@ -535,6 +535,21 @@ def test_held_tasks_collects_queue_submissions_and_in_flight(h):
     assert not h.d.queue and not h.d.submissions and not h.d.conns[a.id].in_flight
 
 
+def test_a_call_sees_every_task_pushed_before_it_even_mid_step(h):
+    """Another thread may push and then ask (``cancel(all=True)`` after ``walk``) while the
+    loop is between taking the pushes and running the calls: the call still sees them."""
+    seen: list[int] = []
+
+    def another_thread_pushes_then_asks() -> None:  # runs inside the step, as that thread would
+        h.d.submit(Task(7, None, b"", None, True))
+        h.d.call_soon(lambda: seen.append(len(h.d.queue)))
+
+    h.d.call_soon(another_thread_pushes_then_asks)
+    h.d._step()
+    assert seen == [1], "the call ran before the task pushed ahead of it was queued"
+    assert [t.id for t in h.d.queue] == [7] and not h.d.submissions
+
+
 def test_many_workers_the_task_goes_to_the_one_with_room_and_the_ready_heap_stays_bounded(h):
     links = [h.worker() for _ in range(300)]
     h.push(300)  # no run time estimate yet: one task each, every worker is full

@@ -1,16 +1,15 @@
 """The dispatcher: one thread that owns the listening socket, the task queue and the workers.
 
 Workers dial one listening address (see :mod:`pycrew.wire.transport`); each connection is a
-:class:`~pycrew.wire.transport.Link`. Everything about connections and the queue happens on
-the dispatcher's thread; other threads hand it work through thread-safe deques and wake
-it through a self-pipe, so a ``push`` never takes a lock the dispatcher holds for long.
+:class:`~pycrew.wire.transport.Link`. Everything about connections and the queue happens on the
+dispatcher's thread; other threads hand it work through thread-safe deques and wake it through
+a self-pipe, so a ``push`` never takes a lock the dispatcher holds for long.
 
-Reliability: the ``nng`` transport's polyamorous pair socket may discard a message it
-cannot deliver to a pipe (it queues two). NNG workers acknowledge every TASKS frame and
-at most ``Link.unacked_max`` frames go unacknowledged per pipe; should one still be lost,
-every worker heartbeat reports how many task frames it received: a worker that fell
-behind the count is disconnected and its tasks are requeued without penalty, so no task
-is ever lost. (The ``socket`` transport never discards; the check costs nothing there.)
+Reliability: the ``nng`` transport's polyamorous pair socket may discard a message it cannot
+deliver to a pipe (it queues two). NNG workers acknowledge every TASKS frame, at most
+``Link.unacked_max`` frames go unacknowledged per pipe, and every worker heartbeat reports how
+many task frames it received: a worker behind the count is disconnected and its tasks requeued
+without penalty. (The ``socket`` transport never discards; the check costs nothing there.)
 """
 
 from __future__ import annotations
@@ -51,11 +50,10 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         on_disconnect(instance, crashed, reason): a worker left (``crashed``: without saying bye;
             ``reason``: the worker's own when it said bye, else what the dispatcher saw).
         on_tick(now): periodic maintenance (auto-scaling).
-        on_ending(instance, reason): a worker ends after its running task (LEAVING): it takes
-            no more tasks, so its place can be filled now; on_disconnect follows when it goes.
-        on_failure(error, tasks): the loop died of ``error``; ``tasks`` are every task it held
-            (queued, submitted, in flight), unresolved, to be resolved by the owner. Called
-            again, from the submitting thread, for tasks submitted after the loop died.
+        on_ending(instance, reason): a worker ends after its running task (LEAVING): it takes no more
+            tasks, so its place can be filled now; on_disconnect follows when it goes.
+        on_failure(error, tasks): the loop died of ``error``; ``tasks`` (queued, submitted, in flight,
+            unresolved) are the owner's to resolve; called again, from the submitting thread, for later ones.
 
     No frame can end the loop: a frame that cannot be handled closes its own connection.
     """
@@ -77,9 +75,8 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         self._on_tick = on_tick
         self._on_failure = on_failure
         self._on_ending = on_ending
-        # instance -> (token, slot) of instances launched and not connected yet: a token is
-        # used up by the connection that proves it (an instance connects once), and revoked
-        # when its launch fails, so this holds at most the workers launching now.
+        # instance -> (token, slot) of instances launched and not connected yet: used up by the
+        # connection that proves it, revoked when its launch fails (at most the workers launching).
         self.tokens: dict[str, tuple[str, int]] = {}
         self.finished = False  # the loop has ended (stopped, or died of ``error``)
         self.refused = LogLimiter(log)
@@ -88,11 +85,9 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         self._visits: list[tuple[float, int]] = []  # see Upkeep: when each connection next needs a look
         self._watched: set[int] = set()
         self._maintained_at = time.monotonic()
-        # Connections that may have room for tasks, least loaded first: (tasks in flight,
-        # link id, version). An entry is current while its version equals the connection's
-        # ready_version; older ones are skipped when popped. A connection is (re)offered when
-        # it authenticates, when results or acknowledgements give it room, and after it was
-        # given tasks, so _assign never scans every connection.
+        # Connections that may have room for tasks, least loaded first: (tasks in flight, link id, version),
+        # current while its version is the connection's ready_version (older ones are skipped when popped).
+        # (Re)offered when it authenticates, when results or acknowledgements give it room, after it was given tasks.
         self._ready: list[tuple[int, int, int]] = []
         self._ready_limit = 0
         self._holding: set[int] = set()
@@ -144,12 +139,11 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
     def submit(self, task: Task) -> None:
         """Queue a task (any thread).
 
-        The first tasks of a burst that finds the dispatcher with nothing to do and a
-        worker ready go out at once: a thread that submits in a loop holds the interpreter
-        lock, which CPython takes from it only every ``sys.getswitchinterval()`` (5 ms), so
-        after :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken
-        yet, the submitting thread lets it run once (``time.sleep(0)``). Only then: letting
-        it run more often costs more in its turns than the workers gain.
+        The first tasks of a burst that finds the dispatcher idle with a worker ready go out
+        at once: a thread that submits in a loop holds the interpreter lock, which CPython
+        takes from it only every ``sys.getswitchinterval()`` (5 ms), so after
+        :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken yet, the
+        submitting thread lets it run once (``time.sleep(0)``); more often costs more than it gains.
         """
         self.submissions.append(task)
         if not self._wake_pending:
@@ -162,13 +156,19 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         if self.finished:  # the loop is gone: nobody else will ever look at this task
             self._abandon(self._drain_submissions())
 
+    def _queue_submissions(self) -> bool:
+        """Move submissions to the queue one at a time (summary() counts both); any moved?"""
+        moved = bool(self.submissions)
+        while self.submissions:
+            self.queue.append(self.submissions.popleft())
+        return moved
+
     def _drain_submissions(self) -> list[Task]:
         out = []
-        while True:
-            try:
+        with contextlib.suppress(IndexError):  # another thread may still be submitting
+            while True:
                 out.append(self.submissions.popleft())
-            except IndexError:
-                return out
+        return out
 
     def _abandon(self, tasks: list[Task]) -> None:
         """Hand tasks the dead loop can no longer run to ``on_failure`` (any thread)."""
@@ -259,11 +259,11 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         return [t for t in tasks if not t.resolved]
 
     def _step(self) -> None:
-        arrived = bool(self.submissions)
-        while self.submissions:  # before the inbox: a call made after a push sees the task
-            self.queue.append(self.submissions.popleft())
-        while self.inbox:
-            self.inbox.popleft()()
+        arrived = self._queue_submissions()
+        while self.inbox:  # a call sees every task pushed before it was made: queue those first
+            call = self.inbox.popleft()
+            arrived = self._queue_submissions() or arrived
+            call()
         io, self._io = self._io, []
         for callback, mask in io:
             callback(mask)
