@@ -232,3 +232,29 @@ def hold_the_gil(seconds: float) -> float:
     sum(range(int(seconds / per_item)))
     return time.perf_counter() - start
 
+
+def fork_and_leave(how: str) -> tuple[int, int]:
+    """Fork; the child leaves this function by ``how`` ("exit3": ``sys.exit(3)``, "return",
+    "raise") instead of ending itself; the parent waits for it: (its exit code, parent pid)."""
+    pid = os.fork()
+    if pid == 0:
+        if how == "exit3":
+            sys.exit(3)
+        if how == "raise":
+            raise ValueError("raised by the forked child")
+        return (-1, os.getpid())
+    _, status = os.waitpid(pid, 0)
+    return (os.waitstatus_to_exitcode(status), os.getpid())
+
+
+def fork_then_terminate_the_child(seconds: float) -> tuple[int | None, int]:
+    """Start a multiprocessing "fork" child that sleeps, SIGTERM it (as ``Pool`` ends its
+    processes), wait for it: (its exit code, this process's pid)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(seconds,))
+    child.start()
+    time.sleep(0.3)  # the child runs its target by now
+    child.terminate()
+    child.join(seconds + 30)
+    return (child.exitcode, os.getpid())

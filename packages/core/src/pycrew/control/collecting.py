@@ -8,7 +8,7 @@ from typing import Literal
 from pycrew.control import callbacks
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
-from pycrew.errors import OptionsError
+from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
 
 
@@ -67,6 +67,8 @@ class Collecting(ControllerState):
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
         check_wait_timeout(timeout)
+        if (forked := self._forked_message()) is not None:
+            raise ControllerError(forked)
         if not self._started:
             return self.unresolved() == 0
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -106,6 +107,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._futures_lock = threading.Lock()  # submit may run on any thread
         self._terminate_done = threading.Event()
         self._terminating: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._forked_from: int | None = None
         self._futures_issued = 0
         self._feeders: set[Any] = set()
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
@@ -193,6 +196,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 self._dashboard, self.dashboard_link = dashboard, dashboard.link
             self._started = True
             self._t0 = time.monotonic()
+            self._pid = os.getpid()
             live.add(self)
         register_exit_hook()
         return self
@@ -295,7 +299,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def _check(self) -> Dispatcher:
         if self._terminated:
-            raise ControllerError(f"controller {self.name!r} was terminated")
+            raise ControllerError(self._forked_message() or f"controller {self.name!r} was terminated")
         if not self._started:
             self.start()
         assert self._dispatcher is not None
@@ -369,6 +373,16 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             log.warning("controller %r: pending futures did not finish at interpreter exit: %s", self.name, exc)
         finally:
             self.terminate()
+
+    def _forked(self) -> None:
+        """In a child forked from the process that started this controller (``os.fork``,
+        multiprocessing's "fork"), at the fork: this copy must never stop, signal or message
+        that process's workers, at exit or ever. It refuses work (:meth:`_forked_message`);
+        its locks are new, since a thread the child does not have may have held them."""
+        self._forked_from = self._pid
+        self._terminated = self._shutdown = True
+        self._lock, self._cv, self._terminate_done = threading.Lock(), threading.Condition(), threading.Event()
+        self._terminate_done.set()
 
     def __repr__(self) -> str:
         state = "terminated" if self._terminated else "started" if self._started else "new"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -31,6 +32,21 @@ def _wait_at_exit() -> None:
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
     callbacks.runner.drain_all()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child holds copies of its parent's live controllers: none may act for the parent.
+
+    Without this, a child of ``os.fork`` or multiprocessing's "fork" start method ran this
+    module's exit hook when it ended, which terminated its copies: it sent the parent's
+    workers STOP through the sockets it inherited and had the launcher stop them.
+    """
+    for copy in list(live):
+        copy._forked()
+    live.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def register_exit_hook() -> None:

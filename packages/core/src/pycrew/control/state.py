@@ -9,6 +9,7 @@ state they share; :class:`Controller.__init__` sets it.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,19 @@ class ControllerState:
     _futures_resolved: int
     _alarm: ResolutionAlarm  # wakes a map feeder once enough futures resolved
     _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
+    _pid: int  # the process that started the controller
+    _forked_from: int | None  # in a forked child's copy of a started controller: that process
+
+    def _forked_message(self) -> str | None:
+        """Why this copy, in a child forked from the process that started the controller,
+        refuses work (``None`` anywhere else)."""
+        if self._forked_from is None:
+            return None
+        return (
+            f"controller {self.name!r} belongs to process {self._forked_from}, which started it; this process "
+            f"({os.getpid()}) is a fork of it and cannot use it: the workers answer to that process alone. "
+            "Start a controller in this process, or fork before starting one"
+        )
 
     def _check(self) -> Dispatcher:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""

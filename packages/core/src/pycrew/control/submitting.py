@@ -76,7 +76,7 @@ class Submitting(ControllerState):
         submitting the rest of its input) also after ``shutdown()``, until ``terminate()``."""
         if self._terminated or (self._shutdown and not after_shutdown):
             state = "terminated" if self._terminated else "shut down"
-            raise ControllerError(f"controller {self.name!r} was {state}; no new tasks")
+            raise ControllerError(self._forked_message() or f"controller {self.name!r} was {state}; no new tasks")
         dispatcher = self._check()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
@@ -171,7 +171,7 @@ class Submitting(ControllerState):
         timeouts. ``future.cancel()`` also stops a running task.
         """
         if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(self._forked_message() or "cannot schedule new futures after shutdown")
         future = self.submit_task(fn, args, kwargs)
         assert future is not None
         return future
@@ -206,7 +206,7 @@ class Submitting(ControllerState):
             ValueError: ``chunksize`` < 1 or ``buffersize`` not ``"auto"``, None or an int >= 1.
         """
         if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(self._forked_message() or "cannot schedule new futures after shutdown")
         return map_results(self, fn, iterables, timeout, chunksize, buffersize, seed, seconds_timeout, progress)
 
     async def submit_async(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -10,6 +10,7 @@ signals is not interrupted; the controller then replaces the whole worker.
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import random
 import signal
@@ -23,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from pycrew.wire.records import ResultRecord
+from pycrew.worker import forks
 from pycrew.worker.isolation import ProcessBaseline, WarningCapture, restore_handlers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
@@ -129,12 +131,14 @@ class TaskRunner:
         self._kept: dict[int, object] = {}  # the worker's signal handlers, put back after every task
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
+        self._pid = os.getpid()  # a child a task forks is not this worker (see pycrew.worker.forks)
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
         handler = self._on_signal  # one bound method, so that "is" finds it installed
         signal.signal(INTERRUPT_SIGNAL, handler)
         self.keep_handlers({INTERRUPT_SIGNAL: handler})
+        forks.own_signals({INTERRUPT_SIGNAL: handler})
         self._main = threading.get_ident()
         self.installed = True
 
@@ -272,11 +276,18 @@ class TaskRunner:
     def _invoke(self, task_id: int, fn: Any, args: Any, kwargs: Any) -> Any:
         self.current = task_id
         try:
-            return fn(*args, **kwargs)
+            value = fn(*args, **kwargs)
+        except BaseException as exc:
+            if forks.forked:  # a child the task forked ends here (see pycrew.worker.forks)
+                forks.end_if_child(self._pid, exc)
+            raise
         finally:
             self.current = None
             self.current_name = None
             self.deadline = None
+        if forks.forked:
+            forks.end_if_child(self._pid, None)
+        return value
 
     def _clean_up(self) -> None:
         """Undo what a task changed that would leak into the next one."""

@@ -1,0 +1,137 @@
+"""Processes forked by a task, and processes forked from a controller's process.
+
+Each test failed on commit f6a41ab: a child that ``sys.exit()``-ed out of a task sent its
+``SystemExit`` back as the task's result and the worker was stuck; SIGTERM to a task's
+``multiprocessing`` child made its worker leave; a ``multiprocessing`` child of a script
+with a live controller ran the controller's exit hook when it ended, which hung it while a
+future was pending and stopped the parent's workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import fork_and_leave, fork_then_terminate_the_child, whoami
+
+
+def _same_worker_serves_on(c, worker_pid: int) -> None:
+    assert c.submit(whoami).result(timeout=30)[1] == worker_pid, "the worker was replaced"
+    workers = c.summary().workers
+    assert [w.instances for w in workers] == [1] and [w.crashes for w in workers] == [0]
+
+
+@pytest.mark.parametrize(("how", "code"), [("exit3", 3), ("raise", 1), ("return", 0)])
+def test_a_child_a_task_forks_ends_where_it_leaves_the_task(make_controller, how, code):
+    c = make_controller("local", workers=1)
+    worker_pid = c.submit(whoami).result(timeout=60)[1]
+    assert c.submit(fork_and_leave, how).result(timeout=30) == (code, worker_pid), "not the parent's result"
+    _same_worker_serves_on(c, worker_pid)
+    logs = c.logs(1, lines=None)
+    if how == "raise":
+        assert "ValueError: raised by the forked child" in logs
+    if how == "return":
+        assert "returned from the task function; it ends here (exit code 0)" in logs
+
+
+def test_sigterm_to_a_multiprocessing_child_of_a_task_leaves_the_worker_alone(make_controller):
+    c = make_controller("local", workers=1)
+    worker_pid = c.submit(whoami).result(timeout=60)[1]
+    exitcode, pid = c.submit(fork_then_terminate_the_child, 20).result(timeout=60)
+    assert (exitcode, pid) == (-signal.SIGTERM, worker_pid), "the child did not die of SIGTERM"
+    _same_worker_serves_on(c, worker_pid)
+    assert c.summary().controller.workers_online == 1
+
+
+def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """Run a script in its own session; whatever of it is left at the end (a child stuck on
+    a broken build) is killed with its session."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_forked_child_of_a_controllers_process_leaves_its_workers_and_futures_alone(tmp_path):
+    done = _run_script(
+        tmp_path,
+        """
+        import multiprocessing, time
+        import pycrew
+        from helpers import sleep_then, whoami
+
+        with pycrew.controller("local", workers=1) as c:
+            pid = c.submit(whoami).result(60)[1]
+            pending = c.submit(sleep_then, 2, "slept")
+            t0 = time.monotonic()
+            child = multiprocessing.get_context("fork").Process(target=abs, args=(1,))
+            child.start()
+            child.join(30)
+            print("child", child.exitcode, time.monotonic() - t0 < 10)
+            print("pending", pending.result(30))
+            print("same worker", c.submit(whoami).result(30)[1] == pid)
+            print("instances", [w.instances for w in c.summary().workers])
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:4] == ["child 0 True", "pending slept", "same worker True", "instances [1]"], (
+        done.stdout + done.stderr
+    )
+
+
+def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_nothing(tmp_path):
+    done = _run_script(
+        tmp_path,
+        """
+        import os, time
+        import pycrew
+        from helpers import identity, whoami
+
+        with pycrew.controller("local", workers=1) as c:
+            pid = c.submit(whoami).result(60)[1]
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:
+                lines = []
+                for call in (lambda: c.submit(identity, 1), lambda: c.push(identity, (1,)), lambda: c.wait()):
+                    try:
+                        call()
+                        lines.append("accepted")
+                    except Exception as exc:
+                        lines.append(f"{type(exc).__name__}: {exc}")
+                t0 = time.monotonic()
+                c.terminate()
+                lines.append(f"terminated {time.monotonic() - t0 < 2}")
+                os.write(w, "\\n".join(lines).encode())
+                os._exit(0)
+            os.close(w)
+            with os.fdopen(r) as f:
+                print(f.read())
+            os.waitpid(child, 0)
+            print("parent", c.submit(identity, 7).result(30), c.submit(whoami).result(30)[1] == pid)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().split("\n")
+    assert len(lines) == 5, done.stdout + done.stderr
+    for line in lines[:3]:
+        assert "belongs to process" in line and "is a fork of it and cannot use it" in line, line
+    assert lines[0].startswith("RuntimeError") and lines[1].startswith("ControllerError")
+    assert lines[3:] == ["terminated True", "parent 7 True"]
