@@ -258,3 +258,24 @@ def fork_then_terminate_the_child(seconds: float) -> tuple[int | None, int]:
     child.terminate()
     child.join(seconds + 30)
     return (child.exitcode, os.getpid())
+
+
+def break_the_standard_streams(how: str, path: str) -> str:
+    """Leave the worker's standard streams broken: "replace" points ``sys.stdout`` and
+    ``sys.stderr`` at a file and never puts them back, "close" closes both."""
+    if how == "replace":
+        sys.stdout = sys.stderr = open(path, "w")  # noqa: SIM115 (left open on purpose)
+    else:
+        sys.stdout.close()
+        sys.stderr.close()
+    return how
+
+
+def print_and_log(text: str) -> str:
+    """Print ``text`` to stdout and stderr, and log it through the root logger (the worker's log)."""
+    import logging
+
+    print(f"{text} on stdout", flush=True)
+    print(f"{text} on stderr", file=sys.stderr, flush=True)
+    logging.getLogger().error("%s logged", text)
+    return text

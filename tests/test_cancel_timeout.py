@@ -7,7 +7,17 @@ import time
 import pytest
 
 import pycrew
-from helpers import busy_loop, draw, identity, mutate_process_state, pid_and_draws, sleep_then, write_pid_then_sleep
+from helpers import (
+    break_the_standard_streams,
+    busy_loop,
+    draw,
+    identity,
+    mutate_process_state,
+    pid_and_draws,
+    print_and_log,
+    sleep_then,
+    write_pid_then_sleep,
+)
 from support import wait_for
 
 
@@ -105,6 +115,17 @@ def test_worker_state_changes_do_not_leak_into_the_next_task(make_controller, tm
     first = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
     second = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
     assert second == first, "os.environ, sys.path or the cwd leaked from one task into the next"
+
+
+@pytest.mark.parametrize("how", ["replace", "close"])
+def test_a_task_that_breaks_the_standard_streams_does_not_break_the_next(make_controller, tmp_path, how):
+    c = make_controller("local", workers=1).start()
+    assert c.submit(break_the_standard_streams, how, str(tmp_path / "elsewhere")).result(timeout=30) == how
+    assert c.submit(print_and_log, "next task").result(timeout=30) == "next task", "the next task failed"
+    wait_for(lambda: "next task logged" in c.logs(1, lines=None), 30, message="the worker's log lines are lost")
+    logs = c.logs(1, lines=None)
+    assert "next task on stdout" in logs and "next task on stderr" in logs, logs
+    assert c.summary().workers[0].instances == 1
 
 
 def test_reset_can_be_turned_off(make_controller, tmp_path):

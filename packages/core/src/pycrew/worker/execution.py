@@ -25,7 +25,7 @@ from typing import Any
 
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
-from pycrew.worker.isolation import ProcessBaseline, WarningCapture, restore_handlers
+from pycrew.worker.isolation import ProcessBaseline, StandardStreams, WarningCapture, restore_handlers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
@@ -131,6 +131,7 @@ class TaskRunner:
         self._kept: dict[int, object] = {}  # the worker's signal handlers, put back after every task
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
+        self._streams = StandardStreams()  # kept only by a worker that owns its process (install)
         self._pid = os.getpid()  # a child a task forks is not this worker (see pycrew.worker.forks)
 
     def install(self) -> None:
@@ -141,6 +142,7 @@ class TaskRunner:
         forks.own_signals({INTERRUPT_SIGNAL: handler})
         self._main = threading.get_ident()
         self.installed = True
+        self._streams.take()
 
     def keep_handlers(self, handlers: Mapping[int, object]) -> None:
         """Put these signal handlers (number: handler) back after every task that replaced them."""
@@ -295,6 +297,7 @@ class TaskRunner:
             restore_handlers(self._kept)
         if self.reset:
             self._baseline.restore()
+            self._streams.restore()
         if self.garbage_collection:
             gc.collect()
 

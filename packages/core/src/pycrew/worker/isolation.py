@@ -5,6 +5,8 @@ nothing (the usual case): compare with a baseline, restore only what differs.
 
 - :class:`ProcessBaseline`: the environment, ``sys.path`` and working directory as they
   were before the first task; after each task whatever differs is restored.
+- :class:`StandardStreams`: ``sys.stdin``, ``sys.stdout`` and ``sys.stderr``, put back
+  after a task that replaced them, and opened again after a task that closed them.
 - :func:`restore_handlers`: the worker's own signal handlers, put back after a task that
   replaced them.
 - :class:`WarningCapture`: every warning a task raises is recorded (the ``"always"``
@@ -16,6 +18,8 @@ nothing (the usual case): compare with a baseline, restore only what differs.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import signal
 import sys
@@ -99,6 +103,55 @@ class ProcessBaseline:
                 os.chdir(self.cwd)
         except OSError:  # the task removed its working directory: go back to the original
             os.chdir(self.cwd)
+
+
+class StandardStreams:
+    """The standard streams the worker started with, kept for every task (a worker that owns
+    its process).
+
+    A task that replaced one (``sys.stdout = open(path, "w")``, never put back) sent the
+    output of every later task there instead of to the worker's log; one that closed one
+    (``sys.stdout.close()``) made the next task that printed fail with ``ValueError: I/O
+    operation on closed file``, and the worker's own log lines vanish. :meth:`restore`
+    (after each task) costs three identity checks and two ``closed`` reads when nothing
+    changed.
+    """
+
+    def __init__(self) -> None:
+        self.streams: tuple[Any, Any, Any] | None = None
+
+    def take(self) -> None:
+        """Record the current streams (once)."""
+        if self.streams is None:
+            self.streams = (sys.stdin, sys.stdout, sys.stderr)
+
+    def restore(self) -> None:
+        """Put back replaced streams; open closed ones again on their file descriptors."""
+        saved = self.streams
+        if saved is None:
+            return
+        if sys.stdout is not saved[1] or sys.stderr is not saved[2] or sys.stdin is not saved[0]:
+            sys.stdin, sys.stdout, sys.stderr = saved
+        if saved[1].closed or saved[2].closed or saved[0].closed:
+            self.streams = tuple(_reopened(s, fd) if s.closed else s for fd, s in enumerate(saved))
+            sys.stdin, sys.stdout, sys.stderr = self.streams
+            for handler in logging.getLogger().handlers:  # the worker's log lines went to the closed one
+                if isinstance(handler, logging.StreamHandler) and handler.stream in saved:
+                    handler.stream = self.streams[saved.index(handler.stream)]  # not setStream: it flushes the closed one
+
+
+def _reopened(stream: Any, fd: int) -> Any:
+    """A new text stream on ``fd`` with the closed ``stream``'s settings (the closed one is
+    returned if that fails: the task closed the descriptor too, say)."""
+    try:
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)  # raises if the descriptor is closed
+        buffered = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        return io.TextIOWrapper(
+            buffered, encoding=stream.encoding, errors=stream.errors, line_buffering=stream.line_buffering,
+            write_through=getattr(stream, "write_through", False),
+        )
+    except (OSError, ValueError, AttributeError):
+        return stream
 
 
 #: The filter catch_warnings' simplefilter("always") puts first.
