@@ -135,3 +135,33 @@ def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_n
         assert "belongs to process" in line and "is a fork of it and cannot use it" in line, line
     assert lines[0].startswith("RuntimeError") and lines[1].startswith("ControllerError")
     assert lines[3:] == ["terminated True", "parent 7 True"]
+
+
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_a_forked_child_of_a_controllers_process_may_end_through_a_normal_exit(tmp_path, wire):
+    """``sys.exit`` in an ``os.fork`` child runs the interpreter's exit: neither pycrew's exit
+    hook nor pynng's (NNG cannot run in a forked child: it waited forever) may act there."""
+    done = _run_script(
+        tmp_path,
+        f"""
+        import os, sys, time
+        import pycrew
+        from helpers import identity, whoami
+
+        with pycrew.controller("local", workers=1, wire={wire!r}) as c:
+            pid = c.submit(whoami).result(60)[1]
+            child = os.fork()
+            if child == 0:
+                sys.exit(7)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:
+                ended, status = os.waitpid(child, os.WNOHANG)
+                if ended:
+                    break
+                time.sleep(0.05)
+            print("child", os.waitstatus_to_exitcode(status) if ended else "still running")
+            print("parent", c.submit(identity, 7).result(30), c.submit(whoami).result(30)[1] == pid)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["child 7", "parent 7 True"], done.stdout + done.stderr

@@ -19,12 +19,19 @@ sends a larger frame as a run of fragments (kind ``F`` while more follow, ``E`` 
 last piece) that the server joins per pipe, up to the link's limit: 4 KiB until the
 worker has authenticated, ``bytes_max`` after. A connection that never authenticates can
 make the dispatcher hold at most 4 KiB per pipe.
+
+NNG cannot run in a forked child (its threads are not there; it panics, "nng is not
+fork-reentrant safe", or waits forever): a child forked from a process that used it (a
+script with a controller, ``os.fork()``, exiting normally) hung in pynng's exit handler
+(``nng_fini``). :func:`_after_fork_in_child` takes that handler off in such a child.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
+import os
 import selectors
 import threading
 import time
@@ -46,6 +53,24 @@ _PIECE = MESSAGE_MAX_BYTES - 1
 #: How many removed pipes the server remembers at most (~8 MiB), however fast anyone
 #: connects and hangs up: the oldest are forgotten first.
 GONE_IDS_MAX = 65_536
+
+
+_used = False  # NNG ran in this process: a forked child must not call into it
+
+
+def _pair(**options: object) -> pynng.Pair1:
+    global _used
+    _used = True
+    return pynng.Pair1(**options)
+
+
+def _after_fork_in_child() -> None:
+    handler = getattr(getattr(pynng, "nng", None), "_pynng_atexit", None)
+    if _used and handler is not None:
+        atexit.unregister(handler)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def fragments(frame: bytes) -> list[bytes]:
@@ -133,7 +158,7 @@ class NngServer(Server):
         self._wake = wake
         self.bytes_max = bytes_max
         # NNG counts Pair1's own header (4 bytes) in a message's size: leave it room.
-        self.sock = pynng.Pair1(polyamorous=True, recv_max_size=MESSAGE_MAX_BYTES + 16)
+        self.sock = _pair(polyamorous=True, recv_max_size=MESSAGE_MAX_BYTES + 16)
         self.sock.recv_buffer_size = 1024
         self.sock.send_buffer_size = 1024
         if tls is not None:
@@ -273,7 +298,7 @@ class NngChannel(Channel):
         use_tls, host, _ = split_url(url)
         if use_tls and not ca:
             raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
-        sock = pynng.Pair1(recv_max_size=0)
+        sock = _pair(recv_max_size=0)
         # Headroom for frames that arrive while nobody reads: the dispatcher's polyamorous
         # socket drops what a peer cannot take.
         sock.recv_buffer_size = 1024
