@@ -8,18 +8,13 @@ result it had yielded alive.
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
-import textwrap
 import time
 import weakref
-from pathlib import Path
 
 import pytest
 
 from helpers import identity, make_blob, sleep_then
-from support import wait_for
+from support import run_script, wait_for
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["right-after-submit", "workers-up"])
@@ -49,16 +44,9 @@ def test_shutdown_without_wait_and_cancel_futures_runs_only_started_work(make_co
     wait_for(lambda: c._terminated, timeout=30)
 
 
-def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(body))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-
-
 def test_the_interpreter_waits_for_pending_futures(tmp_path):
     out = tmp_path / "ran.txt"
-    proc = _run_script(
+    proc = run_script(
         tmp_path,
         f"""
         import time
@@ -88,7 +76,7 @@ def test_the_interpreter_waits_for_pending_futures(tmp_path):
 
 
 def test_the_interpreter_runs_callbacks_left_by_a_terminated_controller(tmp_path):
-    proc = _run_script(
+    proc = run_script(
         tmp_path,
         """
         import time
@@ -110,7 +98,7 @@ def test_the_interpreter_runs_callbacks_left_by_a_terminated_controller(tmp_path
 
 
 def test_the_interpreter_does_not_wait_for_pushed_tasks_nobody_can_pop(tmp_path):
-    proc = _run_script(
+    proc = run_script(
         tmp_path,
         """
         import time

@@ -9,17 +9,12 @@ future was pending and stopped the parent's workers.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from helpers import fork_and_leave, fork_then_terminate_the_child, whoami
+from support import run_script
 
 
 def _same_worker_serves_on(c, worker_pid: int) -> None:
@@ -50,27 +45,8 @@ def test_sigterm_to_a_multiprocessing_child_of_a_task_leaves_the_worker_alone(ma
     assert c.summary().controller.workers_online == 1
 
 
-def _run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
-    """Run a script in its own session; whatever of it is left at the end (a child stuck on
-    a broken build) is killed with its session."""
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(body))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def test_a_forked_child_of_a_controllers_process_leaves_its_workers_and_futures_alone(tmp_path):
-    done = _run_script(
+    done = run_script(
         tmp_path,
         """
         import multiprocessing, time
@@ -97,7 +73,7 @@ def test_a_forked_child_of_a_controllers_process_leaves_its_workers_and_futures_
 
 
 def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_nothing(tmp_path):
-    done = _run_script(
+    done = run_script(
         tmp_path,
         """
         import os, time
@@ -141,7 +117,7 @@ def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_n
 def test_a_forked_child_of_a_controllers_process_may_end_through_a_normal_exit(tmp_path, wire):
     """``sys.exit`` in an ``os.fork`` child runs the interpreter's exit: neither pycrew's exit
     hook nor pynng's (NNG cannot run in a forked child: it waited forever) may act there."""
-    done = _run_script(
+    done = run_script(
         tmp_path,
         f"""
         import os, sys, time

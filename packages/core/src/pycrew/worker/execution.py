@@ -139,14 +139,15 @@ class TaskRunner:
         handler = self._on_signal  # one bound method, so that "is" finds it installed
         signal.signal(INTERRUPT_SIGNAL, handler)
         self.keep_handlers({INTERRUPT_SIGNAL: handler})
-        forks.own_signals({INTERRUPT_SIGNAL: handler})
         self._main = threading.get_ident()
         self.installed = True
         self._streams.take()
 
     def keep_handlers(self, handlers: Mapping[int, object]) -> None:
-        """Put these signal handlers (number: handler) back after every task that replaced them."""
+        """Put these signal handlers (number: handler) back after every task that replaced them
+        (and take them away from a child a task forks: see :mod:`pycrew.worker.forks`)."""
         self._kept.update(handlers)
+        forks.own_signals(handlers)
 
     def interrupt(self, task_id: int, status: str, message: str) -> bool:
         """Ask the running task ``task_id`` to stop (any thread); False if it is not running.

@@ -36,13 +36,16 @@ _handlers: dict[int, object] = {}
 _wakeup_fd = -1
 
 
-def own_signals(handlers: Mapping[int, object], wakeup_fd: int = -1) -> None:
-    """Record signal handlers (and the wakeup descriptor) the worker installed: a child a
-    task forks gets Python's defaults back in their place."""
-    global _wakeup_fd
+def own_signals(handlers: Mapping[int, object]) -> None:
+    """Record signal handlers the worker installed (``TaskRunner.keep_handlers`` does): a
+    child a task forks gets Python's defaults back in their place."""
     _handlers.update(handlers)
-    if wakeup_fd != -1:
-        _wakeup_fd = wakeup_fd
+
+
+def own_wakeup_fd(fd: int) -> None:
+    """Record the worker's signal wakeup descriptor: a child a task forks does not write to it."""
+    global _wakeup_fd
+    _wakeup_fd = fd
 
 
 def _note_fork() -> None:

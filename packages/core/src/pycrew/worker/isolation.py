@@ -113,7 +113,7 @@ class StandardStreams:
     output of every later task there instead of to the worker's log; one that closed one
     (``sys.stdout.close()``) made the next task that printed fail with ``ValueError: I/O
     operation on closed file``, and the worker's own log lines vanish. :meth:`restore`
-    (after each task) costs three identity checks and two ``closed`` reads when nothing
+    (after each task) costs three identity checks and three ``closed`` reads when nothing
     changed.
     """
 

@@ -77,7 +77,7 @@ class Leaving:
         signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
         for signum in SIGNALS:
             signal.signal(signum, self._handler)
-        forks.own_signals(self.handlers(), self._pipe_w)  # not a child's a task forks
+        forks.own_wakeup_fd(self._pipe_w)  # not a child's a task forks
         threading.Thread(target=self._watch, args=(read,), name="pycrew-worker-signals", daemon=True).start()
 
     def handlers(self) -> dict[int, object]:
