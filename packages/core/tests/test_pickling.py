@@ -38,8 +38,7 @@ def define(module: types.ModuleType, source: str) -> Any:
 
 def loaded(payload: bytes) -> tuple[Any, ...]:
     """A task payload as a worker unpickles it."""
-    task: tuple[Any, ...] = pickle.loads(payload)
-    return task
+    return functions.load_task(payload)
 
 
 def test_a_function_by_value_is_pickled_once_and_reused(scratch: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,13 +85,45 @@ def test_a_redefined_helper_is_pickled_anew(scratch: types.ModuleType) -> None:
     assert loaded(pack_task("t", f, (), {}, None))[0]() == "new"
 
 
-def test_a_function_by_reference_travels_as_itself() -> None:
+def test_a_function_by_reference_travels_as_its_plain_pickle_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from os.path import join
 
-    assert shipped_function(join) is join
+    shipped = shipped_function(join)
+    assert type(shipped) is bytes and shipped is shipped_function(join)  # kept: pickled once
+    assert pickle.loads(shipped) is join  # by reference: the worker imports it
+    dumps = []
+    real = pickling.pickle.dumps
+    monkeypatch.setattr(pickling.pickle, "dumps", lambda *a, **k: dumps.append(a[0]) or real(*a, **k))
     payload = pack_task("t", join, ("a", "b"), {}, None)
+    assert [type(obj) for obj in dumps] == [tuple] and dumps[0][0] is shipped  # not join, looked up again
     assert b"cloudpickle" not in payload and b"load_function" not in payload
     assert loaded(payload)[0] is join
+    assert loaded(payload)[0]("a", "b") == join("a", "b")
+
+
+def test_a_task_loads_its_function_by_reference_once_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from os.path import join
+
+    monkeypatch.setattr(functions, "_cache", type(functions._cache)())
+    payloads = [pack_task(f"t{i}", join, ("a", str(i)), {}, None) for i in range(3)]
+    assert [loaded(p)[1] for p in payloads] == [("a", "0"), ("a", "1"), ("a", "2")]
+    assert functions.cached_functions() == 1
+
+
+def test_a_c_modules_function_travels_as_its_plain_pickle_made_once() -> None:
+    import math
+
+    for fn in (abs, math.sqrt):
+        shipped = shipped_function(fn)
+        assert type(shipped) is bytes and shipped is shipped_function(fn)
+        assert pickle.loads(shipped) is fn
+    fn, args, *_ = loaded(pack_task("t", math.sqrt, (16.0,), {}, None))
+    assert fn is math.sqrt and fn(*args) == 4.0
+    # a C method bound to an object is not a module's function: it travels with its object
+    items = [3, 1, 2]
+    assert type(shipped_function(items.sort)) is not bytes
+    fn, args, *_ = loaded(pack_task("t", items.copy, (), {}, None))
+    assert fn() == [3, 1, 2]
 
 
 def test_registering_a_module_by_value_later_changes_the_kept_decision() -> None:
@@ -100,13 +131,13 @@ def test_registering_a_module_by_value_later_changes_the_kept_decision() -> None
     sys.modules[module.__name__] = module
     try:
         f = define(module, "def f():\n    return 5\n")
-        assert shipped_function(f) is f  # importable here: by reference
+        assert pickle.loads(shipped_function(f)) is f  # importable here: by reference
         cloudpickle.register_pickle_by_value(module)
         try:
             assert type(shipped_function(f)) is FunctionBytes
         finally:
             cloudpickle.unregister_pickle_by_value(module)
-        assert shipped_function(f) is f
+        assert pickle.loads(shipped_function(f)) is f
     finally:
         del sys.modules[module.__name__]
 
@@ -133,6 +164,38 @@ def test_arguments_from_main_still_go_by_value(scratch: types.ModuleType) -> Non
     finally:
         if hasattr(main, "pycrew_probe"):
             del main.pycrew_probe
+
+
+def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A task function workers import (by reference)."""
+    return args, kwargs
+
+
+@pytest.mark.parametrize("where", ["args", "kwargs"])
+@pytest.mark.parametrize("by", ["reference", "value"])
+def test_a_subclass_of_a_plain_type_from_main_still_goes_by_value(where: str, by: str, scratch: types.ModuleType) -> None:
+    # ints, strs and the like skip the search for names a worker cannot import; a subclass
+    # of one is pickled with a reference to its class, which may be in __main__
+    fn = echo if by == "reference" else define(scratch, "def f(*args, **kwargs):\n    return args, kwargs\n")
+    assert type(shipped_function(fn)) is (bytes if by == "reference" else FunctionBytes)
+    main = sys.modules["__main__"]
+
+    class Label(str):
+        pass
+
+    Label.__module__, Label.__qualname__ = "__main__", "PycrewLabel"
+    main.PycrewLabel = Label  # type: ignore[attr-defined]
+    try:
+        args, kwargs = ((Label("x"), 1), {}) if where == "args" else ((1,), {"label": Label("x")})
+        payload = pack_task("t", fn, args, kwargs, None)
+        del main.PycrewLabel  # as in a worker, where __main__ is not this process's
+        fn_loaded, args_loaded, kwargs_loaded, *_ = loaded(payload)
+        value = args_loaded[0] if where == "args" else kwargs_loaded["label"]
+        assert value == "x" and type(value).__name__ == "Label"
+        assert fn_loaded(*args_loaded, **kwargs_loaded) == (args_loaded, kwargs_loaded)
+    finally:
+        if hasattr(main, "PycrewLabel"):
+            del main.PycrewLabel
 
 
 def test_main_inside_the_function_bytes_alone_keeps_plain_pickle() -> None:

@@ -3,7 +3,11 @@
 A task travels as one pickle of ``(fn, args, kwargs, seed, name, seconds_timeout)``.
 
 - Plain (C) pickle is tried first: it is several times faster than cloudpickle, and
-  stores functions and classes by reference, which a worker loads by importing them.
+  stores functions and classes by reference, which a worker loads by importing them. A
+  task's *function* that goes by reference is pickled once per function object too, and
+  travels as those bytes (see :func:`shipped_function`). When every argument is a plain
+  int, float, str, bytes, bool or ``None``, the task's pickle is not searched for names a
+  worker cannot import (only the function could hold one, and it was checked when kept).
 - Anything a worker cannot import (defined in ``__main__``, lambdas, closures, modules
   registered with ``cloudpickle.register_pickle_by_value``) goes by value, with cloudpickle.
 - A task's *function* that goes by value is pickled once per function object and kept
@@ -24,7 +28,7 @@ from __future__ import annotations
 import pickle
 import threading
 import weakref
-from types import CodeType, FunctionType
+from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any
 
 import cloudpickle
@@ -110,9 +114,9 @@ class _Kept:
 
     __slots__ = ("inputs", "packed", "ref")
 
-    def __init__(self, ref: weakref.ref[FunctionType], packed: FunctionBytes | None, inputs: _Inputs | None) -> None:
+    def __init__(self, ref: weakref.ref[FunctionType], packed: FunctionBytes | bytes, inputs: _Inputs | None) -> None:
         self.ref = ref
-        self.packed = packed  # None: plain pickle stores the function by reference
+        self.packed = packed  # bytes: the function's plain pickle, by reference (inputs None)
         self.inputs = inputs
 
 
@@ -121,6 +125,25 @@ class _Kept:
 _kept: dict[int, _Kept] = {}
 _kept_lock = threading.Lock()
 _registry_seen: frozenset[str] = _EMPTY  # the by-value modules the kept decisions assumed
+# id(fn) -> (fn, its plain pickle) for a C module's functions (abs, math.sqrt): they live as
+# long as their module and take no weak references, so they are held (one per function).
+_builtins: dict[int, tuple[Any, bytes]] = {}
+
+
+def _builtin_bytes(fn: Any) -> Any:
+    """A C module's function as its plain pickle, made once; anything else as itself."""
+    entry = _builtins.get(id(fn))
+    if entry is not None and entry[0] is fn:
+        return entry[1]
+    if type(fn.__self__) is not ModuleType:  # a method bound to an object: pickled with it
+        return fn
+    try:
+        data = pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # not found by its name: cloudpickle decides (and names the culprit)
+        return fn
+    with _kept_lock:
+        _builtins[id(fn)] = (fn, data)
+    return data
 
 
 def _forget(key: int, ref: weakref.ref[FunctionType]) -> None:
@@ -130,7 +153,7 @@ def _forget(key: int, ref: weakref.ref[FunctionType]) -> None:
             del _kept[key]
 
 
-def _keep(fn: FunctionType, packed: FunctionBytes | None, inputs: _Inputs | None) -> None:
+def _keep(fn: FunctionType, packed: FunctionBytes | bytes, inputs: _Inputs | None) -> None:
     key = id(fn)
     ref = weakref.ref(fn, lambda r: _forget(key, r))
     with _kept_lock:
@@ -163,16 +186,19 @@ def plain_dumps(obj: Any, fn: FunctionBytes | None = None) -> bytes | None:
 
 
 def shipped_function(fn: Any) -> Any:
-    """What a task carries for ``fn``: ``fn`` itself, or its :class:`FunctionBytes`.
+    """What a task carries for ``fn``: ``fn`` itself, its plain pickle, or its :class:`FunctionBytes`.
 
-    Only plain Python functions are kept; a function that plain pickle stores by
-    reference is carried as itself (that decision kept too). Kept bytes are reused while
-    the function still has the objects they were made of (see the module's notes). A
-    function cloudpickle cannot pickle is carried as itself, so that :func:`pack_task`
-    names the culprit.
+    Only plain Python functions, and a C module's (``abs``, ``math.sqrt``), are kept. One
+    that plain pickle stores by reference is carried as that pickle (``bytes``: its module
+    and name), made once: pickling a function by reference looks its module up and checks
+    that the name leads back to it, ~0.6 us a task (the worker unpickles such bytes once,
+    like :class:`FunctionBytes`). Kept
+    :class:`FunctionBytes` are reused while the function still has the objects they were
+    made of (see the module's notes). Anything else, and a function cloudpickle cannot
+    pickle, is carried as itself, so that :func:`pack_task` names the culprit.
     """
     if type(fn) is not FunctionType:
-        return fn
+        return _builtin_bytes(fn) if type(fn) is BuiltinFunctionType else fn
     global _registry_seen
     registry = _by_value_modules()
     if len(registry) != len(_registry_seen) or (registry and registry != _registry_seen):
@@ -181,14 +207,12 @@ def shipped_function(fn: Any) -> Any:
             _registry_seen = frozenset(registry)
     entry = _kept.get(id(fn))
     if entry is not None and entry.ref() is fn:
-        if entry.packed is None:
-            return fn
-        assert entry.inputs is not None
-        if entry.inputs.hold(fn):
+        if entry.inputs is None or entry.inputs.hold(fn):
             return entry.packed
-    if plain_dumps(fn) is not None:
-        _keep(fn, None, None)
-        return fn
+    by_reference = plain_dumps(fn)
+    if by_reference is not None:
+        _keep(fn, by_reference, None)
+        return by_reference
     inputs = _Inputs(fn)
     try:
         data: bytes = cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
@@ -219,6 +243,19 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "unknown part"
 
 
+#: Types whose pickle names no class or function (exact types: an instance of a subclass
+#: is pickled with a reference to its class, which may be in ``__main__``).
+_PLAIN_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
+
+
+def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether every argument is of a :data:`_PLAIN_TYPES` type (an int, a str, ...)."""
+    for value in args:
+        if type(value) not in _PLAIN_TYPES:
+            return False
+    return not kwargs or all(type(value) in _PLAIN_TYPES for value in kwargs.values())
+
+
 def pack_task(
     name: str,
     fn: Any,
@@ -234,6 +271,15 @@ def pack_task(
     """
     shipped = shipped_function(fn)
     task = (shipped, args, kwargs, seed, name, seconds_timeout)
+    plain = _PLAIN_TYPES
+    if (
+        (type(shipped) is bytes or type(shipped) is FunctionBytes)
+        and type(name) is str
+        and type(seed) in plain
+        and type(seconds_timeout) in plain
+        and _plain(args, kwargs)
+    ):  # nothing but the function (checked when kept) can name a module: no need to look
+        return pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
     fast = plain_dumps(task, shipped if type(shipped) is FunctionBytes else None)
     if fast is not None:
         return fast

@@ -172,7 +172,7 @@ class Submitting(ControllerState):
         """
         if self._shutdown:
             raise RuntimeError(self._forked_message() or "cannot schedule new futures after shutdown")
-        future = self.submit_task(fn, args, kwargs)
+        future = self._queue_task(fn, args, kwargs, None, False, None, None, None, after_shutdown=False)
         assert future is not None
         return future
 

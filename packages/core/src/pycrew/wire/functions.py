@@ -1,11 +1,14 @@
-"""Task functions that travel by value, unpickled once per worker: :func:`load_function`.
+"""Task functions, unpickled once per worker: :func:`load_function`, :func:`load_task`.
 
 A function that workers cannot import (defined in ``__main__``, a notebook, a lambda, a
 closure, or a module registered with ``cloudpickle.register_pickle_by_value``) travels
 as its own cloudpickle bytes inside each task. The controller pickles it once (see
-:mod:`pycrew.control.functions`) and the task's pickle calls :func:`load_function` with
+:mod:`pycrew.control.pickling`) and the task's pickle calls :func:`load_function` with
 those bytes, so a worker unpickles each such function once and reuses it for the tasks
 after: unpickling a small function by value costs ~13 us per task, a lookup here < 1 us.
+A function workers import travels the same way, as its plain pickle (its module and
+name, a few dozen bytes), which :func:`load_task` loads through the same cache: the
+controller pickles it once instead of looking its module up for every task.
 
 Consequences, as with functions imported from modules: the globals a cached function
 uses live on in the worker between tasks (a task that changes them changes them for the
@@ -56,6 +59,19 @@ def load_function(data: bytes, filename: str | None = None) -> Any:
             while len(_cache) > CACHE_ENTRIES:
                 _cache.popitem(last=False)
     return fn
+
+
+def load_task(payload: bytes) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """A task's pickle as ``(fn, args, kwargs, seed, name, seconds_timeout)``, as a worker runs it.
+
+    A function the controller pickles by reference travels as that pickle (``bytes``,
+    made once per function: see :func:`pycrew.control.pickling.shipped_function`), which
+    is loaded here through the cache like a function by value.
+    """
+    fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
+    if type(fn) is bytes:
+        fn = load_function(fn)
+    return fn, args, kwargs, seed, name, seconds_timeout
 
 
 def _name_file(fn: FunctionType, filename: str) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
+from pycrew.wire.functions import load_task
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.isolation import ProcessBaseline, StandardStreams, WarningCapture, restore_handlers
@@ -195,7 +196,7 @@ class TaskRunner:
         seed_state: Any = None
         loaded = False
         try:
-            fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
+            fn, args, kwargs, seed, name, seconds_timeout = load_task(payload)
             loaded = True
             self.current_name = name
             if seed is not None:
