@@ -106,6 +106,11 @@ def _json(body: dict[str, object]) -> bytes:
         {"host": ["h"]},
         {"tasks_max": 0},
         {"tasks_max": 1.5},
+        {"v": "2"},
+        {"v": 1},
+        {"v": None},
+        {"pycrew": ["0.1.0"]},
+        {"pycrew": "9" * 65},
     ],
 )
 def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_proof(make_controller, wire, field):
@@ -115,7 +120,7 @@ def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_pr
         nonce = _challenge(channel)
         instance = field["instance"] if isinstance(field.get("instance"), str) else "known"
         c._dispatcher.authorize(instance, "the-real-token", 1)
-        body = {"instance": "known", "mac": protocol.mac("the-real-token", nonce, instance), "host": "h", "pid": 1}
+        body = {"v": protocol.PROTOCOL_VERSION, "instance": "known", "mac": protocol.mac("the-real-token", nonce, instance), "host": "h", "pid": 1}
         body.update(field)
         channel.send(bytes((protocol.HELLO,)) + _json(body))
         assert _dropped(channel), f"a HELLO with {field} was welcomed"
@@ -126,9 +131,10 @@ def test_hello_fields_of_the_wrong_type_or_size_are_refused_even_with_a_valid_pr
 
 def test_parse_hello_accepts_what_a_worker_sends():
     nonce = protocol.new_nonce()
-    body = {"v": 1, "instance": "ab12-3", "mac": protocol.mac("t", nonce, "ab12-3"), "host": "n1", "pid": 4, "worker": 1, "tasks_max": None}
+    body = {"v": 2, "pycrew": "0.1.0", "instance": "ab12-3", "mac": protocol.mac("t", nonce, "ab12-3"), "host": "n1", "pid": 4, "worker": 1, "tasks_max": None}
     hello = protocol.parse_hello(protocol.encode_json(protocol.HELLO, body))
     assert (hello.instance, hello.host, hello.pid, hello.tasks_max) == ("ab12-3", "n1", 4, None)
+    assert (hello.version, hello.pycrew) == (2, "0.1.0")
     assert protocol.verify_mac("t", nonce, "ab12-3", hello.mac)
     assert not protocol.verify_mac("t", nonce, "ab12-3", "é" * 64)
 
@@ -168,7 +174,8 @@ def _welcomed_peer(c: pycrew.Controller, instance: str) -> Channel:
     c._dispatcher.authorize(instance, "tok", 1)
     channel = _dial(c)
     nonce = _challenge(channel)
-    channel.send(protocol.encode_json(protocol.HELLO, {"instance": instance, "mac": protocol.mac("tok", nonce, instance)}))
+    hello = {"v": protocol.PROTOCOL_VERSION, "instance": instance, "mac": protocol.mac("tok", nonce, instance)}
+    channel.send(protocol.encode_json(protocol.HELLO, hello))
     frame = channel.recv(5.0)
     assert frame is not None and frame[0] == protocol.WELCOME
     return channel
@@ -384,10 +391,11 @@ def test_an_instance_cannot_connect_twice(make_controller, wire):
     first = _dial(c)
     second = _dial(c)
     try:
-        first.send(protocol.encode_json(protocol.HELLO, {"instance": "twice", "mac": protocol.mac("tok", _challenge(first), "twice")}))
+        v = protocol.PROTOCOL_VERSION
+        first.send(protocol.encode_json(protocol.HELLO, {"v": v, "instance": "twice", "mac": protocol.mac("tok", _challenge(first), "twice")}))
         frame = first.recv(5.0)
         assert frame is not None and frame[0] == protocol.WELCOME
-        second.send(protocol.encode_json(protocol.HELLO, {"instance": "twice", "mac": protocol.mac("tok", _challenge(second), "twice")}))
+        second.send(protocol.encode_json(protocol.HELLO, {"v": v, "instance": "twice", "mac": protocol.mac("tok", _challenge(second), "twice")}))
         assert _dropped(second), "the same instance connected twice"
     finally:
         first.close()

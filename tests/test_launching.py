@@ -12,6 +12,7 @@ import pytest
 
 import pycrew
 from helpers import identity, sleep_then
+from pycrew.wire import transport
 from support import wait_for, worker_pids
 
 
@@ -173,6 +174,27 @@ def test_a_worker_that_exits_at_once_fails_the_launch_within_seconds_with_its_ex
         f"the message must show the launcher's python option, not sys.executable: {message}"
     )
     assert c.summary().workers[0].launch_failures == 2
+
+
+@pytest.mark.parametrize("wire", transport.TRANSPORTS)
+def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error_within_seconds(make_controller, tmp_path, wire):
+    # the real worker, made to speak as an older pycrew does (wire protocol 1); it would
+    # fail every task (a task's function may travel as bytes since protocol 2)
+    code = (
+        "import runpy, sys; import pycrew.wire.protocol as p; p.PROTOCOL_VERSION = 1; p.PYCREW_VERSION = '0.0.9'; "
+        "runpy.run_module('pycrew.worker', run_name='__main__', alter_sys=True)"
+    )
+    python = fake_python(tmp_path, f'shift 2  # -m pycrew.worker\nexec {sys.executable} -c "{code}" "$@"')
+    c = make_controller("local", workers=1, launch_max=2, seconds_launch=60, python=python, wire=wire).start()
+    message, seconds = launch_error(c)
+    assert seconds < 20, f"the LaunchError came after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert (
+        "last reason: the controller refused the worker: it runs pycrew 0.0.9 (wire protocol 1) and this controller "
+        f"runs pycrew {pycrew.__version__} (wire protocol 2)"
+    ) in message, message
+    assert "Workers must run the pycrew version the controller runs" in message, message
+    assert c.summary().workers[0].launch_failures == 2
+    wait_for(lambda: worker_pids(c.id) == [], 10)  # the refused workers are gone
 
 
 def test_the_launch_error_quotes_the_last_lines_of_the_workers_output(make_controller, tmp_path):

@@ -86,7 +86,7 @@ def test_wrong_token_is_dropped_before_anything_is_unpickled(make_controller, tm
         nonce = protocol.decode_challenge(_first_frame(sock))
         instance = "intruder"
         c._dispatcher.authorize("known", "the-real-token", 1)  # a real instance exists
-        hello = {"instance": "known", "mac": protocol.mac("a-wrong-token", nonce, instance)}
+        hello = {"v": protocol.PROTOCOL_VERSION, "instance": "known", "mac": protocol.mac("a-wrong-token", nonce, instance)}
         _send(sock, protocol.encode_json(protocol.HELLO, hello))
         _send(sock, protocol.encode_records(protocol.RESULTS, [(1, pickle.dumps(_Evil(str(evil))))]))
         assert protocol.WELCOME not in _frames_until_quiet(sock), "a wrong token was welcomed"

@@ -94,7 +94,7 @@ class Harness:
         link = FakeLink(self.links, unacked_max)
         self.d.link_opened(link)
         nonce = p.decode_challenge(link.sent[0])
-        hello = {"instance": instance, "mac": p.mac("token-" + instance, nonce, instance), "pid": 100 + self.links, "host": "h"}
+        hello = {"v": p.PROTOCOL_VERSION, "instance": instance, "mac": p.mac("token-" + instance, nonce, instance), "pid": 100 + self.links, "host": "h"}
         if tasks_max is not None:
             hello["tasks_max"] = tasks_max
         self.d.frame_received(link, p.encode_json(p.HELLO, hello))

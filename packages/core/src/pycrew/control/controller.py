@@ -176,6 +176,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                     self._on_tick,
                     self._on_dispatcher_failure,
                     on_ending=self._on_ending,
+                    on_refused=self._on_refused,
                 )
             except Exception as exc:
                 if dashboard is not None:

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pycrew.control import callbacks
+from pycrew.control.admission import Admission
 from pycrew.control.assignment import Assignment
-from pycrew.control.conn import CHALLENGED, CLOSED, READY, Conn, DispatcherSettings
+from pycrew.control.conn import CHALLENGED, CLOSED, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
 from pycrew.control.recall import Recall
 from pycrew.control.tasks import Task
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 #: Submissions a thread makes after waking an idle dispatcher before it lets it run.
 SUBMITS_BEFORE_YIELD = 8
 
-class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
+class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
     Callbacks (all called on the dispatcher thread):
@@ -52,6 +53,8 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         on_tick(now): periodic maintenance (auto-scaling).
         on_ending(instance, reason): a worker ends after its running task (LEAVING): it takes no more
             tasks, so its place can be filled now; on_disconnect follows when it goes.
+        on_refused(instance, reason): a worker proved its token but was refused (another pycrew
+            version): its launch failed (see pycrew.control.admission).
         on_failure(error, tasks): the loop died of ``error``; ``tasks`` (queued, submitted, in flight,
             unresolved) are the owner's to resolve; called again, from the submitting thread, for later ones.
 
@@ -67,6 +70,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         on_tick: Callable[[float], None],
         on_failure: Callable[[BaseException, list[Task]], None] | None = None,
         on_ending: Callable[[str, str], None] | None = None,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_result = on_result
@@ -75,6 +79,7 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
         self._on_tick = on_tick
         self._on_failure = on_failure
         self._on_ending = on_ending
+        self._on_refused = on_refused
         # instance -> (token, slot) of instances launched and not connected yet: used up by the
         # connection that proves it, revoked when its launch fails (at most the workers launching).
         self.tokens: dict[str, tuple[str, int]] = {}
@@ -338,44 +343,6 @@ class Dispatcher(Assignment, Recall, Upkeep, DemandWindow):
             self._leaving(conn)
         else:
             self._drop(conn, f"unexpected frame kind {kind}")
-
-    def _hello(self, conn: Conn, hello: p.Hello) -> None:
-        instance = hello.instance
-        entry = self.tokens.get(instance)
-        if entry is None:
-            self._drop(conn, f"unknown instance {instance!r} (never launched, already connected once, or revoked)")
-            return
-        token, slot = entry
-        if not p.verify_mac(token, conn.nonce, instance, hello.mac):
-            self._drop(conn, f"bad token for instance {instance!r}")
-            return
-        del self.tokens[instance]  # used up: the instance may not connect again
-        conn.state = READY
-        conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
-        self._visit_at(conn, conn.next_beat)
-        conn.link.limit = self.settings.bytes_max
-        conn.instance = instance
-        conn.slot = slot
-        conn.host = hello.host
-        conn.pid = hello.pid
-        if hello.tasks_max is not None:
-            conn.tasks_left = hello.tasks_max
-        conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
-        self._send(
-            conn,
-            p.encode_json(
-                p.WELCOME,
-                {
-                    "seconds_heartbeat": self.settings.seconds_heartbeat,
-                    "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
-                    "seconds_busy_silence": self.settings.seconds_busy_silence,
-                    "bytes_max": self.settings.bytes_max,
-                },
-            ),
-        )
-        self._offer(conn)
-        self._went_idle(conn, time.monotonic())  # it may find the queue empty, all prefetched
-        self._on_connect(instance, conn.info)
 
     def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
         for task_id, payload in records:

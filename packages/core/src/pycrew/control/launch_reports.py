@@ -13,6 +13,8 @@ _ENDED_VERBS = {"done": "exited", "failed": "failed", "cancelled": "was cancelle
 #: How :func:`explain_ended` summaries start (so the final message can tell them apart).
 ENDED_PREFIX = "the worker "
 ENDED_MARK = " before it connected"
+#: How the reason of a worker the dispatcher refused starts (see pycrew.control.admission).
+REFUSED_PREFIX = "the controller refused the worker: "
 
 
 def _indent(text: str) -> str:
@@ -68,7 +70,13 @@ def launch_error_message(
     """
     first, _, more = reason.partition("\n")
     first = first.rstrip().rstrip(".")  # the sentence goes on
-    if is_ended_reason(first):
+    if first.startswith(REFUSED_PREFIX):
+        advice = (
+            "Workers must run the pycrew version the controller runs: install it in the workers' environment "
+            "(the launcher's python option chooses their interpreter; an image must be rebuilt), or run the "
+            "controller with the workers' version."
+        )
+    elif is_ended_reason(first):
         advice = (
             "The platform's reason above says what to fix (e.g. the image, the python option, the worker's "
             "environment)."

@@ -143,6 +143,16 @@ class LaunchWatch:
             ):
                 self._launch_failed(slot, reason, now, explain=False)
 
+    def refused(self, instance: str, reason: str) -> None:
+        """The dispatcher refused a worker that proved its token (dispatcher thread).
+
+        Its reason (it runs another pycrew version) will not go away by waiting: the launch
+        fails at once, as one whose worker ended does, and the worker is terminated.
+        """
+        slot = self.by_instance.get(instance)
+        if slot is not None and slot.instance == instance and slot.state == LAUNCHING:
+            self._launch_failed(slot, reason, self.clock(), explain=False)
+
     def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
         self.last_launch_error = message
         now = self.clock()

@@ -21,11 +21,18 @@ import json
 import re
 import secrets
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PROTOCOL_VERSION = 1
+#: The wire protocol's version: a worker's HELLO says which it speaks, and a controller
+#: refuses a worker that speaks another (2: a task's function may travel as ``bytes``).
+PROTOCOL_VERSION = 2
+#: The pycrew version this process runs (a worker's HELLO carries it, for messages): read
+#: from the ``pycrew`` package, loaded before any of its modules (the worker side imports
+#: nothing from the package's top level, see test_worker_imports).
+PYCREW_VERSION: str = sys.modules[__name__.partition(".")[0]].__version__
 
 #: Environment variable through which a worker receives its instance's secret token.
 TOKEN_ENV = "PYCREW_TOKEN"
@@ -55,6 +62,7 @@ HELLO_MAX_BYTES = 4096
 INSTANCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _MAC_PATTERN = re.compile(r"[0-9a-f]{64}")
 _HOST_MAX = 255
+_VERSION_MAX = 64
 
 
 class ProtocolError(ValueError):
@@ -138,6 +146,8 @@ class Hello:
     host: str | None
     pid: int | None
     tasks_max: int | None
+    version: int | None = None  # the wire protocol the worker speaks ("v"; None: it did not say)
+    pycrew: str | None = None  # the worker's pycrew version, for messages
 
 
 def _optional_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
@@ -166,12 +176,17 @@ def parse_hello(frame: bytes) -> Hello:
     host = body.get("host")
     if host is not None and (not isinstance(host, str) or len(host) > _HOST_MAX):
         raise ProtocolError(f"HELLO field 'host' must be a string of at most {_HOST_MAX} characters or null")
+    version = body.get("pycrew")
+    if version is not None and (not isinstance(version, str) or len(version) > _VERSION_MAX):
+        raise ProtocolError(f"HELLO field 'pycrew' must be a string of at most {_VERSION_MAX} characters or null")
     return Hello(
         instance=instance,
         mac=proof,
         host=host,
         pid=_optional_int(body, "pid", 0, 2**63 - 1),
         tasks_max=_optional_int(body, "tasks_max", 1, 2**62),
+        version=_optional_int(body, "v", 0, 2**31),
+        pycrew=version,
     )
 
 

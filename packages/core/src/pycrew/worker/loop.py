@@ -161,6 +161,7 @@ class Worker:
             nonce = p.decode_challenge(frame)
             hello = {
                 "v": p.PROTOCOL_VERSION,
+                "pycrew": p.PYCREW_VERSION,
                 "instance": self.instance,
                 "mac": p.mac(self.token, nonce, self.instance),
                 "host": socket.gethostname(),

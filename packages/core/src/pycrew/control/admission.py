@@ -1,0 +1,89 @@
+"""Admitting a worker (dispatcher thread): its HELLO checked, then its WELCOME.
+
+A connection proves which launched instance it is with the instance's token (an HMAC of
+the dispatcher's challenge); a token is used up by the first connection that proves it.
+A worker that proved its token but speaks another wire protocol (it runs another pycrew
+version than the controller) would fail every task, or worse: it is refused at once with
+a STOP saying why, and its launch counts as failed (``on_refused``), so that a controller
+whose workers all run another version raises a :class:`~pycrew.LaunchError` that says so
+within seconds, instead of failing tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pycrew.control.conn import READY, Conn, DispatcherSettings
+from pycrew.control.launch_reports import REFUSED_PREFIX
+from pycrew.wire import protocol as p
+
+
+class Admission:
+    """How the dispatcher admits workers (mixed into Dispatcher)."""
+
+    settings: DispatcherSettings
+    # instance -> (token, slot) of instances launched and not connected yet
+    tokens: dict[str, tuple[str, int]]
+    _on_connect: Callable[[str, dict[str, Any]], None]
+    _on_refused: Callable[[str, str], None] | None
+    _drop: Callable[..., None]  # see pycrew.control.upkeep
+    _stop_conn: Callable[[Conn, str], None]
+    _send: Callable[[Conn, bytes], None]
+    _visit_at: Callable[[Conn, float], None]
+    _offer: Callable[[Conn], None]  # see pycrew.control.assignment
+    _went_idle: Callable[[Conn, float], None]  # see pycrew.control.recall
+
+    def _hello(self, conn: Conn, hello: p.Hello) -> None:
+        instance = hello.instance
+        entry = self.tokens.get(instance)
+        if entry is None:
+            self._drop(conn, f"unknown instance {instance!r} (never launched, already connected once, or revoked)")
+            return
+        token, slot = entry
+        if not p.verify_mac(token, conn.nonce, instance, hello.mac):
+            self._drop(conn, f"bad token for instance {instance!r}")
+            return
+        del self.tokens[instance]  # used up: the instance may not connect again
+        if hello.version != p.PROTOCOL_VERSION:
+            self._refuse(conn, hello)
+            return
+        conn.state = READY
+        conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
+        self._visit_at(conn, conn.next_beat)
+        conn.link.limit = self.settings.bytes_max
+        conn.instance = instance
+        conn.slot = slot
+        conn.host = hello.host
+        conn.pid = hello.pid
+        if hello.tasks_max is not None:
+            conn.tasks_left = hello.tasks_max
+        conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
+        self._send(
+            conn,
+            p.encode_json(
+                p.WELCOME,
+                {
+                    "seconds_heartbeat": self.settings.seconds_heartbeat,
+                    "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                    "seconds_busy_silence": self.settings.seconds_busy_silence,
+                    "bytes_max": self.settings.bytes_max,
+                },
+            ),
+        )
+        self._offer(conn)
+        self._went_idle(conn, time.monotonic())  # it may find the queue empty, all prefetched
+        self._on_connect(instance, conn.info)
+
+    def _refuse(self, conn: Conn, hello: p.Hello) -> None:
+        """Refuse a worker that proved its token but speaks another wire protocol."""
+        theirs = f"pycrew {hello.pycrew}" if hello.pycrew else "an older pycrew"
+        said = "no wire protocol version" if hello.version is None else f"wire protocol {hello.version}"
+        reason = (
+            f"{REFUSED_PREFIX}it runs {theirs} ({said}) and this controller runs pycrew {p.PYCREW_VERSION} "
+            f"(wire protocol {p.PROTOCOL_VERSION})"
+        )
+        self._stop_conn(conn, reason)
+        if self._on_refused is not None:
+            self._on_refused(hello.instance, reason)
