@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -177,7 +178,9 @@ def test_a_worker_that_exits_at_once_fails_the_launch_within_seconds_with_its_ex
 
 
 @pytest.mark.parametrize("wire", transport.TRANSPORTS)
-def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error_within_seconds(make_controller, tmp_path, wire):
+def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error_within_seconds(
+    make_controller, tmp_path, wire, caplog
+):
     # the real worker, made to speak as an older pycrew does (wire protocol 1); it would
     # fail every task (a task's function may travel as bytes since protocol 2)
     code = (
@@ -185,6 +188,7 @@ def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error
         "runpy.run_module('pycrew.worker', run_name='__main__', alter_sys=True)"
     )
     python = fake_python(tmp_path, f'shift 2  # -m pycrew.worker\nexec {sys.executable} -c "{code}" "$@"')
+    caplog.set_level(logging.WARNING, logger="pycrew.control.dispatcher")
     c = make_controller("local", workers=1, launch_max=2, seconds_launch=60, python=python, wire=wire).start()
     message, seconds = launch_error(c)
     assert seconds < 20, f"the LaunchError came after {seconds:.1f} s, not long before seconds_launch=60: {message}"
@@ -195,6 +199,9 @@ def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error
     assert "Workers must run the pycrew version the controller runs" in message, message
     assert c.summary().workers[0].launch_failures == 2
     wait_for(lambda: worker_pids(c.id) == [], 10)  # the refused workers are gone
+    refusals = [r.getMessage() for r in caplog.records if r.name == "pycrew.control.dispatcher"]
+    assert any(m.startswith("refusing worker connection") and "wire protocol 1" in m for m in refusals), refusals
+    assert not any("before authentication" in m for m in refusals), refusals  # it proved its token
 
 
 def test_the_launch_error_quotes_the_last_lines_of_the_workers_output(make_controller, tmp_path):

@@ -11,13 +11,16 @@ within seconds, instead of failing tasks.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrew.control.conn import READY, Conn, DispatcherSettings
+from pycrew.control.conn import CLOSED, READY, Conn, DispatcherSettings
 from pycrew.control.launch_reports import REFUSED_PREFIX
 from pycrew.wire import protocol as p
+
+log = logging.getLogger("pycrew.control.dispatcher")
 
 
 class Admission:
@@ -29,7 +32,6 @@ class Admission:
     _on_connect: Callable[[str, dict[str, Any]], None]
     _on_refused: Callable[[str, str], None] | None
     _drop: Callable[..., None]  # see pycrew.control.upkeep
-    _stop_conn: Callable[[Conn, str], None]
     _send: Callable[[Conn, bytes], None]
     _visit_at: Callable[[Conn, float], None]
     _offer: Callable[[Conn], None]  # see pycrew.control.assignment
@@ -84,6 +86,10 @@ class Admission:
             f"{REFUSED_PREFIX}it runs {theirs} ({said}) and this controller runs pycrew {p.PYCREW_VERSION} "
             f"(wire protocol {p.PROTOCOL_VERSION})"
         )
-        self._stop_conn(conn, reason)
+        conn.instance = hello.instance
+        log.warning("refusing worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
+        self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
+        conn.state = CLOSED  # it proved its token: not the rate-limited drop of a stranger
+        conn.link.close()
         if self._on_refused is not None:
             self._on_refused(hello.instance, reason)
