@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -218,18 +217,24 @@ def default_signal_handlers() -> int:
 
 
 def hold_the_gil(seconds: float) -> float:
-    """Hold the GIL for about ``seconds`` in one call into C code (``sum`` of a ``range``), as
-    a long C extension call does: no other thread of the process runs meanwhile. Returns
-    how long the call took (longer on a loaded machine). The pace is the fastest of three
-    calls of 10**7 items: one slowed by the machine's noise, or a shorter call (up to twice
-    as slow per item), would make the long call too short."""
-    per_item = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        sum(range(10**7))
-        per_item = min(per_item, (time.perf_counter() - start) / 10**7)
+    """Hold the GIL for ``seconds`` in one call into C code, as a long C extension call does:
+    no other thread of the process runs meanwhile. The call is libc's ``nanosleep`` through
+    ``ctypes.PyDLL``, which (unlike ``CDLL``) keeps the GIL during the call: it lasts the
+    same wall-clock time on a loaded machine, where a CPU-bound call calibrated beforehand
+    came out too short when the calibration was the slowed part. Returns how long it took
+    (a signal handler may cut the sleep short: it goes on for the rest, the GIL let go
+    between the two calls at most)."""
+    import ctypes  # here: this module may travel by value, and a ctypes class cannot
+
+    class _Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    libc = ctypes.PyDLL(None)
     start = time.perf_counter()
-    sum(range(int(seconds / per_item)))
+    whole, fraction = divmod(seconds, 1.0)
+    request, left = _Timespec(int(whole), int(fraction * 1e9)), _Timespec()
+    while libc.nanosleep(ctypes.byref(request), ctypes.byref(left)) != 0:
+        request = _Timespec(left.tv_sec, left.tv_nsec)
     return time.perf_counter() - start
 
 
