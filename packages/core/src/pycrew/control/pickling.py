@@ -192,10 +192,10 @@ def shipped_function(fn: Any) -> Any:
     that plain pickle stores by reference is carried as that pickle (``bytes``: its module
     and name), made once: pickling a function by reference looks its module up and checks
     that the name leads back to it, ~0.6 us a task (the worker unpickles such bytes once,
-    like :class:`FunctionBytes`). Kept
-    :class:`FunctionBytes` are reused while the function still has the objects they were
-    made of (see the module's notes). Anything else, and a function cloudpickle cannot
-    pickle, is carried as itself, so that :func:`pack_task` names the culprit.
+    like :class:`FunctionBytes`). Kept :class:`FunctionBytes` are reused while the function
+    still has the objects they were made of (see the module's notes). Anything else, and a
+    function cloudpickle cannot pickle, is carried as itself, so that :func:`pack_task`
+    names the culprit.
     """
     if type(fn) is not FunctionType:
         return _builtin_bytes(fn) if type(fn) is BuiltinFunctionType else fn

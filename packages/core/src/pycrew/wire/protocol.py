@@ -176,8 +176,8 @@ def parse_hello(frame: bytes) -> Hello:
     host = body.get("host")
     if host is not None and (not isinstance(host, str) or len(host) > _HOST_MAX):
         raise ProtocolError(f"HELLO field 'host' must be a string of at most {_HOST_MAX} characters or null")
-    version = body.get("pycrew")
-    if version is not None and (not isinstance(version, str) or len(version) > _VERSION_MAX):
+    pycrew = body.get("pycrew")
+    if pycrew is not None and (not isinstance(pycrew, str) or len(pycrew) > _VERSION_MAX):
         raise ProtocolError(f"HELLO field 'pycrew' must be a string of at most {_VERSION_MAX} characters or null")
     return Hello(
         instance=instance,
@@ -186,7 +186,7 @@ def parse_hello(frame: bytes) -> Hello:
         pid=_optional_int(body, "pid", 0, 2**63 - 1),
         tasks_max=_optional_int(body, "tasks_max", 1, 2**62),
         version=_optional_int(body, "v", 0, 2**31),
-        pycrew=version,
+        pycrew=pycrew,
     )
 
 
