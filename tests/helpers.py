@@ -94,6 +94,13 @@ def mutate_process_state(tmp: str) -> dict[str, object]:
     return before
 
 
+def leave_and_remove(home: str, elsewhere: str) -> str:
+    """Move to ``elsewhere`` and remove ``home`` (the worker's starting directory)."""
+    os.chdir(elsewhere)
+    os.rmdir(home)
+    return os.getcwd()
+
+
 def busy_loop(seconds: float) -> str:
     """Spin in Python bytecode (interruptible by the worker's signal handler)."""
     end = time.monotonic() + seconds

@@ -12,6 +12,7 @@ from helpers import (
     busy_loop,
     draw,
     identity,
+    leave_and_remove,
     mutate_process_state,
     pid_and_draws,
     print_and_log,
@@ -115,6 +116,24 @@ def test_worker_state_changes_do_not_leak_into_the_next_task(make_controller, tm
     first = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
     second = c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)
     assert second == first, "os.environ, sys.path or the cwd leaked from one task into the next"
+
+
+def test_a_task_that_removes_the_workers_directory_keeps_its_result_and_its_worker(make_controller, tmp_path, monkeypatch):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)  # the local launcher's workers start in the controller's directory
+    c = make_controller("local", workers=1).start()
+    c.push(leave_and_remove, (str(home), str(elsewhere)), name="remover")
+    assert c.wait(timeout=30)
+    r = c.pop()
+    # Before: the worker died putting the directory back, the task's result with it, and the
+    # task ran again as a crash (on a new worker), where removing the directory failed.
+    assert (r.status, r.result, r.attempts) == ("success", str(elsewhere), 1), r.error
+    assert len(r.warnings) == 1 and "could not return the worker to its working directory" in r.warnings[0]
+    monkeypatch.chdir(tmp_path)
+    assert c.submit(mutate_process_state, str(tmp_path)).result(timeout=30)["cwd"] == str(elsewhere)
+    assert c.summary().workers[0].instances == 1, "the worker was replaced"
 
 
 @pytest.mark.parametrize("how", ["replace", "close"])

@@ -63,6 +63,18 @@ def _mutate(tmp: str) -> None:
     os.chdir(tmp)
 
 
+def _leave_and_remove(home: str, elsewhere: str, fail: bool) -> str:
+    os.chdir(elsewhere)
+    os.rmdir(home)  # the directory the worker started in
+    if fail:
+        raise ValueError("failed after removing it")
+    return "removed"
+
+
+def _replace_sys_path() -> None:
+    sys.path = tuple(sys.path)  # type: ignore[assignment]
+
+
 @pytest.fixture(params=["own process", "shared process"])
 def runner(request: pytest.FixtureRequest) -> Iterator[TaskRunner]:
     """A runner that owns the process (persistent capture) and one that shares it (catch_warnings)."""
@@ -132,6 +144,40 @@ def test_a_task_that_removed_its_working_directory_sends_the_worker_back(tmp_pat
         assert os.getcwd() == home
     finally:
         os.chdir(home)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["succeeds", "fails"])
+def test_a_task_that_removed_the_workers_directory_gets_its_result_and_a_warning(tmp_path: Path, fail: bool) -> None:
+    saved_cwd, saved_handler = os.getcwd(), signal.getsignal(INTERRUPT_SIGNAL)
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    os.chdir(home)
+    try:
+        runner = TaskRunner()
+        runner.install()
+        record = _record(runner.run(1, _payload(_leave_and_remove, str(home), str(elsewhere), fail)))
+        # Before: restoring the directory raised out of run() (which must never raise): the
+        # worker died with the task's result, and the task was retried as a crash.
+        assert record.status == ("error" if fail else "success")
+        assert record.value == (None if fail else "removed")
+        (warning,) = record.warnings
+        assert warning.startswith("RuntimeWarning: pycrew could not return the worker to its working directory")
+        assert str(home) in warning and f"start in {str(elsewhere)!r}" in warning
+        after = _record(runner.run(2, _payload(os.getcwd)))
+        assert (after.status, after.value, after.warnings) == ("success", str(elsewhere), []), "later tasks start, quietly, where it left"
+    finally:
+        os.chdir(saved_cwd)
+        signal.signal(INTERRUPT_SIGNAL, saved_handler)
+
+
+def test_a_task_that_replaced_sys_path_with_a_tuple_does_not_break_the_next(runner: TaskRunner) -> None:
+    path = list(sys.path)
+    try:
+        assert _record(runner.run(1, _payload(_replace_sys_path))).status == "success"
+        assert type(sys.path) is list and sys.path == path
+    finally:
+        sys.path = path
 
 
 def test_the_capture_reinstalls_itself_when_a_task_replaced_it() -> None:

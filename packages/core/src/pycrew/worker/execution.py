@@ -10,6 +10,7 @@ signals is not interrupted; the controller then replaces the whole worker.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import pickle
 import random
@@ -32,6 +33,8 @@ INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
 #: :class:`pycrew.SerializationError` for it (the worker imports nothing of the controller).
 SERIALIZATION_ERROR = "pycrew.errors.SerializationError"
+
+log = logging.getLogger("pycrew.worker")
 
 
 class Interrupted(BaseException):
@@ -195,6 +198,7 @@ class TaskRunner:
             self._baseline.take()
         seed_state: Any = None
         loaded = False
+        failed: ResultRecord | None = None
         try:
             fn, args, kwargs, seed, name, seconds_timeout = load_task(payload)
             loaded = True
@@ -208,7 +212,7 @@ class TaskRunner:
                 if seed_state is not None:
                     _restore(seed_state)
         except Interrupted as exc:
-            return self._pack(ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time()))
+            failed = ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = time.time()
             text = _text(exc)
@@ -216,9 +220,11 @@ class TaskRunner:
                 exc.add_note(hint)
                 text = f"{text}: {hint}"
             tb = _format_exc()
-            return self._pack(ResultRecord("error", None, text, _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1))
+            failed = ResultRecord("error", None, text, _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1)
         finally:
-            self._clean_up()
+            self._clean_up(warns)  # what it cannot undo becomes a warning of this task (packed below)
+        if failed is not None:
+            return self._pack(failed)
         t1 = time.time()
         try:
             # The record's wire tuple built directly (see pack_result): this runs between
@@ -293,15 +299,24 @@ class TaskRunner:
             forks.end_if_child(self._pid, None)
         return value
 
-    def _clean_up(self) -> None:
-        """Undo what a task changed that would leak into the next one."""
-        if self._kept:  # a task may have replaced them: cancels need the interrupt handler
-            restore_handlers(self._kept)
-        if self.reset:
-            self._baseline.restore()
-            self._streams.restore()
-        if self.garbage_collection:
-            gc.collect()
+    def _clean_up(self, warns: list[str]) -> None:
+        """Undo what a task changed that would leak into the next one (never raises: what
+        cannot be undone is added to ``warns``, the task's warnings, and logged)."""
+        try:
+            if self._kept:  # a task may have replaced them: cancels need the interrupt handler
+                restore_handlers(self._kept)
+            if self.reset:
+                if problems := self._baseline.restore():
+                    warns.extend(problems)
+                    for problem in problems:
+                        log.warning("%s", problem)
+                self._streams.restore()
+            if self.garbage_collection:
+                gc.collect()
+        except Exception as exc:  # the next task must still run, and this one's result go back
+            problem = f"RuntimeWarning: pycrew could not undo what the task changed in its worker: {type(exc).__name__}: {exc}"
+            warns.append(problem)
+            log.warning("%s", problem)
 
 
 def _seed(seed: int) -> tuple[Any, Any]:

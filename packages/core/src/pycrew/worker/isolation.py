@@ -87,22 +87,64 @@ class ProcessBaseline:
     def take(self) -> None:
         """Record the current state as the baseline (once)."""
         if self.env is None:
-            self.env, self.path, self.cwd = environ_snapshot(), list(sys.path), os.getcwd()
+            self.env, self.path, self.cwd = environ_snapshot(), list(sys.path), _getcwd()
 
-    def restore(self) -> None:
-        """Undo a task's changes to the environment, ``sys.path`` and working directory."""
+    def restore(self) -> list[str]:
+        """Undo a task's changes to the environment, ``sys.path`` and working directory.
+
+        Never raises: what cannot be put back is returned, as ``"Category: message"``
+        warnings for the task that changed it (the worker keeps serving).
+        """
         env = self.env
         if env is None:
-            return
-        if environ_changed(env):
-            environ_restore(env)
-        if sys.path != self.path:
-            sys.path[:] = self.path
+            return []
+        problems = []
         try:
-            if os.getcwd() != self.cwd:
-                os.chdir(self.cwd)
-        except OSError:  # the task removed its working directory: go back to the original
-            os.chdir(self.cwd)
+            if environ_changed(env):
+                environ_restore(env)
+        except Exception as exc:  # a variable the OS refuses to set or unset
+            problems.append(f"RuntimeWarning: pycrew could not restore the worker's environment variables: {_why(exc)}")
+        if sys.path != self.path:
+            if type(sys.path) is list:
+                sys.path[:] = self.path
+            else:  # the task replaced the list with something else (a tuple, say)
+                sys.path = list(self.path)
+        if self.cwd:
+            try:
+                if os.getcwd() != self.cwd:
+                    os.chdir(self.cwd)
+            except OSError:  # the task removed the directory it moved to: go back to the original
+                try:
+                    os.chdir(self.cwd)
+                except OSError as exc:  # it removed the original
+                    problems.append(self._lost_directory(exc))
+        return problems
+
+    def _lost_directory(self, exc: OSError) -> str:
+        """The worker's working directory is gone: later tasks start where this one left
+        the process (or in ``/`` if that is gone too); the warning says which."""
+        lost = self.cwd
+        here = _getcwd()
+        if not here:
+            os.chdir("/")
+            here = "/"
+        self.cwd = here
+        return (
+            f"RuntimeWarning: pycrew could not return the worker to its working directory {lost!r} after this task "
+            f"({_why(exc)}): did the task remove it? Later tasks on this worker start in {here!r}"
+        )
+
+
+def _getcwd() -> str:
+    """The working directory, or ``""`` if it was removed."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class StandardStreams:
