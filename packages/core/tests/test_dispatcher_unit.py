@@ -9,6 +9,7 @@ sends and reports.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from pycrew.control.conn import CLOSED, READY, DispatcherSettings
 from pycrew.control.dispatcher import Dispatcher
+from pycrew.control.recall import SECONDS_STEAL_PAUSE
 from pycrew.control.tasks import Task
 from pycrew.wire import protocol as p
 from pycrew.wire.transport import Link
@@ -290,6 +292,23 @@ def test_an_idle_worker_takes_the_newer_half_of_a_prefetched_tail(h):
     h.reply(a, [first.id, second.id])
     assert not h.d.queue and h.d.tasks_running == 0
     assert len([f for f in a.sent if f[0] == p.RECALL]) == 2
+
+
+def test_a_backlog_sent_by_the_average_of_short_tasks_is_shared_once_results_show_them_long(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)  # the last batch was short tasks: a takes all four
+    first, _second, third, fourth = h.push(4)
+    b = h.worker()  # connects late to an empty queue: 0.3 ms of a's tail, by the old average, is not worth a RECALL
+    assert p.RECALL not in a.kinds() and not b.tasks()
+    time.sleep(2 * SECONDS_STEAL_PAUSE)  # past the pause that search started
+    h.d.record_seconds(0.05)  # a's first result shows these tasks are long (the controller records it as it resolves)
+    h.reply(a, [first.id])
+    assert [p.decode_ids(f) for f in a.sent if f[0] == p.RECALL] == [[fourth.id]], (
+        "the idle worker waited for a tick (up to 0.1 s) before it took a's tail, or longer"
+    )
+    h.d.frame_received(a, p.encode_ids(p.RETURNED, [fourth.id]))
+    h.d._step()
+    assert b.tasks() == [fourth.id] and third.id in h.d.conns[a.id].in_flight
 
 
 def test_a_worker_that_gave_tasks_back_leaves_the_ready_heap_until_its_next_result(h):

@@ -11,7 +11,8 @@ more tasks until its long task ends. A worker that never answers (an older versi
 keeps its tasks, as before.
 
 The same frames even out the end of a batch. When a worker has nothing to do and nothing
-is queued (its last result came back, it has just connected, or at a tick while it idles),
+is queued (its last result came back, it has just connected, another's results came back
+while it idles, or at a tick while it idles),
 the first connection found holding at least :data:`SECONDS_STEAL` of unstarted work (by
 the average) is asked for the newer half of it: the idle worker runs that half instead of
 waiting while another works through its prefetched tail alone.
@@ -84,9 +85,16 @@ class Recall:
         self._steal_for_idle(now)  # a worker is idle: a tail another still works through
 
     def _went_idle(self, conn: Conn, now: float) -> None:
-        """``conn`` has just become ready (connected, or results came back): if it holds
-        nothing and nothing is queued, take work for it from another worker."""
-        if not conn.in_flight and not self.queue and self._holding:
+        """``conn`` has just become ready (connected, or results came back): if nothing is
+        queued and it, or another worker, holds nothing, take work for the idle one.
+
+        Another's results matter too: they update the moving average, and a tail that was
+        not worth taking by the old average may be now (a batch of long tasks prefetched to
+        one worker by the average of short ones, while a worker that connected later waits).
+        """
+        if self.queue or not self._holding:
+            return
+        if not conn.in_flight or self._idle_worker():
             self._steal_for_idle(now)
 
     def _steal_for_idle(self, now: float) -> None:
