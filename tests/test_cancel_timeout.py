@@ -89,6 +89,25 @@ def test_worker_that_ignores_interruption_is_replaced(make_controller, tmp_path)
     assert c.submit(identity, 1).result(timeout=30) == 1
 
 
+def test_a_task_that_blocked_the_interrupt_and_ended_late_is_a_timeout_and_the_next_is_interruptible(make_controller):
+    script = "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\ntime.sleep(1.5)\n"
+
+    def deaf_for_a_while() -> str:
+        exec(script, {})
+        return "late"
+
+    c = make_controller("local", workers=1).start()  # the grace period (5 s) outlasts the task
+    c.push(deaf_for_a_while, name="deaf", seconds_timeout=0.3)
+    c.push(sleep_then, (30,), name="next", seconds_timeout=0.3)
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    # Before: "deaf" came back a success, 1.2 s past its time limit, and "next" could not be
+    # interrupted either (the signal stayed blocked): its worker was replaced after the grace period.
+    assert results["deaf"].status == "timeout" and "could not interrupt it" in results["deaf"].error
+    assert results["next"].status == "timeout" and "could not interrupt" not in results["next"].error
+    assert c.summary().workers[0].instances == 1, "the worker was replaced: the interrupt signal stayed blocked"
+
+
 def test_seeded_tasks_are_reproducible_and_restore_the_state(make_controller):
     c = make_controller("local", workers=2).start()
     first = list(c.map(draw, range(0), seed=1))

@@ -167,6 +167,26 @@ class TaskRunner:
         signal.pthread_kill(self._main, INTERRUPT_SIGNAL)
         return True
 
+    def _undelivered(self, task_id: int) -> tuple[str, str] | None:
+        """The interrupt asked for while ``task_id`` ran that never reached it, as (status, message).
+
+        The task blocked the signal in the main thread, or replaced its handler: it ran on
+        past its cancel or time limit, but it is still cancelled or timed out (a value that
+        comes back late does not count). The signal is unblocked for the tasks after (its
+        handler is put back with the others after every task).
+        """
+        with self._lock:
+            pending = self._pending
+            if pending is None or pending[0] != task_id:
+                return None
+            self._pending = None
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {INTERRUPT_SIGNAL, *self._kept})
+        note = (
+            f"; the worker could not interrupt it ({signal.Signals(INTERRUPT_SIGNAL).name} was blocked or its "
+            "handler replaced while it ran), so it ran to its end and its result was discarded"
+        )
+        return pending[1], pending[2] + note
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         pending = self._pending
         if pending is not None and self.current == pending[0]:
@@ -211,6 +231,8 @@ class TaskRunner:
             finally:
                 if seed_state is not None:
                     _restore(seed_state)
+            if self._pending is not None and (late := self._undelivered(task_id)) is not None:
+                failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, time.time())
         except Interrupted as exc:
             failed = ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
