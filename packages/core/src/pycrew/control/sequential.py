@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
@@ -101,7 +102,7 @@ class SequentialController(concurrent.futures.Executor):
     ) -> str:
         """Run the task now; its result waits for :meth:`pop`. ``seconds_timeout`` is ignored."""
         name = name or f"task_{self._pushed + 1}"
-        self._results.append(self._run(fn, tuple(args), dict(kwargs or {}), name, seed))
+        self._results.append(self._run(fn, positional(args, "push()"), keywords(kwargs, "push()"), name, seed))
         return name
 
     def walk(
@@ -114,10 +115,11 @@ class SequentialController(concurrent.futures.Executor):
         progress: bool = False,
     ) -> list[str]:
         """Push ``fn(item)`` for every item (``seconds_timeout`` and ``progress`` are ignored: each runs now)."""
-        name_iter = iter(names) if names is not None else None
+        items = list(iterable)
+        given = walk_names(names, len(items))
         return [
-            self.push(fn, (item,), name=next(name_iter) if name_iter else None, seed=task_seed(seed, i) if seed is not None else None)
-            for i, item in enumerate(iterable)
+            self.push(fn, (item,), name=given[i] if given else None, seed=task_seed(seed, i) if seed is not None else None)
+            for i, item in enumerate(items)
         ]
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.mapping import map_results
 from pycrew.control.pickling import pack_task
@@ -58,6 +59,7 @@ class Submitting(ControllerState):
             SerializationError: the task cannot be pickled (naming the culprit).
             OptionsError: a bad ``name``, ``seed`` or ``seconds_timeout``.
         """
+        args, kwargs = positional(args, "submit_task()"), keywords(kwargs, "submit_task()")
         return self._queue_task(fn, args, kwargs, name, keep, seed, seconds_timeout, relay, after_shutdown=False)
 
     def _queue_task(
@@ -84,7 +86,7 @@ class Submitting(ControllerState):
             raise OptionsError(f"seed must be an int or None, got {seed!r}")
         if seconds_timeout is None:
             seconds_timeout = self.options.seconds_timeout
-        elif not isinstance(seconds_timeout, (int, float)) or not seconds_timeout > 0:
+        elif not isinstance(seconds_timeout, (int, float)) or isinstance(seconds_timeout, bool) or not seconds_timeout > 0:
             raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
         task_id = next(self._ids)
         if name is not None and not isinstance(name, str):
@@ -131,7 +133,8 @@ class Submitting(ControllerState):
         """
         if name is None:
             name = f"task_{self.pushed + 1}"
-        self.submit_task(fn, tuple(args), kwargs, name=name, keep=True, seed=seed, seconds_timeout=seconds_timeout)
+        args, kwargs = positional(args, "push()"), keywords(kwargs, "push()")
+        self._queue_task(fn, args, kwargs, name, True, seed, seconds_timeout, None, after_shutdown=False)
         return name
 
     def walk(
@@ -150,11 +153,11 @@ class Submitting(ControllerState):
         to follow them running).
         """
         items = list(iterable)
-        name_iter = iter(names) if names is not None else None
+        given = walk_names(names, len(items))
         out = []
         bar = ProgressBar(self, len(items), desc=f"{self.name} walk (pushed)") if progress else None
         for i, item in enumerate(items):
-            name = next(name_iter) if name_iter is not None else None
+            name = given[i] if given is not None else None
             task_seed_i = task_seed(seed, i) if seed is not None else None
             out.append(self.push(fn, (item,), name=name, seed=task_seed_i, seconds_timeout=seconds_timeout))
             if bar is not None and (i % 100 == 0 or i == len(items) - 1):
@@ -247,3 +250,4 @@ class Submitting(ControllerState):
             if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
                 return 0
         return box[0]
+

@@ -1,0 +1,68 @@
+"""Checking the arguments of a task as ``push``, ``submit_task`` and ``walk`` receive them.
+
+Each returns them in the form the controller packs, or raises an error that names the
+call, the argument, what it got and what to write instead (a mistake such as
+``push(fn, "text")`` would otherwise run ``fn("t", "e", "x", "t")`` on a worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def positional(args: Any, where: str) -> tuple[Any, ...]:
+    """``args`` as the tuple of a task's positional arguments, or a TypeError that says what to write.
+
+    A string, bytes or a mapping is refused: ``tuple("abc")`` would run ``fn("a", "b", "c")``
+    and ``tuple({"x": 1})`` ``fn("x")``, which is never what was meant.
+    """
+    if type(args) is tuple:
+        return args
+    if isinstance(args, (str, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{where}: args must be a tuple or list of the function's positional arguments, got "
+            f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
+        )
+    if isinstance(args, Mapping):
+        raise TypeError(f"{where}: args must be a tuple or list of positional arguments, got a mapping; pass keyword arguments as kwargs=")
+    try:
+        return tuple(args)
+    except TypeError:
+        raise TypeError(
+            f"{where}: args must be a tuple or list of the function's positional arguments, got "
+            f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
+        ) from None
+
+
+def keywords(kwargs: Any, where: str) -> dict[str, Any]:
+    """``kwargs`` as a dict of keyword arguments (str names), or a TypeError that says what was wrong."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"{where}: kwargs must be a dict of keyword arguments (name: value), got {type(kwargs).__name__} {_shown(kwargs)}")
+    out = dict(kwargs)
+    for key in out:
+        if type(key) is not str:
+            raise TypeError(f"{where}: kwargs' names must be strings, got {type(key).__name__} {_shown(key)}")
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def walk_names(names: Iterable[str] | None, count: int) -> list[str] | None:
+    """``walk``'s names, one string per item (checked before any task is pushed)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"walk(): names must be a list of task names, one per item, got the string {_shown(names)}")
+    given = list(names)
+    if len(given) != count:
+        raise ValueError(f"walk(): names has {len(given)} names for {count} items; give one name per item, or none")
+    for name in given:
+        if not isinstance(name, str):
+            raise TypeError(f"walk(): every name must be a string, got {type(name).__name__} {_shown(name)}")
+    return given

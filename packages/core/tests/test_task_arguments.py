@@ -1,0 +1,101 @@
+"""A task's arguments are checked where they are given: a mistake gets an error that says
+what to write, before anything is pushed (not a task that fails, or runs wrongly, on a worker)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew.control.arguments import keywords, positional, walk_names
+from pycrew.errors import OptionsError
+
+
+@pytest.fixture(params=["local", "sequential"])
+def controller(request: pytest.FixtureRequest) -> Any:
+    """A controller of either kind; the local one is never started (the checks come first)."""
+    c = pycrew.controller(request.param, workers=1)
+    yield c
+    c.terminate()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("abc", "got str 'abc'; for a single argument write args=('abc',)"),  # would run len("a", "b", "c")
+        (b"ab", "got bytes b'ab'; for a single argument write args=(b'ab',)"),
+        (5, "got int 5; for a single argument write args=(5,)"),
+        ({"x": 1}, "got a mapping; pass keyword arguments as kwargs="),  # would run fn("x")
+    ],
+)
+def test_push_refuses_args_that_are_not_a_sequence_of_arguments(controller: Any, args: Any, expected: str) -> None:
+    with pytest.raises(TypeError, match="^push\\(\\): args must be a tuple or list") as caught:
+        controller.push(len, args)
+    assert expected in str(caught.value)
+    assert controller.collect() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ([1], "kwargs must be a dict of keyword arguments (name: value), got list [1]"),
+        ("ab", "kwargs must be a dict of keyword arguments (name: value), got str 'ab'"),
+        ({1: 2}, "kwargs' names must be strings, got int 1"),  # failed on the worker: "keywords must be strings"
+    ],
+)
+def test_push_refuses_kwargs_that_are_not_named_arguments(controller: Any, kwargs: Any, expected: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        controller.push(abs, (1,), kwargs)
+    assert str(caught.value) == f"push(): {expected}"
+
+
+def test_submit_task_checks_its_arguments_too() -> None:
+    c = pycrew.controller("local", workers=1)
+    try:
+        with pytest.raises(TypeError, match=r"^submit_task\(\): args must be .* write args=\(5,\)"):
+            c.submit_task(abs, 5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^submit_task\(\): kwargs' names must be strings"):
+            c.submit_task(abs, (1,), {2: 3})  # type: ignore[dict-item]
+    finally:
+        c.terminate()
+
+
+def test_a_boolean_time_limit_is_refused(controller: Any) -> None:
+    if isinstance(controller, pycrew.Controller):
+        with pytest.raises(OptionsError, match="seconds_timeout must be a number > 0 or None, got True"):
+            controller.push(abs, (1,), seconds_timeout=True)
+        with pytest.raises(OptionsError, match="got nan"):
+            controller.push(abs, (1,), seconds_timeout=math.nan)
+
+
+def test_walk_checks_its_names_before_pushing_anything(controller: Any) -> None:
+    with pytest.raises(TypeError, match=r"^walk\(\): names must be a list of task names, one per item, got the string 'ab'"):
+        controller.walk(abs, [1, 2], names="ab")
+    with pytest.raises(ValueError, match=r"^walk\(\): names has 2 names for 3 items"):
+        controller.walk(abs, [1, 2, 3], names=["a", "b"])  # pushed two tasks, then raised StopIteration
+    with pytest.raises(TypeError, match=r"^walk\(\): every name must be a string, got int 7"):
+        controller.walk(abs, [1], names=[7])
+    assert controller.collect() == []
+
+
+def test_what_was_accepted_before_still_is() -> None:
+    assert positional((1, 2), "push()") == (1, 2)
+    assert positional([1, 2], "push()") == (1, 2)
+    assert positional((x for x in (1, 2)), "push()") == (1, 2)
+    assert positional(range(2), "push()") == (0, 1)
+    assert keywords(None, "push()") == {}
+    assert keywords({"a": 1}, "push()") == {"a": 1}
+    assert walk_names(None, 3) is None
+    assert walk_names(("a", "b"), 2) == ["a", "b"]
+
+
+def test_the_sequential_controller_still_runs_what_it_is_given() -> None:
+    c = pycrew.controller("sequential")
+    try:
+        c.push(max, [3, 9], {"key": abs}, name="m")
+        assert c.walk(abs, [-1, -2], names=iter(["x", "y"])) == ["x", "y"]
+        assert [(r.name, r.result) for r in c.collect()] == [("m", 9), ("x", 1), ("y", 2)]
+    finally:
+        c.terminate()
