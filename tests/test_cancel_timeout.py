@@ -108,6 +108,17 @@ def test_a_task_that_blocked_the_interrupt_and_ended_late_is_a_timeout_and_the_n
     assert c.summary().workers[0].instances == 1, "the worker was replaced: the interrupt signal stayed blocked"
 
 
+def test_a_time_limit_is_kept_on_a_link_whose_reads_cannot_be_cut_short(make_controller):
+    """On NNG the worker's comms thread reads every frame and its reads cannot be
+    interrupted: having handed a task over, it must not block in a read (until its next
+    heartbeat, here up to 30 s) before the task's deadline is known."""
+    c = make_controller("local", workers=1, wire="nng", seconds_heartbeat=30.0, seconds_heartbeat_timeout=120.0).start()
+    c.push(sleep_then, (3.0, "late"), name="timed", seconds_timeout=0.5)
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "timeout" and "replaced" not in r.error, (r.status, r.error)  # before: a success, at 3 s
+
+
 def test_seeded_tasks_are_reproducible_and_restore_the_state(make_controller):
     c = make_controller("local", workers=2).start()
     first = list(c.map(draw, range(0), seed=1))

@@ -39,7 +39,7 @@ def task(fn: Any, *args: Any) -> bytes:
 class Probe:
     """A probe worker process and the peer end of its connection."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, seconds_heartbeat: float = 2.0) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(30)
         self.out = tmp / "probe.json"
@@ -51,7 +51,7 @@ class Probe:
         assert recv_exactly(self.peer, len(PREAMBLE)) == PREAMBLE
         send_frame(self.peer, p.encode_challenge(os.urandom(p.NONCE_BYTES)))
         assert read_frame(self.peer)[0] == p.HELLO
-        send_frame(self.peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": 2.0, "seconds_heartbeat_timeout": 60.0}))
+        send_frame(self.peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": seconds_heartbeat, "seconds_heartbeat_timeout": 60.0}))
 
     def results(self, n: int) -> list[tuple[int, tuple[Any, ...]]]:
         """The next ``n`` results (heartbeats skipped), in the order they came."""
@@ -165,3 +165,21 @@ def test_short_tasks_do_not_wake_the_comms_thread_once_per_task(probe: Probe) ->
     assert values == list(range(n))
     switches = probe.finish()["comms_switches"]
     assert 0 <= switches < n // 4, f"the comms thread woke {switches} times during {n} tasks of 1 ms"
+
+
+def test_a_time_limit_is_kept_when_its_task_starts_during_a_read_of_the_comms_thread(tmp_path: Path) -> None:
+    """The comms thread enforces time limits, and reads during a task that runs a while
+    (to have the next one in hand) with the time to its next heartbeat as its timeout (here
+    up to 30 s). The next task, sent with the first, starts while that read goes on: setting
+    its deadline cuts the read short. Before, the comms thread saw the deadline only when
+    its read ended, and the 3 s task ran to its end: a success, 2.5 s past its limit."""
+    probe = Probe(tmp_path, seconds_heartbeat=30.0)
+    try:
+        timed = pickle.dumps((helpers.sleep_then, (3.0, "late"), {}, None, "timed", 0.5))
+        send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(helpers.sleep_then, 0.5, "first")), (1, timed)]))
+        results = dict(probe.results(2))
+        assert results[0][:2] == ("success", "first")
+        assert results[1][0] == "timeout", results[1]
+        probe.finish()
+    finally:
+        probe.kill()

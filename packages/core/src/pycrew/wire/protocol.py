@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import socket
 import struct
 import sys
 from collections.abc import Iterable, Sequence
@@ -135,6 +137,21 @@ def parse_leaving(frame: bytes) -> tuple[str, list[int]]:
     if not all(type(i) is int and 0 <= i < 1 << 64 for i in ids):
         raise ProtocolError("LEAVING's unstarted holds something other than task ids")
     return reason[:500], ids
+
+
+def encode_hello(token: str, nonce: bytes, instance: str, worker: int | None, tasks_max: int | None) -> bytes:
+    """A worker's HELLO: who it is, proved with its token against the dispatcher's ``nonce``."""
+    body = {
+        "v": PROTOCOL_VERSION,
+        "pycrew": PYCREW_VERSION,
+        "instance": instance,
+        "mac": mac(token, nonce, instance),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "worker": worker,
+        "tasks_max": tasks_max,
+    }
+    return encode_json(HELLO, body)
 
 
 @dataclass(frozen=True)

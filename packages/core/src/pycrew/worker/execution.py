@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -125,7 +125,9 @@ class TaskRunner:
         self.garbage_collection = garbage_collection
         self.current: int | None = None
         self.current_name: str | None = None
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # the running task's time limit (time.monotonic())
+        #: Called (main thread) with a task's deadline as it starts: the thread that enforces it must see it in time.
+        self.on_deadline: Callable[[float], None] | None = None
         self._pending: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
         self.bytes_max: int | None = None
@@ -225,7 +227,12 @@ class TaskRunner:
             self.current_name = name
             if seed is not None:
                 seed_state = _seed(seed)
-            self.deadline = time.monotonic() + seconds_timeout if seconds_timeout else None
+            if seconds_timeout:
+                self.deadline = deadline = time.monotonic() + seconds_timeout
+                if self.on_deadline is not None:
+                    self.on_deadline(deadline)
+            else:
+                self.deadline = None
             try:
                 value = self._call(task_id, fn, args, kwargs, warns)
             finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import socket
 import threading
 import time
 
@@ -21,6 +20,7 @@ from pycrew.wire.protocol import TLS_CA_ENV
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
+from pycrew.worker.comms import CommsThread
 from pycrew.worker.execution import TaskRunner, pack_result
 from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
@@ -39,7 +39,7 @@ EXIT_CONTROLLER_GONE = 4
 IDLE_WAIT_MAX = 3600.0
 
 
-class Worker:
+class Worker(CommsThread):
     """One worker process's connection and task loop.
 
     Args:
@@ -91,6 +91,8 @@ class Worker:
         self.reader = threading.Lock()
         self.main_wants_read = False
         self.comms_reading = False
+        self.comms_read_until = 0.0  # when the comms thread's read gives up (see _deadline_set)
+        self.runner.on_deadline = self._deadline_set
         self.task_started = 0.0
         self.pace = Pace()
         self.last_read = time.monotonic()
@@ -122,7 +124,8 @@ class Worker:
     # pycrew.worker.pace), and when nobody has read for a heartbeat interval (a long run
     # of short prefetched tasks). Whoever reads holds ``reader``; the idle main thread
     # interrupts the comms thread's read to take the role back. On other channels the
-    # comms thread reads everything and hands tasks over through ``cv``.
+    # comms thread reads everything and hands tasks over through ``cv``. The comms thread's
+    # loop is in pycrew.worker.comms.
 
     def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
@@ -159,17 +162,7 @@ class Worker:
                 self._send(self._beat())
         elif kind == p.CHALLENGE:
             nonce = p.decode_challenge(frame)
-            hello = {
-                "v": p.PROTOCOL_VERSION,
-                "pycrew": p.PYCREW_VERSION,
-                "instance": self.instance,
-                "mac": p.mac(self.token, nonce, self.instance),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "worker": self.command.worker,
-                "tasks_max": self.command.tasks_max,
-            }
-            self._send(p.encode_json(p.HELLO, hello))
+            self._send(p.encode_hello(self.token, nonce, self.instance, self.command.worker, self.command.tasks_max))
         elif kind == p.WELCOME:
             body = p.decode_json(frame)
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
@@ -187,51 +180,6 @@ class Worker:
     def _beat(self) -> bytes:
         """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
         return bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little")
-
-    def _comms_reads(self, now: float) -> bool:
-        """Whether the comms thread should read now (see above)."""
-        if not self.direct or not self.serving:
-            return True
-        if self.main_wants_read:
-            return False
-        if self.running and now - self.task_started >= self.pace.handover():
-            return True
-        return now - self.last_read >= self.seconds_heartbeat
-
-    def _comms(self) -> None:
-        next_beat = time.monotonic()
-        while not self.gone.is_set():
-            now = time.monotonic()
-            if (credited := self.silence.credit(now, self.last_seen, self.seconds_heartbeat)) is not None:
-                self.last_seen = credited  # this thread could not run: the controller's words wait unread
-            if self.welcomed.is_set() and now >= next_beat:
-                next_beat = now + self.seconds_heartbeat
-                self._send(self._beat())
-                if self.silence.gone(now, self.last_seen, self.channel, self.seconds_heartbeat):
-                    self._controller_gone(f"no heartbeat from the controller for {now - self.last_seen:.1f} s")
-                    return
-            deadline = self.runner.deadline
-            if deadline is not None and now >= deadline and self.runner.current is not None:
-                self.runner.interrupt(self.runner.current, "timeout", "the task ran longer than its seconds_timeout")
-                deadline = None
-            wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
-            if deadline is not None:
-                wait = min(wait, max(0.001, deadline - now))
-            if not self._comms_reads(now):
-                nap = self.pace.nap(self.running, self.task_started, now)
-                self.gone.wait(min(wait, nap))
-                continue
-            if not self.reader.acquire(timeout=wait):
-                continue
-            try:
-                self.comms_reading = True
-                if self.main_wants_read:  # the idle main thread asked for the role meanwhile
-                    continue
-                if not self._read_one(wait):
-                    return
-            finally:
-                self.comms_reading = False
-                self.reader.release()
 
     def _idle_read(self, timeout: float, spin: float = 0.0) -> None:
         """The idle main thread reads (interrupting the comms thread's read if needed); it
