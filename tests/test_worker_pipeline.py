@@ -183,3 +183,34 @@ def test_a_time_limit_is_kept_when_its_task_starts_during_a_read_of_the_comms_th
         probe.finish()
     finally:
         probe.kill()
+
+
+def test_a_recall_is_answered_during_a_run_of_short_prefetched_tasks(tmp_path: Path) -> None:
+    """A worker given many short tasks at once (prefetched by the average of shorter ones)
+    reads what arrives between them every Pace.READ_INTERVAL: a RECALL (an idle worker
+    wants half of them) is answered while most have not started. Before, nothing was read
+    until the run ended (or a heartbeat interval passed, here 30 s): the RECALL came back
+    empty, every task having started, and the other worker had waited for nothing."""
+    probe = Probe(tmp_path, seconds_heartbeat=30.0)
+    try:
+        n = 300
+        send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(helpers.sleep_then, 0.001, i)) for i in range(n)]))
+        values: dict[int, Any] = {}
+        while not values:  # the run has started
+            frame = read_frame(probe.peer)
+            if frame[0] == p.RESULTS:
+                values.update((i, pickle.loads(body)[1]) for i, body in p.decode_records(frame))
+        send_frame(probe.peer, p.encode_ids(p.RECALL, list(range(n // 2, n))))
+        returned: list[int] | None = None
+        while returned is None or len(values) + len(returned) < n:
+            frame = read_frame(probe.peer)
+            if frame[0] == p.RETURNED:
+                returned = p.decode_ids(frame)
+            elif frame[0] == p.RESULTS:
+                values.update((i, pickle.loads(body)[1]) for i, body in p.decode_records(frame))
+        assert len(returned) > n // 4, f"only {len(returned)} of the {n // 2} recalled tasks came back"
+        assert sorted([*values, *returned]) == list(range(n)), "a task both ran and came back, or neither"
+        assert all(values[i] == i for i in values)
+        probe.finish()
+    finally:
+        probe.kill()

@@ -181,6 +181,19 @@ class Worker(CommsThread):
         """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
         return bytes((p.BEAT,)) + self.frames_received.to_bytes(8, "little")
 
+    def _read_arrived(self) -> None:
+        """Read the frames that have arrived, without waiting (the main thread, between tasks,
+        when nobody has read for ``Pace.READ_INTERVAL``; not while the comms thread reads)."""
+        if not self.reader.acquire(blocking=False):
+            return
+        try:
+            for _ in range(64):
+                seen = self.last_seen  # moves when a frame is read
+                if not self._read_one(0.0, nonblocking=True) or self.last_seen == seen:
+                    return
+        finally:
+            self.reader.release()
+
     def _idle_read(self, timeout: float, spin: float = 0.0) -> None:
         """The idle main thread reads (interrupting the comms thread's read if needed); it
         polls for ``spin`` seconds before sleeping (see ``WorkerCommand.seconds_spin``)."""
@@ -335,6 +348,8 @@ class Worker(CommsThread):
             self.running = False
             self.done += 1
             last_work = time.monotonic()
+            if self.direct and last_work - self.last_read >= Pace.READ_INTERVAL:
+                self._read_arrived()
             if self.pace.task_ended(last_work - started):  # it waited: see pycrew.worker.pace
                 if self.direct and not self.tasks and self.reader.acquire(blocking=False):
                     try:

@@ -31,6 +31,10 @@ class Pace:
     SHORT_TASKS_NAP = 0.05
     #: A task at least this long is timed (CPU against wall time) to tell whether it waited.
     WAITING_TASK_MIN = 0.0005
+    #: Between two tasks, the main thread reads what has arrived (without waiting) when nobody
+    #: has read for this long: a CANCEL, RECALL or STOP waits no longer than this (and a task)
+    #: behind a run of short prefetched tasks, for one system call per interval.
+    READ_INTERVAL = 0.01
 
     def __init__(self) -> None:
         self.waits = False  # the last task waited (see above)
