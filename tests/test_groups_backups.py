@@ -48,6 +48,16 @@ def test_group_rejects_duplicate_names(make_controller):
         pycrew.ControllerGroup(make_controller(name="x"), make_controller(name="x"))
 
 
+def test_a_group_takes_its_controllers_as_arguments_or_as_a_list(make_controller):
+    a, b = make_controller(name="la"), make_controller("sequential", name="lb")
+    assert list(pycrew.ControllerGroup([a, b]).controllers) == ["la", "lb"]  # before: AttributeError: 'list' object has no attribute 'name'
+    assert list(pycrew.ControllerGroup((a,)).controllers) == ["la"]
+    with pytest.raises(TypeError, match=r"ControllerGroup takes controllers \(made by pycrew.controller\(...\)\), got str 'local'"):
+        pycrew.ControllerGroup("local")
+    with pytest.raises(TypeError, match="got int 1"):
+        pycrew.ControllerGroup([a, 1])
+
+
 def test_crashed_task_goes_to_the_backup_and_says_so(make_controller, tmp_path):
     big = make_controller("local", workers=1, name="big")
     small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()

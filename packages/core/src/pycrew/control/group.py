@@ -41,6 +41,10 @@ class _GroupCounts:
         return Summary(controller=controller, workers=(), launcher={})
 
 
+#: What the group calls on each of its controllers, besides submitting.
+_CONTROLLER_API = ("name", "push", "pop", "wait", "summary", "terminate")
+
+
 class ControllerGroup(concurrent.futures.Executor):
     """Several controllers (e.g. local and slurm) behind one push/walk/pop/wait/map/summary/terminate.
 
@@ -57,10 +61,16 @@ class ControllerGroup(concurrent.futures.Executor):
     """
 
     def __init__(self, *controllers: Any) -> None:
+        if len(controllers) == 1 and isinstance(controllers[0], (list, tuple)):
+            controllers = tuple(controllers[0])  # ControllerGroup([a, b]) as well as ControllerGroup(a, b)
         if not controllers:
             raise OptionsError("ControllerGroup needs at least one controller")
         self.controllers: dict[str, Any] = {}
         for c in controllers:
+            if not all(hasattr(c, attribute) for attribute in _CONTROLLER_API):
+                raise TypeError(
+                    f"ControllerGroup takes controllers (made by pycrew.controller(...)), got {type(c).__name__} {c!r:.60}"
+                )
             if c.name in self.controllers:
                 raise OptionsError(f"two controllers in the group are named {c.name!r}; give each a distinct name=")
             self.controllers[c.name] = c
