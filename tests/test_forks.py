@@ -78,15 +78,20 @@ def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_n
         """
         import os, time
         import pycrew
-        from helpers import identity, whoami
+        from helpers import identity, sleep_then, whoami
 
         with pycrew.controller("local", workers=1) as c:
             pid = c.submit(whoami).result(60)[1]
+            pending = c.submit(sleep_then, 3, "slept")
             r, w = os.pipe()
             child = os.fork()
             if child == 0:
                 lines = []
-                for call in (lambda: c.submit(identity, 1), lambda: c.push(identity, (1,)), lambda: c.wait()):
+                calls = (
+                    lambda: c.submit(identity, 1), lambda: c.push(identity, (1,)), lambda: c.wait(),
+                    lambda: pending.result(10), lambda: pending.exception(10),  # before: TimeoutError, 10 s later
+                )
+                for call in calls:
                     try:
                         call()
                         lines.append("accepted")
@@ -101,16 +106,17 @@ def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_n
             with os.fdopen(r) as f:
                 print(f.read())
             os.waitpid(child, 0)
-            print("parent", c.submit(identity, 7).result(30), c.submit(whoami).result(30)[1] == pid)
+            print("parent", c.submit(identity, 7).result(30), c.submit(whoami).result(30)[1] == pid, pending.result(30))
         """,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().split("\n")
-    assert len(lines) == 5, done.stdout + done.stderr
-    for line in lines[:3]:
+    assert len(lines) == 7, done.stdout + done.stderr
+    for line in lines[:5]:
         assert "belongs to process" in line and "is a fork of it and cannot use it" in line, line
     assert lines[0].startswith("RuntimeError") and lines[1].startswith("ControllerError")
-    assert lines[3:] == ["terminated True", "parent 7 True"]
+    assert lines[3].startswith("ControllerError: this future cannot be waited for here") and lines[4] == lines[3]
+    assert lines[5:] == ["terminated True", "parent 7 True slept"]
 
 
 @pytest.mark.parametrize("wire", ["socket", "nng"])

@@ -9,6 +9,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from typing import Any, TypeVar
 
 from pycrew.control import callbacks as _callbacks
+from pycrew.errors import ControllerError
 
 T = TypeVar("T")
 
@@ -139,13 +140,22 @@ class TaskFuture(Future[T]):
         """As :meth:`Future.result` (a finished success returns without taking any lock)."""
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[return-value]
+        self._refuse_in_a_fork()
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As :meth:`Future.exception` (a finished future answers without taking any lock)."""
         if self._state == FINISHED:
             return self._exception
+        self._refuse_in_a_fork()
         return super().exception(timeout)
+
+    def _refuse_in_a_fork(self) -> None:
+        """A child forked from the controller's process holds a copy of this future that
+        nothing will ever resolve (the dispatcher runs in the parent): waiting would hang."""
+        controller = self._controller
+        if self._state not in _DONE and controller is not None and (forked := controller._forked_message()) is not None:
+            raise ControllerError(f"this future cannot be waited for here: {forked}")
 
     def _invoke_callbacks(self) -> None:
         # Resolved on a dispatcher's thread: the callbacks run on the callbacks thread (see
