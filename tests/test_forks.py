@@ -119,6 +119,48 @@ def test_a_forked_copy_of_a_controller_refuses_work_and_terminating_it_touches_n
     assert lines[5:] == ["terminated True", "parent 7 True slept"]
 
 
+def test_a_long_lived_forked_child_does_not_keep_the_controllers_port_and_links(tmp_path):
+    """A child forked while the controller runs (a fork-based multiprocessing pool, say)
+    closes its copies of the dispatcher's sockets at the fork. Before, it kept the port
+    bound after the parent's controller ended, and every worker connection open: a worker
+    whose controller died saw no end of its connection while the child lived."""
+    done = run_script(
+        tmp_path,
+        """
+        import os, socket
+        import pycrew
+        from helpers import whoami
+
+        c = pycrew.controller("local", workers=1)
+        c.start()
+        c.submit(whoami).result(60)
+        port = int(c._dispatcher.address.rsplit(":", 1)[1])
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(w)
+            os.read(r, 1)  # lives until the parent says
+            os._exit(0)
+        os.close(r)
+        c.terminate()
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed links (TIME_WAIT), not a listener
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+            print("port free")
+        except OSError as exc:
+            print("port still bound:", exc)
+        finally:
+            probe.close()
+            os.write(w, b"x")
+            os.waitpid(child, 0)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "port free", done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("wire", ["socket", "nng"])
 def test_a_forked_child_of_a_controllers_process_may_end_through_a_normal_exit(tmp_path, wire):
     """``sys.exit`` in an ``os.fork`` child runs the interpreter's exit: neither pycrew's exit

@@ -382,6 +382,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         its locks are new, since a thread the child does not have may have held them."""
         self._forked_from = self._pid
         self._terminated = self._shutdown = True
+        if self._dispatcher is not None:
+            self._dispatcher.forget_in_fork()
         self._lock, self._cv, self._terminate_done = threading.Lock(), threading.Condition(), threading.Event()
         self._terminate_done.set()
 

@@ -213,6 +213,15 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
             except OSError:  # already closed
                 pass
 
+    def forget_in_fork(self) -> None:
+        """In a child forked from this process: close the copies of the sockets and the wake
+        pipe (see :meth:`pycrew.wire.transport.Server.forget_in_fork`); this copy never runs."""
+        self.server.forget_in_fork()
+        for fd in (self._rfd, self._wfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._rfd = self._wfd = -1  # the numbers may be reused: a late wake() must not write there
+
     # -- the loop -------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -114,6 +114,12 @@ class Server(abc.ABC):
     def close(self) -> None:
         """Stop listening and close every link."""
 
+    @abc.abstractmethod
+    def forget_in_fork(self) -> None:
+        """In a child forked from the dispatcher's process: close this process's copies of the
+        listening socket and the links, sending nothing (the parent's stay open). Without it a
+        long-lived child kept the port bound, and the links open, after the parent closed them."""
+
 
 class Channel(abc.ABC):
     """A worker's end of its link. ``send`` may be called from any thread; ``recv`` from one at a time.

@@ -268,6 +268,10 @@ class NngServer(Server):
         for pipe_id in expired:
             del gone_ids[pipe_id]
 
+    def forget_in_fork(self) -> None:
+        """Nothing: NNG's sockets belong to its threads, which a forked child does not have,
+        and touching them there can hang (the child keeps its copies until it ends)."""
+
     def close(self) -> None:
         """Close the socket (and every pipe)."""
         self.sock.close()

@@ -326,6 +326,17 @@ class SocketServer(Server):
                 self.close_link(link, f"it did not open within {self.seconds_auth:g} s")
             opening.popleft()
 
+    def forget_in_fork(self) -> None:
+        """See :meth:`Server.forget_in_fork`: only file descriptors are closed (a socket's close
+        sends nothing while the parent holds the same socket open)."""
+        for link in list(self.links.values()) + list(self._opening):
+            with contextlib.suppress(OSError):
+                link.sock.close()
+        self.links.clear()
+        self._opening.clear()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
     def close(self) -> None:
         """Close every link and stop listening."""
         for link in list(self.links.values()):
