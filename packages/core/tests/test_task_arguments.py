@@ -70,6 +70,20 @@ def test_a_boolean_time_limit_is_refused(controller: Any) -> None:
             controller.push(abs, (1,), seconds_timeout=math.nan)
 
 
+def test_an_empty_task_name_is_refused() -> None:
+    c = pycrew.controller("local", workers=1)
+    try:
+        with pytest.raises(OptionsError, match=r"name must be a non-empty string .* got ''"):
+            c.push(abs, (1,), name="")  # before: accepted, a task named ''
+        with pytest.raises(ValueError, match="every name must be a non-empty string"):
+            c.walk(abs, [1, 2], names=["a", ""])
+        with pytest.raises(OptionsError, match="seconds_timeout must be"):
+            c.push(abs, (1,), seconds_timeout=-1)
+        assert c.summary().controller.workers_launching == 0 and not c._started, "bad input started the controller"
+    finally:
+        c.terminate()
+
+
 def test_walk_checks_its_names_before_pushing_anything(controller: Any) -> None:
     with pytest.raises(TypeError, match=r"^walk\(\): names must be a list of task names, one per item, got the string 'ab'"):
         controller.walk(abs, [1, 2], names="ab")

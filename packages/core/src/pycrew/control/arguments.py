@@ -65,4 +65,6 @@ def walk_names(names: Iterable[str] | None, count: int) -> list[str] | None:
     for name in given:
         if not isinstance(name, str):
             raise TypeError(f"walk(): every name must be a string, got {type(name).__name__} {_shown(name)}")
+        if not name:
+            raise ValueError("walk(): every name must be a non-empty string, got ''")
     return given

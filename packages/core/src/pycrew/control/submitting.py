@@ -79,7 +79,6 @@ class Submitting(ControllerState):
         if self._terminated or (self._shutdown and not after_shutdown):
             state = "terminated" if self._terminated else "shut down"
             raise ControllerError(self._forked_message() or f"controller {self.name!r} was {state}; no new tasks")
-        dispatcher = self._check()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -89,9 +88,10 @@ class Submitting(ControllerState):
         elif not isinstance(seconds_timeout, (int, float)) or isinstance(seconds_timeout, bool) or not seconds_timeout > 0:
             raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
         task_id = next(self._ids)
-        if name is not None and not isinstance(name, str):
-            raise OptionsError(f"name must be a string, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {name!r}")
         payload = pack_task(name or f"task_{task_id}", fn, args, dict(kwargs or {}), seed, seconds_timeout)
+        dispatcher = self._check()  # after every check of the task: bad input starts nothing
         future: TaskFuture[Any] | None = None
         if not keep and relay is None:
             future = TaskFuture(self, task_id)
