@@ -19,20 +19,17 @@ def positional(args: Any, where: str) -> tuple[Any, ...]:
     """
     if type(args) is tuple:
         return args
-    if isinstance(args, (str, bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"{where}: args must be a tuple or list of the function's positional arguments, got "
-            f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
-        )
     if isinstance(args, Mapping):
         raise TypeError(f"{where}: args must be a tuple or list of positional arguments, got a mapping; pass keyword arguments as kwargs=")
-    try:
-        return tuple(args)
-    except TypeError:
-        raise TypeError(
-            f"{where}: args must be a tuple or list of the function's positional arguments, got "
-            f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
-        ) from None
+    if not isinstance(args, (str, bytes, bytearray, memoryview)):
+        try:
+            return tuple(args)
+        except TypeError:  # not iterable
+            pass
+    raise TypeError(
+        f"{where}: args must be a tuple or list of the function's positional arguments, got "
+        f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
+    )
 
 
 def keywords(kwargs: Any, where: str) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class Submitting(ControllerState):
         task_id = next(self._ids)
         if name is not None and (not isinstance(name, str) or not name):
             raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {name!r}")
-        payload = pack_task(name or f"task_{task_id}", fn, args, dict(kwargs or {}), seed, seconds_timeout)
+        payload = pack_task(name or f"task_{task_id}", fn, args, kwargs or {}, seed, seconds_timeout)  # a dict of its own
         dispatcher = self._check()  # after every check of the task: bad input starts nothing
         future: TaskFuture[Any] | None = None
         if not keep and relay is None:
@@ -250,4 +250,3 @@ class Submitting(ControllerState):
             if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
                 return 0
         return box[0]
-
