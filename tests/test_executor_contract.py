@@ -7,12 +7,14 @@ result it had yielded alive.
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import time
 import weakref
 
 import pytest
 
+import pycrew
 from helpers import identity, make_blob, sleep_then
 from support import run_script, wait_for
 
@@ -170,3 +172,60 @@ def test_map_timeout_cancels_every_unfinished_task_with_the_one_it_waited_for(ma
     wait_for(lambda: c.unresolved() == 0, timeout=15, message="a task of the timed-out map still runs")
     s = c.summary().controller
     assert s.cancel >= 3 and s.success + s.cancel == 4, s
+
+
+# A cancelled future is only "done" for concurrent.futures.wait/as_completed once the
+# executor calls set_running_or_notify_cancel (state CANCELLED_AND_NOTIFIED). On commit
+# 18bece1 a queued future cancelled by its user woke nobody until a worker came free for
+# it, and those cancelled by shutdown(cancel_futures=True), by name, or by terminate()
+# woke nobody ever: wait() hung to its timeout and as_completed raised TimeoutError.
+
+BLOCK = 60.0  # the task holding the only worker; every wait below is far shorter
+
+
+def _behind_a_long_task(c, n):
+    first = c.submit(sleep_then, BLOCK, "first")
+    wait_for(first.running, timeout=60, message="the first task never started")
+    return first, [c.submit_task(sleep_then, (0.1, i), name=f"queued-{i}") for i in range(n)]
+
+
+def _assert_waiters_see(futures, how):
+    _done, not_done = concurrent.futures.wait(futures, timeout=10)
+    assert not not_done, f"{how}: concurrent.futures.wait still waits on {[f._state for f in not_done]}"
+    assert len(list(concurrent.futures.as_completed(futures, timeout=10))) == len(futures)
+
+
+def test_a_queued_future_cancelled_by_its_user_wakes_its_waiters_at_once(make_controller):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    _first, queued = _behind_a_long_task(c, 3)
+    assert queued[1].cancel()
+    _assert_waiters_see([queued[1]], "future.cancel()")
+    assert queued[1].cancelled() and not queued[0].done()
+
+
+def test_queued_futures_cancelled_by_name_wake_their_waiters(make_controller):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    _first, queued = _behind_a_long_task(c, 3)
+    c.cancel(names=["queued-0", "queued-2"])
+    _assert_waiters_see([queued[0], queued[2]], "cancel(names=...)")
+    assert queued[0].cancelled() and queued[2].cancelled() and not queued[1].done()
+
+
+def test_shutdown_cancel_futures_wakes_the_waiters_of_what_it_cancelled(make_controller):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    first, queued = _behind_a_long_task(c, 3)
+    c.shutdown(wait=False, cancel_futures=True)
+    _assert_waiters_see(queued, "shutdown(cancel_futures=True)")
+    assert all(f.cancelled() for f in queued) and not first.done()
+
+
+def test_terminate_resolves_every_future_for_its_waiters(make_controller):
+    c = make_controller("local", workers=1, seconds_idle=30)
+    first, queued = _behind_a_long_task(c, 3)
+    assert queued[2].cancel()  # one already cancelled by its user
+    c.terminate()
+    _assert_waiters_see([first, *queued], "terminate()")
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(pycrew.ControllerError, match="terminated"):
+        first.result(timeout=0)
+    assert c.pending_futures() == 0

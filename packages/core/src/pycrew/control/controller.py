@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
@@ -23,6 +23,7 @@ from pycrew.control.conn import DispatcherSettings
 from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
+from pycrew.control.futures import end_unresolved
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
@@ -234,9 +235,9 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 dispatcher.stop()
                 self.launcher.terminate_all(self.options.seconds_terminate)
                 for task in dispatcher._held_tasks():
-                    if task.future is not None and not task.future.done() and not Future.cancel(task.future):
-                        task.future.set_exception(ControllerError("the controller was terminated"))
-                        self._futures_resolved += 1
+                    if task.future is not None:
+                        self._futures_resolved += 1  # none of these was counted (resolving)
+                        end_unresolved(task.future, ControllerError("the controller was terminated"))
                 monitor.unregister_controller(self.id)
         finally:
             if self._dashboard is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any, TypeVar
 
@@ -92,13 +93,30 @@ class TaskFuture(Future[T]):
     # stdlib path runs. A finished state never changes again, so reading it needs no lock.
 
     def set_running_or_notify_cancel(self) -> bool:
-        """As :meth:`Future.set_running_or_notify_cancel` (see the class docstring)."""
+        """As :meth:`Future.set_running_or_notify_cancel` (see the class docstring), and
+        ``False`` (not ``RuntimeError``) for a future already cancelled and notified: a
+        queued future's waiters are woken when it is cancelled (see :meth:`cancel_queued`),
+        before the dispatcher reaches it."""
         if "_condition" not in self.__dict__:
             with _LazyCondition.lock:
                 if "_condition" not in self.__dict__ and self._state == PENDING:
                     self._state = RUNNING
                     return True
-        return super().set_running_or_notify_cancel()
+        with self._condition:
+            if self._state == CANCELLED_AND_NOTIFIED:
+                return False
+            return super().set_running_or_notify_cancel()
+
+    def cancel_queued(self) -> bool:
+        """Cancel the future if its task has not started, and wake at once whoever waits on
+        it (``concurrent.futures.wait``, ``as_completed``); ``False`` if it is running or
+        finished. ``Future.cancel`` alone leaves waiters asleep until the executor calls
+        ``set_running_or_notify_cancel``, which for a task behind a long one, or one
+        cancelled by ``terminate()``, would be never."""
+        if not Future.cancel(self):
+            return False
+        self.set_running_or_notify_cancel()
+        return True
 
     def set_result(self, result: Any) -> None:
         """As :meth:`Future.set_result` (see the class docstring)."""
@@ -167,7 +185,7 @@ class TaskFuture(Future[T]):
 
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""
-        if super().cancel():
+        if self.cancel_queued():
             return True
         if self.done() or self._controller is None:
             return self.cancelled()
@@ -186,3 +204,12 @@ class TaskFuture(Future[T]):
                 waiter.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()
+
+
+def end_unresolved(future: Future[Any], error: BaseException) -> None:
+    """Resolve a future whose controller ended before its task did: cancelled (its waiters
+    woken) if the task had not started, else failed with ``error``."""
+    cancelled = future.cancel_queued() if isinstance(future, TaskFuture) else Future.cancel(future)
+    if not cancelled and not future.done():
+        with contextlib.suppress(InvalidStateError):  # resolved meanwhile
+            future.set_exception(error)

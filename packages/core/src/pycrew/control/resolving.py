@@ -139,7 +139,9 @@ class Resolving(ControllerState):
             if result.status == "success":
                 future.set_result(result.result)
             elif result.status == "cancel":
-                if not Future.cancel(future) and isinstance(future, TaskFuture):
+                if not isinstance(future, TaskFuture):
+                    Future.cancel(future)
+                elif not future.cancel_queued():
                     future._force_cancel()
             elif result.status == "error":
                 exc = result.exception
@@ -254,7 +256,9 @@ class Resolving(ControllerState):
         for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
             assert task.future is not None
             self._futures_resolved += 1
-            if not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
+            if task.future.cancelled():  # by its user, while queued: wake its waiters
+                task.future.set_running_or_notify_cancel()
+            elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(error)
 
     def _cancel_queued_futures(self) -> None:
