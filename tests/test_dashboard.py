@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ import pytest
 
 import pycrew
 from helpers import always_crash, identity, raise_value_error, sleep_then
+from support import wait_for
 
 # The gate task below is defined here: workers get it by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -134,6 +136,35 @@ def test_link_serves_the_page_until_terminate(make_controller):
     assert c.dashboard_link is None
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def _connection_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "process_request_thread" in t.name]
+
+
+def test_connections_left_open_end_with_the_controller(make_controller, monkeypatch, caplog):
+    """On 18bece1 a client's idle connection kept its thread (and socket) blocked in a read
+    for ever after terminate(), and any number of them could be opened."""
+    from pycrew.dashboard import server
+
+    monkeypatch.setattr(server._Server, "connections_max", 4)
+    c = make_controller("local", workers=1, dashboard=True).start()
+    port = c._dashboard.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    wait_for(lambda: len(_connection_threads()) == 4, timeout=10, message="the idle connections are not being served")
+    with caplog.at_level(logging.WARNING, logger="pycrew.dashboard.server"):
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert extra.recv(1) == b"", "a connection past connections_max was served"
+        extra.close()
+    assert "4 connections are open already" in caplog.text
+    idle.pop().close()
+    wait_for(lambda: len(_connection_threads()) == 3, timeout=10, message="a closed connection kept its thread")
+    assert get(c.dashboard_link + "api/state")[0] == 200
+    c.terminate()
+    wait_for(lambda: not _connection_threads(), timeout=10, message="terminate() left connection threads running")
+    for sock in idle:
+        assert sock.recv(1) == b"", "terminate() left a client's connection open"
+        sock.close()
 
 
 def test_a_fixed_port_is_used(make_controller):

@@ -15,6 +15,7 @@ or an ``Authorization: Bearer ...`` header.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -60,13 +61,42 @@ def _page() -> bytes:
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, as many as :attr:`connections_max`; every connection is
+    closed with the server, so that nothing a client left open outlives the controller."""
+
     daemon_threads = True
     dashboard: Dashboard
+    #: Connections served at once (a browser tab holds one or two, a Prometheus scraper
+    #: one); more are closed as they arrive, so that idle clients cannot pile up threads.
+    connections_max = 64
 
     def __init__(self, address: tuple[str, int], ipv6: bool) -> None:
         if ipv6:
             self.address_family = socket.AF_INET6
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        with self._open_lock:
+            if len(self._open) >= self.connections_max:
+                log.warning("dashboard: %d connections are open already; one from %s closed", len(self._open), client_address[0])
+                return False
+            self._open.add(request)
+        return True
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection: its thread's read returns and the thread ends."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind also looks up the host's fully qualified name, which can
@@ -80,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "pycrew-dashboard"
     protocol_version = "HTTP/1.1"
+    #: Seconds a connection may stay silent (the page polls every second) before it is closed.
+    timeout = 60.0
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("dashboard %s: " + format, self.client_address[0], *args)
@@ -228,6 +260,7 @@ class Dashboard:
             if self._threads:
                 self.server.shutdown()
             self.server.server_close()
+            self.server.close_connections()
         except OSError as exc:
             log.warning("dashboard of controller %r: closing its port failed: %s", self.name, exc)
         for thread in self._threads:
