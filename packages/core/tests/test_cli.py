@@ -300,6 +300,23 @@ def test_doctor_rejects_an_option_without_a_value() -> None:
     assert "expected KEY=VALUE" in result.output
 
 
+@pytest.mark.parametrize("tasks", ["0", "-5"])
+def test_demo_refuses_a_task_count_below_one_before_launching(tasks: str) -> None:
+    """On 48a7de2 ``--tasks 0`` launched workers and ended in a ZeroDivisionError
+    traceback, and ``--tasks -5`` printed "pi ~= -0.00000 from -100,000 draws"."""
+    result = run("demo", "--tasks", tasks)
+    assert result.exit_code == 2
+    assert f"Invalid value for '--tasks': {tasks} is not in the range x>=1" in result.output
+
+
+@pytest.mark.parametrize(("arguments", "named"), [({"tasks": 0}, "tasks"), ({"draws": -1}, "draws"), ({"tasks": 2.5}, "tasks")])
+def test_run_demo_refuses_counts_below_one(arguments: dict[str, Any], named: str) -> None:
+    from pycrew.demo import run_demo
+
+    with pytest.raises(pycrew.OptionsError, match=f"demo: {named} must be a whole number >= 1"):
+        run_demo(**arguments)
+
+
 def test_worker_arguments_reach_the_worker_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
 

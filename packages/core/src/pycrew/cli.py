@@ -204,7 +204,7 @@ def worker(ctx: click.Context, args: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--tasks", type=int, default=200, show_default=True)
+@click.option("--tasks", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--launcher", default="local", show_default=True)
 @_errors
 def demo(workers: int, tasks: int, launcher: str) -> None:

@@ -10,6 +10,7 @@ from concurrent.futures import as_completed
 from tqdm import tqdm
 
 from pycrew.control.factory import controller
+from pycrew.errors import OptionsError
 
 
 def count_inside(seed: int, draws: int) -> int:
@@ -19,7 +20,14 @@ def count_inside(seed: int, draws: int) -> int:
 
 
 def run_demo(workers: int = 2, tasks: int = 200, draws: int = 20_000, launcher: str = "local") -> tuple[float, str]:
-    """Run the demo (a progress bar on stdout); return the estimate of pi and a report to show."""
+    """Run the demo (a progress bar on stdout); return the estimate of pi and a report to show.
+
+    Raises:
+        OptionsError: ``tasks`` or ``draws`` is not a whole number >= 1.
+    """
+    for name, value in (("tasks", tasks), ("draws", draws)):
+        if type(value) is not int or value < 1:
+            raise OptionsError(f"demo: {name} must be a whole number >= 1, got {value!r}")
     t0 = time.monotonic()
     inside = 0
     with controller(launcher, workers=workers, seconds_idle=10) as c:
