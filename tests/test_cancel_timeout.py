@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from helpers import (
     pid_and_draws,
     print_and_log,
     sleep_then,
+    stop_the_clocks,
     write_pid_then_sleep,
 )
 from support import wait_for
@@ -106,6 +108,24 @@ def test_a_task_that_blocked_the_interrupt_and_ended_late_is_a_timeout_and_the_n
     assert results["deaf"].status == "timeout" and "could not interrupt it" in results["deaf"].error
     assert results["next"].status == "timeout" and "could not interrupt" not in results["next"].error
     assert c.summary().workers[0].instances == 1, "the worker was replaced: the interrupt signal stayed blocked"
+
+
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_a_task_that_stopped_the_clocks_cannot_stop_its_workers(make_controller, wire):
+    """A task replaced ``time.monotonic`` and ``time.time`` for good (freezegun's way). On
+    e762936 the worker's own clock stopped with them: its time limits never expired (the
+    controller replaced the worker once the grace period ran out) and its results claimed to
+    take no time."""
+    c = make_controller("local", workers=1, wire=wire).start()
+    pid = c.submit(stop_the_clocks).result(timeout=60)
+    c.push(sleep_then, (30, "late"), name="timed", seconds_timeout=0.5)
+    c.push(sleep_then, (0.2, "kept"), name="kept")
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert results["timed"].status == "timeout" and "replaced" not in results["timed"].error, results["timed"].error
+    assert results["kept"].status == "success" and results["kept"].seconds >= 0.2, results["kept"]
+    assert c.submit(os.getpid).result(timeout=60) == pid, "the worker was replaced: it could not keep the time limit"
+    assert c.summary().workers[0].instances == 1
 
 
 def test_a_time_limit_is_kept_on_a_link_whose_reads_cannot_be_cut_short(make_controller):

@@ -13,10 +13,9 @@ from __future__ import annotations
 import collections
 import math
 import threading
-import time
 from collections.abc import Callable
 
-from pycrew.wire import transport
+from pycrew.wire import clock, transport
 from pycrew.worker.execution import TaskRunner
 from pycrew.worker.pace import Pace
 from pycrew.worker.silence import ControllerSilence
@@ -69,9 +68,9 @@ class CommsThread:
         return now - self.last_read >= self.seconds_heartbeat
 
     def _comms(self) -> None:
-        next_beat = time.monotonic()
+        next_beat = clock.monotonic()
         while not self.gone.is_set():
-            now = time.monotonic()
+            now = clock.monotonic()
             if (credited := self.silence.credit(now, self.last_seen, self.seconds_heartbeat)) is not None:
                 self.last_seen = credited  # this thread could not run: the controller's words wait unread
             if self.welcomed.is_set() and now >= next_beat:
@@ -101,8 +100,8 @@ class CommsThread:
                 if self.main_wants_read:  # the idle main thread asked for the role meanwhile
                     continue
                 if (deadline := self.runner.deadline) is not None:  # a task started since ``wait`` was reckoned
-                    wait = min(wait, max(0.001, deadline - time.monotonic()))
-                self.comms_read_until = time.monotonic() + wait
+                    wait = min(wait, max(0.001, deadline - clock.monotonic()))
+                self.comms_read_until = clock.monotonic() + wait
                 if not self._read_one(wait):
                     return
             finally:

@@ -17,13 +17,13 @@ import random
 import signal
 import sys
 import threading
-import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from pycrew.wire import clock
 from pycrew.wire.functions import load_task
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
@@ -125,7 +125,7 @@ class TaskRunner:
         self.garbage_collection = garbage_collection
         self.current: int | None = None
         self.current_name: str | None = None
-        self.deadline: float | None = None  # the running task's time limit (time.monotonic())
+        self.deadline: float | None = None  # the running task's time limit (clock.monotonic())
         #: Called (main thread) with a task's deadline as it starts: the thread that enforces it must see it in time.
         self.on_deadline: Callable[[float], None] | None = None
         self._pending: tuple[int, str, str] | None = None
@@ -211,10 +211,10 @@ class TaskRunner:
             return self._run(task_id, payload)
         except Interrupted as exc:  # arrived after the task's own handler: still this task's
             self.current = None
-            return self._pack(ResultRecord(exc.status, error=str(exc), finished=time.time()))
+            return self._pack(ResultRecord(exc.status, error=str(exc), finished=clock.wall()))
 
     def _run(self, task_id: int, payload: bytes) -> bytes:
-        t0 = time.time()
+        t0 = clock.wall()
         warns: list[str] = []
         if self.reset:
             self._baseline.take()
@@ -228,7 +228,7 @@ class TaskRunner:
             if seed is not None:
                 seed_state = _seed(seed)
             if seconds_timeout:
-                self.deadline = deadline = time.monotonic() + seconds_timeout
+                self.deadline = deadline = clock.monotonic() + seconds_timeout
                 if self.on_deadline is not None:
                     self.on_deadline(deadline)
             else:
@@ -239,11 +239,11 @@ class TaskRunner:
                 if seed_state is not None:
                     _restore(seed_state)
             if self._pending is not None and (late := self._undelivered(task_id)) is not None:
-                failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, time.time())
+                failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, clock.wall())
         except Interrupted as exc:
-            failed = ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, time.time())
+            failed = ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, clock.wall())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
-            t1 = time.time()
+            t1 = clock.wall()
             text = _text(exc)
             if not loaded and (hint := _loading_hint(exc)) is not None:
                 exc.add_note(hint)
@@ -254,7 +254,7 @@ class TaskRunner:
             self._clean_up(warns)  # what it cannot undo becomes a warning of this task (packed below)
         if failed is not None:
             return self._pack(failed)
-        t1 = time.time()
+        t1 = clock.wall()
         try:
             # The record's wire tuple built directly (see pack_result): this runs between
             # every two tasks, where each call costs several times its warm time.

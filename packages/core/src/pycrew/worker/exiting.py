@@ -27,8 +27,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import NoReturn
+
+from pycrew.wire import clock
 
 log = logging.getLogger(__name__)
 
@@ -98,5 +99,5 @@ def exit_process(code: int) -> NoReturn:
             signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
             os.kill(os.getpid(), signum)
-            time.sleep(1.0)  # the default action ends the process meanwhile
+            clock.sleep(1.0)  # the default action ends the process meanwhile
     os._exit(code)

@@ -12,10 +12,9 @@ import collections
 import logging
 import os
 import threading
-import time
 
+from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
-from pycrew.wire import transport
 from pycrew.wire.protocol import TLS_CA_ENV
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import exiting
@@ -67,7 +66,7 @@ class Worker(CommsThread):
         self.shared_process = shared_process
         self.instance: str = command.instance
         self.token = token
-        self.started = time.monotonic()
+        self.started = clock.monotonic()
         self.tasks: collections.deque[tuple[int, bytes]] = collections.deque()
         self.cv = threading.Condition()
         self.welcomed = threading.Event()
@@ -77,7 +76,7 @@ class Worker(CommsThread):
         self.settled = threading.Event()
         self.stop_reason = ""
         self.frames_received = 0
-        self.last_seen = time.monotonic()
+        self.last_seen = clock.monotonic()
         self.seconds_heartbeat = 2.0
         self.silence = ControllerSilence()  # and the heartbeat timeout, set by the WELCOME
         self.running = False
@@ -95,7 +94,7 @@ class Worker(CommsThread):
         self.runner.on_deadline = self._deadline_set
         self.task_started = 0.0
         self.pace = Pace()
-        self.last_read = time.monotonic()
+        self.last_read = clock.monotonic()
         self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
         self.leaving = Leaving(self._take_unstarted, self._send, self._wake)  # see pycrew.worker.leaving
 
@@ -138,7 +137,7 @@ class Worker(CommsThread):
         except transport.Closed:
             self._controller_gone("the controller closed the connection")
             return False
-        self.last_read = time.monotonic()
+        self.last_read = clock.monotonic()
         if frame is not None:
             self.last_seen = self.last_read
             self._handle(frame)
@@ -215,7 +214,7 @@ class Worker(CommsThread):
             self.runner.interrupt(task_id, "cancel", "cancelled by the controller")
         dropped = self._take_unstarted(ids)
         if dropped:
-            body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=time.time()))
+            body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=clock.wall()))
             with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
 
@@ -254,7 +253,7 @@ class Worker(CommsThread):
     def run(self) -> int:
         """Connect, serve tasks until an exit rule fires, and return the exit code."""
         a = self.command
-        deadline = time.monotonic() + a.seconds_launch
+        deadline = clock.monotonic() + a.seconds_launch
         try:
             self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed)
         except transport.ConnectFailed as exc:
@@ -278,7 +277,7 @@ class Worker(CommsThread):
             ).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        self.settled.wait(max(0.0, deadline - time.monotonic()))
+        self.settled.wait(max(0.0, deadline - clock.monotonic()))
         if not self.welcomed.is_set():
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
                 log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
@@ -306,10 +305,10 @@ class Worker(CommsThread):
     def _serve(self) -> str:
         a = self.command
         batcher = self.batcher
-        last_work = time.monotonic()
+        last_work = clock.monotonic()
         wall_end = self.started + a.seconds_wall
         while True:
-            now = time.monotonic()
+            now = clock.monotonic()
             if self.gone.is_set():
                 return self.stop_reason
             if self.leaving.reason:  # SIGTERM: see pycrew.worker.leaving
@@ -340,7 +339,7 @@ class Worker(CommsThread):
                 self._idle_read(min(deadline - now, 1.0), max(0.0, a.seconds_spin - (now - last_work)))
                 continue
             task_id, payload = task
-            started = time.monotonic()
+            started = clock.monotonic()
             self.task_started = started
             self.running = True
             if batcher.results and not batcher.armed and not batcher.urgent:
@@ -349,7 +348,7 @@ class Worker(CommsThread):
             out = self.runner.run(task_id, payload)
             self.running = False
             self.done += 1
-            last_work = time.monotonic()
+            last_work = clock.monotonic()
             if self.direct and last_work - self.last_read >= Pace.READ_INTERVAL:
                 self._read_arrived()
             if self.pace.task_ended(last_work - started):  # it waited: see pycrew.worker.pace

@@ -16,7 +16,7 @@ The last task decides for the next one.
 
 from __future__ import annotations
 
-import time
+from pycrew.wire import clock
 
 
 class Pace:
@@ -44,12 +44,12 @@ class Pace:
 
     def task_starts(self) -> None:
         """Note the main thread's CPU time as a task starts (a system call: not before short tasks)."""
-        self._cpu = time.thread_time() if self._timed else 0.0
+        self._cpu = clock.thread_time() if self._timed else 0.0
 
     def task_ended(self, ran: float) -> bool:
         """Note that a task ran ``ran`` seconds; whether it waited."""
         long = ran > self.WAITING_TASK_MIN
-        self.waits = self._timed and long and time.thread_time() - self._cpu < ran / 4
+        self.waits = self._timed and long and clock.thread_time() - self._cpu < ran / 4
         self._timed = long
         self.last_ran = ran
         return self.waits

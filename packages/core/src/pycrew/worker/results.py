@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pycrew.wire import clock
 from pycrew.wire import protocol as p
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class ResultBatcher:
 
     Args:
         send: sends one frame (never raises).
-        running_since: when the task running now started (``time.monotonic()``), or
+        running_since: when the task running now started (``clock.monotonic()``), or
             ``None`` while no task runs.
         gone: set when the link to the controller is gone (the flusher then stops).
     """
@@ -144,7 +144,7 @@ class ResultBatcher:
                 if not self.results or started is None:
                     self.armed = False  # the main thread re-arms when a task starts with results waiting
                 else:
-                    now = time.monotonic()
+                    now = clock.monotonic()
                     if now >= started + self.FLUSH_SECONDS:
                         self._send_waiting()
                         continue

@@ -12,9 +12,9 @@ import os
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 
+from pycrew.wire import clock
 from pycrew.worker.command import WorkerCommand
 
 
@@ -47,7 +47,7 @@ def sample_metrics(command: WorkerCommand, gone: threading.Event, current_task: 
             except psutil.Error:
                 procs.pop(proc.pid, None)
         row = {
-            "time": time.time(),
+            "time": clock.wall(),
             "controller": command.controller,
             "instance": command.instance,
             "worker": command.worker,

@@ -10,10 +10,9 @@ not hear because its own thread could not run (its task held the GIL) is not cou
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from pycrew.wire import transport
+from pycrew.wire import clock, transport
 
 log = logging.getLogger("pycrew.worker")
 
@@ -24,7 +23,7 @@ class ControllerSilence:
     def __init__(self) -> None:
         self.seconds_heartbeat_timeout = 20.0  # until the controller's WELCOME says (configure)
         self.seconds_busy_silence = 600.0
-        self._turn = time.monotonic()
+        self._turn = clock.monotonic()
         self._noted = -1.0
 
     def configure(self, welcome: dict[str, Any]) -> None:

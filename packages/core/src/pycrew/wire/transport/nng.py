@@ -34,12 +34,12 @@ import logging
 import os
 import selectors
 import threading
-import time
 from collections.abc import Callable
 
 import pynng
 
 from pycrew.loglimit import LogLimiter
+from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
 
@@ -241,7 +241,7 @@ class NngServer(Server):
             if frame is not None:
                 handler.frame_received(known, frame)
         if gone:
-            now = time.monotonic()
+            now = clock.monotonic()
             gone_ids = self._gone_ids
             for pipe_id in gone:
                 gone_ids[pipe_id] = now
@@ -312,7 +312,7 @@ class NngChannel(Channel):
         channel = cls(sock, on_closed)
         sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())
         sock.add_post_pipe_remove_cb(lambda pipe: channel._pipe_removed())
-        deadline = time.monotonic() + seconds
+        deadline = clock.monotonic() + seconds
         expired = threading.Event()
 
         def cut_off() -> None:  # a blocking dial only returns early when the socket closes
@@ -338,10 +338,10 @@ class NngChannel(Channel):
                 except pynng.NNGException as exc:  # refused, reset, unreachable: the controller may not be up yet
                     if not expired.is_set():  # else it is the cut-off's own "canceled"
                         last = exc
-                    expired.wait(min(delay, max(0.0, deadline - time.monotonic())))
+                    expired.wait(min(delay, max(0.0, deadline - clock.monotonic())))
                     delay = min(delay * 2, 1.0)
                     continue
-                if channel._connected.wait(max(0.0, deadline - time.monotonic())) and not expired.is_set():
+                if channel._connected.wait(max(0.0, deadline - clock.monotonic())) and not expired.is_set():
                     return channel
                 break
         finally:

@@ -13,9 +13,9 @@ import selectors
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 
+from pycrew.wire import clock
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, split_url
 from pycrew.wire.transport.sockets import (
     HEADER,
@@ -63,18 +63,18 @@ class SocketChannel(Channel):
         if use_tls and not ca:
             raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
         ctx = client_context(ca) if use_tls and ca else None
-        deadline = time.monotonic() + seconds
+        deadline = clock.monotonic() + seconds
         delay = 0.05
         last: Exception | None = None
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - clock.monotonic()
             if left <= 0:
                 raise ConnectFailed(f"could not connect to {url} within {seconds:g} s: {last}")
             try:
                 sock = socket.create_connection((host, port), timeout=min(left, 10.0))
             except OSError as exc:  # refused, unreachable, timed out: the controller may not be up yet
                 last = exc
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
                 delay = min(delay * 2, 1.0)
                 continue
             try:
@@ -123,7 +123,7 @@ class SocketChannel(Channel):
         With ``spin``, the socket is polled (non-blocking reads) for up to that many seconds
         before the thread sleeps in ``select``.
         """
-        now = time.monotonic()
+        now = clock.monotonic()
         deadline = now + timeout
         spin_until = now + min(spin, timeout)
         buf = self._rbuf
@@ -141,7 +141,7 @@ class SocketChannel(Channel):
                 with self._ssl_lock:
                     n = self.sock.recv_into(self._chunk)
             except WOULD_BLOCK:
-                now = time.monotonic()
+                now = clock.monotonic()
                 if now < spin_until:
                     continue  # polling: a frame due within microseconds is read without a wake-up
                 left = deadline - now

@@ -17,9 +17,9 @@ import logging
 import selectors
 import socket
 import ssl
-import time
 
 from pycrew.loglimit import LogLimiter
+from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Handler, Link, Server, split_url
 from pycrew.wire.transport.sockets import (
@@ -54,7 +54,7 @@ class SocketLink(Link):
         self.rbuf = bytearray()
         self.wbuf: collections.deque[memoryview] = collections.deque()
         self.writing = False  # registered for EVENT_WRITE too
-        self.opened = time.monotonic()
+        self.opened = clock.monotonic()
 
     def send(self, frame: bytes) -> None:
         """Queue ``frame``; written at once when the socket has room."""
