@@ -4,6 +4,7 @@ what to write, before anything is pushed (not a task that fails, or runs wrongly
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -82,6 +83,39 @@ def test_an_empty_task_name_is_refused() -> None:
         assert c.summary().controller.workers_launching == 0 and not c._started, "bad input started the controller"
     finally:
         c.terminate()
+
+
+@pytest.mark.parametrize(("seed", "shown"), [(1.5, "float 1.5"), (True, "bool True"), ("7", "str '7'")])
+def test_every_call_refuses_a_seed_that_is_not_an_integer(controller: Any, seed: Any, shown: str) -> None:
+    """On df48133 map and walk took seed=1.5 as 1 and seed=True as 1 (int()), and said
+    "invalid literal for int()" for a string; the sequential controller's push took any
+    seed and any name."""
+    expected = re.escape(f"seed must be an int or None, got {shown}")
+    with pytest.raises(OptionsError, match=expected):
+        controller.push(abs, (1,), seed=seed)
+    with pytest.raises(OptionsError, match=expected):
+        controller.walk(abs, [1, 2], seed=seed)
+    with pytest.raises(OptionsError, match=expected):
+        list(controller.map(abs, [1, 2], seed=seed))
+    with pytest.raises(OptionsError, match="name must be a non-empty string"):
+        controller.push(abs, (1,), name=5)
+    assert controller.collect() == []
+    if isinstance(controller, pycrew.Controller):
+        assert not controller._started, "bad input started the controller"
+
+
+def test_a_numpy_integer_is_a_seed() -> None:
+    numpy = pytest.importorskip("numpy")
+    c = pycrew.controller("sequential")
+    try:
+        c.push(abs, (1,), seed=numpy.int64(3), name="np")
+        assert c.pop().seed == 3
+        assert c.walk(abs, [1], seed=numpy.int32(5)) == ["task_2"]
+        assert c.pop().seed == pycrew.task_seed(5, 0) == pycrew.task_seed(numpy.uint8(5), 0)
+    finally:
+        c.terminate()
+    with pytest.raises(TypeError, match=r"task_seed: seed must be an int, got float 1\.5"):
+        pycrew.task_seed(1.5, 0)  # type: ignore[arg-type]
 
 
 def test_walk_checks_its_names_before_pushing_anything(controller: Any) -> None:

@@ -7,8 +7,11 @@ call, the argument, what it got and what to write instead (a mistake such as
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pycrew.errors import OptionsError
 
 
 def positional(args: Any, where: str) -> tuple[Any, ...]:
@@ -30,6 +33,27 @@ def positional(args: Any, where: str) -> tuple[Any, ...]:
         f"{where}: args must be a tuple or list of the function's positional arguments, got "
         f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
     )
+
+
+def seed(value: Any) -> int | None:
+    """``value`` as a task's seed: ``None``, or an integer (an ``int``, a NumPy integer:
+    anything with ``__index__``), else an OptionsError. ``True``/``False`` and floats are
+    refused rather than taken as 1, 0 or a truncation."""
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise OptionsError(f"seed must be an int or None, got {type(value).__name__} {_shown(value)}")
+
+
+def name(value: Any) -> str | None:
+    """``value`` as a task's name: ``None`` (the controller names it ``task_<n>``) or a non-empty string."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {value!r}")
+    return value
 
 
 def keywords(kwargs: Any, where: str) -> dict[str, Any]:

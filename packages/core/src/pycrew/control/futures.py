@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
@@ -22,7 +23,10 @@ def task_seed(seed: int, index: int) -> int:
     top bit cleared: reproducible across runs, machines and Python versions, distinct per
     task, and no collapse of nearby user seeds.
     """
-    digest = hashlib.sha256(f"{int(seed)}:{int(index)}".encode()).digest()
+    for value, what in ((seed, "seed"), (index, "index")):
+        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+            raise TypeError(f"task_seed: {what} must be an int, got {type(value).__name__} {value!r}")
+    digest = hashlib.sha256(f"{operator.index(seed)}:{operator.index(index)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pycrew.control import arguments
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.progress import ProgressBar
 
@@ -202,6 +203,7 @@ def map_results(
     The iterator keeps no result it has yielded alive (CPython bpo-14406).
     """
     check_map_arguments(chunksize, buffersize)
+    seed = arguments.seed(seed)
     items = enumerate(zip(*iterables, strict=False))
 
     def submit(i: int, args: tuple[Any, ...]) -> TaskFuture[Any]:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.errors import ControllerError, OptionsError
@@ -101,8 +102,9 @@ class SequentialController(concurrent.futures.Executor):
         seconds_timeout: float | None = None,
     ) -> str:
         """Run the task now; its result waits for :meth:`pop`. ``seconds_timeout`` is ignored."""
-        name = name or f"task_{self._pushed + 1}"
-        self._results.append(self._run(fn, positional(args, "push()"), keywords(kwargs, "push()"), name, seed))
+        args, kwargs = positional(args, "push()"), keywords(kwargs, "push()")
+        name, seed = arguments.name(name) or f"task_{self._pushed + 1}", arguments.seed(seed)
+        self._results.append(self._run(fn, args, kwargs, name, seed))
         return name
 
     def walk(
@@ -115,6 +117,7 @@ class SequentialController(concurrent.futures.Executor):
         progress: bool = False,
     ) -> list[str]:
         """Push ``fn(item)`` for every item (``seconds_timeout`` and ``progress`` are ignored: each runs now)."""
+        seed = arguments.seed(seed)
         items = list(iterable)
         given = walk_names(names, len(items))
         return [
@@ -149,6 +152,7 @@ class SequentialController(concurrent.futures.Executor):
         ``timeout``, ``chunksize``, ``buffersize``, ``seconds_timeout`` and ``progress``
         are accepted for the shared API and have nothing to do here.
         """
+        seed = arguments.seed(seed)
         futures = []
         for i, args in enumerate(zip(*iterables, strict=False)):
             s = task_seed(seed, i) if seed is not None else None

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
 from pycrew.control.mapping import map_results
@@ -81,15 +82,13 @@ class Submitting(ControllerState):
             raise ControllerError(self._forked_message() or f"controller {self.name!r} was {state}; no new tasks")
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise OptionsError(f"seed must be an int or None, got {seed!r}")
+        seed = arguments.seed(seed)
         if seconds_timeout is None:
             seconds_timeout = self.options.seconds_timeout
         elif not isinstance(seconds_timeout, (int, float)) or isinstance(seconds_timeout, bool) or not seconds_timeout > 0:
             raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
         task_id = next(self._ids)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {name!r}")
+        name = arguments.name(name)
         payload = pack_task(name or f"task_{task_id}", fn, args, kwargs or {}, seed, seconds_timeout)  # a dict of its own
         dispatcher = self._check()  # after every check of the task: bad input starts nothing
         future: TaskFuture[Any] | None = None
@@ -152,6 +151,7 @@ class Submitting(ControllerState):
         ``progress=True``, a bar follows the tasks being pushed (use ``wait(progress=True)``
         to follow them running).
         """
+        seed = arguments.seed(seed)
         items = list(iterable)
         given = walk_names(names, len(items))
         out = []
