@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from typing import Any
 
 import pytest
@@ -102,6 +103,38 @@ def test_every_call_refuses_a_seed_that_is_not_an_integer(controller: Any, seed:
     assert controller.collect() == []
     if isinstance(controller, pycrew.Controller):
         assert not controller._started, "bad input started the controller"
+
+
+def test_cancel_says_what_was_wrong_with_its_names(controller: Any) -> None:
+    """On df48133 cancel(names=5) failed with "'int' object is not iterable", a list holding
+    a non-string was taken, and names= with all=True cancelled everything."""
+    with pytest.raises(TypeError, match=r"^cancel: names must be a task name or a list of them, got int 5"):
+        controller.cancel(names=5)
+    with pytest.raises(TypeError, match=r"^cancel: every name must be a string, got int 7"):
+        controller.cancel(names=["a", 7])
+    with pytest.raises(OptionsError, match=r"give names=\.\.\. or all=True, not both"):
+        controller.cancel(names=["a"], all=True)
+    with pytest.raises(OptionsError, match="all must be True or False, got 'yes'"):
+        controller.cancel(all="yes")
+    with pytest.raises(OptionsError, match=r"cancel needs names=\.\.\. or all=True"):
+        controller.cancel()
+    assert controller.cancel(names=iter(["a", "b"])) == 0
+    assert controller.cancel(names="a") == 0 and controller.cancel(all=True) == 0
+
+
+def test_a_group_checks_cancel_once_and_hands_every_member_the_names() -> None:
+    a, b = pycrew.controller("local", workers=1, name="a"), pycrew.controller("local", workers=1, name="b")
+    group = pycrew.ControllerGroup([a, b])
+    try:
+        group.push(time.sleep, (30,), name="long", controller="a")
+        group.push(time.sleep, (30,), name="long", controller="b")
+        with pytest.raises(TypeError, match="every name must be a string"):
+            group.cancel(names=["long", None])
+        assert group.cancel(names=(n for n in ["long"])) == 2  # a generator, read once for both
+        assert group.wait(timeout=60)
+        assert sorted((r.controller, r.status) for r in group.collect()) == [("a", "cancel"), ("b", "cancel")]
+    finally:
+        group.terminate()
 
 
 def test_a_numpy_integer_is_a_seed() -> None:

@@ -56,6 +56,33 @@ def name(value: Any) -> str | None:
     return value
 
 
+def cancel_names(names: Any, all: Any) -> frozenset[str] | None:
+    """What ``cancel(names=..., all=...)`` asks for: the set of names, or ``None`` for all.
+
+    Raises:
+        OptionsError: neither or both given, or ``all`` is not a bool.
+        TypeError: ``names`` is not a string or an iterable of strings.
+    """
+    if not isinstance(all, bool):
+        raise OptionsError(f"cancel: all must be True or False, got {all!r}")
+    if all:
+        if names is not None:
+            raise OptionsError("cancel: give names=... or all=True, not both")
+        return None
+    if names is None:
+        raise OptionsError("cancel needs names=... or all=True")
+    if isinstance(names, str):
+        return frozenset((names,))
+    try:
+        wanted = list(names)
+    except TypeError:
+        raise TypeError(f"cancel: names must be a task name or a list of them, got {type(names).__name__} {_shown(names)}") from None
+    for n in wanted:
+        if not isinstance(n, str):
+            raise TypeError(f"cancel: every name must be a string, got {type(n).__name__} {_shown(n)}")
+    return frozenset(wanted)
+
+
 def keywords(kwargs: Any, where: str) -> dict[str, Any]:
     """``kwargs`` as a dict of keyword arguments (str names), or a TypeError that says what was wrong."""
     if kwargs is None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
-from pycrew.control import callbacks
+from pycrew.control import arguments, callbacks
 from pycrew.control.collecting import check_wait_timeout
 from pycrew.control.progress import ProgressBar
 from pycrew.errors import OptionsError, PycrewError
@@ -148,9 +148,8 @@ class ControllerGroup(concurrent.futures.Executor):
 
     def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
         """Cancel tasks by name (or all) in every controller."""
-        if names is not None and not isinstance(names, str):
-            names = list(names)
-        return sum(self._each(lambda c: int(c.cancel(names=names, all=all))))
+        wanted = arguments.cancel_names(names, all)  # once: an iterator of names is read once
+        return sum(self._each(lambda c: int(c.cancel(names=wanted, all=all))))
 
     # -- results -----------------------------------------------------------------------------
 

@@ -225,10 +225,8 @@ class Submitting(ControllerState):
         is replaced if it does not stop within a few seconds). Each resolves once, with
         status ``cancel``. Returns how many tasks were cancelled.
         """
-        if names is None and not all:
-            raise OptionsError("cancel needs names=... or all=True")
-        wanted = {names} if isinstance(names, str) else set(names or ())
-        if all:
+        wanted = arguments.cancel_names(names, all)
+        if wanted is None:
             return self._cancel_where(lambda t: True, "cancelled by cancel(all=True)")
         return self._cancel_where(lambda t: t.name in wanted, "cancelled by cancel(names=...)")
 
