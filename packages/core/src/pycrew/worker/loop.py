@@ -33,6 +33,9 @@ EXIT_OK = 0  # an exit rule or a stop request (128 + a signal: it left on that s
 EXIT_NO_TOKEN = 2
 EXIT_NO_CONNECTION = 3
 EXIT_CONTROLLER_GONE = 4
+#: How long a worker that connected waits for the controller's WELCOME at least, even
+#: past its ``seconds_launch``.
+SECONDS_HANDSHAKE = 10.0
 #: Longest single sleep of an idle worker whose comms thread reads its frames (a shared
 #: process): tasks and the end of the link wake it; this only bounds the timeout passed down.
 IDLE_WAIT_MAX = 3600.0
@@ -277,7 +280,10 @@ class Worker(CommsThread):
             ).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        self.settled.wait(max(0.0, deadline - clock.monotonic()))
+        # seconds_launch bounds reaching the controller; once connected, the handshake gets
+        # SECONDS_HANDSHAKE more at least: giving up just as the WELCOME (and tasks) come
+        # would lose those tasks with the worker, counted as crashes.
+        self.settled.wait(max(SECONDS_HANDSHAKE, deadline - clock.monotonic()))
         if not self.welcomed.is_set():
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
                 log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
