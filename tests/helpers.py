@@ -315,3 +315,26 @@ def stop_the_clocks() -> int:
             if fake is not None:
                 setattr(module, attribute, fake)
     return os.getpid()
+
+
+def leave_a_timer_running(kind: str) -> int:
+    """Task: start an interval timer and return without cancelling it; the worker's pid."""
+    if kind == "alarm":
+        signal.alarm(1)
+    elif kind == "repeating":
+        signal.setitimer(signal.ITIMER_REAL, 0.3, 0.2)
+    else:  # "profiler": as a sampling profiler left on would
+        signal.setitimer(signal.ITIMER_PROF, 0.05, 0.05)
+    return os.getpid()
+
+
+def catch_own_alarm(seconds: float) -> int:
+    """Task: count the SIGALRMs of a timer it starts, with its own handler, over ``seconds``."""
+    fired: list[int] = []
+    signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return len(fired)

@@ -11,8 +11,10 @@ import pycrew
 from helpers import (
     break_the_standard_streams,
     busy_loop,
+    catch_own_alarm,
     draw,
     identity,
+    leave_a_timer_running,
     leave_and_remove,
     mutate_process_state,
     pid_and_draws,
@@ -126,6 +128,21 @@ def test_a_task_that_stopped_the_clocks_cannot_stop_its_workers(make_controller,
     assert results["kept"].status == "success" and results["kept"].seconds >= 0.2, results["kept"]
     assert c.submit(os.getpid).result(timeout=60) == pid, "the worker was replaced: it could not keep the time limit"
     assert c.summary().workers[0].instances == 1
+
+
+@pytest.mark.parametrize("kind", ["alarm", "repeating", "profiler"])
+def test_a_timer_a_task_left_running_does_not_end_the_worker_later(make_controller, kind):
+    """On 11cebb5 SIGALRM (or SIGPROF) from a timer an earlier task never cancelled ended
+    the worker during the next task, which was counted as a crash."""
+    c = make_controller("local", workers=1, crashes_max=1).start()
+    pid = c.submit(leave_a_timer_running, kind).result(timeout=60)
+    c.push(busy_loop, (1.5,), name="next")  # on the CPU: SIGPROF's timer runs too
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "success" and r.pid == pid, (r.status, r.error)
+    assert any("left running" in w and "cancelled the timer" in w for w in r.warnings), r.warnings
+    assert c.submit(catch_own_alarm, 0.5).result(timeout=60) >= 3, "a task's own SIGALRM handler must still get its signals"
+    assert c.submit(os.getpid).result(timeout=60) == pid and c.summary().workers[0].instances == 1
 
 
 def test_a_time_limit_is_kept_on_a_link_whose_reads_cannot_be_cut_short(make_controller):

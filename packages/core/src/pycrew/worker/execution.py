@@ -28,6 +28,7 @@ from pycrew.wire.functions import load_task
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.isolation import ProcessBaseline, StandardStreams, WarningCapture, restore_handlers
+from pycrew.worker.timers import StrayTimers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
@@ -138,13 +139,14 @@ class TaskRunner:
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
         self._streams = StandardStreams()  # kept only by a worker that owns its process (install)
+        self._timers = StrayTimers()  # see pycrew.worker.timers (install)
         self._pid = os.getpid()  # a child a task forks is not this worker (see pycrew.worker.forks)
 
     def install(self) -> None:
         """Install the interrupt handler (main thread only)."""
         handler = self._on_signal  # one bound method, so that "is" finds it installed
         signal.signal(INTERRUPT_SIGNAL, handler)
-        self.keep_handlers({INTERRUPT_SIGNAL: handler})
+        self.keep_handlers({INTERRUPT_SIGNAL: handler, **self._timers.install()})
         self._main = threading.get_ident()
         self.installed = True
         self._streams.take()
@@ -334,6 +336,11 @@ class TaskRunner:
         try:
             if self._kept:  # a task may have replaced them: cancels need the interrupt handler
                 restore_handlers(self._kept)
+            if self._timers.notes:
+                for note in self._timers.notes:
+                    warns.append(note)
+                    log.warning("%s", note)
+                self._timers.notes.clear()
             if self.reset:
                 if problems := self._baseline.restore():
                     warns.extend(problems)
