@@ -139,3 +139,28 @@ def test_a_suspended_job_keeps_its_worker_and_finishes_its_task_after_resume(
         assert ran_in == job
         s = c.summary()
         assert s.controller.retries == 0 and s.workers[0].crashes == 0 and s.workers[0].instances == 1, s
+
+
+def test_a_job_that_will_never_start_fails_the_launch_in_seconds(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """A job array that depends on a job that failed pends for good (DependencyNeverSatisfied).
+    On 79d8e0c each launch failed only after seconds_launch (here 60 s, so 120 s in all);
+    now the LaunchError comes with SLURM's reason as soon as the monitor sees it."""
+    import subprocess
+
+    failed = subprocess.run(
+        ["sbatch", "--parsable", "--wrap", "exit 1", "-o", "/dev/null"], capture_output=True, text=True, check=True
+    ).stdout.strip().split(";")[0]
+    wait_for(
+        lambda: failed not in subprocess.run(["squeue", "--noheader", "-o", "%i"], capture_output=True, text=True).stdout,
+        timeout=60,
+        what="the job to fail",
+    )
+    c = slurm_controller(tmp_path, workers=1, launch_max=2, sbatch_args=(f"--dependency=afterok:{failed}",))
+    try:
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError, match="pending for good: DependencyNeverSatisfied"):
+            future.result(timeout=45)
+        controller_id = c.id
+    finally:
+        c.terminate()
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")

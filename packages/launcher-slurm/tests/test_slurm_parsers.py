@@ -43,6 +43,26 @@ def test_squeue_states_are_normalised(state: str, status: str) -> None:
     assert state not in STATES or STATES[state] == status
 
 
+@pytest.mark.parametrize(
+    ("state", "reason", "status", "said"),
+    [
+        ("PENDING", "DependencyNeverSatisfied", "failed", "pending for good: DependencyNeverSatisfied (its dependency can never be satisfied)"),
+        ("PENDING", "(PartitionTimeLimit)", "failed", "pending for good: PartitionTimeLimit (its time limit is longer than its partition allows)"),
+        ("PENDING", "launch failed requeued held", "failed", "pending for good: launch failed requeued held"),
+        ("PENDING", "Resources", "pending", "Resources"),
+        ("PENDING", "ReqNodeNotAvail, UnavailableNodes:vm", "pending", "ReqNodeNotAvail, UnavailableNodes:vm"),
+        ("PENDING", "JobHeldUser", "pending", "JobHeldUser"),
+        ("RUNNING", "DependencyNeverSatisfied", "running", "DependencyNeverSatisfied"),
+    ],
+)
+def test_a_job_pending_for_a_reason_that_never_passes_is_failed(state: str, reason: str, status: str, said: str) -> None:
+    """On 79d8e0c such a job stayed "pending": each launch failed only after seconds_launch."""
+    line = f"7_1|7|1|{state}|pycrew-x|{reason}||N/A|(null)|pycrew:1;c=a;w=1.i\n"
+    record = cli().parse_listing(line)[0]
+    assert record.status == status and record.state == state
+    assert record.reason.startswith(said), record.reason
+
+
 def test_squeue_lines_that_are_not_array_elements_are_skipped() -> None:
     out = "9|9|N/A|RUNNING|plain|None|vm|N/A||\ngarbage\n"
     assert cli().parse_listing(out) == []

@@ -41,6 +41,38 @@ STATES = {
 }
 
 
+#: Reasons squeue gives for a pending job that will not start as it was submitted (SLURM's
+#: "job reason codes"): such an element is reported ``failed`` with the reason at once, so
+#: that the controller's launch fails in seconds with SLURM's words rather than after
+#: ``seconds_launch`` (for a queue, often many minutes) per attempt. Reasons that pass by
+#: themselves (Resources, Priority, ReqNodeNotAvail of nodes being rebooted, a partition
+#: that is down for maintenance, holds) are not here.
+NEVER_STARTS = {
+    "BadConstraints": "its constraints cannot be satisfied",
+    "DependencyNeverSatisfied": "its dependency can never be satisfied",
+    "InvalidAccount": "its account is not valid",
+    "InvalidQOS": "its QOS is not valid",
+    "PartitionTimeLimit": "its time limit is longer than its partition allows",
+    "PartitionNodeLimit": "the nodes it asks for are outside its partition's limits",
+    "QOSMaxWallDurationPerJobLimit": "its time limit is longer than its QOS allows",
+    "AssocMaxWallDurationPerJobLimit": "its time limit is longer than its account allows",
+    "QOSMaxCpuPerJobLimit": "it asks for more CPUs than its QOS allows a job",
+    "AssocMaxCpuPerJobLimit": "it asks for more CPUs than its account allows a job",
+    "QOSMaxNodePerJobLimit": "it asks for more nodes than its QOS allows a job",
+    "AssocMaxNodePerJobLimit": "it asks for more nodes than its account allows a job",
+    "launch failed requeued held": "SLURM could not launch it and holds it",
+}
+
+
+def never_starts(state: str, reason: str) -> str | None:
+    """Why a job in ``state`` for ``reason`` (squeue's fields) will not start as submitted, else ``None``."""
+    if normalise(state, STATES) != "pending":
+        return None
+    code = reason.strip().strip("()").split(",")[0].strip()
+    why = NEVER_STARTS.get(code)
+    return None if why is None else f"pending for good: {code} ({why}); fix the job's options (sbatch_args, partition, qos, time)"
+
+
 def _user() -> str:
     try:
         return pwd.getpwuid(os.getuid()).pw_name
@@ -182,6 +214,8 @@ class SlurmCLI(SchedulerCLI):
             element, array_id, index, state, name, reason, nodes, submitted, stdout_path, comment = (p.strip() for p in parts)
             if not index.isdigit() or not array_id.isdigit():
                 continue  # not an array element: never one of pycrew's jobs
+            reason = "" if reason in ("None", "(null)") else reason
+            hopeless = never_starts(state, reason)
             records.append(
                 JobRecord(
                     id=element,
@@ -190,11 +224,11 @@ class SlurmCLI(SchedulerCLI):
                     name=name,
                     tag=comment,
                     state=state,
-                    reason="" if reason in ("None", "(null)") else reason,
+                    reason=hopeless or reason,
                     host=nodes or None,
                     submitted=_timestamp(submitted),
                     log=expand_log_path(stdout_path, array_id, int(index), name, user) if stdout_path else None,
-                    status=normalise(state, STATES),
+                    status="failed" if hopeless else normalise(state, STATES),
                 )
             )
         return records
