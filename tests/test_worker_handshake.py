@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -21,27 +20,7 @@ import pytest
 
 from pycrew.wire import protocol
 from pycrew.wire.transport.sockets import PREAMBLE
-
-HEADER = struct.Struct("<Q")
-
-
-def _recv_exactly(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError(f"the worker closed the connection after {len(data)} of {n} bytes")
-        data += chunk
-    return data
-
-
-def _recv_frame(conn: socket.socket) -> bytes:
-    (length,) = HEADER.unpack(_recv_exactly(conn, HEADER.size))
-    return _recv_exactly(conn, length)
-
-
-def _send_frame(conn: socket.socket, body: bytes) -> None:
-    conn.sendall(HEADER.pack(len(body)) + body)
+from support import read_frame, recv_exactly, send_frame
 
 
 @pytest.mark.timeout(120)
@@ -59,23 +38,23 @@ def test_a_worker_welcomed_after_its_seconds_launch_stays(tmp_path):
     try:
         conn, _ = listener.accept()
         conn.settimeout(30)
-        assert _recv_exactly(conn, len(PREAMBLE)) == PREAMBLE
+        assert recv_exactly(conn, len(PREAMBLE)) == PREAMBLE
         nonce = protocol.new_nonce()
-        _send_frame(conn, protocol.encode_challenge(nonce))
-        hello = protocol.parse_hello(_recv_frame(conn))
+        send_frame(conn, protocol.encode_challenge(nonce))
+        hello = protocol.parse_hello(read_frame(conn))
         assert hello.instance == instance and protocol.verify_mac(token, nonce, instance, hello.mac)
         time.sleep(2.0)  # past the worker's seconds_launch (1 s from its start)
         welcome = {"seconds_heartbeat": 1.0, "seconds_heartbeat_timeout": 30.0, "seconds_busy_silence": 30.0, "bytes_max": 1 << 26}
         try:
-            _send_frame(conn, protocol.encode_json(protocol.WELCOME, welcome))
-            _send_frame(conn, protocol.encode_json(protocol.STOP, {"reason": "test over"}))
+            send_frame(conn, protocol.encode_json(protocol.WELCOME, welcome))
+            send_frame(conn, protocol.encode_json(protocol.STOP, {"reason": "test over"}))
         except OSError as exc:
             pytest.fail(f"the worker left before its WELCOME came ({exc}): {worker.communicate(timeout=30)[0]}")
         frames = []
         try:
             while True:
-                frames.append(protocol.kind(_recv_frame(conn)))
-        except (ConnectionError, OSError):  # the worker ends its link as it leaves
+                frames.append(protocol.kind(read_frame(conn)))
+        except (AssertionError, OSError):  # the worker ends its link as it leaves
             pass
         conn.close()
         output = worker.communicate(timeout=30)[0]
