@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -28,14 +27,6 @@ def fake_python(tmp_path: Path, body: str) -> str:
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(0o755)
     return str(path)
-
-
-@pytest.fixture
-def handles() -> Iterator[list[LocalHandle]]:
-    started: list[LocalHandle] = []
-    yield started
-    for h in started:
-        kill_tree(h)
 
 
 def logs(handle: object, lines: int | None, **options: object) -> str | None:
@@ -66,15 +57,15 @@ def test_with_log_dir_monitor_logs_reads_a_running_worker_s_file(tmp_path: Path,
     assert logs(handles[0], None) == "line 1\nline 2\nline 3\nline 4\nline 5\n"
     # a handle this process does not know: found through the running process's environment
     foreign = LocalHandle(handles[0].pid, handles[0].create_time)
-    from pycrew_local import processes
+    from pycrew_local import children
 
-    with processes._CHILDREN_LOCK:
-        child = processes._CHILDREN.pop(handles[0])
+    with children.CHILDREN_LOCK:
+        child = children.CHILDREN.pop(handles[0])
     try:
         assert logs(foreign, 1) == "line 5\n", "a worker started elsewhere is found by its PYCREW_LOCAL_LOG"
     finally:
-        with processes._CHILDREN_LOCK:
-            processes._CHILDREN[handles[0]] = child
+        with children.CHILDREN_LOCK:
+            children.CHILDREN[handles[0]] = child
 
 
 def test_without_log_dir_an_ended_worker_s_tail_outlives_its_termination(tmp_path: Path, handles: list[LocalHandle]) -> None:

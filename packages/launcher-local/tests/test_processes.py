@@ -12,7 +12,7 @@ import pytest
 
 import pycrew
 from pycrew.testing.harness import wait_until
-from pycrew_local import LocalHandle, LocalOptions, processes
+from pycrew_local import LocalOptions, children
 from pycrew_local.processes import TAIL_BYTES, TAIL_LINES, kill_tree, list_workers, start_worker
 
 
@@ -28,14 +28,6 @@ def script(tmp_path: Path, body: str, name: str = "fake-python") -> str:
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(0o755)
     return str(path)
-
-
-@pytest.fixture
-def handles() -> Iterator[list[LocalHandle]]:
-    started: list[LocalHandle] = []
-    yield started
-    for h in started:
-        kill_tree(h)
 
 
 def ended(controller_id: str) -> list[pycrew.WorkerInfo]:
@@ -74,7 +66,7 @@ def test_only_the_end_of_a_long_output_is_kept(tmp_path, handles):
     [worker] = wait_until(lambda: ended("c0ffee0001"), 30, "the worker did not end")
     lines = worker.reason.splitlines()
     assert len(lines) == TAIL_LINES and lines[-1].startswith("line 4999 "), lines[-3:]
-    output = processes._CHILDREN[handles[0]].output
+    output = children.CHILDREN[handles[0]].output
     assert output is not None and len(output._buf) <= 2 * TAIL_BYTES, "more than the tail of the output was kept in memory"
 
 

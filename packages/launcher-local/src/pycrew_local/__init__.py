@@ -1,6 +1,6 @@
 """The ``local`` launcher of pycrew: workers are processes on this machine."""
 
+from pycrew_local.handle import LocalHandle
 from pycrew_local.options import LocalOptions
-from pycrew_local.processes import LocalHandle
 
 __all__ = ["LocalHandle", "LocalOptions"]

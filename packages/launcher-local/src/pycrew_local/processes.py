@@ -1,12 +1,10 @@
 """Starting, finding and killing worker processes on this machine.
 
-Workers are children of the process that launched them (the controller's), which keeps
-each one's :class:`subprocess.Popen` until the worker is terminated: so it reaps them (no
-zombies), knows their exit codes, and its monitor reports a worker that ended (``status``
-``done`` or ``failed``, with the exit code and the last lines of its output) until core
-terminates it. Without ``log_dir`` a worker's output goes through a pipe of which only the
-last :data:`TAIL_BYTES` are kept in memory; with ``log_dir`` it goes to its log file, whose
-end is read instead.
+Each worker is started in a session of its own, so that its process group holds what its
+tasks start; :mod:`pycrew_local.children` keeps the workers this process started until
+they are terminated (exit codes, output, reaping). Without ``log_dir`` a worker's output
+goes through a pipe of which only the last :data:`TAIL_BYTES` are kept in memory; with
+``log_dir`` it goes to its log file, whose end is read instead.
 """
 
 from __future__ import annotations
@@ -14,167 +12,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 import pycrew
+from pycrew_local.children import CHILDREN, CHILDREN_LOCK, ENDED_MAX, FORGOTTEN, Child, forget, reap, register
+from pycrew_local.groups import groups_in_use
+from pycrew_local.handle import LocalHandle
 from pycrew_local.options import LocalOptions
+from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, read_log_file
+
+__all__ = ["TAIL_BYTES", "TAIL_LINES", "LocalHandle", "kill_tree", "list_workers", "reap", "start_worker", "worker_output"]
 
 WORKER_MODULE = "pycrew.worker"
 #: Environment variable telling the monitor where a worker's log is.
 LOG_ENV = "PYCREW_LOCAL_LOG"
-#: How much of a worker's output is kept (the end of it), to explain an early exit.
-TAIL_BYTES = 16 * 1024
-#: How many lines of that output an ended worker's ``reason`` quotes.
-TAIL_LINES = 20
-#: Ended workers are reported until terminated, but at most this many, and this long.
-ENDED_MAX = 256
-SECONDS_ENDED_KEEP = 600.0
-
-
-@dataclass(frozen=True)
-class LocalHandle:
-    """A local worker: its pid and the process's creation time (guards against pid reuse)."""
-
-    pid: int
-    create_time: float
-
-    def process(self) -> psutil.Process | None:
-        """The process if it still runs and is the one launched, else ``None``."""
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.01:
-                return None
-            return proc
-        except psutil.Error:
-            return None
-
-
-class OutputTail:
-    """Reads a worker's output pipe on a daemon thread, keeping only its last ``limit`` bytes."""
-
-    def __init__(self, fd: int, name: str, limit: int = TAIL_BYTES) -> None:
-        self.limit = limit
-        self._buf = bytearray()
-        self._lock = threading.Lock()
-        self._fd = fd
-        self.thread = threading.Thread(target=self._read, name=f"pycrew-local-output-{name}", daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            while True:
-                try:
-                    chunk = os.read(self._fd, 65536)
-                except OSError:  # the pipe broke: treat it as the end of the output
-                    return
-                if not chunk:
-                    return
-                with self._lock:
-                    self._buf += chunk
-                    if len(self._buf) > 2 * self.limit:
-                        del self._buf[: len(self._buf) - self.limit]
-        finally:
-            os.close(self._fd)
-
-    def text(self) -> str:
-        """The end of the output read so far."""
-        with self._lock:
-            data = bytes(self._buf[-self.limit :])
-        return data.decode("utf-8", errors="replace")
-
-
-@dataclass
-class _Child:
-    """A worker this process started, until it is terminated."""
-
-    proc: subprocess.Popen[bytes]
-    handle: LocalHandle
-    call: pycrew.WorkerCall
-    started: float
-    output: OutputTail | None = None
-    log_path: str | None = None
-    exit_code: int | None = None
-    ended_at: float | None = None
-    signal_name: str = field(default="")
-
-    def tail(self) -> str:
-        """The last lines of the worker's output."""
-        if self.output is not None:
-            text = self.output.text()
-        elif self.log_path:
-            try:
-                with open(self.log_path, "rb") as f:
-                    f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
-                    text = f.read().decode("utf-8", errors="replace")
-            except OSError as exc:
-                return f"(its log {self.log_path} cannot be read: {exc})"
-        else:
-            text = ""
-        return "\n".join(line.rstrip() for line in text.strip().splitlines()[-TAIL_LINES:])
-
-    def output_text(self) -> str:
-        """All of the worker's output that is kept: its log file, else the in-memory tail."""
-        if self.log_path:
-            return read_log_file(self.log_path, None)
-        return self.output.text() if self.output is not None else ""
-
-    def info(self) -> pycrew.WorkerInfo:
-        """The ended worker as the monitor reports it."""
-        assert self.exit_code is not None
-        tail = self.tail()
-        killed = f"killed by {self.signal_name}" if self.signal_name else ""
-        if tail:
-            reason = f"{killed}\n{tail}" if killed else tail
-        else:
-            reason = f"{killed}; it wrote no output" if killed else "it wrote no output"
-        call = self.call
-        return pycrew.WorkerInfo(
-            id=str(self.handle.pid),
-            handle=self.handle,
-            launcher=call.launcher,
-            controller=call.controller or None,
-            controller_id=call.controller_id or None,
-            instance=call.instance,
-            worker=call.worker,
-            state="exited",
-            host=os.uname().nodename,
-            pid=self.handle.pid,
-            started=self.started,
-            reason=reason,
-            log=self.log_path,
-            status="done" if self.exit_code == 0 else "failed",
-            exit_code=self.exit_code,
-        )
-
-
-# Workers this process started, until terminated: reaped here, so they leave no zombie.
-_CHILDREN: dict[LocalHandle, _Child] = {}
-_CHILDREN_LOCK = threading.Lock()
-# The output of the last ENDED_MAX terminated workers (their log path, or their in-memory tail), for logs().
-_FORGOTTEN: OrderedDict[LocalHandle, tuple[str | None, str]] = OrderedDict()
-
-
-def read_log_file(path: str, limit: int | None = TAIL_BYTES) -> str:
-    """The text of a worker's log file (its last ``limit`` bytes; all of it for ``None``).
-
-    Raises:
-        pycrew.LogsUnavailableError: the file cannot be read.
-    """
-    try:
-        with open(path, "rb") as f:
-            if limit is not None:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise pycrew.LogsUnavailableError(
-            f"the log file {path} of a local worker cannot be read: {exc}; check log_dir and its permissions"
-        ) from exc
 
 
 def worker_output(handle: LocalHandle) -> str:
@@ -188,9 +42,9 @@ def worker_output(handle: LocalHandle) -> str:
     Raises:
         pycrew.LogsUnavailableError: none of that applies, saying why.
     """
-    with _CHILDREN_LOCK:
-        child = _CHILDREN.get(handle)
-        forgotten = _FORGOTTEN.get(handle)
+    with CHILDREN_LOCK:
+        child = CHILDREN.get(handle)
+        forgotten = FORGOTTEN.get(handle)
     if child is not None:
         return child.output_text()
     if forgotten is not None:
@@ -250,64 +104,56 @@ def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
         create_time = 0.0
     handle = LocalHandle(proc.pid, create_time)
     output = OutputTail(read_end, call.name) if read_end >= 0 else None
-    with _CHILDREN_LOCK:
-        _CHILDREN[handle] = _Child(proc, handle, call, started, output, log_path)
+    register(Child(proc, handle, call, started, output, log_path))
     return handle
 
 
-def reap() -> None:
-    """Collect the exit statuses of workers this process started; forget ended ones beyond the limits."""
-    now = time.time()
-    with _CHILDREN_LOCK:
-        children = list(_CHILDREN.values())
-    newly_ended = []
-    for child in children:
-        if child.exit_code is None:
-            code = child.proc.poll()
-            if code is not None:
-                if code < 0:
-                    try:
-                        child.signal_name = signal.Signals(-code).name
-                    except ValueError:
-                        child.signal_name = f"signal {-code}"
-                    code = 128 - code
-                child.exit_code, child.ended_at = code, now
-                newly_ended.append(child)
-    for child in newly_ended:  # let the output reader take what the worker wrote last
-        if child.output is not None:
-            child.output.thread.join(timeout=0.5)
-    with _CHILDREN_LOCK:
-        ended = sorted((c for c in _CHILDREN.values() if c.ended_at is not None), key=lambda c: c.ended_at or 0.0)
-        for k, child in enumerate(ended):
-            if len(ended) - k > ENDED_MAX or now - (child.ended_at or now) > SECONDS_ENDED_KEEP:
-                _CHILDREN.pop(child.handle, None)
+def _terminate_all(procs: list[psutil.Process]) -> None:
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass  # already gone: that is the goal
 
 
-def _forget(handle: LocalHandle, grace: float) -> None:
-    """Reap a terminated worker and drop its record (waiting up to ``grace`` for its exit)."""
-    with _CHILDREN_LOCK:
-        child = _CHILDREN.get(handle)
-    if child is None:
+def _kill_all(procs: list[psutil.Process], grace: float) -> None:
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass  # exited between wait and kill
+    psutil.wait_procs(procs, timeout=grace)
+
+
+def _kill_child(child: Child, grace: float) -> None:
+    """End a worker this process started, its descendants and its process group; reap it."""
+    if child.reaped:  # the reaper ended its group before reaping it
         return
+    leader = child.handle.process() if child.exit_code is None else None
     try:
-        child.proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:  # kept: a later reap or terminate collects it
-        return
-    if child.output is not None:
-        child.output.thread.join(timeout=grace)
-    kept = (child.log_path, "" if child.log_path else child.output_text())
-    with _CHILDREN_LOCK:
-        _CHILDREN.pop(handle, None)
-        _FORGOTTEN[handle] = kept
-        while len(_FORGOTTEN) > ENDED_MAX:
-            _FORGOTTEN.popitem(last=False)
+        descendants = leader.children(recursive=True) if leader is not None else []
+    except psutil.Error:
+        descendants = []
+    child.signal_group(signal.SIGTERM)  # its group: also what its tasks started that re-parented
+    _terminate_all(descendants)  # and what left the group but is still below it
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        status = child.peek()
+        if status is not None:
+            child.record_exit(status, time.time())
+            if child.reaped or not groups_in_use({child.handle.pid}):
+                break
+        time.sleep(0.02)
+    _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
+    child.signal_group(signal.SIGKILL)
+    _kill_all(alive, grace)
+    child.reap(timeout=grace)
 
 
-def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
-    """Terminate a worker and every process it started; silent if already gone."""
+def _kill_other(handle: LocalHandle, grace: float) -> None:
+    """End a worker another process started (found by the monitor) and its descendants."""
     proc = handle.process()
     if proc is None:
-        _forget(handle, grace)
         return
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -315,25 +161,31 @@ def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
         procs = [proc]
     try:
         os.killpg(handle.pid, signal.SIGTERM)  # its session: catches children that re-parented
-    except OSError:  # no such group (already gone): the psutil pass below covers the rest
+    except OSError:  # no such group (already gone), or not a group leader: the pass below covers the rest
         pass
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass  # already gone: that is the goal
+    _terminate_all(procs)
     _gone, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive:
+    if handle.process() is not None:  # its pid still names its group (not reaped by its parent)
         try:
-            p.kill()
-        except psutil.Error:
-            pass  # exited between wait and kill
-    try:
-        os.killpg(handle.pid, signal.SIGKILL)
-    except OSError:  # group empty: everything exited
-        pass
-    psutil.wait_procs(alive, timeout=grace)
-    _forget(handle, grace)
+            os.killpg(handle.pid, signal.SIGKILL)
+        except OSError:  # group empty: everything exited
+            pass
+    _kill_all(alive, grace)
+
+
+def kill_tree(handle: LocalHandle, grace: float = 2.0) -> None:
+    """Terminate a worker, every process it started and its process group; silent if already gone.
+
+    SIGTERM first; SIGKILL to what is left after ``grace`` seconds. A worker this process
+    started is reaped, and its output kept for :func:`worker_output`.
+    """
+    with CHILDREN_LOCK:
+        child = CHILDREN.get(handle)
+    if child is None:
+        _kill_other(handle, grace)
+        return
+    _kill_child(child, grace)
+    forget(child, grace)
 
 
 def parse_worker_cmdline(cmdline: list[str]) -> pycrew.WorkerCommand | None:
@@ -389,7 +241,7 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
                 status="running",
             )
         )
-    with _CHILDREN_LOCK:
-        ended = [c for c in _CHILDREN.values() if c.exit_code is not None]
+    with CHILDREN_LOCK:
+        ended = [c for c in CHILDREN.values() if c.exit_code is not None]
     out += [c.info() for c in ended if controller_id is None or c.call.controller_id == controller_id]
     return out
