@@ -354,3 +354,48 @@ def test_bkill_of_a_busy_worker_lets_its_task_finish_before_the_sigterm(lsf_emul
         s = c.summary()
         assert s.controller.retries == 0 and s.workers[0].crashes == 0, s
         assert "SIGINT" in s.workers[0].exit_reason, s.workers[0].exit_reason
+
+
+def test_a_job_whose_dependency_can_never_be_met_fails_the_launch_in_seconds(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    """A worker array submitted with ``-w done(N)`` where job N failed stays PEND for good
+    ("Dependency condition invalid or never satisfied"). Before, each launch failed only
+    after seconds_launch (here 60 s, 120 s in all); now the LaunchError quotes LSF's reason
+    as soon as the monitor sees it."""
+    import pycrew
+
+    failed = lsf_emulator.run("bsub", "-o", "/dev/null", "exit 1")
+    assert failed.returncode == 0, failed.stderr
+    failed_id = failed.stdout.split("<")[1].split(">")[0]
+    wait_for(lambda: all(j.state == "finished" for j in lsf_emulator.jobs()), 30, "the job to fail")
+    options = {
+        "bin_directory": str(lsf_emulator.bin_directory),
+        "directory": str(tmp_path / "lsf"),
+        "submit_args": ("-w", f"done({failed_id})"),
+    }
+    c = pycrew.controller("lsf", workers=1, host="127.0.0.1", seconds_launch=60, launch_max=2, **options)
+    try:
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError, match='pending for good: LSF says "Dependency condition invalid or never satisfied"'):
+            future.result(timeout=45)
+    finally:
+        c.terminate()
+    assert all(job.state == "finished" for job in lsf_emulator.jobs()), "the pending jobs were not killed"
+    assert sum(1 for call in lsf_emulator.calls if call.command == "bsub") == 3, "launch_max=2: one retry, then the error"
+
+
+def test_a_dependency_that_is_met_lets_the_worker_start(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    """The same -w on a job that succeeds: the worker starts once it is DONE (the emulator's dependency is real)."""
+    import pycrew
+
+    done = lsf_emulator.run("bsub", "-o", "/dev/null", "sleep 2")
+    done_id = done.stdout.split("<")[1].split(">")[0]
+    options = {
+        "bin_directory": str(lsf_emulator.bin_directory),
+        "directory": str(tmp_path / "lsf"),
+        "submit_args": ("-w", f"done({done_id})"),
+    }
+    with pycrew.controller("lsf", workers=1, host="127.0.0.1", seconds_launch=60, **options) as c:
+        assert c.submit(abs, -1).result(timeout=60) == 1
+    [first] = [j for j in lsf_emulator.jobs() if j.job_id == done_id]
+    assert first.end_time is not None
+    assert all(j.start_time is not None and j.start_time >= first.end_time for j in lsf_emulator.jobs() if j.job_id != done_id)

@@ -85,6 +85,27 @@ def test_every_documented_state_maps_to_a_status(stat: str, status: str) -> None
     assert parsed.status == status
 
 
+@pytest.mark.parametrize(
+    ("stat", "pend_reason", "status", "said"),
+    [
+        ("PEND", "Dependency condition invalid or never satisfied;", "failed",
+         'pending for good: LSF says "Dependency condition invalid or never satisfied" (its dependency can never be satisfied)'),
+        ("PEND", " Job's resource requirements not satisfied: 2 hosts; Dependency condition invalid or never satisfied;",
+         "failed", 'pending for good: LSF says "Job\'s resource requirements not satisfied: 2 hosts; Dependency'),
+        ("PEND", "Job dependency condition not satisfied;", "pending", "Job dependency condition not satisfied"),
+        ("PEND", "New job is waiting for scheduling;", "pending", "New job is waiting for scheduling"),
+        ("PSUSP", "The job was suspended by the user while pending;", "pending", "The job was suspended by the user while pending"),
+        ("RUN", "Dependency condition invalid or never satisfied;", "running", ""),
+    ],
+)  # fmt: skip
+def test_a_job_pending_for_a_reason_that_never_passes_is_failed(stat: str, pend_reason: str, status: str, said: str) -> None:
+    """Before, such a job stayed "pending": each launch failed only after seconds_launch."""
+    record = {"JOBID": "9", "JOBINDEX": "1", "STAT": stat, "JOB_NAME": "pycrew-x[1]", "PEND_REASON": pend_reason}
+    (parsed,) = parsing.parse_bjobs_json(json.dumps({"COMMAND": "bjobs", "JOBS": 1, "RECORDS": [record]}))
+    assert parsed.status == status and parsed.state == stat
+    assert parsed.reason.startswith(said), parsed.reason
+
+
 @pytest.mark.parametrize("reason", ["TERM_OWNER: job killed by owner", "TERM_FORCE_ADMIN", "TERM_REQUEUE_OWNER: x"])
 def test_an_exit_killed_by_someone_is_cancelled(reason: str) -> None:
     assert parsing.job_status("EXIT", reason) == "cancelled"

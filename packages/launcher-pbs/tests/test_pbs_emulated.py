@@ -279,3 +279,20 @@ def test_a_controller_through_the_entry_point_runs_tasks(pbs_emulator: Any, tmp_
         assert list(c.map(abs, range(-10, 10))) == [abs(x) for x in range(-10, 10)]
         where = set(c.map(os.getenv, ["PBS_JOBID"] * 20))
     assert where and where <= {j.job_id for j in pbs_emulator.jobs()}, f"the tasks ran in PBS jobs: {where}"
+
+
+def test_a_job_pbs_can_never_run_fails_the_launch_in_seconds(pbs_emulator: Any, tmp_path: Path) -> None:
+    """PBS Pro's scheduler comments "Can Never Run: ..." on a job no node can hold; the job
+    stays queued. Before, each launch failed only after seconds_launch (here 60 s, 120 s in
+    all); now the LaunchError quotes PBS's comment as soon as the monitor sees it."""
+    pbs_emulator.ncpus_available = 8
+    options = {"bin_directory": str(pbs_emulator.bin_directory), "directory": str(tmp_path / "pbs"), "cpus": 64}
+    c = pycrew.controller("pbs", workers=1, host="127.0.0.1", seconds_launch=60, launch_max=2, **options)
+    try:
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError, match=r'pending for good: PBS says "Can Never Run: Insufficient amount of resource: ncpus \(R: 64 A: 8 T: 8\)"'):
+            future.result(timeout=45)
+    finally:
+        c.terminate()
+    assert all(job.state == "finished" for job in pbs_emulator.jobs()), "the queued jobs were not deleted"
+    assert qsubs(pbs_emulator) == 2, "launch_max=2: one retry, then the error"

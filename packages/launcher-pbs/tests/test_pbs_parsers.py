@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pycrew_pbs.pbs import TAG_VARIABLE, decode_tag, encode_tag
 from pycrew_pbs.qstat import (
     STATES,
     finished_status,
+    never_starts,
     output_path,
     parse_qstat_text,
     parse_variable_list,
@@ -63,6 +65,54 @@ def test_pbspro_json_listing_elements_jobs_and_history() -> None:
     assert by_id["1010[3].pbs01"].reason == "Not Running: Insufficient amount of resource: ncpus"
     assert by_id["1010[1].pbs01"].submitted == time.mktime(time.strptime("Wed Apr 14 23:34:17 2021", "%a %b %d %H:%M:%S %Y"))
     assert jobtag.decode(by_id["1010[2].pbs01"].tag) is not None
+
+
+NEVER = "Can Never Run: Insufficient amount of resource: ncpus (R: 64 A: 8 T: 8)"
+HELD = "job held, too many failed attempts to run"
+
+
+def listing_with(changes: dict[str, dict[str, Any]], drop: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The canned listing's records by id, after changing (or dropping) some attributes."""
+    data = json.loads((DATA / "qstat-f-F-json-x-t-openpbs20.json").read_text())
+    for job_id, attrs in changes.items():
+        data["Jobs"][job_id].update(attrs)
+    for job_id, names in (drop or {}).items():
+        for name in names:
+            data["Jobs"][job_id].pop(name, None)
+    return {r.id: r for r in cli().parse_listing(json.dumps(data))}
+
+
+@pytest.mark.parametrize("comment", [NEVER, HELD, HELD + " and terminated"])
+def test_a_queued_or_held_job_that_pbs_will_never_start_is_failed_with_its_comment(comment: str) -> None:
+    state = "H" if comment.startswith("job held") else "Q"
+    by_id = listing_with({"1010[3].pbs01": {"comment": comment, "job_state": state}, "1013.pbs01": {"comment": comment}})
+    for job_id in ("1010[3].pbs01", "1013.pbs01"):
+        record = by_id[job_id]
+        assert record.status == "failed" and record.exit_code is None, record
+        assert record.reason.startswith(f'pending for good: PBS says "{comment}"'), record.reason
+        assert "fix the job's options" in record.reason
+    assert by_id["1010[2].pbs01"].status == "running", "a running element of the same array is untouched"
+
+
+def test_a_queued_subjob_without_its_own_comment_takes_the_array_s() -> None:
+    by_id = listing_with({"1010[].pbs01": {"comment": NEVER}}, drop={"1010[3].pbs01": ["comment"]})
+    assert by_id["1010[3].pbs01"].status == "failed" and NEVER in by_id["1010[3].pbs01"].reason
+    assert by_id["1010[2].pbs01"].status == "running", "a running subjob does not take its array's comment"
+    assert by_id["1010[2].pbs01"].reason.startswith("Job run at")
+
+
+@pytest.mark.parametrize(
+    "state, comment",
+    [
+        ("Q", "Not Running: Insufficient amount of resource: ncpus"),  # passes when nodes free up
+        ("Q", ""),
+        ("R", NEVER),  # a running job's stale comment means nothing
+        ("F", NEVER),
+        ("Q", "Job will never run? ask"),  # only the scheduler's own prefix counts
+    ],
+)
+def test_comments_that_pass_are_not_pending_for_good(state: str, comment: str) -> None:
+    assert never_starts(state, comment) is None
 
 
 def test_pbspro_listing_of_another_user_is_filtered_by_job_owner() -> None:

@@ -103,6 +103,9 @@ class Element:
     kill_signals: tuple[int, ...] = (signal.SIGTERM,)
     walltime_signals: tuple[int, ...] = (signal.SIGTERM,)
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: ``None``: it starts when a slot is free. Else it starts only once this returns True
+    #: (called under the engine's lock): a dependency, or a request no host can meet.
+    gate: Callable[[], bool] | None = field(default=None, repr=False)
     state: State = "queued"
     submit_time: float = field(default_factory=time.time)
     start_time: float | None = None
@@ -393,6 +396,8 @@ class BatchEngine:
             if free <= 0:
                 return
             if element.state != "queued":
+                continue
+            if element.gate is not None and not element.gate():
                 continue
             if element.group is not None and element.group_limit is not None:
                 if per_group.get(element.group, 0) >= element.group_limit:

@@ -279,6 +279,10 @@ class LsfEmulator(BatchEmulator):
         if memlimit and not re.match(r"^\d+(\.\d+)?[KMGTPE]?B?$", memlimit, re.IGNORECASE):
             raise _UsageError(f"{memlimit}: Bad argument for option -M. Job not submitted.")  # GUESS: wording
 
+        dependency = _parse_dependency(values["-w"]) if "-w" in values else None
+        if dependency is not None and dependency[1] not in self._jobs:
+            # GUESS: the wording of bsub's refusal of a dependency on an unknown job.
+            raise _UsageError(f"{values['-w']}: No matching job found. Job not submitted.")
         job_id = self.next_seq()
         user = env_in.get("USER") or env_in.get("LOGNAME") or getpass.getuser()
         home = Path(env_in.get("HOME") or Path("~").expanduser())
@@ -360,6 +364,8 @@ class LsfEmulator(BatchEmulator):
                     kill_signals=(signal.SIGINT, signal.SIGTERM),
                     walltime_signals=(signal.SIGUSR2,),  # GUESS: run limit kills exit 140 (128 + SIGUSR2)
                     submit_time=now,
+                    gate=self._gate(dependency),
+                    attrs={"dependency": values.get("-w", ""), "condition": dependency},
                 )
             )
         self._jobs[job_id] = _Job(
@@ -385,6 +391,33 @@ class LsfEmulator(BatchEmulator):
         self.engine.add(elements)
         where = f"queue <{queue}>" if "-q" in values else f"default queue <{queue}>"
         return CommandReply(stdout=f"Job <{job_id}> is submitted to {where}.\n")
+
+    def _gate(self, condition: tuple[str, int] | None) -> Callable[[], bool] | None:
+        """An element's start gate for its dependency (none without one)."""
+        if condition is None:
+            return None
+        return lambda: self._dependency(condition) == "met"
+
+    def _dependency(self, condition: tuple[str, int]) -> str:
+        """``"met"``, ``"waiting"`` or ``"never"`` for a ``done(N)`` / ``ended(N)`` condition (under the lock)."""
+        kind, job_id = condition
+        elements = self._jobs[job_id].elements
+        finished = [e for e in elements if e.state == "finished"]
+        if kind == "done" and any(e.killed or e.returncode != 0 for e in finished):
+            return "never"  # a job that failed or was killed never becomes DONE
+        return "met" if len(finished) == len(elements) else "waiting"
+
+    def _pend_reason(self, element: Element) -> str:
+        if element.state != "queued":
+            return ""
+        condition = element.attrs.get("condition")
+        if condition is not None:
+            state = self._dependency(condition)
+            if state == "never":
+                return "Dependency condition invalid or never satisfied;"
+            if state == "waiting":
+                return "Job dependency condition not satisfied;"
+        return "New job is waiting for scheduling;"
 
     # --- bjobs ----------------------------------------------------------------------------
 
@@ -746,8 +779,8 @@ _FIELDS: dict[str, tuple[int, Callable[[LsfEmulator, Element], str]]] = {
     "service_class": (13, lambda m, e: ""),
     "job_group": (10, lambda m, e: ""),
     "job_priority": (12, lambda m, e: ""),
-    "dependency": (15, lambda m, e: ""),
-    "pend_reason": (11, lambda m, e: "New job is waiting for scheduling;" if e.state == "queued" else ""),
+    "dependency": (15, lambda m, e: str(e.attrs.get("dependency", ""))),
+    "pend_reason": (11, lambda m, e: m._pend_reason(e)),
     "command": (15, lambda m, e: m._jobs[e.seq].command),
     "pids": (20, lambda m, e: str(e.pid) if e.pid is not None and e.state in ("running", "exiting") else ""),
     "exit_code": (10, _f_exit_code),
@@ -837,6 +870,20 @@ _BSUB_USAGE = (
     "[-W [hour:]minute] [-P project] [-o out_file] [-e err_file] [-Jd description] "
     '[-env "none" | "all [,~var]" | "var[=value][,...]"] [command [argument ...]]'
 )
+
+
+def _parse_dependency(value: str) -> tuple[str, int]:
+    """``bsub -w``'s condition: ``done(N)``, ``ended(N)`` or ``N`` (which means ``done(N)``).
+
+    Raises:
+        _UsageError: another condition (the emulator supports these only).
+    """
+    match = re.fullmatch(r"\s*(?:(done|ended)\(\s*(\d+)\s*\)|(\d+))\s*", value)
+    if match is None:
+        raise _UsageError(f"{value}: the emulator supports -w 'done(N)', 'ended(N)' or 'N' only. Job not submitted.", 255)
+    if match.group(3):
+        return "done", int(match.group(3))
+    return match.group(1), int(match.group(2))
 
 
 def _parse_index_list(spec: str, max_index: int = _MAX_ARRAY_INDEX) -> list[int]:

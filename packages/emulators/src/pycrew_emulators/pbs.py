@@ -192,6 +192,10 @@ class PbsEmulator(BatchEmulator):
         max_array_size: The server's array limit (PBS Pro ``max_array_size``, default
             10000; TORQUE ``max_job_array_size``, unset by default), shown by
             ``qstat -B -f`` and enforced by ``qsub``.
+        ncpus_available: The CPUs of the emulated cluster's biggest node (``None``: no
+            limit). A job asking for more is accepted and stays queued for good; PBS
+            Pro's scheduler says so in its ``comment`` (``Can Never Run: Insufficient
+            amount of resource: ncpus (R: 64 A: 8 T: 8)``), TORQUE's qstat says nothing.
     """
 
     commands = ("qsub", "qstat", "qdel")
@@ -212,6 +216,7 @@ class PbsEmulator(BatchEmulator):
         self.default_queue = "workq" if flavour == "pbspro" else "batch"
         self.queues: set[str] = {self.default_queue}
         self.max_array_size: int | None = 10000 if flavour == "pbspro" else None
+        self.ncpus_available: int | None = None
         self._subs: dict[int, _Submission] = {}
         super().__init__(slots=slots, kill_grace_seconds=kill_grace_seconds, first_job_id=first_job_id)
 
@@ -442,6 +447,11 @@ class PbsEmulator(BatchEmulator):
                     shown[stream] = finals[stream]
                     deliveries.append((written[stream], finals[stream], "w"))
             first = streams[0]
+            never_run = ""
+            if self.ncpus_available is not None and ncpus > self.ncpus_available:
+                available = self.ncpus_available
+                # GUESS: the scheduler sets this at its next cycle; here it is there at once.
+                never_run = f"Can Never Run: Insufficient amount of resource: ncpus (R: {ncpus} A: {available} T: {available})"
             tmpdir = self.spool / "tmp" / el_id
             tmpdir.mkdir(parents=True, exist_ok=True)
             nodefile = self.spool / "aux" / el_id
@@ -512,8 +522,11 @@ class PbsEmulator(BatchEmulator):
                     kill_signals=(signal.SIGTERM,),
                     walltime_signals=(signal.SIGTERM,),
                     submit_time=now,
+                    gate=never if never_run else None,
                 )
             )
+            if never_run:
+                elements[-1].attrs["comment"] = never_run
         out_display, err_display = self._output_paths(
             request.cwd, name, seq, None, out_opt, err_opt, parent=indices is not None
         )
@@ -884,6 +897,8 @@ class PbsEmulator(BatchEmulator):
         return "Q"
 
     def _comment(self, element: Element) -> str:
+        if element.start_time is None and element.state == "queued" and element.attrs.get("comment"):
+            return str(element.attrs["comment"])  # the scheduler's word on a job it cannot run
         if element.start_time is None:
             return "" if element.state != "finished" else "Job deleted before it ran"  # GUESS: wording
         when = time.strftime("%a %b %d at %H:%M", time.localtime(element.start_time))
@@ -985,6 +1000,11 @@ class PbsEmulator(BatchEmulator):
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def never() -> bool:
+    """The gate of a job that cannot start: no node has what it asks for."""
+    return False
 
 
 def _sub_finished(sub: _Submission) -> bool:

@@ -54,6 +54,12 @@ STATES = {
 }
 #: Termination reasons (EXIT_REASON, bacct's keywords) that mean someone killed the job.
 KILLED_REASONS = ("TERM_OWNER", "TERM_FORCE_OWNER", "TERM_ADMIN", "TERM_FORCE_ADMIN", "TERM_REQUEUE_OWNER", "TERM_REQUEUE_ADMIN")
+#: Pending reasons (bjobs PEND_REASON, LSF's ``lsb_pendreason`` texts) that never pass by
+#: themselves, with what they mean: the job stays PEND for ever. Reasons that pass (job
+#: slot limits, a dependency not satisfied *yet*, a closed queue or host) are not here.
+NEVER_STARTS = {
+    "dependency condition invalid or never satisfied": "its dependency can never be satisfied",
+}
 #: What bjobs prints instead of JSON when it has no job to show.
 NO_JOBS = ("no job found", "no unfinished job found", "no matching job found")
 
@@ -136,6 +142,24 @@ def job_status(stat: str, exit_reason: str) -> str:
     return status
 
 
+def never_starts(stat: str, pend_reason: str) -> str | None:
+    """Why a job in ``stat`` pending for ``pend_reason`` (bjobs's fields) will not start as submitted, else ``None``.
+
+    >>> never_starts("PEND", "Dependency condition invalid or never satisfied;")[:50]
+    'pending for good: LSF says "Dependency condition in'
+    >>> never_starts("PEND", "Job dependency condition not satisfied;") is None
+    True
+    """
+    if normalise(stat, STATES) != "pending":
+        return None
+    low = pend_reason.lower()
+    for reason, why in NEVER_STARTS.items():
+        if reason in low:
+            said = pend_reason.strip().rstrip(";").strip()
+            return f'pending for good: LSF says "{said}" ({why}); fix the job\'s options (submit_args, resources, queue)'
+    return None
+
+
 def parse_bjobs_json(stdout: str, now: float | None = None) -> list[JobRecord]:
     """The array elements in ``bjobs -o "<BJOBS_FIELDS>" -json`` output.
 
@@ -169,7 +193,9 @@ def parse_bjobs_json(stdout: str, now: float | None = None) -> list[JobRecord]:
         index = int(index_text)
         stat = _text(record, "STAT")
         exit_reason = _text(record, "EXIT_REASON")
-        status = job_status(stat, exit_reason)
+        pend_reason = _text(record, "PEND_REASON")
+        hopeless = never_starts(stat, pend_reason)
+        status = "failed" if hopeless else job_status(stat, exit_reason)
         exit_text = _text(record, "EXIT_CODE")
         exit_code = int(exit_text) if exit_text.lstrip("-").isdigit() else (0 if status == "done" else None)
         output = _text(record, "OUTPUT_FILE")
@@ -181,7 +207,7 @@ def parse_bjobs_json(stdout: str, now: float | None = None) -> list[JobRecord]:
                 name=_text(record, "JOB_NAME"),
                 tag=_text(record, "JOB_DESCRIPTION"),
                 state=stat,
-                reason=exit_reason if status in ("failed", "cancelled") else _text(record, "PEND_REASON").rstrip(";"),
+                reason=hopeless or (exit_reason if status in ("failed", "cancelled") else pend_reason.rstrip(";")),
                 host=first_host(_text(record, "EXEC_HOST")),
                 submitted=parse_time(_text(record, "SUBMIT_TIME"), now),
                 log=expand_log_path(output, array_id, index) if output else None,

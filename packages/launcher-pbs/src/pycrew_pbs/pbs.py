@@ -47,6 +47,7 @@ from pycrew_pbs.qstat import (
     STATES,
     finished_status,
     lookup,
+    never_starts,
     output_path,
     parse_variable_list,
     pbs_time,
@@ -351,6 +352,10 @@ class PbsCLI(SchedulerCLI):
         exit_status = to_int(lookup(attrs, "Exit_status"))
         host = str(attrs.get("exec_host") or "").split("+")[0].split("/")[0] or None
         out = attrs.get("Output_Path") or parent.get("Output_Path")
+        comment = str(attrs.get("comment") or "")
+        if not comment and STATES.get(state) == "pending":  # a queued subjob: the scheduler comments on its array
+            comment = str(parent.get("comment") or "")
+        hopeless = never_starts(state, comment)
         return JobRecord(
             id=job_id,
             array_id=array_id,
@@ -358,11 +363,11 @@ class PbsCLI(SchedulerCLI):
             name=str(attrs.get("Job_Name") or parent.get("Job_Name") or ""),
             tag=decode_tag(variables.get(TAG_VARIABLE, "")),
             state=state,
-            reason=str(attrs.get("comment") or ""),
+            reason=hopeless or comment,
             host=host,
             submitted=pbs_time(attrs.get("qtime") or attrs.get("ctime")),
             log=self.element_log(str(out), index, bool(element)) if out else None,
-            status=finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
+            status="failed" if hopeless else finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
             exit_code=exit_status if state in FINISHED else None,
         )
 

@@ -32,11 +32,41 @@ STATES = {
     "B": "running",  # an array with an element running (parents only)
     "M": "unknown",  # moved to another server
 }
+#: The starts of ``comment`` texts on a queued or held job that say it will not start as
+#: submitted, with what they mean. OpenPBS's scheduler prefixes a job it can never run
+#: with "Can Never Run" (``NEVER_RUN_PREFIX`` in its ``src/scheduler/constant.h``; a job
+#: that cannot run *now* gets "Not Running", which passes); its server holds a job whose
+#: start failed too often (``Hold_Types`` ``s``, which only an administrator releases) with
+#: "job held, too many failed attempts to run". TORQUE's qstat has no such comment.
+NEVER_STARTS = {
+    "can never run": "no node can ever meet what it asks for",
+    "job held, too many failed attempts to run": "PBS failed to start it too many times and holds it",
+}
 #: States of a job that has ended: PBS Pro ``F`` (finished) and ``X`` (subjob expired),
 #: TORQUE ``C`` (completed).
 FINISHED = frozenset({"F", "X", "C"})
 #: PBS's exit status of a job killed by signal N is 256 + N; qdel sends SIGTERM first.
 SIGNAL_BASE = 256
+
+def never_starts(state: str, comment: str) -> str | None:
+    """Why a job in ``state`` with the scheduler's ``comment`` will not start as submitted, else ``None``.
+
+    >>> never_starts("Q", "Can Never Run: Insufficient amount of resource: ncpus (R: 64 A: 8 T: 8)")[:40]
+    'pending for good: PBS says "Can Never Ru'
+    >>> never_starts("Q", "Not Running: Insufficient amount of resource: ncpus") is None
+    True
+    """
+    if STATES.get(state) != "pending":
+        return None
+    text = comment.strip()
+    for start, why in NEVER_STARTS.items():
+        if text.lower().startswith(start):
+            return (
+                f'pending for good: PBS says "{text}" ({why}); fix the job\'s options (cpus, memory, walltime, '
+                "resources, queue) or ask the cluster's administrators"
+            )
+    return None
+
 
 def finished_status(exit_status: int | None) -> str:
     """The normalised status of an ended job from its exit status.
