@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pdb
+import socket
 import time
 
 import pytest
 
 import pycrew
 from helpers import always_crash, crash_until, identity, raise_value_error
+from support import wait_for, worker_pids
 
 
 def test_group_routes_by_name_and_pops_fairly(make_controller):
@@ -41,6 +43,44 @@ def test_group_submit_map_and_errors_carry_the_controller_name(make_controller, 
             group.push(identity, (1,), controller="ugly")
     finally:
         group.terminate()
+
+
+def test_a_group_that_cannot_start_leaves_no_controller_running(make_controller):
+    """Failed on 5246eae: the first controller started, the second could not listen, and the
+    first kept its dispatcher and workers running (no __exit__ runs after a failed __enter__)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        a = make_controller("local", workers=2, name="a")
+        b = make_controller("local", workers=1, name="b", host="127.0.0.1", port=taken.getsockname()[1])
+        with pytest.raises(pycrew.ControllerError, match=r"controller 'b'.*cannot listen"), pycrew.ControllerGroup(a, b):
+            pass
+    assert a._dispatcher is not None and not a._dispatcher.thread.is_alive(), "controller 'a' still runs"
+    assert worker_pids(a.id) == [], "controller 'a' left its workers running"
+    with pytest.raises(RuntimeError):
+        a.submit(abs, -1)
+
+
+def test_group_terminate_and_shutdown_reach_every_controller_when_one_fails(make_controller, monkeypatch):
+    """Failed on 5246eae: an error other than a pycrew one from the first controller's
+    terminate (or shutdown) left the others running."""
+    a = make_controller("local", workers=1, name="a")
+    b = make_controller("local", workers=1, name="b")
+    group = pycrew.ControllerGroup(a, b).start()
+    assert group.submit_to("b", identity, 1).result(timeout=60) == 1
+
+    def broken(*args, **kwargs):
+        raise OSError("the platform's API is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(a, "terminate", broken)
+        patch.setattr(a, "shutdown", broken)
+        with pytest.raises(OSError, match="API is down"):
+            group.shutdown()
+        assert not b._dispatcher.thread.is_alive(), "shutdown stopped at the first failure"
+        with pytest.raises(OSError, match="API is down"):
+            group.terminate()
+    wait_for(lambda: worker_pids(b.id) == [], 10, message="controller 'b' to end its workers")
 
 
 def test_group_rejects_duplicate_names(make_controller):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
@@ -14,6 +15,7 @@ from pycrew.errors import OptionsError, PycrewError
 from pycrew.results import ControllerSummary, Summary, TaskResult
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _named(name: str, exc: PycrewError) -> PycrewError:
@@ -220,25 +222,41 @@ class ControllerGroup(concurrent.futures.Executor):
     # -- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> ControllerGroup:
-        """Start every controller."""
-        self._each(lambda c: c.start())
+        """Start every controller; if one cannot start, terminate those that did, then raise."""
+        try:
+            self._each(lambda c: c.start())
+        except BaseException:
+            self._all(lambda c: c.terminate(), cleanup=True)  # none left running with its workers
+            raise
         return self
 
-    def terminate(self) -> None:
-        """Terminate every controller (all are tried even if one fails)."""
-        errors = []
+    def _all(self, fn: Callable[[Any], object], cleanup: bool = False) -> None:
+        """Call ``fn`` on every controller even if some fail; then raise the first failure.
+
+        With ``cleanup``, failures are only logged (an error is being raised already).
+        """
+        errors: list[BaseException] = []
         for name, c in self.controllers.items():
             try:
-                c.terminate()
+                fn(c)
             except PycrewError as exc:
                 errors.append(_named(name, exc))
+            except BaseException as exc:  # the others still get their turn; re-raised below
+                errors.append(exc)
+        if errors and cleanup:
+            for error in errors:
+                log.warning("ControllerGroup %r: terminating a controller after a failed start failed: %s", self.name, error)
+            return
         if errors:
             raise errors[0]
 
+    def terminate(self) -> None:
+        """Terminate every controller (all are tried even if one fails; the first error is raised)."""
+        self._all(lambda c: c.terminate())
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Executor API: shut every controller down."""
-        for c in self.controllers.values():
-            c.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Executor API: shut every controller down (all are tried even if one fails)."""
+        self._all(lambda c: c.shutdown(wait=wait, cancel_futures=cancel_futures))
 
     def __enter__(self) -> ControllerGroup:
         return self.start()
