@@ -120,3 +120,57 @@ def test_a_worker_that_left_on_a_signal_ends_by_it_after_its_exit_handlers(signu
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == -signum, (done.returncode, done.stderr)
     assert done.stdout.splitlines() == ["handler ran"]
+
+
+CONTROLLER_THAT_DIES = """
+import os, subprocess, sys, time
+import pycrew
+
+def leave_a_process():
+    return subprocess.Popen(["sleep", "600"]).pid
+
+c = pycrew.controller("local", workers=1).start()
+print(c.submit(leave_a_process).result(timeout=60), c.submit(os.getpid).result(timeout=60), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_whose_controller_was_killed_ends_what_its_tasks_left_running(tmp_path):
+    """Failed on 4cd3121: the controller's process killed with SIGKILL, its local worker left
+    when it lost the connection, and the process its task had started ran on for ever
+    (nobody was left to signal the worker's process group)."""
+    script = tmp_path / "controller.py"
+    script.write_text(CONTROLLER_THAT_DIES)
+    controller = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    leftover = worker = None
+    try:
+        assert controller.stdout is not None
+        leftover, worker = map(int, controller.stdout.readline().split())
+        assert not pid_gone(leftover) and not pid_gone(worker)
+        controller.kill()
+        controller.wait(timeout=30)
+        wait_for(lambda: pid_gone(worker), 30, message="the worker did not leave after its controller died")
+        wait_for(lambda: pid_gone(leftover), 10, message="the process the task left ran on after its worker ended")
+    finally:
+        controller.kill()
+        for pid in (leftover, worker):
+            if pid is not None and not pid_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_that_does_not_lead_its_session_ends_nothing_of_it(tmp_path):
+    """A worker started by hand from a shell is no session leader: the shell's other
+    processes are not its business."""
+    script = textwrap.dedent(
+        """
+        import subprocess, sys
+        from pycrew.worker import leftovers
+        neighbour = subprocess.Popen(["sleep", "600"])
+        print(leftovers.end_leftovers(grace=0.1), neighbour.poll(), flush=True)
+        neighbour.kill()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["0", "None"], done.stderr
+    led = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert led.stdout.split() == ["1", "-15"], led.stderr

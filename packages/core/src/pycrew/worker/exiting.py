@@ -9,7 +9,8 @@ interpreter's teardown, after running every other exit handler itself: those its
 registered (``atexit``, ``weakref.finalize``, which removes a ``TemporaryDirectory`` still
 open, coverage's data file, ``multiprocessing``'s clean-up of its children). The handlers
 get :data:`SECONDS_EXIT_HANDLERS` in all; one that hangs does not keep the worker alive.
-Threads the tasks left running are not waited for.
+Threads the tasks left running are not waited for; processes they left running in the
+worker's session are ended (see :mod:`pycrew.worker.leftovers`).
 
 Once a worker has decided to end (its serving loop returned), it ignores SIGTERM and
 SIGINT: the controller terminates the handle of a worker that said goodbye (so that
@@ -30,6 +31,7 @@ import threading
 from typing import NoReturn
 
 from pycrew.wire import clock
+from pycrew.worker import leftovers
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,10 @@ def exit_process(code: int) -> NoReturn:
     """
     ignore_termination()
     run_exit_handlers()
+    try:
+        leftovers.end_leftovers()
+    except Exception as exc:  # the worker ends anyway; the launcher's own clean-up remains
+        log.warning("pycrew worker: ending what its tasks left running failed: %s", exc)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # closed or broken by a task: nothing more to say

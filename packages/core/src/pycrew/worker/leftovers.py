@@ -1,0 +1,93 @@
+"""What a worker's tasks left running in its session ends with the worker.
+
+A task's ``subprocess.Popen``, a ``multiprocessing`` pool it did not close, a shell's
+background job: when the worker process ends, they would run on, re-parented, owned by
+nobody. The launcher that started the worker usually ends them (the local launcher
+signals the worker's process group when it sees the worker end; a batch scheduler
+cleans up a job's processes), but not if the launching process is gone too: a local
+worker whose controller was killed with SIGKILL leaves when it loses the connection, and
+its tasks' processes ran on for ever.
+
+So a worker that leads its own session (the local launcher starts each worker in a new
+session; a worker started by hand from a shell does not lead one, and then nothing here
+happens) ends, as its last act, every other process of that session: SIGTERM, then
+SIGKILL to those still there after :data:`SECONDS_LEFTOVERS_GRACE`. A process that
+started a session of its own (``start_new_session=True``, a daemon) is not in it and is
+left alone. Linux only (it reads ``/proc``); elsewhere nothing happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from pycrew.wire import clock
+
+log = logging.getLogger(__name__)
+
+#: How long the processes a worker's tasks left in its session have, after SIGTERM, before SIGKILL.
+SECONDS_LEFTOVERS_GRACE = 1.0
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (``/proc/PID/stat``'s state ``Z``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # gone meanwhile
+        return True
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+
+
+def session_members(session: int) -> list[int]:
+    """The pids of the live processes in ``session`` but its leader (``[]`` without ``/proc``)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    members = []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == session:
+            continue
+        try:
+            if os.getsid(int(entry)) == session and not _zombie(int(entry)):
+                members.append(int(entry))
+        except OSError:  # it ended meanwhile, or is not ours to ask about
+            continue
+    return members
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except OSError:  # ended meanwhile: that is the goal
+            continue
+
+
+def end_leftovers(grace: float = SECONDS_LEFTOVERS_GRACE) -> int:
+    """End the other processes of this process's session, if it leads one; how many there were.
+
+    Called as a worker process's last act (see :func:`pycrew.worker.exiting.exit_process`).
+    """
+    me = os.getpid()
+    try:
+        if os.getsid(0) != me:
+            return 0
+    except OSError:  # no session to ask about: nothing of ours to end
+        return 0
+    found = session_members(me)
+    if not found:
+        return 0
+    log.warning(
+        "pycrew worker: ending %d process(es) its tasks left running (pids %s)", len(found), ", ".join(map(str, found[:10]))
+    )
+    _signal_all(found, signal.SIGTERM)
+    deadline = clock.monotonic() + grace
+    left = found
+    while left and clock.monotonic() < deadline:
+        clock.sleep(0.02)
+        left = [pid for pid in session_members(me) if pid in found]
+    _signal_all(session_members(me), signal.SIGKILL)  # also what they started meanwhile
+    return len(found)
