@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
 
 import pytest
 
@@ -26,6 +28,36 @@ def test_wait_and_walk_with_progress(make_controller, capsys):
     err = capsys.readouterr().err
     assert "walk (pushed)" in err and "30/30" in err
     assert "local wait" in err and "31/31" in err and "failed=1" in err
+
+
+class BreaksAfter(io.StringIO):
+    """stderr that takes ``writes`` writes, then fails as a closed pipe does."""
+
+    def __init__(self, writes: int) -> None:
+        super().__init__()
+        self.writes = writes
+
+    def write(self, text: str) -> int:
+        if self.writes <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.writes -= 1
+        return super().write(text)
+
+
+@pytest.mark.parametrize("stderr", ["none", "broken at once", "breaks later"])
+def test_a_progress_bar_that_cannot_be_drawn_never_fails_the_work(make_controller, monkeypatch, caplog, stderr):
+    """Failed on b1455c5: with sys.stderr None (pythonw, some daemons) map(progress=True)
+    raised AttributeError, and with a broken stderr the BrokenPipeError of the bar's write
+    ended the map; now the work goes on without a bar."""
+    stream = {"none": None, "broken at once": BreaksAfter(0), "breaks later": BreaksAfter(3)}[stderr]
+    c = make_controller("local", workers=1)
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert list(c.map(abs, range(-20, 0), progress=True)) == [abs(x) for x in range(-20, 0)]
+    c.walk(identity, range(3), progress=True)
+    assert c.wait(timeout=60, progress=True)
+    assert sorted(r.result for r in c.collect()) == [0, 1, 2]
+    if stderr != "none":
+        assert "the progress bar cannot be drawn on stderr" in caplog.text
 
 
 def test_submit_async_in_an_event_loop(make_controller):

@@ -257,7 +257,7 @@ def map_results(
                 f.cancel()
             if bar is not None:
                 bar.refresh(done=done_count())
-                bar.bar.close()
+                bar.end()
 
     return results()
 
@@ -291,7 +291,7 @@ def _fed_results(
             f.cancel()
         if bar is not None:
             bar.refresh(done=yielded + sum(f.done() for f in feeder.waiting()))
-            bar.bar.close()
+            bar.end()
 
 
 def _result(future: Future[T], deadline: float | None, bar: ProgressBar | None, done: Callable[[], int]) -> T:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+def _report(exc: BaseException) -> None:
+    """A progress bar that cannot be drawn is dropped, never the work: say so once, in the log."""
+    log.warning("pycrew: the progress bar cannot be drawn on stderr (%s); the work goes on without it", exc)
 
 
 class _Reporting(Protocol):
@@ -20,10 +28,18 @@ class ProgressBar:
         self.start = start
         from tqdm import tqdm  # only when a bar is asked for: tqdm costs ~10 ms to import
 
-        self.bar = tqdm(total=total, desc=desc or controller.name, unit="task", file=sys.stderr, dynamic_ncols=True)
+        options: dict[str, Any] = {"total": total, "desc": desc or controller.name, "unit": "task", "dynamic_ncols": True}
+        stream = sys.stderr
+        try:
+            self.bar = tqdm(file=stream, disable=stream is None, **options)  # no stderr (pythonw, a daemon): no bar
+        except (OSError, ValueError) as exc:  # a closed or broken stream: the work goes on without a bar
+            self.bar = tqdm(disable=True, **options)
+            _report(exc)
 
     def refresh(self, done: int | None = None) -> None:
         """Redraw from the controller's counts (``done``: override the number completed)."""
+        if self.bar.disable:
+            return
         s = self.controller.summary().controller
         completed = (s.resolved - self.start) if done is None else done
         failed = s.error + s.crash + s.timeout + s.cancel
@@ -31,12 +47,24 @@ class ProgressBar:
             running=s.running, queued=s.queued, failed=failed, online=s.workers_online, refresh=False
         )
         self.bar.n = max(0, min(completed, self.bar.total or completed))
-        self.bar.refresh()
+        try:
+            self.bar.refresh()
+        except (OSError, ValueError) as exc:  # stderr broke (a closed pipe, a closed file): stop drawing
+            self.bar.disable = True
+            _report(exc)
 
     def close(self) -> None:
         """Final redraw and close."""
         self.refresh()
-        self.bar.close()
+        self.end()
+
+    def end(self) -> None:
+        """Close the bar as it is (its last line stays on the terminal)."""
+        try:
+            self.bar.close()
+        except (OSError, ValueError) as exc:
+            self.bar.disable = True
+            _report(exc)
 
     def __enter__(self) -> ProgressBar:
         return self

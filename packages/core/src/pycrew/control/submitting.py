@@ -163,7 +163,7 @@ class Submitting(ControllerState):
             if bar is not None and (i % 100 == 0 or i == len(items) - 1):
                 bar.refresh(done=i + 1)
         if bar is not None:
-            bar.bar.close()
+            bar.end()
         return out
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
