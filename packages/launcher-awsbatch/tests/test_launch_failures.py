@@ -79,3 +79,38 @@ def test_the_monitor_reports_ended_workers_with_status_reason_and_exit_code(batc
     finally:
         client.terminate([exits])
         starter.terminate([cannot_start])
+
+
+BLOCKED = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than that "
+    "can be met by the CE(s) attached to the job queue."
+)
+
+
+def test_a_job_queue_blocked_by_a_misconfiguration_fails_the_launch_with_awss_reason(
+    batch: AwsBatchEmulator, execution_role: str
+) -> None:
+    """AWS Batch keeps such a job RUNNABLE for ever and says why in its statusReason. Before,
+    each launch failed only after seconds_launch (60 s here, 120 s in all)."""
+    assert batch.docker is not None
+    batch.docker.blocked_reason = BLOCKED
+    message, seconds = launch_error(emulator_options(batch, execution_role))
+    assert seconds < 30, f"the launch failed after {seconds:.1f} s, not long before seconds_launch=60: {message}"
+    assert 'pending for good: AWS Batch says "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT' in message, message
+
+
+def test_a_queue_short_of_capacity_keeps_the_job_waiting(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
+    """CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY passes when capacity frees up: the job stays
+    pending with AWS's reason, and starts once the queue is unblocked."""
+    assert batch.docker is not None
+    batch.docker.blocked_reason = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - There is no Spot capacity available."
+    client = make_client(options)
+    [job] = client.launch(info("c1"), calls(1, controller_id="c1", seconds_launch=1))
+    try:
+        [worker] = wait_until(lambda: [w for w in client.workers("c1") if w.reason.startswith("CAPACITY:")], 30, "no reason listed")
+        assert (worker.status, worker.state) == ("pending", "RUNNABLE")
+        batch.docker.blocked_reason = ""
+        batch.wait_for_status(job, "FAILED", timeout=60)  # it ran: the worker finds no controller and gives up
+        assert batch.pid_of(job) is not None
+    finally:
+        client.terminate([job])

@@ -16,7 +16,9 @@ moto is used as is, except for a few small patches applied in the moto subproces
 
 * a job leaves ``RUNNABLE`` only when its queue has an ``ENABLED`` compute environment
   (AWS: a ``DISABLED`` environment gets no jobs placed) and the emulator's
-  ``faults.stuck`` knob is off; otherwise it stays ``RUNNABLE``;
+  ``faults.stuck`` knob is off and ``docker.blocked_reason`` is empty; otherwise it
+  stays ``RUNNABLE`` (with ``blocked_reason`` as its ``statusReason``, as AWS reports a
+  blocked queue);
 * a job terminated/cancelled before it started goes ``FAILED`` without ever starting its
   container (moto would start it and kill it at once);
 * terminating an array parent terminates its children; a parent whose children all
@@ -167,6 +169,9 @@ class FakeDockerEngine:
     runner: JobRunner
     faults: Faults
     moto_url: str = ""
+    #: When set, jobs stay RUNNABLE with this ``statusReason``, as AWS Batch reports a
+    #: queue blocked at its head (``"MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - ..."``).
+    blocked_reason: str = ""
     unhandled: list[str] = field(default_factory=list)
     _containers: dict[str, _Container] = field(default_factory=dict)
     _job_info: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -476,7 +481,7 @@ class _DockerHandler(_Handler):
         elif m and method == "DELETE" and m.group(2) is None:
             self._reply(*e.remove(m.group(1)))
         elif method == "GET" and path == "/pycrew/placement":
-            self._json(200, {"placeable": not e.faults.stuck})
+            self._json(200, {"placeable": not e.faults.stuck and not e.blocked_reason, "reason": e.blocked_reason})
         elif method == "GET" and path.startswith("/pycrew/jobs/"):
             key = urllib.parse.unquote(path[len("/pycrew/jobs/") :])
             self._json(200, e.job_info(key))
@@ -1019,7 +1024,13 @@ def _patch_moto() -> None:
         if not any(getattr(ce, "state", "ENABLED") == "ENABLED" for ce in envs):
             return False
         # Fail closed: if the fake Docker API cannot be asked, the job waits in RUNNABLE.
-        return bool((ask("/pycrew/placement") or {}).get("placeable", False))
+        answer = ask("/pycrew/placement") or {}
+        blocked = str(answer.get("reason") or "")
+        if blocked and not getattr(job, "stop", False):  # AWS's word on a blocked queue, while it lasts
+            job.job_stopped_reason = job.__dict__["_pycrew_blocked"] = blocked
+        elif job.__dict__.pop("_pycrew_blocked", None) == job.job_stopped_reason:
+            job.job_stopped_reason = None
+        return bool(answer.get("placeable", False))
 
     class _Abort(Exception):
         pass

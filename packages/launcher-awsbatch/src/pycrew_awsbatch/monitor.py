@@ -37,11 +37,46 @@ DEFAULT_LOG_GROUP = "/aws/batch/job"
 LOG_TAIL_LINES = 10
 
 
+#: The starts of the ``statusReason`` AWS Batch gives a RUNNABLE job that blocks its queue
+#: for a reason that does not pass by itself ("Jobs stuck in a RUNNABLE status" in the
+#: AWS Batch user guide): the job asks for more vCPUs, memory or GPUs than any attached
+#: compute environment can give (``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT``,
+#: ``MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE``), the service role lacks a
+#: permission (``MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS``), or every compute
+#: environment is invalid (``ACTION_REQUIRED``). ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``
+#: passes when capacity frees up, and is not here.
+NEVER_STARTS = ("MISCONFIGURATION:", "ACTION_REQUIRED")
+
+
 def worker_status(status: str) -> str:
     """An AWS Batch job status as :attr:`pycrew.WorkerInfo.status`."""
     if status in QUEUED or status == "STARTING":
         return "pending"
     return {"RUNNING": "running", "SUCCEEDED": "done", "FAILED": "failed"}.get(status, "unknown")
+
+
+def never_starts(status: str, reason: str) -> str | None:
+    """Why a job in ``status`` with AWS's ``statusReason`` will not start as submitted, else ``None``.
+
+    >>> never_starts("RUNNABLE", "ACTION_REQUIRED - CE(s) associated with the job queue are invalid.")[:44]
+    'pending for good: AWS Batch says "ACTION_REQ'
+    >>> never_starts("RUNNABLE", "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - no Spot capacity") is None
+    True
+    """
+    text = reason.strip()
+    if status != "RUNNABLE" or not text.upper().startswith(NEVER_STARTS):
+        return None
+    return (
+        f'pending for good: AWS Batch says "{text}"; fix the job queue\'s compute environments or the '
+        "launcher's options (vcpus, memory, gpus, job_queue)"
+    )
+
+
+def _status_and_reason(job: dict[str, Any]) -> tuple[str, str]:
+    """A listed job's :attr:`~pycrew.WorkerInfo.status` and ``reason``, a blocked queue's included."""
+    status, reason = str(job["status"]), str(job.get("statusReason") or "")
+    hopeless = never_starts(status, reason)
+    return ("failed", hopeless) if hopeless else (worker_status(status), reason)
 
 
 @dataclass(frozen=True)
@@ -135,13 +170,13 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
             if job.get("status") not in ACTIVE:
                 continue
             worker = tags.get(plan.WORKER_TAG, "")
+            status, reason = _status_and_reason(job)
             result.append(
                 WorkerInfo(
                     id=str(job["jobId"]), handle=str(job["jobId"]), instance=tags.get(plan.INSTANCE_TAG),
                     worker=int(worker) if worker.isdigit() else None, state=str(job["status"]),
                     started=_seconds(job.get("startedAt")) or _seconds(job.get("createdAt")),
-                    reason=str(job.get("statusReason") or ""), log=_log_stream(job),
-                    status=worker_status(str(job["status"])), **common,
+                    reason=reason, log=_log_stream(job), status=status, **common,
                 )
             )
             continue
@@ -159,12 +194,13 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
             index = (child.get("arrayProperties") or {}).get("index")
             if index is None:
                 index = int(child_id.rsplit(":", 1)[1])
+            status, reason = _status_and_reason(child)
             result.append(
                 WorkerInfo(
                     id=child_id, handle=child_id, instance=f"{prefix}{int(index) + offset}" if prefix else None,
                     worker=slots[int(index)] if int(index) < len(slots) else None, state=str(child["status"]),
                     started=_seconds(child.get("startedAt")) or _seconds(child.get("createdAt")),
-                    reason=str(child.get("statusReason") or ""), status=worker_status(str(child["status"])), **common,
+                    reason=reason, status=status, **common,
                 )
             )
     listed = {w.id for w in result}
