@@ -89,6 +89,18 @@ def test_a_leftover_that_ignores_sigterm_gets_sigkill_after_the_grace_period(tmp
     assert (worker.status, worker.exit_code) == ("failed", 3)
 
 
+def test_a_leftover_in_a_process_group_of_its_own_is_ended_with_its_worker_s_session(tmp_path, handles, leftovers):
+    """Failed on 87be67e: the launcher signalled the worker's process group only, and a
+    process that had made a group of its own (setpgid) in the worker's session ran on."""
+    pidfile = tmp_path / "leftover.pid"
+    own_group = f"{sys.executable} -c 'import os, time; os.setpgid(0, 0); time.sleep(1000)' &"
+    python = fake_worker(tmp_path, f"{own_group}\necho $! > {pidfile}\nsleep 0.5\nexit 0")
+    handles.append(start_worker(call("feed1004"), LocalOptions(python=python)))
+    leftovers.append(read_pid(pidfile))
+    wait_until(lambda: not running(leftovers[0]), 15, "the leftover in its own process group still runs")
+    wait_until(lambda: not exists(handles[0].pid), 15, "the ended worker was not reaped")
+
+
 def test_terminating_a_running_worker_ends_its_group_and_keeps_its_exit(tmp_path, handles, leftovers):
     pidfile = tmp_path / "leftover.pid"
     python = fake_worker(tmp_path, f"sleep 1000 &\necho $! > {pidfile}\nexec sleep 1000")

@@ -5,8 +5,8 @@ until the worker is terminated: so it knows its exit code, and its monitor repor
 worker that ended (``status`` ``done`` or ``failed``, with the exit code and the last lines
 of its output) until core terminates it. A reaper thread looks at the running workers
 every :data:`SECONDS_REAP`: when one has ended, what its tasks left running in its process
-group gets SIGTERM at once and SIGKILL after :data:`SECONDS_LEFTOVER_GRACE`, and the worker
-is reaped as soon as its group is empty (no zombie, nothing left running; see
+group and session get SIGTERM at once and SIGKILL after :data:`SECONDS_LEFTOVER_GRACE`, and
+the worker is reaped as soon as its session is empty (no zombie, nothing left running; see
 :mod:`pycrew_local.groups` for why in that order).
 """
 
@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import pycrew
-from pycrew_local.groups import CAN_PEEK, Reaped, groups_in_use, peek_exit
+from pycrew_local.groups import CAN_PEEK, CAN_SCAN, Reaped, peek_exit, session_members
 from pycrew_local.handle import LocalHandle
 from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, read_log_file
 
@@ -33,8 +33,8 @@ ENDED_MAX = 256
 SECONDS_ENDED_KEEP = 600.0
 #: How often the reaper thread looks for workers that ended.
 SECONDS_REAP = 0.25
-#: How long what a worker's tasks left running in its process group has, after the worker
-#: ended and SIGTERM was sent to the group, before SIGKILL.
+#: How long what a worker's tasks left running in its session has, after the worker ended
+#: and SIGTERM was sent to it, before SIGKILL.
 SECONDS_LEFTOVER_GRACE = 2.0
 
 
@@ -68,15 +68,23 @@ class Child:
             status = 128 - status
         self.exit_code, self.ended_at = status, now
 
-    def signal_group(self, signum: int) -> None:
-        """Signal its process group, while its unreaped pid still names it (silent if empty)."""
+    def signal_group(self, signum: int, members: list[int] | None = None) -> None:
+        """Signal its process group and every other process of its session (``members``, if
+        just scanned), while its unreaped pid still names them (silent for what is gone)."""
         with self.lock:
             if self.reaped:
                 return
             try:
                 os.killpg(self.handle.pid, signum)
-            except OSError:  # no such group, or not ours any more: nothing to signal
+            except OSError:  # no such group, or not ours any more: nothing to signal there
                 pass
+            if members is None:
+                members = session_members({self.handle.pid})[self.handle.pid]
+            for pid in members:
+                try:
+                    os.kill(pid, signum)
+                except OSError:  # ended meanwhile
+                    continue
 
     def peek(self) -> int | None:
         """Its exit status if it ended (reaping it only where that cannot be avoided), else ``None``."""
@@ -197,8 +205,8 @@ def reap() -> None:
     """Find the workers this process started that ended; end what they left running; reap them.
 
     A worker seen ended gets its exit code recorded and SIGTERM sent to its process group
-    (what its tasks left running); it is reaped once its group is empty, or after
-    :data:`SECONDS_LEFTOVER_GRACE` and a SIGKILL to the group. Ended workers are forgotten
+    and session (what its tasks left running); it is reaped once its session is empty, or
+    after :data:`SECONDS_LEFTOVER_GRACE` and a SIGKILL to them. Ended workers are forgotten
     beyond :data:`ENDED_MAX` and :data:`SECONDS_ENDED_KEEP`.
     """
     with _REAP_LOCK:
@@ -212,16 +220,20 @@ def reap() -> None:
                 if status is None:
                     continue
                 child.record_exit(status, now)
-                child.signal_group(signal.SIGTERM)
                 newly_ended.append(child)
+        if newly_ended:  # one scan of /proc for all of them
+            members = session_members({child.handle.pid for child in newly_ended})
+            for child in newly_ended:
+                child.signal_group(signal.SIGTERM, members[child.handle.pid])
         waiting = [child for child in children if child.exit_code is not None and not child.reaped]
         if waiting:
-            busy = groups_in_use({child.handle.pid for child in waiting})
+            members = session_members({child.handle.pid for child in waiting}) if CAN_SCAN else {}
             for child in waiting:
-                if child.handle.pid in busy:
+                left = members.get(child.handle.pid, []) if CAN_SCAN else None
+                if left is None or left:
                     if now - (child.ended_at or now) < SECONDS_LEFTOVER_GRACE:
                         continue
-                    child.signal_group(signal.SIGKILL)
+                    child.signal_group(signal.SIGKILL, left)
                 child.reap(timeout=1.0)
         for child in newly_ended:  # let the output reader take what the worker wrote last
             if child.output is not None:

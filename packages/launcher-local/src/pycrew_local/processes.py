@@ -19,7 +19,7 @@ import psutil
 
 import pycrew
 from pycrew_local.children import CHILDREN, CHILDREN_LOCK, ENDED_MAX, FORGOTTEN, Child, forget, reap, register
-from pycrew_local.groups import groups_in_use
+from pycrew_local.groups import in_use
 from pycrew_local.handle import LocalHandle
 from pycrew_local.options import LocalOptions
 from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, read_log_file
@@ -134,14 +134,14 @@ def _kill_child(child: Child, grace: float) -> None:
         descendants = leader.children(recursive=True) if leader is not None else []
     except psutil.Error:
         descendants = []
-    child.signal_group(signal.SIGTERM)  # its group: also what its tasks started that re-parented
+    child.signal_group(signal.SIGTERM)  # its group and session: also what its tasks started that re-parented
     _terminate_all(descendants)  # and what left the group but is still below it
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         status = child.peek()
         if status is not None:
             child.record_exit(status, time.time())
-            if child.reaped or not groups_in_use({child.handle.pid}):
+            if child.reaped or not in_use({child.handle.pid}):
                 break
         time.sleep(0.02)
     _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
