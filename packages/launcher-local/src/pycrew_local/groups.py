@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from pycrew.worker.leftovers import is_zombie
+
 #: Whether this platform can see that a child ended without reaping it (``waitid`` with
 #: ``WNOWAIT``; Linux and most Unixes, not macOS). Without it, an ended worker is reaped
 #: when it is seen to end, and what its tasks left running in its group is not signalled.
@@ -49,17 +51,6 @@ def peek_exit(pid: int) -> int | None:
     return -int(found.si_status)  # CLD_KILLED or CLD_DUMPED: the signal's number
 
 
-def _zombie(pid: int) -> bool:
-    """Whether ``pid`` has ended and waits to be reaped (``/proc/PID/stat``'s state ``Z``)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:  # gone meanwhile
-        return True
-    end = stat.rfind(b")")
-    return stat[end + 2 : end + 3] == b"Z"
-
-
 def session_members(leaders: set[int]) -> dict[int, list[int]]:
     """The live processes (not the leader) of each of these sessions, named by their leaders.
 
@@ -82,7 +73,7 @@ def session_members(leaders: set[int]) -> dict[int, list[int]]:
             session = os.getsid(pid)
         except OSError:  # it ended meanwhile
             continue
-        if session in found and not _zombie(pid):
+        if session in found and not is_zombie(pid):
             found[session].append(pid)
     return found
 
