@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from pycrew.worker.leftovers import is_zombie
+import psutil
 
 #: Whether this platform can see that a child ended without reaping it (``waitid`` with
 #: ``WNOWAIT``; Linux and most Unixes, not macOS). Without it, an ended worker is reaped
@@ -49,6 +49,14 @@ def peek_exit(pid: int) -> int | None:
     if found.si_code == os.CLD_EXITED:
         return int(found.si_status)
     return -int(found.si_status)  # CLD_KILLED or CLD_DUMPED: the signal's number
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (or is gone already)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
 
 
 def session_members(leaders: set[int]) -> dict[int, list[int]]:
