@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pycrew
 from pycrew_local.groups import CAN_PEEK, CAN_SCAN, Reaped, peek_exit, session_members
 from pycrew_local.handle import LocalHandle
-from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, read_log_file
+from pycrew_local.output import TAIL_LINES, OutputTail, read_log_file
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,9 @@ class Child:
             text = self.output.text()
         elif self.log_path:
             try:
-                with open(self.log_path, "rb") as f:
-                    f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
-                    text = f.read().decode("utf-8", errors="replace")
-            except OSError as exc:
-                return f"(its log {self.log_path} cannot be read: {exc})"
+                text = read_log_file(self.log_path)
+            except pycrew.LogsUnavailableError as exc:
+                return f"({exc})"
         else:
             text = ""
         return "\n".join(line.rstrip() for line in text.strip().splitlines()[-TAIL_LINES:])
@@ -221,20 +219,18 @@ def reap() -> None:
                     continue
                 child.record_exit(status, now)
                 newly_ended.append(child)
-        if newly_ended:  # one scan of /proc for all of them
-            members = session_members({child.handle.pid for child in newly_ended})
-            for child in newly_ended:
-                child.signal_group(signal.SIGTERM, members[child.handle.pid])
+        fresh = {child.handle for child in newly_ended}
         waiting = [child for child in children if child.exit_code is not None and not child.reaped]
-        if waiting:
-            members = session_members({child.handle.pid for child in waiting}) if CAN_SCAN else {}
-            for child in waiting:
-                left = members.get(child.handle.pid, []) if CAN_SCAN else None
-                if left is None or left:
-                    if now - (child.ended_at or now) < SECONDS_LEFTOVER_GRACE:
-                        continue
-                    child.signal_group(signal.SIGKILL, left)
-                child.reap(timeout=1.0)
+        members = session_members({child.handle.pid for child in waiting}) if waiting else {}  # one scan of /proc
+        for child in waiting:
+            left = members[child.handle.pid]  # without /proc: unknown, so the whole grace period
+            if child.handle in fresh:
+                child.signal_group(signal.SIGTERM, left)
+            if left or not CAN_SCAN:
+                if now - (child.ended_at or now) < SECONDS_LEFTOVER_GRACE:
+                    continue
+                child.signal_group(signal.SIGKILL, left)
+            child.reap(timeout=1.0)
         for child in newly_ended:  # let the output reader take what the worker wrote last
             if child.output is not None:
                 child.output.thread.join(timeout=0.5)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SECONDS_LEFTOVERS_GRACE = 1.0
 
 
-def is_zombie(pid: int) -> bool:
+def _zombie(pid: int) -> bool:
     """Whether ``pid`` has ended and waits to be reaped (``/proc/PID/stat``'s state ``Z``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -51,7 +51,7 @@ def session_members(session: int) -> list[int]:
         if not entry.isdigit() or int(entry) == session:
             continue
         try:
-            if os.getsid(int(entry)) == session and not is_zombie(int(entry)):
+            if os.getsid(int(entry)) == session and not _zombie(int(entry)):
                 members.append(int(entry))
         except OSError:  # it ended meanwhile, or is not ours to ask about
             continue
