@@ -147,6 +147,26 @@ def test_system_exit_while_a_result_unpickles_fails_that_task_only(make_controll
     _assert_serving(c, "next")
 
 
+class _ExitingObserver:
+    """An observer plugin that calls sys.exit (a bug, or a command-line tool's main())."""
+
+    @pycrew.hookimpl
+    def pycrew_task_done(self, result: object) -> None:
+        raise SystemExit("the observer called sys.exit")
+
+
+def test_an_observer_that_raises_system_exit_leaves_the_dispatcher_serving(make_controller, caplog):
+    observer = _ExitingObserver()
+    pycrew.register(observer)
+    try:
+        c = make_controller("local", workers=1).start()
+        assert c.submit(identity, 1).result(timeout=60) == 1
+        _assert_serving(c, "next")  # the SystemExit ended the dispatcher's thread
+    finally:
+        pycrew.unregister(observer)
+    assert "an observer plugin failed in pycrew_task_done" in caplog.text
+
+
 def test_an_exception_that_unpickles_as_another_object_fails_its_task_only(make_controller, wire):
     """Failed on cc6539a (audit of issue 14): the controller took the int for an exception,
     failed while resolving, dropped the worker and left the future pending forever."""

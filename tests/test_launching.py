@@ -14,7 +14,7 @@ import pytest
 import pycrew
 from helpers import identity, sleep_then
 from pycrew.wire import transport
-from support import wait_for, worker_pids
+from support import run_script, wait_for, worker_pids
 
 
 def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller, tmp_path):
@@ -326,3 +326,29 @@ def test_a_monitor_that_fails_does_not_stop_launches(make_controller, tmp_path, 
     warned = [r for r in caplog.records if "listing its workers failed" in r.getMessage()]
     assert len(warned) == 1 and "the platform's list API is down" in warned[0].getMessage(), [r.getMessage() for r in warned]
     assert c.summary().workers[0].launch_failures == 0
+
+
+def test_a_program_exits_after_its_controller_even_if_a_launcher_call_never_returns(tmp_path):
+    # The launcher's hook threads were a ThreadPoolExecutor's, which the interpreter joins at
+    # exit: a termination that hung (a platform API that never answers) kept the program
+    # from ever exiting, long after terminate() had given up on it (seconds_terminate).
+    proc = run_script(
+        tmp_path,
+        """
+        import time
+        import pycrew
+
+        class Hangs:
+            @pycrew.hookimpl(wrapper=True)
+            def pycrew_terminate_workers(self, launcher, handles):
+                time.sleep(3600)
+                return (yield)
+
+        pycrew.register(Hangs())
+        with pycrew.controller("local", workers=1, seconds_terminate=1) as c:
+            print("result", c.submit(abs, -3).result(timeout=60), flush=True)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "result 3" in proc.stdout
+    assert "did not finish in time" in proc.stderr, "terminate() did not say it gave up on the launcher"

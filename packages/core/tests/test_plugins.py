@@ -282,3 +282,27 @@ def test_an_entry_point_to_a_module_whose_hooks_are_methods_suggests_module_obje
         reg.launcher("instancehooks")
     (dist / "entry_points.txt").write_text("[pycrew.launchers]\ninstancehooks = instance_hooks_plugin:plugin\n")
     assert PluginRegistry().launcher("instancehooks").name == "instancehooks"
+
+
+def test_a_plugin_that_calls_sys_exit_is_a_plugin_error_naming_it_not_the_end_of_the_program(tmp_path, monkeypatch):
+    """A broken third-party plugin (sys.exit at import, or in its registration) must not end
+    the user's program, whichever launcher it chose: it gets the PluginError that says how to skip it."""
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit('exiting_plugin: missing configuration')\n")
+    dist = tmp_path / "exiting_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: exiting-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pycrew.launchers]\nexiting = exiting_plugin:plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"'exiting' .* failed to import: SystemExit: exiting_plugin: missing configuration"):
+        PluginRegistry().launcher("exiting")
+
+    class ExitsInRegistration:
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register):
+            raise SystemExit(2)
+
+    reg = PluginRegistry(load_entry_points=False)
+    with pytest.raises(PluginError, match="failed in pycrew_register_launchers: SystemExit: 2"):
+        reg.register(ExitsInRegistration(), name="exits-in-registration")
+    reg.register(Dummy("after"))  # the registry still works
+    assert reg.launcher("after").name == "after"

@@ -9,6 +9,7 @@ follow it) and runs what the pool hands back through ``call_soon``.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import pycrew
-from pycrew.control.launch_watch import SECONDS_FIRST_POLL, SECONDS_POLL
+from pycrew.control.launch_watch import SECONDS_EXPLAIN, SECONDS_FIRST_POLL, SECONDS_POLL
 from pycrew.control.scaler import Scaler
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.controller_options import build_controller_options
@@ -36,6 +37,9 @@ class FakePlatform:
         self.launched: list[list[pycrew.WorkerCall]] = []
         self.terminated: list[Any] = []
         self.fail_launch: str | None = None
+        self.raise_in: dict[str, BaseException] = {}  # hook name -> what it raises
+        self.block_listing: threading.Event | None = None  # the monitor waits for it (a hung platform API)
+        self.block_terminating: threading.Event | None = None  # so does terminating
         self.ended: dict[str, str] = {}  # instance -> reason, reported by the monitor
         self.listings = 0  # monitor calls
 
@@ -47,16 +51,26 @@ class FakePlatform:
     def pycrew_launch_workers(self, launcher: pycrew.LauncherInfo, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
         if self.fail_launch:
             raise RuntimeError(self.fail_launch)
+        if "launch" in self.raise_in:
+            raise self.raise_in["launch"]
         self.launched.append(list(calls))
         return [f"handle-{c.instance}" for c in calls]
 
     @pycrew.hookimpl
     def pycrew_terminate_workers(self, launcher: pycrew.LauncherInfo, handles: Sequence[Any]) -> None:
+        if self.block_terminating is not None:
+            self.block_terminating.wait(30)
+        if "terminate" in self.raise_in:
+            raise self.raise_in["terminate"]
         self.terminated.extend(handles)
 
     @pycrew.hookimpl
     def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
         self.listings += 1
+        if self.block_listing is not None:
+            self.block_listing.wait(30)
+        if "list" in self.raise_in:
+            raise self.raise_in["list"]
         return [
             pycrew.WorkerInfo(id=i, handle=f"handle-{i}", launcher="fake", instance=i, status="failed", reason=r, exit_code=1)
             for i, r in self.ended.items()
@@ -348,3 +362,72 @@ def test_the_census_follows_every_state_change_so_ticks_need_not_count_slots(mak
     h.settle()
     agrees()
     assert h.scaler.online() == 2
+
+
+# -- hooks that raise SystemExit or never return -----------------------------------------------
+#
+# A plugin may call a command-line tool's main() (SystemExit) or a platform API that hangs.
+# Neither may lose the reason, hold the launch error back, or reach the caller of terminate().
+
+
+def test_a_launch_hook_that_raises_system_exit_is_a_failed_launch_at_once_with_its_reason():
+    h = Harness(launch_max=1, workers=1)
+    try:
+        h.platform.raise_in["launch"] = SystemExit("bad partition name")
+        h.scale(demand=1)
+        assert isinstance(h.scaler.error, pycrew.LaunchError), "the SystemExit was lost: no error until seconds_launch"
+        assert "SystemExit: bad partition name" in str(h.scaler.error)
+    finally:
+        h.scaler.terminate_all(5.0)
+
+
+def test_a_terminate_hook_that_raises_system_exit_is_logged_not_raised(h, caplog):
+    h.scale(demand=2)
+    h.platform.raise_in["terminate"] = SystemExit("scancel usage")
+    h.scaler.terminate_all(5.0)  # raised SystemExit into the caller of terminate()
+    assert "failed to terminate" in caplog.text and "scancel usage" in caplog.text
+
+
+def test_a_monitor_that_raises_system_exit_is_asked_again_later(h):
+    h.platform.raise_in["list"] = SystemExit("squeue usage")
+    h.scale(demand=1)
+    h.scale_until(lambda: h.platform.listings >= 1, 1, SECONDS_FIRST_POLL, "the monitor was not asked", steps=3)
+    del h.platform.raise_in["list"]
+    # One call in flight at most: a call that ended in SystemExit never said it was done,
+    # and the monitor was never asked again.
+    h.scale_until(lambda: h.platform.listings >= 2, 1, SECONDS_POLL, "the monitor was not asked again", steps=5)
+
+
+def test_the_launch_error_goes_out_without_the_platforms_reason_when_the_monitor_hangs(make_harness):
+    h = make_harness(launch_max=1, workers=1, seconds_launch=30)
+    h.scale(demand=1)
+    h.platform.block_listing = threading.Event()  # the platform's API hangs from now on
+    try:
+        h.now += 31  # the launch times out: the monitor is asked why, and does not answer
+        h.scaler.scale(1, h.now)
+        assert h.scaler.error is None and h.scaler.error_pending
+        h.scaler.scale(1, h.now + SECONDS_EXPLAIN - 1)
+        assert h.scaler.error is None, "the error went out before the monitor had its time"
+        h.scaler.scale(1, h.now + SECONDS_EXPLAIN + 1)
+        assert isinstance(h.scaler.error, pycrew.LaunchError), "a hung monitor held the launch error back for good"
+        assert "did not connect within seconds_launch=30" in str(h.scaler.error)
+        assert f"did not say why within {SECONDS_EXPLAIN:g} s" in str(h.scaler.error)
+        first = str(h.scaler.error)
+    finally:
+        h.platform.block_listing.set()
+    h.settle()  # the explanation comes back late: the error already out stands
+    assert str(h.scaler.error) == first
+
+
+def test_the_launch_error_goes_out_when_terminating_the_failed_launch_hangs(make_harness):
+    h = make_harness(launch_max=1, workers=1, seconds_launch=30)
+    h.scale(demand=1)
+    h.platform.block_terminating = threading.Event()
+    try:
+        h.now += 31
+        h.scaler.scale(1, h.now)
+        h.scaler.scale(1, h.now + SECONDS_EXPLAIN + 1)
+        assert isinstance(h.scaler.error, pycrew.LaunchError), "a hung termination held the launch error back for good"
+    finally:
+        h.platform.block_terminating.set()
+    h.settle()

@@ -81,7 +81,7 @@ class PluginRegistry:
     def _register_entry_point(self, ep: metadata.EntryPoint) -> object:
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end the user's program
             raise PluginError(
                 f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
                 f"reinstall it, or set {BLOCK_ENV}={ep.name} to skip it"
@@ -162,9 +162,9 @@ class PluginRegistry:
             )
             try:
                 caller(register=register)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.pm.unregister(plugin)
-                raise PluginError(f"plugin {label!r} failed in pycrew_register_launchers: {exc}") from exc
+                raise PluginError(f"plugin {label!r} failed in pycrew_register_launchers: {type(exc).__name__}: {exc}") from exc
             try:
                 done = [self._checked(spec, plugin, label, distribution, version) for spec in specs]
             except PluginError:
@@ -272,7 +272,9 @@ class PluginRegistry:
         """Call an observer hook on every plugin; an observer's exception is logged, not raised."""
         try:
             getattr(self.pm.hook, hook)(**kwargs)
-        except Exception:
+        except BaseException as exc:  # SystemExit too: it would end the dispatcher's thread
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise  # Ctrl-C, while an observer ran in the caller's thread
             log.exception("an observer plugin failed in %s", hook)
 
     def has_observers(self, hook: str) -> bool:

@@ -41,6 +41,10 @@ SECONDS_POLL_MAX = 30.0
 SECONDS_RETRY_FIRST = 0.25
 #: ... up to this long.
 SECONDS_RETRY_MAX = 10.0
+#: After ``launch_max`` failed launches, the monitor has this long to say why the last one
+#: failed; the LaunchError goes out without its reason if it has not answered by then (a
+#: hung platform API, or a pool whose threads all wait on one).
+SECONDS_EXPLAIN = 10.0
 
 
 def _same_handle(a: Any, b: Any) -> bool:
@@ -67,6 +71,7 @@ class LaunchWatch:
     _handles_lock: threading.Lock
     error: LaunchError | None
     error_pending: bool
+    error_due: tuple[float, int, str]
     last_launch_error: str
     _polling: bool
     _poll_due: float
@@ -108,7 +113,7 @@ class LaunchWatch:
             for info in infos or []:
                 if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
                     ended.append((info.instance, info.handle, explain_ended(info)))
-        except Exception as exc:  # the monitor is a shortcut; seconds_launch still bounds every launch
+        except BaseException as exc:  # SystemExit too; the monitor is a shortcut, seconds_launch bounds every launch
             failed = f"{type(exc).__name__}: {exc}"
         assert self.dispatcher is not None
         self.dispatcher.call_soon(lambda: self._launching_listed(ended, failed))
@@ -182,6 +187,7 @@ class LaunchWatch:
             # monitor is asked before the worker is terminated and that reason is gone.
             if final:
                 self.error_pending = True
+                self.error_due = (now + SECONDS_EXPLAIN, slot.index, reason)
             self._submit(self._explain_and_terminate, instance, slot.index, reason, final)
             return
         if terminate:  # the reason is known already: clean up what the platform keeps of it
@@ -200,7 +206,7 @@ class LaunchWatch:
                 if isinstance(info, WorkerInfo) and info.instance == instance:
                     reason = f"{reason}; the platform reports the worker as {describe_worker(info)}"
                     break
-        except Exception as exc:  # the explanation is a bonus: never let it block the termination
+        except BaseException as exc:  # SystemExit too; the explanation is a bonus: never let it block the error
             log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
         with self._handles_lock:
             handle = self.handles.pop(instance, None)
@@ -208,8 +214,15 @@ class LaunchWatch:
             self._terminate([handle], "launch timed out")
         assert self.dispatcher is not None
         self.last_launch_error = reason
-        if final:
+        if final:  # (a monitor or a termination that hangs: see SECONDS_EXPLAIN)
             self.dispatcher.call_soon(lambda: self._set_error(slot, reason))
+
+    def _explanation_overdue(self) -> None:
+        """Dispatcher thread: the monitor did not say within SECONDS_EXPLAIN why the last launch failed."""
+        _, slot, reason = self.error_due
+        log.warning("launcher %r: its monitor did not answer within %g s; the launch error goes out without "
+                    "the platform's reason", self.info.name, SECONDS_EXPLAIN)
+        self._set_error(slot, f"{reason} (the launcher's monitor did not say why within {SECONDS_EXPLAIN:g} s)")
 
     def worker_python(self) -> str | None:
         """The interpreter the launcher runs workers with: its ``python`` option, if it has one."""
@@ -217,6 +230,8 @@ class LaunchWatch:
         return python if isinstance(python, str) and python else None
 
     def _set_error(self, slot: int, reason: str) -> None:
+        if self.error is not None:  # the first error stands (an explanation that came back after its deadline)
+            return
         example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
         self.error = LaunchError(
             launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url)

@@ -23,10 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
+from pycrew.control.hook_pool import HookPool
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
@@ -71,12 +72,13 @@ class Scaler(LaunchWatch):
         self.goodbyes: collections.deque[tuple[float, str]] = collections.deque()  # (terminate at, instance)
         self.ending_instances: dict[str, Slot] = {}  # workers that ended their slot's tenure and are still running (see ending)
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
-        self.pool = ThreadPoolExecutor(max_workers=options.processes, thread_name_prefix=f"pycrew-launch-{info.name}")
+        self.pool = HookPool(options.processes, f"pycrew-launch-{info.name}")
         self.pending: set[Future[Any]] = set()
         self._pending_lock = threading.Lock()
         self._handles_lock = threading.Lock()
         self.error: LaunchError | None = None
-        self.error_pending = False  # launch_max reached; the error waits for the platform's reason
+        self.error_pending = False  # launch_max reached; the error waits for the platform's reason ...
+        self.error_due: tuple[float, int, str] = (0.0, 0, "")  # ... until then, for that slot, at most (see launch_watch)
         self.last_launch_error = ""
         self.batches = 0
         self.terminations = 0
@@ -154,6 +156,8 @@ class Scaler(LaunchWatch):
 
     def scale(self, demand: int, now: float) -> None:
         """Launch workers into free slots while demand exceeds supply; time out launches."""
+        if self.error_pending and now >= self.error_due[0]:
+            self._explanation_overdue()
         if self.error is not None or self.error_pending or self.dispatcher is None:
             return
         for slot in list(self.census.launching.values()):
@@ -203,7 +207,7 @@ class Scaler(LaunchWatch):
                     f"launcher {self.info.name!r} returned {None if handles is None else len(handles)} handle(s) "
                     f"for {len(calls)} worker call(s); pycrew_launch_workers must return one handle per call"
                 )
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too (a plugin that calls a command-line tool's main()): never unreported
             log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), exc)
             message = f"{type(exc).__name__}: {exc}"
             assert self.dispatcher is not None
@@ -306,7 +310,7 @@ class Scaler(LaunchWatch):
         try:
             self.registry.call(self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
             self.terminations += len(handles)
-        except Exception:
+        except BaseException:  # SystemExit too: it would reach the caller of terminate()
             log.exception("launcher %r failed to terminate %d worker(s)", self.info.name, len(handles))
         if self.registry.has_observers("pycrew_worker_terminated"):
             for handle in handles:
@@ -328,7 +332,7 @@ class Scaler(LaunchWatch):
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
                 log.exception("terminating the workers of %r did not finish in time", self.info.controller)
-        self.pool.shutdown(wait=False, cancel_futures=False)
+        self.pool.shutdown()
 
     def summary(self) -> dict[str, Any]:
         """The launcher's counts."""
