@@ -94,6 +94,63 @@ def mutate_process_state(tmp: str) -> dict[str, object]:
     return before
 
 
+def interpreter_settings() -> dict[str, object]:
+    """The worker's process-wide interpreter settings (see turn_interpreter_settings)."""
+    import gc
+    import logging
+    import socket
+    import sys
+    import threading
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return {
+        "recursion limit": sys.getrecursionlimit(),
+        "int digits": sys.get_int_max_str_digits(),
+        "trace": sys.gettrace(),
+        "profile": sys.getprofile(),
+        "thread trace": threading.gettrace(),
+        "thread profile": threading.getprofile(),
+        "gc": gc.isenabled(),
+        "switch interval": sys.getswitchinterval(),
+        "logging disabled": logging.root.manager.disable,
+        "socket timeout": socket.getdefaulttimeout(),
+        "excepthook": sys.excepthook is sys.__excepthook__,
+        "thread excepthook": threading.excepthook is threading.__excepthook__,
+        "umask": mask,
+    }
+
+
+def turn_interpreter_settings(setting: str) -> str:
+    """Change one process-wide interpreter setting and leave it changed."""
+    import gc
+    import logging
+    import socket
+    import sys
+    import threading
+
+    def hook(*args: object) -> None:
+        return None
+
+    change = {
+        "recursion limit": lambda: sys.setrecursionlimit(60),
+        "int digits": lambda: sys.set_int_max_str_digits(640),
+        "trace": lambda: sys.settrace(lambda *a: None),
+        "profile": lambda: sys.setprofile(hook),
+        "thread trace": lambda: threading.settrace(hook),
+        "thread profile": lambda: threading.setprofile(hook),
+        "gc": gc.disable,
+        "switch interval": lambda: sys.setswitchinterval(0.5),
+        "logging disabled": lambda: logging.disable(logging.CRITICAL),
+        "socket timeout": lambda: socket.setdefaulttimeout(0.001),
+        "excepthook": lambda: setattr(sys, "excepthook", hook),
+        "thread excepthook": lambda: setattr(threading, "excepthook", hook),
+        "umask": lambda: os.umask(0o777),
+    }
+    change[setting]()
+    return setting
+
+
 def leave_and_remove(home: str, elsewhere: str) -> str:
     """Move to ``elsewhere`` and remove ``home`` (the worker's starting directory)."""
     os.chdir(elsewhere)

@@ -14,6 +14,7 @@ from helpers import (
     catch_own_alarm,
     draw,
     identity,
+    interpreter_settings,
     leave_a_timer_running,
     leave_and_remove,
     mutate_process_state,
@@ -21,6 +22,7 @@ from helpers import (
     print_and_log,
     sleep_then,
     stop_the_clocks,
+    turn_interpreter_settings,
     write_pid_then_sleep,
 )
 from support import wait_for
@@ -211,6 +213,22 @@ def test_a_task_that_breaks_the_standard_streams_does_not_break_the_next(make_co
     wait_for(lambda: "next task logged" in c.logs(1, lines=None), 30, message="the worker's log lines are lost")
     logs = c.logs(1, lines=None)
     assert "next task on stdout" in logs and "next task on stderr" in logs, logs
+    assert c.summary().workers[0].instances == 1
+
+
+def test_a_task_that_turns_an_interpreter_setting_does_not_turn_it_for_the_next(make_controller):
+    # Before: a task's sys.setrecursionlimit(60) made the next task that recursed a little fail
+    # with RecursionError, a profiler left installed slowed every later task, a umask of 0o777
+    # made their files unreadable, and so on for each setting below.
+    c = make_controller("local", workers=1).start()
+    baseline = c.submit(interpreter_settings).result(timeout=30)
+    assert baseline["trace"] is None and baseline["profile"] is None and baseline["gc"] is True
+    leaked = {}
+    for setting in baseline:
+        assert c.submit(turn_interpreter_settings, setting).result(timeout=30) == setting
+        after = c.submit(interpreter_settings).result(timeout=30)
+        leaked.update({k: v for k, v in after.items() if v != baseline[k]})
+    assert leaked == {}, f"settings a task changed stayed changed for the next: {leaked}"
     assert c.summary().workers[0].instances == 1
 
 

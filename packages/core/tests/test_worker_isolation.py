@@ -20,7 +20,7 @@ import pytest
 
 from pycrew.wire.records import ResultRecord
 from pycrew.worker.execution import INTERRUPT_SIGNAL, TaskRunner
-from pycrew.worker.isolation import ProcessBaseline, WarningCapture
+from pycrew.worker.isolation import InterpreterSettings, ProcessBaseline, WarningCapture
 
 
 def _payload(fn: Any, *args: Any) -> bytes:
@@ -195,3 +195,29 @@ def test_the_capture_reinstalls_itself_when_a_task_replaced_it() -> None:
         warnings._filters_mutated()  # type: ignore[attr-defined]
         warnings.showwarning = saved[1]
         warnings._showwarnmsg_impl = saved[2]  # type: ignore[attr-defined]
+
+
+def test_interpreter_settings_come_back_to_the_state_before_the_first_task_not_to_the_defaults() -> None:
+    """A profiler or tracer installed at the worker's start (a coverage tool's) is the
+    baseline: it stays; one a task installs goes, as does a task's recursion limit."""
+
+    def at_start(*args: object) -> None:
+        return None
+
+    def by_a_task(*args: object) -> None:
+        return None
+
+    limit = sys.getrecursionlimit()
+    sys.setprofile(at_start)
+    try:
+        settings = InterpreterSettings()
+        settings.take()
+        settings.restore()
+        assert sys.getprofile() is at_start, "nothing changed: nothing may be touched"
+        sys.setprofile(by_a_task)
+        sys.setrecursionlimit(limit + 7)
+        settings.restore()
+        assert sys.getprofile() is at_start and sys.getrecursionlimit() == limit
+    finally:
+        sys.setprofile(None)
+        sys.setrecursionlimit(limit)

@@ -62,8 +62,10 @@ class ControllerOptions:
             longer resolves with status ``timeout``.
         garbage_collection: run ``gc.collect()`` on the worker after every task.
         reset_environment: after every task, undo its changes to ``os.environ``,
-            ``sys.path`` and the working directory, and put back the standard streams it
-            replaced or closed, so they cannot leak into the next task.
+            ``sys.path``, the working directory and the umask, put back the standard
+            streams it replaced or closed, and the interpreter settings it turned (the
+            recursion limit, trace and profile functions, ``gc.disable()``, ...), so they
+            cannot leak into the next task.
         backup: a controller that takes over tasks that crashed ``crashes_max`` times here.
         seconds_metrics: workers sample their CPU and memory this often (``None``: off);
             see :mod:`pycrew.metrics`.

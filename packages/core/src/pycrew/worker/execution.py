@@ -27,7 +27,13 @@ from pycrew.wire import clock
 from pycrew.wire.functions import load_task
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
-from pycrew.worker.isolation import ProcessBaseline, StandardStreams, WarningCapture, restore_handlers
+from pycrew.worker.isolation import (
+    InterpreterSettings,
+    ProcessBaseline,
+    StandardStreams,
+    WarningCapture,
+    restore_handlers,
+)
 from pycrew.worker.timers import StrayTimers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
@@ -139,6 +145,7 @@ class TaskRunner:
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
         self._streams = StandardStreams()  # kept only by a worker that owns its process (install)
+        self._interpreter = InterpreterSettings()  # likewise
         self._timers = StrayTimers()  # see pycrew.worker.timers (install)
         self._pid = os.getpid()  # a child a task forks is not this worker (see pycrew.worker.forks)
 
@@ -150,6 +157,7 @@ class TaskRunner:
         self._main = threading.get_ident()
         self.installed = True
         self._streams.take()
+        self._interpreter.take()
 
     def keep_handlers(self, handlers: Mapping[int, object]) -> None:
         """Put these signal handlers (number: handler) back after every task that replaced them
@@ -347,6 +355,7 @@ class TaskRunner:
                     for problem in problems:
                         log.warning("%s", problem)
                 self._streams.restore()
+                self._interpreter.restore()
             if self.garbage_collection:
                 gc.collect()
         except Exception as exc:  # the next task must still run, and this one's result go back
