@@ -350,6 +350,19 @@ def print_and_log(text: str) -> str:
     return text
 
 
+def mock_the_serializers() -> str:
+    """Task: replace pickle's and json's functions for good, as a test's mock.patch left
+    running does (the replacements return garbage)."""
+    import json
+    import pickle
+
+    pickle.dumps = lambda *args, **kwargs: b"garbage"
+    pickle.loads = lambda *args, **kwargs: None
+    json.dumps = lambda *args, **kwargs: "garbage"
+    json.loads = lambda *args, **kwargs: None
+    return "mocked"
+
+
 def stop_the_clocks() -> int:
     """Task: stop time in this worker process for good, as a test's freezegun left running
     does: ``time.monotonic``/``time``/``perf_counter`` and every module attribute that is

@@ -17,6 +17,7 @@ from helpers import (
     interpreter_settings,
     leave_a_timer_running,
     leave_and_remove,
+    mock_the_serializers,
     mutate_process_state,
     pid_and_draws,
     print_and_log,
@@ -130,6 +131,17 @@ def test_a_task_that_stopped_the_clocks_cannot_stop_its_workers(make_controller,
     assert results["kept"].status == "success" and results["kept"].seconds >= 0.2, results["kept"]
     assert c.submit(os.getpid).result(timeout=60) == pid, "the worker was replaced: it could not keep the time limit"
     assert c.summary().workers[0].instances == 1
+
+
+def test_a_task_that_mocks_pickle_and_json_for_good_does_not_break_its_worker(make_controller):
+    # Before: that task's own result and every later task's came back as "the result could not
+    # be unpickled on the controller" (the worker pickled them with the task's mock).
+    c = make_controller("local", workers=1, tasks_max=4).start()
+    assert c.submit(mock_the_serializers).result(timeout=60) == "mocked"
+    assert [c.submit(identity, {"n": i}).result(timeout=60) for i in range(3)] == [{"n": i} for i in range(3)]
+    wait_for(lambda: c.summary().workers[0].instances == 1 and c.summary().controller.workers_online == 0, 30,
+             message="the worker did not leave cleanly after tasks_max (its goodbye is JSON)")
+    assert c.summary().controller.crash == 0 and c.summary().workers[0].crashes == 0
 
 
 @pytest.mark.parametrize("kind", ["alarm", "repeating", "profiler"])

@@ -33,6 +33,12 @@ CACHE_BYTES_MAX = 1 << 20
 #: where a function was defined).
 DYNAMIC_CODE = "<dynamic-code>"
 
+#: pickle's own functions, taken when pycrew is imported (as :mod:`pycrew.wire.clock` takes the
+#: clocks): a task that replaces ``pickle.dumps`` or ``pickle.loads`` (a mock left running)
+#: would otherwise break the tasks and results of every later task on its worker.
+pickle_dumps = pickle.dumps
+pickle_loads = pickle.loads
+
 _cache: OrderedDict[bytes, Any] = OrderedDict()
 _lock = threading.Lock()  # worker loops that share a process (test harnesses) share the cache
 
@@ -50,7 +56,7 @@ def load_function(data: bytes, filename: str | None = None) -> Any:
         if fn is not None:
             _cache.move_to_end(data)
             return fn
-    fn = pickle.loads(data)
+    fn = pickle_loads(data)
     if filename is not None and type(fn) is FunctionType:
         _name_file(fn, filename)
     if len(data) <= CACHE_BYTES_MAX:
@@ -68,7 +74,7 @@ def load_task(payload: bytes) -> tuple[Any, Any, Any, Any, Any, Any]:
     made once per function: see :func:`pycrew.control.pickling.shipped_function`), which
     is loaded here through the cache like a function by value.
     """
-    fn, args, kwargs, seed, name, seconds_timeout = pickle.loads(payload)
+    fn, args, kwargs, seed, name, seconds_timeout = pickle_loads(payload)
     if type(fn) is bytes:
         fn = load_function(fn)
     return fn, args, kwargs, seed, name, seconds_timeout

@@ -56,6 +56,10 @@ LEAVING = 0x4C  # b"L"    worker -> dispatcher: JSON {reason, unstarted: [ids]}:
 #                         (SIGTERM), it starts nothing more; its running task's result may still come
 
 NONCE_BYTES = 32
+#: json's own functions, out of a task's reach (a mock of ``json.dumps`` left running in a
+#: worker would otherwise garble its control frames; see pycrew.wire.clock).
+_json_dumps = json.dumps
+_json_loads = json.loads
 _RECORD = struct.Struct("<QI")
 _ID = struct.Struct("<Q")
 #: Largest frame accepted from a connection before it has authenticated (a HELLO is ~300 bytes).
@@ -110,7 +114,7 @@ def kind(frame: bytes) -> int:
 
 def encode_json(kind_: int, body: dict[str, Any]) -> bytes:
     """A control frame with a JSON body."""
-    return bytes((kind_,)) + json.dumps(body, separators=(",", ":")).encode()
+    return bytes((kind_,)) + _json_dumps(body, separators=(",", ":")).encode()
 
 
 def decode_json(frame: bytes, limit: int | None = None) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def decode_json(frame: bytes, limit: int | None = None) -> dict[str, Any]:
     if limit is not None and len(frame) > limit:
         raise ProtocolError(f"control frame of {len(frame)} bytes exceeds {limit}")
     try:
-        body = json.loads(bytes(frame[1:]))
+        body = _json_loads(bytes(frame[1:]))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"bad JSON body: {exc}") from exc
     except RecursionError as exc:  # deeply nested arrays or objects: hostile or broken, never ours

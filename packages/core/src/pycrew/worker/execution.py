@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from pycrew.wire import clock
-from pycrew.wire.functions import load_task
+from pycrew.wire.functions import load_task, pickle_dumps, pickle_loads
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.isolation import (
@@ -52,15 +52,26 @@ class Interrupted(BaseException):
         self.status = status
 
 
+_cloudpickle_dumps: Callable[..., bytes] | None = None
+
+
+def _cloudpickle(value: object) -> bytes:
+    """``cloudpickle.dumps``, imported when first needed (a worker starts faster without it)
+    and kept from then on, out of a task's reach like :data:`pickle_dumps`."""
+    global _cloudpickle_dumps
+    if _cloudpickle_dumps is None:
+        import cloudpickle
+
+        _cloudpickle_dumps = cloudpickle.dumps
+    return _cloudpickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _dumps(value: object) -> bytes:
     """Pickle a value: plain pickle first (fast), cloudpickle for what it cannot do."""
     try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles them by value
-        import cloudpickle  # imported when first needed: a worker starts faster without it
-
-        data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return data
+        return _cloudpickle(value)
 
 
 def _loading_hint(exc: BaseException) -> str | None:
@@ -104,11 +115,9 @@ def _format_exc() -> str:
 
 def _exception_bytes(exc: BaseException) -> bytes | None:
     """An exception pickled for the controller, or None if it does not travel."""
-    import cloudpickle  # imported when first needed: a worker starts faster without it
-
     try:
-        data: bytes = cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        back = pickle.loads(data)
+        data = _cloudpickle(exc)
+        back = pickle_loads(data)
     except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
         return None
     # A __reduce__ may rebuild it as any object at all: only an exception travels as one.
