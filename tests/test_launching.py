@@ -352,3 +352,39 @@ def test_a_program_exits_after_its_controller_even_if_a_launcher_call_never_retu
     assert proc.returncode == 0, proc.stderr
     assert "result 3" in proc.stdout
     assert "did not finish in time" in proc.stderr, "terminate() did not say it gave up on the launcher"
+
+
+def test_a_controller_out_of_file_descriptors_says_so_once_and_serves_the_workers_it_has(tmp_path):
+    # Each connected worker holds a file descriptor of the controller's process. Out of them,
+    # accept() failed with EMFILE while connections waited: the listener stayed readable, and
+    # the dispatcher spun on it, logging "accepting a connection failed" ~50,000 times a second.
+    proc = run_script(
+        tmp_path,
+        """
+        import logging, os, resource, time
+        import pycrew
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+        class Starve:  # once all 20 workers are started, leave the controller 5 more file descriptors
+            launched = 0
+
+            @pycrew.hookimpl
+            def pycrew_worker_launched(self, launcher, call, handle):
+                Starve.launched += 1
+                if Starve.launched == 20:
+                    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 5, hard))
+
+        pycrew.register(Starve())
+        with pycrew.controller("local", workers=20, workers_at_start=20, seconds_launch=60) as c:
+            futures = [c.submit(time.sleep, 0.2) for _ in range(40)]
+            print("done", sum(f.result(timeout=60) is None for f in futures), flush=True)
+            time.sleep(1.0)  # connections still waiting: the listener is tried again every 0.5 s
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "done 40" in proc.stdout
+    failures = proc.stderr.count("accepting a worker's connection failed") + proc.stderr.count("accepting a connection failed")
+    assert failures == 1, f"{failures} warnings about accepting connections (one expected): {proc.stderr[-2000:]}"
+    assert "Too many open files" in proc.stderr and "ulimit -n" in proc.stderr

@@ -452,3 +452,14 @@ def test_nng_remembers_a_bounded_number_of_removed_pipes(make_loop):
         assert channel.recv(10.0) == b"ping"
     finally:
         channel.close()
+
+
+def test_accept_failure_hint_says_what_to_do_about_each_resource_error() -> None:
+    import errno
+
+    from pycrew.wire.transport.limits import accept_failure_hint
+
+    emfile = accept_failure_hint(OSError(errno.EMFILE, "Too many open files"))
+    assert "ulimit -n" in emfile and "RLIMIT_NOFILE" in emfile and "fewer workers" in emfile
+    assert "fs.file-max" in accept_failure_hint(OSError(errno.ENFILE, "Too many open files in system"))
+    assert accept_failure_hint(OSError(errno.ECONNABORTED, "Software caused connection abort")) == ""

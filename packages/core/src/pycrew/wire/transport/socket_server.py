@@ -22,6 +22,7 @@ from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Handler, Link, Server, split_url
+from pycrew.wire.transport.limits import accept_failure_hint
 from pycrew.wire.transport.sockets import (
     HEADER,
     PREAMBLE,
@@ -37,6 +38,10 @@ from pycrew.wire.transport.sockets import (
 log = logging.getLogger(__name__)
 
 HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
+#: After accept() fails (out of file descriptors, say) the listener rests this long. It
+#: stays readable while connections wait, so without a rest the dispatcher's loop spun on
+#: it, logging the failure ~50,000 times a second.
+SECONDS_ACCEPT_REST = 0.5
 
 
 class SocketLink(Link):
@@ -106,6 +111,8 @@ class SocketServer(Server):
         self._opening: collections.deque[SocketLink] = collections.deque()  # accepted, in order (see maintain)
         self._sel: selectors.BaseSelector | None = None
         self._handler: Handler | None = None
+        self._accept_failures = 0  # in a row
+        self._resting_until = 0.0  # accepting again then (clock.monotonic), if not 0
         # Every link reads into this one buffer (the dispatcher thread alone reads):
         # recv() would allocate, and free, READ_CHUNK bytes per call, 45 us each here.
         self._chunk = bytearray(READ_CHUNK)
@@ -133,8 +140,11 @@ class SocketServer(Server):
             except WOULD_BLOCK:
                 return
             except OSError as exc:  # e.g. out of file descriptors: keep serving the others
-                log.warning("accepting a connection failed: %s", exc)
+                self._rest(exc)
                 return
+            if self._accept_failures:
+                log.warning("accepting workers' connections again after %d failed tries", self._accept_failures)
+                self._accept_failures = 0
             try:
                 sock.setblocking(False)
                 tune(sock)
@@ -151,6 +161,20 @@ class SocketServer(Server):
             self._sel.register(sock, selectors.EVENT_READ, link.on_event)
             if state == HANDSHAKE:
                 self._handshake(link)
+
+    def _rest(self, exc: OSError) -> None:
+        """accept() failed: stop looking at the listener for SECONDS_ACCEPT_REST (see maintain)."""
+        self._accept_failures += 1
+        if self._accept_failures == 1:
+            log.warning("accepting a worker's connection failed: %s%s; connections wait, and are tried again "
+                        "every %g s (a worker not accepted within seconds_launch is a failed launch)",
+                        exc, accept_failure_hint(exc), SECONDS_ACCEPT_REST)
+        else:
+            log.debug("accepting a connection failed again (%d in a row): %s", self._accept_failures, exc)
+        assert self._sel is not None
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(self._listener)
+        self._resting_until = clock.monotonic() + SECONDS_ACCEPT_REST
 
     def on_link_event(self, link: SocketLink, mask: int) -> None:
         """Handle readiness of one link's socket."""
@@ -315,7 +339,11 @@ class SocketServer(Server):
             handler.link_closed(self._closed.popleft())
 
     def maintain(self, now: float) -> None:
-        """Close connections that did not open (TLS handshake and preamble) within ``seconds_auth``."""
+        """Close connections that did not open (TLS handshake and preamble) within ``seconds_auth``;
+        accept again after a rest (see SECONDS_ACCEPT_REST)."""
+        if self._resting_until and now >= self._resting_until and self._sel is not None:
+            self._resting_until = 0.0
+            self._sel.register(self._listener, selectors.EVENT_READ, self._accept)
         # Links wait in the order they were accepted: the oldest still opening decides.
         opening = self._opening
         while opening:
