@@ -388,3 +388,33 @@ def test_a_controller_out_of_file_descriptors_says_so_once_and_serves_the_worker
     failures = proc.stderr.count("accepting a worker's connection failed") + proc.stderr.count("accepting a connection failed")
     assert failures == 1, f"{failures} warnings about accepting connections (one expected): {proc.stderr[-2000:]}"
     assert "Too many open files" in proc.stderr and "ulimit -n" in proc.stderr
+
+
+def test_a_launch_out_of_file_descriptors_says_how_to_raise_the_limit(tmp_path):
+    proc = run_script(
+        tmp_path,
+        """
+        import os, resource
+        import pycrew
+
+        class Starve:  # the local launcher starts its worker with one file descriptor to spare
+            @pycrew.hookimpl(wrapper=True)
+            def pycrew_launch_workers(self, launcher, calls):
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 1, hard))
+                try:
+                    return (yield)
+                finally:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+        pycrew.register(Starve())
+        try:
+            with pycrew.controller("local", workers=1, launch_max=1) as c:
+                c.submit(abs, -1).result(timeout=60)
+        except pycrew.LaunchError as exc:
+            print(exc)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Too many open files" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "ulimit -n" in proc.stdout and "or use fewer workers" in proc.stdout, proc.stdout

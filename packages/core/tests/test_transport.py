@@ -454,12 +454,12 @@ def test_nng_remembers_a_bounded_number_of_removed_pipes(make_loop):
         channel.close()
 
 
-def test_accept_failure_hint_says_what_to_do_about_each_resource_error() -> None:
+def test_open_files_hint_says_what_to_do_when_file_descriptors_run_out() -> None:
     import errno
 
-    from pycrew.wire.transport.limits import accept_failure_hint
+    from pycrew.wire.transport.limits import open_files_hint
 
-    emfile = accept_failure_hint(OSError(errno.EMFILE, "Too many open files"))
+    emfile = open_files_hint(OSError(errno.EMFILE, "Too many open files"))
     assert "ulimit -n" in emfile and "RLIMIT_NOFILE" in emfile and "fewer workers" in emfile
-    assert "fs.file-max" in accept_failure_hint(OSError(errno.ENFILE, "Too many open files in system"))
-    assert accept_failure_hint(OSError(errno.ECONNABORTED, "Software caused connection abort")) == ""
+    assert "fs.file-max" in open_files_hint(OSError(errno.ENFILE, "Too many open files in system"))
+    assert open_files_hint(OSError(errno.ECONNABORTED, "Software caused connection abort")) == ""

@@ -33,6 +33,7 @@ from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
 from pycrew.wire.protocol import derive_token, new_token
+from pycrew.wire.transport.limits import open_files_hint
 from pycrew.worker.command import WorkerCommand
 
 if TYPE_CHECKING:
@@ -208,8 +209,8 @@ class Scaler(LaunchWatch):
                     f"for {len(calls)} worker call(s); pycrew_launch_workers must return one handle per call"
                 )
         except BaseException as exc:  # SystemExit too (a plugin that calls a command-line tool's main()): never unreported
-            log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), exc)
-            message = f"{type(exc).__name__}: {exc}"
+            message = f"{type(exc).__name__}: {exc}{open_files_hint(exc)}"
+            log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), message)
             assert self.dispatcher is not None
             self.dispatcher.call_soon(lambda: self._batch_failed(calls, message))
             return

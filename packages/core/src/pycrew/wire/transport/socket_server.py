@@ -22,7 +22,7 @@ from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Handler, Link, Server, split_url
-from pycrew.wire.transport.limits import accept_failure_hint
+from pycrew.wire.transport.limits import open_files_hint
 from pycrew.wire.transport.sockets import (
     HEADER,
     PREAMBLE,
@@ -168,7 +168,7 @@ class SocketServer(Server):
         if self._accept_failures == 1:
             log.warning("accepting a worker's connection failed: %s%s; connections wait, and are tried again "
                         "every %g s (a worker not accepted within seconds_launch is a failed launch)",
-                        exc, accept_failure_hint(exc), SECONDS_ACCEPT_REST)
+                        exc, open_files_hint(exc), SECONDS_ACCEPT_REST)
         else:
             log.debug("accepting a connection failed again (%d in a row): %s", self._accept_failures, exc)
         assert self._sel is not None
