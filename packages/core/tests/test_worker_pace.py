@@ -18,11 +18,17 @@ def run(pace: Pace, work: str, seconds: float) -> bool:
     return pace.task_ended(time.monotonic() - t0)
 
 
+def waited(pace: Pace) -> bool:
+    """Whether a sleeping task counts as waiting, in one of three tries: on a loaded machine
+    one try may find the test's thread charged CPU time it did not use while it slept."""
+    return any(run(pace, "sleep", 0.02) for _ in range(3))
+
+
 def test_a_task_that_sleeps_waited_once_the_one_before_was_long_enough_to_time_it() -> None:
     pace = Pace()
     assert not run(pace, "sleep", 0.02), "the first task is not timed: it does not count as waiting"
     assert pace.handover() == Pace.READ_HANDOVER_BUSY
-    assert run(pace, "sleep", 0.02)
+    assert waited(pace)
     assert pace.handover() == Pace.READ_HANDOVER
     assert pace.nap(True, time.monotonic(), time.monotonic()) <= Pace.READ_HANDOVER
 
@@ -30,7 +36,7 @@ def test_a_task_that_sleeps_waited_once_the_one_before_was_long_enough_to_time_i
 def test_a_cpu_bound_task_did_not_wait() -> None:
     pace = Pace()
     run(pace, "sleep", 0.02)
-    assert run(pace, "sleep", 0.02)
+    assert waited(pace)
     assert not run(pace, "spin", 0.02)
     assert pace.handover() == Pace.READ_HANDOVER_BUSY
 
