@@ -162,7 +162,7 @@ class InterpreterSettings:
     ``gc.disable()``, ``logging.disable`` and ``sys.set_int_max_str_digits`` leaked the same
     way. :meth:`restore` (after each task) sets the umask back (one system call: it cannot
     be read without being set) and reads each other setting, a C call of tens of
-    nanoseconds, setting only what changed: about 0.5 us in all. The
+    nanoseconds, setting only what changed: about 0.6 us in all. The
     baseline is the state before the first task, so a tracer installed at start-up (a
     coverage tool's) stays.
     """
