@@ -408,3 +408,43 @@ def catch_own_alarm(seconds: float) -> int:
         time.sleep(0.01)
     signal.setitimer(signal.ITIMER_REAL, 0)
     return len(fired)
+
+
+# -- worker initializers (the controller's initializer option) ---------------------------
+
+MODEL: object = None
+LOADED: dict[str, object] = {}
+
+
+def load_model(path: str, directory: str) -> None:
+    """Initializer: set a global and mutate a global dict (this module travels by value, as a
+    script's functions do), set an environment variable and an interpreter setting, and add
+    a line to ``directory/init-<pid>`` (one line per run in that process)."""
+    global MODEL
+    MODEL = ("model", path, os.getpid())
+    LOADED["path"] = path
+    os.environ["PYCREW_TEST_INITIALIZED"] = path
+    sys.setrecursionlimit(4321)
+    with open(os.path.join(directory, f"init-{os.getpid()}"), "a") as f:
+        f.write(path + "\n")
+
+
+def use_model(x: object) -> tuple[object, ...]:
+    """Task: what the initializer left, as this task sees it (then it changes the environment)."""
+    seen = (MODEL, dict(LOADED), os.environ.get("PYCREW_TEST_INITIALIZED"), sys.getrecursionlimit(), os.getpid(), x)
+    os.environ["PYCREW_TEST_INITIALIZED"] = "changed by a task"
+    sys.setrecursionlimit(999)
+    return seen
+
+
+def block_interrupts_then_sleep(seconds: float) -> None:
+    """Initializer: replace and block the worker's interrupt signal (SIGUSR1), then sleep."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    time.sleep(seconds)
+
+
+def print_then_exit(code: int, text: str) -> None:
+    """Initializer: print ``text`` and end the process at once with ``code``."""
+    print(text, flush=True)
+    os._exit(code)

@@ -13,7 +13,7 @@ import pytest
 
 import pycrew
 from helpers import identity, sleep_then
-from pycrew.wire import transport
+from pycrew.wire import protocol, transport
 from support import run_script, wait_for, worker_pids
 
 
@@ -194,7 +194,7 @@ def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error
     assert seconds < 20, f"the LaunchError came after {seconds:.1f} s, not long before seconds_launch=60: {message}"
     assert (
         "last reason: the controller refused the worker: it runs pycrew 0.0.9 (wire protocol 1) and this controller "
-        f"runs pycrew {pycrew.__version__} (wire protocol 2)"
+        f"runs pycrew {pycrew.__version__} (wire protocol {protocol.PROTOCOL_VERSION})"
     ) in message, message
     assert "Workers must run the pycrew version the controller runs" in message, message
     assert c.summary().workers[0].launch_failures == 2

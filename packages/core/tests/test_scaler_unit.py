@@ -431,3 +431,36 @@ def test_the_launch_error_goes_out_when_terminating_the_failed_launch_hangs(make
     finally:
         h.platform.block_terminating.set()
     h.settle()
+
+
+def test_an_initializing_worker_is_held_to_seconds_initializer_not_seconds_launch(make_harness):
+    h = make_harness(workers=1, seconds_launch=5, seconds_initializer=60, launch_max=1)
+    h.scale(demand=1)
+    (call,) = h.platform.launched[0]
+    slot = h.scaler.slots[0]
+    h.scale(demand=1, advance=4)
+    h.scaler.initializing(call.instance)  # it connected; its initializer runs
+    h.scale(demand=1, advance=30)  # far past seconds_launch
+    assert slot.state == LAUNCHING and slot.launch_failures == 0, "a running initializer is not a launch that timed out"
+    h.scale(demand=1, advance=36)  # 66 s into the initializer: past 60 s and the 5 s the worker has to report it
+    assert slot.launch_failures == 1
+    h.scale_until(lambda: h.scaler.error is not None, demand=1, step=1.0, what="the launch error")
+    assert "ran longer than seconds_initializer=60 s and its worker did not stop it" in str(h.scaler.error)
+    assert f"handle-{call.instance}" in h.platform.terminated
+
+
+def test_an_initializer_failure_is_a_failed_launch_and_connecting_after_one_resets_the_count(make_harness):
+    h = make_harness(workers=1, launch_max=3)
+    h.scale(demand=1)
+    slot = h.scaler.slots[0]
+    first = slot.instance
+    assert first is not None
+    h.scaler.initializing(first)
+    h.scaler.refused(first, "the initializer failed: ValueError: no model\nTraceback ...")
+    h.settle()
+    assert slot.state == IDLE and slot.failures == 1 and slot.initializing_since == 1000.0
+    assert f"handle-{first}" in h.platform.terminated
+    h.scale(demand=1, advance=1.0)  # the backoff over: launched again, as a fresh launch
+    assert slot.state == LAUNCHING and slot.instance != first and slot.initializing_since == 0.0
+    h.scaler.connected(slot.instance, {})  # (its initializer succeeded)
+    assert slot.failures == 0 and h.scaler.error is None

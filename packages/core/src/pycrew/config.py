@@ -41,7 +41,9 @@ match. A ``[defaults]`` key that is an option of another installed launcher only
 for profiles whose launcher lacks it (``python`` suits ``local`` and ``slurm``, not every
 launcher); so is any unknown ``[defaults]`` key while some profile names a launcher that
 is not installed here (its options cannot be known). ``backup`` cannot be configured (it
-is a controller object); ``tls`` takes a mode or a table of :class:`~pycrew.TLS` fields.
+is a controller object); ``tls`` takes a mode or a table of :class:`~pycrew.TLS` fields;
+``initializer`` takes the function's name, ``"package.module:function"``, which each
+worker imports (with ``initargs`` a list).
 Only the profile asked for is validated, so a broken profile does not stop the others;
 syntax errors and unknown sections in a file fail every profile of that file.
 

@@ -10,6 +10,7 @@ from typing import Any
 from pycrew.errors import OptionsError
 from pycrew.options import check_fields, require
 from pycrew.tls import TLS
+from pycrew.wire.functions import BY_NAME
 from pycrew.wire.transport import DEFAULT_TRANSPORT, Transport
 from pycrew.worker.command import DEFAULT_SPIN
 
@@ -66,6 +67,16 @@ class ControllerOptions:
             streams it replaced or closed, and the interpreter settings it turned (the
             recursion limit, trace and profile functions, ``gc.disable()``, ...), so they
             cannot leak into the next task.
+        initializer: a function each worker calls once, before its first task, with
+            ``initargs`` (as ``ProcessPoolExecutor``'s): load a model, open a connection,
+            configure logging. Or its name, ``"package.module:function"`` (as in a
+            configuration file), which each worker imports. What it sets (globals, environment, interpreter settings) is
+            the state every task on that worker starts from. If it raises (or outlives
+            ``seconds_initializer``), the worker's launch fails with its traceback, and after
+            ``launch_max`` failures in a row a :class:`LaunchError` quotes it.
+        initargs: the initializer's positional arguments.
+        seconds_initializer: how long the initializer may run in a worker (``None``: no
+            limit); a worker past it is interrupted, its launch failed.
         backup: a controller that takes over tasks that crashed ``crashes_max`` times here.
         seconds_metrics: workers sample their CPU and memory this often (``None``: off);
             see :mod:`pycrew.metrics`.
@@ -106,6 +117,9 @@ class ControllerOptions:
     seconds_timeout: float | None = None
     garbage_collection: bool = False
     reset_environment: bool = True
+    initializer: Any = None
+    initargs: tuple[Any, ...] = ()
+    seconds_initializer: float | None = None
     backup: Any = None
     seconds_metrics: float | None = None
     metrics_dir: str | None = None
@@ -135,6 +149,21 @@ class ControllerOptions:
             "seconds_timeout",
             self.seconds_timeout,
             "be > 0 or None",
+        )
+        require(
+            self.initializer is None or callable(self.initializer)
+            or (isinstance(self.initializer, str) and BY_NAME.fullmatch(self.initializer) is not None),
+            OWNER, "initializer", self.initializer,
+            "be a function each worker calls before its first task, its name as 'package.module:function' "
+            "(imported by the workers), or None",
+        )
+        require(
+            self.initializer is not None or not self.initargs, OWNER, "initargs", self.initargs,
+            "be empty without an initializer (set initializer= to the function to call with them)",
+        )
+        require(
+            self.seconds_initializer is None or (self.seconds_initializer > 0 and not math.isnan(self.seconds_initializer)),
+            OWNER, "seconds_initializer", self.seconds_initializer, "be > 0 or None",
         )
         require(
             self.backup is None or (hasattr(self.backup, "submit_task") and hasattr(self.backup, "name")),

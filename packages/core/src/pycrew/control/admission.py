@@ -7,6 +7,14 @@ version than the controller) would fail every task, or worse: it is refused at o
 a STOP saying why, and its launch counts as failed (``on_refused``), so that a controller
 whose workers all run another version raises a :class:`~pycrew.LaunchError` that says so
 within seconds, instead of failing tasks.
+
+With an initializer (the controller's ``initializer`` option), the WELCOME carries it and
+the connection is INITIALIZING until the worker reports (INITIALIZED): on success it is
+READY and offered tasks; on failure, or if the worker is lost, dropped or told to end
+meanwhile, its launch counts as failed (``on_refused``, with the remote traceback), as a
+worker that could not start: ``launch_max`` failures in a row raise a LaunchError quoting it.
+The launch's ``seconds_launch`` ends with the HELLO (``on_initializing``); the scaler then
+holds the initializer to ``seconds_initializer``.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrew.control.conn import CLOSED, READY, Conn, DispatcherSettings
-from pycrew.control.launch_reports import REFUSED_PREFIX
+from pycrew.control.conn import CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
+from pycrew.control.launch_reports import INITIALIZER_PREFIX, REFUSED_PREFIX
 from pycrew.wire import protocol as p
 
 log = logging.getLogger("pycrew.control.dispatcher")
@@ -30,7 +38,8 @@ class Admission:
     # instance -> (token, slot) of instances launched and not connected yet
     tokens: dict[str, tuple[str, int]]
     _on_connect: Callable[[str, dict[str, Any]], None]
-    _on_refused: Callable[[str, str], None] | None
+    _on_refused: Callable[[str, str, bool], None] | None
+    _on_initializing: Callable[[str], None] | None
     _drop: Callable[..., None]  # see pycrew.control.upkeep
     _send: Callable[[Conn, bytes], None]
     _visit_at: Callable[[Conn, float], None]
@@ -51,7 +60,7 @@ class Admission:
         if hello.version != p.PROTOCOL_VERSION:
             self._refuse(conn, hello)
             return
-        conn.state = READY
+        conn.state = READY if self.settings.initializer is None else INITIALIZING
         conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
         self._visit_at(conn, conn.next_beat)
         conn.link.limit = self.settings.bytes_max
@@ -62,21 +71,60 @@ class Admission:
         if hello.tasks_max is not None:
             conn.tasks_left = hello.tasks_max
         conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
-        self._send(
-            conn,
-            p.encode_json(
-                p.WELCOME,
-                {
-                    "seconds_heartbeat": self.settings.seconds_heartbeat,
-                    "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
-                    "seconds_busy_silence": self.settings.seconds_busy_silence,
-                    "bytes_max": self.settings.bytes_max,
-                },
-            ),
-        )
+        welcome: dict[str, object] = {
+            "seconds_heartbeat": self.settings.seconds_heartbeat,
+            "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+            "seconds_busy_silence": self.settings.seconds_busy_silence,
+            "bytes_max": self.settings.bytes_max,
+        }
+        if self.settings.initializer is not None:
+            welcome["initializer"] = self.settings.initializer
+        self._send(conn, p.encode_json(p.WELCOME, welcome))
+        if conn.state == INITIALIZING:
+            if self._on_initializing is not None:
+                self._on_initializing(instance)
+            return
+        self._admitted(conn)
+
+    def _admitted(self, conn: Conn) -> None:
+        """The worker takes tasks from now on."""
+        assert conn.instance is not None
+        instance = conn.instance
         self._offer(conn)
         self._went_idle(conn, time.monotonic())  # it may find the queue empty, all prefetched
         self._on_connect(instance, conn.info)
+
+    def _initialized(self, conn: Conn, report: p.InitReport) -> None:
+        """The worker's report on its initializer (INITIALIZED)."""
+        if conn.state != INITIALIZING:
+            if conn.state == READY:
+                self._drop(conn, "it reported an initializer it was not sent, or twice")
+            return
+        if report.status == "success":
+            log.debug("worker %s (instance %s) ran its initializer in %.3f s", conn.slot, conn.instance, report.seconds)
+            conn.state = READY
+            self._admitted(conn)
+            return
+        said = f"{report.error_type}: {report.error}" if report.error_type else report.error
+        trace = report.traceback.rstrip()
+        self._initializer_ended(conn, f"{said} (after {report.seconds:.3g} s)" + (f"\n{trace}" if trace else ""))
+
+    def _initializer_ended(self, conn: Conn, why: str, explain: bool = False, stop: bool = True) -> None:
+        """A worker's initializer failed, or the worker went before it reported: its launch failed.
+
+        Args:
+            why: what happened (a first line, then the remote traceback if any).
+            explain: ask the launcher's monitor what became of the worker (it was lost).
+            stop: tell the worker to stop (its link is still open).
+        """
+        reason = f"{INITIALIZER_PREFIX}{why}"
+        log.warning("worker %s (instance %s): %s", conn.slot, conn.instance, reason.partition("\n")[0])
+        if stop:
+            self._send(conn, p.encode_json(p.STOP, {"reason": "its initializer failed"}))
+        conn.state = CLOSED
+        conn.link.close()
+        if self._on_refused is not None and conn.instance is not None:
+            self._on_refused(conn.instance, reason, explain)
 
     def _refuse(self, conn: Conn, hello: p.Hello) -> None:
         """Refuse a worker that proved its token but speaks another wire protocol."""
@@ -92,4 +140,4 @@ class Admission:
         conn.state = CLOSED  # it proved its token: not the rate-limited drop of a stranger
         conn.link.close()
         if self._on_refused is not None:
-            self._on_refused(hello.instance, reason)
+            self._on_refused(hello.instance, reason, False)

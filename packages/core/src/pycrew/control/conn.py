@@ -11,6 +11,8 @@ from pycrew.wire import transport
 from pycrew.wire.transport import Link
 
 CHALLENGED, READY, LEAVING, CLOSED = "challenged", "ready", "leaving", "closed"
+#: Authenticated, running the controller's initializer: sent no task until it reports success.
+INITIALIZING = "initializing"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class DispatcherSettings:
     seconds_grace: float = 5.0
     seconds_busy_silence: float = 600.0
     transport: transport.Transport = transport.DEFAULT_TRANSPORT
+    initializer: str | None = None  # the base64 of its pickle, for the WELCOME (see pycrew.worker.initializer)
 
 
 class Conn:

@@ -24,6 +24,7 @@ from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.futures import end_unresolved
+from pycrew.control.pickling import pack_initializer
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
@@ -76,6 +77,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 unknown_keys_message(f"controller or {self.spec.name!r} launcher", unknown, valid | ControllerOptions.keys())
             )
         self.launcher_options = self.spec.options_type.from_mapping(rest)
+        o = self.options  # its initializer pickled now: one that cannot be fails here, not in each worker
+        self._initializer = None if o.initializer is None else pack_initializer(o.initializer, o.initargs, o.seconds_initializer)
         self.name = self.options.name or self.spec.name
         self.id = secrets.token_hex(8)
         self.info = LauncherInfo(name=self.spec.name, options=self.launcher_options, controller=self.name, controller_id=self.id)
@@ -166,6 +169,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 seconds_busy_silence=self.options.seconds_busy_silence,
                 bytes_max=self.options.bytes_max,
                 prefetch_max=self.options.prefetch_max,
+                initializer=self._initializer,
             )
             dashboard = self._open_dashboard()  # its port first: a taken one fails before anything runs
             try:
@@ -178,6 +182,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                     self._on_dispatcher_failure,
                     on_ending=self._on_ending,
                     on_refused=self._on_refused,
+                    on_initializing=self.launcher.initializing,
                 )
             except Exception as exc:
                 if dashboard is not None:

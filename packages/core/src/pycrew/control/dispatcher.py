@@ -27,7 +27,7 @@ from typing import Any
 from pycrew.control import callbacks
 from pycrew.control.admission import Admission
 from pycrew.control.assignment import Assignment
-from pycrew.control.conn import CHALLENGED, CLOSED, Conn, DispatcherSettings
+from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
 from pycrew.control.recall import Recall
 from pycrew.control.tasks import Task
@@ -53,8 +53,11 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         on_tick(now): periodic maintenance (auto-scaling).
         on_ending(instance, reason): a worker ends after its running task (LEAVING): it takes no more
             tasks, so its place can be filled now; on_disconnect follows when it goes.
-        on_refused(instance, reason): a worker proved its token but was refused (another pycrew
-            version): its launch failed (see pycrew.control.admission).
+        on_refused(instance, reason, explain): a worker proved its token but was refused (another
+            pycrew version), or its initializer failed (or it went while that ran): its launch
+            failed; ``explain``: ask the launcher's monitor why (see pycrew.control.admission).
+        on_initializing(instance): a worker authenticated and runs the controller's initializer;
+            on_connect (or on_refused) follows when it reports.
         on_failure(error, tasks): the loop died of ``error``; ``tasks`` (queued, submitted, in flight,
             unresolved) are the owner's to resolve; called again, from the submitting thread, for later ones.
 
@@ -70,7 +73,8 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         on_tick: Callable[[float], None],
         on_failure: Callable[[BaseException, list[Task]], None] | None = None,
         on_ending: Callable[[str, str], None] | None = None,
-        on_refused: Callable[[str, str], None] | None = None,
+        on_refused: Callable[[str, str, bool], None] | None = None,
+        on_initializing: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_result = on_result
@@ -80,6 +84,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         self._on_failure = on_failure
         self._on_ending = on_ending
         self._on_refused = on_refused
+        self._on_initializing = on_initializing
         # instance -> (token, slot) of instances launched and not connected yet: used up by the
         # connection that proves it, revoked when its launch fails (at most the workers launching).
         self.tokens: dict[str, tuple[str, int]] = {}
@@ -343,7 +348,12 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         elif kind == p.RETURNED:
             self._returned(conn, p.decode_ids(frame))
         elif kind == p.LEAVING:
-            self._ending(conn, *p.parse_leaving(frame))
+            why, unstarted = p.parse_leaving(frame)
+            if conn.state == INITIALIZING:  # it would end right after: not a worker to wait for
+                self._initializer_ended(conn, f"the worker was told to end while its initializer ran: {why}")
+            self._ending(conn, why, unstarted)
+        elif kind == p.INITIALIZED:
+            self._initialized(conn, p.parse_initialized(frame))
         elif kind == p.BYE:
             body = p.decode_json(frame)
             reason = body.get("reason")

@@ -15,6 +15,8 @@ ENDED_PREFIX = "the worker "
 ENDED_MARK = " before it connected"
 #: How the reason of a worker the dispatcher refused starts (see pycrew.control.admission).
 REFUSED_PREFIX = "the controller refused the worker: "
+#: How the reason of a launch whose initializer failed starts (see pycrew.control.admission).
+INITIALIZER_PREFIX = "the initializer failed: "
 
 
 def _indent(text: str) -> str:
@@ -75,6 +77,13 @@ def launch_error_message(
             "Workers must run the pycrew version the controller runs: install it in the workers' environment "
             "(the launcher's python option chooses their interpreter; an image must be rebuilt), or run the "
             "controller with the workers' version."
+        )
+    elif first.startswith(INITIALIZER_PREFIX):
+        advice = (
+            "The controller's initializer option runs in each worker before its first task"
+            + ("; its traceback is below" if more.strip() else "")
+            + ". Fix it (call it in this process to debug: initializer(*initargs)), install what it needs "
+            "where the workers run, or raise seconds_initializer if it needs more time."
         )
     elif is_ended_reason(first):
         advice = (

@@ -148,15 +148,17 @@ class LaunchWatch:
             ):
                 self._launch_failed(slot, reason, now, explain=False)
 
-    def refused(self, instance: str, reason: str) -> None:
-        """The dispatcher refused a worker that proved its token (dispatcher thread).
+    def refused(self, instance: str, reason: str, explain: bool = False) -> None:
+        """The dispatcher refused a worker that proved its token, or its initializer failed (dispatcher thread).
 
-        Its reason (it runs another pycrew version) will not go away by waiting: the launch
-        fails at once, as one whose worker ended does, and the worker is terminated.
+        Its reason (it runs another pycrew version, its initializer raised) will not go away
+        by waiting: the launch fails at once, as one whose worker ended does, and the worker
+        is terminated. ``explain``: the worker was lost, so the monitor is asked what became
+        of it (its exit code and last output lines) first.
         """
         slot = self.by_instance.get(instance)
         if slot is not None and slot.instance == instance and slot.state == LAUNCHING:
-            self._launch_failed(slot, reason, self.clock(), explain=False)
+            self._launch_failed(slot, reason, self.clock(), explain=explain)
 
     def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
         self.last_launch_error = message

@@ -25,6 +25,7 @@ A task travels as one pickle of ``(fn, args, kwargs, seed, name, seconds_timeout
 
 from __future__ import annotations
 
+import base64
 import pickle
 import threading
 import weakref
@@ -34,7 +35,7 @@ from typing import Any
 import cloudpickle
 
 from pycrew.errors import SerializationError
-from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, load_function
+from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, call_by_name, load_function
 
 _MAIN = b"__main__"
 
@@ -292,3 +293,21 @@ def pack_task(
             "workers with cloudpickle: pass picklable values (create locks, connections and "
             "open files inside the task instead)"
         ) from exc
+
+
+def pack_initializer(fn: Any, initargs: tuple[Any, ...], seconds_limit: float | None) -> str:
+    """The controller's ``initializer`` pickled for the workers' WELCOME, laid out as a task
+    (see :mod:`pycrew.worker.initializer`), in base64 (the WELCOME is JSON).
+
+    Raises:
+        SerializationError: naming the option and the part that cannot be pickled.
+    """
+    if isinstance(fn, str):  # "package.module:function": imported by the worker (see call_by_name)
+        fn, initargs = call_by_name, (fn, *initargs)
+    try:
+        return base64.b64encode(pack_task("initializer", fn, initargs, {}, None, seconds_limit)).decode()
+    except SerializationError as exc:
+        raise SerializationError(
+            f"the initializer option cannot be sent to workers: {_culprit(fn, initargs, {}).replace('argument', 'initargs item')}. "
+            "It travels with cloudpickle: pass picklable initargs (open files and connections inside the initializer)"
+        ) from exc.__cause__

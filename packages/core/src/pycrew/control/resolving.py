@@ -235,8 +235,8 @@ class Resolving(ControllerState):
     def _on_ending(self, instance: str, reason: str) -> None:
         self.launcher.ending(instance, reason)
 
-    def _on_refused(self, instance: str, reason: str) -> None:
-        self.launcher.refused(instance, reason)
+    def _on_refused(self, instance: str, reason: str, explain: bool) -> None:
+        self.launcher.refused(instance, reason, explain)
 
     def _on_tick(self, now: float) -> None:
         d = self._dispatcher

@@ -28,6 +28,7 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.hook_pool import HookPool
+from pycrew.control.launch_reports import INITIALIZER_PREFIX
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 #: (:data:`pycrew.worker.exiting.SECONDS_EXIT_HANDLERS`, 10 s) and a margin. A crashed
 #: worker, or one whose launch is no longer wanted, is terminated at once.
 SECONDS_AFTER_GOODBYE = 12.0
+#: How long past ``seconds_initializer`` a worker has to report that it interrupted its
+#: initializer before its launch fails without that report (an initializer stuck in C code).
+SECONDS_INITIALIZER_GRACE = 5.0
 
 class Scaler(LaunchWatch):
     """Launches and terminates workers for one controller through its launcher plugin."""
@@ -161,11 +165,16 @@ class Scaler(LaunchWatch):
             self._explanation_overdue()
         if self.error is not None or self.error_pending or self.dispatcher is None:
             return
+        limit = self.options.seconds_initializer
         for slot in list(self.census.launching.values()):
-            if now - slot.launched_at > self.options.seconds_launch:
+            if slot.initializing_since:  # connected: its initializer runs (see pycrew.control.admission)
+                if limit is not None and now - slot.initializing_since > limit + SECONDS_INITIALIZER_GRACE:
+                    self._launch_failed(slot, f"{INITIALIZER_PREFIX}it ran longer than seconds_initializer={limit:g} s "
+                                        "and its worker did not stop it", now)
+            elif now - slot.launched_at > self.options.seconds_launch:
                 self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s", now)
-                if self.error is not None or self.error_pending:
-                    return
+            if self.error is not None or self.error_pending:
+                return
         self._poll_monitor(now)
         need = min(self.options.workers, demand) - self.supply()
         if need <= 0:
@@ -182,6 +191,7 @@ class Scaler(LaunchWatch):
             slot.handle = None
             slot.handle_known = False
             slot.launched_at = now
+            slot.initializing_since = 0.0
             slot.launches += 1
             self.by_instance[call.instance] = slot
             batch.append((slot, call))
@@ -236,6 +246,13 @@ class Scaler(LaunchWatch):
         if self._poll_failures == 0:  # a worker that cannot start at all ends at once: look soon
             self._poll_soon = self._polling
             self._poll_due = min(self._poll_due, self.clock() + SECONDS_FIRST_POLL)
+
+    def initializing(self, instance: str) -> None:
+        """A launched worker connected and runs the controller's initializer (dispatcher thread):
+        ``seconds_launch`` no longer applies to it, ``seconds_initializer`` does."""
+        slot = self.by_instance.get(instance)
+        if slot is not None and slot.instance == instance and slot.state == LAUNCHING:
+            slot.initializing_since = self.clock()
 
     def connected(self, instance: str, info: dict[str, Any]) -> None:
         """A worker authenticated (dispatcher thread)."""

@@ -20,9 +20,11 @@ from typing import Any, Literal, TypeVar
 from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
+from pycrew.controller_options import ControllerOptions
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
-from pycrew.worker.execution import _restore, _seed
+from pycrew.wire.functions import call_by_name
+from pycrew.worker.seeding import restore_generators, seed_generators
 
 T = TypeVar("T")
 
@@ -31,9 +33,13 @@ class SequentialController(concurrent.futures.Executor):
     """A controller that runs every task immediately in this process."""
 
     def __init__(self, name: str = "sequential", **options: Any) -> None:
-        unknown = set(options) - {"workers", "seconds_timeout"}
+        unknown = set(options) - {"workers", "seconds_timeout", "initializer", "initargs", "seconds_initializer"}
         if unknown:
             raise OptionsError(f"the sequential controller takes no option(s) {sorted(unknown)}; it runs tasks in this process")
+        if options.get("initializer") is not None or options.get("initargs"):  # checked as a real controller checks it
+            checked = ControllerOptions(initializer=options.get("initializer"), initargs=options.get("initargs", ()))
+            init, initargs = checked.initializer, checked.initargs  # once, here: this process is the one worker
+            call_by_name(init, *initargs) if isinstance(init, str) else init(*initargs)
         self.name = name
         self.id = "sequential"
         self._results: collections.deque[TaskResult] = collections.deque()
@@ -51,7 +57,7 @@ class SequentialController(concurrent.futures.Executor):
             raise ControllerError(f"controller {self.name!r} was terminated; no new tasks")
         self._pushed += 1
         t0 = time.time()
-        state = _seed(seed) if seed is not None else None
+        state = seed_generators(seed) if seed is not None else None
         fields: dict[str, Any] = {}
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -70,7 +76,7 @@ class SequentialController(concurrent.futures.Executor):
             }
         finally:
             if state is not None:
-                _restore(state)
+                restore_generators(state)
         t1 = time.time()
         result = TaskResult(
             name=name,

@@ -34,6 +34,7 @@ class Slot:
         "handle_known",
         "host",
         "index",
+        "initializing_since",
         "instance",
         "instances",
         "last_handle",
@@ -56,6 +57,7 @@ class Slot:
         self.handle: Any = None
         self.handle_known = False
         self.launched_at = 0.0
+        self.initializing_since = 0.0  # when its worker connected and began the initializer (0: it has not)
         self.failures = 0
         self.launches = 0
         self.launch_failures = 0

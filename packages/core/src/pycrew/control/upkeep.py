@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from pycrew.control.conn import CHALLENGED, CLOSED, LEAVING, READY, Conn, DispatcherSettings
+from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, LEAVING, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import protocol as p
@@ -21,6 +21,8 @@ log = logging.getLogger("pycrew.control.dispatcher")
 #: and a gap between two upkeep ticks that means the loop could not run (see _credit_stall).
 SECONDS_TURN = 0.25
 SECONDS_STALL = 1.0
+#: States of an authenticated connection that heartbeats keep alive.
+LIVE = (READY, INITIALIZING)
 
 
 class Upkeep:
@@ -39,6 +41,7 @@ class Upkeep:
     _recall_stuck: Callable[[float], None]  # see pycrew.control.recall
     _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
+    _initializer_ended: Callable[..., None]  # see pycrew.control.admission
 
     # -- leaving, losing, dropping ----------------------------------------------------
 
@@ -109,7 +112,10 @@ class Upkeep:
 
     def _lost(self, conn: Conn) -> None:
         """The link of ``conn`` is gone."""
-        if conn.state == READY:
+        if conn.state == INITIALIZING:
+            said = f": it said {conn.exit_reason!r}" if conn.exit_reason else " (it crashed, exited or was killed)"
+            self._initializer_ended(conn, f"the worker's connection was lost while its initializer ran{said}", True, False)
+        elif conn.state == READY:
             tasks = self._take_in_flight(conn)
             if conn.ending:  # the task's error says why (see _ending)
                 reason = f"it was ending ({conn.exit_reason}) and was killed before its task ended"
@@ -132,6 +138,8 @@ class Upkeep:
             self._requeue(tasks, blame_first=blame, reason=reason)
             if conn.instance:
                 self._on_disconnect(conn.instance, True, f"dropped by the dispatcher: {reason}")
+        elif conn.state == INITIALIZING:
+            self._initializer_ended(conn, f"the worker was dropped while its initializer ran: {reason}", True, False)
         conn.state = CLOSED
         conn.link.close()
 
@@ -209,15 +217,19 @@ class Upkeep:
         runs a task, has been silent for at most ``seconds_busy_silence``, and its machine
         still acknowledges what the dispatcher sends (its heartbeats)."""
         settings = self.settings
-        if not conn.in_flight or not busy_not_gone(conn.link, silent, settings.seconds_busy_silence, settings.seconds_heartbeat):
+        initializing = conn.state == INITIALIZING
+        if not (conn.in_flight or initializing):
+            return False
+        if not busy_not_gone(conn.link, silent, settings.seconds_busy_silence, settings.seconds_heartbeat):
             return False
         if conn.silence_noted != conn.last_seen:  # once per silence
             conn.silence_noted = conn.last_seen
+            what = "its initializer" if initializing else f"task {next(iter(conn.in_flight.values())).name!r}"
             log.warning(
-                "worker %s (instance %s) has sent nothing for %.1f s while running task %r, but its machine still "
-                "acknowledges the connection: the task probably holds the GIL in a long call into C code (or the "
+                "worker %s (instance %s) has sent nothing for %.1f s while running %s, but its machine still "
+                "acknowledges the connection: it probably holds the GIL in a long call into C code (or the "
                 "job is suspended); waiting for it up to seconds_busy_silence=%g s",
-                conn.slot, conn.instance, silent, next(iter(conn.in_flight.values())).name, settings.seconds_busy_silence,
+                conn.slot, conn.instance, silent, what, settings.seconds_busy_silence,
             )
         return True
 
@@ -228,7 +240,7 @@ class Upkeep:
         busy = False
         if conn.state == CHALLENGED and now - conn.opened > settings.seconds_auth:
             self._drop(conn, "no HELLO in time")
-        elif conn.state == READY:
+        elif conn.state in LIVE:
             # Each connection beats on its own schedule (from when it connected), so a
             # thousand workers do not all get a beat, and all answer, in the same tick.
             silent = now - conn.last_seen
@@ -239,7 +251,7 @@ class Upkeep:
                 self._send(conn, p.BEAT_FRAME)
         if conn.state == CHALLENGED:
             when = conn.opened + settings.seconds_auth
-        elif conn.state == READY:
+        elif conn.state in LIVE:
             when = min(conn.next_beat, now + hb if busy else conn.last_seen + settings.seconds_heartbeat_timeout)
         elif conn.state == CLOSED and now - conn.last_seen > hb:
             del self.conns[conn.link.id]

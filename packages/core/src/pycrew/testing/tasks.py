@@ -38,3 +38,22 @@ def crash_on_worker(host: str, pid: int) -> tuple[str, int]:
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(60)  # never return from a killed task, even if the signal were late
     return report_worker()
+
+
+#: What :func:`remember` stored in this worker process (the initializer scenario).
+REMEMBERED: list[tuple[object, int]] = []
+
+
+def remember(value: object) -> None:
+    """A worker initializer: store ``value`` (with this process's id) for :func:`remembered`."""
+    REMEMBERED.append((value, os.getpid()))
+
+
+def remembered() -> list[tuple[object, int]]:
+    """What the initializer stored in this worker process, and where this task runs."""
+    return [*REMEMBERED, (None, os.getpid())]
+
+
+def refuse_to_start(message: str) -> None:
+    """A worker initializer that fails (as a missing model file would)."""
+    raise RuntimeError(message)

@@ -13,13 +13,23 @@ controller pickles it once instead of looking its module up for every task.
 Consequences, as with functions imported from modules: the globals a cached function
 uses live on in the worker between tasks (a task that changes them changes them for the
 tasks after it on that worker), and a function with the same bytes is one object.
+
+A function pickled by value carries its own copy of the globals it uses: two such
+functions from one script do not share them in a worker. The worker's initializer is the
+exception users rely on (``global MODEL; MODEL = load()`` in it, ``MODEL`` in the tasks):
+:func:`share_globals` takes the globals it used, and every function of the same module
+loaded by value after it gets those values in place of its own copies.
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import re
+import sys
 import threading
 from collections import OrderedDict
+from functools import partial
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -40,6 +50,8 @@ pickle_dumps = pickle.dumps
 pickle_loads = pickle.loads
 
 _cache: OrderedDict[bytes, Any] = OrderedDict()
+#: Module name -> the globals the worker's initializer (pickled by value) used, as it left them.
+_shared: dict[str, dict[str, Any]] = {}
 _lock = threading.Lock()  # worker loops that share a process (test harnesses) share the cache
 
 
@@ -59,6 +71,8 @@ def load_function(data: bytes, filename: str | None = None) -> Any:
     fn = pickle_loads(data)
     if filename is not None and type(fn) is FunctionType:
         _name_file(fn, filename)
+    if _shared and type(fn) is FunctionType:
+        _adopt_shared(fn)
     if len(data) <= CACHE_BYTES_MAX:
         with _lock:
             _cache[data] = fn
@@ -77,7 +91,49 @@ def load_task(payload: bytes) -> tuple[Any, Any, Any, Any, Any, Any]:
     fn, args, kwargs, seed, name, seconds_timeout = pickle_loads(payload)
     if type(fn) is bytes:
         fn = load_function(fn)
+    elif _shared and type(fn) is partial and type(fn.func) is FunctionType:  # travels whole, with each task
+        _adopt_shared(fn.func)
     return fn, args, kwargs, seed, name, seconds_timeout
+
+
+#: A function named as text (the ``initializer`` option in a configuration file): ``package.module:function``.
+BY_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def call_by_name(spec: str, *args: Any) -> Any:
+    """Import the function ``spec`` names (``package.module:function``) and call it with ``args``
+    (an initializer given by name is imported by the worker that runs it)."""
+    module, _, path = spec.partition(":")
+    target: Any = importlib.import_module(module)
+    for name in path.split("."):
+        target = getattr(target, name)
+    return target(*args)
+
+
+def share_globals(fn: Any) -> None:
+    """After the worker's initializer ``fn`` ran: if it was pickled by value, the globals it
+    used (not its module's dunder names) become those of every function of its module
+    loaded by value from now on (see the module's notes)."""
+    if type(fn) is not FunctionType:
+        return
+    namespace = fn.__globals__
+    module = namespace.get("__name__")
+    if isinstance(module, str) and getattr(sys.modules.get(module), "__dict__", None) is namespace:
+        return  # imported from its module: the tasks' functions from there share its globals already
+    _shared[_module_key(namespace)] = {k: v for k, v in namespace.items() if not (k.startswith("__") and k.endswith("__"))}
+
+
+def _module_key(namespace: dict[str, Any]) -> str:
+    """The name of the module a function's globals come from ("" if they do not say)."""
+    module = namespace.get("__name__")
+    return module if isinstance(module, str) else ""
+
+
+def _adopt_shared(fn: FunctionType) -> None:
+    """Give a function loaded by value the initializer's globals of its module, if any."""
+    shared = _shared.get(_module_key(fn.__globals__))
+    if shared:
+        fn.__globals__.update(shared)
 
 
 def _name_file(fn: FunctionType, filename: str) -> None:

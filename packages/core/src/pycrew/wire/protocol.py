@@ -11,6 +11,12 @@ Handshake: when a worker connects, the dispatcher sends ``CHALLENGE`` with a ran
 nonce; the worker answers ``HELLO`` with its instance id and
 ``HMAC-SHA256(token, nonce || instance)``, so the token itself never crosses the wire.
 The dispatcher drops any connection whose first frame is not a valid ``HELLO``.
+
+Initializer: when the controller has one (its ``initializer`` option), the ``WELCOME``
+carries it (``"initializer"``: the base64 of its pickle, laid out as a task's); the worker
+runs it before anything else and answers ``INITIALIZED`` with a JSON report (``status``
+``"success"``, ``"error"`` or ``"timeout"``; on failure ``error``, ``error_type`` and
+``traceback``). The dispatcher sends it no task before a successful report.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The wire protocol's version: a worker's HELLO says which it speaks, and a controller
-#: refuses a worker that speaks another (2: a task's function may travel as ``bytes``).
-PROTOCOL_VERSION = 2
+#: refuses a worker that speaks another (2: a task's function may travel as ``bytes``;
+#: 3: the WELCOME may carry an initializer, which the worker answers with INITIALIZED).
+PROTOCOL_VERSION = 3
 #: The pycrew version this process runs (a worker's HELLO carries it, for messages): read
 #: from the ``pycrew`` package, loaded before any of its modules (the worker side imports
 #: nothing from the package's top level, see test_worker_imports).
@@ -54,6 +61,7 @@ RECALL = 0x47  # b"G"     dispatcher -> worker: ids of tasks to give back if not
 RETURNED = 0x4E  # b"N"   worker -> dispatcher: ids of the recalled tasks it gave back
 LEAVING = 0x4C  # b"L"    worker -> dispatcher: JSON {reason, unstarted: [ids]}: told to end
 #                         (SIGTERM), it starts nothing more; its running task's result may still come
+INITIALIZED = 0x49  # b"I" worker -> dispatcher: JSON {status, seconds, error, error_type, traceback}
 
 NONCE_BYTES = 32
 #: json's own functions, out of a task's reach (a mock of ``json.dumps`` left running in a
@@ -141,6 +149,39 @@ def parse_leaving(frame: bytes) -> tuple[str, list[int]]:
     if not all(type(i) is int and 0 <= i < 1 << 64 for i in ids):
         raise ProtocolError("LEAVING's unstarted holds something other than task ids")
     return reason[:500], ids
+
+
+#: Longest error text and traceback an INITIALIZED report carries (each).
+REPORT_TEXT_MAX = 32_000
+_INIT_STATUSES = ("success", "error", "timeout")
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """A validated INITIALIZED body: how the worker's initializer went."""
+
+    status: str  # "success", "error" or "timeout"
+    seconds: float
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+
+
+def parse_initialized(frame: bytes) -> InitReport:
+    """Decode and validate an INITIALIZED frame (texts cut to :data:`REPORT_TEXT_MAX`)."""
+    body = decode_json(frame)
+    status, seconds = body.get("status"), body.get("seconds", 0.0)
+    if status not in _INIT_STATUSES:
+        raise ProtocolError(f"INITIALIZED field 'status' must be one of {_INIT_STATUSES}")
+    if type(seconds) not in (int, float) or not seconds >= 0:
+        raise ProtocolError("INITIALIZED field 'seconds' must be a number >= 0")
+    texts = []
+    for key in ("error", "error_type", "traceback"):
+        value = body.get(key, "")
+        if not isinstance(value, str):
+            raise ProtocolError(f"INITIALIZED field {key!r} must be a string")
+        texts.append(value[:REPORT_TEXT_MAX])
+    return InitReport(status, float(seconds), *texts)
 
 
 def encode_hello(token: str, nonce: bytes, instance: str, worker: int | None, tasks_max: int | None) -> bytes:

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit code: 0 after an exit rule or a stop request, 128 + the signal after a
         SIGTERM or SIGINT told it to leave (see :mod:`pycrew.worker.leaving`), 2 when started wrongly
         (usage, no token, no CA for TLS, no array index), 3 when it could not connect or
-        was refused, 4 when the controller went away during a task.
+        was refused, 4 when the controller went away during a task (or its initializer),
+        5 when the controller's initializer failed in it.
     """
     # The task loop is imported here, not when a controller imports the command line.
     import logging

@@ -13,7 +13,6 @@ import gc
 import logging
 import os
 import pickle
-import random
 import signal
 import sys
 import threading
@@ -34,9 +33,11 @@ from pycrew.worker.isolation import (
     WarningCapture,
     restore_handlers,
 )
+from pycrew.worker.seeding import restore_generators, seed_generators
 from pycrew.worker.timers import StrayTimers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
+INITIALIZER_ID = -1  # the id the worker's initializer runs under (task ids are never negative)
 #: ``error_type`` of results the worker could not pickle or send; the controller raises
 #: :class:`pycrew.SerializationError` for it (the worker imports nothing of the controller).
 SERIALIZATION_ERROR = "pycrew.errors.SerializationError"
@@ -98,6 +99,9 @@ def _text(exc: BaseException) -> str:
         return f"<{_qualname(type(exc))} whose str() failed>"
 
 
+WORKER_FILES = {__file__}  # files whose frames a task's traceback leaves out (see _format_exc)
+
+
 def _format_exc() -> str:
     """The traceback of the exception being handled, from the task's own first frame: the
     worker's frames above it say nothing about the task (never raises)."""
@@ -106,7 +110,7 @@ def _format_exc() -> str:
         if exc is None:
             return ""
         tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in WORKER_FILES:
             tb = tb.tb_next
         return "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException as exc:  # the exception's __str__ may raise anything
@@ -214,6 +218,27 @@ class TaskRunner:
             self._pending = None
             raise Interrupted(pending[1], pending[2])
 
+    def invoke_initializer(self, fn: Any, args: Any, kwargs: Any, seconds_limit: float | None, warns: list[str]) -> None:
+        """Call the worker's initializer as a task (main thread; see :mod:`pycrew.worker.initializer`):
+        warnings to ``warns``, :class:`Interrupted` past ``seconds_limit``."""
+        self.deadline = deadline = None if not seconds_limit else clock.monotonic() + seconds_limit
+        if deadline is not None and self.on_deadline is not None:
+            self.on_deadline(deadline)
+        self._call(INITIALIZER_ID, fn, args, kwargs, warns)
+
+    def rebase(self) -> None:
+        """Make the process as it is now the state tasks start from (after the initializer),
+        but for the worker's signal handlers and interrupt signal (put back, unblocked)."""
+        self._pending = None
+        if self._kept:
+            restore_handlers(self._kept)
+        if self.installed:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {INTERRUPT_SIGNAL, *self._kept})
+            self._streams.streams = None
+            self._streams.take()
+            self._interpreter.saved = None
+            self._interpreter.take()
+
     def limit_results(self, bytes_max: int, result_max: int) -> None:
         """Make results larger than ``result_max`` bytes pickled error results.
 
@@ -245,7 +270,7 @@ class TaskRunner:
             loaded = True
             self.current_name = name
             if seed is not None:
-                seed_state = _seed(seed)
+                seed_state = seed_generators(seed)
             if seconds_timeout:
                 self.deadline = deadline = clock.monotonic() + seconds_timeout
                 if self.on_deadline is not None:
@@ -256,7 +281,7 @@ class TaskRunner:
                 value = self._call(task_id, fn, args, kwargs, warns)
             finally:
                 if seed_state is not None:
-                    _restore(seed_state)
+                    restore_generators(seed_state)
             if self._pending is not None and (late := self._undelivered(task_id)) is not None:
                 failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, clock.wall())
         except Interrupted as exc:
@@ -372,20 +397,3 @@ class TaskRunner:
             warns.append(problem)
             log.warning("%s", problem)
 
-
-def _seed(seed: int) -> tuple[Any, Any]:
-    state = random.getstate()
-    random.seed(seed)
-    np_state = None
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        np_state = numpy.random.get_state()
-        numpy.random.seed(seed % (2**32))
-    return state, np_state
-
-
-def _restore(saved: tuple[Any, Any]) -> None:
-    random.setstate(saved[0])
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and saved[1] is not None:
-        numpy.random.set_state(saved[1])

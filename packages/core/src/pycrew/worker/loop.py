@@ -8,6 +8,7 @@ within the timeout the controller announces).
 
 from __future__ import annotations
 
+import base64
 import collections
 import logging
 import os
@@ -21,6 +22,7 @@ from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
 from pycrew.worker.execution import TaskRunner, pack_result
+from pycrew.worker.initializer import run_initializer
 from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
 from pycrew.worker.results import ResultBatcher, fit_frames
@@ -33,6 +35,7 @@ EXIT_OK = 0  # an exit rule or a stop request (128 + a signal: it left on that s
 EXIT_NO_TOKEN = 2
 EXIT_NO_CONNECTION = 3
 EXIT_CONTROLLER_GONE = 4
+EXIT_INITIALIZER_FAILED = 5  # the controller's initializer raised or ran out of time (see pycrew.worker.initializer)
 #: How long a worker that connected waits for the controller's WELCOME at least, even
 #: past its ``seconds_launch``.
 SECONDS_HANDSHAKE = 10.0
@@ -78,6 +81,7 @@ class Worker(CommsThread):
         # ends (no polling: a thousand connecting loops in one process cannot afford it).
         self.settled = threading.Event()
         self.stop_reason = ""
+        self.initializer: bytes | None = None  # the controller's, from the WELCOME (see pycrew.worker.initializer)
         self.frames_received = 0
         self.last_seen = clock.monotonic()
         self.seconds_heartbeat = 2.0
@@ -172,6 +176,8 @@ class Worker(CommsThread):
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
             self.silence.configure(body)
             fit_frames(body.get("bytes_max"), self.batcher, self.runner, self.instance)
+            if isinstance(initializer := body.get("initializer"), str):
+                self.initializer = base64.b64decode(initializer)
             self.welcomed.set()
             self.settled.set()
         elif kind == p.CANCEL:
@@ -291,6 +297,10 @@ class Worker(CommsThread):
                 log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
             self.channel.close()
             return EXIT_NO_CONNECTION
+        if self.initializer is not None and not self._initialize():
+            self.gone.wait(2.0)  # the dispatcher closes the link after reading the report
+            self.channel.close()
+            return EXIT_INITIALIZER_FAILED
         self.serving = True
         reason = self._serve()
         self.serving = False  # the main thread reads no more: the comms thread sees the link close
@@ -303,6 +313,17 @@ class Worker(CommsThread):
             self.gone.wait(2.0)  # the dispatcher closes the link after reading BYE
         self.channel.close()
         return self.leaving.exit_code()
+
+    def _initialize(self) -> bool:
+        """Run the controller's initializer and report how it went; whether it succeeded."""
+        payload, self.initializer = self.initializer, None
+        assert payload is not None
+        self.task_started = clock.monotonic()
+        self.running = True  # the controller going away meanwhile ends the process, as during a task
+        report = run_initializer(self.runner, payload, self.instance)
+        self.running = False
+        self._send(p.encode_json(p.INITIALIZED, report))
+        return bool(report["status"] == "success")
 
     def _running_since(self) -> float | None:
         """When the running task started, or ``None`` (the result flusher asks)."""
