@@ -268,6 +268,32 @@ def test_connect_gives_up_after_its_time(kind):
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.slow
+def test_nng_connect_giving_up_never_hangs():
+    # Closing an NNG socket while a blocking dial runs on it can deadlock both calls: a
+    # connect that cut its dials off that way hung for good about once in 200 (the worker
+    # then never exits). 300 short connects to a closed port must all give up.
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def connect_many() -> None:
+        try:
+            for _ in range(300):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", 0))
+                    port = probe.getsockname()[1]
+                with pytest.raises(ConnectFailed):
+                    transport.connect("nng", f"tcp://127.0.0.1:{port}", None, 0.05)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=connect_many, daemon=True).start()
+    assert done.wait(120), "a connect to a closed port hung"
+    assert not errors, errors
+
+
 @pytest.mark.parametrize(
     "payload",
     [b"GET / HTTP/1.1\r\n\r\n", b"PYCREW\x00\x09", PREAMBLE + HEADER.pack(1 << 40), b"\x00SP\x00\x00\x11\x00\x00"],

@@ -33,6 +33,7 @@ import collections
 import logging
 import os
 import selectors
+import socket
 import threading
 from collections.abc import Callable
 
@@ -296,10 +297,13 @@ class NngChannel(Channel):
 
         Each attempt is a blocking dial, so NNG says why it failed: a TLS certificate the
         worker does not trust fails at once (:class:`ConnectFailed` saying so), as over the
-        socket wire, instead of NNG redialing silently until the time is up. A dial that
-        hangs (no answer at all) is cut off at the deadline.
+        socket wire, instead of NNG redialing silently until the time is up. A blocking dial
+        cannot be cut short safely (closing the socket while ``nng_dial`` runs can deadlock
+        both calls), so each attempt first opens a plain TCP connection to the address,
+        bounded by the time left: only an address that answers is dialed, and a dial to a
+        listening NNG socket returns promptly.
         """
-        use_tls, host, _ = split_url(url)
+        use_tls, host, port = split_url(url)
         if use_tls and not ca:
             raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
         sock = _pair(recv_max_size=0)
@@ -313,39 +317,28 @@ class NngChannel(Channel):
         sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())
         sock.add_post_pipe_remove_cb(lambda pipe: channel._pipe_removed())
         deadline = clock.monotonic() + seconds
-        expired = threading.Event()
-
-        def cut_off() -> None:  # a blocking dial only returns early when the socket closes
-            expired.set()
-            sock.close()
-
-        timer = threading.Timer(seconds, cut_off)
-        timer.daemon = True
-        timer.start()
         delay = 0.05
         last: Exception | None = None
-        try:
-            while not expired.is_set():
-                try:
-                    sock.dial(url, block=True)
-                except (pynng.CryptoError, pynng.AuthenticationError) as exc:
-                    sock.close()
-                    raise ConnectFailed(
-                        f"could not connect to {url}: its TLS certificate is not trusted (the TLS handshake failed: "
-                        f"{exc}): the certificate the worker was given to trust is not the controller's, or does not "
-                        f"name host {host!r}, or the controller does not speak TLS there"
-                    ) from exc
-                except pynng.NNGException as exc:  # refused, reset, unreachable: the controller may not be up yet
-                    if not expired.is_set():  # else it is the cut-off's own "canceled"
-                        last = exc
-                    expired.wait(min(delay, max(0.0, deadline - clock.monotonic())))
-                    delay = min(delay * 2, 1.0)
-                    continue
-                if channel._connected.wait(max(0.0, deadline - clock.monotonic())) and not expired.is_set():
-                    return channel
-                break
-        finally:
-            timer.cancel()
+        while (left := deadline - clock.monotonic()) > 0:
+            try:
+                with socket.create_connection((host, port), timeout=left):
+                    pass
+                sock.dial(url, block=True)
+            except (pynng.CryptoError, pynng.AuthenticationError) as exc:
+                sock.close()
+                raise ConnectFailed(
+                    f"could not connect to {url}: its TLS certificate is not trusted (the TLS handshake failed: "
+                    f"{exc}): the certificate the worker was given to trust is not the controller's, or does not "
+                    f"name host {host!r}, or the controller does not speak TLS there"
+                ) from exc
+            except (OSError, pynng.NNGException) as exc:  # refused, reset, unreachable: the controller may not be up yet
+                last = exc
+                clock.sleep(max(0.0, min(delay, deadline - clock.monotonic())))
+                delay = min(delay * 2, 1.0)
+                continue
+            if channel._connected.wait(max(0.0, deadline - clock.monotonic())):
+                return channel
+            break
         sock.close()
         raise ConnectFailed(f"could not connect to {url} within {seconds:g} s" + (f": {last}" if last else ""))
 
