@@ -43,8 +43,8 @@ def test_tasks_see_what_the_initializer_set(make_controller, tmp_path, wire):
         # The state after the initializer is every task's baseline: the previous task's
         # changes are undone back to it, not to the state before the initializer.
         assert env == "/models/a" and limit == 4321
-    runs = _runs(tmp_path)
-    assert set(runs) == {pid for *_, pid, _ in seen} and set(runs.values()) == {1}
+    runs = _runs(tmp_path)  # (a worker may have run no task: it started when all were taken)
+    assert {pid for *_, pid, _ in seen} <= set(runs) and set(runs.values()) == {1}
 
 
 def test_each_new_worker_runs_the_initializer_once(make_controller, tmp_path):
