@@ -448,3 +448,28 @@ def print_then_exit(code: int, text: str) -> None:
     """Initializer: print ``text`` and end the process at once with ``code``."""
     print(text, flush=True)
     os._exit(code)
+
+
+def start_processes_then_sleep(path: str, seconds: float) -> int:
+    """Task: start two ``sleep`` processes and a shell with a ``sleep`` of its own (a grandchild),
+    write their pids to ``path``, then sleep ``seconds``; the worker's pid."""
+    import subprocess
+
+    children = [subprocess.Popen(["sleep", "300"]) for _ in range(2)]
+    shell = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    assert shell.stdout is not None
+    grandchild = int(shell.stdout.readline())
+    with open(path, "w") as f:
+        f.write(" ".join(str(pid) for pid in [*(c.pid for c in children), shell.pid, grandchild]))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def start_a_server(path: str) -> int:
+    """Task: start a long-lived process on purpose (a server later tasks use) and return; it writes its pid to ``path``."""
+    import subprocess
+
+    server = subprocess.Popen(["sleep", "300"])
+    with open(path, "w") as f:
+        f.write(str(server.pid))
+    return os.getpid()

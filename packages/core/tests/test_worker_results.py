@@ -71,11 +71,11 @@ def test_results_leave_in_order_whoever_sends_them() -> None:
 
 
 def test_only_a_task_the_worker_cannot_import_gets_the_loading_hint() -> None:
-    from pycrew.worker.execution import _loading_hint
+    from pycrew.worker.failures import loading_hint
 
-    assert _loading_hint(ModuleNotFoundError("No module named 'm'")) is not None
-    assert _loading_hint(ImportError("cannot import name 'f' from 'm'")) is not None
+    assert loading_hint(ModuleNotFoundError("No module named 'm'")) is not None
+    assert loading_hint(ImportError("cannot import name 'f' from 'm'")) is not None
     # a module of another version on the workers, without the name the task refers to
-    assert _loading_hint(AttributeError("Can't get attribute 'f' on <module 'm' from '/x/m.py'>")) is not None
-    assert _loading_hint(AttributeError("'NoneType' object has no attribute 'x'")) is None
-    assert _loading_hint(ValueError("bad")) is None
+    assert loading_hint(AttributeError("Can't get attribute 'f' on <module 'm' from '/x/m.py'>")) is not None
+    assert loading_hint(AttributeError("'NoneType' object has no attribute 'x'")) is None
+    assert loading_hint(ValueError("bad")) is None

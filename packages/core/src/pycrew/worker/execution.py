@@ -26,6 +26,7 @@ from pycrew.wire import clock
 from pycrew.wire.functions import load_task, pickle_dumps, pickle_loads
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
+from pycrew.worker.failures import exception_text, loading_hint, qualified_name
 from pycrew.worker.isolation import (
     InterpreterSettings,
     ProcessBaseline,
@@ -34,6 +35,7 @@ from pycrew.worker.isolation import (
     restore_handlers,
 )
 from pycrew.worker.seeding import restore_generators, seed_generators
+from pycrew.worker.task_processes import end_task_processes
 from pycrew.worker.timers import StrayTimers
 
 INTERRUPT_SIGNAL = signal.SIGUSR1
@@ -75,34 +77,10 @@ def _dumps(value: object) -> bytes:
         return _cloudpickle(value)
 
 
-def _loading_hint(exc: BaseException) -> str | None:
-    """What to do about an exception raised while the worker unpickled a task, if it says
-    the task refers to a module (or a name in one) this worker cannot import."""
-    if not isinstance(exc, ImportError) and not (isinstance(exc, AttributeError) and "Can't get attribute" in str(exc)):
-        return None
-    return (
-        f"the worker (Python {sys.executable}) could not load the task: it refers to a module, or a name in one, that "
-        "this Python cannot import. Install the module where the workers run, put its directory on their PYTHONPATH "
-        "(the launcher's env= option), or send it with the task: cloudpickle.register_pickle_by_value(module)"
-    )
+WORKER_FILES = {__file__}  # files whose frames a task's traceback leaves out (see format_task_traceback)
 
 
-def _qualname(kind: type) -> str:
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _text(exc: BaseException) -> str:
-    """An exception's message; a task's exception may even fail to say it."""
-    try:
-        return str(exc) or repr(exc)
-    except BaseException:  # a broken __str__/__repr__ is the task's problem, not the worker's
-        return f"<{_qualname(type(exc))} whose str() failed>"
-
-
-WORKER_FILES = {__file__}  # files whose frames a task's traceback leaves out (see _format_exc)
-
-
-def _format_exc() -> str:
+def format_task_traceback() -> str:
     """The traceback of the exception being handled, from the task's own first frame: the
     worker's frames above it say nothing about the task (never raises)."""
     try:
@@ -285,18 +263,20 @@ class TaskRunner:
             if self._pending is not None and (late := self._undelivered(task_id)) is not None:
                 failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, clock.wall())
         except Interrupted as exc:
-            failed = ResultRecord(exc.status, None, str(exc), "", _format_exc(), None, warns, t0, clock.wall())
+            failed = ResultRecord(exc.status, None, str(exc), "", format_task_traceback(), None, warns, t0, clock.wall())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = clock.wall()
-            text = _text(exc)
-            if not loaded and (hint := _loading_hint(exc)) is not None:
+            text = exception_text(exc)
+            if not loaded and (hint := loading_hint(exc)) is not None:
                 exc.add_note(hint)
                 text = f"{text}: {hint}"
-            tb = _format_exc()
-            failed = ResultRecord("error", None, text, _qualname(type(exc)), tb, _exception_bytes(exc), warns, t0, t1)
+            tb = format_task_traceback()
+            failed = ResultRecord("error", None, text, qualified_name(type(exc)), tb, _exception_bytes(exc), warns, t0, t1)
         finally:
             self._clean_up(warns)  # what it cannot undo becomes a warning of this task (packed below)
         if failed is not None:
+            if self.installed and failed.status in ("cancel", "timeout"):  # what it started ends too
+                warns.extend(end_task_processes(t0))
             return self._pack(failed)
         t1 = clock.wall()
         try:
@@ -304,13 +284,13 @@ class TaskRunner:
             # every two tasks, where each call costs several times its warm time.
             data = _dumps(("success", value, "", "", "", None, warns, t0, t1))
         except BaseException as exc:  # a value's __reduce__ may raise anything (SystemExit too): an error result, not the worker's end
-            kind = f"{_qualname(type(exc))}: {_text(exc)}"
+            kind = f"{qualified_name(type(exc))}: {exception_text(exc)}"
             message = (
                 f"the task's return value ({type(value).__name__}) cannot be pickled: {kind}. Return picklable "
                 "data (leave locks, generators, open files and connections out of the result)"
             )
             cause = _exception_bytes(pickle.PicklingError(kind))
-            return self._pack(ResultRecord("error", None, message, SERIALIZATION_ERROR, _format_exc(), cause, warns, t0, t1))
+            return self._pack(ResultRecord("error", None, message, SERIALIZATION_ERROR, format_task_traceback(), cause, warns, t0, t1))
         if self.result_max is not None and len(data) > self.result_max:
             message = (
                 f"the task's return value ({type(value).__name__}) is {len(data):,} bytes pickled, more than one "

@@ -26,7 +26,8 @@ from typing import Any
 from pycrew.wire import clock, functions
 from pycrew.wire.functions import load_task, share_globals
 from pycrew.worker import execution
-from pycrew.worker.execution import Interrupted, TaskRunner, _format_exc, _loading_hint, _qualname, _text
+from pycrew.worker.execution import Interrupted, TaskRunner, format_task_traceback
+from pycrew.worker.failures import exception_text, loading_hint, qualified_name
 
 log = logging.getLogger("pycrew.worker")
 # The initializer's traceback starts at its own first frame (functions: call_by_name).
@@ -62,10 +63,10 @@ def run_initializer(runner: TaskRunner, payload: bytes, instance: str) -> dict[s
             message = f"the initializer ran longer than seconds_initializer={limit:g} s and was interrupted"
             report = {"status": "timeout", "error": message, "error_type": "TimeoutError", "traceback": _where(message)}
         except BaseException as exc:  # SystemExit too: the controller hears of it, with the traceback
-            text = _text(exc)
-            if not loaded and (hint := _loading_hint(exc)) is not None:
+            text = exception_text(exc)
+            if not loaded and (hint := loading_hint(exc)) is not None:
                 text = f"{text}: {hint.replace('the task', 'the initializer')}"
-            report = {"status": "error", "error": text, "error_type": _qualname(type(exc)), "traceback": _format_exc()}
+            report = {"status": "error", "error": text, "error_type": qualified_name(type(exc)), "traceback": format_task_traceback()}
     except Interrupted:  # arrived after the initializer's own handler: it had run out of time
         report = {"status": "timeout", "error": "the initializer ran longer than seconds_initializer", "error_type": "TimeoutError"}
     finally:

@@ -1,0 +1,29 @@
+"""Describing what a task (or the worker's initializer) raised, for its result: never raising."""
+
+from __future__ import annotations
+
+import sys
+
+
+def loading_hint(exc: BaseException) -> str | None:
+    """What to do about an exception raised while the worker unpickled a task, if it says
+    the task refers to a module (or a name in one) this worker cannot import."""
+    if not isinstance(exc, ImportError) and not (isinstance(exc, AttributeError) and "Can't get attribute" in str(exc)):
+        return None
+    return (
+        f"the worker (Python {sys.executable}) could not load the task: it refers to a module, or a name in one, that "
+        "this Python cannot import. Install the module where the workers run, put its directory on their PYTHONPATH "
+        "(the launcher's env= option), or send it with the task: cloudpickle.register_pickle_by_value(module)"
+    )
+
+
+def qualified_name(kind: type) -> str:
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def exception_text(exc: BaseException) -> str:
+    """An exception's message; a task's exception may even fail to say it."""
+    try:
+        return str(exc) or repr(exc)
+    except BaseException:  # a broken __str__/__repr__ is the task's problem, not the worker's
+        return f"<{qualified_name(type(exc))} whose str() failed>"
