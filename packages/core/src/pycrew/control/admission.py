@@ -45,6 +45,7 @@ class Admission:
     _visit_at: Callable[[Conn, float], None]
     _offer: Callable[[Conn], None]  # see pycrew.control.assignment
     _went_idle: Callable[[Conn, float], None]  # see pycrew.control.recall
+    _welcome_frame: bytes | None = None  # see _welcome
 
     def _hello(self, conn: Conn, hello: p.Hello) -> None:
         instance = hello.instance
@@ -71,20 +72,27 @@ class Admission:
         if hello.tasks_max is not None:
             conn.tasks_left = hello.tasks_max
         conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
-        welcome: dict[str, object] = {
-            "seconds_heartbeat": self.settings.seconds_heartbeat,
-            "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
-            "seconds_busy_silence": self.settings.seconds_busy_silence,
-            "bytes_max": self.settings.bytes_max,
-        }
-        if self.settings.initializer is not None:
-            welcome["initializer"] = self.settings.initializer
-        self._send(conn, p.encode_json(p.WELCOME, welcome))
+        self._send(conn, self._welcome())
         if conn.state == INITIALIZING:
             if self._on_initializing is not None:
                 self._on_initializing(instance)
             return
         self._admitted(conn)
+
+    def _welcome(self) -> bytes:
+        """The WELCOME frame, the same for every worker: encoded once (it may carry a large initializer)."""
+        frame = self._welcome_frame
+        if frame is None:
+            body: dict[str, object] = {
+                "seconds_heartbeat": self.settings.seconds_heartbeat,
+                "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                "seconds_busy_silence": self.settings.seconds_busy_silence,
+                "bytes_max": self.settings.bytes_max,
+            }
+            if self.settings.initializer is not None:
+                body["initializer"] = self.settings.initializer
+            frame = self._welcome_frame = p.encode_json(p.WELCOME, body)
+        return frame
 
     def _admitted(self, conn: Conn) -> None:
         """The worker takes tasks from now on."""
