@@ -374,6 +374,20 @@ def test_controller_arguments_pass_a_launcher_name_through_unchanged(isolated: P
     assert controller_arguments("sequential", None, {}, cwd=isolated) == ("sequential", None, {})
 
 
+def test_a_bare_launcher_name_takes_the_defaults_its_launcher_has(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # [defaults] reached only profiles: pycrew.controller("local") ignored them, typos included
+    write(isolated / "pycrew.toml", GPU.replace("[defaults]", '[defaults]\nworkers = 3\npartition = "cpu"\nseconds_idle = 30'))
+    monkeypatch.setenv("PYCREW_LOCAL_SECONDS_IDLE", "1")  # environment overrides are for profiles in a file
+    launcher, workers, options = controller_arguments("local", None, {"seconds_launch": 9}, cwd=isolated)
+    assert (launcher, workers) == ("local", 3)
+    assert options == {"seconds_launch": 9, "seconds_idle": 30.0}, "slurm's partition is no local option: skipped"
+    assert controller_arguments("local", 2, {}, cwd=isolated)[1] == 2
+    assert controller_arguments("sequential", None, {}, cwd=isolated) == ("sequential", None, {})
+    write(isolated / "pycrew.toml", "[defaults]\nseconds_idel = 30\n")
+    with pytest.raises(ConfigError, match=r"profile 'local', key 'seconds_idel'.*did you mean 'seconds_idle'"):
+        controller_arguments("local", None, {}, cwd=isolated)
+
+
 def test_a_profile_named_like_a_launcher_wins_only_when_a_file_defines_it(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYCREW_LOCAL_WORKERS", "4")
     assert controller_arguments("local", None, {}, cwd=isolated) == ("local", None, {}), "env alone makes no profile"

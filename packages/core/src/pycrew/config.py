@@ -10,8 +10,8 @@ arguments::
     seconds_idle = 60
     partition = "gpu"          # launcher options sit beside controller options
 
-    [defaults]                 # optional: applied to every profile
-    seconds_launch = 120
+    [defaults]                 # optional: applied to every profile, and to
+    seconds_launch = 120       # pycrew.controller("<launcher>") with no profile of that name
 
 Where values come from, lowest precedence first:
 
@@ -136,8 +136,8 @@ def _other_launcher_keys(registry: PluginRegistry, skip: str) -> set[str]:
     return keys
 
 
-def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry) -> Profile:
-    """Merge, override from the environment, and validate profile ``name``."""
+def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, environment: bool = True) -> Profile:
+    """Merge, override from the environment (unless not ``environment``), and validate profile ``name``."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     from_defaults: set[str] = set()
@@ -160,7 +160,7 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry) -> Pr
         return ConfigError(f"{where}: profile {name!r}" + (f", key {key!r}" if key else "") + f": {detail}")
 
     all_names = {n for f in files for n in f.profiles}
-    env = _env_overrides(name, all_names - {name})
+    env = _env_overrides(name, all_names - {name}) if environment else {}
     if "launcher" in env:
         var, values["launcher"] = env.pop("launcher")
         sources["launcher"] = f"env {var}"
@@ -251,6 +251,22 @@ def load_profile(
     return _resolve(files, name, registry or get_registry())
 
 
+def launcher_defaults(
+    launcher: str, cwd: str | os.PathLike[str] | None = None, *, registry: PluginRegistry | None = None
+) -> dict[str, Any]:
+    """The configuration files' ``[defaults]`` that apply to ``pycrew.controller(launcher)`` when
+    no file defines a profile of that name: filtered to the launcher's options and validated as
+    a profile's (the environment's overrides apply to profiles defined in a file only).
+
+    Raises:
+        ConfigError: as :func:`load_profile`.
+    """
+    files = config_files(cwd)
+    if not any(f.defaults for f in files):
+        return {}
+    return _resolve(files, launcher, registry or get_registry(), environment=False).options
+
+
 def profiles(
     cwd: str | os.PathLike[str] | None = None, *, registry: PluginRegistry | None = None
 ) -> dict[str, Profile]:
@@ -277,7 +293,8 @@ def controller_arguments(
     If a configuration file defines profile ``name``, the result is the profile's launcher,
     and its options overridden by the explicit ``workers`` and ``options``; the controller's
     ``name`` defaults to the profile's. Otherwise ``name`` must be an installed launcher (or
-    ``"sequential"``) and the arguments come back unchanged.
+    ``"sequential"``) and the arguments come back with the files' ``[defaults]`` under them
+    (:func:`launcher_defaults`; none for ``"sequential"``).
 
     Args:
         name: a profile's or a launcher's name.
@@ -323,6 +340,9 @@ def controller_arguments(
                     f"{', '.join(installed) or 'none'}; profiles: {', '.join(names) or 'none'}. Define "
                     f"[profiles.{name}] in {PROJECT_FILE}, or install the launcher: pip install \"pycrew[{name}]\""
                 ) from exc
+            defaults = launcher_defaults(name, cwd, registry=registry)
+            default_workers = defaults.pop("workers", None)
+            return name, workers if workers is not None else default_workers, {**defaults, **explicit}
         return name, workers, explicit
     merged = {**profile.options, **explicit}
     merged.setdefault("name", profile.name)

@@ -18,7 +18,7 @@ PYPROJECT_FILE = "pyproject.toml"
 CONFIG_ENV = "PYCREW_CONFIG"
 #: Launcher name of :class:`pycrew.SequentialController` (not a plugin) and its keys.
 SEQUENTIAL = "sequential"
-SEQUENTIAL_KEYS = frozenset({"name", "workers", "seconds_timeout"})
+SEQUENTIAL_KEYS = frozenset({"name", "workers", "seconds_timeout", "initializer", "initargs", "seconds_initializer"})
 #: pycrew's own environment variables: never read as profile overrides.
 RESERVED_ENV = frozenset(
     {
