@@ -45,6 +45,10 @@ SECONDS_RETRY_MAX = 10.0
 #: failed; the LaunchError goes out without its reason if it has not answered by then (a
 #: hung platform API, or a pool whose threads all wait on one).
 SECONDS_EXPLAIN = 10.0
+#: A worker whose connection was lost before it was admitted is usually exiting: the monitor
+#: is asked again for up to this long until it reports the worker ended (with its exit code
+#: and last output), instead of the "running" of a process not reaped yet.
+SECONDS_SETTLE = 2.0
 
 
 def _same_handle(a: Any, b: Any) -> bool:
@@ -158,7 +162,7 @@ class LaunchWatch:
         """
         slot = self.by_instance.get(instance)
         if slot is not None and slot.instance == instance and slot.state == LAUNCHING:
-            self._launch_failed(slot, reason, self.clock(), explain=explain)
+            self._launch_failed(slot, reason, self.clock(), explain=explain, settle=SECONDS_SETTLE if explain else 0.0)
 
     def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
         self.last_launch_error = message
@@ -168,8 +172,11 @@ class LaunchWatch:
             if slot is not None and slot.instance == call.instance:
                 self._launch_failed(slot, f"the launch hook failed: {message}", now, terminate=False)
 
-    def _launch_failed(self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True) -> None:
-        """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why.
+    def _launch_failed(
+        self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True, settle: float = 0.0
+    ) -> None:
+        """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why
+        (``settle``: for up to this long, until it reports the worker ended).
 
         The slot is retried no sooner than ``now`` plus a backoff that starts at 0.25 s and
         doubles with each failure in a row, up to 10 s.
@@ -190,7 +197,7 @@ class LaunchWatch:
             if final:
                 self.error_pending = True
                 self.error_due = (now + SECONDS_EXPLAIN, slot.index, reason)
-            self._submit(self._explain_and_terminate, instance, slot.index, reason, final)
+            self._submit(self._explain_and_terminate, instance, slot.index, reason, final, settle)
             return
         if terminate:  # the reason is known already: clean up what the platform keeps of it
             self.last_launch_error = reason
@@ -198,16 +205,20 @@ class LaunchWatch:
         if final:
             self._set_error(slot.index, reason)
 
-    def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool) -> None:
+    def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool, settle: float = 0.0) -> None:
         """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""
+        settled = time.monotonic() + settle
         try:
-            infos = self.registry.call(
-                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
-            )
-            for info in infos or []:
-                if isinstance(info, WorkerInfo) and info.instance == instance:
-                    reason = f"{reason}; the platform reports the worker as {describe_worker(info)}"
+            while True:
+                infos = self.registry.call(
+                    self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
+                )
+                found = next((i for i in infos or [] if isinstance(i, WorkerInfo) and i.instance == instance), None)
+                if (found is not None and found.ended) or time.monotonic() >= settled:
                     break
+                time.sleep(0.1)
+            if found is not None:
+                reason = f"{reason}; the platform reports the worker as {describe_worker(found)}"
         except BaseException as exc:  # SystemExit too; the explanation is a bonus: never let it block the error
             log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
         with self._handles_lock:
