@@ -136,8 +136,12 @@ def test_a_worker_that_dies_in_its_initializer_says_how(make_controller):
 
 def test_a_slow_initializer_is_not_held_to_seconds_launch(make_controller, tmp_path):
     c = make_controller("local", workers=1, seconds_launch=1, launch_max=1, initializer=sleep_then, initargs=(2.5,))
-    assert c.submit(identity, 5).result(timeout=60) == 5
-    assert c.summary().workers[0].launch_failures == 0
+    future = c.submit(identity, 5)
+    wait_for(lambda: c.summary().workers[0].initializing, 30, message="summary() never showed the worker initializing")
+    assert c.summary().controller.workers_launching == 1 and not c.summary().workers[0].online
+    assert future.result(timeout=60) == 5
+    worker = c.summary().workers[0]
+    assert (worker.launch_failures, worker.initializing, worker.online) == (0, False, True)
 
 
 def test_the_worker_keeps_its_interrupt_after_an_initializer_took_it(make_controller):

@@ -71,7 +71,9 @@ class WorkerSummary:
         online: whether a worker instance is connected in this slot now.
         instances: worker instances that connected in this slot so far.
         launches: launches attempted in this slot.
-        launch_failures: launches that never connected within ``seconds_launch``.
+        launch_failures: launches that failed: the worker did not connect within
+            ``seconds_launch``, the platform reported it ended, it ran another pycrew
+            version, or the controller's initializer failed in it.
         assigned: tasks sent to this slot's workers.
         complete: tasks this slot's workers finished (any status they reported).
         crashes: worker instances of this slot lost without saying goodbye (killed, crashed, silent).
@@ -81,6 +83,8 @@ class WorkerSummary:
         pid: the current or last worker's pid.
         exit_reason: why the last instance of this slot left: its own reason when it said
             goodbye (an exit rule, SIGTERM), or how it was lost; empty while none has left.
+        initializing: a worker of this slot has connected and runs the controller's
+            ``initializer`` (it counts as launching until that succeeds).
     """
 
     worker: int
@@ -96,6 +100,7 @@ class WorkerSummary:
     host: str | None
     pid: int | None
     exit_reason: str = ""
+    initializing: bool = False
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ class Collecting(ControllerState):
                 host=s.host,
                 pid=s.pid,
                 exit_reason=s.exit_reason,
+                initializing=s.state == "launching" and s.initializing_since > 0,
             )
             for s in self.launcher.slots
         )
