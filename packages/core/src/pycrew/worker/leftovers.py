@@ -30,14 +30,26 @@ log = logging.getLogger(__name__)
 SECONDS_LEFTOVERS_GRACE = 1.0
 
 
-def _zombie(pid: int) -> bool:
-    """Whether ``pid`` has ended and waits to be reaped (``/proc/PID/stat``'s state ``Z``)."""
+def process_stat(pid: int) -> tuple[int, int, str, str] | None:
+    """``(parent pid, start time in clock ticks since boot, state, name)`` of a process from
+    ``/proc/PID/stat``, or None if it is gone (or there is no ``/proc``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except OSError:  # gone meanwhile
-        return True
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+    except OSError:
+        return None
+    close = stat.rfind(b")")
+    fields = stat[close + 2 :].split()
+    try:
+        return int(fields[1]), int(fields[19]), fields[0].decode(), stat[stat.find(b"(") + 1 : close].decode(errors="replace")
+    except (IndexError, ValueError):
+        return None
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (state ``Z``), or is gone."""
+    stat = process_stat(pid)
+    return stat is None or stat[2] == "Z"
 
 
 def session_members(session: int) -> list[int]:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 from pycrew.wire import clock
+from pycrew.worker.leftovers import process_stat
 
 log = logging.getLogger("pycrew.worker")
 
@@ -42,21 +43,6 @@ _boot_clock: Callable[[], float] | None = (
     functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else None
 )
 _ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _stat(pid: int) -> tuple[int, int, str, str] | None:
-    """``(parent pid, start time in ticks since boot, state, name)`` of a process, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    close = stat.rfind(b")")
-    fields = stat[close + 2 :].split()
-    try:
-        return int(fields[1]), int(fields[19]), fields[0].decode(), stat[stat.find(b"(") + 1 : close].decode(errors="replace")
-    except (IndexError, ValueError):
-        return None
 
 
 def started_since(wall_start: float) -> dict[int, tuple[int, str]]:
@@ -72,7 +58,7 @@ def started_since(wall_start: float) -> dict[int, tuple[int, str]]:
     children: dict[int, list[int]] = {}
     stats: dict[int, tuple[int, int, str, str]] = {}
     for entry in entries:
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+        if entry.isdigit() and (stat := process_stat(int(entry))) is not None:
             stats[int(entry)] = stat
             children.setdefault(stat[0], []).append(int(entry))
     found: dict[int, tuple[int, str]] = {}
@@ -112,7 +98,7 @@ def end_task_processes(wall_start: float, grace: float = SECONDS_GRACE) -> list[
 
 def _signal(processes: dict[int, tuple[int, str]], signum: int) -> None:
     for pid, (started, _) in processes.items():
-        stat = _stat(pid)
+        stat = process_stat(pid)
         if stat is None or stat[1] != started:  # gone, or its pid now another process's
             continue
         try:
@@ -125,7 +111,7 @@ def _kill_after(processes: dict[int, tuple[int, str]], grace: float) -> None:
     deadline = clock.monotonic() + grace
     while clock.monotonic() < deadline:
         clock.sleep(0.05)
-        if all((stat := _stat(pid)) is None or stat[1] != started or stat[2] in ("Z", "X")
+        if all((stat := process_stat(pid)) is None or stat[1] != started or stat[2] in ("Z", "X")
                for pid, (started, _) in processes.items()):
             return
     _signal(processes, signal.SIGKILL)
