@@ -59,7 +59,9 @@ def test_a_task_from_a_module_the_worker_cannot_import_says_what_to_do(make_cont
 
     module = importlib.import_module("only_on_the_controller")
     try:
-        c = make_controller("local", workers=1).start()
+        # Local workers get the controller's sys.path (pycrew.worker.import_path): without
+        # it, as remote workers whose machines lack the module.
+        c = make_controller("local", workers=1, inherit_sys_path=False).start()
         with pytest.raises(ModuleNotFoundError) as info:
             c.submit(module.double, 2).result(timeout=60)
         notes = "".join(getattr(info.value, "__notes__", []))

@@ -54,7 +54,9 @@ class Killer:
             self.error = exc
 
     def kill_one(self) -> None:
-        online = [w.pid for w in self.controller.summary().workers if w.online and w.pid is not None]
+        # Not one signalled already: a worker told to leave stays online while it finishes
+        # its task, and a second signal to it would count a replacement that never comes.
+        online = [w.pid for w in self.controller.summary().workers if w.online and w.pid is not None and w.pid not in self.killed]
         if not online:
             return
         pid = self.rng.choice(online)

@@ -207,6 +207,7 @@ def test_an_array_element_without_its_index_says_which_variable() -> None:
     [
         (["/usr/bin/python3", "-m", "pycrew.worker", *BASE], "ab12"),
         (["python", "-u", "-X", "dev", "-m", "pycrew.worker", *BASE], "ab12"),
+        (["python", "-P", "-m", "pycrew.worker", *BASE], "ab12"),  # the local launcher's (see pycrew.worker.import_path)
         (["python", "-mpycrew.worker", *BASE], "ab12"),
         (["python", "-m", "pycrew.worker", *BASE, "--garbage-collection", "--from-the-future", "x"], "ab12"),
         (["python", "-c", "import time", "-m", "pycrew.worker", *BASE], None),  # inline code, not a worker

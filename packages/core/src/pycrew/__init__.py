@@ -51,8 +51,9 @@ if TYPE_CHECKING:
     from pycrew.plugins import get_launcher, installed_launchers, register, unregister
     from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
     from pycrew.tls import TLS
-    from pycrew.wire.protocol import TLS_CA_ENV, TOKEN_ENV
+    from pycrew.wire.protocol import SYS_PATH_ENV, TLS_CA_ENV, TOKEN_ENV
     from pycrew.worker.command import WorkerCommand
+    from pycrew.worker.import_path import sys_path_environment
 
     #: Marker for hook implementations: ``@pycrew.hookimpl def pycrew_launch_workers(...)``.
     hookimpl: pluggy.HookimplMarker
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _WHERE: dict[str, str] = {
     "TLS": "pycrew.tls",
+    "SYS_PATH_ENV": "pycrew.wire.protocol",
     "TLS_CA_ENV": "pycrew.wire.protocol",
     "TOKEN_ENV": "pycrew.wire.protocol",
     "Controller": "pycrew.control.controller",
@@ -101,6 +103,7 @@ _WHERE: dict[str, str] = {
     "installed_launchers": "pycrew.plugins",
     "register": "pycrew.plugins",
     "require": "pycrew.options",
+    "sys_path_environment": "pycrew.worker.import_path",
     "task_seed": "pycrew.control.futures",
     "unregister": "pycrew.plugins",
 }
@@ -137,6 +140,8 @@ __all__ = [
     "SequentialController",
     "SerializationError",
     "Summary",
+    "SYS_PATH_ENV",
+    "sys_path_environment",
     "task_seed",
     "TaskCrashError",
     "TaskError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -20,6 +21,10 @@ class LocalOptions(pycrew.LauncherOptions):
         cwd: the workers' working directory (default: the controller's).
         log_dir: directory for one log file per worker (default: only the end of each
             worker's output is kept, in memory, to explain a worker that exits early).
+        inherit_sys_path: workers that run the controller's interpreter (``python``
+            unchanged) import from the controller's ``sys.path`` (see
+            :func:`pycrew.sys_path_environment`), as ``multiprocessing``'s children do,
+            and are started with ``python -P``; ``False`` leaves them their own.
     """
 
     owner: ClassVar[str] = "local"
@@ -28,6 +33,7 @@ class LocalOptions(pycrew.LauncherOptions):
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     log_dir: str | None = None
+    inherit_sys_path: bool = True
 
     def validate(self) -> None:
         pycrew.require(bool(self.python), self.owner, "python", self.python, "be a path to a Python interpreter")
@@ -37,3 +43,11 @@ class LocalOptions(pycrew.LauncherOptions):
         pycrew.require(
             pycrew.TOKEN_ENV not in self.env, self.owner, "env", sorted(self.env), f"not set {pycrew.TOKEN_ENV}"
         )
+
+    def shares_sys_path(self) -> bool:
+        """Whether workers get the controller's ``sys.path``: ``inherit_sys_path``, ``python``
+        is the controller's interpreter, and ``env`` does not set the path itself."""
+        if not self.inherit_sys_path or pycrew.SYS_PATH_ENV in self.env or not sys.executable:
+            return False
+        found = shutil.which(self.python) if os.sep not in self.python else self.python
+        return found is not None and os.path.abspath(found) == os.path.abspath(sys.executable)

@@ -68,8 +68,13 @@ def worker_output(handle: LocalHandle) -> str:
 
 def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
     """Start one worker process in its own session; its output goes to ``log_dir`` or a bounded tail."""
+    shared_path = options.shares_sys_path()
     env = {**os.environ, **options.env, **call.environment()}
     env.pop(LOG_ENV, None)
+    if shared_path:
+        env.update(pycrew.sys_path_environment())
+    elif pycrew.SYS_PATH_ENV not in options.env:  # one this process inherited is not for these workers
+        env.pop(pycrew.SYS_PATH_ENV, None)
     log_path: str | None = None
     if options.log_dir:
         Path(options.log_dir).mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,8 @@ def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
         read_end, out = os.pipe()  # not inherited by other children (PEP 446); Popen hands `out` to this one
     try:
         proc = subprocess.Popen(
-            [options.python, *call.args],
+            # -P: no working directory first on the path (see pycrew.worker.import_path)
+            [options.python, *(("-P",) if shared_path else ()), *call.args],
             env=env,
             cwd=options.cwd,
             stdin=subprocess.DEVNULL,

@@ -47,6 +47,9 @@ PYCREW_VERSION: str = sys.modules[__name__.partition(".")[0]].__version__
 TOKEN_ENV = "PYCREW_TOKEN"
 #: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
 TLS_CA_ENV = "PYCREW_TLS_CA"
+#: Environment variable through which a launcher gives a worker the controller's import
+#: path (``sys.path``, as a JSON list): see :mod:`pycrew.worker.import_path`.
+SYS_PATH_ENV = "PYCREW_SYS_PATH"
 
 CHALLENGE = 0x43  # b"C"  dispatcher -> worker: nonce
 HELLO = 0x48  # b"H"      worker -> dispatcher: JSON {instance, mac, pid, host, ...}

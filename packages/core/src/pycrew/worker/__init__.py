@@ -10,7 +10,8 @@ side: a container with pycrew and the user's code is enough. Its modules:
 :mod:`~pycrew.worker.command` (the command line), :mod:`~pycrew.worker.loop` (connection,
 reading, serving), :mod:`~pycrew.worker.results` (batching results),
 :mod:`~pycrew.worker.execution` (running one task), :mod:`~pycrew.worker.sampling`
-(CPU and memory samples), :mod:`~pycrew.worker.exiting` (how the process ends).
+(CPU and memory samples), :mod:`~pycrew.worker.exiting` (how the process ends),
+:mod:`~pycrew.worker.import_path` (the controller's ``sys.path``, where its launcher passes it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from pycrew.wire import protocol as p
+    from pycrew.worker import import_path
     from pycrew.worker.command import WorkerCommand, parser
     from pycrew.worker.loop import EXIT_NO_TOKEN, Worker
 
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycrew worker: the environment variable {p.TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
         return EXIT_NO_TOKEN
     ca = os.environ.pop(p.TLS_CA_ENV, None)
+    if (problem := import_path.adopt(os.environ)) is not None:  # before any task is loaded
+        logging.getLogger("pycrew.worker").warning("%s", problem)
     # The worker's own threads (heartbeats, cancel, metrics) must get the GIL back quickly
     # from a CPU-bound task: a shorter switch interval bounds how long they wait.
     sys.setswitchinterval(0.001)
