@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import pycrew
-from pycrew.control.launch_watch import SECONDS_EXPLAIN, SECONDS_FIRST_POLL, SECONDS_POLL
+from pycrew.control.launch_watch import SECONDS_EXPLAIN, SECONDS_FIRST_POLL, SECONDS_POLL, SECONDS_RETRY_PARKED
 from pycrew.control.scaler import Scaler
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.controller_options import build_controller_options
@@ -464,3 +464,44 @@ def test_an_initializer_failure_is_a_failed_launch_and_connecting_after_one_rese
     assert slot.state == LAUNCHING and slot.instance != first and slot.initializing_since == 0.0
     h.scaler.connected(slot.instance, {})  # (its initializer succeeded)
     assert slot.failures == 0 and h.scaler.error is None
+
+
+def test_a_slot_that_reaches_launch_max_while_others_are_connected_is_parked_not_raised(make_harness, caplog):
+    h = make_harness(workers=2, launch_max=2, seconds_launch=30)
+    h.scale(demand=2)
+    first, second = h.platform.launched[0]
+    h.scaler.connected(first.instance, {"host": "n1", "pid": 1})
+    parked = next(s for s in h.scaler.slots if s.instance == second.instance)
+    for _ in range(2):  # the other slot's launches time out, launch_max times in a row
+        h.scale_until(lambda: parked.state == LAUNCHING, 2, 1.0, "the slot was not launched again")
+        h.scale(demand=2, advance=31)
+    assert parked.failures == 2 and h.scaler.error is None and not h.scaler.error_pending
+    assert parked.retry_after == h.now + SECONDS_RETRY_PARKED, "a parked slot is tried again after a minute"
+    assert "carrying on with the 1 connected worker(s)" in caplog.text
+    assert "failed launch 2 of 2" not in caplog.text, "parked at once: scaling never paused for an error to come"
+    h.scale(demand=2, advance=SECONDS_RETRY_PARKED - 1)
+    assert parked.state == IDLE, "tried again before its minute"
+    h.scale(demand=2, advance=1)
+    assert parked.state == LAUNCHING, "a parked slot is tried again once its minute is up"
+    h.scaler.disconnected(first.instance, crashed=True, reason="lost")  # the only connected worker goes
+    h.settle()
+    h.scale(demand=2, advance=31)  # ... and the parked slot fails again: nothing serves now
+    assert h.scaler.error_pending or isinstance(h.scaler.error, pycrew.LaunchError)
+    h.scale_until(lambda: h.scaler.error is not None, 2, 1.0, "no LaunchError once nothing serves")
+
+
+def test_a_worker_that_connects_while_the_platform_is_asked_why_parks_the_slot(make_harness):
+    h = make_harness(workers=2, launch_max=1)
+    h.scale(demand=2)
+    first, second = h.platform.launched[0]
+    h.platform.block_listing = threading.Event()  # the monitor takes its time to explain the failure
+    try:
+        h.scaler.refused(first.instance, "its initializer raised", explain=True)  # nothing connected: final
+        assert h.scaler.error_pending and h.scaler.error is None
+        h.scaler.connected(second.instance, {"host": "n2", "pid": 2})  # meanwhile the other worker connects
+    finally:
+        h.platform.block_listing.set()
+    h.settle()  # the explanation arrives: a worker serves now, so the slot parks
+    assert h.scaler.error is None and not h.scaler.error_pending
+    slot = next(s for s in h.scaler.slots if s.last_instance == first.instance)
+    assert slot.state == IDLE and slot.retry_after == h.now + SECONDS_RETRY_PARKED

@@ -40,7 +40,9 @@ class ControllerOptions:
             (NNG through pynng); see :mod:`pycrew.wire.transport`.
         seconds_launch: how long a launched worker may take to connect before it is
             terminated and counted as a failed launch.
-        launch_max: failed launches in a row (per slot) before a :class:`LaunchError`.
+        launch_max: failed launches in a row (per slot) before a :class:`LaunchError`, which
+            fails the tasks waiting for a worker; while other workers are connected, the
+            slot is retried every minute instead (with a warning), and the tasks run on them.
         seconds_idle: a worker exits after this long without a task.
         seconds_wall: a worker exits after this long alive (after its current task).
         tasks_max: a worker exits after this many tasks (``None``: no limit).

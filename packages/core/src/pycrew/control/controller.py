@@ -91,6 +91,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.spec, self.info, self._registry, self.options, self._tls_material[2] if self._tls_material else None
         )
         self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)
+        self.launcher.on_error = self._fail_futures
         self._dispatcher: Dispatcher | None = None
         self._ids = itertools.count(1)
         self._results: collections.deque[TaskResult] = collections.deque()

@@ -6,7 +6,12 @@ them have ended. A launching worker that the monitor reports ended (``failed``, 
 or ``cancelled``: it could not start, or exited before it connected) is a failed launch at
 once, with the platform's reason, exit code and output in the message, instead of after
 ``seconds_launch``. After ``launch_max`` failed launches in a row on a slot, the
-controller's :class:`~pycrew.LaunchError` says what was tried and why it failed.
+controller's :class:`~pycrew.LaunchError` says what was tried and why it failed, and
+fails the tasks waiting for a worker: unless other workers are connected. Then the
+platform starts some workers and not others (a quota, a full partition, a node that
+cannot run them): the slot is *parked* (tried again every :data:`SECONDS_RETRY_PARKED`,
+with a warning) and the tasks run on the workers that did start. A parked slot that
+fails again while no worker is connected raises the error.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.launch_reports import describe_worker, explain_ended, launch_error_message
-from pycrew.control.slots import IDLE, LAUNCHING
+from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
 
@@ -41,6 +46,9 @@ SECONDS_POLL_MAX = 30.0
 SECONDS_RETRY_FIRST = 0.25
 #: ... up to this long.
 SECONDS_RETRY_MAX = 10.0
+#: A slot that reached ``launch_max`` failures while other workers were connected is
+#: tried again after this long (a quota or a partition may free up), not raised.
+SECONDS_RETRY_PARKED = 60.0
 #: After ``launch_max`` failed launches, the monitor has this long to say why the last one
 #: failed; the LaunchError goes out without its reason if it has not answered by then (a
 #: hung platform API, or a pool whose threads all wait on one).
@@ -89,6 +97,9 @@ class LaunchWatch:
     #: two ``scale`` calls (a launch hook failed, the monitor answered) reads it, so that
     #: backoffs and monitor polls are on the same time line as ``now`` (a test sets its own).
     clock: Callable[[], float] = time.monotonic
+    #: Called (dispatcher thread) with the LaunchError just before it is set: the
+    #: controller fails the tasks waiting for a worker with it.
+    on_error: Callable[[LaunchError], None] | None = None
 
     # -- the monitor: launching workers that ended -----------------------------------------
 
@@ -190,7 +201,12 @@ class LaunchWatch:
         slot.launch_failures += 1
         slot.retry_after = now + min(SECONDS_RETRY_FIRST * 2 ** (slot.failures - 1), SECONDS_RETRY_MAX)
         final = slot.failures >= self.options.launch_max
-        log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller, slot.failures, self.options.launch_max, reason)
+        if final and self.census.counts[CONNECTED]:  # parked (see the module docstring)
+            final = False
+            self._park(slot, reason, now)
+        else:
+            log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller,
+                        slot.failures, self.options.launch_max, reason)
         if terminate and explain:
             # The platform may know why (an image pull error, an unschedulable pod): its
             # monitor is asked before the worker is terminated and that reason is gone.
@@ -204,6 +220,16 @@ class LaunchWatch:
             self.terminate_instances([instance], "worker ended before it connected")
         if final:
             self._set_error(slot.index, reason)
+
+    def _park(self, slot: Slot, reason: str, now: float) -> None:
+        """Try ``slot`` again after SECONDS_RETRY_PARKED, not raise: other workers are connected."""
+        slot.retry_after = now + SECONDS_RETRY_PARKED
+        log.warning(
+            "worker %d of %r: %d failed launches in a row (launch_max=%d): carrying on with the %d connected "
+            "worker(s), and trying this one again every %g s (a LaunchError if it fails while none is "
+            "connected); last reason: %s", slot.index, self.info.controller, slot.failures,
+            self.options.launch_max, self.census.counts[CONNECTED], SECONDS_RETRY_PARKED, reason,
+        )
 
     def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool, settle: float = 0.0) -> None:
         """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""
@@ -245,9 +271,17 @@ class LaunchWatch:
     def _set_error(self, slot: int, reason: str) -> None:
         if self.error is not None:  # the first error stands (an explanation that came back after its deadline)
             return
+        if self.census.counts[CONNECTED]:  # a worker connected while the platform was asked why: park instead
+            self.error_pending = False
+            self._park(self.slots[slot - 1], reason, self.clock())
+            return
         example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
-        self.error = LaunchError(
-            launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url)
-        )
+        error = LaunchError(launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url))
+        if self.on_error is not None:  # the waiting futures fail before any caller can see the error
+            try:
+                self.on_error(error)
+            except Exception:  # the error must still go out
+                log.exception("launcher %r: failing the waiting tasks with its LaunchError failed", self.info.name)
+        self.error = error
         self.error_pending = False
 
