@@ -16,7 +16,7 @@ from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
-from pycrew.control import callbacks
+from pycrew.control import callbacks, termination
 from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
@@ -207,6 +207,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self._pid = os.getpid()
             live.add(self)
         register_exit_hook()
+        termination.install()
         return self
 
     def _launch_at_start(self, dispatcher: Dispatcher) -> None:
@@ -365,13 +366,14 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             feeder.stop(error)
 
     def _finish_at_exit(self) -> None:
-        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks); terminate."""
+        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks; not after a
+        SIGTERM, see pycrew.control.termination); terminate."""
         self._shutdown = True
         try:
             with self._cv:
                 self._waiters += 1
                 try:
-                    while self.pending_futures() and not self._terminated:
+                    while self.pending_futures() and not self._terminated and not termination.signalled:
                         self._check()
                         self._cv.wait(0.5)
                 finally:

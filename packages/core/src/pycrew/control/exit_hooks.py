@@ -27,6 +27,8 @@ def _wait_at_exit() -> None:
     for running in list(live):
         try:
             running._finish_at_exit()
+        except SystemExit:  # SIGTERM while it waited (see pycrew.control.termination): the others go at once
+            continue
         except Exception:  # one controller's failure must not keep the others running
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
     # and the done-callbacks of futures of controllers terminated already (they run on a

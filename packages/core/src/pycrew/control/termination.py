@@ -1,0 +1,79 @@
+"""SIGTERM ends a program that runs controllers as Ctrl-C does, so that their workers go with it.
+
+Platforms end a program with SIGTERM: a batch job's time limit, ``scancel``, a deleted
+pod, ``timeout``, ``kill``. Python's default action ends the process at once, and no
+``finally`` block, ``with`` exit or exit hook runs: a controller could not terminate its
+workers. Those connected see the link close and leave; but workers still queued on a
+scheduler, or starting, would start later for nothing, and hold their allocation until
+they gave up connecting. So the first controller started in the main thread, while
+SIGTERM has its default action, installs :func:`_on_sigterm`: it raises
+``SystemExit(143)`` in the main thread, as Ctrl-C raises ``KeyboardInterrupt``. ``with``
+blocks terminate their controllers as it unwinds, and the exit hook terminates the others
+without waiting for their pending futures (see :mod:`pycrew.control.exit_hooks`). A
+second SIGTERM ends the process at once, with the default action.
+
+A program's own SIGTERM handler is left alone: one installed before the first controller
+starts stays, and ``signal.signal(signal.SIGTERM, signal.SIG_DFL)`` after it puts the
+default back. A child forked from the program gets the default action back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+#: The exit code of a program ended by SIGTERM through this handler (128 + 15, as a shell reports it).
+EXIT_CODE = 128 + signal.SIGTERM
+
+log = logging.getLogger("pycrew.control")
+
+_lock = threading.Lock()
+installed = False  # the handler was installed (once per process)
+signalled = False  # a SIGTERM came: the program is ending (exit hooks do not wait)
+
+
+def install() -> None:
+    """Install the handler if SIGTERM has its default action (main thread only; once)."""
+    global installed
+    with _lock:
+        if installed or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return  # the program's own handler (or SIG_IGN) stands
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # not the main interpreter, say: the default stays
+            return
+        installed = True
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global signalled
+    if signalled:  # a second SIGTERM while the first unwinds: end now
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    signalled = True
+    log.warning(
+        "pycrew: SIGTERM received: terminating the controllers' workers (queued ones too), then exiting with "
+        "code %d; a second SIGTERM ends the process at once", EXIT_CODE,
+    )
+    raise SystemExit(EXIT_CODE)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (multiprocessing's "fork", say) ends on SIGTERM as it would without pycrew."""
+    global signalled
+    signalled = False
+    if installed:
+        try:
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:  # forked from a thread other than the main one: not this child's main thread
+            pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,146 @@
+"""SIGTERM to a program that runs a controller terminates its workers, queued ones too.
+
+Platforms end programs with SIGTERM (a batch job's time limit, ``scancel``, a deleted pod,
+``timeout``). Python's default action would end the program at once, and its controller
+could not terminate the workers that had not connected yet: a job still in a scheduler's
+queue would start later for nothing. Here the second worker's "interpreter" waits as a
+queued job does (a ``sleep`` in its place), and must be gone soon after the SIGTERM, as
+must the connected worker; the program exits with 143 (see pycrew.control.termination).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from pycrew.control import termination
+from support import pid_gone, wait_for
+
+SCRIPT = """
+import json, os, time
+import pycrew
+
+def run(c):
+    futures = [c.submit(time.sleep, 600) for _ in range(2)]  # two workers wanted: one starts, one is "queued"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s = c.summary()
+        if s.controller.workers_online == 1 and s.controller.running == 1 and os.path.exists({pending!r}):
+            break
+        time.sleep(0.05)
+    print(json.dumps({{"worker": [w.pid for w in s.workers if w.online][0]}}), flush=True)
+    [f.result() for f in futures]
+
+c = pycrew.controller("local", workers=2, python={python!r}, seconds_launch=300)
+if {use_with!r}:
+    with c:
+        run(c)
+else:
+    c.start()
+    run(c)
+"""
+
+
+def queue_python(tmp_path: Path) -> str:
+    """The first launch starts a worker; the others wait as a queued job would, their pid in ``pending.pid``."""
+    path = tmp_path / "queue-python"
+    path.write_text(
+        "#!/bin/sh\n"
+        f'if mkdir "{tmp_path}/grant" 2>/dev/null; then exec {sys.executable} "$@"; fi\n'
+        f'echo $$ > "{tmp_path}/pending.pid"\nexec sleep 300\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("use_with", [True, False], ids=["with-block", "exit-hook"])
+def test_sigterm_terminates_the_connected_and_the_queued_workers_and_exits_143(tmp_path: Path, use_with: bool) -> None:
+    pending = tmp_path / "pending.pid"
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(python=queue_python(tmp_path), pending=str(pending), use_with=use_with)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    queued: int | None = None
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"the program said nothing: {proc.communicate(timeout=30)}"
+        worker = json.loads(line)["worker"]
+        queued = int(pending.read_text())
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == termination.EXIT_CODE, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
+        assert "SIGTERM received" in err and "Traceback" not in err, err[-3000:]
+        wait_for(lambda: pid_gone(queued) and pid_gone(worker), 10, message="a worker outlived its SIGTERM'd controller")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if queued is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(queued, signal.SIGKILL)
+
+
+def test_a_programs_own_sigterm_handler_is_left_alone(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    def own(signum: int, frame: object) -> None:
+        pass
+
+    monkeypatch.setattr(termination, "installed", False)
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        make_controller("local", workers=1).start()
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_handler_is_installed_from_the_main_thread_only(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termination, "installed", False)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        errors: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                make_controller("local", workers=1).start()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=start)
+        thread.start()
+        thread.join(60)
+        assert not errors and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, errors
+        make_controller("local", workers=1).start()
+        assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_forked_child_ends_on_sigterm_by_default(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termination, "installed", False)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        make_controller("local", workers=1).start()
+        assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
+        pid = os.fork()
+        if pid == 0:  # the child: the default action again
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the forked child kept pycrew's SIGTERM handler"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_pycrew_is_importable_without_installing_anything() -> None:
+    code = "import signal, pycrew; pycrew.controller('local', workers=1); print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "True", "building a controller (not started) installs no handler"
