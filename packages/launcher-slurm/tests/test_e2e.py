@@ -164,3 +164,51 @@ def test_a_job_that_will_never_start_fails_the_launch_in_seconds(slurm_cluster: 
     finally:
         c.terminate()
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+PROGRAM = """
+import json, sys
+import pycrew
+
+c = pycrew.controller("slurm", workers=1, host="127.0.0.1", directory=sys.argv[1], seconds_time=300,
+                      seconds_launch=3600, sbatch_args=("--begin=now+3600",))
+c.start()
+future = c.submit(abs, -1)  # its worker's job waits in the queue (not before an hour from now)
+print(json.dumps({"controller_id": c.id}), flush=True)
+future.result()
+"""
+
+
+def test_a_program_ended_by_sigterm_cancels_its_queued_jobs(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """A controller's program ended by SIGTERM (its own job's time limit, scancel, timeout)
+    cancels the worker jobs still in the queue (see pycrew.control.termination); Python's
+    default action left them pending, to start later for nothing."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "private")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    controller_id = ""
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"the program said nothing: {proc.communicate(timeout=30)}"
+        controller_id = json.loads(line)["controller_id"]
+        wait_for(lambda: [w for w in ours(controller_id) if not w.ended], timeout=60, what="the worker's job in the queue")
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
+        wait_for(lambda: not [w for w in ours(controller_id) if not w.ended], timeout=30, what="the queued job to be cancelled")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if controller_id:
+            left = [w.handle for w in ours(controller_id) if not w.ended]
+            if left:
+                subprocess.run(["scancel", *left], check=False)

@@ -87,9 +87,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._tls_material: tuple[str, str, str, str] | None = None
         if self.tls.enabled:
             self._tls_material = self.tls.materialize(self.host)
-        self.launcher = Scaler(
-            self.spec, self.info, self._registry, self.options, self._tls_material[2] if self._tls_material else None
-        )
+        ca = self._tls_material[2] if self._tls_material else None
+        self.launcher = Scaler(self.spec, self.info, self._registry, self.options, ca)
         self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)
         self.launcher.on_error = self._fail_futures
         self._dispatcher: Dispatcher | None = None
@@ -366,8 +365,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             feeder.stop(error)
 
     def _finish_at_exit(self) -> None:
-        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks; not after a
-        SIGTERM, see pycrew.control.termination); terminate."""
+        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks, not after SIGTERM); terminate."""
         self._shutdown = True
         try:
             with self._cv:
