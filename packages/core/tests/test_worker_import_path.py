@@ -45,3 +45,9 @@ def test_the_controllers_empty_entry_means_its_working_directory(monkeypatch: py
     monkeypatch.setattr(sys, "path", ["", "/a"])
     [(name, value)] = pycrew.sys_path_environment().items()
     assert (name, json.loads(value)) == (pycrew.SYS_PATH_ENV, [str(tmp_path), "/a"])
+
+
+def test_entries_that_are_not_strings_travel_as_the_paths_they_name(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(sys, "path", [tmp_path / "as-path", b"/as/bytes", 42, None, "/plain"])
+    [value] = pycrew.sys_path_environment().values()
+    assert json.loads(value) == [str(tmp_path / "as-path"), "/as/bytes", "/plain"]

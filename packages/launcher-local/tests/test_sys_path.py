@@ -78,3 +78,10 @@ def test_only_workers_of_the_controllers_interpreter_share_its_path(tmp_path: Pa
     assert not LocalOptions(python=str(other)).shares_sys_path()
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert LocalOptions(python=os.path.basename(sys.executable)).shares_sys_path(), "a bare name is found on PATH"
+
+
+def test_a_path_object_on_the_controllers_path_does_not_stop_the_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", [*sys.path, tmp_path, None])  # programs put such things there
+    with pycrew.controller("local", workers=1, launch_max=1) as c:
+        assert c.submit(abs, -7).result(timeout=60) == 7
+        assert str(tmp_path) in c.submit(lambda: list(sys.path)).result(timeout=60)

@@ -24,9 +24,21 @@ from collections.abc import MutableMapping, Sequence
 from pycrew.wire.protocol import SYS_PATH_ENV
 
 
-def encode(path: Sequence[str], cwd: str) -> str:
-    """The value of :data:`SYS_PATH_ENV` for ``path`` (``""``, the working directory, becomes ``cwd``)."""
-    return json.dumps([cwd if entry == "" else entry for entry in path])
+def encode(path: Sequence[object], cwd: str) -> str:
+    """The value of :data:`SYS_PATH_ENV` for ``path`` (``""``, the working directory, becomes ``cwd``).
+
+    Entries that are not strings (a ``pathlib.Path`` or bytes a program put there) are
+    written as the path they name; anything else is left out, as the import system skips it.
+    """
+    entries = []
+    for entry in path:
+        if isinstance(entry, (str, bytes, os.PathLike)):
+            try:
+                text = os.fsdecode(entry)
+            except (TypeError, UnicodeDecodeError):  # a PathLike whose __fspath__ returns something else
+                continue
+            entries.append(cwd if text == "" else text)
+    return json.dumps(entries)
 
 
 def adopt(environ: MutableMapping[str, str]) -> str | None:
@@ -66,4 +78,4 @@ def sys_path_environment() -> dict[str, str]:
         cwd = os.getcwd()
     except OSError:  # the working directory was removed: "" finds nothing there either
         cwd = ""
-    return {SYS_PATH_ENV: encode([entry for entry in sys.path if entry or cwd], cwd)}
+    return {SYS_PATH_ENV: encode([entry for entry in list(sys.path) if entry or cwd], cwd)}
