@@ -505,3 +505,20 @@ def test_a_worker_that_connects_while_the_platform_is_asked_why_parks_the_slot(m
     assert h.scaler.error is None and not h.scaler.error_pending
     slot = next(s for s in h.scaler.slots if s.last_instance == first.instance)
     assert slot.state == IDLE and slot.retry_after == h.now + SECONDS_RETRY_PARKED
+
+
+def test_when_a_parked_slots_worker_connects_the_other_parked_slots_are_tried_at_once(make_harness):
+    h = make_harness(workers=3, launch_max=1, seconds_launch=30)
+    h.scale(demand=3)
+    first, *_ = h.platform.launched[0]
+    h.scaler.connected(first.instance, {"host": "n1", "pid": 1})
+    h.scale(demand=3, advance=31)  # the two others time out: parked
+    b, c = (s for s in h.scaler.slots if s.last_instance != first.instance)
+    assert b.state == c.state == IDLE and b.retry_after == c.retry_after == h.now + SECONDS_RETRY_PARKED
+    c.retry_after = h.now + 10 * SECONDS_RETRY_PARKED  # as if c had been parked later than b
+    h.scale(demand=3, advance=SECONDS_RETRY_PARKED)
+    assert b.state == LAUNCHING and c.state == IDLE
+    h.scaler.connected(b.instance, {"host": "n2", "pid": 2})  # the platform has room again
+    assert c.retry_after == 0.0, "the other parked slot waits for its own minute"
+    h.scale(demand=3, advance=0.1)
+    assert c.state == LAUNCHING

@@ -10,8 +10,9 @@ controller's :class:`~pycrew.LaunchError` says what was tried and why it failed,
 fails the tasks waiting for a worker: unless other workers are connected. Then the
 platform starts some workers and not others (a quota, a full partition, a node that
 cannot run them): the slot is *parked* (tried again every :data:`SECONDS_RETRY_PARKED`,
-with a warning) and the tasks run on the workers that did start. A parked slot that
-fails again while no worker is connected raises the error.
+with a warning) and the tasks run on the workers that did start. When a parked slot's
+worker connects, the other parked slots are tried at once. A parked slot that fails
+again while no worker is connected raises the error.
 """
 
 from __future__ import annotations
@@ -230,6 +231,13 @@ class LaunchWatch:
             "connected); last reason: %s", slot.index, self.info.controller, slot.failures,
             self.options.launch_max, self.census.counts[CONNECTED], SECONDS_RETRY_PARKED, reason,
         )
+
+    def unpark(self) -> None:
+        """A parked slot's worker connected: the platform has room again, so the other parked
+        slots are tried at once instead of at their next minute (dispatcher thread)."""
+        for slot in self.slots:
+            if slot.state == IDLE and slot.failures >= self.options.launch_max:
+                slot.retry_after = 0.0
 
     def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool, settle: float = 0.0) -> None:
         """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""

@@ -260,6 +260,8 @@ class Scaler(LaunchWatch):
         if slot is None or slot.instance != instance:
             return
         slot.state = CONNECTED
+        if slot.failures >= self.options.launch_max:  # a parked slot got through: so may the others
+            self.unpark()
         slot.failures = 0
         slot.instances += 1
         slot.host = info.get("host")
