@@ -12,7 +12,7 @@ import pycrew
 from pycrew.testing.harness import wait_until
 from pycrew_local import LocalHandle, LocalOptions
 from pycrew_local.plugin import plugin
-from pycrew_local.processes import kill_tree, start_worker
+from pycrew_local.processes import LOG_ENV, kill_tree, start_worker
 
 
 def call(instance: str) -> pycrew.WorkerCall:
@@ -51,8 +51,14 @@ def test_with_log_dir_monitor_logs_reads_a_running_worker_s_file(tmp_path: Path,
     handles.append(start_worker(call("feed0002"), options))
     log = tmp_path / "logs" / "pycrew-unit-1-feed0002.log"
     wait_until(lambda: log.exists() and "line 5" in log.read_text(), 15, "the worker wrote no log")
-    # Past its exec: during one, /proc/PID/environ of the process can read as empty.
-    wait_until(lambda: psutil.Process(handles[0].pid).name() == "sleep", 15, "the fake worker never reached its sleep")
+    # Past its exec: during one, /proc/PID/environ of the process can read as empty, even
+    # once its name is the new program's (the kernel sets the name before the new memory's
+    # environment bounds): wait for the variable itself.
+    wait_until(
+        lambda: psutil.Process(handles[0].pid).name() == "sleep" and LOG_ENV in psutil.Process(handles[0].pid).environ(),
+        15,
+        "the fake worker never reached its sleep",
+    )
     assert logs(handles[0], 2) == "line 4\nline 5\n"
     assert logs(handles[0], None) == "line 1\nline 2\nline 3\nline 4\nline 5\n"
     # a handle this process does not know: found through the running process's environment
