@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,54 +91,50 @@ def test_sigterm_terminates_the_connected_and_the_queued_workers_and_exits_143(t
                 os.killpg(queued, signal.SIGKILL)
 
 
-def test_a_programs_own_sigterm_handler_is_left_alone(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as if no controller had started yet: no handler installed, SIGTERM's
+    default action (put back as it was after the test)."""
+    monkeypatch.setattr(termination, "installed", False)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_programs_own_sigterm_handler_is_left_alone(make_controller, fresh_process: None) -> None:
     def own(signum: int, frame: object) -> None:
         pass
 
-    monkeypatch.setattr(termination, "installed", False)
-    previous = signal.signal(signal.SIGTERM, own)
-    try:
-        make_controller("local", workers=1).start()
-        assert signal.getsignal(signal.SIGTERM) is own
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGTERM, own)
+    make_controller("local", workers=1).start()
+    assert signal.getsignal(signal.SIGTERM) is own
 
 
-def test_the_handler_is_installed_from_the_main_thread_only(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(termination, "installed", False)
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        errors: list[BaseException] = []
+def test_the_handler_is_installed_from_the_main_thread_only(make_controller, fresh_process: None) -> None:
+    errors: list[BaseException] = []
 
-        def start() -> None:
-            try:
-                make_controller("local", workers=1).start()
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+    def start() -> None:
+        try:
+            make_controller("local", workers=1).start()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
 
-        thread = threading.Thread(target=start)
-        thread.start()
-        thread.join(60)
-        assert not errors and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, errors
-        make_controller("local", workers=1).start()
-        assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join(60)
+    assert not errors and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, errors
+    make_controller("local", workers=1).start()
+    assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
 
 
-def test_a_forked_child_ends_on_sigterm_by_default(make_controller, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(termination, "installed", False)
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        make_controller("local", workers=1).start()
-        assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
-        pid = os.fork()
-        if pid == 0:  # the child: the default action again
-            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the forked child kept pycrew's SIGTERM handler"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def test_a_forked_child_ends_on_sigterm_by_default(make_controller, fresh_process: None) -> None:
+    make_controller("local", workers=1).start()
+    assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
+    pid = os.fork()
+    if pid == 0:  # the child: the default action again
+        os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child kept pycrew's SIGTERM handler"
 
 
 def test_pycrew_is_importable_without_installing_anything() -> None:

@@ -25,7 +25,8 @@ from pycrew.wire.protocol import SYS_PATH_ENV
 
 
 def encode(path: Sequence[object], cwd: str) -> str:
-    """The value of :data:`SYS_PATH_ENV` for ``path`` (``""``, the working directory, becomes ``cwd``).
+    """The value of :data:`SYS_PATH_ENV` for ``path`` (``""``, the working directory, becomes
+    ``cwd``; it is left out when ``cwd`` is ``""``, a removed directory).
 
     Entries that are not strings (a ``pathlib.Path`` or bytes a program put there) are
     written as the path they name; anything else is left out, as the import system skips it.
@@ -37,7 +38,8 @@ def encode(path: Sequence[object], cwd: str) -> str:
                 text = os.fsdecode(entry)
             except (TypeError, UnicodeDecodeError):  # a PathLike whose __fspath__ returns something else
                 continue
-            entries.append(cwd if text == "" else text)
+            if text := text or cwd:
+                entries.append(text)
     return json.dumps(entries)
 
 
@@ -78,4 +80,4 @@ def sys_path_environment() -> dict[str, str]:
         cwd = os.getcwd()
     except OSError:  # the working directory was removed: "" finds nothing there either
         cwd = ""
-    return {SYS_PATH_ENV: encode([entry for entry in list(sys.path) if entry or cwd], cwd)}
+    return {SYS_PATH_ENV: encode(list(sys.path), cwd)}
