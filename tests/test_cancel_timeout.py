@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -26,7 +27,7 @@ from helpers import (
     turn_interpreter_settings,
     write_pid_then_sleep,
 )
-from support import wait_for
+from support import run_script, wait_for
 
 
 def test_cancel_running_task_by_name_interrupts_it_and_resolves_once(make_controller, tmp_path):
@@ -113,6 +114,69 @@ def test_a_task_that_blocked_the_interrupt_and_ended_late_is_a_timeout_and_the_n
     assert results["deaf"].status == "timeout" and "could not interrupt it" in results["deaf"].error
     assert results["next"].status == "timeout" and "could not interrupt" not in results["next"].error
     assert c.summary().workers[0].instances == 1, "the worker was replaced: the interrupt signal stayed blocked"
+
+
+def test_signals_a_task_blocked_and_returned_are_unblocked_for_the_next_task(make_controller):
+    """A task blocked signals (``pthread_sigmask``, never undone) and returned in time."""
+    script = (
+        "import signal\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP})\n"
+        "blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))\n"
+    )
+
+    def block_signals() -> list[int]:
+        scope: dict[str, list[int]] = {}
+        exec(script, scope)
+        return scope["blocked"]
+
+    def blocked_now() -> list[int]:
+        import signal
+
+        return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    c = make_controller("local", workers=1).start()
+    before = c.submit(blocked_now).result(timeout=60)
+    assert {10, 15, 1} <= set(c.submit(block_signals).result(timeout=60))
+    assert c.submit(blocked_now).result(timeout=60) == before
+    t0 = time.monotonic()
+    c.push(sleep_then, (60,), name="next", seconds_timeout=0.5)
+    assert c.wait(timeout=60)
+    (result,) = c.collect()
+    # Before: "next" ran its full 60 s (the interrupt signal stayed blocked), or its worker
+    # was replaced after the grace period.
+    assert result.status == "timeout" and "could not interrupt" not in result.error
+    assert time.monotonic() - t0 < 30, "the task was cut short at its time limit"
+    assert c.summary().workers[0].instances == 1, "the worker was interrupted, not replaced"
+
+
+def test_workers_of_a_program_that_blocked_signals_can_still_be_interrupted(tmp_path):
+    """A signal mask is inherited across ``fork`` and ``exec``: a program (or the job runner
+    above it) that blocked SIGUSR1 and SIGTERM started workers deaf to both."""
+    proc = run_script(
+        tmp_path,
+        """
+        import signal, time
+        import pycrew
+        from helpers import sleep_then
+
+        def blocked_now():
+            import signal
+            return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP})
+        with pycrew.controller("local", workers=1) as c:
+            print("mask", *c.submit(blocked_now).result(timeout=60))
+            t0 = time.monotonic()
+            c.push(sleep_then, (60,), seconds_timeout=0.5)
+            c.wait(timeout=90)
+            print("result", c.pop().status, c.summary().workers[0].instances, time.monotonic() - t0 < 30)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    # Before: the mask was 1 10 15, and the task ran until the dispatcher replaced its worker.
+    assert lines["mask"] == str(int(signal.SIGHUP)), "the worker's own signals unblocked, the program's others kept"
+    assert lines["result"] == "timeout 1 True", proc.stderr
 
 
 @pytest.mark.parametrize("wire", ["socket", "nng"])

@@ -20,7 +20,7 @@ import pytest
 
 from pycrew.wire.records import ResultRecord
 from pycrew.worker.execution import INTERRUPT_SIGNAL, TaskRunner
-from pycrew.worker.isolation import InterpreterSettings, ProcessBaseline, WarningCapture
+from pycrew.worker.isolation import InterpreterSettings, ProcessBaseline, SignalMask, WarningCapture
 
 
 def _payload(fn: Any, *args: Any) -> bytes:
@@ -221,3 +221,35 @@ def test_interpreter_settings_come_back_to_the_state_before_the_first_task_not_t
     finally:
         sys.setprofile(None)
         sys.setrecursionlimit(limit)
+
+
+def test_the_signal_mask_comes_back_and_the_worker_s_own_signals_are_unblocked() -> None:
+    """The mask before the first task is the baseline, but for the signals the worker
+    needs (inherited blocked across ``exec``, say): those are unblocked at once."""
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH})
+    try:
+        mask = SignalMask()
+        mask.take({signal.SIGUSR1})
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) >= {signal.SIGUSR2, signal.SIGWINCH}
+        assert signal.SIGUSR1 not in signal.pthread_sigmask(signal.SIG_BLOCK, []), "the worker's own signal"
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGHUP})  # a task's
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGWINCH})
+        mask.restore()
+        now = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert signal.SIGUSR1 not in now and signal.SIGHUP not in now and {signal.SIGUSR2, signal.SIGWINCH} <= now
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+
+def test_a_runner_puts_the_signal_mask_back_after_a_task() -> None:
+    saved_handler = signal.getsignal(INTERRUPT_SIGNAL)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    r = TaskRunner()
+    r.install()
+    try:
+        record = _record(r.run(1, _payload(signal.pthread_sigmask, signal.SIG_BLOCK, {INTERRUPT_SIGNAL})))
+        assert record.status == "success"
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        signal.signal(INTERRUPT_SIGNAL, saved_handler)

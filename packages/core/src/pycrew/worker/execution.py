@@ -30,6 +30,7 @@ from pycrew.worker.failures import exception_text, loading_hint, qualified_name
 from pycrew.worker.isolation import (
     InterpreterSettings,
     ProcessBaseline,
+    SignalMask,
     StandardStreams,
     WarningCapture,
     restore_handlers,
@@ -137,6 +138,7 @@ class TaskRunner:
         self._capture = WarningCapture()
         self._streams = StandardStreams()  # kept only by a worker that owns its process (install)
         self._interpreter = InterpreterSettings()  # likewise
+        self._mask = SignalMask()  # likewise
         self._timers = StrayTimers()  # see pycrew.worker.timers (install)
         self._pid = os.getpid()  # a child a task forks is not this worker (see pycrew.worker.forks)
 
@@ -147,6 +149,7 @@ class TaskRunner:
         self.keep_handlers({INTERRUPT_SIGNAL: handler, **self._timers.install()})
         self._main = threading.get_ident()
         self.installed = True
+        self._mask.take(self._kept)
         self._streams.take()
         self._interpreter.take()
 
@@ -155,6 +158,8 @@ class TaskRunner:
         (and take them away from a child a task forks: see :mod:`pycrew.worker.forks`)."""
         self._kept.update(handlers)
         forks.own_signals(handlers)
+        if self.installed:  # the worker's signals must reach it
+            self._mask.take(self._kept)
 
     def interrupt(self, task_id: int, status: str, message: str) -> bool:
         """Ask the running task ``task_id`` to stop (any thread); False if it is not running.
@@ -211,7 +216,7 @@ class TaskRunner:
         if self._kept:
             restore_handlers(self._kept)
         if self.installed:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {INTERRUPT_SIGNAL, *self._kept})
+            self._mask.take(self._kept)
             self._streams.streams = None
             self._streams.take()
             self._interpreter.saved = None
@@ -358,6 +363,7 @@ class TaskRunner:
         try:
             if self._kept:  # a task may have replaced them: cancels need the interrupt handler
                 restore_handlers(self._kept)
+            self._mask.restore()  # and their signals unblocked
             if self._timers.notes:
                 for note in self._timers.notes:
                     warns.append(note)
