@@ -227,6 +227,11 @@ def mark_after_gate(directory: str, i: int) -> int:
     return i
 
 
+def mark_after_gate_carrying(blob: bytes, directory: str, i: int) -> int:
+    """:func:`mark_after_gate`, with a payload of any size along (a task with large arguments)."""
+    return mark_after_gate(directory, i)
+
+
 def first_waits_for_gate(directory: str, i: int) -> int:
     """Item 0 waits until ``directory/gate`` exists; every item creates ``directory/done-<i>``."""
     if i == 0:

@@ -4,13 +4,14 @@ terminate and a failing input behave as with ``concurrent.futures``' eager ``map
 
 from __future__ import annotations
 
+import functools
 import itertools
 from concurrent.futures import CancelledError
 
 import pytest
 
 import pycrew
-from helpers import first_waits_for_gate, identity, mark_after_gate
+from helpers import first_waits_for_gate, identity, mark_after_gate, mark_after_gate_carrying
 from pycrew.control import mapping
 from support import wait_for
 
@@ -39,6 +40,26 @@ def test_auto_window_bounds_what_is_submitted_and_runs_everything_without_iterat
     # nobody iterates: every task still runs, as with concurrent.futures' eager map
     wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 12, timeout=60, message="not every task ran")
     assert list(results) == list(range(12))
+
+
+@pytest.mark.parametrize(("blob_bytes", "in_flight"), [(300_000, 4), (2_000_000, 3)])
+def test_auto_window_bounds_the_bytes_of_large_arguments(make_controller, monkeypatch, tmp_path, blob_bytes, in_flight):
+    """A ``partial`` holding a large object: every task's pickle carries it. Before, 4,096
+    of them were submitted ahead (100 tasks of 20 MB: a 1.6 GB controller); now the window
+    stops at ``AUTO_WINDOW_BYTES`` of payloads, but keeps ``auto_floor`` tasks (a worker's
+    one plus 2 waiting) however large they are."""
+    monkeypatch.setattr(mapping, "AUTO_WINDOW_BYTES", 1_000_000)
+    assert mapping.auto_floor(1) == 3
+    c = make_controller("local", workers=1, seconds_idle=30)
+    pulled: list[int] = []
+    task = functools.partial(mark_after_gate_carrying, b"x" * blob_bytes)
+    results = c.map(task, itertools.repeat(str(tmp_path)), counting(12, pulled))
+    wait_for(lambda: len(pulled) >= in_flight, timeout=30, message="the feeder did not start")
+    wait_for(lambda: c.summary().controller.running == 1, timeout=30, message="the first task did not start")
+    assert c.summary().controller.pushed == in_flight, f"{len(pulled)} items read"
+    assert len(pulled) <= in_flight + 1, f"the input was read ahead of the window: {len(pulled)} items"
+    (tmp_path / "gate").touch()
+    assert list(results) == list(range(12)), "every task runs, in order"
 
 
 def test_a_slow_first_task_does_not_hold_the_window_back(make_controller, small_window, tmp_path):

@@ -88,6 +88,7 @@ class TaskFuture(Future[T]):
         self._done_callbacks: list[Any] = []
         self._controller = controller
         self._task_id = task_id
+        self.payload_bytes = 0  #: the size of the task's pickle (``map``'s feeder counts them)
 
     # -- without a condition while nobody waits -------------------------------------------
     # Each method below changes or reads the state the way Future's does. When the future

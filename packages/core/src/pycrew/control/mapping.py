@@ -5,7 +5,10 @@ through Python 3.14's ``buffersize`` window; results in order.
 feeder thread reads the iterables and submits the next task whenever one finishes, whether
 or not its result has been taken yet. So every task runs even if nobody iterates (as with
 ``concurrent.futures``' eager ``map``), but a million-item ``map`` never holds a million
-pending payloads and task records at once. ``buffersize=None`` submits everything at
+pending payloads and task records at once. The window is bounded in bytes too: tasks with
+large arguments (a ``functools.partial`` holding a big array, say) stop being submitted
+ahead once their pickles take :data:`AUTO_WINDOW_BYTES`, as long as every worker has one
+to run and a few wait (:func:`auto_floor`). ``buffersize=None`` submits everything at
 once; ``buffersize=n`` submits at most ``n`` tasks ahead of the results taken (3.14).
 """
 
@@ -32,6 +35,9 @@ T = TypeVar("T")
 AUTO_WINDOW_MIN = 4096
 #: ... and this many per worker (enough to keep every worker's prefetch window fed).
 AUTO_WINDOW_PER_WORKER = 512
+#: ... and their pickled payloads take at most this many bytes (though :func:`auto_floor`
+#: tasks are kept in flight however large they are).
+AUTO_WINDOW_BYTES = 64 << 20
 #: A full window's feeder looks at its futures again at least this often (seconds).
 SECONDS_LOOK = 0.1
 
@@ -41,6 +47,13 @@ Buffersize = int | None | Literal["auto"]
 def auto_window(workers: int) -> int:
     """The window of ``buffersize="auto"`` for a controller of ``workers`` workers."""
     return max(AUTO_WINDOW_MIN, AUTO_WINDOW_PER_WORKER * workers)
+
+
+def auto_floor(workers: int) -> int:
+    """The fewest unfinished tasks ``buffersize="auto"`` keeps, whatever their size: one to
+    run per worker, and a quarter (at least 2) more waiting, so that a worker that finishes
+    gets its next task at once while the feeder pickles another."""
+    return workers + max(2, workers // 4)
 
 
 def check_map_arguments(chunksize: int, buffersize: Buffersize) -> None:
@@ -66,11 +79,22 @@ class _Feeder:
     the input was cut).
     """
 
-    def __init__(self, controller: Submitting, submit: Callable[[int, tuple[Any, ...]], TaskFuture[Any]], items: Iterator[tuple[int, Any]], window: int) -> None:
+    def __init__(
+        self,
+        controller: Submitting,
+        submit: Callable[[int, tuple[Any, ...]], TaskFuture[Any]],
+        items: Iterator[tuple[int, Any]],
+        window: int,
+        bytes_max: int = AUTO_WINDOW_BYTES,
+        floor: int = 1,
+    ) -> None:
         self.controller = controller
         self.submit = submit
         self.items = items
         self.window = window
+        self.bytes_max = bytes_max  # the unfinished tasks' payloads, at most (but for ``floor`` tasks)
+        self.floor = floor
+        self.bytes = 0  # the payload bytes of ``inflight``
         # Once full, the window is refilled after an eighth of it finished: one wake-up of
         # this thread per window/8 tasks (see pycrew.control.alarm), not one per task.
         self.low = window - max(1, window // 8)
@@ -93,31 +117,38 @@ class _Feeder:
         stay alive here (CPython bpo-14406)."""
         inflight = self.inflight
         while inflight and inflight[0].done():
-            inflight.popleft()
+            self.bytes -= inflight.popleft().payload_bytes
+
+    def _bytes_full(self) -> bool:
+        return self.bytes >= self.bytes_max and len(self.inflight) >= self.floor
 
     def _make_room(self) -> bool:
-        """Wait until at most ``low`` of the futures submitted are unfinished (``False``: stopped)."""
+        """Wait until at most ``low`` of the futures submitted are unfinished and their payloads
+        fit in ``bytes_max`` (``False``: stopped)."""
         controller = self.controller
         while True:
             self._drop_finished()
-            if len(self.inflight) > self.low:  # some finished out of order: look at every one
+            if len(self.inflight) > self.low or self._bytes_full():  # some finished out of order: look at every one
                 self.inflight = collections.deque(f for f in self.inflight if not f.done())
-            if len(self.inflight) <= self.low:
+                self.bytes = sum(f.payload_bytes for f in self.inflight)
+            if len(self.inflight) <= self.low and not self._bytes_full():
                 return True
             if self.stopped:
                 return False
-            controller._alarm.wait(lambda: controller._futures_resolved, len(self.inflight) - self.low, SECONDS_LOOK)
+            count = max(1, len(self.inflight) - self.low)  # bytes over: the next one that finishes may do
+            controller._alarm.wait(lambda: controller._futures_resolved, count, SECONDS_LOOK)
 
     def _run(self) -> None:
         try:
             for i, args in self.items:
                 self._drop_finished()
-                if len(self.inflight) >= self.window and not self._make_room():
+                if (len(self.inflight) >= self.window or self._bytes_full()) and not self._make_room():
                     return
                 if self.stopped:
                     return
                 future = self.submit(i, tuple(args))
                 self.inflight.append(future)
+                self.bytes += future.payload_bytes
                 self.futures.append(future)  # appended first, then the flag read: see has_next
                 if self.consumer_waits:
                     with self.cond:
@@ -218,7 +249,7 @@ def map_results(
     if buffersize == "auto":
         controller._check()  # start it here, and raise a launch or dispatcher error here, as a submit would
         workers = getattr(getattr(controller, "options", None), "workers", 1)
-        feeder = _Feeder(controller, submit, items, auto_window(int(workers)))
+        feeder = _Feeder(controller, submit, items, auto_window(int(workers)), AUTO_WINDOW_BYTES, auto_floor(int(workers)))
         feeder.start()
         total = _known_length(iterables)
         return _fed_results(controller, feeder, deadline, total, progress)

@@ -94,6 +94,7 @@ class Submitting(ControllerState):
         future: TaskFuture[Any] | None = None
         if not keep and relay is None:
             future = TaskFuture(self, task_id)
+            future.payload_bytes = len(payload)
             with self._futures_lock:
                 self._futures_issued += 1
         task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
