@@ -7,6 +7,7 @@ a module function's do. A rebound global makes the controller pickle it anew.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -93,3 +94,27 @@ def test_the_remote_traceback_of_a_function_sent_by_value_names_its_file_and_lin
     assert f'File "{__file__}", line {fails_here.__code__.co_firstlineno + 1}, in fails_here' in remote.tb, remote.tb
     assert 'raise ValueError("raised by a function sent by value")' in remote.tb, "the worker shows the source line"
     assert remote.tb.startswith(f'Traceback (most recent call last):\n  File "{__file__}"'), "starts at the task's own frame"
+
+
+def offset_by(blob: bytes, x: int) -> tuple[int, int, int]:
+    """``count_calls`` through a partial holding ``blob`` (a large argument)."""
+    if x < 0:
+        raise ValueError("raised through a partial")
+    n, value, pid = count_calls(x)
+    return n, value + len(blob), pid
+
+
+def test_a_partial_of_a_function_by_value_reuses_the_worker_s_copy_and_names_its_file(make_controller) -> None:
+    """``map(partial(fn, data), items)`` from a script: the partial's function travels as its
+    kept bytes, so the worker unpickles it once (before, cloudpickle pickled the whole
+    partial for every task, and the worker made a fresh copy of the function each time)."""
+    c = make_controller("local", workers=1).start()
+    blob = b"\0" * 1_000_000
+    results = list(c.map(functools.partial(offset_by, blob), range(10)))
+    assert [v for _, v, _ in results] == [x + len(blob) for x in range(10)]
+    assert [n for n, _, _ in results] == list(range(1, 11)), "one copy of the function served every task"
+    with pytest.raises(ValueError) as info:
+        c.submit(functools.partial(offset_by, blob), -1).result(timeout=60)
+    remote = info.value.__cause__
+    assert isinstance(remote, pycrew.RemoteTraceback)
+    assert f'File "{__file__}", line {offset_by.__code__.co_firstlineno + 3}, in offset_by' in remote.tb, remote.tb

@@ -259,3 +259,71 @@ def test_a_kept_function_is_forgotten_when_it_is_collected(scratch: types.Module
     del f, scratch.__dict__["f"]
     gc.collect()
     assert key not in pickling._kept  # no decision outlives its function (an id may be reused)
+
+
+def test_a_partial_of_a_function_by_value_keeps_its_function_s_bytes(
+    scratch: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``map(partial(fit, data), items)`` from a script: the task's pickle is plain pickle
+    with the function's kept bytes, not cloudpickle of the whole partial per task (and
+    plain arguments are not searched): 100 tasks of a partial holding 20 MB took 2.8 s of
+    pickling, now 1.3 s."""
+    f = define(scratch, "def f(blob, x, scale=1):\n    return (len(blob) + x) * scale\n")
+    blob = b"\0" * 100_000
+    task = pickling.partial(f, blob, scale=3)
+    dumps: list[Any] = []
+    real = cloudpickle.dumps
+    monkeypatch.setattr(pickling.cloudpickle, "dumps", lambda *a, **k: dumps.append(a[0]) or real(*a, **k))
+    searched: list[bytes] = []
+    real_plain = pickling.plain_dumps
+    monkeypatch.setattr(pickling, "plain_dumps", lambda *a: (type(a[0]) is tuple and searched.append(a[0])) or real_plain(*a))
+    payloads = [pack_task(f"t{i}", task, (i,), {}, None) for i in range(3)]
+    assert dumps == [f], "the function alone, once"
+    assert searched == [], "plain arguments: nothing to search"
+    for i, payload in enumerate(payloads):
+        fn, args, kwargs, *_ = loaded(payload)
+        assert type(fn) is pickling.partial and fn.keywords == {"scale": 3}
+        assert fn(*args, **kwargs) == (100_000 + i) * 3
+    assert loaded(payloads[0])[0].func is loaded(payloads[1])[0].func, "a worker unpickles the function once"
+
+
+def test_a_partial_holding_a_value_from_main_still_goes_by_value(scratch: types.ModuleType) -> None:
+    f = define(scratch, "def f(g, x):\n    return g() + x\n")
+    main = sys.modules["__main__"]
+
+    def probe() -> int:
+        return 7
+
+    probe.__module__, probe.__qualname__ = "__main__", "pycrew_probe"
+    main.pycrew_probe = probe
+    try:
+        task = pickling.partial(f, probe)
+        task.note = "an attribute of the partial"  # type: ignore[attr-defined]
+        payload = pack_task("t", task, (1,), {}, None)
+        del main.pycrew_probe  # as in a worker, where __main__ is not this process's
+        fn, args, *_ = loaded(payload)
+        assert fn(*args) == 8 and fn.note == "an attribute of the partial"
+    finally:
+        if hasattr(main, "pycrew_probe"):
+            del main.pycrew_probe
+
+
+def test_numpy_arrays_of_numbers_are_not_searched_but_others_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searching a pickle for ``__main__`` took as long as pickling a large array: an array of
+    numbers names nothing but NumPy. Arrays that may name anything are still searched."""
+    np = pytest.importorskip("numpy")
+    searched: list[Any] = []
+    real_plain = pickling.plain_dumps
+    monkeypatch.setattr(pickling, "plain_dumps", lambda *a: (type(a[0]) is tuple and searched.append(a[0])) or real_plain(*a))
+    numbers = np.arange(12.0).reshape(3, 4)
+    _fn, args, kwargs, *_ = loaded(pack_task("t", echo, (numbers,), {"also": np.arange(3)}, None))
+    assert searched == [] and (args[0] == numbers).all() and list(kwargs["also"]) == [0, 1, 2]
+    for other in (
+        np.array([object(), 1], dtype=object),
+        np.zeros(2, dtype=[("a", "f8"), ("b", "i4")]),
+        np.zeros(2, dtype=np.dtype("f8", metadata={"unit": "m"})),
+        np.ma.masked_array([1, 2]),
+    ):
+        searched.clear()
+        pack_task("t", echo, (other,), {}, None)
+        assert len(searched) == 1, f"{other!r} must be searched"

@@ -6,15 +6,18 @@ A task travels as one pickle of ``(fn, args, kwargs, seed, name, seconds_timeout
   stores functions and classes by reference, which a worker loads by importing them. A
   task's *function* that goes by reference is pickled once per function object too, and
   travels as those bytes (see :func:`shipped_function`). When every argument is a plain
-  int, float, str, bytes, bool or ``None``, the task's pickle is not searched for names a
-  worker cannot import (only the function could hold one, and it was checked when kept).
+  int, float, str, bytes, bool or ``None``, or a NumPy array of numbers, the task's pickle
+  is not searched for names a worker cannot import (only the function could hold one, and
+  it was checked when kept): for a 20 MB argument the search took as long as the pickling.
 - Anything a worker cannot import (defined in ``__main__``, lambdas, closures, modules
   registered with ``cloudpickle.register_pickle_by_value``) goes by value, with cloudpickle.
 - A task's *function* that goes by value is pickled once per function object and kept
   (weakly: as long as the function lives) as :class:`FunctionBytes`, which the worker
   loads through :func:`pycrew.wire.functions.load_function` (unpickled once per worker).
   ``map`` over a function defined in a script thus pickles it once, not once per item
-  (cloudpickle takes ~37 us for a small function; a task's whole pickle then ~2 us).
+  (cloudpickle takes ~37 us for a small function; a task's whole pickle then ~2 us). A
+  ``functools.partial`` of such a function travels as :class:`ShippedPartial`: the
+  function as its kept bytes, the partial's arguments plain-pickled with each task.
   Before each reuse the kept bytes are checked against the function as it is now: its
   code, defaults, closure cells and the globals its code names must be the *same objects*
   as when it was pickled (a rebound global, ``f.__defaults__ = ...``, a redefined helper:
@@ -29,6 +32,7 @@ import base64
 import pickle
 import threading
 import weakref
+from functools import partial
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any
 
@@ -56,6 +60,29 @@ class FunctionBytes:
 
     def __reduce__(self) -> tuple[Any, tuple[bytes] | tuple[bytes, str]]:
         return (load_function, (self.data,) if self.filename is None else (self.data, self.filename))
+
+
+class ShippedPartial:
+    """A ``functools.partial`` of a function pickled by value, as a task carries it: the
+    partial's function as its kept :class:`FunctionBytes`, so that the task pickles with
+    plain pickle (its arguments, a large array say, pickled once, not tried with plain
+    pickle and then again with cloudpickle), and a worker loads the function through
+    its cache. It unpickles as the partial itself."""
+
+    __slots__ = ("func", "partial")
+
+    def __init__(self, func: FunctionBytes, original: partial[Any]) -> None:
+        self.func = func
+        self.partial = original
+
+    def plain(self) -> bool:
+        """Whether the partial's own arguments are all plain values (see :func:`_plain`)."""
+        p = self.partial
+        return not p.__dict__ and _plain(p.args, p.keywords)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        p = self.partial  # as partial.__reduce__, with the function's bytes in its place
+        return (partial, (self.func,), (self.func, p.args, p.keywords or None, p.__dict__ or None))
 
 
 _MISSING = object()
@@ -199,6 +226,9 @@ def shipped_function(fn: Any) -> Any:
     names the culprit.
     """
     if type(fn) is not FunctionType:
+        if type(fn) is partial and type(fn.func) is FunctionType:
+            inner = shipped_function(fn.func)
+            return ShippedPartial(inner, fn) if type(inner) is FunctionBytes else fn
         return _builtin_bytes(fn) if type(fn) is BuiltinFunctionType else fn
     global _registry_seen
     registry = _by_value_modules()
@@ -249,12 +279,28 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 _PLAIN_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
 
 
+def _plain_array(value: Any) -> bool:
+    """Whether ``value`` is a NumPy array of plain numbers: its pickle names only NumPy's own
+    functions and types (not an array of objects, a structured one, one whose dtype carries
+    metadata, or an instance of a subclass, whose pickles may name anything)."""
+    kind = type(value)
+    if kind.__name__ != "ndarray" or kind.__module__ != "numpy":
+        return False
+    dtype = value.dtype
+    if dtype.hasobject or dtype.fields is not None or dtype.metadata is not None:
+        return False
+    registry = _by_value_modules()  # NumPy itself registered by value: its names would go too
+    return not registry or all(name.partition(".")[0] != "numpy" for name in registry)
+
+
 def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether every argument is of a :data:`_PLAIN_TYPES` type (an int, a str, ...)."""
+    """Whether every argument is of a :data:`_PLAIN_TYPES` type (an int, a str, ...) or a
+    NumPy array of numbers: then the task's pickle need not be searched for module names
+    (a search that costs as much as the pickling itself for a large array)."""
     for value in args:
-        if type(value) not in _PLAIN_TYPES:
+        if type(value) not in _PLAIN_TYPES and not _plain_array(value):
             return False
-    return not kwargs or all(type(value) in _PLAIN_TYPES for value in kwargs.values())
+    return not kwargs or all(type(value) in _PLAIN_TYPES or _plain_array(value) for value in kwargs.values())
 
 
 def pack_task(
@@ -274,14 +320,19 @@ def pack_task(
     task = (shipped, args, kwargs, seed, name, seconds_timeout)
     plain = _PLAIN_TYPES
     if (
-        (type(shipped) is bytes or type(shipped) is FunctionBytes)
+        (
+            type(shipped) is bytes
+            or type(shipped) is FunctionBytes
+            or (type(shipped) is ShippedPartial and shipped.plain())
+        )
         and type(name) is str
         and type(seed) in plain
         and type(seconds_timeout) in plain
         and _plain(args, kwargs)
     ):  # nothing but the function (checked when kept) can name a module: no need to look
         return pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-    fast = plain_dumps(task, shipped if type(shipped) is FunctionBytes else None)
+    inner = shipped.func if type(shipped) is ShippedPartial else shipped
+    fast = plain_dumps(task, inner if type(inner) is FunctionBytes else None)
     if fast is not None:
         return fast
     try:
