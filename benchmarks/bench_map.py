@@ -11,15 +11,22 @@ a big map costs the user's process. Cases:
 - ``pycrew 4096``: Python 3.14's ``buffersize=4096`` (at most 4,096 ahead of the results taken);
 - ``ppe``: ``ProcessPoolExecutor.map`` with ``chunksize=1`` (every task submitted at once).
 
+With ``--arg-bytes N`` every task carries a large argument instead: the map is over
+``functools.partial(carry, blob)`` with ``blob`` N random bytes and ``carry`` defined in this
+script (so pycrew ships it by value), the way ``map(partial(fit, data), params)`` does.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_map.py [--tasks 200000] [--workers 2] [--cases pycrew-auto,ppe]
+    .venv/bin/python benchmarks/bench_map.py --tasks 100 --arg-bytes 20000000
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -43,15 +50,21 @@ def peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(case: str, tasks: int, workers: int) -> dict[str, Any]:
+def carry(blob: bytes, x: int) -> int:
+    """``abs(x)``, with a large argument along (``--arg-bytes``)."""
+    return abs(x) if blob else -1
+
+
+def child(case: str, tasks: int, workers: int, arg_bytes: int = 0) -> dict[str, Any]:
     """Run one case in this process and return its numbers."""
+    fn: Any = functools.partial(carry, os.urandom(arg_bytes)) if arg_bytes else abs
     if case == "ppe":
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(abs, range(2000)))
             before, t0 = rss_bytes(), time.perf_counter()
-            total = sum(pool.map(abs, range(tasks)))
+            total = sum(pool.map(fn, range(tasks)))
             elapsed = time.perf_counter() - t0
     else:
         import pycrew
@@ -60,7 +73,7 @@ def child(case: str, tasks: int, workers: int) -> dict[str, Any]:
         with pycrew.controller("local", workers=workers) as c:
             list(c.map(abs, range(2000)))
             before, t0 = rss_bytes(), time.perf_counter()
-            total = sum(c.map(abs, range(tasks), buffersize=buffersize))
+            total = sum(c.map(fn, range(tasks), buffersize=buffersize))
             elapsed = time.perf_counter() - t0
     assert total == tasks * (tasks - 1) // 2, "wrong results"
     return {"case": case, "tasks": tasks, "elapsed_s": elapsed, "tasks_per_s": tasks / elapsed,
@@ -72,19 +85,22 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, from " + ", ".join(CASES))
+    parser.add_argument("--arg-bytes", type=int, default=0, help="every task carries this many bytes (a partial's argument)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(MARK + json.dumps(child(args.child, args.tasks, args.workers)), flush=True)
+        print(MARK + json.dumps(child(args.child, args.tasks, args.workers, args.arg_bytes)), flush=True)
         return 0
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"--cases: unknown {unknown}; choose from {', '.join(CASES)}")
-    print(f"map(abs, range({args.tasks:,})), {args.workers} workers, each case in a fresh process")
+    what = f"partial(carry, <{args.arg_bytes:,} bytes>)" if args.arg_bytes else "abs"
+    print(f"map({what}, range({args.tasks:,})), {args.workers} workers, each case in a fresh process")
     print(f"{'case':<14} {'seconds':>9} {'tasks/s':>10} {'peak RSS growth':>16} {'bytes/task':>11}")
     for case in cases:
-        cmd = [sys.executable, __file__, "--child", case, "--tasks", str(args.tasks), "--workers", str(args.workers)]
+        cmd = [sys.executable, __file__, "--child", case, "--tasks", str(args.tasks), "--workers", str(args.workers),
+               "--arg-bytes", str(args.arg_bytes)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         line = next((x for x in done.stdout.splitlines() if x.startswith(MARK)), None)
         if done.returncode != 0 or line is None:

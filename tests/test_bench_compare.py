@@ -237,3 +237,12 @@ def test_bench_map_prints_every_case_with_time_and_memory() -> None:
     for seconds, rate, growth, unit, per_task in rows.values():
         assert float(seconds) >= 0 and float(rate.replace(",", "")) > 0 and unit == "MiB", done.stdout
         assert float(growth) >= 0 and float(per_task.replace(",", "")) >= 0, done.stdout
+
+
+def test_bench_map_with_a_large_argument_per_task() -> None:
+    """``--arg-bytes``: every task carries a partial's large argument; each child checks its results."""
+    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "20", "--arg-bytes", "200000", "--cases", "pycrew-auto,ppe")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("map(partial(carry, <200,000 bytes>), range(20)), 2 workers"), done.stdout
+    assert [line.split()[0] for line in lines[2:]] == ["pycrew-auto", "ppe"], done.stdout
