@@ -657,3 +657,47 @@ def test_a_malformed_leaving_frame_drops_that_worker_and_requeues_its_tasks(h):
     h.d.frame_received(a, p.encode_json(p.LEAVING, {"reason": "x", "unstarted": ["not an id"]}))
     assert a.closed and h.disconnected == [("w1", True)]
     assert list(h.d.queue) == [task]
+
+
+def _recalled(link: FakeLink) -> list[list[int]]:
+    return [p.decode_ids(f) for f in link.sent if f[0] == p.RECALL]
+
+
+def test_a_backlog_beyond_twice_the_window_goes_back_to_the_queue_in_submission_order():
+    """Tasks prefetched by the average of short ones turn out long: each worker gives back what
+    it holds beyond the window that fits them now, and the queue takes them back in order.
+    Before, each worker ran its backlog in a row, and a caller reading results in order
+    (``map``) held every result of the other worker's backlog meanwhile."""
+    h = Harness(prefetch_max=10)
+    try:
+        a, b = h.worker(), h.worker()
+        h.d.record_seconds(0.0001)  # by the average of short tasks, each worker takes ten
+        h.push(20)
+        a_ids, b_ids = a.tasks(), b.tasks()
+        assert len(a_ids) == len(b_ids) == 10 and a_ids[0] < b_ids[0]
+        h.d.ewma = 0.05  # the results show them long: one at a time from now
+        assert h.d._limit() == 1
+        h.reply(a, a_ids[:1])
+        assert _recalled(a) == [a_ids[2:]], "a runs its next one already; the rest go back"
+        h.reply(b, b_ids[:1])
+        assert _recalled(b) == [b_ids[2:]]
+        # a answers first, then b: b's newer tasks must not go ahead of a's
+        h.d.frame_received(a, p.encode_ids(p.RETURNED, a_ids[2:]))
+        h.d.frame_received(b, p.encode_ids(p.RETURNED, b_ids[2:]))
+        assert [t.id for t in h.d.queue] == a_ids[2:] + b_ids[2:]
+        h.reply(a, a_ids[1:2])
+        assert a.tasks()[-1] == a_ids[2], "the oldest task goes out first"
+        h.reply(b, b_ids[1:2])
+        assert b.tasks()[-1] == a_ids[3]
+    finally:
+        h.close()
+
+
+def test_a_backlog_within_twice_the_window_is_kept(h):
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    tasks = h.push(4)  # prefetch_max=4: a holds all four
+    h.d.ewma = 0.015  # the window is now 2 (one running, one prefetched)
+    assert h.d._limit() == 2
+    h.reply(a, [tasks[0].id])
+    assert _recalled(a) == [], "three held, within 2 x 2 + 1: not worth a round trip"

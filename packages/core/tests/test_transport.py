@@ -163,7 +163,8 @@ def test_a_slow_reader_gets_everything_in_order(make_loop):
     channel = transport.connect(kind, loop.server.address, None, 5.0)
     try:
         _, link_id, _ = loop.handler.next("open")
-        frames = [os.urandom(1_000_000) + i.to_bytes(4, "little") for i in range(40)]
+        # large frames (queued after their header) between small ones (header and body in one piece)
+        frames = [os.urandom(1_000_000 if i % 2 else 100) + i.to_bytes(4, "little") for i in range(40)]
         for frame in frames:
             loop.call(lambda frame=frame: loop.handler.links[link_id].send(frame))
         time.sleep(0.5)  # let the server fill the socket and queue the rest
@@ -211,8 +212,10 @@ def test_tls_round_trip_and_an_untrusted_certificate(kind, make_loop):
     loop = make_loop(kind, tls=(key, cert))
     channel = transport.connect(kind, loop.server.address, cert, 5.0)
     try:
-        channel.send(b"secret")
-        assert channel.recv(10.0) == b"secret"
+        # a large frame goes after its header, in two writes, each end (the server echoes)
+        for frame in (b"secret", os.urandom(3_000_000), b"after"):
+            channel.send(frame)
+            assert channel.recv(10.0) == frame
     finally:
         channel.close()
     _, other = self_signed("127.0.0.1")

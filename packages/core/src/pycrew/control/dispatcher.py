@@ -378,6 +378,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
             conn.frames_acked = conn.frames_sent
         if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
             conn.stop_by = None
+        self._trim(conn)  # a backlog sent by an average of shorter tasks: see recall
         self._offer(conn)
         self._went_idle(conn, now)  # the end of a batch: see recall
         # The queue is assigned once per loop turn, after every frame that arrived was

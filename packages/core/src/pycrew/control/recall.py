@@ -16,6 +16,15 @@ while it idles, or at a tick while it idles),
 the first connection found holding at least :data:`SECONDS_STEAL` of unstarted work (by
 the average) is asked for the newer half of it: the idle worker runs that half instead of
 waiting while another works through its prefetched tail alone.
+
+And when results show tasks longer than the average their worker was sent them by (a
+batch prefetched by the average of short tasks), a connection holding more than twice
+its prefetch window now (:meth:`Assignment._limit`) gives back everything beyond that
+window: the tasks return to the front of the queue, in order, and every worker takes them
+from there by the window that fits them. Otherwise one worker runs its backlog in a row
+while the others take the tasks after it, and a caller that reads results in order
+(``map``) holds every result of the later tasks until the backlog is done (100 results of
+20 MB each on 2 workers: 1 GB).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ class Recall:
     _steal_pause_until: float
     _send: Callable[[Conn, bytes], None]
     _offer: Callable[[Conn], None]
+    _limit: Callable[[], int]  # see pycrew.control.assignment
 
     def _idle_worker(self) -> bool:
         """Whether the least loaded ready connection holds no task (drops stale heap heads)."""
@@ -97,6 +107,15 @@ class Recall:
         if not conn.in_flight or self._idle_worker():
             self._steal_for_idle(now)
 
+    def _trim(self, conn: Conn) -> None:
+        """Recall what ``conn`` holds beyond its prefetch window when that is less than half
+        of what it holds (its results just came, and with them a new average)."""
+        limit = self._limit()
+        if conn.recalling or len(conn.in_flight) <= 2 * limit + 1:
+            return
+        conn.recalling = True
+        self._send(conn, p.encode_ids(p.RECALL, list(conn.in_flight)[limit:]))
+
     def _steal_for_idle(self, now: float) -> None:
         """A worker went idle with the queue empty: recall the newer half of another's unstarted tasks.
 
@@ -117,6 +136,19 @@ class Recall:
             return
         self._steal_pause_until = now + SECONDS_STEAL_PAUSE
 
+    def _put_back(self, back: list[Task]) -> None:
+        """Put returned tasks back at the front of the queue, in submission order among the
+        queued tasks submitted before the last of them (two workers' returns come one after
+        the other: the second's newer tasks must not go ahead of the first's)."""
+        if not back:
+            return
+        queue = self.queue
+        last = max(task.id for task in back)
+        ahead: list[Task] = []
+        while queue and queue[0].id < last:
+            ahead.append(queue.popleft())
+        queue.extendleft(reversed(sorted(ahead + back, key=_task_id)))
+
     def _returned(self, conn: Conn, ids: list[int]) -> None:
         """A worker gave back recalled tasks it had not started: queue them first, unpenalised."""
         conn.recalling = False
@@ -133,9 +165,13 @@ class Recall:
                 continue
             task.attempts -= 1  # it never ran
             back.append(task)
-        self.queue.extendleft(reversed(back))
+        self._put_back(back)
         if conn.in_flight:
             conn.stalled = True  # offered again when its long task's result comes
             conn.ready_version += 1  # and its entry in the ready heap is void until then
         else:
             self._offer(conn)
+
+
+def _task_id(task: Task) -> int:
+    return task.id

@@ -21,6 +21,7 @@ from pycrew.wire.transport.sockets import (
     HEADER,
     PREAMBLE,
     READ_CHUNK,
+    SEPARATE_HEADER,
     WOULD_BLOCK,
     WRITE_CHUNK,
     client_context,
@@ -100,22 +101,25 @@ class SocketChannel(Channel):
 
     def send(self, frame: bytes) -> None:
         """Send one frame; blocks while the socket buffer is full."""
-        data = memoryview(HEADER.pack(len(frame)) + frame)
+        header = HEADER.pack(len(frame))
+        # A large frame (a big result) goes after its header, not copied behind it.
+        parts = (memoryview(header + frame),) if len(frame) < SEPARATE_HEADER else (memoryview(header), memoryview(frame))
         with self._send_lock:
-            sent = 0
-            while sent < len(data):
-                if self._closed:
-                    raise Closed("the link to the controller is closed")
-                chunk = data[sent : sent + WRITE_CHUNK]
-                try:
-                    with self._ssl_lock:
-                        n = self.sock.send(chunk)
-                except WOULD_BLOCK:
-                    self._wsel.select(0.5)
-                    continue
-                except OSError as exc:
-                    raise self._gone() from exc
-                sent += n
+            for data in parts:
+                sent = 0
+                while sent < len(data):
+                    if self._closed:
+                        raise Closed("the link to the controller is closed")
+                    chunk = data[sent : sent + WRITE_CHUNK]
+                    try:
+                        with self._ssl_lock:
+                            n = self.sock.send(chunk)
+                    except WOULD_BLOCK:
+                        self._wsel.select(0.5)
+                        continue
+                    except OSError as exc:
+                        raise self._gone() from exc
+                    sent += n
 
     def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
         """The next frame, ``None`` after ``timeout`` seconds without one.
@@ -132,7 +136,8 @@ class SocketChannel(Channel):
                 (length,) = HEADER.unpack_from(buf, 0)
                 end = HEADER.size + length
                 if len(buf) >= end:
-                    frame = bytes(buf[HEADER.size : end])
+                    with memoryview(buf) as view:  # one copy (a bytearray slice would make two)
+                        frame = bytes(view[HEADER.size : end])
                     del buf[:end]
                     return frame
             if self._closed:

@@ -28,6 +28,7 @@ from pycrew.wire.transport.sockets import (
     PREAMBLE,
     READ_CHUNK,
     READ_TURN,
+    SEPARATE_HEADER,
     WOULD_BLOCK,
     WRITE_CHUNK,
     peer_acknowledges,
@@ -270,10 +271,15 @@ class SocketServer(Server):
         """Write ``frame`` to ``link`` now, or queue what the socket cannot take."""
         if link.state != OPEN:
             return
-        data = memoryview(HEADER.pack(len(frame)) + frame)
+        header = HEADER.pack(len(frame))
         queued = not link.wbuf
-        for start in range(0, len(data), WRITE_CHUNK):
-            link.wbuf.append(data[start : start + WRITE_CHUNK])
+        if len(frame) < SEPARATE_HEADER:
+            link.wbuf.append(memoryview(header + frame))
+        else:  # a large frame (big arguments) is queued after its header, not copied behind it
+            link.wbuf.append(memoryview(header))
+            data = memoryview(frame)
+            for start in range(0, len(data), WRITE_CHUNK):
+                link.wbuf.append(data[start : start + WRITE_CHUNK])
         if queued:
             self._flush(link)
 
