@@ -174,6 +174,12 @@ def write_pid_then_spin(path: str, seconds: float) -> int:
     return os.getpid()
 
 
+def write_pid_then_spin_large(path: str, seconds: float) -> bytes:
+    """:func:`write_pid_then_spin`, returning 2 MB (a large result)."""
+    write_pid_then_spin(path, seconds)
+    return b"r" * 2_000_000
+
+
 def pid_and_draws(delay: float) -> tuple[int, list[float]]:
     """Wait (so that tasks spread over workers), then draw three numbers."""
     import random

@@ -8,6 +8,7 @@ which thread read and sent each frame) against a peer speaking the wire by hand 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pickle
@@ -85,16 +86,20 @@ def probe(tmp_path: Path) -> Iterator[Probe]:
     worker.kill()
 
 
-def run_chain(probe: Probe, tmp_path: Path, fn: Any, n: int = 8, seconds: float = 0.06) -> dict[str, Any]:
+def run_chain(probe: Probe, tmp_path: Path, fn: Any, n: int = 8, seconds: float = 0.06, read_meanwhile: bool = False) -> dict[str, Any]:
     """``n`` tasks ``fn(mark, seconds)``, each sent once the one before has started (one task
     ahead, as the dispatcher feeds a worker); every result arrives once, in order. The
-    probe's notes on which thread read each TASKS frame and sent each RESULTS frame."""
+    probe's notes on which thread read each TASKS frame and sent each RESULTS frame.
+    ``read_meanwhile``: results are read as they come (large ones would fill the socket)."""
     marks = [tmp_path / f"started-{i}" for i in range(n)]
+    reader = concurrent.futures.ThreadPoolExecutor(1)
+    pending = reader.submit(probe.results, n) if read_meanwhile else None
     send_frame(probe.peer, p.encode_records(p.TASKS, [(0, task(fn, str(marks[0]), seconds))]))
     for i in range(1, n):
         wait_for(marks[i - 1].exists, timeout=30.0, interval=0.001, message=f"task {i - 1} never started")
         send_frame(probe.peer, p.encode_records(p.TASKS, [(i, task(fn, str(marks[i]), seconds))]))
-    results = probe.results(n)
+    results = probe.results(n) if pending is None else pending.result(timeout=60)
+    reader.shutdown()
     assert [i for i, _ in results] == list(range(n))
     assert all(record[0] == "success" for _, record in results), results
     out = probe.finish()
@@ -141,6 +146,17 @@ def test_around_cpu_bound_tasks_no_other_thread_takes_the_gil(probe: Probe, tmp_
     assert not during, seen
     assert set(seen["sends"]) == {"MainThread"}, seen
     assert seen["waits"] == [False] * len(seen["sends"]), "a spinning task was taken for one that waits"
+
+
+def test_a_large_result_of_a_cpu_bound_task_leaves_on_the_flusher_while_the_next_task_runs(probe: Probe, tmp_path: Path) -> None:
+    """Sending 2 MB is mostly the kernel's copy and the peer's reading: the main thread would
+    wait on the socket (a 20 MB result: ~40 ms between two tasks), so a large result goes to
+    the flusher thread whenever a task is waiting, even around CPU-bound tasks."""
+    n = 6
+    seen = run_chain(probe, tmp_path, helpers.write_pid_then_spin_large, n, seconds=0.03, read_meanwhile=True)
+    handed = seen["sends"].count("pycrew-worker-flusher")
+    assert handed >= (n - 1) // 2, f"only {handed} of {n - 1} results were handed to the flusher: {seen}"
+    assert seen["sends"][-1] == "MainThread", "the last result, with nothing after it, is sent at once"
 
 
 def test_short_tasks_do_not_wake_the_comms_thread_once_per_task(probe: Probe) -> None:

@@ -701,3 +701,19 @@ def test_a_backlog_within_twice_the_window_is_kept(h):
     assert h.d._limit() == 2
     h.reply(a, [tasks[0].id])
     assert _recalled(a) == [], "three held, within 2 x 2 + 1: not worth a round trip"
+
+
+def test_long_tasks_with_large_results_keep_a_second_task_on_each_worker(h):
+    """A 20 MB result takes ~40 ms to reach the controller; with one task at a time the worker
+    idled meanwhile (a process pool's worker finds its next call waiting in its queue)."""
+    a = h.worker()
+    h.d.ewma = 0.05
+    assert h.d._limit() == 1, "long tasks go one at a time"
+    first, second, third = h.push(3)
+    assert a.tasks() == [first.id]
+    h.d.frame_received(a, p.encode_records(p.RESULTS, [(first.id, b"r" * 3_000_000)]))
+    h.d._step()
+    assert h.d._limit() == 2 and a.tasks() == [first.id, second.id, third.id], "both sent: one runs, one waits"
+    for _ in range(20):  # small results again: the average falls back under BYTES_RESULT_OVERLAP
+        h.d.record_result_bytes(100, 1)
+    assert h.d._limit() == 1

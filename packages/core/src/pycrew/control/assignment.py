@@ -21,6 +21,10 @@ from pycrew.control.conn import READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.wire import protocol as p
 
+#: Results this large on average (bytes) keep a second task on each worker however long
+#: tasks run (see ``Assignment._limit``): a 20 MB result takes ~40 ms to reach the controller.
+BYTES_RESULT_OVERLAP = 1 << 20
+
 
 class Assignment:
     """How the dispatcher hands queued tasks to workers (mixed into Dispatcher)."""
@@ -29,6 +33,7 @@ class Assignment:
     conns: dict[int, Conn]
     queue: collections.deque[Task]
     ewma: float | None
+    result_bytes: float | None  # moving average of result sizes (see record_result_bytes)
     _ready: list[tuple[int, int, int]]
     _ready_limit: int
     _holding: set[int]
@@ -41,6 +46,11 @@ class Assignment:
         """Feed a task's run time into the moving average that sizes prefetching."""
         self.ewma = seconds if self.ewma is None else 0.8 * self.ewma + 0.2 * seconds
 
+    def record_result_bytes(self, frame_bytes: int, results: int) -> None:
+        """Feed a RESULTS frame's size per result into the moving average of result sizes."""
+        size = frame_bytes / results
+        self.result_bytes = size if self.result_bytes is None else 0.8 * self.result_bytes + 0.2 * size
+
     def _limit(self) -> int:
         if self.ewma is None:
             return 1
@@ -48,8 +58,14 @@ class Assignment:
             return self.settings.prefetch_max
         # Tasks shorter than seconds_prefetch keep one more in flight than they need, so
         # the next one is already on the worker when the current one ends; longer tasks go
-        # one at a time, so none waits behind a long one while another worker is free.
-        return max(1, min(self.settings.prefetch_max, 1 + int(self.settings.seconds_prefetch / self.ewma)))
+        # one at a time, so none waits behind a long one while another worker is free ...
+        limit = max(1, min(self.settings.prefetch_max, 1 + int(self.settings.seconds_prefetch / self.ewma)))
+        if limit == 1 and (self.result_bytes or 0.0) >= BYTES_RESULT_OVERLAP:
+            # ... unless their results are large: sending one takes tens of milliseconds,
+            # which the worker spends on its next task if it holds one (as a process pool's
+            # worker does, whose next call waits in its queue).
+            return min(2, self.settings.prefetch_max)
+        return limit
 
     def _offer(self, conn: Conn) -> None:
         """Put ``conn`` in the ready heap with its current load (its older entry goes stale)."""

@@ -111,6 +111,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         self._init_demand()  # see pycrew.control.demand
         self._stop = False
         self.ewma: float | None = None
+        self.result_bytes: float | None = None
         self.retries = 0
         self.error: BaseException | None = None
         self._rfd, self._wfd = os.pipe()
@@ -334,7 +335,10 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
             self._hello(conn, p.parse_hello(frame))
             return
         if kind == p.RESULTS:
-            self._results(conn, p.decode_records(frame))
+            records = p.decode_records(frame)
+            if records:
+                self.record_result_bytes(len(frame), len(records))
+            self._results(conn, records)
         elif kind == p.BEAT:
             if len(frame) >= 9:
                 received = int.from_bytes(frame[1:9], "little")

@@ -25,7 +25,7 @@ from pycrew.worker.execution import TaskRunner, pack_result
 from pycrew.worker.initializer import run_initializer
 from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
-from pycrew.worker.results import ResultBatcher, fit_frames
+from pycrew.worker.results import HAND_OFF_BYTES, ResultBatcher, fit_frames
 from pycrew.worker.sampling import sample_metrics
 from pycrew.worker.silence import ControllerSilence
 
@@ -387,4 +387,7 @@ class Worker(CommsThread):
                 if self.tasks:
                     batcher.hand_off(task_id, out)
                     continue
+            elif self.tasks and len(out) >= HAND_OFF_BYTES:  # sending it waits on the socket, not the CPU
+                batcher.hand_off(task_id, out)
+                continue
             batcher.add(task_id, out, started, last_work, bool(self.tasks))

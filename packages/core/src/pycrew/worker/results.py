@@ -27,6 +27,10 @@ log = logging.getLogger("pycrew.worker")
 RECORD_HEADER = len(p.encode_records(p.RESULTS, [(0, b"")])) - 1
 #: Bytes of ``bytes_max`` left to the transport's own headers (NNG's Pair1 adds 4).
 FRAME_HEADROOM = 64
+#: A result this large goes to the flusher thread when a task waits to run, even after a
+#: CPU-bound task (see pycrew.worker.pace): sending it is mostly the kernel's copy and the
+#: controller's reading, during which the main thread would idle (a 20 MB result: ~40 ms).
+HAND_OFF_BYTES = 1 << 20
 
 
 def fit_frames(bytes_max: object, batcher: ResultBatcher, runner: TaskRunner, instance: str) -> None:
