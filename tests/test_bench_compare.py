@@ -246,3 +246,12 @@ def test_bench_map_with_a_large_argument_per_task() -> None:
     lines = done.stdout.splitlines()
     assert lines[0].startswith("map(partial(carry, <200,000 bytes>), range(20)), 2 workers"), done.stdout
     assert [line.split()[0] for line in lines[2:]] == ["pycrew-auto", "ppe"], done.stdout
+
+
+def test_bench_map_with_a_large_result_per_task() -> None:
+    """``--result-bytes``: every task returns that many bytes; each child checks its results."""
+    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "20", "--result-bytes", "300000", "--cases", "pycrew-auto,ppe")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("map(partial(produce, 300,000), range(20)), 2 workers"), done.stdout
+    assert [line.split()[0] for line in lines[2:]] == ["pycrew-auto", "ppe"], done.stdout
