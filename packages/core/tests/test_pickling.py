@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 import sys
 import traceback
 import types
@@ -166,6 +167,18 @@ def test_arguments_from_main_still_go_by_value(scratch: types.ModuleType) -> Non
             del main.pycrew_probe
 
 
+def run_elsewhere(payload: bytes) -> str:
+    """Run a task's payload in a fresh Python process (as a worker would); the repr of its value."""
+    code = (
+        "import sys\n"
+        "from pycrew.wire.functions import load_task\n"
+        "fn, args, kwargs, *_ = load_task(sys.stdin.buffer.read())\n"
+        "print(repr(fn(*args, **kwargs)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, timeout=60, check=True)
+    return done.stdout.decode().strip()
+
+
 def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A task function workers import (by reference)."""
     return args, kwargs
@@ -327,3 +340,64 @@ def test_numpy_arrays_of_numbers_are_not_searched_but_others_are(monkeypatch: py
         searched.clear()
         pack_task("t", echo, (other,), {}, None)
         assert len(searched) == 1, f"{other!r} must be searched"
+
+
+def test_a_class_by_value_among_the_arguments_is_pickled_once_and_loaded_once(
+    scratch: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataclass of the script as an argument: cloudpickle pickled the class again for
+    every task (~120 us) and the worker rebuilt it each time; now the class travels as bytes
+    made once, and a worker unpickles it once (every task gets the same class object)."""
+    exec(
+        "from dataclasses import dataclass\n"
+        "@dataclass\n"
+        "class Config:\n"
+        "    a: int\n"
+        "    def score(self):\n"
+        "        return self.a * 2\n"
+        "def f(cfg):\n"
+        "    return cfg.score()\n",
+        scratch.__dict__,
+    )
+    config, f = scratch.Config, scratch.f
+    dumps: list[Any] = []
+    real = cloudpickle.dumps
+    monkeypatch.setattr(pickling.cloudpickle, "dumps", lambda *a, **k: dumps.append(a[0]) or real(*a, **k))
+    payloads = [pack_task(f"t{i}", f, (config(i),), {}, None) for i in range(3)]
+    assert dumps == [f, config], "the function once, the class once; no task pickled whole"
+    loaded_tasks = [loaded(payload) for payload in payloads]
+    assert [fn(*args) for fn, args, *_ in loaded_tasks] == [0, 2, 4]
+    classes = {type(args[0]) for _, args, *_ in loaded_tasks}
+    assert len(classes) == 1, "a worker unpickles the class once: one class object for every task"
+
+    config.score = lambda self: -1  # the class changed: pickled anew, and a worker loads the new one
+    fn, args, *_ = loaded(pack_task("t", f, (config(5),), {}, None))
+    assert fn(*args) == -1 and len(dumps) == 3
+
+
+def test_a_class_by_value_whose_method_uses_a_rebound_global_is_pickled_anew(scratch: types.ModuleType) -> None:
+    exec(
+        "SCALE = 2\n"
+        "class Box:\n"
+        "    def __init__(self, x):\n"
+        "        self.x = x\n"
+        "    def scaled(self):\n"
+        "        return self.x * SCALE\n"
+        "def f(box):\n"
+        "    return box.scaled()\n",
+        scratch.__dict__,
+    )
+    # Loaded in another process, as a worker does: cloudpickle, loading a class by value in
+    # the process that pickled it, gives back the original class with the loaded methods set on it.
+    assert run_elsewhere(pack_task("t", scratch.f, (scratch.Box(3),), {}, None)) == "6"
+    scratch.SCALE = 10
+    assert run_elsewhere(pack_task("t", scratch.f, (scratch.Box(3),), {}, None)) == "30", (
+        "the method's global was rebound: the class's bytes were made again"
+    )
+
+
+def test_a_class_by_value_among_the_arguments_of_an_importable_function(scratch: types.ModuleType) -> None:
+    exec("class Point:\n    def __init__(self, x):\n        self.x = x\n", scratch.__dict__)
+    nested = define(scratch, "def f(x):\n    return x + 1\n")
+    _fn, args, kwargs, *_ = loaded(pack_task("t", echo, (scratch.Point(4),), {"callback": nested}, None))
+    assert args[0].x == 4 and kwargs["callback"](1) == 2, "a function by value among the arguments travels kept too"

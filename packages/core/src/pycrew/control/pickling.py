@@ -11,6 +11,9 @@ A task travels as one pickle of ``(fn, args, kwargs, seed, name, seconds_timeout
   it was checked when kept): for a 20 MB argument the search took as long as the pickling.
 - Anything a worker cannot import (defined in ``__main__``, lambdas, closures, modules
   registered with ``cloudpickle.register_pickle_by_value``) goes by value, with cloudpickle.
+  Classes and functions by value among a task's arguments travel as bytes made once per
+  object too (see :mod:`pycrew.control.by_value`); a task is pickled whole with cloudpickle
+  only when something else in it names such a module.
 - A task's *function* that goes by value is pickled once per function object and kept
   (weakly: as long as the function lives) as :class:`FunctionBytes`, which the worker
   loads through :func:`pycrew.wire.functions.load_function` (unpickled once per worker).
@@ -335,6 +338,11 @@ def pack_task(
     fast = plain_dumps(task, inner if type(inner) is FunctionBytes else None)
     if fast is not None:
         return fast
+    from pycrew.control import by_value  # it imports this module
+
+    kept = by_value.dumps(task, inner if type(inner) is FunctionBytes else None)
+    if kept is not None:  # a script's classes among the arguments, as bytes made once
+        return kept
     try:
         payload: bytes = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
         return payload

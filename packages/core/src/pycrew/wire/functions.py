@@ -56,7 +56,8 @@ _lock = threading.Lock()  # worker loops that share a process (test harnesses) s
 
 
 def load_function(data: bytes, filename: str | None = None) -> Any:
-    """The function pickled in ``data``: unpickled the first time, from the cache after.
+    """The function (or class: see :mod:`pycrew.control.by_value`) pickled in ``data``:
+    unpickled the first time, from the cache after.
 
     Called by ``pickle.loads`` of a task (a ``FunctionBytes`` reduces to this call);
     whatever unpickling raises propagates, and the task fails with it. ``filename``: the
