@@ -189,9 +189,9 @@ def test_bench_by_value_prints_both_frameworks_both_ways() -> None:
     assert lines[0].split()[:2] == ["framework", "by"], done.stdout
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
     assert set(rows) == {"pycrew", "ppe"}, done.stdout
-    for by_ref, by_value, ratio in rows.values():
+    for by_ref, by_value, ratio, class_arg in rows.values():
         assert float(by_ref.replace(",", "")) > 0 and float(by_value.replace(",", "")) > 0
-        assert float(ratio) > 0
+        assert float(ratio) > 0 and float(class_arg.replace(",", "")) > 0
 
 
 def test_efficiency_runs_measure_the_sleep_ceiling_and_the_report_names_the_room(tmp_path: Path) -> None:
