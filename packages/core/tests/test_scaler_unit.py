@@ -40,6 +40,7 @@ class FakePlatform:
         self.raise_in: dict[str, BaseException] = {}  # hook name -> what it raises
         self.block_listing: threading.Event | None = None  # the monitor waits for it (a hung platform API)
         self.block_terminating: threading.Event | None = None  # so does terminating
+        self.block_handles: dict[Any, threading.Event] = {}  # terminating these handles waits for their event
         self.ended: dict[str, str] = {}  # instance -> reason, reported by the monitor
         self.listings = 0  # monitor calls
 
@@ -60,6 +61,9 @@ class FakePlatform:
     def pycrew_terminate_workers(self, launcher: pycrew.LauncherInfo, handles: Sequence[Any]) -> None:
         if self.block_terminating is not None:
             self.block_terminating.wait(30)
+        for handle in handles:
+            if handle in self.block_handles:
+                self.block_handles[handle].wait(30)
         if "terminate" in self.raise_in:
             raise self.raise_in["terminate"]
         self.terminated.extend(handles)
@@ -331,6 +335,23 @@ def test_terminate_all_reaches_every_worker_still_known(h):
     handles = {f"handle-{c.instance}" for c in h.platform.launched[0]}
     h.scaler.terminate_all(5.0)
     assert handles <= set(h.platform.terminated)
+
+
+def test_terminate_all_waits_for_a_termination_another_thread_starts_meanwhile(make_harness):
+    """Before, terminate_all waited only for the hook calls pending when it started: a
+    termination submitted meanwhile (its handle no longer among those it terminates) could
+    still be running when it returned, and the worker outlive ``terminate()``."""
+    h = make_harness(workers=2)
+    h.scale(demand=2)
+    first, second = (c.instance for c in h.platform.launched[0])
+    release_first, release_second = threading.Event(), threading.Event()
+    h.platform.block_handles = {f"handle-{first}": release_first, f"handle-{second}": release_second}
+    h.scaler.terminate_instances([first], "test")  # pending when terminate_all starts
+    threading.Timer(0.3, lambda: h.scaler.terminate_instances([second], "test")).start()  # submitted while it waits
+    threading.Timer(0.6, release_first.set).start()
+    threading.Timer(1.2, release_second.set).start()
+    h.scaler.terminate_all(10.0)
+    assert set(h.platform.terminated) == {f"handle-{first}", f"handle-{second}"}
 
 
 def test_the_census_follows_every_state_change_so_ticks_need_not_count_slots(make_harness):

@@ -200,8 +200,8 @@ class Scaler(LaunchWatch):
             self._submit(self._launch_batch, [c for _, c in batch])
 
     def _submit(self, fn: Any, *args: Any) -> None:
-        future = self.pool.submit(fn, *args)
-        with self._pending_lock:
+        with self._pending_lock:  # pending at once: terminate_all never misses a call in the pool
+            future = self.pool.submit(fn, *args)
             self.pending.add(future)
         future.add_done_callback(self._forget)
 
@@ -337,11 +337,17 @@ class Scaler(LaunchWatch):
                 self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)
 
     def terminate_all(self, timeout: float) -> None:
-        """Wait for launches in flight, terminate every worker, and stop the pool (any thread)."""
+        """Wait for launches in flight, terminate every worker, and stop the pool (any thread).
+
+        Also waits for hook calls submitted while it waits (a termination another thread
+        started: its handles are no longer among those this call terminates).
+        """
         deadline = time.monotonic() + timeout
-        with self._pending_lock:
-            pending = set(self.pending)
-        if pending:
+        while time.monotonic() < deadline:
+            with self._pending_lock:
+                pending = {f for f in self.pending if not f.done()}
+            if not pending:
+                break
             wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
         with self._handles_lock:
             handles = list(self.handles.values())
