@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import subprocess
 import sys
@@ -401,3 +402,26 @@ def test_a_class_by_value_among_the_arguments_of_an_importable_function(scratch:
     nested = define(scratch, "def f(x):\n    return x + 1\n")
     _fn, args, kwargs, *_ = loaded(pack_task("t", echo, (scratch.Point(4),), {"callback": nested}, None))
     assert args[0].x == 4 and kwargs["callback"](1) == 2, "a function by value among the arguments travels kept too"
+
+
+def test_only_classes_the_controller_finds_by_name_go_back_by_name(scratch: types.ModuleType) -> None:
+    """A result refers to a class sent by value by its module and name only if the
+    controller finds that very class there; a local class, or one known under another name,
+    goes back by value as before."""
+    from pycrew.control import by_value
+
+    exec(
+        "class Named:\n    pass\n"
+        "def make():\n    class Local:\n        pass\n    return Local\n"
+        "Local = make()\n"
+        "Renamed = type('Elsewhere', (), {})\n",
+        scratch.__dict__,
+    )
+    assert [by_value.class_bytes(c).by_name for c in (scratch.Named, scratch.Local, scratch.Renamed)] == [True, False, False]
+    assert functions.class_by_name(scratch.__name__, "Named") is scratch.Named
+    named = functions.load_class(by_value.class_bytes(scratch.Named).data, True)
+    local = functions.load_class(by_value.class_bytes(scratch.Local).data, False)
+    assert functions._shipped_classes.get(id(named)) is named and id(local) not in functions._shipped_classes
+    pickler = functions.ResultPickler(io.BytesIO())
+    assert pickler.reducer_override(named) == (functions.class_by_name, (scratch.__name__, "Named"))
+    assert pickler.reducer_override(local) is NotImplemented

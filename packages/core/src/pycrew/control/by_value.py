@@ -8,7 +8,9 @@ every task too (a map over such arguments ran at half ProcessPoolExecutor's rate
 :func:`dumps` pickles the task with the C pickler and a ``reducer_override`` that carries
 each such class, and each function by value among the arguments, as bytes made once
 (cloudpickle's): a worker loads them through :func:`pycrew.wire.functions.load_function`,
-so it unpickles each class once and every task gets the same class object.
+so it unpickles each class once and every task gets the same class object. A class the
+controller finds under its module and name goes back in results by that name
+(:class:`pycrew.wire.functions.ResultPickler`), not by value with every result.
 
 Kept bytes are reused while the class (and every class by value in its MRO) still has the
 same attributes, identical objects, and each function among them the same code, defaults,
@@ -33,7 +35,7 @@ from pycrew.control.pickling import (
     _Inputs,
     shipped_function,
 )
-from pycrew.wire.functions import CACHE_BYTES_MAX, load_function
+from pycrew.wire.functions import CACHE_BYTES_MAX, class_by_name, load_class, load_function
 
 _by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
 
@@ -61,11 +63,15 @@ def _values(cls: type) -> list[Any]:
 class _KeptClass:
     """A class's cloudpickle bytes and what they were made of."""
 
-    __slots__ = ("data", "functions", "mains", "ref", "values")
+    __slots__ = ("by_name", "data", "functions", "mains", "ref", "values")
 
     def __init__(self, cls: type, data: bytes) -> None:
         self.ref = weakref.ref(cls)
         self.data = data
+        try:  # results may refer to it by name (see pycrew.wire.functions.ResultPickler)
+            self.by_name = "<locals>" not in cls.__qualname__ and class_by_name(cls.__module__, cls.__qualname__) is cls
+        except Exception:
+            self.by_name = False
         self.mains = data.count(_MAIN)
         self.values = _values(cls)
         functions = (getattr(value, "__func__", value) for value in self.values)  # staticmethod, classmethod
@@ -134,7 +140,7 @@ class _Pickler(pickle.Pickler):
                 return NotImplemented
             self.mains += entry.mains
             self.kept.append(entry.data)
-            return (load_function, (entry.data,))
+            return (load_class, (entry.data, entry.by_name))
         return NotImplemented
 
 

@@ -10,6 +10,7 @@ signals is not interrupted; the controller then replaces the whole worker.
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import pickle
@@ -22,8 +23,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
-from pycrew.wire import clock
-from pycrew.wire.functions import load_task, pickle_dumps, pickle_loads
+from pycrew.wire import clock, functions
+from pycrew.wire.functions import ResultPickler, load_task, pickle_dumps, pickle_loads
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.failures import exception_text, loading_hint, qualified_name
@@ -71,10 +72,18 @@ def _cloudpickle(value: object) -> bytes:
 
 
 def _dumps(value: object) -> bytes:
-    """Pickle a value: plain pickle first (fast), cloudpickle for what it cannot do."""
+    """Pickle a value: plain pickle first (fast), then with the controller's classes by name
+    (see :class:`ResultPickler`), cloudpickle for what neither can do."""
     try:
         return pickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles them by value
+        if functions._shipped_classes:
+            buffer = io.BytesIO()
+            try:
+                ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+                return buffer.getvalue()
+            except Exception:
+                pass
         return _cloudpickle(value)
 
 
