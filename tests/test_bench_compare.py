@@ -239,19 +239,17 @@ def test_bench_map_prints_every_case_with_time_and_memory() -> None:
         assert float(growth) >= 0 and float(per_task.replace(",", "")) >= 0, done.stdout
 
 
-def test_bench_map_with_a_large_argument_per_task() -> None:
-    """``--arg-bytes``: every task carries a partial's large argument; each child checks its results."""
-    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "20", "--arg-bytes", "200000", "--cases", "pycrew-auto,ppe")
+@pytest.mark.parametrize(
+    ("option", "size", "title"),
+    [
+        ("--arg-bytes", "200000", "map(partial(carry, <200,000 bytes>), range(20))"),  # a partial's large argument
+        ("--result-bytes", "300000", "map(partial(produce, 300,000), range(20))"),  # a large result
+    ],
+)
+def test_bench_map_with_large_arguments_or_results(option: str, size: str, title: str) -> None:
+    """Every task carries, or returns, that many bytes; each child checks its results."""
+    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "20", option, size, "--cases", "pycrew-auto,ppe")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("map(partial(carry, <200,000 bytes>), range(20)), 2 workers"), done.stdout
-    assert [line.split()[0] for line in lines[2:]] == ["pycrew-auto", "ppe"], done.stdout
-
-
-def test_bench_map_with_a_large_result_per_task() -> None:
-    """``--result-bytes``: every task returns that many bytes; each child checks its results."""
-    done = run(str(ROOT / "benchmarks" / "bench_map.py"), "--tasks", "20", "--result-bytes", "300000", "--cases", "pycrew-auto,ppe")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("map(partial(produce, 300,000), range(20)), 2 workers"), done.stdout
+    assert lines[0].startswith(f"{title}, 2 workers"), done.stdout
     assert [line.split()[0] for line in lines[2:]] == ["pycrew-auto", "ppe"], done.stdout

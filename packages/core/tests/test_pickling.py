@@ -32,6 +32,24 @@ def scratch() -> Iterator[types.ModuleType]:
         del sys.modules[module.__name__]
 
 
+@pytest.fixture
+def main_probe() -> Iterator[Any]:
+    """A function ``__main__.pycrew_probe`` (returning 7) in this process's ``__main__``; a test
+    deletes it from there to play a worker, whose ``__main__`` is not this process's."""
+    main = sys.modules["__main__"]
+
+    def probe() -> int:
+        return 7
+
+    probe.__module__, probe.__qualname__ = "__main__", "pycrew_probe"
+    main.pycrew_probe = probe  # type: ignore[attr-defined]
+    try:
+        yield probe
+    finally:
+        if hasattr(main, "pycrew_probe"):
+            del main.pycrew_probe
+
+
 def define(module: types.ModuleType, source: str) -> Any:
     """Run ``source`` in ``module`` and return its function ``f``."""
     exec(compile(source, f"<{module.__name__}>", "exec"), module.__dict__)
@@ -144,28 +162,16 @@ def test_registering_a_module_by_value_later_changes_the_kept_decision() -> None
         del sys.modules[module.__name__]
 
 
-def test_arguments_from_main_still_go_by_value(scratch: types.ModuleType) -> None:
+def test_arguments_from_main_still_go_by_value(scratch: types.ModuleType, main_probe: Any) -> None:
     f = define(scratch, "def f(g):\n    return g()\n")
     packed = shipped_function(f)
     assert type(packed) is FunctionBytes and packed.mains == 0
-
-    main = sys.modules["__main__"]
-
-    def probe() -> int:
-        return 7
-
-    probe.__module__, probe.__qualname__ = "__main__", "pycrew_probe"
-    main.pycrew_probe = probe
-    try:
-        task = (packed, (probe,), {}, None, "t", None)
-        assert plain_dumps(task, packed) is None  # by reference to __main__: a worker could not load it
-        payload = pack_task("t", f, (probe,), {}, None)
-        del main.pycrew_probe  # as in a worker, where __main__ is not this process's
-        fn, args, *_ = loaded(payload)
-        assert fn(*args) == 7
-    finally:
-        if hasattr(main, "pycrew_probe"):
-            del main.pycrew_probe
+    task = (packed, (main_probe,), {}, None, "t", None)
+    assert plain_dumps(task, packed) is None  # by reference to __main__: a worker could not load it
+    payload = pack_task("t", f, (main_probe,), {}, None)
+    del sys.modules["__main__"].pycrew_probe  # as in a worker, where __main__ is not this process's
+    fn, args, *_ = loaded(payload)
+    assert fn(*args) == 7
 
 
 def run_elsewhere(payload: bytes) -> str:
@@ -301,25 +307,14 @@ def test_a_partial_of_a_function_by_value_keeps_its_function_s_bytes(
     assert loaded(payloads[0])[0].func is loaded(payloads[1])[0].func, "a worker unpickles the function once"
 
 
-def test_a_partial_holding_a_value_from_main_still_goes_by_value(scratch: types.ModuleType) -> None:
+def test_a_partial_holding_a_value_from_main_still_goes_by_value(scratch: types.ModuleType, main_probe: Any) -> None:
     f = define(scratch, "def f(g, x):\n    return g() + x\n")
-    main = sys.modules["__main__"]
-
-    def probe() -> int:
-        return 7
-
-    probe.__module__, probe.__qualname__ = "__main__", "pycrew_probe"
-    main.pycrew_probe = probe
-    try:
-        task = pickling.partial(f, probe)
-        task.note = "an attribute of the partial"  # type: ignore[attr-defined]
-        payload = pack_task("t", task, (1,), {}, None)
-        del main.pycrew_probe  # as in a worker, where __main__ is not this process's
-        fn, args, *_ = loaded(payload)
-        assert fn(*args) == 8 and fn.note == "an attribute of the partial"
-    finally:
-        if hasattr(main, "pycrew_probe"):
-            del main.pycrew_probe
+    task = pickling.partial(f, main_probe)
+    task.note = "an attribute of the partial"  # type: ignore[attr-defined]
+    payload = pack_task("t", task, (1,), {}, None)
+    del sys.modules["__main__"].pycrew_probe  # as in a worker, where __main__ is not this process's
+    fn, args, *_ = loaded(payload)
+    assert fn(*args) == 8 and fn.note == "an attribute of the partial"
 
 
 def test_numpy_arrays_of_numbers_are_not_searched_but_others_are(monkeypatch: pytest.MonkeyPatch) -> None:

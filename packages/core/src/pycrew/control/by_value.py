@@ -33,6 +33,7 @@ from pycrew.control.pickling import (
     FunctionBytes,
     _by_value_modules,
     _Inputs,
+    names_beyond,
     shipped_function,
 )
 from pycrew.wire.functions import CACHE_BYTES_MAX, class_by_name, load_class, load_function
@@ -65,8 +66,8 @@ class _KeptClass:
 
     __slots__ = ("by_name", "data", "functions", "mains", "ref", "values")
 
-    def __init__(self, cls: type, data: bytes) -> None:
-        self.ref = weakref.ref(cls)
+    def __init__(self, cls: type, data: bytes, ref: weakref.ref[type]) -> None:
+        self.ref = ref
         self.data = data
         try:  # results may refer to it by name (see pycrew.wire.functions.ResultPickler)
             self.by_name = "<locals>" not in cls.__qualname__ and class_by_name(cls.__module__, cls.__qualname__) is cls
@@ -109,9 +110,8 @@ def class_bytes(cls: type) -> _KeptClass | None:
         return None
     if len(data) > CACHE_BYTES_MAX:
         return None
-    entry = _KeptClass(cls, data)
     key = id(cls)
-    entry.ref = weakref.ref(cls, lambda r: _forget(key, r))
+    entry = _KeptClass(cls, data, weakref.ref(cls, lambda r: _forget(key, r)))
     with _lock:
         _kept[key] = entry
     return entry
@@ -157,13 +157,5 @@ def dumps(task: tuple[Any, ...], fn: FunctionBytes | None) -> bytes | None:
     data = buffer.getvalue()
     if not pickler.kept and fn is None:
         return None  # nothing carried: plain pickle said no already
-    if data.count(_MAIN) > pickler.mains:
-        return None
-    registry = _by_value_modules()
-    if registry:
-        texts = [*pickler.kept, *((fn.text,) if fn is not None else ())]
-        for name in registry:
-            encoded = name.encode()
-            if data.count(encoded) > sum(text.count(encoded) for text in texts):
-                return None
-    return data
+    kept = [*pickler.kept, *((fn.text,) if fn is not None else ())]
+    return None if names_beyond(data, pickler.mains, kept) else data

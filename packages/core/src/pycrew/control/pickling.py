@@ -35,6 +35,7 @@ import base64
 import pickle
 import threading
 import weakref
+from collections.abc import Sequence
 from functools import partial
 from types import BuiltinFunctionType, CodeType, FunctionType, ModuleType
 from typing import Any
@@ -209,11 +210,19 @@ def plain_dumps(obj: Any, fn: FunctionBytes | None = None) -> bytes | None:
         if _MAIN in data or (by_value and any(name.encode() in data for name in by_value)):
             return None
         return data
-    if data.count(_MAIN) > fn.mains:  # a name beyond those inside fn's bytes
-        return None
-    if by_value and any(data.count(name.encode()) > fn.text.count(name.encode()) for name in by_value):
-        return None
-    return data
+    return None if names_beyond(data, fn.mains, (fn.text,)) else data
+
+
+def names_beyond(data: bytes, mains: int, kept: Sequence[bytes]) -> bool:
+    """Whether the pickle ``data`` names ``__main__`` or a module registered by value more
+    often than the kept bytes it carries do (``mains``: their ``__main__`` count; ``kept``:
+    their text), that is, somewhere a worker could not load."""
+    if data.count(_MAIN) > mains:
+        return True
+    registry = _by_value_modules()
+    return bool(registry) and any(
+        data.count(encoded) > sum(text.count(encoded) for text in kept) for encoded in (name.encode() for name in registry)
+    )
 
 
 def shipped_function(fn: Any) -> Any:
