@@ -115,14 +115,16 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         self.retries = 0
         self.error: BaseException | None = None
         self._rfd, self._wfd = os.pipe()
+        # Held to write to the wake pipe and to close it: a late wake() must never write to a
+        # reused number (a subprocess's error pipe, a user's file).
+        self._pipe_lock = threading.Lock()
         os.set_blocking(self._rfd, False)
         try:
             self.server = transport.listen(
                 settings.transport, settings.url, settings.tls, settings.bytes_max, settings.seconds_auth, self.wake
             )
         except BaseException:
-            os.close(self._rfd)
-            os.close(self._wfd)
+            self._close_pipe()
             raise
         self._io: list[tuple[Callable[[int], None], int]] = []
         self.thread = threading.Thread(target=self._run, name="pycrew-dispatcher", daemon=True)
@@ -142,10 +144,11 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         """Make the dispatcher thread look at its queues now."""
         if not self._wake_pending:
             self._wake_pending = True
-            try:
-                os.write(self._wfd, b"x")
-            except OSError:  # closed during shutdown: nothing left to wake
-                pass
+            with self._pipe_lock:
+                if self._wfd < 0:  # closed: the loop has ended, nothing left to wake
+                    return
+                with contextlib.suppress(OSError):  # full: the loop is awake already
+                    os.write(self._wfd, b"x")
 
     def submit(self, task: Task) -> None:
         """Queue a task (any thread).
@@ -213,27 +216,32 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
         self.server.close()
-        for fd in (self._rfd, self._wfd):
-            try:
-                os.close(fd)
-            except OSError:  # already closed
-                pass
+        if not self.thread.is_alive():  # else the loop closes the pipe as it ends
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Close the wake pipe (once; later wakes write nothing)."""
+        with self._pipe_lock:
+            fds, self._rfd, self._wfd = (self._rfd, self._wfd), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def forget_in_fork(self) -> None:
         """In a child forked from this process: close the copies of the sockets and the wake
         pipe (see :meth:`pycrew.wire.transport.Server.forget_in_fork`); this copy never runs."""
         self.server.forget_in_fork()
-        for fd in (self._rfd, self._wfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._rfd = self._wfd = -1  # the numbers may be reused: a late wake() must not write there
+        self._pipe_lock = threading.Lock()  # another thread may have held it at the fork
+        self._close_pipe()  # the numbers may be reused: a late wake() must not write there
 
     # -- the loop -------------------------------------------------------------------
 
     def _run(self) -> None:
         callbacks.defer_on_this_thread()  # a future's done-callbacks must not hold this loop up
         sel = selectors.DefaultSelector()
-        sel.register(self._rfd, selectors.EVENT_READ, None)
+        rfd = self._rfd  # open until this loop ends (see stop)
+        sel.register(rfd, selectors.EVENT_READ, None)
         self.server.attach(sel, self)
         next_tick = 0.0
         try:
@@ -247,7 +255,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
                 for key, mask in events:
                     if key.data is None:  # the wake pipe: empty it before looking at the queues
                         with contextlib.suppress(BlockingIOError):
-                            os.read(self._rfd, 4096)
+                            os.read(rfd, 4096)
                     else:
                         io.append((key.data, mask))
                 self._io = io
@@ -267,6 +275,8 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
                 with contextlib.suppress(Exception):  # best effort: the workers time out otherwise
                     self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
             sel.close()
+            if self._stop:  # stop() asked, and may have stopped waiting for this thread
+                self._close_pipe()
             if self.error is not None:
                 self._abandon(self._held_tasks())
 

@@ -42,6 +42,7 @@ class SocketChannel(Channel):
         self._send_lock = threading.Lock()
         self._ssl_lock = threading.Lock() if self._tls else contextlib.nullcontext()
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()  # see interrupt and close
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._rsel = selectors.DefaultSelector()
@@ -153,9 +154,10 @@ class SocketChannel(Channel):
                 if left <= 0:
                     return None
                 for key, _ in self._rsel.select(left):
-                    if key.fileobj == self._wake_r:  # interrupted
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(self._wake_r, 4096)
+                    if key.fileobj is not self.sock:  # the wake pipe: interrupted
+                        with self._wake_lock, contextlib.suppress(BlockingIOError):
+                            if self._wake_r >= 0:  # not closed meanwhile (see interrupt)
+                                os.read(self._wake_r, 4096)
                         return None
                 continue
             except OSError as exc:
@@ -170,8 +172,12 @@ class SocketChannel(Channel):
 
     def interrupt(self) -> None:
         """Make a ``recv`` waiting in another thread return ``None``."""
-        with contextlib.suppress(OSError):  # full pipe (already interrupted) or closed
-            os.write(self._wake_w, b"x")
+        # Under the lock close takes: once the pipe is closed its number may name another
+        # file of the process (a task's), which must not get this byte.
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # full pipe: already interrupted
+                    os.write(self._wake_w, b"x")
 
     def close(self) -> None:
         """Close the connection."""
@@ -180,6 +186,9 @@ class SocketChannel(Channel):
             self.sock.close()
         self._rsel.close()
         self._wsel.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._wake_lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
