@@ -144,10 +144,8 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         """Make the dispatcher thread look at its queues now."""
         if not self._wake_pending:
             self._wake_pending = True
-            with self._pipe_lock:
-                if self._wfd < 0:  # closed: the loop has ended, nothing left to wake
-                    return
-                with contextlib.suppress(OSError):  # full: the loop is awake already
+            with self._pipe_lock, contextlib.suppress(OSError):  # full: the loop is awake already
+                if self._wfd >= 0:  # else closed: the loop has ended, nothing left to wake
                     os.write(self._wfd, b"x")
 
     def submit(self, task: Task) -> None:
