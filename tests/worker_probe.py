@@ -43,10 +43,10 @@ def main() -> int:
         notes.append({"event": "read", "kind": frame[0], "thread": threading.current_thread().name, "running": worker.running})
         handle(frame)
 
-    def watched_send(frame: bytes) -> None:
+    def watched_send(frame: bytes | list[bytes]) -> None:  # a frame, or its parts (large results)
         pace = getattr(worker, "pace", None)
-        notes.append({"event": "send", "kind": frame[0], "thread": threading.current_thread().name,
-                      "waits": None if pace is None else pace.waits})
+        notes.append({"event": "send", "kind": frame[0] if isinstance(frame, bytes) else frame[0][0],
+                      "thread": threading.current_thread().name, "waits": None if pace is None else pace.waits})
         send(frame)
 
     def watched_comms() -> None:
@@ -58,7 +58,7 @@ def main() -> int:
 
     worker._handle = watched_handle  # type: ignore[method-assign]
     worker._send = watched_send  # type: ignore[method-assign]
-    worker.batcher._send = watched_send
+    worker.batcher._send = worker.batcher._send_parts = watched_send
     worker._comms = watched_comms  # type: ignore[method-assign]
     code = worker.run()
     for t in threading.enumerate():  # the comms thread ends once the link is gone

@@ -37,7 +37,7 @@ class Assignment:
     _ready: list[tuple[int, int, int]]
     _ready_limit: int
     _holding: set[int]
-    _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
+    _on_result: Callable[[Task, p.Payload | None, Conn | None, tuple[str, str, str] | None], None]
     _send: Callable[[Conn, bytes], None]
     _watch: Callable[[Conn], None]
     tasks_running: int
@@ -111,6 +111,7 @@ class Assignment:
                 continue  # offered again when results give it room
             n = min(share, room)
             batch: list[tuple[int, bytes]] = []
+            large = False  # a payload that goes as a part of the frame, not copied into it
             full = False  # holds bytes_prefetch of payloads: offered again when results come back
             while len(batch) < n and queue:
                 task = queue[0]
@@ -133,13 +134,17 @@ class Assignment:
                 if task.seconds_timeout is not None:
                     self._watch(conn)
                 batch.append((task.id, task.payload))
+                large = large or len(task.payload) >= p.LARGE_PAYLOAD
             if batch:
                 if len(conn.in_flight) == len(batch):
                     conn.progress = time.monotonic()
                 conn.tasks_left -= len(batch)
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
-                self._send(conn, p.encode_records(p.TASKS, batch))
+                if large:
+                    conn.link.send_parts(p.record_parts(p.TASKS, batch))
+                else:
+                    self._send(conn, p.encode_records(p.TASKS, batch))
                 if len(conn.in_flight) > 1:
                     self._holding.add(conn.link.id)  # see pycrew.control.recall
             if not full and len(conn.in_flight) < min(limit, conn.tasks_left):

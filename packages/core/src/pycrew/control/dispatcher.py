@@ -67,7 +67,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
     def __init__(
         self,
         settings: DispatcherSettings,
-        on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None],
+        on_result: Callable[[Task, p.Payload | None, Conn | None, tuple[str, str, str] | None], None],
         on_connect: Callable[[str, dict[str, Any]], None],
         on_disconnect: Callable[[str, bool, str], None],
         on_tick: Callable[[float], None],
@@ -314,7 +314,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         self._visit_at(conn, conn.opened + self.settings.seconds_auth)
         self._send(conn, p.encode_challenge(conn.nonce))
 
-    def frame_received(self, link: Link, frame: bytes) -> None:
+    def frame_received(self, link: Link, frame: p.Frame) -> None:
         """Handle one frame from a worker."""
         conn = self.conns.get(link.id)
         if conn is None or conn.state == CLOSED:
@@ -333,7 +333,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         if lost is not None:
             self._lost(lost)
 
-    def _handle(self, conn: Conn, frame: bytes) -> None:
+    def _handle(self, conn: Conn, frame: p.Frame) -> None:
         kind = p.kind(frame)
         conn.last_seen = time.monotonic()
         if conn.state == CHALLENGED:
@@ -375,7 +375,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         else:
             self._drop(conn, f"unexpected frame kind {kind}")
 
-    def _results(self, conn: Conn, records: list[tuple[int, bytes]]) -> None:
+    def _results(self, conn: Conn, records: list[tuple[int, p.Payload]]) -> None:
         for task_id, payload in records:
             task = conn.in_flight.pop(task_id, None)
             if task is not None:

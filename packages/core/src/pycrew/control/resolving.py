@@ -15,6 +15,7 @@ from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task, decode_fields, local_result, unpickling_failed
 from pycrew.errors import ControllerError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.results import TaskResult
+from pycrew.wire.protocol import Payload
 from pycrew.wire.records import RESULT_FIELDS
 
 log = logging.getLogger("pycrew.control.controller")
@@ -48,7 +49,7 @@ class Resolving(ControllerState):
             "pid": conn.pid,
         }
 
-    def _on_result(self, task: Task, payload: bytes | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
+    def _on_result(self, task: Task, payload: Payload | None, conn: Conn | None, local: tuple[str, str, str] | None) -> None:
         """Dispatcher thread: a task resolved (never raises: the task resolves whatever happens)."""
         if task.resolved:
             return

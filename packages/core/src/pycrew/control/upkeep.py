@@ -34,7 +34,7 @@ class Upkeep:
     retries: int
     tasks_running: int  # the sum of every connection's in_flight, kept up to date
     server: Server
-    _on_result: Callable[[Task, bytes | None, Conn | None, tuple[str, str, str] | None], None]
+    _on_result: Callable[[Task, p.Payload | None, Conn | None, tuple[str, str, str] | None], None]
     _on_disconnect: Callable[[str, bool, str], None]
     _on_ending: Callable[[str, str], None] | None
     _on_tick: Callable[[float], None]

@@ -127,7 +127,7 @@ class ResultPickler(pickle.Pickler):
         return NotImplemented
 
 
-def load_task(payload: bytes) -> tuple[Any, Any, Any, Any, Any, Any]:
+def load_task(payload: bytes | memoryview) -> tuple[Any, Any, Any, Any, Any, Any]:
     """A task's pickle as ``(fn, args, kwargs, seed, name, seconds_timeout)``, as a worker runs it.
 
     A function the controller pickles by reference travels as that pickle (``bytes``,

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from pycrew.wire import clock, transport
+from pycrew.wire.protocol import Payload
 from pycrew.worker.execution import TaskRunner
 from pycrew.worker.pace import Pace
 from pycrew.worker.silence import ControllerSilence
@@ -35,7 +36,7 @@ class CommsThread:
     silence: ControllerSilence
     runner: TaskRunner
     pace: Pace
-    tasks: collections.deque[tuple[int, bytes]]
+    tasks: collections.deque[tuple[int, Payload]]
     seconds_heartbeat: float
     last_seen: float
     last_read: float

@@ -25,6 +25,7 @@ from typing import Any
 
 from pycrew.wire import clock, functions
 from pycrew.wire.functions import ResultPickler, load_task, pickle_dumps, pickle_loads
+from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.failures import exception_text, loading_hint, qualified_name
@@ -241,7 +242,7 @@ class TaskRunner:
         self.bytes_max = bytes_max
         self.result_max = result_max
 
-    def run(self, task_id: int, payload: bytes) -> bytes:
+    def run(self, task_id: int, payload: Payload) -> bytes:
         """Run one pickled task and return its pickled result tuple (never raises)."""
         try:
             return self._run(task_id, payload)
@@ -249,7 +250,7 @@ class TaskRunner:
             self.current = None
             return self._pack(ResultRecord(exc.status, error=str(exc), finished=clock.wall()))
 
-    def _run(self, task_id: int, payload: bytes) -> bytes:
+    def _run(self, task_id: int, payload: Payload) -> bytes:
         t0 = clock.wall()
         warns: list[str] = []
         if self.reset:

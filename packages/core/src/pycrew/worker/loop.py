@@ -16,7 +16,7 @@ import threading
 
 from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
-from pycrew.wire.protocol import TLS_CA_ENV
+from pycrew.wire.protocol import TLS_CA_ENV, Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
@@ -73,7 +73,7 @@ class Worker(CommsThread):
         self.instance: str = command.instance
         self.token = token
         self.started = clock.monotonic()
-        self.tasks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.tasks: collections.deque[tuple[int, Payload]] = collections.deque()
         self.cv = threading.Condition()
         self.welcomed = threading.Event()
         self.gone = threading.Event()
@@ -102,7 +102,7 @@ class Worker(CommsThread):
         self.task_started = 0.0
         self.pace = Pace()
         self.last_read = clock.monotonic()
-        self.batcher = ResultBatcher(self._send, self._running_since, self.gone)
+        self.batcher = ResultBatcher(self._send, self._running_since, self.gone, self._send)
         self.leaving = Leaving(self._take_unstarted, self._send, self._wake)  # see pycrew.worker.leaving
 
     def _link_closed(self) -> None:
@@ -150,7 +150,7 @@ class Worker(CommsThread):
             self._handle(frame)
         return not self.gone.is_set()
 
-    def _handle(self, frame: bytes) -> None:
+    def _handle(self, frame: p.Frame) -> None:
         kind = frame[0] if frame else -1
         if kind == p.TASKS:
             records = p.decode_records(frame)
@@ -248,12 +248,16 @@ class Worker(CommsThread):
         """Return the recalled tasks that have not started (the dispatcher gives them to another worker)."""
         self._send(p.encode_ids(p.RETURNED, self._take_unstarted(ids)))
 
-    def _send(self, frame: bytes) -> None:
+    def _send(self, frame: bytes | list[bytes]) -> None:
+        """Send a frame, or the frame made of these parts (see ``Channel.send_parts``)."""
         channel = self.channel
         if channel is None:
             return
         try:
-            channel.send(frame)
+            if isinstance(frame, bytes):
+                channel.send(frame)
+            else:
+                channel.send_parts(frame)
         except (transport.Closed, OSError) as exc:
             log.debug("send failed: %s", exc)
 

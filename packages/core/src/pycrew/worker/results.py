@@ -55,6 +55,8 @@ class ResultBatcher:
 
     Args:
         send: sends one frame (never raises).
+        send_parts: sends the frame made of these parts (never raises; see ``Channel.send_parts``).
+            Without it, ``send`` sends them joined.
         running_since: when the task running now started (``clock.monotonic()``), or
             ``None`` while no task runs.
         gone: set when the link to the controller is gone (the flusher then stops).
@@ -63,8 +65,15 @@ class ResultBatcher:
     FLUSH_COUNT = 256
     FLUSH_SECONDS = 0.002
 
-    def __init__(self, send: Callable[[bytes], None], running_since: Callable[[], float | None], gone: threading.Event) -> None:
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        running_since: Callable[[], float | None],
+        gone: threading.Event,
+        send_parts: Callable[[list[bytes]], None] | None = None,
+    ) -> None:
         self._send = send
+        self._send_parts = send_parts or (lambda parts: send(b"".join(parts)))
         self._running_since = running_since
         self._gone = gone
         self.results: list[tuple[int, bytes]] = []
@@ -180,16 +189,25 @@ class ResultBatcher:
         """
         limit = self.frame_max
         if limit is None:
-            self._send(p.encode_records(p.RESULTS, results))
+            self._send_batch(results, any(len(r[1]) >= p.LARGE_PAYLOAD for r in results))
             return
         batch: list[tuple[int, bytes]] = []
         size = 1
+        large = False
         for record in results:
             grow = RECORD_HEADER + len(record[1])
             if batch and size + grow > limit:
-                self._send(p.encode_records(p.RESULTS, batch))
-                batch, size = [], 1
+                self._send_batch(batch, large)
+                batch, size, large = [], 1, False
             batch.append(record)
             size += grow
+            large = large or grow >= p.LARGE_PAYLOAD
         if batch:
+            self._send_batch(batch, large)
+
+    def _send_batch(self, batch: list[tuple[int, bytes]], large: bool) -> None:
+        """One RESULTS frame; large results go as parts of it, not copied into it."""
+        if large:
+            self._send_parts(p.record_parts(p.RESULTS, batch))
+        else:
             self._send(p.encode_records(p.RESULTS, batch))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import selectors
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 Transport = Literal["socket", "nng"]
@@ -61,6 +61,11 @@ class Link(abc.ABC):
     def send(self, frame: bytes) -> None:
         """Queue ``frame`` for the peer; never blocks; silently nothing when the link is closed."""
 
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Queue the frame made of ``parts`` one after another (as :meth:`send`); a transport
+        that can write them without joining them first overrides this."""
+        self.send(b"".join(parts))
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close the link (idempotent); the server then reports it closed."""
@@ -78,7 +83,7 @@ class Handler(Protocol):
     def link_opened(self, link: Link) -> None:
         """A peer connected (and, with TLS, completed the handshake)."""
 
-    def frame_received(self, link: Link, frame: bytes) -> None:
+    def frame_received(self, link: Link, frame: bytes | bytearray) -> None:
         """A whole frame arrived on ``link``."""
 
     def link_closed(self, link: Link) -> None:
@@ -141,8 +146,13 @@ class Channel(abc.ABC):
     def send(self, frame: bytes) -> None:
         """Send one frame (blocks until handed to the kernel); raises :class:`Closed` if the link is gone."""
 
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Send the frame made of ``parts`` one after another (as :meth:`send`); a transport
+        that can write them without joining them first overrides this."""
+        self.send(b"".join(parts))
+
     @abc.abstractmethod
-    def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
+    def recv(self, timeout: float, spin: float = 0.0) -> bytes | bytearray | None:
         """The next frame, or ``None`` after ``timeout`` seconds; raises :class:`Closed` when the link is gone.
 
         ``spin``: poll for up to this many seconds before sleeping in the kernel (a frame

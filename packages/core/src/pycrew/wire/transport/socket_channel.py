@@ -13,18 +13,21 @@ import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pycrew.wire import clock
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, split_url
 from pycrew.wire.transport.sockets import (
+    DIRECT_READ,
     HEADER,
     PREAMBLE,
     READ_CHUNK,
     SEPARATE_HEADER,
     WOULD_BLOCK,
     WRITE_CHUNK,
+    DirectFrame,
     client_context,
+    framed,
     peer_acknowledges,
     tune,
 )
@@ -51,6 +54,7 @@ class SocketChannel(Channel):
         self._wsel = selectors.DefaultSelector()
         self._wsel.register(sock, selectors.EVENT_WRITE)
         self._rbuf = bytearray()
+        self._direct: DirectFrame | None = None  # a large frame being read (see recv)
         # recv() allocates a READ_CHUNK-sized bytes object per call (and frees it when
         # nothing came): 45 us each here; reading into one reused buffer costs 10.
         self._chunk = bytearray(READ_CHUNK)
@@ -102,9 +106,14 @@ class SocketChannel(Channel):
 
     def send(self, frame: bytes) -> None:
         """Send one frame; blocks while the socket buffer is full."""
-        header = HEADER.pack(len(frame))
         # A large frame (a big result) goes after its header, not copied behind it.
-        parts = (memoryview(header + frame),) if len(frame) < SEPARATE_HEADER else (memoryview(header), memoryview(frame))
+        self._write((memoryview(HEADER.pack(len(frame)) + frame),) if len(frame) < SEPARATE_HEADER else framed((frame,)))
+
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Send the frame made of ``parts``, large ones not copied (see :func:`framed`)."""
+        self._write(framed(parts))
+
+    def _write(self, parts: Sequence[memoryview]) -> None:
         with self._send_lock:
             for data in parts:
                 sent = 0
@@ -122,7 +131,7 @@ class SocketChannel(Channel):
                         raise self._gone() from exc
                     sent += n
 
-    def recv(self, timeout: float, spin: float = 0.0) -> bytes | None:
+    def recv(self, timeout: float, spin: float = 0.0) -> bytes | bytearray | None:
         """The next frame, ``None`` after ``timeout`` seconds without one.
 
         With ``spin``, the socket is polled (non-blocking reads) for up to that many seconds
@@ -133,7 +142,12 @@ class SocketChannel(Channel):
         spin_until = now + min(spin, timeout)
         buf = self._rbuf
         while True:
-            if len(buf) >= HEADER.size:
+            direct = self._direct
+            if direct is not None:  # a large frame, read straight into its own buffer
+                if direct.complete():
+                    self._direct = None
+                    return direct.frame()
+            elif len(buf) >= HEADER.size:
                 (length,) = HEADER.unpack_from(buf, 0)
                 end = HEADER.size + length
                 if len(buf) >= end:
@@ -141,11 +155,15 @@ class SocketChannel(Channel):
                         frame = bytes(view[HEADER.size : end])
                     del buf[:end]
                     return frame
+                if length >= DIRECT_READ:
+                    with memoryview(buf) as view:
+                        self._direct = direct = DirectFrame(length, view[HEADER.size :])
+                    del buf[:]
             if self._closed:
                 raise Closed("the link to the controller is closed")
             try:
                 with self._ssl_lock:
-                    n = self.sock.recv_into(self._chunk)
+                    n = direct.recv(self.sock) if direct is not None else self.sock.recv_into(self._chunk)
             except WOULD_BLOCK:
                 now = clock.monotonic()
                 if now < spin_until:
@@ -164,7 +182,8 @@ class SocketChannel(Channel):
                 raise self._gone() from exc
             if not n:
                 raise self._gone()
-            buf += self._chunk_view[:n]
+            if direct is None:
+                buf += self._chunk_view[:n]
 
     def peer_acknowledges(self, within: float) -> bool | None:
         """See :meth:`Channel.peer_acknowledges` (TCP_INFO, on Linux)."""

@@ -17,6 +17,7 @@ import logging
 import selectors
 import socket
 import ssl
+from collections.abc import Sequence
 
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
@@ -24,6 +25,7 @@ from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Handler, Link, Server, split_url
 from pycrew.wire.transport.limits import open_files_hint
 from pycrew.wire.transport.sockets import (
+    DIRECT_READ,
     HEADER,
     PREAMBLE,
     READ_CHUNK,
@@ -31,6 +33,8 @@ from pycrew.wire.transport.sockets import (
     SEPARATE_HEADER,
     WOULD_BLOCK,
     WRITE_CHUNK,
+    DirectFrame,
+    framed,
     peer_acknowledges,
     server_context,
     tune,
@@ -48,7 +52,7 @@ SECONDS_ACCEPT_REST = 0.5
 class SocketLink(Link):
     """One accepted connection (dispatcher thread only)."""
 
-    __slots__ = ("_server", "id", "limit", "opened", "peer", "rbuf", "sock", "state", "wbuf", "writing")
+    __slots__ = ("_server", "direct", "id", "limit", "opened", "peer", "rbuf", "sock", "state", "wbuf", "writing")
 
     def __init__(self, server: SocketServer, sock: socket.socket, peer: str, link_id: int, state: int) -> None:
         self._server = server
@@ -58,6 +62,7 @@ class SocketLink(Link):
         self.state = state
         self.limit = HELLO_MAX_BYTES
         self.rbuf = bytearray()
+        self.direct: DirectFrame | None = None  # a large frame being read (see _frames)
         self.wbuf: collections.deque[memoryview] = collections.deque()
         self.writing = False  # registered for EVENT_WRITE too
         self.opened = clock.monotonic()
@@ -65,6 +70,10 @@ class SocketLink(Link):
     def send(self, frame: bytes) -> None:
         """Queue ``frame``; written at once when the socket has room."""
         self._server.send(self, frame)
+
+    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Queue the frame made of ``parts``, large ones not copied (see :func:`framed`)."""
+        self._server.send(self, parts)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -212,9 +221,10 @@ class SocketServer(Server):
         tls = isinstance(sock, ssl.SSLSocket)
         # Stop after READ_TURN bytes (the selector reports the socket again), except while
         # TLS holds decrypted bytes: those would not wake the selector.
-        while total < READ_TURN or (tls and sock.pending()):  # type: ignore[attr-defined]
+        while (total < READ_TURN or (tls and sock.pending())) and link.state != CLOSED:  # type: ignore[attr-defined]
+            direct = link.direct
             try:
-                n = sock.recv_into(self._chunk)
+                n = direct.recv(sock) if direct is not None else sock.recv_into(self._chunk)
             except WOULD_BLOCK:
                 break
             except OSError as exc:
@@ -224,9 +234,14 @@ class SocketServer(Server):
             if not n:
                 eof = True
                 break
-            link.rbuf += self._chunk_view[:n]
             total += n
-        self._frames(link)
+            if direct is None:
+                link.rbuf += self._chunk_view[:n]
+                self._frames(link)  # a large frame's header switches to reading it directly
+            elif direct.complete():
+                link.direct = None
+                assert self._handler is not None
+                self._handler.frame_received(link, direct.frame())
         if eof:
             self.close_link(link, None)
 
@@ -259,6 +274,10 @@ class SocketServer(Server):
                 return
             end = pos + size + length
             if len(buf) < end:
+                if length >= DIRECT_READ:  # the rest goes straight into the frame's own buffer
+                    with memoryview(buf) as view:
+                        link.direct = DirectFrame(length, view[pos + size :])
+                    pos = len(buf)
                 break
             with memoryview(buf) as view:
                 frame = bytes(view[pos + size : end])
@@ -267,19 +286,17 @@ class SocketServer(Server):
         if pos and link.state != CLOSED:
             del buf[:pos]
 
-    def send(self, link: SocketLink, frame: bytes) -> None:
-        """Write ``frame`` to ``link`` now, or queue what the socket cannot take."""
+    def send(self, link: SocketLink, frame: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write ``frame`` (or the frame of these parts) now, or queue what the socket cannot take."""
         if link.state != OPEN:
             return
-        header = HEADER.pack(len(frame))
         queued = not link.wbuf
-        if len(frame) < SEPARATE_HEADER:
-            link.wbuf.append(memoryview(header + frame))
-        else:  # a large frame (big arguments) is queued after its header, not copied behind it
-            link.wbuf.append(memoryview(header))
-            data = memoryview(frame)
-            for start in range(0, len(data), WRITE_CHUNK):
-                link.wbuf.append(data[start : start + WRITE_CHUNK])
+        parts = frame if isinstance(frame, (list, tuple)) else (frame,)
+        if len(parts) == 1 and len(parts[0]) < SEPARATE_HEADER:
+            link.wbuf.append(memoryview(HEADER.pack(len(parts[0])) + parts[0]))
+        else:  # large parts (big arguments) are queued after the header, not copied behind it
+            for data in framed(parts):
+                link.wbuf.extend(data[start : start + WRITE_CHUNK] for start in range(0, len(data), WRITE_CHUNK))
         if queued:
             self._flush(link)
 
@@ -335,6 +352,7 @@ class SocketServer(Server):
         with contextlib.suppress(OSError):
             link.sock.close()
         link.rbuf = bytearray()
+        link.direct = None
         if was_open:
             self._closed.append(link)
 

@@ -17,6 +17,7 @@ import ssl
 import struct
 import sys
 import tempfile
+from collections.abc import Sequence
 
 #: What a worker sends first: b"PYCREW", then the wire version (2 bytes).
 PREAMBLE = b"PYCREW\x00\x01"
@@ -31,6 +32,59 @@ WRITE_CHUNK = 4 * 1024 * 1024
 SEPARATE_HEADER = 256 * 1024
 
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+def framed(parts: Sequence[bytes | memoryview]) -> list[memoryview]:
+    """What to write for the frame made of ``parts``: its length header and the parts, small
+    ones joined, those of :data:`SEPARATE_HEADER` bytes or more as they are (not copied)."""
+    out: list[memoryview] = []
+    small: list[bytes | memoryview] = [HEADER.pack(sum(len(part) for part in parts))]
+    for part in parts:
+        if len(part) < SEPARATE_HEADER:
+            small.append(part)
+            continue
+        out.append(memoryview(b"".join(small)))
+        small = []
+        out.append(memoryview(part))
+    if small:
+        out.append(memoryview(b"".join(small)))
+    return out
+
+
+#: Frames this large are read straight into a buffer of their own (:class:`DirectFrame`).
+DIRECT_READ = 1024 * 1024
+
+
+class DirectFrame:
+    """A large frame read straight into its own buffer, which becomes the frame.
+
+    Read through the reusable chunk and the connection's read buffer, then sliced out of
+    it, a 20 MB result was copied three times before anything looked at it (~5 ms each
+    here, and as many 20 MB buffers alive at once); read this way it is copied once, by
+    the kernel.
+    """
+
+    __slots__ = ("data", "filled", "view")
+
+    def __init__(self, length: int, start: memoryview) -> None:
+        """A frame of ``length`` bytes whose first bytes, ``start``, were read already."""
+        self.data = bytearray(length)
+        self.view = memoryview(self.data)
+        self.filled = len(start)
+        self.view[: self.filled] = start
+
+    def recv(self, sock: socket.socket) -> int:
+        """Read what ``sock`` has of the rest (raises what ``recv_into`` raises); 0: the peer closed."""
+        n = sock.recv_into(self.view[self.filled :])
+        self.filled += n
+        return n
+
+    def complete(self) -> bool:
+        """Whether every byte of the frame arrived."""
+        return self.filled == len(self.data)
+
+    def frame(self) -> bytearray:
+        """The whole frame (once :meth:`complete`)."""
+        self.view.release()
+        return self.data
 
 
 def server_context(key_pem: str, cert_pem: str) -> ssl.SSLContext:
