@@ -187,3 +187,42 @@ def test_the_dispatcher_sends_large_payloads_as_parts(make_loop) -> None:  # noq
     assert bytes(received) == HEADER.pack(len(expected)) + expected
     # The reader's buffer holds the frame once; joining the parts would have copied the payload again.
     assert peak < 1.6 * SIZE, f"sending a {SIZE:,}-byte payload allocated {peak:,} bytes at the peak"
+
+
+OUT_OF_MEMORY = r"""
+import os, resource, socket, sys
+sys.path.insert(0, sys.argv[1])
+from test_transport import Loop
+from pycrew.wire.transport import split_url
+from pycrew.wire.transport.sockets import HEADER, PREAMBLE
+
+loop = Loop("socket", None, 1 << 30, 10.0)
+loop.handler.echo = False
+_, host, port = split_url(loop.server.address)
+raws = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+for raw in raws:
+    raw.sendall(PREAMBLE)
+first, second = loop.handler.next("open")[1], loop.handler.next("open")[1]
+# From here on the process may map only 100 MiB more: a 512 MiB frame's buffer cannot be had.
+used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
+raws[0].sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+assert loop.handler.next("closed")[1] == first, "the link whose frame did not fit was not the one dropped"
+raws[1].sendall(HEADER.pack(5) + b"hello")
+assert loop.handler.next("frame")[2] == b"hello", "the server stopped serving the other link"
+assert loop.thread.is_alive()
+print("served on")
+"""
+
+
+def test_a_frame_whose_buffer_cannot_be_had_drops_its_link_not_the_server() -> None:
+    """Out of memory for one worker's large frame (under the frame limit), the server closes
+    that worker's link and goes on serving the others; the ``MemoryError`` used to end the
+    dispatcher's loop, failing every task of the controller. Run in a child process whose
+    address space is capped (``RLIMIT_AS``), so the allocation really fails."""
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    run = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, here], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "served on" in run.stdout, run.stdout + run.stderr

@@ -157,7 +157,7 @@ class SocketChannel(Channel):
                     return frame
                 if length >= DIRECT_READ:
                     with memoryview(buf) as view:
-                        self._direct = direct = DirectFrame(length, view[HEADER.size :])
+                        self._direct = direct = DirectFrame(length, view[HEADER.size :])  # MemoryError: the worker ends
                     del buf[:]
             if self._closed:
                 raise Closed("the link to the controller is closed")

@@ -238,9 +238,8 @@ class SocketServer(Server):
             if direct is None:
                 link.rbuf += self._chunk_view[:n]
                 self._frames(link)  # a large frame's header switches to reading it directly
-            elif direct.complete():
+            elif direct.complete() and self._handler is not None:
                 link.direct = None
-                assert self._handler is not None
                 self._handler.frame_received(link, direct.frame())
         if eof:
             self.close_link(link, None)
@@ -275,9 +274,10 @@ class SocketServer(Server):
             end = pos + size + length
             if len(buf) < end:
                 if length >= DIRECT_READ:  # the rest goes straight into the frame's own buffer
-                    with memoryview(buf) as view:
-                        link.direct = DirectFrame(length, view[pos + size :])
-                    pos = len(buf)
+                    if (direct := DirectFrame.begin(length, buf, pos + size)) is None:  # out of memory: drop this worker only
+                        self.close_link(link, f"no memory for its frame of {length:,} bytes")
+                        return
+                    link.direct, pos = direct, len(buf)
                 break
             with memoryview(buf) as view:
                 frame = bytes(view[pos + size : end])

@@ -71,6 +71,16 @@ class DirectFrame:
         self.filled = len(start)
         self.view[: self.filled] = start
 
+    @classmethod
+    def begin(cls, length: int, buf: bytearray, start: int) -> DirectFrame | None:
+        """A frame of ``length`` bytes whose first bytes are ``buf[start:]``; ``None`` if its
+        buffer cannot be had (``MemoryError``: the caller drops that one connection)."""
+        try:
+            with memoryview(buf) as view:
+                return cls(length, view[start:])
+        except MemoryError:
+            return None
+
     def recv(self, sock: socket.socket) -> int:
         """Read what ``sock`` has of the rest (raises what ``recv_into`` raises); 0: the peer closed."""
         n = sock.recv_into(self.view[self.filled :])
