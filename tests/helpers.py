@@ -118,7 +118,17 @@ def interpreter_settings() -> dict[str, object]:
         "excepthook": sys.excepthook is sys.__excepthook__,
         "thread excepthook": threading.excepthook is threading.__excepthook__,
         "umask": mask,
+        "root logger level": logging.root.level,
+        "root logger handlers": [type(h).__name__ for h in logging.root.handlers],
+        "decimal context": _decimal_context(),
     }
+
+
+def _decimal_context() -> tuple[object, ...]:
+    import decimal
+
+    c = decimal.getcontext()
+    return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, sorted(k.__name__ for k, v in c.traps.items() if v))
 
 
 def turn_interpreter_settings(setting: str) -> str:
@@ -146,9 +156,20 @@ def turn_interpreter_settings(setting: str) -> str:
         "excepthook": lambda: setattr(sys, "excepthook", hook),
         "thread excepthook": lambda: setattr(threading, "excepthook", hook),
         "umask": lambda: os.umask(0o777),
+        "root logger level": lambda: logging.root.setLevel(logging.DEBUG),
+        "root logger handlers": lambda: logging.root.addHandler(logging.StreamHandler()),
+        "decimal context": _turn_decimal_context,
     }
     change[setting]()
     return setting
+
+
+def _turn_decimal_context() -> None:
+    import decimal
+
+    c = decimal.getcontext()  # changed in place, as code usually does it
+    c.prec, c.rounding = 5, decimal.ROUND_DOWN
+    c.traps[decimal.Inexact] = True
 
 
 def leave_and_remove(home: str, elsewhere: str) -> str:

@@ -20,7 +20,8 @@ import pytest
 
 from pycrew.wire.records import ResultRecord
 from pycrew.worker.execution import INTERRUPT_SIGNAL, TaskRunner
-from pycrew.worker.isolation import InterpreterSettings, ProcessBaseline, SignalMask, WarningCapture
+from pycrew.worker.interpreter import InterpreterSettings
+from pycrew.worker.isolation import ProcessBaseline, SignalMask, WarningCapture
 
 
 def _payload(fn: Any, *args: Any) -> bytes:
@@ -221,6 +222,29 @@ def test_interpreter_settings_come_back_to_the_state_before_the_first_task_not_t
     finally:
         sys.setprofile(None)
         sys.setrecursionlimit(limit)
+
+
+def test_a_decimal_context_comes_back_and_an_untouched_one_is_left_alone() -> None:
+    """``decimal`` imported after the baseline (by a task): a new thread's context is the
+    baseline. Put back once a task changed it, then not replaced after every task."""
+    import decimal
+
+    settings = InterpreterSettings()
+    settings.take()
+    assert settings.saved is not None
+    settings.saved = (*settings.saved[:-1], None)  # as taken before anything imported decimal
+    original = decimal.getcontext()
+    try:
+        decimal.getcontext().prec = 7
+        decimal.getcontext().traps[decimal.Inexact] = True
+        settings.restore()
+        context = decimal.getcontext()
+        assert context.prec == decimal.DefaultContext.prec and not context.traps[decimal.Inexact]
+        assert decimal.Decimal(1) / decimal.Decimal(3) == decimal.Decimal("0." + "3" * decimal.DefaultContext.prec)
+        settings.restore()
+        assert decimal.getcontext() is context, "an unchanged context was replaced"
+    finally:
+        decimal.setcontext(original)
 
 
 def test_the_signal_mask_comes_back_and_the_worker_s_own_signals_are_unblocked() -> None:

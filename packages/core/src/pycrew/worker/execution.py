@@ -29,8 +29,8 @@ from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
 from pycrew.worker.failures import exception_text, loading_hint, qualified_name
+from pycrew.worker.interpreter import InterpreterSettings
 from pycrew.worker.isolation import (
-    InterpreterSettings,
     ProcessBaseline,
     SignalMask,
     StandardStreams,

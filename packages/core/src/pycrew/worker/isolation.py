@@ -5,9 +5,9 @@ nothing (the usual case): compare with a baseline, restore only what differs.
 
 - :class:`ProcessBaseline`: the environment, ``sys.path`` and working directory as they
   were before the first task; after each task whatever differs is restored.
-- :class:`InterpreterSettings`: the interpreter's process-wide knobs (recursion limit,
-  trace and profile functions, the garbage collector, ...), put back after a task that
-  turned one.
+- :class:`pycrew.worker.interpreter.InterpreterSettings`: the interpreter's process-wide
+  knobs (recursion limit, trace and profile functions, the garbage collector, the root
+  logger, the ``decimal`` context, ...), put back after a task that turned one.
 - :class:`StandardStreams`: ``sys.stdin``, ``sys.stdout`` and ``sys.stderr``, put back
   after a task that replaced them, and opened again after a task that closed them.
 - :func:`restore_handlers`: the worker's own signal handlers, put back after a task that
@@ -23,13 +23,11 @@ nothing (the usual case): compare with a baseline, restore only what differs.
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -182,105 +180,6 @@ def _getcwd() -> str:
 
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-class InterpreterSettings:
-    """The interpreter's process-wide settings every task starts from (a worker that owns its process).
-
-    One task's ``sys.setrecursionlimit(50)`` made every later task on its worker that
-    recursed a little fail with ``RecursionError``; a ``sys.setprofile`` or ``sys.settrace``
-    left installed slowed every later task (a thousandfold, for a profiler that sleeps);
-    the file mode creation mask (``os.umask``), ``socket.setdefaulttimeout``,
-    ``gc.disable()``, ``logging.disable`` and ``sys.set_int_max_str_digits`` leaked the same
-    way. :meth:`restore` (after each task) sets the umask back (one system call: it cannot
-    be read without being set) and reads each other setting, a C call of tens of
-    nanoseconds, setting only what changed: about 0.6 us in all. The
-    baseline is the state before the first task, so a tracer installed at start-up (a
-    coverage tool's) stays.
-    """
-
-    def __init__(self) -> None:
-        self.saved: tuple[Any, ...] | None = None
-        self.umask = 0
-
-    @staticmethod
-    def _read() -> tuple[Any, ...]:
-        sock = sys.modules.get("socket")
-        return (
-            sys.getrecursionlimit(),
-            sys.get_int_max_str_digits(),
-            sys.gettrace(),
-            sys.getprofile(),
-            threading.gettrace(),
-            threading.getprofile(),
-            gc.isenabled(),
-            sys.getswitchinterval(),
-            logging.root.manager.disable,
-            sock.getdefaulttimeout() if sock is not None else None,
-            sys.excepthook,
-            threading.excepthook,
-        )
-
-    def take(self) -> None:
-        """Record the current settings (once)."""
-        if self.saved is None:
-            self.saved = self._read()
-            self.umask = os.umask(0o022)  # there is no reading it without setting it
-            os.umask(self.umask)
-
-    def restore(self) -> None:
-        """Put back every setting a task changed."""
-        saved = self.saved
-        if saved is None:
-            return
-        os.umask(self.umask)  # one system call: set it back whether or not it changed
-        now = self._read()
-        try:
-            if now == saved:  # the usual case: the same objects, and equal numbers
-                return
-        except Exception:  # a tracer object whose == raises: compare one by one below
-            pass
-        for setter, current, wanted in zip(_SETTERS, now, saved, strict=True):
-            if current is not wanted and not (type(current) in (int, float) and current == wanted):
-                setter(wanted)
-
-
-def _set_gc(enabled: bool) -> None:
-    if enabled:
-        gc.enable()
-    else:
-        gc.disable()
-
-
-def _set_socket_timeout(timeout: float | None) -> None:
-    sock = sys.modules.get("socket")
-    if sock is not None:
-        sock.setdefaulttimeout(timeout)
-
-
-def _set_excepthook(hook: Any) -> None:
-    sys.excepthook = hook
-
-
-def _set_thread_excepthook(hook: Any) -> None:
-    threading.excepthook = hook
-
-
-#: How to put back each setting InterpreterSettings._read reads, in the same order.
-_SETTERS: tuple[Callable[[Any], object], ...] = (
-    sys.setrecursionlimit,
-    sys.set_int_max_str_digits,
-    sys.settrace,
-    sys.setprofile,
-    threading.settrace,
-    threading.setprofile,
-    _set_gc,
-    sys.setswitchinterval,
-    logging.disable,
-    _set_socket_timeout,
-    _set_excepthook,
-    _set_thread_excepthook,
-)
 
 
 class StandardStreams:
