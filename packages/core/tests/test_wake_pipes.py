@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 from dispatcher_fakes import Harness
@@ -50,8 +51,9 @@ def test_a_dispatcher_whose_loop_outlives_stop_closes_its_pipe_as_it_ends() -> N
     h = Harness()
     d = h.d
     d.start()
-    d.call_soon(lambda: time.sleep(0.5))  # the loop is busy when stop() gives up waiting
-    time.sleep(0.1)
+    busy = threading.Event()
+    d.call_soon(lambda: (busy.set(), time.sleep(2.0)))  # the loop is busy when stop() gives up waiting
+    assert busy.wait(10)
     d.stop(timeout=0.0)
     assert d.thread.is_alive()
     os.fstat(d._wfd)  # still open: the loop may still read it
