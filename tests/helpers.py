@@ -97,6 +97,7 @@ def mutate_process_state(tmp: str) -> dict[str, object]:
 def interpreter_settings() -> dict[str, object]:
     """The worker's process-wide interpreter settings (see turn_interpreter_settings)."""
     import gc
+    import locale
     import logging
     import socket
     import sys
@@ -120,6 +121,7 @@ def interpreter_settings() -> dict[str, object]:
         "umask": mask,
         "root logger level": logging.root.level,
         "root logger handlers": [type(h).__name__ for h in logging.root.handlers],
+        "locale": locale.setlocale(locale.LC_ALL),
         "decimal context": _decimal_context(),
     }
 
@@ -134,6 +136,7 @@ def _decimal_context() -> tuple[object, ...]:
 def turn_interpreter_settings(setting: str) -> str:
     """Change one process-wide interpreter setting and leave it changed."""
     import gc
+    import locale
     import logging
     import socket
     import sys
@@ -158,6 +161,7 @@ def turn_interpreter_settings(setting: str) -> str:
         "umask": lambda: os.umask(0o777),
         "root logger level": lambda: logging.root.setLevel(logging.DEBUG),
         "root logger handlers": lambda: logging.root.addHandler(logging.StreamHandler()),
+        "locale": lambda: locale.setlocale(locale.LC_NUMERIC, "C" if locale.setlocale(locale.LC_NUMERIC) != "C" else "C.UTF-8"),
         "decimal context": _turn_decimal_context,
     }
     change[setting]()
