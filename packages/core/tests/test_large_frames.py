@@ -226,3 +226,74 @@ def test_a_frame_whose_buffer_cannot_be_had_drops_its_link_not_the_server() -> N
     here = os.path.dirname(os.path.abspath(__file__))
     run = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, here], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "served on" in run.stdout, run.stdout + run.stderr
+
+
+WORKER_OUT_OF_MEMORY = r"""
+import os, resource, socket, sys
+from pycrew.wire.transport import Unreceivable
+from pycrew.wire.transport.socket_channel import SocketChannel
+from pycrew.wire.transport.sockets import HEADER
+
+listener = socket.create_server(("127.0.0.1", 0))
+dialer = socket.create_connection(listener.getsockname(), timeout=10)
+controller, _ = listener.accept()
+channel = SocketChannel(dialer, None)
+used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
+controller.sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+try:
+    while channel.recv(5.0) is None:
+        pass
+    raise SystemExit("a frame came back")
+except Unreceivable as exc:
+    print("unreceivable:", exc)
+controller.settimeout(10)
+print("controller reads:", controller.recv(100))
+"""
+
+
+def test_a_worker_without_memory_for_a_frame_closes_its_link_and_says_why() -> None:
+    """The worker's side of the test above: the read ends with ``Unreceivable`` (the worker
+    stops, naming the cause) and the link is closed, so the controller sees the worker gone
+    at once and runs its tasks elsewhere (a ``MemoryError`` used to end whichever worker
+    thread was reading, and the controller noticed only when heartbeats went missing)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", WORKER_OUT_OF_MEMORY], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "unreceivable: no memory for a frame of 536,870,912 bytes from the controller" in run.stdout, run.stdout
+    assert "controller reads: b''" in run.stdout, "the worker's end of the link stayed open"
+
+
+WORKER_LOOP_OUT_OF_MEMORY = r"""
+import os, resource, socket, sys, threading, time
+from pycrew.wire.transport.sockets import HEADER, PREAMBLE
+from pycrew.worker.command import WorkerCommand
+from pycrew.worker.loop import Worker
+
+listener = socket.create_server(("127.0.0.1", 0))
+command = WorkerCommand(url=f"tcp://127.0.0.1:{listener.getsockname()[1]}", transport="socket", instance="oom-1", seconds_launch=30.0)
+worker = Worker(command, "token", None, shared_process=True)
+thread = threading.Thread(target=worker.run, daemon=True)
+thread.start()
+controller, _ = listener.accept()
+controller.settimeout(30)
+while len(controller.recv(len(PREAMBLE), socket.MSG_PEEK)) < len(PREAMBLE):
+    time.sleep(0.01)
+controller.recv(len(PREAMBLE))
+time.sleep(0.2)  # the worker's threads are up (their stacks mapped)
+used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
+controller.sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+thread.join(30)
+print("ended:", not thread.is_alive(), "reason:", worker.stop_reason)
+"""
+
+
+def test_a_worker_loop_without_memory_for_a_frame_stops_naming_the_cause() -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", WORKER_LOOP_OUT_OF_MEMORY], capture_output=True, text=True, timeout=120)
+    assert "ended: True reason: no memory for a frame of 536,870,912 bytes from the controller" in run.stdout, run.stdout + run.stderr

@@ -141,8 +141,8 @@ class Worker(CommsThread):
         assert channel is not None
         try:
             frame = channel.recv(0.0 if nonblocking else max(timeout, 0.001), spin)
-        except transport.Closed:
-            self._controller_gone("the controller closed the connection")
+        except transport.Closed as exc:  # or this worker had no memory for a frame: say so
+            self._controller_gone(str(exc) if isinstance(exc, transport.Unreceivable) else "the controller closed the connection")
             return False
         self.last_read = clock.monotonic()
         if frame is not None:

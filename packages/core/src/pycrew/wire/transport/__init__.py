@@ -37,6 +37,11 @@ class Closed(ConnectionError):
     """The link is closed (by the peer, or locally)."""
 
 
+class Unreceivable(Closed):
+    """A frame arrived that this process has no memory for: the link was closed (the peer
+    sees a lost connection), and the message says why."""
+
+
 class ConnectFailed(ConnectionError):
     """A worker could not open a link to the dispatcher (and retrying will not help, or time ran out)."""
 

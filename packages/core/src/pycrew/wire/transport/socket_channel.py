@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from pycrew.wire import clock
-from pycrew.wire.transport import Channel, Closed, ConnectFailed, split_url
+from pycrew.wire.transport import Channel, Closed, ConnectFailed, Unreceivable, split_url
 from pycrew.wire.transport.sockets import (
     DIRECT_READ,
     HEADER,
@@ -156,8 +156,10 @@ class SocketChannel(Channel):
                     del buf[:end]
                     return frame
                 if length >= DIRECT_READ:
-                    with memoryview(buf) as view:
-                        self._direct = direct = DirectFrame(length, view[HEADER.size :])  # MemoryError: the worker ends
+                    if (direct := DirectFrame.begin(length, buf, HEADER.size)) is None:
+                        self.close()  # the controller sees the worker gone and runs its tasks elsewhere
+                        raise Unreceivable(f"no memory for a frame of {length:,} bytes from the controller")
+                    self._direct = direct
                     del buf[:]
             if self._closed:
                 raise Closed("the link to the controller is closed")

@@ -74,7 +74,7 @@ class DirectFrame:
     @classmethod
     def begin(cls, length: int, buf: bytearray, start: int) -> DirectFrame | None:
         """A frame of ``length`` bytes whose first bytes are ``buf[start:]``; ``None`` if its
-        buffer cannot be had (``MemoryError``: the caller drops that one connection)."""
+        buffer cannot be had (``MemoryError``: the caller drops that connection)."""
         try:
             with memoryview(buf) as view:
                 return cls(length, view[start:])
