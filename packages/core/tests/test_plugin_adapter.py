@@ -337,7 +337,7 @@ def test_capability_names_are_one_list_shared_with_the_conformance_suite() -> No
     from pycrew.testing import CAPABILITIES
 
     assert CAPABILITIES is pycrew.LAUNCHER_CAPABILITIES
-    assert set(CAPABILITIES) == {"monitor", "pid", "host", "orphans", "never_connected"}
+    assert set(CAPABILITIES) == {"monitor", "pid", "host", "orphans", "never_connected", "shared_files"}
 
 
 def test_installed_launchers_are_adapter_plugins_with_known_capabilities() -> None:

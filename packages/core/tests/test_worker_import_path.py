@@ -51,3 +51,12 @@ def test_entries_that_are_not_strings_travel_as_the_paths_they_name(monkeypatch:
     monkeypatch.setattr(sys, "path", [tmp_path / "as-path", b"/as/bytes", 42, None, "/plain"])
     [value] = pycrew.sys_path_environment().values()
     assert json.loads(value) == [str(tmp_path / "as-path"), "/as/bytes", "/plain"]
+
+
+def test_a_relative_entry_travels_as_the_directory_it_names_from_the_controller() -> None:
+    """``sys.path.append("src")`` names the controller's ``src``: a worker started in another
+    directory (the launchers' ``cwd`` option) finds the same one."""
+    assert json.loads(encode(["src", "/abs", "../up"], "/controller/cwd")) == [
+        "/controller/cwd/src", "/abs", "/controller/cwd/../up",
+    ]
+    assert json.loads(encode(["src", ""], "")) == ["src"], "without a working directory it stays relative"

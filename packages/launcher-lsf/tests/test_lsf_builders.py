@@ -181,7 +181,7 @@ def test_the_plugin_is_the_entry_point() -> None:
     (entry,) = [e for e in entry_points(group="pycrew.launchers") if e.name == "lsf"]
     assert entry.value == "pycrew_lsf.plugin:plugin"
     assert entry.load().options_type is LsfOptions
-    assert {"monitor", "host", "orphans", "never_connected"} == sys.modules["pycrew_lsf.plugin"].CAPABILITIES
+    assert {"monitor", "host", "orphans", "never_connected", "shared_files"} == sys.modules["pycrew_lsf.plugin"].CAPABILITIES
 
 
 def stand_in_bjobs(tmp_path: Path, stdout: str, stderr: str, status: int) -> LsfCLI:

@@ -69,6 +69,8 @@ def test_reserved_option_error_says_why_and_what_to_use() -> None:
         LsfOptions(submit_args=("-env", "all"))
     with pytest.raises(OptionsError, match=r"must not set -o .*use log_output"):
         LsfOptions(script_directives=("#BSUB -o /tmp/out",))
+    with pytest.raises(OptionsError, match=r"must not set -cwd .*use the cwd option"):
+        LsfOptions(submit_args=("-cwd", "/data"))
 
 
 def test_walltime_twice_is_rejected() -> None:

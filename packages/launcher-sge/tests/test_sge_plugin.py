@@ -24,7 +24,7 @@ def test_register_declares_a_remote_launcher_with_the_monitor() -> None:
     (args, kwargs), = got
     assert args == ("sge", SgeOptions)
     assert kwargs["remote"] is True and kwargs["capabilities"] == CAPABILITIES
-    assert {"monitor", "host", "orphans", "never_connected"} == CAPABILITIES
+    assert {"monitor", "host", "orphans", "never_connected", "shared_files"} == CAPABILITIES
 
 
 def test_entry_point_names_the_plugin_module() -> None:

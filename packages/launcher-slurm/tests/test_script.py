@@ -131,3 +131,90 @@ def test_private_directory_is_0700_and_scripts_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+WHERE = WHO_AM_I + (
+    "import json, sys; print(json.dumps({'cwd': os.getcwd(), 'path': os.environ.get('PYCREW_SYS_PATH'),"
+    " 'safe_path': sys.flags.safe_path}))"
+)
+
+
+def run_raw(script: str, calls: list[WorkerCall], tmp_path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    env = {**SlurmCLI("slurm", SlurmOptions()).submission_environment(calls), "SLURM_ARRAY_TASK_ID": "1"}
+    return subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env, cwd=cwd, timeout=30, check=False)
+
+
+def test_workers_start_in_the_controllers_directory_with_its_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script enters the directory the controller ran in when it submitted, wherever the
+    scheduler starts the job, and hands the worker the controller's sys.path (python -P)."""
+    controller_dir, job_dir = tmp_path / "controller", tmp_path / "job"
+    controller_dir.mkdir()
+    job_dir.mkdir()
+    monkeypatch.chdir(controller_dir)
+    monkeypatch.setattr(sys, "path", ["", "relative/lib", "/opt/site"])
+    calls = make_calls(WHERE, 1)
+    script = render(SlurmOptions(directory=str(tmp_path)), calls)
+    monkeypatch.chdir(job_dir)  # the controller moves on; its workers keep the directory it submitted from
+    proc = run_raw(script, calls, tmp_path, cwd=job_dir)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["cwd"] == str(controller_dir)
+    assert json.loads(seen["path"]) == [str(controller_dir), str(controller_dir / "relative/lib"), "/opt/site"]
+    assert seen["safe_path"] is True, "a worker given the path starts with python -P"
+
+
+def test_a_node_without_the_controllers_directory_runs_the_worker_where_it_is_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone, job_dir = tmp_path / "gone", tmp_path / "job"
+    gone.mkdir()
+    job_dir.mkdir()
+    monkeypatch.chdir(gone)
+    calls = make_calls(WHERE, 1)
+    script = render(SlurmOptions(directory=str(tmp_path)), calls)
+    monkeypatch.chdir(tmp_path)
+    gone.rmdir()
+    proc = run_raw(script, calls, tmp_path, cwd=job_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["cwd"] == str(job_dir)
+    assert f"the controller's working directory {gone} is not on this host; the worker runs in {job_dir}" in proc.stderr
+
+
+def test_the_cwd_option_names_the_directory_and_a_missing_one_fails_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, job_dir = tmp_path / "data", tmp_path / "job"
+    data.mkdir()
+    job_dir.mkdir()
+    monkeypatch.chdir(tmp_path)
+    calls = make_calls(WHERE, 1)
+    script = render(SlurmOptions(directory=str(tmp_path), cwd="data"), calls)  # relative: to the controller's
+    proc = run_raw(script, calls, tmp_path, cwd=job_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["cwd"] == str(data)
+    script = render(SlurmOptions(directory=str(tmp_path), cwd=str(tmp_path / "missing")), calls)
+    proc = run_raw(script, calls, tmp_path, cwd=job_dir)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert f"pycrew: this worker cannot enter its working directory {tmp_path / 'missing'} (the cwd option)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "shared"),
+    [({}, True), ({"python": sys.executable}, True), ({"python": "/other/python3"}, False), ({"inherit_sys_path": False}, False)],
+)
+def test_only_workers_of_the_controllers_interpreter_get_its_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], shared: bool
+) -> None:
+    """Another interpreter's standard library and site-packages must not come after the
+    controller's; a PYCREW_SYS_PATH the controller inherited never reaches the job."""
+    monkeypatch.setenv("PYCREW_SYS_PATH", '["/inherited"]')
+    calls = make_calls(WHERE, 1)
+    script = render(SlurmOptions(directory=str(tmp_path), **options), calls)
+    assert ("export PYCREW_SYS_PATH=" in script) is shared
+    [command] = [line for line in script.splitlines() if line.startswith("exec ")]
+    assert (" -P -c " in command) is shared
+    assert "PYCREW_SYS_PATH" not in SlurmCLI("slurm", SlurmOptions()).submission_environment(calls)

@@ -272,10 +272,9 @@ WORKER_STATUSES = ("pending", "running", "done", "failed", "cancelled", "unknown
 #: Statuses of a worker that has ended (its process or job is gone for good).
 ENDED_STATUSES = frozenset({"done", "failed", "cancelled"})
 
-#: The capability names a launcher may declare in :attr:`LauncherSpec.capabilities`, and
-#: what each promises. The conformance suite (:mod:`pycrew.testing`) tests a launcher for
-#: the ones it declares and skips, visibly, what needs the others; registration refuses
-#: any other name, so that a typo cannot skip tests silently.
+#: The capability names a launcher may declare in :attr:`LauncherSpec.capabilities`, and what each
+#: promises. The conformance suite (:mod:`pycrew.testing`) tests a launcher for the ones it declares
+#: and skips, visibly, what needs the others; registration refuses any other name (a typo).
 LAUNCHER_CAPABILITIES: Mapping[str, str] = types.MappingProxyType(
     {
         "monitor": "pycrew_list_workers lists this launcher's workers, tagged with controller_id and instance",
@@ -283,6 +282,7 @@ LAUNCHER_CAPABILITIES: Mapping[str, str] = types.MappingProxyType(
         "host": "WorkerInfo.host is the host name the task sees (socket.gethostname() on the worker)",
         "orphans": "the monitor lists workers of controllers that are gone, so Monitor.orphans() finds them",
         "never_connected": "pycrew_terminate_workers stops a worker that never connected (queued, pending, stuck)",
+        "shared_files": "workers start in the controller's working directory and import what its sys.path finds",
     }
 )
 

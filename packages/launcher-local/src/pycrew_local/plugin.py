@@ -11,7 +11,7 @@ from pycrew_local.processes import LocalHandle, kill_tree, list_workers, start_w
 
 NAME = "local"
 #: What the conformance suite may test (names of ``pycrew.LAUNCHER_CAPABILITIES``).
-CAPABILITIES = frozenset({"pid", "host", "monitor", "orphans", "never_connected"})
+CAPABILITIES = frozenset({"pid", "host", "monitor", "orphans", "never_connected", "shared_files"})
 
 
 class LocalPlugin(pycrew.LauncherPlugin[LocalOptions, None]):

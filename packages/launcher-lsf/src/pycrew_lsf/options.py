@@ -36,6 +36,7 @@ RESERVED_BSUB_OPTIONS: dict[str, str] = {
     "-e": "use log_error",
     "-eo": "use log_error",
     "-K": "bsub would wait for the job to end",
+    "-cwd": "the job script enters the working directory; use the cwd option",
     "-I": "workers are batch jobs, not interactive ones",
     "-Ip": "workers are batch jobs, not interactive ones",
     "-Is": "workers are batch jobs, not interactive ones",

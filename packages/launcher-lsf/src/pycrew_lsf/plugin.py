@@ -28,7 +28,7 @@ NAME = "lsf"
 #: is the first execution host (bjobs EXEC_HOST); jobs of ended controllers stay listed
 #: (orphans); ``bkill`` reaches pending and never-connected workers. Not ``pid``: bjobs's PIDS
 #: field lists the job's processes, not which one is the worker.
-CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shared_files"})
 #: After its controller dies, a running worker exits after seconds_idle; this covers what LSF
 #: adds before the job leaves the running states (post-execution, sbatchd's report to
 #: mbatchd) and the monitor's bjobs cadence.

@@ -20,12 +20,13 @@ from pycrew.scheduler import SchedulerOptions, seconds_to_hms
 FLAVOURS = ("pbspro", "torque")
 #: qsub options pycrew sets itself; users must not pass them (they would break arrays, the
 #: monitor's tag and job name, the token's way into the job, or where pycrew finds the logs).
-RESERVED_QSUB_OPTIONS = ("-J", "-t", "-N", "-v", "-V", "-o", "-e", "-j", "-k", "-z", "-I", "-C")
+RESERVED_QSUB_OPTIONS = ("-J", "-t", "-N", "-v", "-V", "-o", "-e", "-j", "-k", "-z", "-I", "-C", "-d", "-w")
 #: Why, for the error message.
 _RESERVED_WHY = (
     "the array (-J/-t), the job name (-N) and the tag in Variable_List (-v) are how the monitor finds "
     "pycrew's workers; -V/-v carry the worker token (use export_environment=False instead of -v); "
-    "-o/-e/-j/-k are the logs (use log_output/log_error); -z hides the job id, -I and -C break the script"
+    "-o/-e/-j/-k are the logs (use log_output/log_error); TORQUE's -d/-w the working directory (use the cwd "
+    "option); -z hides the job id, -I and -C break the script"
 )
 #: A resource request ``name=value`` (one ``-l`` value; PBS sizes, times, strings).
 _RESOURCE = re.compile(r"^[A-Za-z_][\w.-]*=[^\s,'\"]+$")

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
 from pycrew import LauncherInfo, WorkerCall
-from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript, jobtag
+from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobtag
 from pycrew_pbs.options import PbsOptions
 from pycrew_pbs.qstat import (
     FINISHED,
@@ -194,17 +194,10 @@ class PbsCLI(SchedulerCLI):
 
     def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
         """The job script; a plain job (one worker) sets the index variable PBS leaves unset."""
-        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        env: dict[str, str] = {}
         if not self.is_array(calls) and jobtag.is_array_run(calls):
-            env = {**env, self.array_index_variable: str(self.array_first_index)}
-        python = self.options.python or calls[0].python
-        return jobscript.render(
-            [python, *args],
-            env,
-            directives=self.directives(launcher, calls, tag),
-            script_lines=self.options.script_lines,
-            title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} element(s)",
-        )
+            env[self.array_index_variable] = str(self.array_first_index)
+        return self.worker_script(launcher, calls, tag, env=env)
 
     # -- submit --------------------------------------------------------------------------
 

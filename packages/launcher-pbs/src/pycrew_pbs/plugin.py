@@ -27,7 +27,7 @@ NAME = "pbs"
 #: instance; ``WorkerInfo.host`` is the execution host (``exec_host``); jobs of ended
 #: controllers stay listed (orphans); ``qdel`` reaches queued and never-connected workers.
 #: Not ``pid``: qstat does not know the worker's process id on the node.
-CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shared_files"})
 #: After its controller dies, a running worker exits after seconds_idle; this covers what
 #: PBS adds before the job leaves the running states: the job's end (epilogue, output
 #: staging, state ``E``) and the monitor's qstat cadence.

@@ -36,13 +36,13 @@ from pycrew.scheduler import SchedulerOptions, seconds_to_hms
 #: the monitor's job name and context tag, the way the worker secret reaches the job, or
 #: the script itself).
 RESERVED_QSUB_OPTIONS = (
-    "-t", "-N", "-ac", "-sc", "-dc", "-terse", "-V", "-v", "-b", "-C", "-sync", "-@", "-j", "-o", "-e",
+    "-t", "-N", "-ac", "-sc", "-dc", "-terse", "-V", "-v", "-b", "-C", "-sync", "-@", "-j", "-o", "-e", "-cwd", "-wd",
 )
 #: Why, for the error message.
 _RESERVED_WHY = (
     "-t is the job array, -N the job name and -ac/-sc/-dc the job context holding the tag the monitor "
     "finds pycrew's workers by; -V/-v decide the job's environment (use export_environment); -o/-e/-j are "
-    "the logs (use log_output/log_error); -terse, -sync, -b, -C and -@ would break the submission or the script"
+    "the logs (use log_output/log_error); -cwd/-wd the working directory (use the cwd option); -terse, -sync, -b, -C and -@ would break the submission or the script"
 )
 #: Queue, parallel environment, project and complex (resource) names: no whitespace, no
 #: shell or directive syntax (sge_types(1): names may not hold ``\n \t \r / : , @ \ * ?`` and spaces).

@@ -29,7 +29,7 @@ NAME = "sge"
 #: the execution host (from the task's queue instance ``queue@host``); jobs of ended
 #: controllers stay listed (orphans); ``qdel`` reaches queued and never-connected workers.
 #: Not ``pid``: qstat does not know the worker's process id on the host.
-CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shared_files"})
 #: After its controller dies, a running worker exits after seconds_idle; this covers what
 #: SGE adds before the task leaves qstat (the execd's report of the job's end, epilog
 #: scripts on real sites) and the monitor's qstat cadence.

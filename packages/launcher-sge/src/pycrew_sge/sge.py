@@ -135,18 +135,10 @@ class SgeCLI(SchedulerCLI):
 
     def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
         """The job script; with ``secret_file`` it reads the secret from the array's key file first."""
-        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
-        python = self.options.python or calls[0].python
         lines = list(self.options.script_lines)
         if self.options.secret_file:
             lines = read_lines(self.keys.path(tag)) + lines
-        return jobscript.render(
-            [python, *args],
-            env,
-            directives=self.directives(launcher, calls, tag),
-            script_lines=lines,
-            title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} task(s)",
-        )
+        return self.worker_script(launcher, calls, tag, script_lines=lines)
 
     def submission_environment(self, calls: Sequence[WorkerCall]) -> dict[str, str]:
         """qsub's environment: with ``secret_file`` it holds no secret at all (SGE would show it)."""

@@ -18,7 +18,9 @@ _GRES = re.compile(r"^[A-Za-z][\w.-]*(?::[\w.-]+)?(?::\d+)?(?:,[A-Za-z][\w.-]*(?
 _NAME = re.compile(r"^[\w.,+-]+$")
 #: sbatch options pycrew sets itself; users must not pass them (they would break arrays,
 #: the monitor's tag, or the token's way into the job).
-RESERVED_SBATCH_OPTIONS = ("--array", "-a", "--comment", "--job-name", "-J", "--wrap", "--export", "--export-file", "--parsable")
+RESERVED_SBATCH_OPTIONS = (
+    "--array", "-a", "--comment", "--job-name", "-J", "--wrap", "--export", "--export-file", "--parsable", "--chdir", "-D",
+)
 
 
 def seconds_to_slurm_time(seconds: float) -> str:
@@ -158,8 +160,8 @@ class SlurmOptions(SchedulerOptions):
     def _check_reserved(self, name: str, arg: str) -> None:
         self.check_reserved(
             name, arg, RESERVED_SBATCH_OPTIONS,
-            "job arrays, the monitor's --comment tag, --export for the worker tokens; "
-            "use export_environment=False instead of --export",
+            "job arrays, the monitor's --comment tag, --export for the worker tokens, --chdir for the cwd option; "
+            "use export_environment=False instead of --export, cwd instead of --chdir",
         )
 
     def directives(self) -> list[str]:

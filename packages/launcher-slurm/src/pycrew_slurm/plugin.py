@@ -28,7 +28,7 @@ NAME = "slurm"
 #: the node (squeue's NodeList, the name the task sees); jobs of ended controllers stay
 #: listed (orphans); ``scancel`` reaches queued and never-connected workers. Not ``pid``:
 #: squeue does not know the worker's process id on the node.
-CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected"})
+CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shared_files"})
 #: After its controller dies, a running worker exits after seconds_idle; this covers what
 #: SLURM adds before the job leaves squeue: the job's completion (epilog scripts on real
 #: sites, the COMPLETING state) and the monitor's squeue cadence. Queued jobs of a dead

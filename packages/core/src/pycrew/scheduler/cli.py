@@ -34,7 +34,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -166,14 +166,41 @@ class SchedulerCLI(JobListing):
         ``calls`` is one array run of core's batch or a single call (see
         :func:`pycrew.scheduler.jobtag.split_calls`); see :mod:`.jobscript`.
         """
-        args, env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
-        python = self._option("python", None) or calls[0].python
+        return self.worker_script(launcher, calls, tag)
+
+    def worker_script(
+        self,
+        launcher: LauncherInfo,
+        calls: Sequence[WorkerCall],
+        tag: str,
+        env: Mapping[str, str] | None = None,
+        script_lines: Sequence[str] | None = None,
+    ) -> str:
+        """:meth:`render_script`'s script, for subclasses that add to it.
+
+        The worker runs the ``python`` option's interpreter (default the calls'), in the
+        ``cwd`` option's directory (default the controller's), with the controller's
+        ``sys.path`` if ``inherit_sys_path`` allows (see
+        :func:`pycrew.scheduler.jobscript.worker_invocation`).
+
+        Args:
+            env: more non-secret environment variables for the worker.
+            script_lines: the lines run before the worker (default the ``script_lines`` option).
+        """
+        args, call_env, _secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+        command, worker_env = jobscript.worker_invocation(
+            self._option("python", None), calls[0].python, args, {**call_env, **(env or {})},
+            bool(self._option("inherit_sys_path", True)),
+        )
+        cwd, required = jobscript.working_directory(self._option("cwd", None))
         return jobscript.render(
-            [python, *args],
-            env,
+            command,
+            worker_env,
             directives=self.directives(launcher, calls, tag),
-            script_lines=self._option("script_lines", ()),
+            script_lines=self._option("script_lines", ()) if script_lines is None else script_lines,
             title=f"pycrew {self.launcher_name} workers of controller {calls[0].controller!r}: {len(calls)} element(s)",
+            cwd=cwd,
+            cwd_required=required,
         )
 
     def write_script(self, text: str) -> Path:

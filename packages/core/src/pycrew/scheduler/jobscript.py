@@ -12,17 +12,24 @@ the submitting command's environment as ``PYCREW_TOKEN``; the scheduler stores a
 environment with it and gives it to every element. The script sets the secret aside while
 ``script_lines`` run (so that nothing they start inherits it) and exports it again just
 before ``exec``-ing the worker, which removes it from its environment when it starts.
+
+Workers see the controller's files as a local worker does (the scheduler's nodes share a
+file system with the machine that submits): the script enters the controller's working
+directory (or the ``cwd`` option's) before ``script_lines`` run, and a worker of the
+controller's interpreter gets the controller's ``sys.path`` (:func:`worker_invocation`).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 
 from pycrew.plugin_api import WorkerCall
 from pycrew.scheduler import jobtag
-from pycrew.wire.protocol import TOKEN_ENV
+from pycrew.wire.protocol import SYS_PATH_ENV, TOKEN_ENV
+from pycrew.worker.import_path import sys_path_environment
 
 #: Where the script keeps the secret while ``script_lines`` run (a shell variable, not exported).
 HIDDEN_TOKEN = "__pycrew_token"
@@ -55,12 +62,56 @@ def worker_command(calls: Sequence[WorkerCall], index_variable: str, first_index
     return tuple(calls[0].args), dict(calls[0].env), calls[0].token
 
 
+def shares_sys_path(python: str | None, inherit: bool) -> bool:
+    """Whether workers run by ``python`` (the ``python`` option; ``None``: the controller's
+    interpreter) get the controller's ``sys.path``: ``inherit`` and the same interpreter."""
+    if not inherit or not sys.executable:
+        return False
+    return python is None or os.path.abspath(python) == os.path.abspath(sys.executable)
+
+
+def worker_invocation(
+    python: str | None, default_python: str, args: Sequence[str], env: Mapping[str, str], inherit_sys_path: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The worker's command (interpreter first) and environment, with the controller's
+    ``sys.path`` and ``python -P`` when :func:`shares_sys_path` (see
+    :mod:`pycrew.worker.import_path`).
+
+    Args:
+        python: the ``python`` option (``None``: ``default_python``, the controller's).
+        default_python: the interpreter of the worker calls (``WorkerCall.python``).
+        args: the worker's arguments after the interpreter.
+        env: its non-secret environment.
+        inherit_sys_path: the ``inherit_sys_path`` option.
+    """
+    env = dict(env)
+    if shares_sys_path(python, inherit_sys_path):
+        env.update(sys_path_environment())
+        # -P: no working directory first on the path (see pycrew.worker.import_path)
+        return [python or default_python, "-P", *args], env
+    return [python or default_python, *args], env
+
+
+def working_directory(cwd: str | None) -> tuple[str | None, bool]:
+    """``(directory, required)`` for :func:`render` from the ``cwd`` option: the option made
+    absolute (required), else the controller's working directory (not required; ``None`` if
+    it was removed)."""
+    if cwd is not None:
+        return os.path.abspath(os.path.expanduser(cwd)), True
+    try:
+        return os.getcwd(), False
+    except OSError:  # the controller's working directory was removed
+        return None, False
+
+
 def render(
     command: Sequence[str],
     env: Mapping[str, str],
     directives: Sequence[str],
     script_lines: Sequence[str] = (),
     title: str = "pycrew workers",
+    cwd: str | None = None,
+    cwd_required: bool = False,
 ) -> str:
     """A bash job script whose every element runs ``command`` with ``env`` exported.
 
@@ -71,6 +122,10 @@ def render(
             the shebang so that the scheduler reads them.
         script_lines: shell lines run before the worker, without the secret in the environment.
         title: a comment line saying what the script is.
+        cwd: the directory the worker runs in, entered before ``script_lines`` (``None``:
+            where the scheduler starts the job).
+        cwd_required: an element that cannot enter ``cwd`` exits with status 1 (else it
+            warns on stderr and stays where it is).
 
     Raises:
         ValueError: an environment variable name is not a shell identifier.
@@ -86,6 +141,14 @@ def render(
         f"unset {TOKEN_ENV}",
     ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    if cwd is not None:
+        where = shlex.quote(cwd)
+        if cwd_required:
+            say = shlex.quote(f"pycrew: this worker cannot enter its working directory {cwd} (the cwd option) on this host")
+            lines.append(f"cd -- {where} || {{ echo {say} >&2; exit 1; }}")
+        else:
+            say = shlex.quote(f"pycrew: the controller's working directory {cwd} is not on this host; the worker runs in")
+            lines.append(f'cd -- {where} 2>/dev/null || echo {say} "$(pwd)" >&2')
     lines += list(script_lines)
     lines += [
         f'export {TOKEN_ENV}="${HIDDEN_TOKEN}"',
@@ -97,7 +160,11 @@ def render(
 
 
 def submission_environment(secret: str) -> dict[str, str]:
-    """This process's environment without any stale token, plus ``PYCREW_TOKEN=secret``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(TOKEN_ENV)}
+    """This process's environment without any stale token or import path, plus ``PYCREW_TOKEN=secret``.
+
+    (A ``PYCREW_SYS_PATH`` this process inherited is not for its workers: the script sets
+    the one they get, see :func:`worker_invocation`.)
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(TOKEN_ENV) and k != SYS_PATH_ENV}
     env[TOKEN_ENV] = secret
     return env

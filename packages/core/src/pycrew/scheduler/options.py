@@ -81,6 +81,17 @@ class SchedulerOptions(LauncherOptions):
         script_lines: shell lines run before the worker starts (``module load python``,
             ``conda activate env``), without the worker's secret in their environment.
         python: the Python interpreter on the compute nodes. Default: the controller's.
+        cwd: the workers' working directory, a path on the compute nodes (relative: to the
+            controller's working directory; ``~`` is expanded). Default: the controller's
+            working directory when the workers are submitted, as on this machine; a node
+            that lacks it runs its worker where the scheduler started it, with a warning in
+            the job's log. A ``cwd`` given and missing on a node fails that worker (exit 1,
+            the reason in its log).
+        inherit_sys_path: workers that run the controller's interpreter (``python`` unset,
+            or the same path) import from the controller's ``sys.path`` first (see
+            :func:`pycrew.sys_path_environment`: a module next to the controller's script is
+            found by its workers) and start with ``python -P``; ``False`` leaves them their
+            own path.
         log_output: the jobs' stdout file (the scheduler's patterns allowed). Default: a
             file per worker under ``<directory>/logs``.
         log_error: the jobs' stderr file. Default: the same file as ``log_output``.
@@ -121,6 +132,8 @@ class SchedulerOptions(LauncherOptions):
     script_directives: tuple[str, ...] = ()
     script_lines: tuple[str, ...] = ()
     python: str | None = None
+    cwd: str | None = None
+    inherit_sys_path: bool = True
     log_output: str | None = None
     log_error: str | None = None
     directory: str | None = None
@@ -165,7 +178,7 @@ class SchedulerOptions(LauncherOptions):
             )
             if self.walltime is not None:
                 raise OptionsError(f"{o} options 'walltime' and 'seconds_walltime' both set the run-time limit; give one")
-        for name in ("python", "log_output", "log_error", "directory", "bin_directory"):
+        for name in ("python", "cwd", "log_output", "log_error", "directory", "bin_directory"):
             value = getattr(self, name)
             if value is not None:
                 require(

@@ -15,8 +15,8 @@ Every test says in its failure message what the launcher got wrong and how to fi
 Tests that need a capability the launcher does not declare (``LauncherSpec.capabilities``,
 see :data:`pycrew.testing.CAPABILITIES`) are skipped with the reason.
 
-The tests live in six parts (``suite_informal``, ``suite_load``, ``suite_failures``,
-``suite_isolation``, ``suite_stopping``, ``suite_setup``); their fixtures in ``suite_fixtures``. The launcher hooks they
+The tests live in seven parts (``suite_informal``, ``suite_load``, ``suite_failures``,
+``suite_isolation``, ``suite_stopping``, ``suite_setup``, ``suite_files``); their fixtures in ``suite_fixtures``. The launcher hooks they
 exercise: ``pycrew_register_launchers`` (discovery), ``pycrew_launch_workers``,
 ``pycrew_terminate_workers`` and ``pycrew_list_workers`` (every scenario), and the
 observer hooks ``pycrew_worker_launched``, ``pycrew_worker_terminated`` and
@@ -26,6 +26,7 @@ observer hooks ``pycrew_worker_launched``, ``pycrew_worker_terminated`` and
 from __future__ import annotations
 
 from pycrew.testing.suite_failures import FailureTests
+from pycrew.testing.suite_files import FilesTests
 from pycrew.testing.suite_informal import InformalTests
 from pycrew.testing.suite_isolation import IsolationTests
 from pycrew.testing.suite_load import LoadTests
@@ -33,7 +34,7 @@ from pycrew.testing.suite_setup import SetupTests
 from pycrew.testing.suite_stopping import StoppingTests
 
 
-class LauncherSuite(SetupTests, StoppingTests, IsolationTests, FailureTests, LoadTests, InformalTests):
+class LauncherSuite(FilesTests, SetupTests, StoppingTests, IsolationTests, FailureTests, LoadTests, InformalTests):
     """Conformance tests for one launcher plugin; subclass it and override ``launcher_config``.
 
     Fixtures a subclass overrides: ``launcher_config`` (required, a
@@ -43,6 +44,7 @@ class LauncherSuite(SetupTests, StoppingTests, IsolationTests, FailureTests, Loa
     Test methods are numbered after the scenarios: discovery (1), the worker call (2),
     informal test (3), load test (4), batched launch (5), termination (6), launch
     failure (7), crash (8), monitor (9), client death (10), asynchrony (11) and
-    authentication (12), cancelling a running task (13), a task timeout (14) and the
-    controller's initializer (15); pytest runs them in that order.
+    authentication (12), cancelling a running task (13), a task timeout (14), the
+    controller's initializer (15) and the controller's files on the workers (16); pytest
+    runs them in that order.
     """

@@ -26,7 +26,10 @@ from pycrew.wire.protocol import SYS_PATH_ENV
 
 def encode(path: Sequence[object], cwd: str) -> str:
     """The value of :data:`SYS_PATH_ENV` for ``path`` (``""``, the working directory, becomes
-    ``cwd``; it is left out when ``cwd`` is ``""``, a removed directory).
+    ``cwd``; it is left out when ``cwd`` is ``""``, a removed directory). A relative entry
+    (``sys.path.append("src")``) is made absolute against ``cwd``, so that it names the same
+    directory in a worker started elsewhere (the local launcher's and the schedulers' ``cwd``
+    option); without ``cwd`` it stays as it is.
 
     Entries that are not strings (a ``pathlib.Path`` or bytes a program put there) are
     written as the path they name; anything else is left out, as the import system skips it.
@@ -39,7 +42,7 @@ def encode(path: Sequence[object], cwd: str) -> str:
             except (TypeError, UnicodeDecodeError):  # a PathLike whose __fspath__ returns something else
                 continue
             if text := text or cwd:
-                entries.append(text)
+                entries.append(os.path.join(cwd, text) if cwd else text)
     return json.dumps(entries)
 
 
