@@ -96,7 +96,7 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 ReturnToService=2
 SlurmdParameters=config_overrides
 MaxArraySize=${MAX_ARRAY_SIZE}
-MinJobAge=60
+MinJobAge=10
 KillWait=5
 InactiveLimit=0
 NodeName=${NODE_NAME} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEMORY_MB} State=UNKNOWN

@@ -347,3 +347,35 @@ def test_private_directory_is_0700(fake: Fake) -> None:
     path = cli.write_script("#!/bin/bash\n")
     assert stat.S_IMODE(os.stat(cli.directory).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_listing_is_asked_again_sooner_only_for_jobs_waiting_for_a_node(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A pending job without a node is about to start: its listing goes stale after a fifth
+    of seconds_poll. A job that ended without one (cancelled while it waited, listed by
+    ``squeue --states=all``) is waiting for nothing."""
+    from types import SimpleNamespace
+
+    import pycrew.scheduler.listing as listing_module
+
+    now = [100.0]
+    monkeypatch.setattr(listing_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+
+    class Counting(FakeCLI):
+        asked = 0
+        status = "cancelled"
+
+        def list_jobs(self) -> list[JobRecord]:
+            self.asked += 1
+            return [JobRecord("1.1", "1", 1, "pycrew-x", "t", "X", status=self.status)]
+
+    cli = Counting("fake", FakeOptions(directory=str(tmp_path), seconds_poll=1.0))
+    cli.listing()
+    now[0] += 0.5
+    cli.listing()
+    assert cli.asked == 1, "a job that ended waits for no node: the listing holds for seconds_poll"
+    cli.status = "pending"
+    now[0] += 1.0
+    cli.listing()
+    now[0] += 0.3
+    cli.listing()
+    assert cli.asked == 3, "a job waiting for a node: the listing is asked again after a fifth of seconds_poll"

@@ -296,3 +296,22 @@ def test_a_job_pbs_can_never_run_fails_the_launch_in_seconds(pbs_emulator: Any, 
         c.terminate()
     assert all(job.state == "finished" for job in pbs_emulator.jobs()), "the queued jobs were not deleted"
     assert qsubs(pbs_emulator) == 2, "launch_max=2: one retry, then the error"
+
+
+@FLAVOURS
+def test_a_cwd_the_hosts_lack_fails_the_launch_quoting_the_reason(
+    pbs_emulator: Any, tmp_path: Path
+) -> None:
+    """A ``cwd`` option naming a directory the host lacks ends the job at once (exit 1), and
+    the controller's LaunchError quotes why, within seconds rather than seconds_launch."""
+    missing = tmp_path / "not-on-the-hosts"
+    started = time.monotonic()
+    with pycrew.controller(
+        "pbs", workers=1, launch_max=1, host="127.0.0.1", seconds_launch=120, flavour=pbs_emulator.flavour,
+        bin_directory=str(pbs_emulator.bin_directory), directory=str(tmp_path / "pbs"), cwd=str(missing),
+    ) as c:
+        c.push(abs, (-1,), name="never_runs")
+        with pytest.raises(pycrew.LaunchError) as info:
+            c.wait(timeout=60)
+    assert time.monotonic() - started < 30
+    assert f"cannot enter its working directory {missing} (the cwd option)" in str(info.value), str(info.value)

@@ -31,7 +31,8 @@ def slurm_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
 
 def ours(controller_id: str) -> list[pycrew.WorkerInfo]:
     info = pycrew.LauncherInfo("slurm", pycrew_slurm_options(), None, None)
-    return [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=None) if w.controller_id == controller_id]
+    workers = plugin.pycrew_list_workers(launcher=info, controller_id=None)
+    return [w for w in workers if w.controller_id == controller_id and not w.ended]
 
 
 def pycrew_slurm_options() -> Any:
@@ -163,6 +164,26 @@ def test_a_job_that_will_never_start_fails_the_launch_in_seconds(slurm_cluster: 
         controller_id = c.id
     finally:
         c.terminate()
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_log(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """SLURM says only FAILED, exit code 1; the job's log says why (here: a ``cwd`` the node
+    lacks), and the LaunchError quotes it, within seconds."""
+    missing = tmp_path / "not-on-the-nodes"
+    c = slurm_controller(tmp_path, workers=1, launch_max=1, cwd=str(missing))
+    try:
+        started = time.monotonic()
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError) as info:
+            future.result(timeout=45)
+        controller_id = c.id
+    finally:
+        c.terminate()
+    assert f"cannot enter its working directory {missing} (the cwd option)" in str(info.value), str(info.value)
+    assert time.monotonic() - started < 30
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
 
 

@@ -112,7 +112,7 @@ def test_monitor_lists_only_pycrews_jobs_and_terminate_spares_the_rest(
 
     plugin.pycrew_terminate_workers(launcher=info, handles=[w.handle for w in everything])
     wait_for(lambda: not states(slurm_cluster, handles + other_handles), timeout=30, what="pycrew's jobs to go")
-    assert plugin.pycrew_list_workers(launcher=info, controller_id=None) == []
+    assert [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=None) if not w.ended] == []
     left = slurm_cluster.run("squeue", "--noheader", "--array", "--format=%F").stdout.split()
     assert foreign in left and lookalike in left, "terminating pycrew's workers touched someone else's job"
 
@@ -235,6 +235,6 @@ def test_timed_out_sbatch_is_found_by_its_tag_and_not_submitted_twice(
     assert [w.instance for w in sorted(listed, key=lambda w: w.worker or 0)] == [c.instance for c in calls]
     plugin.pycrew_terminate_workers(launcher=info, handles=handles)
     wait_for(
-        lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id),
+        lambda: not [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id) if not w.ended],
         timeout=20, what="the found array to be cancelled",
     )

@@ -18,17 +18,33 @@ def cli(**options: object) -> SlurmCLI:
 
 
 def test_squeue_listing_captured_from_slurm_22() -> None:
+    """``squeue --states=all``: an element that ended is listed, with its exit code, until
+    slurmctld forgets it (MinJobAge)."""
     records = cli().parse_listing((DATA / "squeue-slurm22.txt").read_text())
-    assert [(r.id, r.array_id, r.index, r.state, r.status, r.host) for r in records] == [
-        ("5_1", "5", 1, "PENDING", "pending", None),
-        ("4_1", "4", 1, "RUNNING", "running", "vm"),
-        ("4_2", "4", 2, "RUNNING", "running", "vm"),
+    assert [(r.id, r.array_id, r.index, r.state, r.status, r.host, r.exit_code) for r in records] == [
+        ("4_1", "4", 1, "FAILED", "failed", "vm", 3),
+        ("3_1", "3", 1, "PENDING", "pending", None, None),
+        ("2_1", "2", 1, "RUNNING", "running", "vm", None),
+        ("2_2", "2", 2, "RUNNING", "running", "vm", None),
     ]
-    held, first = records[0], records[1]
+    failed, held, first = records[0], records[1], records[2]
+    assert failed.reason == "NonZeroExitCode" and failed.log == "/tmp/p21/pycrew-fail-4_1.log"
     assert held.reason == "JobHeldUser" and held.tag == "foreign" and held.log == "/dev/null"
     assert first.reason == "" and first.tag == "pycrew:1;c=abc;n=cap;p=x-;o=0;w=1-2"
-    assert first.log == "/tmp/pycrew-cap-4_1.log", "squeue leaves %x %A %a unexpanded; the parser expands them"
+    assert first.log == "/tmp/pycrew-cap-2_1.log", "squeue leaves %x %A %a unexpanded; the parser expands them"
     assert first.submitted is not None
+
+
+@pytest.mark.parametrize(("field", "code"), [("768", 3), ("0", 0), ("9", -9), ("15", -15), ("N/A", None), ("", None)])
+def test_an_ended_elements_wait_status_becomes_its_exit_code(field: str, code: int | None) -> None:
+    line = f"7_1|7|1|FAILED|pycrew-x|NonZeroExitCode|vm|N/A|(null)|{field}|pycrew:1;c=a;w=1.i\n"
+    assert cli().parse_listing(line)[0].exit_code == code
+    running = f"7_1|7|1|RUNNING|pycrew-x|None|vm|N/A|(null)|{field}|pycrew:1;c=a;w=1.i\n"
+    assert cli().parse_listing(running)[0].exit_code is None, "a live element has no exit code yet"
+
+
+def test_the_listing_asks_for_ended_elements_too() -> None:
+    assert "--states=all" in cli().list_command()
 
 
 @pytest.mark.parametrize(
@@ -38,7 +54,7 @@ def test_squeue_listing_captured_from_slurm_22() -> None:
      ("CANCELLED", "cancelled"), ("SUSPENDED", "pending"), ("SOMETHING_NEW", "unknown")],
 )
 def test_squeue_states_are_normalised(state: str, status: str) -> None:
-    line = f"7_1|7|1|{state}|pycrew-x|None||N/A|(null)|pycrew:1;c=a;w=1.i\n"
+    line = f"7_1|7|1|{state}|pycrew-x|None||N/A|(null)|0|pycrew:1;c=a;w=1.i\n"
     assert cli().parse_listing(line)[0].status == status
     assert state not in STATES or STATES[state] == status
 
@@ -57,14 +73,14 @@ def test_squeue_states_are_normalised(state: str, status: str) -> None:
 )
 def test_a_job_pending_for_a_reason_that_never_passes_is_failed(state: str, reason: str, status: str, said: str) -> None:
     """On 79d8e0c such a job stayed "pending": each launch failed only after seconds_launch."""
-    line = f"7_1|7|1|{state}|pycrew-x|{reason}||N/A|(null)|pycrew:1;c=a;w=1.i\n"
+    line = f"7_1|7|1|{state}|pycrew-x|{reason}||N/A|(null)|0|pycrew:1;c=a;w=1.i\n"
     record = cli().parse_listing(line)[0]
     assert record.status == status and record.state == state
     assert record.reason.startswith(said), record.reason
 
 
 def test_squeue_lines_that_are_not_array_elements_are_skipped() -> None:
-    out = "9|9|N/A|RUNNING|plain|None|vm|N/A||\ngarbage\n"
+    out = "9|9|N/A|RUNNING|plain|None|vm|N/A||0|\ngarbage\n"
     assert cli().parse_listing(out) == []
 
 

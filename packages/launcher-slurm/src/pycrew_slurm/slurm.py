@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 #: An array element handle: ``<array job id>_<index>`` (also a plain job id, for scancel).
 _HANDLE = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
 #: squeue fields, in order; ``|`` ends each (the comment is last: nothing can split it).
-_FIELDS = ("JobArrayID", "ArrayJobID", "ArrayTaskID", "State", "Name", "Reason", "NodeList", "SubmitTime", "STDOUT", "Comment")
+_FIELDS = (
+    "JobArrayID", "ArrayJobID", "ArrayTaskID", "State", "Name", "Reason", "NodeList", "SubmitTime", "STDOUT", "exit_code",
+    "Comment",
+)
 #: scancel's messages that only say a job is already gone.
 _GONE = ("invalid job id", "already completing or completed", "job has already finished", "job/step already completing")
 #: squeue's job states (``--Format=State``), normalised.
@@ -71,6 +74,23 @@ def never_starts(state: str, reason: str) -> str | None:
     code = reason.strip().strip("()").split(",")[0].strip()
     why = NEVER_STARTS.get(code)
     return None if why is None else f"pending for good: {code} ({why}); fix the job's options (sbatch_args, partition, qos, time)"
+
+
+#: The states of an element that ended (squeue lists them with ``--states=all``).
+ENDED_STATES = frozenset(state for state, status in STATES.items() if status in ("done", "failed", "cancelled"))
+
+
+def exit_code(text: str) -> int | None:
+    """The exit code in squeue's ``exit_code`` field, a wait status (``768``: exit code 3;
+    ``9``: killed by signal 9, reported as ``-9`` like ``subprocess``'s return codes).
+
+    >>> exit_code("768"), exit_code("9"), exit_code("0"), exit_code("N/A")
+    (3, -9, 0, None)
+    """
+    if not text.isdigit():
+        return None
+    status = int(text)
+    return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
 
 
 def _user() -> str:
@@ -199,9 +219,15 @@ class SlurmCLI(SchedulerCLI):
     # -- list ----------------------------------------------------------------------------
 
     def list_command(self) -> list[str]:
-        """One ``squeue`` call: this user's array elements (pending ones one per line)."""
+        """One ``squeue`` call: this user's array elements (pending ones one per line).
+
+        ``--states=all``: the elements that ended too, for as long as slurmctld keeps them
+        (``MinJobAge``, 300 s by default), with their exit codes: a worker that exits before
+        it connects (an interpreter or a directory missing on the node) fails its launch at
+        once, quoting its log, instead of after ``seconds_launch``.
+        """
         fmt = ",".join(f"{f}:|" if i < len(_FIELDS) - 1 else f"{f}:" for i, f in enumerate(_FIELDS))
-        return [self.command("squeue"), "--noheader", "--array", f"--user={_user()}", f"--Format={fmt}"]
+        return [self.command("squeue"), "--noheader", "--array", "--states=all", f"--user={_user()}", f"--Format={fmt}"]
 
     def parse_listing(self, stdout: str) -> list[JobRecord]:
         """squeue's lines (``|``-separated fields of :data:`_FIELDS`) as array elements."""
@@ -211,7 +237,9 @@ class SlurmCLI(SchedulerCLI):
             parts = line.rstrip().split("|", len(_FIELDS) - 1)
             if len(parts) != len(_FIELDS):
                 continue
-            element, array_id, index, state, name, reason, nodes, submitted, stdout_path, comment = (p.strip() for p in parts)
+            element, array_id, index, state, name, reason, nodes, submitted, stdout_path, code, comment = (
+                p.strip() for p in parts
+            )
             if not index.isdigit() or not array_id.isdigit():
                 continue  # not an array element: never one of pycrew's jobs
             reason = "" if reason in ("None", "(null)") else reason
@@ -229,6 +257,7 @@ class SlurmCLI(SchedulerCLI):
                     submitted=_timestamp(submitted),
                     log=expand_log_path(stdout_path, array_id, int(index), name, user) if stdout_path else None,
                     status="failed" if hopeless else normalise(state, STATES),
+                    exit_code=exit_code(code) if state in ENDED_STATES else None,
                 )
             )
         return records

@@ -22,11 +22,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.launch_reports import describe_worker, explain_ended, launch_error_message
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.errors import LaunchError
+from pycrew.monitor import worker_logs
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ SECONDS_EXPLAIN = 10.0
 #: is asked again for up to this long until it reports the worker ended (with its exit code
 #: and last output), instead of the "running" of a process not reaped yet.
 SECONDS_SETTLE = 2.0
+#: How many of its last output lines a worker that exited before connecting has quoted.
+OUTPUT_LINES = 20
 
 
 def _same_handle(a: Any, b: Any) -> bool:
@@ -128,11 +132,32 @@ class LaunchWatch:
             )
             for info in infos or []:
                 if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
-                    ended.append((info.instance, info.handle, explain_ended(info)))
+                    ended.append((info.instance, info.handle, explain_ended(self._with_output(info))))
         except BaseException as exc:  # SystemExit too; the monitor is a shortcut, seconds_launch bounds every launch
             failed = f"{type(exc).__name__}: {exc}"
         assert self.dispatcher is not None
         self.dispatcher.call_soon(lambda: self._launching_listed(ended, failed))
+
+    def _with_output(self, info: WorkerInfo) -> WorkerInfo:
+        """Pool thread: ``info`` of a worker that exited before connecting, with the end of its
+        output (the launcher's ``pycrew_worker_logs``) added to its reason, unless the reason
+        quotes its output already (several lines) or it has none to read (no exit code).
+
+        A batch job's state says only that it failed (``FAILED``, exit code 1); the log says
+        why (a working directory missing on the node, an interpreter not found, an import that
+        failed), and the LaunchError should quote it.
+        """
+        if info.exit_code is None or info.exit_code == 0 or "\n" in info.reason.strip():
+            return info
+        try:
+            text = worker_logs(self.registry, self.spec, self.info, info.handle, OUTPUT_LINES, f"worker {info.id}")
+        except BaseException:  # SystemExit too; no logs (none kept, not readable): the state is all there is
+            return info
+        tail = "\n".join(line.rstrip() for line in text.strip().splitlines()[-OUTPUT_LINES:])
+        reason = info.reason.strip()
+        if not tail or tail.splitlines()[-1].strip() in reason:  # nothing to add, or the reason quotes it
+            return info
+        return replace(info, reason=f"{reason}; its output ends with:\n{tail}" if reason else f"its output ends with:\n{tail}")
 
     def _launching_listed(self, ended: list[tuple[str, Any, str]], failed: str) -> None:
         """Dispatcher thread: fail the launches whose workers ended before connecting."""
