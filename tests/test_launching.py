@@ -225,6 +225,31 @@ def test_the_log_dir_output_is_quoted_too(make_controller, tmp_path):
     assert any("cannot import pycrew" in p.read_text() for p in logs.glob("*.log")), "the log file lost the output"
 
 
+def test_a_worker_that_never_connects_has_its_last_output_quoted(make_controller, tmp_path):
+    """A launch that times out quotes what the worker said (here a made-up reason it could
+    not connect), read through the launcher's pycrew_worker_logs: on a cluster, the worker's
+    log is often the only place that says why (a firewall, a wrong host)."""
+    python = fake_python(tmp_path, "echo 'first line'\necho 'cannot reach 10.0.0.1:4000: no route to host'\nexec sleep 60")
+    c = make_controller("local", workers=1, launch_max=1, seconds_launch=2, python=python).start()
+    message, _ = launch_error(c)
+    assert "the worker did not connect within seconds_launch=2 s" in message, message
+    assert "seconds_launch=2 s; the end of its output is quoted below." in message, message
+    assert message.endswith("\nfirst line\ncannot reach 10.0.0.1:4000: no route to host"), message
+
+
+@pytest.mark.parametrize("wire", transport.TRANSPORTS)
+def test_a_worker_that_cannot_reach_the_controller_says_so_and_the_launch_error_quotes_it(make_controller, tmp_path, wire):
+    """The real worker, dialling a port nothing listens on (as behind a firewall or with a
+    host= the nodes cannot reach): it says so in its output after a few seconds, and the
+    controller's LaunchError quotes that line when the launch times out."""
+    rewrite = 'for a in "$@"; do case "$a" in tcp://*) set -- "$@" tcp://127.0.0.1:9;; *) set -- "$@" "$a";; esac; shift; done'
+    python = fake_python(tmp_path, f'{rewrite}\nexec {sys.executable} "$@"')
+    c = make_controller("local", workers=1, launch_max=1, seconds_launch=6, python=python, wire=wire).start()
+    message, _ = launch_error(c)
+    assert "the end of its output is quoted below" in message, message
+    assert "pycrew worker: cannot connect to tcp://127.0.0.1:9 yet (ConnectionRefusedError" in message, message
+
+
 def test_a_worker_killed_right_after_its_start_is_relaunched_at_once(make_controller):
     class KillFirst:
         def __init__(self) -> None:

@@ -140,24 +140,32 @@ class LaunchWatch:
 
     def _with_output(self, info: WorkerInfo) -> WorkerInfo:
         """Pool thread: ``info`` of a worker that exited before connecting, with the end of its
-        output (the launcher's ``pycrew_worker_logs``) added to its reason, unless the reason
-        quotes its output already (several lines) or it has none to read (no exit code).
+        output (:meth:`_output_tail`) added to its reason, unless the reason quotes its output
+        already or it has none to read (no exit code, or 0).
 
         A batch job's state says only that it failed (``FAILED``, exit code 1); the log says
         why (a working directory missing on the node, an interpreter not found, an import that
         failed), and the LaunchError should quote it.
         """
-        if info.exit_code is None or info.exit_code == 0 or "\n" in info.reason.strip():
+        if info.exit_code is None or info.exit_code == 0:
             return info
-        try:
-            text = worker_logs(self.registry, self.spec, self.info, info.handle, OUTPUT_LINES, f"worker {info.id}")
-        except BaseException:  # SystemExit too; no logs (none kept, not readable): the state is all there is
-            return info
-        tail = "\n".join(line.rstrip() for line in text.strip().splitlines()[-OUTPUT_LINES:])
         reason = info.reason.strip()
-        if not tail or tail.splitlines()[-1].strip() in reason:  # nothing to add, or the reason quotes it
+        tail = self._output_tail(info.handle, reason)
+        if not tail:
             return info
         return replace(info, reason=f"{reason}; its output ends with:\n{tail}" if reason else f"its output ends with:\n{tail}")
+
+    def _output_tail(self, handle: Any, reason: str) -> str:
+        """Pool thread: the last :data:`OUTPUT_LINES` lines of a worker's output (the launcher's
+        ``pycrew_worker_logs``), or ``""``: none to read, or ``reason`` quotes them already."""
+        if "\n" in reason:  # a multi-line reason is the worker's output (the local launcher's)
+            return ""
+        try:
+            text = worker_logs(self.registry, self.spec, self.info, handle, OUTPUT_LINES, "a launching worker")
+        except BaseException:  # SystemExit too; no logs (none kept, not readable, not started): nothing to add
+            return ""
+        tail = "\n".join(line.rstrip() for line in text.strip().splitlines()[-OUTPUT_LINES:])
+        return "" if not tail or tail.splitlines()[-1].strip() in reason else tail
 
     def _launching_listed(self, ended: list[tuple[str, Any, str]], failed: str) -> None:
         """Dispatcher thread: fail the launches whose workers ended before connecting."""
@@ -280,6 +288,12 @@ class LaunchWatch:
                 reason = f"{reason}; the platform reports the worker as {describe_worker(found)}"
         except BaseException as exc:  # SystemExit too; the explanation is a bonus: never let it block the error
             log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
+        with self._handles_lock:
+            handle = self.handles.get(instance)
+        if handle is not None:  # the worker's own words (a controller it cannot reach, an import that hangs)
+            tail = self._output_tail(handle, reason)
+            if tail:
+                reason = f"{reason}; the end of its output is quoted below\n{tail}"
         with self._handles_lock:
             handle = self.handles.pop(instance, None)
         if handle is not None:

@@ -24,9 +24,12 @@ token, before anything is unpickled) and bound the size of a frame.
 from __future__ import annotations
 
 import abc
+import logging
 import selectors
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
+
+from pycrew.wire import clock
 
 Transport = Literal["socket", "nng"]
 TRANSPORTS: tuple[Transport, ...] = ("socket", "nng")
@@ -244,6 +247,31 @@ def connect(
 
         return NngChannel.connect(url, ca, seconds, on_closed)
     raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
+
+
+#: A worker that has not reached the dispatcher after this long says so, once, on stderr (its
+#: log), and keeps trying: when its launch times out, the controller quotes that line (see
+#: pycrew.control.launch_watch) and the user learns the address is unreachable from there.
+SECONDS_CONNECT_NOTICE = 3.0
+
+
+class ConnectNotice:
+    """Says once that connecting takes long (see :data:`SECONDS_CONNECT_NOTICE`)."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url = url
+        self.seconds = seconds
+        self.due = clock.monotonic() + SECONDS_CONNECT_NOTICE
+
+    def failed(self, exc: BaseException) -> None:
+        """A try failed with ``exc``: say so if it is time (once)."""
+        if self.due and clock.monotonic() >= self.due:
+            self.due = 0.0
+            logging.getLogger("pycrew.worker").warning(
+                "pycrew worker: cannot connect to %s yet (%s: %s); trying until %g s have passed. If this lasts, "
+                "this host cannot reach the controller there: set its host= (an address the workers can reach) "
+                "and port= options, or open the firewall", self.url, type(exc).__name__, exc, self.seconds,
+            )
 
 
 def split_url(url: str) -> tuple[bool, str, int]:

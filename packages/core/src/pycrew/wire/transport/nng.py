@@ -42,7 +42,7 @@ import pynng
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
-from pycrew.wire.transport import Channel, Closed, ConnectFailed, Handler, Link, Server, split_url
+from pycrew.wire.transport import Channel, Closed, ConnectFailed, ConnectNotice, Handler, Link, Server, split_url
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +319,7 @@ class NngChannel(Channel):
         deadline = clock.monotonic() + seconds
         delay = 0.05
         last: Exception | None = None
+        notice = ConnectNotice(url, seconds)
         while (left := deadline - clock.monotonic()) > 0:
             try:
                 with socket.create_connection((host, port), timeout=left):
@@ -333,6 +334,7 @@ class NngChannel(Channel):
                 ) from exc
             except (OSError, pynng.NNGException) as exc:  # refused, reset, unreachable: the controller may not be up yet
                 last = exc
+                notice.failed(exc)
                 clock.sleep(max(0.0, min(delay, deadline - clock.monotonic())))
                 delay = min(delay * 2, 1.0)
                 continue

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from pycrew.wire import clock
-from pycrew.wire.transport import Channel, Closed, ConnectFailed, Unreceivable, split_url
+from pycrew.wire.transport import Channel, Closed, ConnectFailed, ConnectNotice, Unreceivable, split_url
 from pycrew.wire.transport.sockets import (
     DIRECT_READ,
     HEADER,
@@ -72,6 +72,7 @@ class SocketChannel(Channel):
         deadline = clock.monotonic() + seconds
         delay = 0.05
         last: Exception | None = None
+        notice = ConnectNotice(url, seconds)
         while True:
             left = deadline - clock.monotonic()
             if left <= 0:
@@ -80,6 +81,7 @@ class SocketChannel(Channel):
                 sock = socket.create_connection((host, port), timeout=min(left, 10.0))
             except OSError as exc:  # refused, unreachable, timed out: the controller may not be up yet
                 last = exc
+                notice.failed(exc)
                 clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
                 delay = min(delay * 2, 1.0)
                 continue
