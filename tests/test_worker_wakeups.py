@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import sys
 import threading
@@ -130,5 +131,65 @@ def test_an_idle_welcomed_worker_in_a_shared_process_does_not_poll(listener: soc
         assert woke["worker-main"] <= 1, woke
         assert woke.get("pycrew-worker-comms", 0) <= 1, woke
         assert woke.get("pycrew-worker-flusher", 0) <= 1, woke
+    finally:
+        finish(worker, thread, peer)
+
+
+class _GiveBackFirst:
+    """``Worker.cv`` that lets a RECALL win the race against the main thread, once.
+
+    When the main thread enters it holding a result back for tasks still queued, the
+    comms thread's ``_give_back`` runs first (as when the RECALL is read between the main
+    thread's look at its queue and its taking the next task).
+    """
+
+    def __init__(self, worker: Worker, main: str) -> None:
+        self.worker = worker
+        self.main = main
+        self.cond = worker.cv
+        self.raced = threading.Event()
+
+    def __enter__(self) -> bool:
+        w = self.worker
+        if (
+            not self.raced.is_set() and threading.current_thread().name == self.main
+            and w.batcher.results and w.tasks and not w.running
+        ):
+            self.raced.set()
+            w._give_back([task_id for task_id, _ in w.tasks])
+        return self.cond.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cond.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.cond, name)
+
+
+def test_results_held_for_tasks_that_were_given_back_go_out_at_once(listener: socket.socket) -> None:
+    """A result waits while more tasks are queued (they come back in one frame). When a
+    RECALL takes those tasks between the main thread's look at its queue and its taking
+    the next one, the result went out only after the idle wait (an hour): the controller
+    saw the task running for that long (found by a 10,000-task burst over NNG that hung)."""
+    worker, thread, peer = start_worker(listener)
+    try:
+        worker.cv = _GiveBackFirst(worker, "worker-main")  # type: ignore[assignment]
+        nonce = os.urandom(p.NONCE_BYTES)
+        send_frame(peer, p.encode_challenge(nonce))
+        read_frame(peer)  # HELLO
+        send_frame(peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": 60.0, "seconds_heartbeat_timeout": 600.0}))
+        assert worker.welcomed.wait(10)
+        tasks = [(i, pickle.dumps((abs, (-i,), {}, None, f"t{i}", None))) for i in (1, 2, 3)]
+        send_frame(peer, p.encode_records(p.TASKS, tasks))
+        peer.settimeout(5.0)
+        got: dict[int, list[int]] = {}
+        while p.RESULTS not in got:
+            frame = read_frame(peer)
+            if frame[0] == p.RETURNED:
+                got[p.RETURNED] = p.decode_ids(frame)
+            elif frame[0] == p.RESULTS:
+                got[p.RESULTS] = [task_id for task_id, _ in p.decode_records(frame)]
+        assert worker.cv.raced.is_set(), "the race was not staged: the test no longer reaches the state it checks"
+        assert got == {p.RETURNED: [2, 3], p.RESULTS: [1]}, got
     finally:
         finish(worker, thread, peer)

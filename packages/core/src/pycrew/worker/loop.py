@@ -355,6 +355,8 @@ class Worker(CommsThread):
                 batcher.flush()  # before waiting (and not under ``cv``: a failing send takes it)
             with self.cv:
                 task = self.tasks.popleft() if self.tasks else None
+                if task is None and batcher.results:  # given back (RECALL) since the look above: flush first
+                    continue
                 if task is None:
                     deadline = min(last_work + a.seconds_idle, wall_end)
                     if now >= deadline:
