@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+import pycrew
 from pycrew import WorkerCall, WorkerInfo
 from pycrew.scheduler import SchedulerError
 from pycrew.testing.scheduler_calls import RECORD_AND_SLEEP, WHO_AM_I, launcher_info, make_calls
 from pycrew_emulators.lsf import LsfEmulator
 from pycrew_lsf import LsfCLI, LsfOptions
-from pycrew_lsf.plugin import plugin
+from pycrew_lsf.plugin import REPORT_END, plugin
 
 SLEEP = "import time; time.sleep(120)"
 
@@ -179,8 +180,9 @@ def test_logs_are_the_elements_output_file(lsf_emulator: LsfEmulator, tmp_path: 
     assert isinstance(text, str)
     assert "hello from 2" in text and "to stderr" in text, text
     assert "hello from 1" not in text, "each element has its own file"
-    assert plugin.pycrew_worker_logs(launcher=info, handle=handles[1], lines=1) == text.splitlines(keepends=True)[-1]
-    import pycrew
+    assert REPORT_END in text, "the whole file: the job report LSF appended included"
+    last = plugin.pycrew_worker_logs(launcher=info, handle=handles[1], lines=1)
+    assert last in ("hello from 2\n", "to stderr\n"), f"the worker's last line, not the report's: {last!r}"
 
     with pytest.raises(pycrew.LogsUnavailableError, match=r"cannot be read from this machine"):
         plugin.pycrew_worker_logs(launcher=info, handle="999999[1]", lines=None)
@@ -399,3 +401,42 @@ def test_a_dependency_that_is_met_lets_the_worker_start(lsf_emulator: LsfEmulato
     [first] = [j for j in lsf_emulator.jobs() if j.job_id == done_id]
     assert first.end_time is not None
     assert all(j.start_time is not None and j.start_time >= first.end_time for j in lsf_emulator.jobs() if j.job_id != done_id)
+
+
+def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_output(
+    lsf_emulator: LsfEmulator, tmp_path: Path
+) -> None:
+    """bjobs says EXIT and the exit code; the job's output says why (here a ``cwd`` the host
+    lacks), and the LaunchError quotes it within seconds: the worker's lines, not those of
+    the job report LSF appends to the file."""
+    missing = tmp_path / "not-on-the-hosts"
+    started = time.monotonic()
+    with pycrew.controller(
+        "lsf", workers=1, launch_max=1, host="127.0.0.1", seconds_launch=120, bin_directory=str(lsf_emulator.bin_directory),
+        directory=str(tmp_path / "private"), cwd=str(missing),
+    ) as c:
+        c.push(abs, (-1,), name="never_runs")
+        with pytest.raises(pycrew.LaunchError) as info:
+            c.wait(timeout=60)
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert f"cannot enter its working directory {missing} (the cwd option)" in message, message
+    assert "Resource usage summary" not in message, message
+
+
+def test_logs_with_lines_leave_out_the_job_report(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    options = options_for(lsf_emulator, tmp_path)
+    calls = calls_of("print('worker line 1'); print('worker line 2')", 1)
+    [handle] = launch(options, calls)
+    info = launcher_info(options, calls)
+
+    def ended() -> str:
+        try:
+            text = plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=None) or ""
+        except pycrew.LogsUnavailableError:
+            return ""
+        return text if REPORT_END in text else ""
+
+    whole = wait_for(ended, timeout=60, what="the job's output file with its report")
+    assert "worker line 2" in whole and "Sender: LSF System" in whole, whole
+    assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=2) == "worker line 1\nworker line 2\n"

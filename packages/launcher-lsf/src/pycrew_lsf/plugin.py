@@ -33,6 +33,23 @@ CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shar
 #: adds before the job leaves the running states (post-execution, sbatchd's report to
 #: mbatchd) and the monitor's bjobs cadence.
 SECONDS_EXIT_MARGIN = 60.0
+#: The last line of the job report LSF appends to a job's output file, after the output.
+REPORT_END = "The output (if any) is above this job summary."
+#: Where that report starts: a line of dashes, then the sender.
+_REPORT_START = re.compile(r"^-{60}\nSender: LSF System <", re.MULTILINE)
+
+
+def worker_output(text: str) -> str:
+    """An output file's text without the job report LSF appended to it (if it did): the
+    report starts with a line of 60 dashes and ``Sender: LSF System <...>`` and ends with
+    :data:`REPORT_END`."""
+    if not text.rstrip().endswith(REPORT_END):
+        return text
+    starts = list(_REPORT_START.finditer(text))
+    if not starts:
+        return text
+    head = text[: starts[-1].start()].rstrip("\n")
+    return head + "\n" if head else ""
 
 
 class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
@@ -52,6 +69,10 @@ class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
 
     def logs(self, launcher: LauncherInfo, options: LsfOptions, handle: Any, lines: int | None) -> str | None:
         """The end of the job's output file (``-o``: stdout, and stderr unless ``log_error`` is set).
+
+        With ``lines``, the last lines of the worker's output: the job report LSF appends
+        to the file when the job ends (exit code, resource usage, the script) is left out;
+        ``lines=None`` gives the whole file, report included.
 
         The path comes from bjobs (OUTPUT_FILE) while LSF lists the job, else from the
         ``log_output`` pattern with ``%J`` and ``%I`` expanded. The file must be readable
@@ -82,7 +103,10 @@ class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
                 f"machine: {exc}. log_output must be on a file system shared with the execution hosts; and "
                 "unless the site sets LSB_STDOUT_DIRECT=Y, LSF copies a job's output there only when it ends"
             ) from exc
-        return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:])
+        if lines is None:
+            return text
+        # the worker's last lines, not those of the job report LSF appended after them
+        return "".join(worker_output(text).splitlines(keepends=True)[-lines:])
 
 
 #: The plugin object the entry point names.
