@@ -116,9 +116,10 @@ class LaunchWatch:
             return
         self._polling = True
         self._poll_due = math.inf  # set again when the call returns
-        self._submit(self._list_launching)
+        launching = frozenset(s.instance for s in self.census.launching.values() if s.handle_known and s.instance)
+        self._submit(self._list_launching, launching)
 
-    def _list_launching(self) -> None:
+    def _list_launching(self, launching: frozenset[str]) -> None:
         """Pool thread: one monitor call; its ended workers go back to the dispatcher thread.
 
         Everything the plugin returned is read here, where its oddities cannot hurt the
@@ -132,7 +133,9 @@ class LaunchWatch:
             )
             for info in infos or []:
                 if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
-                    ended.append((info.instance, info.handle, explain_ended(self._with_output(info))))
+                    # (only launching ones: a monitor lists the workers that ended minutes ago too)
+                    said = self._with_output(info) if info.instance in launching else info
+                    ended.append((info.instance, info.handle, explain_ended(said)))
         except BaseException as exc:  # SystemExit too; the monitor is a shortcut, seconds_launch bounds every launch
             failed = f"{type(exc).__name__}: {exc}"
         assert self.dispatcher is not None
