@@ -87,7 +87,7 @@ def test_key_file_goes_once_its_array_left_the_queue(sge_cluster: SgeCluster, sg
     plugin.pycrew_list_workers(launcher=info, controller_id=None)
     assert len(list(keys.iterdir())) == 1, "kept while the array is in the queue"
     plugin.pycrew_terminate_workers(launcher=info, handles=handles)
-    wait_for(lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id),
+    wait_for(lambda: not [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id) if not w.ended],
              timeout=30, what="the array to leave the queue")
     plugin.pycrew_list_workers(launcher=info, controller_id=None)
     assert list(keys.iterdir()) == [], "the listing after the array left removes its secret"
@@ -138,8 +138,8 @@ def test_monitor_lists_only_pycrews_tasks_and_terminate_spares_the_rest(
     everything = plugin.pycrew_list_workers(launcher=info, controller_id=None)
     assert not [w for w in everything if w.id.startswith(f"{other}.")], "the look-alike job is not pycrew's"
     plugin.pycrew_terminate_workers(launcher=info, handles=[handles[0], handles[2]])
-    wait_for(lambda: [w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)]
-             == [handles[1]], timeout=30, what="tasks 1 and 3 to go")
+    wait_for(lambda: [w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=calls[0].controller_id)
+                      if not w.ended] == [handles[1]], timeout=30, what="tasks 1 and 3 to go")
     assert states(sge_cluster, other) == ["r", "r"], "terminate never touches other jobs"
 
 
@@ -153,7 +153,9 @@ def test_terminate_reaches_pending_tasks_and_is_silent_about_gone_ones(
     job = handles[0].split(".")[0]
     assert states(sge_cluster, job) == ["hqw"]
     plugin.pycrew_terminate_workers(launcher=info, handles=handles[1:3])
-    assert {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)} == {handles[0], handles[3]}
+    listed = {w.handle: w for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)}
+    assert {h for h, w in listed.items() if not w.ended} == {handles[0], handles[3]}
+    assert all(listed[h].status == "done" for h in handles[1:3] if h in listed), "deleted tasks are listed as ended"
     # again, with some gone and some not: no error
     plugin.pycrew_terminate_workers(launcher=info, handles=handles)
     plugin.pycrew_terminate_workers(launcher=info, handles=handles)

@@ -50,7 +50,7 @@ def test_logs_read_the_task_output_file_while_listed_and_after_it_ended(
         assert listed[handle].log == str(tmp_path / "private" / "logs" / f"pycrew-test-controller-{handle}.log")
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=1) == text.splitlines(keepends=True)[-1]
     # after the task left qstat, the file is found by the log_output pattern
-    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
+    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None) if not w.ended},
              timeout=60, what="the task to leave qstat")
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=None) == text
     other = plugin.pycrew_worker_logs(launcher=info, handle=handles[0], lines=None)
@@ -67,7 +67,8 @@ def test_logs_with_a_log_output_of_ones_own(sge_cluster: SgeCluster, sge_jobs: l
     job, task = handle.split(".")
     path = tmp_path / "mine" / f"w-{job}-{task}.txt"
     wait_for(lambda: path.exists() and "own file" in path.read_text(), timeout=60, what=f"{path}")
-    wait_for(lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=None), timeout=60, what="the job to end")
+    wait_for(lambda: all(w.ended for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)), timeout=60,
+             what="the job to end")
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=None) == "own file\n"
 
 
@@ -78,7 +79,7 @@ def test_cli_monitor_logs_reads_a_task_that_left_qstat(sge_cluster: SgeCluster, 
     info = launcher_info(options, calls)
     [handle] = plugin.pycrew_launch_workers(launcher=info, calls=calls)
     sge_jobs.append(handle)
-    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)},
+    wait_for(lambda: handle not in {w.handle for w in plugin.pycrew_list_workers(launcher=info, controller_id=None) if not w.ended},
              timeout=60, what="the task to run and leave qstat")
     assert handle not in {w.id for w in pycrew.Monitor("sge", directory=directory).list(ended=True)}
     result = pycrew_cli("monitor", "sge", "logs", handle, "-o", f"directory={directory}")

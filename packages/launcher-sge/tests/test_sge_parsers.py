@@ -8,7 +8,9 @@ documentation (qstat(1), qsub(1), sge_types(1) of 8.1.9), as each test says.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -91,6 +93,74 @@ def test_listing_of_every_job_state_captured() -> None:
     assert all(t.time is not None for t in tasks), "every entry has a start or submission time"
 
 
+def test_listing_of_tasks_that_ended_zombies() -> None:
+    # qstat -s prsz: the queue, then the last finished_jobs that ended (state z, no queue,
+    # ranges as task lists); 912 has task 2 running and task 1 ended.
+    assert listing("qstat_u_zombies.xml") == [
+        ("912.2", "912", 2, "r", "running", "vm"),
+        ("909.1", "909", 1, "z", "done", None),
+        ("909.2", "909", 2, "z", "done", None),
+        ("909.3", "909", 3, "z", "done", None),
+        ("910.1", "910", 1, "z", "done", None),
+        ("910.2", "910", 2, "z", "done", None),
+        ("911.1", "911", 1, "z", "done", None),
+        ("911.2", "911", 2, "z", "done", None),
+        ("912.1", "912", 1, "z", "done", None),
+    ]
+    assert all(r.ended and r.exit_code is None for r in cli().parse_listing((DATA / "qstat_u_zombies.xml").read_text())
+               if r.state == "z"), "ended; SGE keeps no exit status in its queue"
+
+
+def test_the_listing_asks_for_ended_tasks_too() -> None:
+    assert cli().list_command()[-2:] == ["-s", "prsz"]
+
+
+class ScriptedQstat(SgeCLI):
+    """An SgeCLI whose qstat answers are canned: the zombie listing, and ``qstat -j`` that
+    knows none of the jobs (as for jobs whose tasks all ended)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__("sge", SgeOptions(directory=str(directory)))
+        self.asked: list[list[str]] = []
+
+    def check(self, argv: Any, env: Any = None, what: str = "", retry: bool = True, input: str | None = None) -> str:
+        if "-j" in argv:
+            self.asked.append(sorted(argv[argv.index("-j") + 1].split(","), key=int))
+            return (DATA / "qstat_j_unknown.xml").read_text()
+        return (DATA / "qstat_u_zombies.xml").read_text()
+
+
+def test_ended_tasks_are_pycrews_when_this_process_submitted_their_job(tmp_path: Path) -> None:
+    """qstat -j no longer knows a job whose tasks all ended: what its submission put in it
+    (tag, output path) names the tasks; a job this process never knew is asked about once."""
+    c = ScriptedQstat(tmp_path)
+    tag = "pycrew:1;c=abc;n=x;p=9f;o=0;w=1-3"
+    c._remember("909", tag)  # as submit_array does once qsub answered
+    records = {r.id: r for r in c.list_jobs()}
+    assert c.asked == [["909", "910", "911", "912"]]
+    ended = records["909.2"]
+    assert ended.status == "done" and ended.tag == tag
+    assert ended.reason == "it ended; SGE keeps no exit status in its queue (qacct -j 909 -t 2 has it)"
+    assert ended.log == str(tmp_path / "logs" / "pycrew-x-909.2.log")
+    assert records["910.1"].tag == "" and records["912.2"].tag == "", "never known: no tag, not pycrew's"
+    again = {r.id: r for r in c.list_jobs()}
+    assert c.asked == [["909", "910", "911", "912"]], "what qstat -j does not know is not asked again"
+    assert again["909.2"].tag == tag
+
+
+def test_what_a_submission_put_in_its_job_is_kept_only_a_while_unlisted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pycrew_sge.sge as sge_module
+
+    c = ScriptedQstat(tmp_path)
+    c._remember("5000", "pycrew:1;c=abc;n=x;p=9f;o=0;w=1")  # not in the canned listing
+    c.list_jobs()
+    assert "5000" in c._details, "kept: the job may not be listed yet"
+    later = time.monotonic() + sge_module.SECONDS_UNLISTED + 1
+    monkeypatch.setattr(sge_module, "time", SimpleNamespace(monotonic=lambda: later))
+    c.list_jobs()
+    assert "5000" not in c._details
+
+
 def test_an_empty_queue_lists_nothing() -> None:
     assert cli().parse_listing((DATA / "qstat_u_empty.xml").read_text()) == []
 
@@ -102,7 +172,7 @@ def test_an_empty_queue_lists_nothing() -> None:
     [("qw", "pending"), ("hqw", "pending"), ("hRwq", "pending"), ("r", "running"), ("t", "running"),
      ("Rr", "running"), ("Rt", "running"), ("s", "pending"), ("S", "pending"), ("T", "pending"),
      ("Eqw", "failed"), ("Ehqw", "failed"), ("dr", "cancelled"), ("dt", "cancelled"), ("dRr", "cancelled"),
-     ("dT", "cancelled"), ("z", "unknown"), ("", "unknown")],
+     ("dT", "cancelled"), ("z", "done"), ("", "unknown")],
 )
 def test_states_of_the_manual_are_normalised(state: str, status: str) -> None:
     assert q.normalise_state(state) == status

@@ -174,7 +174,8 @@ def test_qdel_refused_by_a_down_qmaster_is_retried(
     wrappers.fail("qdel", times=2)
     plugin.pycrew_terminate_workers(launcher=info, handles=handles)
     assert len(wrappers.calls("qdel")) == 3
-    wait_for(lambda: not plugin.pycrew_list_workers(launcher=info, controller_id=None), timeout=30, what="the tasks to go")
+    wait_for(lambda: all(w.ended for w in plugin.pycrew_list_workers(launcher=info, controller_id=None)), timeout=30,
+             what="the tasks to go")
 
 
 def test_a_lasting_outage_fails_the_launch_and_then_opens_the_circuit_breaker(

@@ -31,8 +31,11 @@ TAG_VARIABLE = "pycrew_tag"
 #: start until an administrator clears it); ``s S T``: suspended (by a user, its queue, or a
 #: load threshold: it does not serve, as SLURM's SUSPENDED counts as pending);
 #: ``r t``: running or being transferred to its host (the process may already run);
-#: ``q w h R``: queued, waiting, held, restarted and queued again.
+#: ``q w h R``: queued, waiting, held, restarted and queued again; ``z``: a zombie, a job
+#: that ended (``qstat -s z`` lists the last ``finished_jobs`` of them, without their exit
+#: status, which only ``qacct`` has once the accounting file is flushed).
 _STATE_LETTERS = (
+    ("z", "done"),
     ("d", "cancelled"),
     ("E", "failed"),
     ("s", "pending"),
@@ -51,6 +54,7 @@ STATES = {
     "r": "running", "t": "running", "Rr": "running", "Rt": "running", "hr": "running",
     "s": "pending", "S": "pending", "T": "pending", "Ss": "pending", "Sh": "pending", "SRt": "pending",
     "dr": "cancelled", "dt": "cancelled", "dRr": "cancelled", "dqw": "cancelled", "ds": "cancelled",
+    "z": "done",
 }
 
 

@@ -3,10 +3,20 @@
 Workers are tasks of array jobs (``qsub -t 1-n``); a handle is ``"<job id>.<task id>"``.
 The tag that marks a job as pycrew's is the job context variable ``pycrew_tag``
 (``-ac``). The monitor lists the queue with two commands whatever its length:
-``qstat -xml -u USER`` (every task's state and host) and one ``qstat -xml -j ID,ID,...``
-for pycrew's jobs (context, output path, error reasons), whose answers are kept per job
-(a job's context does not change), so that only new jobs, and pending or failed ones
-whose reason may have changed, are asked again.
+``qstat -xml -u USER -s prsz`` (every task's state and host, and the tasks that ended
+lately: SGE's zombies) and one ``qstat -xml -j ID,ID,...`` for pycrew's jobs (context,
+output path, error reasons), whose answers are kept per job (a job's context does not
+change), so that only new jobs, and pending or failed ones whose reason may have changed,
+are asked again.
+
+A task that ended leaves the queue at once; SGE keeps the last ``finished_jobs`` (100 by
+default) as zombies, which ``qstat -s z`` lists without their exit status (only ``qacct``
+has it, once the accounting file is flushed, 15 s later by default) and which
+``qstat -j`` no longer knows. So an ended task is listed as ``done`` (exit code unknown)
+when this process knows its job: it submitted it (what it put in the job is kept from the
+submission) or saw it in the queue before. That is how core's launch watch learns within
+a second that a worker ended before it connected (an interpreter or a directory missing on
+the node), and quotes the end of its output, instead of waiting ``seconds_launch``.
 """
 
 from __future__ import annotations
@@ -36,6 +46,9 @@ _HANDLE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 _GONE = ("does not exist", "has deleted", "has registered the job", "is already in deletion")
 #: How old the scheduler's reasons for a pending or failed job may get before qstat -j is asked again.
 SECONDS_REASONS = 15.0
+#: How long what a submission put in its job (tag, output path) is kept while the listing
+#: does not show the job (SGE lists a job as soon as qsub returns: this only bounds memory).
+SECONDS_UNLISTED = 300.0
 #: The largest array when the site sets no limit (``max_aj_tasks 0``): what a tag may describe.
 ARRAY_MAX_UNLIMITED = jobtag.ELEMENTS_MAX
 
@@ -164,20 +177,32 @@ class SgeCLI(SchedulerCLI):
 
     def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
         """Submit one array; with ``secret_file`` its key file is written first and removed
-        again if the submit failed."""
-        if not self.options.secret_file:
-            return super().submit_array(launcher, calls)
+        again if the submit failed. What the job carries (tag, output path) is kept, for
+        the listing of its tasks once they ended (see the module's docstring)."""
         tag = jobtag.encode(calls)
-        _args, _env, secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
-        self.private_directory("keys")  # the top directory private (0700) before a secret goes in
-        self.keys.write(tag, secret)
-        submitted = False
-        try:
+        if not self.options.secret_file:
             job_id = super().submit_array(launcher, calls)
-            submitted = True
-            return job_id
-        finally:
-            self.keys.settled(tag, submitted)
+        else:
+            _args, _env, secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
+            self.private_directory("keys")  # the top directory private (0700) before a secret goes in
+            self.keys.write(tag, secret)
+            submitted = False
+            try:
+                job_id = super().submit_array(launcher, calls)
+                submitted = True
+            finally:
+                self.keys.settled(tag, submitted)
+        self._remember(job_id, tag)
+        return job_id
+
+    def _remember(self, job_id: str, tag: str) -> None:
+        """Keep what a submission put in job ``job_id``, as ``qstat -j`` would say it."""
+        output, error = self.log_paths()
+        submitted = qstat.JobDetails(
+            job=job_id, context={qstat.TAG_VARIABLE: qstat.tag_to_context(tag)}, stdout_path=output, merged=error is None
+        )
+        with self._details_lock:  # statuses unknown (empty): asked with the next listing
+            self._details.setdefault(job_id, (time.monotonic(), frozenset(), submitted))
 
     def element_handle(self, job_id: str, index: int) -> str:
         """``<job id>.<task id>``, as qstat and qdel write array tasks."""
@@ -228,8 +253,9 @@ class SgeCLI(SchedulerCLI):
     # -- list ----------------------------------------------------------------------------
 
     def list_command(self) -> list[str]:
-        """``qstat -xml -u USER``: every task of this user's jobs, pending ranges included."""
-        return [self.command("qstat"), "-xml", "-u", user_name()]
+        """``qstat -xml -u USER -s prsz``: every task of this user's jobs, pending ranges
+        included, and the tasks that ended lately (zombies, ``z``)."""
+        return [self.command("qstat"), "-xml", "-u", user_name(), "-s", "prsz"]
 
     def details_command(self, jobs: Sequence[str]) -> list[str]:
         """``qstat -xml -j 12,13,...``: the details of these jobs, in one call."""
@@ -260,27 +286,37 @@ class SgeCLI(SchedulerCLI):
         details = self.job_details(records)
         user, home = user_name(), os.path.expanduser("~")
         merged = [self.with_details(r, details.get(r.array_id), user, home) for r in records]
-        if self.options.secret_file:
-            self.keys.clean((r.tag for r in merged), listed_at)
+        if self.options.secret_file:  # a job's key goes once none of its tasks is left to start
+            self.keys.clean((r.tag for r in merged if not r.ended), listed_at)
         return merged
 
     def job_details(self, records: Sequence[JobRecord]) -> dict[str, qstat.JobDetails]:
         """The details of pycrew's jobs among ``records``, asked in one call for the jobs that
         are new, whose tasks changed status since they were asked (a task that went into error
         state has a reason now), or that wait or failed and were asked more than
-        :data:`SECONDS_REASONS` ago (the scheduler's reasons change); the others are kept."""
+        :data:`SECONDS_REASONS` ago (the scheduler's reasons change); the others are kept.
+
+        ``qstat -j`` does not know a job whose tasks all ended: what was known of it (from
+        its submission, or an earlier answer) is kept; a job never known stays without
+        details (no tag: not pycrew's to list) and is not asked about again."""
         now = time.monotonic()
         seen: dict[str, frozenset[str]] = {}
         for r in records:
             if r.name.startswith(self.job_name_prefix):
                 seen[r.array_id] = seen.get(r.array_id, frozenset()) | {r.status}
         with self._details_lock:
-            self._details = {job: entry for job, entry in self._details.items() if job in seen}
+            self._details = {
+                job: entry
+                for job, entry in self._details.items()
+                if job in seen or (not entry[1] and now - entry[0] < SECONDS_UNLISTED)  # submitted, not listed yet
+            }
             ask = sorted((job for job, statuses in seen.items() if self._stale(job, statuses, now)), key=int)
         if ask:
             fresh = self._check_parsed(self.details_command(ask), qstat.parse_details, "qstat -j (sge job details)")
             with self._details_lock:
-                for job, detail in fresh.items():
+                for job in ask:
+                    known = self._details.get(job)
+                    detail = fresh.get(job) or (known[2] if known is not None else qstat.JobDetails(job))
                     self._details[job] = (now, seen[job], detail)
         with self._details_lock:
             return {job: entry[2] for job, entry in self._details.items()}
@@ -300,6 +336,8 @@ class SgeCLI(SchedulerCLI):
             reason = details.task_errors.get(record.index) or "; ".join(details.messages)
         elif record.status == "pending":
             reason = "; ".join(details.messages)
+        elif record.state == "z":
+            reason = f"it ended; SGE keeps no exit status in its queue (qacct -j {record.array_id} -t {record.index} has it)"
         else:
             reason = ""
         log_path = None

@@ -144,13 +144,14 @@ class LaunchWatch:
     def _with_output(self, info: WorkerInfo) -> WorkerInfo:
         """Pool thread: ``info`` of a worker that exited before connecting, with the end of its
         output (:meth:`_output_tail`) added to its reason, unless the reason quotes its output
-        already or it has none to read (no exit code, or 0).
+        already or it exited with status 0.
 
-        A batch job's state says only that it failed (``FAILED``, exit code 1); the log says
-        why (a working directory missing on the node, an interpreter not found, an import that
-        failed), and the LaunchError should quote it.
+        A batch job's state says only that it failed (``FAILED``, exit code 1), or only that
+        it ended (SGE keeps no exit status in its queue); the log says why (a working
+        directory missing on the node, an interpreter not found, an import that failed), and
+        the LaunchError should quote it.
         """
-        if info.exit_code is None or info.exit_code == 0:
+        if info.exit_code == 0:
             return info
         reason = info.reason.strip()
         tail = self._output_tail(info.handle, reason)

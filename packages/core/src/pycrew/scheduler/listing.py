@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pycrew.plugin_api import ENDED_STATUSES, WorkerInfo
+from pycrew.plugin_api import WorkerInfo
 from pycrew.scheduler import jobtag
 from pycrew.scheduler.commands import CommandRunner
 from pycrew.scheduler.records import JobRecord
@@ -65,7 +65,7 @@ class JobListing(CommandRunner):
             cached = self._listing
         now = time.monotonic()
         if cached is not None:
-            unplaced = any(not r.host and r.status not in ENDED_STATUSES for r in cached[1])
+            unplaced = any(not r.host and not r.ended for r in cached[1])
             if now - cached[0] < (interval / 5 if unplaced else interval):
                 return cached[1]
         records = self.list_jobs()

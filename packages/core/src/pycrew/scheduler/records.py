@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pycrew.plugin_api import WORKER_STATUSES
+from pycrew.plugin_api import ENDED_STATUSES, WORKER_STATUSES
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class JobRecord:
                 f"JobRecord status must be one of {', '.join(map(repr, WORKER_STATUSES))}, got {self.status!r} "
                 f"(job {self.id!r}, scheduler state {self.state!r}): map the scheduler's code in parse_listing"
             )
+
+    @property
+    def ended(self) -> bool:
+        """Whether the element has ended for good (``status`` is done, failed or cancelled)."""
+        return self.status in ENDED_STATUSES
 
 
 def normalise(state: str, table: dict[str, str], default: str = "unknown") -> str:

@@ -1,0 +1,69 @@
+"""A worker that ends before it connects fails its launch in seconds, quoting its output.
+
+SGE drops a task from its queue the moment it ends and keeps no exit status there; the
+launcher lists it as ended (a zombie, ``qstat -s z``) when this process submitted its job,
+so core's launch watch notices within a second or two instead of after ``seconds_launch``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sge_helpers import SgeCluster, wait_for
+
+import pycrew
+from pycrew_sge import SgeOptions
+from pycrew_sge.plugin import plugin
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sge_cluster")]
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the controllers' records out of the real home."""
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "state"))
+
+
+def sge_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
+    """An SGE controller that listens on loopback (the test cell's one host is this machine);
+    ``seconds_launch`` is a minute: a failure noticed only when it runs out fails the test."""
+    return pycrew.controller(
+        "sge", host="127.0.0.1", directory=str(tmp_path / "private"), walltime="00:05:00", seconds_launch=60, **kw
+    )
+
+
+def live(controller_id: str, directory: Path) -> list[pycrew.WorkerInfo]:
+    info = pycrew.LauncherInfo("sge", SgeOptions(directory=str(directory), seconds_poll=0), None, None)
+    return [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=controller_id) if not w.ended]
+
+
+@pytest.mark.parametrize(
+    ("options", "quoted"),
+    [
+        ({"python": "/no/such/python3"}, "/no/such/python3"),
+        ({"cwd": "not-on-the-nodes"}, "(the cwd option)"),
+    ],
+    ids=["interpreter", "cwd"],
+)
+def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_output(
+    sge_cluster: SgeCluster, tmp_path: Path, options: dict[str, str], quoted: str
+) -> None:
+    c = sge_controller(tmp_path, workers=1, launch_max=1, **options)
+    try:
+        started = time.monotonic()
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError) as info:
+            future.result(timeout=50)
+        took = time.monotonic() - started
+        controller_id = c.id
+    finally:
+        c.terminate()
+    message = str(info.value)
+    assert "the worker exited before it connected" in message, message
+    assert "SGE keeps no exit status in its queue (qacct -j" in message, message
+    assert "its output ends with:" in message and quoted in message, message
+    assert took < 30, f"noticed after {took:.1f} s: the launch watch did not see the task end"
+    wait_for(lambda: not live(controller_id, tmp_path / "private"), timeout=30, what="the controller's tasks to leave the queue")
