@@ -120,6 +120,8 @@ def test_monitor_lists_only_pycrews_tasks_and_terminate_spares_the_rest(
         "-j", "y", "-b", "y", "sleep", "300",
     ).stdout.strip().split(".")[0]
     sge_jobs.append(other)
+    # (a task SGE has sent to its host shows "t" until the execd answers: slow under load)
+    wait_for(lambda: states(sge_cluster, other) == ["r", "r"], timeout=60, what="the look-alike job to run")
     calls = make_calls("import time; time.sleep(120)", 3, controller="watched")
     info = launcher_info(options_for(tmp_path), calls)
     handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)

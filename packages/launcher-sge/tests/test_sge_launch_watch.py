@@ -1,8 +1,10 @@
-"""A worker that ends before it connects fails its launch in seconds, quoting its output.
+"""Launches that cannot succeed fail in seconds, with the reason, not after ``seconds_launch``.
 
-SGE drops a task from its queue the moment it ends and keeps no exit status there; the
-launcher lists it as ended (a zombie, ``qstat -s z``) when this process submitted its job,
-so core's launch watch notices within a second or two instead of after ``seconds_launch``.
+- A worker that ends before it connects: SGE drops a task from its queue the moment it ends
+  and keeps no exit status there; the launcher lists it as ended (a zombie, ``qstat -s z``)
+  when this process submitted its job, and core's launch watch quotes the end of its output.
+- A job no queue of the cell can ever run waits in ``qw`` for ever; ``qalter -w v`` says so
+  (see pycrew_sge.verify) and the launcher reports it failed with SGE's reason.
 """
 
 from __future__ import annotations
@@ -29,15 +31,32 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sge_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
     """An SGE controller that listens on loopback (the test cell's one host is this machine);
-    ``seconds_launch`` is a minute: a failure noticed only when it runs out fails the test."""
+    ``seconds_launch`` is a minute unless given: a failure noticed only when it runs out fails the test."""
     return pycrew.controller(
-        "sge", host="127.0.0.1", directory=str(tmp_path / "private"), walltime="00:05:00", seconds_launch=60, **kw
+        "sge", host="127.0.0.1", directory=str(tmp_path / "private"), walltime="00:05:00", **{"seconds_launch": 60, **kw}
     )
 
 
 def live(controller_id: str, directory: Path) -> list[pycrew.WorkerInfo]:
     info = pycrew.LauncherInfo("sge", SgeOptions(directory=str(directory), seconds_poll=0), None, None)
     return [w for w in plugin.pycrew_list_workers(launcher=info, controller_id=controller_id) if not w.ended]
+
+
+def launch_error(tmp_path: Path, **options: Any) -> tuple[str, float]:
+    """The LaunchError of a one-worker controller with ``options``, and how long it took;
+    the controller's jobs must leave the queue after it terminated."""
+    c = sge_controller(tmp_path, workers=1, **options)
+    try:
+        started = time.monotonic()
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError) as info:
+            future.result(timeout=100)
+        took = time.monotonic() - started
+        controller_id = c.id
+    finally:
+        c.terminate()
+    wait_for(lambda: not live(controller_id, tmp_path / "private"), timeout=30, what="the controller's tasks to leave the queue")
+    return str(info.value), took
 
 
 @pytest.mark.parametrize(
@@ -51,19 +70,17 @@ def live(controller_id: str, directory: Path) -> list[pycrew.WorkerInfo]:
 def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_output(
     sge_cluster: SgeCluster, tmp_path: Path, options: dict[str, str], quoted: str
 ) -> None:
-    c = sge_controller(tmp_path, workers=1, launch_max=1, **options)
-    try:
-        started = time.monotonic()
-        future = c.submit(abs, -1)
-        with pytest.raises(pycrew.LaunchError) as info:
-            future.result(timeout=50)
-        took = time.monotonic() - started
-        controller_id = c.id
-    finally:
-        c.terminate()
-    message = str(info.value)
+    message, took = launch_error(tmp_path, launch_max=1, **options)
     assert "the worker exited before it connected" in message, message
     assert "SGE keeps no exit status in its queue (qacct -j" in message, message
     assert "its output ends with:" in message and quoted in message, message
     assert took < 30, f"noticed after {took:.1f} s: the launch watch did not see the task end"
-    wait_for(lambda: not live(controller_id, tmp_path / "private"), timeout=30, what="the controller's tasks to leave the queue")
+
+
+def test_a_job_no_queue_can_run_fails_the_launch_in_seconds_with_sges_reason(sge_cluster: SgeCluster, tmp_path: Path) -> None:
+    """64 slots per worker on a cell whose queue has 16: SGE would keep the job waiting for
+    ever; ``qalter -w v`` says no queue can run it (see pycrew_sge.verify)."""
+    message, took = launch_error(tmp_path, launch_max=2, cpus=64, seconds_launch=120)
+    assert "launch_max=2" in message and "SGE can never run this job" in message, message
+    assert 'cannot run in PE "smp"' in message, message
+    assert took < 45, f"noticed after {took:.1f} s"

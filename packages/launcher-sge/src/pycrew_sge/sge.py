@@ -7,7 +7,8 @@ The tag that marks a job as pycrew's is the job context variable ``pycrew_tag``
 lately: SGE's zombies) and one ``qstat -xml -j ID,ID,...`` for pycrew's jobs (context,
 output path, error reasons), whose answers are kept per job (a job's context does not
 change), so that only new jobs, and pending or failed ones whose reason may have changed,
-are asked again.
+are asked again. A job of pycrew's that waits is verified once (``qalter -w v``, see
+:mod:`pycrew_sge.verify`): one that no queue of the cell can ever run is reported failed.
 
 A task that ended leaves the queue at once; SGE keeps the last ``finished_jobs`` (100 by
 default) as zombies, which ``qstat -s z`` lists without their exit status (only ``qacct``
@@ -37,6 +38,7 @@ from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript,
 from pycrew_sge import qstat
 from pycrew_sge.keys import KeyFiles, read_lines
 from pycrew_sge.options import SgeOptions
+from pycrew_sge.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class SgeCLI(SchedulerCLI):
         attempts = max(1, options.command_attempts)
         grace = attempts * (options.seconds_command_timeout + options.seconds_retry_max) + 60.0
         self.keys = KeyFiles(self.directory / "keys", grace)
+        self.verifier = Verifier(self.run, self.command("qalter"))
 
     # -- script --------------------------------------------------------------------------
 
@@ -286,6 +289,14 @@ class SgeCLI(SchedulerCLI):
         details = self.job_details(records)
         user, home = user_name(), os.path.expanduser("~")
         merged = [self.with_details(r, details.get(r.array_id), user, home) for r in records]
+        # pycrew's jobs that wait (not held): those SGE can never run are failed (see pycrew_sge.verify)
+        waiting = {r.array_id for r in merged if r.state == "qw" and r.tag and jobtag.decode(r.tag) is not None}
+        never = self.verifier.never_runs(waiting, time.monotonic())
+        if never:
+            merged = [
+                dataclasses.replace(r, status="failed", reason=never[r.array_id]) if r.state == "qw" and r.array_id in never else r
+                for r in merged
+            ]
         if self.options.secret_file:  # a job's key goes once none of its tasks is left to start
             self.keys.clean((r.tag for r in merged if not r.ended), listed_at)
         return merged
