@@ -229,3 +229,39 @@ def test_readme_lists_every_controller_option() -> None:
     listed = readme_shared_options()
     assert fields - listed == set(), f"README.md's shared options miss {sorted(fields - listed)}: add them"
     assert listed - fields == set(), f"README.md lists {sorted(listed - fields)}, which ControllerOptions does not have"
+
+
+#: "`seconds_launch` seconds (default 30)", "`seconds_idle` (default: never)": a default a
+#: page states for a controller option.
+_STATED_DEFAULT = re.compile(r"`([a-z_]+)`[A-Za-z ,]{0,40}\(default:?\s+([^)\n]+?)\s*\)")
+
+
+def _stated_defaults() -> list[tuple[str, str, str]]:
+    """(page, option, stated default) of every ControllerOptions field whose default a page states."""
+    fields = {f.name for f in dataclasses.fields(pycrew.ControllerOptions) if f.init}
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = re.sub(r"\s+", " ", page.read_text())
+        found += [(page.name, m[1], m[2]) for m in _STATED_DEFAULT.finditer(text) if m[1] in fields]
+    return found
+
+
+def test_defaults_the_pages_state_are_the_controllers() -> None:
+    """The launcher pages said ``seconds_launch`` defaults to 120 and ``seconds_idle`` to 60 s
+    (both wrong: 30 s and never) for as long as they existed."""
+    stated = _stated_defaults()
+    assert {option for _, option, _ in stated} >= {"seconds_launch", "seconds_idle"}, stated
+    defaults = pycrew.ControllerOptions()
+    wrong = []
+    for page, option, text in stated:
+        actual = getattr(defaults, option)
+        number = re.fullmatch(r"([0-9][0-9_,.]*)\s*(s|seconds)?", text)
+        if text == "never":
+            ok = actual == float("inf")
+        elif number is not None:
+            ok = float(number[1].replace(",", "").replace("_", "")) == actual
+        else:
+            continue  # words ("the first routable address"): not a value to compare
+        if not ok:
+            wrong.append(f"{page}: `{option}` (default {text}), but ControllerOptions().{option} is {actual!r}")
+    assert not wrong, "\n".join(wrong)
