@@ -449,3 +449,32 @@ def test_unauthenticated_frame_larger_than_the_hello_limit_is_never_held_in_memo
         assert c.submit(identity, "still here").result(timeout=60) == "still here"
     finally:
         peer.close()
+
+
+def test_an_announced_large_frame_costs_only_what_arrives(make_controller, wire, memory, figures):
+    """A worker's frame of 1 MiB or more is read into a buffer of its own; that buffer was the
+    whole announced length at once (zeroed: resident), so one authenticated connection that
+    announced 200 MiB and sent 2 MiB raised the controller's RSS by 200 MiB (the fuzzer found
+    a 215 MiB rise). It now grows with what arrives."""
+    c = make_controller("local", workers=1, wire=wire).start()
+    instance, token = "announces-big", protocol.new_token()
+    c._dispatcher.authorize(instance, token, 1)
+    peer = Peer(int(c.url.rsplit(":", 1)[1]), Framing(wire))
+    announced, sent = 200 * MB, 2 * MB
+    data = memoryview(bytes((protocol.RESULTS,)) + b"\x03" * (sent - 1))  # allocated before the baseline
+    try:
+        handshake(peer, instance, token)
+        base = memory.rss()
+        memory.reset_peak()
+        if peer.send(peer.framing.header(announced)):
+            peer.send(data)
+        time.sleep(1.0)  # the dispatcher reads what came
+        rise = memory.peak() - base
+        figures(wire=wire, announced_mib=announced / MB, sent_mib=sent / MB, controller_peak_rise_mib=rise / MB)
+        assert rise < PEAK_BOUND, (
+            f"a frame announced at {announced / MB:.0f} MiB of which {sent / MB:.0f} MiB came raised the "
+            f"controller's peak RSS by {rise / MB:.0f} MiB (bound {PEAK_BOUND / MB:.0f} MiB)"
+        )
+    finally:
+        peer.close()
+    assert c.submit(identity, "still here").result(timeout=60) == "still here"

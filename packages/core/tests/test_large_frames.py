@@ -203,10 +203,16 @@ raws = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
 for raw in raws:
     raw.sendall(PREAMBLE)
 first, second = loop.handler.next("open")[1], loop.handler.next("open")[1]
-# From here on the process may map only 100 MiB more: a 512 MiB frame's buffer cannot be had.
+blob = b"x" * (100 << 20)
+# From here on the process may map only 100 MiB more: a 512 MiB frame's buffer, which grows
+# as its bytes arrive (4, 8, ... 64 MiB), cannot reach 128 MiB.
 used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
-raws[0].sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+try:
+    raws[0].sendall(HEADER.pack(512 << 20) + blob[:100_000])
+    raws[0].sendall(blob)
+except OSError:  # the server closed the link meanwhile
+    pass
 assert loop.handler.next("closed")[1] == first, "the link whose frame did not fit was not the one dropped"
 raws[1].sendall(HEADER.pack(5) + b"hello")
 assert loop.handler.next("frame")[2] == b"hello", "the server stopped serving the other link"
@@ -229,7 +235,7 @@ def test_a_frame_whose_buffer_cannot_be_had_drops_its_link_not_the_server() -> N
 
 
 WORKER_OUT_OF_MEMORY = r"""
-import os, resource, socket, sys
+import os, resource, socket, sys, threading
 from pycrew.wire.transport import Unreceivable
 from pycrew.wire.transport.socket_channel import SocketChannel
 from pycrew.wire.transport.sockets import HEADER
@@ -238,15 +244,30 @@ listener = socket.create_server(("127.0.0.1", 0))
 dialer = socket.create_connection(listener.getsockname(), timeout=10)
 controller, _ = listener.accept()
 channel = SocketChannel(dialer, None)
+blob, go = b"x" * (100 << 20), threading.Event()
+
+
+def send():
+    go.wait()
+    try:
+        controller.sendall(HEADER.pack(512 << 20) + blob[:100_000])
+        controller.sendall(blob)
+    except OSError:  # the worker closed the link meanwhile
+        pass
+
+
+sender = threading.Thread(target=send)
+sender.start()  # (its stack mapped before the limit)
 used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
-controller.sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+go.set()
 try:
     while channel.recv(5.0) is None:
         pass
     raise SystemExit("a frame came back")
 except Unreceivable as exc:
     print("unreceivable:", exc)
+sender.join(30)
 controller.settimeout(10)
 print("controller reads:", controller.recv(100))
 """
@@ -283,9 +304,14 @@ while len(controller.recv(len(PREAMBLE), socket.MSG_PEEK)) < len(PREAMBLE):
     time.sleep(0.01)
 controller.recv(len(PREAMBLE))
 time.sleep(0.2)  # the worker's threads are up (their stacks mapped)
+blob = b"x" * (100 << 20)
 used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20), resource.RLIM_INFINITY))
-controller.sendall(HEADER.pack(512 << 20) + b"x" * 100_000)
+try:
+    controller.sendall(HEADER.pack(512 << 20) + blob[:100_000])
+    controller.sendall(blob)
+except OSError:  # the worker closed the link meanwhile
+    pass
 thread.join(30)
 print("ended:", not thread.is_alive(), "reason:", worker.stop_reason)
 """

@@ -184,6 +184,10 @@ class SocketChannel(Channel):
                 continue
             except OSError as exc:
                 raise self._gone() from exc
+            except MemoryError:  # the frame's buffer could not grow (see DirectFrame)
+                assert direct is not None
+                self.close()
+                raise Unreceivable(f"no memory for a frame of {direct.length:,} bytes from the controller") from None
             if not n:
                 raise self._gone()
             if direct is None:

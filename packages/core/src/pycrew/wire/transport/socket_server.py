@@ -123,8 +123,7 @@ class SocketServer(Server):
         self._handler: Handler | None = None
         self._accept_failures = 0  # in a row
         self._resting_until = 0.0  # accepting again then (clock.monotonic), if not 0
-        # Every link reads into this one buffer (the dispatcher thread alone reads):
-        # recv() would allocate, and free, READ_CHUNK bytes per call, 45 us each here.
+        # Every link reads into this one buffer (only this thread reads): recv() would allocate READ_CHUNK per call (45 us)
         self._chunk = bytearray(READ_CHUNK)
         self._chunk_view = memoryview(self._chunk)
 
@@ -219,8 +218,7 @@ class SocketServer(Server):
     def _read(self, link: SocketLink) -> None:
         sock, total, eof = link.sock, 0, False
         tls = isinstance(sock, ssl.SSLSocket)
-        # Stop after READ_TURN bytes (the selector reports the socket again), except while
-        # TLS holds decrypted bytes: those would not wake the selector.
+        # Stop after READ_TURN bytes (the selector reports it again), unless TLS holds decrypted bytes (no wake-up for those)
         while (total < READ_TURN or (tls and sock.pending())) and link.state != CLOSED:  # type: ignore[attr-defined]
             direct = link.direct
             try:
@@ -231,6 +229,8 @@ class SocketServer(Server):
                 log.debug("link %s: receive failed: %s", link.id, exc)
                 eof = True
                 break
+            except MemoryError:  # a large frame's buffer could not grow (DirectFrame): drop this worker only
+                return self.close_link(link, f"no memory for its frame of {direct.length if direct else 0:,} bytes")
             if not n:
                 eof = True
                 break
