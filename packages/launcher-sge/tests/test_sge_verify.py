@@ -36,6 +36,8 @@ def test_verification_outputs() -> None:
     no_queue = captured("qalter_w_v_no_queue.json")
     assert no_queue.returncode == 1
     assert parse_verification(no_queue.stdout) == 'cannot run in PE "smp" because it only offers 0 slots'
+    walltime = parse_verification(captured("qalter_w_v_walltime.json").stdout)
+    assert walltime == '(-l h_rt=7200) cannot run in queue "all.q" because of cluster queue'
     assert parse_verification(captured("qalter_w_v_found.json").stdout) == "", "it can run: no reason"
     assert parse_verification(captured("qalter_w_v_found_queues.json").stdout) == "", "no parallel environment"
     assert parse_verification(captured("qalter_w_v_held.json").stdout) is None, "held: neither"
