@@ -142,6 +142,7 @@ def test_a_slow_initializer_is_not_held_to_seconds_launch(make_controller, tmp_p
     assert future.result(timeout=60) == 5
     worker = c.summary().workers[0]
     assert (worker.launch_failures, worker.initializing, worker.online) == (0, False, True)
+    assert 2.5 <= worker.seconds_initializer < 10, "summary() says what the initializer took"
 
 
 def test_the_worker_keeps_its_interrupt_after_an_initializer_took_it(make_controller):
@@ -163,9 +164,11 @@ def test_sequential_controller_runs_the_initializer_in_this_process(tmp_path):
     c = pycrew.controller("sequential", initializer=load_model, initargs=("/seq", str(tmp_path)))
     try:
         model, loaded, *_ = c.submit(use_model, 1).result()
+        took = c.summary().workers[0].seconds_initializer
     finally:
         c.terminate()
     assert model == ("model", "/seq", os.getpid()) and loaded == {"path": "/seq"}
+    assert 0 < took < 10, took
     assert _runs(tmp_path) == {os.getpid(): 1}
     by_name = pycrew.controller("sequential", initializer="helpers:load_model", initargs=("/named", str(tmp_path)))
     by_name.terminate()

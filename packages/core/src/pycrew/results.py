@@ -85,6 +85,8 @@ class WorkerSummary:
             goodbye (an exit rule, SIGTERM), or how it was lost; empty while none has left.
         initializing: a worker of this slot has connected and runs the controller's
             ``initializer`` (it counts as launching until that succeeds).
+        seconds_initializer: total seconds this slot's workers spent in the controller's
+            ``initializer`` before their first task (as each reported it; 0 without one).
     """
 
     worker: int
@@ -101,6 +103,7 @@ class WorkerSummary:
     pid: int | None
     exit_reason: str = ""
     initializing: bool = False
+    seconds_initializer: float = 0.0
 
 
 @dataclass(frozen=True)

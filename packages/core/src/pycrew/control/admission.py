@@ -110,6 +110,7 @@ class Admission:
             return
         if report.status == "success":
             log.debug("worker %s (instance %s) ran its initializer in %.3f s", conn.slot, conn.instance, report.seconds)
+            conn.info["seconds_initializer"] = report.seconds  # (for the slot's summary)
             conn.state = READY
             self._admitted(conn)
             return

@@ -153,6 +153,7 @@ class Collecting(ControllerState):
                 pid=s.pid,
                 exit_reason=s.exit_reason,
                 initializing=s.state == "launching" and s.initializing_since > 0,
+                seconds_initializer=s.seconds_initializer,
             )
             for s in self.launcher.slots
         )

@@ -36,10 +36,13 @@ class SequentialController(concurrent.futures.Executor):
         unknown = set(options) - {"workers", "seconds_timeout", "initializer", "initargs", "seconds_initializer"}
         if unknown:
             raise OptionsError(f"the sequential controller takes no option(s) {sorted(unknown)}; it runs tasks in this process")
+        self._seconds_initializer = 0.0
         if options.get("initializer") is not None or options.get("initargs"):  # checked as a real controller checks it
             checked = ControllerOptions(initializer=options.get("initializer"), initargs=options.get("initargs", ()))
             init, initargs = checked.initializer, checked.initargs  # once, here: this process is the one worker
+            started = time.monotonic()
             call_by_name(init, *initargs) if isinstance(init, str) else init(*initargs)
+            self._seconds_initializer = time.monotonic() - started
         self.name = name
         self.id = "sequential"
         self._results: collections.deque[TaskResult] = collections.deque()
@@ -221,6 +224,7 @@ class SequentialController(concurrent.futures.Executor):
         worker = WorkerSummary(
             worker=1, online=False, instances=0, launches=0, launch_failures=0, assigned=self._pushed, complete=resolved,
             crashes=0, seconds_busy=self._seconds, instance="sequential", host=socket.gethostname(), pid=os.getpid(),
+            seconds_initializer=self._seconds_initializer,
         )
         return Summary(controller=controller, workers=(worker,), launcher={"launcher": "sequential"})
 

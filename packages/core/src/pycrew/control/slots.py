@@ -45,6 +45,7 @@ class Slot:
         "launches",
         "pid",
         "retry_after",
+        "seconds_initializer",
     )
 
     def __init__(self, index: int, census: SlotCensus) -> None:
@@ -69,6 +70,7 @@ class Slot:
         self.last_handle: Any = None  # the handle of the latest instance whose launch returned one (kept for logs)
         self.last_handle_known = False
         self.crashes = 0
+        self.seconds_initializer = 0.0  # what its workers' initializers took, by their reports
 
     @property
     def state(self) -> str:
