@@ -333,3 +333,36 @@ def test_array_limit_from_qconf() -> None:
     assert q.parse_array_max((DATA / "qconf_sconf.txt").read_text()) == 75000
     assert q.parse_array_max("max_aj_instances 2000\n") is None
     assert q.parse_array_max("max_aj_tasks 0\n") == 0 and ARRAY_MAX_UNLIMITED == jobtag.ELEMENTS_MAX
+
+
+class KeyedCell(SgeCLI):
+    """An SgeCLI on a canned listing whose jobs carry the tags given (``qstat -j`` not asked)."""
+
+    def __init__(self, directory: Path, listing: str, tags: dict[str, str]) -> None:
+        super().__init__("sge", SgeOptions(directory=str(directory), secret_file=True))
+        self.listing_xml, self.tags = listing, tags
+
+    def check(self, argv: Any, env: Any = None, what: str = "", retry: bool = True, input: str | None = None) -> str:
+        return (DATA / self.listing_xml).read_text()
+
+    def job_details(self, records: Any) -> dict[str, q.JobDetails]:
+        return {job: q.JobDetails(job, {q.TAG_VARIABLE: tag}) for job, tag in self.tags.items()}
+
+
+def test_a_key_file_stays_while_its_job_is_queued_even_in_error_and_goes_when_only_zombies_are_left(tmp_path: Path) -> None:
+    """An ``Eqw`` task (status failed) may still run once an administrator clears it: its
+    array's secret stays. A job whose tasks all ended (zombies, status done) needs it no more."""
+    tags = {job: f"pycrew:1;c=abc;n=x;p={job}-;o=0;w=1-3" for job in ("104", "103", "909", "5000")}
+    cell = KeyedCell(tmp_path, "qstat_u_states_1.xml", {"104": tags["104"], "103": tags["103"]})
+    for job in ("104", "103", "5000"):
+        cell.keys.write(tags[job], "secret")
+        cell.keys.settled(tags[job], True)
+    cell.list_jobs()
+    assert cell.keys.path(tags["104"]).exists(), "a task in error state keeps its array's secret"
+    assert cell.keys.path(tags["103"]).exists()
+    assert not cell.keys.path(tags["5000"]).exists(), "an array no longer listed loses it"
+    zombies = KeyedCell(tmp_path, "qstat_u_zombies.xml", {"909": tags["909"]})
+    zombies.keys.write(tags["909"], "secret")
+    zombies.keys.settled(tags["909"], True)
+    zombies.list_jobs()
+    assert not zombies.keys.path(tags["909"]).exists(), "an array whose tasks all ended loses it"
