@@ -351,7 +351,8 @@ class KeyedCell(SgeCLI):
 
 def test_a_key_file_stays_while_its_job_is_queued_even_in_error_and_goes_when_only_zombies_are_left(tmp_path: Path) -> None:
     """An ``Eqw`` task (status failed) may still run once an administrator clears it: its
-    array's secret stays. A job whose tasks all ended (zombies, status done) needs it no more."""
+    array's secret stays. A job whose tasks all ended (zombies, status done) or are being
+    deleted (``dr``: tested on the cell, test_sge_jobs.py) needs it no more."""
     tags = {job: f"pycrew:1;c=abc;n=x;p={job}-;o=0;w=1-3" for job in ("104", "103", "909", "5000")}
     cell = KeyedCell(tmp_path, "qstat_u_states_1.xml", {"104": tags["104"], "103": tags["103"]})
     for job in ("104", "103", "5000"):

@@ -297,8 +297,8 @@ class SgeCLI(SchedulerCLI):
                 dataclasses.replace(r, status="failed", reason=never[r.array_id]) if r.state == "qw" and r.array_id in never else r
                 for r in merged
             ]
-        if self.options.secret_file:  # a job's key goes once it left the queue (its zombies do not keep it)
-            self.keys.clean((r.tag for r in merged if r.state != "z"), listed_at)
+        if self.options.secret_file:  # a job's key stays while a task may still start (Eqw: once cleared)
+            self.keys.clean((r.tag for r in merged if r.state != "z" and "d" not in r.state), listed_at)
         return merged
 
     def job_details(self, records: Sequence[JobRecord]) -> dict[str, qstat.JobDetails]:
