@@ -265,3 +265,34 @@ def test_defaults_the_pages_state_are_the_controllers() -> None:
         if not ok:
             wrong.append(f"{page}: `{option}` (default {text}), but ControllerOptions().{option} is {actual!r}")
     assert not wrong, "\n".join(wrong)
+
+
+#: A launcher page's options table row: "| `name` | ... | ... (default 60) |" or "default 300".
+_ROW_DEFAULT = re.compile(r"\(?\bdefault:?\s+([0-9][0-9_,.]*)(?:\s*(?:s|seconds))?\b")
+
+
+@pytest.mark.parametrize("page", sorted(p.stem for p in (DOCS / "launchers").glob("*.md") if p.stem != "index"))
+def test_option_defaults_in_a_launcher_pages_table_are_its_options(page: str) -> None:
+    """Every number a launcher page's options table gives as a default is that option's
+    default in the launcher's options class (``seconds_poll``, ``seconds_ttl``, ...)."""
+    from pycrew.plugins import get_launcher
+
+    try:
+        spec = get_launcher(page)
+    except Exception as exc:  # a page about something that is not a launcher name
+        pytest.skip(f"no launcher named {page!r}: {exc}")
+    # (the fields' own defaults: some options classes require a value, a Cloud Run region say)
+    fields = {f.name: f.default for f in dataclasses.fields(spec.options_type) if f.default is not dataclasses.MISSING}
+    checked, wrong = 0, []
+    for line in (DOCS / "launchers" / f"{page}.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        names = re.findall(r"`([a-z_]+)`", cells[0]) if cells else []
+        if len(names) != 1 or names[0] not in fields or (found := _ROW_DEFAULT.search(cells[-1])) is None:
+            continue
+        checked += 1
+        stated = float(found[1].rstrip(".,").replace(",", "").replace("_", ""))
+        if stated != fields[names[0]]:
+            wrong.append(f"`{names[0]}`: the page says default {found[1]}, {spec.options_type.__name__} has {fields[names[0]]!r}")
+    assert not wrong, f"docs/launchers/{page}.md: " + "; ".join(wrong)
+    if page in ("slurm", "pbs", "lsf", "k8s"):
+        assert checked, f"docs/launchers/{page}.md: no option default found in its table (the parser broke?)"
