@@ -290,7 +290,8 @@ class SgeCLI(SchedulerCLI):
         user, home = user_name(), os.path.expanduser("~")
         merged = [self.with_details(r, details.get(r.array_id), user, home) for r in records]
         # pycrew's jobs that wait (not held): those SGE can never run are failed (see pycrew_sge.verify)
-        waiting = {r.array_id for r in merged if r.state == "qw" and r.tag and jobtag.decode(r.tag) is not None}
+        tags = {r.array_id: r.tag for r in merged if r.state == "qw" and r.tag}  # (one decode per job, not per task)
+        waiting = {job for job, tag in tags.items() if jobtag.decode(tag) is not None}
         never = self.verifier.never_runs(waiting, time.monotonic())
         if never:
             merged = [

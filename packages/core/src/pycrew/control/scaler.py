@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import re
 import secrets
 import sys
@@ -267,8 +266,7 @@ class Scaler(LaunchWatch):
         slot.instances += 1
         slot.host = info.get("host")
         slot.pid = info.get("pid")
-        if isinstance(took := info.get("seconds_initializer"), float) and math.isfinite(took):
-            slot.seconds_initializer += took
+        slot.seconds_initializer += info.get("seconds_initializer", 0.0)  # (admission's, from the worker's checked report)
 
     def ending(self, instance: str, reason: str) -> None:
         """A connected worker ends after its running task (dispatcher thread): free its slot now.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
@@ -182,8 +183,8 @@ def parse_initialized(frame: Frame) -> InitReport:
     status, seconds = body.get("status"), body.get("seconds", 0.0)
     if status not in _INIT_STATUSES:
         raise ProtocolError(f"INITIALIZED field 'status' must be one of {_INIT_STATUSES}")
-    if type(seconds) not in (int, float) or not seconds >= 0:
-        raise ProtocolError("INITIALIZED field 'seconds' must be a number >= 0")
+    if type(seconds) not in (int, float) or not 0 <= seconds < math.inf:
+        raise ProtocolError("INITIALIZED field 'seconds' must be a finite number >= 0")
     texts = []
     for key in ("error", "error_type", "traceback"):
         value = body.get(key, "")
