@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +56,30 @@ class SgeCluster:
         """Every job of every user: job number -> job name."""
         root = ET.fromstring(self.run("qstat", "-xml", "-u", "*").stdout)
         return {job.findtext("JB_job_number", ""): job.findtext("JB_name", "") for job in root.iter("job_list")}
+
+    @contextlib.contextmanager
+    def global_config(self, directory: Path, **settings: str) -> Iterator[None]:
+        """Set entries of the cell's global configuration (``qconf -Mconf``) for the block,
+        and put the old values back after it."""
+        before = self.run("qconf", "-sconf", "global").stdout
+        lines = [line for line in before.splitlines() if line.strip() and not line.startswith("#")]
+
+        def write(values: Mapping[str, str]) -> None:
+            path = directory / "global"  # -Mconf names the configuration after the file
+            path.write_text("".join(
+                f"{line.split()[0]} {values[line.split()[0]]}\n" if line.split()[0] in values else f"{line}\n" for line in lines
+            ))
+            self.run("qconf", "-Mconf", str(path))
+
+        old = {line.split()[0]: line.split(None, 1)[1] for line in lines if line.split()[0] in settings}
+        missing = set(settings) - set(old)
+        assert not missing, f"not in the global configuration: {sorted(missing)}"
+        directory.mkdir(parents=True, exist_ok=True)
+        write(settings)
+        try:
+            yield
+        finally:
+            write(old)
 
     def delete_and_wait(self, jobs: list[str], timeout: float = 60.0) -> None:
         """``qdel`` jobs (gone ones are fine) and wait until qstat lists none of them."""

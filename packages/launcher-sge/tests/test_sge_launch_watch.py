@@ -77,6 +77,21 @@ def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_outp
     assert took < 30, f"noticed after {took:.1f} s: the launch watch did not see the task end"
 
 
+def test_without_zombies_a_worker_that_exits_before_connecting_still_fails_the_launch_in_seconds(
+    sge_cluster: SgeCluster, tmp_path: Path
+) -> None:
+    """With ``finished_jobs 0`` SGE keeps no ended task at all (no zombie): the task this
+    process saw waiting or running is missing from the next listing, which the scheduler
+    layer reports as ended (pycrew.scheduler.departures)."""
+    with sge_cluster.global_config(tmp_path / "conf", finished_jobs="0"):
+        message, took = launch_error(tmp_path, launch_max=1, python="/no/such/python3")
+    assert "the worker exited before it connected" in message, message
+    assert "left the sge queue, which keeps no record of ended jobs" in message, message
+    assert "finished_jobs is 0; qacct -j" in message, message
+    assert "its output ends with:" in message and "/no/such/python3" in message, message
+    assert took < 30, f"noticed after {took:.1f} s: the task that left the queue was not reported ended"
+
+
 def test_a_job_no_queue_can_run_fails_the_launch_in_seconds_with_sges_reason(sge_cluster: SgeCluster, tmp_path: Path) -> None:
     """64 slots per worker on a cell whose queue has 16: SGE would keep the job waiting for
     ever; ``qalter -w v`` says no queue can run it (see pycrew_sge.verify)."""

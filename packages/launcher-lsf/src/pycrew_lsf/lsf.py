@@ -235,6 +235,10 @@ class LsfCLI(SchedulerCLI):
 
     # -- list ----------------------------------------------------------------------------
 
+    def departed_hint(self, record: JobRecord) -> str:
+        """An element mbatchd dropped before this process listed it ended (``CLEAN_PERIOD``)."""
+        return f"mbatchd keeps finished jobs for CLEAN_PERIOD seconds; bhist -l '{record.id}' has its exit status"
+
     def list_command(self) -> list[str]:
         """``bjobs -o "<fields>" -json -a -u <user>``: this user's jobs, finished ones included."""
         return [self.command("bjobs"), "-o", " ".join(parsing.BJOBS_FIELDS), "-json", "-a", "-u", user_name()]

@@ -292,6 +292,10 @@ class PbsCLI(SchedulerCLI):
 
     # -- list ----------------------------------------------------------------------------
 
+    def departed_hint(self, record: JobRecord) -> str:
+        """An element the server dropped at its end: no job history (``job_history_enable``)."""
+        return f"the server keeps ended jobs only with job_history_enable; tracejob {record.id} on the server host has its exit status"
+
     def list_command(self) -> list[str]:
         """``qstat -f -F json -x -t``: every job, array element and finished job (history)."""
         return [self.command("qstat"), "-f", "-F", "json", "-x", "-t"]

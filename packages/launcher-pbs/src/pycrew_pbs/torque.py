@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pycrew import LauncherInfo, WorkerCall
+from pycrew.scheduler import JobRecord
 from pycrew_pbs.pbs import PbsCLI, tag_digest
 from pycrew_pbs.qstat import output_path, parse_qstat_text
 
@@ -48,6 +49,10 @@ class TorqueCLI(PbsCLI):
     def site_array_max(self) -> int:
         """The server's ``max_job_array_size`` (``qstat -B -f``); 10000 if unset (TORQUE: no limit)."""
         return self.array_limit(self.server_attributes(), "max_job_array_size")
+
+    def departed_hint(self, record: JobRecord) -> str:
+        """An element the server dropped at its end (``keep_completed`` is 0 or short)."""
+        return f"the server keeps completed jobs for keep_completed seconds; tracejob {record.id} on the server host has its exit status"
 
     def list_command(self) -> list[str]:
         """``qstat -f -t``: every job and array element, completed ones (``C``) included."""

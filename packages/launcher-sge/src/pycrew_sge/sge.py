@@ -255,6 +255,10 @@ class SgeCLI(SchedulerCLI):
 
     # -- list ----------------------------------------------------------------------------
 
+    def departed_hint(self, record: JobRecord) -> str:
+        """A task that left the queue without becoming a zombie: the cell keeps none (``finished_jobs 0``)."""
+        return f"SGE keeps no ended tasks when finished_jobs is 0; qacct -j {record.array_id} -t {record.index} has its exit status"
+
     def list_command(self) -> list[str]:
         """``qstat -xml -u USER -s prsz``: every task of this user's jobs, pending ranges
         included, and the tasks that ended lately (zombies, ``z``)."""

@@ -218,6 +218,10 @@ class SlurmCLI(SchedulerCLI):
 
     # -- list ----------------------------------------------------------------------------
 
+    def departed_hint(self, record: JobRecord) -> str:
+        """An element slurmctld dropped before this process listed it ended (``MinJobAge``)."""
+        return f"slurmctld keeps ended jobs for MinJobAge seconds; sacct -j {record.id} has its exit status where accounting is on"
+
     def list_command(self) -> list[str]:
         """One ``squeue`` call: this user's array elements (pending ones one per line).
 

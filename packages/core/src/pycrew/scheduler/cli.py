@@ -34,6 +34,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -346,6 +347,7 @@ class SchedulerCLI(JobListing):
             return
         try:
             argv = self.cancel_command(handles)
+            self.departures.cancelled(handles, time.monotonic())  # so an element that then leaves the queue reads "cancelled"
             attempts = int(self._option("command_attempts", 4))
             for attempt in range(attempts):
                 proc = self.run(argv)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pycrew.plugin_api import WorkerInfo
 from pycrew.scheduler import jobtag
 from pycrew.scheduler.commands import CommandRunner
+from pycrew.scheduler.departures import Departures, pycrews
 from pycrew.scheduler.records import JobRecord
 
 
@@ -42,6 +43,7 @@ class JobListing(CommandRunner):
         super().__init__(launcher_name, options)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, list[JobRecord]] | None = None
+        self.departures = Departures(launcher_name, self.element_handle, pycrews(self.job_name_prefix), self.departed_hint)
 
     def list_jobs(self) -> list[JobRecord]:
         """Every array element of this user's that the scheduler holds (pycrew's or not)."""
@@ -69,9 +71,16 @@ class JobListing(CommandRunner):
             if now - cached[0] < (interval / 5 if unplaced else interval):
                 return cached[1]
         records = self.list_jobs()
+        records = records + self.departures.update(records, now, time.monotonic())
         with self._listing_lock:
             self._listing = (now, records)
         return records
+
+    def departed_hint(self, record: JobRecord) -> str:
+        """Where the scheduler keeps the exit status of ``record``, an element that left its
+        queue without a trace (see :mod:`pycrew.scheduler.departures`); a subclass names the
+        command (``qacct -j 12 -t 3``)."""
+        return "its exit status is in the scheduler's accounting, if the site keeps one"
 
     def workers(self, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's workers in the queue: all, or one controller's. Nothing that is not pycrew's."""

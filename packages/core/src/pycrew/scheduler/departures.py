@@ -1,0 +1,125 @@
+"""pycrew's jobs that left a scheduler's queue without a trace: :class:`Departures`.
+
+Schedulers keep an ended job in their listing for a while, with its state (SLURM for
+``MinJobAge``, LSF for ``CLEAN_PERIOD``, PBS Pro with job history, TORQUE for
+``keep_completed``, SGE as one of its last ``finished_jobs``), which is how core's launch
+watch learns within a second that a worker ended before it connected. Where the site
+keeps none (SGE's ``finished_jobs 0``, TORQUE's ``keep_completed 0``, PBS Pro without
+history), an ended job just vanishes, and a worker whose interpreter was missing on the
+node failed its launch only after ``seconds_launch``, with no reason.
+
+So the listing remembers pycrew's array elements it saw waiting or running; one missing
+from a later listing (the scheduler's whole queue of this user, in one answer) has ended,
+and is listed for :data:`SECONDS_KEPT` as the scheduler would have: ``cancelled`` if this
+process cancelled it, else ``done`` with its exit code unknown, with its tag, host and log
+(so that the launch watch quotes the end of its output). Only this process's listing knows
+this: another process (a later ``pycrew monitor``) never saw the element waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pycrew.scheduler.records import JobRecord
+
+#: How long an element that left the queue is listed as ended (SLURM's default ``MinJobAge``).
+SECONDS_KEPT = 300.0
+
+Key = tuple[str, int]
+
+
+class Departures:
+    """The elements of pycrew's that left the queue between two listings (thread-safe).
+
+    Args:
+        launcher_name: the launcher's name, for the reason text (``"sge"``).
+        element_handle: the CLI's ``element_handle(array_id, index)``, to match cancels.
+        is_pycrews: whether a record is one of pycrew's (its name and tag).
+        hint: where the scheduler keeps an ended element's exit status (the CLI's
+            ``departed_hint``), for the reason text.
+    """
+
+    def __init__(
+        self,
+        launcher_name: str,
+        element_handle: Callable[[str, int], Any],
+        is_pycrews: Callable[[JobRecord], bool],
+        hint: Callable[[JobRecord], str],
+    ) -> None:
+        self.launcher_name = launcher_name
+        self._hint = hint
+        self._element_handle = element_handle
+        self._is_pycrews = is_pycrews
+        self._lock = threading.Lock()
+        self._live: dict[Key, JobRecord] = {}  # waiting or running at the last listing
+        self._left: dict[Key, tuple[float, JobRecord]] = {}  # (when it was missed, as listed now)
+        self._cancelled: dict[Any, float] = {}  # handle -> when this process cancelled it
+        self._applied = float("-inf")  # when the listing last applied was asked
+
+    def cancelled(self, handles: Sequence[Any], now: float) -> None:
+        """This process cancelled ``handles`` (whole jobs or elements) at ``now``."""
+        with self._lock:
+            for handle in handles:
+                try:
+                    self._cancelled[handle] = now
+                except TypeError:  # an unhashable handle: its element will read "done"
+                    continue
+
+    def update(self, records: Sequence[JobRecord], asked: float, now: float) -> list[JobRecord]:
+        """The ended elements to list beside ``records`` (a listing asked at ``asked``).
+
+        An element seen waiting or running before and missing from ``records`` is added as
+        ended; one listed again (requeued) is dropped. A listing asked before the one last
+        applied (two threads listed at once) updates nothing.
+        """
+        with self._lock:
+            if asked >= self._applied:
+                self._applied = asked
+                self._apply(records, now)
+            return [record for _, record in self._left.values()]
+
+    def _apply(self, records: Sequence[JobRecord], now: float) -> None:
+        listed = {(r.array_id, r.index) for r in records}
+        for key, was in self._live.items():
+            if key not in listed and key not in self._left:
+                self._left[key] = (now, self._departed(was))
+        self._live = {(r.array_id, r.index): r for r in records if not r.ended and self._is_pycrews(r)}
+        self._left = {key: entry for key, entry in self._left.items() if key not in listed and now - entry[0] < SECONDS_KEPT}
+        self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
+
+    def _departed(self, was: JobRecord) -> JobRecord:
+        """``was`` (as last listed) as an element that ended without a trace in the queue."""
+        cancelled = self._was_cancelled(was)
+        if cancelled:
+            reason = f"cancelled by pycrew; it left the {self.launcher_name} queue"
+        else:
+            reason = (
+                f"it ended and left the {self.launcher_name} queue, which keeps no record of ended jobs "
+                f"({self._hint(was)}); last seen {_last_seen(was)}"
+            )
+        return dataclasses.replace(
+            was, status="cancelled" if cancelled else "done", reason=reason, exit_code=None
+        )
+
+    def _was_cancelled(self, record: JobRecord) -> bool:
+        for handle in (self._element_handle(record.array_id, record.index), record.array_id):
+            try:
+                if handle in self._cancelled:
+                    return True
+            except TypeError:
+                continue
+        return False
+
+
+def _last_seen(record: JobRecord) -> str:
+    where = f" on {record.host}" if record.host else ""
+    return f"{record.status} (state {record.state}){where}"
+
+
+def pycrews(prefix: str) -> Callable[[JobRecord], bool]:
+    """Whether a record is one of pycrew's: its name starts with ``prefix`` and it has a tag."""
+    return lambda record: bool(record.tag) and record.name.startswith(prefix)
+

@@ -1,0 +1,113 @@
+"""pycrew's array elements that leave a scheduler's queue without a trace (SGE's
+``finished_jobs 0``, TORQUE's ``keep_completed 0``): listed as ended by the process that
+saw them waiting or running (:mod:`pycrew.scheduler.departures`).
+
+The scheduler is the fake of ``test_scheduler_layer`` (real shell scripts keeping their
+jobs in a file); a job "ends without a trace" when its line is removed from that file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_scheduler_layer import Fake, FakeCLI
+
+from pycrew.scheduler import JobRecord
+from pycrew.scheduler import departures as departures_module
+from pycrew.scheduler.departures import SECONDS_KEPT, Departures, pycrews
+from pycrew.testing.scheduler_calls import launcher_info, make_calls
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Fake:
+    return Fake(tmp_path)
+
+
+def set_jobs(fake: Fake, lines: list[str]) -> None:
+    (fake.state / "jobs").write_text("".join(f"{line}\n" for line in lines))
+
+
+def launch(cli: FakeCLI, n: int) -> list[str]:
+    calls = make_calls("pass", n, launcher="fake", controller_id="ctl1")
+    return cli.launch(launcher_info(cli.options, calls), calls)
+
+
+def test_an_element_that_leaves_the_queue_is_listed_as_ended_with_its_tag(fake: Fake) -> None:
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 3)  # arrays of 2 (the fake site's limit): 100.1, 100.2 and 102.1
+    assert [w.status for w in cli.workers("ctl1")] == ["pending"] * 3
+    first, second, third = fake.jobs()
+    set_jobs(fake, [first.replace("|PEND", "|RUN"), second, third])
+    assert [w.status for w in cli.workers("ctl1")] == ["running", "pending", "pending"]
+    cli.cancel(["102.1"])  # pycrew cancels it: the fake drops it
+    set_jobs(fake, [second])  # 100.1 ended, and the queue kept nothing of it
+    workers = {w.id: w for w in cli.workers("ctl1")}
+    assert sorted(workers) == ["100.1", "100.2", "102.1"]
+    one, three = workers["100.1"], workers["102.1"]
+    assert one.status == "done" and one.ended and one.exit_code is None and one.instance and one.worker == 1
+    assert "left the fake queue, which keeps no record of ended jobs" in one.reason
+    assert "last seen running" in one.reason
+    assert three.status == "cancelled" and "cancelled by pycrew" in three.reason
+    assert workers["100.2"].status == "pending"
+    assert [w.id for w in cli.workers("someone-else")] == []
+
+
+def test_only_elements_seen_waiting_or_running_and_never_in_another_process(fake: Fake) -> None:
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 2)
+    tag = fake.jobs()[0].split("|")[2]
+    set_jobs(fake, [f"100|1|{tag}|DONE", f"100|2|{tag}|RUN"])
+    cli.workers(None)
+    set_jobs(fake, [])  # 1 was listed ended already: it is not listed again; 2 left
+    assert [(w.id, w.status) for w in cli.workers(None)] == [("100.2", "done")]
+    other = fake.cli(seconds_poll=0)  # a later `pycrew monitor list`: it never saw them
+    assert other.workers(None) == []
+
+
+def test_an_element_listed_again_is_what_the_queue_says_and_departures_expire(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 1)
+    tag = fake.jobs()[0].split("|")[2]
+    assert [w.status for w in cli.workers(None)] == ["pending"]
+    set_jobs(fake, [])
+    assert [w.status for w in cli.workers(None)] == ["done"]
+    set_jobs(fake, [f"100|1|{tag}|PEND"])  # requeued: listed again
+    assert [w.status for w in cli.workers(None)] == ["pending"]
+    set_jobs(fake, [])
+    assert [w.status for w in cli.workers(None)] == ["done"]
+    import time as real_time
+
+    later = real_time.monotonic() + SECONDS_KEPT + 1
+    monkeypatch.setattr("pycrew.scheduler.listing.time", SimpleNamespace(monotonic=lambda: later))
+    assert cli.workers(None) == [], f"forgotten {SECONDS_KEPT} s after it left"
+
+
+def record(index: int, status: str = "pending", name: str = "pycrew-x", tag: str = "t") -> JobRecord:
+    return JobRecord(f"7.{index}", "7", index, name, tag, status.upper(), status=status)
+
+
+def test_a_listing_asked_before_the_last_one_applied_changes_nothing() -> None:
+    seen = Departures("fake", lambda job, index: f"{job}.{index}", pycrews("pycrew"), lambda r: "")
+    assert seen.update([record(1), record(2)], asked=10.0, now=10.5) == []
+    assert [r.id for r in seen.update([record(1)], asked=12.0, now=12.5)] == ["7.2"]
+    # a slower listing asked at 11 (before 12) still shows 2 and lacks 1: it is not applied
+    assert [r.id for r in seen.update([record(2)], asked=11.0, now=13.0)] == ["7.2"]
+    assert [r.id for r in seen.update([], asked=14.0, now=14.0)] == ["7.2", "7.1"]
+
+
+def test_records_that_are_not_pycrews_are_never_tracked() -> None:
+    seen = Departures("fake", lambda job, index: f"{job}.{index}", pycrews("pycrew"), lambda r: "")
+    seen.update([record(1, name="someone"), record(2, tag="")], asked=1.0, now=1.0)
+    assert seen.update([], asked=2.0, now=2.0) == []
+
+
+def test_unhashable_handles_are_tolerated() -> None:
+    seen = Departures("fake", lambda job, index: [job, index], pycrews("pycrew"), lambda r: "")
+    seen.cancelled([["7", 1]], now=1.0)
+    seen.update([record(1)], asked=1.0, now=1.0)
+    assert [r.status for r in seen.update([], asked=2.0, now=2.0)] == ["done"]
+    assert departures_module.SECONDS_KEPT == SECONDS_KEPT
