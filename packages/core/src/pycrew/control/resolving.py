@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -261,6 +262,28 @@ class Resolving(ControllerState):
                 task.future.set_running_or_notify_cancel()
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(error)
+
+    def _cancel_queued_now(self) -> None:
+        """``shutdown(cancel_futures=True)``: cancel the queued futures before returning, as
+        :mod:`concurrent.futures` does, so that ``f.cancelled()`` right after ``shutdown``
+        tells which tasks will not run. The dispatcher thread does it (it owns the queue);
+        the caller waits for it unless it is that thread, or the loop has ended (a dead
+        loop's tasks were resolved when it ended)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return
+        done = threading.Event()
+
+        def cancel() -> None:
+            try:
+                self._cancel_queued_futures()
+            finally:
+                done.set()
+
+        dispatcher.call_soon(cancel)
+        if threading.current_thread() is not dispatcher.thread:
+            while not done.wait(0.05) and not dispatcher.finished:
+                pass
 
     def _cancel_queued_futures(self) -> None:
         assert self._dispatcher is not None
