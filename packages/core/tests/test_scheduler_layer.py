@@ -9,7 +9,9 @@ taken, a hang past the command timeout, a permanent rejection). What runs is the
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import stat
 import time
 from collections.abc import Sequence
@@ -326,6 +328,8 @@ def test_unit_conversions() -> None:
         ({"bin_directory": " /x"}, "without surrounding spaces"),
         ({"command_attempts": 0}, r"'command_attempts' must be >= 1"),
         ({"submit_failures_max": 0}, r"'submit_failures_max' must be >= 1"),
+        ({"seconds_walltime_margin": -1.0}, r"'seconds_walltime_margin' must be a finite number of seconds >= 0"),
+        ({"seconds_walltime_margin": float("inf")}, r"'seconds_walltime_margin' must be a finite"),
     ],
 )
 def test_shared_options_are_validated(options: dict[str, Any], message: str) -> None:
@@ -379,3 +383,42 @@ def test_a_listing_is_asked_again_sooner_only_for_jobs_waiting_for_a_node(monkey
     now[0] += 0.3
     cli.listing()
     assert cli.asked == 3, "a job waiting for a node: the listing is asked again after a fifth of seconds_poll"
+
+
+@pytest.mark.parametrize(
+    ("options", "life"),
+    [
+        ({}, None),  # no limit: the queue's default, which pycrew does not know
+        ({"walltime": "01:00:00"}, 3540.0),
+        ({"seconds_walltime": 600.5, "seconds_walltime_margin": 120.0}, 481.0),  # 601 s (rounded up) - 120
+        ({"seconds_walltime": 20.0}, 10.0),  # the margin is at most half the limit
+        ({"walltime": "01:00:00", "seconds_walltime_margin": 0.0}, 3600.0),
+    ],
+)
+def test_a_workers_life_is_the_time_limit_less_the_margin(options: dict[str, Any], life: float | None) -> None:
+    assert FakeOptions(**options).seconds_worker_life() == life
+
+
+def test_workers_are_launched_to_leave_before_the_time_limit(fake: Fake) -> None:
+    """Each call's seconds_wall is capped by the options' limit less the margin; a shorter
+    one (the controller's own seconds_wall) is kept; instance and token stay."""
+    cli = fake.cli(walltime="00:10:00")
+    calls = make_calls("pass", 2, launcher="fake")
+    calls[1] = calls[1].with_command(dataclasses.replace(calls[1].command, seconds_wall=100.0))
+    capped = cli.within_time_limit(calls)
+    assert [c.seconds_wall for c in capped] == [540.0, 100.0]
+    assert [c.command.seconds_wall for c in capped] == [540.0, 100.0]
+    assert [(c.instance, c.token) for c in capped] == [(c.instance, c.token) for c in calls]
+    assert fake.cli().within_time_limit(calls) is calls  # no limit: unchanged
+
+    class Recording(FakeCLI):
+        scripts: ClassVar[list[str]] = []
+
+        def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
+            text = super().render_script(launcher, calls, tag)
+            self.scripts.append(text)
+            return text
+
+    recording = Recording("fake", cli.options)
+    launch(recording, 1)  # what goes out runs a worker told so
+    assert re.search(r"--seconds-wall 540(\.0)?\b", recording.scripts[0]), recording.scripts[0]

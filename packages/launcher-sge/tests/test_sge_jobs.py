@@ -3,6 +3,7 @@ terminate, monitor, directives."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -216,7 +217,7 @@ def test_a_batch_whose_tag_is_too_long_goes_out_as_several_arrays(
     # slots 1, 3, 5, ...: no ranges, so the tag grows with every worker
     calls = make_calls("import time; time.sleep(60)", 1)
     batch = make_calls("import time; time.sleep(60)", 900, controller_id=calls[0].controller_id)
-    calls = [c.__class__(**{**c.__dict__, "worker": 2 * k + 1}) for k, c in enumerate(batch)]
+    calls = [c.with_command(dataclasses.replace(c.command, worker=2 * k + 1)) for k, c in enumerate(batch)]
     info = launcher_info(options_for(tmp_path, submit_args=("-h",)), calls)
     handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
     sge_jobs.extend(handles)

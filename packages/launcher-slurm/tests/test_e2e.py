@@ -25,7 +25,7 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def slurm_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
     """A SLURM controller that listens on loopback (this one-node cluster is this machine)."""
     return pycrew.controller(
-        "slurm", host="127.0.0.1", directory=str(tmp_path / "private"), seconds_time=300, seconds_launch=60, **kw
+        "slurm", host="127.0.0.1", directory=str(tmp_path / "private"), **{"seconds_time": 300, "seconds_launch": 60, **kw}
     )
 
 
@@ -69,6 +69,27 @@ def test_idle_workers_leave_the_queue_and_come_back(slurm_cluster: SlurmCluster,
         assert sorted(c.map(abs, range(-8, -4), timeout=90)) == [5, 6, 7, 8]
         controller_id = c.id
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+def test_workers_leave_before_their_time_limit_and_are_replaced(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """``seconds_time=20`` (SLURM's ``--time`` counts whole minutes: the job may run 1 minute):
+    ``seconds_walltime_margin`` (60 s, at most half the limit) makes each worker serve 10 s,
+    leave once its running task ends, and the controller start another for the tasks left;
+    no task is cut by the time limit."""
+
+    def nap() -> int:
+        import os
+        import time
+
+        time.sleep(0.5)
+        return os.getpid()
+
+    with slurm_controller(tmp_path, workers=1, seconds_time=20) as c:
+        pids = [f.result(timeout=120) for f in [c.submit(nap) for _ in range(40)]]
+        summary = c.summary()
+    assert len(set(pids)) >= 2, "one worker ran all 20 s of tasks: it did not leave before its time limit"
+    assert summary.controller.success == 40 and summary.controller.crash == 0 and summary.controller.retries == 0
+    assert summary.workers[0].instances >= 2
 
 
 def test_tls_certificate_reaches_the_workers_through_the_script(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:

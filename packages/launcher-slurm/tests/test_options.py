@@ -8,7 +8,7 @@ import pytest
 
 from pycrew import OptionsError
 from pycrew_slurm import SlurmOptions
-from pycrew_slurm.options import seconds_to_slurm_time
+from pycrew_slurm.options import seconds_to_slurm_time, slurm_time_to_seconds
 
 
 def test_defaults_are_valid_and_render_no_resource_directives() -> None:
@@ -126,3 +126,23 @@ def test_directives_render_every_resource_option() -> None:
 def test_memory_string_and_per_cpu_and_gres_render() -> None:
     assert SlurmOptions(memory="512m", gres="gpu:a100:1").directives() == ["#SBATCH --mem=512M", "#SBATCH --gres=gpu:a100:1"]
     assert SlurmOptions(memory_gigabytes_per_cpu=2).directives() == ["#SBATCH --mem-per-cpu=2048M"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("1:30", 90), ("1:30:00", 5400), ("2-12", 216000), ("1-0:30", 88200), ("1-00:00:01", 86401),
+     ("UNLIMITED", None), ("infinite", None)],
+)
+def test_slurm_times_in_seconds(text: str, seconds: int | None) -> None:
+    assert slurm_time_to_seconds(text) == seconds
+
+
+def test_the_time_limit_comes_from_whichever_option_sets_it() -> None:
+    assert SlurmOptions(time="1:00:00").seconds_worker_life() == 3540.0
+    assert SlurmOptions(seconds_time=20).seconds_worker_life() == 10.0
+    assert SlurmOptions(walltime="00:10:00").seconds_worker_life() == 540.0
+    assert SlurmOptions(seconds_walltime=600).time_limit_seconds() == 600
+    assert SlurmOptions(time="UNLIMITED").seconds_worker_life() is None
+    assert SlurmOptions().seconds_worker_life() is None
+    with pytest.raises(ValueError, match="not a SLURM time limit"):
+        slurm_time_to_seconds("1h")

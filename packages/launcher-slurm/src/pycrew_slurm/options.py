@@ -36,6 +36,31 @@ def seconds_to_slurm_time(seconds: float) -> str:
     return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+def slurm_time_to_seconds(text: str) -> int | None:
+    """A SLURM time limit in seconds; ``None`` for ``UNLIMITED`` (or ``INFINITE``).
+
+    >>> [slurm_time_to_seconds(t) for t in ("30", "1:30", "1:30:00", "2-12", "1-0:30", "1-00:00:01", "UNLIMITED")]
+    [1800, 90, 5400, 216000, 88200, 86401, None]
+
+    Raises:
+        ValueError: ``text`` is not a SLURM time.
+    """
+    if text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    if not _TIME.fullmatch(text):
+        raise ValueError(f"not a SLURM time limit: {text!r}")
+    days, _, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+        return int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    if len(parts) == 1:  # MM
+        return parts[0] * 60
+    if len(parts) == 2:  # MM:SS
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
 def gigabytes_to_megabytes(gigabytes: float) -> int:
     """Gigabytes (1 GB = 1024 MB, as SLURM counts) as whole megabytes, rounded up."""
     return max(1, math.ceil(gigabytes * 1024))
@@ -156,6 +181,16 @@ class SlurmOptions(SchedulerOptions):
             self._check_reserved("sbatch_args", arg)
         for arg in self.submit_args:
             self._check_reserved("submit_args", arg)
+
+    def time_limit_seconds(self) -> float | None:
+        """``--time`` in seconds, from whichever of ``time``, ``seconds_time``, ``walltime``
+        or ``seconds_walltime`` is set; ``None`` without one (the partition's default
+        applies) or for ``UNLIMITED``."""
+        if self.time is not None:
+            return slurm_time_to_seconds(self.time)
+        if self.seconds_time is not None:
+            return self.seconds_time
+        return super().time_limit_seconds()
 
     def _check_reserved(self, name: str, arg: str) -> None:
         self.check_reserved(

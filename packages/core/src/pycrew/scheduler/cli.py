@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -250,6 +251,7 @@ class SchedulerCLI(JobListing):
         if not calls:
             return []
         self.breaker.check()
+        calls = self.within_time_limit(calls)
         handles: list[Any] = []
         try:
             for chunk in jobtag.split_calls(calls, self.array_max(), self.tag_max):
@@ -268,6 +270,15 @@ class SchedulerCLI(JobListing):
             self.forget_listing()
         self.breaker.success()
         return handles
+
+    def within_time_limit(self, calls: Sequence[WorkerCall]) -> Sequence[WorkerCall]:
+        """``calls`` whose workers leave before the jobs' run-time limit: ``seconds_wall``
+        at most the options' ``seconds_worker_life()`` (see ``seconds_walltime_margin``)."""
+        life = getattr(self.options, "seconds_worker_life", None)
+        seconds = life() if callable(life) else None
+        if seconds is None or all(c.seconds_wall <= seconds for c in calls):
+            return calls
+        return [c if c.seconds_wall <= seconds else c.with_command(replace(c.command, seconds_wall=seconds)) for c in calls]
 
     def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
         """Submit one array of ``calls``; return its job id. Never submits it twice.

@@ -75,6 +75,11 @@ class SchedulerOptions(LauncherOptions):
         memory: memory per worker, a whole number with a unit: ``"4G"``, ``"512M"``.
         walltime: the run-time limit per worker, ``"HH:MM:SS"`` or ``"D-HH:MM:SS"``.
         seconds_walltime: the same in seconds (rounded up); exclusive with ``walltime``.
+        seconds_walltime_margin: with a run-time limit set, each worker leaves this long
+            before it (once its running task ends; the controller starts a replacement
+            if tasks wait), so that the scheduler does not kill it in the middle of a task:
+            tasks shorter than the margin are never cut by the limit. At most half the
+            limit; ``0`` lets workers run until the scheduler stops them.
         account: the account (or project) the jobs are charged to.
         script_directives: extra directive lines for the job script, each starting with
             the scheduler's directive prefix (``#SBATCH``, ``#$``, ``#PBS``, ``#BSUB``).
@@ -128,6 +133,7 @@ class SchedulerOptions(LauncherOptions):
     memory: str | None = None
     walltime: str | None = None
     seconds_walltime: float | None = None
+    seconds_walltime_margin: float = 60.0
     account: str | None = None
     script_directives: tuple[str, ...] = ()
     script_lines: tuple[str, ...] = ()
@@ -178,6 +184,10 @@ class SchedulerOptions(LauncherOptions):
             )
             if self.walltime is not None:
                 raise OptionsError(f"{o} options 'walltime' and 'seconds_walltime' both set the run-time limit; give one")
+        require(
+            math.isfinite(self.seconds_walltime_margin) and self.seconds_walltime_margin >= 0, o,
+            "seconds_walltime_margin", self.seconds_walltime_margin, "be a finite number of seconds >= 0",
+        )
         for name in ("python", "cwd", "log_output", "log_error", "directory", "bin_directory"):
             value = getattr(self, name)
             if value is not None:
@@ -223,6 +233,20 @@ class SchedulerOptions(LauncherOptions):
         if self.seconds_walltime is not None:
             return math.ceil(self.seconds_walltime)
         return None
+
+    def time_limit_seconds(self) -> float | None:
+        """Each worker's run-time limit in seconds as the options set it, or ``None`` (the
+        queue's default applies, which pycrew does not know). A launcher whose scheduler
+        takes its own time syntax (SLURM's ``time``) overrides it."""
+        return self.walltime_seconds()
+
+    def seconds_worker_life(self) -> float | None:
+        """How long a worker serves before it leaves: the run-time limit less
+        ``seconds_walltime_margin`` (at most half the limit), or ``None`` without a limit."""
+        limit = self.time_limit_seconds()
+        if limit is None:
+            return None
+        return limit - min(self.seconds_walltime_margin, limit / 2)
 
     def memory_megabytes(self) -> int | None:
         """``memory`` in megabytes (rounded up), if set."""
