@@ -47,6 +47,24 @@ def test_shutdown_without_wait_and_cancel_futures_runs_only_started_work(make_co
     wait_for(lambda: c._terminated, timeout=30)
 
 
+def test_shutdown_cancel_futures_does_not_hang_on_a_stuck_dispatcher(make_controller, monkeypatch, caplog):
+    """The wait for the cancels is bounded: a dispatcher stuck for longer (here a 3 s call on
+    its thread) cancels them when it gets there, and shutdown says so and returns."""
+    from pycrew.control.resolving import Resolving
+
+    monkeypatch.setattr(Resolving, "SECONDS_CANCEL_WAIT", 0.5)
+    c = make_controller("local", workers=1, seconds_idle=30)
+    first = c.submit(sleep_then, 1.0, "first")
+    wait_for(first.running, timeout=60, message="the first task never started")
+    rest = [c.submit(sleep_then, 1.0, i) for i in range(3)]
+    c._dispatcher.call_soon(lambda: time.sleep(3.0))
+    started = time.monotonic()
+    c.shutdown(wait=False, cancel_futures=True)
+    assert time.monotonic() - started < 2.5
+    assert "returns before the queued futures are cancelled" in caplog.text
+    wait_for(lambda: all(f.cancelled() for f in rest), timeout=30)
+
+
 def test_the_interpreter_waits_for_pending_futures(tmp_path):
     out = tmp_path / "ran.txt"
     proc = run_script(

@@ -48,7 +48,7 @@ def test_an_element_that_leaves_the_queue_is_listed_as_ended_with_its_tag(fake: 
     one, three = workers["100.1"], workers["102.1"]
     assert one.status == "done" and one.ended and one.exit_code is None and one.instance and one.worker == 1
     assert "left the fake queue, which keeps no record of ended jobs" in one.reason
-    assert "last seen running" in one.reason
+    assert "last seen running" in one.reason and one.state == "", "the scheduler has no state for it"
     assert three.status == "cancelled" and "cancelled by pycrew" in three.reason
     assert workers["100.2"].status == "pending"
     assert [w.id for w in cli.workers("someone-else")] == []
@@ -111,3 +111,10 @@ def test_unhashable_handles_are_tolerated() -> None:
     seen.update([record(1)], asked=1.0, now=1.0)
     assert [r.status for r in seen.update([], asked=2.0, now=2.0)] == ["done"]
     assert departures_module.SECONDS_KEPT == SECONDS_KEPT
+
+
+def test_cancels_are_forgotten_even_without_listings() -> None:
+    seen = Departures("fake", lambda job, index: f"{job}.{index}", pycrews("pycrew"), lambda r: "")
+    seen.cancelled([f"1.{i}" for i in range(5000)], now=0.0)
+    seen.cancelled(["2.1"], now=SECONDS_KEPT + 1)
+    assert list(seen._cancelled) == ["2.1"]

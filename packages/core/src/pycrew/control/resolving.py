@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -263,6 +264,9 @@ class Resolving(ControllerState):
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(error)
 
+    #: How long ``shutdown(cancel_futures=True)`` waits for the dispatcher to cancel the queued futures.
+    SECONDS_CANCEL_WAIT = 10.0
+
     def _cancel_queued_now(self) -> None:
         """``shutdown(cancel_futures=True)``: cancel the queued futures before returning, as
         :mod:`concurrent.futures` does, so that ``f.cancelled()`` right after ``shutdown``
@@ -281,9 +285,13 @@ class Resolving(ControllerState):
                 done.set()
 
         dispatcher.call_soon(cancel)
-        if threading.current_thread() is not dispatcher.thread:
-            while not done.wait(0.05) and not dispatcher.finished:
-                pass
+        if threading.current_thread() is dispatcher.thread:
+            return
+        deadline = time.monotonic() + self.SECONDS_CANCEL_WAIT
+        while not done.wait(0.05) and not dispatcher.finished:
+            if time.monotonic() > deadline:  # a dispatcher that is stuck: they are cancelled when it gets there
+                log.warning("controller %r: shutdown(cancel_futures=True) returns before the queued futures are cancelled", self.name)
+                return
 
     def _cancel_queued_futures(self) -> None:
         assert self._dispatcher is not None

@@ -67,6 +67,8 @@ class Departures:
                     self._cancelled[handle] = now
                 except TypeError:  # an unhashable handle: its element will read "done"
                     continue
+            if len(self._cancelled) > 4096:  # no listing for a while (they prune too)
+                self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
 
     def update(self, records: Sequence[JobRecord], asked: float, now: float) -> list[JobRecord]:
         """The ended elements to list beside ``records`` (a listing asked at ``asked``).
@@ -100,9 +102,8 @@ class Departures:
                 f"it ended and left the {self.launcher_name} queue, which keeps no record of ended jobs "
                 f"({self._hint(was)}); last seen {_last_seen(was)}"
             )
-        return dataclasses.replace(
-            was, status="cancelled" if cancelled else "done", reason=reason, exit_code=None
-        )
+        # (no state: the scheduler has none for it; the reason says what it was last seen in)
+        return dataclasses.replace(was, state="", status="cancelled" if cancelled else "done", reason=reason, exit_code=None)
 
     def _was_cancelled(self, record: JobRecord) -> bool:
         for handle in (self._element_handle(record.array_id, record.index), record.array_id):
