@@ -174,3 +174,24 @@ def test_a_worker_that_does_not_lead_its_session_ends_nothing_of_it(tmp_path):
     assert done.stdout.split() == ["0", "None"], done.stderr
     led = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, start_new_session=True)
     assert led.stdout.split() == ["1", "-15"], led.stderr
+
+
+def test_a_worker_counts_its_seconds_wall_from_its_jobs_start(make_controller, monkeypatch):
+    """A scheduler's job script exports PYCREW_JOB_STARTED; here the local launcher passes the
+    controller's environment on, as a job script would: a job that started 20 s ago gives a
+    worker with seconds_wall=23 about 3 s to serve (and its tasks do not see the variable)."""
+    from pycrew.wire.protocol import JOB_STARTED_ENV
+
+    monkeypatch.setenv(JOB_STARTED_ENV, str(int(time.time()) - 20))
+
+    def seen() -> str | None:
+        import os
+
+        return os.environ.get(JOB_STARTED_ENV)
+
+    c = make_controller("local", workers=1, seconds_wall=23)
+    assert c.submit(seen).result(timeout=60) is None
+    wait_for(
+        lambda: "seconds_wall=23 reached" in c.summary().workers[0].exit_reason, timeout=12,
+        message="the worker served as if its job had just started",
+    )

@@ -73,22 +73,27 @@ def test_idle_workers_leave_the_queue_and_come_back(slurm_cluster: SlurmCluster,
 
 def test_workers_leave_before_their_time_limit_and_are_replaced(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     """``seconds_time=20`` (SLURM's ``--time`` counts whole minutes: the job may run 1 minute):
-    ``seconds_walltime_margin`` (60 s, at most half the limit) makes each worker serve 10 s,
-    leave once its running task ends, and the controller start another for the tasks left;
-    no task is cut by the time limit."""
+    ``seconds_walltime_margin`` (60 s, at most half the limit) makes each worker leave 10 s
+    after its job started (the 3 s its ``script_lines`` take count), once its running task
+    ends, and the controller start another for the tasks left; no task is cut by the limit."""
 
-    def nap() -> int:
+    def nap() -> tuple[int, float]:
         import os
         import time
 
         time.sleep(0.5)
-        return os.getpid()
+        return os.getpid(), time.time()
 
-    with slurm_controller(tmp_path, workers=1, seconds_time=20) as c:
-        pids = [f.result(timeout=120) for f in [c.submit(nap) for _ in range(40)]]
+    with slurm_controller(tmp_path, workers=1, seconds_time=20, script_lines=("sleep 3",)) as c:
+        done = [f.result(timeout=120) for f in [c.submit(nap) for _ in range(30)]]
         summary = c.summary()
-    assert len(set(pids)) >= 2, "one worker ran all 20 s of tasks: it did not leave before its time limit"
-    assert summary.controller.success == 40 and summary.controller.crash == 0 and summary.controller.retries == 0
+    served: dict[int, list[float]] = {}
+    for pid, at in done:
+        served.setdefault(pid, []).append(at)
+    assert len(served) >= 2, "one worker ran all 15 s of tasks: it did not leave before its time limit"
+    longest = max(max(times) - min(times) for times in served.values())
+    assert longest < 8.5, f"a worker served {longest:.1f} s: it counted its 10 s from its own start, not its job's"
+    assert summary.controller.success == 30 and summary.controller.crash == 0 and summary.controller.retries == 0
     assert summary.workers[0].instances >= 2
 
 

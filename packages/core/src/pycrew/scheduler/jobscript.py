@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 from pycrew.plugin_api import WorkerCall
 from pycrew.scheduler import jobtag
-from pycrew.wire.protocol import SYS_PATH_ENV, TOKEN_ENV
+from pycrew.wire.protocol import JOB_STARTED_ENV, SYS_PATH_ENV, TOKEN_ENV
 from pycrew.worker.import_path import sys_path_environment
 
 #: Where the script keeps the secret while ``script_lines`` run (a shell variable, not exported).
@@ -136,6 +136,7 @@ def render(
     lines = ["#!/bin/bash", *directives]
     lines += [
         f"# {title}",
+        f'export {JOB_STARTED_ENV}="$(date +%s)"  # the worker counts its seconds_wall from here',
         f"# The secret comes from the job's environment ({TOKEN_ENV}), never from this script.",
         f'{HIDDEN_TOKEN}="${{{TOKEN_ENV}:-}}"',
         f"unset {TOKEN_ENV}",

@@ -78,8 +78,9 @@ class SchedulerOptions(LauncherOptions):
         seconds_walltime_margin: with a run-time limit set, each worker leaves this long
             before it (once its running task ends; the controller starts a replacement
             if tasks wait), so that the scheduler does not kill it in the middle of a task:
-            tasks shorter than the margin are never cut by the limit. At most half the
-            limit; ``0`` lets workers run until the scheduler stops them.
+            tasks shorter than the margin are never cut by the limit. The worker counts
+            from its job's start (``script_lines`` included). At most half the limit;
+            ``0`` lets workers run until the scheduler stops them.
         account: the account (or project) the jobs are charged to.
         script_directives: extra directive lines for the job script, each starting with
             the scheduler's directive prefix (``#SBATCH``, ``#$``, ``#PBS``, ``#BSUB``).

@@ -52,6 +52,9 @@ Payload = bytes | memoryview
 
 #: Environment variable through which a worker receives its instance's secret token.
 TOKEN_ENV = "PYCREW_TOKEN"
+#: Environment variable a scheduler's job script sets to the job's start (epoch seconds), so
+#: that the worker's ``seconds_wall`` counts from there (see pycrew.worker.job_start).
+JOB_STARTED_ENV = "PYCREW_JOB_STARTED"
 #: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
 TLS_CA_ENV = "PYCREW_TLS_CA"
 #: Environment variable through which a launcher gives a worker the controller's import

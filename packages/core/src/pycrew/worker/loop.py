@@ -18,7 +18,7 @@ from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
 from pycrew.wire.protocol import TLS_CA_ENV, Payload
 from pycrew.wire.records import ResultRecord
-from pycrew.worker import exiting
+from pycrew.worker import exiting, job_start
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
 from pycrew.worker.execution import TaskRunner, pack_result
@@ -72,7 +72,7 @@ class Worker(CommsThread):
         self.shared_process = shared_process
         self.instance: str = command.instance
         self.token = token
-        self.started = clock.monotonic()
+        self.started = clock.monotonic() - (0.0 if shared_process else job_start.seconds_since_job_start())
         self.tasks: collections.deque[tuple[int, Payload]] = collections.deque()
         self.cv = threading.Condition()
         self.welcomed = threading.Event()
