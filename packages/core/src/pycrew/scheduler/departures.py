@@ -9,10 +9,10 @@ history), an ended job just vanishes, and a worker whose interpreter was missing
 node failed its launch only after ``seconds_launch``, with no reason.
 
 So the listing remembers pycrew's array elements it saw waiting or running; one missing
-from a later listing (the scheduler's whole queue of this user, in one answer) has ended,
-and is listed for :data:`SECONDS_KEPT` as the scheduler would have: ``cancelled`` if this
-process cancelled it, else ``done`` with its exit code unknown, with its tag, host and log
-(so that the launch watch quotes the end of its output). Only this process's listing knows
+from the next :data:`MISSES` listings (each the scheduler's whole queue of this user, in
+one answer) has ended, and is listed for :data:`SECONDS_KEPT` as the scheduler would have:
+``cancelled`` if this process cancelled it, else ``done`` with its exit code unknown, with
+its tag, host and log (so that the launch watch quotes the end of its output). Only this process's listing knows
 this: another process (a later ``pycrew monitor``) never saw the element waiting.
 """
 
@@ -27,6 +27,9 @@ from pycrew.scheduler.records import JobRecord
 
 #: How long an element that left the queue is listed as ended (SLURM's default ``MinJobAge``).
 SECONDS_KEPT = 300.0
+#: An element has left after this many listings in a row without it (one listing that lacks
+#: jobs, whatever made the scheduler answer so, must not fail their launches).
+MISSES = 2
 
 Key = tuple[str, int]
 
@@ -55,6 +58,7 @@ class Departures:
         self._is_pycrews = is_pycrews
         self._lock = threading.Lock()
         self._live: dict[Key, JobRecord] = {}  # waiting or running at the last listing
+        self._missed: dict[Key, int] = {}  # of those, missing from the last listings: how many
         self._left: dict[Key, tuple[float, JobRecord]] = {}  # (when it was missed, as listed now)
         self._cancelled: dict[Any, float] = {}  # handle -> when this process cancelled it
         self._applied = float("-inf")  # when the listing last applied was asked
@@ -85,10 +89,18 @@ class Departures:
 
     def _apply(self, records: Sequence[JobRecord], now: float) -> None:
         listed = {(r.array_id, r.index) for r in records}
+        live = {(r.array_id, r.index): r for r in records if not r.ended and self._is_pycrews(r)}
+        missed: dict[Key, int] = {}
         for key, was in self._live.items():
-            if key not in listed and key not in self._left:
+            if key in listed or key in self._left:
+                continue
+            times = self._missed.get(key, 0) + 1
+            if times >= MISSES:
                 self._left[key] = (now, self._departed(was))
-        self._live = {(r.array_id, r.index): r for r in records if not r.ended and self._is_pycrews(r)}
+            else:  # one listing without it: maybe a glitch of the scheduler's; ask again
+                missed[key] = times
+                live[key] = was
+        self._live, self._missed = live, missed
         self._left = {key: entry for key, entry in self._left.items() if key not in listed and now - entry[0] < SECONDS_KEPT}
         self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
 
