@@ -276,7 +276,7 @@ class SchedulerCLI(JobListing):
         at most the options' ``seconds_worker_life()`` (see ``seconds_walltime_margin``)."""
         life = getattr(self.options, "seconds_worker_life", None)
         seconds = life() if callable(life) else None
-        if seconds is None or all(c.seconds_wall <= seconds for c in calls):
+        if seconds is None:
             return calls
         return [c if c.seconds_wall <= seconds else c.with_command(replace(c.command, seconds_wall=seconds)) for c in calls]
 

@@ -72,7 +72,7 @@ class Departures:
                 except TypeError:  # an unhashable handle: its element will read "done"
                     continue
             if len(self._cancelled) > 4096:  # no listing for a while (they prune too)
-                self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
+                self._forget_cancels(now)
 
     def update(self, records: Sequence[JobRecord], asked: float, now: float) -> list[JobRecord]:
         """The ended elements to list beside ``records`` (a listing asked at ``asked``).
@@ -102,6 +102,9 @@ class Departures:
                 live[key] = was
         self._live, self._missed = live, missed
         self._left = {key: entry for key, entry in self._left.items() if key not in listed and now - entry[0] < SECONDS_KEPT}
+        self._forget_cancels(now)
+
+    def _forget_cancels(self, now: float) -> None:
         self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
 
     def _departed(self, was: JobRecord) -> JobRecord:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from pycrew.wire import protocol as p
-    from pycrew.worker import import_path
+    from pycrew.worker import import_path, job_start
     from pycrew.worker.command import WorkerCommand, parser
     from pycrew.worker.loop import EXIT_NO_TOKEN, Worker
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycrew worker: the environment variable {p.TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
         return EXIT_NO_TOKEN
     ca = os.environ.pop(p.TLS_CA_ENV, None)
+    seconds_into_job = job_start.seconds_since_job_start(os.environ)
     if (problem := import_path.adopt(os.environ)) is not None:  # before any task is loaded
         logging.getLogger("pycrew.worker").warning("%s", problem)
     # The worker's own threads (heartbeats, cancel, metrics) must get the GIL back quickly
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if command.array:  # every element holds the batch key: its own token derives from it
             assert resolved.instance is not None
             token = p.derive_token(token, resolved.instance)
-        worker = Worker(resolved, token, ca)
+        worker = Worker(resolved, token, ca, seconds_into_job=seconds_into_job)
     except ValueError as exc:
         print(f"pycrew worker: {exc}", file=sys.stderr)
         return EXIT_NO_TOKEN

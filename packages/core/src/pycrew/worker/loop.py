@@ -18,7 +18,7 @@ from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
 from pycrew.wire.protocol import TLS_CA_ENV, Payload
 from pycrew.wire.records import ResultRecord
-from pycrew.worker import exiting, job_start
+from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
 from pycrew.worker.execution import TaskRunner, pack_result
@@ -51,19 +51,19 @@ class Worker(CommsThread):
         command: the worker's command, its instance id known (see :meth:`WorkerCommand.resolve`).
         token: the instance's secret token.
         ca: the PEM certificate to trust when the URL uses TLS.
-        shared_process: the worker shares its process with other workers (a test harness
-            hosting many worker loops per process, e.g. ``pycrew_emulators.swarm``): it may
-            run in any thread, installs no signal handler (so a running task cannot be
-            interrupted; the dispatcher replaces the worker once its grace period for a
-            cancel or timeout has passed), never ends the process (if the controller goes
-            away during a task, the loop ends when the task returns), and lets its comms
-            thread read every frame (as on channels that cannot interrupt a read).
+        shared_process: the worker shares its process with other workers (a test harness hosting many worker loops
+            per process, e.g. ``pycrew_emulators.swarm``): it may run in any thread, installs no signal handler (so
+            a running task cannot be interrupted; the dispatcher replaces the worker once its grace period for a
+            cancel or timeout has passed), never ends the process (if the controller goes away during a task, the
+            loop ends when the task returns), and lets its comms thread read every frame (reads are not interrupted).
+        seconds_into_job: how long ago its batch job started (``seconds_wall`` counts from there).
 
     Raises:
         ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing.
     """
 
-    def __init__(self, command: WorkerCommand, token: str, ca: str | None, *, shared_process: bool = False) -> None:
+    def __init__(self, command: WorkerCommand, token: str, ca: str | None, *, shared_process: bool = False,
+                 seconds_into_job: float = 0.0) -> None:
         if command.instance is None:
             raise ValueError("the worker needs its instance id: resolve the array command first (WorkerCommand.resolve)")
         if command.url.startswith("tls+") and not ca:
@@ -72,7 +72,7 @@ class Worker(CommsThread):
         self.shared_process = shared_process
         self.instance: str = command.instance
         self.token = token
-        self.started = clock.monotonic() - (0.0 if shared_process else job_start.seconds_since_job_start())
+        self.started = clock.monotonic() - seconds_into_job
         self.tasks: collections.deque[tuple[int, Payload]] = collections.deque()
         self.cv = threading.Condition()
         self.welcomed = threading.Event()
