@@ -187,7 +187,6 @@ def beat_round_us(controller: Any) -> float:
     own schedule); this is their total cost per interval.
     """
     from pycrew.control.conn import READY
-    from pycrew.wire import protocol
 
     d = controller._dispatcher
 
@@ -195,7 +194,7 @@ def beat_round_us(controller: Any) -> float:
         t0 = time.perf_counter()
         for conn in list(d.conns.values()):
             if conn.state == READY:
-                d._send(conn, protocol.BEAT_FRAME)
+                d._send(conn, d.beats.frame)
         return 1e6 * (time.perf_counter() - t0)
 
     value: float = on_dispatcher(controller, send_all)

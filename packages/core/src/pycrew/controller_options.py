@@ -47,9 +47,11 @@ class ControllerOptions:
         seconds_wall: a worker exits after this long alive (after its current task).
         tasks_max: a worker exits after this many tasks (``None``: no limit).
         crashes_max: times a task may lose its worker before it resolves as ``crash``.
-        seconds_heartbeat: interval of heartbeats both ways.
+        seconds_heartbeat: interval of heartbeats both ways; past 500 beats a second (a
+            thousand workers at 2 s) it grows with the number of workers (docs/concepts.md).
         seconds_heartbeat_timeout: a link silent this long is dead (worker side and
-            dispatcher side), which catches partitions and frozen machines.
+            dispatcher side), which catches partitions and frozen machines; it grows with
+            the interval, in the same ratio.
         seconds_busy_silence: how long a worker running a task may stay silent while its
             machine still acknowledges the connection before it is dropped (a task that
             holds the GIL in one long call into C code cannot send heartbeats; a suspended

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, REFUSED_PREFIX
 from pycrew.wire import protocol as p
@@ -35,6 +36,7 @@ class Admission:
     """How the dispatcher admits workers (mixed into Dispatcher)."""
 
     settings: DispatcherSettings
+    beats: BeatRate  # see pycrew.control.upkeep
     # instance -> (token, slot) of instances launched and not connected yet
     tokens: dict[str, tuple[str, int]]
     _on_connect: Callable[[str, dict[str, Any]], None]
@@ -62,7 +64,7 @@ class Admission:
             self._refuse(conn, hello)
             return
         conn.state = READY if self.settings.initializer is None else INITIALIZING
-        conn.next_beat = time.monotonic() + self.settings.seconds_heartbeat
+        conn.next_beat = time.monotonic() + self.beats.interval
         self._visit_at(conn, conn.next_beat)
         conn.link.limit = self.settings.bytes_max
         conn.instance = instance
@@ -84,8 +86,7 @@ class Admission:
         frame = self._welcome_frame
         if frame is None:
             body: dict[str, object] = {
-                "seconds_heartbeat": self.settings.seconds_heartbeat,
-                "seconds_heartbeat_timeout": self.settings.seconds_heartbeat_timeout,
+                **self.beats.settings(),  # the current ones: see pycrew.control.beat_rate
                 "seconds_busy_silence": self.settings.seconds_busy_silence,
                 "bytes_max": self.settings.bytes_max,
             }

@@ -32,6 +32,8 @@ class DispatcherSettings:
     seconds_auth: float = 10.0
     seconds_grace: float = 5.0
     seconds_busy_silence: float = 600.0
+    #: Heartbeats each way per second, at most: past it the interval grows (see pycrew.control.beat_rate).
+    heartbeats_per_second: float = 500.0
     transport: transport.Transport = transport.DEFAULT_TRANSPORT
     initializer: str | None = None  # the base64 of its pickle, for the WELCOME (see pycrew.worker.initializer)
 

@@ -92,9 +92,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
         self.refused = LogLimiter(log)
         self.conns: dict[int, Conn] = {}
         self.tasks_running = 0  # tasks in the connections' in_flight (see running())
-        self._visits: list[tuple[float, int]] = []  # see Upkeep: when each connection next needs a look
-        self._watched: set[int] = set()
-        self._maintained_at = time.monotonic()
+        self._init_upkeep()  # see pycrew.control.upkeep
         # Connections that may have room for tasks, least loaded first: (tasks in flight, link id, version),
         # current while its version is the connection's ready_version (older ones are skipped when popped).
         # (Re)offered when it authenticates, when results or acknowledgements give it room, after it was given tasks.
@@ -354,7 +352,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
                     self._offer(conn)  # acknowledged frames may let it take more
                 conn.frames_acked = max(conn.frames_acked, received)
                 # only links that can lose frames: a worker back from a long C call reports old counts
-                late = time.monotonic() - conn.last_task_send > 2 * self.settings.seconds_heartbeat
+                late = time.monotonic() - conn.last_task_send > 2 * self.beats.interval
                 if conn.link.unacked_max is not None and received < conn.frames_sent and late:
                     self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
         elif kind == p.RETURNED:

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, LEAVING, READY, Conn, DispatcherSettings
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
@@ -42,6 +43,7 @@ class Upkeep:
     _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
     _initializer_ended: Callable[..., None]  # see pycrew.control.admission
+    _welcome_frame: bytes | None  # see pycrew.control.admission
 
     # -- leaving, losing, dropping ----------------------------------------------------
 
@@ -162,6 +164,14 @@ class Upkeep:
     _visits: list[tuple[float, int]]  # (when, link id)
     _watched: set[int]  # link ids whose tasks have time limits, or that must give a task back
     _maintained_at: float  # when _maintain last ran (see _credit_stall)
+    beats: BeatRate  # the heartbeats' interval and timeout now
+
+    def _init_upkeep(self) -> None:
+        settings = self.settings
+        self._visits = []
+        self._watched = set()
+        self._maintained_at = time.monotonic()
+        self.beats = BeatRate(settings.seconds_heartbeat, settings.seconds_heartbeat_timeout, settings.heartbeats_per_second)
 
     def _visit_at(self, conn: Conn, when: float) -> None:
         """Look at ``conn`` at (the first tick after) ``when`` instead of its earlier plan."""
@@ -190,16 +200,34 @@ class Upkeep:
             conn = self.conns.get(link_id)
             if conn is not None and conn.visit_at == when:
                 self._visit(conn, now)
+        if self.beats.update(len(self.conns), now):
+            self._new_beat_rate(now)
         self._recall_stuck(now)
         self.server.maintain(now)
         self._on_tick(now)
+
+    def _new_beat_rate(self, now: float) -> None:
+        """The heartbeats' interval changed (the number of workers did): new workers hear of
+        it in their WELCOME, connected ones in the next beat each gets, which comes no later
+        than it did (a shorter interval brings every connection's next beat forward)."""
+        self._welcome_frame = None
+        log.info(
+            "%d worker connections: heartbeats every %g s, silence timeout %g s (see pycrew.control.beat_rate)",
+            len(self.conns), self.beats.interval, self.beats.timeout,
+        )
+        soon = now + self.beats.interval
+        for conn in self.conns.values():
+            if conn.state in LIVE and conn.next_beat > soon:
+                conn.next_beat = soon
+                if conn.visit_at > soon:
+                    self._visit_at(conn, soon)
 
     def _credit_stall(self, now: float, seconds: float) -> None:
         """The loop did not turn for ``seconds``: another thread of this process held the GIL
         (a long call into C code), or one turn took that long (a huge result to unpickle).
         Silence then is no worker's fault: every deadline that counts from a worker's last
         word moves on by the stall."""
-        if seconds > self.settings.seconds_heartbeat:
+        if seconds > self.beats.interval:
             log.warning(
                 "the dispatcher could not run for %.1f s (a long call into C code holding the GIL in this process, "
                 "or a very large result to unpickle); the workers' silence meanwhile is not held against them", seconds,
@@ -220,7 +248,7 @@ class Upkeep:
         initializing = conn.state == INITIALIZING
         if not (conn.in_flight or initializing):
             return False
-        if not busy_not_gone(conn.link, silent, settings.seconds_busy_silence, settings.seconds_heartbeat):
+        if not busy_not_gone(conn.link, silent, settings.seconds_busy_silence, self.beats.interval):
             return False
         if conn.silence_noted != conn.last_seen:  # once per silence
             conn.silence_noted = conn.last_seen
@@ -236,7 +264,8 @@ class Upkeep:
     def _visit(self, conn: Conn, now: float) -> None:
         """Heartbeats and deadlines of one connection whose visit is due; plan its next one."""
         settings = self.settings
-        hb = settings.seconds_heartbeat
+        hb = self.beats.interval
+        timeout = self.beats.silence_limit(now)
         busy = False
         if conn.state == CHALLENGED and now - conn.opened > settings.seconds_auth:
             self._drop(conn, "no HELLO in time")
@@ -244,15 +273,15 @@ class Upkeep:
             # Each connection beats on its own schedule (from when it connected), so a
             # thousand workers do not all get a beat, and all answer, in the same tick.
             silent = now - conn.last_seen
-            if silent > settings.seconds_heartbeat_timeout and not (busy := self._busy_silence(conn, silent)):
+            if silent > timeout and not (busy := self._busy_silence(conn, silent)):
                 self._drop(conn, f"no heartbeat for {silent:.1f} s")
             elif now >= conn.next_beat:  # beats go on to a busy worker: its machine's answers are the sign of life
                 conn.next_beat = now + hb
-                self._send(conn, p.BEAT_FRAME)
+                self._send(conn, self.beats.frame)
         if conn.state == CHALLENGED:
             when = conn.opened + settings.seconds_auth
         elif conn.state in LIVE:
-            when = min(conn.next_beat, now + hb if busy else conn.last_seen + settings.seconds_heartbeat_timeout)
+            when = min(conn.next_beat, now + hb if busy else conn.last_seen + timeout)
         elif conn.state == CLOSED and now - conn.last_seen > hb:
             del self.conns[conn.link.id]
             return

@@ -37,8 +37,9 @@ from typing import Any
 
 #: The wire protocol's version: a worker's HELLO says which it speaks, and a controller
 #: refuses a worker that speaks another (2: a task's function may travel as ``bytes``;
-#: 3: the WELCOME may carry an initializer, which the worker answers with INITIALIZED).
-PROTOCOL_VERSION = 3
+#: 3: the WELCOME may carry an initializer, which the worker answers with INITIALIZED;
+#: 4: the dispatcher's heartbeats carry the heartbeat interval and timeout, see encode_pace).
+PROTOCOL_VERSION = 4
 #: The pycrew version this process runs (a worker's HELLO carries it, for messages): read
 #: from the ``pycrew`` package, loaded before any of its modules (the worker side imports
 #: nothing from the package's top level, see test_worker_imports).
@@ -336,3 +337,19 @@ def decode_ids(frame: Frame) -> list[int]:
 
 
 BEAT_FRAME = bytes((BEAT,))
+_PACE = struct.Struct("<dd")
+
+
+def encode_pace(seconds_heartbeat: float, seconds_heartbeat_timeout: float) -> bytes:
+    """The dispatcher's heartbeat: it carries the interval and timeout the worker keeps to
+    from then on (they grow with the number of workers: see pycrew.control.beat_rate)."""
+    return bytes((BEAT,)) + _PACE.pack(seconds_heartbeat, seconds_heartbeat_timeout)
+
+
+def decode_pace(frame: Frame) -> tuple[float, float] | None:
+    """The interval and timeout a dispatcher's heartbeat carries; ``None`` if it carries none
+    or they make no sense (not positive, or an infinite interval)."""
+    if len(frame) != 1 + _PACE.size:
+        return None
+    interval, timeout = _PACE.unpack_from(frame, 1)
+    return (interval, timeout) if 0 < interval < math.inf and timeout > 0 else None

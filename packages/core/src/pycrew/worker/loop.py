@@ -122,18 +122,15 @@ class Worker(CommsThread):
 
     # -- reading frames ----------------------------------------------------------------
     #
-    # On an interruptible channel (the socket transport) the main thread reads its own
-    # frames while it is idle, so a task goes from the socket to the task runner without
-    # a thread hand-off, and between two tasks what has arrived when nobody has read for
-    # ``Pace.READ_INTERVAL`` (a run of short prefetched tasks: a CANCEL, RECALL or STOP
-    # waits no longer). The comms thread reads only while the worker is not serving (the
-    # handshake, and after the serving loop ended), while a task has run for a while
-    # (``Pace.handover()``: to see CANCEL and STOP, and to have the next task in hand when
-    # this one ends, see pycrew.worker.pace), and when nobody has read for a heartbeat
-    # interval. Whoever reads holds ``reader``; the idle main thread interrupts the comms
-    # thread's read to take the role back. On other channels the comms thread reads
-    # everything and hands tasks over through ``cv``. The comms thread's loop is in
-    # pycrew.worker.comms.
+    # On an interruptible channel (the socket transport) the main thread reads its own frames while it is idle,
+    # so a task goes from the socket to the task runner without a thread hand-off, and between two tasks what
+    # has arrived when nobody has read for ``Pace.READ_INTERVAL`` (a run of short prefetched tasks: a CANCEL,
+    # RECALL or STOP waits no longer). The comms thread reads only while the worker is not serving (the
+    # handshake, and after the serving loop ended), while a task has run for a while (``Pace.handover()``: to
+    # see CANCEL and STOP, and to have the next task in hand when this one ends, see pycrew.worker.pace), and
+    # when nobody has read for a heartbeat interval. Whoever reads holds ``reader``; the idle main thread
+    # interrupts the comms thread's read to take the role back. On other channels the comms thread reads
+    # everything and hands tasks over through ``cv``. The comms thread's loop is in pycrew.worker.comms.
 
     def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
@@ -180,6 +177,8 @@ class Worker(CommsThread):
                 self.initializer = base64.b64decode(initializer)
             self.welcomed.set()
             self.settled.set()
+        elif kind == p.BEAT and (pace := p.decode_pace(frame)) is not None:  # see pycrew.control.beat_rate
+            self.seconds_heartbeat, self.silence.seconds_heartbeat_timeout = pace
         elif kind == p.CANCEL:
             self._cancel(p.decode_ids(frame))
         elif kind == p.RECALL:
