@@ -45,6 +45,32 @@ def test_group_submit_map_and_errors_carry_the_controller_name(make_controller, 
         group.terminate()
 
 
+def test_a_terminated_controller_holds_back_none_of_the_groups_results(make_controller):
+    """Failed on fce425b: with b's three results waiting and a terminated, collect() took
+    b's results and then raised a's error (they were lost), and every pop() raised a's
+    error before reaching b."""
+    b = make_controller("local", workers=1, name="b")
+    a = make_controller("local", workers=1, name="a")
+    group = pycrew.ControllerGroup(b, a).start()
+    try:
+        for i in range(6):
+            group.push(identity, (i,), name=f"b{i}", controller="b")
+        assert group.wait(timeout=60)
+        a.terminate()
+        assert group.pop().name == "b0" and group.pop().name == "b1", "pop reaches b past the terminated a"
+        assert [r.name for r in group.collect()] == ["b2", "b3", "b4", "b5"], "collect keeps b's results"
+        assert b.ready() == 0 and b.summary().controller.popped == 6
+        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a': .*was terminated"):
+            group.pop()  # nothing left anywhere: a's error is said
+        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a': .*was terminated"):
+            group.collect()
+        with pytest.raises(RuntimeError, match="after shutdown") as raised:
+            group.submit_to("a", identity, 1)
+        assert "in controller 'a' of the group" in raised.value.__notes__
+    finally:
+        group.terminate()
+
+
 def test_a_group_that_cannot_start_leaves_no_controller_running(make_controller):
     """Failed on 5246eae: the first controller started, the second could not listen, and the
     first kept its dispatcher and workers running (no __exit__ runs after a failed __enter__)."""

@@ -126,7 +126,14 @@ class ControllerGroup(concurrent.futures.Executor):
 
     def submit_to(self, controller: str | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         """Submit to the controller named ``controller`` (``None``: the first)."""
-        future: concurrent.futures.Future[T] = self._get(controller).submit(fn, *args, **kwargs)
+        target = self._get(controller)
+        try:
+            future: concurrent.futures.Future[T] = target.submit(fn, *args, **kwargs)
+        except PycrewError as exc:
+            raise _named(target.name, exc) from exc
+        except RuntimeError as exc:  # the Executor contract's "cannot schedule new futures after shutdown"
+            exc.add_note(f"in controller {target.name!r} of the group")
+            raise
         return future
 
     def map(
@@ -156,23 +163,41 @@ class ControllerGroup(concurrent.futures.Executor):
     # -- results -----------------------------------------------------------------------------
 
     def pop(self) -> TaskResult | None:
-        """The next result, taking from the controllers in turn."""
+        """The next result, taking from the controllers in turn.
+
+        A controller that raises (its workers could not be launched, it was terminated)
+        holds back no other's results: its error, named, is raised when none has a result.
+        """
         order = list(self.controllers.items())
+        error: PycrewError | None = None
         for k in range(len(order)):
             i = (self._next + k) % len(order)
             name, c = order[i]
             try:
                 result = c.pop()
             except PycrewError as exc:
-                raise _named(name, exc) from exc
+                error = error or _named(name, exc)
+                continue
             if result is not None:
                 self._next = (i + 1) % len(order)
                 return result  # type: ignore[no-any-return]
+        if error is not None:
+            raise error
         return None
 
     def collect(self) -> list[TaskResult]:
-        """Every available result of every controller."""
-        return [r for batch in self._each(lambda c: c.collect()) for r in batch]
+        """Every available result of every controller; as :meth:`pop`, a controller's error
+        is raised only when no controller had a result (none is taken and then lost)."""
+        out: list[TaskResult] = []
+        error: PycrewError | None = None
+        for name, c in self.controllers.items():
+            try:
+                out.extend(c.collect())
+            except PycrewError as exc:
+                error = error or _named(name, exc)
+        if error is not None and not out:
+            raise error
+        return out
 
     def unresolved(self) -> int:
         """Unresolved tasks over all controllers."""
