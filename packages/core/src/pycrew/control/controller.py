@@ -93,6 +93,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self.launcher.on_error = self._fail_futures
         self._dispatcher: Dispatcher | None = None
         self._ids = itertools.count(1)
+        self._names = itertools.count(1)  # push's default names, task_1, task_2, ... (drawn on any thread)
         self._results: collections.deque[TaskResult] = collections.deque()
         self._cv = threading.Condition()
         self._waiters = 0
@@ -101,9 +102,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._terminated = False
         self._shutdown = False
         self._t0 = time.monotonic()
-        self.pushed = 0
-        self.popped = 0
-        self.resolved = 0
+        self.pushed = self.popped = self.resolved = 0
         self._status_counts = dict.fromkeys(STATUSES, 0)
         self._slot_complete = {s.index: 0 for s in self.launcher.slots}  # tasks resolved per slot
         self._slot_seconds = {s.index: 0.0 for s in self.launcher.slots}  # seconds busy per slot

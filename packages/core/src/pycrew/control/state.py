@@ -37,6 +37,7 @@ class ControllerState:
     _registry: PluginRegistry
     _dispatcher: Dispatcher | None
     _ids: itertools.count[int]
+    _names: itertools.count[int]  # push's default names
     _results: collections.deque[TaskResult]
     _cv: threading.Condition
     _waiters: int

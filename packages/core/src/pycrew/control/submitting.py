@@ -131,8 +131,9 @@ class Submitting(ControllerState):
         Raises:
             SerializationError: the task cannot be pickled (naming the culprit).
         """
+        number = next(self._names)  # the push's number, drawn: pushes from several threads get distinct ones
         if name is None:
-            name = f"task_{self.pushed + 1}"
+            name = f"task_{number}"
         args, kwargs = positional(args, "push()"), keywords(kwargs, "push()")
         self._queue_task(fn, args, kwargs, name, True, seed, seconds_timeout, None, after_shutdown=False)
         return name
