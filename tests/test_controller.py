@@ -106,6 +106,11 @@ def test_unpicklable_return_value_is_an_error_result(make_controller):
         ({"seconds_idel": 2}, "'seconds_idel' \\(did you mean 'seconds_idle'\\?\\)"),
         ({"tls": "sometimes"}, "tls mode must be"),
         ({"port": 70000}, "'port' must be between 0 and 65535"),
+        # Failed on fce425b: accepted, then every worker crashed (OverflowError) or terminate() raised.
+        ({"seconds_launch": math.inf}, "'seconds_launch' must be a finite number of seconds > 0"),
+        ({"seconds_terminate": math.inf}, "'seconds_terminate' must be a finite number of seconds > 0"),
+        ({"seconds_heartbeat": math.inf}, "'seconds_heartbeat' must be a finite number of seconds > 0"),
+        ({"seconds_heartbeat_timeout": math.nan}, "'seconds_heartbeat_timeout' must be > 0"),
     ],
 )
 def test_invalid_options_fail_when_the_controller_is_built(options, match):

@@ -141,9 +141,11 @@ class ControllerOptions:
             self.workers_at_start, f"be None or between 0 and workers={self.workers}",
         )
         require(0 <= self.port <= 65535, OWNER, "port", self.port, "be between 0 and 65535")
-        for key in ("seconds_launch", "seconds_heartbeat", "seconds_heartbeat_timeout", "seconds_terminate"):
+        for key in ("seconds_launch", "seconds_heartbeat", "seconds_terminate"):  # deadlines: never "no limit"
             value = getattr(self, key)
-            require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0")
+            require(0 < value < math.inf, OWNER, key, value, "be a finite number of seconds > 0 (for a very long one, say so: 86400 is a day)")
+        value = self.seconds_heartbeat_timeout
+        require(value > 0 and not math.isnan(value), OWNER, "seconds_heartbeat_timeout", value, "be > 0 (math.inf: never)")
         for key in ("seconds_idle", "seconds_wall", "seconds_busy_silence"):
             value = getattr(self, key)
             require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (math.inf for no limit)")
