@@ -13,16 +13,19 @@ Environment variables, read when the manager is first built:
 ``PYCREW_BLOCK_PLUGINS``
     Comma-separated entry-point names never to load.
 
+Who may register which launcher name is :mod:`pycrew.plugin_checks`' rule: an entry point
+of ``pycrew.launchers`` registers exactly the launcher it names, so that no plugin can take
+over another's name, whatever the order they are loaded in; a plugin that breaks a rule
+has none of its launchers registered.
+
 The plugin manager is the one piece of global mutable state in pycrew.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
-import types
 from importlib import metadata
 from typing import Any
 
@@ -32,15 +35,21 @@ from pycrew import hookspecs
 from pycrew.errors import LauncherNotFoundError, PluginError
 from pycrew.hookspecs import RegisterLauncher
 from pycrew.launcher_plugin import LauncherPlugin
-from pycrew.options import LauncherOptions
-from pycrew.plugin_api import LAUNCHER_CAPABILITIES, LauncherSpec
+from pycrew.plugin_api import LauncherSpec
+from pycrew.plugin_checks import (
+    BLOCK_ENV,
+    LAUNCHER_GROUP,
+    PLUGIN_GROUP,
+    checked_spec,
+    describe_entry_point,
+    name_problem,
+    only_entry_point,
+    why_no_launcher,
+)
 
 log = logging.getLogger(__name__)
 
-LAUNCHER_GROUP = "pycrew.launchers"
-PLUGIN_GROUP = "pycrew.plugins"
 ALLOW_ENV = "PYCREW_PLUGINS"
-BLOCK_ENV = "PYCREW_BLOCK_PLUGINS"
 
 
 def _env_names(var: str) -> set[str] | None:
@@ -73,10 +82,13 @@ class PluginRegistry:
             return False
         return self._allow is None or name in self._allow
 
-    def _launcher_entry_points(self) -> dict[str, metadata.EntryPoint]:
-        if not self._load_entry_points:
-            return {}
-        return {ep.name: ep for ep in metadata.entry_points(group=LAUNCHER_GROUP)}
+    def _launcher_entry_points(self) -> dict[str, list[metadata.EntryPoint]]:
+        """The entry points of ``pycrew.launchers`` by name (several if distributions clash)."""
+        found: dict[str, list[metadata.EntryPoint]] = {}
+        if self._load_entry_points:
+            for ep in metadata.entry_points(group=LAUNCHER_GROUP):
+                found.setdefault(ep.name, []).append(ep)
+        return found
 
     def _register_entry_point(self, ep: metadata.EntryPoint) -> object:
         try:
@@ -87,12 +99,7 @@ class PluginRegistry:
                 f"reinstall it, or set {BLOCK_ENV}={ep.name} to skip it"
             ) from exc
         dist = ep.dist
-        self.register(
-            plugin,
-            name=ep.name,
-            distribution=dist.name if dist else None,
-            version=dist.version if dist else None,
-        )
+        self._add(plugin, ep.name, dist.name if dist else None, dist.version if dist else None, ep)
         return plugin
 
     def installed_launchers(self) -> list[str]:
@@ -117,9 +124,21 @@ class PluginRegistry:
             PluginError: a hook implementation does not match its spec (naming plugin and
                 hook), a ``pycrew_*`` function matches no hook, a launcher declares a
                 capability that is not one of :data:`pycrew.LAUNCHER_CAPABILITIES`, or a
-                launcher name clashes.
+                launcher name clashes: another plugin registered it, or an installed entry point
+                declares it (see :mod:`pycrew.plugin_checks`). Then none of its launchers is registered.
         """
         label = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
+        return self._add(plugin, label, distribution, version, None)
+
+    def _add(
+        self,
+        plugin: object,
+        label: str,
+        distribution: str | None,
+        version: str | None,
+        entry_point: metadata.EntryPoint | None,
+    ) -> list[LauncherSpec]:
+        """:meth:`register`, for a plugin loaded from ``entry_point`` (``None``: registered in code)."""
         if isinstance(plugin, type) and issubclass(plugin, LauncherPlugin):
             raise PluginError(
                 f"plugin {label!r} is the class {plugin.__module__}.{plugin.__qualname__}, not an instance; "
@@ -166,7 +185,7 @@ class PluginRegistry:
                 self.pm.unregister(plugin)
                 raise PluginError(f"plugin {label!r} failed in pycrew_register_launchers: {type(exc).__name__}: {exc}") from exc
             try:
-                done = [self._checked(spec, plugin, label, distribution, version) for spec in specs]
+                done = self._checked(specs, plugin, label, distribution, version, entry_point)
             except PluginError:
                 self.pm.unregister(plugin)  # none of its launchers is registered: all or nothing
                 raise
@@ -175,45 +194,45 @@ class PluginRegistry:
             return done
 
     def _checked(
-        self, spec: LauncherSpec, plugin: object, label: str, distribution: str | None, version: str | None
-    ) -> LauncherSpec:
-        """``spec`` as core keeps it (plugin, distribution filled in), after checking it.
+        self,
+        specs: list[LauncherSpec],
+        plugin: object,
+        label: str,
+        distribution: str | None,
+        version: str | None,
+        entry_point: metadata.EntryPoint | None,
+    ) -> list[LauncherSpec]:
+        """The launchers a plugin registered, as core keeps them, after checking every one.
 
         Raises:
-            PluginError: bad options class, options shadowing controller options, unknown
-                capabilities, or a name another plugin registered.
+            PluginError: see :meth:`register`; also an entry point of ``pycrew.launchers``
+                that registered no launcher of its name, or another name (see
+                :func:`pycrew.plugin_checks.name_problem`).
         """
-        if not isinstance(spec.options_type, type) or not issubclass(spec.options_type, LauncherOptions):
-            raise PluginError(
-                f"plugin {label!r} registered launcher {spec.name!r} with options_type "
-                f"{spec.options_type!r}; it must be a subclass of pycrew.LauncherOptions"
+        eps = self._launcher_entry_points() if specs else {}
+        for spec in specs:
+            installed = [describe_entry_point(ep) for ep in eps.get(spec.name, []) if self._permitted(ep.name)]
+            problem = name_problem(
+                spec.name, label, entry_point, self._owner(spec.name, plugin), " and ".join(installed) or None
             )
-        shadowed = sorted(_controller_option_names() & {f.name for f in dataclasses.fields(spec.options_type)})
-        if shadowed:
+            if problem is not None:
+                raise PluginError(problem)
+        if entry_point is not None and entry_point.group == LAUNCHER_GROUP and not specs:
             raise PluginError(
-                f"plugin {label!r} registered launcher {spec.name!r} whose options "
-                f"{', '.join(map(repr, shadowed))} are also controller options, so users could "
-                "never set them; rename them in the launcher's options class"
+                f"the entry point {entry_point.name!r} ({entry_point.value}) in group {LAUNCHER_GROUP!r} registered "
+                f"no launcher named {entry_point.name!r}: {why_no_launcher(plugin, entry_point.name, entry_point.value)}"
             )
-        capabilities = _checked_capabilities(label, spec)
-        if spec.name in self._launchers and self._launchers[spec.name].plugin is not plugin:
-            other = self._launchers[spec.name]
-            raise PluginError(
-                f"launcher name {spec.name!r} is registered twice: by {label!r} and by "
-                f"{other.distribution or other.plugin!r}; uninstall one of them"
-            )
-        return LauncherSpec(
-            name=spec.name,
-            options_type=spec.options_type,
-            summary=spec.summary,
-            remote=spec.remote,
-            capabilities=capabilities,
-            seconds_exit_margin=spec.seconds_exit_margin,
-            dial_host=spec.dial_host,
-            plugin=plugin,
-            distribution=distribution or spec.distribution,
-            version=version or spec.version,
-        )
+        return [checked_spec(spec, plugin, label, distribution, version) for spec in specs]
+
+    def _owner(self, name: str, plugin: object) -> str | None:
+        """Which other plugin registered launcher ``name``, in words (``None``: none)."""
+        other = self._launchers.get(name)
+        return None if other is None or other.plugin is plugin else self.provider(other)
+
+    def provider(self, spec: LauncherSpec) -> str:
+        """Which plugin serves ``spec``, in words for an error message: its name and distribution."""
+        of = f" of distribution {spec.distribution} {spec.version or ''}".rstrip() if spec.distribution else ""
+        return f"plugin {self.pm.get_name(spec.plugin) or spec.plugin!r}{of}"
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin and the launchers it registered."""
@@ -233,6 +252,8 @@ class PluginRegistry:
 
         Raises:
             LauncherNotFoundError: with the installed names and the install hint.
+            PluginError: its entry point failed to load or broke the naming rule, or two
+                distributions declare it (naming both).
         """
         if not isinstance(name, str) or not name:
             raise LauncherNotFoundError(f"launcher must be a non-empty string, got {name!r}")
@@ -241,13 +262,8 @@ class PluginRegistry:
                 return self._launchers[name]
             eps = self._launcher_entry_points()
             if name in eps and self._permitted(name):
-                loaded = self._register_entry_point(eps[name])
-                if name not in self._launchers:
-                    raise PluginError(
-                        f"the entry point {name!r} ({eps[name].value}) in group {LAUNCHER_GROUP!r} "
-                        f"registered no launcher named {name!r}: {_why_no_launcher(loaded, name, eps[name].value)}"
-                    )
-                return self._launchers[name]
+                self._register_entry_point(only_entry_point(name, eps[name]))
+                return self._launchers[name]  # there: _checked made sure the entry point registered it
             installed = self.installed_launchers()
             hint = f'pip install "pycrew[{name}]"' if name.isidentifier() else "pip install the plugin"
             blocked = ""
@@ -300,63 +316,6 @@ def reset_registry() -> None:
     global _registry
     with _registry_lock:
         _registry = None
-
-
-def _why_no_launcher(loaded: object, name: str, value: str) -> str:
-    """What to fix when an entry point registered no launcher of its name."""
-    if hasattr(loaded, "pycrew_register_launchers"):
-        return f"its pycrew_register_launchers hook must call register({name!r}, ...)"
-    holders = [
-        attr
-        for attr, obj in sorted(vars(loaded).items())
-        if not isinstance(obj, type) and hasattr(obj, "pycrew_register_launchers")
-    ] if isinstance(loaded, types.ModuleType) else []
-    if holders:
-        return (
-            f"{value} is a module whose hooks are methods of {', '.join(holders)}; point the entry point at "
-            f"the object with the module:object form, e.g. {name} = \"{value}:{holders[0]}\""
-        )
-    return (
-        f"{value} has no pycrew_register_launchers hook; the entry point must name the module or object "
-        f"(module:object) that implements it, and that hook must call register({name!r}, ...)"
-    )
-
-
-def _checked_capabilities(label: str, spec: LauncherSpec) -> frozenset[str]:
-    """The launcher's capabilities as a frozenset of known names.
-
-    Raises:
-        PluginError: not a collection of names, or names that :data:`LAUNCHER_CAPABILITIES` lacks.
-    """
-    declared: Any = spec.capabilities
-    if isinstance(declared, str):
-        raise PluginError(
-            f"plugin {label!r} registered launcher {spec.name!r} with capabilities={declared!r}, a string; "
-            f"capabilities must be a collection of names, e.g. capabilities={{{declared!r}}}"
-        )
-    try:
-        names = frozenset(declared)
-    except TypeError:
-        raise PluginError(
-            f"plugin {label!r} registered launcher {spec.name!r} with capabilities={declared!r}; "
-            "capabilities must be a collection of names of pycrew.LAUNCHER_CAPABILITIES"
-        ) from None
-    unknown = sorted(map(repr, names - LAUNCHER_CAPABILITIES.keys()))
-    if unknown:
-        raise PluginError(
-            f"plugin {label!r} registered launcher {spec.name!r} with unknown capabilit"
-            f"{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known capabilities: "
-            f"{', '.join(sorted(LAUNCHER_CAPABILITIES))} (pycrew.LAUNCHER_CAPABILITIES says what each promises). "
-            "Remove the unknown ones: the conformance suite tests only known capabilities, and a misspelt one "
-            "would skip its tests silently"
-        )
-    return names
-
-
-def _controller_option_names() -> set[str]:
-    from pycrew.controller_options import ControllerOptions  # here: it imports much of pycrew
-
-    return ControllerOptions.keys()
 
 
 def register(plugin: object, name: str | None = None) -> list[LauncherSpec]:
