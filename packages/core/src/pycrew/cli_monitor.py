@@ -24,6 +24,11 @@ def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
     return Monitor(name, **(options or {}))
 
 
+def _cell(value: Any, empty: str = "-") -> str:
+    """A table cell: ``empty`` for no value; any value a plugin put in a WorkerInfo field as text."""
+    return empty if value is None or value == "" else str(value)
+
+
 def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
     row = {k: v for k, v in dataclasses.asdict(w).items() if k != "handle"}
     row["age"] = w.age
@@ -112,7 +117,7 @@ def monitor(
         return
     click.echo(_table(
         ["ID", "CONTROLLER", "INSTANCE", "WORKER", "STATE", "AGE", "ORPHAN", "HOST", "REASON", "LOG"],
-        [[r["id"], r["controller"] or "-", r["instance"] or "-", str(r["worker"] or "-"), r["state"],
-          "-" if r["age"] is None else f"{r['age']:.0f}s", "yes" if r["orphan"] else "no", r["host"] or "-",
-          r["reason"] or "", r["log"] or ""] for r in rows],
+        [[str(r["id"]), _cell(r["controller"]), _cell(r["instance"]), _cell(r["worker"]), str(r["state"]),
+          "-" if r["age"] is None else f"{r['age']:.0f}s", "yes" if r["orphan"] else "no", _cell(r["host"]),
+          _cell(r["reason"], ""), _cell(r["log"], "")] for r in rows],
     ))

@@ -13,13 +13,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from pycrew.errors import LogsUnavailableError, OptionsError
+from pycrew.errors import LogsUnavailableError, OptionsError, PluginError, PycrewError
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry
 
@@ -94,6 +94,62 @@ def check_lines(lines: int | None) -> int | None:
     return lines
 
 
+def call_hook(registry: PluginRegistry, spec: LauncherSpec, hook: str, **kwargs: Any) -> Any:
+    """Call a launcher's ``hook`` for a monitor; the plugin's own exception becomes a :class:`PluginError`.
+
+    pycrew's errors (:class:`~pycrew.PycrewError`: options, logs unavailable) pass unchanged.
+
+    Raises:
+        PluginError: the hook raised anything else (``SystemExit`` too), naming the launcher,
+            its plugin and the hook; the plugin's exception is its ``__cause__``.
+    """
+    try:
+        return registry.call(spec, hook, **kwargs)
+    except PycrewError:
+        raise
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end the user's program
+        raise PluginError(
+            f"launcher {spec.name!r} ({registry.provider(spec)}) failed in {hook}: {type(exc).__name__}: {exc}; "
+            "check the platform and the launcher's options, and if they are right report this to the plugin's authors"
+        ) from exc
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def listed_workers(registry: PluginRegistry, spec: LauncherSpec, result: object) -> WorkerList:
+    """What ``pycrew_list_workers`` returned, checked: a list of :class:`WorkerInfo` (``None``: none).
+
+    Any other iterable (a tuple, a generator) is taken as a list.
+
+    Raises:
+        PluginError: a ``str``, a mapping or a non-iterable, or an element that is not a
+            :class:`WorkerInfo`, naming the plugin, the type and the first offending element.
+    """
+    if result is None:
+        return []
+    must = "the hook must return a list of pycrew.WorkerInfo (a bug in the launcher plugin: report it to its authors)"
+    where = f"launcher {spec.name!r} ({registry.provider(spec)}) returned"
+    if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):
+        raise PluginError(f"{where} a {type(result).__name__}, {_shown(result)}, from pycrew_list_workers; {must}")
+    try:
+        workers = list(result)
+    except (Exception, SystemExit) as exc:
+        raise PluginError(
+            f"{where} a {type(result).__name__} from pycrew_list_workers that failed when read: "
+            f"{type(exc).__name__}: {exc}; {must}"
+        ) from exc
+    for index, worker in enumerate(workers):
+        if not isinstance(worker, WorkerInfo):
+            raise PluginError(
+                f"{where} a {type(result).__name__} from pycrew_list_workers whose element {index} is a "
+                f"{type(worker).__name__}, {_shown(worker)}, not a pycrew.WorkerInfo; {must}"
+            )
+    return workers
+
+
 def worker_logs(registry: PluginRegistry, spec: LauncherSpec, info: LauncherInfo, handle: Any, lines: int | None, worker: str) -> str:
     """A worker's output through the launcher's ``pycrew_worker_logs`` hook.
 
@@ -102,8 +158,9 @@ def worker_logs(registry: PluginRegistry, spec: LauncherSpec, info: LauncherInfo
 
     Raises:
         LogsUnavailableError: the launcher cannot give logs (it returned ``None``).
+        PluginError: the hook raised (see :func:`call_hook`).
     """
-    text = registry.call(spec, "pycrew_worker_logs", launcher=info, handle=handle, lines=check_lines(lines))
+    text = call_hook(registry, spec, "pycrew_worker_logs", launcher=info, handle=handle, lines=check_lines(lines))
     if text is None:
         raise LogsUnavailableError(
             f"launcher {spec.name!r} cannot give worker logs ({worker}): it does not implement pycrew_worker_logs "
@@ -138,9 +195,13 @@ class Monitor:
 
         Only live ones, unless ``ended``: then also those the launcher reports as recently
         ended (:attr:`WorkerInfo.ended`, with their status, exit code and reason).
+
+        Raises:
+            PluginError: the launcher's ``pycrew_list_workers`` hook raised, or returned
+                something else than a list of :class:`WorkerInfo` (naming the plugin and what it returned).
         """
-        result = self.registry.call(self.spec, "pycrew_list_workers", launcher=self.info, controller_id=controller_id)
-        return [w for w in result or [] if ended or not w.ended]
+        result = call_hook(self.registry, self.spec, "pycrew_list_workers", launcher=self.info, controller_id=controller_id)
+        return [w for w in listed_workers(self.registry, self.spec, result) if ended or not w.ended]
 
     def orphans(self) -> WorkerList:
         """Workers whose controller is no longer running."""
@@ -183,8 +244,12 @@ class Monitor:
             ) from exc
 
     def terminate(self, workers: Iterable[WorkerInfo]) -> int:
-        """Terminate the given workers; returns how many were asked to stop."""
+        """Terminate the given workers; returns how many were asked to stop.
+
+        Raises:
+            PluginError: the launcher's ``pycrew_terminate_workers`` hook raised.
+        """
         handles = [w.handle for w in workers]
         if handles:
-            self.registry.call(self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
+            call_hook(self.registry, self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
         return len(handles)
