@@ -195,3 +195,27 @@ def test_a_worker_counts_its_seconds_wall_from_its_jobs_start(make_controller, m
         lambda: "seconds_wall=23 reached" in c.summary().workers[0].exit_reason, timeout=12,
         message="the worker served as if its job had just started",
     )
+
+
+def test_workers_whose_seconds_wall_ends_before_their_first_task_fail_as_launches(make_controller):
+    """Failed on fce425b: each worker ran its initializer (1.5 s), reached seconds_wall=1
+    and left before its first task; the controller started another, and another, and the
+    future never resolved. Now ``launch_max`` such workers in a row are a LaunchError."""
+    import pycrew
+
+    c = make_controller("local", workers=1, seconds_wall=1.0, initializer=time.sleep, initargs=(1.5,), launch_max=2)
+    future = c.submit(abs, -1)
+    with pytest.raises(pycrew.LaunchError) as raised:
+        future.result(timeout=60)
+    message = str(raised.value)
+    assert "reached its seconds_wall before its first task" in message and "seconds_wall=1 reached" in message
+    assert "raise seconds_wall" in message, message
+    assert c.summary().workers[0].launches == 2
+
+
+def test_a_worker_that_served_and_then_reached_seconds_wall_is_replaced_as_usual(make_controller):
+    """Only workers that never served count: one that ran tasks until its seconds_wall is
+    replaced, however many times, and the tasks go on."""
+    c = make_controller("local", workers=1, seconds_wall=1.0, launch_max=1)
+    assert list(c.map(time.sleep, [0.3] * 10)) == [None] * 10
+    assert c.summary().workers[0].launches >= 2

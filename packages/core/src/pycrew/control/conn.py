@@ -61,6 +61,7 @@ class Conn:
         "progress",
         "ready_version",
         "recalling",
+        "served",
         "silence_noted",
         "slot",
         "stalled",
@@ -97,3 +98,4 @@ class Conn:
         self.recalling = False  # a RECALL was sent and not answered yet (see recall)
         self.stalled = False  # gave tasks back: none offered until a result comes (see recall)
         self.silence_noted = 0.0  # the last_seen of a busy silence already logged (see Upkeep._visit)
+        self.served = False  # it has sent a result (see Upkeep._leaving)

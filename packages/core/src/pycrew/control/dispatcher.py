@@ -383,6 +383,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
                 continue  # cancelled or timed out meanwhile; its result is not wanted
             self._on_result(task, payload, conn, None)
         conn.progress = now = time.monotonic()
+        conn.served = True
         conn.stalled = conn.recalling = False  # its long task (if any) has ended: see recall
         if not conn.in_flight:  # every task sent came back, so every frame sent arrived
             conn.frames_acked = conn.frames_sent

@@ -1,8 +1,11 @@
-"""Why a launch failed, in words: the monitor's report of a worker, and the final :class:`LaunchError`."""
+"""Why a launch failed, in words: a launch hook's wrong result, the monitor's report of a worker, and the
+final :class:`LaunchError`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pycrew.plugin_api import TOKEN_ENV, WorkerInfo
 
@@ -17,6 +20,52 @@ ENDED_MARK = " before it connected"
 REFUSED_PREFIX = "the controller refused the worker: "
 #: How the reason of a launch whose initializer failed starts (see pycrew.control.admission).
 INITIALIZER_PREFIX = "the initializer failed: "
+#: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
+#: tasks waiting, starts (the scaler counts them: see Scaler.disconnected).
+WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "
+
+
+#: How many handles per worker call are read at most from an iterator a launch hook returned
+#: (a generator): an endless one must not hang the launch pool.
+HANDLES_READ_PER_CALL = 10
+
+
+def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[Any], str | None]:
+    """The handles a launch hook returned, and what is wrong with them (``None``: a list of one per call).
+
+    A wrong result is rejected, yet the workers it names may run and must be terminated,
+    so the handles are still taken from it: every element of a list or tuple of the wrong
+    length; the values of a mapping; what an iterator (a generator) yields, up to
+    :data:`HANDLES_READ_PER_CALL` per call; nothing from ``None``; any other value (a
+    ``str``, one bare handle) as one handle.
+    """
+    must = "pycrew_launch_workers must return a list of one handle per call, in the calls' order"
+    if isinstance(returned, (list, tuple)):
+        if len(returned) == calls:
+            return list(returned), None
+        return list(returned), f"launcher {launcher!r} returned {len(returned)} handle(s) for {calls} worker call(s); {must}"
+    if returned is None:
+        return [], f"launcher {launcher!r} returned None for {calls} worker call(s); {must}"
+    kind = type(returned).__name__
+    if isinstance(returned, (str, bytes, bytearray)) or not isinstance(returned, Iterable):
+        text = repr(returned)
+        text = text if len(text) <= 80 else f"{text[:77]}..."
+        return [returned], f"launcher {launcher!r} returned a {kind}, {text}, for {calls} worker call(s); {must}"
+    if isinstance(returned, Mapping):
+        values = list(returned.values())
+        return values, (
+            f"launcher {launcher!r} returned a {kind} of {len(values)} value(s) for {calls} worker call(s); {must}"
+        )
+    handles: list[Any] = []
+    failed = ""
+    try:
+        handles.extend(itertools.islice(returned, HANDLES_READ_PER_CALL * max(1, calls)))
+    except Exception as exc:  # a generator that fails half-way: what it yielded is still terminated
+        failed = f" before reading it raised {type(exc).__name__}: {exc}"
+    return handles, (
+        f"launcher {launcher!r} returned a {kind}, not a list, that yielded {len(handles)} handle(s){failed} "
+        f"for {calls} worker call(s); {must}"
+    )
 
 
 def _indent(text: str) -> str:
@@ -84,6 +133,12 @@ def launch_error_message(
             + ("; its traceback is below" if more.strip() else "")
             + ". Fix it (call it in this process to debug: initializer(*initargs)), install what it needs "
             "where the workers run, or raise seconds_initializer if it needs more time."
+        )
+    elif first.startswith(WALL_FIRST):
+        advice = (
+            "Each worker's start (the interpreter, connecting, and the initializer if one is set) takes longer "
+            "than its seconds_wall (quoted above): raise seconds_wall (where a scheduler's time limit sets it, "
+            "ask for a longer job or a smaller seconds_walltime_margin), or make the start shorter."
         )
     elif is_ended_reason(first):
         advice = (

@@ -28,7 +28,7 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.hook_pool import HookPool
-from pycrew.control.launch_reports import INITIALIZER_PREFIX
+from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
@@ -212,12 +212,10 @@ class Scaler(LaunchWatch):
     def _launch_batch(self, calls: list[WorkerCall]) -> None:
         """Pool thread: one hook call for the whole batch."""
         try:
-            handles = self.registry.call(self.spec, "pycrew_launch_workers", launcher=self.info, calls=calls)
-            if handles is None or len(handles) != len(calls):
-                raise LaunchError(
-                    f"launcher {self.info.name!r} returned {None if handles is None else len(handles)} handle(s) "
-                    f"for {len(calls)} worker call(s); pycrew_launch_workers must return one handle per call"
-                )
+            returned = self.registry.call(self.spec, "pycrew_launch_workers", launcher=self.info, calls=calls)
+            handles, wrong = received_handles(self.info.name, returned, len(calls))
+            if wrong is not None:
+                raise self._rejected(handles, wrong)
         except BaseException as exc:  # SystemExit too (a plugin that calls a command-line tool's main()): never unreported
             message = f"{type(exc).__name__}: {exc}{open_files_hint(exc)}"
             log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), message)
@@ -232,6 +230,14 @@ class Scaler(LaunchWatch):
                 self.registry.notify("pycrew_worker_launched", launcher=self.info, call=call, handle=handle)
         assert self.dispatcher is not None
         self.dispatcher.call_soon(lambda: self._batch_launched(calls, list(handles)))
+
+    def _rejected(self, handles: list[Any], wrong: str) -> LaunchError:
+        """The error for a launch hook's wrong result, after terminating the workers it returned (pool thread)."""
+        if handles:
+            done = self._terminated(handles, "the launch hook's result was rejected")  # a failure is logged, not raised
+            wrong += f"; the {len(handles)} worker(s) it returned " + (
+                "were terminated" if done else "could not be terminated (see the log): check the platform for them")
+        return LaunchError(wrong)
 
     def _batch_launched(self, calls: list[WorkerCall], handles: list[Any]) -> None:
         for call, handle in zip(calls, handles, strict=True):
@@ -290,6 +296,9 @@ class Scaler(LaunchWatch):
         """A worker left or was lost (dispatcher thread): free its slot, make sure it is gone.
 
         ``reason`` (the worker's own when it said goodbye) is kept as the slot's ``exit_reason``.
+        A slot whose workers reach ``seconds_wall`` before their first task ``launch_max``
+        times in a row (their start takes longer) fails as a launch does: a LaunchError, or
+        parked while other workers are connected, instead of starting workers forever.
         """
         slot = self.by_instance.pop(instance, None)
         if slot is not None and slot.instance == instance:
@@ -299,6 +308,10 @@ class Scaler(LaunchWatch):
             slot = self.ending_instances.pop(instance, None)
         if slot is not None:
             slot.exit_reason = reason
+            slot.wall_exits = slot.wall_exits + 1 if reason.startswith(WALL_FIRST) else 0
+            if slot.wall_exits >= self.options.launch_max:
+                slot.wall_exits = 0
+                self._set_error(slot.index, f"{reason} ({self.options.launch_max} workers in a row)")
             if crashed:
                 slot.crashes += 1
         if crashed:
@@ -328,14 +341,21 @@ class Scaler(LaunchWatch):
             self._submit(self._terminate, handles, reason)
 
     def _terminate(self, handles: list[Any], reason: str) -> None:
+        self._terminated(handles, reason)
+
+    def _terminated(self, handles: list[Any], reason: str) -> bool:
+        """Terminate workers through the hook (pool thread); whether the hook succeeded (its failure is logged)."""
+        done = False
         try:
             self.registry.call(self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
             self.terminations += len(handles)
+            done = True
         except BaseException:  # SystemExit too: it would reach the caller of terminate()
             log.exception("launcher %r failed to terminate %d worker(s)", self.info.name, len(handles))
         if self.registry.has_observers("pycrew_worker_terminated"):
             for handle in handles:
                 self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)
+        return done
 
     def terminate_all(self, timeout: float) -> None:
         """Wait for launches in flight, terminate every worker, and stop the pool (any thread).

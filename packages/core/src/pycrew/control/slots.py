@@ -46,6 +46,7 @@ class Slot:
         "pid",
         "retry_after",
         "seconds_initializer",
+        "wall_exits",
     )
 
     def __init__(self, index: int, census: SlotCensus) -> None:
@@ -71,6 +72,7 @@ class Slot:
         self.last_handle_known = False
         self.crashes = 0
         self.seconds_initializer = 0.0  # what its workers' initializers took, by their reports
+        self.wall_exits = 0  # its workers in a row that reached seconds_wall before their first task (see Scaler)
 
     @property
     def state(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, LEAVING, READY, Conn, DispatcherSettings
+from pycrew.control.launch_reports import WALL_FIRST
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import protocol as p
@@ -89,8 +90,11 @@ class Upkeep:
         for task in back:
             task.attempts -= 1
         self.queue.extendleft(reversed(back))
+        why = conn.exit_reason or "the worker said goodbye"
+        if not conn.served and self.queue and why.startswith("seconds_wall="):  # the worker's words: pycrew.worker.loop
+            why = WALL_FIRST + why  # its start takes longer than seconds_wall: the next one's will too
         if conn.instance:
-            self._on_disconnect(conn.instance, False, conn.exit_reason or "the worker said goodbye")
+            self._on_disconnect(conn.instance, False, why)
         conn.link.close()
         conn.state = CLOSED
 
