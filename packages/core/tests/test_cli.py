@@ -92,6 +92,26 @@ def run(*args: str) -> Result:
 # -- launchers --------------------------------------------------------------------------------
 
 
+def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On fce425b an observer plugin (group pycrew.plugins) that raised at import gave a raw
+    traceback from ``pycrew launchers``; the other commands print ``Error: ...``."""
+    (tmp_path / "broken_observer.py").write_text("raise ImportError('no module named gpu_driver')\n")
+    dist = tmp_path / "broken_observer-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-observer\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pycrew.plugins]\nbroken = broken_observer:plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from pycrew import plugins
+
+    plugins.reset_registry()
+    try:
+        result = CliRunner().invoke(cli.cli, ["launchers"])
+    finally:
+        plugins.reset_registry()
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: ") and "'broken'" in result.output and "gpu_driver" in result.output, result.output
+
+
 def test_launchers_lists_installed_launchers_with_distribution_and_version(fake: FakeLauncher) -> None:
     result = run("launchers")
     assert result.exit_code == 0, result.output
@@ -298,6 +318,14 @@ def test_doctor_rejects_an_option_without_a_value() -> None:
     result = run("doctor", "-o", "python")
     assert result.exit_code == 2
     assert "expected KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf"])
+def test_doctor_refuses_a_timeout_that_is_not_a_positive_number_before_launching(timeout: str) -> None:
+    """On fce425b ``--timeout -1`` launched a worker, then failed at the task step."""
+    result = run("doctor", "--timeout", timeout)
+    assert result.exit_code == 2, result.output
+    assert "must be a number of seconds > 0" in result.output and "build" not in result.output
 
 
 @pytest.mark.parametrize("tasks", ["0", "-5"])

@@ -8,6 +8,7 @@ success, 1 when the command failed (an error, a failed doctor step), 2 for usage
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
+@_errors
 def launchers(ctx: click.Context, as_json: bool) -> None:
     """List installed launchers with distribution and version."""
     registry = get_registry()
@@ -154,9 +156,16 @@ cli.add_command(monitor)
 # -- doctor -------------------------------------------------------------------------
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A number of seconds > 0 and finite, or None (checked before anything is launched)."""
+    if value is not None and not 0 < value < math.inf:
+        raise click.BadParameter(f"must be a number of seconds > 0, got {value!r}")
+    return value
+
+
 @cli.command()
 @click.argument("profile", required=False, default="local")
-@click.option("--timeout", type=float, default=None,
+@click.option("--timeout", type=float, default=None, callback=_seconds,
               help="Seconds to wait for the worker to dial back, and for the task (default: seconds_launch; 60 s).")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="Override an option (value as JSON, else text); repeatable.")
