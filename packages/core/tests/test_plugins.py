@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 
 import pycrew
+from pycrew import plugins
 from pycrew.errors import PluginError
 from pycrew.plugins import PluginRegistry
 
@@ -150,8 +151,22 @@ def test_block_list_hides_a_launcher(monkeypatch):
     monkeypatch.setenv("PYCREW_BLOCK_PLUGINS", "local")
     reg = PluginRegistry()
     assert "local" not in reg.installed_launchers()
-    with pytest.raises(pycrew.LauncherNotFoundError, match="installed but not loaded"):
+    with pytest.raises(pycrew.LauncherNotFoundError, match="installed but not loaded") as raised:
         reg.launcher("local")
+    assert "take it out of PYCREW_BLOCK_PLUGINS" in str(raised.value) and "pip install" not in str(raised.value)
+
+
+def test_a_blocked_launcher_asked_for_by_name_says_so_and_a_name_in_another_case_is_suggested(monkeypatch):
+    """On fce425b ``controller("local")`` with local blocked said only: install it (the
+    reason was dropped by the profile lookup), and ``controller("LOCAL")`` suggested nothing."""
+    monkeypatch.setenv("PYCREW_BLOCK_PLUGINS", "local")
+    monkeypatch.setattr(plugins, "_registry", None)
+    with pytest.raises(pycrew.LauncherNotFoundError, match="installed but not loaded"):
+        pycrew.controller("local")
+    monkeypatch.delenv("PYCREW_BLOCK_PLUGINS")
+    monkeypatch.setattr(plugins, "_registry", None)
+    with pytest.raises(pycrew.LauncherNotFoundError, match=r"'LOCAL' \(did you mean 'local'\?\)"):
+        pycrew.controller("LOCAL")
 
 
 def test_allow_list_loads_only_named_plugins(monkeypatch):

@@ -335,6 +335,8 @@ def controller_arguments(
                 registry.launcher(name)
             except LauncherNotFoundError as exc:
                 installed, names = registry.installed_launchers(), profile_names(cwd)
+                if "installed but not loaded" in str(exc):  # blocked (PYCREW_PLUGINS, PYCREW_BLOCK_PLUGINS): not a profile matter
+                    raise
                 raise LauncherNotFoundError(
                     f"no launcher or profile named {name!r}{_close(name, {*installed, *names})}; launchers: "
                     f"{', '.join(installed) or 'none'}; profiles: {', '.join(names) or 'none'}. Define "

@@ -62,7 +62,9 @@ class ConfigFile:
 
 
 def _close(key: str, valid: typing.Iterable[str]) -> str:
-    match = difflib.get_close_matches(key, sorted(valid), n=1)
+    """`` (did you mean 'x'?)`` for the valid name closest to ``key`` (its case aside first), or ``""``."""
+    names = sorted(valid)
+    match = [n for n in names if n.lower() == key.lower()] or difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

@@ -265,13 +265,13 @@ class PluginRegistry:
                 self._register_entry_point(only_entry_point(name, eps[name]))
                 return self._launchers[name]  # there: _checked made sure the entry point registered it
             installed = self.installed_launchers()
-            hint = f'pip install "pycrew[{name}]"' if name.isidentifier() else "pip install the plugin"
+            hint = "To add it: " + (f'pip install "pycrew[{name}]"' if name.isidentifier() else "pip install the plugin")
             blocked = ""
             if name in eps:
                 blocked = f" (installed but not loaded: see {ALLOW_ENV}/{BLOCK_ENV})"
+                hint = f"To load it: take it out of {BLOCK_ENV}, or add it to {ALLOW_ENV} when that is set"
             raise LauncherNotFoundError(
-                f"no launcher named {name!r}{blocked}; installed: "
-                f"{', '.join(installed) or 'none'}. To add it: {hint}"
+                f"no launcher named {name!r}{blocked}; installed: {', '.join(installed) or 'none'}. {hint}"
             )
 
     def call(self, spec: LauncherSpec, hook: str, **kwargs: Any) -> Any:
