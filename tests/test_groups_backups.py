@@ -148,6 +148,15 @@ def test_backup_chain_and_final_crash(make_controller, tmp_path):
     assert r.status == "crash" and r.controller == "c3" and r.attempts == 3
 
 
+@pytest.mark.parametrize(("workers", "match"), [(-3, "must be >= 1"), (0, "must be >= 1"), ("2", "must be int")])
+def test_the_sequential_controller_checks_a_worker_count_as_any_controller_does(workers, match):
+    """On fce425b ``controller("sequential", workers=-3)`` dropped the count unchecked, so code
+    that switches launchers by name failed only on the real one."""
+    with pytest.raises(pycrew.OptionsError, match=f"'workers' {match}"):
+        pycrew.controller("sequential", workers=workers)
+    assert pycrew.controller("sequential", workers=4).name == "sequential"
+
+
 def test_sequential_controller_runs_in_this_process():
     with pycrew.controller("sequential") as c:
         c.push(os.getpid, name="pid")

@@ -32,6 +32,8 @@ def controller(launcher: str = "local", workers: int | None = None, **options: A
             squares = list(c.map(pow, range(10), [2] * 10))
     """
     if launcher == "sequential":
+        if workers is not None:  # checked there as a real controller checks it (and otherwise unused)
+            options["workers"] = workers
         return SequentialController(name=options.pop("name", None) or "sequential", **options)
     from pycrew.config import controller_arguments
 

@@ -37,6 +37,8 @@ class SequentialController(concurrent.futures.Executor):
         if unknown:
             raise OptionsError(f"the sequential controller takes no option(s) {sorted(unknown)}; it runs tasks in this process")
         self._seconds_initializer = 0.0
+        if "workers" in options:  # the same code runs with any controller: a bad count is still an error
+            ControllerOptions(workers=options["workers"])
         if options.get("initializer") is not None or options.get("initargs"):  # checked as a real controller checks it
             checked = ControllerOptions(initializer=options.get("initializer"), initargs=options.get("initargs", ()))
             init, initargs = checked.initializer, checked.initargs  # once, here: this process is the one worker
