@@ -152,3 +152,12 @@ def test_the_cli_lists_fields_of_any_type_a_plugin_put_in_a_worker_info(
     badmon.listed = [pycrew.WorkerInfo(id=17, handle="h1", launcher="badmon", host=("node", 1), reason=404)]  # type: ignore[arg-type]
     assert cli.main(["monitor", "badmon", "list"]) == 0
     assert "17" in capsys.readouterr().out
+
+
+def test_monitoring_the_sequential_controller_says_it_has_no_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    """On fce425b ``pycrew monitor sequential list`` suggested ``pip install "pycrew[sequential]"``."""
+    with pytest.raises(pycrew.OptionsError, match="sequential controller runs every task in the process"):
+        pycrew.Monitor("sequential")
+    assert cli.main(["monitor", "sequential", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: the sequential controller") and "pip install" not in err, err

@@ -186,6 +186,11 @@ class Monitor:
     """
 
     def __init__(self, launcher: str, registry: PluginRegistry | None = None, **options: Any) -> None:
+        if launcher == "sequential":  # not a launcher: pycrew.controller("sequential") makes no workers
+            raise OptionsError(
+                "the sequential controller runs every task in the process that pushes it: it has no workers "
+                "to list, read or terminate; monitor the launcher of a real controller (e.g. 'local')"
+            )
         self.registry = registry or get_registry()
         self.spec = self.registry.launcher(launcher)
         self.info = LauncherInfo(name=self.spec.name, options=self.spec.options_type.from_mapping(options))
