@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
+from distributions import write_distribution
 
 import pycrew
 from pycrew import cli, monitor
@@ -95,11 +96,10 @@ def run(*args: str) -> Result:
 def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On fce425b an observer plugin (group pycrew.plugins) that raised at import gave a raw
     traceback from ``pycrew launchers``; the other commands print ``Error: ...``."""
-    (tmp_path / "broken_observer.py").write_text("raise ImportError('no module named gpu_driver')\n")
-    dist = tmp_path / "broken_observer-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-observer\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[pycrew.plugins]\nbroken = broken_observer:plugin\n")
+    write_distribution(
+        tmp_path, "broken-observer", "[pycrew.plugins]\nbroken = broken_observer:plugin\n",
+        {"broken_observer": "raise ImportError('no module named gpu_driver')\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from pycrew import plugins
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from distributions import write_distribution
 
 import pycrew
 from pycrew import cli
@@ -57,11 +58,9 @@ def test_monitor_list_names_the_plugin_and_what_its_hook_returned(
 ) -> None:
     returned, said = BAD_LISTS[bad]
     module = f"badlist_plugin_{bad}"
-    (tmp_path / f"{module}.py").write_text(MODULE.format(returned=returned))
-    dist = tmp_path / "badlist_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badlist-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[pycrew.launchers]\nbadlist = {module}:plugin\n")
+    write_distribution(
+        tmp_path, "badlist-plugin", f"[pycrew.launchers]\nbadlist = {module}:plugin\n", {module: MODULE.format(returned=returned)}
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monitor = pycrew.Monitor("badlist", registry=PluginRegistry())
     for call in (monitor.list, monitor.orphans, lambda: monitor.logs("w1")):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from distributions import write_distribution
 
 import pycrew
 from pycrew.errors import LauncherNotFoundError, PluginError
@@ -54,11 +55,9 @@ plugin = Plugin()
 def install(root: Path, distribution: str, module: str, names: list[str], group: str, entry: str) -> None:
     """Write distribution ``distribution`` (module ``module`` registering ``names``) into ``root``,
     with the entry point ``entry = module:plugin`` in ``group``."""
-    (root / f"{module}.py").write_text(PLUGIN_SOURCE.format(owner=module, names=names))
-    dist = root / f"{distribution.replace('-', '_')}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{group}]\n{entry} = {module}:plugin\n")
+    write_distribution(
+        root, distribution, f"[{group}]\n{entry} = {module}:plugin\n", {module: PLUGIN_SOURCE.format(owner=module, names=names)}
+    )
 
 
 @pytest.fixture

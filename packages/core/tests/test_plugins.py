@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
+from distributions import write_distribution
 
 import pycrew
 from pycrew import plugins
@@ -287,10 +288,7 @@ def test_an_entry_point_to_a_module_whose_hooks_are_methods_suggests_module_obje
         "        register('instancehooks', pycrew.LauncherOptions)\n"
         "plugin = Hooks()\n"
     )
-    dist = tmp_path / "instance_hooks_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: instance-hooks-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[pycrew.launchers]\ninstancehooks = instance_hooks_plugin\n")
+    dist = write_distribution(tmp_path, "instance-hooks-plugin", "[pycrew.launchers]\ninstancehooks = instance_hooks_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     reg = PluginRegistry()
     with pytest.raises(PluginError, match=r'instancehooks = "instance_hooks_plugin:plugin"'):
@@ -302,11 +300,10 @@ def test_an_entry_point_to_a_module_whose_hooks_are_methods_suggests_module_obje
 def test_a_plugin_that_calls_sys_exit_is_a_plugin_error_naming_it_not_the_end_of_the_program(tmp_path, monkeypatch):
     """A broken third-party plugin (sys.exit at import, or in its registration) must not end
     the user's program, whichever launcher it chose: it gets the PluginError that says how to skip it."""
-    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit('exiting_plugin: missing configuration')\n")
-    dist = tmp_path / "exiting_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: exiting-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[pycrew.launchers]\nexiting = exiting_plugin:plugin\n")
+    write_distribution(
+        tmp_path, "exiting-plugin", "[pycrew.launchers]\nexiting = exiting_plugin:plugin\n",
+        {"exiting_plugin": "import sys\nsys.exit('exiting_plugin: missing configuration')\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PluginError, match=r"'exiting' .* failed to import: SystemExit: exiting_plugin: missing configuration"):
         PluginRegistry().launcher("exiting")
