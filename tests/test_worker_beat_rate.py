@@ -75,12 +75,13 @@ def _pause(seconds: float) -> float:
     return seconds
 
 
-def test_local_workers_stay_through_silences_past_the_configured_timeout_once_the_pace_grew():
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_local_workers_stay_through_silences_past_the_configured_timeout_once_the_pace_grew(wire):
     """Four real workers at ``heartbeats_per_second=1``: beats every 4 s, a 16 s timeout.
     Idle for 6 s, three times the configured timeout (and no busy silence allowed), each
     worker stays; the tasks that follow run on the same four."""
     options = {"seconds_heartbeat": 0.5, "seconds_heartbeat_timeout": 2.0, "seconds_busy_silence": 0.5}
-    with pycrew.controller("local", workers=4, seconds_idle=120, **options) as c:
+    with pycrew.controller("local", workers=4, seconds_idle=120, wire=wire, **options) as c:
         c._dispatcher.beats = BeatRate(0.5, 2.0, heartbeats_per_second=1.0)  # set before the workers connect
         assert [f.result(60) for f in [c.submit(_pause, 0.5) for _ in range(8)]] == [0.5] * 8
         wait_for(lambda: c.summary().controller.workers_online == 4, 30, message="four workers online")
