@@ -179,6 +179,24 @@ def test_tls_worker_rejects_a_certificate_it_does_not_trust(make_controller, wir
     assert c.summary().controller.workers_online == 0
 
 
+def test_workers_check_the_certificate_against_the_server_name_not_the_host_they_dial(make_controller, wire):
+    """On fce425b ``TLS(server_name=...)`` reached no worker: they checked the certificate
+    against the host they dialed, so a certificate for the controller's DNS name failed
+    (``IP address mismatch``) and one for the host passed whatever ``server_name`` said."""
+    from pycrew.tls import self_signed
+
+    key, cert = self_signed("controller.internal")
+    named = pycrew.TLS(mode="custom", key=key, certificate=cert, server_name="controller.internal")
+    c = make_controller("local", workers=1, host="127.0.0.1", tls=named, wire=wire, launch_max=1)
+    assert c.submit(identity, "named").result(timeout=60) == "named"
+    assert c.launcher.call().env[pycrew.TLS_SERVER_NAME_ENV] == "controller.internal"
+    key, cert = self_signed("127.0.0.1")
+    other = pycrew.TLS(mode="custom", key=key, certificate=cert, server_name="elsewhere.example")
+    c = make_controller("local", workers=1, host="127.0.0.1", tls=other, wire=wire, launch_max=1)
+    with pytest.raises(pycrew.LaunchError, match="not trusted"):
+        c.submit(identity, "elsewhere").result(timeout=60)
+
+
 @pytest.mark.parametrize("entry", ["python -m pycrew.worker", "pycrew worker"])
 def test_refused_workers_exit_with_their_code_not_an_nng_abort(make_controller, entry):
     """Forty workers refused for an untrusted certificate over NNG all exit with code 3.

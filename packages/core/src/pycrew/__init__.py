@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pycrew.plugins import get_launcher, installed_launchers, register, unregister
     from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
     from pycrew.tls import TLS
-    from pycrew.wire.protocol import SYS_PATH_ENV, TLS_CA_ENV, TOKEN_ENV
+    from pycrew.wire.protocol import SYS_PATH_ENV, TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV
     from pycrew.worker.command import WorkerCommand
     from pycrew.worker.import_path import sys_path_environment
 
@@ -65,6 +65,7 @@ _WHERE: dict[str, str] = {
     "TLS": "pycrew.tls",
     "SYS_PATH_ENV": "pycrew.wire.protocol",
     "TLS_CA_ENV": "pycrew.wire.protocol",
+    "TLS_SERVER_NAME_ENV": "pycrew.wire.protocol",
     "TOKEN_ENV": "pycrew.wire.protocol",
     "Controller": "pycrew.control.controller",
     "ControllerAPI": "pycrew.control.interface",
@@ -150,6 +151,7 @@ __all__ = [
     "TaskTimeoutError",
     "TLS",
     "TLS_CA_ENV",
+    "TLS_SERVER_NAME_ENV",
     "TOKEN_ENV",
     "unregister",
     "WorkerCall",

@@ -33,7 +33,7 @@ from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
-from pycrew.wire.protocol import derive_token, new_token
+from pycrew.wire.protocol import TLS_SERVER_NAME_ENV, derive_token, new_token
 from pycrew.wire.transport.limits import open_files_hint
 from pycrew.worker.command import WorkerCommand
 
@@ -131,6 +131,8 @@ class Scaler(LaunchWatch):
             seconds_spin=o.seconds_spin,
         )
         env = {TLS_CA_ENV: self.tls_ca} if self.tls_ca else {}
+        if self.tls_ca and self.options.tls.server_name:  # the name workers check the certificate against
+            env[TLS_SERVER_NAME_ENV] = self.options.tls.server_name
         safe = re.sub(r"[^a-zA-Z0-9-]", "-", self.info.controller or "c").strip("-")[:30] or "c"
         return WorkerCall.from_command(
             command,

@@ -58,6 +58,9 @@ TOKEN_ENV = "PYCREW_TOKEN"
 JOB_STARTED_ENV = "PYCREW_JOB_STARTED"
 #: Environment variable carrying the PEM certificate a worker trusts when TLS is on.
 TLS_CA_ENV = "PYCREW_TLS_CA"
+#: Environment variable naming the host the worker checks the controller's certificate
+#: against, when it is not the host it dials (``pycrew.TLS(server_name=...)``).
+TLS_SERVER_NAME_ENV = "PYCREW_TLS_SERVER_NAME"
 #: Environment variable through which a launcher gives a worker the controller's import
 #: path (``sys.path``, as a JSON list): see :mod:`pycrew.worker.import_path`.
 SYS_PATH_ENV = "PYCREW_SYS_PATH"

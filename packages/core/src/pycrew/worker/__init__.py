@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycrew worker: the environment variable {p.TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)
         return EXIT_NO_TOKEN
     ca = os.environ.pop(p.TLS_CA_ENV, None)
+    server_name = os.environ.pop(p.TLS_SERVER_NAME_ENV, None)
     seconds_into_job = job_start.seconds_since_job_start(os.environ)
     if (problem := import_path.adopt(os.environ)) is not None:  # before any task is loaded
         logging.getLogger("pycrew.worker").warning("%s", problem)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if command.array:  # every element holds the batch key: its own token derives from it
             assert resolved.instance is not None
             token = p.derive_token(token, resolved.instance)
-        worker = Worker(resolved, token, ca, seconds_into_job=seconds_into_job)
+        worker = Worker(resolved, token, ca, seconds_into_job=seconds_into_job, server_name=server_name)
     except ValueError as exc:
         print(f"pycrew worker: {exc}", file=sys.stderr)
         return EXIT_NO_TOKEN

@@ -57,13 +57,14 @@ class Worker(CommsThread):
             cancel or timeout has passed), never ends the process (if the controller goes away during a task, the
             loop ends when the task returns), and lets its comms thread read every frame (reads are not interrupted).
         seconds_into_job: how long ago its batch job started (``seconds_wall`` counts from there).
+        server_name: the name the controller's TLS certificate must be valid for (default: the URL's host).
 
     Raises:
         ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing.
     """
 
     def __init__(self, command: WorkerCommand, token: str, ca: str | None, *, shared_process: bool = False,
-                 seconds_into_job: float = 0.0) -> None:
+                 seconds_into_job: float = 0.0, server_name: str | None = None) -> None:
         if command.instance is None:
             raise ValueError("the worker needs its instance id: resolve the array command first (WorkerCommand.resolve)")
         if command.url.startswith("tls+") and not ca:
@@ -89,7 +90,7 @@ class Worker(CommsThread):
         self.running = False
         self.done = 0
         self.runner = TaskRunner(reset=command.reset, garbage_collection=command.garbage_collection)
-        self.ca = ca
+        self.ca, self.server_name = ca, server_name
         self.channel: transport.Channel | None = None
         self.direct = False  # the idle main thread reads its own frames (see _comms_reads)
         self.acknowledge = False  # answer every TASKS frame with a BEAT (NNG links)
@@ -267,7 +268,7 @@ class Worker(CommsThread):
         a = self.command
         deadline = clock.monotonic() + a.seconds_launch
         try:
-            self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed)
+            self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed, self.server_name)
         except transport.ConnectFailed as exc:
             log.error("pycrew worker %s %s", self.instance, exc)
             return EXIT_NO_CONNECTION

@@ -224,6 +224,7 @@ def connect(
     ca: str | None,
     seconds: float,
     on_closed: Callable[[], None] | None = None,
+    server_name: str | None = None,
 ) -> Channel:
     """Open a worker's link to the dispatcher at ``url``, retrying for up to ``seconds``.
 
@@ -233,6 +234,7 @@ def connect(
         ca: the PEM certificate to trust for ``tls+tcp://`` URLs.
         seconds: give up (:class:`ConnectFailed`) if not connected by then.
         on_closed: called once when the link closes (from whichever thread notices).
+        server_name: the name the controller's TLS certificate must be valid for (default: the URL's host).
 
     Raises:
         ConnectFailed: refused for good (e.g. a certificate the worker does not trust) or
@@ -241,11 +243,11 @@ def connect(
     if transport == "socket":
         from pycrew.wire.transport.socket_channel import SocketChannel
 
-        return SocketChannel.connect(url, ca, seconds, on_closed)
+        return SocketChannel.connect(url, ca, seconds, on_closed, server_name)
     if transport == "nng":
         from pycrew.wire.transport.nng import NngChannel
 
-        return NngChannel.connect(url, ca, seconds, on_closed)
+        return NngChannel.connect(url, ca, seconds, on_closed, server_name)
     raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
 
 

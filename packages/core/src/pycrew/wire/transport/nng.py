@@ -292,8 +292,11 @@ class NngChannel(Channel):
         self._send_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> NngChannel:
-        """Dial ``url``, retrying refused or failed dials until ``seconds`` have passed.
+    def connect(
+        cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None, server_name: str | None = None
+    ) -> NngChannel:
+        """Dial ``url``, retrying refused or failed dials until ``seconds`` have passed (a TLS
+        certificate must be valid for ``server_name``, default: the URL's host).
 
         Each attempt is a blocking dial, so NNG says why it failed: a TLS certificate the
         worker does not trust fails at once (:class:`ConnectFailed` saying so), as over the
@@ -312,7 +315,7 @@ class NngChannel(Channel):
         sock.recv_buffer_size = 1024
         if use_tls:
             assert ca is not None
-            sock.tls_config = _client_config(ca, host)
+            sock.tls_config = _client_config(ca, server_name or host)
         channel = cls(sock, on_closed)
         sock.add_post_pipe_connect_cb(lambda pipe: channel._connected.set())
         sock.add_post_pipe_remove_cb(lambda pipe: channel._pipe_removed())

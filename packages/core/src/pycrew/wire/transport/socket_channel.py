@@ -63,8 +63,11 @@ class SocketChannel(Channel):
         self._on_closed = on_closed
 
     @classmethod
-    def connect(cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None) -> SocketChannel:
-        """Connect to ``url``, retrying refused connections until ``seconds`` have passed."""
+    def connect(
+        cls, url: str, ca: str | None, seconds: float, on_closed: Callable[[], None] | None, server_name: str | None = None
+    ) -> SocketChannel:
+        """Connect to ``url``, retrying refused connections until ``seconds`` have passed; a TLS
+        certificate must be valid for ``server_name`` (default: the URL's host)."""
         use_tls, host, port = split_url(url)
         if use_tls and not ca:
             raise ConnectFailed(f"could not connect to {url}: it uses TLS but no certificate to trust was given")
@@ -88,7 +91,7 @@ class SocketChannel(Channel):
             try:
                 tune(sock)
                 if ctx is not None:
-                    sock = ctx.wrap_socket(sock, server_hostname=host)  # handshake within the timeout above
+                    sock = ctx.wrap_socket(sock, server_hostname=server_name or host)  # handshake within the timeout above
                 sock.sendall(PREAMBLE)
             except ssl.SSLCertVerificationError as exc:
                 sock.close()
