@@ -83,7 +83,40 @@ class TLS:
         cert_pem = _pem(self.certificate, "certificate")
         ca_pem = _pem(self.ca, "ca") or cert_pem
         assert key_pem is not None and cert_pem is not None and ca_pem is not None
+        _check_material(key_pem, cert_pem, ca_pem, self.ca is not None)
         return key_pem, cert_pem, ca_pem, name
+
+
+def _check_material(key_pem: str, cert_pem: str, ca_pem: str, ca_given: bool) -> None:
+    """Raise :class:`OptionsError` (naming the option) for a key, certificate or CA that TLS
+    cannot use: found here, not by each worker that then fails to connect."""
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from pycrew.wire.transport.sockets import client_context, server_context
+
+    try:
+        serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # TypeError: an encrypted key
+        raise OptionsError(f"tls option 'key' is not a usable PEM private key (unencrypted): {exc}") from None
+    try:
+        x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError as exc:
+        raise OptionsError(f"tls option 'certificate' is not a PEM certificate: {exc}") from None
+    try:
+        server_context(key_pem, cert_pem)
+    except ssl.SSLError as exc:
+        raise OptionsError(
+            f"tls options 'key' and 'certificate' do not belong together ({exc.reason or exc}): give the private key "
+            "of the certificate's public key (the first certificate of the chain)"
+        ) from None
+    try:
+        client_context(ca_pem)
+    except ssl.SSLError as exc:
+        what = "'ca'" if ca_given else "'certificate' (which workers trust when no ca= is given)"
+        raise OptionsError(f"tls option {what} cannot be trusted by the workers: {exc.reason or exc}") from None
 
 
 def self_signed(name: str, days: int = 30) -> tuple[str, str]:
