@@ -101,6 +101,21 @@ def test_cancel_futures_cuts_the_input_and_iteration_says_so(make_controller, sm
     assert got == list(range(len(got))) and len(got) < 20
 
 
+def test_cancel_all_cuts_the_input_too(make_controller, small_window, tmp_path):
+    """On fce425b ``cancel(all=True)`` cancelled the window's tasks and the feeder refilled it
+    with the rest of the input, which then ran (and ``wait()`` waited for all of it)."""
+    pulled: list[int] = []
+    c = make_controller("local", workers=1, seconds_idle=30)
+    results = c.map(mark_after_gate, itertools.repeat(str(tmp_path)), counting(20, pulled))
+    wait_for(lambda: c.summary().controller.running >= 1, timeout=60, message="the first task did not start")
+    assert c.cancel(all=True) >= 1
+    (tmp_path / "gate").touch()
+    assert c.wait(timeout=60)
+    assert c.summary().controller.pushed < 20 and len(pulled) < 20, "the rest of the input was submitted"
+    with pytest.raises(CancelledError):
+        list(results)
+
+
 def test_an_input_that_raises_raises_in_turn_after_the_results_before_it(make_controller):
     c = make_controller("local", workers=1)
 

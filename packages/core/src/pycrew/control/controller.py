@@ -328,7 +328,6 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._shutdown = True
         if cancel_futures:
             self._stop_feeders(CancelledError("map input not submitted: shutdown(cancel_futures=True)"))
-        if cancel_futures:
             self._cancel_queued_now()
         if not self._started or self._terminated:
             self.terminate()

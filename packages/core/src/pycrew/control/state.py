@@ -70,6 +70,10 @@ class ControllerState:
             "Start a controller in this process, or fork before starting one"
         )
 
+    def _stop_feeders(self, error: BaseException) -> None:
+        """Stop every ``map`` still submitting its input (see Controller)."""
+        raise NotImplementedError
+
     def _check(self) -> Dispatcher:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""
         raise NotImplementedError

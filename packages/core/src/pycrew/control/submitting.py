@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, Literal, TypeVar
 
 from pycrew.control import arguments
@@ -221,14 +221,16 @@ class Submitting(ControllerState):
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
-        """Cancel tasks by name (or every unresolved task with ``all=True``).
+        """Cancel tasks by name (or every unresolved task with ``all=True``, and the rest of
+        the input of every ``map`` still submitting it).
 
         A queued task is removed; a running task is interrupted on its worker (the worker
         is replaced if it does not stop within a few seconds). Each resolves once, with
         status ``cancel``. Returns how many tasks were cancelled.
         """
         wanted = arguments.cancel_names(names, all)
-        if wanted is None:
+        if wanted is None:  # every task: a map still submitting its input stops too (its iterator raises CancelledError there)
+            self._stop_feeders(CancelledError("map input not submitted: cancel(all=True)"))
             return self._cancel_where(lambda t: True, "cancelled by cancel(all=True)")
         return self._cancel_where(lambda t: t.name in wanted, "cancelled by cancel(names=...)")
 
