@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,25 @@ def test_a_failing_initializer_is_a_failed_launch_with_its_traceback(make_contro
     assert "initializer(*initargs)" in message  # the advice for this failure
     assert c.summary().workers[0].launch_failures == 2
     wait_for(lambda: worker_pids(c.id) == [], 15, message="workers whose initializer failed are still running")
+
+
+def test_each_raise_of_a_launch_error_is_a_fresh_exception(make_controller):
+    """On fce425b every future and every wait() raised the one LaunchError object, so each
+    raise added its frames to the same traceback: 60,007 deep after 20,000 wait() calls."""
+    c = make_controller("local", workers=1, launch_max=1, initializer=raise_value_error, initargs=("no model",))
+    futures = [c.submit(identity, i) for i in range(2)]
+    errors = [f.exception(timeout=60) for f in futures]
+    assert isinstance(errors[0], pycrew.LaunchError) and errors[0] is not errors[1]
+
+    def raised() -> pycrew.LaunchError:
+        with pytest.raises(pycrew.LaunchError) as info:
+            c.wait(timeout=0)
+        return info.value
+
+    first, later = raised(), [raised() for _ in range(50)][-1]
+    assert first is not later and str(first) == str(later) == str(errors[0])
+    depth = [len(traceback.extract_tb(e.__traceback__)) for e in (first, later)]
+    assert depth[0] == depth[1], f"the traceback grew with each raise: {depth}"
 
 
 def test_an_initializer_past_seconds_initializer_is_interrupted(make_controller):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import dataclasses
 import itertools
 import logging
@@ -313,7 +314,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         if self._dispatcher.error is not None:
             raise self._dispatcher_failed(self._dispatcher.error)
         if self.launcher.error is not None:
-            raise self.launcher.error
+            raise copy.copy(self.launcher.error)  # a fresh one per raise: one raised again and again grows its traceback
         return self._dispatcher
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

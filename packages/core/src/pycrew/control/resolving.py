@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import pickle
@@ -262,7 +263,7 @@ class Resolving(ControllerState):
             if task.future.cancelled():  # by its user, while queued: wake its waiters
                 task.future.set_running_or_notify_cancel()
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
-                task.future.set_exception(error)
+                task.future.set_exception(copy.copy(error))  # each its own: see Controller._check
 
     #: How long ``shutdown(cancel_futures=True)`` waits for the dispatcher to cancel the queued futures.
     SECONDS_CANCEL_WAIT = 10.0
