@@ -154,3 +154,12 @@ def test_bad_buffersize_is_rejected(make_controller, bad):
     c = make_controller("local", workers=1)
     with pytest.raises(ValueError, match=r"buffersize must be 'auto', None or an int >= 1"):
         c.map(identity, [1], buffersize=bad)
+
+
+@pytest.mark.parametrize("bad", ["5", True, float("nan")])
+def test_a_map_timeout_that_is_not_a_number_is_rejected_before_anything_runs(make_controller, bad):
+    """On fce425b ``map(timeout="5")`` failed deep inside with ``TypeError: unsupported operand``."""
+    c = make_controller("local", workers=1)
+    with pytest.raises(ValueError, match=r"map timeout must be a number of seconds"):
+        c.map(identity, [1], timeout=bad)
+    assert c.summary().controller.pushed == 0

@@ -56,14 +56,16 @@ def auto_floor(workers: int) -> int:
     return workers + max(2, workers // 4)
 
 
-def check_map_arguments(chunksize: int, buffersize: Buffersize) -> None:
-    """Validate ``map``'s ``chunksize`` and ``buffersize``.
+def check_map_arguments(chunksize: int, buffersize: Buffersize, timeout: float | None = None) -> None:
+    """Validate ``map``'s ``chunksize``, ``buffersize`` and ``timeout``.
 
     Raises:
         ValueError: naming the argument, its value and what it must be.
     """
     if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
         raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout):
+        raise ValueError(f"map timeout must be a number of seconds (from the call) or None, got {timeout!r}")
     if buffersize is None or buffersize == "auto":
         return
     if not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1:
@@ -233,7 +235,7 @@ def map_results(
 
     The iterator keeps no result it has yielded alive (CPython bpo-14406).
     """
-    check_map_arguments(chunksize, buffersize)
+    check_map_arguments(chunksize, buffersize, timeout)
     seed = arguments.seed(seed)
     items = enumerate(zip(*iterables, strict=False))
 
