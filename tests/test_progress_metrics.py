@@ -114,3 +114,25 @@ def test_metrics_cli_shows_and_plots(make_controller, tmp_path):
     plotted = CliRunner().invoke(cli, ["metrics", "plot", str(metrics_dir), "-o", str(png)])
     assert plotted.exit_code == 0, plotted.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_metrics_cli_skips_foreign_samples_and_says_what_it_cannot_read_or_write(tmp_path):
+    """On fce425b a sample line with ``"time": "yesterday"`` or ``"cpu_percent": "high"`` was
+    a TypeError/ValueError traceback, as were an unreadable file and an unwritable output."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pycrew.cli import cli
+
+    good = {"time": 1.0, "controller": "c", "instance": "i1", "worker": 1, "host": "h", "pid": 2, "task": None,
+            "cpu_percent": 5.0, "rss_bytes": 1024}
+    lines = [good, {**good, "time": "yesterday"}, {**good, "cpu_percent": "high"}, {**good, "worker": True}, [1, 2]]
+    (tmp_path / "samples.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert [r.instance for r in pycrew.metrics.read(tmp_path)] == ["i1"]
+    shown = CliRunner().invoke(cli, ["metrics", "show", str(tmp_path)])
+    assert shown.exit_code == 0 and shown.output.count("i1") == 1, shown.output
+    pytest.importorskip("matplotlib")
+    plotted = CliRunner().invoke(cli, ["metrics", "plot", str(tmp_path), "-o", str(tmp_path / "no" / "such" / "x.png")])
+    assert plotted.exit_code == 1 and plotted.output.startswith("Error: ") and "No such file" in plotted.output, plotted.output
+    assert plotted.exception is None or isinstance(plotted.exception, SystemExit)

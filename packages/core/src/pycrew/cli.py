@@ -239,7 +239,7 @@ def metrics_plot(sources: tuple[str, ...], output: str) -> None:
 
     try:
         path = worker_metrics.plot(list(sources), output)
-    except (ImportError, ValueError) as exc:
+    except (ImportError, ValueError, OSError) as exc:  # OSError: a file that cannot be read, an output that cannot be written
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {path}")
 
@@ -254,7 +254,10 @@ def metrics_show(sources: tuple[str, ...], as_json: bool) -> None:
 
     from pycrew import metrics as worker_metrics
 
-    rows = worker_metrics.read(list(sources))
+    try:
+        rows = worker_metrics.read(list(sources))
+    except OSError as exc:  # a file that cannot be read
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(_json([asdict(r) for r in rows]))
         return

@@ -72,11 +72,30 @@ def read(source: str | Path | Iterable[str | Path]) -> list[MetricRow]:
             if not text.startswith("{"):
                 continue
             try:
-                data = json.loads(text)
-                rows.append(MetricRow(**data))
+                row = _row(json.loads(text))
             except (ValueError, TypeError):  # a foreign or truncated line: not a sample
                 continue
+            if row is not None:
+                rows.append(row)
     return sorted(rows, key=lambda r: r.time)
+
+
+#: Each sample field's types (a line whose fields have others is not a sample of ours).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "time": (int, float), "controller": (str,), "instance": (str,), "worker": (int,), "host": (str,),
+    "pid": (int,), "task": (str, type(None)), "cpu_percent": (int, float), "rss_bytes": (int,),
+}
+
+
+def _row(data: object) -> MetricRow | None:
+    """A sample from a decoded line, or ``None`` if it is not one (other fields, or other types)."""
+    if not isinstance(data, dict) or set(data) != set(_FIELD_TYPES):
+        return None
+    for name, types in _FIELD_TYPES.items():
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            return None
+    return MetricRow(**data)
 
 
 def plot(source: str | Path | Iterable[str | Path] | list[MetricRow], output: str | Path) -> Path:
