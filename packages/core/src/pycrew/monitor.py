@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from pycrew.control.launch_reports import shown
 from pycrew.errors import LogsUnavailableError, OptionsError, PluginError, PycrewError
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry
@@ -114,11 +115,6 @@ def call_hook(registry: PluginRegistry, spec: LauncherSpec, hook: str, **kwargs:
         ) from exc
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
-
-
 def listed_workers(registry: PluginRegistry, spec: LauncherSpec, result: object) -> WorkerList:
     """What ``pycrew_list_workers`` returned, checked: a list of :class:`WorkerInfo` (``None``: none).
 
@@ -133,7 +129,7 @@ def listed_workers(registry: PluginRegistry, spec: LauncherSpec, result: object)
     must = "the hook must return a list of pycrew.WorkerInfo (a bug in the launcher plugin: report it to its authors)"
     where = f"launcher {spec.name!r} ({registry.provider(spec)}) returned"
     if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):
-        raise PluginError(f"{where} a {type(result).__name__}, {_shown(result)}, from pycrew_list_workers; {must}")
+        raise PluginError(f"{where} a {type(result).__name__}, {shown(result)}, from pycrew_list_workers; {must}")
     try:
         workers = list(result)
     except (Exception, SystemExit) as exc:
@@ -145,7 +141,7 @@ def listed_workers(registry: PluginRegistry, spec: LauncherSpec, result: object)
         if not isinstance(worker, WorkerInfo):
             raise PluginError(
                 f"{where} a {type(result).__name__} from pycrew_list_workers whose element {index} is a "
-                f"{type(worker).__name__}, {_shown(worker)}, not a pycrew.WorkerInfo; {must}"
+                f"{type(worker).__name__}, {shown(worker)}, not a pycrew.WorkerInfo; {must}"
             )
     return workers
 

@@ -25,6 +25,12 @@ INITIALIZER_PREFIX = "the initializer failed: "
 WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "
 
 
+def shown(value: object) -> str:
+    """``repr(value)``, cut to 80 characters, for an error message quoting what a plugin or a user gave."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 #: How many handles per worker call are read at most from an iterator a launch hook returned
 #: (a generator): an endless one must not hang the launch pool.
 HANDLES_READ_PER_CALL = 10
@@ -48,9 +54,7 @@ def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[
         return [], f"launcher {launcher!r} returned None for {calls} worker call(s); {must}"
     kind = type(returned).__name__
     if isinstance(returned, (str, bytes, bytearray)) or not isinstance(returned, Iterable):
-        text = repr(returned)
-        text = text if len(text) <= 80 else f"{text[:77]}..."
-        return [returned], f"launcher {launcher!r} returned a {kind}, {text}, for {calls} worker call(s); {must}"
+        return [returned], f"launcher {launcher!r} returned a {kind}, {shown(returned)}, for {calls} worker call(s); {must}"
     if isinstance(returned, Mapping):
         values = list(returned.values())
         return values, (

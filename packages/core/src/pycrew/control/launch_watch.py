@@ -96,7 +96,7 @@ class LaunchWatch:
     _poll_failures: int
     _submit: Callable[..., None]
     terminate_instances: Callable[[Sequence[str], str], None]
-    _terminate: Callable[[list[Any], str], None]
+    _terminate: Callable[[list[Any], str], bool]
     call: Callable[..., WorkerCall]
     #: The scaler's clock. ``scale(demand, now)`` is given its readings; what happens between
     #: two ``scale`` calls (a launch hook failed, the monitor answered) reads it, so that

@@ -42,6 +42,7 @@ from typing import Any
 
 import cloudpickle
 
+from pycrew.control.launch_reports import shown
 from pycrew.errors import SerializationError
 from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, call_by_name, load_function
 
@@ -268,11 +269,6 @@ def shipped_function(fn: Any) -> Any:
     return packed
 
 
-def _describe(obj: Any) -> str:
-    text = repr(obj)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """Find which part of a task does not pickle, for the error message."""
     parts: list[tuple[str, Any]] = [("the function", fn)]
@@ -282,7 +278,7 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         try:
             cloudpickle.dumps(obj)
         except Exception as exc:
-            return f"{label} ({_describe(obj)}): {type(exc).__name__}: {exc}"
+            return f"{label} ({shown(obj)}): {type(exc).__name__}: {exc}"
     return "unknown part"
 
 

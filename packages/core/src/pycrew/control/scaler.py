@@ -236,7 +236,7 @@ class Scaler(LaunchWatch):
     def _rejected(self, handles: list[Any], wrong: str) -> LaunchError:
         """The error for a launch hook's wrong result, after terminating the workers it returned (pool thread)."""
         if handles:
-            done = self._terminated(handles, "the launch hook's result was rejected")  # a failure is logged, not raised
+            done = self._terminate(handles, "the launch hook's result was rejected")  # a failure is logged, not raised
             wrong += f"; the {len(handles)} worker(s) it returned " + (
                 "were terminated" if done else "could not be terminated (see the log): check the platform for them")
         return LaunchError(wrong)
@@ -342,10 +342,7 @@ class Scaler(LaunchWatch):
         if handles:
             self._submit(self._terminate, handles, reason)
 
-    def _terminate(self, handles: list[Any], reason: str) -> None:
-        self._terminated(handles, reason)
-
-    def _terminated(self, handles: list[Any], reason: str) -> bool:
+    def _terminate(self, handles: list[Any], reason: str) -> bool:
         """Terminate workers through the hook (pool thread); whether the hook succeeded (its failure is logged)."""
         done = False
         try:

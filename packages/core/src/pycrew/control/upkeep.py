@@ -91,7 +91,7 @@ class Upkeep:
             task.attempts -= 1
         self.queue.extendleft(reversed(back))
         why = conn.exit_reason or "the worker said goodbye"
-        if not conn.served and self.queue and why.startswith("seconds_wall="):  # the worker's words: pycrew.worker.loop
+        if not conn.served and self.queue and why.startswith(p.WALL_REACHED):
             why = WALL_FIRST + why  # its start takes longer than seconds_wall: the next one's will too
         if conn.instance:
             self._on_disconnect(conn.instance, False, why)

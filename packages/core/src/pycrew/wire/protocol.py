@@ -61,6 +61,9 @@ TLS_CA_ENV = "PYCREW_TLS_CA"
 #: Environment variable naming the host the worker checks the controller's certificate
 #: against, when it is not the host it dials (``pycrew.TLS(server_name=...)``).
 TLS_SERVER_NAME_ENV = "PYCREW_TLS_SERVER_NAME"
+#: How the goodbye reason of a worker whose ``seconds_wall`` ran out starts (the dispatcher
+#: tells one that never served: see pycrew.control.upkeep).
+WALL_REACHED = "seconds_wall="
 #: Environment variable through which a launcher gives a worker the controller's import
 #: path (``sys.path``, as a JSON list): see :mod:`pycrew.worker.import_path`.
 SYS_PATH_ENV = "PYCREW_SYS_PATH"

@@ -350,7 +350,7 @@ class Worker(CommsThread):
                 return f"tasks_max={a.tasks_max} reached"
             if now >= wall_end:
                 batcher.flush()
-                return f"seconds_wall={a.seconds_wall:g} reached"
+                return f"{p.WALL_REACHED}{a.seconds_wall:g} reached"
             if batcher.results and not self.tasks:
                 batcher.flush()  # before waiting (and not under ``cv``: a failing send takes it)
             with self.cv:
