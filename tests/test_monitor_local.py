@@ -63,3 +63,20 @@ def test_monitor_finds_and_terminates_orphans_of_a_dead_controller():
     finally:
         monitor.terminate([w for w in monitor.list() if w.controller_id == controller_id])
     wait_for(lambda: monitor.list(controller_id) == [], 10)
+
+
+def test_monitor_with_another_state_directory_does_not_take_a_running_controllers_workers_for_orphans(
+    make_controller, tmp_path, monkeypatch
+):
+    """On 33e082d a monitor whose PYCREW_STATE_DIR was not the controller's (another shell, a
+    cron job, another home) had no record of a running controller, called its workers orphans,
+    and ``terminate --orphans`` killed them mid-task."""
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "controller-state"))
+    c = make_controller("local", workers=1).start()
+    future = c.submit(sleep_then, 2, 7)
+    wait_for(lambda: c.summary().controller.workers_online == 1, 30)
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "monitor-state"))
+    monitor = pycrew.Monitor("local")
+    assert [w.controller_id for w in monitor.list(c.id)] == [c.id]
+    assert [w for w in monitor.orphans() if w.controller_id == c.id] == [], "a running controller's worker is no orphan"
+    assert future.result(timeout=30) == 7, "the task finished on the worker the monitor left alone"

@@ -79,6 +79,8 @@ def fake() -> Iterator[FakeLauncher]:
     plugin = FakeLauncher([worker("w1", "live"), worker("w2", "dead", "PENDING", "Unschedulable", "/logs/w2.log")])
     pycrew.register(plugin, name="fakemon-test")
     monitor.register_controller("live", "c", "fakemon")
+    monitor.register_controller("dead", "c", "fakemon")
+    monitor.unregister_controller("dead")  # ended: its workers are orphans
     try:
         yield plugin
     finally:
@@ -231,6 +233,23 @@ def test_monitor_list_filters_orphans_and_controllers(fake: FakeLauncher) -> Non
     assert [r["id"] for r in json.loads(run("monitor", "fakemon", "list", "--controller", "live", "--json").output)] == ["w1"]
     result = run("monitor", "fakemon", "list", "--controller", "nobody")
     assert result.output.strip() == "no pycrew workers on launcher 'fakemon'"
+
+
+def test_monitor_leaves_workers_of_an_unknown_controller_out_of_orphans(fake: FakeLauncher) -> None:
+    """On 33e082d a worker whose controller had no record in this state directory (a controller
+    run with another PYCREW_STATE_DIR, still running) was an orphan: ``terminate --orphans`` killed it."""
+    fake.workers.append(worker("w3", "elsewhere"))
+    rows = json.loads(run("monitor", "fakemon", "list", "--json").output)
+    assert [(r["id"], r["orphan"], r["controller_state"]) for r in rows] == [
+        ("w1", False, "running"), ("w2", True, "ended"), ("w3", None, "unknown"),
+    ]
+    result = CliRunner().invoke(cli.cli, ["monitor", "fakemon", "list"])
+    assert result.output.splitlines()[3].split()[6] == "unknown", result.output
+    assert "ORPHAN unknown: no record of the worker's controller in" in result.stderr, result.stderr
+    assert json.loads(run("monitor", "fakemon", "terminate", "--orphans", "--json").output) == {"terminated": ["w2"]}
+    assert fake.terminated == ["h-w2"]
+    run("monitor", "fakemon", "terminate", "w3")
+    assert fake.terminated == ["h-w2", "h-w3"], "an unknown controller's worker is stopped by id"
 
 
 def test_monitor_terminate_by_id_terminates_exactly_those(fake: FakeLauncher) -> None:

@@ -4,12 +4,14 @@ workers that (moto's) AWS Batch started, with their token from Secrets Manager /
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from awsbatch_helpers import SecretInjection, emulator_options
 
 import pycrew
+from pycrew import monitor as monitor_records
 from pycrew.testing.harness import wait_until
 from pycrew_awsbatch import AwsBatchClient, AwsBatchOptions
 from pycrew_emulators.awsbatch import AwsBatchEmulator
@@ -129,7 +131,7 @@ time_sleep.__module__ = "__main__"
 
 
 def test_monitor_terminate_also_deletes_stale_secrets(
-    batch: AwsBatchEmulator, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    batch: AwsBatchEmulator, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch, pycrew_tmp_state_dir: Path
 ) -> None:
     from awsbatch_helpers import calls, info
 
@@ -138,6 +140,7 @@ def test_monitor_terminate_also_deletes_stale_secrets(
     batch.faults.stuck = True
     launcher = AwsBatchClient("awsbatch", AwsBatchOptions.from_mapping(options))  # a process that then dies
     launcher.launch(info("gone"), calls(2, controller_id="gone"))
+    monitor_records.unregister_controller("gone")  # the controller's record says it ended: its workers are orphans
     assert len(secret_values(batch)) == 1
     monkeypatch.setattr(plugin, "SECONDS_STALE", 0.0)
     monitor = pycrew.Monitor("awsbatch", **options)

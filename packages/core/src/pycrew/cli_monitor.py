@@ -9,7 +9,7 @@ import click
 
 from pycrew.cli_support import _errors, _json, _parse_option, _table
 from pycrew.config import load_profile
-from pycrew.monitor import Monitor, controller_alive
+from pycrew.monitor import ControllerState, Monitor, controller_state, state_dir
 from pycrew.plugin_api import WorkerInfo
 
 
@@ -29,10 +29,13 @@ def _cell(value: Any, empty: str = "-") -> str:
     return empty if value is None or value == "" else str(value)
 
 
-def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
+def _worker_row(w: WorkerInfo, states: dict[str, ControllerState]) -> dict[str, Any]:
+    """A worker as a row; ``orphan`` is ``None`` when its controller is unknown here."""
     row = {k: v for k, v in dataclasses.asdict(w).items() if k != "handle"}
     row["age"] = w.age
-    row["orphan"] = not alive[w.controller_id or ""]
+    state = states[w.controller_id or ""]
+    row["controller_state"] = state
+    row["orphan"] = None if state == "unknown" else state == "ended"
     return row
 
 
@@ -41,7 +44,7 @@ def _worker_row(w: WorkerInfo, alive: dict[str, bool]) -> dict[str, Any]:
 @click.argument("action", type=click.Choice(["list", "logs", "terminate"]))
 @click.argument("ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
-@click.option("--orphans", is_flag=True, help="Only workers whose controller no longer runs.")
+@click.option("--orphans", is_flag=True, help="Only workers whose controller has ended (not those of unknown controllers).")
 @click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
 @click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
@@ -107,8 +110,8 @@ def monitor(
         else:
             click.echo(f"terminated {len(chosen)} worker(s)" + (f": {' '.join(chosen)}" if chosen else ""))
         return
-    alive = {cid: controller_alive(cid) for cid in {w.controller_id or "" for w in workers}}
-    rows = [_worker_row(w, alive) for w in workers]
+    states = {cid: controller_state(cid) for cid in {w.controller_id or "" for w in workers}}
+    rows = [_worker_row(w, states) for w in workers]
     if as_json:
         click.echo(_json(rows))
         return
@@ -118,6 +121,12 @@ def monitor(
     click.echo(_table(
         ["ID", "CONTROLLER", "INSTANCE", "WORKER", "STATE", "AGE", "ORPHAN", "HOST", "REASON", "LOG"],
         [[str(r["id"]), _cell(r["controller"]), _cell(r["instance"]), _cell(r["worker"]), str(r["state"]),
-          "-" if r["age"] is None else f"{r['age']:.0f}s", "yes" if r["orphan"] else "no", _cell(r["host"]),
-          _cell(r["reason"], ""), _cell(r["log"], "")] for r in rows],
+          "-" if r["age"] is None else f"{r['age']:.0f}s", {True: "yes", False: "no", None: "unknown"}[r["orphan"]],
+          _cell(r["host"]), _cell(r["reason"], ""), _cell(r["log"], "")] for r in rows],
     ))
+    if any(r["orphan"] is None for r in rows):
+        click.echo(
+            f"ORPHAN unknown: no record of the worker's controller in {state_dir()} (a controller run with another "
+            "PYCREW_STATE_DIR or by another user); terminate --orphans leaves it, terminate ID or --all stops it",
+            err=True,
+        )

@@ -1,9 +1,12 @@
 """Monitors: list, read the logs of, and terminate a launcher's workers, including orphans of dead controllers.
 
 Every started controller writes a small record (id, name, pid, host) in pycrew's state
-directory (``$PYCREW_STATE_DIR``, default ``~/.local/state/pycrew``) and removes it when it
-terminates. A worker whose controller id has no record, or whose record names a process
-on this host that no longer runs, is an orphan.
+directory (``$PYCREW_STATE_DIR``, default ``~/.local/state/pycrew``); when it terminates it
+marks the record ended (a tombstone, kept :data:`SECONDS_TOMBSTONE`). A worker is an orphan
+when its controller's record is ended, or names a process on this host that no longer runs.
+A worker whose controller has no record here (another state directory, another user's
+home, a record that could not be written) is of an *unknown* controller: it is not an
+orphan, so ``terminate --orphans`` cannot stop the workers of a controller that still runs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
@@ -29,10 +32,36 @@ log = logging.getLogger(__name__)
 WorkerList = list[WorkerInfo]
 
 
+ControllerState = Literal["running", "ended", "unknown"]
+
+SECONDS_TOMBSTONE = 30 * 86400.0
+"""How long the record of an ended controller is kept (its workers are orphans while it is)."""
+
+
 def state_dir() -> Path:
     """Where controller records live."""
     base = os.environ.get("PYCREW_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".local", "state", "pycrew")
     return Path(base) / "controllers"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """Write a record whole (a reader never sees half of it)."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    part.write_text(json.dumps(record))
+    os.replace(part, path)
+
+
+def _prune(d: Path, now: float) -> None:
+    """Remove the records of controllers that ended more than :data:`SECONDS_TOMBSTONE` ago."""
+    for path in d.glob("*.json"):
+        try:
+            if now - path.stat().st_mtime <= SECONDS_TOMBSTONE:
+                continue  # written (started or ended) recently: read only the old ones
+            ended = json.loads(path.read_text()).get("ended")
+            if isinstance(ended, (int, float)) and now - ended > SECONDS_TOMBSTONE:
+                path.unlink(missing_ok=True)
+        except (OSError, ValueError, AttributeError):
+            continue
 
 
 def register_controller(controller_id: str, name: str, launcher: str) -> None:
@@ -41,6 +70,7 @@ def register_controller(controller_id: str, name: str, launcher: str) -> None:
         d = state_dir()
         d.mkdir(parents=True, exist_ok=True)
         proc = psutil.Process()
+        now = time.time()
         record = {
             "id": controller_id,
             "name": name,
@@ -48,40 +78,69 @@ def register_controller(controller_id: str, name: str, launcher: str) -> None:
             "pid": proc.pid,
             "create_time": proc.create_time(),
             "host": socket.gethostname(),
-            "started": time.time(),
+            "started": now,
+            "ended": None,
         }
-        (d / f"{controller_id}.json").write_text(json.dumps(record))
+        _write(d / f"{controller_id}.json", record)
+        _prune(d, now)
     except OSError as exc:
-        log.warning("could not record controller %s in %s: %s (orphan detection will treat its workers as orphans)", controller_id, state_dir(), exc)
+        log.warning(
+            "could not record controller %s in %s: %s (monitors will not know it: its workers are never listed "
+            "as orphans, only by id or --all)", controller_id, state_dir(), exc,
+        )
 
 
 def unregister_controller(controller_id: str) -> None:
-    """Remove a controller's record."""
+    """Mark a controller's record ended: any worker of it still running is an orphan."""
+    path = state_dir() / f"{controller_id}.json"
     try:
-        (state_dir() / f"{controller_id}.json").unlink(missing_ok=True)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = {"id": controller_id}
+        if not isinstance(record, dict):
+            record = {"id": controller_id}
+        record["ended"] = time.time()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, record)
     except OSError as exc:
-        log.warning("could not remove the record of controller %s: %s", controller_id, exc)
+        log.warning("could not mark the record of controller %s ended: %s", controller_id, exc)
 
 
-def controller_alive(controller_id: str | None) -> bool:
-    """Whether the controller is known to be running (unknown remote hosts count as alive)."""
+def controller_state(controller_id: str | None) -> ControllerState:
+    """``"running"``, ``"ended"`` (its workers are orphans) or ``"unknown"`` (no record here).
+
+    A controller recorded on another host counts as running: its processes cannot be
+    checked from here. One recorded on this host whose process is gone (killed) is ended,
+    and its record is marked so.
+    """
     if not controller_id:
-        return False
+        return "unknown"
     path = state_dir() / f"{controller_id}.json"
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return "unknown"
+    if not isinstance(record, dict):
+        return "unknown"
+    if record.get("ended") is not None:
+        return "ended"
     if record.get("host") != socket.gethostname():
-        return True  # cannot check another host's processes: assume alive
+        return "running"  # cannot check another host's processes: assume alive
     try:
         proc = psutil.Process(int(record["pid"]))
         alive = bool(abs(proc.create_time() - float(record["create_time"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
-    except (psutil.Error, KeyError, ValueError):
+    except (psutil.Error, KeyError, TypeError, ValueError):
         alive = False
-    if not alive:
-        path.unlink(missing_ok=True)
-    return alive
+    if alive:
+        return "running"
+    unregister_controller(controller_id)
+    return "ended"
+
+
+def controller_alive(controller_id: str | None) -> bool:
+    """Whether the controller is known to be running (one on another host counts as running)."""
+    return controller_state(controller_id) == "running"
 
 
 def check_lines(lines: int | None) -> int | None:
@@ -205,8 +264,13 @@ class Monitor:
         return [w for w in listed_workers(self.registry, self.spec, result) if ended or not w.ended]
 
     def orphans(self) -> WorkerList:
-        """Workers whose controller is no longer running."""
-        return [w for w in self.list() if not controller_alive(w.controller_id)]
+        """Workers whose controller has ended (terminated, or its process gone).
+
+        Workers of a controller this machine's state directory has no record of (see
+        :func:`controller_state`) are not orphans: they may belong to a controller that
+        still runs with another ``PYCREW_STATE_DIR``. Find them with :meth:`list`.
+        """
+        return [w for w in self.list() if controller_state(w.controller_id) == "ended"]
 
     def logs(self, worker: str | WorkerInfo, lines: int | None = 200) -> str:
         """The last ``lines`` lines of a worker's output (``None``: all the launcher keeps).

@@ -1,0 +1,94 @@
+"""Controller records: running, ended (tombstones) and unknown controllers, as monitors see them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pycrew import monitor
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state" / "controllers"
+
+
+def test_a_terminated_controller_leaves_a_tombstone(state: Path) -> None:
+    monitor.register_controller("c1", "name", "local")
+    assert monitor.controller_state("c1") == "running" and monitor.controller_alive("c1")
+    monitor.unregister_controller("c1")
+    record = json.loads((state / "c1.json").read_text())
+    assert record["id"] == "c1" and record["name"] == "name" and record["ended"] > time.time() - 60
+    assert monitor.controller_state("c1") == "ended" and not monitor.controller_alive("c1")
+
+
+def test_a_killed_controller_is_ended_and_stays_so(state: Path) -> None:
+    """Its record names a process that is gone: ended, and the record says so from then on."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pycrew import monitor; monitor.register_controller('k1', 'n', 'local')"],
+        env=os.environ.copy(), check=True, timeout=60,
+    )
+    assert proc.returncode == 0
+    assert json.loads((state / "k1.json").read_text())["ended"] is None
+    assert monitor.controller_state("k1") == "ended"
+    assert json.loads((state / "k1.json").read_text())["ended"] is not None
+    assert monitor.controller_state("k1") == "ended"
+
+
+@pytest.mark.parametrize("controller_id", [None, "", "never-recorded"])
+def test_a_controller_without_a_record_is_unknown(controller_id: str | None) -> None:
+    assert monitor.controller_state(controller_id) == "unknown"
+    assert not monitor.controller_alive(controller_id)
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"pid": "x", "host": HOST}', '{"host": HOST}'])
+def test_an_unreadable_record_is_never_running(state: Path, text: str) -> None:
+    state.mkdir(parents=True)
+    (state / "bad.json").write_text(text.replace("HOST", json.dumps(socket.gethostname())))
+    assert monitor.controller_state("bad") in ("unknown", "ended")
+
+
+def test_a_controller_on_another_host_counts_as_running(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "far.json").write_text(json.dumps({"id": "far", "pid": 1, "create_time": 0, "host": "elsewhere-host"}))
+    assert monitor.controller_state("far") == "running"
+
+
+def test_unregister_without_a_record_still_marks_the_controller_ended(state: Path) -> None:
+    """A controller whose record could not be written at start still leaves a tombstone at its end."""
+    monitor.unregister_controller("late")
+    assert monitor.controller_state("late") == "ended"
+
+
+def test_old_tombstones_are_pruned_and_running_records_kept(state: Path) -> None:
+    monitor.register_controller("old-ended", "n", "local")
+    monitor.unregister_controller("old-ended")
+    monitor.register_controller("old-running", "n", "local")
+    monitor.register_controller("young-ended", "n", "local")
+    monitor.unregister_controller("young-ended")
+    past = time.time() - monitor.SECONDS_TOMBSTONE - 3600
+    ended = json.loads((state / "old-ended.json").read_text())
+    (state / "old-ended.json").write_text(json.dumps({**ended, "ended": past}))
+    for name in ("old-ended.json", "old-running.json"):
+        os.utime(state / name, (past, past))
+    monitor.register_controller("new", "n", "local")
+    assert sorted(p.name for p in state.iterdir()) == ["new.json", "old-running.json", "young-ended.json"]
+
+
+def test_a_record_that_cannot_be_written_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PYCREW_STATE_DIR", str(blocker))  # a file: no directory can be made under it
+    monitor.register_controller("c", "n", "local")
+    monitor.unregister_controller("c")
+    text = caplog.text
+    assert "could not record controller c" in text and "never listed as orphans" in text, text
+    assert "could not mark the record of controller c ended" in text, text
