@@ -45,6 +45,26 @@ def test_group_submit_map_and_errors_carry_the_controller_name(make_controller, 
         group.terminate()
 
 
+@pytest.mark.parametrize("mode", ["all", "one"])
+def test_group_wait_raises_a_members_launch_error_after_it_failed_every_future(make_controller, tmp_path, mode):
+    """Once a LaunchError has failed every future of a member, that member has nothing
+    unresolved: the group's wait still raises the error, as a controller's own wait does."""
+    good = make_controller("local", workers=1, name="good")
+    bad = make_controller("local", workers=1, name="bad", launch_max=1, python=str(tmp_path / "missing"))
+    group = pycrew.ControllerGroup(good, bad).start()
+    try:
+        future = bad.submit(identity, 1)
+        with pytest.raises(pycrew.LaunchError):
+            future.result(timeout=60)
+        assert group.unresolved() == 0
+        with pytest.raises(pycrew.LaunchError, match=r"^controller 'bad': "):
+            group.wait(mode, timeout=30)
+        with pytest.raises(pycrew.LaunchError, match=r"^launcher 'local'"):
+            bad.wait(mode, timeout=30)
+    finally:
+        group.terminate()
+
+
 def test_a_terminated_controller_holds_back_none_of_the_groups_results(make_controller):
     """Failed on fce425b: with b's three results waiting and a terminated, collect() took
     b's results and then raised a's error (they were lost), and every pop() raised a's

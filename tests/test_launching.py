@@ -29,6 +29,23 @@ def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller
         future.result(timeout=5)
 
 
+def test_futures_failed_by_a_launch_error_are_no_longer_unresolved(make_controller, tmp_path):
+    """On 33e082d ``unresolved()`` still counted the futures a LaunchError had failed (their
+    tasks never run), so a loop polling ``unresolved()`` waited for them for ever. A pushed
+    task, which has no future, stays queued and counted: its result is still to be popped."""
+    c = make_controller("local", workers=1, launch_max=1, python=str(tmp_path / "no-python")).start()
+    futures = [c.submit(identity, i) for i in range(3)]
+    c.push(identity, (9,), name="pushed")
+    with pytest.raises(pycrew.LaunchError):
+        c.wait(timeout=60)
+    for f in futures:
+        with pytest.raises(pycrew.LaunchError):
+            f.result(timeout=5)
+    assert c.pending_futures() == 0
+    assert c.unresolved() == 1, "only the pushed task is still unresolved"
+    assert c.summary().controller.queued == 1
+
+
 def test_worker_that_never_connects_is_terminated_and_counted(make_controller, tmp_path):
     script = tmp_path / "hang.py"
     script.write_text("import time\ntime.sleep(600)\n")

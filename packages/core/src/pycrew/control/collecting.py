@@ -29,8 +29,12 @@ class Collecting(ControllerState):
 
     def unresolved(self) -> int:
         """Tasks pushed or submitted and not yet resolved (a ``map`` still submitting its
-        input counts as one more, so that ``wait("all")`` waits for the rest of it)."""
-        return self.pushed - self.resolved + len(self._feeders)
+        input counts as one more, so that ``wait("all")`` waits for the rest of it).
+
+        Futures failed by a :class:`~pycrew.LaunchError` are not counted: their tasks will
+        never run. Tasks still held when the controller was terminated are (they did not resolve).
+        """
+        return max(0, self.pushed - self.resolved - self._abandoned) + len(self._feeders)
 
     def pop(self) -> TaskResult | None:
         """The next resolved pushed task's result, or ``None`` if none is ready.
@@ -72,10 +76,10 @@ class Collecting(ControllerState):
         if not self._started:
             return self.unresolved() == 0
 
-        def ready() -> bool:
+        def ready() -> bool:  # futures failed by a LaunchError: raise it (_check), as when they were pending
             if mode == "all":
-                return self.unresolved() == 0
-            return bool(self._results) or self.unresolved() == 0
+                return self.unresolved() == 0 and not self._abandoned
+            return bool(self._results) or (self.unresolved() == 0 and not self._abandoned)
 
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(self, self.pushed, desc=f"{self.name} wait") if progress else None

@@ -230,8 +230,11 @@ class ControllerGroup(concurrent.futures.Executor):
                         if not callbacks.drain(c, left):
                             return False
                     if self.unresolved() == 0:
+                        self._each(lambda c: c.wait("one", timeout=0.0))  # a member's LaunchError, if any
                         return True
                 if mode == "one" and (self.ready() or self.unresolved() == 0):
+                    if not self.ready():
+                        self._each(lambda c: c.wait("one", timeout=0.0))
                     return True
                 self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
                 if deadline is not None and time.monotonic() >= deadline:

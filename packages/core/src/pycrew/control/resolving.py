@@ -260,6 +260,7 @@ class Resolving(ControllerState):
         for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
             assert task.future is not None
             self._futures_resolved += 1
+            self._abandoned += 1
             if task.future.cancelled():  # by its user, while queued: wake its waiters
                 task.future.set_running_or_notify_cancel()
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):

@@ -48,6 +48,7 @@ class ControllerState:
     pushed: int
     popped: int
     resolved: int
+    _abandoned: int  # futures failed by a LaunchError: they will never resolve
     _status_counts: dict[str, int]
     _slot_complete: dict[int, int]
     _slot_seconds: dict[int, float]
