@@ -206,6 +206,23 @@ def test_initializer_options_are_checked():
         pycrew.controller("local", initializer=print, initargs=(threading.Lock(),))
 
 
+def _two_args(path, value):
+    return path, value
+
+
+@pytest.mark.parametrize("controller", ["local", "sequential"])
+def test_initargs_that_do_not_fit_the_initializer_are_refused_before_any_launch(controller):
+    """On 33e082d ``initializer=f, initargs=(1,)`` for ``f(path, value)`` started every
+    worker, each failed its initializer with a TypeError, and the LaunchError came after
+    ``launch_max`` launches; now the controller refuses the options at once."""
+    with pytest.raises(pycrew.OptionsError, match=r"initargs=\(1,\) does not fit the initializer _two_args\(path, value\)"):
+        pycrew.controller(controller, initializer=_two_args, initargs=(1,))
+    with pytest.raises(pycrew.OptionsError, match="too many positional arguments"):
+        pycrew.controller(controller, initializer=load_model, initargs=(1, 2, 3, 4, 5))
+    pycrew.controller(controller, initializer=print, initargs=(1, 2, 3)).terminate()  # *args: any number
+    pycrew.controller(controller, initializer=max, initargs=(1, 2)).terminate()  # no signature to read: the workers check
+
+
 def test_tasks_pushed_while_workers_initialize_wait_for_them(make_controller, tmp_path):
     t0 = time.monotonic()
     c = make_controller("local", workers=2, initializer=sleep_then, initargs=(1.0,))

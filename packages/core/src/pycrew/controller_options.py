@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,28 @@ from pycrew.wire.transport import DEFAULT_TRANSPORT, Transport
 from pycrew.worker.command import DEFAULT_SPIN
 
 OWNER = "controller"
+
+
+def _check_initargs(initializer: Any, initargs: Any) -> None:
+    """Refuse ``initargs`` the initializer cannot be called with, before any worker is launched.
+
+    Without this every worker would fail its initializer in turn, and the controller would
+    say so only after ``launch_max`` of them. Callables without a signature Python can read
+    (some built-ins) are not checked.
+    """
+    try:
+        signature = inspect.signature(initializer)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*tuple(initargs))
+    except TypeError as exc:
+        name = getattr(initializer, "__qualname__", None) or repr(initializer)
+        raise OptionsError(
+            f"controller option initargs={initargs!r} does not fit the initializer {name}{signature}: {exc}; "
+            "initargs are its positional arguments, as for ProcessPoolExecutor (each worker calls "
+            "initializer(*initargs))"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -167,6 +190,8 @@ class ControllerOptions:
             self.initializer is not None or not self.initargs, OWNER, "initargs", self.initargs,
             "be empty without an initializer (set initializer= to the function to call with them)",
         )
+        if callable(self.initializer):
+            _check_initargs(self.initializer, self.initargs)
         require(
             self.seconds_initializer is None or (self.seconds_initializer > 0 and not math.isnan(self.seconds_initializer)),
             OWNER, "seconds_initializer", self.seconds_initializer, "be > 0 or None",
