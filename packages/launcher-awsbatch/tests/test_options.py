@@ -64,6 +64,8 @@ def test_timeout_is_seconds_wall_plus_margin_and_at_least_a_minute() -> None:
         ({"memory": "lots"}, "memory"),
         ({"gpus": 0}, "gpus"),
         ({"env": {"PYCREW_TOKEN": "x"}}, "env"),
+        ({"env": {"PYCREW_TLS_CA": "x"}}, "env"),
+        ({"env": {"PYCREW_TLS_SERVER_NAME": "x"}}, "env"),
         ({"env": {"AWS_BATCH_JOB_ID": "x"}}, "env"),
         ({"env": {"1BAD": "x"}}, "env"),
         ({"tags": {"pycrew:batch": "x"}}, "tags"),

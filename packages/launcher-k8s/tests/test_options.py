@@ -38,6 +38,7 @@ def test_defaults_need_no_cluster_and_no_image() -> None:
         ({"env": {"A=B": "x"}}, "env"),
         ({"env": {"PYCREW_TOKEN": "x"}}, "env"),
         ({"env": {"PYCREW_TLS_CA": "x"}}, "env"),
+        ({"env": {"PYCREW_TLS_SERVER_NAME": "x"}}, "env"),
         ({"labels": {"pycrew.io/instance": "x"}}, "labels"),
         ({"labels": {"team": "a b"}}, "labels"),
         ({"annotations": {"bad key!": "x"}}, "annotations"),

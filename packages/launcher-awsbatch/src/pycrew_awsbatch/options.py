@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pycrew import TOKEN_ENV, LauncherOptions, OptionsError, require
+from pycrew import TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
 
 #: AWS Batch arrays hold 2..10,000 children.
 ARRAY_SIZE_MAX = 10_000
@@ -239,6 +239,10 @@ class AwsBatchOptions(LauncherOptions):
         for key in self.env:
             require(bool(_ENV_NAME.match(key)), o, "env", key, "have names made of letters, digits and underscores")
             require(key != TOKEN_ENV, o, "env", key, f"not set {TOKEN_ENV} (the launcher hands each worker its token)")
+            require(
+                key not in (TLS_CA_ENV, TLS_SERVER_NAME_ENV), o, "env", key,
+                f"not set {key} (pycrew passes it to each worker from the controller's TLS settings)",
+            )
             require(not key.startswith("AWS_BATCH"), o, "env", key, "not set AWS_BATCH* variables (reserved by AWS Batch)")
 
     def _validate_tags(self) -> None:

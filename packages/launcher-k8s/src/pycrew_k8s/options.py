@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pycrew import TLS_CA_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
+from pycrew import TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
 
 #: Label values: at most 63 characters, alphanumeric at both ends, ``-_.`` inside.
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -294,10 +294,11 @@ class K8sOptions(LauncherOptions):
         for key in self.env:
             require(bool(_ENV_NAME.fullmatch(key)), self.owner, "env", self.env,
                     f"have variable names of letters, digits, '_', '-' and '.' (bad name {key!r})")
-            if key in (TOKEN_ENV, TLS_CA_ENV):
+            if key in (TOKEN_ENV, TLS_CA_ENV, TLS_SERVER_NAME_ENV):
                 raise OptionsError(
                     f"k8s option 'env' must not set {key}: pycrew passes it to each worker itself "
-                    f"({TOKEN_ENV} through a Secret, {TLS_CA_ENV} from the controller's TLS settings)"
+                    f"({TOKEN_ENV} through a Secret, {TLS_CA_ENV} and {TLS_SERVER_NAME_ENV} from the "
+                    "controller's TLS settings)"
                 )
 
     def _validate_keys(self, name: str, mapping: Mapping[str, str], values_are_labels: bool) -> None:
