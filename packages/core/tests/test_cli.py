@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -331,6 +332,16 @@ def test_doctor_prints_the_report_passes_options_and_sets_the_exit_code(monkeypa
     assert calls[-1] == ("good", None, {})
     run("doctor")
     assert calls[-1][0] == "local", "the default target is the local launcher"
+
+
+@pytest.mark.parametrize(("text", "value"), [("inf", math.inf), ("-Inf", -math.inf), ("Infinity", math.inf), ("2.5", 2.5)])
+def test_an_option_of_inf_is_the_number(monkeypatch: pytest.MonkeyPatch, text: str, value: float) -> None:
+    """On 33e082d ``-o seconds_idle=inf`` was the text 'inf' (JSON has no inf), and the
+    controller refused it: "must be float, got 'inf' (str)"."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("pycrew.doctor.run_doctor", lambda target, timeout, options: calls.append(options) or report(ok=True))
+    assert run("doctor", "-o", f"seconds_idle={text}", "-o", "partition=infra").exit_code == 0
+    assert calls == [{"seconds_idle": value, "partition": "infra"}]
 
 
 def test_doctor_rejects_an_option_without_a_value() -> None:

@@ -168,7 +168,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--timeout", type=float, default=None, callback=_seconds,
               help="Seconds to wait for the worker to dial back, and for the task (default: seconds_launch; 60 s).")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="Override an option (value as JSON, else text); repeatable.")
+              help="Override an option (value as JSON; inf, nan as numbers; else text); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def doctor(ctx: click.Context, profile: str, timeout: float | None, option_texts: tuple[str, ...], as_json: bool) -> None:

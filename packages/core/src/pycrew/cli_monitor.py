@@ -48,7 +48,7 @@ def _worker_row(w: WorkerInfo, states: dict[str, ControllerState]) -> dict[str, 
 @click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
 @click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="A launcher option (value as JSON, else text); repeatable.")
+              help="A launcher option (value as JSON; inf, nan as numbers; else text); repeatable.")
 @click.option("--lines", type=click.IntRange(min=1), default=200, show_default=True,
               help="logs: how many lines from the end of the worker's output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -58,8 +58,14 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
+_NON_FINITE = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
+
+
 def _parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as a key and a value: JSON if it parses, ``inf``/``nan`` as floats, else the text."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise click.BadParameter(f"expected KEY=VALUE, got {text!r}")
+    if value.strip().lower() in _NON_FINITE:  # JSON has no inf or nan: seconds_idle=inf means the number
+        return key.strip(), float(value)
     return key.strip(), parse_env_value(value, Any)
