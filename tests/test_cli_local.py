@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,7 @@ import pycrew
 from helpers import sleep_then
 from pycrew import cli
 from pycrew.doctor import STEPS, run_doctor
+from pycrew_local.plugin import LocalPlugin
 from support import pid_gone, wait_for
 
 SCRIPT = Path(sys.executable).parent / "pycrew"
@@ -86,6 +88,30 @@ def test_doctor_with_a_python_without_pycrew_fails_at_connect_and_shows_its_outp
     assert "No module named 'pycrew'" in connect.hint, "the worker's own output is shown"
     assert "Python and pycrew must be installed where the worker runs" in connect.hint
     assert report.worker_command is not None and report.worker_command.startswith(str(no_pycrew_python))
+
+
+class GarbledListing(LocalPlugin):
+    """The local launcher, but its monitor returns a str instead of a list of WorkerInfo."""
+
+    name = "garbled"
+
+    def list_workers(self, launcher: pycrew.LauncherInfo, options: Any, controller_id: str | None) -> Any:
+        return "node1: 2 workers"
+
+
+def test_doctor_survives_a_monitor_that_returns_garbage() -> None:
+    """On 33e082d the doctor read what pycrew_list_workers returned without checking it:
+    ``AttributeError: 'str' object has no attribute 'ended'`` escaped run_doctor, which
+    promises never to raise. The worker itself is fine: every step passes, and the last
+    says that leftover workers could not be checked."""
+    plugin = GarbledListing()
+    pycrew.register(plugin, name="garbled-test")
+    try:
+        report = run_doctor("garbled", timeout=30)
+    finally:
+        pycrew.unregister(plugin)
+    assert report.ok, report.text()
+    assert "not checked that no worker is left" in report.steps[-1].detail, report.text()
 
 
 def test_doctor_with_an_unknown_launcher_fails_at_build() -> None:

@@ -119,8 +119,11 @@ def badmon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BadMonit
         ([{"id": "x"}], None, "whose element 0 is a dict, {'id': 'x'}, not a pycrew.WorkerInfo"),
         (None, RuntimeError("the platform's API is down"), "failed in pycrew_list_workers: RuntimeError: the platform"),
         (None, SystemExit(3), "failed in pycrew_list_workers: SystemExit: 3"),
+        # on 33e082d: a TypeError traceback from WorkerInfo.age
+        ([pycrew.WorkerInfo(id="w1", handle="h1", launcher="badmon", started="yesterday")],  # type: ignore[arg-type]
+         None, "a WorkerInfo (element 0, id 'w1') whose started is a str, 'yesterday', not epoch seconds"),
     ],
-    ids=["str", "dicts", "raises", "exits"],
+    ids=["str", "dicts", "raises", "exits", "started"],
 )
 @pytest.mark.parametrize("args", [["list"], ["list", "--orphans"], ["terminate", "--all"]], ids=" ".join)
 def test_the_cli_prints_an_error_for_a_misbehaving_list_hook(

@@ -31,6 +31,7 @@ from pycrew.control.controller import Controller
 from pycrew.control.launch_reports import is_ended_reason
 from pycrew.control.slots import CONNECTED
 from pycrew.errors import LauncherNotFoundError, OptionsError
+from pycrew.monitor import listed_workers
 from pycrew.plugin_api import WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry
 
@@ -170,10 +171,13 @@ def _list_workers(c: Controller) -> list[WorkerInfo] | None:
     """The launcher's view of this controller's workers, or ``None`` if it cannot say."""
     try:
         found = c._registry.call(c.spec, "pycrew_list_workers", launcher=c.info, controller_id=c.id)
+        if found is None:
+            return None
+        workers = listed_workers(c._registry, c.spec, found)
     except Exception as exc:  # the monitor is optional for the diagnosis: note it and go on
         log.debug("listing workers of %r failed: %s", c.name, exc)
         return None
-    return None if found is None else [w for w in found if not w.ended]  # live ones: ended workers are gone
+    return [w for w in workers if not w.ended]  # live ones: ended workers are gone
 
 
 def _log_tail(log_dir: str | None, lines: int = 15) -> str:
@@ -374,4 +378,5 @@ def _terminate(c: Controller, run: _Run) -> None:
         run.add("terminate", False, f"{len(left)} worker(s) still listed after terminate: {ids}",
                 f"terminate them with `pycrew monitor {c.spec.name} terminate {ids}`")
     else:
-        run.add("terminate", True, "controller terminated; no worker left" if left is not None else "controller terminated")
+        run.add("terminate", True, "controller terminated; no worker left" if left is not None else
+                "controller terminated (not checked that no worker is left: the launcher's monitor cannot list them)")

@@ -202,6 +202,12 @@ def listed_workers(registry: PluginRegistry, spec: LauncherSpec, result: object)
                 f"{where} a {type(result).__name__} from pycrew_list_workers whose element {index} is a "
                 f"{type(worker).__name__}, {shown(worker)}, not a pycrew.WorkerInfo; {must}"
             )
+        started = worker.started  # the one field consumers compute with (age); the others are shown as text
+        if started is not None and (isinstance(started, bool) or not isinstance(started, (int, float))):
+            raise PluginError(
+                f"{where} from pycrew_list_workers a WorkerInfo (element {index}, id {shown(worker.id)}) whose "
+                f"started is a {type(started).__name__}, {shown(started)}, not epoch seconds (a float) or None; {must}"
+            )
     return workers
 
 
