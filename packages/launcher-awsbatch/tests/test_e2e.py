@@ -11,7 +11,6 @@ import pytest
 from awsbatch_helpers import SecretInjection, emulator_options
 
 import pycrew
-from pycrew import monitor as monitor_records
 from pycrew.testing.harness import wait_until
 from pycrew_awsbatch import AwsBatchClient, AwsBatchOptions
 from pycrew_emulators.awsbatch import AwsBatchEmulator
@@ -138,16 +137,18 @@ def test_monitor_terminate_also_deletes_stale_secrets(
     from pycrew_awsbatch import plugin
 
     batch.faults.stuck = True
+    ended = pycrew.controller("local", workers=1).start()
+    ended.terminate()  # its record now says it ended: workers launched with its id are orphans
+    gone = ended.id
     launcher = AwsBatchClient("awsbatch", AwsBatchOptions.from_mapping(options))  # a process that then dies
-    launcher.launch(info("gone"), calls(2, controller_id="gone"))
-    monitor_records.unregister_controller("gone")  # the controller's record says it ended: its workers are orphans
+    launcher.launch(info(gone), calls(2, controller_id=gone))
     assert len(secret_values(batch)) == 1
     monkeypatch.setattr(plugin, "SECONDS_STALE", 0.0)
     monitor = pycrew.Monitor("awsbatch", **options)
-    orphans = [w for w in monitor.orphans() if w.controller_id == "gone"]
+    orphans = [w for w in monitor.orphans() if w.controller_id == gone]
     assert len(orphans) == 2
     monitor.terminate(orphans)
-    wait_until(lambda: not monitor.list("gone"), 15, "the orphans are still listed")
+    wait_until(lambda: not monitor.list(gone), 15, "the orphans are still listed")
     assert len(secret_values(batch)) == 1, "their batch was still active during the first sweep"
     monitor.terminate(orphans)  # again (idempotent): now the batch has no active job
     assert secret_values(batch) == [], "a monitor's terminate deletes secrets of batches without active jobs"

@@ -164,7 +164,7 @@ def _build_hint(exc: BaseException) -> str:
         return "install the launcher's package (`pycrew launchers` lists the installed ones), or define the profile in pycrew.toml"
     if isinstance(exc, OptionsError):
         return "fix the option named above (its allowed values are in the message)"
-    return "the launcher plugin failed while the controller was built; reinstall it, or report it to its authors"
+    return "a plugin (named above) failed while the controller was built; reinstall it, or report it to its authors"
 
 
 def _list_workers(c: Controller) -> list[WorkerInfo] | None:
