@@ -69,18 +69,30 @@ class _Server(ThreadingHTTPServer):
     #: Connections served at once (a browser tab holds one or two, a Prometheus scraper
     #: one); more are closed as they arrive, so that idle clients cannot pile up threads.
     connections_max = 64
+    #: Seconds between two warnings about refused connections.
+    seconds_warning = 60.0
 
     def __init__(self, address: tuple[str, int], ipv6: bool) -> None:
         if ipv6:
             self.address_family = socket.AF_INET6
         self._open: set[Any] = set()
         self._open_lock = threading.Lock()
+        self._refused = 0
+        self._next_warning = 0.0
         super().__init__(address, _Handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         with self._open_lock:
             if len(self._open) >= self.connections_max:
-                log.warning("dashboard: %d connections are open already; one from %s closed", len(self._open), client_address[0])
+                self._refused += 1
+                now = time.monotonic()
+                if now >= self._next_warning:  # one line a minute, however many are refused
+                    log.warning(
+                        "dashboard: %d connections are open already; %d new one(s) closed (the last from %s) "
+                        "since the last warning; the next is in %g s at the earliest",
+                        len(self._open), self._refused, client_address[0], self.seconds_warning,
+                    )
+                    self._refused, self._next_warning = 0, now + self.seconds_warning
                 return False
             self._open.add(request)
         return True
