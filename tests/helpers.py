@@ -509,3 +509,11 @@ def start_a_server(path: str) -> int:
     with open(path, "w") as f:
         f.write(str(server.pid))
     return os.getpid()
+
+
+def crash_unless_big(seconds: float, value: object = None) -> object:
+    """Kill the worker unless ``MEMORY=big`` is in its environment (a backup's), then sleep and return ``value``."""
+    if os.environ.get("MEMORY") != "big":
+        os._exit(137)
+    time.sleep(seconds)
+    return value

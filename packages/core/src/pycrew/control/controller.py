@@ -24,7 +24,6 @@ from pycrew.control.conn import DispatcherSettings
 from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
-from pycrew.control.futures import end_unresolved
 from pycrew.control.pickling import pack_initializer
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
@@ -115,6 +114,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._forked_from: int | None = None
         self._futures_issued = 0
         self._feeders: set[Any] = set()
+        self._forwarded: dict[int, tuple[Task, Any, int]] = {}  # handed to the backup (control.backups)
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
         self._alarm = ResolutionAlarm()
         #: The dashboard's address while it runs (option ``dashboard``), else ``None``.
@@ -240,10 +240,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             if dispatcher is not None:
                 dispatcher.stop()
                 self.launcher.terminate_all(self.options.seconds_terminate)
-                for task in dispatcher._held_tasks():
-                    if task.future is not None:
-                        self._futures_resolved += 1  # none of these was counted (resolving)
-                        end_unresolved(task.future, ControllerError("the controller was terminated"))
+                self._end_held(dispatcher._held_tasks())
                 monitor.unregister_controller(self.id)
         finally:
             if self._dashboard is not None:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from pycrew.control.backups import Backups
 from pycrew.control.conn import Conn
 from pycrew.control.futures import TaskFuture
-from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task, decode_fields, local_result, unpickling_failed
-from pycrew.errors import ControllerError, PycrewError, TaskCrashError, TaskError, TaskTimeoutError
+from pycrew.errors import ControllerError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.results import TaskResult
 from pycrew.wire.protocol import Payload
 from pycrew.wire.records import RESULT_FIELDS
@@ -31,7 +31,7 @@ _LOCAL_ERRORS: dict[str, type[TaskError]] = {
 }
 
 
-class Resolving(ControllerState):
+class Resolving(Backups):
     """How a controller resolves its tasks (every method runs on the dispatcher's thread,
     except where a docstring says otherwise)."""
 
@@ -129,8 +129,11 @@ class Resolving(ControllerState):
     def _finish(self, task: Task, result: TaskResult) -> None:
         """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""
         backup = self.options.backup
-        if result.status == "crash" and backup is not None and self._forward(task, result, backup):
-            return
+        if result.status == "crash" and backup is not None:
+            refused = self._forward(task, result, backup)
+            if refused is None:
+                return
+            result = dataclasses.replace(result, error=f"{result.error}; its backup {backup.name!r} could not take it: {refused}")
         self._settle(task, result)
 
     def _deliver(self, task: Task, result: TaskResult) -> None:
@@ -171,23 +174,6 @@ class Resolving(ControllerState):
             except Exception:  # a listener's bug must not keep the result from its owner
                 log.exception("controller %r: a result listener failed on task %r", self.name, task.name)
 
-    def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> bool:
-        """Re-send a task that crashed ``crashes_max`` times here to the backup controller."""
-        dispatcher = self._dispatcher
-        assert dispatcher is not None
-
-        def relay(result: TaskResult) -> None:  # runs on the backup's dispatcher thread
-            merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
-            dispatcher.call_soon(lambda: self._settle(task, merged))
-
-        try:
-            backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
-        except PycrewError as exc:
-            log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, exc)
-            return False
-        log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
-        return True
-
     def _settle(self, task: Task, result: TaskResult) -> None:
         """Dispatcher thread: count a final result and hand it on (also what a backup sends back)."""
         self._status_counts[result.status] += 1
@@ -199,13 +185,14 @@ class Resolving(ControllerState):
 
     def _submit_payload(
         self, name: str, payload: bytes, seed: int | None, seconds_timeout: float | None, relay: Callable[[TaskResult], None]
-    ) -> None:
-        """Queue an already pickled task whose result goes to ``relay`` (backups)."""
+    ) -> int:
+        """Queue an already pickled task whose result goes to ``relay`` (backups); its id here."""
         dispatcher = self._check()
         task = Task(next(self._ids), name, payload, None, False, seed, seconds_timeout)
         task.relay = relay
         self.pushed += 1
         dispatcher.submit(task)
+        return task.id
 
     def _dispatcher_failed(self, error: BaseException) -> ControllerError:
         failure = ControllerError(
@@ -257,8 +244,10 @@ class Resolving(ControllerState):
 
     def _fail_futures(self, error: BaseException) -> None:
         assert self._dispatcher is not None
-        for task in self._dispatcher.remove_queued(lambda t: t.future is not None):
-            assert task.future is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None or t.relay is not None):
+            if task.future is None:  # a relayed task: the controller that handed it over gets the error
+                self._relay_error(task, copy.copy(error))
+                continue
             self._futures_resolved += 1
             self._abandoned += 1
             if task.future.cancelled():  # by its user, while queued: wake its waiters

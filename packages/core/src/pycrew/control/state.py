@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.alarm import ResolutionAlarm
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from pycrew.control.dispatcher import Dispatcher
     from pycrew.control.scaler import Scaler
+    from pycrew.control.tasks import Task
 
 
 class ControllerState:
@@ -57,6 +59,7 @@ class ControllerState:
     _futures_resolved: int
     _alarm: ResolutionAlarm  # wakes a map feeder once enough futures resolved
     _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
+    _forwarded: dict[int, tuple[Task, Any, int]]  # task id -> (task, backup, its id there): control.backups
     _pid: int  # the process that started the controller
     _forked_from: int | None  # in a forked child's copy of a started controller: that process
 
@@ -73,6 +76,14 @@ class ControllerState:
 
     def _stop_feeders(self, error: BaseException) -> None:
         """Stop every ``map`` still submitting its input (see Controller)."""
+        raise NotImplementedError
+
+    def _cancel_forwarded(self, predicate: Callable[[Task], bool], message: str) -> int:
+        """Cancel, on the backup, the tasks handed to it that match (see Backups)."""
+        raise NotImplementedError
+
+    def _settle(self, task: Task, result: TaskResult) -> None:
+        """Count a final result and hand it on (see Resolving)."""
         raise NotImplementedError
 
     def _check(self) -> Dispatcher:

@@ -251,4 +251,4 @@ class Submitting(ControllerState):
         while not done.wait(0.1):
             if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
                 return 0
-        return box[0]
+        return box[0] + self._cancel_forwarded(predicate, message)
