@@ -88,3 +88,9 @@ def test_a_backup_that_refuses_the_task_is_named_in_the_crash(make_controller):
     with pytest.raises(pycrew.TaskCrashError, match="its backup 'big' could not take it: ControllerError: controller 'big' was terminated"):
         future.result(timeout=60)
 
+
+
+def test_the_sequential_controller_cannot_be_a_backup_and_says_why():
+    """On 33e082d the message was "must be another pycrew controller", which it is."""
+    with pytest.raises(pycrew.OptionsError, match="the sequential controller runs tasks in this process"):
+        pycrew.controller("local", backup=pycrew.controller("sequential"))

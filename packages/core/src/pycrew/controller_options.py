@@ -197,6 +197,11 @@ class ControllerOptions:
             OWNER, "seconds_initializer", self.seconds_initializer, "be > 0 or None",
         )
         require(
+            type(self.backup).__name__ != "SequentialController", OWNER, "backup", self.backup,
+            "be a controller with workers: the sequential controller runs tasks in this process, where a task "
+            "that crashed its workers would end the program",
+        )
+        require(
             self.backup is None or (hasattr(self.backup, "submit_task") and hasattr(self.backup, "name")),
             OWNER,
             "backup",
