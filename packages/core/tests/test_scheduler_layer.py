@@ -61,6 +61,8 @@ cat "$state/jobs" 2>/dev/null || true
 """
 FCANCEL = r"""#!/bin/bash
 state="$(dirname "$0")/../state"
+take() { f="$state/$1"; [ -s "$f" ] || return 1; n=$(cat "$f"); [ "$n" -gt 0 ] || return 1; echo $((n - 1)) > "$f"; }
+if take cancel_hang; then sleep 30; fi
 f="$state/cancel_fail"
 if [ -s "$f" ] && [ "$(cat "$f")" -gt 0 ]; then echo $(( $(cat "$f") - 1 )) > "$f"; echo "fcancel: error: try again later" >&2; exit 1; fi
 rc=0
@@ -274,6 +276,16 @@ def test_cancel_ignores_gone_jobs_and_retries_transient_failures(fake: Fake) -> 
     cli.cancel([*handles, "999.1"])
     assert fake.jobs() == [] and cli.retries == 1
     cli.cancel(handles)  # all gone now: no error
+
+
+def test_a_cancel_that_times_out_is_tried_again(fake: Fake) -> None:
+    """On 33e082d a cancel command past seconds_command_timeout (a scheduler daemon that
+    stalls) ended the cancel for good: the jobs stayed queued, and ran later for no one."""
+    cli = fake.cli(seconds_command_timeout=1.0)
+    handles = launch(cli, 2)
+    fake.fault("cancel_hang", 1)
+    cli.cancel(handles)
+    assert fake.jobs() == [] and cli.retries == 1
 
 
 def test_workers_carry_the_normalised_status(fake: Fake) -> None:

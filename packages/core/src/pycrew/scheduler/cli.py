@@ -361,7 +361,13 @@ class SchedulerCLI(JobListing):
             self.departures.cancelled(handles, time.monotonic())  # so an element that then leaves the queue reads "cancelled"
             attempts = int(self._option("command_attempts", 4))
             for attempt in range(attempts):
-                proc = self.run(argv)
+                try:
+                    proc = self.run(argv)
+                except SchedulerError as exc:  # timed out (transient): try again, as check() does
+                    if not exc.transient or attempt == attempts - 1:
+                        raise
+                    self.pause(attempt, exc)
+                    continue
                 output = proc.stderr + "\n" + proc.stdout
                 problems = [
                     line for line in output.splitlines()
