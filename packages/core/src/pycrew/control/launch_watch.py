@@ -117,7 +117,7 @@ class LaunchWatch:
         self._polling = True
         self._poll_due = math.inf  # set again when the call returns
         launching = frozenset(s.instance for s in self.census.launching.values() if s.handle_known and s.instance)
-        self._submit(self._list_launching, launching)
+        self._submit(self._list_launching, launching, awaited=False)
 
     def _list_launching(self, launching: frozenset[str]) -> None:
         """Pool thread: one monitor call; its ended workers go back to the dispatcher thread.
@@ -251,7 +251,7 @@ class LaunchWatch:
             if final:
                 self.error_pending = True
                 self.error_due = (now + SECONDS_EXPLAIN, slot.index, reason)
-            self._submit(self._explain_and_terminate, instance, slot.index, reason, final, settle)
+            self._submit(self._explain_and_terminate, instance, slot.index, reason, final, settle, awaited=False)
             return
         if terminate:  # the reason is known already: clean up what the platform keeps of it
             self.last_launch_error = reason

@@ -21,12 +21,11 @@ import re
 import secrets
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
+from pycrew.control import last_termination
 from pycrew.control.hook_pool import HookPool
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
@@ -81,6 +80,7 @@ class Scaler(LaunchWatch):
         self.pending: set[Future[Any]] = set()
         self._pending_lock = threading.Lock()
         self._handles_lock = threading.Lock()
+        self.closed = False  # terminate_all ran (under _handles_lock)
         self.error: LaunchError | None = None
         self.error_pending = False  # launch_max reached; the error waits for the platform's reason ...
         self.error_due: tuple[float, int, str] = (0.0, 0, "")  # ... until then, for that slot, at most (see launch_watch)
@@ -201,7 +201,11 @@ class Scaler(LaunchWatch):
             self.batches += 1
             self._submit(self._launch_batch, [c for _, c in batch])
 
-    def _submit(self, fn: Any, *args: Any) -> None:
+    def _submit(self, fn: Any, *args: Any, awaited: bool = True) -> None:
+        """Call ``fn`` in the pool; ``terminate_all`` waits for it unless ``awaited`` is false (listings)."""
+        if not awaited:
+            self.pool.submit(fn, *args)
+            return
         with self._pending_lock:  # pending at once: terminate_all never misses a call in the pool
             future = self.pool.submit(fn, *args)
             self.pending.add(future)
@@ -225,8 +229,15 @@ class Scaler(LaunchWatch):
             self.dispatcher.call_soon(lambda: self._batch_failed(calls, message))
             return
         with self._handles_lock:
+            late = self.closed  # terminate_all has run: nobody else will terminate these
             for call, handle in zip(calls, handles, strict=True):
                 self.handles[call.instance] = handle
+            if late:
+                self.handles.clear()
+        if late:
+            if not self._terminate(list(handles), "launched after the controller was terminated"):
+                log.error(last_termination.unterminated_message(self, list(handles), "their launch returned after terminate"))
+            return
         if self.registry.has_observers("pycrew_worker_launched"):
             for call, handle in zip(calls, handles, strict=True):
                 self.registry.notify("pycrew_worker_launched", launcher=self.info, call=call, handle=handle)
@@ -357,28 +368,9 @@ class Scaler(LaunchWatch):
         return done
 
     def terminate_all(self, timeout: float) -> None:
-        """Wait for launches in flight, terminate every worker, and stop the pool (any thread).
-
-        Also waits for hook calls submitted while it waits (a termination another thread
-        started: its handles are no longer among those this call terminates).
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._pending_lock:
-                pending = {f for f in self.pending if not f.done()}
-            if not pending:
-                break
-            wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
-        with self._handles_lock:
-            handles = list(self.handles.values())
-            self.handles.clear()
-        if handles:
-            future = self.pool.submit(self._terminate, handles, "controller terminated")
-            try:
-                future.result(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:
-                log.exception("terminating the workers of %r did not finish in time", self.info.controller)
-        self.pool.shutdown()
+        """Wait for launches in flight, terminate every worker, and stop the pool (any thread;
+        see :mod:`pycrew.control.last_termination`)."""
+        last_termination.terminate_all(self, timeout)
 
     def summary(self) -> dict[str, Any]:
         """The launcher's counts."""

@@ -1,0 +1,89 @@
+"""The controller's last termination of its workers (``Scaler.terminate_all``).
+
+It must end within ``seconds_terminate`` whatever the platform does, and leave nothing
+running without saying so:
+
+- it waits for launches in flight (their workers get handles only when the launch hook
+  returns) and terminations other threads started, never for the monitor's listings,
+  which a platform that is down can keep busy for a minute;
+- the final terminate hook call runs on a thread of its own, not behind those listings in
+  the launcher's pool, and gets at least :data:`SECONDS_FINAL_MIN` even when launches ate
+  the rest of the time;
+- a launch that returns after this ran terminates its workers at once (``Scaler.closed``);
+- workers it could not terminate in time, or whose termination failed, are named in an
+  ERROR with the command that stops them later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from typing import TYPE_CHECKING, Any
+
+from pycrew.control.launch_reports import shown
+
+if TYPE_CHECKING:
+    from pycrew.control.scaler import Scaler
+
+log = logging.getLogger("pycrew.control.scaler")
+
+#: The least time the final terminate call is given, even after launches in flight took the rest.
+SECONDS_FINAL_MIN = 5.0
+#: How many handles an error message lists (then "and N more").
+HANDLES_SHOWN = 20
+
+
+def terminate_all(scaler: Scaler, timeout: float) -> None:
+    """Wait for launches in flight, terminate every worker, and stop the pool (see the module)."""
+    start = time.monotonic()
+    final_min = min(SECONDS_FINAL_MIN, timeout / 2)
+    deadline = start + max(0.0, timeout - final_min)
+    while time.monotonic() < deadline:
+        with scaler._pending_lock:
+            pending = {f for f in scaler.pending if not f.done()}
+        if not pending:
+            break
+        wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+    with scaler._handles_lock:
+        scaler.closed = True  # a launch returning from now on terminates its own workers
+        handles = list(scaler.handles.values())
+        scaler.handles.clear()
+    if handles:
+        outcome: Future[bool] = Future()
+
+        def final() -> None:
+            try:
+                outcome.set_result(scaler._terminate(handles, "controller terminated"))
+            except BaseException as exc:  # _terminate logs the hook's own failures; this is anything else
+                outcome.set_exception(exc)
+
+        threading.Thread(target=final, name=f"pycrew-terminate-{scaler.info.name}", daemon=True).start()
+        left = max(final_min, start + timeout - time.monotonic())
+        try:
+            done = outcome.result(timeout=left)
+            why = "its terminate hook failed (see the error above)"
+        except TimeoutError:
+            done = False
+            why = f"its terminate hook did not return within {timeout:g} s (seconds_terminate; it goes on in the background while this process runs)"
+        except Exception as exc:
+            done = False
+            why = f"{type(exc).__name__}: {exc}"
+        if not done:
+            log.error(unterminated_message(scaler, handles, why))
+    scaler.pool.shutdown()
+
+
+def unterminated_message(scaler: Scaler, handles: list[Any], why: str) -> str:
+    """The error naming the workers a termination may have left, and how to stop them."""
+    ids = [str(h) for h in handles[:HANDLES_SHOWN]]
+    more = f" and {len(handles) - HANDLES_SHOWN} more" if len(handles) > HANDLES_SHOWN else ""
+    name = scaler.info.name
+    return (
+        f"controller {scaler.info.controller!r} could not make sure its {len(handles)} worker(s) on launcher "
+        f"{name!r} were terminated: {why}. They may still run, or wait in the platform's queue: "
+        f"{', '.join(shown(i) for i in ids)}{more}. Stop them when the platform answers again with "
+        f"`pycrew monitor {name} terminate --orphans` (or list them with `pycrew monitor {name} list --orphans`)"
+    )

@@ -1,0 +1,121 @@
+"""The controller's last termination of its workers, when the platform is slow or down.
+
+The launcher is the real local one, subclassed so that one of its hooks blocks the way a
+scheduler's command does when its daemon is down. Each test failed on 33e082d:
+``terminate()`` waited ``seconds_terminate`` for a monitor listing in flight and then gave
+the terminate hook 0.1 s; a terminate hook that hung was logged as a bare TimeoutError,
+naming no worker; a launch that returned after ``terminate()`` left its workers running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew_local import LocalOptions
+from pycrew_local.plugin import LocalPlugin
+from support import pid_gone, wait_for
+
+
+class Stalling(LocalPlugin):
+    """The local launcher; ``stall`` names the hook that blocks until the test releases it."""
+
+    name = "stalling"
+
+    def __init__(self, stall: str) -> None:
+        self.stall = stall
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.started: list[Any] = []
+        self.terminated: list[Any] = []
+
+    def _block(self, hook: str) -> None:
+        if self.stall == hook:
+            self.entered.set()
+            self.release.wait(120)
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
+        handles = super().launch(launcher, options, calls)
+        self.started += handles
+        self._block("launch")
+        return handles
+
+    def terminate(self, launcher: pycrew.LauncherInfo, options: LocalOptions, handles: Sequence[Any]) -> None:
+        self._block("terminate")
+        super().terminate(launcher, options, handles)
+        self.terminated += handles
+
+    def list_workers(self, launcher: pycrew.LauncherInfo, options: LocalOptions, controller_id: str | None) -> list[Any]:
+        workers = super().list_workers(launcher, options, controller_id)
+        self._block("list")
+        return workers
+
+
+@pytest.fixture
+def stalling() -> Iterator[Callable[[str], Stalling]]:
+    made: list[Stalling] = []
+
+    def make(stall: str) -> Stalling:
+        plugin = Stalling(stall)
+        pycrew.register(plugin, name=f"stalling-{stall}")
+        made.append(plugin)
+        return plugin
+
+    yield make
+    for plugin in made:
+        plugin.release.set()
+        LocalPlugin.terminate(plugin, None, None, plugin.started)  # type: ignore[arg-type]
+        pycrew.unregister(plugin)
+
+
+@pytest.fixture
+def never_connects(tmp_path: Path) -> str:
+    """A 'python' whose workers run but never dial the controller (they stay launching)."""
+    script = tmp_path / "sleep.py"
+    script.write_text("import time\ntime.sleep(120)\n")
+    path = tmp_path / "python-that-sleeps"
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} {script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_terminate_does_not_wait_for_a_monitor_listing_that_hangs(stalling, never_connects, make_controller):
+    plugin = stalling("list")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=40).start()
+    assert plugin.entered.wait(30), "the launch watch never asked the monitor"
+    started = time.monotonic()
+    c.terminate()
+    took = time.monotonic() - started
+    assert took < 20, f"terminate waited {took:.1f} s (for the hanging listing, up to seconds_terminate=40)"
+    assert plugin.terminated == plugin.started and len(plugin.started) == 1
+    wait_for(lambda: pid_gone(plugin.started[0].pid), 10, message="the worker still runs")
+
+
+def test_a_terminate_hook_that_hangs_is_an_error_naming_the_workers(stalling, never_connects, make_controller, caplog):
+    plugin = stalling("terminate")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=3).start()
+    wait_for(lambda: plugin.started, 30, message="no worker was launched")
+    with caplog.at_level(logging.ERROR, logger="pycrew.control.scaler"):
+        c.terminate()
+    assert "could not make sure its 1 worker(s) on launcher 'stalling' were terminated" in caplog.text, caplog.text
+    assert "did not return within 3 s (seconds_terminate" in caplog.text
+    assert str(plugin.started[0]) in caplog.text and "pycrew monitor stalling terminate --orphans" in caplog.text
+
+
+def test_a_launch_that_returns_after_terminate_terminates_its_workers(stalling, never_connects, make_controller):
+    plugin = stalling("launch")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=2).start()
+    assert plugin.entered.wait(30), "no launch began"
+    c.terminate()  # gives up on the launch in flight after about a second
+    assert plugin.started and plugin.terminated == []
+    plugin.release.set()
+    wait_for(lambda: plugin.terminated == plugin.started, 10, message="the late launch's workers were not terminated")
+    wait_for(lambda: pid_gone(plugin.started[0].pid), 10, message="the late launch's worker still runs")
