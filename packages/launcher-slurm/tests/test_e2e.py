@@ -193,6 +193,23 @@ def test_a_job_that_will_never_start_fails_the_launch_in_seconds(slurm_cluster: 
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
 
 
+def test_a_job_asking_for_more_cpus_than_any_node_has_fails_the_launch_in_seconds(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """sbatch takes ``--cpus-per-task=64`` on a 16-CPU partition, and the job pends for good
+    (PartitionConfig). On 33e082d the LaunchError came after launch_max launches of
+    seconds_launch each (150 s by default)."""
+    c = slurm_controller(tmp_path, workers=1, launch_max=2, cpus_per_task=64)
+    try:
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError, match="pending for good: PartitionConfig"):
+            future.result(timeout=45)
+        controller_id = c.id
+    finally:
+        c.terminate()
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
 def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_log(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:

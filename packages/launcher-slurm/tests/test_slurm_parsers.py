@@ -64,6 +64,7 @@ def test_squeue_states_are_normalised(state: str, status: str) -> None:
     [
         ("PENDING", "DependencyNeverSatisfied", "failed", "pending for good: DependencyNeverSatisfied (its dependency can never be satisfied)"),
         ("PENDING", "(PartitionTimeLimit)", "failed", "pending for good: PartitionTimeLimit (its time limit is longer than its partition allows)"),
+        ("PENDING", "(PartitionConfig)", "failed", "pending for good: PartitionConfig (it asks for more CPUs, memory or nodes than its partition has)"),
         ("PENDING", "launch failed requeued held", "failed", "pending for good: launch failed requeued held"),
         ("PENDING", "Resources", "pending", "Resources"),
         ("PENDING", "ReqNodeNotAvail, UnavailableNodes:vm", "pending", "ReqNodeNotAvail, UnavailableNodes:vm"),

@@ -57,6 +57,7 @@ NEVER_STARTS = {
     "InvalidQOS": "its QOS is not valid",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
     "PartitionNodeLimit": "the nodes it asks for are outside its partition's limits",
+    "PartitionConfig": "it asks for more CPUs, memory or nodes than its partition has",
     "QOSMaxWallDurationPerJobLimit": "its time limit is longer than its QOS allows",
     "AssocMaxWallDurationPerJobLimit": "its time limit is longer than its account allows",
     "QOSMaxCpuPerJobLimit": "it asks for more CPUs than its QOS allows a job",
