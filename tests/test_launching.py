@@ -25,6 +25,9 @@ def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller
     message = str(info.value)
     assert "launcher 'local'" in message and "2 times in a row" in message
     assert "-m pycrew.worker" in message and "No such file" in message
+    # On 33e082d: "Likely causes: the workers cannot reach ..." for a worker that never started
+    assert "No worker was started" in message and "pycrew doctor local" in message, message
+    assert "Likely causes" not in message and "cannot reach" not in message, message
     with pytest.raises(pycrew.LaunchError):
         future.result(timeout=5)
 
@@ -393,7 +396,7 @@ def test_a_program_exits_after_its_controller_even_if_a_launcher_call_never_retu
     )
     assert proc.returncode == 0, proc.stderr
     assert "result 3" in proc.stdout
-    assert "did not finish in time" in proc.stderr, "terminate() did not say it gave up on the launcher"
+    assert "its terminate hook did not return within 1 s" in proc.stderr, "terminate() did not say it gave up on the launcher"
 
 
 def test_a_controller_out_of_file_descriptors_says_so_once_and_serves_the_workers_it_has(tmp_path):

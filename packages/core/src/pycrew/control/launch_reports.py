@@ -20,6 +20,9 @@ ENDED_MARK = " before it connected"
 REFUSED_PREFIX = "the controller refused the worker: "
 #: How the reason of a launch whose initializer failed starts (see pycrew.control.admission).
 INITIALIZER_PREFIX = "the initializer failed: "
+#: How a failed launch's reason starts when the launch hook itself raised (the platform
+#: refused the submission, its command is missing): no worker ever ran.
+HOOK_FAILED = "the launch hook failed: "
 #: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
 #: tasks waiting, starts (the scaler counts them: see Scaler.disconnected).
 WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "
@@ -124,8 +127,18 @@ def launch_error_message(
         url: where workers dial.
     """
     first, _, more = reason.partition("\n")
+    if first.startswith(HOOK_FAILED):  # the platform's answer, often several stderr lines: all of it inline
+        first, more = "; ".join(line.strip() for line in reason.splitlines() if line.strip()), ""
     first = first.rstrip().rstrip(".")  # the sentence goes on
-    if first.startswith(REFUSED_PREFIX):
+    look = f"Check the worker logs with `pycrew monitor {launcher} list`."
+    if first.startswith(HOOK_FAILED):
+        advice = (
+            "No worker was started: the launcher's call to the platform failed, and its answer above says why "
+            "(an option the platform refuses, such as a partition, queue, account, memory or time limit; a "
+            "missing command; credentials)."
+        )
+        look = f"Fix the launcher's options and check them with `pycrew doctor {launcher}`."
+    elif first.startswith(REFUSED_PREFIX):
         advice = (
             "Workers must run the pycrew version the controller runs: install it in the workers' environment "
             "(the launcher's python option chooses their interpreter; an image must be rebuilt), or run the "
@@ -159,6 +172,6 @@ def launch_error_message(
     return (
         f"launcher {launcher!r} of controller {controller!r} failed to start a worker {options.launch_max} times "
         f"in a row (launch_max={options.launch_max}); last reason: {first}. The worker command is: {command} (with "
-        f"its token in ${TOKEN_ENV}). {advice} Check the worker logs with `pycrew monitor {launcher} list`."
+        f"its token in ${TOKEN_ENV}). {advice} {look}"
         + (f"\n{more}" if more else "")
     )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pycrew.control.launch_reports import describe_worker, explain_ended, launch_error_message
+from pycrew.control.launch_reports import HOOK_FAILED, describe_worker, explain_ended, launch_error_message
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.errors import LaunchError
 from pycrew.monitor import worker_logs
@@ -219,7 +219,7 @@ class LaunchWatch:
         for call in calls:
             slot = self.by_instance.get(call.instance)
             if slot is not None and slot.instance == call.instance:
-                self._launch_failed(slot, f"the launch hook failed: {message}", now, terminate=False)
+                self._launch_failed(slot, f"{HOOK_FAILED}{message}", now, terminate=False)
 
     def _launch_failed(
         self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True, settle: float = 0.0

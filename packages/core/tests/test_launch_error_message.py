@@ -1,0 +1,33 @@
+"""The LaunchError's message: what was tried, why it failed, and advice that fits the failure."""
+
+from __future__ import annotations
+
+from pycrew.control.launch_reports import HOOK_FAILED, launch_error_message
+from pycrew.controller_options import ControllerOptions
+
+SBATCH = (
+    f"{HOOK_FAILED}SchedulerError: sbatch --parsable /x/job.sh failed (exit status 1): "
+    "sbatch: error: invalid partition specified: nope\n"
+    "sbatch: error: Batch job submission failed: Invalid partition name specified"
+)
+
+
+def message(reason: str) -> str:
+    return launch_error_message("slurm", "fit", ControllerOptions(launch_max=2), reason, "python -m pycrew.worker", "tcp://10.0.0.1:5555")
+
+
+def test_a_refused_submission_is_quoted_whole_before_advice_that_fits_it() -> None:
+    """On 33e082d the second stderr line came after the advice, and the advice was about
+    reaching the controller, for a worker that never started."""
+    text = message(SBATCH)
+    assert "\n" not in text, text
+    quoted = text.index("Invalid partition name specified")
+    assert text.index("invalid partition specified: nope") < quoted < text.index("No worker was started"), text
+    assert "Likely causes" not in text and "tcp://10.0.0.1:5555" not in text, text
+    assert text.endswith("Fix the launcher's options and check them with `pycrew doctor slurm`."), text
+
+
+def test_a_worker_that_did_not_connect_keeps_the_advice_about_reaching_the_controller() -> None:
+    text = message("the worker did not connect within seconds_launch=30 s")
+    assert "Likely causes: the workers cannot reach tcp://10.0.0.1:5555" in text, text
+    assert text.endswith("Check the worker logs with `pycrew monitor slurm list`."), text
