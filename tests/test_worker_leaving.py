@@ -161,3 +161,22 @@ def test_signal_handlers_a_task_replaced_are_put_back_after_it(make_controller, 
     wait_for(lambda: c.summary().workers[0].exit_reason, 15, message="the worker never said goodbye")
     worker = c.summary().workers[0]
     assert worker.crashes == 0 and "SIGTERM" in worker.exit_reason, worker
+
+
+def test_sigterm_past_seconds_wall_during_a_task_is_reported_as_a_time_limit(make_controller, tmp_path, wire):
+    """A scheduler's time limit: seconds_wall (the job's limit less a margin) passes while a
+    task runs, then SIGTERM and SIGKILL. On 33e082d the crash said only "the worker got
+    SIGTERM (its platform or a user ends it)"."""
+    c = make_controller("local", workers=1, wire=wire, crashes_max=1, seconds_wall=1).start()
+    pid_file, release = tmp_path / "pid", tmp_path / "release"
+    long = c.submit(write_pid_then_wait_for, str(pid_file), str(release), 60.0)
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the task never started")
+    pid = int(pid_file.read_text())
+    time.sleep(1.5)  # past the worker's seconds_wall, inside its task
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: "seconds_wall" in (c.summary().workers[0].exit_reason or ""), 15,
+             message="the worker did not say it was ending past its seconds_wall")
+    os.kill(pid, signal.SIGKILL)
+    exc = long.exception(timeout=60)
+    assert isinstance(exc, TaskCrashError), exc
+    assert "after its seconds_wall, during a task: its platform's time limit, most likely" in str(exc), str(exc)

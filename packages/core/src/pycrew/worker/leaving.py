@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 
+from pycrew.wire import clock
 from pycrew.wire import protocol as p
 from pycrew.worker import exiting, forks
 
@@ -59,11 +61,17 @@ class Leaving:
             not started (it starts no other afterwards: it checks :attr:`reason` first).
         send: sends one frame to the controller.
         wake: wakes the worker's main thread if it waits for tasks.
+        wall_end: when (``clock.monotonic``) the worker's ``seconds_wall`` ends: a signal
+            after it came, most likely, from the platform's time limit while a task ran.
     """
 
-    def __init__(self, take_unstarted: Callable[[], list[int]], send: Callable[[bytes], None], wake: Callable[[], None]) -> None:
+    def __init__(
+        self, take_unstarted: Callable[[], list[int]], send: Callable[[bytes], None], wake: Callable[[], None],
+        wall_end: float = math.inf,
+    ) -> None:
         self.reason = ""  # why the worker leaves, once it was told to: it takes no more tasks
         self.signum = 0  # the signal that told it to
+        self.wall_end = wall_end
         self._take_unstarted = take_unstarted
         self._send = send
         self._wake = wake
@@ -119,7 +127,13 @@ class Leaving:
             log.warning("pycrew worker: %s after being told to leave; exiting now (a running task is lost)", name)
             exiting.exit_process(128 + signum)
         self.signum = signum
-        self.reason = f"the worker got {name} (its platform or a user ends it)"
+        if clock.monotonic() >= self.wall_end:  # it would have left by itself, but a task ran on
+            self.reason = (
+                f"the worker got {name} after its seconds_wall, during a task: its platform's time limit, most "
+                "likely (a task longer than a worker's life cannot finish: give the workers more time)"
+            )
+        else:
+            self.reason = f"the worker got {name} (its platform or a user ends it)"
         unstarted = self._take_unstarted()
         log.info("pycrew worker leaving (%s); %d unstarted task(s) given back", self.reason, len(unstarted))
         self._send(p.encode_json(p.LEAVING, {"reason": self.reason, "unstarted": unstarted}))

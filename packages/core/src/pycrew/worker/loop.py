@@ -104,7 +104,7 @@ class Worker(CommsThread):
         self.pace = Pace()
         self.last_read = clock.monotonic()
         self.batcher = ResultBatcher(self._send, self._running_since, self.gone, self._send)
-        self.leaving = Leaving(self._take_unstarted, self._send, self._wake)  # see pycrew.worker.leaving
+        self.leaving = Leaving(self._take_unstarted, self._send, self._wake, self.started + command.seconds_wall)
 
     def _link_closed(self) -> None:
         self._controller_gone("the controller closed the connection")
