@@ -57,6 +57,7 @@ FLIST = r"""#!/bin/bash
 state="$(dirname "$0")/../state"
 f="$state/list_fail"
 if [ -s "$f" ] && [ "$(cat "$f")" -gt 0 ]; then echo "flist: error: permission denied" >&2; exit 3; fi
+if [ -e "$state/hide" ]; then exit 0; fi  # a daemon that has not registered its new jobs yet
 cat "$state/jobs" 2>/dev/null || true
 """
 FCANCEL = r"""#!/bin/bash
@@ -276,6 +277,34 @@ def test_cancel_ignores_gone_jobs_and_retries_transient_failures(fake: Fake) -> 
     cli.cancel([*handles, "999.1"])
     assert fake.jobs() == [] and cli.retries == 1
     cli.cancel(handles)  # all gone now: no error
+
+
+@pytest.mark.parametrize("how", ["listing unreadable", "every try failed"])
+def test_a_submit_in_doubt_that_the_scheduler_took_after_all_is_cancelled_when_a_listing_shows_it(
+    fake: Fake, how: str
+) -> None:
+    """On 33e082d such a job stayed in the queue, unknown to pycrew, until it started, and
+    its worker was refused (seen on real SLURM: sbatch timed out against a stalled slurmctld,
+    which took the job when it came back)."""
+    cli = fake.cli(seconds_poll=0, command_attempts=2, seconds_retry_max=0.01)
+    if how == "listing unreadable":
+        fake.fault("lose", 1)  # the job is taken, the reply lost ...
+        fake.fault("list_fail", 1)  # ... and the queue cannot be read to find out
+    else:
+        fake.fault("lose", 1)  # taken, reply lost; not listed yet, so tried again and ...
+        fake.fault("fail", 1)  # ... that try fails too: given up
+        (fake.state / "hide").write_text("1\n")
+    with pytest.raises(SchedulerError):
+        launch(cli, 2)
+    assert len(fake.jobs()) == 2, "the scheduler has the job after all"
+    fake.fault("list_fail", 0)
+    (fake.state / "hide").unlink(missing_ok=True)
+    cli.workers(None)  # a listing: the job in doubt is found and cancelled
+    assert fake.jobs() == []
+    launch(cli, 1)
+    assert len(fake.jobs()) == 1, "only tags in doubt are cancelled"
+    cli.workers(None)
+    assert len(fake.jobs()) == 1
 
 
 def test_a_cancel_that_times_out_is_tried_again(fake: Fake) -> None:

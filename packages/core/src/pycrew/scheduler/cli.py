@@ -308,7 +308,11 @@ class SchedulerCLI(JobListing):
                 except SchedulerError as exc:
                     if not exc.transient:
                         raise
-                    found = self.find_tagged(tag, exc)
+                    try:
+                        found = self.find_tagged(tag, exc)
+                    except SchedulerError:  # the job may be with the scheduler: cancelled if a listing shows it
+                        self.doubt(tag)
+                        raise
                     if found is not None:
                         self.found_by_tag += 1
                         log.warning(
@@ -316,6 +320,7 @@ class SchedulerCLI(JobListing):
                         )
                         return found
                     if attempt == attempts - 1:
+                        self.doubt(tag)  # a daemon that stalled may still take it
                         raise
                     self.pause(attempt, exc)
             raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover

@@ -5,10 +5,16 @@ by core's launch watch while workers are launching. So the scheduler's queue is 
 most once per ``seconds_poll`` (sooner while jobs wait for a node), the listing is
 dropped whenever a launch or a cancel changes the queue, and only jobs that carry
 pycrew's tag (:mod:`pycrew.scheduler.jobtag`) become :class:`~pycrew.WorkerInfo`.
+
+A submit whose fate stayed unknown (its reply was lost and the queue could not be read, a
+daemon that stalled) leaves its tag *in doubt*: if a later listing shows a job carrying it,
+the scheduler took the job after all, for a launch core has given up on, and it is
+cancelled at once instead of waiting in the queue for a node and starting for no one.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +25,11 @@ from pycrew.scheduler import jobtag
 from pycrew.scheduler.commands import CommandRunner
 from pycrew.scheduler.departures import Departures, pycrews
 from pycrew.scheduler.records import JobRecord
+
+log = logging.getLogger("pycrew.scheduler")
+
+#: How long a submit in doubt is looked for in later listings.
+SECONDS_DOUBT = 6 * 3600.0
 
 
 class JobListing(CommandRunner):
@@ -38,12 +49,42 @@ class JobListing(CommandRunner):
     list_command: Callable[[], list[str]]
     parse_listing: Callable[[str], list[JobRecord]]
     element_handle: Callable[[str, int], Any]
+    cancel: Callable[[Any], None]
 
     def __init__(self, launcher_name: str, options: Any) -> None:
         super().__init__(launcher_name, options)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, list[JobRecord]] | None = None
         self.departures = Departures(launcher_name, self.element_handle, pycrews(self.job_name_prefix), self.departed_hint)
+        self._doubtful: dict[str, float] = {}  # tag -> when its submit's fate became unknown (monotonic)
+
+    def doubt(self, tag: str) -> None:
+        """A submit of ``tag`` failed in a way that may have left the job with the scheduler."""
+        with self._listing_lock:
+            self._doubtful[tag] = time.monotonic()
+
+    def cancel_doubtful(self, records: list[JobRecord]) -> None:
+        """Cancel the jobs in ``records`` whose submit was in doubt (see the module)."""
+        if not self._doubtful:
+            return
+        now = time.monotonic()
+        with self._listing_lock:
+            for tag in [t for t, since in self._doubtful.items() if now - since > SECONDS_DOUBT]:
+                del self._doubtful[tag]
+            found = {r.tag for r in records if r.tag in self._doubtful and not r.ended}
+            for tag in found:
+                del self._doubtful[tag]
+        handles = [self.element_handle(r.array_id, r.index) for r in records if r.tag in found and not r.ended]
+        if handles:
+            arrays = sorted({r.array_id for r in records if r.tag in found})
+            log.warning(
+                "%s: cancelling job(s) %s: their submit's reply was lost and the queue could not be read then, so the "
+                "launch was given up; the scheduler took them after all", self.launcher_name, ", ".join(arrays),
+            )
+            try:
+                self.cancel(handles)
+            except Exception as exc:  # the next listing does not see them as doubtful any more: say so
+                log.error("%s: could not cancel job(s) %s (%s); cancel them yourself", self.launcher_name, ", ".join(arrays), exc)
 
     def list_jobs(self) -> list[JobRecord]:
         """Every array element of this user's that the scheduler holds (pycrew's or not)."""
@@ -71,6 +112,7 @@ class JobListing(CommandRunner):
             if now - cached[0] < (interval / 5 if unplaced else interval):
                 return cached[1]
         records = self.list_jobs()
+        self.cancel_doubtful(records)
         records = records + self.departures.update(records, now, time.monotonic())
         with self._listing_lock:
             self._listing = (now, records)
