@@ -60,6 +60,10 @@ SECONDS_EXPLAIN = 10.0
 #: is asked again for up to this long until it reports the worker ended (with its exit code
 #: and last output), instead of the "running" of a process not reaped yet.
 SECONDS_SETTLE = 2.0
+#: How long launches may fail with a transient error (an exception whose ``transient``
+#: attribute is true: the platform could not be reached, a scheduler's daemon restarting)
+#: before ``launch_max`` of them raise the LaunchError; until then they are tried again.
+SECONDS_UNREACHABLE = 300.0
 #: How many of its last output lines a worker that exited before connecting has quoted.
 OUTPUT_LINES = 20
 
@@ -94,6 +98,8 @@ class LaunchWatch:
     _poll_due: float
     _poll_soon: bool
     _poll_failures: int
+    #: When launches began to fail with transient errors, with no launch through since (None: none failing).
+    unreachable_since: float | None = None
     _submit: Callable[..., None]
     terminate_instances: Callable[[Sequence[str], str], None]
     _terminate: Callable[[list[Any], str], bool]
@@ -213,19 +219,21 @@ class LaunchWatch:
         if slot is not None and slot.instance == instance and slot.state == LAUNCHING:
             self._launch_failed(slot, reason, self.clock(), explain=explain, settle=SECONDS_SETTLE if explain else 0.0)
 
-    def _batch_failed(self, calls: list[WorkerCall], message: str) -> None:
+    def _batch_failed(self, calls: list[WorkerCall], message: str, transient: bool = False) -> None:
         self.last_launch_error = message
         now = self.clock()
         for call in calls:
             slot = self.by_instance.get(call.instance)
             if slot is not None and slot.instance == call.instance:
-                self._launch_failed(slot, f"{HOOK_FAILED}{message}", now, terminate=False)
+                self._launch_failed(slot, f"{HOOK_FAILED}{message}", now, terminate=False, transient=transient)
 
     def _launch_failed(
-        self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True, settle: float = 0.0
+        self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True, settle: float = 0.0,
+        transient: bool = False,
     ) -> None:
         """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why
-        (``settle``: for up to this long, until it reports the worker ended).
+        (``settle``: for up to this long, until it reports the worker ended). A ``transient`` failure (the
+        platform unreachable) is final only once launches have failed so for :data:`SECONDS_UNREACHABLE`.
 
         The slot is retried no sooner than ``now`` plus a backoff that starts at 0.25 s and
         doubles with each failure in a row, up to 10 s.
@@ -239,6 +247,15 @@ class LaunchWatch:
         slot.launch_failures += 1
         slot.retry_after = now + min(SECONDS_RETRY_FIRST * 2 ** (slot.failures - 1), SECONDS_RETRY_MAX)
         final = slot.failures >= self.options.launch_max
+        if transient:
+            self.unreachable_since = now if self.unreachable_since is None else self.unreachable_since
+            down = now - self.unreachable_since
+            if final and down < SECONDS_UNREACHABLE:
+                final = False
+                reason += (f" (the platform could not be reached: trying again until it has been unreachable for "
+                           f"{SECONDS_UNREACHABLE:g} s, {down:.0f} s so far)")
+            elif final:
+                reason += f" (the platform could not be reached for {down:.0f} s; pycrew waits {SECONDS_UNREACHABLE:g} s)"
         if final and self.census.counts[CONNECTED]:  # parked (see the module docstring)
             final = False
             self._park(slot, reason, now)

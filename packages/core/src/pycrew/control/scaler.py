@@ -226,7 +226,8 @@ class Scaler(LaunchWatch):
             message = f"{type(exc).__name__}: {exc}{open_files_hint(exc)}"
             log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), message)
             assert self.dispatcher is not None
-            self.dispatcher.call_soon(lambda: self._batch_failed(calls, message))
+            transient = getattr(exc, "transient", False) is True  # the platform unreachable (see launch_watch)
+            self.dispatcher.call_soon(lambda: self._batch_failed(calls, message, transient))
             return
         with self._handles_lock:
             late = self.closed  # terminate_all has run: nobody else will terminate these
@@ -253,6 +254,7 @@ class Scaler(LaunchWatch):
         return LaunchError(wrong)
 
     def _batch_launched(self, calls: list[WorkerCall], handles: list[Any]) -> None:
+        self.unreachable_since = None  # the platform answered
         for call, handle in zip(calls, handles, strict=True):
             slot = self.by_instance.get(call.instance)
             if slot is not None and slot.instance == call.instance:

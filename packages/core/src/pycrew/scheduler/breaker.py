@@ -35,6 +35,7 @@ class SubmitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.last_error = ""
+        self.last_transient = False  # the last error might pass (the daemon unreachable): so may the breaker's
         self.trips = 0  # how often it opened
 
     @property
@@ -61,7 +62,8 @@ class SubmitBreaker:
             raise SchedulerError(
                 f"{self.launcher_name}: {self.failures} launches in a row failed, so pycrew stops submitting for "
                 f"{self.seconds_pause:g} s ({left:.0f} s left; options submit_failures_max, seconds_submit_pause) "
-                f"instead of flooding the scheduler. Last error: {self.last_error}"
+                f"instead of flooding the scheduler. Last error: {self.last_error}",
+                transient=self.last_transient,
             )
 
     def success(self) -> None:
@@ -75,6 +77,7 @@ class SubmitBreaker:
         with self._lock:
             self.failures += 1
             self.last_error = str(error)
+            self.last_transient = bool(getattr(error, "transient", False))
             if self.failures >= self.failures_max and self.opened_at is None:
                 self.opened_at = self._clock()
                 self.trips += 1

@@ -1,0 +1,80 @@
+"""A platform that cannot be reached for a while (a scheduler's daemon restarting) does not fail the work.
+
+A launch hook that raises an exception whose ``transient`` attribute is true (the scheduler
+layer's ``SchedulerError`` for "connection refused", a timeout) is tried again until the
+platform has been unreachable for ``SECONDS_UNREACHABLE``; only then do ``launch_max``
+failures raise the LaunchError. On 33e082d five such failures in a row (about 35 s on SGE,
+whose qsub fails at once while qmaster is down) failed every waiting future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew.control import launch_watch
+from pycrew_local import LocalOptions
+from pycrew_local.plugin import LocalPlugin
+from support import wait_for
+
+
+class Unreachable(ConnectionError):
+    transient = True
+
+
+class Flaky(LocalPlugin):
+    """The local launcher, whose launches fail as an unreachable platform's while ``down`` exists."""
+
+    name = "flaky"
+
+    def __init__(self, down: Path, transient: bool = True) -> None:
+        self.down = down
+        self.transient = transient
+        self.failed = 0
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
+        if self.down.exists():
+            self.failed += 1
+            error = Unreachable("the scheduler's daemon refused the connection")
+            error.transient = self.transient  # type: ignore[misc]
+            raise error
+        return super().launch(launcher, options, calls)
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Iterator[Flaky]:
+    (tmp_path / "down").write_text("")
+    plugin = Flaky(tmp_path / "down")
+    pycrew.register(plugin, name="flaky-test")
+    yield plugin
+    pycrew.unregister(plugin)
+
+
+def test_launches_are_tried_again_while_the_platform_is_unreachable(flaky, make_controller):
+    c = make_controller("flaky", workers=1, launch_max=2).start()
+    future = c.submit(abs, -4)
+    wait_for(lambda: flaky.failed >= 4, 60, message="the launcher was not tried again")
+    assert not future.done(), f"the future failed while the platform was briefly unreachable: {future.exception()}"
+    flaky.down.unlink()
+    assert future.result(timeout=60) == 4
+
+
+def test_an_unreachable_platform_is_a_launch_error_after_seconds_unreachable(flaky, make_controller, monkeypatch):
+    monkeypatch.setattr(launch_watch, "SECONDS_UNREACHABLE", 1.0)
+    c = make_controller("flaky", workers=1, launch_max=2).start()
+    future = c.submit(abs, -4)
+    with pytest.raises(pycrew.LaunchError, match=r"the platform could not be reached for [0-9]+ s; pycrew waits 1 s"):
+        future.result(timeout=60)
+
+
+def test_a_failure_that_is_not_transient_still_fails_after_launch_max(flaky, make_controller):
+    flaky.transient = False
+    c = make_controller("flaky", workers=1, launch_max=2).start()
+    future = c.submit(abs, -4)
+    with pytest.raises(pycrew.LaunchError, match="refused the connection"):
+        future.result(timeout=60)
+    assert flaky.failed == 2
