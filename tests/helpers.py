@@ -517,3 +517,15 @@ def crash_unless_big(seconds: float, value: object = None) -> object:
         os._exit(137)
     time.sleep(seconds)
     return value
+
+
+class FalseyError(Exception):
+    """An exception whose truth value is false (CPython's gh-132063)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def raise_falsey(message: str) -> None:
+    """Raise :class:`FalseyError` (``bool()`` of it is False)."""
+    raise FalseyError(message)

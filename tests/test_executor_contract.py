@@ -248,3 +248,17 @@ def test_terminate_resolves_every_future_for_its_waiters(make_controller):
     with pytest.raises(pycrew.ControllerError, match="terminated"):
         first.result(timeout=0)
     assert c.pending_futures() == 0
+
+
+def test_a_task_that_raises_an_exception_whose_truth_is_false_still_raises(make_controller):
+    """CPython's test_swallows_falsey_exceptions (gh-132063): on 33e082d (Python 3.11)
+    ``result()`` returned None for it, while ``exception()`` returned it."""
+    from helpers import FalseyError, raise_falsey
+
+    c = make_controller("local", workers=1)
+    future = c.submit(raise_falsey, "boolbool")
+    with pytest.raises(FalseyError, match="boolbool"):
+        future.result(timeout=60)
+    assert isinstance(future.exception(), FalseyError)
+    with pytest.raises(FalseyError):
+        list(c.map(raise_falsey, ["x"], timeout=60))

@@ -149,10 +149,21 @@ def test_closing_the_iterator_stops_submitting(make_controller, small_window):
     assert c.summary().controller.pushed < 100
 
 
-@pytest.mark.parametrize("bad", ["big", 0, 1.5])
-def test_bad_buffersize_is_rejected(make_controller, bad):
+@pytest.mark.parametrize(("bad", "error", "said"), [
+    ("big", TypeError, "buffersize must be an integer or None"),
+    (1.5, TypeError, "buffersize must be an integer or None"),
+    (2.0, TypeError, "buffersize must be an integer or None"),
+    (0, ValueError, "buffersize must be None or > 0"),
+    (-1, ValueError, "buffersize must be None or > 0"),
+])
+def test_bad_buffersize_is_rejected_as_python_3_14_rejects_it(make_controller, bad, error, said):
+    """On 33e082d a buffersize of the wrong type was a ValueError; Python 3.14's map raises
+    TypeError("buffersize must be an integer or None") (CPython's test_map_buffersize_type_validation).
+    It stays a ValueError too, for code written against pycrew before."""
     c = make_controller("local", workers=1)
-    with pytest.raises(ValueError, match=r"buffersize must be 'auto', None or an int >= 1"):
+    with pytest.raises(error, match=said):
+        c.map(identity, [1], buffersize=bad)
+    with pytest.raises(ValueError):
         c.map(identity, [1], buffersize=bad)
 
 

@@ -164,7 +164,10 @@ class TaskFuture(Future[T]):
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[return-value]
         self._refuse_in_a_fork()
-        return super().result(timeout)
+        value = super().result(timeout)
+        if self._exception is not None:  # Python < 3.13.4 returned None for an exception that is false (gh-132063)
+            raise self._exception
+        return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As :meth:`Future.exception` (a finished future answers without taking any lock)."""

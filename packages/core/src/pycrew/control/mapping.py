@@ -68,8 +68,15 @@ def check_map_arguments(chunksize: int, buffersize: Buffersize, timeout: float |
         raise ValueError(f"map timeout must be a number of seconds (from the call) or None, got {timeout!r}")
     if buffersize is None or buffersize == "auto":
         return
-    if not isinstance(buffersize, int) or isinstance(buffersize, bool) or buffersize < 1:
-        raise ValueError(f"buffersize must be 'auto', None or an int >= 1, got {buffersize!r}")
+    if not isinstance(buffersize, int) or isinstance(buffersize, bool):  # as Python 3.14's map (also a ValueError)
+        raise _ArgumentTypeError(f"buffersize must be an integer or None (or 'auto'), got {buffersize!r}")
+    if buffersize < 1:
+        raise ValueError(f"buffersize must be None or > 0 (or 'auto'), got {buffersize!r}")
+
+
+class _ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a TypeError, as :mod:`concurrent.futures` raises, and a
+    ValueError, as pycrew raised for every bad ``map`` argument before."""
 
 
 class _Feeder:
