@@ -94,6 +94,21 @@ def test_key_file_goes_once_its_array_left_the_queue(sge_cluster: SgeCluster, sg
     assert list(keys.iterdir()) == [], "the listing after the array left removes its secret"
 
 
+def test_key_file_goes_when_its_tasks_are_cancelled_without_a_later_listing(
+    sge_cluster: SgeCluster, sge_jobs: list[str], tmp_path: Path
+) -> None:
+    """A terminated controller lists the queue no more: on 33e082d its arrays' key files
+    stayed on disk until some later process listed the queue."""
+    calls = make_calls("import time; time.sleep(60)", 2)
+    info = launcher_info(options_for(tmp_path), calls)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    sge_jobs.extend(handles)
+    keys = tmp_path / "private" / "keys"
+    assert len(list(keys.iterdir())) == 1
+    plugin.pycrew_terminate_workers(launcher=info, handles=handles)
+    assert list(keys.iterdir()) == [], "the array's secret outlived the cancel of all its tasks"
+
+
 def test_export_environment_false_still_hands_over_the_token(sge_cluster: SgeCluster, sge_jobs: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

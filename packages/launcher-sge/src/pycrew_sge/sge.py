@@ -221,6 +221,17 @@ class SgeCLI(SchedulerCLI):
 
     # -- cancel --------------------------------------------------------------------------
 
+    def cancel(self, handles: Sequence[Any]) -> None:
+        """Cancel tasks (see :meth:`SchedulerCLI.cancel`); with ``secret_file``, list the queue
+        right after, so that the key files of arrays none of whose tasks can start any more go
+        now: a terminated controller makes no later listing, and they stayed on disk."""
+        super().cancel(handles)
+        if self.options.secret_file and handles:
+            try:
+                self.list_jobs()
+            except SchedulerError as exc:  # they go at a later listing, as before
+                log.debug("sge: the listing after a cancel (to remove key files) failed: %s", exc)
+
     def cancel_command(self, handles: Sequence[Any]) -> list[str]:
         """``qdel 12 13.2 14 -t 1,3 15 -t 4-6``: whole jobs, single tasks, task lists per job.
 
