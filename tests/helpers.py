@@ -529,3 +529,8 @@ class FalseyError(Exception):
 def raise_falsey(message: str) -> None:
     """Raise :class:`FalseyError` (``bool()`` of it is False)."""
     raise FalseyError(message)
+
+
+def raise_memory_error() -> None:
+    """Raise MemoryError with no message, as an allocation over a job's memory limit does."""
+    raise MemoryError()

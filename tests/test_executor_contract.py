@@ -262,3 +262,18 @@ def test_a_task_that_raises_an_exception_whose_truth_is_false_still_raises(make_
     assert isinstance(future.exception(), FalseyError)
     with pytest.raises(FalseyError):
         list(c.map(raise_falsey, ["x"], timeout=60))
+
+
+def test_a_task_out_of_memory_says_so(make_controller):
+    """Seen on SGE with h_vmem: the task raised MemoryError with an empty message, and on
+    33e082d nothing said what to do about it."""
+    from helpers import raise_memory_error
+
+    c = make_controller("local", workers=1)
+    exc = c.submit(raise_memory_error).exception(timeout=60)
+    assert isinstance(exc, MemoryError), exc
+    assert any("the task ran out of memory on its worker" in note for note in getattr(exc, "__notes__", [])), exc
+    c.push(raise_memory_error, name="oom")
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "error" and "ran out of memory" in r.error, r

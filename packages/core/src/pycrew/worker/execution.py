@@ -28,7 +28,7 @@ from pycrew.wire.functions import ResultPickler, load_task, pickle_dumps, pickle
 from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
-from pycrew.worker.failures import exception_text, loading_hint, qualified_name
+from pycrew.worker.failures import exception_text, failure_hint, qualified_name
 from pycrew.worker.interpreter import InterpreterSettings
 from pycrew.worker.isolation import (
     ProcessBaseline,
@@ -282,7 +282,7 @@ class TaskRunner:
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
             t1 = clock.wall()
             text = exception_text(exc)
-            if not loaded and (hint := loading_hint(exc)) is not None:
+            if (hint := failure_hint(exc, loaded)) is not None:
                 exc.add_note(hint)
                 text = f"{text}: {hint}"
             tb = format_task_traceback()

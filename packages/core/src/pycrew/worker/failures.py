@@ -17,6 +17,20 @@ def loading_hint(exc: BaseException) -> str | None:
     )
 
 
+MEMORY_HINT = (
+    "the task ran out of memory on its worker (the limit of its job or container, or of the machine): give the "
+    "workers more memory (the launcher's memory option) or make the task use less"
+)
+
+
+def failure_hint(exc: BaseException, loaded: bool) -> str | None:
+    """What to do about a task's exception, if pycrew can tell: a task that could not be loaded
+    (``loaded`` false: see :func:`loading_hint`), or one that ran out of memory."""
+    if not loaded:
+        return loading_hint(exc)
+    return MEMORY_HINT if isinstance(exc, MemoryError) else None
+
+
 def qualified_name(kind: type) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
