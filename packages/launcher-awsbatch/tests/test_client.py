@@ -94,6 +94,7 @@ def test_exhausted_retries_fail_clearly_and_leave_nothing(batch: AwsBatchEmulato
     text = str(err.value)
     assert "batch SubmitJob failed after 3 attempt(s)" in text and "ThrottlingException" in text and "api_attempts_max" in text
     assert err.value.attempts == 3
+    assert err.value.transient, "core tries the launch again for a while (on 33e082d: not transient)"
     sm = batch.boto3_client("secretsmanager", endpoint_url=batch.moto_url)
     assert not sm.list_secrets(Filters=[{"Key": "name", "Values": ["pycrew/"]}])["SecretList"], "the secret leaked"
     batch_api = batch.boto3_client("batch", endpoint_url=batch.moto_url)
@@ -106,6 +107,19 @@ def test_time_budget_bounds_the_retries(batch: AwsBatchEmulator, options: dict[s
     batch.faults.fail_next(10, status=502, code="BadGateway", only="DescribeJobs")
     with pytest.raises(AwsBatchError, match=r"failed after .* attempt"):
         client.describe(["nope"])
+
+
+def test_an_endpoint_that_cannot_be_reached_is_transient_and_says_so(options: dict[str, Any]) -> None:
+    """On 33e082d: "AWS kept failing; retry later", and not transient (a short outage failed the work)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    client = make_client({**options, "endpoint_url": f"http://127.0.0.1:{closed}"}, api_attempts_max=2)
+    with pytest.raises(AwsBatchError, match="AWS could not be reached") as err:
+        client.describe(["nope"])
+    assert err.value.transient
 
 
 def test_a_lost_submit_response_does_not_submit_twice(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
@@ -130,7 +144,7 @@ def test_client_errors_are_not_retried_and_name_the_problem(batch: AwsBatchEmula
     sleeps: list[float] = []
     with pytest.raises(AwsBatchError, match="no-such-queue") as err:
         make_client(options, sleeps, job_queue="no-such-queue").launch(info(), calls(1))
-    assert err.value.code == "ClientException" and not sleeps
+    assert err.value.code == "ClientException" and not sleeps and not err.value.transient
     with pytest.raises(AwsBatchError, match="job definition 'missing-def' not found"):
         make_client(options, job_definition="missing-def").launch(info(), calls(1))
 

@@ -327,3 +327,11 @@ def test_job_made_from_other_options_under_the_default_name_is_refused(cloudrun_
     cloudrun_emulator.jobs_client().create_job(parent=cloudrun_emulator.parent(), job=job, job_id=job_id).result(timeout=30)
     with pytest.raises(CloudRunError, match="was not made by pycrew from these options"):
         jobs.ensure_job()
+
+
+def test_a_handle_reads_as_its_execution_and_task_in_messages() -> None:
+    """Core names workers it could not terminate by str(handle): on 33e082d two Cloud Run
+    workers read as the same cut-off "CloudRunHandle(execution='projects/test-project/...'."""
+    name = "projects/p/locations/us-central1/jobs/pycrew-ab12/executions/pycrew-ab12-x7k2p"
+    handles = [CloudRunHandle(name, i, f"i{i}", 2) for i in range(2)]
+    assert [str(h) for h in handles] == ["execution pycrew-ab12-x7k2p task 0", "execution pycrew-ab12-x7k2p task 1"]

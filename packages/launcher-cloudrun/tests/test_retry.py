@@ -37,6 +37,10 @@ def test_retries_are_bounded_and_the_error_says_so() -> None:
     with pytest.raises(CloudRunError, match=r"run job j failed after 4 attempt\(s\).*ServiceUnavailable.*api_attempts_max") as info:
         call_api("run job j", flaky, FAST)
     assert flaky.calls == 4 and info.value.attempts == 4 and info.value.operation == "run job j"
+    assert info.value.transient, "core tries the launch again for a while (on 33e082d: not transient)"
+    with pytest.raises(CloudRunError) as refused:
+        call_api("run job j", Flaky(*[requests.ConnectionError("refused")] * 10), FAST)
+    assert refused.value.transient, "an API that cannot be reached is transient"
 
 
 def test_time_budget_bounds_retries() -> None:
@@ -51,6 +55,9 @@ def test_permission_denied_is_not_retried_and_names_the_permission() -> None:
     with pytest.raises(CloudRunError, match=r"needs run\.jobs\.runWithOverrides.*README"):
         call_api("run job j", flaky, FAST, permission="run.jobs.runWithOverrides")
     assert flaky.calls == 1
+    with pytest.raises(CloudRunError) as denied:
+        call_api("run job j", Flaky(gexc.PermissionDenied("denied")), FAST)
+    assert not denied.value.transient
 
 
 def test_passthrough_errors_reach_the_caller_unchanged() -> None:
@@ -69,3 +76,4 @@ def test_before_retry_can_adopt_the_result_after_an_ambiguous_fault_only() -> No
     seen.clear()
     assert call_api("run", Flaky(gexc.TooManyRequests("429")), FAST, before_retry=found) == "ok"
     assert not seen, "a throttled request was not carried out: no need to look for its result"
+

@@ -62,8 +62,27 @@ def test_other_errors_fail_at_once_with_a_hint() -> None:
     with pytest.raises(K8sApiError, match=r"(?s)cannot create resource.*lacks a permission in namespace .ns.") as err:
         request(fn, "ns", {}, policy=FAST, namespace="ns")
     assert err.value.attempts == 1 and len(fn.calls) == 1
-    with pytest.raises(K8sApiError, match="Does the namespace exist"):
+    with pytest.raises(K8sApiError, match="Does the namespace 'nope' exist\\? Set the namespace option"):
         request(Flaky(api_error(404, "NotFound", 'namespaces "nope" not found')), "nope", {}, policy=FAST, namespace="nope")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), True),  # no answer: the API server is down
+        (api_error(503, "ServiceUnavailable", "restarting"), True),
+        (api_error(429, "TooManyRequests", "slow down"), True),
+        (api_error(500, "InternalError", "a bug"), False),
+        (api_error(403, "Forbidden", "no"), False),
+    ],
+    ids=["no answer", "503", "429", "500", "403"],
+)
+def test_an_api_that_cannot_be_reached_is_a_transient_error(error: BaseException, transient: bool) -> None:
+    """Core tries a launch again for minutes when its error is transient (a restarting API
+    server). On 33e082d no K8sApiError was: a 20 s outage failed the work in 16 s."""
+    with pytest.raises(K8sApiError) as err:
+        request(Flaky(*[error] * 10), "ns", {}, policy=FAST)
+    assert err.value.transient is transient
 
 
 def test_missing_objects_can_be_fine() -> None:

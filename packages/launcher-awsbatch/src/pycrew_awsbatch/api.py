@@ -55,11 +55,14 @@ class AwsBatchError(PycrewError):
         attempts: how many attempts were made.
     """
 
-    def __init__(self, message: str, operation: str = "", code: str = "", attempts: int = 0) -> None:
+    def __init__(self, message: str, operation: str = "", code: str = "", attempts: int = 0, transient: bool = False) -> None:
         super().__init__(message)
         self.operation = operation
         self.code = code
         self.attempts = attempts
+        #: AWS could not be reached, or kept throttling or failing past the retry budget: core
+        #: then tries the launch again for a while instead of failing the work.
+        self.transient = transient
 
 
 def error_code(exc: BaseException) -> str:
@@ -218,12 +221,17 @@ class AwsApi:
                 ambiguous = ambiguous or was_ambiguous
                 wait = random.uniform(0.5, 1.0) * delay
                 if attempts >= o.api_attempts_max or elapsed + wait > o.seconds_api_retry:
-                    why = "AWS kept throttling the requests" if code in THROTTLING_CODES else "AWS kept failing"
+                    if code in THROTTLING_CODES:
+                        why = "AWS kept throttling the requests"
+                    elif code in ("EndpointConnectionError", "ConnectTimeoutError"):
+                        why = "AWS could not be reached (check the network, region and endpoint_url)"
+                    else:
+                        why = "AWS kept failing"
                     raise AwsBatchError(
                         f"AWS {name} failed after {attempts} attempt(s) in {elapsed:.1f} s: {code}: {message}. "
                         f"{why}; retry later, or allow more with the awsbatch options api_attempts_max "
                         f"(now {o.api_attempts_max}) and seconds_api_retry (now {o.seconds_api_retry:g})",
-                        name, code, attempts,
+                        name, code, attempts, transient=True,
                     ) from exc
                 log.info("AWS %s: %s (%s), attempt %d; retrying in %.2f s", name, code, message, attempts, wait)
                 self.sleep(wait)

@@ -35,6 +35,10 @@ class CloudRunHandle:
         """The job's full name."""
         return self.execution.rsplit("/executions/", 1)[0]
 
+    def __str__(self) -> str:
+        """``execution <name> task <index>``: short, and different for each worker (in messages)."""
+        return f"execution {self.execution.rsplit('/', 1)[-1]} task {self.index}"
+
 
 @dataclass(frozen=True)
 class ExecutionInfo:

@@ -52,10 +52,13 @@ class CloudRunError(PycrewError):
         attempts: how many times the request was tried.
     """
 
-    def __init__(self, message: str, operation: str = "", attempts: int = 0) -> None:
+    def __init__(self, message: str, operation: str = "", attempts: int = 0, transient: bool = False) -> None:
         super().__init__(message)
         self.operation = operation
         self.attempts = attempts
+        #: The API could not be reached or stayed unavailable past the retry budget: core then
+        #: tries the launch again for a while instead of failing the work.
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def call_api(
                 raise CloudRunError(
                     f"{what} failed after {attempt} attempt(s) in {elapsed:.1f} s: {type(exc).__name__}: {exc}; "
                     f"{hint(exc, permission)}",
-                    what, attempt,
+                    what, attempt, transient=True,
                 ) from exc
             log.info("cloudrun: %s: %s: %s; retrying in %.1f s (attempt %d of %d)", what, type(exc).__name__, exc, pause, attempt, policy.attempts)
             time.sleep(pause)

@@ -44,6 +44,13 @@ class K8sApiError(PycrewError):
         self.reason = reason
         self.attempts = attempts
 
+    @property
+    def transient(self) -> bool:
+        """Whether the API could not be reached, or answered that it is overloaded or restarting
+        (no answer, 429, 502, 503, 504): core then tries the launch again for a while (see
+        ``pycrew.control.launch_watch.SECONDS_UNREACHABLE``) instead of failing the work."""
+        return self.status is None or self.status in (429, 502, 503, 504)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -111,7 +118,7 @@ def _hint(status: int | None, operation: str, namespace: str | None) -> str:
             f"create on secrets, and get/list on pods and pods/log (see the README's Role)."
         )
     if status == 404 and operation.startswith("create_"):
-        return f"Does the namespace exist{where}? Set the namespace option."
+        return (f"Does the namespace {namespace!r} exist? " if namespace else "Does the namespace exist? ") + "Set the namespace option."
     if status in (400, 422):
         return "The API server rejected the manifest: check the launcher options it names (image, resources, volumes, ...)."
     if status in TRANSIENT_STATUSES:
