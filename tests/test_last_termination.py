@@ -50,6 +50,8 @@ class Stalling(LocalPlugin):
 
     def terminate(self, launcher: pycrew.LauncherInfo, options: LocalOptions, handles: Sequence[Any]) -> None:
         self._block("terminate")
+        if self.stall == "terminate fails" and not self.release.is_set():
+            raise ConnectionRefusedError("the platform's API is down")
         super().terminate(launcher, options, handles)
         self.terminated += handles
 
@@ -119,3 +121,17 @@ def test_a_launch_that_returns_after_terminate_terminates_its_workers(stalling, 
     plugin.release.set()
     wait_for(lambda: plugin.terminated == plugin.started, 10, message="the late launch's workers were not terminated")
     wait_for(lambda: pid_gone(plugin.started[0].pid), 10, message="the late launch's worker still runs")
+
+
+def test_a_termination_that_failed_while_running_is_tried_again_at_the_end(stalling, never_connects, make_controller):
+    """A launch timed out while the platform's API was down: its terminate hook failed. On
+    33e082d that worker's handle was dropped, and nothing terminated it or named it later."""
+    plugin = stalling("terminate fails")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=1, launch_max=1).start()
+    with pytest.raises(pycrew.LaunchError):
+        c.submit(abs, -1).result(timeout=60)
+    assert plugin.started and plugin.terminated == [], "the first termination should have failed"
+    plugin.release.set()  # the API is back
+    c.terminate()
+    assert plugin.started[0] in plugin.terminated, "the worker whose termination failed was not tried again"
+    wait_for(lambda: pid_gone(plugin.started[0].pid), 10, message="the worker still runs")

@@ -67,8 +67,10 @@ def test_an_unreachable_platform_is_a_launch_error_after_seconds_unreachable(fla
     monkeypatch.setattr(launch_watch, "SECONDS_UNREACHABLE", 1.0)
     c = make_controller("flaky", workers=1, launch_max=2).start()
     future = c.submit(abs, -4)
-    with pytest.raises(pycrew.LaunchError, match=r"the platform could not be reached for [0-9]+ s; pycrew waits 1 s"):
+    with pytest.raises(pycrew.LaunchError, match=r"the platform could not be reached for [0-9]+ s; pycrew waits 1 s") as info:
         future.result(timeout=60)
+    assert "Check that its API or scheduler answers from this machine" in str(info.value), str(info.value)
+    assert "Fix the launcher's options" not in str(info.value)
 
 
 def test_a_failure_that_is_not_transient_still_fails_after_launch_max(flaky, make_controller):

@@ -36,17 +36,41 @@ SECONDS_FINAL_MIN = 5.0
 HANDLES_SHOWN = 20
 
 
+def terminate_or_keep(scaler: Scaler, pairs: list[tuple[str, Any]], reason: str) -> None:
+    """Terminate workers while the controller runs (pool thread); if the hook fails (the
+    platform is down), their handles go back, so that the last termination tries them again
+    and names them if it fails too. After that ran, the failure is an ERROR naming them."""
+    if scaler._terminate([h for _, h in pairs], reason):
+        return
+    with scaler._handles_lock:
+        late = scaler.closed
+        if not late:
+            for instance, handle in pairs:
+                scaler.handles.setdefault(instance, handle)
+    if late:
+        log.error(unterminated_message(scaler, [h for _, h in pairs], "its terminate hook failed (see the error above)"))
+
+
 def terminate_all(scaler: Scaler, timeout: float) -> None:
     """Wait for launches in flight, terminate every worker, and stop the pool (see the module)."""
     start = time.monotonic()
     final_min = min(SECONDS_FINAL_MIN, timeout / 2)
     deadline = start + max(0.0, timeout - final_min)
+    pending: set[Future[Any]] = set()
     while time.monotonic() < deadline:
         with scaler._pending_lock:
-            pending = {f for f in scaler.pending if not f.done()}
+            pending = {f for f in scaler.awaited if not f.done()}
         if not pending:
             break
         wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+    if any(not f.done() for f in pending):
+        log.error(
+            "controller %r: %d launch or termination call(s) of launcher %r did not return within %g s and were "
+            "given up: workers a late launch returns are terminated then, while this process runs; if it ends "
+            "first, look for them with `pycrew monitor %s list --orphans`",
+            scaler.info.controller, sum(not f.done() for f in pending), scaler.info.name, timeout - final_min,
+            scaler.info.name,
+        )
     with scaler._handles_lock:
         scaler.closed = True  # a launch returning from now on terminates its own workers
         handles = list(scaler.handles.values())

@@ -23,6 +23,8 @@ INITIALIZER_PREFIX = "the initializer failed: "
 #: How a failed launch's reason starts when the launch hook itself raised (the platform
 #: refused the submission, its command is missing): no worker ever ran.
 HOOK_FAILED = "the launch hook failed: "
+#: What a failed launch's reason says when its platform could not be reached (see launch_watch).
+UNREACHABLE_MARK = "(the platform could not be reached for "
 #: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
 #: tasks waiting, starts (the scaler counts them: see Scaler.disconnected).
 WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "
@@ -131,7 +133,14 @@ def launch_error_message(
         first, more = "; ".join(line.strip() for line in reason.splitlines() if line.strip()), ""
     first = first.rstrip().rstrip(".")  # the sentence goes on
     look = f"Check the worker logs with `pycrew monitor {launcher} list`."
-    if first.startswith(HOOK_FAILED):
+    if first.startswith(HOOK_FAILED) and UNREACHABLE_MARK in first:
+        advice = (
+            "No worker was started: the platform could not be reached, or stayed unavailable, for the time quoted. "
+            "Check that its API or scheduler answers from this machine (network, endpoint, the daemon, "
+            "credentials), then run the work again."
+        )
+        look = f"`pycrew doctor {launcher}` checks one launch."
+    elif first.startswith(HOOK_FAILED):
         advice = (
             "No worker was started: the launcher's call to the platform failed, and its answer above says why "
             "(an option the platform refuses, such as a partition, queue, account, memory or time limit; a "

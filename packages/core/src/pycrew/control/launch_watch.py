@@ -25,7 +25,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pycrew.control.launch_reports import HOOK_FAILED, describe_worker, explain_ended, launch_error_message
+from pycrew.control import last_termination
+from pycrew.control.launch_reports import (
+    HOOK_FAILED,
+    UNREACHABLE_MARK,
+    describe_worker,
+    explain_ended,
+    launch_error_message,
+)
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.errors import LaunchError
 from pycrew.monitor import worker_logs
@@ -255,7 +262,7 @@ class LaunchWatch:
                 reason += (f" (the platform could not be reached: trying again until it has been unreachable for "
                            f"{SECONDS_UNREACHABLE:g} s, {down:.0f} s so far)")
             elif final:
-                reason += f" (the platform could not be reached for {down:.0f} s; pycrew waits {SECONDS_UNREACHABLE:g} s)"
+                reason += f" {UNREACHABLE_MARK}{down:.0f} s; pycrew waits {SECONDS_UNREACHABLE:g} s)"
         if final and self.census.counts[CONNECTED]:  # parked (see the module docstring)
             final = False
             self._park(slot, reason, now)
@@ -318,7 +325,7 @@ class LaunchWatch:
         with self._handles_lock:
             handle = self.handles.pop(instance, None)
         if handle is not None:
-            self._terminate([handle], "launch timed out")
+            last_termination.terminate_or_keep(self, [(instance, handle)], "launch timed out")  # type: ignore[arg-type]
         assert self.dispatcher is not None
         self.last_launch_error = reason
         if final:  # (a monitor or a termination that hangs: see SECONDS_EXPLAIN)

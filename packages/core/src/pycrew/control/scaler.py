@@ -77,7 +77,8 @@ class Scaler(LaunchWatch):
         self.ending_instances: dict[str, Slot] = {}  # workers that ended their slot's tenure and are still running (see ending)
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
         self.pool = HookPool(options.processes, f"pycrew-launch-{info.name}")
-        self.pending: set[Future[Any]] = set()
+        self.pending: set[Future[Any]] = set()  # every call in the pool ...
+        self.awaited: set[Future[Any]] = set()  # ... and those terminate_all waits for (not listings)
         self._pending_lock = threading.Lock()
         self._handles_lock = threading.Lock()
         self.closed = False  # terminate_all ran (under _handles_lock)
@@ -203,17 +204,17 @@ class Scaler(LaunchWatch):
 
     def _submit(self, fn: Any, *args: Any, awaited: bool = True) -> None:
         """Call ``fn`` in the pool; ``terminate_all`` waits for it unless ``awaited`` is false (listings)."""
-        if not awaited:
-            self.pool.submit(fn, *args)
-            return
         with self._pending_lock:  # pending at once: terminate_all never misses a call in the pool
             future = self.pool.submit(fn, *args)
             self.pending.add(future)
+            if awaited:
+                self.awaited.add(future)
         future.add_done_callback(self._forget)
 
     def _forget(self, future: Future[Any]) -> None:
         with self._pending_lock:
             self.pending.discard(future)
+            self.awaited.discard(future)
 
     def _launch_batch(self, calls: list[WorkerCall]) -> None:
         """Pool thread: one hook call for the whole batch."""
@@ -351,9 +352,9 @@ class Scaler(LaunchWatch):
     def terminate_instances(self, instances: Sequence[str], reason: str) -> None:
         """Terminate workers through the hook in the pool (their handles, once known)."""
         with self._handles_lock:
-            handles = [self.handles.pop(i) for i in instances if i in self.handles]
-        if handles:
-            self._submit(self._terminate, handles, reason)
+            pairs = [(i, self.handles.pop(i)) for i in instances if i in self.handles]
+        if pairs:  # handles go back if the hook fails (the platform down): see last_termination
+            self._submit(last_termination.terminate_or_keep, self, pairs, reason)
 
     def _terminate(self, handles: list[Any], reason: str) -> bool:
         """Terminate workers through the hook (pool thread); whether the hook succeeded (its failure is logged)."""
