@@ -2,7 +2,7 @@
 
 A launch hook that raises an exception whose ``transient`` attribute is true (the scheduler
 layer's ``SchedulerError`` for "connection refused", a timeout) is tried again until the
-platform has been unreachable for ``SECONDS_UNREACHABLE``; only then do ``launch_max``
+platform has been unreachable for ``seconds_unreachable``; only then do ``launch_max``
 failures raise the LaunchError. On 33e082d five such failures in a row (about 35 s on SGE,
 whose qsub fails at once while qmaster is down) failed every waiting future.
 """
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 import pycrew
-from pycrew.control import launch_watch
 from pycrew_local import LocalOptions
 from pycrew_local.plugin import LocalPlugin
 from support import wait_for
@@ -63,11 +62,10 @@ def test_launches_are_tried_again_while_the_platform_is_unreachable(flaky, make_
     assert future.result(timeout=60) == 4
 
 
-def test_an_unreachable_platform_is_a_launch_error_after_seconds_unreachable(flaky, make_controller, monkeypatch):
-    monkeypatch.setattr(launch_watch, "SECONDS_UNREACHABLE", 1.0)
-    c = make_controller("flaky", workers=1, launch_max=2).start()
+def test_an_unreachable_platform_is_a_launch_error_after_seconds_unreachable(flaky, make_controller):
+    c = make_controller("flaky", workers=1, launch_max=2, seconds_unreachable=1).start()
     future = c.submit(abs, -4)
-    with pytest.raises(pycrew.LaunchError, match=r"the platform could not be reached for [0-9]+ s; pycrew waits 1 s") as info:
+    with pytest.raises(pycrew.LaunchError, match=r"the platform could not be reached for [0-9]+ s; seconds_unreachable=1\)") as info:
         future.result(timeout=60)
     assert "Check that its API or scheduler answers from this machine" in str(info.value), str(info.value)
     assert "Fix the launcher's options" not in str(info.value)

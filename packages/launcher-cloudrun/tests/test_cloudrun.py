@@ -277,7 +277,8 @@ def test_persistent_faults_end_in_a_clear_error(cloudrun_emulator: CloudRunEmula
 
 def test_persistent_launch_faults_become_a_launch_error(cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], controllers: list[pycrew.Controller]) -> None:
     cloudrun_emulator.faults.fail_next(100, status=503, only="RunJob")
-    c = make_controller(controllers, {**cloudrun_options, "api_attempts_max": 2}, workers=1, launch_max=2)
+    # 503s are an unavailable platform: tried again for seconds_unreachable (0 here: at once)
+    c = make_controller(controllers, {**cloudrun_options, "api_attempts_max": 2}, workers=1, launch_max=2, seconds_unreachable=0)
     c.push(abs, (-1,))
     with pytest.raises(pycrew.LaunchError, match=r"run job .* failed after 2 attempt\(s\)"):
         c.wait(timeout=60)

@@ -66,6 +66,11 @@ class ControllerOptions:
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`, which
             fails the tasks waiting for a worker; while other workers are connected, the
             slot is retried every minute instead (with a warning), and the tasks run on them.
+        seconds_unreachable: launches that fail because the platform cannot be reached (a
+            launch hook exception whose ``transient`` attribute is true: a scheduler daemon
+            restarting, an API server down) are tried again until it has been unreachable
+            this long; only then do ``launch_max`` of them raise the LaunchError (``0``: at
+            once; ``math.inf``: never).
         seconds_idle: a worker exits after this long without a task.
         seconds_wall: a worker exits after this long alive (after its current task).
         tasks_max: a worker exits after this many tasks (``None``: no limit).
@@ -130,6 +135,7 @@ class ControllerOptions:
     wire: Transport = DEFAULT_TRANSPORT
     seconds_launch: float = 30.0
     launch_max: int = 5
+    seconds_unreachable: float = 300.0
     seconds_idle: float = math.inf
     seconds_wall: float = math.inf
     tasks_max: int | None = None
@@ -167,6 +173,8 @@ class ControllerOptions:
         for key in ("seconds_launch", "seconds_heartbeat", "seconds_terminate"):  # deadlines: never "no limit"
             value = getattr(self, key)
             require(0 < value < math.inf, OWNER, key, value, "be a finite number of seconds > 0 (for a very long one, say so: 86400 is a day)")
+        value = self.seconds_unreachable
+        require(value >= 0 and not math.isnan(value), OWNER, "seconds_unreachable", value, "be >= 0 (math.inf: keep trying)")
         value = self.seconds_heartbeat_timeout
         require(value > 0 and not math.isnan(value), OWNER, "seconds_heartbeat_timeout", value, "be > 0 (math.inf: never)")
         for key in ("seconds_idle", "seconds_wall", "seconds_busy_silence"):

@@ -48,7 +48,7 @@ class K8sApiError(PycrewError):
     def transient(self) -> bool:
         """Whether the API could not be reached, or answered that it is overloaded or restarting
         (no answer, 429, 502, 503, 504): core then tries the launch again for a while (see
-        ``pycrew.control.launch_watch.SECONDS_UNREACHABLE``) instead of failing the work."""
+        the controller option ``seconds_unreachable``) instead of failing the work."""
         return self.status is None or self.status in (429, 502, 503, 504)
 
 

@@ -67,10 +67,6 @@ SECONDS_EXPLAIN = 10.0
 #: is asked again for up to this long until it reports the worker ended (with its exit code
 #: and last output), instead of the "running" of a process not reaped yet.
 SECONDS_SETTLE = 2.0
-#: How long launches may fail with a transient error (an exception whose ``transient``
-#: attribute is true: the platform could not be reached, a scheduler's daemon restarting)
-#: before ``launch_max`` of them raise the LaunchError; until then they are tried again.
-SECONDS_UNREACHABLE = 300.0
 #: How many of its last output lines a worker that exited before connecting has quoted.
 OUTPUT_LINES = 20
 
@@ -240,7 +236,7 @@ class LaunchWatch:
     ) -> None:
         """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why
         (``settle``: for up to this long, until it reports the worker ended). A ``transient`` failure (the
-        platform unreachable) is final only once launches have failed so for :data:`SECONDS_UNREACHABLE`.
+        platform unreachable) is final only once launches have failed so for ``seconds_unreachable``.
 
         The slot is retried no sooner than ``now`` plus a backoff that starts at 0.25 s and
         doubles with each failure in a row, up to 10 s.
@@ -257,12 +253,12 @@ class LaunchWatch:
         if transient:
             self.unreachable_since = now if self.unreachable_since is None else self.unreachable_since
             down = now - self.unreachable_since
-            if final and down < SECONDS_UNREACHABLE:
+            if final and down < self.options.seconds_unreachable:
                 final = False
                 reason += (f" (the platform could not be reached: trying again until it has been unreachable for "
-                           f"{SECONDS_UNREACHABLE:g} s, {down:.0f} s so far)")
+                           f"{self.options.seconds_unreachable:g} s (seconds_unreachable), {down:.0f} s so far)")
             elif final:
-                reason += f" {UNREACHABLE_MARK}{down:.0f} s; pycrew waits {SECONDS_UNREACHABLE:g} s)"
+                reason += f" {UNREACHABLE_MARK}{down:.0f} s; seconds_unreachable={self.options.seconds_unreachable:g})"
         if final and self.census.counts[CONNECTED]:  # parked (see the module docstring)
             final = False
             self._park(slot, reason, now)
