@@ -94,3 +94,18 @@ def test_the_sequential_controller_cannot_be_a_backup_and_says_why():
     """On 33e082d the message was "must be another pycrew controller", which it is."""
     with pytest.raises(pycrew.OptionsError, match="the sequential controller runs tasks in this process"):
         pycrew.controller("local", backup=pycrew.controller("sequential"))
+
+
+def test_a_middle_backup_terminated_while_its_own_backup_runs_the_task_fails_it_on_the_first(make_controller):
+    """c1 -> c2 -> c3: c2 crashes the task too and hands it to c3; c2 is terminated while c3
+    runs it. Before this fix c1's future waited for ever (c3's result went to c2's stopped
+    dispatcher)."""
+    c3 = make_controller("local", workers=1, name="c3", env={"MEMORY": "big"})
+    c2 = make_controller("local", workers=1, name="c2", crashes_max=1, backup=c3)
+    c1 = make_controller("local", workers=1, name="c1", crashes_max=1, backup=c2).start()
+    future = c1.submit(crash_unless_big, 60)
+    wait_for(lambda: _running(c3), 60, message="the last backup never ran the task")
+    c2.terminate()
+    with pytest.raises(pycrew.ControllerError, match="backup controller 'c2' was terminated while its backup 'c3' had the task"):
+        future.result(timeout=10)
+    wait_for(lambda: c3.summary().controller.cancel == 1 and not _running(c3), 10, message="c3 still runs the task")

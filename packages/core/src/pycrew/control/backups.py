@@ -81,7 +81,13 @@ class Backups(ControllerState):
                 end_unresolved(task.future, ControllerError("the controller was terminated"))
         forwarded, self._forwarded = self._forwarded, {}
         for task, backup, relayed in forwarded.values():
-            if task.future is not None:
+            if task.relay is not None:  # this controller is a backup in a chain: the first one hears it
+                error = ControllerError(f"backup controller {self.name!r} was terminated while its backup {backup.name!r} had the task")
+                try:
+                    self._relay_error(task, error)
+                except Exception:
+                    log.exception("controller %r: ending relayed task %r at terminate", self.name, task.name)
+            elif task.future is not None:
                 self._futures_resolved += 1
                 end_unresolved(task.future, ControllerError(
                     f"the controller was terminated while its backup {backup.name!r} had the task"))
