@@ -119,3 +119,47 @@ def test_logs_come_back_as_text() -> None:
             return type("R", (), {"data": b"42\n"})()
 
     assert request(Log(), "pod", "ns", policy=FAST, raw=True) == "42\n"
+
+
+def test_one_attempt_is_one_connection_to_an_api_server_that_hangs_up(tmp_path: Any) -> None:
+    """The kubernetes client's urllib3 pool retried every request 3 more times on its own,
+    under the launcher's retries: on 33e082d an API server that was down saw ~20 connection
+    attempts per request (and the log three urllib3 warnings for each attempt)."""
+    import socket
+    import threading
+
+    from pycrew_k8s.cluster import _make
+    from pycrew_k8s.options import K8sOptions
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()  # no answer
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "down",
+        "clusters": [{"name": "down", "cluster": {"server": f"http://127.0.0.1:{listener.getsockname()[1]}"}}],
+        "users": [{"name": "down", "user": {"token": "t"}}],
+        "contexts": [{"name": "down", "context": {"cluster": "down", "user": "down"}}],
+    }))
+    cluster = _make(K8sOptions(image="python:3.11", kubeconfig=str(kubeconfig)))
+    try:
+        policy = RetryPolicy(attempts_max=2, seconds_total=5.0, seconds_timeout=2.0, seconds_first=0.01, seconds_cap=0.02)
+        with pytest.raises(K8sApiError) as err:
+            request(cluster.batch.list_namespaced_job, "default", policy=policy)
+        assert err.value.transient and err.value.attempts == 2
+        assert len(accepted) == 2, f"{len(accepted)} connections for 2 attempts"
+    finally:
+        cluster.close()
+        listener.close()

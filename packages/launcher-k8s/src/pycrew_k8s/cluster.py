@@ -122,7 +122,9 @@ def _make(options: K8sOptions) -> Cluster:
                     f"k8s option 'context': no context {options.context!r} in {config_file}; contexts: {names or 'none'}"
                 )
             chosen = matches[0]
-        api_client = k8s_config.new_client_from_config(config_file=config_file, context=options.context)
+        api_client = k8s_config.new_client_from_config(
+            config_file=config_file, context=options.context, client_configuration=_configuration(k8s_client)
+        )
     except K8sConfigError:
         raise
     except Exception as exc:  # ConfigException, YAML errors, missing credentials plugins
@@ -132,8 +134,17 @@ def _make(options: K8sOptions) -> Cluster:
     return Cluster(api_client, k8s_client.BatchV1Api(api_client), k8s_client.CoreV1Api(api_client), namespace, source)
 
 
-def _in_cluster(k8s_client: Any, k8s_config: Any) -> Cluster:
+def _configuration(k8s_client: Any) -> Any:
+    """A client configuration without urllib3's own retries: :func:`pycrew_k8s.api.request`
+    retries with its own budget, and the two together made ~20 connection attempts (and
+    three warnings each) per request against an API server that was down."""
     configuration = k8s_client.Configuration()
+    configuration.retries = 0
+    return configuration
+
+
+def _in_cluster(k8s_client: Any, k8s_config: Any) -> Cluster:
+    configuration = _configuration(k8s_client)
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
     except Exception as exc:  # ConfigException: not in a pod, or no service account token mounted
