@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -103,4 +104,10 @@ class Backups(ControllerState):
         for task, backup, relayed in list(self._forwarded.values()):
             if predicate(task):
                 count += int(backup._cancel_where(lambda t, relayed=relayed: t.id == relayed, message))
+        dispatcher = self._dispatcher
+        if count and dispatcher is not None:  # the results came back through call_soon: let them land first
+            landed = threading.Event()
+            dispatcher.call_soon(landed.set)
+            while not landed.wait(0.1) and not dispatcher.finished:
+                pass
         return count
