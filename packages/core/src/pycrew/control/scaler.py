@@ -331,6 +331,8 @@ class Scaler(LaunchWatch):
             if crashed:
                 slot.crashes += 1
         if crashed:
+            log.info("worker %s of %r is gone: %s; what it ran goes back to the queue", slot.index if slot else instance,
+                     self.info.controller, reason or "connection lost")
             self.terminate_instances([instance], "worker crashed")
         else:  # it ends by itself after its exit handlers: terminate only what outlives them
             self.goodbyes.append((self.clock() + SECONDS_AFTER_GOODBYE, instance))
