@@ -20,6 +20,15 @@ def _running(c: pycrew.Controller) -> bool:
     return c.summary().controller.running >= 1
 
 
+def _running_at_the_backup(make_controller):
+    """(big, small, future): a task that crashed on "small" and now runs on its backup "big"."""
+    big = make_controller("local", workers=1, name="big", env={"MEMORY": "big"})
+    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
+    future = small.submit(crash_unless_big, 60)
+    wait_for(lambda: _running(big), 60, message="the backup never ran the task")
+    return big, small, future
+
+
 def test_a_backup_that_cannot_launch_fails_the_task_with_its_launch_error(make_controller, tmp_path):
     big = make_controller("local", workers=1, name="big", launch_max=1, python=str(tmp_path / "no-python"))
     small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
@@ -38,10 +47,7 @@ def test_a_backup_that_cannot_launch_fails_the_task_with_its_launch_error(make_c
 
 
 def test_a_backup_terminated_while_it_runs_the_task_fails_it_on_the_first_controller(make_controller):
-    big = make_controller("local", workers=1, name="big", env={"MEMORY": "big"})
-    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
-    future = small.submit(crash_unless_big, 60)
-    wait_for(lambda: _running(big), 60, message="the backup never ran the task")
+    big, small, future = _running_at_the_backup(make_controller)
     big.terminate()
     with pytest.raises(pycrew.ControllerError, match="backup controller 'big' was terminated before the task finished"):
         future.result(timeout=10)
@@ -49,10 +55,7 @@ def test_a_backup_terminated_while_it_runs_the_task_fails_it_on_the_first_contro
 
 
 def test_the_first_controller_terminated_fails_the_future_and_cancels_the_task_on_the_backup(make_controller):
-    big = make_controller("local", workers=1, name="big", env={"MEMORY": "big"})
-    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
-    future = small.submit(crash_unless_big, 60)
-    wait_for(lambda: _running(big), 60, message="the backup never ran the task")
+    big, small, future = _running_at_the_backup(make_controller)
     small.terminate()
     with pytest.raises(pycrew.ControllerError, match="terminated while its backup 'big' had the task"):
         future.result(timeout=10)
@@ -63,10 +66,7 @@ def test_the_first_controller_terminated_fails_the_future_and_cancels_the_task_o
 
 @pytest.mark.parametrize("how", ["all", "names", "future"])
 def test_cancel_reaches_a_task_at_the_backup(make_controller, how):
-    big = make_controller("local", workers=1, name="big", env={"MEMORY": "big"})
-    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
-    future = small.submit(crash_unless_big, 60)
-    wait_for(lambda: _running(big), 60, message="the backup never ran the task")
+    big, small, future = _running_at_the_backup(make_controller)
     if how == "all":
         assert small.cancel(all=True) == 1
     elif how == "names":

@@ -68,33 +68,37 @@ class Backups(ControllerState):
         result = local_result(task, "error", str(error), _qualified(error), {"controller": self.name, "launcher": self.spec.name})
         self._settle(task, dataclasses.replace(result, exception=error))
 
+    def _end_relayed(self, task: Task, error: BaseException) -> None:
+        """:meth:`_relay_error` while terminate ends the tasks: a failure is logged, the others go on."""
+        try:
+            self._relay_error(task, error)
+        except Exception:
+            log.exception("controller %r: ending relayed task %r at terminate", self.name, task.name)
+
+    @staticmethod
+    def _cancel_at(backup: Any, relayed: int, message: str) -> int:
+        """Cancel, on ``backup``, the task it queued as ``relayed``; how many were cancelled."""
+        return int(backup._cancel_where(lambda t: t.id == relayed, message))
+
     def _end_held(self, tasks: list[Task]) -> None:
         """After terminate stopped the dispatcher: end the tasks it held and those handed to the backup."""
         for task in tasks:
             if task.relay is not None:
-                error = ControllerError(f"backup controller {self.name!r} was terminated before the task finished")
-                try:
-                    self._relay_error(task, error)
-                except Exception:  # keep ending the others
-                    log.exception("controller %r: ending relayed task %r at terminate", self.name, task.name)
+                self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))
             elif task.future is not None:
                 self._futures_resolved += 1  # none of these was counted (resolving)
                 end_unresolved(task.future, ControllerError("the controller was terminated"))
         forwarded, self._forwarded = self._forwarded, {}
         for task, backup, relayed in forwarded.values():
             if task.relay is not None:  # this controller is a backup in a chain: the first one hears it
-                error = ControllerError(f"backup controller {self.name!r} was terminated while its backup {backup.name!r} had the task")
-                try:
-                    self._relay_error(task, error)
-                except Exception:
-                    log.exception("controller %r: ending relayed task %r at terminate", self.name, task.name)
+                self._end_relayed(task, ControllerError(
+                    f"backup controller {self.name!r} was terminated while its backup {backup.name!r} had the task"))
             elif task.future is not None:
                 self._futures_resolved += 1
                 end_unresolved(task.future, ControllerError(
                     f"the controller was terminated while its backup {backup.name!r} had the task"))
             try:
-                backup._cancel_where(lambda t, relayed=relayed: t.id == relayed,
-                                     f"cancelled: controller {self.name!r}, which handed it to this backup, was terminated")
+                self._cancel_at(backup, relayed, f"cancelled: controller {self.name!r}, which handed it to this backup, was terminated")
             except Exception:  # the backup may be ending too
                 log.debug("controller %r: cancelling task %r on backup %r failed", self.name, task.name, backup.name, exc_info=True)
 
@@ -103,7 +107,7 @@ class Backups(ControllerState):
         count = 0
         for task, backup, relayed in list(self._forwarded.values()):
             if predicate(task):
-                count += int(backup._cancel_where(lambda t, relayed=relayed: t.id == relayed, message))
+                count += self._cancel_at(backup, relayed, message)
         dispatcher = self._dispatcher
         if count and dispatcher is not None:  # the results came back through call_soon: let them land first
             landed = threading.Event()
