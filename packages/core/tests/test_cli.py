@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -251,6 +252,21 @@ def test_monitor_leaves_workers_of_an_unknown_controller_out_of_orphans(fake: Fa
     assert fake.terminated == ["h-w2"]
     run("monitor", "fakemon", "terminate", "w3")
     assert fake.terminated == ["h-w2", "h-w3"], "an unknown controller's worker is stopped by id"
+
+
+def test_monitor_lists_and_terminates_an_orphan_that_pends_for_good(fake: FakeLauncher) -> None:
+    """A worker that will never start (status failed) but that the platform still holds
+    (queued: SLURM PartitionConfig, SGE Eqw) is shown and removed with the live ones; one that
+    has ended is not. Before, both were "ended": left out of list and terminate --orphans."""
+    stuck = dataclasses.replace(worker("w3", "dead", "PENDING", "pending for good: PartitionConfig"), status="failed", queued=True)
+    gone = dataclasses.replace(worker("w4", "dead", "FAILED"), status="failed", exit_code=1)
+    fake.workers += [stuck, gone]
+    assert stuck.ended and stuck.held and gone.ended and not gone.held
+    rows = json.loads(run("monitor", "fakemon", "list", "--json").output)
+    assert [(r["id"], r["orphan"], r["queued"]) for r in rows] == [("w1", False, False), ("w2", True, False), ("w3", True, True)]
+    assert [r["id"] for r in json.loads(run("monitor", "fakemon", "list", "--ended", "--json").output)] == ["w1", "w2", "w3", "w4"]
+    assert json.loads(run("monitor", "fakemon", "terminate", "--orphans", "--json").output) == {"terminated": ["w2", "w3"]}
+    assert fake.terminated == ["h-w2", "h-w3"]
 
 
 def test_monitor_terminate_by_id_terminates_exactly_those(fake: FakeLauncher) -> None:

@@ -99,6 +99,21 @@ def test_a_job_queue_blocked_by_a_misconfiguration_fails_the_launch_with_awss_re
     assert 'pending for good: AWS Batch says "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT' in message, message
 
 
+def test_a_job_blocked_for_good_is_listed_as_queued(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
+    """Such a job is failed for the launch check, yet it stays RUNNABLE: before, the monitor
+    reported it ended, so ``pycrew monitor awsbatch terminate --orphans`` left it in the queue."""
+    assert batch.docker is not None
+    batch.docker.blocked_reason = BLOCKED
+    client = make_client(options)
+    [job] = client.launch(info("c1"), calls(1, controller_id="c1", seconds_launch=1))
+    try:
+        [worker] = wait_until(lambda: [w for w in client.workers("c1") if w.status == "failed"], 30, "no failed worker listed")
+        assert (worker.state, worker.queued, worker.held) == ("RUNNABLE", True, True), worker
+    finally:
+        batch.docker.blocked_reason = ""
+        client.terminate([job])
+
+
 def test_a_queue_short_of_capacity_keeps_the_job_waiting(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
     """CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY passes when capacity frees up: the job stays
     pending with AWS's reason, and starts once the queue is unblocked."""

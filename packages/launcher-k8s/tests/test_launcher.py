@@ -149,6 +149,8 @@ def test_check_off_returns_at_once(k8s_options: dict[str, Any], emulator: K8sEmu
     try:
         listed = wait_for(lambda: [w for w in k8s.workers(None) if "ImagePull" in w.state], what="the pull error")
         assert missing_image in listed[0].reason, listed
+        assert (listed[0].status, listed[0].queued, listed[0].exit_code) == ("failed", True, None), listed
+        assert [w.id for w in pycrew.Monitor("k8s", **k8s_options).list()] == [listed[0].id], "its Job stays: it is listed"
     finally:
         k8s.terminate(handles)
 
@@ -294,14 +296,25 @@ def test_monitor_lists_every_namespace_when_asked(k8s_options: dict[str, Any], e
     assert not jobs_left(emulator)
 
 
-def test_finished_workers_are_not_listed(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+def test_finished_workers_are_listed_as_ended(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    """Before, a finished Job's worker was left out of the listing, and every worker's status was
+    "unknown": ``pycrew monitor k8s list --ended`` showed nothing, and core could not see a
+    worker that exited before it connected (it waited out seconds_launch)."""
     k8s = launcher(k8s_options)
     handles = k8s.launch(calls(1, seconds_launch="1.0"))  # no controller: the worker exits after 1 s
     try:
-        wait_for(lambda: not k8s.workers(None), what="the ended worker to leave the listing")
+        running = wait_for(lambda: [w for w in k8s.workers(None) if w.state == "Running"], what="the worker to run")
+        assert running[0].status == "running" and not running[0].ended, running
+        [ended] = wait_for(lambda: [w for w in k8s.workers(None) if w.ended], what="the worker to end")
+        assert (ended.status, ended.exit_code, ended.queued) == ("failed", 3, False), ended
+        assert "exit code 3" in ended.reason and ended.handle == handles[0], ended
         assert jobs_left(emulator), "the finished Job stays until seconds_ttl"
+        monitor = pycrew.Monitor("k8s", **k8s_options)
+        assert monitor.list() == [] and [w.id for w in monitor.list(ended=True)] == [ended.id]
     finally:
         k8s.terminate(handles)
+    [deleting] = [w for w in k8s.workers(None) if w.handle == handles[0]] or [None]
+    assert deleting is None or (deleting.status, deleting.state) == ("cancelled", "Terminating"), deleting
 
 
 def test_worker_logs_reads_the_pod_log(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrew_k8s.pods import job_failure, job_finished, newest, pod_state, timestamp
+from pycrew_k8s.pods import job_failure, job_finished, newest, pod_state, timestamp, worker_status
 
 
 def pod(phase: str = "Pending", state: dict[str, Any] | None = None, conditions: list[dict[str, Any]] | None = None,
@@ -73,6 +73,24 @@ def test_finished_and_failed_jobs() -> None:
     assert not job_finished({"status": {"active": 1}}) and job_failure({}) == ""
     assert job_finished({"status": {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}})
     assert not job_finished({"status": {"conditions": [{"type": "Failed", "status": "False"}]}})
+
+
+def test_worker_status_from_the_job_and_its_pod() -> None:
+    active: dict[str, Any] = {"metadata": {}, "status": {"active": 1}}
+    complete = {"metadata": {}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    failed = {"metadata": {}, "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
+    deleting = {"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}, "status": {"active": 1}}
+    running = pod_state(pod("Running", {"running": {}}))
+    assert worker_status(active, None) == ("pending", False)
+    assert worker_status(active, pod_state(pod(state={"waiting": {"reason": "ContainerCreating"}}))) == ("pending", False)
+    assert worker_status(active, running) == ("running", False)
+    assert worker_status(active, pod_state(pod(state={"waiting": {"reason": "InvalidImageName"}}))) == ("failed", True)
+    assert worker_status(active, pod_state(pod("Unknown"))) == ("unknown", False)
+    assert worker_status(active, pod_state(pod("Succeeded", {"terminated": {"exitCode": 0}}))) == ("done", False)
+    assert worker_status(active, pod_state(pod("Failed", {"terminated": {"exitCode": 3}}))) == ("failed", False)
+    assert worker_status(complete, None) == ("done", False) and worker_status(failed, None) == ("failed", False)
+    assert worker_status(failed, running) == ("failed", False), "a Job past its deadline: its pod is being killed"
+    assert worker_status(deleting, running) == ("cancelled", False)
 
 
 def test_newest_pod_and_timestamps() -> None:

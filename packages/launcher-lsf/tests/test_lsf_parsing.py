@@ -104,6 +104,7 @@ def test_a_job_pending_for_a_reason_that_never_passes_is_failed(stat: str, pend_
     (parsed,) = parsing.parse_bjobs_json(json.dumps({"COMMAND": "bjobs", "JOBS": 1, "RECORDS": [record]}))
     assert parsed.status == status and parsed.state == stat
     assert parsed.reason.startswith(said), parsed.reason
+    assert parsed.queued == (status == "failed") and parsed.held, "it waits in the queue until killed"
 
 
 @pytest.mark.parametrize("reason", ["TERM_OWNER: job killed by owner", "TERM_FORCE_ADMIN", "TERM_REQUEUE_OWNER: x"])

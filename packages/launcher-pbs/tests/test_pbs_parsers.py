@@ -89,6 +89,7 @@ def test_a_queued_or_held_job_that_pbs_will_never_start_is_failed_with_its_comme
     for job_id in ("1010[3].pbs01", "1013.pbs01"):
         record = by_id[job_id]
         assert record.status == "failed" and record.exit_code is None, record
+        assert record.queued and record.held, "it waits in the queue until deleted"
         assert record.reason.startswith(f'pending for good: PBS says "{comment}"'), record.reason
         assert "fix the job's options" in record.reason
     assert by_id["1010[2].pbs01"].status == "running", "a running element of the same array is untouched"

@@ -194,6 +194,7 @@ def test_a_task_in_error_state_is_reported_failed_with_sges_reason(
 
     [worker] = wait_for(failed, timeout=30, what="the task to go into error state")
     assert worker.state == "Eqw" and worker.ended and worker.instance == calls[0].instance
+    assert worker.queued and worker.held, "an Eqw task stays in the queue: the monitor lists it with the live ones"
     assert "can't open output file" in worker.reason and "/proc/no/such/dir/out.log" in worker.reason, worker.reason
 
 

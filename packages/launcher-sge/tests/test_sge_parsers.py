@@ -76,6 +76,13 @@ def test_listing_of_running_pending_held_error_suspended_and_restarted_jobs() ->
     ]
 
 
+def test_a_task_in_error_state_is_failed_but_queued() -> None:
+    """``Eqw`` stays in the queue until deleted (or cleared): the monitor shows it with the live ones."""
+    records = cli().parse_listing((DATA / "qstat_u_states_1.xml").read_text())
+    assert {r.id for r in records if r.queued} == {"104.1", "104.2"}
+    assert all(r.held for r in records if r.status != "cancelled")
+
+
 def test_listing_of_every_job_state_captured() -> None:
     tasks = [
         t for name in ("qstat_u_states_1.xml", "qstat_u_states_2.xml", "qstat_u_states_3.xml")

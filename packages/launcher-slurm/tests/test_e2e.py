@@ -32,7 +32,7 @@ def slurm_controller(tmp_path: Path, **kw: Any) -> pycrew.Controller:
 def ours(controller_id: str) -> list[pycrew.WorkerInfo]:
     info = pycrew.LauncherInfo("slurm", pycrew_slurm_options(), None, None)
     workers = plugin.pycrew_list_workers(launcher=info, controller_id=None)
-    return [w for w in workers if w.controller_id == controller_id and not w.ended]
+    return [w for w in workers if w.controller_id == controller_id and w.held]
 
 
 def pycrew_slurm_options() -> Any:
@@ -208,6 +208,37 @@ def test_a_job_asking_for_more_cpus_than_any_node_has_fails_the_launch_in_second
     finally:
         c.terminate()
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
+def test_an_orphan_that_pends_for_good_is_listed_and_terminated_by_the_monitor(tmp_path: Path) -> None:
+    """A job of a controller that died (SIGKILL) which SLURM will never start (PartitionConfig)
+    stays in the queue for good. Before, the monitor reported it ended (status failed) and left
+    it out: ``pycrew monitor slurm list`` did not show it and ``terminate --orphans`` left it."""
+    from pycrew import monitor as records
+    from pycrew.testing import scheduler_calls
+    from pycrew_slurm import SlurmOptions
+
+    calls = scheduler_calls.make_calls("import time; time.sleep(60)", 1, launcher="slurm")
+    controller_id = calls[0].controller_id
+    records.register_controller(controller_id, calls[0].controller, "slurm")
+    options = SlurmOptions(seconds_poll=0, cpus_per_task=64, directory=str(tmp_path / "private"))
+    info = pycrew.LauncherInfo("slurm", options, calls[0].controller, controller_id)
+    handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
+    try:
+        records.unregister_controller(controller_id)  # as a monitor finds a killed controller
+        monitor = pycrew.Monitor("slurm", seconds_poll=0)
+
+        def stuck() -> list[pycrew.WorkerInfo]:
+            return [w for w in monitor.orphans() if w.controller_id == controller_id and w.status == "failed"]
+
+        [orphan] = wait_for(stuck, timeout=30, what="the orphan pending for good to be listed")
+        assert orphan.queued and orphan.ended and orphan.held and orphan.state == "PENDING", orphan
+        assert "pending for good: PartitionConfig" in orphan.reason, orphan.reason
+        assert [w.id for w in monitor.list() if w.controller_id == controller_id] == [orphan.id]
+        assert monitor.terminate([orphan]) == 1
+        wait_for(lambda: not ours(controller_id), timeout=30, what="the orphan to leave the queue")
+    finally:
+        plugin.pycrew_terminate_workers(launcher=info, handles=handles)
 
 
 def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_log(

@@ -78,6 +78,7 @@ def test_a_job_pending_for_a_reason_that_never_passes_is_failed(state: str, reas
     record = cli().parse_listing(line)[0]
     assert record.status == status and record.state == state
     assert record.reason.startswith(said), record.reason
+    assert record.queued == (status == "failed") and record.held, "it waits in the queue until cancelled"
 
 
 def test_squeue_lines_that_are_not_array_elements_are_skipped() -> None:

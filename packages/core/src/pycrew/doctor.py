@@ -177,7 +177,7 @@ def _list_workers(c: Controller) -> list[WorkerInfo] | None:
     except Exception as exc:  # the monitor is optional for the diagnosis: note it and go on
         log.debug("listing workers of %r failed: %s", c.name, exc)
         return None
-    return [w for w in workers if not w.ended]  # live ones: ended workers are gone
+    return [w for w in workers if w.held]  # live or queued: ended workers are gone
 
 
 def _log_tail(log_dir: str | None, lines: int = 15) -> str:

@@ -259,15 +259,17 @@ class Monitor:
     def list(self, controller_id: str | None = None, ended: bool = False) -> WorkerList:
         """Workers of one controller, or of every controller when ``controller_id`` is None.
 
-        Only live ones, unless ``ended``: then also those the launcher reports as recently
-        ended (:attr:`WorkerInfo.ended`, with their status, exit code and reason).
+        Only those the platform still holds (:attr:`WorkerInfo.held`: live ones, and those
+        that could not start but stay queued), unless ``ended``: then also those the
+        launcher reports as recently ended (:attr:`WorkerInfo.ended`, with their status,
+        exit code and reason).
 
         Raises:
             PluginError: the launcher's ``pycrew_list_workers`` hook raised, or returned
                 something else than a list of :class:`WorkerInfo` (naming the plugin and what it returned).
         """
         result = call_hook(self.registry, self.spec, "pycrew_list_workers", launcher=self.info, controller_id=controller_id)
-        return [w for w in listed_workers(self.registry, self.spec, result) if ended or not w.ended]
+        return [w for w in listed_workers(self.registry, self.spec, result) if ended or w.held]
 
     def orphans(self) -> WorkerList:
         """Workers whose controller has ended (terminated, or its process gone).

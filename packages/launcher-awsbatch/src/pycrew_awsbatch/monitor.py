@@ -75,7 +75,7 @@ def never_starts(status: str, reason: str) -> str | None:
 def _status_and_reason(job: dict[str, Any]) -> tuple[str, str]:
     """A listed job's :attr:`~pycrew.WorkerInfo.status` and ``reason``, a blocked queue's included."""
     status, reason = str(job["status"]), str(job.get("statusReason") or "")
-    hopeless = never_starts(status, reason)
+    hopeless = never_starts(status, reason)  # failed, yet queued: it waits until cancelled
     return ("failed", hopeless) if hopeless else (worker_status(status), reason)
 
 
@@ -176,7 +176,7 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
                     id=str(job["jobId"]), handle=str(job["jobId"]), instance=tags.get(plan.INSTANCE_TAG),
                     worker=int(worker) if worker.isdigit() else None, state=str(job["status"]),
                     started=_seconds(job.get("startedAt")) or _seconds(job.get("createdAt")),
-                    reason=reason, log=_log_stream(job), status=status, **common,
+                    reason=reason, log=_log_stream(job), status=status, queued=status == "failed", **common,
                 )
             )
             continue
@@ -200,7 +200,7 @@ def workers(client: AwsBatchClient, controller_id: str | None) -> list[WorkerInf
                     id=child_id, handle=child_id, instance=f"{prefix}{int(index) + offset}" if prefix else None,
                     worker=slots[int(index)] if int(index) < len(slots) else None, state=str(child["status"]),
                     started=_seconds(child.get("startedAt")) or _seconds(child.get("createdAt")),
-                    reason=reason, status=status, **common,
+                    reason=reason, status=status, queued=status == "failed", **common,
                 )
             )
     listed = {w.id for w in result}

@@ -26,7 +26,7 @@ from pycrew_k8s import manifests
 from pycrew_k8s.api import K8sApiError, RetryPolicy, request
 from pycrew_k8s.cluster import Cluster, connect
 from pycrew_k8s.options import K8sOptions
-from pycrew_k8s.pods import PodState, job_failure, job_finished, newest, pod_state, timestamp
+from pycrew_k8s.pods import PodState, job_failure, job_finished, newest, pod_state, timestamp, worker_status
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,8 @@ class K8sLauncher:
                 return
 
     def workers(self, controller_id: str | None) -> list[WorkerInfo]:
-        """pycrew's workers of this launcher (of one controller, or all), with state, node, age and reason."""
+        """pycrew's workers of this launcher (of one controller, or all), with state, node, age and reason;
+        those whose Job has finished or is being deleted too, as ended (``status`` done, failed, cancelled)."""
         cluster = self.cluster
         selector = manifests.selector(self.name, controller_id)
         if self.options.all_namespaces:
@@ -335,23 +336,23 @@ class K8sLauncher:
         for pod in pods:
             meta = pod.get("metadata") or {}
             by_job.setdefault((meta.get("namespace", ""), (meta.get("labels") or {}).get(JOB_NAME_LABEL, "")), []).append(pod)
-        result = []
-        for job in jobs:
-            info = self._worker_info(job, by_job)
-            if info is not None:
-                result.append(info)
-        return result
+        return [self._worker_info(job, by_job) for job in jobs]
 
-    def _worker_info(self, job: dict[str, Any], by_job: dict[tuple[str, str], list[dict[str, Any]]]) -> WorkerInfo | None:
+    def _worker_info(self, job: dict[str, Any], by_job: dict[tuple[str, str], list[dict[str, Any]]]) -> WorkerInfo:
+        """One worker: live, or ended (its Job finished or being deleted) until the Job is gone (``seconds_ttl``)."""
         meta = job.get("metadata") or {}
-        if meta.get("deletionTimestamp") or job_finished(job):
-            return None
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
         pod = newest(by_job.get((namespace, name), []))
         state = pod_state(pod) if pod is not None else None
-        if state is not None and state.phase in ("Succeeded", "Failed"):
-            return None  # the worker has ended; the Job controller marks the Job finished next
+        status, queued = worker_status(job, state)
+        finished = job_finished(job)
+        if status == "cancelled":
+            shown = "Terminating"
+        elif state is not None:
+            shown = state.state
+        else:
+            shown = ("Complete" if status == "done" else "Failed") if finished else "Pending"
         worker = labels.get(manifests.WORKER, "")
         return WorkerInfo(
             id=name,
@@ -361,11 +362,14 @@ class K8sLauncher:
             controller_id=labels.get(manifests.CONTROLLER_ID),
             instance=labels.get(manifests.INSTANCE),
             worker=int(worker) if worker.isdigit() else None,
-            state=state.state if state is not None else "Pending",
+            state=shown,
             host=state.node if state is not None else None,
             started=timestamp(meta.get("creationTimestamp")),
-            reason=(state.reason if state is not None else "no pod yet") or job_failure(job),
+            reason=(state.reason if state is not None else "" if finished else "no pod yet") or job_failure(job),
             log=f"kubectl logs --namespace {namespace} {state.name}" if state is not None else None,
+            status=status,
+            exit_code=state.exit_code if state is not None and status in ("done", "failed") and not queued else None,
+            queued=queued,
         )
 
     def logs(self, handle: str, tail_lines: int | None = None) -> str:

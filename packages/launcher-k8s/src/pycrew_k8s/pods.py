@@ -109,6 +109,22 @@ def job_finished(job: dict[str, Any]) -> bool:
     return any(c.get("type") in FINISHED_CONDITIONS and c.get("status") == "True" for c in conditions)
 
 
+def worker_status(job: dict[str, Any], state: PodState | None) -> tuple[str, bool]:
+    """A worker's :attr:`pycrew.WorkerInfo.status` from its Job and its newest pod, and whether it
+    is *queued*: it will not start (an invalid image name, a bad configuration) but its Job stays."""
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return "cancelled", False
+    if state is not None and state.phase in ("Succeeded", "Failed"):
+        return ("done" if state.phase == "Succeeded" else "failed"), False
+    if job_finished(job):  # its pod is gone (deleted, or never created)
+        return ("failed" if job_failure(job) else "done"), False
+    if state is None:
+        return "pending", False
+    if state.outcome == "failed":
+        return "failed", True
+    return {"Running": "running", "Pending": "pending"}.get(state.phase, "unknown"), False
+
+
 def job_failure(job: dict[str, Any]) -> str:
     """The reason and message of a Job's ``Failed`` (or ``FailureTarget``) condition, if any."""
     for cond in (job.get("status") or {}).get("conditions") or []:

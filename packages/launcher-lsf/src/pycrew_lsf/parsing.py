@@ -213,6 +213,7 @@ def parse_bjobs_json(stdout: str, now: float | None = None) -> list[JobRecord]:
                 log=expand_log_path(output, array_id, index) if output else None,
                 status=status,
                 exit_code=exit_code,
+                queued=bool(hopeless),
             )
         )
     return out

@@ -366,6 +366,7 @@ class PbsCLI(SchedulerCLI):
             log=self.element_log(str(out), index, bool(element)) if out else None,
             status="failed" if hopeless else finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
             exit_code=exit_status if state in FINISHED else None,
+            queued=bool(hopeless),
         )
 
     def log_path(self, handle: str) -> str | None:

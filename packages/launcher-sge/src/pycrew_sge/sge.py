@@ -292,6 +292,7 @@ class SgeCLI(SchedulerCLI):
                 host=task.host,
                 submitted=task.time,
                 status=qstat.normalise_state(task.state),
+                queued=qstat.normalise_state(task.state) == "failed",  # Eqw: qstat lists only queued jobs
             )
             for task in qstat.parse_qstat(stdout)
             if task.task is not None  # not an array: never one of pycrew's jobs
@@ -310,7 +311,7 @@ class SgeCLI(SchedulerCLI):
         never = self.verifier.never_runs(waiting, time.monotonic())
         if never:
             merged = [
-                dataclasses.replace(r, status="failed", reason=never[r.array_id]) if r.state == "qw" and r.array_id in never else r
+                dataclasses.replace(r, status="failed", reason=never[r.array_id], queued=True) if r.state == "qw" and r.array_id in never else r
                 for r in merged
             ]
         if self.options.secret_file:  # a job's key stays while a task may still start (Eqw: once cleared)

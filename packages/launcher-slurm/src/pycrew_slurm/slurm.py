@@ -263,6 +263,7 @@ class SlurmCLI(SchedulerCLI):
                     log=expand_log_path(stdout_path, array_id, int(index), name, user) if stdout_path else None,
                     status="failed" if hopeless else normalise(state, STATES),
                     exit_code=exit_code(code) if state in ENDED_STATES else None,
+                    queued=bool(hopeless),
                 )
             )
         return records

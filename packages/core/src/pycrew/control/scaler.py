@@ -232,10 +232,8 @@ class Scaler(LaunchWatch):
             return
         with self._handles_lock:
             late = self.closed  # terminate_all has run: nobody else will terminate these
-            for call, handle in zip(calls, handles, strict=True):
-                self.handles[call.instance] = handle
-            if late:
-                self.handles.clear()
+            if not late:
+                self.handles.update(zip((c.instance for c in calls), handles, strict=True))
         if late:
             if not self._terminate(list(handles), "launched after the controller was terminated"):
                 log.error(last_termination.unterminated_message(self, list(handles), "their launch returned after terminate"))

@@ -71,10 +71,10 @@ class JobListing(CommandRunner):
         with self._listing_lock:
             for tag in [t for t, since in self._doubtful.items() if now - since > SECONDS_DOUBT]:
                 del self._doubtful[tag]
-            found = {r.tag for r in records if r.tag in self._doubtful and not r.ended}
+            found = {r.tag for r in records if r.tag in self._doubtful and r.held}
             for tag in found:
                 del self._doubtful[tag]
-        handles = [self.element_handle(r.array_id, r.index) for r in records if r.tag in found and not r.ended]
+        handles = [self.element_handle(r.array_id, r.index) for r in records if r.tag in found and r.held]
         if handles:
             arrays = sorted({r.array_id for r in records if r.tag in found})
             log.warning(
@@ -150,6 +150,7 @@ class JobListing(CommandRunner):
                     log=record.log,
                     status=record.status,
                     exit_code=record.exit_code,
+                    queued=record.queued,
                 )
             )
         return result

@@ -25,6 +25,9 @@ class JobRecord:
         status: ``state`` normalised, one of :data:`pycrew.plugin_api.WORKER_STATUSES`
             (``pending``, ``running``, ``done``, ``failed``, ``cancelled``, ``unknown``).
         exit_code: the job's exit status once it has ended, if the scheduler says.
+        queued: the element will never start (``status`` ``failed``: a request the
+            scheduler cannot grant, an error state) but still waits in the queue until
+            cancelled (see :attr:`pycrew.WorkerInfo.queued`).
 
     Raises:
         ValueError: ``status`` is not one of the normalised statuses.
@@ -42,6 +45,7 @@ class JobRecord:
     log: str | None = None
     status: str = "unknown"
     exit_code: int | None = None
+    queued: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in WORKER_STATUSES:
@@ -54,6 +58,11 @@ class JobRecord:
     def ended(self) -> bool:
         """Whether the element has ended for good (``status`` is done, failed or cancelled)."""
         return self.status in ENDED_STATUSES
+
+    @property
+    def held(self) -> bool:
+        """Whether the scheduler still holds the element: it has not :attr:`ended`, or is :attr:`queued`."""
+        return not self.ended or self.queued
 
 
 def normalise(state: str, table: dict[str, str], default: str = "unknown") -> str:

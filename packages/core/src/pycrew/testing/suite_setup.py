@@ -57,7 +57,7 @@ class SetupTests(SuiteFixtures):
         c.terminate()
         if "monitor" in launcher_spec.capabilities:
             wait_until(
-                lambda: not [w for w in monitor.list(c.id) if not w.ended],
+                lambda: not [w for w in monitor.list(c.id) if w.held],
                 launcher_config.seconds_timeout,
                 lambda: f"the worker whose initializer failed is still running: {monitor.list(c.id)}",
             )
