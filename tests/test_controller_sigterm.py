@@ -39,10 +39,11 @@ def run(c):
             break
         time.sleep(0.05)
     print(json.dumps({{"worker": [w.pid for w in s.workers if w.online][0]}}), flush=True)
-    [f.result() for f in futures]
+    if {phase!r} != "exit":  # else the main thread ends here: the exit hook waits for the futures
+        [f.result() for f in futures]
 
 c = pycrew.controller("local", workers=2, python={python!r}, seconds_launch=300)
-if {use_with!r}:
+if {phase!r} == "with":
     with c:
         run(c)
 else:
@@ -63,11 +64,27 @@ def queue_python(tmp_path: Path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("use_with", [True, False], ids=["with-block", "exit-hook"])
-def test_sigterm_terminates_the_connected_and_the_queued_workers_and_exits_143(tmp_path: Path, use_with: bool) -> None:
+@pytest.mark.parametrize(
+    ("signum", "phase"),
+    [
+        (signal.SIGTERM, "with"),  # a with block unwinds
+        (signal.SIGTERM, "result"),  # no with block: the exit hook terminates without waiting
+        (signal.SIGTERM, "exit"),  # the main thread has ended; the exit hook waits for the futures
+        (signal.SIGHUP, "result"),  # the terminal or ssh session closed
+        (signal.SIGINT, "result"),  # Ctrl-C
+        (signal.SIGINT, "exit"),
+    ],
+    ids=["TERM-with", "TERM-result", "TERM-exit-hook", "HUP-result", "INT-result", "INT-exit-hook"],
+)
+def test_a_signal_terminates_the_connected_and_the_queued_workers_and_sets_the_exit_status(
+    tmp_path: Path, signum: int, phase: str
+) -> None:
+    """On e86a66d+ SIGTERM while the exit hook waited exited with status 0; SIGHUP ended the
+    program at once (queued workers stayed); Ctrl-C without a with block waited for every
+    pending future (here 600 s) before the program ended."""
     pending = tmp_path / "pending.pid"
     script = tmp_path / "program.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(python=queue_python(tmp_path), pending=str(pending), use_with=use_with)))
+    script.write_text(textwrap.dedent(SCRIPT.format(python=queue_python(tmp_path), pending=str(pending), phase=phase)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     queued: int | None = None
@@ -77,10 +94,16 @@ def test_sigterm_terminates_the_connected_and_the_queued_workers_and_exits_143(t
         assert line, f"the program said nothing: {proc.communicate(timeout=30)}"
         worker = json.loads(line)["worker"]
         queued = int(pending.read_text())
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signum)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == termination.EXIT_CODE, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
-        assert "SIGTERM received" in err and "Traceback" not in err, err[-3000:]
+        expected = -signal.SIGINT if signum == signal.SIGINT else 128 + signum  # Ctrl-C: Python ends by SIGINT
+        assert proc.returncode == expected, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
+        if signum == signal.SIGINT:
+            said = {"result": "the program was interrupted: terminating it without waiting for its 2 pending future(s)",
+                    "exit": "the program was interrupted (KeyboardInterrupt) while it waited at exit for pending futures"}
+            assert said[phase] in err, err[-3000:]
+        else:
+            assert f"{signal.Signals(signum).name} received" in err and "Traceback" not in err, err[-3000:]
         wait_for(lambda: pid_gone(queued) and pid_gone(worker), 10, message="a worker outlived its SIGTERM'd controller")
     finally:
         with contextlib.suppress(ProcessLookupError):

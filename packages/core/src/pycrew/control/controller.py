@@ -17,7 +17,7 @@ from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
-from pycrew.control import callbacks, termination
+from pycrew.control import callbacks, exit_hooks, termination
 from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
@@ -361,13 +361,13 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             feeder.stop(error)
 
     def _finish_at_exit(self) -> None:
-        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks, not after SIGTERM); terminate."""
+        """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks, not after Ctrl-C or SIGTERM); terminate."""
         self._shutdown = True
         try:
             with self._cv:
                 self._waiters += 1
                 try:
-                    while self.pending_futures() and not self._terminated and not termination.signalled:
+                    while self.pending_futures() and not self._terminated and not exit_hooks.stop_waiting():
                         self._check()
                         self._cv.wait(0.5)
                 finally:

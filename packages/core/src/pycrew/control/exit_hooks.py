@@ -1,14 +1,26 @@
-"""The interpreter waits for pending futures at exit, as :mod:`concurrent.futures` does."""
+"""The interpreter waits for pending futures at exit, as :mod:`concurrent.futures` does.
+
+Unless the program is being interrupted: after a ``KeyboardInterrupt`` (Ctrl-C) ended the
+main thread, or a SIGTERM or SIGHUP came (see :mod:`pycrew.control.termination`), the
+controllers are terminated at once, their pending futures failed. (ProcessPoolExecutor
+still runs every queued task after Ctrl-C; the user meant the program to stop.) A Ctrl-C,
+SIGTERM or SIGHUP *while* the hook waits stops the waiting too; the process then ends
+with that signal's status, not the 0 of a main thread that had ended normally.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import signal
+import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from pycrew.control import callbacks
+from pycrew.control import callbacks, termination
 
 if TYPE_CHECKING:
     from pycrew.control.controller import Controller
@@ -22,18 +34,56 @@ _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
 
+_interrupted: BaseException | None = None  # the Ctrl-C or SystemExit (SIGTERM) that stopped the waiting
+
+
+def stop_waiting() -> bool:
+    """Whether the exit hook must not wait for pending futures: the program is being interrupted."""
+    return termination.signalled or _interrupted is not None or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+
+
 def _wait_at_exit() -> None:
     """Interpreter exit: let every live controller's pending futures finish, then terminate it."""
+    global _interrupted
     for running in list(live):
         try:
+            if stop_waiting() and running.pending_futures():
+                log.warning("controller %r: the program was interrupted: terminating it without waiting for its %d "
+                            "pending future(s)", running.name, running.pending_futures())
             running._finish_at_exit()
-        except SystemExit:  # SIGTERM while it waited (see pycrew.control.termination): the others go at once
-            continue
+        except (SystemExit, KeyboardInterrupt) as exc:  # while it waited (it terminated): the others go at once
+            _interrupted = _interrupted or exc
+            log.warning("controller %r: the program was interrupted (%s) while it waited at exit for pending futures: "
+                        "terminated", running.name, type(exc).__name__)
         except Exception:  # one controller's failure must not keep the others running
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
-    callbacks.runner.drain_all()
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        callbacks.runner.drain_all()
+    if _interrupted is not None:
+        _end_process(_interrupted)
+
+
+def _end_process(interruption: BaseException) -> None:
+    """End the process as ``interruption`` would have, had it come before the main thread ended.
+
+    The interpreter's exit status was fixed when the main thread ended (0, most often): run
+    the ``atexit`` handlers and flush the standard streams, then exit with SystemExit's
+    code (143 for SIGTERM), or, for Ctrl-C, by SIGINT, as Python ends a program that a
+    ``KeyboardInterrupt`` ended.
+    """
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    if isinstance(interruption, KeyboardInterrupt):
+        with contextlib.suppress(BaseException):
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+    code = interruption.code if isinstance(interruption, SystemExit) else None
+    os._exit(code if isinstance(code, int) else 1)
 
 
 def _after_fork_in_child() -> None:

@@ -1,4 +1,4 @@
-"""SIGTERM ends a program that runs controllers as Ctrl-C does, so that their workers go with it.
+"""SIGTERM (and SIGHUP) end a program that runs controllers as Ctrl-C does, so that their workers go with it.
 
 Platforms end a program with SIGTERM: a batch job's time limit, ``scancel``, a deleted
 pod, ``timeout``, ``kill``. Python's default action ends the process at once, and no
@@ -10,7 +10,9 @@ SIGTERM has its default action, installs :func:`_on_sigterm`: it raises
 ``SystemExit(143)`` in the main thread, as Ctrl-C raises ``KeyboardInterrupt``. ``with``
 blocks terminate their controllers as it unwinds, and the exit hook terminates the others
 without waiting for their pending futures (see :mod:`pycrew.control.exit_hooks`). A
-second SIGTERM ends the process at once, with the default action.
+second SIGTERM ends the process at once, with the default action. SIGHUP (the terminal
+or the ssh session closed) is handled the same way, with exit code 129, unless the
+program ignores it (``nohup``) or handles it itself.
 
 A program's own SIGTERM handler is left alone: one installed before the first controller
 starts stays, and ``signal.signal(signal.SIGTERM, signal.SIG_DFL)`` after it puts the
@@ -27,6 +29,8 @@ from types import FrameType
 
 #: The exit code of a program ended by SIGTERM through this handler (128 + 15, as a shell reports it).
 EXIT_CODE = 128 + signal.SIGTERM
+#: The signals handled so, while they have their default action (SIGHUP is absent on Windows).
+SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 log = logging.getLogger("pycrew.control")
 
@@ -36,42 +40,45 @@ signalled = False  # a SIGTERM came: the program is ending (exit hooks do not wa
 
 
 def install() -> None:
-    """Install the handler if SIGTERM has its default action (main thread only; once)."""
+    """Install the handler for each of :data:`SIGNALS` that has its default action (main thread only; once)."""
     global installed
     with _lock:
         if installed or threading.current_thread() is not threading.main_thread():
             return
         try:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                return  # the program's own handler (or SIG_IGN) stands
-            signal.signal(signal.SIGTERM, _on_sigterm)
+            for signum in SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_DFL:  # else the program's own handler (or SIG_IGN) stands
+                    signal.signal(signum, _on_sigterm)
         except (ValueError, OSError):  # not the main interpreter, say: the default stays
             return
         installed = True
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP: raise ``SystemExit(128 + signum)`` in the main thread, once."""
     global signalled
-    if signalled:  # a second SIGTERM while the first unwinds: end now
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    if signalled:  # a second signal while the first unwinds: end now
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
         return
     signalled = True
+    name = signal.Signals(signum).name
     log.warning(
-        "pycrew: SIGTERM received: terminating the controllers' workers (queued ones too), then exiting with "
-        "code %d; a second SIGTERM ends the process at once", EXIT_CODE,
+        "pycrew: %s received: terminating the controllers' workers (queued ones too), then exiting with "
+        "code %d; a second %s ends the process at once", name, 128 + signum, name,
     )
-    raise SystemExit(EXIT_CODE)
+    raise SystemExit(128 + signum)
 
 
 def _after_fork_in_child() -> None:
-    """A forked child (multiprocessing's "fork", say) ends on SIGTERM as it would without pycrew."""
+    """A forked child (multiprocessing's "fork", say) ends on SIGTERM and SIGHUP as it would without pycrew."""
     global signalled
     signalled = False
     if installed:
         try:
-            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for signum in SIGNALS:
+                if signal.getsignal(signum) is _on_sigterm:
+                    signal.signal(signum, signal.SIG_DFL)
         except ValueError:  # forked from a thread other than the main one: not this child's main thread
             pass
 

@@ -271,8 +271,9 @@ class ConnectNotice:
             self.due = 0.0
             logging.getLogger("pycrew.worker").warning(
                 "pycrew worker: cannot connect to %s yet (%s: %s); trying until %g s have passed. If this lasts, "
-                "this host cannot reach the controller there: set its host= (an address the workers can reach) "
-                "and port= options, or open the firewall", self.url, type(exc).__name__, exc, self.seconds,
+                "either this host cannot reach the controller there: set its host= (an address the workers can "
+                "reach) and port= options, or open the firewall; or the controller has ended (killed before it "
+                "could cancel this queued worker)", self.url, type(exc).__name__, exc, self.seconds,
             )
 
 
