@@ -135,3 +135,21 @@ def test_a_termination_that_failed_while_running_is_tried_again_at_the_end(stall
     c.terminate()
     assert plugin.started[0] in plugin.terminated, "the worker whose termination failed was not tried again"
     wait_for(lambda: pid_gone(plugin.started[0].pid), 10, message="the worker still runs")
+
+
+def test_a_ctrl_c_during_terminate_says_workers_may_be_left(stalling, never_connects, make_controller, caplog):
+    """A second Ctrl-C (the first ended a with block) interrupts terminate() while a launch is
+    in flight: the program ends before it could terminate that launch's worker. Before, only the
+    KeyboardInterrupt's traceback said anything: nothing named the risk or where to look."""
+    import _thread
+
+    plugin = stalling("launch")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=20).start()
+    assert plugin.entered.wait(30), "no launch began"
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with caplog.at_level(logging.ERROR, logger="pycrew.control.controller"), pytest.raises(KeyboardInterrupt):
+        c.terminate()  # waits for the launch in flight: the Ctrl-C comes meanwhile
+    timer.join()
+    assert "interrupted while terminating its workers: some may be left" in caplog.text, caplog.text
+    assert "`pycrew monitor stalling list --orphans`" in caplog.text, caplog.text

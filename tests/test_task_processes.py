@@ -78,10 +78,12 @@ def test_started_since_finds_the_descendants_started_from_that_moment_only():
         t0 = time.time()
         newer = subprocess.Popen(["sleep", "30"])
         shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
-        wait_for(lambda: len(started_since(t0)) >= 3, 10, message="the shell's sleep did not start")
-        found = started_since(t0)
+        def grandchild() -> dict[int, tuple[int, str]] | None:  # forked by the shell: "sh" until it has exec'd sleep
+            found = started_since(t0)
+            return found if [n for pid, (_, n) in found.items() if pid not in (newer.pid, shell.pid)] == ["sleep"] else None
+
+        found = wait_for(grandchild, 10, message="the shell's sleep did not start (or another process was found)")
         assert {newer.pid, shell.pid} <= set(found) and older.pid not in found
-        assert [name for pid, (_, name) in found.items() if pid not in (newer.pid, shell.pid)] == ["sleep"]  # the grandchild
     finally:
         for proc in (older, newer, shell):
             if proc is not None:

@@ -214,18 +214,17 @@ def test_an_orphan_that_pends_for_good_is_listed_and_terminated_by_the_monitor(t
     """A job of a controller that died (SIGKILL) which SLURM will never start (PartitionConfig)
     stays in the queue for good. Before, the monitor reported it ended (status failed) and left
     it out: ``pycrew monitor slurm list`` did not show it and ``terminate --orphans`` left it."""
-    from pycrew import monitor as records
     from pycrew.testing import scheduler_calls
     from pycrew_slurm import SlurmOptions
 
-    calls = scheduler_calls.make_calls("import time; time.sleep(60)", 1, launcher="slurm")
-    controller_id = calls[0].controller_id
-    records.register_controller(controller_id, calls[0].controller, "slurm")
+    dead = slurm_controller(tmp_path, workers=1).start()
+    dead.terminate()  # its record says it ended, as for a controller killed (found by its pid)
+    controller_id = dead.id
+    calls = scheduler_calls.make_calls("import time; time.sleep(60)", 1, controller_id, dead.name, launcher="slurm")
     options = SlurmOptions(seconds_poll=0, cpus_per_task=64, directory=str(tmp_path / "private"))
-    info = pycrew.LauncherInfo("slurm", options, calls[0].controller, controller_id)
+    info = pycrew.LauncherInfo("slurm", options, dead.name, controller_id)
     handles = plugin.pycrew_launch_workers(launcher=info, calls=calls)
     try:
-        records.unregister_controller(controller_id)  # as a monitor finds a killed controller
         monitor = pycrew.Monitor("slurm", seconds_poll=0)
 
         def stuck() -> list[pycrew.WorkerInfo]:

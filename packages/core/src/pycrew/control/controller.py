@@ -242,6 +242,10 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 self.launcher.terminate_all(self.options.seconds_terminate)
                 self._end_held(dispatcher._held_tasks())
                 monitor.unregister_controller(self.id)
+        except KeyboardInterrupt:  # a second Ctrl-C: the program ends now, maybe before a launch in flight returned
+            log.error("controller %r: interrupted while terminating its workers: some may be left; once this program "
+                      "has ended, `pycrew monitor %s list --orphans` shows them", self.name, self.spec.name)
+            raise
         finally:
             if self._dashboard is not None:
                 self._dashboard.close()
