@@ -49,6 +49,28 @@ def test_futures_failed_by_a_launch_error_are_no_longer_unresolved(make_controll
     assert c.summary().controller.queued == 1
 
 
+def test_leaving_a_with_block_after_a_launch_error_was_seen_raises_nothing(make_controller, tmp_path):
+    """The user got the LaunchError from ``result()`` and handled it: leaving the ``with``
+    block terminates without raising it again. On 2c03aec it was raised again, or not, by a
+    race: the futures failed just before the controller's error was set, and ``__exit__``
+    waited for the tasks (and raised) unless it saw that error."""
+    python = tmp_path / "python-that-fails"
+    python.write_text("#!/bin/sh\nsleep 0.5\nexit 1\n")  # fails after the tasks below are queued
+    python.chmod(0o755)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the race shows
+    try:
+        for attempt in range(4):
+            with make_controller("local", workers=1, launch_max=1, python=str(python)) as c:
+                futures = [c.submit(identity, i) for i in range(2000)]  # failing them all takes a while
+                with pytest.raises(pycrew.LaunchError):
+                    futures[0].result(timeout=60)
+            with pytest.raises(RuntimeError, match="after shutdown"):
+                c.submit(identity, attempt)
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def test_worker_that_never_connects_is_terminated_and_counted(make_controller, tmp_path):
     script = tmp_path / "hang.py"
     script.write_text("import time\ntime.sleep(600)\n")

@@ -27,6 +27,10 @@ class Collecting(ControllerState):
         """Results waiting for :meth:`pop`."""
         return len(self._results)
 
+    def _launch_failed(self) -> bool:
+        """Whether a LaunchError ended the launches: its futures fail first, then the error is set."""
+        return self.launcher.error is not None or bool(self._abandoned)
+
     def unresolved(self) -> int:
         """Tasks pushed or submitted and not yet resolved (a ``map`` still submitting its
         input counts as one more, so that ``wait("all")`` waits for the rest of it).

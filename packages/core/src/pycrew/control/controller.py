@@ -294,7 +294,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and self._started and not self._terminated and self.launcher.error is None:
+            if exc_type is None and self._started and not self._terminated and not self._launch_failed():
                 self.wait("all")
         finally:
             self.terminate()
