@@ -284,6 +284,19 @@ def test_persistent_launch_faults_become_a_launch_error(cloudrun_emulator: Cloud
         c.wait(timeout=60)
 
 
+def test_a_permission_refused_over_rest_names_the_permission(
+    cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], controllers: list[pycrew.Controller]
+) -> None:
+    """Over REST a 403 is google.api_core's Forbidden, not PermissionDenied (gRPC's): before,
+    the LaunchError said only "see the message above"."""
+    cloudrun_emulator.faults.fail_next(1, status=403, code="PERMISSION_DENIED", message="Permission denied on resource",
+                                       only="RunJob")
+    c = make_controller(controllers, cloudrun_options, workers=1, launch_max=1)
+    c.push(abs, (-1,))
+    with pytest.raises(pycrew.LaunchError, match=r"lacks a permission \(it needs run\.jobs\.runWithOverrides\)"):
+        c.wait(timeout=60)
+
+
 def test_ambiguous_run_failure_adopts_the_execution_it_started(
     cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], controllers: list[pycrew.Controller], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,7 +85,7 @@ class RetryPolicy:
 
 def hint(exc: BaseException, permission: str = "") -> str:
     """What to do about a permanent API error."""
-    if isinstance(exc, gexc.PermissionDenied):
+    if isinstance(exc, gexc.Forbidden):  # gRPC's PermissionDenied is one; REST's 403 is Forbidden itself
         need = f" (it needs {permission})" if permission else ""
         return f"the caller's identity lacks a permission{need}: grant the roles listed in the pycrew-cloudrun README"
     if isinstance(exc, gexc.Unauthorized):
