@@ -8,6 +8,7 @@ follow it) and runs what the pool hands back through ``call_soon``.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -407,6 +408,24 @@ def test_a_terminate_hook_that_raises_system_exit_is_logged_not_raised(h, caplog
     h.platform.raise_in["terminate"] = SystemExit("scancel usage")
     h.scaler.terminate_all(5.0)  # raised SystemExit into the caller of terminate()
     assert "failed to terminate" in caplog.text and "scancel usage" in caplog.text
+
+
+def test_a_terminate_hook_that_cannot_reach_the_platform_is_a_warning_with_its_reason(h, caplog):
+    """A transient failure (the platform's API down) is tried again at the last termination:
+    before, each was an ERROR with a traceback whose last line alone held the reason."""
+
+    class Unreachable(ConnectionError):
+        transient = True
+
+    h.scale(demand=1)
+    h.platform.raise_in["terminate"] = Unreachable("API down")
+    with caplog.at_level(logging.WARNING, logger="pycrew.control.scaler"):
+        h.scaler._terminate(list(h.scaler.handles.values()), "test")
+    [record] = [r for r in caplog.records if "could not terminate" in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.exc_info is None, record
+    assert record.getMessage().endswith("could not terminate 1 worker(s): Unreachable: API down"), record.getMessage()
+    h.platform.raise_in.pop("terminate")
+    h.scaler.terminate_all(5.0)
 
 
 def test_a_monitor_that_raises_system_exit_is_asked_again_later(h):

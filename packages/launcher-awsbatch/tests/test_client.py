@@ -122,6 +122,24 @@ def test_an_endpoint_that_cannot_be_reached_is_transient_and_says_so(options: di
     assert err.value.transient
 
 
+def test_terminate_with_aws_failing_gives_up_after_one_job_s_retries(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
+    """Before, each job got a whole retry budget of its own (N jobs: N times seconds_api_retry, past
+    seconds_terminate), and the error was not transient (an ERROR with a traceback in core)."""
+    batch.faults.stuck = True  # the jobs stay queued
+    client = make_client(options, api_attempts_max=2)
+    handles = client.launch(info(), calls(3))
+    try:
+        batch.faults.fail_next(100, status=500, code="ServerException", only=["CancelJob", "TerminateJob"])
+        with pytest.raises(AwsBatchError, match=r"could not terminate 3 of 3 AWS Batch job\(s\) \(2 more not tried") as err:
+            client.terminate(handles)
+        assert err.value.transient, "core keeps the handles and tries again at the last termination"
+        assert len(batch.faults.injected) == 2, f"one job's 2 attempts, then no more: {batch.faults.injected}"
+    finally:
+        batch.faults.reset()
+        batch.faults.stuck = False
+        client.terminate(handles)
+
+
 def test_a_lost_submit_response_does_not_submit_twice(batch: AwsBatchEmulator, options: dict[str, Any]) -> None:
     batch.faults.stuck = True
     client = make_client(options)

@@ -320,6 +320,41 @@ def test_ambiguous_run_failure_adopts_the_execution_it_started(
     jobs.terminate(handles)
 
 
+def test_a_run_sent_again_after_a_lost_reply_cancels_the_execution_the_first_had_started(
+    cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], controllers: list[pycrew.Controller], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply to RunJob is lost and the lookup for its execution times out too: the run is
+    sent again, which starts a second execution. Before, the first went on unknown to pycrew:
+    its workers were the ones that connected, and terminate() cancelled only the second."""
+    c = make_controller(controllers, cloudrun_options, workers=2).start()
+    jobs = jobs_for(cloudrun_options)
+    real_run, executions = jobs._run_once, jobs.clients.executions
+    started: list[str] = []
+
+    def run_then_lose_the_reply(request: run_v2.RunJobRequest) -> str:
+        started.append(real_run(request))
+        if len(started) == 1:
+            raise gexc.ServiceUnavailable("the reply was lost")
+        return started[-1]
+
+    real_list, listed = executions.list_executions, []
+
+    def list_times_out_once(*args: Any, **kwargs: Any) -> Any:
+        listed.append(args)
+        if len(listed) == 1:
+            raise gexc.DeadlineExceeded("the lookup timed out")
+        return real_list(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "_run_once", run_then_lose_the_reply)
+    monkeypatch.setattr(executions, "list_executions", list_times_out_once)
+    handles = jobs.launch(stuck_calls(c, 2))
+    try:
+        assert len(started) == 2 and {h.execution for h in handles} == {started[1]}, (started, handles)
+        assert cloudrun_emulator.wait_execution(started[0], timeout=30) == "cancelled", "the twin still runs"
+    finally:
+        jobs.terminate(handles)
+
+
 def test_old_secret_versions_are_swept_and_new_ones_kept(cloudrun_options: dict[str, Any], secret_manager: FakeSecretManager) -> None:
     old = secret_manager.add_version(SECRET, "old", created=time.time() - 9 * 24 * 3600)
     recent = secret_manager.add_version(SECRET, "recent")

@@ -268,7 +268,8 @@ class AwsBatchClient:
     def _stop(self, ids: list[str], reason: str) -> None:
         statuses = self.statuses(ids)
         errors: list[AwsBatchError] = []
-        for job_id in ids:
+        untried = 0
+        for k, job_id in enumerate(ids):
             status = statuses.get(job_id)
             if status is None or status in FINAL:
                 continue  # gone or ended: nothing to do, nothing to say
@@ -280,10 +281,14 @@ class AwsBatchClient:
                 self.api.call("batch", "terminate_job", jobId=job_id, reason=reason)
             except AwsBatchError as exc:
                 errors.append(exc)
+                if exc.transient:  # AWS unavailable: each other job would spend a whole retry budget too
+                    untried = sum(1 for j in ids[k + 1 :] if statuses.get(j) not in (None, *FINAL))
+                    break
         if errors:
+            more = f" ({untried} more not tried: AWS was unavailable)" if untried else ""
             raise AwsBatchError(
-                f"could not terminate {len(errors)} of {len(ids)} AWS Batch job(s): {errors[0]}",
-                errors[0].operation, errors[0].code, errors[0].attempts,
+                f"could not terminate {len(errors) + untried} of {len(ids)} AWS Batch job(s){more}: {errors[0]}",
+                errors[0].operation, errors[0].code, errors[0].attempts, transient=errors[0].transient,
             )
 
     def statuses(self, ids: Sequence[str]) -> dict[str, str]:

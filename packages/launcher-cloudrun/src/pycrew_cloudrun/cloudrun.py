@@ -242,6 +242,19 @@ class CloudRunJobs:
         env += [run_v2.EnvVar(name=tag.TAG_ENV, value=text), token_env]
         timeout = jobspec.task_timeout(self.options, run.calls[0])
         since = time.time() - 300  # clocks differ: any execution of the last minutes may be this run's
+        unsure: list[BaseException] = []  # lookups after a lost reply that failed: a retry may run it twice
+
+        def adopt(job: str) -> str | None:
+            try:
+                found = self._executions_tagged(job, text, since)
+            except (gexc.GoogleAPICallError, OSError) as exc:  # the caller retries the run
+                log.debug("cloudrun: could not look for this run's execution: %s", exc)
+                unsure.append(exc)
+                return None
+            if found:
+                log.info("cloudrun: the failed run request did start %s; using it", found[0])
+            return found[0] if found else None
+
         try:
             for again in (True, False):
                 request = run_v2.RunJobRequest(
@@ -252,7 +265,7 @@ class CloudRunJobs:
                         f"run job {job} ({len(run.calls)} task(s))",
                         lambda request=request: self._run_once(request),  # type: ignore[misc]
                         self.policy, permission="run.jobs.runWithOverrides", passthrough=(gexc.NotFound,),
-                        before_retry=lambda _exc, job=job: self.find_execution(job, text, since),  # type: ignore[misc]
+                        before_retry=lambda _exc, job=job: adopt(job),  # type: ignore[misc]
                     )
                     break
                 except gexc.NotFound as exc:
@@ -268,6 +281,8 @@ class CloudRunJobs:
                 name = self.find_execution(job, text, since) or ""
             if not name:
                 raise CloudRunError(f"run job {job} returned no execution name, and no execution carries this run's tag")
+            if unsure:
+                self._cancel_twins(job, text, since, name)
         except BaseException:
             if receipt is not None:
                 self._release(receipt)
@@ -287,25 +302,49 @@ class CloudRunJobs:
         """The execution of ``job`` whose tag is ``text``, created after ``since`` (epoch seconds).
 
         Used after an ambiguous run failure (the request may have started an execution whose
-        reply was lost). Pages are read newest first until one holds only older executions.
+        reply was lost); ``None`` if there is none, or the listing failed (logged).
         """
         try:
-            pager = self.clients.executions.list_executions(
-                request={"parent": job, "page_size": 100}, retry=None, timeout=self._timeout()
-            )
-            for page in pager.pages:
-                recent = False
-                for execution in page.executions:
-                    recent = recent or (timestamp(execution.create_time) or since) >= since
-                    found = execution_tag(execution)
-                    if found is not None and found.encode() == text:
-                        log.info("cloudrun: the failed run request did start %s; using it", execution.name)
-                        return str(execution.name)
-                if not recent:
-                    break
+            found = self._executions_tagged(job, text, since)
         except (gexc.GoogleAPICallError, OSError) as exc:  # best effort: the caller retries the run
             log.debug("cloudrun: could not look for this run's execution: %s", exc)
-        return None
+            return None
+        return found[0] if found else None
+
+    def _executions_tagged(self, job: str, text: str, since: float) -> list[str]:
+        """Every execution of ``job`` whose tag is ``text``, newest first; pages are read
+        newest first until one holds only executions created before ``since``."""
+        pager = self.clients.executions.list_executions(
+            request={"parent": job, "page_size": 100}, retry=None, timeout=self._timeout()
+        )
+        out = []
+        for page in pager.pages:
+            recent = False
+            for execution in page.executions:
+                recent = recent or (timestamp(execution.create_time) or since) >= since
+                found = execution_tag(execution)
+                if found is not None and found.encode() == text:
+                    out.append(str(execution.name))
+            if not recent:
+                break
+        return out
+
+    def _cancel_twins(self, job: str, text: str, since: float, kept: str) -> None:
+        """After a run request whose reply was lost was sent again without knowing whether it
+        had started an execution: cancel any other execution of this run (its workers would
+        be refused, and terminate() would never reach it)."""
+        try:
+            twins = [e for e in self._executions_tagged(job, text, since) if e != kept]
+        except (gexc.GoogleAPICallError, OSError) as exc:
+            log.warning("cloudrun: a run request of job %s was sent again after its reply was lost, and its executions "
+                        "cannot be listed (%s): if it had started one, `pycrew monitor cloudrun list` shows it", job, exc)
+            return
+        for twin in twins:
+            log.warning("cloudrun: the run request whose reply was lost had started %s too; cancelling it (kept %s)", twin, kept)
+            try:
+                self._cancel(twin)
+            except CloudRunError as exc:
+                log.warning("cloudrun: could not cancel %s: %s", twin, exc)
 
     # -- terminate -------------------------------------------------------------------------
 
@@ -352,7 +391,7 @@ class CloudRunJobs:
             self._forget(execution)
         elif live <= wanted:
             self._cancel(execution)
-        else:
+        elif live & wanted:  # (else the tasks asked to stop have ended already)
             log.info(
                 "cloudrun: %s: Cloud Run cancels whole executions and %d other task(s) of it still run, so it is not "
                 "cancelled now; the %d worker(s) asked to stop exit by themselves (idle, seconds_launch, wall time) "

@@ -24,7 +24,7 @@ INITIALIZER_PREFIX = "the initializer failed: "
 #: refused the submission, its command is missing): no worker ever ran.
 HOOK_FAILED = "the launch hook failed: "
 #: What a failed launch's reason says when its platform could not be reached (see launch_watch).
-UNREACHABLE_MARK = "(the platform could not be reached for "
+UNREACHABLE_MARK = "(the platform could not be reached, or was unavailable, for "
 #: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
 #: tasks waiting, starts (the scaler counts them: see Scaler.disconnected).
 WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "

@@ -255,7 +255,7 @@ class LaunchWatch:
             down = now - self.unreachable_since
             if final and down < self.options.seconds_unreachable:
                 final = False
-                reason += (f" (the platform could not be reached: trying again until it has been unreachable for "
+                reason += (f" (the platform could not be reached, or was unavailable: trying again until it has been so for "
                            f"{self.options.seconds_unreachable:g} s (seconds_unreachable), {down:.0f} s so far)")
             elif final:
                 reason += f" {UNREACHABLE_MARK}{down:.0f} s; seconds_unreachable={self.options.seconds_unreachable:g})"
@@ -263,8 +263,9 @@ class LaunchWatch:
             final = False
             self._park(slot, reason, now)
         else:
-            log.warning("worker %d of %r: failed launch %d of %d: %s", slot.index, self.info.controller,
-                        slot.failures, self.options.launch_max, reason)
+            past = slot.failures > self.options.launch_max  # the platform unreachable: kept trying
+            log.warning("worker %d of %r: failed launch %d %s %d: %s", slot.index, self.info.controller,
+                        slot.failures, "past launch_max=" if past else "of", self.options.launch_max, reason)
         if terminate and explain:
             # The platform may know why (an image pull error, an unschedulable pod): its
             # monitor is asked before the worker is terminated and that reason is gone.

@@ -363,8 +363,11 @@ class Scaler(LaunchWatch):
             self.registry.call(self.spec, "pycrew_terminate_workers", launcher=self.info, handles=handles)
             self.terminations += len(handles)
             done = True
-        except BaseException:  # SystemExit too: it would reach the caller of terminate()
-            log.exception("launcher %r failed to terminate %d worker(s)", self.info.name, len(handles))
+        except BaseException as exc:  # SystemExit too: it would reach the caller of terminate()
+            if getattr(exc, "transient", False) is True:  # the platform unreachable: kept and tried again (last_termination)
+                log.warning("launcher %r could not terminate %d worker(s): %s: %s", self.info.name, len(handles), type(exc).__name__, exc)
+            else:
+                log.exception("launcher %r failed to terminate %d worker(s): %s: %s", self.info.name, len(handles), type(exc).__name__, exc)
         if self.registry.has_observers("pycrew_worker_terminated"):
             for handle in handles:
                 self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)
