@@ -1025,8 +1025,7 @@ class FailingInitializerTest(BaseTestCase):
         self.assertIn("launch_max=2", message)
         self.assertIn("ValueError: error in initializer", message)
         self.assertIn("in init_fail", message)  # the initializer's traceback, from the worker
-        # CPython waits for executor._broken; the futures fail just before the executor's error is set
-        time.sleep(0.5)
+        # CPython waits for executor._broken; pycrew's submit raises the error once a future has
         with self.assertRaises(pycrew.LaunchError):
             self.executor.submit(h.get_init_status)
 

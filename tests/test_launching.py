@@ -51,9 +51,10 @@ def test_futures_failed_by_a_launch_error_are_no_longer_unresolved(make_controll
 
 def test_leaving_a_with_block_after_a_launch_error_was_seen_raises_nothing(make_controller, tmp_path):
     """The user got the LaunchError from ``result()`` and handled it: leaving the ``with``
-    block terminates without raising it again. On 2c03aec it was raised again, or not, by a
-    race: the futures failed just before the controller's error was set, and ``__exit__``
-    waited for the tasks (and raised) unless it saw that error."""
+    block terminates without raising it again, and a ``submit`` before that raises it. On
+    2c03aec both depended on a race: the futures failed just before the controller's error was
+    set; ``__exit__`` waited for the tasks (and raised) and ``submit`` queued a task unless
+    they saw that error."""
     python = tmp_path / "python-that-fails"
     python.write_text("#!/bin/sh\nsleep 0.5\nexit 1\n")  # fails after the tasks below are queued
     python.chmod(0o755)
@@ -65,6 +66,8 @@ def test_leaving_a_with_block_after_a_launch_error_was_seen_raises_nothing(make_
                 futures = [c.submit(identity, i) for i in range(2000)]  # failing them all takes a while
                 with pytest.raises(pycrew.LaunchError):
                     futures[0].result(timeout=60)
+                with pytest.raises(pycrew.LaunchError):  # as from a broken executor, not a future failed later
+                    c.submit(identity, attempt)
             with pytest.raises(RuntimeError, match="after shutdown"):
                 c.submit(identity, attempt)
     finally:

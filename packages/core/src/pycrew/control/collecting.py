@@ -31,6 +31,17 @@ class Collecting(ControllerState):
         """Whether a LaunchError ended the launches: its futures fail first, then the error is set."""
         return self.launcher.error is not None or bool(self._abandoned)
 
+    def _launch_error(self) -> BaseException | None:
+        """The LaunchError that ended the launches, if any. In the moment between its futures
+        failing and it being set (dispatcher thread), wait for it: a caller that saw a future
+        fail with it must get it from ``submit`` too, as from a broken executor."""
+        error = self.launcher.error
+        deadline = time.monotonic() + 5.0
+        while error is None and self._abandoned and time.monotonic() < deadline:
+            time.sleep(0.0005)
+            error = self.launcher.error
+        return error
+
     def unresolved(self) -> int:
         """Tasks pushed or submitted and not yet resolved (a ``map`` still submitting its
         input counts as one more, so that ``wait("all")`` waits for the rest of it).

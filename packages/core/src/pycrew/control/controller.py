@@ -314,8 +314,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         assert self._dispatcher is not None
         if self._dispatcher.error is not None:
             raise self._dispatcher_failed(self._dispatcher.error)
-        if self.launcher.error is not None:
-            raise copy.copy(self.launcher.error)  # a fresh one per raise: one raised again and again grows its traceback
+        if (error := self._launch_error()) is not None:
+            raise copy.copy(error)  # a fresh one per raise: one raised again and again grows its traceback
         return self._dispatcher
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
