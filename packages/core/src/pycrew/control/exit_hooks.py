@@ -38,8 +38,11 @@ _interrupted: BaseException | None = None  # the Ctrl-C or SystemExit (SIGTERM) 
 
 
 def stop_waiting() -> bool:
-    """Whether the exit hook must not wait for pending futures: the program is being interrupted."""
-    return termination.signalled or _interrupted is not None or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+    """Whether the exit hook must not wait for pending futures: the program is being interrupted
+    (a SIGTERM; a Ctrl-C that ended the main thread, or the waiting). At an interactive prompt,
+    ``sys.last_value`` is the last error shown, not what ended the session: it does not count."""
+    ctrl_c = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt) and not hasattr(sys, "ps1")
+    return termination.signalled or _interrupted is not None or ctrl_c
 
 
 def _wait_at_exit() -> None:
