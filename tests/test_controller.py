@@ -154,3 +154,14 @@ def test_wait_one_and_timeout(make_controller):
     assert c.pop().result == "late"
     with pytest.raises(pycrew.OptionsError):
         c.wait("some")
+
+
+def test_summary_after_terminate_shows_no_worker_online(make_controller):
+    """On 2c03aec ``summary()`` said the workers were online after terminate() had stopped them."""
+    c = make_controller("local", workers=1).start()
+    assert c.submit(abs, -1).result(timeout=60) == 1
+    assert c.summary().controller.workers_online == 1
+    c.terminate()
+    summary = c.summary()
+    assert (summary.controller.workers_online, summary.controller.workers_launching) == (0, 0), summary.controller
+    assert not any(w.online for w in summary.workers), summary.workers

@@ -164,3 +164,43 @@ def test_pycrew_is_importable_without_installing_anything() -> None:
     code = "import signal, pycrew; pycrew.controller('local', workers=1); print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == "True", "building a controller (not started) installs no handler"
+
+
+STUCK_CALLBACK = """
+import threading
+import pycrew
+
+c = pycrew.controller("local", workers=1)
+entered = threading.Event()
+
+def stuck(_future):
+    entered.set()
+    threading.Event().wait()  # never returns
+
+c.submit(abs, -1).add_done_callback(stuck)
+entered.wait(60)
+if {terminated!r}:
+    c.terminate()
+print("ready", flush=True)
+"""
+
+
+@pytest.mark.parametrize("terminated", [False, True], ids=["live", "terminated"])
+def test_sigterm_while_the_exit_hook_waits_for_a_stuck_callback_ends_with_143(tmp_path: Path, terminated: bool) -> None:
+    """On 2c03aec the exit hook, after a SIGTERM had ended its wait for a controller's callbacks,
+    waited for them again (and swallowed the SystemExit): the program ran until a second
+    SIGTERM; when the controller had been terminated already, it exited with status 0."""
+    script = tmp_path / "program.py"
+    script.write_text(STUCK_CALLBACK.format(terminated=terminated))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=30)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == termination.EXIT_CODE, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -14,9 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent import futures
+
+import pytest
 
 import pycrew
 from helpers import identity, sleep_then
+from support import wait_for
 
 
 def test_a_done_callback_can_wait_for_another_task_s_result(make_controller):
@@ -129,3 +133,53 @@ def test_callbacks_of_a_future_resolved_in_user_code_run_at_once_on_its_thread(m
     assert queued.cancel()
     assert seen == [threading.current_thread().name]
     assert blocker.result(timeout=30) == "blocker"
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_a_callback_raising_at_terminate_leaves_no_future_unresolved(make_controller, raised, caplog):
+    """On 2c03aec terminate() resolved the futures it ended on the caller's thread, running
+    each one's callbacks there: a KeyboardInterrupt from one escaped terminate() and left the
+    futures after it pending for ever."""
+    c = make_controller("local", workers=1).start()
+    running = [c.submit(sleep_then, 30.0, i) for i in range(2)] + [c.submit(identity, i) for i in range(3)]
+    wait_for(lambda: c.summary().controller.running >= 1, 30, message="no task started")
+
+    def interrupt(_future):
+        raise raised()
+
+    running[0].add_done_callback(interrupt)
+    with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
+        c.terminate()
+        futures.wait(running, timeout=30)
+    assert all(f.done() for f in running), [f._state for f in running]
+    wait_for(lambda: "exception calling callback" in caplog.text, 10, message="the callback's error was not logged")
+
+
+def test_a_callback_waiting_for_another_future_does_not_hold_up_terminate(make_controller):
+    """On 2c03aec it deadlocked: the other future was ended only after this callback returned."""
+    c = make_controller("local", workers=2).start()
+    first, second = c.submit(sleep_then, 30.0, 1), c.submit(sleep_then, 30.0, 2)
+    wait_for(lambda: c.summary().controller.running == 2, 30, message="the tasks did not start")
+    seen: list[object] = []
+    first.add_done_callback(lambda _f: seen.append(type(second.exception(timeout=60)).__name__))
+    done = threading.Thread(target=c.terminate)
+    done.start()
+    done.join(30)
+    assert not done.is_alive(), "terminate() waited for a callback that waited for another of its futures"
+    wait_for(lambda: seen, 30, message="the callback did not run")
+    assert first.done() and second.done() and seen == ["ControllerError"], seen
+
+
+def test_a_stuck_callback_of_one_controller_holds_up_no_other_controller(make_controller):
+    """On 2c03aec one process-wide thread ran every controller's callbacks: a callback of A that
+    never returned kept B's from running, and B's wait() past its tasks' end."""
+    a, b = make_controller("local", workers=1).start(), make_controller("local", workers=1).start()
+    release = threading.Event()
+    try:
+        a.submit(identity, 0).add_done_callback(lambda _f: release.wait(60))
+        ran = threading.Event()
+        b.submit(identity, 1).add_done_callback(lambda _f: ran.set())
+        assert ran.wait(30), "B's callback waited behind A's"
+        assert b.wait("all", timeout=30)
+    finally:
+        release.set()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
+import time
 from concurrent.futures import CancelledError
 
 import pytest
@@ -138,6 +140,33 @@ def test_terminate_stops_the_feeder_and_iteration_does_not_hang(make_controller,
     with pytest.raises((CancelledError, pycrew.ControllerError)):
         list(results)
     wait_for(lambda: not c._feeders, timeout=10, message="the feeder kept running after terminate()")
+
+
+@pytest.mark.parametrize("how", ["terminate", "shutdown", "cancel_all"])
+def test_stopping_a_map_whose_input_blocks_ends_the_iteration_at_once(make_controller, how):
+    """The input yields once, then blocks (a queue, a socket): before, the consumer waited
+    for the next item, past terminate(), shutdown(cancel_futures=True) and cancel(all=True)."""
+    gate = threading.Event()
+
+    def source():  # type: ignore[no-untyped-def]
+        yield 1
+        gate.wait(60)
+        yield 2
+
+    c = make_controller("local", workers=1)
+    results = c.map(identity, source())
+    try:
+        assert next(results) == 1
+        stopper = threading.Timer(0.3, {"terminate": c.terminate, "cancel_all": lambda: c.cancel(all=True),
+                                        "shutdown": lambda: c.shutdown(wait=False, cancel_futures=True)}[how])
+        stopper.start()
+        started = time.monotonic()
+        with pytest.raises(CancelledError):
+            next(results)  # waits for the blocked input until the stop
+        assert time.monotonic() - started < 30, "the iteration waited for the input, not for the stop"
+        stopper.join()
+    finally:
+        gate.set()
 
 
 def test_closing_the_iterator_stops_submitting(make_controller, small_window):

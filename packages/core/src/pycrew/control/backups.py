@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pycrew.control import callbacks
 from pycrew.control.futures import end_unresolved
 from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task, local_result
@@ -81,7 +82,15 @@ class Backups(ControllerState):
         return int(backup._cancel_where(lambda t: t.id == relayed, message))
 
     def _end_held(self, tasks: list[Task]) -> None:
-        """After terminate stopped the dispatcher: end the tasks it held and those handed to the backup."""
+        """After terminate stopped the dispatcher: end the tasks it held and those handed to the backup.
+
+        Their futures' callbacks run on the controller's callbacks thread, after every future
+        has ended (run here, one that waited for another of them, or raised KeyboardInterrupt,
+        left the rest unresolved)."""
+        with callbacks.deferred():
+            self._end_held_now(tasks)
+
+    def _end_held_now(self, tasks: list[Task]) -> None:
         for task in tasks:
             if task.relay is not None:
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))

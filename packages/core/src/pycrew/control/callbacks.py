@@ -1,4 +1,4 @@
-"""Done-callbacks of futures resolved on a dispatcher's thread run on their own thread.
+"""Done-callbacks of futures resolved by a controller run on a thread of that controller's.
 
 A dispatcher resolves futures on its own thread. Run there, a future's done-callbacks
 would hold up everything the dispatcher does while they run: other results, launches,
@@ -6,10 +6,15 @@ heartbeats (a callback that took longer than ``seconds_heartbeat_timeout`` made 
 dispatcher drop healthy workers as silent, and count their tasks as crashed), and a
 callback that waited for another task's result (``c.submit(g, x).result()``) waited for
 the very thread it was holding up. So a future resolved on a dispatcher's thread hands
-its callbacks to one process-wide thread, ``pycrew-callbacks``, which runs them in the
-order their futures resolved. A future resolved on any other thread (``cancel()`` in
-user code, ``terminate()``) runs its callbacks at once, on that thread, as
-:class:`concurrent.futures.Future` does.
+its callbacks to its controller's ``pycrew-callbacks`` thread, which runs them in the
+order their futures resolved: one per controller (as ProcessPoolExecutor has one
+management thread per executor), so that a slow or stuck callback holds up no other
+controller's. The thread ends after :data:`SECONDS_IDLE` without work and starts again
+when needed. ``terminate()`` hands over the callbacks of the futures it ends too
+(:func:`deferred`): it resolves every future before any callback runs, so a callback that
+waits for another of its futures, or raises ``KeyboardInterrupt``, cannot leave the others
+unresolved. A future resolved in user code (``cancel()``) runs its callbacks at once, on
+that thread, as :class:`concurrent.futures.Future` does.
 
 The controller's waits (``wait("all")``, ``shutdown(wait=True)``, the interpreter's exit)
 also wait for the callbacks of its futures already resolved (:func:`drain`), so that they
@@ -18,13 +23,14 @@ return after those callbacks ran, as they did when the callbacks ran on the disp
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: The logger ``concurrent.futures`` reports a failing callback to: logging set up for
@@ -32,6 +38,9 @@ from typing import Any
 log = logging.getLogger("concurrent.futures")
 
 _local = threading.local()
+
+#: How long a controller's callbacks thread waits for work before it ends.
+SECONDS_IDLE = 30.0
 
 
 def defer_on_this_thread() -> None:
@@ -44,50 +53,58 @@ def deferring() -> bool:
     return getattr(_local, "defer", False)
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Within the block, futures resolved on the calling thread hand their callbacks on."""
+    before = deferring()
+    _local.defer = True
+    try:
+        yield
+    finally:
+        _local.defer = before
+
+
 class CallbackRunner:
-    """One thread that runs done-callbacks in the order they were handed over."""
+    """One thread that runs done-callbacks in the order they were handed over (one per controller)."""
 
     def __init__(self) -> None:
-        self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]], object]] = queue.SimpleQueue()
+        self._reset()
+        _runners.add(self)
+
+    def _reset(self) -> None:
+        self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._draining = 0  # threads waiting in drain()
-        self._pending: collections.Counter[int] = collections.Counter()  # per owner id: handed over, not run yet
+        self._pending = 0  # handed over, not run yet
         self._thread: threading.Thread | None = None
 
-    def hand_over(self, future: Any, callbacks: list[Callable[[Any], object]], owner: object) -> None:
-        """Run ``callbacks`` (each called with ``future``) on the callbacks thread (any thread)."""
-        with self._lock:
-            self._pending[id(owner)] += 1
+    def hand_over(self, future: Any, callbacks: list[Callable[[Any], object]]) -> None:
+        """Run ``callbacks`` (each called with ``future``) on this runner's thread (any thread)."""
+        with self._lock:  # (the put too: the thread ends only when it finds nothing under the lock)
+            self._pending += 1
+            self._items.put((future, callbacks))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pycrew-callbacks", daemon=True)
                 self._thread.start()
-        self._items.put((future, callbacks, owner))
 
     def on_this_thread(self) -> bool:
-        """Whether the caller is the callbacks thread."""
+        """Whether the caller is this runner's thread."""
         return self._thread is not None and threading.current_thread() is self._thread
 
-    def drain(self, owner: object, timeout: float | None = None) -> bool:
-        """Wait until the callbacks handed over for ``owner``'s futures have run.
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the callbacks handed over so far have run.
 
-        Returns at once (``True``) on the callbacks thread itself, whose own callback would
+        Returns at once (``True``) on this runner's thread itself, whose own callback would
         otherwise wait for itself; ``False`` if ``timeout`` seconds passed first.
         """
-        return self._wait(lambda: not self._pending[id(owner)], timeout)
-
-    def drain_all(self) -> None:
-        """Wait until every callback handed over so far has run (the interpreter's exit)."""
-        self._wait(lambda: not self._pending, None)
-
-    def _wait(self, drained: Callable[[], bool], timeout: float | None) -> bool:
         if self.on_this_thread():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._drained:  # a Counter's missing key reads 0 and is not stored
+        with self._drained:
             self._draining += 1
             try:
-                while not drained():
+                while self._pending:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
@@ -98,7 +115,14 @@ class CallbackRunner:
 
     def _run(self) -> None:
         while True:
-            future, callbacks, owner = self._items.get()
+            try:
+                future, callbacks = self._items.get(timeout=SECONDS_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._items.empty():
+                        self._thread = None
+                        return
+                continue
             try:
                 for callback in callbacks:
                     try:
@@ -106,26 +130,53 @@ class CallbackRunner:
                     except BaseException:  # one callback must not stop the others, nor this thread
                         log.exception("exception calling callback for %r", future)
             finally:
+                del future, callbacks  # a result must not stay alive here until the next one
                 with self._lock:
-                    key = id(owner)
-                    self._pending[key] -= 1
-                    if self._pending[key] <= 0:
-                        del self._pending[key]
+                    self._pending -= 1
                     if self._draining:
                         self._drained.notify_all()
 
 
-runner = CallbackRunner()
+_runners: weakref.WeakSet[CallbackRunner] = weakref.WeakSet()
+_make_lock = threading.Lock()
+_shared = CallbackRunner()  # for futures without a controller
 
 
-def _after_fork_in_child() -> None:  # the parent's thread does not exist in a forked child
-    global runner
-    runner = CallbackRunner()
+def runner_for(owner: object) -> CallbackRunner:
+    """The callbacks runner of ``owner`` (a controller), made on first use."""
+    if owner is None:
+        return _shared
+    found: CallbackRunner | None = getattr(owner, "_callback_runner", None)
+    if found is None:
+        with _make_lock:
+            found = getattr(owner, "_callback_runner", None)
+            if found is None:
+                try:
+                    owner._callback_runner = found = CallbackRunner()  # type: ignore[attr-defined]
+                except AttributeError:  # an owner without a __dict__
+                    return _shared
+    return found
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def hand_over(future: Any, callbacks: list[Callable[[Any], object]], owner: object) -> None:
+    """Run ``callbacks`` (each called with ``future``) on ``owner``'s callbacks thread."""
+    runner_for(owner).hand_over(future, callbacks)
 
 
 def drain(owner: object, timeout: float | None = None) -> bool:
     """Wait for the callbacks of ``owner``'s futures handed over so far (see :class:`CallbackRunner`)."""
-    return runner.drain(owner, timeout)
+    return runner_for(owner).drain(timeout)
+
+
+def drain_all() -> None:
+    """Wait until every callback handed over so far, of every controller, has run (the interpreter's exit)."""
+    for runner in list(_runners):
+        runner.drain()
+
+
+def _after_fork_in_child() -> None:  # the parent's threads do not exist in a forked child
+    for runner in list(_runners):
+        runner._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

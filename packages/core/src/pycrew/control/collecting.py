@@ -133,6 +133,7 @@ class Collecting(ControllerState):
         queued = len(d.queue) + len(d.submissions) if d else 0
         running = d.running() if d else 0
         c = self._status_counts
+        ended = self._terminated  # its workers were told to stop and its links closed: none is online
         controller = ControllerSummary(
             controller=self.name,
             launcher=self.spec.name,
@@ -147,8 +148,8 @@ class Collecting(ControllerState):
             cancel=c["cancel"],
             timeout=c["timeout"],
             retries=d.retries if d else 0,
-            workers_online=self.launcher.online(),
-            workers_launching=self.launcher.launching(),
+            workers_online=0 if ended else self.launcher.online(),
+            workers_launching=0 if ended else self.launcher.launching(),
             seconds=time.monotonic() - self._t0 if self._started else 0.0,
         )
         assigned = dict.fromkeys(self._slot_complete, 0)
@@ -159,7 +160,7 @@ class Collecting(ControllerState):
         workers = tuple(
             WorkerSummary(
                 worker=s.index,
-                online=s.state == "connected",
+                online=s.state == "connected" and not ended,
                 instances=s.instances,
                 launches=s.launches,
                 launch_failures=s.launch_failures,
@@ -171,7 +172,7 @@ class Collecting(ControllerState):
                 host=s.host,
                 pid=s.pid,
                 exit_reason=s.exit_reason,
-                initializing=s.state == "launching" and s.initializing_since > 0,
+                initializing=s.state == "launching" and s.initializing_since > 0 and not ended,
                 seconds_initializer=s.seconds_initializer,
             )
             for s in self.launcher.slots

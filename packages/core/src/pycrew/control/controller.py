@@ -376,7 +376,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                         self._cv.wait(0.5)
                 finally:
                     self._waiters -= 1
-            callbacks.drain(self)  # their done-callbacks run before the workers go
+            callbacks.drain(self, 0.0 if exit_hooks.stop_waiting() else None)  # their callbacks run before the workers go
         except PycrewError as exc:
             log.warning("controller %r: pending futures did not finish at interpreter exit: %s", self.name, exc)
         finally:

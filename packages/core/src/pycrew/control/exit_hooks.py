@@ -62,8 +62,11 @@ def _wait_at_exit() -> None:
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        callbacks.runner.drain_all()
+    if _interrupted is None:  # (interrupted: a stuck callback must not hold the process)
+        try:
+            callbacks.drain_all()
+        except (SystemExit, KeyboardInterrupt) as exc:  # while it waited for the callbacks
+            _interrupted = exc
     if _interrupted is not None:
         _end_process(_interrupted)
 

@@ -187,7 +187,7 @@ class TaskFuture(Future[T]):
         # Resolved on a dispatcher's thread: the callbacks run on the callbacks thread (see
         # pycrew.control.callbacks); on any other thread, at once, as Future's do.
         if self._done_callbacks and _callbacks.deferring():
-            _callbacks.runner.hand_over(self, list(self._done_callbacks), self._controller)
+            _callbacks.hand_over(self, list(self._done_callbacks), self._controller)
             return
         super()._invoke_callbacks()  # type: ignore[misc]
 

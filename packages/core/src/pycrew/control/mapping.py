@@ -192,7 +192,7 @@ class _Feeder:
             # reads the flag: either this sees the future or the feeder sees the flag.
             self.consumer_waits = True
             try:
-                while not self.futures and not self.done:
+                while not self.futures and not self.done and not self.stopped:  # (stopped: the input may block)
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError("map: no result within the timeout")
