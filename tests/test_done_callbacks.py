@@ -183,3 +183,17 @@ def test_a_stuck_callback_of_one_controller_holds_up_no_other_controller(make_co
         assert b.wait("all", timeout=30)
     finally:
         release.set()
+
+
+def test_a_terminated_controller_s_callbacks_thread_ends_soon(make_controller):
+    """Each controller has its thread; a loop of short-lived controllers (joblib's Parallel
+    calls) must not pile them up until their idle time (30 s) ends each."""
+    before = {t for t in threading.enumerate() if t.name == "pycrew-callbacks"}
+    for _ in range(3):
+        c = make_controller("local", workers=1)
+        ran = threading.Event()
+        c.submit(identity, 1).add_done_callback(lambda _f, ran=ran: ran.set())
+        assert ran.wait(30)
+        c.terminate()
+    wait_for(lambda: not {t for t in threading.enumerate() if t.name == "pycrew-callbacks"} - before, 10,
+             message="the callbacks threads of terminated controllers still run")

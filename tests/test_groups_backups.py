@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pdb
 import socket
@@ -10,7 +11,7 @@ import time
 import pytest
 
 import pycrew
-from helpers import always_crash, crash_until, identity, raise_value_error
+from helpers import always_crash, crash_until, identity, raise_value_error, sleep_then
 from support import wait_for, worker_pids
 
 
@@ -80,15 +81,46 @@ def test_a_terminated_controller_holds_back_none_of_the_groups_results(make_cont
         assert group.pop().name == "b0" and group.pop().name == "b1", "pop reaches b past the terminated a"
         assert [r.name for r in group.collect()] == ["b2", "b3", "b4", "b5"], "collect keeps b's results"
         assert b.ready() == 0 and b.summary().controller.popped == 6
-        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a': .*was terminated"):
+        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a' was terminated"):
             group.pop()  # nothing left anywhere: a's error is said
-        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a': .*was terminated"):
+        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a' was terminated"):
             group.collect()
         with pytest.raises(RuntimeError, match="after shutdown") as raised:
             group.submit_to("a", identity, 1)
         assert "in controller 'a' of the group" in raised.value.__notes__
     finally:
         group.terminate()
+
+
+def test_group_wait_raises_for_a_terminated_member_holding_a_result_and_unfinished_tasks(make_controller):
+    """On 2c03aec it never returned: the terminated member still counted its unfinished pushed
+    task, and its wait("one") returned True (a result was ready) instead of raising."""
+    a, b = make_controller("local", workers=1, name="a"), make_controller("local", workers=1, name="b")
+    group = pycrew.ControllerGroup(a, b).start()
+    try:
+        group.push(identity, (1,), name="ready", controller="a")
+        assert a.wait(timeout=60)
+        group.push(sleep_then, (30.0, "slow"), name="slow", controller="a")
+        wait_for(lambda: a.summary().controller.running == 1, 30, message="the slow task did not start")
+        a.terminate()
+        started = time.monotonic()
+        with pytest.raises(pycrew.ControllerError, match=r"^controller 'a' was terminated"):
+            group.wait(timeout=20)
+        assert time.monotonic() - started < 15, "wait ran out its timeout instead of raising"
+    finally:
+        group.terminate()
+
+
+def test_a_failed_member_does_not_cut_the_others_work_short(make_controller, tmp_path):
+    """On 2c03aec the group's wait raised the failed member's LaunchError at once: leaving the
+    with block then terminated the healthy member, whose running task ended cancelled."""
+    good = make_controller("local", workers=1, name="good")
+    bad = make_controller("local", workers=1, name="bad", launch_max=1, python=str(tmp_path / "missing"))
+    with pytest.raises(pycrew.LaunchError, match=r"^controller 'bad': "), pycrew.ControllerGroup(good, bad) as group:
+        slow = group.submit_to("good", sleep_then, 2.0, "done")
+        with contextlib.suppress(pycrew.LaunchError):  # if its launch failed already
+            group.submit_to("bad", identity, 1)
+    assert slow.result(timeout=0) == "done", "the healthy member's task was cut short"
 
 
 def test_a_group_that_cannot_start_leaves_no_controller_running(make_controller):

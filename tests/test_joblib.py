@@ -247,6 +247,14 @@ def test_a_users_controller_is_used_and_left_running(make_controller) -> None:
     assert c.submit(identity, "still here").result(timeout=60) == "still here"
 
 
+def test_a_controller_terminated_during_a_call_is_named_in_its_error(make_controller) -> None:
+    """On 2c03aec joblib raised the bare CancelledError of a queued batch: empty message."""
+    c = make_controller("local", workers=2)  # (with one, joblib runs the call in this process)
+    threading.Timer(1.0, c.terminate).start()
+    with parallel_backend("pycrew", controller=c), pytest.raises(pycrew.ControllerError, match="'local' was terminated"):
+        Parallel(batch_size=1)(delayed(time.sleep)(0.5) for _ in range(40))
+
+
 def test_a_managed_parallel_reuses_one_controller_for_its_calls(started: list[Controller]) -> None:
     with Parallel(n_jobs=2, backend=PycrewBackend()) as parallel:
         first = parallel(delayed(identity)(i) for i in range(5))

@@ -25,7 +25,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 try:
@@ -271,11 +271,24 @@ class PycrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[mis
 
     def retrieve_result_callback(self, out: Future[Any]) -> Any:
         """The batch's list of results, or its task's exception raised (the original type)."""
-        return out.result()
+        return self.retrieve_result(out)
 
     def retrieve_result(self, out: Future[Any], timeout: float | None = None) -> Any:
-        """The batch's results, waiting at most ``timeout`` seconds (unused by joblib here)."""
-        return out.result(timeout)
+        """The batch's results, waiting at most ``timeout`` seconds (unused by joblib here).
+
+        Raises:
+            ControllerError: the batch was cancelled because its controller was terminated
+                (a bare ``CancelledError`` would not say which, nor why).
+        """
+        try:
+            return out.result(timeout)
+        except CancelledError as exc:
+            controller = self.controller
+            if isinstance(controller, Controller) and controller._terminated:
+                raise ControllerError(
+                    f"controller {controller.name!r} was terminated before this joblib batch finished"
+                ) from exc
+            raise
 
     def _forget(self, name: str) -> None:
         with self._lock:

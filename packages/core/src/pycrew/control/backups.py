@@ -89,6 +89,7 @@ class Backups(ControllerState):
         left the rest unresolved)."""
         with callbacks.deferred():
             self._end_held_now(tasks)
+        callbacks.runner_for(self).retire()
 
     def _end_held_now(self, tasks: list[Task]) -> None:
         for task in tasks:

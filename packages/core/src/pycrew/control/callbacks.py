@@ -72,7 +72,7 @@ class CallbackRunner:
         _runners.add(self)
 
     def _reset(self) -> None:
-        self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]]]] = queue.SimpleQueue()
+        self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._draining = 0  # threads waiting in drain()
@@ -87,6 +87,13 @@ class CallbackRunner:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pycrew-callbacks", daemon=True)
                 self._thread.start()
+
+    def retire(self) -> None:
+        """Its controller was terminated: the thread ends once it has run what it was handed
+        (not :data:`SECONDS_IDLE` later: a loop of short-lived controllers would pile them up)."""
+        with self._lock:
+            if self._thread is not None:
+                self._items.put(None)  # wakes it to look
 
     def on_this_thread(self) -> bool:
         """Whether the caller is this runner's thread."""
@@ -116,13 +123,16 @@ class CallbackRunner:
     def _run(self) -> None:
         while True:
             try:
-                future, callbacks = self._items.get(timeout=SECONDS_IDLE)
+                item = self._items.get(timeout=SECONDS_IDLE)
             except queue.Empty:
+                item = None
+            if item is None:  # idle, or retired: end if nothing came meanwhile
                 with self._lock:
                     if self._items.empty():
                         self._thread = None
                         return
                 continue
+            future, callbacks = item
             try:
                 for callback in callbacks:
                     try:
@@ -130,7 +140,7 @@ class CallbackRunner:
                     except BaseException:  # one callback must not stop the others, nor this thread
                         log.exception("exception calling callback for %r", future)
             finally:
-                del future, callbacks  # a result must not stay alive here until the next one
+                del future, callbacks, item  # a result must not stay alive here until the next one
                 with self._lock:
                     self._pending -= 1
                     if self._draining:

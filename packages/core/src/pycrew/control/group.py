@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -11,7 +12,7 @@ from typing import Any, Literal, TypeVar
 from pycrew.control import arguments, callbacks
 from pycrew.control.collecting import check_wait_timeout
 from pycrew.control.progress import ProgressBar
-from pycrew.errors import OptionsError, PycrewError
+from pycrew.errors import ControllerError, OptionsError, PycrewError
 from pycrew.results import ControllerSummary, Summary, TaskResult
 
 T = TypeVar("T")
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def _named(name: str, exc: PycrewError) -> PycrewError:
-    """The same kind of error, its message prefixed with the controller's name."""
+    """The same kind of error, its message prefixed with the controller's name (unless it starts with it)."""
+    if str(exc).startswith(f"controller {name!r}"):
+        return exc
     try:
         out = type(exc)(f"controller {name!r}: {exc}")
     except TypeError:  # an error type whose constructor takes more: keep it, name in a note
@@ -210,33 +213,57 @@ class ControllerGroup(concurrent.futures.Executor):
     def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
         """Block until every task of every controller resolved, or (``"one"``) one result is ready.
 
-        With ``progress=True``, a bar follows the group's resolved tasks.
+        A controller that failed (its :class:`~pycrew.LaunchError`) or was terminated is not
+        waited for: the others are, and then its error is raised, named. With
+        ``progress=True``, a bar follows the group's resolved tasks.
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
         check_wait_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
+        failed: dict[str, PycrewError] = {}
+
+        def poll(name: str, c: Any, seconds: float) -> None:  # a member's error is kept; the others go on
+            try:  # (a member with results ready returns from wait("one") without raising: ask first)
+                if getattr(c, "_terminated", False):
+                    raise ControllerError(f"controller {name!r} was terminated")
+                if (error := getattr(c, "_launch_error", lambda: None)()) is not None:
+                    raise copy.copy(error)
+                c.wait("one", timeout=seconds)
+            except PycrewError as exc:
+                failed.setdefault(name, _named(name, exc))
+
+        def busy() -> int:
+            return sum(int(c.unresolved()) for n, c in self.controllers.items() if n not in failed)
+
+        def done() -> bool:  # every live one polled: raise the first member's error, if any
+            for name, c in self.controllers.items():
+                if name not in failed:
+                    poll(name, c, 0.0)
+            if failed:
+                raise next(iter(failed.values()))
+            return True
+
         try:
             while True:
                 if bar is not None:
                     bar.bar.total = sum(c.summary().controller.pushed for c in self.controllers.values())
                     bar.refresh()
-                if mode == "all" and self.unresolved() == 0:
+                if mode == "all" and busy() == 0:
                     # the futures' done-callbacks have run too (each controller's wait does
                     # the same), and whatever they submitted is waited for
-                    for c in self.controllers.values():
+                    for name, c in self.controllers.items():
                         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                        if not callbacks.drain(c, left):
+                        if name not in failed and not callbacks.drain(c, left):
                             return False
-                    if self.unresolved() == 0:
-                        self._each(lambda c: c.wait("one", timeout=0.0))  # a member's LaunchError, if any
-                        return True
-                if mode == "one" and (self.ready() or self.unresolved() == 0):
-                    if not self.ready():
-                        self._each(lambda c: c.wait("one", timeout=0.0))
-                    return True
-                self._each(lambda c: c.wait("one", timeout=0.0 if c.unresolved() == 0 else 0.02))
+                    if busy() == 0:
+                        return done()
+                if mode == "one" and (self.ready() or busy() == 0):
+                    return True if self.ready() else done()
+                for name, c in self.controllers.items():
+                    if name not in failed:
+                        poll(name, c, 0.0 if c.unresolved() == 0 else 0.02)
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         finally:
