@@ -166,6 +166,18 @@ def test_group_rejects_duplicate_names(make_controller):
         pycrew.ControllerGroup(make_controller(name="x"), make_controller(name="x"))
 
 
+def test_group_rejects_a_group_as_a_member_and_a_name_that_is_no_string(make_controller):
+    """On 2c03aec a group was taken as a member (its summary then mixed dicts and summaries, and
+    wait(progress=True) raised AttributeError), and controller=["a"] was a bare TypeError."""
+    a, b = make_controller(name="a"), make_controller(name="b")
+    inner = pycrew.ControllerGroup(a)
+    with pytest.raises(TypeError, match=r"cannot hold another \('a'\): pass its controllers"):
+        pycrew.ControllerGroup(inner, b)
+    group = pycrew.ControllerGroup(a, b)
+    with pytest.raises(TypeError, match=r"controller= takes one controller's name \(a str\), got list \['a'\]"):
+        group.push(identity, (1,), controller=["a"])  # type: ignore[arg-type]
+
+
 def test_a_group_takes_its_controllers_as_arguments_or_as_a_list(make_controller):
     a, b = make_controller(name="la"), make_controller("sequential", name="lb")
     assert list(pycrew.ControllerGroup([a, b]).controllers) == ["la", "lb"]  # before: AttributeError: 'list' object has no attribute 'name'

@@ -65,6 +65,8 @@ class ControllerGroup(concurrent.futures.Executor):
             g.push(summarize, args=(data,))            # to "cpu", the first
     """
 
+    name: str  #: the controllers' names joined with "+"
+
     def __init__(self, *controllers: Any) -> None:
         if len(controllers) == 1 and isinstance(controllers[0], (list, tuple)):
             controllers = tuple(controllers[0])  # ControllerGroup([a, b]) as well as ControllerGroup(a, b)
@@ -72,6 +74,11 @@ class ControllerGroup(concurrent.futures.Executor):
             raise OptionsError("ControllerGroup needs at least one controller")
         self.controllers: dict[str, Any] = {}
         for c in controllers:
+            if isinstance(c, ControllerGroup):
+                raise TypeError(
+                    f"a ControllerGroup cannot hold another ({c.name!r}): pass its controllers, "
+                    "ControllerGroup(*inner.controllers.values(), other)"
+                )
             if not all(hasattr(c, attribute) for attribute in _CONTROLLER_API):
                 raise TypeError(
                     f"ControllerGroup takes controllers (made by pycrew.controller(...)), got {type(c).__name__} {c!r:.60}"
@@ -85,6 +92,8 @@ class ControllerGroup(concurrent.futures.Executor):
     def _get(self, name: str | None) -> Any:
         if name is None:
             return next(iter(self.controllers.values()))
+        if not isinstance(name, str):
+            raise TypeError(f"controller= takes one controller's name (a str), got {type(name).__name__} {name!r:.60}")
         try:
             return self.controllers[name]
         except KeyError:
