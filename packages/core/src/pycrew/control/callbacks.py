@@ -73,9 +73,7 @@ class CallbackRunner:
 
     def _reset(self) -> None:
         self._items: queue.SimpleQueue[tuple[Any, list[Callable[[Any], object]]] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._draining = 0  # threads waiting in drain()
+        self._lock = threading.Lock()  # (a plain Lock: see drain)
         self._pending = 0  # handed over, not run yet
         self._thread: threading.Thread | None = None
 
@@ -107,18 +105,17 @@ class CallbackRunner:
         """
         if self.on_this_thread():
             return True
+        # Polled, not waited for on a Condition: a signal's exception (SIGTERM's SystemExit,
+        # Ctrl-C) raised inside Condition.__enter__, a Python function, after it took the
+        # lock, left the lock held for ever (seen: terminate() then hung in retire()).
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._drained:
-            self._draining += 1
-            try:
-                while self._pending:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._drained.wait(remaining)
-                return True
-            finally:
-                self._draining -= 1
+        pause = 0.0005
+        while self._pending:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.02)
+        return True
 
     def _run(self) -> None:
         while True:
@@ -143,8 +140,6 @@ class CallbackRunner:
                 del future, callbacks, item  # a result must not stay alive here until the next one
                 with self._lock:
                     self._pending -= 1
-                    if self._draining:
-                        self._drained.notify_all()
 
 
 _runners: weakref.WeakSet[CallbackRunner] = weakref.WeakSet()

@@ -62,7 +62,7 @@ def _wait_at_exit() -> None:
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
-    if _interrupted is None:  # (interrupted: a stuck callback must not hold the process)
+    if not stop_waiting():  # (interrupted, or signalled: a stuck callback must not hold the process)
         try:
             callbacks.drain_all()
         except (SystemExit, KeyboardInterrupt) as exc:  # while it waited for the callbacks

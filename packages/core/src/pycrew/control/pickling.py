@@ -180,10 +180,13 @@ def _builtin_bytes(fn: Any) -> Any:
 
 
 def _forget(key: int, ref: weakref.ref[FunctionType]) -> None:
-    with _kept_lock:
-        entry = _kept.get(key)
+    lock, kept = _kept_lock, _kept
+    if lock is None or kept is None:  # the interpreter's exit has cleared this module
+        return
+    with lock:
+        entry = kept.get(key)
         if entry is not None and entry.ref is ref:
-            del _kept[key]
+            del kept[key]
 
 
 def _keep(fn: FunctionType, packed: FunctionBytes | bytes, inputs: _Inputs | None) -> None:
