@@ -219,6 +219,12 @@ class InformalTests(SuiteFixtures):
             )
         if "monitor" not in launcher_spec.capabilities:
             return
+        if "host" in launcher_spec.capabilities:  # a monitor may answer from a listing up to its poll interval old
+            wait_until(
+                lambda: [w for w in monitor.list(c.id) if w.instance == instance and w.host],
+                min(10.0, launcher_config.seconds_timeout),
+                lambda: f"the monitor never gave worker {instance!r} a host: {monitor.list(c.id)}",
+            )
         infos = [w for w in monitor.list(c.id) if w.instance == instance]
         assert len(infos) == 1, (
             f"the monitor lists {len(infos)} worker(s) with instance {instance!r} for controller {c.id}: "
