@@ -13,8 +13,26 @@ WORKER_STATUSES = ("pending", "running", "done", "failed", "cancelled", "unknown
 ENDED_STATUSES = frozenset({"done", "failed", "cancelled"})
 
 
+class StatusMixin:
+    """``ended`` and ``held`` of a record with a normalized ``status`` and a ``queued`` flag
+    (:class:`WorkerInfo`, and the scheduler layer's ``JobRecord``)."""
+
+    status: str
+    queued: bool
+
+    @property
+    def ended(self) -> bool:
+        """Whether it has ended for good (``status`` is done, failed or cancelled)."""
+        return self.status in ENDED_STATUSES
+
+    @property
+    def held(self) -> bool:
+        """Whether the platform still holds it: it has not :attr:`ended`, or is :attr:`queued`."""
+        return not self.ended or self.queued
+
+
 @dataclass(frozen=True)
-class WorkerInfo:
+class WorkerInfo(StatusMixin):
     """One worker as a launcher's monitor sees it (``pycrew_list_workers``).
 
     A monitor lists live workers, and should also list the workers it knows to have ended
@@ -80,16 +98,6 @@ class WorkerInfo:
                 f"WorkerInfo status must be one of {', '.join(map(repr, WORKER_STATUSES))}, got {self.status!r} "
                 f"(worker {self.id!r} of launcher {self.launcher!r}); put the platform's own state in 'state'"
             )
-
-    @property
-    def ended(self) -> bool:
-        """Whether the worker has ended for good (``status`` is done, failed or cancelled)."""
-        return self.status in ENDED_STATUSES
-
-    @property
-    def held(self) -> bool:
-        """Whether the platform still holds the worker: it has not :attr:`ended`, or is :attr:`queued`."""
-        return not self.ended or self.queued
 
     @property
     def age(self) -> float | None:

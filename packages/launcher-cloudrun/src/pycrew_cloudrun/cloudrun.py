@@ -243,18 +243,6 @@ class CloudRunJobs:
         timeout = jobspec.task_timeout(self.options, run.calls[0])
         since = time.time() - 300  # clocks differ: any execution of the last minutes may be this run's
         unsure: list[BaseException] = []  # lookups after a lost reply that failed: a retry may run it twice
-
-        def adopt(job: str) -> str | None:
-            try:
-                found = self._executions_tagged(job, text, since)
-            except (gexc.GoogleAPICallError, OSError) as exc:  # the caller retries the run
-                log.debug("cloudrun: could not look for this run's execution: %s", exc)
-                unsure.append(exc)
-                return None
-            if found:
-                log.info("cloudrun: the failed run request did start %s; using it", found[0])
-            return found[0] if found else None
-
         try:
             for again in (True, False):
                 request = run_v2.RunJobRequest(
@@ -265,7 +253,7 @@ class CloudRunJobs:
                         f"run job {job} ({len(run.calls)} task(s))",
                         lambda request=request: self._run_once(request),  # type: ignore[misc]
                         self.policy, permission="run.jobs.runWithOverrides", passthrough=(gexc.NotFound,),
-                        before_retry=lambda _exc, job=job: adopt(job),  # type: ignore[misc]
+                        before_retry=lambda _exc, job=job: self.find_execution(job, text, since, unsure),  # type: ignore[misc]
                     )
                     break
                 except gexc.NotFound as exc:
@@ -298,17 +286,22 @@ class CloudRunJobs:
         metadata = op.metadata
         return str(metadata.name) if metadata is not None else ""
 
-    def find_execution(self, job: str, text: str, since: float = 0.0) -> str | None:
+    def find_execution(self, job: str, text: str, since: float = 0.0, failures: list[BaseException] | None = None) -> str | None:
         """The execution of ``job`` whose tag is ``text``, created after ``since`` (epoch seconds).
 
         Used after an ambiguous run failure (the request may have started an execution whose
-        reply was lost); ``None`` if there is none, or the listing failed (logged).
+        reply was lost); ``None`` if there is none, or the listing failed (logged, and added
+        to ``failures``).
         """
         try:
             found = self._executions_tagged(job, text, since)
         except (gexc.GoogleAPICallError, OSError) as exc:  # best effort: the caller retries the run
             log.debug("cloudrun: could not look for this run's execution: %s", exc)
+            if failures is not None:
+                failures.append(exc)
             return None
+        if found:
+            log.info("cloudrun: the failed run request did start %s; using it", found[0])
         return found[0] if found else None
 
     def _executions_tagged(self, job: str, text: str, since: float) -> list[str]:

@@ -364,10 +364,10 @@ class Scaler(LaunchWatch):
             self.terminations += len(handles)
             done = True
         except BaseException as exc:  # SystemExit too: it would reach the caller of terminate()
-            if getattr(exc, "transient", False) is True:  # the platform unreachable: kept and tried again (last_termination)
-                log.warning("launcher %r could not terminate %d worker(s): %s: %s", self.info.name, len(handles), type(exc).__name__, exc)
-            else:
-                log.exception("launcher %r failed to terminate %d worker(s): %s: %s", self.info.name, len(handles), type(exc).__name__, exc)
+            unreachable = getattr(exc, "transient", False) is True  # kept and tried again (last_termination): no traceback
+            log.log(logging.WARNING if unreachable else logging.ERROR, "launcher %r %s terminate %d worker(s): %s: %s",
+                    self.info.name, "could not" if unreachable else "failed to", len(handles), type(exc).__name__, exc,
+                    exc_info=None if unreachable else exc)
         if self.registry.has_observers("pycrew_worker_terminated"):
             for handle in handles:
                 self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)

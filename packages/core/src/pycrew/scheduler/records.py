@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pycrew.plugin_api import ENDED_STATUSES, WORKER_STATUSES
+from pycrew.worker_info import WORKER_STATUSES, StatusMixin
 
 
 @dataclass(frozen=True)
-class JobRecord:
+class JobRecord(StatusMixin):
     """One array element as the scheduler's listing shows it (before the tag is read).
 
     Attributes:
@@ -53,16 +53,6 @@ class JobRecord:
                 f"JobRecord status must be one of {', '.join(map(repr, WORKER_STATUSES))}, got {self.status!r} "
                 f"(job {self.id!r}, scheduler state {self.state!r}): map the scheduler's code in parse_listing"
             )
-
-    @property
-    def ended(self) -> bool:
-        """Whether the element has ended for good (``status`` is done, failed or cancelled)."""
-        return self.status in ENDED_STATUSES
-
-    @property
-    def held(self) -> bool:
-        """Whether the scheduler still holds the element: it has not :attr:`ended`, or is :attr:`queued`."""
-        return not self.ended or self.queued
 
 
 def normalise(state: str, table: dict[str, str], default: str = "unknown") -> str:
