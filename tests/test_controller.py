@@ -165,3 +165,24 @@ def test_summary_after_terminate_shows_no_worker_online(make_controller):
     summary = c.summary()
     assert (summary.controller.workers_online, summary.controller.workers_launching) == (0, 0), summary.controller
     assert not any(w.online for w in summary.workers), summary.workers
+
+
+def test_summary_counts_tasks_held_at_terminate_as_abandoned(make_controller):
+    """On cfc2c0a the tasks a terminate() ended were counted nowhere: pushed=5, queued=0,
+    running=0, resolved=0 (they were neither resolved nor cancelled, nor queued any more)."""
+    from helpers import sleep_then
+
+    c = make_controller("local", workers=1).start()
+    for i in range(3):
+        c.push(sleep_then, args=(60, i), name=f"pushed_{i}")
+    futures = [c.submit(sleep_then, 60, i) for i in range(2)]
+    wait_for(lambda: c.summary().controller.running == 1, 60, message="no task started")
+    assert c.summary().controller.abandoned == 0
+    c.terminate()
+    s = c.summary()
+    t = s.controller
+    assert (t.pushed, t.queued, t.running, t.resolved, t.abandoned) == (5, 0, 0, 0, 5), t
+    assert t.pushed == t.resolved + t.abandoned
+    assert "abandoned 5" in str(s)
+    assert all(f.cancelled() or isinstance(f.exception(timeout=10), pycrew.ControllerError) for f in futures)
+    assert c.unresolved() == 5, "tasks held at terminate stay counted by unresolved() (documented)"

@@ -127,6 +127,7 @@ def test_metrics_show_launching_workers_and_launch_failures(make_controller, tmp
     broken.chmod(0o755)
     b = make_controller("local", workers=1, dashboard=True, python=str(broken), launch_max=2, name="broken").start()
     b.push(sleep_then, (0.1, 1))
+    failed = b.submit(sleep_then, 0.1, 2)
     try:
         b.wait(timeout=60)
     except pycrew.LaunchError:
@@ -134,6 +135,11 @@ def test_metrics_show_launching_workers_and_launch_failures(make_controller, tmp
     families = scrape_until(b, lambda f: value(f, "pycrew_worker_launch_failures") == 2)
     assert value(families, "pycrew_worker_launches") == 2
     assert value(families, "pycrew_tasks_queued") == 1 and value(families, "pycrew_workers_online") == 0
+    with pytest.raises(pycrew.LaunchError):
+        failed.result(timeout=60)
+    assert value(families, "pycrew_tasks_abandoned") == 1, "the future failed by the LaunchError; the pushed task stays queued"
+    t = b.summary().controller
+    assert (t.pushed, t.queued, t.resolved, t.abandoned) == (2, 1, 0, 1), t
 
 
 def test_metric_labels_escape_the_controller_name(make_controller):

@@ -119,6 +119,12 @@ class ControllerSummary:
         resolved: tasks resolved (by any status).
         popped: resolved results handed out by ``pop``/``collect``.
         success, error, crash, cancel, timeout: resolved tasks by status.
+        abandoned: tasks that will never resolve: their futures failed with the
+            :class:`~pycrew.LaunchError` when workers could not be launched, or they were
+            still queued or running when the controller was terminated (their futures hold
+            its :class:`~pycrew.ControllerError`; pushed tasks among them stay counted by
+            ``unresolved()``). Once nothing is queued or running,
+            ``pushed == resolved + abandoned``.
         retries: times a task was requeued after its worker died.
         workers_online: workers connected now.
         workers_launching: workers launched and not yet connected.
@@ -141,6 +147,7 @@ class ControllerSummary:
     workers_online: int
     workers_launching: int
     seconds: float
+    abandoned: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,9 @@ class Summary:
         lines = [
             f"controller {c.controller!r} (launcher {c.launcher!r}): pushed {c.pushed}, queued {c.queued}, "
             f"running {c.running}, resolved {c.resolved} (success {c.success}, error {c.error}, "
-            f"crash {c.crash}, cancel {c.cancel}, timeout {c.timeout}), retries {c.retries}, "
+            f"crash {c.crash}, cancel {c.cancel}, timeout {c.timeout}), "
+            + (f"abandoned {c.abandoned}, " if c.abandoned else "")
+            + f"retries {c.retries}, "
             f"workers online {c.workers_online}, launching {c.workers_launching}",
             "worker online instances launches failed assigned complete crashes seconds_busy",
         ]

@@ -92,6 +92,7 @@ class Backups(ControllerState):
         callbacks.runner_for(self).retire()
 
     def _end_held_now(self, tasks: list[Task]) -> None:
+        self._ended_held += len(tasks) + len(self._forwarded)  # never resolved: summary()'s ``abandoned``
         for task in tasks:
             if task.relay is not None:
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))

@@ -147,6 +147,7 @@ class Collecting(ControllerState):
             crash=c["crash"],
             cancel=c["cancel"],
             timeout=c["timeout"],
+            abandoned=self._abandoned + self._ended_held,
             retries=d.retries if d else 0,
             workers_online=0 if ended else self.launcher.online(),
             workers_launching=0 if ended else self.launcher.launching(),

@@ -102,7 +102,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._terminated = False
         self._shutdown = False
         self._t0 = time.monotonic()
-        self.pushed = self.popped = self.resolved = self._abandoned = 0
+        self.pushed = self.popped = self.resolved = self._abandoned = self._ended_held = 0
         self._status_counts = dict.fromkeys(STATUSES, 0)
         self._slot_complete = {s.index: 0 for s in self.launcher.slots}  # tasks resolved per slot
         self._slot_seconds = {s.index: 0.0 for s in self.launcher.slots}  # seconds busy per slot

@@ -41,7 +41,7 @@ class _GroupCounts:
 
     def summary(self) -> Summary:
         parts = [c.summary().controller for c in self.group.controllers.values()]
-        total = {k: sum(getattr(p, k) for p in parts) for k in ("pushed", "queued", "running", "resolved", "popped", "success", "error", "crash", "cancel", "timeout", "retries", "workers_online", "workers_launching")}
+        total = {k: sum(getattr(p, k) for p in parts) for k in ("pushed", "queued", "running", "resolved", "popped", "success", "error", "crash", "cancel", "timeout", "abandoned", "retries", "workers_online", "workers_launching")}
         controller = ControllerSummary(controller=self.name, launcher="group", seconds=max((p.seconds for p in parts), default=0.0), **total)
         return Summary(controller=controller, workers=(), launcher={})
 

@@ -51,6 +51,7 @@ class ControllerState:
     popped: int
     resolved: int
     _abandoned: int  # futures failed by a LaunchError: they will never resolve
+    _ended_held: int  # tasks still held when the controller was terminated (control.backups)
     _status_counts: dict[str, int]
     _slot_complete: dict[int, int]
     _slot_seconds: dict[int, float]

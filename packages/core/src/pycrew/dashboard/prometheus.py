@@ -70,6 +70,12 @@ def render(state: DashboardState) -> str:
         [("pycrew_tasks_total", (("status", status),), n) for status, n in counts.items()],
     )
     w.one("pycrew_tasks_pushed_total", "counter", "Tasks submitted.", t.pushed)
+    w.one(
+        "pycrew_tasks_abandoned_total",
+        "counter",
+        "Tasks that will never resolve: failed by a LaunchError, or held when the controller was terminated.",
+        t.abandoned,
+    )
     w.one("pycrew_tasks_queued", "gauge", "Tasks waiting for a worker.", t.queued)
     w.one("pycrew_tasks_running", "gauge", "Tasks sent to a worker and not resolved yet.", t.running)
     w.one("pycrew_task_retries_total", "counter", "Times a task was requeued after its worker was lost.", t.retries)
