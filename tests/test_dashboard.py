@@ -8,11 +8,14 @@ repository (and in the test's tmp dir).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
+import select
 import shutil
 import socket
+import struct
 import sys
 import threading
 import time
@@ -25,7 +28,7 @@ import cloudpickle
 import pytest
 
 import pycrew
-from helpers import always_crash, identity, raise_value_error, sleep_then
+from helpers import always_crash, crash_until, identity, raise_value_error, sleep_then
 from support import wait_for
 
 # The gate task below is defined here: workers get it by value.
@@ -138,6 +141,17 @@ def test_link_serves_the_page_until_terminate(make_controller):
         pass
 
 
+def kept_alive(port: int) -> socket.socket:
+    """A connection that made one allowed request and read its answer, and stays open (HTTP/1.1 keep-alive)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/state")
+    reply = conn.getresponse()
+    assert reply.status == 200 and not reply.will_close
+    reply.read()
+    assert conn.sock is not None
+    return conn.sock
+
+
 def _connection_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if "process_request_thread" in t.name}
 
@@ -151,7 +165,7 @@ def test_connections_left_open_end_with_the_controller(make_controller, monkeypa
     c = make_controller("local", workers=1, dashboard=True).start()
     port, served = c._dashboard.port, c._dashboard.server
     others = _connection_threads()  # other servers of this process (emulators) have their own
-    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    idle = [kept_alive(port) for _ in range(4)]  # each made an allowed request: they keep their places
     wait_for(lambda: len(served._open) == 4, timeout=10, message="the idle connections are not being served")
     # Its own: a ThreadingHTTPServer's thread holds its connection as its first argument.
     mine = {t for t in _connection_threads() - others if getattr(t, "_args", (None,))[:1] and t._args[0] in served._open}
@@ -173,6 +187,84 @@ def test_connections_left_open_end_with_the_controller(make_controller, monkeypa
     for sock in idle:
         assert sock.recv(1) == b"", "terminate() left a client's connection open"
         sock.close()
+
+
+def test_connections_that_make_no_allowed_request_give_their_places_to_new_ones(make_controller, monkeypatch):
+    """On d0119a8 clients that connected and sent nothing, or trickled a request a byte at a
+    time without the token, took every place (connections_max) and locked the page and its
+    scrapers out for as long as they stayed; refused requests kept their connections too."""
+    from pycrew.dashboard import server
+
+    monkeypatch.setattr(server._Server, "connections_max", 4)
+    c = make_controller("local", workers=1, dashboard=True, dashboard_host="0.0.0.0").start()
+    port, served = c._dashboard.port, c._dashboard.server
+    token = c.dashboard_link.split("?token=", 1)[1]
+    stalled = []
+    for _ in range(4):  # half a request each, then nothing
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /api/state HTTP/1.1\r\n")
+        stalled.append(sock)
+    wait_for(lambda: len(served._open) == 4, timeout=10, message="the stalled connections are not being served")
+    for _ in range(3):
+        assert get(local_link(c, f"api/state?token={token}"))[0] == 200, "a client with the token was locked out"
+    # The first took a stalled one's place; the next two the place the first left free.
+    readable, _, _ = select.select(stalled, [], [], 10)
+    assert len(readable) == 1 and readable[0].recv(1) == b"", "the oldest stalled connection was closed"
+    assert readable[0] is stalled[0]
+    for sock in stalled:
+        sock.close()
+    # Refused (no token): the answer closes the connection, which keeps no place.
+    refused = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    refused.request("GET", "/api/state")
+    reply = refused.getresponse()
+    assert reply.status == 401 and reply.will_close, reply.headers
+    refused.close()
+
+
+def test_kept_alive_connections_and_head_requests(make_controller, monkeypatch):
+    """Answers go out without Nagle's delay (on d0119a8 each answer on a kept-alive
+    connection waited about 40 ms for the client's delayed acknowledgement), HEAD is
+    answered (it was 501), and a burst of clients is queued by the kernel (the backlog was 5)."""
+    from pycrew.dashboard import server
+
+    nodelay: list[int] = []
+    setup = server._Handler.setup
+
+    def recording_setup(self: Any) -> None:
+        setup(self)
+        nodelay.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(server._Handler, "setup", recording_setup)
+    c = make_controller("local", workers=1, dashboard=True).start()
+    conn = http.client.HTTPConnection("127.0.0.1", c._dashboard.port, timeout=10)
+    for _ in range(3):
+        conn.request("GET", "/metrics")
+        reply = conn.getresponse()
+        assert reply.status == 200 and b"pycrew_tasks_pushed_total" in reply.read()
+    conn.request("HEAD", "/api/state")
+    reply = conn.getresponse()
+    assert reply.status == 200 and int(reply.headers["Content-Length"]) > 0 and reply.read() == b""
+    conn.close()
+    assert nodelay and all(nodelay), nodelay
+    assert c._dashboard.server.request_queue_size >= c._dashboard.server.connections_max
+
+
+def test_a_client_that_resets_its_connection_prints_no_traceback(make_controller, capfd, caplog):
+    """On d0119a8 a client that reset its connection mid-request (curl's Ctrl-C, a scraper's
+    timeout) printed socketserver's traceback to the controller's stderr."""
+    c = make_controller("local", workers=1, dashboard=True).start()
+    port = c._dashboard.port
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset, not a clean close
+    with caplog.at_level(logging.DEBUG, logger="pycrew.dashboard.server"):
+        assert get(c.dashboard_link + "api/state")[0] == 200
+        wait_for(lambda: not c._dashboard.server._open, timeout=10, message="the reset connections kept their places")
+    c.terminate()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
 
 
 def test_a_fixed_port_is_used(make_controller):
@@ -242,6 +334,45 @@ def test_failures_crashes_and_exits_are_reported(make_controller):
     assert "idle for seconds_idle=1" in exit_["detail"], exit_  # the worker's own reason
     tasks = data["tasks"]
     assert (tasks["success"], tasks["error"], tasks["crash"], tasks["pushed"]) == (1, 1, 1, 3), tasks
+
+
+def test_instances_replaced_between_two_looks_do_not_show_the_newest_ones_pid():
+    """On d0119a8 every connect seen in one look showed the slot's newest host and pid: a
+    worker that crashed and was relaunched within the second showed the replacement's pid twice."""
+    from types import SimpleNamespace
+
+    from pycrew.dashboard.events import SlotWatcher
+
+    slot = SimpleNamespace(
+        index=1, launches=0, instances=0, launch_failures=0, crashes=0, failures=0, state="launching",
+        instance=None, last_instance=None, host=None, pid=None, exit_reason="",
+    )
+    launcher = SimpleNamespace(slots=[slot], last_launch_error=None, error=None)
+    watcher = SlotWatcher(launcher, launch_max=5)  # type: ignore[arg-type]
+    watcher.look(time.monotonic())
+    slot.launches, slot.instances, slot.crashes, slot.state = 2, 2, 1, "connected"
+    slot.instance, slot.host, slot.pid = "second", "node-b", 4242
+    watcher.look(time.monotonic())
+    connects = [e for e in watcher.recent() if e["kind"] == "connect"]
+    assert len(connects) == 2, watcher.recent()
+    newest, earlier = connects  # newest first
+    assert newest["instance"] == "second" and "pid 4242" in newest["detail"], newest
+    assert earlier["instance"] is None and "4242" not in earlier["detail"] and "node-b" not in earlier["detail"], earlier
+
+
+def test_a_backups_dashboard_counts_the_tasks_handed_to_it(make_controller, tmp_path):
+    """On d0119a8 a backup's counts included a task handed to it, but its round trips and
+    failed tasks did not (its result went back to the first controller before the
+    dashboard heard of it)."""
+    big = make_controller("local", workers=1, name="big", dashboard=True, crashes_max=1)
+    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big).start()
+    small.push(crash_until, (str(tmp_path / "n"), 1), name="recovers")
+    small.push(always_crash, name="doomed")
+    assert small.wait(timeout=60)
+    assert {r.name: r.status for r in small.collect()} == {"recovers": "success", "doomed": "crash"}
+    data = wait_state(big, lambda d: d["round_trip"]["count"] == 2)
+    assert (data["tasks"]["pushed"], data["tasks"]["success"], data["tasks"]["crash"]) == (2, 1, 1), data["tasks"]
+    assert [f["name"] for f in data["failed"]] == ["doomed"], data["failed"]
 
 
 def test_launch_failures_show_the_platforms_reason(make_controller, tmp_path):

@@ -123,7 +123,9 @@ def test_a_long_lived_forked_child_does_not_keep_the_controllers_port_and_links(
     """A child forked while the controller runs (a fork-based multiprocessing pool, say)
     closes its copies of the dispatcher's sockets at the fork. Before, it kept the port
     bound after the parent's controller ended, and every worker connection open: a worker
-    whose controller died saw no end of its connection while the child lived."""
+    whose controller died saw no end of its connection while the child lived. The same for
+    the dashboard's port (on d0119a8 the child kept it: clients connected and got no answer,
+    and a fixed dashboard=<port> could not be used again while the child lived)."""
     done = run_script(
         tmp_path,
         """
@@ -131,10 +133,10 @@ def test_a_long_lived_forked_child_does_not_keep_the_controllers_port_and_links(
         import pycrew
         from helpers import whoami
 
-        c = pycrew.controller("local", workers=1)
+        c = pycrew.controller("local", workers=1, dashboard=True)
         c.start()
         c.submit(whoami).result(60)
-        port = int(c._dispatcher.address.rsplit(":", 1)[1])
+        ports = {"port": int(c._dispatcher.address.rsplit(":", 1)[1]), "dashboard port": c._dashboard.port}
         r, w = os.pipe()
         child = os.fork()
         if child == 0:
@@ -143,22 +145,25 @@ def test_a_long_lived_forked_child_does_not_keep_the_controllers_port_and_links(
             os._exit(0)
         os.close(r)
         c.terminate()
-        probe = socket.socket()
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed links (TIME_WAIT), not a listener
         try:
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-            print("port free")
-        except OSError as exc:
-            print("port still bound:", exc)
+            for name, port in ports.items():
+                probe = socket.socket()
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed links (TIME_WAIT), not a listener
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    probe.listen()
+                    print(name, "free")
+                except OSError as exc:
+                    print(name, "still bound:", exc)
+                finally:
+                    probe.close()
         finally:
-            probe.close()
             os.write(w, b"x")
             os.waitpid(child, 0)
         """,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "port free", done.stdout + done.stderr
+    assert done.stdout.split("\n")[:2] == ["port free", "dashboard port free"], done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("wire", ["socket", "nng"])

@@ -112,8 +112,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._terminating: threading.Thread | None = None
         self._pid = os.getpid()
         self._forked_from: int | None = None
-        self._futures_issued = 0
-        self._feeders: set[Any] = set()
+        self._futures_issued, self._feeders = 0, set()
         self._forwarded: dict[int, tuple[Task, Any, int]] = {}  # handed to the backup (control.backups)
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
         self._alarm = ResolutionAlarm()
@@ -383,14 +382,15 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.terminate()
 
     def _forked(self) -> None:
-        """In a child forked from the process that started this controller (``os.fork``,
-        multiprocessing's "fork"), at the fork: this copy must never stop, signal or message
-        that process's workers, at exit or ever. It refuses work (:meth:`_forked_message`);
-        its locks are new, since a thread the child does not have may have held them."""
+        """In a child forked from the process that started this controller (``os.fork``, multiprocessing's "fork"):
+        this copy never stops, signals or messages that process's workers, nor keeps its ports open. It refuses
+        work (:meth:`_forked_message`); its locks are new (a thread the child does not have may have held them)."""
         self._forked_from = self._pid
         self._terminated = self._shutdown = True
         if self._dispatcher is not None:
             self._dispatcher.forget_in_fork()
+        if self._dashboard is not None:
+            self._dashboard.forget_in_fork()
         self._lock, self._cv, self._terminate_done = threading.Lock(), threading.Condition(), threading.Event()
         self._terminate_done.set()
 

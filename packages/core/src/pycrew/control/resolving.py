@@ -178,7 +178,9 @@ class Resolving(Backups):
         """Dispatcher thread: count a final result and hand it on (also what a backup sends back)."""
         self._status_counts[result.status] += 1
         self.resolved += 1
-        if task.relay is not None:
+        if task.relay is not None:  # a backup's: its dashboard counts it too, as it counts it here
+            if self._result_listeners:
+                self._tell_listeners(task, result)
             task.relay(result)
             return
         self._deliver(task, result)
@@ -190,6 +192,8 @@ class Resolving(Backups):
         dispatcher = self._check()
         task = Task(next(self._ids), name, payload, None, False, seed, seconds_timeout)
         task.relay = relay
+        if self._result_listeners:  # its dashboard measures the round trip from when it got the task
+            task.submitted = time.monotonic()
         self.pushed += 1
         dispatcher.submit(task)
         return task.id

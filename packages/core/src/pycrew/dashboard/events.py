@@ -125,8 +125,10 @@ class SlotWatcher:
             instance = seen.instance if i == launches - 1 else None
             self._add("launch", slot.index, instance, f"launch {before.launches + i + 1} of slot {slot.index}")
         for i in range(max(0, new_instances)):
-            instance = seen.instance if i == new_instances - 1 else None
-            self._add("connect", slot.index, instance, f"host {slot.host}, pid {slot.pid}")
+            if i == new_instances - 1:  # the slot holds its newest instance's host and pid only
+                self._add("connect", slot.index, seen.instance, f"host {slot.host}, pid {slot.pid}")
+            else:
+                self._add("connect", slot.index, None, "an earlier instance, replaced within the same second")
         failures = max(0, seen.launch_failures - before.launch_failures)
         for i in range(failures):
             in_a_row = max(1, slot.failures - (failures - 1 - i))

@@ -23,6 +23,7 @@ import logging
 import secrets
 import socket
 import socketserver
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -62,20 +63,28 @@ def _page() -> bytes:
 
 class _Server(ThreadingHTTPServer):
     """One thread per connection, as many as :attr:`connections_max`; every connection is
-    closed with the server, so that nothing a client left open outlives the controller."""
+    closed with the server, so that nothing a client left open outlives the controller.
+
+    A connection that has not yet made an allowed request (with the token, or for a
+    loopback host) gives its place to a new one when all are taken, oldest first: clients
+    that connect and stall, or trickle a request a byte at a time, cannot lock out the page
+    and its scrapers; only connections that were let in count against the others."""
 
     daemon_threads = True
     dashboard: Dashboard
     #: Connections served at once (a browser tab holds one or two, a Prometheus scraper
     #: one); more are closed as they arrive, so that idle clients cannot pile up threads.
     connections_max = 64
+    #: Connections the kernel holds before they are accepted (socketserver's default is 5:
+    #: a burst of scrapers or tabs then waited a second for a SYN retry).
+    request_queue_size = connections_max
     #: Seconds between two warnings about refused connections.
     seconds_warning = 60.0
 
     def __init__(self, address: tuple[str, int], ipv6: bool) -> None:
         if ipv6:
             self.address_family = socket.AF_INET6
-        self._open: set[Any] = set()
+        self._open: dict[Any, bool] = {}  # connection -> whether it made an allowed request (insertion order: oldest first)
         self._open_lock = threading.Lock()
         self._refused = 0
         self._next_warning = 0.0
@@ -84,6 +93,14 @@ class _Server(ThreadingHTTPServer):
     def verify_request(self, request: Any, client_address: Any) -> bool:
         with self._open_lock:
             if len(self._open) >= self.connections_max:
+                stalled = next((c for c, allowed in self._open.items() if not allowed), None)
+                if stalled is not None:  # it has not made an allowed request yet: the new one takes its place
+                    del self._open[stalled]
+                    with contextlib.suppress(OSError):
+                        stalled.shutdown(socket.SHUT_RDWR)  # its thread's read returns, and the thread ends
+                    log.debug("dashboard: all %d connections taken; closed one that made no allowed request", self.connections_max)
+                    self._open[request] = False
+                    return True
                 self._refused += 1
                 now = time.monotonic()
                 if now >= self._next_warning:  # one line a minute, however many are refused
@@ -94,13 +111,38 @@ class _Server(ThreadingHTTPServer):
                     )
                     self._refused, self._next_warning = 0, now + self.seconds_warning
                 return False
-            self._open.add(request)
+            self._open[request] = False
         return True
+
+    def allowed(self, request: Any) -> None:
+        """``request`` (a connection) made an allowed request: it keeps its place."""
+        with self._open_lock:
+            if request in self._open:
+                self._open[request] = True
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            self._open.discard(request)
+            self._open.pop(request, None)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection's handler failed outside the answer (socketserver printed a traceback
+        to stderr): a client that reset or dropped its connection is a debug line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # ConnectionResetError, BrokenPipeError, a timeout, a closed socket
+            log.debug("dashboard client %s: %s", client_address[0], error)
+        else:
+            log.error("dashboard: a request from %s failed", client_address[0], exc_info=True)
+
+    def forget_in_fork(self) -> None:
+        """In a child forked from the controller's process: close this process's copies of the
+        listening socket and the connections, sending nothing (the parent's stay open). A
+        long-lived child kept the port, and clients' connections, open after the parent closed them."""
+        self._open_lock = threading.Lock()  # a thread the child does not have may have held it
+        connections, self._open = list(self._open), {}
+        for connection in [self.socket, *connections]:
+            with contextlib.suppress(OSError):
+                connection.close()
 
     def close_connections(self) -> None:
         """End every open connection: its thread's read returns and the thread ends."""
@@ -124,6 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     #: Seconds a connection may stay silent (the page polls every second) before it is closed.
     timeout = 60.0
+    #: TCP_NODELAY: an answer's headers and body go out in two writes; with Nagle's
+    #: algorithm the body of an answer on a kept-alive connection waited for the client's
+    #: delayed acknowledgement (about 40 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("dashboard %s: " + format, self.client_address[0], *args)
@@ -135,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
+        if self.close_connection:  # refused (see _allowed): the client hears it, and does not reuse the connection
+            self.send_header("Connection", "close")
         if content_type.startswith("text/html"):
             # Nothing may come from elsewhere: inline script and style, requests to this server only.
             self.send_header(
@@ -143,17 +191,21 @@ class _Handler(BaseHTTPRequestHandler):
                 "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
             )
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _refuse(self, status: int, message: str) -> None:
         self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
 
     def _allowed(self, query: dict[str, list[str]]) -> bool:
+        """Whether the request may be answered; if not, it is refused and its connection closed
+        (a client that may not come in does not keep a place: see :class:`_Server`)."""
         dashboard = self.server.dashboard
         if dashboard.token is None:
             host = self.headers.get("Host", "")
             name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
             if name and not is_loopback(name):
+                self.close_connection = True
                 self._refuse(
                     HTTPStatus.FORBIDDEN,
                     f"the pycrew dashboard listens on a loopback address and answers only requests for a "
@@ -167,6 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             given = auth[7:].strip()
         if given and hmac.compare_digest(given.encode(), dashboard.token.encode()):
             return True
+        self.close_connection = True
         self._refuse(
             HTTPStatus.UNAUTHORIZED,
             "the pycrew dashboard needs its token: open the controller's dashboard_link (it ends in ?token=...), "
@@ -178,6 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if not self._allowed(parse_qs(url.query)):
             return
+        self.server.allowed(self.connection)
         dashboard = self.server.dashboard
         try:
             if url.path in ("/", "/index.html"):
@@ -196,6 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             log.exception("dashboard of controller %r failed to answer %s", dashboard.name, url.path)
             self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"the dashboard failed: {type(exc).__name__}: {exc}")
+
+    def do_HEAD(self) -> None:
+        """As GET, without the body (uptime checks, ``curl -I``)."""
+        self.do_GET()
 
 
 class Dashboard:
@@ -277,3 +335,10 @@ class Dashboard:
             log.warning("dashboard of controller %r: closing its port failed: %s", self.name, exc)
         for thread in self._threads:
             thread.join(timeout=5.0)
+
+    def forget_in_fork(self) -> None:
+        """In a child forked from the controller's process: close this process's copies of
+        the port and the connections (the parent's keep serving); this copy never serves."""
+        self._threads = []
+        self._stop.set()
+        self.server.forget_in_fork()

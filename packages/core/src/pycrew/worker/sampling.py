@@ -35,17 +35,25 @@ def sample_metrics(command: WorkerCommand, gone: threading.Event, current_task: 
         path = os.path.join(command.metrics_dir, f"{command.instance}.jsonl")
         out = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the thread
     host = socket.gethostname()
-    procs: dict[int, psutil.Process] = {}
+    procs: dict[int, psutil.Process] = {me.pid: me}  # kept between samples: cpu_percent compares with the last call
     while not gone.is_set():
         cpu, rss = 0.0, 0
-        current = [me, *(psutil.Process(pid) for pid in _descendants(os.getpid()))]
-        for found in current:
-            proc = procs.setdefault(found.pid, found)
+        current = {me.pid: me}
+        for pid in _descendants(os.getpid()):
+            proc = procs.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except psutil.Error:  # it ended since the listing (a task's short-lived subprocess)
+                    continue
+            current[pid] = proc
+        procs = current  # those that ended are forgotten (their pids may be reused)
+        for proc in current.values():
             try:
                 cpu += proc.cpu_percent(None)
                 rss += proc.memory_info().rss
-            except psutil.Error:
-                procs.pop(proc.pid, None)
+            except psutil.Error:  # ended since: counted no more
+                continue
         row = {
             "time": clock.wall(),
             "controller": command.controller,
