@@ -261,7 +261,7 @@ class CloudRunJobs:
                         raise CloudRunError(
                             f"run job {job} failed: the job does not exist ({exc}); check the project, region and job options"
                         ) from exc
-                    log.info("cloudrun: job %s is gone; creating it again", job)
+                    log.info("cloudrun: running job %s: not found; looking it up again (and creating it if it is gone)", job)
                     with self._job_lock:
                         self._job = None
                     job = self.ensure_job()
