@@ -121,6 +121,14 @@ def test_doctor_with_an_unknown_launcher_fails_at_build() -> None:
     assert "no launcher or profile named 'slrum' (did you mean 'slurm'?)" in report.failed.detail
 
 
+def test_doctor_with_a_pycrew_toml_that_is_not_utf8_blames_the_file_not_a_plugin(isolated: Path) -> None:
+    (isolated / "pycrew.toml").write_bytes(b'[profiles.gpu]\nlauncher = "local"\n# caf\xe9\n')
+    report = run_doctor("local")
+    assert report.failed is not None and report.failed.name == "build", report.text()
+    assert "pycrew.toml: not valid TOML: byte 0xe9 at line 3, column 6 is not UTF-8" in report.failed.detail
+    assert "plugin" not in report.failed.hint and "file" in report.failed.hint
+
+
 def test_doctor_with_a_busy_port_fails_at_listen(busy_port: int) -> None:
     report = run_doctor("local", options={"port": busy_port})
     assert report.failed is not None and report.failed.name == "listen", report.text()
@@ -175,6 +183,21 @@ def test_installed_pycrew_worker_hands_its_arguments_to_the_worker() -> None:
     proc = subprocess.run([str(SCRIPT), "worker", "--url", "tcp://127.0.0.1:1", "--instance", "x"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "PYCREW_TOKEN is not set" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("level", ["debug", "10", "", "Info", "bogus"])
+def test_a_worker_takes_any_case_or_number_for_its_log_level_and_warns_of_a_bad_one(level: str) -> None:
+    """PYCREW_WORKER_LOG_LEVEL=debug, =10 or empty crashed every worker at start (logging.basicConfig's
+    ValueError), and its controller spent launch_max launches on them. Here the worker gets as far as its
+    token check, which comes after the logging setup."""
+    env = {k: v for k, v in os.environ.items() if k != "PYCREW_TOKEN"}
+    env["PYCREW_WORKER_LOG_LEVEL"] = level
+    proc = subprocess.run([str(SCRIPT), "worker", "--url", "tcp://127.0.0.1:1", "--instance", "x"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "PYCREW_TOKEN is not set" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    warned = f"ignoring PYCREW_WORKER_LOG_LEVEL={level!r}: not a log level" in proc.stderr
+    assert warned == (level == "bogus"), proc.stderr
 
 
 def test_installed_pycrew_doctor_passes_on_local() -> None:

@@ -123,7 +123,8 @@ def test_unknown_launcher_names_the_installed_ones_and_the_install_hint():
         pycrew.controller("slrum")
     message = str(info.value)
     assert "no launcher or profile named 'slrum'" in message and "local" in message
-    assert 'pip install "pycrew[slrum]"' in message
+    assert "(did you mean 'slurm'?)" in message and 'pip install "pycrew[NAME]" for NAME in awsbatch' in message
+    assert 'pycrew[slrum]' not in message, "no such extra"
 
 
 def test_launcher_call_shows_the_exact_worker_command_without_secrets(make_controller):

@@ -10,6 +10,7 @@ naming no worker; a launch that returned after ``terminate()`` left its workers 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -153,3 +154,33 @@ def test_a_ctrl_c_during_terminate_says_workers_may_be_left(stalling, never_conn
     timer.join()
     assert "interrupted while terminating its workers: some may be left" in caplog.text, caplog.text
     assert "`pycrew monitor stalling list --orphans`" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("wire", ["socket", "nng"])
+def test_seconds_options_past_the_longest_wait_work(make_controller, caplog, tmp_path, wire):
+    """Any finite seconds_* is accepted, but a wait given more than threading.TIMEOUT_MAX (about 9.2e9 s) raises
+    OverflowError: seconds_terminate=1e10 made terminate() log a false ERROR ("may still run"); seconds_launch=1e10
+    crashed every worker in its handshake wait; seconds_heartbeat=1e10 crashed the nng worker's comms thread;
+    seconds_metrics=inf the worker's sampling thread after its first sample."""
+    c = make_controller("local", 1, wire=wire, seconds_terminate=1e10, seconds_launch=1e10, seconds_heartbeat=1e10,
+                        seconds_heartbeat_timeout=1e300, seconds_metrics=math.inf, launch_max=1, crashes_max=1,
+                        log_dir=str(tmp_path))
+    failures: list[BaseException] = []
+
+    def terminate() -> None:
+        try:
+            c.terminate()
+        except BaseException as exc:
+            failures.append(exc)
+
+    with caplog.at_level(logging.WARNING):
+        assert c.submit(time.sleep, 0.3).result(timeout=60) is None
+        # Two at once: the second waits for the first (it raised OverflowError with seconds_terminate=1e10).
+        threads = [threading.Thread(target=terminate) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not failures, failures
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in c.logs(worker=1), c.logs(worker=1)

@@ -133,6 +133,38 @@ def test_launchers_json_has_one_record_per_launcher(fake: FakeLauncher) -> None:
     assert by_name["fakemon"]["summary"] == "lists fixed workers"
 
 
+@pytest.mark.parametrize(("allow", "named"), [("", "PYCREW_PLUGINS=''"), ("locla", "PYCREW_PLUGINS names 'locla', which no installed plugin is (did you mean 'local'?)")])
+def test_launchers_names_the_plugins_variable_that_hides_every_launcher(monkeypatch: pytest.MonkeyPatch, allow: str, named: str) -> None:
+    """An empty or mistyped PYCREW_PLUGINS hid every launcher, and ``pycrew launchers`` said "no launchers
+    installed; install one" with exit code 0, naming neither the variable nor the typo."""
+    from pycrew import plugins
+
+    monkeypatch.setenv("PYCREW_PLUGINS", allow)
+    plugins.reset_registry()
+    try:
+        for args in (["launchers"], ["launchers", "--json"]):
+            result = CliRunner().invoke(cli.cli, args)
+            assert result.exit_code == 1, result.output
+            assert result.output.startswith("Error: no launcher loaded: ") and named in result.output, result.output
+            assert "leaves out the installed launcher(s)" in result.output and "local" in result.output
+    finally:
+        plugins.reset_registry()
+
+
+def test_launchers_warns_of_a_typo_in_the_block_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycrew import plugins
+
+    monkeypatch.setenv("PYCREW_BLOCK_PLUGINS", "locla")
+    plugins.reset_registry()
+    try:
+        result = CliRunner().invoke(cli.cli, ["launchers"])
+    finally:
+        plugins.reset_registry()
+    assert result.exit_code == 0, result.output
+    assert "warning: PYCREW_BLOCK_PLUGINS names 'locla', which no installed plugin is (did you mean 'local'?)" in result.output
+    assert any(line.startswith("local ") for line in result.output.splitlines()), "nothing is blocked"
+
+
 # -- config show ------------------------------------------------------------------------------
 
 CONFIG = """
@@ -157,7 +189,8 @@ def test_config_show_lists_each_value_with_its_source(isolated: Path, monkeypatc
     assert result.exit_code == 0, result.output
     assert f"project file: {path}" in result.output
     assert "(not found)" in result.output.splitlines()[0], "the user file is reported missing"
-    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.startswith("  ")}
+    profile = result.output.split("\ndefaults (")[0]
+    rows = {line.split()[0]: line.split()[1:] for line in profile.splitlines() if line.startswith("  ")}
     assert rows["launcher"] == ['"local"', f"{path}:profiles.dev"]
     assert rows["workers"] == ["2", f"{path}:profiles.dev"]
     assert rows["seconds_launch"] == ["120.0", f"{path}:defaults"]
@@ -182,6 +215,19 @@ def test_config_show_json(isolated: Path, fake: FakeLauncher) -> None:
     assert data["profiles"]["dev"]["sources"]["seconds_launch"].endswith("pycrew.toml:defaults")
 
 
+def test_json_output_is_strict_json_with_infinity_as_a_string(isolated: Path) -> None:
+    """``--json`` printed the bare token Infinity (Python's json default), which is no JSON (RFC 8259): strict
+    parsers (JavaScript's JSON.parse, jq) refused the whole output."""
+    (isolated / "pycrew.toml").write_text('[profiles.dev]\nlauncher = "local"\nseconds_idle = inf\n')
+
+    def strict(token: str) -> Any:
+        raise AssertionError(f"not JSON: {token}")
+
+    data = json.loads(run("config", "show", "--json", "--defaults").output, parse_constant=strict)
+    assert data["profiles"]["dev"]["options"]["seconds_idle"] == "inf"
+    assert data["profiles"]["dev"]["options"]["seconds_wall"] == "inf", "the defaults' inf too"
+
+
 def test_config_show_reports_a_bad_profile_and_fails(isolated: Path) -> None:
     (isolated / "pycrew.toml").write_text(CONFIG + '[profiles.bad]\nlauncher = "local"\nworkres = 2\n')
     result = run("config", "show")
@@ -192,9 +238,48 @@ def test_config_show_reports_a_bad_profile_and_fails(isolated: Path) -> None:
 
 def test_config_show_of_an_unknown_profile_fails(isolated: Path) -> None:
     (isolated / "pycrew.toml").write_text(CONFIG)
-    result = run("config", "show", "gpu")
+    result = run("config", "show", "gpx")
     assert result.exit_code == 1
-    assert "no profile named 'gpu'; profiles: cluster, dev" in result.output
+    assert "Error: no launcher or profile named 'gpx'; launchers: " in result.output
+    assert "profiles: cluster, dev. Define [profiles.gpx] in pycrew.toml" in result.output
+    result = run("config", "show", "dex")
+    assert result.exit_code == 1 and "(did you mean 'dev'?)" in result.output and "pycrew[dex]" not in result.output
+
+
+def test_config_show_shows_and_checks_the_defaults_and_a_launchers_name(isolated: Path) -> None:
+    """On d0119a8 `config show` neither showed nor checked [defaults] (a typo there passed, exit code 0, and broke
+    pycrew.controller("local")), and `config show local` said "no profile named 'local'"."""
+    path = isolated / "pycrew.toml"
+    path.write_text("[defaults]\nseconds_idel = 60\n")
+    result = run("config", "show")
+    assert result.exit_code == 1
+    assert f"  error: {path}:defaults: key 'seconds_idel': unknown key" in result.output
+    assert "(did you mean 'seconds_idle'?)" in result.output
+    path.write_text("[defaults]\nseconds_idle = 60\n")
+    result = run("config", "show")
+    assert result.exit_code == 0, result.output
+    assert "\ndefaults (" in result.output and f"seconds_idle  60     {path}:defaults" in result.output
+    assert json.loads(run("config", "show", "--json").output)["defaults"]["sources"] == {"seconds_idle": f"{path}:defaults"}
+    result = run("config", "show", "local")
+    assert result.exit_code == 0, result.output
+    assert "launcher local (no profile of that name: what pycrew.controller('local') gets)" in result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.startswith("  ")}
+    assert rows["seconds_idle"] == ["60.0", f"{path}:defaults"] and rows["launcher"] == ['"local"', "default"]
+
+
+def test_config_show_lists_the_variables_that_override_nothing(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On d0119a8 PYCREW_LOCAL_WORKERS without a [profiles.local], and PYCREW_GPU_IDLE_SECONDS (no key of that
+    name, nor close to one), were ignored without a word outside DEBUG."""
+    (isolated / "pycrew.toml").write_text('[profiles.gpu]\nlauncher = "local"\n')
+    monkeypatch.setenv("PYCREW_LOCAL_WORKERS", "2")
+    monkeypatch.setenv("PYCREW_GPU_IDLE_SECONDS", "5")
+    result = run("config", "show")
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("\nignored environment variables\n")[1]
+    assert "  PYCREW_GPU_IDLE_SECONDS: 'idle_seconds' is no option of profile 'gpu' (launcher 'local')" in listed
+    assert "  PYCREW_LOCAL_WORKERS: no configuration file defines [profiles.local]" in listed
+    assert "PYCREW_LOCAL_WORKERS" in run("config", "show", "local").output
+    assert set(json.loads(run("config", "show", "--json").output)["ignored"]) == {"PYCREW_LOCAL_WORKERS"}
 
 
 def test_config_show_without_files_says_so() -> None:
@@ -319,7 +404,18 @@ def test_monitor_accepts_a_profile_and_uses_its_launcher_options(isolated: Path,
 def test_monitor_of_an_unknown_launcher_is_a_clean_error() -> None:
     result = run("monitor", "slrum", "list")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: no launcher named 'slrum'")
+    assert result.output.startswith("Error: no launcher or profile named 'slrum' (did you mean 'slurm'?)")
+
+
+def test_monitor_of_a_mistyped_profile_gives_the_hints_pycrew_controller_gives(isolated: Path) -> None:
+    """``pycrew monitor gpo list`` (a profile gpu exists) gave no "did you mean 'gpu'?", listed no profiles,
+    and advised pip install "pycrew[gpo]", an extra that does not exist."""
+    (isolated / "pycrew.toml").write_text('[profiles.gpu]\nlauncher = "local"\n')
+    result = run("monitor", "gpo", "list")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no launcher or profile named 'gpo' (did you mean 'gpu'?); launchers: ")
+    assert "profiles: gpu. Define [profiles.gpo] in pycrew.toml" in result.output
+    assert "pycrew[gpo]" not in result.output and 'pip install "pycrew[NAME]" for NAME in' in result.output
 
 
 # -- doctor, worker, demo, main ---------------------------------------------------------------
@@ -363,7 +459,23 @@ def test_an_option_of_inf_is_the_number(monkeypatch: pytest.MonkeyPatch, text: s
 def test_doctor_rejects_an_option_without_a_value() -> None:
     result = run("doctor", "-o", "python")
     assert result.exit_code == 2
-    assert "expected KEY=VALUE" in result.output
+    assert "Invalid value for '-o' / '--option': expected KEY=VALUE" in result.output
+
+
+def test_an_option_value_is_read_as_its_options_type(monkeypatch: pytest.MonkeyPatch, isolated: Path, fake: FakeLauncher) -> None:
+    """``-o KEY=VALUE`` read VALUE as JSON whatever the option, so a text option that looks like a number
+    could not be given: ``-o log_dir=2024`` failed with "must be str or None, got 2024 (int)"."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("pycrew.doctor.run_doctor", lambda target, timeout, options: calls.append(options) or report(ok=True))
+    assert run("doctor", "-o", "log_dir=2024", "-o", "name=123", "-o", "workers_at_start=1", "-o", "tls=none").exit_code == 0
+    assert calls == [{"log_dir": "2024", "name": "123", "workers_at_start": 1, "tls": "none"}]
+    (isolated / "pycrew.toml").write_text(CONFIG)
+    assert run("doctor", "dev", "-o", "log_dir=7").exit_code == 0 and calls[-1] == {"log_dir": "7"}, "a profile's launcher"
+    result = run("monitor", "fakemon", "list", "-o", "zone=123")
+    assert result.exit_code == 0, result.output
+    assert fake.zones == ["123"]
+    result = run("monitor", "fakemon", "list", "-o", "seconds_idle=soon")
+    assert result.exit_code == 2 and "Invalid value for '-o' / '--option': seconds_idle='soon'" in result.output
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf"])
@@ -383,7 +495,33 @@ def test_demo_refuses_a_task_count_below_one_before_launching(tasks: str) -> Non
     assert f"Invalid value for '--tasks': {tasks} is not in the range x>=1" in result.output
 
 
-@pytest.mark.parametrize(("arguments", "named"), [({"tasks": 0}, "tasks"), ({"draws": -1}, "draws"), ({"tasks": 2.5}, "tasks")])
+def test_demo_refuses_a_worker_count_below_one_as_a_usage_error() -> None:
+    """On d0119a8 ``--workers 0`` reached the controller: exit code 1 and an OptionsError, where ``--tasks 0`` is
+    a usage error (2)."""
+    result = run("demo", "--workers", "0")
+    assert result.exit_code == 2
+    assert "Invalid value for '--workers': 0 is not in the range x>=1" in result.output
+
+
+def test_demo_on_the_sequential_controller_runs(isolated: Path) -> None:
+    """On d0119a8 it failed: "the sequential controller takes no option(s) ['seconds_idle']", which the demo
+    itself had passed."""
+    result = run("demo", "--launcher", "sequential", "--tasks", "2")
+    assert result.exit_code == 0, result.output
+    assert "pi ~= 3.1" in result.output and "controller 'sequential'" in result.output
+
+
+def test_worker_with_a_url_it_cannot_dial_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """On d0119a8 ``pycrew worker --url garbage`` printed a traceback ending in ValueError."""
+    monkeypatch.setenv("PYCREW_TOKEN", "x")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["worker", "--url", "garbage", "--instance", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: unsupported URL 'garbage': expected tcp://HOST:PORT" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("arguments", "named"), [({"tasks": 0}, "tasks"), ({"draws": -1}, "draws"), ({"tasks": 2.5}, "tasks"), ({"workers": 0}, "workers")])
 def test_run_demo_refuses_counts_below_one(arguments: dict[str, Any], named: str) -> None:
     from pycrew.demo import run_demo
 
@@ -421,7 +559,7 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["nosuchcommand"]) == 2
     assert "No such command 'nosuchcommand'" in capsys.readouterr().err
     assert cli.main(["monitor", "slrum", "list"]) == 1
-    assert "Error: no launcher named 'slrum'" in capsys.readouterr().err
+    assert "Error: no launcher or profile named 'slrum' (did you mean 'slurm'?)" in capsys.readouterr().err
 
 
 # -- monitor options --------------------------------------------------------------------------

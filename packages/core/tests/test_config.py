@@ -167,6 +167,13 @@ def test_env_override_that_fails_validation_names_the_variable(isolated: Path, m
         load_profile("gpu", isolated)
 
 
+def test_a_worker_count_past_the_limit_from_the_environment_names_the_variable(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(isolated / "pycrew.toml", GPU)
+    monkeypatch.setenv("PYCREW_DEV_WORKERS", "100001")
+    with pytest.raises(ConfigError, match=r"^env PYCREW_DEV_WORKERS: profile 'dev', key 'workers': .* must be at most 100,000"):
+        load_profile("dev", isolated)
+
+
 def test_env_override_close_to_a_key_is_a_typo_error(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(isolated / "pycrew.toml", GPU)
     monkeypatch.setenv("PYCREW_GPU_PARTITON", "a100")
@@ -179,6 +186,26 @@ def test_env_variable_far_from_every_key_is_not_an_override(isolated: Path, monk
     monkeypatch.setenv("PYCREW_DEV_ZZZ", "1")
     p = load_profile("dev", isolated)
     assert p is not None and "zzz" not in p.options
+
+
+def test_ignored_variables_get_one_warning_each(isolated: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """On d0119a8 they were logged at DEBUG only: PYCREW_LOCAL_WORKERS=2 without [profiles.local] left
+    pycrew.controller("local") at one worker without a word."""
+    from pycrew import config_env
+
+    monkeypatch.setattr(config_env, "_warned", set())
+    write(isolated / "pycrew.toml", GPU)
+    monkeypatch.setenv("PYCREW_LOCAL_WORKERS", "2")
+    monkeypatch.setenv("PYCREW_DEV_IDLE_SECONDS", "5")
+    with caplog.at_level("WARNING", logger="pycrew.config"):
+        for _ in range(2):
+            assert controller_arguments("local", None, {}, cwd=isolated)[1] is None
+            assert load_profile("dev", isolated) is not None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("ignoring PYCREW_LOCAL_WORKERS: no configuration file defines [profiles.local], and "
+                                  "PYCREW_<PROFILE>_<KEY> variables override profiles defined in a file only")
+    assert warnings[1].startswith("ignoring PYCREW_DEV_IDLE_SECONDS: 'idle_seconds' is no option of profile 'dev'")
 
 
 def test_env_overrides_do_not_create_profiles(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,6 +291,15 @@ def test_a_toml_syntax_error_names_the_file(isolated: Path) -> None:
         load_profile("gpu", isolated)
 
 
+def test_a_file_that_is_not_utf8_names_the_file_line_and_byte(isolated: Path) -> None:
+    path = isolated / "pycrew.toml"
+    path.write_bytes(b'[profiles.gpu]\nlauncher = "local"\n# caf\xe9\n')  # a Latin-1 comment
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid TOML: byte 0xe9 at line 3, column 6 is not UTF-8"):
+        load_profile("gpu", isolated)
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        controller_arguments("local", None, {}, cwd=isolated)  # every entry point reads the file
+
+
 def test_an_unknown_section_or_a_profile_that_is_no_table_is_an_error(isolated: Path) -> None:
     path = write(isolated / "pycrew.toml", "[profile.gpu]\nworkers = 1\n")
     with pytest.raises(ConfigError, match=rf"^{path}: unknown key profile \(did you mean 'profiles'\?\)"):
@@ -320,6 +356,24 @@ def test_a_sequential_profile_takes_only_sequential_keys(isolated: Path) -> None
     write(isolated / "pycrew.toml", '[profiles.debug]\nlauncher = "sequential"\nseconds_idle = 5\n')
     with pytest.raises(ConfigError, match="key 'seconds_idle': unknown key"):
         load_profile("debug", isolated)
+
+
+def test_a_profile_whose_launcher_is_sequential_builds_the_sequential_controller(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On d0119a8 `pycrew config show` accepted such a profile, but pycrew.controller("dbg") gave it to Controller():
+    LauncherNotFoundError, pip install "pycrew[sequential]"; and [profiles.sequential] was silently ignored."""
+    monkeypatch.chdir(isolated)
+    write(isolated / "pycrew.toml", GPU + '[profiles.dbg]\nlauncher = "sequential"\nseconds_timeout = 5\n'
+          f'[profiles.sequential]\ninitializer = "os:chdir"\ninitargs = ["{isolated / "src"}"]\n')
+    c = pycrew.controller("dbg")
+    assert isinstance(c, pycrew.SequentialController) and c.name == "dbg", "[defaults] seconds_launch is no option of it"
+    assert c.submit(pow, 2, 3).result() == 8
+    with pytest.raises(pycrew.OptionsError, match=r"the sequential controller takes no option\(s\) \['seconds_idle'\]"):
+        pycrew.controller("dbg", seconds_idle=5)
+    pycrew.controller("sequential")
+    assert Path.cwd() == isolated / "src", "[profiles.sequential] applies: its initializer ran"
+    write(isolated / "pycrew.toml", '[profiles.dbg]\nlauncher = "sequential"\nseconds_idle = 5\n')
+    with pytest.raises(ConfigError, match=r"key 'seconds_idle': unknown key: no option of the sequential controller"):
+        pycrew.controller("dbg")
 
 
 def test_config_error_is_an_options_error() -> None:
@@ -399,6 +453,22 @@ def test_controller_arguments_for_an_unknown_name_list_launchers_and_profiles(is
     write(isolated / "pycrew.toml", GPU)
     with pytest.raises(pycrew.LauncherNotFoundError, match=r"no launcher or profile named 'gpx' \(did you mean 'gpu'\?\); launchers: .*local.*; profiles: dev, gpu"):
         controller_arguments("gpx", None, {}, cwd=isolated)
+
+
+def test_a_conflict_between_options_says_where_each_came_from(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On d0119a8 workers_at_start=4 from a profile against workers=2 from the call (or PYCREW_GPU_WORKERS=2)
+    said only "must be None or between 0 and workers=2, got 4", not which file, variable or argument set each."""
+    monkeypatch.chdir(isolated)
+    path = write(isolated / "pycrew.toml", '[profiles.gpu]\nlauncher = "local"\nworkers = 4\nworkers_at_start = 4\n')
+    with pytest.raises(pycrew.OptionsError) as info:
+        pycrew.controller("gpu", workers=2)
+    assert str(info.value).endswith(
+        f"got 4 (workers_at_start=4 from {path}:profiles.gpu; workers=2 from an argument of pycrew.controller())")
+    monkeypatch.setenv("PYCREW_GPU_WORKERS", "2")
+    with pytest.raises(ConfigError) as info:
+        load_profile("gpu", isolated)
+    assert str(info.value).startswith(f"{path}:profiles.gpu: profile 'gpu', key 'workers_at_start': ")
+    assert str(info.value).endswith("got 4 (workers=2 from env PYCREW_GPU_WORKERS)")
 
 
 def test_a_controller_built_from_a_profile_has_its_options(isolated: Path) -> None:

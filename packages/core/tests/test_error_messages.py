@@ -77,3 +77,41 @@ def test_wait_names_a_bad_timeout(timeout: object) -> None:
         assert str(info.value) == (
             f"wait timeout must be a number of seconds >= 0, or None to wait without limit; got {timeout!r}"
         )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"seconds_timeout": float("nan")}, {"seconds_timeout": 0}, {"name": 5}, {"name": ""}, {"name": "  "},
+     {"seconds_initializer": -1, "initializer": print}, {"workers": 0}, {"initargs": (1,)}],
+)
+def test_the_sequential_controller_refuses_what_a_real_controller_refuses(options: dict[str, object]) -> None:
+    """On d0119a8 pycrew.controller("sequential") took seconds_timeout=nan and name=5, and named itself
+    'sequential' for name="": code that ran there failed only once moved to a real controller."""
+    with pytest.raises(pycrew.OptionsError) as real:
+        pycrew.controller("local", **options)
+    with pytest.raises(pycrew.OptionsError) as sequential:
+        pycrew.controller("sequential", **options)
+    assert str(sequential.value) == str(real.value)
+    assert pycrew.controller("sequential").name == "sequential" and pycrew.controller("sequential", name="dbg").name == "dbg"
+
+
+@pytest.mark.parametrize("seconds", [1e-9, 0.05, float("nan")])
+def test_seconds_metrics_below_its_floor_says_the_floor_and_why(seconds: float) -> None:
+    """On d0119a8 only > 0 was checked: seconds_metrics=1e-9 kept the worker busy sampling (about 65% of a CPU)
+    and writing about 1 MB of samples a second to its log."""
+    with pytest.raises(pycrew.OptionsError) as info:
+        pycrew.controller("local", seconds_metrics=seconds)
+    assert str(info.value).startswith("controller option 'seconds_metrics' must be >= 0.1 (seconds between a worker's samples")
+    assert pycrew.controller("local", seconds_metrics=0.1).options.seconds_metrics == 0.1
+
+
+def test_workers_has_an_upper_bound_that_says_why_and_what_to_do() -> None:
+    """On d0119a8 workers had no upper bound: workers=1_000_000 took 385 MiB and 1.7 s to set up its slots, and
+    10**9 got the process killed for want of memory, without a word."""
+    for launcher in ("local", "sequential"):  # just past the limit: before it, a test of 10**9 would exhaust memory
+        with pytest.raises(pycrew.OptionsError) as info:
+            pycrew.controller(launcher, workers=100_001)
+        message = str(info.value)
+        assert message.startswith("controller option 'workers' must be at most 100,000 (a controller sets up every")
+        assert "split the tasks over several controllers (pycrew.ControllerGroup), got 100001" in message
+    assert pycrew.controller("local", workers=100_000).options.workers == 100_000, "20 times the scale target"

@@ -16,18 +16,22 @@ from typing import Any
 import click
 
 from pycrew.cli_monitor import monitor
-from pycrew.cli_support import _errors, _json, _parse_option, _show, _table
+from pycrew.cli_support import _errors, _json, _parse_options, _show, _table
 from pycrew.config import (
     SEQUENTIAL,
     SEQUENTIAL_KEYS,
     ConfigError,
+    Profile,
+    check_name,
     config_files,
     load_profile,
     profile_names,
     user_config_path,
 )
+from pycrew.config_check import defaults_problem, ignored_variables, launcher_view, merged_defaults
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import PycrewError
+from pycrew.plugin_checks import UNKNOWN_PLUGIN
 from pycrew.plugins import get_registry
 
 
@@ -47,6 +51,7 @@ def cli() -> None:
 def launchers(ctx: click.Context, as_json: bool) -> None:
     """List installed launchers with distribution and version."""
     registry = get_registry()
+    problems = registry.filter_problems()  # PYCREW_PLUGINS / PYCREW_BLOCK_PLUGINS
     rows: list[dict[str, Any]] = []
     for name in registry.installed_launchers():
         try:
@@ -56,6 +61,10 @@ def launchers(ctx: click.Context, as_json: bool) -> None:
         except PycrewError as exc:
             rows.append({"name": name, "distribution": None, "version": None, "summary": "", "remote": None,
                          "error": str(exc)})
+    if not rows and problems:
+        raise click.ClickException("no launcher loaded: " + "; ".join(problems))
+    for problem in problems:
+        click.echo(f"{'warning' if UNKNOWN_PLUGIN in problem else 'note'}: {problem}", err=True)
     if as_json:
         click.echo(_json(rows))
     elif not rows:
@@ -100,6 +109,19 @@ def _all_values(launcher: str, options: dict[str, Any], sources: dict[str, str])
     return out
 
 
+def _entry(p: Profile, defaults: bool) -> dict[str, Any]:
+    """A resolved profile (or launcher view) as ``config show`` prints it."""
+    values = _all_values(p.launcher, p.options, p.sources) if defaults else sorted(
+        (k, v, p.sources.get(k, "")) for k, v in p.options.items())
+    return {"launcher": p.launcher, "launcher_source": p.sources.get("launcher", ""),
+            "options": {k: v for k, v, _ in values}, "sources": {k: s for k, _, s in values}, "ignored": p.ignored}
+
+
+def _rows(options: dict[str, Any], sources: dict[str, str], first: list[list[str]] | None = None) -> None:
+    rows = [*(first or []), *([k, _show(v), sources[k]] for k, v in options.items())]
+    click.echo("\n".join("  " + line for line in _table(["KEY", "VALUE", "SOURCE"], rows).splitlines()))
+
+
 @config.command("show")
 @click.argument("profile", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -107,14 +129,24 @@ def _all_values(launcher: str, options: dict[str, Any], sources: dict[str, str])
 @click.pass_context
 @_errors
 def config_show(ctx: click.Context, profile: str | None, as_json: bool, defaults: bool) -> None:
-    """Show resolved profiles and where each value came from."""
+    """Show resolved profiles, the [defaults] tables, and where each value came from.
+
+    PROFILE may also be a launcher's name that no file makes a profile of: then it shows what
+    pycrew.controller("<launcher>") gets from the [defaults] tables. Environment variables
+    PYCREW_<PROFILE>_<KEY> that override nothing are listed with the reason.
+    """
     files = config_files()
     names = profile_names()
-    if profile is not None and profile not in names:
-        raise click.ClickException(f"no profile named {profile!r}; profiles: {', '.join(names) or 'none'}")
     shown: dict[str, Any] = {}
+    launchers: dict[str, Any] = {}
     failed = False
-    for name in [profile] if profile is not None else names:
+    if profile is not None and profile not in names:
+        check_name(profile)  # a launcher's name, else the error (and hints) pycrew.controller() gives
+        try:
+            launchers[profile] = _entry(launcher_view(profile), defaults)
+        except ConfigError as exc:
+            launchers[profile], failed = {"error": str(exc)}, True
+    for name in [profile] if profile in names else [] if profile is not None else names:
         try:
             p = load_profile(name)
         except ConfigError as exc:
@@ -122,30 +154,43 @@ def config_show(ctx: click.Context, profile: str | None, as_json: bool, defaults
             failed = True
             continue
         assert p is not None
-        values = _all_values(p.launcher, p.options, p.sources) if defaults else sorted(
-            (k, v, p.sources.get(k, "")) for k, v in p.options.items())
-        shown[name] = {"launcher": p.launcher, "launcher_source": p.sources.get("launcher", ""),
-                       "options": {k: v for k, v, _ in values}, "sources": {k: s for k, _, s in values}}
+        shown[name] = _entry(p, defaults)
+    table: dict[str, Any] = {}
+    if profile is None and any(f.defaults for f in files):
+        values, sources = merged_defaults(files)
+        table = {"options": values, "sources": sources, "error": defaults_problem(files)}
+        failed = failed or table["error"] is not None
+    ignored = ignored_variables(files) if profile is None else {}
     user = user_config_path()
     if as_json:
-        click.echo(_json({"files": [{"path": str(f.path), "scope": f.scope} for f in files], "profiles": shown}))
-    else:
-        found = {f.scope: f for f in files}
-        user_text = f"{user}" + ("" if "user" in found else " (not found)") if user else "none (PYCREW_CONFIG is empty)"
-        click.echo(f"user file:    {user_text}")
-        project = found.get("project")
-        click.echo("project file: " + (f"{project.path}" + (" [tool.pycrew]" if project.prefix else "") if project
-                                       else "none found from the working directory upwards"))
-        if not shown:
-            click.echo("\nno profiles defined: add [profiles.<name>] to pycrew.toml")
-        for name, entry in shown.items():
-            click.echo(f"\nprofile {name}")
+        click.echo(_json({"files": [{"path": str(f.path), "scope": f.scope} for f in files], "profiles": shown,
+                          "launchers": launchers, "defaults": table or None, "ignored": ignored}))
+        ctx.exit(1 if failed else 0)
+    found = {f.scope: f for f in files}
+    user_text = f"{user}" + ("" if "user" in found else " (not found)") if user else "none (PYCREW_CONFIG is empty)"
+    click.echo(f"user file:    {user_text}")
+    project = found.get("project")
+    click.echo("project file: " + (f"{project.path}" + (" [tool.pycrew]" if project.prefix else "") if project
+                                   else "none found from the working directory upwards"))
+    if not shown and not launchers:
+        click.echo("\nno profiles defined: add [profiles.<name>] to pycrew.toml")
+    for kind, entries in (("profile", shown), ("launcher", launchers)):
+        for name, entry in entries.items():
+            click.echo(f"\n{kind} {name}" + ("" if kind == "profile" else
+                       f" (no profile of that name: what pycrew.controller({name!r}) gets)"))
             if "error" in entry:
                 click.echo(f"  error: {entry['error']}")
                 continue
-            rows = [["launcher", _show(entry["launcher"]), entry["launcher_source"]]]
-            rows += [[k, _show(v), entry["sources"][k]] for k, v in entry["options"].items()]
-            click.echo("\n".join("  " + line for line in _table(["KEY", "VALUE", "SOURCE"], rows).splitlines()))
+            _rows(entry["options"], entry["sources"], [["launcher", _show(entry["launcher"]), entry["launcher_source"]]])
+            ignored.update(entry["ignored"])
+    if table:
+        click.echo('\ndefaults (for every profile, and pycrew.controller("<launcher>") without a profile of that name)')
+        _rows(table["options"], table["sources"])
+        if table["error"]:
+            click.echo(f"  error: {table['error']}")
+    if ignored:
+        click.echo("\nignored environment variables")
+        click.echo("\n".join(f"  {var}: {why}" for var, why in sorted(ignored.items())))
     if failed:
         ctx.exit(1)
 
@@ -168,7 +213,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--timeout", type=float, default=None, callback=_seconds,
               help="Seconds to wait for the worker to dial back, and for the task (default: seconds_launch; 60 s).")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="Override an option (value as JSON; inf, nan as numbers; else text); repeatable.")
+              help="Override an option, its value read as its type (text, number, true/false, none, JSON for lists and tables); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def doctor(ctx: click.Context, profile: str, timeout: float | None, option_texts: tuple[str, ...], as_json: bool) -> None:
@@ -181,7 +226,7 @@ def doctor(ctx: click.Context, profile: str, timeout: float | None, option_texts
     """
     from pycrew.doctor import run_doctor
 
-    options = dict(_parse_option(t) for t in option_texts)
+    options = _parse_options(option_texts, profile)
     report = run_doctor(profile, timeout, options)
     click.echo(_json(report.to_dict()) if as_json else report.text())
     if not report.ok:
@@ -212,7 +257,7 @@ def worker(ctx: click.Context, args: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--tasks", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--launcher", default="local", show_default=True)
 @_errors

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from pycrew.cli_support import _errors, _json, _parse_option, _table
-from pycrew.config import load_profile
+from pycrew.cli_support import _errors, _json, _parse_options, _table
+from pycrew.config import check_name, load_profile
 from pycrew.monitor import ControllerState, Monitor, controller_state, state_dir
 from pycrew.plugin_api import WorkerInfo
 
@@ -21,6 +21,7 @@ def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
     profile = load_profile(name)
     if profile is not None:
         return Monitor(profile.launcher, **{**profile.launcher_options(), **(options or {})})
+    check_name(name)  # a typo of a profile's name gets the same hints as pycrew.controller()
     return Monitor(name, **(options or {}))
 
 
@@ -48,7 +49,7 @@ def _worker_row(w: WorkerInfo, states: dict[str, ControllerState]) -> dict[str, 
 @click.option("--controller", "controller_id", default=None, help="Only this controller id's workers.")
 @click.option("--ended", is_flag=True, help="list: also workers the launcher reports as recently ended.")
 @click.option("-o", "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="A launcher option (value as JSON; inf, nan as numbers; else text); repeatable.")
+              help="A launcher option, its value read as its type (text, number, true/false, none, JSON for lists and tables); repeatable.")
 @click.option("--lines", type=click.IntRange(min=1), default=200, show_default=True,
               help="logs: how many lines from the end of the worker's output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -83,7 +84,7 @@ def monitor(
         raise click.UsageError(
             "logs needs exactly one worker id (as listed by 'list --ended', or a scheduler job id such as 1234_1 "
             "after the job left the queue), without --all or --orphans")
-    m = _monitor_for(launcher, dict(_parse_option(t) for t in option_texts))
+    m = _monitor_for(launcher, _parse_options(option_texts, launcher))
     if action == "logs":
         text = m.logs(ids[0], lines=lines)
         if as_json:

@@ -27,7 +27,8 @@ Where values come from, lowest precedence first:
    profile's name upper-cased, other characters than letters and digits as ``_``), parsed
    to the key's type: ``true``/``false``, numbers (``inf`` too), ``none`` for optional
    keys, JSON for lists and tables. They override profiles that exist in a file; they do
-   not create profiles;
+   not create profiles (one aimed at a launcher's name without a profile, or naming no
+   option, is ignored with a WARNING, once);
 5. the arguments given to ``pycrew.controller(name, workers, **options)``
    (see :func:`controller_arguments`).
 
@@ -43,7 +44,9 @@ launcher); so is any unknown ``[defaults]`` key while some profile names a launc
 is not installed here (its options cannot be known). ``backup`` cannot be configured (it
 is a controller object); ``tls`` takes a mode or a table of :class:`~pycrew.TLS` fields;
 ``initializer`` takes the function's name, ``"package.module:function"``, which each
-worker imports (with ``initargs`` a list).
+worker imports (with ``initargs`` a list). A profile whose launcher is ``"sequential"``
+(``[profiles.sequential]`` among them) builds a :class:`~pycrew.SequentialController`: it
+takes only :data:`SEQUENTIAL_KEYS`, and ``[defaults]`` keys it lacks are skipped.
 Only the profile asked for is validated, so a broken profile does not stop the others;
 syntax errors and unknown sections in a file fail every profile of that file.
 
@@ -61,10 +64,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pycrew.config_env import _env_overrides
+from pycrew.config_env import _env_overrides, unprofiled_overrides, warn_ignored
 from pycrew.config_env import env_prefix as env_prefix
 from pycrew.config_env import parse_env_value as parse_env_value
-from pycrew.config_files import CODE_ONLY, PROJECT_FILE, ConfigFile, _close
+from pycrew.config_files import CODE_ONLY, PROJECT_FILE, ConfigFile, _close, origins
 from pycrew.config_files import SEQUENTIAL as SEQUENTIAL
 from pycrew.config_files import SEQUENTIAL_KEYS as SEQUENTIAL_KEYS
 from pycrew.config_files import ConfigError as ConfigError
@@ -74,7 +77,7 @@ from pycrew.config_files import user_config_path as user_config_path
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import LauncherNotFoundError, OptionsError
 from pycrew.options import _check_value, _coerce, _type_name
-from pycrew.plugins import PluginRegistry, get_registry
+from pycrew.plugins import PluginRegistry, get_registry, install_hint
 from pycrew.tls import TLS
 
 log = logging.getLogger(__name__)
@@ -90,12 +93,14 @@ class Profile:
         sources: where each key (``launcher`` included) came from: ``"<path>:profiles.gpu"``,
             ``"<path>:defaults"``, ``"env PYCREW_GPU_WORKERS"``, or ``"default"`` for a
             launcher taken from the profile's name.
+        ignored: ``PYCREW_<PROFILE>_<KEY>`` variables aimed at it that name no option, and why.
     """
 
     name: str
     launcher: str
     options: dict[str, Any]
     sources: dict[str, str]
+    ignored: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def launcher_options(self) -> dict[str, Any]:
         """Only the launcher's own options (for a :class:`pycrew.Monitor`, say)."""
@@ -180,11 +185,14 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
             raise fail("launcher", str(exc)) from exc
     hints = _annotations(options_type)
     valid = set(SEQUENTIAL_KEYS) if options_type is None else set(hints)
+    ignored: dict[str, str] = {}
     for key, (var, text) in env.items():
         if key not in valid:
             if _close(key, valid):
                 raise ConfigError(f"env {var}: profile {name!r}: unknown key {key!r}{_close(key, valid)}")
-            log.debug("ignoring %s: %r is no option of profile %r", var, key, name)
+            ignored[var] = (f"{key!r} is no option of profile {name!r} (launcher {launcher!r}), nor close to one; "
+                            f"`pycrew config show {name} --defaults` lists them")
+            warn_ignored(var, ignored[var])
             continue
         try:
             values[key] = parse_env_value(text, hints[key])
@@ -199,15 +207,19 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
         if key in valid:
             continue
         if key in from_defaults:
+            controller_keys = ControllerOptions.keys()
+            if options_type is None and key in controller_keys:  # one the sequential controller does without
+                del values[key], sources[key]
+                continue
             others = _other_launcher_keys(registry, launcher) if others is None else others
             named = {p.get("launcher", p_name) for f in files for p_name, p in f.profiles.items()}
             missing = {n for n in named if isinstance(n, str)} - {*registry.installed_launchers(), SEQUENTIAL}
             if key in others or missing:  # an option of another launcher (maybe one not installed here)
                 del values[key], sources[key]
                 continue
-        owner = "controller option nor a sequential option" if options_type is None else (
-            f"controller option nor an option of the {launcher!r} launcher")
-        raise fail(key, f"unknown key: neither a {owner}{_close(key, valid)}; valid keys: {', '.join(sorted(valid))}")
+        owner = "no option of the sequential controller (it runs every task in this process, without workers)" if (
+            options_type is None) else f"neither a controller option nor an option of the {launcher!r} launcher"
+        raise fail(key, f"unknown key: {owner}{_close(key, valid)}; valid keys: {', '.join(sorted(valid))}")
     for key, value in list(values.items()):
         if key == "tls" and isinstance(value, dict):
             try:
@@ -227,8 +239,9 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
     except OptionsError as exc:
         found = re.search(r"option '([A-Za-z_]\w*)'", str(exc))
         culprit = found.group(1) if found else "tls" if str(exc).startswith("tls") else None
-        raise fail(culprit if culprit in sources else None, str(exc)) from exc
-    return Profile(name=name, launcher=launcher, options=values, sources=sources)
+        culprit = culprit if culprit in sources else None
+        raise fail(culprit, str(exc) + origins(str(exc), values, sources, skip=culprit)) from exc
+    return Profile(name=name, launcher=launcher, options=values, sources=sources, ignored=ignored)
 
 
 def load_profile(
@@ -280,6 +293,30 @@ def profiles(
     return {n: _resolve(files, n, registry or get_registry()) for n in names}
 
 
+def check_name(name: str, cwd: str | os.PathLike[str] | None = None, *, registry: PluginRegistry | None = None) -> None:
+    """Make sure ``name`` is a profile's, an installed launcher's or ``"sequential"``.
+
+    Raises:
+        LauncherNotFoundError: it is none: the message gives a close match among the launchers and
+            profiles, lists both, and says how to define the profile or install the launcher (or,
+            for a launcher that ``PYCREW_PLUGINS``/``PYCREW_BLOCK_PLUGINS`` leaves out, how to load it).
+    """
+    registry = registry or get_registry()
+    if name == SEQUENTIAL or name in profile_names(cwd):
+        return
+    try:
+        registry.launcher(name)
+    except LauncherNotFoundError as exc:
+        if "installed but not loaded" in str(exc):  # blocked (PYCREW_PLUGINS, PYCREW_BLOCK_PLUGINS): not a profile matter
+            raise
+        installed, names = registry.installed_launchers(), profile_names(cwd)
+        raise LauncherNotFoundError(
+            f"no launcher or profile named {name!r}{_close(name, {*installed, *names})}; launchers: "
+            f"{', '.join(installed) or 'none'}; profiles: {', '.join(names) or 'none'}. Define "
+            f"[profiles.{name}] in {PROJECT_FILE}, or install the launcher: {install_hint(name)}"
+        ) from exc
+
+
 def controller_arguments(
     name: str,
     workers: int | None = None,
@@ -316,7 +353,7 @@ def controller_arguments(
 
         launcher, workers, options = controller_arguments(name, workers, options)
         if launcher == "sequential":
-            return SequentialController(name=options.pop("name", None) or "sequential", **options)
+            return SequentialController(name=options.pop("name", None), **options)
         return Controller(launcher, 1 if workers is None else workers, **options)
     """
     registry = registry or get_registry()
@@ -331,17 +368,10 @@ def controller_arguments(
     profile = load_profile(name, cwd, registry=registry)
     if profile is None:
         if name != SEQUENTIAL:
-            try:
-                registry.launcher(name)
-            except LauncherNotFoundError as exc:
-                installed, names = registry.installed_launchers(), profile_names(cwd)
-                if "installed but not loaded" in str(exc):  # blocked (PYCREW_PLUGINS, PYCREW_BLOCK_PLUGINS): not a profile matter
-                    raise
-                raise LauncherNotFoundError(
-                    f"no launcher or profile named {name!r}{_close(name, {*installed, *names})}; launchers: "
-                    f"{', '.join(installed) or 'none'}; profiles: {', '.join(names) or 'none'}. Define "
-                    f"[profiles.{name}] in {PROJECT_FILE}, or install the launcher: pip install \"pycrew[{name}]\""
-                ) from exc
+            check_name(name, cwd, registry=registry)
+        for var, why in unprofiled_overrides(name, profile_names(cwd)).items():
+            warn_ignored(var, why)
+        if name != SEQUENTIAL:
             defaults = launcher_defaults(name, cwd, registry=registry)
             default_workers = defaults.pop("workers", None)
             return name, workers if workers is not None else default_workers, {**defaults, **explicit}

@@ -4,6 +4,7 @@ the key's type (see :mod:`pycrew.config`)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import types
@@ -13,6 +14,8 @@ from typing import Any, Literal
 
 from pycrew.config_files import RESERVED_ENV
 from pycrew.options import _type_name
+
+log = logging.getLogger("pycrew.config")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -32,6 +35,25 @@ def _env_overrides(name: str, others: typing.Iterable[str]) -> dict[str, tuple[s
         if var.startswith(prefix) and var not in RESERVED_ENV and not any(var.startswith(p) for p in longer):
             out[var[len(prefix) :].lower()] = (var, text)
     return out
+
+
+_warned: set[str] = set()
+
+
+def warn_ignored(var: str, why: str) -> None:
+    """Log a WARNING that the variable ``var`` is ignored and why, once per variable and process."""
+    if var not in _warned:
+        _warned.add(var)
+        log.warning("ignoring %s: %s", var, why)
+
+
+def unprofiled_overrides(launcher: str, profiles: typing.Iterable[str]) -> dict[str, str]:
+    """``{variable: why}`` for the ``PYCREW_<LAUNCHER>_<KEY>`` variables aimed at a launcher's name that no file
+    defines a profile of (``profiles``: the names files define): they override nothing."""
+    why = (f"no configuration file defines [profiles.{launcher}], and PYCREW_<PROFILE>_<KEY> variables override "
+           f"profiles defined in a file only (they create none); add [profiles.{launcher}] to pycrew.toml to tune "
+           f"pycrew.controller({launcher!r})")
+    return {var: why for var, _ in _env_overrides(launcher, profiles).values()}
 
 
 def parse_env_value(text: str, tp: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -86,9 +87,18 @@ def _table(value: Any, label: str, what: str) -> dict[str, Any]:
 def _read(path: Path, scope: Literal["user", "project"], pyproject: bool) -> ConfigFile | None:
     """Parse and shape-check one file; ``None`` for a ``pyproject.toml`` without ``[tool.pycrew]``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pycrew configuration: {exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line, column = raw.count(b"\n", 0, exc.start) + 1, exc.start - line_start + 1
+        raise ConfigError(
+            f"{path}: not valid TOML: byte 0x{raw[exc.start]:02x} at line {line}, column {column} is not UTF-8 "
+            "(TOML files must be UTF-8); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     if pyproject and "pycrew" not in text:
         return None
     try:
@@ -154,3 +164,13 @@ def profile_names(cwd: str | os.PathLike[str] | None = None) -> list[str]:
     return sorted({n for f in config_files(cwd) for n in f.profiles})
 
 
+def origins(message: str, values: dict[str, Any], sources: dict[str, str], skip: str | None = None) -> str:
+    """``" (workers=2 from env PYCREW_GPU_WORKERS; ...)"``: where each option that ``message`` names got its
+    value, ``skip`` aside; ``""`` when it names none of ``sources``.
+
+    A check between two options (``workers_at_start`` at most ``workers``) then says which file, variable
+    or argument set each of them.
+    """
+    named = dict.fromkeys(re.findall(r"\b[A-Za-z_]\w*\b", message))
+    keys = [k for k in named if k in sources and k != skip and k in values]
+    return f" ({'; '.join(f'{k}={values[k]!r} from {sources[k]}' for k in keys)})" if keys else ""

@@ -16,6 +16,10 @@ from pycrew.wire.transport import DEFAULT_TRANSPORT, Transport
 from pycrew.worker.command import DEFAULT_SPIN
 
 OWNER = "controller"
+#: Most ``workers`` of one controller (20 times the 5,000 the project is tested at).
+WORKERS_MAX = 100_000
+#: Shortest interval between a worker's CPU and memory samples (``seconds_metrics``): 10 a second.
+SECONDS_METRICS_MIN = 0.1
 
 
 def _check_initargs(initializer: Any, initargs: Any) -> None:
@@ -46,7 +50,7 @@ class ControllerOptions:
 
     Attributes:
         name: the controller's name (default: the launcher's name).
-        workers: most workers taking tasks at once. A worker told to end by its platform
+        workers: most workers taking tasks at once (at most 100,000). A worker told to end by its platform
             (SIGTERM) takes none from then on and is replaced at once; it may finish its
             running task beside its replacement.
         workers_at_start: workers launched by ``start()`` before any task is pushed, so
@@ -110,8 +114,8 @@ class ControllerOptions:
         seconds_initializer: how long the initializer may run in a worker (``None``: no
             limit); a worker past it is interrupted, its launch failed.
         backup: a controller that takes over tasks that crashed ``crashes_max`` times here.
-        seconds_metrics: workers sample their CPU and memory this often (``None``: off);
-            see :mod:`pycrew.metrics`.
+        seconds_metrics: workers sample their CPU and memory this often (``None``: off), at
+            least 0.1 s apart; see :mod:`pycrew.metrics`.
         metrics_dir: where workers write their samples (on the worker's machine); default:
             the worker's log.
         dashboard: serve a live web page and Prometheus ``/metrics`` from this process:
@@ -166,6 +170,12 @@ class ControllerOptions:
         require(self.name is None or bool(self.name.strip()), OWNER, "name", self.name, "be a non-empty string")
         require(self.workers >= 1, OWNER, "workers", self.workers, "be >= 1")
         require(
+            self.workers <= WORKERS_MAX, OWNER, "workers", self.workers,
+            f"be at most {WORKERS_MAX:,} (a controller sets up every worker's slot when it is built: a million "
+            f"takes about 400 MiB and seconds before any launch); for more workers, split the tasks over several "
+            f"controllers (pycrew.ControllerGroup)",
+        )
+        require(
             self.workers_at_start is None or 0 <= self.workers_at_start <= self.workers, OWNER, "workers_at_start",
             self.workers_at_start, f"be None or between 0 and workers={self.workers}",
         )
@@ -217,11 +227,12 @@ class ControllerOptions:
             "be another pycrew controller or None",
         )
         require(
-            self.seconds_metrics is None or self.seconds_metrics > 0,
+            self.seconds_metrics is None or self.seconds_metrics >= SECONDS_METRICS_MIN,
             OWNER,
             "seconds_metrics",
             self.seconds_metrics,
-            "be > 0 or None",
+            f"be >= {SECONDS_METRICS_MIN:g} (seconds between a worker's samples: each costs CPU time and a line of "
+            "output, and shorter intervals make the worker busy sampling) or None (off)",
         )
         require(
             isinstance(self.dashboard, bool) or 1 <= self.dashboard <= 65535,

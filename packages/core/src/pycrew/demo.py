@@ -9,6 +9,7 @@ from concurrent.futures import as_completed
 
 from tqdm import tqdm
 
+from pycrew.config import SEQUENTIAL, load_profile
 from pycrew.control.factory import controller
 from pycrew.errors import OptionsError
 
@@ -23,14 +24,17 @@ def run_demo(workers: int = 2, tasks: int = 200, draws: int = 20_000, launcher: 
     """Run the demo (a progress bar on stdout); return the estimate of pi and a report to show.
 
     Raises:
-        OptionsError: ``tasks`` or ``draws`` is not a whole number >= 1.
+        OptionsError: ``workers``, ``tasks`` or ``draws`` is not a whole number >= 1.
     """
-    for name, value in (("tasks", tasks), ("draws", draws)):
+    for name, value in (("workers", workers), ("tasks", tasks), ("draws", draws)):
         if type(value) is not int or value < 1:
             raise OptionsError(f"demo: {name} must be a whole number >= 1, got {value!r}")
+    profile = load_profile(launcher) if launcher != SEQUENTIAL else None
+    sequential = SEQUENTIAL in (launcher, profile and profile.launcher)
+    idle = {} if sequential else {"seconds_idle": 10.0}  # the sequential controller has no workers to idle
     t0 = time.monotonic()
     inside = 0
-    with controller(launcher, workers=workers, seconds_idle=10) as c:
+    with controller(launcher, workers=workers, **idle) as c:
         futures = [c.submit(count_inside, seed, draws) for seed in range(tasks)]
         with tqdm(total=tasks, unit="task", desc=f"pi on {workers} {launcher} workers", file=sys.stdout) as bar:
             for future in as_completed(futures):

@@ -159,7 +159,7 @@ class _Run:
 
 def _build_hint(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
-        return "fix the key named above in that file or environment variable (`pycrew config show` lists every value and its source)"
+        return "fix the file, key or environment variable named above (`pycrew config show` lists every value and its source)"
     if isinstance(exc, LauncherNotFoundError):
         return "install the launcher's package (`pycrew launchers` lists the installed ones), or define the profile in pycrew.toml"
     if isinstance(exc, OptionsError):

@@ -17,8 +17,10 @@ A plugin that breaks a rule has none of its launchers registered (all or nothing
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 import types
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -29,6 +31,36 @@ from pycrew.plugin_api import LAUNCHER_CAPABILITIES, LauncherSpec
 LAUNCHER_GROUP = "pycrew.launchers"
 PLUGIN_GROUP = "pycrew.plugins"
 BLOCK_ENV = "PYCREW_BLOCK_PLUGINS"
+ALLOW_ENV = "PYCREW_PLUGINS"
+#: In a :func:`filter_problems` message about a name that no installed plugin has.
+UNKNOWN_PLUGIN = "which no installed plugin is"
+
+
+def filter_problems(
+    allow: set[str] | None, block: set[str], launchers: Collection[str], plugins: Collection[str]
+) -> list[str]:
+    """What ``PYCREW_PLUGINS`` and ``PYCREW_BLOCK_PLUGINS`` do that their user may not mean: names that no
+    installed entry point has (a typo: a close match is suggested), and launchers an allow-list leaves out.
+
+    Args:
+        allow: the names ``PYCREW_PLUGINS`` lists (``None``: unset).
+        block: the names ``PYCREW_BLOCK_PLUGINS`` lists.
+        launchers: the entry-point names of group ``pycrew.launchers``.
+        plugins: the entry-point names of group ``pycrew.plugins``.
+    """
+    known = sorted({*launchers, *plugins})
+    out = []
+    for var, names in ((ALLOW_ENV, allow or set()), (BLOCK_ENV, block)):
+        for name in sorted(names - set(known)):
+            close = difflib.get_close_matches(name, known, n=1)
+            out.append(f"{var} names {name!r}, {UNKNOWN_PLUGIN}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                       + f"; installed: {', '.join(known) or 'none'}")
+    hidden = sorted(n for n in launchers if n not in block) if allow is not None else []
+    hidden = [n for n in hidden if n not in (allow or set())]
+    if hidden:
+        out.append(f"{ALLOW_ENV}={os.environ.get(ALLOW_ENV, '')!r} leaves out the installed launcher(s) {', '.join(hidden)}: "
+                   f"when set, only the plugins it names are loaded; add them to it, or unset it to load every one")
+    return out
 
 
 def distribution_of(ep: metadata.EntryPoint) -> str:

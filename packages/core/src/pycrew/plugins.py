@@ -37,11 +37,14 @@ from pycrew.hookspecs import RegisterLauncher
 from pycrew.launcher_plugin import LauncherPlugin
 from pycrew.plugin_api import LauncherSpec
 from pycrew.plugin_checks import (
+    ALLOW_ENV,
     BLOCK_ENV,
     LAUNCHER_GROUP,
     PLUGIN_GROUP,
+    UNKNOWN_PLUGIN,
     checked_spec,
     describe_entry_point,
+    filter_problems,
     name_problem,
     only_entry_point,
     why_no_launcher,
@@ -49,7 +52,22 @@ from pycrew.plugin_checks import (
 
 log = logging.getLogger(__name__)
 
-ALLOW_ENV = "PYCREW_PLUGINS"
+
+
+#: pycrew's extras that are no launcher.
+_NOT_LAUNCHERS = frozenset({"all", "joblib", "plot"})
+
+
+def install_hint(name: str) -> str:
+    """How to install launcher ``name``: pycrew's extra when there is one by that name, else its plugin's package."""
+    try:
+        extras = set(metadata.metadata("pycrew").get_all("Provides-Extra") or ()) - _NOT_LAUNCHERS
+    except metadata.PackageNotFoundError:
+        extras = set()
+    if name in extras:
+        return f'pip install "pycrew[{name}]"'
+    return (f"pip install the package of the plugin that provides it (pycrew's own launchers: "
+            f'pip install "pycrew[NAME]" for NAME in {", ".join(sorted(extras)) or "none"})')
 
 
 def _env_names(var: str) -> set[str] | None:
@@ -108,6 +126,14 @@ class PluginRegistry:
             names = set(self._launchers)
             names.update(n for n in self._launcher_entry_points() if self._permitted(n))
             return sorted(names)
+
+    def filter_problems(self) -> list[str]:
+        """What ``PYCREW_PLUGINS``/``PYCREW_BLOCK_PLUGINS`` do that may be a mistake: unknown names, launchers
+        left out (see :func:`pycrew.plugin_checks.filter_problems`); empty when neither is set."""
+        if not self._load_entry_points or (self._allow is None and not self._block):
+            return []
+        others = {ep.name for ep in metadata.entry_points(group=PLUGIN_GROUP)}
+        return filter_problems(self._allow, self._block, self._launcher_entry_points(), others)
 
     # -- registration ----------------------------------------------------------------
 
@@ -265,11 +291,12 @@ class PluginRegistry:
                 self._register_entry_point(only_entry_point(name, eps[name]))
                 return self._launchers[name]  # there: _checked made sure the entry point registered it
             installed = self.installed_launchers()
-            hint = "To add it: " + (f'pip install "pycrew[{name}]"' if name.isidentifier() else "pip install the plugin")
+            hint = f"To add it: {install_hint(name)}"
             blocked = ""
             if name in eps:
                 blocked = f" (installed but not loaded: see {ALLOW_ENV}/{BLOCK_ENV})"
                 hint = f"To load it: take it out of {BLOCK_ENV}, or add it to {ALLOW_ENV} when that is set"
+                hint += "".join(f"; {problem}" for problem in self.filter_problems() if UNKNOWN_PLUGIN in problem)
             raise LauncherNotFoundError(
                 f"no launcher named {name!r}{blocked}; installed: {', '.join(installed) or 'none'}. {hint}"
             )

@@ -43,6 +43,7 @@ from typing import IO, Any
 from pycrew.wire import protocol as p
 from pycrew.wire.transport import Channel
 from pycrew.worker.command import WorkerCommand
+from pycrew.worker.log_level import worker_log_level
 from pycrew.worker.loop import EXIT_CONTROLLER_GONE, EXIT_NO_TOKEN, Worker
 
 log = logging.getLogger("pycrew_emulators.swarm_host")
@@ -329,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", required=True, help="the Unix socket to listen on for list/terminate requests")
     ap.add_argument("--stack-kib", type=int, default=0, help="thread stack size in KiB (0: the platform's default)")
     args = ap.parse_args(argv)
+    level, level_problem = worker_log_level(os.environ)
+    if level_problem is not None:
+        print(level_problem, file=sys.stderr)
     logging.basicConfig(
-        level=os.environ.get("PYCREW_WORKER_LOG_LEVEL", "WARNING"),
+        level=level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )

@@ -231,7 +231,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             dispatcher = self._dispatcher
         if not first:  # another thread terminates: return when it is done, as it would
             if threading.current_thread() is not self._terminating:
-                self._terminate_done.wait(self.options.seconds_terminate + 10.0)
+                self._terminate_done.wait(min(self.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX))
             return
         live.discard(self)
         self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))

@@ -6,6 +6,7 @@ from typing import Any, Literal, overload
 
 from pycrew.control.controller import Controller
 from pycrew.control.sequential import SequentialController
+from pycrew.errors import OptionsError
 
 
 @overload
@@ -24,18 +25,42 @@ def controller(launcher: str = "local", workers: int | None = None, **options: A
     arguments given here override them (see :mod:`pycrew.config`).
 
     ``launcher="sequential"`` returns a :class:`~pycrew.control.sequential.SequentialController`
-    that runs every task in this process at push, with the same result API (for pdb).
+    that runs every task in this process at push, with the same result API (for pdb); so
+    does a profile whose ``launcher`` is ``"sequential"``, and ``[profiles.sequential]``, when
+    a file defines it, tunes ``pycrew.controller("sequential")``.
 
     Example::
 
         with pycrew.controller("local", workers=2, seconds_idle=10) as c:
             squares = list(c.map(pow, range(10), [2] * 10))
     """
-    if launcher == "sequential":
-        if workers is not None:  # checked there as a real controller checks it (and otherwise unused)
-            options["workers"] = workers
-        return SequentialController(name=options.pop("name", None) or "sequential", **options)
     from pycrew.config import controller_arguments
 
+    name, explicit = launcher, {**options, **({} if workers is None else {"workers": workers})}
     launcher, chosen, options = controller_arguments(launcher, workers, options)
-    return Controller(launcher, 1 if chosen is None else chosen, **options)
+    try:
+        if launcher == "sequential":  # by name, or a profile's launcher
+            if chosen is not None:  # checked there as a real controller checks it (and otherwise unused)
+                options["workers"] = chosen
+            return SequentialController(name=options.pop("name", None), **options)  # None: named 'sequential'
+        return Controller(launcher, 1 if chosen is None else chosen, **options)
+    except OptionsError as exc:
+        raise _with_origins(exc, name, explicit) from exc
+
+
+def _with_origins(exc: OptionsError, name: str, explicit: dict[str, Any]) -> OptionsError:
+    """``exc``, its message followed by where each option it names came from when ``name`` is a profile (an
+    argument, a ``PYCREW_*`` variable, a file's profile or ``[defaults]``); else ``exc`` itself."""
+    from pycrew.config import load_profile
+    from pycrew.config_files import origins
+
+    try:
+        profile = load_profile(name)
+    except OptionsError:
+        return exc
+    if profile is None:
+        return exc
+    values = {**profile.options, **explicit}
+    sources = {**profile.sources, **{k: "an argument of pycrew.controller()" for k in explicit}}
+    where = origins(str(exc), values, sources)
+    return type(exc)(str(exc) + where) if where and type(exc).__init__ is OptionsError.__init__ else exc

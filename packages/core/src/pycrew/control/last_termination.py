@@ -24,6 +24,7 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control.launch_reports import shown
+from pycrew.wire.clock import capped
 
 if TYPE_CHECKING:
     from pycrew.control.scaler import Scaler
@@ -62,7 +63,7 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
             pending = {f for f in scaler.awaited if not f.done()}
         if not pending:
             break
-        wait_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+        wait_futures(pending, timeout=capped(max(0.0, deadline - time.monotonic())))
     if any(not f.done() for f in pending):
         log.error(
             "controller %r: %d launch or termination call(s) of launcher %r did not return within %g s and were "
@@ -87,7 +88,7 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
         threading.Thread(target=final, name=f"pycrew-terminate-{scaler.info.name}", daemon=True).start()
         left = max(final_min, start + timeout - time.monotonic())
         try:
-            done = outcome.result(timeout=left)
+            done = outcome.result(timeout=capped(left))
             why = "its terminate hook failed (see the error above)"
         except TimeoutError:
             done = False

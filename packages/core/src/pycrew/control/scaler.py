@@ -32,6 +32,7 @@ from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
+from pycrew.wire.clock import capped
 from pycrew.wire.protocol import TLS_SERVER_NAME_ENV, derive_token, new_token
 from pycrew.wire.transport.limits import open_files_hint
 from pycrew.worker.command import WorkerCommand
@@ -127,7 +128,7 @@ class Scaler(LaunchWatch):
             seconds_launch=o.seconds_launch,
             reset=o.reset_environment,
             garbage_collection=o.garbage_collection,
-            metrics_seconds=o.seconds_metrics or None,
+            metrics_seconds=capped(o.seconds_metrics) if o.seconds_metrics else None,  # the worker waits this long
             metrics_dir=(o.metrics_dir or None) if o.seconds_metrics else None,
             seconds_spin=o.seconds_spin,
         )

@@ -32,20 +32,20 @@ T = TypeVar("T")
 class SequentialController(concurrent.futures.Executor):
     """A controller that runs every task immediately in this process."""
 
-    def __init__(self, name: str = "sequential", **options: Any) -> None:
+    def __init__(self, name: str | None = "sequential", **options: Any) -> None:
         unknown = set(options) - {"workers", "seconds_timeout", "initializer", "initargs", "seconds_initializer"}
         if unknown:
             raise OptionsError(f"the sequential controller takes no option(s) {sorted(unknown)}; it runs tasks in this process")
         self._seconds_initializer = 0.0
-        if "workers" in options:  # the same code runs with any controller: a bad count is still an error
-            ControllerOptions(workers=options["workers"])
-        if options.get("initializer") is not None or options.get("initargs"):  # checked as a real controller checks it
-            checked = ControllerOptions(initializer=options.get("initializer"), initargs=options.get("initargs", ()))
+        # The same code runs with any controller: what a real one refuses (a bad count, a NaN time limit,
+        # a name that is no text), this one refuses too, with the same message.
+        checked = ControllerOptions(name=name, **options)
+        if checked.initializer is not None:
             init, initargs = checked.initializer, checked.initargs  # once, here: this process is the one worker
             started = time.monotonic()
             call_by_name(init, *initargs) if isinstance(init, str) else init(*initargs)
             self._seconds_initializer = time.monotonic() - started
-        self.name = name
+        self.name = checked.name or "sequential"
         self.id = "sequential"
         self._results: collections.deque[TaskResult] = collections.deque()
         self._counts = dict.fromkeys(STATUSES, 0)

@@ -13,10 +13,11 @@ functions, does not recognise them.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["monotonic", "sleep", "thread_time", "wall"]
+__all__ = ["capped", "monotonic", "sleep", "thread_time", "wall"]
 
 #: :func:`time.monotonic`: deadlines, heartbeats, silences.
 monotonic: Callable[[], float] = functools.partial(time.monotonic)
@@ -26,3 +27,12 @@ wall: Callable[[], float] = functools.partial(time.time)
 sleep: Callable[[float], None] = functools.partial(time.sleep)
 #: :func:`time.thread_time`: the CPU time of the calling thread.
 thread_time: Callable[[], float] = functools.partial(time.thread_time)
+
+
+def capped(seconds: float) -> float:
+    """``seconds`` as a timeout a wait accepts: at most :data:`threading.TIMEOUT_MAX` (about 292 years).
+
+    Options such as ``seconds_terminate`` or ``seconds_launch`` take any finite number; a lock,
+    event, future or socket given more than that raises ``OverflowError`` instead of waiting.
+    """
+    return min(seconds, threading.TIMEOUT_MAX)

@@ -11,7 +11,8 @@ side: a container with pycrew and the user's code is enough. Its modules:
 reading, serving), :mod:`~pycrew.worker.results` (batching results),
 :mod:`~pycrew.worker.execution` (running one task), :mod:`~pycrew.worker.sampling`
 (CPU and memory samples), :mod:`~pycrew.worker.exiting` (how the process ends),
-:mod:`~pycrew.worker.import_path` (the controller's ``sys.path``, where its launcher passes it).
+:mod:`~pycrew.worker.import_path` (the controller's ``sys.path``, where its launcher passes it),
+:mod:`~pycrew.worker.log_level` (``PYCREW_WORKER_LOG_LEVEL``).
 """
 
 from __future__ import annotations
@@ -51,17 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from pycrew.wire import protocol as p
+    from pycrew.wire.transport import split_url
     from pycrew.worker import import_path, job_start
     from pycrew.worker.command import WorkerCommand, parser
+    from pycrew.worker.log_level import worker_log_level
     from pycrew.worker.loop import EXIT_NO_TOKEN, Worker
 
     ap = parser()
     namespace = ap.parse_args(argv)  # usage errors and --help exit here
     try:
         command = WorkerCommand.from_namespace(namespace)
+        split_url(command.url)  # a URL no transport can dial is a usage error, not a traceback when connecting
     except ValueError as exc:
         ap.error(str(exc))
-    logging.basicConfig(level=os.environ.get("PYCREW_WORKER_LOG_LEVEL", "WARNING"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    level, level_problem = worker_log_level(os.environ)
+    if level_problem is not None:
+        print(level_problem, file=sys.stderr)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = os.environ.pop(p.TOKEN_ENV, None)
     if not token:
         print(f"pycrew worker: the environment variable {p.TOKEN_ENV} is not set; workers are started by a controller's launcher", file=sys.stderr)

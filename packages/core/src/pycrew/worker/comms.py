@@ -84,7 +84,7 @@ class CommsThread:
             if deadline is not None and now >= deadline and self.runner.current is not None:
                 self.runner.interrupt(self.runner.current, "timeout", "the task ran longer than its seconds_timeout")
                 deadline = None
-            wait = min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat)
+            wait = clock.capped(min(self.seconds_heartbeat, max(0.0, next_beat - now) or self.seconds_heartbeat))
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - now))
             elif self._limit_unknown() and self.channel is not None and not self.channel.interruptible:

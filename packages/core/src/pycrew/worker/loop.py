@@ -293,7 +293,7 @@ class Worker(CommsThread):
         # seconds_launch bounds reaching the controller; once connected, the handshake gets
         # SECONDS_HANDSHAKE more at least: giving up just as the WELCOME (and tasks) come
         # would lose those tasks with the worker, counted as crashes.
-        self.settled.wait(max(SECONDS_HANDSHAKE, deadline - clock.monotonic()))
+        self.settled.wait(clock.capped(max(SECONDS_HANDSHAKE, deadline - clock.monotonic())))
         if not self.welcomed.is_set():
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
                 log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)

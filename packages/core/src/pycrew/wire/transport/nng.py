@@ -46,6 +46,8 @@ from pycrew.wire.transport import Channel, Closed, ConnectFailed, ConnectNotice,
 
 log = logging.getLogger(__name__)
 
+#: Longest timeout NNG takes (milliseconds in a 32-bit int, 24.8 days); a longer wait is several reads.
+NNG_TIMEOUT_MAX_MS = 2**31 - 1
 #: Largest NNG message the dispatcher accepts (from any pipe, authenticated or not).
 MESSAGE_MAX_BYTES = HELLO_MAX_BYTES
 FRAGMENT_MORE = 0x46  # b"F": a piece of a frame; more pieces follow
@@ -325,7 +327,7 @@ class NngChannel(Channel):
         notice = ConnectNotice(url, seconds)
         while (left := deadline - clock.monotonic()) > 0:
             try:
-                with socket.create_connection((host, port), timeout=left):
+                with socket.create_connection((host, port), timeout=clock.capped(left)):
                     pass
                 sock.dial(url, block=True)
             except (pynng.CryptoError, pynng.AuthenticationError) as exc:
@@ -341,7 +343,7 @@ class NngChannel(Channel):
                 clock.sleep(max(0.0, min(delay, deadline - clock.monotonic())))
                 delay = min(delay * 2, 1.0)
                 continue
-            if channel._connected.wait(max(0.0, deadline - clock.monotonic())):
+            if channel._connected.wait(clock.capped(max(0.0, deadline - clock.monotonic()))):
                 return channel
             break
         sock.close()
@@ -373,7 +375,7 @@ class NngChannel(Channel):
         """The next frame, or ``None`` after ``timeout`` seconds (``spin`` is ignored)."""
         if self._closed:
             raise Closed("the link to the controller is closed")
-        self.sock.recv_timeout = max(1, int(timeout * 1000))
+        self.sock.recv_timeout = max(1, min(int(timeout * 1000), NNG_TIMEOUT_MAX_MS))  # None after it: the caller reads again
         try:
             return bytes(self.sock.recv())
         except pynng.Timeout:

@@ -32,6 +32,9 @@ from pycrew.wire.transport.sockets import (
     tune,
 )
 
+#: Longest single ``select`` (epoll takes at most 2**31 - 1 ms); a longer wait is several.
+SELECT_MAX = 86400.0
+
 
 class SocketChannel(Channel):
     """A worker's connection: non-blocking socket, waits with ``select``-style polling."""
@@ -178,7 +181,7 @@ class SocketChannel(Channel):
                 left = deadline - now
                 if left <= 0:
                     return None
-                for key, _ in self._rsel.select(left):
+                for key, _ in self._rsel.select(min(left, SELECT_MAX)):  # none after it: the loop reads again
                     if key.fileobj is not self.sock:  # the wake pipe: interrupted
                         with self._wake_lock, contextlib.suppress(BlockingIOError):
                             if self._wake_r >= 0:  # not closed meanwhile (see interrupt)
