@@ -158,22 +158,32 @@ def test_a_worker_whose_controller_was_killed_ends_what_its_tasks_left_running(t
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_worker_that_does_not_lead_its_session_ends_nothing_of_it(tmp_path):
-    """A worker started by hand from a shell is no session leader: the shell's other
-    processes are not its business."""
+def test_a_worker_that_does_not_lead_its_session_ends_its_own_descendants_only(tmp_path):
+    """A worker started by hand from a shell, or by a batch scheduler's job script, is no
+    session leader: the session's other processes are not its business, but what its tasks
+    started ends with it. On b476624 nothing did: on a real SLURM (proctrack/linuxproc) a
+    task's ``subprocess.Popen`` outlived the worker and its job, re-parented to init."""
     script = textwrap.dedent(
         """
         import subprocess, sys
         from pycrew.worker import leftovers
-        neighbour = subprocess.Popen(["sleep", "600"])
-        print(leftovers.end_leftovers(grace=0.1), neighbour.poll(), flush=True)
-        neighbour.kill()
+        child = subprocess.Popen(["sleep", "600"])
+        try:
+            print(leftovers.end_leftovers(grace=0.1), child.wait(timeout=10), flush=True)
+        finally:
+            child.kill()
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["0", "None"], done.stderr
-    led = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, start_new_session=True)
-    assert led.stdout.split() == ["1", "-15"], led.stderr
+    neighbour = subprocess.Popen(["sleep", "600"])  # the same session as the "worker" below, not its descendant
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["1", "-15"], (done.stdout, done.stderr)
+        assert neighbour.poll() is None, "a process of the session that is not the worker's descendant was ended"
+        led = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, start_new_session=True)
+        assert led.stdout.split() == ["1", "-15"], led.stderr
+    finally:
+        neighbour.kill()
+        neighbour.wait()
 
 
 def test_a_worker_counts_its_seconds_wall_from_its_jobs_start(make_controller, monkeypatch):

@@ -8,11 +8,15 @@ cleans up a job's processes), but not if the launching process is gone too: a lo
 worker whose controller was killed with SIGKILL leaves when it loses the connection, and
 its tasks' processes ran on for ever.
 
-So a worker that leads its own session (the local launcher starts each worker in a new
-session; a worker started by hand from a shell does not lead one, and then nothing here
-happens) ends, as its last act, every other process of that session: SIGTERM, then
-SIGKILL to those still there after :data:`SECONDS_LEFTOVERS_GRACE`. A process that
-started a session of its own (``start_new_session=True``, a daemon) is not in it and is
+So a worker ends, as its last act, what its tasks left: SIGTERM, then SIGKILL to those
+still there after :data:`SECONDS_LEFTOVERS_GRACE`. A worker that leads its own session
+(the local launcher starts each worker in a new session) ends every other process of that
+session. A worker that does not (a batch scheduler's job script started it, or a user's
+shell) ends its own descendants only (by ``/proc``'s parent links): the session's other
+processes are not its business, and without this a task's ``subprocess.Popen`` outlived
+a SLURM worker and its job, re-parented to init, where the site's process tracking does
+not follow children (``proctrack/linuxproc``). A process that started a session of its
+own (``start_new_session=True``, a daemon), or left the worker's tree (forked twice), is
 left alone. Linux only (it reads ``/proc``); elsewhere nothing happens.
 """
 
@@ -79,16 +83,16 @@ def _signal_all(pids: list[int], signum: int) -> None:
 
 
 def end_leftovers(grace: float = SECONDS_LEFTOVERS_GRACE) -> int:
-    """End the other processes of this process's session, if it leads one; how many there were.
+    """End the other processes of this process's session if it leads one, else its descendants; how many there were.
 
     Called as a worker process's last act (see :func:`pycrew.worker.exiting.exit_process`).
     """
     me = os.getpid()
     try:
         if os.getsid(0) != me:
-            return 0
-    except OSError:  # no session to ask about: nothing of ours to end
-        return 0
+            return _end_descendants(grace)
+    except OSError:  # no session to ask about: its descendants are still its own
+        return _end_descendants(grace)
     found = session_members(me)
     if not found:
         return 0
@@ -102,4 +106,19 @@ def end_leftovers(grace: float = SECONDS_LEFTOVERS_GRACE) -> int:
         clock.sleep(0.02)
         left = [pid for pid in session_members(me) if pid in found]
     _signal_all(session_members(me), signal.SIGKILL)  # also what they started meanwhile
+    return len(found)
+
+
+def _end_descendants(grace: float) -> int:
+    """End this process's live descendants (a worker that does not lead its session); how many there were."""
+    from pycrew.worker import task_processes  # (it imports this module)
+
+    found = task_processes.started_since(0.0)  # every descendant, whenever it started
+    if not found:
+        return 0
+    log.warning(
+        "pycrew worker: ending %d process(es) its tasks left running (pids %s)", len(found), ", ".join(map(str, list(found)[:10]))
+    )
+    task_processes.signal_processes(found, signal.SIGTERM)
+    task_processes.kill_after(found, grace)
     return len(found)

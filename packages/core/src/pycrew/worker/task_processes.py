@@ -84,8 +84,8 @@ def end_task_processes(wall_start: float, grace: float = SECONDS_GRACE) -> list[
         return []
     if not found:
         return []
-    _signal(found, signal.SIGTERM)
-    threading.Thread(target=_kill_after, args=(found, grace), name="pycrew-worker-task-processes", daemon=True).start()
+    signal_processes(found, signal.SIGTERM)
+    threading.Thread(target=kill_after, args=(found, grace), name="pycrew-worker-task-processes", daemon=True).start()
     named = ", ".join(f"{pid} ({name})" for pid, (_, name) in list(found.items())[:NAMED_MAX])
     more = f" and {len(found) - NAMED_MAX} more" if len(found) > NAMED_MAX else ""
     text = (
@@ -96,7 +96,8 @@ def end_task_processes(wall_start: float, grace: float = SECONDS_GRACE) -> list[
     return [text]
 
 
-def _signal(processes: dict[int, tuple[int, str]], signum: int) -> None:
+def signal_processes(processes: dict[int, tuple[int, str]], signum: int) -> None:
+    """Send ``signum`` to each of ``processes`` (pid: (start time, name)) still the process it was."""
     for pid, (started, _) in processes.items():
         stat = process_stat(pid)
         if stat is None or stat[1] != started:  # gone, or its pid now another process's
@@ -107,11 +108,12 @@ def _signal(processes: dict[int, tuple[int, str]], signum: int) -> None:
             continue
 
 
-def _kill_after(processes: dict[int, tuple[int, str]], grace: float) -> None:
+def kill_after(processes: dict[int, tuple[int, str]], grace: float) -> None:
+    """SIGKILL those of ``processes`` still there ``grace`` seconds from now (returns early once all ended)."""
     deadline = clock.monotonic() + grace
     while clock.monotonic() < deadline:
         clock.sleep(0.05)
         if all((stat := process_stat(pid)) is None or stat[1] != started or stat[2] in ("Z", "X")
                for pid, (started, _) in processes.items()):
             return
-    _signal(processes, signal.SIGKILL)
+    signal_processes(processes, signal.SIGKILL)
