@@ -534,3 +534,11 @@ def raise_falsey(message: str) -> None:
 def raise_memory_error() -> None:
     """Raise MemoryError with no message, as an allocation over a job's memory limit does."""
     raise MemoryError()
+
+
+def fail_at(x: int, bad: int, seconds: float = 0.0) -> int:
+    """Raise ValueError for ``x == bad``; else sleep ``seconds`` and return ``x``."""
+    if x == bad:
+        raise ValueError(f"item {x} is bad")
+    time.sleep(seconds)
+    return x

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import pycrew
-from helpers import busy_loop, identity, raise_value_error
+from helpers import busy_loop, fail_at, identity, raise_value_error
 from support import wait_for
 
 
@@ -18,6 +18,27 @@ def test_map_with_progress_draws_a_bar_with_counts(make_controller, capsys):
     assert list(c.map(busy_loop, [0.3] * 4, progress=True)) == ["finished"] * 4
     err = capsys.readouterr().err
     assert "local map" in err and "4/4" in err and "online=" in err and "failed=0" in err
+
+
+def _last_bar(err: str, desc: str) -> str:
+    """The final state of the bar ``desc`` in captured stderr (tqdm redraws with carriage returns)."""
+    return [part for part in err.replace("\n", "\r").split("\r") if part.startswith(desc)][-1]
+
+
+@pytest.mark.parametrize("buffersize", ["auto", None])
+def test_a_map_bar_ends_at_what_it_did(make_controller, capsys, buffersize):
+    """On 473ee6a a map over a generator ended at 50/51, a map given up on at its first error
+    was drawn complete (the futures it cancelled counted as done), and ``failed`` counted
+    every failure the controller ever had."""
+    c = make_controller("local", workers=2).start()
+    with pytest.raises(ValueError, match="item 0 is bad"):
+        list(c.map(fail_at, range(40), [0] * 40, [0.05] * 40, buffersize=buffersize, progress=True))
+    gave_up = _last_bar(capsys.readouterr().err, "local map")
+    assert "40/40" not in gave_up and "failed=0" not in gave_up, gave_up  # (its cancelled tasks count as failed too)
+    assert c.wait(timeout=60)
+    assert list(c.map(identity, (i for i in range(50)), buffersize=buffersize, progress=True)) == list(range(50))
+    clean = _last_bar(capsys.readouterr().err, "local map")
+    assert "50/50" in clean and "failed=0" in clean, clean
 
 
 def test_wait_and_walk_with_progress(make_controller, capsys):

@@ -274,7 +274,7 @@ def map_results(
     while (window is None or len(futures) < window) and submit_next():
         pass
     yielded = 0
-    bar = ProgressBar(controller, len(futures), desc=f"{controller.name} map") if progress else None
+    bar = ProgressBar(controller, len(futures), desc=f"{controller.name} map", own=True) if progress else None
 
     def done_count() -> int:
         # Futures already yielded are gone from ``futures`` (and so is their result,
@@ -295,8 +295,8 @@ def map_results(
         finally:
             for f in futures:
                 f.cancel()
-            if bar is not None:
-                bar.refresh(done=done_count())
+            if bar is not None:  # those just cancelled are not done: a map given up on ends short of its total
+                bar.refresh(done=yielded + sum(f.done() and not f.cancelled() for f in futures))
                 bar.end()
 
     return results()
@@ -313,7 +313,7 @@ def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
 def _fed_results(
     controller: Submitting, feeder: _Feeder, deadline: float | None, total: int | None, progress: bool
 ) -> Iterator[T]:
-    bar = ProgressBar(controller, total or 0, desc=f"{controller.name} map") if progress else None
+    bar = ProgressBar(controller, total or 0, desc=f"{controller.name} map", own=True) if progress else None
     yielded = 0
 
     def done() -> int:
@@ -322,15 +322,15 @@ def _fed_results(
 
     try:
         while feeder.has_next(deadline):
-            if bar is not None and total is None:
-                bar.bar.total = max(bar.bar.total or 0, yielded + 1 + len(feeder.waiting()))
+            if bar is not None and total is None:  # (the one about to be taken is among those waiting)
+                bar.bar.total = max(bar.bar.total or 0, yielded + len(feeder.waiting()))
             yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
             yield _result(feeder.take(), deadline, bar, done)
     finally:
         for f in feeder.stop():
             f.cancel()
-        if bar is not None:
-            bar.refresh(done=yielded + sum(f.done() for f in feeder.waiting()))
+        if bar is not None:  # those just cancelled are not done: a map given up on ends short of its total
+            bar.refresh(done=yielded + sum(f.done() and not f.cancelled() for f in feeder.waiting()))
             bar.end()
 
 

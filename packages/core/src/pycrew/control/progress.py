@@ -14,6 +14,11 @@ def _report(exc: BaseException) -> None:
     log.warning("pycrew: the progress bar cannot be drawn on stderr (%s); the work goes on without it", exc)
 
 
+def _failed(s: Any) -> int:
+    """Tasks of a controller summary that did not succeed."""
+    return int(s.error + s.crash + s.timeout + s.cancel)
+
+
 class _Reporting(Protocol):
     name: str
 
@@ -23,9 +28,11 @@ class _Reporting(Protocol):
 class ProgressBar:
     """A bar of resolved tasks with running, queued, failed and workers-online counts."""
 
-    def __init__(self, controller: _Reporting, total: int, desc: str | None = None, start: int = 0) -> None:
+    def __init__(self, controller: _Reporting, total: int, desc: str | None = None, start: int = 0, own: bool = False) -> None:
+        """``own``: the bar is one call's (a ``map``): its ``failed`` counts the failures from now on only."""
         self.controller = controller
         self.start = start
+        self._failed_start = _failed(controller.summary().controller) if own else 0
         from tqdm import tqdm  # only when a bar is asked for: tqdm costs ~10 ms to import
 
         options: dict[str, Any] = {"total": total, "desc": desc or controller.name, "unit": "task", "dynamic_ncols": True}
@@ -42,7 +49,7 @@ class ProgressBar:
             return
         s = self.controller.summary().controller
         completed = (s.resolved - self.start) if done is None else done
-        failed = s.error + s.crash + s.timeout + s.cancel
+        failed = _failed(s) - self._failed_start
         self.bar.set_postfix(
             running=s.running, queued=s.queued, failed=failed, online=s.workers_online, refresh=False
         )
