@@ -168,6 +168,29 @@ def test_summary_after_terminate_shows_no_worker_online(make_controller):
     assert not any(w.online for w in summary.workers), summary.workers
 
 
+@pytest.mark.parametrize("sweep", [True, False], ids=["at-once", "at-terminate"])
+def test_a_future_cancelled_while_queued_counts_as_cancelled_at_once(make_controller, sweep):
+    """On 3a35804 a future cancelled while queued behind a long task stayed queued in summary()
+    until a worker took it (a map given up on showed queued=187 with every future cancelled),
+    and a terminate() meanwhile counted it abandoned. at-terminate: the terminate comes
+    before the dispatcher's next turn (the sweep is switched off to make it so)."""
+    from helpers import sleep_then
+
+    c = make_controller("local", workers=1).start()
+    c.submit(sleep_then, 60, "long")
+    wait_for(lambda: c.summary().controller.running == 1, 60, message="the long task did not start")
+    if not sweep:
+        c._cancelled_while_queued = lambda: None
+    queued = [c.submit(sleep_then, 0, i) for i in range(5)]
+    assert all(f.cancel() for f in queued)
+    if sweep:
+        wait_for(lambda: (c.summary().controller.cancel, c.summary().controller.queued) == (5, 0), 10,
+                 message=f"cancelled futures still counted queued: {c.summary().controller}")
+    c.terminate()
+    t = c.summary().controller
+    assert (t.pushed, t.cancel, t.abandoned, t.resolved) == (6, 5, 1, 5), t
+
+
 def test_summary_counts_tasks_held_at_terminate_as_abandoned(make_controller):
     """On cfc2c0a the tasks a terminate() ended were counted nowhere: pushed=5, queued=0,
     running=0, resolved=0 (they were neither resolved nor cancelled, nor queued any more)."""

@@ -94,7 +94,12 @@ class Backups(ControllerState):
     def _end_held_now(self, tasks: list[Task]) -> None:
         self._ended_held += len(tasks) + len(self._forwarded)  # never resolved: summary()'s ``abandoned``
         for task in tasks:
-            if task.relay is not None:
+            if task.future is not None and task.future.cancelled() and not task.running:  # by its user: a cancel
+                self._ended_held -= 1
+                task.resolved = True
+                where = {"controller": self.name, "launcher": self.spec.name}
+                self._settle(task, local_result(task, "cancel", "cancelled before it started", "CancelledError", where))
+            elif task.relay is not None:
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))
             elif task.future is not None:
                 self._futures_resolved += 1  # none of these was counted (resolving)

@@ -194,6 +194,8 @@ class TaskFuture(Future[T]):
     def cancel(self) -> bool:
         """Cancel the task, queued or running; ``False`` if it already finished."""
         if self.cancel_queued():
+            if self._controller is not None:
+                self._controller._cancelled_while_queued()
             return True
         if self.done() or self._controller is None:
             return self.cancelled()

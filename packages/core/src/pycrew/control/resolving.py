@@ -288,6 +288,24 @@ class Resolving(Backups):
                 log.warning("controller %r: shutdown(cancel_futures=True) returns before the queued futures are cancelled", self.name)
                 return
 
+    _cancel_sweep_due = False  # a sweep of the queue for futures cancelled by their users is scheduled
+
+    def _cancelled_while_queued(self) -> None:
+        """Any thread: a user cancelled a queued future. It is counted cancelled (and leaves the
+        queue) on the dispatcher's next turn, not when the queue reaches it: ``summary()``
+        showed it queued until then, and a ``terminate()`` meanwhile counted it abandoned."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self._cancel_sweep_due:
+            return
+        self._cancel_sweep_due = True
+        dispatcher.call_soon(self._sweep_cancelled)
+
+    def _sweep_cancelled(self) -> None:
+        self._cancel_sweep_due = False  # first: a future cancelled during the sweep schedules another
+        assert self._dispatcher is not None
+        for task in self._dispatcher.remove_queued(lambda t: t.future is not None and not t.running and t.future.cancelled()):
+            self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
+
     def _cancel_queued_futures(self) -> None:
         assert self._dispatcher is not None
         for task in self._dispatcher.remove_queued(lambda t: t.future is not None and not t.running):
