@@ -26,7 +26,7 @@ def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller
     assert "launcher 'local'" in message and "2 times in a row" in message
     assert "-m pycrew.worker" in message and "No such file" in message
     # On 33e082d: "Likely causes: the workers cannot reach ..." for a worker that never started
-    assert "No worker was started" in message and "pycrew doctor local" in message, message
+    assert "The launcher's call to the platform failed" in message and "pycrew doctor local" in message, message
     assert "Likely causes" not in message and "cannot reach" not in message, message
     with pytest.raises(pycrew.LaunchError):
         future.result(timeout=5)

@@ -22,7 +22,8 @@ def test_a_refused_submission_is_quoted_whole_before_advice_that_fits_it() -> No
     text = message(SBATCH)
     assert "\n" not in text, text
     quoted = text.index("Invalid partition name specified")
-    assert text.index("invalid partition specified: nope") < quoted < text.index("No worker was started"), text
+    assert text.index("invalid partition specified: nope") < quoted < text.index("The launcher's call to the platform failed"), text
+    assert "No worker was started" not in text, "a submit whose reply was lost or unreadable may have started workers"
     assert "Likely causes" not in text and "tcp://10.0.0.1:5555" not in text, text
     assert text.endswith("Fix the launcher's options and check them with `pycrew doctor slurm`."), text
 
@@ -31,3 +32,16 @@ def test_a_worker_that_did_not_connect_keeps_the_advice_about_reaching_the_contr
     text = message("the worker did not connect within seconds_launch=30 s")
     assert "Likely causes: the workers cannot reach tcp://10.0.0.1:5555" in text, text
     assert text.endswith("Check the worker logs with `pycrew monitor slurm list`."), text
+
+
+def test_a_worker_that_left_the_queue_unseen_ended_rather_than_exited() -> None:
+    """A scheduler element that left the queue without a trace (no exit code) may never have
+    started: one a user cancelled while it waited read "the worker exited before it connected"
+    on b476624. One with an exit code did exit."""
+    from pycrew import WorkerInfo
+    from pycrew.control.launch_reports import explain_ended
+
+    left = WorkerInfo(id="409_2", handle="409_2", launcher="slurm", status="done", reason="it left the slurm queue")
+    assert explain_ended(left).startswith("the worker ended before it connected: it left"), explain_ended(left)
+    exited = WorkerInfo(id="409_3", handle="409_3", launcher="slurm", status="done", exit_code=0)
+    assert explain_ended(exited) == "the worker exited before it connected (exit code 0)"

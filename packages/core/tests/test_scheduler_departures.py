@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_scheduler_layer import Fake, FakeCLI
@@ -137,3 +138,72 @@ def test_cancels_are_forgotten_even_without_listings() -> None:
     seen.cancelled([f"1.{i}" for i in range(5000)], now=0.0)
     seen.cancelled(["2.1"], now=SECONDS_KEPT + 1)
     assert list(seen._cancelled) == ["2.1"]
+
+
+def suspicious(confirm: Any = None, keeps_ended: bool = False) -> Departures:
+    return Departures(
+        "fake", lambda job, index: f"{job}.{index}", pycrews("pycrew"), lambda r: "",
+        seconds_suspect=30.0, confirm=confirm, keeps_ended=keeps_ended,
+    )
+
+
+def test_a_listing_that_loses_every_job_is_suspect_until_confirmed_or_long_missing() -> None:
+    """PBS Pro's qstat with no "Jobs" key, LSF's "JOBS":0: on the code before this test two such
+    listings made running and queued jobs read as ended (and core deleted and resubmitted them)."""
+    asked: list[list[str]] = []
+    answer: set[tuple[str, int]] | None = None
+
+    def confirm(records: list[JobRecord]) -> set[tuple[str, int]] | None:
+        asked.append([r.id for r in records])
+        return answer
+
+    seen = suspicious(confirm)
+    seen.update([record(1, "running"), record(2, "running")], asked=1.0, now=1.0)
+    assert seen.update([], asked=2.0, now=2.0) == [] and asked == [], "one listing without them: not even asked"
+    assert seen.update([], asked=3.0, now=3.0) == [] and asked == [["7.1", "7.2"]], "the scheduler knows them"
+    assert seen.update([], asked=20.0, now=20.0) == []
+    answer = {("7", 2)}
+    assert [r.id for r in seen.update([], asked=21.0, now=21.0)] == ["7.2"], "the scheduler says 7.2 is gone"
+    answer = None
+    assert [r.id for r in seen.update([], asked=32.5, now=32.5)] == ["7.2", "7.1"], "missing for 30 s"
+
+
+def test_an_element_last_seen_waiting_or_missing_from_a_history_listing_is_suspect() -> None:
+    seen = suspicious()
+    seen.update([record(1, "running"), record(2), record(3, "running")], asked=1.0, now=1.0)
+    seen.update([record(3, "running")], asked=2.0, now=2.0)
+    assert [r.id for r in seen.update([record(3, "running")], asked=3.0, now=3.0)] == ["7.1"], (
+        "a running element that left while others stay is gone; the waiting one is suspect"
+    )
+    assert [r.id for r in seen.update([record(3, "running")], asked=32.5, now=32.5)] == ["7.1", "7.2"]
+    history = suspicious(keeps_ended=True)
+    history.update([record(1, "running"), record(2, "running")], asked=1.0, now=1.0)
+    history.update([record(2, "running")], asked=2.0, now=2.0)
+    assert history.update([record(2, "running")], asked=3.0, now=3.0) == [], "the listing keeps ended jobs"
+    cancelled = suspicious()
+    cancelled.update([record(1), record(2)], asked=1.0, now=1.0)
+    cancelled.cancelled(["7.1", "7.2"], now=1.5)
+    cancelled.update([], asked=2.0, now=2.0)
+    assert [r.status for r in cancelled.update([], asked=3.0, now=3.0)] == ["cancelled"] * 2, "cancelled here: not suspect"
+
+
+def test_jobs_a_listing_lost_are_not_ended_when_the_scheduler_still_knows_them(fake: Fake) -> None:
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 2)
+    assert [w.status for w in cli.workers("ctl1")] == ["pending"] * 2
+    (fake.state / "hide").write_text("1\n")  # flist exits 0 and prints nothing: the jobs are still there
+    for _ in range(4):
+        assert cli.workers("ctl1") == []
+    (fake.state / "hide").unlink()
+    assert [w.status for w in cli.workers("ctl1")] == ["pending"] * 2
+    assert len(fake.jobs()) == 2
+
+
+def test_an_element_last_seen_waiting_may_never_have_started(fake: Fake) -> None:
+    """Its reason says so (a user's scancel of a pending element read as a worker that exited)."""
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 1)
+    departed = Departures("fake", cli.element_handle, pycrews(cli.job_name_prefix), cli.departed_hint)
+    was = next(r for r in cli.list_jobs() if r.status == "pending")
+    reason = departed._departed(was).reason
+    assert "last seen pending" in reason and "or was cancelled from outside while it waited" in reason, reason

@@ -50,6 +50,7 @@ id=$(( $(wc -l < "$state/jobs" 2>/dev/null || echo 0) + 100 ))
 n=$(grep -m1 '^#FAKE --size=' "$1" | cut -d= -f2)
 for i in $(seq 1 "$n"); do echo "$id|$i|$tag|PEND" >> "$state/jobs"; done
 if take lose; then echo "fsub: error: connection timed out waiting for the reply" >&2; exit 1; fi
+if take garble; then echo "Submitted job to workq (site fsub wrapper v2)"; exit 0; fi
 if take hang; then sleep 30; fi
 echo "Submitted $id"
 """
@@ -73,6 +74,16 @@ for h in "$@"; do
   else
     echo "fcancel: error: job $h does not exist" >&2; rc=1
   fi
+done
+exit $rc
+"""
+# fquery: the jobs named (handles), as flist prints them; "does not exist" for the others.
+FQUERY = r"""#!/bin/bash
+state="$(dirname "$0")/../state"
+echo call >> "$state/query_calls"
+rc=0
+for h in "$@"; do
+  grep "^${h%.*}|${h#*.}|" "$state/jobs" 2>/dev/null || { echo "fquery: error: job $h does not exist" >&2; rc=1; }
 done
 exit $rc
 """
@@ -113,6 +124,9 @@ class FakeCLI(SchedulerCLI):
     def list_command(self) -> list[str]:
         return [self.command("flist")]
 
+    def query_command(self, records: Sequence[JobRecord]) -> list[str]:
+        return [self.command("fquery"), *(self.element_handle(r.array_id, r.index) for r in records)]
+
     def parse_listing(self, stdout: str) -> list[JobRecord]:
         records = []
         for line in stdout.splitlines():
@@ -134,7 +148,7 @@ class Fake:
         self.state = root / "state"
         self.bin.mkdir()
         self.state.mkdir()
-        for name, text in (("fsub", FSUB), ("flist", FLIST), ("fcancel", FCANCEL)):
+        for name, text in (("fsub", FSUB), ("flist", FLIST), ("fcancel", FCANCEL), ("fquery", FQUERY)):
             path = self.bin / name
             path.write_text(text)
             path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -463,3 +477,52 @@ def test_workers_are_launched_to_leave_before_the_time_limit(fake: Fake) -> None
     recording = Recording("fake", cli.options)
     launch(recording, 1)  # what goes out runs a worker told so
     assert re.search(r"--seconds-wall 540(\.0)?\b", recording.scripts[0]), recording.scripts[0]
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_submit_that_exits_0_with_an_unreadable_reply_is_looked_up_by_its_tag_never_submitted_again(
+    fake: Fake, listed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the code before this test a site wrapper's reply ("Submitted job to workq") was a
+    permanent error: the tag was never looked up and every launch submitted again, leaving
+    arrays no handle and no terminate() reached."""
+    cli = fake.cli(seconds_poll=0, seconds_retry_max=0.01)
+    fake.fault("garble", 1)
+    if listed:
+        assert launch(cli, 2) == ["100.1", "100.2"], "the array carrying the tag is the answer"
+        assert cli.found_by_tag == 1 and "site fsub wrapper" in caplog.text
+    else:
+        (fake.state / "hide").write_text("1\n")  # not listed yet
+        with pytest.raises(SchedulerError) as caught:
+            launch(cli, 2)
+        message = str(caught.value)
+        assert "exited 0" in message and "Submitted job to workq (site fsub wrapper v2)" in message
+        assert "workers may have been submitted" in message and "not submitting again" in message
+        assert not caught.value.transient
+        (fake.state / "hide").unlink()
+        assert len(fake.jobs()) == 2
+        cli.cancel(["999.1"])  # terminate() of anything: the queue is listed and the job in doubt cancelled
+        assert fake.jobs() == []
+    assert fake.sub_calls() == 1, "exit status 0: the scheduler took the job; it must not be submitted again"
+
+
+@pytest.mark.parametrize("found_by", ["listing", "terminate"])
+def test_a_duplicate_array_taken_late_is_cancelled_by_a_listing_or_by_terminate(
+    fake: Fake, found_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A try that failed (a stalled daemon) and was tried again may be taken late, leaving two
+    arrays with the same tag. On the code before this test the second stayed queued, unknown."""
+    cli = fake.cli(seconds_poll=0, seconds_retry_max=0.01)
+    fake.fault("fail", 1)
+    handles = launch(cli, 2)
+    assert handles == ["100.1", "100.2"] and fake.sub_calls() == 2
+    tag = fake.jobs()[0].split("|")[2]
+    with (fake.state / "jobs").open("a") as jobs:  # the failed try, taken late
+        jobs.write(f"102|1|{tag}|PEND\n102|2|{tag}|PEND\n")
+    if found_by == "listing":
+        cli.workers(None)
+        assert [line.split("|")[0] for line in fake.jobs()] == ["100", "100"], "the duplicate is cancelled"
+        assert "102 (a duplicate of 100)" in caplog.text
+    else:
+        cli.cancel(handles)
+        assert fake.jobs() == [], "terminate() cancels every job carrying the tag"

@@ -440,3 +440,32 @@ def test_logs_with_lines_leave_out_the_job_report(lsf_emulator: LsfEmulator, tmp
     whole = wait_for(ended, timeout=60, what="the job's output file with its report")
     assert "worker line 2" in whole and "Sender: LSF System" in whole, whole
     assert plugin.pycrew_worker_logs(launcher=info, handle=handle, lines=2) == "worker line 1\nworker line 2\n"
+
+
+def test_listings_that_lose_every_job_leave_queued_jobs_alone(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    """bjobs answering "JOBS":0 on a bad moment: on the code before this test two such listings
+    made the queued jobs read as ended; core killed them and submitted again."""
+    lsf_emulator.hold_jobs()
+    options = options_for(lsf_emulator, tmp_path)
+    calls = calls_of(SLEEP, 2)
+    handles = launch(options, calls)
+    assert [w.status for w in listed(options, calls).values()] == ["pending"] * 2
+    lsf_emulator.rewrite_reply_next("bjobs", 3, stdout='{"COMMAND":"bjobs","JOBS":0,"RECORDS":[]}\n')
+    for _ in range(2):  # the third rewritten reply answers the query about the missing jobs: it confirms nothing
+        assert listed(options, calls) == {}, "lost by the listing, not ended"
+    assert sorted(listed(options, calls)) == sorted(handles)
+    assert commands(lsf_emulator, "bkill") == []
+    plugin.pycrew_terminate_workers(launcher=launcher_info(options, calls), handles=handles)
+
+
+def test_a_bsub_reply_without_a_job_id_is_looked_up_by_its_tag(lsf_emulator: LsfEmulator, tmp_path: Path) -> None:
+    """A site wrapper around bsub prints its own text (exit 0): on the code before this test every
+    launch submitted again, leaving arrays no terminate() reached."""
+    lsf_emulator.hold_jobs()
+    lsf_emulator.rewrite_reply_next("bsub", 1, stdout="Submitted job to normal (site bsub wrapper v2)\n")
+    calls = calls_of(SLEEP, 2)
+    cli = LsfCLI("lsf", options_for(lsf_emulator, tmp_path))
+    handles = cli.launch(launcher_info(cli.options, calls), calls)
+    assert len(commands(lsf_emulator, "bsub")) == 1 and cli.found_by_tag == 1
+    assert sorted(j.job_id for j in lsf_emulator.jobs()) == sorted(handles)
+    cli.cancel(handles)

@@ -315,3 +315,36 @@ def test_a_cwd_the_hosts_lack_fails_the_launch_quoting_the_reason(
             c.wait(timeout=60)
     assert time.monotonic() - started < 30
     assert f"cannot enter its working directory {missing} (the cwd option)" in str(info.value), str(info.value)
+
+
+@FLAVOURS
+def test_listings_that_lose_every_job_leave_queued_jobs_alone(pbs_emulator: Any, tmp_path: Path) -> None:
+    """PBS Pro's qstat prints no "Jobs" key at all on a bad moment (TORQUE nothing). On the code
+    before this test two such listings in a row made the queued jobs read as ended ("exited
+    before it connected"): core deleted them and submitted again."""
+    client = PbsCLI.for_options("pbs", pbs_options(pbs_emulator, tmp_path, seconds_poll=0.0))
+    pbs_emulator.hold_jobs()
+    calls = make_calls("pass", 2, launcher="pbs")
+    handles = launch(client, calls)
+    assert [w.status for w in client.workers(calls[0].controller_id)] == ["pending"] * 2
+    empty = '{"timestamp":1,"pbs_version":"22.05.11","pbs_server":"pbs-head.emu.local"}\n' if pbs_emulator.flavour == "pbspro" else ""
+    pbs_emulator.rewrite_reply_next("qstat", 3, stdout=empty)
+    for _ in range(2):  # the third rewritten reply answers the query about the missing jobs: it confirms nothing
+        assert client.workers(calls[0].controller_id) == [], "lost by the listing, not ended"
+    assert sorted(w.handle for w in client.workers(calls[0].controller_id)) == sorted(handles)
+    assert not any(call.command == "qdel" for call in pbs_emulator.calls)
+    client.cancel(handles)
+
+
+@FLAVOURS
+def test_a_qsub_reply_without_a_job_id_is_looked_up_by_its_tag(pbs_emulator: Any, tmp_path: Path) -> None:
+    """A site wrapper around qsub prints its own text (exit 0). On the code before this test
+    that was a permanent error and every launch submitted again, leaving arrays no terminate()
+    reached."""
+    client = PbsCLI.for_options("pbs", pbs_options(pbs_emulator, tmp_path))
+    pbs_emulator.hold_jobs()
+    pbs_emulator.rewrite_reply_next("qsub", 1, stdout="Submitted job to workq (site qsub wrapper v2)\n")
+    handles = launch(client, make_calls("pass", 2, launcher="pbs"))
+    assert qsubs(pbs_emulator) == 1 and client.found_by_tag == 1
+    assert sorted(j.job_id for j in pbs_emulator.jobs()) == sorted(handles)
+    client.cancel(handles)

@@ -52,7 +52,7 @@ def test_pbspro_json_listing_elements_jobs_and_history() -> None:
         ("1010[2].pbs01", "1010[].pbs01", 2, "pycrew-fit", "R", "running", None, "node08"),
         ("1010[3].pbs01", "1010[].pbs01", 3, "pycrew-fit", "Q", "pending", None, None),
         ("1011.pbs01", "1011.pbs01", 1, "pycrew-fit", "F", "cancelled", 271, "node09"),
-        ("1012.pbs01", "1012.pbs01", 1, "pycrew-fit", "F", "cancelled", None, None),
+        ("1012.pbs01", "1012.pbs01", 1, "pycrew-fit", "F", "failed", None, None),  # no exit status, not cancelled here
         ("1013.pbs01", "1013.pbs01", 1, "pycrew-other", "H", "pending", None, None),
         ("1014.pbs01", "1014.pbs01", 1, "STDIN", "F", "failed", -29, None),
     ], "another user's job (1006) and the array parent (1010[]) are not listed"
@@ -168,8 +168,35 @@ def test_live_states_are_normalised(state: str, status: str) -> None:
 def test_ended_jobs_take_their_status_from_the_exit_status(state: str, exit_status: int | None, status: str) -> None:
     assert finished_status(exit_status) == status
     exit_attr = "" if exit_status is None else f', "Exit_status": {exit_status}'
-    record = cli().parse_listing(f'{{"Jobs": {{"7.s": {{"job_state": "{state}"{exit_attr}}}}}}}')[0]
+    client = cli()
+    if exit_status is None:
+        client.departures.cancelled(["7.s"], time.monotonic())  # deleted by pycrew (see the next test)
+    record = client.parse_listing(f'{{"Jobs": {{"7.s": {{"job_state": "{state}"{exit_attr}}}}}}}')[0]
     assert (record.status, record.exit_code) == (status, exit_status)
+
+
+@pytest.mark.parametrize("state", ["F", "X", "C"])
+def test_an_ended_job_without_exit_status_that_pycrew_did_not_cancel_failed(state: str) -> None:
+    """On the code before this test it read "cancelled" (the launch watch: "the worker was
+    cancelled before it connected") though pycrew never deleted it: an administrator did, or
+    its node was lost."""
+    records = cli().parse_listing(f'{{"Jobs": {{"7[2].s": {{"job_state": "{state}", "comment": "Job run at x"}}}}}}')
+    assert records[0].status == "failed" and records[0].exit_code is None
+    assert records[0].reason == (
+        "it ended without an exit status (deleted by an administrator, or lost with its node); PBS says: Job run at x; "
+        "tracejob 7[2].s on the server host has its history"
+    )
+
+
+def test_a_torque_listing_cut_short_is_a_transient_error() -> None:
+    """On the code before this test a qstat -f -t text cut short parsed without error, losing
+    the jobs after the cut (and the tag of the cut block): two such listings deleted live jobs."""
+    text = (DATA / "qstat-f-t-torque.txt").read_text()
+    for cut in (text[: len(text) // 3], text[: text.index("Variable_List")], text.rstrip("\n") + "\n"):
+        with pytest.raises(SchedulerError, match="cut short") as caught:
+            cli(flavour="torque").parse_listing(cut)
+        assert caught.value.transient
+    assert cli(flavour="torque").parse_listing("") == []
 
 
 def test_pbs_times() -> None:

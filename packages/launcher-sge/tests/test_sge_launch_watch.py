@@ -71,7 +71,7 @@ def test_a_worker_that_exits_before_connecting_fails_the_launch_quoting_its_outp
     sge_cluster: SgeCluster, tmp_path: Path, options: dict[str, str], quoted: str
 ) -> None:
     message, took = launch_error(tmp_path, launch_max=1, **options)
-    assert "the worker exited before it connected" in message, message
+    assert "the worker ended before it connected" in message, message
     assert "SGE keeps no exit status in its queue (qacct -j" in message, message
     assert "its output ends with:" in message and quoted in message, message
     assert took < 30, f"noticed after {took:.1f} s: the launch watch did not see the task end"
@@ -85,7 +85,7 @@ def test_without_zombies_a_worker_that_exits_before_connecting_still_fails_the_l
     layer reports as ended (pycrew.scheduler.departures)."""
     with sge_cluster.global_config(tmp_path / "conf", finished_jobs="0"):
         message, took = launch_error(tmp_path, launch_max=1, python="/no/such/python3")
-    assert "the worker exited before it connected" in message, message
+    assert "the worker ended before it connected" in message, message
     assert "left the sge queue, which keeps no record of ended jobs" in message, message
     assert "finished_jobs is 0; qacct -j" in message, message
     assert "its output ends with:" in message and "/no/such/python3" in message, message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -129,6 +130,31 @@ def test_terminate_reaches_a_pending_job(slurm_cluster: SlurmCluster, slurm_jobs
     )
     plugin.pycrew_terminate_workers(launcher=info, handles=handles[:1])
     wait_for(lambda: list(states(slurm_cluster, handles)) == handles[1:], timeout=20, what="element 1 to leave the queue")
+
+
+def test_an_element_cancelled_while_its_array_waits_is_confirmed_gone_at_once(
+    slurm_cluster: SlurmCluster, slurm_jobs: list[str], tmp_path: Path
+) -> None:
+    """A pending element scancel'ed from outside leaves no trace in squeue (the array was
+    never split): the scheduler layer holds it as suspect (a listing may lose jobs), and
+    only asking slurmctld about the array tells it is gone. On b476624 SLURM could not be
+    asked: it waited 10 s (and before, seconds_launch) to fail the launch and replace it."""
+    from pycrew_slurm.slurm import SlurmCLI
+
+    calls = make_calls("import time; time.sleep(60)", 3)
+    options = options_for(tmp_path, sbatch_args=("--begin=now+1hour",))
+    handles = plugin.pycrew_launch_workers(launcher=launcher_info(options, calls), calls=calls)
+    slurm_jobs.extend(handles)
+    assert set(states(slurm_cluster, handles).values()) == {"PENDING"}
+    cli = SlurmCLI("slurm", options)
+    records = [r for r in cli.list_jobs() if r.id in handles]
+    assert len(records) == 3, records
+    slurm_cluster.run("scancel", handles[1])
+    wait_for(lambda: handles[1] not in states(slurm_cluster, handles), timeout=20, what="the element to leave squeue")
+    array_id, index = records[1].array_id, records[1].index
+    assert cli.confirm_gone(records) == {(array_id, index)}, "only the cancelled element is gone"
+    unknown = dataclasses.replace(records[0], array_id="99999999", id="99999999_1")
+    assert cli.confirm_gone([unknown]) == {("99999999", records[0].index)}, "an array slurmctld never held is gone"
 
 
 def test_terminate_running_then_again_is_silent(

@@ -187,7 +187,7 @@ class CommandCall:
         argv: Its arguments (without the command name).
         cwd: Working directory of the caller.
         returncode: Exit code the caller was told (a lost reply's error code).
-        fault: ``None``, ``"fail"``, ``"lost-error"``, ``"lost-hang"`` or ``"delay"``.
+        fault: ``None``, ``"fail"``, ``"lost-error"``, ``"lost-hang"``, ``"delay"`` or ``"rewrite"``.
         time: Epoch seconds when it arrived.
     """
 
@@ -626,8 +626,10 @@ while True:
 class _Pending:
     command: str
     remaining: int
-    kind: Literal["fail", "lost-error", "lost-hang", "delay"]
+    kind: Literal["fail", "lost-error", "lost-hang", "delay", "rewrite"]
     seconds: float = 0.0
+    stdout: str = ""
+    returncode: int = 0
 
 
 class BatchEmulator:
@@ -805,6 +807,11 @@ class BatchEmulator:
         """The next ``n`` calls answer correctly after ``seconds`` (with the scheduler's "busy" lines, if any)."""
         self._add_pending(command, n, "delay", seconds)
 
+    def rewrite_reply_next(self, command: str, n: int = 1, stdout: str = "", returncode: int = 0) -> None:
+        """The next ``n`` calls are executed, but the caller gets ``stdout`` (and ``returncode``, no
+        stderr) instead of the reply: a site wrapper printing its own text, a listing that lost its jobs."""
+        self._add_pending(command, n, "rewrite", stdout=stdout, returncode=returncode)
+
     def hold_jobs(self) -> None:
         """Keep new and queued jobs queued (no process starts) until :meth:`release_jobs`."""
         with self.engine.lock:
@@ -870,14 +877,20 @@ class BatchEmulator:
     # --- internals ------------------------------------------------------------------
 
     def _add_pending(
-        self, command: str, n: int, kind: Literal["fail", "lost-error", "lost-hang", "delay"], seconds: float = 0.0
+        self,
+        command: str,
+        n: int,
+        kind: Literal["fail", "lost-error", "lost-hang", "delay", "rewrite"],
+        seconds: float = 0.0,
+        stdout: str = "",
+        returncode: int = 0,
     ) -> None:
         if command not in self.commands:
             raise ValueError(f"command must be one of {', '.join(self.commands)}; got {command!r}")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         with self._handler_lock:
-            self._pending.append(_Pending(command, n, kind, seconds))
+            self._pending.append(_Pending(command, n, kind, seconds, stdout, returncode))
 
     def _take_pending(self, command: str) -> _Pending | None:
         for pending in self._pending:
@@ -903,6 +916,8 @@ class BatchEmulator:
                     reply = CommandReply(stderr=f"{request.command}: internal emulator error: {exc!r}\n", returncode=1)
             if kind == "delay":
                 reply = CommandReply(reply.stdout, self._busy_lines(request.command) + reply.stderr, reply.returncode)
+            elif kind == "rewrite" and pending is not None:
+                reply = CommandReply(pending.stdout, "", pending.returncode)
             elif kind in ("lost-error", "lost-hang") and pending is not None:
                 if kind == "lost-hang":
                     self._server.closing.wait(pending.seconds)

@@ -110,6 +110,10 @@ class LsfCLI(SchedulerCLI):
         "not a user in the project",
     )
 
+    #: ``bjobs -a`` lists ended jobs for ``CLEAN_PERIOD`` (an hour by default): a job missing
+    #: from the listing is confirmed gone by :meth:`query_command` before it reads as ended.
+    listing_keeps_ended: ClassVar[bool] = True
+
     options: LsfOptions
 
     def __init__(self, launcher_name: str, options: LsfOptions) -> None:
@@ -242,6 +246,11 @@ class LsfCLI(SchedulerCLI):
     def list_command(self) -> list[str]:
         """``bjobs -o "<fields>" -json -a -u <user>``: this user's jobs, finished ones included."""
         return [self.command("bjobs"), "-o", " ".join(parsing.BJOBS_FIELDS), "-json", "-a", "-u", user_name()]
+
+    def query_command(self, records: Sequence[JobRecord]) -> list[str]:
+        """``bjobs -o "<fields>" -json -a <ids>``: the jobs missing from a listing, one by one ("is not found" if gone)."""
+        ids = [self.element_handle(r.array_id, r.index) for r in records]
+        return [self.command("bjobs"), "-o", " ".join(parsing.BJOBS_FIELDS), "-json", "-a", *ids]
 
     def parse_listing(self, stdout: str) -> list[JobRecord]:
         """The array elements in bjobs's JSON (see :func:`pycrew_lsf.parsing.parse_bjobs_json`)."""

@@ -28,6 +28,7 @@ the start of the next ``name=value`` and rejects the list.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -130,6 +131,9 @@ class PbsCLI(SchedulerCLI):
     #: ``Variable_List`` values, pycrew keeps SLURM's 1,000 characters.
     tag_max: ClassVar[int] = 1000
     default_directory: ClassVar[str] = "~/.pycrew/pbs"
+    #: ``qstat -x`` lists ended jobs (with the server's job history): a job missing from the
+    #: listing is confirmed gone by :meth:`query_command` before it reads as ended.
+    listing_keeps_ended: ClassVar[bool] = True
 
     options: PbsOptions
 
@@ -300,6 +304,10 @@ class PbsCLI(SchedulerCLI):
         """``qstat -f -F json -x -t``: every job, array element and finished job (history)."""
         return [self.command("qstat"), "-f", "-F", "json", "-x", "-t"]
 
+    def query_command(self, records: Sequence[JobRecord]) -> list[str]:
+        """``qstat -f -F json -x -t <ids>``: the jobs missing from a listing, one by one (``Unknown Job Id`` if gone)."""
+        return [*self.list_command(), *(self.element_handle(r.array_id, r.index) for r in records)]
+
     def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
         """The listing as ``{job id: attributes}``.
 
@@ -353,7 +361,7 @@ class PbsCLI(SchedulerCLI):
         if not comment and STATES.get(state) == "pending":  # a queued subjob: the scheduler comments on its array
             comment = str(parent.get("comment") or "")
         hopeless = never_starts(state, comment)
-        return JobRecord(
+        record = JobRecord(
             id=job_id,
             array_id=array_id,
             index=index,
@@ -367,6 +375,17 @@ class PbsCLI(SchedulerCLI):
             status="failed" if hopeless else finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
             exit_code=exit_status if state in FINISHED else None,
             queued=bool(hopeless),
+        )
+        if state in FINISHED and exit_status is None and not self.departures.was_cancelled(record):
+            return dataclasses.replace(record, status="failed", reason=self.no_exit_status(record, comment))
+        return record
+
+    def no_exit_status(self, record: JobRecord, comment: str) -> str:
+        """Why an ended job that this process did not cancel has no exit status, and where to look."""
+        said = f"; PBS says: {comment}" if comment else ""
+        return (
+            "it ended without an exit status (deleted by an administrator, or lost with its node)"
+            f"{said}; tracejob {record.id} on the server host has its history"
         )
 
     def log_path(self, handle: str) -> str | None:

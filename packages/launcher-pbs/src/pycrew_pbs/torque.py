@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pycrew import LauncherInfo, WorkerCall
-from pycrew.scheduler import JobRecord
+from pycrew.scheduler import JobRecord, SchedulerError
 from pycrew_pbs.pbs import PbsCLI, tag_digest
 from pycrew_pbs.qstat import output_path, parse_qstat_text
 
@@ -28,6 +28,9 @@ class TorqueCLI(PbsCLI):
 
     array_index_variable: ClassVar[str] = "PBS_ARRAYID"
     array_flag: ClassVar[str] = "-t"
+    #: ``qstat`` keeps completed jobs only for ``keep_completed`` seconds (often 0): a running
+    #: job missing from the listing has ended (see :mod:`pycrew.scheduler.departures`).
+    listing_keeps_ended: ClassVar[bool] = False
 
     def keep_directives(self) -> list[str]:
         """TORQUE has no direct_write: the output file appears when the job ends."""
@@ -58,6 +61,23 @@ class TorqueCLI(PbsCLI):
         """``qstat -f -t``: every job and array element, completed ones (``C``) included."""
         return [self.command("qstat"), "-f", "-t"]
 
+    def query_command(self, records: Sequence[JobRecord]) -> list[str]:
+        """``qstat -f -t <ids>``: the jobs missing from a listing, one by one (``Unknown Job Id`` if gone)."""
+        return [*self.list_command(), *(self.element_handle(r.array_id, r.index) for r in records)]
+
     def parse_jobs(self, stdout: str) -> dict[str, dict[str, Any]]:
-        """The ``qstat -f`` text blocks as ``{job id: attributes}``."""
-        return dict(parse_qstat_text(stdout))
+        """The ``qstat -f`` text blocks as ``{job id: attributes}``.
+
+        Raises:
+            SchedulerError: (transient) the text is cut short: qstat ends every block with an
+                empty line, and every block has a ``job_state``; a listing that lost its end
+                must not make jobs read as gone.
+        """
+        jobs = parse_qstat_text(stdout)
+        cut = [job_id for job_id, attrs in jobs.items() if "job_state" not in attrs]
+        if jobs and (cut or not stdout.endswith("\n\n")):
+            raise SchedulerError(
+                f"qstat -f -t printed a listing cut short (the block of {cut[0] if cut else list(jobs)[-1]} is "
+                f"incomplete): {stdout[-200:]!r}", self.list_command(), 0, "", transient=True,
+            )
+        return dict(jobs)

@@ -234,6 +234,34 @@ class SlurmCLI(SchedulerCLI):
         fmt = ",".join(f"{f}:|" if i < len(_FIELDS) - 1 else f"{f}:" for i, f in enumerate(_FIELDS))
         return [self.command("squeue"), "--noheader", "--array", "--states=all", f"--user={_user()}", f"--Format={fmt}"]
 
+    #: Most arrays :meth:`confirm_gone` asks about in one listing (one squeue each).
+    CONFIRM_ARRAYS_MAX: ClassVar[int] = 10
+
+    def confirm_gone(self, records: list[JobRecord]) -> set[tuple[str, int]] | None:
+        """Of ``records`` (elements missing from a listing), those slurmctld no longer holds.
+
+        ``squeue --jobs=<array>`` lists what slurmctld holds of an array: an element missing
+        from it is gone (one cancelled while its array waited leaves no trace); for an array
+        slurmctld holds nothing of, squeue says "Invalid job id specified", naming no id, so
+        arrays are asked about one at a time. ``None`` when squeue could not be asked.
+        """
+        gone: set[tuple[str, int]] = set()
+        arrays = sorted({r.array_id for r in records})[: self.CONFIRM_ARRAYS_MAX]
+        for array_id in arrays:
+            try:
+                proc = self.run([*self.list_command(), f"--jobs={array_id}"])
+            except SchedulerError as exc:
+                log.debug("slurm: could not ask about array %s: %s", array_id, exc)
+                return gone or None
+            if proc.returncode != 0:
+                if not self.is_gone(proc.stderr):
+                    return gone or None
+                known: set[tuple[str, int]] = set()
+            else:
+                known = {(r.array_id, r.index) for r in self.parse_listing(proc.stdout)}
+            gone |= {(r.array_id, r.index) for r in records if r.array_id == array_id} - known
+        return gone
+
     def parse_listing(self, stdout: str) -> list[JobRecord]:
         """squeue's lines (``|``-separated fields of :data:`_FIELDS`) as array elements."""
         user = _user()

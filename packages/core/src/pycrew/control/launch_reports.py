@@ -87,7 +87,9 @@ def explain_ended(info: WorkerInfo) -> str:
     The first line is a summary (status, exit code, a one-line reason); a multi-line reason
     (a local worker's last output lines) follows it, indented.
     """
-    text = f"{ENDED_PREFIX}{_ENDED_VERBS.get(info.status, 'ended')}{ENDED_MARK}"
+    # "done" without an exit code: it left the queue unseen (pycrew.scheduler.departures), maybe never started
+    verb = "ended" if info.status == "done" and info.exit_code is None else _ENDED_VERBS.get(info.status, "ended")
+    text = f"{ENDED_PREFIX}{verb}{ENDED_MARK}"
     if info.exit_code is not None:
         text += f" (exit code {info.exit_code})"
     reason = info.reason.strip()
@@ -142,7 +144,7 @@ def launch_error_message(
         look = f"`pycrew doctor {launcher}` checks one launch."
     elif first.startswith(HOOK_FAILED):
         advice = (
-            "No worker was started: the launcher's call to the platform failed, and its answer above says why "
+            "The launcher's call to the platform failed, and its answer above says why "
             "(an option the platform refuses, such as a partition, queue, account, memory or time limit; a "
             "missing command; credentials)."
         )

@@ -20,8 +20,9 @@ This class runs them (through :class:`~pycrew.scheduler.commands.CommandRunner`)
 - cuts a batch into arrays (the site's array limit and the tag's length,
   :mod:`pycrew.scheduler.jobtag`);
 - retries transient failures with backoff; a submit whose reply was lost (a transient
-  error, a timeout) is looked for by its tag before anything is submitted again, so nothing
-  is submitted twice;
+  error, a timeout) or unreadable is looked for by its tag before anything is submitted
+  again, so nothing is submitted twice, and jobs no launch waits for (a submit in doubt, a
+  duplicate taken late) are cancelled (:mod:`pycrew.scheduler.submission`);
 - stops submitting after repeated failures (:class:`~pycrew.scheduler.breaker.SubmitBreaker`);
 - cancels several jobs at once and ignores "already gone";
 - answers the monitor from one listing per ``seconds_poll``
@@ -44,15 +45,15 @@ from pycrew.plugin_api import LauncherInfo, WorkerCall
 from pycrew.scheduler import jobscript, jobtag
 from pycrew.scheduler.breaker import SubmitBreaker
 from pycrew.scheduler.errors import SchedulerError
-from pycrew.scheduler.listing import JobListing
 from pycrew.scheduler.options import SchedulerOptions
 from pycrew.scheduler.records import JobRecord
+from pycrew.scheduler.submission import ArraySubmitter
 from pycrew.wire.protocol import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
 
-class SchedulerCLI(JobListing):
+class SchedulerCLI(ArraySubmitter):
     """The shared part of a batch-scheduler launcher; subclass per scheduler.
 
     One instance serves one launcher configuration (its options) in one process, from
@@ -119,10 +120,10 @@ class SchedulerCLI(JobListing):
         return None
 
     def parse_submit(self, stdout: str) -> str:
-        """The job id in the submit command's output.
+        """The job id in the output of a submit command that exited 0.
 
         Raises:
-            SchedulerError: the output holds no job id.
+            SchedulerError: the output holds no job id (the job is then looked up by its tag).
         """
         raise NotImplementedError
 
@@ -280,85 +281,26 @@ class SchedulerCLI(JobListing):
             return calls
         return [c if c.seconds_wall <= seconds else c.with_command(replace(c.command, seconds_wall=seconds)) for c in calls]
 
-    def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
-        """Submit one array of ``calls``; return its job id. Never submits it twice.
-
-        A transient failure (the daemon unreachable, a timeout) may have happened before
-        or after the scheduler took the job. Before each new try the listing is searched
-        for the array's tag: if the job is there, its id is the answer.
-
-        Raises:
-            SchedulerError: the submit failed for good, or its fate could not be learned.
-        """
-        tag = jobtag.encode(calls)
-        script = self.write_script(self.render_script(launcher, calls, tag))
-        attempts = int(self._option("command_attempts", 4))
-        argv = self.submit_command(script, calls, tag)
-        try:
-            for attempt in range(attempts):
-                try:
-                    self.submissions += 1
-                    out = self.check(
-                        argv, self.submission_environment(calls), what=f"{argv[0]} (submitting {self.launcher_name} workers)",
-                        retry=False, input=self.submit_input(script),
-                    )
-                    job_id = self.parse_submit(out)
-                    log.debug("%s: submitted array %s with %d worker(s)", self.launcher_name, job_id, len(calls))
-                    return job_id
-                except SchedulerError as exc:
-                    if not exc.transient:
-                        raise
-                    try:
-                        found = self.find_tagged(tag, exc)
-                    except SchedulerError:  # the job may be with the scheduler: cancelled if a listing shows it
-                        self.doubt(tag)
-                        raise
-                    if found is not None:
-                        self.found_by_tag += 1
-                        log.warning(
-                            "%s: the submit's reply was lost (%s), but the scheduler has the job: %s", self.launcher_name, exc, found
-                        )
-                        return found
-                    if attempt == attempts - 1:
-                        self.doubt(tag)  # a daemon that stalled may still take it
-                        raise
-                    self.pause(attempt, exc)
-            raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
-        finally:
-            script.unlink(missing_ok=True)  # the scheduler keeps its own copy
-
-    def find_tagged(self, tag: str, cause: SchedulerError) -> str | None:
-        """The id of the array carrying exactly ``tag`` in the listing, if any.
-
-        Raises:
-            SchedulerError: the listing could not be read: whether the submit happened is
-                unknown, so it must not be repeated.
-        """
-        self.forget_listing()
-        try:
-            records = self.list_jobs()
-        except SchedulerError as exc:
-            raise SchedulerError(
-                f"{self.launcher_name}: a submit failed ({cause}) and the queue could not be listed to see whether "
-                f"the scheduler took it ({exc}); not submitting again, so that no job runs twice",
-                cause.command, cause.returncode, cause.stderr, transient=True,
-            ) from exc
-        ids = sorted({r.array_id for r in records if r.tag == tag})
-        if len(ids) > 1:
-            log.warning("%s: %d arrays carry the same tag %r: %s", self.launcher_name, len(ids), tag, ids)
-        return ids[0] if ids else None
-
     # -- cancel --------------------------------------------------------------------------
 
     def cancel(self, handles: Sequence[Any]) -> None:
         """Cancel jobs or array elements; jobs already gone are no error and no warning.
 
-        Transient failures are retried with backoff.
+        Transient failures are retried with backoff. While submits are watched for jobs no
+        launch waits for (:mod:`pycrew.scheduler.strays`), the queue is listed and those are
+        cancelled too, so that ``terminate()`` leaves no job carrying pycrew's tags.
 
         Raises:
             ValueError: a handle is not one of this launcher's.
             SchedulerError: the cancel command failed for another reason.
         """
+        try:
+            self.cancel_handles(handles)
+        finally:
+            self.sweep_strays()
+
+    def cancel_handles(self, handles: Sequence[Any]) -> None:
+        """:meth:`cancel` of ``handles`` only."""
         if not handles:
             return
         try:

@@ -14,6 +14,21 @@ one answer) has ended, and is listed for :data:`SECONDS_KEPT` as the scheduler w
 ``cancelled`` if this process cancelled it, else ``done`` with its exit code unknown, with
 its tag, host and log (so that the launch watch quotes the end of its output). Only this process's listing knows
 this: another process (a later ``pycrew monitor``) never saw the element waiting.
+
+A scheduler's listing may also lose jobs that are still there (PBS Pro's ``qstat`` prints no
+``Jobs`` at all when it has a bad moment, LSF ``"JOBS":0``): were such jobs taken as ended,
+core would fail their launches, cancel them and submit again. So a missing element is
+*suspect*, and leaves only once confirmed, when the listing's owner asks for it (the
+launcher's listing does, :data:`SECONDS_SUSPECT`):
+
+- every element seen waiting or running vanished in the same listing;
+- it was last seen waiting (a job rarely starts, runs and leaves between two listings);
+- the scheduler's listing keeps ended jobs (PBS Pro's ``qstat -x``, LSF's ``bjobs -a``), so
+  an element that ended would be listed ended, not missing.
+
+A suspect element leaves when the scheduler, asked about it job by job, says it no longer
+knows it (the ``confirm`` callback), or once it has been missing for ``seconds_suspect``;
+until then it is listed as last seen. Elements this process cancelled are never suspect.
 """
 
 from __future__ import annotations
@@ -30,8 +45,13 @@ SECONDS_KEPT = 300.0
 #: An element has left after this many listings in a row without it (one listing that lacks
 #: jobs, whatever made the scheduler answer so, must not fail their launches).
 MISSES = 2
+#: How long a suspect element (see the module) must stay missing, unless the scheduler
+#: confirms it is gone, before it is taken as ended (the launcher's listing uses this).
+SECONDS_SUSPECT = 10.0
 
 Key = tuple[str, int]
+#: Of the suspect elements given, those the scheduler confirms it no longer holds (``None``: it could not say).
+Confirm = Callable[[list[JobRecord]], set[Key] | None]
 
 
 class Departures:
@@ -43,6 +63,10 @@ class Departures:
         is_pycrews: whether a record is one of pycrew's (its name and tag).
         hint: where the scheduler keeps an ended element's exit status (the CLI's
             ``departed_hint``), for the reason text.
+        seconds_suspect: how long a suspect element (see the module) stays listed as last
+            seen unless ``confirm`` says it is gone; 0 (the default): no element is suspect.
+        confirm: asks the scheduler about suspect elements job by job (called without the lock).
+        keeps_ended: the listing shows ended jobs, so any element missing from it is suspect.
     """
 
     def __init__(
@@ -51,14 +75,23 @@ class Departures:
         element_handle: Callable[[str, int], Any],
         is_pycrews: Callable[[JobRecord], bool],
         hint: Callable[[JobRecord], str],
+        *,
+        seconds_suspect: float = 0.0,
+        confirm: Confirm | None = None,
+        keeps_ended: bool = False,
     ) -> None:
         self.launcher_name = launcher_name
+        self.seconds_suspect = seconds_suspect
+        self.keeps_ended = keeps_ended
+        self._confirm = confirm
         self._hint = hint
         self._element_handle = element_handle
         self._is_pycrews = is_pycrews
         self._lock = threading.Lock()
         self._live: dict[Key, JobRecord] = {}  # waiting or running at the last listing
         self._missed: dict[Key, int] = {}  # of those, missing from the last listings: how many
+        self._since: dict[Key, float] = {}  # ... and since when
+        self._suspect: set[Key] = set()  # of those, the suspect ones (see the module)
         self._left: dict[Key, tuple[float, JobRecord]] = {}  # (when it was missed, as listed now)
         self._cancelled: dict[Any, float] = {}  # handle -> when this process cancelled it
         self._applied = float("-inf")  # when the listing last applied was asked
@@ -78,29 +111,59 @@ class Departures:
         """The ended elements to list beside ``records`` (a listing asked at ``asked``).
 
         An element seen waiting or running before and missing from ``records`` is added as
-        ended; one listed again (requeued) is dropped. A listing asked before the one last
-        applied (two threads listed at once) updates nothing.
+        ended (once confirmed if suspect, see the module); one listed again (requeued) is
+        dropped. A listing asked before the one last applied (two threads listed at once)
+        updates nothing.
         """
+        with self._lock:
+            suspects = self._to_confirm(records, asked, now) if self._confirm is not None else []
+        confirmed = self._confirm(suspects) if suspects and self._confirm is not None else None
         with self._lock:
             if asked >= self._applied:
                 self._applied = asked
-                self._apply(records, now)
+                self._apply(records, now, confirmed or set())
             return [record for _, record in self._left.values()]
 
-    def _apply(self, records: Sequence[JobRecord], now: float) -> None:
+    def _missing(self, records: Sequence[JobRecord]) -> tuple[set[Key], list[Key]]:
         listed = {(r.array_id, r.index) for r in records}
+        return listed, [key for key in self._live if key not in listed and key not in self._left]
+
+    def _is_suspect(self, key: Key, was: JobRecord, all_vanished: bool) -> bool:
+        if self.seconds_suspect <= 0 or self._was_cancelled(was):
+            return False
+        return key in self._suspect or all_vanished or self.keeps_ended or was.status == "pending"
+
+    def _to_confirm(self, records: Sequence[JobRecord], asked: float, now: float) -> list[JobRecord]:
+        """The suspect elements that this listing would make leave, were they confirmed."""
+        if asked < self._applied:
+            return []
+        _listed, missing = self._missing(records)
+        every = bool(missing) and len(missing) == len(self._live)
+        return [
+            self._live[key] for key in missing
+            if self._missed.get(key, 0) + 1 >= MISSES and self._is_suspect(key, self._live[key], every)
+            and now - self._since.get(key, now) < self.seconds_suspect
+        ]
+
+    def _apply(self, records: Sequence[JobRecord], now: float, confirmed: set[Key]) -> None:
+        listed, missing = self._missing(records)
+        every = bool(missing) and len(missing) == len(self._live)
         live = {(r.array_id, r.index): r for r in records if not r.ended and self._is_pycrews(r)}
         missed: dict[Key, int] = {}
-        for key, was in self._live.items():
-            if key in listed or key in self._left:
-                continue
+        since: dict[Key, float] = {}
+        suspect: set[Key] = set()
+        for key in missing:
+            was = self._live[key]
             times = self._missed.get(key, 0) + 1
-            if times >= MISSES:
+            first = self._since.get(key, now)
+            doubtful = self._is_suspect(key, was, every)
+            if times >= MISSES and (not doubtful or key in confirmed or now - first >= self.seconds_suspect):
                 self._left[key] = (now, self._departed(was))
-            else:  # one listing without it: maybe a glitch of the scheduler's; ask again
-                missed[key] = times
-                live[key] = was
-        self._live, self._missed = live, missed
+            else:  # missing from too few listings, or suspect: maybe a glitch of the scheduler's; ask again
+                missed[key], since[key], live[key] = times, first, was
+                if doubtful:
+                    suspect.add(key)
+        self._live, self._missed, self._since, self._suspect = live, missed, since, suspect
         self._left = {key: entry for key, entry in self._left.items() if key not in listed and now - entry[0] < SECONDS_KEPT}
         self._forget_cancels(now)
 
@@ -120,6 +183,11 @@ class Departures:
         # (no state: the scheduler has none for it; the reason says what it was last seen in)
         return dataclasses.replace(was, state="", status="cancelled" if cancelled else "done", reason=reason, exit_code=None)
 
+    def was_cancelled(self, record: JobRecord) -> bool:
+        """Whether this process cancelled ``record`` (its element or its array) in the last :data:`SECONDS_KEPT`."""
+        with self._lock:
+            return self._was_cancelled(record)
+
     def _was_cancelled(self, record: JobRecord) -> bool:
         for handle in (self._element_handle(record.array_id, record.index), record.array_id):
             try:
@@ -132,7 +200,10 @@ class Departures:
 
 def _last_seen(record: JobRecord) -> str:
     where = f" on {record.host}" if record.host else ""
-    return f"{record.status} (state {record.state}){where}"
+    seen = f"{record.status} (state {record.state}){where}"
+    if record.status == "pending":  # it never showed running: it may never have started
+        seen += "; it started and ended between two listings, or was cancelled from outside while it waited"
+    return seen
 
 
 def pycrews(prefix: str) -> Callable[[JobRecord], bool]:

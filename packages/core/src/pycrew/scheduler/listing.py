@@ -6,30 +6,39 @@ most once per ``seconds_poll`` (sooner while jobs wait for a node), the listing 
 dropped whenever a launch or a cancel changes the queue, and only jobs that carry
 pycrew's tag (:mod:`pycrew.scheduler.jobtag`) become :class:`~pycrew.WorkerInfo`.
 
-A submit whose fate stayed unknown (its reply was lost and the queue could not be read, a
-daemon that stalled) leaves its tag *in doubt*: if a later listing shows a job carrying it,
-the scheduler took the job after all, for a launch core has given up on, and it is
-cancelled at once instead of waiting in the queue for a node and starting for no one.
+Jobs that no launch waits for (a submit in doubt, a duplicate array: see
+:mod:`pycrew.scheduler.strays`) are cancelled as soon as a listing shows them, instead of
+waiting in the queue for a node and starting for no one.
+
+A listing may lose jobs that are still there (see :mod:`pycrew.scheduler.departures`): a
+suspect element leaves only once :meth:`JobListing.confirm_gone` (the subclass's
+:meth:`~JobListing.query_command`, one query naming the elements) says the scheduler no
+longer knows it, or after :data:`~pycrew.scheduler.departures.SECONDS_SUSPECT`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pycrew.plugin_api import WorkerInfo
 from pycrew.scheduler import jobtag
 from pycrew.scheduler.commands import CommandRunner
-from pycrew.scheduler.departures import Departures, pycrews
+from pycrew.scheduler.departures import SECONDS_SUSPECT, Departures, Key, pycrews
+from pycrew.scheduler.errors import SchedulerError
 from pycrew.scheduler.records import JobRecord
+from pycrew.scheduler.strays import SECONDS_WATCH, StrayWatch
 
 log = logging.getLogger("pycrew.scheduler")
 
 #: How long a submit in doubt is looked for in later listings.
-SECONDS_DOUBT = 6 * 3600.0
+SECONDS_DOUBT = SECONDS_WATCH
+#: What separates a job id from the words around it in a scheduler's message.
+_ID_SEPARATORS = re.compile(r"[\s<>'\"(),;:{}]+")
 
 
 class JobListing(CommandRunner):
@@ -49,42 +58,94 @@ class JobListing(CommandRunner):
     list_command: Callable[[], list[str]]
     parse_listing: Callable[[str], list[JobRecord]]
     element_handle: Callable[[str, int], Any]
-    cancel: Callable[[Any], None]
+    is_gone: Callable[[str], bool]
+    cancel_handles: Callable[[Sequence[Any]], None]
+    #: The listing shows ended jobs (PBS Pro's ``qstat -x``, LSF's ``bjobs -a``): a job missing
+    #: from it is suspect, not ended (see :mod:`pycrew.scheduler.departures`).
+    listing_keeps_ended: ClassVar[bool] = False
 
     def __init__(self, launcher_name: str, options: Any) -> None:
         super().__init__(launcher_name, options)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, list[JobRecord]] | None = None
-        self.departures = Departures(launcher_name, self.element_handle, pycrews(self.job_name_prefix), self.departed_hint)
-        self._doubtful: dict[str, float] = {}  # tag -> when its submit's fate became unknown (monotonic)
+        self.departures = Departures(
+            launcher_name, self.element_handle, pycrews(self.job_name_prefix), self.departed_hint,
+            seconds_suspect=SECONDS_SUSPECT, confirm=self.confirm_gone, keeps_ended=self.listing_keeps_ended,
+        )
+        self.strays = StrayWatch()
 
     def doubt(self, tag: str) -> None:
         """A submit of ``tag`` failed in a way that may have left the job with the scheduler."""
-        with self._listing_lock:
-            self._doubtful[tag] = time.monotonic()
+        self.strays.doubt(tag, time.monotonic())
 
-    def cancel_doubtful(self, records: list[JobRecord]) -> None:
-        """Cancel the jobs in ``records`` whose submit was in doubt (see the module)."""
-        if not self._doubtful:
+    def cancel_strays(self, records: list[JobRecord]) -> None:
+        """Cancel the jobs in ``records`` that no launch waits for (see :mod:`pycrew.scheduler.strays`)."""
+        found = self.strays.strays(records, time.monotonic())
+        if not found:
             return
-        now = time.monotonic()
-        with self._listing_lock:
-            for tag in [t for t, since in self._doubtful.items() if now - since > SECONDS_DOUBT]:
-                del self._doubtful[tag]
-            found = {r.tag for r in records if r.tag in self._doubtful and r.held}
-            for tag in found:
-                del self._doubtful[tag]
-        handles = [self.element_handle(r.array_id, r.index) for r in records if r.tag in found and r.held]
-        if handles:
-            arrays = sorted({r.array_id for r in records if r.tag in found})
+        doubtful = sorted({r.array_id for r, used in found if used is None})
+        duplicates = sorted({f"{r.array_id} (a duplicate of {used})" for r, used in found if used is not None})
+        if doubtful:
             log.warning(
-                "%s: cancelling job(s) %s: their submit's reply was lost and the queue could not be read then, so the "
-                "launch was given up; the scheduler took them after all", self.launcher_name, ", ".join(arrays),
+                "%s: cancelling job(s) %s: their submit's fate was unknown (its reply was lost or unreadable), so the "
+                "launch was given up; the scheduler took them after all", self.launcher_name, ", ".join(doubtful),
             )
-            try:
-                self.cancel(handles)
-            except Exception as exc:  # the next listing does not see them as doubtful any more: say so
-                log.error("%s: could not cancel job(s) %s (%s); cancel them yourself", self.launcher_name, ", ".join(arrays), exc)
+        if duplicates:
+            log.warning(
+                "%s: cancelling job(s) %s: a submit that pycrew had given up and tried again was taken late by the "
+                "scheduler, which now holds the same workers twice", self.launcher_name, ", ".join(duplicates),
+            )
+        arrays = ", ".join(sorted({r.array_id for r, _ in found}))
+        try:
+            self.cancel_handles([self.element_handle(r.array_id, r.index) for r, _ in found])
+        except Exception as exc:  # the next listing does not see them as strays any more: say so
+            log.error("%s: could not cancel job(s) %s (%s); cancel them yourself", self.launcher_name, arrays, exc)
+
+    def sweep_strays(self) -> None:
+        """While submits are watched for strays, list the queue now and cancel them (a cancel's
+        companion: ``terminate()`` reaches every job carrying the tags of pycrew's launches)."""
+        if not self.strays.active(time.monotonic()):
+            return
+        try:
+            records = self.list_jobs()
+        except SchedulerError as exc:
+            log.warning("%s: could not list the queue to cancel jobs no launch waits for: %s", self.launcher_name, exc)
+            return
+        self.cancel_strays(records)
+
+    def query_command(self, records: Sequence[JobRecord]) -> list[str] | None:
+        """The command that asks the scheduler about ``records`` (elements missing from a
+        listing) by their ids, printing what the listing command prints for those it knows
+        and a "gone" message (:meth:`is_gone`) naming each id it does not; ``None`` (the
+        default): the scheduler cannot be asked so, and suspect elements leave only after
+        :data:`~pycrew.scheduler.departures.SECONDS_SUSPECT`."""
+        return None
+
+    def confirm_gone(self, records: list[JobRecord]) -> set[Key] | None:
+        """Of ``records``, missing from a listing, those the scheduler says it no longer knows
+        (:meth:`query_command`); ``None`` if it cannot be asked or did not answer."""
+        argv = self.query_command(records)
+        if argv is None:
+            return None
+        try:
+            proc = self.run(argv)
+        except SchedulerError as exc:
+            log.debug("%s: could not ask about missing jobs: %s", self.launcher_name, exc)
+            return None
+        gone_lines = [line for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip() and self.is_gone(line)]
+        if proc.returncode != 0 and not gone_lines:
+            return None
+        try:
+            known = {(r.array_id, r.index) for r in self.parse_listing(proc.stdout)}
+        except SchedulerError:
+            known = set()
+            if proc.returncode == 0:
+                return None
+        named = {word for line in gone_lines for word in _ID_SEPARATORS.split(line) if word}
+        return {
+            (r.array_id, r.index) for r in records
+            if (r.array_id, r.index) not in known and (str(self.element_handle(r.array_id, r.index)) in named or r.id in named)
+        }
 
     def list_jobs(self) -> list[JobRecord]:
         """Every array element of this user's that the scheduler holds (pycrew's or not)."""
@@ -112,7 +173,7 @@ class JobListing(CommandRunner):
             if now - cached[0] < (interval / 5 if unplaced else interval):
                 return cached[1]
         records = self.list_jobs()
-        self.cancel_doubtful(records)
+        self.cancel_strays(records)
         records = records + self.departures.update(records, now, time.monotonic())
         with self._listing_lock:
             self._listing = (now, records)
