@@ -68,6 +68,7 @@ def test_a_task_from_a_module_the_worker_cannot_import_says_what_to_do(make_cont
             c.submit(module.double, 2).result(timeout=60)
         notes = "".join(getattr(info.value, "__notes__", []))
         assert "could not load the task" in notes and "register_pickle_by_value" in notes, notes
+        assert "script_lines=" in notes, "a hint the HPC launchers can follow (they have no env= option)"
         c.push(module.double, args=(3,), name="pushed")
         assert c.wait(timeout=60)
         result = c.pop()

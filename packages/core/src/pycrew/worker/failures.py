@@ -13,7 +13,9 @@ def loading_hint(exc: BaseException) -> str | None:
     return (
         f"the worker (Python {sys.executable}) could not load the task: it refers to a module, or a name in one, that "
         "this Python cannot import. Install the module where the workers run, put its directory on their PYTHONPATH "
-        "(the launcher's env= option), or send it with the task: cloudpickle.register_pickle_by_value(module)"
+        "(the launcher's env= option; on SLURM, SGE, PBS and LSF script_lines=('export PYTHONPATH=<dir>',), or "
+        "inherit_sys_path=True where the nodes share your files), or send it with the task: "
+        "cloudpickle.register_pickle_by_value(module)"
     )
 
 
