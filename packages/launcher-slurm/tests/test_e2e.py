@@ -193,6 +193,29 @@ def test_a_job_that_will_never_start_fails_the_launch_in_seconds(slurm_cluster: 
     wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
 
 
+def test_a_held_job_that_times_out_says_so_in_the_warning(
+    slurm_cluster: SlurmCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A launch that times out while its job is held: the WARNING of the failed launch gives
+    SLURM's reason (on 345334d it said only that the worker did not connect within
+    seconds_launch; the reason reached the LaunchError alone)."""
+    import logging
+
+    c = slurm_controller(tmp_path, workers=1, launch_max=2, seconds_launch=3, sbatch_args=("--hold",))
+    try:
+        with caplog.at_level(logging.WARNING, logger="pycrew"):
+            future = c.submit(abs, -1)
+            with pytest.raises(pycrew.LaunchError, match="JobHeldUser"):
+                future.result(timeout=60)
+        controller_id = c.id
+    finally:
+        c.terminate()
+    warned = [r.getMessage() for r in caplog.records if "failed launch 1 of 2" in r.getMessage()]
+    assert len(warned) == 1 and "did not connect within seconds_launch=3 s" in warned[0], warned
+    assert "the platform reports the worker as" in warned[0] and "JobHeldUser" in warned[0], warned
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")
+
+
 def test_a_job_asking_for_more_cpus_than_any_node_has_fails_the_launch_in_seconds(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:

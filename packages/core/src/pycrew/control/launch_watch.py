@@ -259,20 +259,23 @@ class LaunchWatch:
                            f"{self.options.seconds_unreachable:g} s (seconds_unreachable), {down:.0f} s so far)")
             elif final:
                 reason += f" {UNREACHABLE_MARK}{down:.0f} s; seconds_unreachable={self.options.seconds_unreachable:g})"
+        head = ""  # the warning, logged with the platform's reason once known (see _explain_and_terminate)
         if final and self.census.counts[CONNECTED]:  # parked (see the module docstring)
             final = False
             self._park(slot, reason, now)
         else:
             past = slot.failures > self.options.launch_max  # the platform unreachable: kept trying
-            log.warning("worker %d of %r: failed launch %d %s %d: %s", slot.index, self.info.controller,
-                        slot.failures, "past launch_max=" if past else "of", self.options.launch_max, reason)
+            head = (f"worker {slot.index} of {self.info.controller!r}: failed launch {slot.failures} "
+                    f"{'past launch_max=' if past else 'of'} {self.options.launch_max}")
+            if not (terminate and explain):
+                log.warning("%s: %s", head, reason)
         if terminate and explain:
-            # The platform may know why (an image pull error, an unschedulable pod): its
-            # monitor is asked before the worker is terminated and that reason is gone.
+            # The platform may know why (an image pull error, an unschedulable pod, a held
+            # job): its monitor is asked before the worker is terminated and that reason is gone.
             if final:
                 self.error_pending = True
                 self.error_due = (now + SECONDS_EXPLAIN, slot.index, reason)
-            self._submit(self._explain_and_terminate, instance, slot.index, reason, final, settle, awaited=False)
+            self._submit(self._explain_and_terminate, instance, slot.index, reason, final, settle, head, awaited=False)
             return
         if terminate:  # the reason is known already: clean up what the platform keeps of it
             self.last_launch_error = reason
@@ -297,8 +300,10 @@ class LaunchWatch:
             if slot.state == IDLE and slot.failures >= self.options.launch_max:
                 slot.retry_after = 0.0
 
-    def _explain_and_terminate(self, instance: str, slot: int, reason: str, final: bool, settle: float = 0.0) -> None:
-        """Pool thread: add the platform's reason to a timed-out launch, then terminate it."""
+    def _explain_and_terminate(
+        self, instance: str, slot: int, reason: str, final: bool, settle: float = 0.0, head: str = ""
+    ) -> None:
+        """Pool thread: add the platform's reason to a timed-out launch (and to its warning, ``head``), then terminate it."""
         settled = time.monotonic() + settle
         try:
             while True:
@@ -313,6 +318,8 @@ class LaunchWatch:
                 reason = f"{reason}; the platform reports the worker as {describe_worker(found)}"
         except BaseException as exc:  # SystemExit too; the explanation is a bonus: never let it block the error
             log.debug("listing workers of %r to explain a failed launch failed: %s", self.info.name, exc)
+        if head:
+            log.warning("%s: %s", head, reason)
         with self._handles_lock:
             handle = self.handles.get(instance)
         if handle is not None:  # the worker's own words (a controller it cannot reach, an import that hangs)
