@@ -154,7 +154,7 @@ class ArraySubmitter(JobListing):
                 f"the scheduler took it ({exc}); not submitting again, so that no job runs twice",
                 cause.command, cause.returncode, cause.stderr, transient=True,
             ) from exc
-        ids = sorted({r.array_id for r in records if r.tag == tag})
+        ids = sorted({r.array_id for r in records if r.tag == tag}, key=lambda i: (len(i), i))  # "999" before "1000"
         if len(ids) > 1:
             log.warning(
                 "%s: %d arrays carry the same tag %r: %s; using %s, the others are cancelled",
