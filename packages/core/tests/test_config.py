@@ -300,6 +300,14 @@ def test_a_file_that_is_not_utf8_names_the_file_line_and_byte(isolated: Path) ->
         controller_arguments("local", None, {}, cwd=isolated)  # every entry point reads the file
 
 
+def test_a_file_with_a_byte_order_mark_is_read(isolated: Path) -> None:
+    """Windows editors save UTF-8 with a byte order mark; on b13a981 tomllib read it as an
+    "Invalid statement" at line 1, column 1."""
+    (isolated / "pycrew.toml").write_bytes(b'\xef\xbb\xbf[profiles.gpu]\nlauncher = "local"\nworkers = 3\n')
+    profile = load_profile("gpu", isolated)
+    assert profile is not None and profile.options["workers"] == 3, profile
+
+
 def test_an_unknown_section_or_a_profile_that_is_no_table_is_an_error(isolated: Path) -> None:
     path = write(isolated / "pycrew.toml", "[profile.gpu]\nworkers = 1\n")
     with pytest.raises(ConfigError, match=rf"^{path}: unknown key profile \(did you mean 'profiles'\?\)"):

@@ -91,7 +91,7 @@ def _read(path: Path, scope: Literal["user", "project"], pyproject: bool) -> Con
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pycrew configuration: {exc}") from exc
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte order mark (Windows editors write one) is not TOML's, but harmless
     except UnicodeDecodeError as exc:
         line_start = raw.rfind(b"\n", 0, exc.start) + 1
         line, column = raw.count(b"\n", 0, exc.start) + 1, exc.start - line_start + 1
