@@ -204,3 +204,43 @@ def test_sigterm_while_the_exit_hook_waits_for_a_stuck_callback_ends_with_143(tm
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+SERVICE = """
+import time
+import pycrew
+
+with pycrew.controller("local", workers=1) as c:
+    assert c.submit(abs, -1).result(timeout=60) == 1
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:  # a service loop that survives its own errors
+    try:
+        time.sleep(0.05)
+    except BaseException as exc:
+        print("caught", type(exc).__name__, flush=True)
+print("still running", flush=True)
+"""
+
+
+def test_once_no_controller_is_left_sigterm_ends_the_program_as_without_pycrew(tmp_path: Path) -> None:
+    """On 4e818b3 pycrew's handler stayed for good after the last controller ended: a SIGTERM meant
+    for a long-lived program became SystemExit(143), which its service loop caught, and it
+    ran on. With no controller started or terminating, the signal ends it as Python's
+    default would."""
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=30)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGTERM, f"exit code {proc.returncode}; stdout {out!r}; stderr:\n{err[-3000:]}"
+        assert "caught" not in out
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+

@@ -233,7 +233,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             if threading.current_thread() is not self._terminating:
                 self._terminate_done.wait(min(self.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX))
             return
-        live.discard(self)
+        exit_hooks.ending(self)
         self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
         try:
             if dispatcher is not None:

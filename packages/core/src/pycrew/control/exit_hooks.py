@@ -30,11 +30,26 @@ log = logging.getLogger(__name__)
 # Controllers started and not terminated. As ``concurrent.futures`` does for its executors,
 # the interpreter does not exit while one of them has pending futures (see _wait_at_exit).
 live: weakref.WeakSet[Controller] = weakref.WeakSet()
+# Controllers whose terminate() has begun: busy until it is done (see busy()).
+_ending: weakref.WeakSet[Controller] = weakref.WeakSet()
+
+
+def ending(controller: Controller) -> None:
+    """``controller``'s terminate() has begun: it is no longer live, and busy until its terminate is done."""
+    live.discard(controller)
+    _ending.add(controller)
+
+
+def busy() -> bool:
+    """Whether a controller is live or still terminating, or the exit hook runs (a SIGTERM then ends the
+    program through them)."""
+    return _exiting or bool(live) or any(not c._terminate_done.is_set() for c in list(_ending))
 _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
 
 _interrupted: BaseException | None = None  # the Ctrl-C or SystemExit (SIGTERM) that stopped the waiting
+_exiting = False  # the exit hook runs
 
 
 def stop_waiting() -> bool:
@@ -47,7 +62,8 @@ def stop_waiting() -> bool:
 
 def _wait_at_exit() -> None:
     """Interpreter exit: let every live controller's pending futures finish, then terminate it."""
-    global _interrupted
+    global _interrupted, _exiting
+    _exiting = True
     for running in list(live):
         try:
             if stop_waiting() and running.pending_futures():
@@ -102,6 +118,7 @@ def _after_fork_in_child() -> None:
     for copy in list(live):
         copy._forked()
     live.clear()
+    _ending.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -14,6 +14,11 @@ second SIGTERM ends the process at once, with the default action. SIGHUP (the te
 or the ssh session closed) is handled the same way, with exit code 129, unless the
 program ignores it (``nohup``) or handles it itself.
 
+Once no controller is started or terminating (a long-lived program, a notebook, that
+used pycrew earlier), the handler stays installed but acts as the default would: the
+process ends at once with the signal, as it would have without pycrew (a service loop that
+catches ``BaseException`` would otherwise carry on after a SIGTERM meant for it).
+
 A program's own SIGTERM handler is left alone: one installed before the first controller
 starts stays, and ``signal.signal(signal.SIGTERM, signal.SIG_DFL)`` after it puts the
 default back. A child forked from the program gets the default action back.
@@ -57,7 +62,9 @@ def install() -> None:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM or SIGHUP: raise ``SystemExit(128 + signum)`` in the main thread, once."""
     global signalled
-    if signalled:  # a second signal while the first unwinds: end now
+    from pycrew.control import exit_hooks  # (it imports this module)
+
+    if signalled or not exit_hooks.busy():  # a second signal while the first unwinds, or no controller: end now
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
