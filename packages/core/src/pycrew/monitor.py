@@ -36,6 +36,11 @@ ControllerState = Literal["running", "ended", "unknown"]
 
 SECONDS_TOMBSTONE = 30 * 86400.0
 """How long the record of an ended controller is kept (its workers are orphans while it is)."""
+TOMBSTONES_MAX = 10_000
+"""Most records kept past that many (a program that starts a controller a second made one a second, each a
+4 KB file, and every start read them all): the oldest ended ones go first; a running one is never removed."""
+SECONDS_PRUNE = 3600.0
+"""How often the records are pruned, at a controller's start (across processes: the directory's ``.pruned`` file)."""
 
 
 def state_dir() -> Path:
@@ -51,15 +56,40 @@ def _write(path: Path, record: dict[str, Any]) -> None:
     os.replace(part, path)
 
 
+def _prune_due(d: Path, now: float) -> bool:
+    """Whether the records were last pruned :data:`SECONDS_PRUNE` ago or more (then it is now)."""
+    marker = d / ".pruned"
+    try:
+        if now - marker.stat().st_mtime < SECONDS_PRUNE:
+            return False
+    except FileNotFoundError:
+        pass
+    marker.touch()
+    return True
+
+
 def _prune(d: Path, now: float) -> None:
-    """Remove the records of controllers that ended more than :data:`SECONDS_TOMBSTONE` ago."""
-    for path in d.glob("*.json"):
+    """Remove the records of controllers that ended more than :data:`SECONDS_TOMBSTONE` ago, and
+    the oldest ended ones past :data:`TOMBSTONES_MAX` records."""
+    records: list[tuple[float, str]] = []
+    with os.scandir(d) as entries:
+        for entry in entries:
+            if entry.name.endswith(".json"):
+                try:
+                    records.append((entry.stat().st_mtime, entry.path))
+                except OSError:  # removed meanwhile
+                    continue
+    records.sort()  # oldest written (started, or ended) first
+    excess = len(records) - TOMBSTONES_MAX
+    for written, name in records:
+        if now - written <= SECONDS_TOMBSTONE and excess <= 0:
+            break  # the rest is younger still: read only what may go
+        path = Path(name)
         try:
-            if now - path.stat().st_mtime <= SECONDS_TOMBSTONE:
-                continue  # written (started or ended) recently: read only the old ones
             ended = json.loads(path.read_text()).get("ended")
-            if isinstance(ended, (int, float)) and now - ended > SECONDS_TOMBSTONE:
+            if isinstance(ended, (int, float)) and (now - ended > SECONDS_TOMBSTONE or excess > 0):
                 path.unlink(missing_ok=True)
+                excess -= 1
         except (OSError, ValueError, AttributeError):
             continue
 
@@ -82,7 +112,8 @@ def register_controller(controller_id: str, name: str, launcher: str) -> None:
             "ended": None,
         }
         _write(d / f"{controller_id}.json", record)
-        _prune(d, now)
+        if _prune_due(d, now):
+            _prune(d, now)
     except OSError as exc:
         log.warning(
             "could not record controller %s in %s: %s (monitors will not know it: its workers are never listed "
