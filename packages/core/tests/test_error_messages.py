@@ -115,3 +115,10 @@ def test_workers_has_an_upper_bound_that_says_why_and_what_to_do() -> None:
         assert message.startswith("controller option 'workers' must be at most 100,000 (a controller sets up every")
         assert "split the tasks over several controllers (pycrew.ControllerGroup), got 100001" in message
     assert pycrew.controller("local", workers=100_000).options.workers == 100_000, "20 times the scale target"
+
+
+def test_a_controller_named_two_dashes_is_refused_at_once() -> None:
+    """Its workers' command line could not carry the name (argparse drops "--"): every launch failed."""
+    with pytest.raises(pycrew.OptionsError, match=r"controller option 'name' must not be '--'"):
+        pycrew.controller("local", name="--")
+

@@ -168,6 +168,7 @@ class ControllerOptions:
         check_fields(self, OWNER)
         object.__setattr__(self, "tls", TLS.coerce(self.tls))
         require(self.name is None or bool(self.name.strip()), OWNER, "name", self.name, "be a non-empty string")
+        require(self.name != "--", OWNER, "name", self.name, "not be '--' (the workers' command line would read it as the end of its options)")
         require(self.workers >= 1, OWNER, "workers", self.workers, "be >= 1")
         require(
             self.workers <= WORKERS_MAX, OWNER, "workers", self.workers,

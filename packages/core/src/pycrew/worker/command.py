@@ -93,6 +93,9 @@ class WorkerCommand:
         for name in ("instance", "index_env", "metrics_dir"):
             value = getattr(self, name)
             _check(value is None or isinstance(value, str), name, value, "be a string or None")
+        for name in ("url", "instance", "instance_prefix", "index_env", "launcher", "controller", "controller_id", "metrics_dir"):
+            # argparse (3.11) drops a "--" even in --option=--: the worker would read another value
+            _check(getattr(self, name) != "--", name, "--", "not be '--' (a command line reads it as the end of the options)")
         _check(bool(self.url), "url", self.url, "be the controller's address, e.g. tcp://10.0.0.5:40123")
         _check(self.transport in TRANSPORTS, "transport", self.transport, f"be one of {', '.join(TRANSPORTS)}")
         _check(
