@@ -190,16 +190,22 @@ def test_sigterm_while_the_exit_hook_waits_for_a_stuck_callback_ends_with_143(tm
     """On 2c03aec the exit hook, after a SIGTERM had ended its wait for a controller's callbacks,
     waited for them again (and swallowed the SystemExit): the program ran until a second
     SIGTERM; when the controller had been terminated already, it exited with status 0."""
+    code, _, err = sigterm_when_ready(tmp_path, STUCK_CALLBACK.format(terminated=terminated))
+    assert code == termination.EXIT_CODE, f"exit code {code}; stderr:\n{err[-3000:]}"
+
+
+def sigterm_when_ready(tmp_path: Path, program: str) -> tuple[int, str, str]:
+    """Run ``program`` until it prints "ready", send it SIGTERM: its exit code, the rest of its stdout, its stderr."""
     script = tmp_path / "program.py"
-    script.write_text(STUCK_CALLBACK.format(terminated=terminated))
+    script.write_text(program)
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=30)
         os.kill(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == termination.EXIT_CODE, f"exit code {proc.returncode}; stderr:\n{err[-3000:]}"
+        out, err = proc.communicate(timeout=30)
+        return proc.returncode, out, err
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -228,19 +234,7 @@ def test_once_no_controller_is_left_sigterm_ends_the_program_as_without_pycrew(t
     for a long-lived program became SystemExit(143), which its service loop caught, and it
     ran on. With no controller started or terminating, the signal ends it as Python's
     default would."""
-    script = tmp_path / "service.py"
-    script.write_text(SERVICE)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=30)
-        os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGTERM, f"exit code {proc.returncode}; stdout {out!r}; stderr:\n{err[-3000:]}"
-        assert "caught" not in out
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    code, out, err = sigterm_when_ready(tmp_path, SERVICE)
+    assert code == -signal.SIGTERM, f"exit code {code}; stdout {out!r}; stderr:\n{err[-3000:]}"
+    assert "caught" not in out
 

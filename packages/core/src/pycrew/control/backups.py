@@ -96,9 +96,7 @@ class Backups(ControllerState):
         for task in tasks:
             if task.future is not None and task.future.cancelled() and not task.running:  # by its user: a cancel
                 self._ended_held -= 1
-                task.resolved = True
-                where = {"controller": self.name, "launcher": self.spec.name}
-                self._settle(task, local_result(task, "cancel", "cancelled before it started", "CancelledError", where))
+                self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
             elif task.relay is not None:
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))
             elif task.future is not None:

@@ -87,6 +87,10 @@ class ControllerState:
         """Count a final result and hand it on (see Resolving)."""
         raise NotImplementedError
 
+    def _on_result(self, task: Task, payload: Any, conn: Any, local: tuple[str, str, str] | None) -> None:
+        """A task resolved: by its worker's result (``payload``) or here (``local``) (see Resolving)."""
+        raise NotImplementedError
+
     def _check(self) -> Dispatcher:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""
         raise NotImplementedError
