@@ -147,6 +147,11 @@ _make_lock = threading.Lock()
 _shared = CallbackRunner()  # for futures without a controller
 
 
+def pending() -> bool:
+    """Whether done-callbacks handed over are still to run (or running), on any runner."""
+    return _shared._pending > 0 or any(r._pending > 0 for r in list(_runners))
+
+
 def runner_for(owner: object) -> CallbackRunner:
     """The callbacks runner of ``owner`` (a controller), made on first use."""
     if owner is None:

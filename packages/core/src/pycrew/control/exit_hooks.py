@@ -41,9 +41,9 @@ def ending(controller: Controller) -> None:
 
 
 def busy() -> bool:
-    """Whether a controller is live or still terminating, or the exit hook runs (a SIGTERM then ends the
-    program through them)."""
-    return _exiting or bool(live) or any(not c._terminate_done.is_set() for c in list(_ending))
+    """Whether a controller is live or still terminating, done-callbacks are still to run, or the exit hook
+    runs (a SIGTERM then ends the program through them)."""
+    return _exiting or bool(live) or any(not c._terminate_done.is_set() for c in list(_ending)) or callbacks.pending()
 _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
