@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import threading
 import time
 import weakref
 
@@ -149,6 +150,30 @@ def test_map_does_not_keep_yielded_results_alive(make_controller, buffersize, ti
     gc.collect()
     assert ref() is None, "the map iterator keeps a result it already yielded alive (bpo-14406)"
     assert [len(b.data) for b in results] == [1000, 1000]
+
+
+def test_map_does_not_keep_yielded_results_alive_while_its_input_is_read(make_controller):
+    """The auto window's feeder thread, stuck reading the input after the last item it
+    submitted, must not hold the results the consumer has already taken (CI saw CPython's
+    test_free_reference fail when the feeder was slow to finish)."""
+    c = make_controller("local", workers=1).start()
+    more = threading.Event()
+
+    def source():
+        yield from [1000, 1000, 1000]
+        more.wait(60)  # the feeder thread waits here, having submitted all three
+
+    results = c.map(make_blob, source())
+    try:
+        for _ in range(3):
+            blob = next(results)
+            ref = weakref.ref(blob)
+            del blob
+            gc.collect()
+            assert ref() is None, "the map feeder keeps a result the consumer took alive (bpo-14406)"
+    finally:
+        more.set()
+    assert list(results) == []
 
 
 def test_map_with_progress_counts_done_futures(make_controller):

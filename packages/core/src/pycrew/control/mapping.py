@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -107,7 +108,11 @@ class _Feeder:
         # Once full, the window is refilled after an eighth of it finished: one wake-up of
         # this thread per window/8 tasks (see pycrew.control.alarm), not one per task.
         self.low = window - max(1, window // 8)
-        self.inflight: collections.deque[TaskFuture[Any]] = collections.deque()  # submitted, not seen done
+        # Submitted, not seen done: weak references (and payload bytes), so that a result the
+        # consumer yielded is never kept alive here, whenever this thread looks next (CPython
+        # bpo-14406); a future no one holds any more has finished (the controller holds
+        # every unfinished one).
+        self.inflight: collections.deque[tuple[weakref.ref[TaskFuture[Any]], int]] = collections.deque()
         self.cond = threading.Condition()
         self.futures: collections.deque[TaskFuture[Any]] = collections.deque()
         self.done = False
@@ -122,11 +127,10 @@ class _Feeder:
         self.thread.start()
 
     def _drop_finished(self) -> None:
-        """Let go of the finished futures at the front: a result the consumer yielded must not
-        stay alive here (CPython bpo-14406)."""
+        """Forget the finished futures at the front."""
         inflight = self.inflight
-        while inflight and inflight[0].done():
-            self.bytes -= inflight.popleft().payload_bytes
+        while inflight and _finished(inflight[0]):
+            self.bytes -= inflight.popleft()[1]
 
     def _bytes_full(self) -> bool:
         return self.bytes >= self.bytes_max and len(self.inflight) >= self.floor
@@ -138,8 +142,8 @@ class _Feeder:
         while True:
             self._drop_finished()
             if len(self.inflight) > self.low or self._bytes_full():  # some finished out of order: look at every one
-                self.inflight = collections.deque(f for f in self.inflight if not f.done())
-                self.bytes = sum(f.payload_bytes for f in self.inflight)
+                self.inflight = collections.deque(entry for entry in self.inflight if not _finished(entry))
+                self.bytes = sum(size for _, size in self.inflight)
             if len(self.inflight) <= self.low and not self._bytes_full():
                 return True
             if self.stopped:
@@ -156,7 +160,7 @@ class _Feeder:
                 if self.stopped:
                     return
                 future = self.submit(i, tuple(args))
-                self.inflight.append(future)
+                self.inflight.append((weakref.ref(future), future.payload_bytes))
                 self.bytes += future.payload_bytes
                 self.futures.append(future)  # appended first, then the flag read: see has_next
                 if self.consumer_waits:
@@ -225,6 +229,11 @@ class _Feeder:
             left = list(self.futures)
             self.cond.notify_all()
         return left
+
+
+def _finished(entry: tuple[weakref.ref[TaskFuture[Any]], int]) -> bool:
+    future = entry[0]()
+    return future is None or future.done()
 
 
 def map_results(
