@@ -8,6 +8,7 @@ documentation (qstat(1), qsub(1), sge_types(1) of 8.1.9), as each test says.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pycrew.scheduler import SchedulerError, jobtag
+from pycrew.scheduler import JobRecord, SchedulerError, jobtag
 from pycrew_sge import SgeCLI, SgeOptions
 from pycrew_sge import qstat as q
 from pycrew_sge.sge import ARRAY_MAX_UNLIMITED
@@ -235,6 +236,85 @@ def test_details_give_tag_log_path_error_reasons_and_scheduler_messages() -> Non
 
 def test_details_of_unknown_jobs_are_none() -> None:
     assert q.parse_details((DATA / "qstat_j_unknown.xml").read_text()) == {}
+
+
+# -- qstat -xml -j about tasks missing from a listing (confirm_gone) ---------------------
+
+#: The jobs asked about in qstat_j_some_gone.xml; qstat_u_some_gone.xml is the listing then.
+SOME_GONE_ASKED = ["442", "443", "445", "446", "447", "448"]
+
+
+def test_qstat_j_leaves_out_the_jobs_it_no_longer_holds_when_it_holds_some() -> None:
+    # 445 ended, 446 was deleted; 442, 443, 447 and 448 are held (running, held, Eqw tasks)
+    assert q.parse_unknown_jobs((DATA / "qstat_j_some_gone.xml").read_text(), SOME_GONE_ASKED) == {"445", "446"}
+
+
+def test_qstat_j_names_the_jobs_it_no_longer_holds_when_it_holds_none() -> None:
+    assert q.parse_unknown_jobs((DATA / "qstat_j_all_gone.xml").read_text(), ["445", "446"]) == {"445", "446"}
+    assert q.parse_unknown_jobs((DATA / "qstat_j_unknown.xml").read_text(), ["998", "999", "5"]) == {"998", "999"}, (
+        "only the jobs it names"
+    )
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [captured("no_qmaster_qstat_j.json")["stdout"], "error: something\n", "<detailed_job_info></detailed_job_info>",
+     (DATA / "qstat_u_some_gone.xml").read_text()],
+    ids=["no-qmaster", "no-xml", "no-job", "a-listing"],
+)
+def test_qstat_j_answers_that_are_no_job_details_name_no_job_gone(xml: str) -> None:
+    with pytest.raises(SchedulerError):
+        q.parse_unknown_jobs(xml, ["445"])
+
+
+class CannedQstatJ(SgeCLI):
+    """An SgeCLI whose ``run`` answers with a canned ``qstat -xml -j`` (or raises ``error``)."""
+
+    def __init__(self, stdout: str = "", returncode: int = 0, error: SchedulerError | None = None) -> None:
+        super().__init__("sge", SgeOptions())
+        self.answer = subprocess.CompletedProcess(["qstat"], returncode, stdout, "")
+        self.error = error
+        self.asked: list[list[str]] = []
+
+    def run(self, argv: Any, env: Any = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        self.asked.append(list(argv))
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def test_confirm_gone_names_only_the_tasks_of_jobs_qstat_j_no_longer_knows() -> None:
+    """The listing's tasks taken as missing: only those of 445 and 446 are gone. 448.4
+    was deleted too, but its job still holds 448.3 (qw) and 448.5 (hqw), which qstat -j does
+    not list either: the two cannot be told apart, so neither is confirmed."""
+    c = CannedQstatJ((DATA / "qstat_j_some_gone.xml").read_text())
+    listed = c.parse_listing((DATA / "qstat_u_some_gone.xml").read_text())
+    records = [r for r in listed if r.array_id in SOME_GONE_ASKED]  # (444, running, was not asked about)
+    gone = c.confirm_gone(records)
+    assert c.asked == [["qstat", "-xml", "-j", ",".join(SOME_GONE_ASKED)]], "one qstat call for every job"
+    assert gone == {("445", 1), ("445", 2), ("446", 1), ("446", 2)}, gone
+
+
+def test_confirm_gone_asks_one_qstat_about_at_most_confirm_jobs_max_jobs() -> None:
+    c = CannedQstatJ((DATA / "qstat_j_unknown.xml").read_text())
+    records = [JobRecord(id=f"{j}.1", array_id=str(j), index=1, name="n", tag="", state="qw") for j in range(1000, 850, -1)]
+    c.confirm_gone(records)
+    [argv] = c.asked
+    assert argv[-1].split(",") == [str(j) for j in range(851, 851 + c.CONFIRM_JOBS_MAX)], "the lowest job numbers"
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        CannedQstatJ(captured("no_qmaster_qstat_j.json")["stdout"]),
+        CannedQstatJ(error=SchedulerError("qstat -xml -j 445 did not finish within 60 s", ["qstat"], transient=True)),
+        CannedQstatJ("", returncode=1),
+        CannedQstatJ((DATA / "qstat_j_all_gone.xml").read_text(), returncode=1),
+    ],
+    ids=["no-qmaster", "timeout", "no-answer", "exit-status-1"],
+)
+def test_confirm_gone_is_none_when_qstat_j_cannot_say(canned: CannedQstatJ) -> None:
+    assert canned.confirm_gone(canned.parse_listing((DATA / "qstat_u_some_gone.xml").read_text())) is None
 
 
 def test_listing_with_details_names_the_worker_log_and_reason() -> None:

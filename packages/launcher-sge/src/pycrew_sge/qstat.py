@@ -8,9 +8,13 @@ Pure functions of the commands' text, unit-tested on outputs captured from the r
   such as ``1-3:1``, ``3,4`` or ``1,4-9:1``; a job that is no array has no ``<tasks>``.
   Times are local ISO times (``2026-12-03T03:11:31``).
 - ``qstat -xml -j ID,ID`` details each job (its context, output path, the error reason of
-  each task in error state) and lists the scheduler's messages per job. Unknown ids come
-  back as ``<unknown_jobs>``; an unreachable qmaster as ``<comunication_error>`` (sic)
-  with exit status 0.
+  each task in error state) and lists the scheduler's messages per job. When it knows none
+  of the ids they come back as ``<unknown_jobs>``; when it knows some, the others are left
+  out without a word (the text form prints "Following jobs do not exist:" only when it
+  knows none). An unreachable qmaster comes back as ``<comunication_error>`` (sic), all
+  with exit status 0. A job it knows lists only its tasks that started or failed
+  (``JB_ja_tasks``): waiting and held tasks appear nowhere, so it cannot tell a task that
+  left a job still held from one that waits.
 - A job context cannot hold a comma (``-ac a=1,b=2`` sets two variables), and pycrew's tags
   hold commas (slot lists ``1-3,7``) but never ``+`` (their values are percent-encoded):
   the tag is stored with ``,`` written as ``+``.
@@ -19,6 +23,7 @@ Pure functions of the commands' text, unit-tested on outputs captured from the r
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -283,6 +288,26 @@ def parse_details(xml: str) -> dict[str, JobDetails]:
             messages=tuple(messages.get(number, ())),
         )
     return details
+
+
+def parse_unknown_jobs(xml: str, asked: Iterable[str]) -> set[str]:
+    """Of the jobs ``asked`` about in one ``qstat -xml -j``, those the qmaster no longer holds.
+
+    ``<unknown_jobs>`` names them when it holds none; otherwise the answer details the jobs
+    it holds and leaves the others out (see the module).
+
+    Raises:
+        SchedulerError: the output is not ``qstat -xml -j``'s (no XML, another document, no
+            job detailed), or says the qmaster was unreachable.
+    """
+    root = _root(xml, "qstat -xml -j")
+    wanted = set(asked)
+    if root.tag == "unknown_jobs":
+        return wanted & {(name.text or "").strip() for name in root.iter("ST_name")}
+    known = {job.findtext("JB_job_number", "").strip() for job in root.findall("djob_info/element")}
+    if root.tag != "detailed_job_info" or not known - {""}:
+        raise SchedulerError(f"qstat -xml -j printed no job details: {xml[:300]!r}", ["qstat"], 0, "")
+    return wanted - known
 
 
 def expand_log_path(pattern: str, job: str, task: int, name: str, user: str, home: str, host: str | None) -> str:

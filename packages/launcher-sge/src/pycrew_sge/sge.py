@@ -18,6 +18,13 @@ when this process knows its job: it submitted it (what it put in the job is kept
 submission) or saw it in the queue before. That is how core's launch watch learns within
 a second that a worker ended before it connected (an interpreter or a directory missing on
 the node), and quotes the end of its output, instead of waiting ``seconds_launch``.
+
+Where the cell keeps no zombies (``finished_jobs 0``) an ended task just vanishes; one last
+seen waiting, or all at once, is only suspect (see :mod:`pycrew.scheduler.departures`) and
+:meth:`SgeCLI.confirm_gone` asks ``qstat -xml -j`` about its job: a job the qmaster no
+longer holds has no task left, so its missing tasks leave at the next listing instead of
+after 10 s. A task of a job still held waits out the 10 s: ``qstat -j`` does not list a
+job's waiting tasks, so it cannot tell one that left from one that waits.
 """
 
 from __future__ import annotations
@@ -278,6 +285,38 @@ class SgeCLI(SchedulerCLI):
     def details_command(self, jobs: Sequence[str]) -> list[str]:
         """``qstat -xml -j 12,13,...``: the details of these jobs, in one call."""
         return [self.command("qstat"), "-xml", "-j", ",".join(jobs)]
+
+    #: Most jobs :meth:`confirm_gone` asks about in one listing (in one ``qstat -xml -j``).
+    CONFIRM_JOBS_MAX: ClassVar[int] = 100
+
+    def query_command(self, records: Sequence[JobRecord]) -> list[str] | None:
+        """``qstat -xml -j 12,13,...``: the jobs of ``records`` (tasks missing from a listing),
+        the first :attr:`CONFIRM_JOBS_MAX` by number; ``None`` if there are none."""
+        jobs = sorted({r.array_id for r in records if r.array_id.isdigit()}, key=int)[: self.CONFIRM_JOBS_MAX]
+        return self.details_command(jobs) if jobs else None
+
+    def confirm_gone(self, records: list[JobRecord]) -> set[tuple[str, int]] | None:
+        """Of ``records`` (tasks missing from a listing), those whose job the qmaster no
+        longer holds, asked in one ``qstat -xml -j`` (:meth:`query_command`).
+
+        A job it still holds keeps all its tasks here, even one that left: it lists only a
+        job's tasks that started or failed, not those that wait or are held (see
+        :mod:`pycrew_sge.qstat`). ``None`` when qstat could not be asked or its answer not
+        read (no retry: the next listing asks again).
+        """
+        argv = self.query_command(records)
+        if argv is None:
+            return None
+        try:
+            proc = self.run(argv)
+            if proc.returncode != 0:  # (not seen: qstat -xml -j says everything with exit status 0)
+                log.debug("sge: qstat -j about tasks missing from the listing exited %d: %s", proc.returncode, proc.stderr.strip())
+                return None
+            unknown = qstat.parse_unknown_jobs(proc.stdout, argv[-1].split(","))
+        except SchedulerError as exc:
+            log.debug("sge: could not ask qstat -j about tasks missing from the listing: %s", exc)
+            return None
+        return {(r.array_id, r.index) for r in records if r.array_id in unknown}
 
     def parse_listing(self, stdout: str) -> list[JobRecord]:
         """The array tasks in ``qstat -xml``'s output, states normalised (tags come from :meth:`list_jobs`)."""
