@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pycrew.control import termination
-from support import pid_gone, wait_for
+from support import pid_gone, run_script, wait_for
 
 SCRIPT = """
 import json, os, time
@@ -192,6 +192,43 @@ def test_sigterm_while_the_exit_hook_waits_for_a_stuck_callback_ends_with_143(tm
     SIGTERM; when the controller had been terminated already, it exited with status 0."""
     code, _, err = sigterm_when_ready(tmp_path, STUCK_CALLBACK.format(terminated=terminated))
     assert code == termination.EXIT_CODE, f"exit code {code}; stderr:\n{err[-3000:]}"
+
+
+INTERRUPTED_BEFORE_THE_FIRST_WAIT = """
+import weakref
+import psutil
+import pycrew
+from pycrew.control import exit_hooks
+
+c = pycrew.controller("local", workers=1, seconds_idle=3600).start()
+assert c.submit(abs, -1).result(60) == 1
+
+
+class Interrupted(weakref.WeakSet):
+    first = True
+
+    def __iter__(self):
+        if Interrupted.first:  # as a SIGTERM that lands as the exit hook begins, before any wait
+            Interrupted.first = False
+            raise SystemExit(143)
+        return super().__iter__()
+
+
+exit_hooks.live.__class__ = Interrupted
+print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)
+"""
+
+
+def test_a_sigterm_anywhere_in_the_exit_hook_ends_with_143_and_terminates_the_controllers(tmp_path: Path) -> None:
+    """CI: a SIGTERM that landed in the exit hook outside a controller's wait (listing the
+    live controllers) was "ignored in threading._shutdown": exit status 0, and the
+    controller was never terminated."""
+    proc = run_script(tmp_path, INTERRUPTED_BEFORE_THE_FIRST_WAIT)
+    assert proc.returncode == termination.EXIT_CODE, proc.stderr[-3000:]
+    assert "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
+    pids = [int(w) for w in proc.stdout.split()]
+    assert pids, proc.stdout
+    wait_for(lambda: all(pid_gone(p) for p in pids), timeout=15, message="the controller's worker outlived the program")
 
 
 def sigterm_when_ready(tmp_path: Path, program: str) -> tuple[int, str, str]:

@@ -61,9 +61,25 @@ def stop_waiting() -> bool:
 
 
 def _wait_at_exit() -> None:
-    """Interpreter exit: let every live controller's pending futures finish, then terminate it."""
+    """Interpreter exit: let every live controller's pending futures finish, then terminate it.
+
+    A SIGTERM (or Ctrl-C) may land anywhere in here, not only while a controller waits: it
+    is kept, the controllers left are terminated without waiting, and the process ends
+    with it (a second SIGTERM ends it at once, by the handler)."""
     global _interrupted, _exiting
     _exiting = True
+    while True:
+        try:
+            _finish_live()
+            break
+        except (SystemExit, KeyboardInterrupt) as exc:  # between two waits: again, now without waiting
+            _interrupted = _interrupted or exc
+    if _interrupted is not None:
+        _end_process(_interrupted)
+
+
+def _finish_live() -> None:
+    global _interrupted
     for running in list(live):
         try:
             if stop_waiting() and running.pending_futures():
@@ -83,8 +99,6 @@ def _wait_at_exit() -> None:
             callbacks.drain_all()
         except (SystemExit, KeyboardInterrupt) as exc:  # while it waited for the callbacks
             _interrupted = exc
-    if _interrupted is not None:
-        _end_process(_interrupted)
 
 
 def _end_process(interruption: BaseException) -> None:
