@@ -25,6 +25,7 @@ from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.pickling import pack_initializer
+from pycrew.control.release import OwnerRef, terminate_dropped
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
@@ -90,7 +91,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         ca = self._tls_material[2] if self._tls_material else None
         self.launcher = Scaler(self.spec, self.info, self._registry, self.options, ca)
         self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)
-        self.launcher.on_error = self._fail_futures
+        self._owner = OwnerRef(self)  # how its threads call it: see pycrew.control.release
+        self.launcher.on_error = self._owner.method("_fail_futures")
         self._dispatcher: Dispatcher | None = None
         self._ids = itertools.count(1)
         self._names = itertools.count(1)  # push's default names, task_1, task_2, ... (drawn on any thread)
@@ -171,16 +173,11 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 initializer=self._initializer,
             )
             dashboard = self._open_dashboard()  # its port first: a taken one fails before anything runs
+            call = self._owner.method
             try:
                 self._dispatcher = Dispatcher(
-                    settings,
-                    self._on_result,
-                    self._on_connect,
-                    self._on_disconnect,
-                    self._on_tick,
-                    self._on_dispatcher_failure,
-                    on_ending=self._on_ending,
-                    on_refused=self._on_refused,
+                    settings, call("_on_result"), call("_on_connect"), call("_on_disconnect"), call("_on_tick"),
+                    call("_on_dispatcher_failure"), on_ending=call("_on_ending"), on_refused=call("_on_refused"),
                     on_initializing=self.launcher.initializing,
                 )
             except Exception as exc:
@@ -192,7 +189,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.launcher.url = self._dispatcher.address
             self.launcher.dispatcher = self._dispatcher
             monitor.register_controller(self.id, self.name, self.spec.name)
-            self._dispatcher.on_demand = self._on_tick  # scale out at once when pushed tasks find no room
+            self._dispatcher.on_demand = call("_on_tick")  # scale out at once when pushed tasks find no room
             if self.spec.remote:  # a loop of pushes becomes one job array even if it pickles slowly
                 self._dispatcher.demand_window_max = SECONDS_DEMAND_REMOTE_MAX
             self._dispatcher.start()
@@ -214,7 +211,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         if n is None:
             n = 0 if self.spec.remote else 1
         if n > 0:
-            dispatcher.call_soon(lambda: self.launcher.scale(n, time.monotonic()))
+            launcher = self.launcher  # (not self: the dispatcher holds its controller weakly)
+            dispatcher.call_soon(lambda: launcher.scale(n, time.monotonic()))
 
     def terminate(self) -> None:
         """Stop the dispatcher and terminate every worker (idempotent).
@@ -299,11 +297,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.terminate()
 
     def __del__(self) -> None:
-        try:
-            if self._started and not self._terminated:
-                self.terminate()
-        except Exception:  # interpreter shutdown: nothing sensible left to do
-            pass
+        if getattr(self, "_started", False) and not self._terminated:  # (False: __init__ raised)
+            terminate_dropped(self)  # no one refers to it (nor to its unresolved tasks) any more
 
     def _check(self) -> Dispatcher:
         if self._terminated:

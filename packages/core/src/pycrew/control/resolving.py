@@ -117,6 +117,8 @@ class Resolving(Backups):
         self._status_counts["success"] += 1
         self.resolved += 1
         self._futures_resolved += 1
+        if self.pushed - self.resolved - self._abandoned <= 0:
+            self._let_go_if_idle()
         if not future.done():
             future.set_result(fields[1])
         if self._futures_resolved >= self._alarm.at:
@@ -178,6 +180,8 @@ class Resolving(Backups):
         """Dispatcher thread: count a final result and hand it on (also what a backup sends back)."""
         self._status_counts[result.status] += 1
         self.resolved += 1
+        if self.pushed - self.resolved - self._abandoned <= 0:
+            self._let_go_if_idle()
         if task.relay is not None:  # a backup's: its dashboard counts it too, as it counts it here
             if self._result_listeners:
                 self._tell_listeners(task, result)
@@ -195,6 +199,7 @@ class Resolving(Backups):
         if self._result_listeners:  # its dashboard measures the round trip from when it got the task
             task.submitted = time.monotonic()
         self.pushed += 1
+        self._owner.hold()
         dispatcher.submit(task)
         return task.id
 
@@ -258,6 +263,12 @@ class Resolving(Backups):
                 task.future.set_running_or_notify_cancel()
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(copy.copy(error))  # each its own: see Controller._check
+        self._let_go_if_idle()
+
+    def _let_go_if_idle(self) -> None:
+        """With no task unresolved, the dispatcher stops keeping the controller alive (see
+        :mod:`pycrew.control.release`): dropped, it is terminated."""
+        self._owner.let_go_if(lambda: self.pushed - self.resolved - self._abandoned <= 0)
 
     #: How long ``shutdown(cancel_futures=True)`` waits for the dispatcher to cancel the queued futures.
     SECONDS_CANCEL_WAIT = 10.0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import itertools
 
     from pycrew.control.dispatcher import Dispatcher
+    from pycrew.control.release import OwnerRef
     from pycrew.control.scaler import Scaler
     from pycrew.control.tasks import Task
 
@@ -62,6 +63,7 @@ class ControllerState:
     _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
     _forwarded: dict[int, tuple[Task, Any, int]]  # task id -> (task, backup, its id there): control.backups
     _pid: int  # the process that started the controller
+    _owner: OwnerRef  # how the dispatcher's and the launcher's threads reach it (control.release)
     _forked_from: int | None  # in a forked child's copy of a started controller: that process
 
     def _forked_message(self) -> str | None:

@@ -102,6 +102,7 @@ class Submitting(ControllerState):
         if self._result_listeners:  # a dashboard measures each task's round trip
             task.submitted = time.monotonic()
         self.pushed += 1
+        self._owner.hold()  # counted first: see OwnerRef.let_go_if
         dispatcher.submit(task)
         return future
 

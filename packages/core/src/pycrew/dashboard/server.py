@@ -26,6 +26,7 @@ import socketserver
 import sys
 import threading
 import time
+import weakref
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -285,8 +286,9 @@ class Dashboard:
         self.server.dashboard = self
         self.port: int = self.server.server_address[1]
         self.page = _page()
-        self.state = DashboardState(controller)
-        self._controller = controller
+        # Weakly, as the dispatcher does: its threads must not keep a dropped controller (pycrew.control.release).
+        self._controller = weakref.proxy(controller)
+        self.state = DashboardState(self._controller)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -317,6 +319,8 @@ class Dashboard:
         while not self._stop.is_set():
             try:
                 self.state.sample(time.monotonic())
+            except ReferenceError:  # its controller was dropped: it closes this at once
+                return
             except Exception:  # keep the page alive; the log says what went wrong
                 log.exception("dashboard of controller %r: sampling failed", self.name)
             self._stop.wait(SECONDS_SAMPLE)
@@ -324,8 +328,9 @@ class Dashboard:
     def close(self) -> None:
         """Stop serving and sampling, and close the port (idempotent; never raises)."""
         self._stop.set()
-        listeners = self._controller._result_listeners
-        self._controller._result_listeners = [f for f in listeners if f != self.state.on_result]
+        with contextlib.suppress(ReferenceError):  # a dropped controller's: it has no listeners to mind
+            listeners = self._controller._result_listeners
+            self._controller._result_listeners = [f for f in listeners if f != self.state.on_result]
         try:
             if self._threads:
                 self.server.shutdown()
