@@ -225,6 +225,35 @@ def test_tls_round_trip_and_an_untrusted_certificate(kind, make_loop):
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the sweep reads /proc/self/fd (Linux)")
+def test_tls_connections_that_never_open_are_closed_after_seconds_auth(kind, make_loop):
+    """The probe: NNG's TLS listener kept connections that never began their handshake for
+    good (one descriptor each: enough of them and no worker could connect); the socket wire
+    closed them after seconds_auth. A worker connected meanwhile keeps its connection."""
+    key, cert = self_signed("127.0.0.1")
+    loop = make_loop(kind, tls=(key, cert), seconds_auth=0.5)
+    _, host, port = split_url(loop.server.address)
+    silent = [socket.create_connection((host, port), timeout=5) for _ in range(3)]
+    channel = transport.connect(kind, loop.server.address, cert, 5.0)
+    try:
+        for s in silent:
+            s.settimeout(30)
+            try:
+                assert s.recv(100) == b"", "the server sent something to a connection that never opened"
+            except ConnectionResetError:
+                pass  # closed too
+            except TimeoutError:
+                pytest.fail("a connection that never began its TLS handshake was kept for 30 s (seconds_auth 0.5)")
+        time.sleep(1.0)  # sweeps past seconds_auth: the worker's connection is no stranger
+        for frame in (b"still", os.urandom(10_000)):
+            channel.send(frame)
+            assert channel.recv(10.0) == frame
+    finally:
+        channel.close()
+        for s in silent:
+            s.close()
+
+
 def test_socket_tls_refusal_is_immediate_and_names_the_reason(make_loop):
     key, cert = self_signed("127.0.0.1")
     loop = make_loop("socket", tls=(key, cert))

@@ -214,7 +214,7 @@ def listen(
     if transport == "nng":
         from pycrew.wire.transport.nng import NngServer
 
-        return NngServer(url, tls, bytes_max, wake)
+        return NngServer(url, tls, bytes_max, wake, seconds_auth)
     raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
 
 

@@ -38,7 +38,8 @@ def open_files_hint(exc: BaseException) -> str:
     limits = open_files_limit()
     used = "its limit" if limits is None else f"its limit of {limits[0]:,} (ulimit -n; hard limit {limits[1]:,})"
     return (
-        f"; this process has used {used}, and each connected worker holds one: raise the soft limit (ulimit -n "
+        f"; this process has used {used}; each connected worker holds one, as does each connection still "
+        "opening (anyone who reaches the port can open one; it is closed after seconds_auth): raise the soft limit (ulimit -n "
         "in the shell, or resource.setrlimit(resource.RLIMIT_NOFILE, ...) before starting the controller) "
         "or use fewer workers"
     )

@@ -18,7 +18,8 @@ dispatcher's socket takes messages of at most :data:`~pycrew.wire.protocol.HELLO
 sends a larger frame as a run of fragments (kind ``F`` while more follow, ``E`` for the
 last piece) that the server joins per pipe, up to the link's limit: 4 KiB until the
 worker has authenticated, ``bytes_max`` after. A connection that never authenticates can
-make the dispatcher hold at most 4 KiB per pipe.
+make the dispatcher hold at most 4 KiB per pipe; one whose TLS handshake never ends (NNG
+sets no deadline) is shut down after ``seconds_auth`` (:mod:`~pycrew.wire.transport.nng_pending`).
 
 NNG cannot run in a forked child (its threads are not there; it panics, "nng is not
 fork-reentrant safe", or waits forever): a child forked from a process that used it (a
@@ -43,6 +44,7 @@ from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, ConnectNotice, Handler, Link, Server, split_url
+from pycrew.wire.transport.nng_pending import PendingSweep
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,9 @@ class NngLink(Link):
 class NngServer(Server):
     """The dispatcher's polyamorous ``Pair1`` socket."""
 
-    def __init__(self, url: str, tls: tuple[str, str] | None, bytes_max: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, url: str, tls: tuple[str, str] | None, bytes_max: int, wake: Callable[[], None], seconds_auth: float = 10.0
+    ) -> None:
         self.refused = LogLimiter(log)  # connections anyone can make: warnings at a bounded rate
         use_tls, _, _ = split_url(url)
         if use_tls != (tls is not None):
@@ -182,14 +186,14 @@ class NngServer(Server):
         except pynng.NNGException:
             self.sock.close()
             raise
+        self._port = int(str(self.sock.listeners[0].local_address).rsplit(":", 1)[1])
+        self._pending = PendingSweep(self._port, seconds_auth) if tls is not None else None  # see nng_pending
 
     @property
     def address(self) -> str:
         """The URL with the port NNG bound."""
-        listener = self.sock.listeners[0]
         scheme, rest = self._url.split("://", 1)
-        host = rest.rsplit(":", 1)[0]
-        return f"{scheme}://{host}:{str(listener.local_address).rsplit(':', 1)[1]}"
+        return f"{scheme}://{rest.rsplit(':', 1)[0]}:{self._port}"
 
     # NNG's threads
 
@@ -261,7 +265,10 @@ class NngServer(Server):
         return link
 
     def maintain(self, now: float) -> None:
-        """Forget removed pipes after a minute (no late report of them comes that late)."""
+        """Forget removed pipes after a minute (no late report of them comes that late); shut
+        down TLS connections that did not open within ``seconds_auth`` (see nng_pending)."""
+        if self._pending is not None and self._pending.due(now):
+            self._pending.sweep(now, [link.pipe for link in self.links.values()] + list(self._new), self.refused)
         gone_ids = self._gone_ids
         expired = []
         for pipe_id, seen in gone_ids.items():  # oldest first: stop at the first recent one
