@@ -192,9 +192,18 @@ def test_workers_check_the_certificate_against_the_server_name_not_the_host_they
     assert c.launcher.call().env[pycrew.TLS_SERVER_NAME_ENV] == "controller.internal"
     key, cert = self_signed("127.0.0.1")
     other = pycrew.TLS(mode="custom", key=key, certificate=cert, server_name="elsewhere.example")
-    c = make_controller("local", workers=1, host="127.0.0.1", tls=other, wire=wire, launch_max=1)
-    with pytest.raises(pycrew.LaunchError, match="not trusted"):
-        c.submit(identity, "elsewhere").result(timeout=60)
+    with pytest.raises(pycrew.OptionsError, match=r"not valid for 'elsewhere\.example'"):  # found when built
+        make_controller("local", workers=1, host="127.0.0.1", tls=other, wire=wire)
+    # A worker told another name (PYCREW_TLS_SERVER_NAME) rejects the certificate itself:
+    mine = pycrew.TLS(mode="custom", key=key, certificate=cert)
+    c = make_controller("local", workers=1, host="127.0.0.1", tls=mine, wire=wire, workers_at_start=0).start()
+    call = c.launcher.call(worker=1, url=c.url)
+    c._dispatcher.authorize(call.instance, call.token, 1)
+    env = {**os.environ, pycrew.TOKEN_ENV: call.token, pycrew.TLS_CA_ENV: call.env[pycrew.TLS_CA_ENV],
+           pycrew.TLS_SERVER_NAME_ENV: "elsewhere.example"}
+    proc = subprocess.run([sys.executable, *call.args[:-2], "--seconds-launch", "3"], env=env, timeout=30,
+                          capture_output=True, text=True)
+    assert proc.returncode == 3 and "not trusted" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("entry", ["python -m pycrew.worker", "pycrew worker"])

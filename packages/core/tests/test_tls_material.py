@@ -32,5 +32,6 @@ def test_unusable_tls_material_fails_when_the_controller_is_built(material: dict
 
 
 def test_a_key_and_its_certificate_are_accepted_with_or_without_a_ca() -> None:
-    assert pycrew.controller("local", tls=pycrew.TLS(mode="custom", key=KEY, certificate=CERT)).tls.enabled
-    assert pycrew.controller("local", tls=pycrew.TLS(mode="custom", key=KEY, certificate=CERT, ca=OTHER_CERT)).tls.enabled
+    assert pycrew.controller("local", host="127.0.0.1", tls=pycrew.TLS(mode="custom", key=KEY, certificate=CERT)).tls.enabled
+    bundle = OTHER_CERT + CERT  # a CA bundle holding the certificate among others
+    assert pycrew.controller("local", host="127.0.0.1", tls=pycrew.TLS(mode="custom", key=KEY, certificate=CERT, ca=bundle)).tls.enabled

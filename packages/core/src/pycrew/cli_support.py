@@ -13,6 +13,7 @@ import click
 
 from pycrew.config_env import parse_env_value
 from pycrew.errors import PycrewError
+from pycrew.tls import hide_private_keys
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,7 +42,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _show(value: Any) -> str:
-    """A value as TOML would spell it, roughly."""
+    """A value as TOML would spell it, roughly (PEM private keys hidden: a ``tls`` table may hold one)."""
+    return hide_private_keys(_spelled(value))
+
+
+def _spelled(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and math.isinf(value):
@@ -56,7 +61,10 @@ def _show(value: Any) -> str:
 
 
 def _json_safe(value: Any) -> Any:
-    """``value`` with its infinite and NaN floats as the strings ``"inf"``, ``"-inf"`` and ``"nan"``."""
+    """``value`` with its infinite and NaN floats as the strings ``"inf"``, ``"-inf"`` and ``"nan"``, and PEM private
+    keys in its strings hidden (a ``tls`` table may hold one)."""
+    if isinstance(value, str):
+        return hide_private_keys(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pycrew.errors import OptionsError
+from pycrew.tls import hide_private_keys
 
 PROJECT_FILE = "pycrew.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -123,7 +124,22 @@ def _read(path: Path, scope: Literal["user", "project"], pyproject: bool) -> Con
     profiles = _table(data.get("profiles", {}), f"{path}:{prefix}profiles", "profiles")
     for name, table in profiles.items():
         _table(table, f"{path}:{prefix}profiles.{name}", f"profile {name!r}")
+    for table in (defaults, *profiles.values()):
+        _anchor_tls_paths(table, path.absolute().parent)
     return ConfigFile(path, scope, prefix, defaults, profiles)
+
+
+def _anchor_tls_paths(table: dict[str, Any], base: Path) -> None:
+    """Make the relative file paths of ``table``'s ``tls`` table (``key``, ``certificate``, ``ca``) relative to
+    ``base``, the directory of the file that gives them, not to the working directory of the program that reads it."""
+    tls = table.get("tls")
+    if not isinstance(tls, dict):
+        return
+    for field in ("key", "certificate", "ca"):
+        value = tls.get(field)
+        if isinstance(value, str) and value.strip() and "-----BEGIN" not in value and "\n" not in value:
+            if not value.startswith("~") and not Path(value).is_absolute():
+                tls[field] = str(base / value)
 
 
 def _project_file(cwd: str | os.PathLike[str] | None) -> ConfigFile | None:
@@ -173,4 +189,5 @@ def origins(message: str, values: dict[str, Any], sources: dict[str, str], skip:
     """
     named = dict.fromkeys(re.findall(r"\b[A-Za-z_]\w*\b", message))
     keys = [k for k in named if k in sources and k != skip and k in values]
-    return f" ({'; '.join(f'{k}={values[k]!r} from {sources[k]}' for k in keys)})" if keys else ""
+    shown = "; ".join(f"{k}={hide_private_keys(repr(values[k]))} from {sources[k]}" for k in keys)
+    return f" ({shown})" if keys else ""

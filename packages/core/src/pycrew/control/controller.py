@@ -183,8 +183,10 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             except Exception as exc:
                 if dashboard is not None:
                     dashboard.close()
+                from pycrew.tls import nng_problem  # a TLS key NNG cannot use is no matter of host= or port=
+                blame = nng_problem(*self._tls_material[:2]) if self._tls_material and self.options.wire == "nng" else None
                 raise ControllerError(
-                    f"controller {self.name!r} cannot listen on {self.launcher.url}: {exc}; choose another host= or port="
+                    f"controller {self.name!r} cannot listen on {self.launcher.url}: {exc}; {blame or 'choose another host= or port='}"
                 ) from exc
             self.launcher.url = self._dispatcher.address
             self.launcher.dispatcher = self._dispatcher

@@ -7,6 +7,7 @@ from typing import Any, Literal, overload
 from pycrew.control.controller import Controller
 from pycrew.control.sequential import SequentialController
 from pycrew.errors import OptionsError
+from pycrew.tls import nng_problem
 
 
 @overload
@@ -43,9 +44,20 @@ def controller(launcher: str = "local", workers: int | None = None, **options: A
             if chosen is not None:  # checked there as a real controller checks it (and otherwise unused)
                 options["workers"] = chosen
             return SequentialController(name=options.pop("name", None), **options)  # None: named 'sequential'
-        return Controller(launcher, 1 if chosen is None else chosen, **options)
+        built = Controller(launcher, 1 if chosen is None else chosen, **options)
+        _check_tls_for_wire(built)
+        return built
     except OptionsError as exc:
         raise _with_origins(exc, name, explicit) from exc
+
+
+def _check_tls_for_wire(c: Controller) -> None:
+    """Raise :class:`OptionsError` when ``c``'s wire cannot use its TLS key and certificate (NNG's mbedTLS
+    takes no Ed25519 key, say): found when the controller is built, not when it starts listening."""
+    if c._tls_material is not None and c.tls.mode == "custom" and c.options.wire == "nng":
+        problem = nng_problem(c._tls_material[0], c._tls_material[1])
+        if problem is not None:
+            raise OptionsError(f"tls option 'key': {problem}")
 
 
 def _with_origins(exc: OptionsError, name: str, explicit: dict[str, Any]) -> OptionsError:

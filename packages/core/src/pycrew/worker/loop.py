@@ -16,8 +16,9 @@ import threading
 
 from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
-from pycrew.wire.protocol import TLS_CA_ENV, Payload
+from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
+from pycrew.wire.transport.sockets import check_trust
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
@@ -60,15 +61,14 @@ class Worker(CommsThread):
         server_name: the name the controller's TLS certificate must be valid for (default: the URL's host).
 
     Raises:
-        ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing.
+        ValueError: ``command`` has no instance id, or uses TLS and ``ca`` is missing or not PEM certificates.
     """
 
     def __init__(self, command: WorkerCommand, token: str, ca: str | None, *, shared_process: bool = False,
                  seconds_into_job: float = 0.0, server_name: str | None = None) -> None:
         if command.instance is None:
             raise ValueError("the worker needs its instance id: resolve the array command first (WorkerCommand.resolve)")
-        if command.url.startswith("tls+") and not ca:
-            raise ValueError(f"{command.url} uses TLS but ${TLS_CA_ENV} is not set")
+        check_trust(command.url, ca)  # a TLS URL needs $PYCREW_TLS_CA, certificates TLS can load (else: exit 2, said)
         self.command = command
         self.shared_process = shared_process
         self.instance: str = command.instance

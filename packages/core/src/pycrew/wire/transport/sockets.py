@@ -19,6 +19,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from pycrew.wire.protocol import TLS_CA_ENV
+
 #: What a worker sends first: b"PYCREW", then the wire version (2 bytes).
 PREAMBLE = b"PYCREW\x00\x01"
 HEADER = struct.Struct("<Q")
@@ -143,6 +145,24 @@ def client_context(ca_pem: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ca_pem)
     return ctx
+
+
+def check_trust(url: str, ca_pem: str | None) -> None:
+    """Raise :class:`ValueError` naming ``$PYCREW_TLS_CA`` when ``url`` uses TLS and ``ca_pem`` (that variable's
+    value, which the worker trusts) is missing or is not PEM certificates TLS can load (cut short on the way, say)."""
+    if not url.startswith("tls+"):
+        return
+    if not ca_pem:
+        raise ValueError(f"{url} uses TLS but ${TLS_CA_ENV} is not set")
+    try:
+        client_context(ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        begins, ends = ca_pem.count("-----BEGIN CERTIFICATE-----"), ca_pem.count("-----END CERTIFICATE-----")
+        raise ValueError(
+            f"${TLS_CA_ENV} is not PEM certificates TLS can load ({getattr(exc, 'reason', None) or exc}; {len(ca_pem)} "
+            f"characters, {begins} '-----BEGIN CERTIFICATE-----' and {ends} '-----END CERTIFICATE-----' lines): the "
+            "controller's launcher sets it to the certificate(s) to trust; if the platform cut or changed it, pass it whole"
+        ) from None
 
 
 #: ``struct tcp_info`` (Linux): 8 one-byte fields, then 32-bit fields; the ones read here.
