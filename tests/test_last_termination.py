@@ -113,11 +113,15 @@ def test_a_terminate_hook_that_hangs_is_an_error_naming_the_workers(stalling, ne
     assert str(plugin.started[0]) in caplog.text and "pycrew monitor stalling terminate --orphans" in caplog.text
 
 
-def test_a_launch_that_returns_after_terminate_terminates_its_workers(stalling, never_connects, make_controller):
+def test_a_launch_that_returns_after_terminate_terminates_its_workers(stalling, never_connects, make_controller, caplog):
     plugin = stalling("launch")
     c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=2).start()
     assert plugin.entered.wait(30), "no launch began"
-    c.terminate()  # gives up on the launch in flight after about a second
+    with caplog.at_level(logging.ERROR, logger="pycrew.control"):
+        c.terminate()  # gives up on the launch in flight after about a second
+    # the probe read "did not return within 1 s" (half of seconds_terminate=2, unexplained) and garbled words
+    assert "1 launch or termination call(s) of launcher 'stalling' still running after 1 s of seconds_terminate=2, " \
+        "given up: a worker such a call launches late is terminated when the call returns" in caplog.text, caplog.text
     assert plugin.started and plugin.terminated == []
     plugin.release.set()
     wait_for(lambda: plugin.terminated == plugin.started, 10, message="the late launch's workers were not terminated")

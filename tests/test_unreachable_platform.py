@@ -9,6 +9,7 @@ whose qsub fails at once while qmaster is down) failed every waiting future.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,13 @@ def flaky(tmp_path: Path) -> Iterator[Flaky]:
     pycrew.unregister(plugin)
 
 
-def test_launches_are_tried_again_while_the_platform_is_unreachable(flaky, make_controller):
+def test_launches_are_tried_again_while_the_platform_is_unreachable(flaky, make_controller, caplog):
     c = make_controller("flaky", workers=1, launch_max=2).start()
     future = c.submit(abs, -4)
-    wait_for(lambda: flaky.failed >= 4, 60, message="the launcher was not tried again")
+    with caplog.at_level(logging.WARNING, logger="pycrew"):
+        wait_for(lambda: flaky.failed >= 4, 60, message="the launcher was not tried again")
+        wait_for(lambda: "failed launch 3 (past launch_max=2: the platform was unreachable)" in caplog.text, 10,
+                 message=f"the warnings past launch_max do not say so (the probe read 'past launch_max= 2'): {caplog.text}")
     assert not future.done(), f"the future failed while the platform was briefly unreachable: {future.exception()}"
     flaky.down.unlink()
     assert future.result(timeout=60) == 4

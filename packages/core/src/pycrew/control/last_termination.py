@@ -66,11 +66,12 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
         wait_futures(pending, timeout=capped(max(0.0, deadline - time.monotonic())))
     if any(not f.done() for f in pending):
         log.error(
-            "controller %r: %d launch or termination call(s) of launcher %r did not return within %g s and were "
-            "given up: workers a late launch returns are terminated then, while this process runs; if it ends "
-            "first, look for them with `pycrew monitor %s list --orphans`",
+            "controller %r: %d launch or termination call(s) of launcher %r still running after %g s of "
+            "seconds_terminate=%g, given up: a worker such a call launches late is terminated when the call "
+            "returns, if this process still runs; if it has ended, look for such workers with "
+            "`pycrew monitor %s list --orphans`",
             scaler.info.controller, sum(not f.done() for f in pending), scaler.info.name, timeout - final_min,
-            scaler.info.name,
+            timeout, scaler.info.name,
         )
     with scaler._handles_lock:
         scaler.closed = True  # a launch returning from now on terminates its own workers

@@ -266,7 +266,8 @@ class LaunchWatch:
         else:
             past = slot.failures > self.options.launch_max  # the platform unreachable: kept trying
             head = (f"worker {slot.index} of {self.info.controller!r}: failed launch {slot.failures} "
-                    f"{'past launch_max=' if past else 'of'} {self.options.launch_max}")
+                    + (f"(past launch_max={self.options.launch_max}: the platform was unreachable)" if past
+                       else f"of {self.options.launch_max}"))
             if not (terminate and explain):
                 log.warning("%s: %s", head, reason)
         if terminate and explain:
