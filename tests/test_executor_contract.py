@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import threading
 import time
 import weakref
@@ -174,6 +175,28 @@ def test_map_does_not_keep_yielded_results_alive_while_its_input_is_read(make_co
     finally:
         more.set()
     assert list(results) == []
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["never-read", "half-read"])
+def test_a_map_over_an_endless_input_stops_when_its_iterator_is_dropped(make_controller, started):
+    """An auto-window map dropped before its first next() never ran its generator's finally:
+    its feeder thread went on submitting an endless input for ever."""
+    c = make_controller("local", workers=2).start()
+    results = c.map(identity, itertools.count())
+    if started:
+        assert next(results) == 0
+    wait_for(lambda: c.summary().controller.pushed > 4, timeout=30, message="the map submitted nothing")
+    del results
+    gc.collect()
+
+    def feeders() -> int:
+        return sum(t.name == "pycrew-map-feeder" and t.is_alive() for t in threading.enumerate())
+
+    wait_for(lambda: feeders() == 0, timeout=30, message="the feeder of a dropped map goes on submitting its input")
+    pushed = c.summary().controller.pushed
+    time.sleep(0.5)
+    assert c.summary().controller.pushed == pushed, "tasks were still submitted for a dropped map"
+    assert c.pending_futures() == 0 or c.wait("all", timeout=30)
 
 
 def test_map_with_progress_counts_done_futures(make_controller):

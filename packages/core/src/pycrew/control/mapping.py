@@ -19,7 +19,7 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -270,7 +270,7 @@ def map_results(
         feeder = _Feeder(controller, submit, items, auto_window(int(workers)), AUTO_WINDOW_BYTES, auto_floor(int(workers)))
         feeder.start()
         total = _known_length(iterables)
-        return _fed_results(controller, feeder, deadline, total, progress)
+        return _Results(_fed_results(controller, feeder, deadline, total, progress), feeder)
     window = buffersize  # None (everything now) or an int (3.14: ahead of the results taken)
     futures: collections.deque[TaskFuture[Any]] = collections.deque()
 
@@ -311,6 +311,30 @@ def map_results(
     return results()
 
 
+class _Results(Iterator[T]):
+    """The auto window's results: its generator's, and once dropped (or closed) its feeder
+    stops and the futures not taken are cancelled, also before the first ``next``, when the
+    generator's ``finally`` never runs (an endless input dropped so fed workers for ever)."""
+
+    __slots__ = ("_feeder", "_results")
+
+    def __init__(self, results: Generator[T, None, None], feeder: _Feeder) -> None:
+        self._results = results
+        self._feeder = feeder
+
+    def __next__(self) -> T:
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop reading the input and cancel what was not taken (as a generator's ``close``)."""
+        self._results.close()
+        for f in self._feeder.stop():
+            f.cancel()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
     """The number of items ``zip(*iterables)`` gives, if every iterable has a length."""
     try:
@@ -321,7 +345,7 @@ def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
 
 def _fed_results(
     controller: Submitting, feeder: _Feeder, deadline: float | None, total: int | None, progress: bool
-) -> Iterator[T]:
+) -> Generator[Any, None, None]:
     bar = ProgressBar(controller, total or 0, desc=f"{controller.name} map", own=True) if progress else None
     yielded = 0
 
