@@ -178,25 +178,40 @@ def test_map_does_not_keep_yielded_results_alive_while_its_input_is_read(make_co
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["never-read", "half-read"])
-def test_a_map_over_an_endless_input_stops_when_its_iterator_is_dropped(make_controller, started):
-    """An auto-window map dropped before its first next() never ran its generator's finally:
-    its feeder thread went on submitting an endless input for ever."""
+def test_closing_a_map_over_an_endless_input_stops_it(make_controller, started):
+    """An auto-window map closed before its first next() ran no generator finally: its feeder
+    went on submitting an endless input for ever."""
     c = make_controller("local", workers=2).start()
     results = c.map(identity, itertools.count())
     if started:
         assert next(results) == 0
     wait_for(lambda: c.summary().controller.pushed > 4, timeout=30, message="the map submitted nothing")
-    del results
-    gc.collect()
+    results.close()  # type: ignore[attr-defined]
 
     def feeders() -> int:
         return sum(t.name == "pycrew-map-feeder" and t.is_alive() for t in threading.enumerate())
 
-    wait_for(lambda: feeders() == 0, timeout=30, message="the feeder of a dropped map goes on submitting its input")
+    wait_for(lambda: feeders() == 0, timeout=30, message="the feeder of a closed map goes on submitting its input")
     pushed = c.summary().controller.pushed
     time.sleep(0.5)
-    assert c.summary().controller.pushed == pushed, "tasks were still submitted for a dropped map"
-    assert c.pending_futures() == 0 or c.wait("all", timeout=30)
+    assert c.summary().controller.pushed == pushed, "tasks were still submitted for a closed map"
+    assert c.wait("all", timeout=30)
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+def test_a_map_dropped_unread_still_runs_every_task(make_controller, tmp_path):
+    """The documented contract (as concurrent.futures): every task runs whether or not you iterate."""
+    c = make_controller("local", workers=2).start()
+    c.map(_touch, [str(tmp_path / f"f{i}") for i in range(20)])  # dropped at once
+    gc.collect()
+    assert c.wait("all", timeout=60)
+    wait_for(lambda: len(list(tmp_path.iterdir())) == 20, timeout=30,
+             message=f"a map dropped unread ran {len(list(tmp_path.iterdir()))} of its 20 tasks")
+
+
+def _touch(path: str) -> None:
+    open(path, "w").close()
 
 
 def test_map_with_progress_counts_done_futures(make_controller):

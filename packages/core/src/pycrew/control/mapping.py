@@ -312,9 +312,10 @@ def map_results(
 
 
 class _Results(Iterator[T]):
-    """The auto window's results: its generator's, and once dropped (or closed) its feeder
-    stops and the futures not taken are cancelled, also before the first ``next``, when the
-    generator's ``finally`` never runs (an endless input dropped so fed workers for ever)."""
+    """The auto window's results: its generator's, and :meth:`close` stops the feeder and
+    cancels the futures not taken also before the first ``next`` (a generator's ``close``
+    then does nothing: an endless input closed unread fed the workers for ever). Dropped,
+    it does not: every task of a map runs whether or not it is iterated."""
 
     __slots__ = ("_feeder", "_results")
 
@@ -330,9 +331,6 @@ class _Results(Iterator[T]):
         self._results.close()
         for f in self._feeder.stop():
             f.cancel()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:

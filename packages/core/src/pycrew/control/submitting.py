@@ -199,7 +199,8 @@ class Submitting(ControllerState):
         background thread that keeps a window of unfinished tasks submitted (4,096, or 512
         per worker if more) and submits the next task whenever one finishes: every task runs
         whether or not you iterate, as with :mod:`concurrent.futures`, but a map over a
-        million items never holds a million pending tasks. ``buffersize=None`` submits
+        million items never holds a million pending tasks; ``close()`` on the iterator (or
+        ``cancel(all=True)``) stops reading the input and cancels what was not yielded. ``buffersize=None`` submits
         every task at once; ``buffersize=n`` (Python 3.14's semantics) submits at most ``n``
         tasks ahead of the results yielded so far. Iterating raises a task's exception when its
         turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
