@@ -462,6 +462,25 @@ def test_unschedulable(k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api,
     assert "node affinity/selector" in cond.message
 
 
+
+def test_pod_quota_refuses_pods_with_failed_create_events(
+    k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api, client.CoreV1Api]
+) -> None:
+    """As the real job controller does when a ResourceQuota refuses its pod: no pod, a Warning
+    FailedCreate event on the Job (repeats counted), and the pod once the quota allows it."""
+    batch, core = apis
+    quota = "exceeded quota: compute-resources, requested: requests.cpu=2, used: requests.cpu=1, limited: requests.cpu=2"
+    k8s_emulator.pod_quota = quota
+    name = batch.create_namespaced_job(NS, make_job("pass")).metadata.name
+    selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+    (event,) = wait_until(lambda: core.list_namespaced_event(NS, field_selector=selector).items, what="FailedCreate event")
+    assert event.type == "Warning" and event.message.startswith(f'Error creating: pods "{name}-')
+    assert event.message.endswith(f'" is forbidden: {quota}') and event.involved_object.kind == "Job"
+    assert not job_pods(core, name) and not core.list_namespaced_event(NS, field_selector="reason=Other").items
+    wait_until(lambda: core.list_namespaced_event(NS, field_selector=selector).items[0].count >= 2, what="a repeat")
+    k8s_emulator.pod_quota = None
+    assert "Complete" in conditions(wait_until(finished(batch, name), what="job finish"))
+
 def test_active_deadline(k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api, client.CoreV1Api]) -> None:
     batch, core = apis
     job = make_job("import time; time.sleep(60)", active_deadline_seconds=1)

@@ -67,6 +67,28 @@ def test_other_errors_fail_at_once_with_a_hint() -> None:
 
 
 @pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ('jobs.batch "x" is forbidden: exceeded quota: compute-resources, requested: limits.memory=2Gi, '
+         "used: limits.memory=8Gi, limited: limits.memory=8Gi",
+         "allows limits.memory=8Gi, limits.memory=8Gi is in use, and this asks for limits.memory=2Gi more. Run fewer "
+         "workers (workers=), request less per worker"),
+        ('pods "x" is forbidden: failed quota: compute-resources: must specify limits.cpu for: worker; limits.memory for: worker',
+         "refuses pods that do not set what it limits (must specify limits.cpu for: worker; limits.memory for: worker)"),
+    ],
+    ids=["exceeded", "limits required"],
+)
+def test_quota_refusals_get_a_quota_hint_not_a_permission_one(message: str, says: str) -> None:
+    """A ResourceQuota answers 403 Forbidden, as RBAC does: it was told as a missing permission."""
+    with pytest.raises(K8sApiError) as err:
+        request(Flaky(api_error(403, "Forbidden", message)), "ns", {}, policy=FAST, namespace="science")
+    text = str(err.value)
+    assert "ResourceQuota 'compute-resources', not a missing permission" in text and says in text, text
+    assert "lacks a permission" not in text and "kubectl describe resourcequota compute-resources -n science" in text, text
+    assert err.value.status == 403 and err.value.attempts == 1
+
+
+@pytest.mark.parametrize(
     ("error", "transient"),
     [
         (ConnectionRefusedError(111, "Connection refused"), True),  # no answer: the API server is down

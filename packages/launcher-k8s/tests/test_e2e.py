@@ -37,7 +37,6 @@ def _state_dir(pycrew_tmp_state_dir: Any) -> None:
     [
         ({"image": "MISSING"}, "ErrImagePull"),
         ({"node_selector": {"disktype": "ssd"}, "seconds_launch_check": 1.0}, "Unschedulable: 0/1 nodes are available"),
-        ({"python": "/no/such/python"}, "StartError"),
     ],
 )
 def test_launch_error_names_the_platforms_reason(
@@ -54,6 +53,55 @@ def test_launch_error_names_the_platforms_reason(
     message = str(err.value)
     assert "launch_max=2" in message and "PodStartError" in message, message
     assert reason in message.replace("ImagePullBackOff", "ErrImagePull"), message
+
+
+def launch_error(k8s_options: dict[str, Any], **options: Any) -> tuple[str, float]:
+    """The LaunchError of a controller whose one worker cannot start, and how long it took."""
+    started = time.monotonic()
+    c = pycrew.controller("k8s", workers=1, host="127.0.0.1", launch_max=2, seconds_launch=30, **{**k8s_options, **options})
+    try:
+        c.push(os.getpid)
+        with pytest.raises(pycrew.LaunchError) as err:
+            c.wait(timeout=60)
+    finally:
+        c.terminate()
+    return str(err.value), time.monotonic() - started
+
+
+@pytest.mark.parametrize("python", ["exit1.sh", "/no/such/python"], ids=["exits 1", "no interpreter"])
+def test_worker_that_ended_before_connecting_is_reported_as_on_other_cloud_launchers(
+    k8s_options: dict[str, Any], tmp_path: Any, python: str
+) -> None:
+    """As Cloud Run and AWS Batch report it: the worker failed before it connected, its exit code,
+    the platform's reason and the end of its log. Before, the launch hook raised, so core blamed
+    "the launcher's call to the platform"; the message showed the worker command twice and joined
+    the log lines as "log:; Traceback ...; ModuleNotFoundError ..."."""
+    if python == "exit1.sh":
+        script = tmp_path / "exit1.sh"
+        script.write_text('#!/bin/sh\necho "Traceback (most recent call last):" >&2\n'
+                          'echo "ModuleNotFoundError: No module named \'pycrew\'" >&2\nexit 1\n')
+        script.chmod(0o755)
+        python, code, says = str(script), 1, ["Error", "\n    Traceback (most recent call last):\n    ModuleNotFoundError"]
+    else:
+        code, says = 128, ["StartError", "/no/such/python"]
+    message, seconds = launch_error(k8s_options, python=python)
+    assert f"last reason: the worker failed before it connected (exit code {code})" in message, message
+    assert all(s in message for s in says), message
+    assert "launch hook failed" not in message and "launcher's call to the platform" not in message, message
+    assert message.count("-m pycrew.worker") == 1, f"the worker command should appear once: {message}"
+    assert "log:;" not in message and "; Traceback" not in message, message
+    assert seconds < 20, f"a worker that ended is reported at once, not after seconds_launch: {seconds:.1f} s"
+
+
+def test_pods_a_quota_refuses_fail_the_work_within_seconds_naming_the_quota(
+    k8s_options: dict[str, Any], emulator: K8sEmulator
+) -> None:
+    quota = "exceeded quota: compute-resources, requested: requests.cpu=1, used: requests.cpu=4, limited: requests.cpu=4"
+    emulator.pod_quota = quota
+    message, seconds = launch_error(k8s_options, cpu=1)
+    assert quota in message and "ResourceQuota 'compute-resources', not a missing permission" in message, message
+    assert "Run fewer workers" in message and "no pod yet" not in message, message
+    assert seconds < 15, f"two launches refused by a quota should fail within seconds: {seconds:.1f} s"
 
 
 def test_controller_rides_out_api_faults(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:

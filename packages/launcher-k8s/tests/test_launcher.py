@@ -109,19 +109,26 @@ def test_unschedulable_pods_are_left_to_the_controller_when_asked(k8s_options: d
         k8s.terminate(handles)
 
 
-def test_worker_without_interpreter_fails_with_the_start_error(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
-    with pytest.raises(PodStartError) as err:
-        launcher(k8s_options, python="/no/such/python").launch(calls(1))
-    assert err.value.reason.startswith("StartError") and "(exit code 128)" in err.value.reason, err.value
-    assert "'/no/such/python'" in str(err.value)
+def test_worker_without_interpreter_is_returned_for_the_monitor_to_report(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    """A pod that ended is the monitor's to report (core's launch watch then says "the worker failed
+    before it connected", as for Cloud Run and AWS Batch), not the launch hook's to raise."""
+    k8s = launcher(k8s_options, python="/no/such/python")
+    handles = k8s.launch(calls(1))
+    try:
+        [ended] = wait_for(lambda: [w for w in k8s.workers(None) if w.ended], what="the worker to be listed ended")
+        assert (ended.handle, ended.status, ended.exit_code, ended.queued) == (handles[0], "failed", 128, False), ended
+        assert ended.reason.startswith("StartError") and "/no/such/python" in ended.reason, ended
+    finally:
+        k8s.terminate(handles)
 
 
-def test_worker_that_exits_at_once_shows_its_log(
+def test_worker_that_exits_at_once_is_returned_and_listed_failed_with_its_log(
     k8s_options: dict[str, Any], emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker that cannot import pycrew, reported Failed before Running (as a real kubelet's
     once-a-second relist reports a container that lived 50 ms); the emulator's kubelet reports
-    Running for a moment, so the check looks only once the pod has failed."""
+    Running for a moment, so the check looks only once the pod has failed. Before, the launch hook
+    raised: core's LaunchError then blamed "the launcher's call to the platform"."""
     original = K8sLauncher._batch_states
 
     def after_failure(self: K8sLauncher, *args: Any) -> Any:
@@ -131,9 +138,61 @@ def test_worker_that_exits_at_once_shows_its_log(
 
     monkeypatch.setattr(K8sLauncher, "_batch_states", after_failure)
     broken = [pycrew.WorkerCall(**{**calls(1)[0].__dict__, "args": ("-m", "no_such_module_pycrew", "--seconds-launch", "30")})]
+    k8s = launcher(k8s_options)
+    handles = k8s.launch(broken)
+    try:
+        [ended] = [w for w in k8s.workers(None) if w.ended]
+        assert (ended.handle, ended.status, ended.exit_code) == (handles[0], "failed", 1), ended
+        assert "No module named no_such_module_pycrew" in k8s.logs(handles[0], tail_lines=5)
+    finally:
+        k8s.terminate(handles)
+
+
+def test_unschedulable_message_and_hint_are_joined_by_one_period(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    """The scheduler's message ends with a period: it read "... for incoming pod.. No node fits the pod"."""
+    emulator.unschedulable = True
     with pytest.raises(PodStartError) as err:
-        launcher(k8s_options).launch(broken)
-    assert "exit code 1" in str(err.value) and "No module named no_such_module_pycrew" in str(err.value), err.value
+        launcher(k8s_options, seconds_launch_check=0.5).launch(calls(1))
+    assert "victims found for incoming pod. No node fits the pod" in str(err.value), err.value
+    assert ".." not in str(err.value) and err.value.reason.endswith("incoming pod."), err.value
+
+
+QUOTA = "exceeded quota: compute-resources, requested: requests.cpu=2, used: requests.cpu=1, limited: requests.cpu=2"
+
+
+def test_pods_a_quota_refuses_fail_the_launch_within_seconds_naming_the_quota(
+    k8s_options: dict[str, Any], emulator: K8sEmulator
+) -> None:
+    """A ResourceQuota admits the Job and refuses its pods: the job controller's FailedCreate
+    events say so. Before, the launch check waited its whole window (15 s) for pods."""
+    emulator.pod_quota = QUOTA
+    started = time.monotonic()
+    with pytest.raises(PodStartError) as err:
+        launcher(k8s_options).launch(calls(2))
+    assert time.monotonic() - started < 5, "the quota should be reported within seconds, not after seconds_launch_check"
+    message = str(err.value)
+    assert err.value.reason.startswith("FailedCreate: Error creating: pods") and QUOTA in err.value.reason, message
+    assert "ResourceQuota 'compute-resources', not a missing permission" in message, message
+    assert "allows requests.cpu=2, requests.cpu=1 is in use, and this asks for requests.cpu=2 more" in message, message
+    assert "Run fewer workers" in message and "kubectl describe resourcequota compute-resources -n default" in message
+    assert err.value.pod == "" and err.value.job.startswith("default/pycrew-tests-"), err.value
+    wait_for(lambda: not jobs_left(emulator), what="the failed launch's Jobs to be deleted")
+
+
+def test_monitor_lists_a_job_whose_pod_a_quota_refuses_as_failed(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    """So that core's launch watch fails such a launch at once (e.g. the workers of a batch beyond
+    the quota while the others run), instead of after seconds_launch with "no pod yet"."""
+    emulator.pod_quota = QUOTA
+    k8s = launcher(k8s_options, seconds_launch_check=0)
+    handles = k8s.launch(calls(1))
+    try:
+        [refused] = wait_for(lambda: [w for w in k8s.workers(None) if w.state == "FailedCreate"], what="FailedCreate")
+        assert (refused.handle, refused.status, refused.queued, refused.ended) == (handles[0], "failed", True, True)
+        assert QUOTA in refused.reason and "Run fewer workers" in refused.reason, refused
+        emulator.faults.fail_next(1, status=403, only="list_namespaced_event")  # events are optional (RBAC)
+        assert [w.state for w in k8s.workers(None)] == ["Pending"] and k8s.events_forbidden
+    finally:
+        k8s.terminate(handles)
 
 
 def test_missing_secret_of_the_user_fails_after_the_check(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:

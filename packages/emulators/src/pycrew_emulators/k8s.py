@@ -11,6 +11,8 @@ plain HTTP on 127.0.0.1, so that the official ``kubernetes`` Python client can d
 * core/v1 Pods: get, list/watch, delete, deletecollection, ``log`` (``tailLines``,
   ``limitBytes``, ``follow``, ``previous``). Pods are created by Jobs only.
 * core/v1 Secrets: create, get, list/watch, delete, deletecollection.
+* core/v1 Events: get, list/watch (field selectors on ``involvedObject.*``, ``reason``,
+  ``type``); only the job controller's ``FailedCreate`` events are recorded.
 
 Every manifest received is validated with ``kubernetes-validate`` (strict: unknown
 fields are errors) plus the few semantic checks of the real API server that a launcher
@@ -29,7 +31,9 @@ Fault knobs (see :class:`K8sEmulator`): queued API errors / throttling and respo
 delay through :class:`~pycrew_emulators.faults.Faults` (answered as Kubernetes
 ``Status`` objects); image pull errors through ``runner.missing_images``; unschedulable
 pods (``unschedulable`` knob, or a ``nodeSelector`` that the single emulated node does
-not match); ``stuck`` pods that never leave ``ContainerCreating``.
+not match); ``stuck`` pods that never leave ``ContainerCreating``; ``pod_quota``: a
+ResourceQuota refuses the Jobs' pods (the job controller records ``FailedCreate`` events
+on the Job, as the real one does, and creates no pod).
 
 Not emulated: authentication (any token is accepted), namespaces as objects (every
 namespace exists), PATCH/PUT, other resource kinds, pods created directly, init and
@@ -111,12 +115,13 @@ KINDS = {
     "jobs": _Kind("jobs", "job", "batch", "Job", "batch/v1"),
     "pods": _Kind("pods", "pod", "", "Pod", "v1"),
     "secrets": _Kind("secrets", "secret", "", "Secret", "v1"),
+    "events": _Kind("events", "event", "", "Event", "v1"),
 }
 
 _ROUTES = [
     re.compile(r"^/apis/batch/v1(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>jobs)(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?/?$"),
     re.compile(
-        r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>pods|secrets)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?/?$"
+        r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>pods|secrets|events)(?:/(?P<name>[^/]+)(?:/(?P<sub>log|status))?)?/?$"
     ),
 ]
 
@@ -259,6 +264,11 @@ def _split_top_level(text: str) -> list[str]:
     return [p for p in (s.strip() for s in parts) if p]
 
 
+def _involved(key: str) -> Callable[[Obj], str]:
+    """A field selector's getter of an event's ``involvedObject.<key>``."""
+    return lambda o: str(o["involvedObject"].get(key, ""))
+
+
 _FIELD_GETTERS: dict[str, dict[str, Callable[[Obj], str]]] = {
     "jobs": {"status.successful": lambda o: str(o.get("status", {}).get("succeeded", 0))},
     "pods": {
@@ -268,6 +278,11 @@ _FIELD_GETTERS: dict[str, dict[str, Callable[[Obj], str]]] = {
         "status.podIP": lambda o: o["status"].get("podIP", ""),
     },
     "secrets": {"type": lambda o: o.get("type", "")},
+    "events": {
+        **{f"involvedObject.{k}": _involved(k) for k in ("kind", "name", "namespace", "uid")},
+        "reason": lambda o: o.get("reason", ""),
+        "type": lambda o: o.get("type", ""),
+    },
 }
 
 
@@ -411,8 +426,10 @@ class K8sEmulator:
 
     Knobs (settable at any time): ``unschedulable`` (new pods stay Pending/Unschedulable),
     ``stuck`` (pods are scheduled but stay in ContainerCreating), ``node_labels`` (labels
-    of the single node, matched against ``nodeSelector``), ``faults`` and
-    ``runner.missing_images``.
+    of the single node, matched against ``nodeSelector``), ``pod_quota`` (what a
+    ResourceQuota answers to every new pod, e.g. ``"exceeded quota: compute-resources,
+    requested: requests.cpu=2, used: requests.cpu=1, limited: requests.cpu=2"``; ``None``:
+    no quota), ``faults`` and ``runner.missing_images``.
     """
 
     def __init__(
@@ -435,6 +452,8 @@ class K8sEmulator:
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
         }
+        #: What a ResourceQuota answers to new pods (the text after ``forbidden: ``), or None.
+        self.pod_quota: str | None = None
         #: Path of the kubeconfig written by :meth:`write_kubeconfig`.
         self.kubeconfig_path: Path | None = None
         self._lock = threading.RLock()
@@ -1561,6 +1580,9 @@ class K8sEmulator:
                 c.setdefault("env", []).append(
                     {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{_JOB_INDEX_KEY}']"}}}
                 )
+        if self.pod_quota is not None:
+            self._refuse_pod(job, self._generate_name("pods", jmeta["namespace"], base), self.pod_quota)
+            return
         pod_spec.setdefault("serviceAccountName", "default")
         pod_spec.setdefault("serviceAccount", pod_spec["serviceAccountName"])
         pod_spec.setdefault("enableServiceLinks", True)
@@ -1588,6 +1610,40 @@ class K8sEmulator:
         rt.seen.add(pod["metadata"]["uid"])
         self._put("pods", pod, "ADDED")
         self._wake.set()
+
+    def _refuse_pod(self, job: Obj, name: str, why: str) -> None:
+        """The quota admission refused a pod of ``job``: a ``FailedCreate`` Warning event on the Job,
+        counted up when it repeats (the event recorder's aggregation). Needs the lock.
+
+        Guess/deviation: the real job controller retries with a growing back-off (10 s, 20 s,
+        ...); here every pass retries, so the event is updated at most once a second.
+        """
+        jmeta, now = job["metadata"], time.time()
+        message = f'Error creating: pods "{name}" is forbidden: {why}'
+        for event in self._objects("events", jmeta["namespace"]):
+            if event["involvedObject"]["uid"] == jmeta["uid"] and event["reason"] == "FailedCreate":
+                if now - _parse_ts(event["lastTimestamp"]) >= 1.0:
+                    event.update(message=message, count=event["count"] + 1, lastTimestamp=_ts(now))
+                    self._put("events", event, "MODIFIED")
+                return
+        self._put("events", {
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": {"name": f"{jmeta['name']}.{uuid.uuid4().hex[:16]}", "namespace": jmeta["namespace"],
+                         "uid": str(uuid.uuid4()), "creationTimestamp": _ts(now)},
+            "involvedObject": {"kind": "Job", "namespace": jmeta["namespace"], "name": jmeta["name"], "uid": jmeta["uid"],
+                               "apiVersion": "batch/v1", "resourceVersion": jmeta.get("resourceVersion", "")},
+            "reason": "FailedCreate",
+            "message": message,
+            "source": {"component": "job-controller"},
+            "firstTimestamp": _ts(now),
+            "lastTimestamp": _ts(now),
+            "count": 1,
+            "type": "Warning",
+            "eventTime": None,
+            "reportingComponent": "job-controller",
+            "reportingInstance": "",
+        }, "ADDED")
 
     # -- garbage collector
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pycrew import PycrewError
+from pycrew_k8s.quota import is_quota_refusal, quota_hint
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _status_of(exc: BaseException) -> tuple[int | None, str, str, float | None]:
     return status, reason, message or reason or f"HTTP {status}", retry_after
 
 
-def _hint(status: int | None, operation: str, namespace: str | None) -> str:
+def _hint(status: int | None, operation: str, namespace: str | None, message: str = "") -> str:
     where = f" in namespace {namespace!r}" if namespace else ""
     if status is None:
         return (
@@ -112,6 +113,8 @@ def _hint(status: int | None, operation: str, namespace: str | None) -> str:
         )
     if status == 401:
         return "The API server refused the credentials: renew them (e.g. the cloud CLI's login) or check the kubeconfig user."
+    if status == 403 and is_quota_refusal(message):  # a ResourceQuota answers 403 Forbidden too
+        return quota_hint(message, namespace) + "."
     if status == 403:
         return (
             f"The identity in use lacks a permission{where}: pycrew needs create/get/list/delete on jobs.batch, "
@@ -185,9 +188,9 @@ def request(
             where = f" in namespace {namespace!r}" if namespace else ""
             answer = f"HTTP {status} {reason}: {message}" if status is not None else f"no answer: {message}"
             tries = f" after {attempt} attempts over {elapsed:.1f} s" if attempt > 1 else ""
-            hint = _hint(status, name, namespace)
+            hint = _hint(status, name, namespace, message)
             raise K8sApiError(
-                f"Kubernetes API request {name}{doing}{where} failed{tries}: {answer}. {hint}".rstrip(),
+                f"Kubernetes API request {name}{doing}{where} failed{tries}: {answer.rstrip('.')}. {hint}".rstrip(),
                 name, status, reason, attempt,
             ) from exc
 

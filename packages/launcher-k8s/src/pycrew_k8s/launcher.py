@@ -5,11 +5,14 @@
 - **launch**: create each worker's Job, then its Secret (owned by the Job, so that it is
   garbage-collected with it); then watch the batch's pods for up to
   ``seconds_launch_check`` and raise :class:`PodStartError` with the platform's reason if
-  they cannot start (image pull errors, unschedulable, configuration errors, a worker that
-  exits at once). A failed launch deletes the Jobs it created.
+  they cannot start (image pull errors, unschedulable, configuration errors, pods a
+  ResourceQuota refuses). A failed launch deletes the Jobs it created. A pod that ended
+  (a worker that exited at once) is returned: the monitor reports it, as it reports every
+  worker that ended before it connected, with its exit code and core quotes its log.
 - **terminate**: delete the Jobs with background propagation (their pods and Secrets go
   too); Jobs already gone are fine. Pods that never started are logged with their reason.
-- **list**: pycrew's Jobs by label, with their pod's state, node, age and reason.
+- **list**: pycrew's Jobs by label, with their pod's state, node, age and reason (for a Job
+  without a pod, the job controller's ``FailedCreate`` event, e.g. a ResourceQuota's refusal).
 """
 
 from __future__ import annotations
@@ -25,17 +28,19 @@ from pycrew import OptionsError, PycrewError, WorkerCall, WorkerInfo
 from pycrew_k8s import manifests
 from pycrew_k8s.api import K8sApiError, RetryPolicy, request
 from pycrew_k8s.cluster import Cluster, connect
+from pycrew_k8s.listing import JOB_NAME_LABEL, job_key, pods_by_job, worker_info
 from pycrew_k8s.options import K8sOptions
-from pycrew_k8s.pods import PodState, job_failure, job_finished, newest, pod_state, timestamp, worker_status
+from pycrew_k8s.pods import PodState, create_failures, job_finished, newest, pod_state
+from pycrew_k8s.quota import is_quota_refusal, quota_hint
 
 log = logging.getLogger(__name__)
 
 #: A handle: ``<namespace>/<job name>``.
 _HANDLE = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)/([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)$")
-#: The label the Job controller puts on its pods.
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-#: Lines of a failed worker's log quoted in a launch error.
-LOG_TAIL_LINES = 20
+#: The field selector of the job controller's events about pods it could not create.
+FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
+#: A Job without a pod this long into the launch check has its events read (then once a second).
+SECONDS_EVENTS = 1.0
 
 
 class PodStartError(PycrewError):
@@ -66,7 +71,14 @@ def parse_handle(handle: Any) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def _hint(reason: str, options: K8sOptions) -> str:
+def _hint(reason: str, options: K8sOptions, namespace: str) -> str:
+    if reason.startswith("FailedCreate") and is_quota_refusal(reason):
+        return quota_hint(reason, namespace)
+    if reason.startswith("FailedCreate"):
+        return (
+            "The API server refused the Job's pod (an admission policy, such as PodSecurity or a LimitRange): "
+            "change what its message names (resources, pod_spec_extra, container_extra, ...)"
+        )
     if reason.startswith(("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")):
         return f"Check the image option ({options.image!r}: registry, name, tag) and image_pull_secrets"
     if reason.startswith("Unschedulable"):
@@ -76,10 +88,7 @@ def _hint(reason: str, options: K8sOptions) -> str:
         )
     if reason.startswith(("CreateContainerConfigError", "CreateContainerError", "RunContainerError")):
         return "Does every Secret and ConfigMap the pod uses exist (env_from_secrets, env_from_config_maps, volumes)?"
-    return (
-        f"Does the image have the interpreter {options.python!r} (the python option) with pycrew installed? "
-        f"The worker command is '{options.python} -m pycrew.worker ...'"
-    )
+    return f"Does the image have the interpreter {options.python!r} (the python option) with pycrew installed?"
 
 
 class K8sLauncher:
@@ -94,6 +103,8 @@ class K8sLauncher:
         self.name = name
         self.options = options
         self.policy = RetryPolicy(options.api_attempts_max, options.seconds_api_retry, options.seconds_api_timeout)
+        #: Listing events was refused (403): they are optional (see the README's Role), not asked for again.
+        self.events_forbidden = False
 
     @property
     def cluster(self) -> Cluster:
@@ -168,19 +179,35 @@ class K8sLauncher:
             # An earlier attempt went through although its answer was lost: the Secret is ours.
 
     def _check_start(self, cluster: Cluster, namespace: str, batch: str, jobs: list[str], calls: Sequence[WorkerCall]) -> None:
-        """Watch the batch's pods until all started, one failed, or ``seconds_launch_check`` passed."""
+        """Watch the batch's pods until all started (or ended), one cannot start, or ``seconds_launch_check`` passed.
+
+        A pod that ended (its worker exited, or its container could not run) is left to the
+        monitor, which reports it to core's launch watch with its exit code. A Job without a
+        pod gets its events read: pods refused by a ResourceQuota fail the launch at once if
+        no pod of the batch exists; otherwise the monitor reports those Jobs.
+        """
         window = min(self.options.seconds_launch_check, calls[0].seconds_launch)
         if window <= 0:
             return
-        deadline = time.monotonic() + window
+        began = time.monotonic()
+        deadline, events_due = began + window, began + SECONDS_EVENTS
         pause = 0.1
         while True:
             states = self._batch_states(cluster, namespace, batch, jobs)
+            blocked: list[tuple[str, PodState]] = []
+            if any(s is None for s in states.values()) and time.monotonic() >= events_due:
+                events_due = time.monotonic() + SECONDS_EVENTS
+                refused = self._create_failures(cluster, namespace)
+                blocked = [(j, PodState("", "Pending", "failed", refused[(namespace, j)], state="FailedCreate"))
+                           for j, s in states.items() if s is None and (namespace, j) in refused]
             started = [j for j, s in states.items() if s is not None and s.outcome == "started"]
-            failed = [(j, s) for j, s in states.items() if s is not None and s.outcome == "failed"]
-            if failed and not started:
-                raise self._start_error(cluster, namespace, failed, len(jobs))
-            if len(started) == len(jobs):
+            ended = [j for j, s in states.items() if s is not None and s.outcome == "failed" and s.phase == "Failed"]
+            failed = [(j, s) for j, s in states.items() if s is not None and s.outcome == "failed" and s.phase != "Failed"]
+            if len(blocked) == len(jobs) or (failed and not started):
+                raise self._start_error(namespace, failed or blocked, len(jobs))
+            if len(started) + len(ended) + len(blocked) == len(jobs):
+                for job, state in blocked:
+                    log.warning("k8s: worker Job %s/%s has no pod: %s", namespace, job, state.reason)
                 return
             if failed:
                 for job, state in failed:
@@ -200,16 +227,7 @@ class K8sLauncher:
                 log.info("k8s: worker Job %s/%s is not starting yet: %s", namespace, job, state.reason)
             return
         if stuck:
-            raise self._start_error(cluster, namespace, stuck, len(jobs), seconds=window)
-        missing = [j for j, s in states.items() if s is None]
-        if missing and len(missing) == len(jobs):
-            events = self._events(cluster, namespace, missing[0])
-            if events:
-                reason = f"no pod was created: {events}"
-                raise PodStartError(
-                    f"worker Job {namespace}/{missing[0]} could not start within {window:g} s: {reason}",
-                    reason, "", f"{namespace}/{missing[0]}",
-                )
+            raise self._start_error(namespace, stuck, len(jobs), seconds=window)
         log.debug("k8s: batch %s not running yet after %g s; the controller's seconds_launch decides", batch, window)
 
     def _batch_states(self, cluster: Cluster, namespace: str, batch: str, jobs: list[str]) -> dict[str, PodState | None]:
@@ -224,38 +242,36 @@ class K8sLauncher:
         return states
 
     def _start_error(
-        self, cluster: Cluster, namespace: str, failed: list[tuple[str, PodState]], total: int, seconds: float | None = None
+        self, namespace: str, failed: list[tuple[str, PodState]], total: int, seconds: float | None = None
     ) -> PodStartError:
         job, state = failed[0]
-        tail = self._log_tail(cluster, namespace, state.name) if state.phase == "Failed" else ""
         more = f" (and {len(failed) - 1} more of the batch's {total} pods)" if len(failed) > 1 else ""
         still = f" for {seconds:g} s (seconds_launch_check)" if seconds is not None else ""
-        message = f"worker pod {state.name} of Job {namespace}/{job} could not start{still}{more}: {state.reason}. " + _hint(
-            state.reason, self.options
-        )
-        if tail:
-            message += f"\nLast lines of its log:\n{tail}"
+        what = f"worker pod {state.name} of Job {namespace}/{job}" if state.name else f"worker Job {namespace}/{job}"
+        reason = state.reason.rstrip().rstrip(".")  # the scheduler's message ends with one
+        message = f"{what} could not start{still}{more}: {reason}. {_hint(state.reason, self.options, namespace)}"
         return PodStartError(message, state.reason, state.name, f"{namespace}/{job}")
 
-    def _log_tail(self, cluster: Cluster, namespace: str, pod: str) -> str:
+    def _create_failures(self, cluster: Cluster, namespace: str | None) -> dict[tuple[str, str], str]:
+        """Why Jobs in ``namespace`` (``None``: all) have no pod: :func:`~pycrew_k8s.pods.create_failures` of
+        their events. Best effort, one attempt: ``{}`` if events cannot be listed (listing them is optional)."""
+        if self.events_forbidden:
+            return {}
+        once = RetryPolicy(1, self.policy.seconds_timeout, self.policy.seconds_timeout)
         try:
-            text = request(cluster.core.read_namespaced_pod_log, pod, namespace, policy=self.policy, namespace=namespace,
-                           container=manifests.CONTAINER, tail_lines=LOG_TAIL_LINES, raw=True)
-        except K8sApiError as exc:  # the error itself matters more than its log
-            log.debug("k8s: no log of pod %s: %s", pod, exc)
-            return ""
-        return str(text or "").rstrip()
-
-    def _events(self, cluster: Cluster, namespace: str, job: str) -> str:
-        """The warning events of a Job (e.g. a ResourceQuota refusing its pod), best effort."""
-        try:
-            reply = request(cluster.core.list_namespaced_event, namespace, policy=self.policy, namespace=namespace,
-                            field_selector=f"involvedObject.name={job}", missing_ok=True)
-        except K8sApiError as exc:
-            log.debug("k8s: no events of Job %s: %s", job, exc)
-            return ""
-        items = (reply or {}).get("items") or []
-        return "; ".join(f"{e.get('reason')}: {e.get('message')}" for e in items if e.get("type") == "Warning")
+            if namespace is None:
+                events = self._items(cluster.core.list_event_for_all_namespaces, policy=once, field_selector=FAILED_CREATE)
+            else:
+                events = self._items(cluster.core.list_namespaced_event, namespace, policy=once, field_selector=FAILED_CREATE)
+            return create_failures(list(events))
+        except K8sApiError as exc:  # a diagnosis only
+            if exc.status == 403:
+                self.events_forbidden = True
+                log.info("k8s: may not list events (%s): why a Job created no pod (e.g. a ResourceQuota) is not "
+                         "reported; grant list on events (see the README's Role)", exc)
+            else:
+                log.debug("k8s: could not list the events of Jobs without a pod: %s", exc)
+            return {}
 
     # -- terminate -------------------------------------------------------------------------------
 
@@ -304,17 +320,19 @@ class K8sLauncher:
                 return
             for pod in (reply or {}).get("items") or []:
                 state = pod_state(pod)
-                if state.outcome in ("failed", "stuck"):
+                # (a pod that ended, e.g. its worker exited 1, was reported by core with its exit code and log)
+                if state.outcome in ("failed", "stuck") and state.phase != "Failed":
                     job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL)
                     log.warning("k8s: terminating worker Job %s/%s, whose pod never started: %s", namespace, job, state.reason)
 
     # -- the monitor -------------------------------------------------------------------------------
 
-    def _items(self, operation: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _items(self, operation: Any, *args: Any, policy: RetryPolicy | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a list request, page by page."""
         token: str | None = None
         while True:
-            page: dict[str, Any] = request(operation, *args, policy=self.policy, limit=500, _continue=token, **kwargs) or {}
+            page: dict[str, Any] = request(operation, *args, policy=policy or self.policy, limit=500, _continue=token,
+                                           **kwargs) or {}
             yield from page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -322,55 +340,23 @@ class K8sLauncher:
 
     def workers(self, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's workers of this launcher (of one controller, or all), with state, node, age and reason;
-        those whose Job has finished or is being deleted too, as ended (``status`` done, failed, cancelled)."""
+        those whose Job has finished or is being deleted too, as ended (``status`` done, failed, cancelled),
+        and those whose pod the API server refuses (a ResourceQuota) as failed and ``queued``."""
         cluster = self.cluster
         selector = manifests.selector(self.name, controller_id)
-        if self.options.all_namespaces:
+        namespace = None if self.options.all_namespaces else self.namespace()
+        if namespace is None:
             jobs = list(self._items(cluster.batch.list_job_for_all_namespaces, label_selector=selector))
             pods = list(self._items(cluster.core.list_pod_for_all_namespaces, label_selector=selector))
         else:
-            namespace = self.namespace()
             jobs = list(self._items(cluster.batch.list_namespaced_job, namespace, label_selector=selector))
             pods = list(self._items(cluster.core.list_namespaced_pod, namespace, label_selector=selector))
-        by_job: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for pod in pods:
-            meta = pod.get("metadata") or {}
-            by_job.setdefault((meta.get("namespace", ""), (meta.get("labels") or {}).get(JOB_NAME_LABEL, "")), []).append(pod)
-        return [self._worker_info(job, by_job) for job in jobs]
-
-    def _worker_info(self, job: dict[str, Any], by_job: dict[tuple[str, str], list[dict[str, Any]]]) -> WorkerInfo:
-        """One worker: live, or ended (its Job finished or being deleted) until the Job is gone (``seconds_ttl``)."""
-        meta = job.get("metadata") or {}
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
-        pod = newest(by_job.get((namespace, name), []))
-        state = pod_state(pod) if pod is not None else None
-        status, queued = worker_status(job, state)
-        finished = job_finished(job)
-        if status == "cancelled":
-            shown = "Terminating"
-        elif state is not None:
-            shown = state.state
-        else:
-            shown = ("Complete" if status == "done" else "Failed") if finished else "Pending"
-        worker = labels.get(manifests.WORKER, "")
-        return WorkerInfo(
-            id=name,
-            handle=f"{namespace}/{name}",
-            launcher=self.name,
-            controller=notes.get(manifests.CONTROLLER_NAME_ANNOTATION) or labels.get(manifests.CONTROLLER),
-            controller_id=labels.get(manifests.CONTROLLER_ID),
-            instance=labels.get(manifests.INSTANCE),
-            worker=int(worker) if worker.isdigit() else None,
-            state=shown,
-            host=state.node if state is not None else None,
-            started=timestamp(meta.get("creationTimestamp")),
-            reason=(state.reason if state is not None else "" if finished else "no pod yet") or job_failure(job),
-            log=f"kubectl logs --namespace {namespace} {state.name}" if state is not None else None,
-            status=status,
-            exit_code=state.exit_code if state is not None and status in ("done", "failed") and not queued else None,
-            queued=queued,
-        )
+        by_job = pods_by_job(pods)
+        live = [j for j in jobs if not job_finished(j) and not (j.get("metadata") or {}).get("deletionTimestamp")]
+        refused: dict[tuple[str, str], str] = {}
+        if any(not by_job.get(job_key(j)) for j in live):  # why a Job has no pod: its events say
+            refused = self._create_failures(cluster, namespace)
+        return [worker_info(self.name, job, by_job.get(job_key(job), []), refused.get(job_key(job), "")) for job in jobs]
 
     def logs(self, handle: str, tail_lines: int | None = None) -> str:
         """The log of a worker's pod (its newest pod), stdout and stderr.

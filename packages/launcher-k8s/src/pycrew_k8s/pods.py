@@ -133,6 +133,24 @@ def job_failure(job: dict[str, Any]) -> str:
     return ""
 
 
+def create_failures(events: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``FailedCreate: <message>`` of the newest ``FailedCreate`` event of each Job ``(namespace, name)``.
+
+    The job controller records that Warning on a Job whose pod the API server refused (a
+    ResourceQuota, PodSecurity, a LimitRange): the Job then has no pod, and nothing else says why.
+    """
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for event in events:
+        involved, meta = event.get("involvedObject") or {}, event.get("metadata") or {}
+        if event.get("reason") != "FailedCreate" or involved.get("kind") != "Job":
+            continue
+        key = (str(involved.get("namespace") or meta.get("namespace") or ""), str(involved.get("name") or ""))
+        when = str(event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or "")
+        if key not in found or when >= found[key][0]:
+            found[key] = (when, str(event.get("message") or "").strip())
+    return {key: _text("FailedCreate", message) for key, (_, message) in found.items()}
+
+
 def timestamp(text: str | None) -> float | None:
     """An RFC 3339 time (``2025-01-01T12:00:00Z``) as epoch seconds; ``None`` if absent or bad."""
     if not text:
