@@ -83,3 +83,26 @@ def test_the_monitor_reports_ended_tasks_with_status_message_and_exit_code(
     assert pycrew.Monitor("cloudrun", **cloudrun_options).list(c.id) == [], "Monitor.list shows live workers only"
     jobs.terminate([handle])
     assert not [w for w in jobs.workers(c.id) if w.ended], "a terminated worker is still listed"
+
+
+QUOTA = "Quota exceeded for quota metric 'Total CPU allocation' and limit 'Total CPU allocation per project per region'"
+
+
+def test_a_used_up_resource_quota_fails_the_launch_at_once_naming_it(
+    cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], controllers: list[pycrew.Controller]
+) -> None:
+    """A 429 whose ErrorInfo says RESOURCE_QUOTA_EXCEEDED does not refill with time: before, it was retried as a
+    rate limit, six attempts per launch and then again for seconds_unreachable (300 s here)."""
+    cloudrun_emulator.faults.throttle_next(100, code="RESOURCE_QUOTA_EXCEEDED", message=QUOTA, only="RunJob")
+    c = pycrew.controller("cloudrun", host="127.0.0.1", seconds_launch=60, launch_max=2, **cloudrun_options)
+    controllers.append(c)
+    started = time.monotonic()
+    c.push(abs, (-1,))
+    with pytest.raises(pycrew.LaunchError) as caught:
+        c.wait(timeout=30)
+    message, seconds = str(caught.value), time.monotonic() - started
+    assert seconds < 15, f"the launch failed after {seconds:.1f} s, not at once: {message}"
+    assert "a resource quota of run.googleapis.com is used up" in message and "Total CPU allocation per project per region" in message, message
+    assert "does not refill with time" in message, message
+    run_jobs = [op for op, _ in cloudrun_emulator.faults.injected if op == "RunJob"]
+    assert len(run_jobs) == 2, f"each of the launch_max=2 launches should try once, not retry: {len(run_jobs)} RunJob calls"

@@ -77,3 +77,24 @@ def test_before_retry_can_adopt_the_result_after_an_ambiguous_fault_only() -> No
     assert call_api("run", Flaky(gexc.TooManyRequests("429")), FAST, before_retry=found) == "ok"
     assert not seen, "a throttled request was not carried out: no need to look for its result"
 
+
+
+def quota_error(reason: str, **metadata: str) -> gexc.TooManyRequests:
+    """A 429 as google.api_core builds it from Google's reply, with its ErrorInfo."""
+    from google.rpc import error_details_pb2
+
+    info = error_details_pb2.ErrorInfo(reason=reason, domain="googleapis.com", metadata=metadata)
+    return gexc.TooManyRequests("Quota exceeded for quota metric 'M' and limit 'L'", error_info=info)
+
+
+def test_a_rate_limit_is_retried() -> None:
+    flaky = Flaky(quota_error("RATE_LIMIT_EXCEEDED", quota_limit="JobRunRequestsPerMinutePerRegion"))
+    assert call_api("run job j", flaky, FAST) == "ok"
+    assert flaky.calls == 2
+
+
+def test_a_used_up_resource_quota_is_reported_at_once_naming_it() -> None:
+    flaky = Flaky(quota_error("RESOURCE_QUOTA_EXCEEDED", quota_limit="CpuAllocPerProjectRegion", quota_metric="run.googleapis.com/cpu_alloc"))
+    with pytest.raises(CloudRunError, match=r"run job j failed: a resource quota \(quota_limit 'CpuAllocPerProjectRegion', quota_metric 'run.googleapis.com/cpu_alloc'\) is used up") as info:
+        call_api("run job j", flaky, FAST)
+    assert flaky.calls == 1 and not info.value.transient, "a quota that does not refill must not be retried"

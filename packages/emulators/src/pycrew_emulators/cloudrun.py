@@ -33,11 +33,12 @@ on the real API).
 Fault knobs (:attr:`CloudRunEmulator.faults`, a :class:`~pycrew_emulators.faults.Faults`):
 ``fail_next`` / ``throttle_next`` answer the next calls with that HTTP status in Google's
 JSON error form (429 becomes ``RESOURCE_EXHAUSTED`` with a ``RATE_LIMIT_EXCEEDED``
-``ErrorInfo``), the operation names passed to ``only=`` are the RPC names (``"RunJob"``,
-``"GetExecution"``, ``"GetOperation"``...); ``delay`` slows every reply; ``stuck = True``
-holds every task pending (not started) until it is set back to False; images in
-``runner.missing_images`` fail to pull: the task fails to start and the execution fails
-with a condition message.
+``ErrorInfo``, or ``RESOURCE_QUOTA_EXCEEDED`` for ``code="RESOURCE_QUOTA_EXCEEDED"``: a
+used-up allocation quota rather than a rate limit), the operation names passed to
+``only=`` are the RPC names (``"RunJob"``, ``"GetExecution"``, ``"GetOperation"``...);
+``delay`` slows every reply; ``stuck = True`` holds every task pending (not started) until
+it is set back to False; images in ``runner.missing_images`` fail to pull: the task fails
+to start and the execution fails with a condition message.
 
 A failed task says why the way Cloud Run v2 does: its ``Completed`` condition (state
 ``CONDITION_FAILED``; message ``Image '<image>' not found.`` with reason
@@ -1167,7 +1168,8 @@ def _page(items: list[Any], query: dict[str, str]) -> tuple[list[Any], str]:
 
 
 def _fault_error(fault: Fault) -> CloudRunApiError:
-    """An injected fault in Google's form; 429 becomes a quota error."""
+    """An injected fault in Google's form; 429 becomes a quota error (a rate limit, or a
+    used-up resource quota for ``code="RESOURCE_QUOTA_EXCEEDED"``)."""
     status = (
         fault.code
         if fault.code in _HTTP_OF_STATUS
@@ -1178,7 +1180,7 @@ def _fault_error(fault: Fault) -> CloudRunApiError:
         details = [
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "RATE_LIMIT_EXCEEDED",
+                "reason": "RESOURCE_QUOTA_EXCEEDED" if fault.code == "RESOURCE_QUOTA_EXCEEDED" else "RATE_LIMIT_EXCEEDED",
                 "domain": "googleapis.com",
                 "metadata": {"service": "run.googleapis.com"},
             }

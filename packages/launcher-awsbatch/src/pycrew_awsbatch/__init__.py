@@ -14,7 +14,7 @@ and job-definition helper's entry point (``AwsBatchClient.from_options(...)``).
 
 from __future__ import annotations
 
-from pycrew_awsbatch.api import AwsApi, AwsBatchError
+from pycrew_awsbatch.api import AwsApi, AwsBatchError, AwsRegionError
 from pycrew_awsbatch.client import AwsBatchClient
 from pycrew_awsbatch.jobdefs import deregister_job_definition, describe_job_definition, register_job_definition
 from pycrew_awsbatch.monitor import JobDetails
@@ -27,6 +27,7 @@ __all__ = [
     "AwsBatchClient",
     "AwsBatchError",
     "AwsBatchOptions",
+    "AwsRegionError",
     "JobDetails",
     "__version__",
     "deregister_job_definition",

@@ -5,11 +5,14 @@ what is retried and for how long: throttling, server errors (5xx) and connection
 are retried with exponential backoff and jitter, up to ``api_attempts_max`` attempts and
 ``seconds_api_retry`` seconds in total; then :class:`AwsBatchError` says which call failed,
 how often, and why. Every other error (a missing queue, missing permissions) is raised at
-once with AWS's code and message and, where one is known, a hint.
+once with AWS's code and message and, where one is known, a hint. So is a connection failure
+to the endpoint of a region botocore does not know (a mistyped ``region``):
+:class:`AwsRegionError` names the nearest known regions instead of retrying for minutes.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 import threading
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pycrew import PycrewError
+from pycrew import OptionsError, PycrewError
 from pycrew_awsbatch.options import AwsBatchOptions
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,23 @@ class AwsBatchError(PycrewError):
         #: AWS could not be reached, or kept throttling or failing past the retry budget: core
         #: then tries the launch again for a while instead of failing the work.
         self.transient = transient
+
+
+class AwsRegionError(AwsBatchError, OptionsError):
+    """The AWS region is one botocore does not know, and its endpoint could not be reached.
+
+    Raised at the first connection failure instead of retrying (a typo never heals); it is
+    an :class:`pycrew.OptionsError` too. A region botocore knows stays transient.
+
+    Attributes:
+        region: the region in use.
+        nearest: the known regions closest to it, closest first.
+    """
+
+    def __init__(self, message: str, operation: str, region: str, nearest: tuple[str, ...], attempts: int) -> None:
+        super().__init__(message, operation, "UnknownRegion", attempts)
+        self.region = region
+        self.nearest = nearest
 
 
 def error_code(exc: BaseException) -> str:
@@ -129,6 +149,7 @@ class AwsApi:
         self._lock = threading.Lock()
         self._session: Any = None
         self._clients: dict[str, Any] = {}
+        self._known_regions: dict[str, frozenset[str]] = {}
 
     def client(self, service: str) -> Any:
         """The boto3 client of ``service`` (``"batch"``, ``"logs"``, ``"secretsmanager"``, ``"ssm"``).
@@ -213,6 +234,10 @@ class AwsApi:
                 code = error_code(exc) or type(exc).__name__
                 message = error_message(exc)
                 elapsed = time.monotonic() - started
+                if code in ("EndpointConnectionError", "ConnectTimeoutError"):
+                    unknown = self.unknown_region(service, name, f"{code}: {message}", attempts)
+                    if unknown is not None:
+                        raise unknown from exc
                 if not retry:
                     hint = _HINTS.get(code)
                     raise AwsBatchError(
@@ -236,6 +261,53 @@ class AwsApi:
                 log.info("AWS %s: %s (%s), attempt %d; retrying in %.2f s", name, code, message, attempts, wait)
                 self.sleep(wait)
                 delay = min(delay * 2, 10.0)
+
+
+    def known_regions(self, service: str) -> frozenset[str]:
+        """The regions botocore knows for ``service`` or for AWS Batch, in every partition (empty if it cannot tell)."""
+        with self._lock:
+            if service not in self._known_regions:
+                session = self._session
+                known: set[str] = set()
+                try:
+                    for partition in session.get_available_partitions():
+                        for name in {service, "batch"}:
+                            known.update(session.get_available_regions(name, partition_name=partition))
+                except Exception as exc:  # botocore's data unreadable: every region counts as known (stays transient)
+                    log.debug("cannot list botocore's regions: %s", exc)
+                    known = set()
+                self._known_regions[service] = frozenset(known)
+            return self._known_regions[service]
+
+    def unknown_region(self, service: str, operation: str, failure: str, attempts: int) -> AwsRegionError | None:
+        """The error for a connection failure of ``service`` whose region botocore does not know, or
+        ``None`` when the region is known (the failure is transient) or the endpoint does not come
+        from the region (``endpoint_url``, or one from the AWS config or environment)."""
+        client = self._clients.get(service)
+        if client is None or self.options.endpoint_url is not None:
+            return None
+        region = str(client.meta.region_name or "")
+        known = self.known_regions(service)
+        if not region or not known or region in known or region not in str(client.meta.endpoint_url):
+            return None
+        nearest = tuple(difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.5))
+        where = ("the awsbatch option 'region'" if self.options.region is not None
+                 else "the AWS region from the environment or profile (AWS_REGION, AWS_DEFAULT_REGION, the profile's "
+                      "region; the awsbatch option 'region' is not set)")
+        try:
+            import botocore  # type: ignore[import-untyped,unused-ignore]
+
+            version = f" {botocore.__version__}"
+        except ImportError:  # pragma: no cover - boto3 depends on it
+            version = ""
+        return AwsRegionError(
+            f"AWS {operation} failed: {where} is {region!r}, a region botocore{version} does not know for "
+            f"AWS Batch, and its endpoint {client.meta.endpoint_url} cannot be reached ({failure}); "
+            + (f"nearest known regions: {', '.join(nearest)}. " if nearest else "")
+            + "Set region= to the region of your job queue (e.g. 'us-east-1'); if it is a region newer than "
+            "this botocore, upgrade boto3 and botocore, or set endpoint_url= to the region's AWS Batch endpoint",
+            operation, region, nearest, attempts,
+        )
 
 
 def _camel(snake: str) -> str:

@@ -19,7 +19,8 @@ from pycrew_cloudrun.cloudrun import CloudRunJobs
 from pycrew_cloudrun.options import CloudRunOptions
 from pycrew_cloudrun.records import CloudRunHandle, ExecutionInfo
 from pycrew_cloudrun.retry import CloudRunError, RetryPolicy
+from pycrew_cloudrun.stopping import NotTerminatedError
 
 __version__ = "0.1.0"
 
-__all__ = ["CloudRunError", "CloudRunHandle", "CloudRunJobs", "CloudRunOptions", "ExecutionInfo", "RetryPolicy", "__version__"]
+__all__ = ["CloudRunError", "CloudRunHandle", "CloudRunJobs", "CloudRunOptions", "ExecutionInfo", "NotTerminatedError", "RetryPolicy", "__version__"]

@@ -52,7 +52,12 @@ class CloudRunPlugin(pycrew.LauncherPlugin[CloudRunOptions, CloudRunJobs]):
         return list(self.client(options).launch(calls))
 
     def terminate(self, launcher: LauncherInfo, options: CloudRunOptions, handles: Sequence[Any]) -> None:
-        """Cancel the executions whose live tasks are all to stop; ended ones are fine."""
+        """Cancel the executions whose live tasks are all to stop; ended ones are fine.
+
+        Raises:
+            NotTerminatedError: a monitor's task could not be stopped alone (see
+                :meth:`CloudRunJobs.terminate`); the message says why and what to do.
+        """
         self.client(options).terminate(handles)
 
     def list_workers(self, launcher: LauncherInfo, options: CloudRunOptions, controller_id: str | None) -> list[WorkerInfo]:

@@ -23,12 +23,16 @@ class CloudRunHandle:
         index: the task index (``CLOUD_RUN_TASK_INDEX``).
         instance: the worker's instance id.
         task_count: how many tasks the execution has.
+        listed: the handle comes from the monitor's listing (``pycrew_list_workers``), not
+            from a launch: terminating it asks for the task to stop now (see
+            :mod:`pycrew_cloudrun.stopping`). Not compared: both name the same task.
     """
 
     execution: str
     index: int
     instance: str
     task_count: int
+    listed: bool = field(default=False, compare=False)
 
     @property
     def job(self) -> str:

@@ -3,6 +3,12 @@
 Every request of the launcher goes through :func:`call_api` with the client library's own
 retries turned off (``retry=None``), so that one bounded policy applies everywhere: at most
 ``attempts`` tries and ``seconds_total`` of waiting, exponential backoff with jitter.
+
+Google answers both a rate limit and a used-up allocation quota with 429 /
+``RESOURCE_EXHAUSTED``; the error's ``google.rpc.ErrorInfo`` tells them apart (reason
+``RATE_LIMIT_EXCEEDED`` or ``RESOURCE_QUOTA_EXCEEDED``). A rate limit refills with time and
+is retried; a resource quota does not, and is reported at once (:func:`resource_quota`).
+Without an ``ErrorInfo`` a 429 counts as a rate limit.
 """
 
 from __future__ import annotations
@@ -83,6 +89,25 @@ class RetryPolicy:
         return float(base * (0.5 + random.random() / 2))
 
 
+#: ``google.rpc.ErrorInfo`` reason of a used-up allocation quota (google.api.ErrorReason).
+RESOURCE_QUOTA_EXCEEDED = "RESOURCE_QUOTA_EXCEEDED"
+
+
+def resource_quota(exc: BaseException) -> str | None:
+    """The quota a 429 / ``RESOURCE_EXHAUSTED`` error says is used up, if it is an allocation
+    quota (``ErrorInfo`` reason ``RESOURCE_QUOTA_EXCEEDED``), not a rate limit; else ``None``.
+
+    Named by its ``quota_limit`` and ``quota_metric`` when the error carries them (Google's
+    message, quoted with it, names it too).
+    """
+    if not isinstance(exc, gexc.TooManyRequests | gexc.ResourceExhausted) or exc.reason != RESOURCE_QUOTA_EXCEEDED:
+        return None
+    meta = exc.metadata or {}
+    named = [f"{key} {meta[key]!r}" for key in ("quota_limit", "quota_metric") if meta.get(key)]
+    service = f" of {meta['service']}" if meta.get("service") else ""
+    return f"a resource quota{service} ({', '.join(named)})" if named else f"a resource quota{service}"
+
+
 def hint(exc: BaseException, permission: str = "") -> str:
     """What to do about a permanent API error."""
     if isinstance(exc, gexc.Forbidden):  # gRPC's PermissionDenied is one; REST's 403 is Forbidden itself
@@ -134,6 +159,14 @@ def call_api(
         except passthrough:
             raise
         except TRANSIENT as exc:
+            quota = resource_quota(exc)
+            if quota is not None and isinstance(exc, gexc.GoogleAPICallError):  # no refill with time: do not retry
+                raise CloudRunError(
+                    f"{what} failed: {quota} is used up ({type(exc).__name__}: {exc.message}); it does not refill with time "
+                    f"as a rate limit does: free some of it (end executions that hold it) or ask for more (Cloud "
+                    f"console, IAM & Admin > Quotas), then try again",
+                    what, attempt,
+                ) from exc
             elapsed = time.monotonic() - start
             pause = policy.pause(attempt)
             if attempt >= policy.attempts or elapsed + pause > policy.seconds_total:
