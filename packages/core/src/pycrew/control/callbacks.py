@@ -131,15 +131,21 @@ class CallbackRunner:
                 continue
             future, callbacks = item
             try:
-                for callback in callbacks:
-                    try:
-                        callback(future)
-                    except BaseException:  # one callback must not stop the others, nor this thread
-                        log.exception("exception calling callback for %r", future)
+                _call_each(future, callbacks)
             finally:
-                del future, callbacks, item  # a result must not stay alive here until the next one
+                # A result must not stay alive here until the next one, nor a callback (its
+                # closure may hold the controller, which is released once unused: see release).
+                del future, callbacks, item
                 with self._lock:
                     self._pending -= 1
+
+
+def _call_each(future: Any, callbacks: list[Callable[[Any], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback(future)
+        except BaseException:  # one callback must not stop the others, nor this thread
+            log.exception("exception calling callback for %r", future)
 
 
 _runners: weakref.WeakSet[CallbackRunner] = weakref.WeakSet()

@@ -17,7 +17,7 @@ from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrew import monitor
-from pycrew.control import callbacks, exit_hooks, termination
+from pycrew.control import callbacks, exit_hooks, release, termination
 from pycrew.control.alarm import ResolutionAlarm
 from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
@@ -205,6 +205,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             live.add(self)
         register_exit_hook()
         termination.install()
+        release.start_thread()  # (here: a finalizer cannot start it)
         return self
 
     def _launch_at_start(self, dispatcher: Dispatcher) -> None:

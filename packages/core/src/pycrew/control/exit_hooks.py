@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
-from pycrew.control import callbacks, termination
+from pycrew.control import callbacks, release, termination
 
 if TYPE_CHECKING:
     from pycrew.control.controller import Controller
@@ -92,6 +92,7 @@ def _finish_live() -> None:
                         "terminated", running.name, type(exc).__name__)
         except Exception:  # one controller's failure must not keep the others running
             log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
+    release.finish_at_exit()  # those dropped (see pycrew.control.release) and not terminated yet
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
     if not stop_waiting():  # (interrupted, or signalled: a stuck callback must not hold the process)

@@ -18,6 +18,7 @@ A future keeps its controller: a future that finished is only released with its 
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 import weakref
@@ -50,7 +51,8 @@ class OwnerRef:
         """A function calling the owner's method ``name`` while the owner lives."""
 
         def call(*args: Any) -> Any:
-            owner = self.held if self.held is not None else self.ref()
+            held = self.held  # (read once: the dispatcher's thread may let go meanwhile)
+            owner = held if held is not None else self.ref()
             return None if owner is None else getattr(owner, name)(*args)
 
         call.__name__ = call.__qualname__ = name
@@ -72,22 +74,54 @@ class OwnerRef:
                 self.held = owner
 
 
-def terminate_dropped(controller: _Terminable) -> None:
-    """``controller.__del__``: terminate a started controller no one refers to any more.
+_handed: queue.SimpleQueue[_Terminable] = queue.SimpleQueue()  # put() is safe in a finalizer
+_releasing: list[_Terminable] = []  # taken by the release thread, being terminated
+_thread: threading.Thread | None = None
+_thread_lock = threading.Lock()
 
-    On a new thread (non-daemon: the interpreter waits for it at exit): the collection that
-    found it may run on any thread, in the middle of anything, and terminating may take
-    ``seconds_terminate``. At interpreter exit, where no thread can start, it is terminated
-    here (the exit hook has terminated those it knew already).
-    """
-    name = f"pycrew-release-{controller.name}"
-    try:
-        if not sys.is_finalizing():
-            threading.Thread(target=_terminate, args=(controller,), name=name).start()
-            return
-    except RuntimeError:  # "can't create new thread at interpreter shutdown"
-        pass
-    _terminate(controller)
+
+def start_thread() -> None:
+    """Start the release thread if it does not run (``Controller.start``): a finalizer may not
+    start one (a thread's start takes locks the collecting thread may hold)."""
+    global _thread
+    with _thread_lock:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="pycrew-release", daemon=True)
+            _thread.start()
+
+
+def terminate_dropped(controller: _Terminable) -> None:
+    """``controller.__del__``: hand a started controller no one refers to any more to the
+    release thread, which terminates it (terminating may take ``seconds_terminate``, and the
+    collection that found it may run on any thread, in the middle of anything). At
+    interpreter exit nothing is done: no thread can start then, and terminating starts some;
+    the exit hook has terminated the controllers it knew."""
+    if not sys.is_finalizing():
+        _handed.put(controller)
+
+
+def _run() -> None:
+    while True:
+        controller = _handed.get()
+        _releasing.append(controller)
+        try:
+            _terminate(controller)
+        finally:
+            _releasing.remove(controller)
+            del controller
+
+
+def finish_at_exit() -> None:
+    """The exit hook: terminate, here, the controllers handed over and not terminated yet (the
+    release thread is a daemon: it would not outlive the interpreter)."""
+    left = list(_releasing)
+    while True:
+        try:
+            left.append(_handed.get_nowait())
+        except queue.Empty:
+            break
+    for controller in left:
+        _terminate(controller)  # (terminate() waits for the release thread's, if it runs)
 
 
 def _terminate(controller: _Terminable) -> None:

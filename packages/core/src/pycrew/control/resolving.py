@@ -263,7 +263,7 @@ class Resolving(Backups):
                 task.future.set_running_or_notify_cancel()
             elif not task.future.done() and (task.running or task.future.set_running_or_notify_cancel()):
                 task.future.set_exception(copy.copy(error))  # each its own: see Controller._check
-        self._let_go_if_idle()
+        self._owner.let_go_if(lambda: True)  # its launches failed for good: no pushed task left queued can run
 
     def _let_go_if_idle(self) -> None:
         """With no task unresolved, the dispatcher stops keeping the controller alive (see

@@ -250,6 +250,8 @@ class Submitting(ControllerState):
                 done.set()
 
         dispatcher.call_soon(run)
+        if threading.current_thread() is dispatcher.thread:  # a finalizer (a map's) run by a collection there:
+            return 0  # it cannot wait for itself; the cancel happens at its next turn
         while not done.wait(0.1):
             if dispatcher.finished:  # the loop is gone (its tasks were failed): nothing to cancel
                 return 0

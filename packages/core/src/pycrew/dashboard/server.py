@@ -248,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except (BrokenPipeError, ConnectionResetError):  # the browser went away mid-answer: nothing to tell it
             log.debug("dashboard client %s went away", self.client_address[0])
+        except ReferenceError:  # its controller was dropped and is being terminated (see pycrew.control.release)
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, f"controller {dashboard.name!r} has ended")
         except Exception as exc:
             log.exception("dashboard of controller %r failed to answer %s", dashboard.name, url.path)
             self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"the dashboard failed: {type(exc).__name__}: {exc}")
