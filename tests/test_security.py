@@ -122,6 +122,32 @@ def test_worker_process_with_wrong_token_never_comes_online(make_controller, wir
     assert c.summary().controller.workers_online == 0
 
 
+def test_a_worker_dialing_a_tls_controller_without_tls_is_told_it_may_be_tls_not_its_token(make_controller):
+    """Probe: told only "was refused: the controller closed the connection", which reads as a
+    token problem; the controller dropped it before its challenge, as TLS does to a plain dial."""
+    c = make_controller("local", workers=1, tls="automatic", workers_at_start=0).start()
+    assert c.url.startswith("tls+tcp://")
+    call = c.launcher.call(worker=1, url=c.url)
+    plain = [a.replace("tls+tcp://", "tcp://") for a in call.args[:-2]]
+    env = {**os.environ, pycrew.TOKEN_ENV: call.token}
+    proc = subprocess.run([sys.executable, *plain, "--seconds-launch", "3"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "before it sent its challenge, so not for its token" in proc.stderr, proc.stderr[-2000:]
+    assert "tls+tcp://" in proc.stderr
+
+
+def test_a_worker_refused_for_its_token_gets_no_tls_hint(make_controller):
+    c = make_controller("local", workers=1, workers_at_start=0).start()
+    call = c.launcher.call(worker=1, url=c.url)
+    c._dispatcher.authorize(call.instance, call.token, 1)
+    env = {**os.environ, pycrew.TOKEN_ENV: "0" * 64}
+    proc = subprocess.run([sys.executable, *call.args[:-2], "--seconds-launch", "3"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3 and "was refused" in proc.stderr, proc.stderr[-2000:]
+    assert "challenge" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_worker_without_token_exits_with_a_clear_message():
     env = {k: v for k, v in os.environ.items() if k != pycrew.TOKEN_ENV}
     proc = subprocess.run(

@@ -18,7 +18,7 @@ from pycrew.wire import clock, transport
 from pycrew.wire import protocol as p
 from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
-from pycrew.wire.transport.sockets import check_trust
+from pycrew.wire.transport.sockets import check_trust, refusal_hint
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
@@ -82,6 +82,7 @@ class Worker(CommsThread):
         # ends (no polling: a thousand connecting loops in one process cannot afford it).
         self.settled = threading.Event()
         self.stop_reason = ""
+        self.challenged = False  # the controller sent its challenge (a refusal before it is no token's)
         self.initializer: bytes | None = None  # the controller's, from the WELCOME (see pycrew.worker.initializer)
         self.frames_received = 0
         self.last_seen = clock.monotonic()
@@ -167,7 +168,7 @@ class Worker(CommsThread):
             if self.acknowledge and busy:
                 self._send(self._beat())
         elif kind == p.CHALLENGE:
-            nonce = p.decode_challenge(frame)
+            nonce, self.challenged = p.decode_challenge(frame), True
             self._send(p.encode_hello(self.token, nonce, self.instance, self.command.worker, self.command.tasks_max))
         elif kind == p.WELCOME:
             body = p.decode_json(frame)
@@ -272,8 +273,7 @@ class Worker(CommsThread):
         except transport.ConnectFailed as exc:
             log.error("pycrew worker %s %s", self.instance, exc)
             return EXIT_NO_CONNECTION
-        # In a shared process the comms thread reads every frame: direct reads by the idle
-        # main thread make it poll every 50 ms, which a thousand loops per process cannot afford.
+        # A shared process's comms thread reads every frame (the idle main thread's reads poll every 50 ms).
         self.direct = self.channel.interruptible and not self.shared_process
         self.acknowledge = self.channel.acknowledges
         if not self.shared_process:  # signal handlers belong to the process (and its main thread)
@@ -290,13 +290,13 @@ class Worker(CommsThread):
             ).start()
         comms = threading.Thread(target=self._comms, name="pycrew-worker-comms", daemon=True)
         comms.start()
-        # seconds_launch bounds reaching the controller; once connected, the handshake gets
-        # SECONDS_HANDSHAKE more at least: giving up just as the WELCOME (and tasks) come
-        # would lose those tasks with the worker, counted as crashes.
+        # seconds_launch bounds reaching the controller; the handshake then gets SECONDS_HANDSHAKE more at
+        # least: giving up just as the WELCOME (and tasks) come would lose those tasks, counted as crashes.
         self.settled.wait(clock.capped(max(SECONDS_HANDSHAKE, deadline - clock.monotonic())))
         if not self.welcomed.is_set():
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
-                log.error("pycrew worker %s was refused by %s: %s", self.instance, a.url, self.stop_reason)
+                log.error("pycrew worker %s was refused by %s: %s%s", self.instance, a.url, self.stop_reason,
+                          refusal_hint(a.url, self.challenged))
             else:
                 log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
             self.channel.close()

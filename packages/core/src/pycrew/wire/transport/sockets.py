@@ -165,6 +165,18 @@ def check_trust(url: str, ca_pem: str | None) -> None:
         ) from None
 
 
+def refusal_hint(url: str, challenged: bool) -> str:
+    """What to add to "was refused: ..." for a worker the controller dropped before it sent its
+    challenge (``challenged``: it did): no token was looked at, and a controller that uses TLS
+    drops a worker that dials it without TLS just so."""
+    if challenged or url.startswith("tls+"):
+        return ""
+    return (
+        " before it sent its challenge, so not for its token: a controller that uses TLS does this to a worker "
+        "that dials it without TLS; if it does, its URL starts with tls+tcp:// (the launcher's call gives it)"
+    )
+
+
 #: ``struct tcp_info`` (Linux): 8 one-byte fields, then 32-bit fields; the ones read here.
 _TCP_INFO = struct.Struct("<B7x" + "I" * 13)
 _TCP_ESTABLISHED = 1
