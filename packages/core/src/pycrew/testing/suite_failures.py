@@ -174,7 +174,10 @@ class FailureTests(SuiteFixtures):
         monitor: pycrew.Monitor,
         stray_handles: list[Any],
     ) -> None:
-        """A worker whose controller has ended is an orphan; a running controller's worker is not."""
+        """A worker whose controller has ended is an orphan; a running controller's worker is not.
+
+        The orphan is launched from this process; ``test_10`` checks that the monitor also
+        finds the workers of a controller that ran in another process (and was killed)."""
         require(launcher_spec, "monitor", "orphans", "never_connected")
         timeout = launcher_config.seconds_timeout
         dead = controllers(workers=1)

@@ -91,8 +91,11 @@ class IsolationTests(SuiteFixtures):
         request.addfinalizer(lambda: monitor.terminate(monitor.list(controller_id)))
         ready = message(3 * timeout)
         assert ready.get("ready"), f"the child controller's workers never came online: {ready}. {CONNECT_HINT}"
-        assert len(monitor.list(controller_id)) == 2, (
-            f"the monitor should list 2 workers: {monitor.list(controller_id)}"
+        listed = monitor.list(controller_id)
+        assert len(listed) == 2, (
+            f"the monitor should list the 2 workers of a controller running in another process, and lists "
+            f"{listed}: a monitor must find workers by asking the platform (or files every process shares), "
+            "not from what this process launched"
         )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
