@@ -169,9 +169,18 @@ class LauncherOptions:
 
     Subclasses add fields with annotations and defaults, and may override
     :meth:`validate` for checks beyond types (raise :class:`OptionsError` there).
+
+    Set the class variable ``owner`` (``owner: ClassVar[str] = "slurm"``) to the
+    launcher's name: it is not a field and not an option, only the name that the
+    :class:`OptionsError` messages about these options start with, so that users see
+    which launcher's option is wrong (``slurm option 'cpus' must be ...``, ``unknown
+    slurm option(s): ...``, ``slurm option(s) 'queue' have no default ...``). Pass it
+    to :func:`pycrew.require` in :meth:`validate` too. Left unset, messages say
+    ``launcher option ...``. It changes nothing else: the launcher's name is the one
+    its plugin registers.
     """
 
-    #: Name used in error messages; subclasses set it (e.g. ``"slurm"``).
+    #: Name used in error messages; subclasses set it to the launcher's name (e.g. ``"slurm"``).
     owner: ClassVar[str] = "launcher"
 
     def __post_init__(self) -> None:

@@ -31,6 +31,10 @@ class LauncherConfig:
             any of them must raise :class:`pycrew.OptionsError` naming the option.
         bad_launch_options: valid options under which launches fail (a missing
             interpreter, image or partition); ``None`` skips the launch-failure test.
+            They are merged over ``options`` (and ``controller_options``), not used
+            instead of them: give only the keys that make launches fail; every other
+            key keeps its value from ``options``. They may not set ``workers``,
+            ``launch_max`` or ``seconds_launch``, which that test sets itself.
         seconds_launch: ``seconds_launch`` of the suite's controllers: how long a worker
             may take to start and connect on this platform.
         seconds_launch_failure: ``seconds_launch`` for the launch-failure test, short so
