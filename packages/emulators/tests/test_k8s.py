@@ -15,6 +15,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from pycrew_emulators.k8s import K8sEmulator, LabelSelector
+from pycrew_emulators.k8s_resources import parse_quantity
 
 T = TypeVar("T")
 NS = "default"
@@ -512,3 +513,118 @@ def test_indexed_job_and_ttl(apis: tuple[client.BatchV1Api, client.CoreV1Api]) -
     # ttlSecondsAfterFinished: the job and its pods go away by themselves.
     wait_until(lambda: not batch.list_namespaced_job(NS).items, timeout=10, what="TTL deletion")
     wait_until(lambda: not job_pods(core, name), timeout=10, what="pods deleted with the job")
+
+
+# --------------------------------------------------------------------------- namespaces and resources
+
+
+def with_resources(job: client.V1Job, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> client.V1Job:
+    job.spec.template.spec.containers[0].resources = client.V1ResourceRequirements(requests=requests, limits=limits)
+    return job
+
+
+def refusal(fn: Any, *args: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(ApiException) as err:
+        fn(*args)
+    return err.value.status, json.loads(err.value.body)
+
+
+def test_parse_quantity() -> None:
+    assert parse_quantity("500m") == parse_quantity(0.5) == parse_quantity("0.5")
+    assert parse_quantity("1Gi") == 2**30 and parse_quantity("1G") == 10**9 and parse_quantity("1e3") == 1000
+    for bad in ("4GBs", "lots", "1.2.3", "1Gx"):
+        with pytest.raises(ValueError):
+            parse_quantity(bad)
+
+
+def test_create_in_a_missing_namespace_is_not_found(
+    k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api, client.CoreV1Api]
+) -> None:
+    batch, core = apis
+    status, body = refusal(batch.create_namespaced_job, "nope", make_job("pass"))
+    assert (status, body["reason"], body["message"]) == (404, "NotFound", 'namespaces "nope" not found'), body
+    assert body["details"] == {"name": "nope", "kind": "namespaces"}
+    secret = client.V1Secret(metadata=client.V1ObjectMeta(name="s"), string_data={"k": "v"})
+    assert refusal(core.create_namespaced_secret, "nope", secret)[0] == 404
+    assert batch.list_namespaced_job("nope").items == []  # listing a missing namespace is empty, as for real
+    k8s_emulator.namespaces.add("nope")
+    assert batch.create_namespaced_job("nope", make_job("pass")).metadata.namespace == "nope"
+
+
+@pytest.mark.parametrize(
+    ("requests", "limits", "message"),
+    [
+        ({"cpu": "2"}, {"cpu": "1"}, 'resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1'),
+        ({"memory": "2Gi"}, {"memory": "1Gi"},
+         'resources.requests: Invalid value: "2Gi": must be less than or equal to memory limit of 1Gi'),
+        ({"nvidia.com/gpu": "1"}, {"nvidia.com/gpu": "2"},
+         'resources.requests: Invalid value: "1": must be equal to nvidia.com/gpu limit of 2'),
+        (None, {"cpu": "-1"}, 'resources.limits[cpu]: Invalid value: "-1": must be greater than or equal to 0'),
+    ],
+)
+def test_invalid_resources_are_refused_as_invalid(
+    apis: tuple[client.BatchV1Api, client.CoreV1Api], requests: Any, limits: Any, message: str
+) -> None:
+    batch, _ = apis
+    status, body = refusal(batch.create_namespaced_job, NS, with_resources(make_job("pass", name="res"), requests, limits))
+    assert (status, body["reason"]) == (422, "Invalid"), body
+    assert body["message"] == f'Job.batch "res" is invalid: spec.template.spec.containers[0].{message}', body
+    assert not batch.list_namespaced_job(NS).items
+
+
+def test_malformed_quantity_is_a_bad_request(apis: tuple[client.BatchV1Api, client.CoreV1Api]) -> None:
+    batch, _ = apis
+    body = batch.api_client.sanitize_for_serialization(make_job("pass", name="res"))
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"memory": "4GBs"}}
+    status, answer = refusal(create_raw_job, batch.api_client, body)
+    assert (status, answer["reason"]) == (400, "BadRequest"), answer
+    assert answer["message"].startswith('Job in version "v1" cannot be handled as a Job: quantities must match'), answer
+
+
+def test_pod_requesting_more_than_the_node_has_is_unschedulable_and_defaults_requests(
+    k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api, client.CoreV1Api]
+) -> None:
+    batch, core = apis
+    k8s_emulator.node_capacity = {"cpu": "2", "memory": "4Gi", "pods": "110"}
+    # Only limits: the pod's requests default to them (3 cpu > 2, 8Gi > 4Gi).
+    job = with_resources(make_job("pass"), limits={"cpu": "3", "memory": "8Gi"})
+    name = batch.create_namespaced_job(NS, job).metadata.name
+
+    def unschedulable() -> Any:
+        pods = job_pods(core, name)
+        conds = {c.type: c for c in (pods[0].status.conditions or [])} if pods else {}
+        cond = conds.get("PodScheduled")
+        return cond if cond is not None and cond.reason == "Unschedulable" else None
+
+    cond = wait_until(unschedulable, what="Unschedulable condition")
+    assert cond.message.startswith("0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory. preemption:"), cond.message
+    (pod,) = job_pods(core, name)
+    assert pod.spec.containers[0].resources.requests == {"cpu": "3", "memory": "8Gi"}
+    assert pod.status.phase == "Pending" and not pod.spec.node_name and not k8s_emulator.runner.list()
+    # A node that fits (as after a scale-up): the pod runs.
+    k8s_emulator.node_capacity = {"cpu": "4", "memory": "16Gi", "pods": "110"}
+    assert "Complete" in conditions(wait_until(finished(batch, name), what="job finish"))
+
+
+def test_default_node_capacity_fits_small_pods_not_huge_ones(
+    k8s_emulator: K8sEmulator, apis: tuple[client.BatchV1Api, client.CoreV1Api]
+) -> None:
+    batch, core = apis
+    small = batch.create_namespaced_job(NS, with_resources(make_job("pass"), {"cpu": "100m", "memory": "64Mi"})).metadata.name
+    huge = batch.create_namespaced_job(NS, with_resources(make_job("pass"), {"cpu": "1000"})).metadata.name
+    assert "Complete" in conditions(wait_until(finished(batch, small), what="small job finish"))
+    (pod,) = job_pods(core, huge)
+    assert pod.status.phase == "Pending" and not pod.spec.node_name
+
+
+def test_container_above_its_memory_limit_is_oom_killed(apis: tuple[client.BatchV1Api, client.CoreV1Api]) -> None:
+    batch, core = apis
+    code = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    job = with_resources(make_job(code), limits={"memory": "200Mi"})
+    name = batch.create_namespaced_job(NS, job).metadata.name
+    job = wait_until(finished(batch, name), what="job failure")
+    assert "Failed" in conditions(job)
+    (pod,) = job_pods(core, name)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137), terminated
+    assert pod.status.phase == "Failed"

@@ -63,7 +63,27 @@ def test_other_errors_fail_at_once_with_a_hint() -> None:
         request(fn, "ns", {}, policy=FAST, namespace="ns")
     assert err.value.attempts == 1 and len(fn.calls) == 1
     with pytest.raises(K8sApiError, match="Does the namespace 'nope' exist\\? Set the namespace option"):
+        request(Flaky(api_error(404, "NotFound", "the server could not find the requested resource")), "nope", {},
+                policy=FAST, namespace="nope")
+
+
+def test_missing_namespace_is_named_with_the_option_and_how_to_create_it() -> None:
+    """Before, a create in a namespace that does not exist asked "Does the namespace 'nope' exist?",
+    although the API server had said so; now the hint says it, the option, and the kubectl commands."""
+    with pytest.raises(K8sApiError) as err:
         request(Flaky(api_error(404, "NotFound", 'namespaces "nope" not found')), "nope", {}, policy=FAST, namespace="nope")
+    message = str(err.value)
+    assert "namespaces \"nope\" not found. The namespace 'nope' does not exist: set the namespace option" in message, message
+    assert "`kubectl create namespace nope`" in message and "Does the namespace" not in message, message
+
+
+def test_refused_resources_name_the_resource_options() -> None:
+    message = ('Job.batch "x" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: "1": '
+               "must be equal to nvidia.com/gpu limit of 2")
+    with pytest.raises(K8sApiError) as err:
+        request(Flaky(api_error(422, "Invalid", message)), "ns", {}, policy=FAST, namespace="ns")
+    text = str(err.value)
+    assert message in text and "check the options cpu, memory, cpu_limit, memory_limit and gpus (or resources)" in text, text
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,39 @@ def test_pods_a_quota_refuses_fail_the_work_within_seconds_naming_the_quota(
     assert seconds < 15, f"two launches refused by a quota should fail within seconds: {seconds:.1f} s"
 
 
+def first_launch_error(k8s_options: dict[str, Any], **options: Any) -> tuple[str, float]:
+    """The LaunchError of a controller with 1 worker and launch_max=1 submitting one task, and its time."""
+    started = time.monotonic()
+    c = pycrew.controller("k8s", workers=1, host="127.0.0.1", launch_max=1, **{**k8s_options, **options})
+    try:
+        future = c.submit(os.getpid)
+        with pytest.raises(pycrew.LaunchError) as err:
+            future.result(timeout=60)
+    finally:
+        c.terminate()
+    return str(err.value), time.monotonic() - started
+
+
+def test_missing_namespace_fails_within_seconds_naming_the_namespace_option(k8s_options: dict[str, Any]) -> None:
+    message, seconds = first_launch_error(k8s_options, namespace="nope")
+    assert 'HTTP 404 NotFound: namespaces "nope" not found' in message, message
+    assert "The namespace 'nope' does not exist: set the namespace option" in message, message
+    assert "kubectl create namespace nope" in message, message
+    assert seconds < 10, f"a missing namespace should fail the first launch at once: {seconds:.1f} s"
+
+
+def test_pod_larger_than_any_node_fails_naming_the_option_and_its_request(
+    k8s_options: dict[str, Any], emulator: K8sEmulator
+) -> None:
+    """Before, the hint listed every option that could matter (cpu, memory, gpus, node_selector, ...);
+    now it names the resource the scheduler found short and what the options request of it."""
+    emulator.node_capacity = {"cpu": "2", "memory": "4Gi", "pods": "110"}
+    message, seconds = first_launch_error(k8s_options, cpu=64, seconds_launch_check=2)
+    assert "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu" in message, message
+    assert "No node has room for what each worker requests (Insufficient cpu: the cpu option asks for cpu=64)" in message, message
+    assert seconds < 10, f"the launch check ends after seconds_launch_check=2: {seconds:.1f} s"
+
+
 def test_controller_rides_out_api_faults(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
     emulator.faults.fail_next(2, status=503, only="create_namespaced_job")
     emulator.faults.throttle_next(1, only="create_namespaced_secret")

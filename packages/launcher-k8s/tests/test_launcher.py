@@ -344,6 +344,7 @@ def test_monitor_lists_pycrew_workers_only_with_state_and_reason(k8s_options: di
 
 
 def test_monitor_lists_every_namespace_when_asked(k8s_options: dict[str, Any], emulator: K8sEmulator) -> None:
+    emulator.namespaces |= {"team-a", "team-b"}
     a = launcher(k8s_options, namespace="team-a", seconds_launch_check=0).launch(calls(1))
     b = launcher(k8s_options, namespace="team-b", seconds_launch_check=0).launch(calls(1))
     try:

@@ -72,6 +72,30 @@ def test_resources_exclusive_with_the_single_resource_options() -> None:
         K8sOptions(resources={"requests": {"cpu": "1"}}, cpu=2)
 
 
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"cpu": 2, "cpu_limit": 1}, "'cpu' must be at most cpu_limit=1: Kubernetes refuses a request above its limit"),
+        ({"cpu": "1500m", "cpu_limit": 1.2}, "'cpu' must be at most cpu_limit=1.2"),
+        ({"memory": "2Gi", "memory_limit": "1500Mi"}, "'memory' must be at most memory_limit='1500Mi'"),
+        ({"resources": {"requests": {"memory": "2G"}, "limits": {"memory": "1Gi"}}},
+         "(requests memory='2G' > limits memory='1Gi')"),
+    ],
+    ids=["cpu", "cpu quantity", "memory", "resources"],
+)
+def test_request_above_its_limit_is_refused_when_the_options_are_built(values: dict[str, Any], says: str) -> None:
+    """Before, the API server refused every worker's Job (422) only when the controller launched."""
+    with pytest.raises(pycrew.OptionsError) as err:
+        K8sOptions.from_mapping(values)
+    assert says in str(err.value), str(err.value)
+
+
+def test_requests_up_to_their_limits_are_fine() -> None:
+    K8sOptions(cpu="500m", cpu_limit=0.5, memory="1Gi", memory_limit="1024Mi")
+    K8sOptions(cpu=4, memory="1e9", memory_limit="1G", resources=None)
+    K8sOptions(resources={"requests": {"cpu": "1"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+
+
 def test_in_cluster_excludes_kubeconfig() -> None:
     with pytest.raises(pycrew.OptionsError, match="in_cluster"):
         K8sOptions(in_cluster=True, kubeconfig="/tmp/kubeconfig")

@@ -31,13 +31,18 @@ Fault knobs (see :class:`K8sEmulator`): queued API errors / throttling and respo
 delay through :class:`~pycrew_emulators.faults.Faults` (answered as Kubernetes
 ``Status`` objects); image pull errors through ``runner.missing_images``; unschedulable
 pods (``unschedulable`` knob, or a ``nodeSelector`` that the single emulated node does
-not match); ``stuck`` pods that never leave ``ContainerCreating``; ``pod_quota``: a
+not match, or requests above the node's ``node_capacity``); ``stuck`` pods that never leave ``ContainerCreating``; ``pod_quota``: a
 ResourceQuota refuses the Jobs' pods (the job controller records ``FailedCreate`` events
 on the Job, as the real one does, and creates no pod).
 
-Not emulated: authentication (any token is accepted), namespaces as objects (every
-namespace exists), PATCH/PUT, other resource kinds, pods created directly, init and
-sidecar containers (only ``containers[0]`` runs), volumes, resource limits, probes,
+Resources (:mod:`pycrew_emulators.k8s_resources`): malformed quantities (400), requests
+above limits (422), requests defaulted from limits, the scheduler's ``Insufficient cpu``,
+and ``OOMKilled`` (exit code 137) for a container above its memory limit. Namespaces: a
+create outside :attr:`K8sEmulator.namespaces` is 404 ``namespaces "x" not found``.
+
+Not emulated: authentication (any token is accepted), namespaces as API objects (the
+``namespaces`` knob says which exist), PATCH/PUT, other resource kinds, pods created directly, init and
+sidecar containers (only ``containers[0]`` runs), volumes, CPU limits, probes,
 ``podFailurePolicy``, ``successPolicy``, ``backoffLimitPerIndex``, exponential
 back-off of pod re-creation, managedFields. Comments marked "Guess:" describe behaviour
 chosen without being checked against a real cluster.
@@ -66,6 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from pycrew_emulators import k8s_resources
 from pycrew_emulators.faults import Faults
 from pycrew_emulators.runner import ContainerSpec, JobRunner, RunState
 
@@ -323,6 +329,7 @@ class _PodRuntime:
     retry_at: float = 0.0
     config_error: str | None = None
     kill_at: float | None = None
+    oom_killed: bool = False  # the current container was killed for exceeding its memory limit
 
 
 @dataclass
@@ -426,7 +433,10 @@ class K8sEmulator:
 
     Knobs (settable at any time): ``unschedulable`` (new pods stay Pending/Unschedulable),
     ``stuck`` (pods are scheduled but stay in ContainerCreating), ``node_labels`` (labels
-    of the single node, matched against ``nodeSelector``), ``pod_quota`` (what a
+    of the single node, matched against ``nodeSelector``), ``node_capacity`` (resources of
+    that node, default this machine's CPUs and memory: a pod requesting more stays
+    Unschedulable with ``Insufficient cpu``), ``namespaces`` (those that exist: ``default``
+    and the ``kube-*`` ones; creating in another is 404 NotFound), ``pod_quota`` (what a
     ResourceQuota answers to every new pod, e.g. ``"exceeded quota: compute-resources,
     requested: requests.cpu=2, used: requests.cpu=1, limited: requests.cpu=2"``; ``None``:
     no quota), ``faults`` and ``runner.missing_images``.
@@ -454,6 +464,11 @@ class K8sEmulator:
         }
         #: What a ResourceQuota answers to new pods (the text after ``forbidden: ``), or None.
         self.pod_quota: str | None = None
+        #: Namespaces that exist: creating an object elsewhere is answered 404 NotFound.
+        self.namespaces: set[str] = {"default", "kube-system", "kube-public", "kube-node-lease"}
+        #: What the single node has (quantities by resource): a pod requesting more of one stays
+        #: Pending, Unschedulable (``Insufficient cpu``). Default: this machine's CPUs and memory.
+        self.node_capacity: dict[str, str] = k8s_resources.default_node_capacity()
         #: Path of the kubeconfig written by :meth:`write_kubeconfig`.
         self.kubeconfig_path: Path | None = None
         self._lock = threading.RLock()
@@ -871,6 +886,13 @@ class K8sEmulator:
             )
         meta["namespace"] = ns
         self._validate_schema(kind, obj)
+        if resource == "jobs":
+            bad_quantity = k8s_resources.decode_error(obj["spec"]["template"].get("spec") or {})
+            if bad_quantity is not None:
+                # Guess: the wording of the decoder's error around apimachinery's message.
+                raise ApiError(400, f'{kind.kind} in version "v1" cannot be handled as a {kind.kind}: {bad_quantity}')
+        if ns not in self.namespaces:  # the NamespaceLifecycle admission plugin
+            raise ApiError(404, f'namespaces "{ns}" not found', details={"name": ns, "kind": "namespaces"})
         obj.pop("status", None)  # status is not settable on create
         for server_field in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"):
             meta.pop(server_field, None)
@@ -939,6 +961,7 @@ class K8sEmulator:
             causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 63 characters'))
         if kind.resource == "jobs":
             causes += self._job_causes(obj["spec"])
+            causes += k8s_resources.resource_causes(obj["spec"]["template"].get("spec") or {}, "spec.template.spec")
         elif kind.resource == "secrets":
             for key in list(obj.get("data") or {}) + list(obj.get("stringData") or {}):
                 if not _SECRET_KEY.match(key):
@@ -1224,6 +1247,12 @@ class K8sEmulator:
                 "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
                 "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
             )
+        short = k8s_resources.insufficient(pod["spec"], self.node_capacity)
+        if short:
+            return (
+                f"0/1 nodes are available: {', '.join(f'1 Insufficient {name}' for name in short)}. "
+                "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+            )
         return None
 
     def _sync_pod(self, pod: Obj, now: float) -> None:
@@ -1269,10 +1298,23 @@ class K8sEmulator:
         ):
             # Guess: restarted at once, without the kubelet's CrashLoopBackOff delay.
             rt.restarts += 1
-            rt.last_state = {"terminated": _terminated(state, rt.run_id)}
+            rt.last_state = {"terminated": _terminated(state, rt.run_id, reason="OOMKilled" if rt.oom_killed else None)}
+            rt.oom_killed = False
             rt.previous_run_id, rt.run_id = rt.run_id, None
             state = self._start_container(pod, rt, now) or state
+        if state is not None and state.status == "running":
+            self._enforce_memory_limit(pod, rt, state)
         self._update_status("pods", pod, self._pod_status(pod, rt, state, now), spec_changed=scheduled_now)
+
+    def _enforce_memory_limit(self, pod: Obj, rt: _PodRuntime, state: RunState) -> None:
+        """The kernel's OOM killer in the container's cgroup: SIGKILL when its processes use more
+        resident memory than the limit (checked every tick; real: at once, on allocation)."""
+        limit = k8s_resources.memory_limit(pod["spec"])
+        if limit is None or state.pid is None or rt.oom_killed or rt.run_id is None:
+            return
+        if k8s_resources.tree_rss(state.pid) > limit:
+            rt.oom_killed = True
+            self.runner.kill(rt.run_id, signal.SIGKILL)
 
     def _job_finished_for(self, pod: Obj) -> bool:
         for ref in pod["metadata"].get("ownerReferences") or []:
@@ -1406,7 +1448,7 @@ class K8sEmulator:
             cs.update(ready=True, started=True, state={"running": {"startedAt": _ts(state.started_at)}})
         else:
             phase = "Succeeded" if state.exit_code == 0 else "Failed"
-            cs["state"] = {"terminated": _terminated(state, rt.run_id)}
+            cs["state"] = {"terminated": _terminated(state, rt.run_id, reason="OOMKilled" if rt.oom_killed else None)}
         not_ready = f"containers with unready status: [{c['name']}]"
         ready_reason = {"Succeeded": "PodCompleted", "Failed": "PodFailed"}.get(phase, "ContainersNotReady")
         ready = phase == "Running"
@@ -1583,6 +1625,7 @@ class K8sEmulator:
         if self.pod_quota is not None:
             self._refuse_pod(job, self._generate_name("pods", jmeta["namespace"], base), self.pod_quota)
             return
+        k8s_resources.default_requests(pod_spec)
         pod_spec.setdefault("serviceAccountName", "default")
         pod_spec.setdefault("serviceAccount", pod_spec["serviceAccountName"])
         pod_spec.setdefault("enableServiceLinks", True)

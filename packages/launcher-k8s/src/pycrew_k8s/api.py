@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: HTTP statuses worth retrying: throttling, server errors, gateway trouble.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The NamespaceLifecycle admission's answer to a create in a namespace that does not exist.
+_MISSING_NAMESPACE = re.compile(r'namespaces "([^"]+)" not found')
 
 
 class K8sApiError(PycrewError):
@@ -120,8 +123,20 @@ def _hint(status: int | None, operation: str, namespace: str | None, message: st
             f"The identity in use lacks a permission{where}: pycrew needs create/get/list/delete on jobs.batch, "
             f"create on secrets, and get/list on pods and pods/log (see the README's Role)."
         )
+    missing = _MISSING_NAMESPACE.search(message) if status == 404 else None
+    if missing is not None:
+        return (
+            f"The namespace {missing.group(1)!r} does not exist: set the namespace option to an existing one "
+            f"(`kubectl get namespaces`) or create it (`kubectl create namespace {missing.group(1)}`); without "
+            "the option, the kubeconfig context's namespace is used (in a pod, the pod's own)."
+        )
     if status == 404 and operation.startswith("create_"):
         return (f"Does the namespace {namespace!r} exist? " if namespace else "Does the namespace exist? ") + "Set the namespace option."
+    if status in (400, 422) and ".resources" in message:
+        return (
+            "The API server refused the worker container's resources: check the options cpu, memory, cpu_limit, "
+            "memory_limit and gpus (or resources), which set its requests and limits."
+        )
     if status in (400, 422):
         return "The API server rejected the manifest: check the launcher options it names (image, resources, volumes, ...)."
     if status in TRANSIENT_STATUSES:

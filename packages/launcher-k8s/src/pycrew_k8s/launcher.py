@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _HANDLE = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)/([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)$")
 #: The field selector of the job controller's events about pods it could not create.
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
+#: The scheduler's "1 Insufficient cpu" (also memory, nvidia.com/gpu, ...) in an Unschedulable message.
+_INSUFFICIENT = re.compile(r"\d+ Insufficient ([A-Za-z0-9./_-]+?)(?=[,.]?(?:\s|$))")
 #: A Job without a pod this long into the launch check has its events read (then once a second).
 SECONDS_EVENTS = 1.0
 
@@ -81,6 +83,14 @@ def _hint(reason: str, options: K8sOptions, namespace: str) -> str:
         )
     if reason.startswith(("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")):
         return f"Check the image option ({options.image!r}: registry, name, tag) and image_pull_secrets"
+    short = _INSUFFICIENT.findall(reason) if reason.startswith("Unschedulable") else []
+    asked = "; ".join(filter(None, (_resource_request(resource, options) for resource in dict.fromkeys(short))))
+    if asked:
+        return (
+            f"No node has room for what each worker requests ({asked}): lower {'them' if ';' in asked else 'it'}, "
+            "or use nodes that large (node_selector, tolerations); if other pods fill the nodes, run fewer workers; on a cluster that adds "
+            "nodes on demand set fail_unschedulable=False and raise seconds_launch"
+        )
     if reason.startswith("Unschedulable"):
         return (
             "No node fits the pod: check cpu, memory, gpus, node_selector, tolerations and affinity against the "
@@ -89,6 +99,24 @@ def _hint(reason: str, options: K8sOptions, namespace: str) -> str:
     if reason.startswith(("CreateContainerConfigError", "CreateContainerError", "RunContainerError")):
         return "Does every Secret and ConfigMap the pod uses exist (env_from_secrets, env_from_config_maps, volumes)?"
     return f"Does the image have the interpreter {options.python!r} (the python option) with pycrew installed?"
+
+
+def _resource_request(resource: str, options: K8sOptions) -> str:
+    """What the options request of ``resource`` (``Insufficient cpu: the cpu option asks for cpu=64``), for a
+    scheduler's ``Insufficient <resource>``; empty if they request none of it."""
+    requests = options.resources_manifest()
+    quantity = (requests.get("requests") or {}).get(resource) or (requests.get("limits") or {}).get(resource)
+    if options.resources is not None:
+        option = "resources"
+    elif resource == options.gpu_resource:
+        option = "gpus"
+    elif resource in ("cpu", "memory"):
+        option = resource if getattr(options, resource) is not None else f"{resource}_limit"
+    else:
+        option = ""
+    if quantity is None or not option:
+        return ""
+    return f"Insufficient {resource}: the {option} option asks for {resource}={quantity}"
 
 
 class K8sLauncher:

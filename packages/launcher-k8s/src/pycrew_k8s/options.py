@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from pycrew import TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
@@ -289,6 +290,24 @@ class K8sOptions(LauncherOptions):
                     f"k8s option 'resources' gives the container's resources verbatim and excludes {', '.join(given)}; "
                     f"put them into resources or drop resources"
                 )
+        self._validate_requests_within_limits()
+
+    def _validate_requests_within_limits(self) -> None:
+        """A request above its limit: the API server would refuse every Job (422 Invalid)."""
+        o = self.owner
+        for request, limit in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+            asked, most = getattr(self, request), getattr(self, limit)
+            if asked is not None and most is not None:
+                require(_amount(asked) <= _amount(most), o, request, asked,
+                        f"be at most {limit}={most!r}: Kubernetes refuses a request above its limit "
+                        f"(lower {request} or raise {limit})")
+        if self.resources is not None:
+            limits = self.resources.get("limits") or {}
+            for resource, quantity in (self.resources.get("requests") or {}).items():
+                if resource in limits:
+                    require(_amount(quantity) <= _amount(limits[resource]), o, "resources", self.resources,
+                            f"request at most the limit of each resource: Kubernetes refuses a request above its "
+                            f"limit (requests {resource}={quantity!r} > limits {resource}={limits[resource]!r})")
 
     def _validate_env(self) -> None:
         for key in self.env:
@@ -344,6 +363,23 @@ def _quantity(value: str | float) -> str:
     if float(value).is_integer():
         return str(int(value))
     return f"{math.ceil(value * 1000)}m"
+
+
+_SUFFIXES: dict[str, Decimal] = {
+    suffix: Decimal(factor) for suffix, factor in {
+        "": "1", "m": "0.001", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12", "P": "1e15", "E": "1e18",
+        "Ki": str(2**10), "Mi": str(2**20), "Gi": str(2**30), "Ti": str(2**40), "Pi": str(2**50), "Ei": str(2**60),
+    }.items()
+}
+
+
+def _amount(value: str | float) -> Decimal:
+    """The amount of a validated quantity (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824, ``1e3`` -> 1000)."""
+    if not isinstance(value, str):
+        return Decimal(str(value))
+    number = value.rstrip("mkMGTPEi")
+    suffix = value[len(number):]
+    return Decimal(number) * _SUFFIXES[suffix]  # "1e3" has no suffix: Decimal reads the exponent
 
 
 def _is_subdomain(name: str) -> bool:
