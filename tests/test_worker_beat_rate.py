@@ -85,7 +85,10 @@ def test_local_workers_stay_through_silences_past_the_configured_timeout_once_th
         c._dispatcher.beats = BeatRate(0.5, 2.0, heartbeats_per_second=1.0)  # set before the workers connect
         assert [f.result(60) for f in [c.submit(_pause, 0.5) for _ in range(8)]] == [0.5] * 8
         wait_for(lambda: c.summary().controller.workers_online == 4, 30, message="four workers online")
-        wait_for(lambda: c._dispatcher.beats.interval == 4.0, 5, message="four connections at one beat a second: every 4 s")
+        # 4 s, or 3 s when the dispatcher counted 3 connections before the 4th (4/3 is inside the
+        # hysteresis: CI saw it); either way the timeout (12-16 s) is past the 6 s silence below
+        wait_for(lambda: c._dispatcher.beats.interval in (3.0, 4.0), 5,
+                 message=f"four connections at one beat a second: every 3-4 s, not {c._dispatcher.beats.interval}")
         time.sleep(6.0)
         assert list(c.map(_pause, [0.01] * 8)) == [0.01] * 8
         summary = c.summary()

@@ -233,7 +233,7 @@ def test_a_decimal_context_comes_back_and_an_untouched_one_is_left_alone() -> No
     settings.take()
     assert settings.saved is not None
     settings.saved = (*settings.saved[:-1], None)  # as taken before anything imported decimal
-    original = decimal.getcontext()
+    original = decimal.getcontext().copy()  # (not the object itself, changed in place below: CI's later tests got it)
     try:
         decimal.getcontext().prec = 7
         decimal.getcontext().traps[decimal.Inexact] = True

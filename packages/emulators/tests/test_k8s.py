@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -535,6 +536,13 @@ def test_parse_quantity() -> None:
     for bad in ("4GBs", "lots", "1.2.3", "1Gx"):
         with pytest.raises(ValueError):
             parse_quantity(bad)
+
+
+def test_parse_quantity_does_not_depend_on_the_callers_decimal_context() -> None:
+    with decimal.localcontext() as context:
+        context.prec = 7
+        context.traps[decimal.Inexact] = True
+        assert parse_quantity("1536Mi") == 1536 * 2**20 and parse_quantity("1e21") == 10**21
 
 
 def test_create_in_a_missing_namespace_is_not_found(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import pytest
@@ -94,6 +95,17 @@ def test_requests_up_to_their_limits_are_fine() -> None:
     K8sOptions(cpu="500m", cpu_limit=0.5, memory="1Gi", memory_limit="1024Mi")
     K8sOptions(cpu=4, memory="1e9", memory_limit="1G", resources=None)
     K8sOptions(resources={"requests": {"cpu": "1"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+
+
+def test_resource_checks_do_not_depend_on_the_callers_decimal_context() -> None:
+    """CI: a test earlier in the run left its thread's context trapping inexact results at 7
+    digits, and the request-within-limit check raised decimal.Inexact."""
+    with decimal.localcontext() as context:
+        context.prec = 7
+        context.traps[decimal.Inexact] = True
+        K8sOptions(cpu="500m", cpu_limit=0.5, memory="1536Mi", memory_limit="2Gi")
+        with pytest.raises(pycrew.OptionsError, match="memory_limit"):
+            K8sOptions(memory="3Gi", memory_limit="2Gi")
 
 
 def test_in_cluster_excludes_kubeconfig() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 import psutil
@@ -57,6 +57,11 @@ class QuantityError(ValueError):
     """A quantity the API server cannot decode (its message is the apimachinery one)."""
 
 
+#: The arithmetic's own context: not the calling thread's, which a program (or a test) may have
+#: set to trap inexact results or to a few digits.
+_CONTEXT = Context(prec=60)
+
+
 def parse_quantity(value: Any) -> Decimal:
     """The value of a quantity (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824, ``2`` -> 2).
 
@@ -73,9 +78,9 @@ def parse_quantity(value: Any) -> Decimal:
     except InvalidOperation:
         raise QuantityError("unable to parse numeric part of quantity") from None
     if suffix in _SUFFIXES:
-        return amount * _SUFFIXES[suffix]
+        return _CONTEXT.multiply(amount, _SUFFIXES[suffix])
     if _EXPONENT.match(suffix):
-        return amount * Decimal(10) ** int(suffix[1:])
+        return _CONTEXT.multiply(amount, _CONTEXT.power(Decimal(10), int(suffix[1:])))
     raise QuantityError("unable to parse quantity's suffix")
 
 
@@ -146,7 +151,7 @@ def insufficient(pod_spec: dict[str, Any], capacity: dict[str, Any]) -> list[str
         sections = _sections(container)
         requests = {**sections["limits"], **sections["requests"]}  # requests default to limits
         for name, quantity in requests.items():
-            total[name] = total.get(name, Decimal(0)) + parse_quantity(quantity)
+            total[name] = _CONTEXT.add(total.get(name, Decimal(0)), parse_quantity(quantity))
     return sorted(
         name for name, amount in total.items()
         if amount > 0 and amount > parse_quantity(capacity.get(name, 0))

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, ClassVar, Literal
 
 from pycrew import TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
@@ -373,13 +373,18 @@ _SUFFIXES: dict[str, Decimal] = {
 }
 
 
+#: The arithmetic's own context: not the calling thread's, which a program may have set to trap
+#: inexact results or to a few digits (a test's did: decimal.Inexact in the options check).
+_CONTEXT = Context(prec=60)
+
+
 def _amount(value: str | float) -> Decimal:
     """The amount of a validated quantity (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824, ``1e3`` -> 1000)."""
     if not isinstance(value, str):
         return Decimal(str(value))
     number = value.rstrip("mkMGTPEi")
     suffix = value[len(number):]
-    return Decimal(number) * _SUFFIXES[suffix]  # "1e3" has no suffix: Decimal reads the exponent
+    return _CONTEXT.multiply(Decimal(number), _SUFFIXES[suffix])  # "1e3" has no suffix: Decimal reads the exponent
 
 
 def _is_subdomain(name: str) -> bool:
