@@ -43,14 +43,7 @@ def test_launch_error_names_the_platforms_reason(
     k8s_options: dict[str, Any], missing_image: str, bad: dict[str, Any], reason: str
 ) -> None:
     bad = {k: (missing_image if v == "MISSING" else v) for k, v in bad.items()}
-    c = pycrew.controller("k8s", workers=1, host="127.0.0.1", launch_max=2, seconds_launch=10, **{**k8s_options, **bad})
-    try:
-        c.push(os.getpid)
-        with pytest.raises(pycrew.LaunchError) as err:
-            c.wait(timeout=60)
-    finally:
-        c.terminate()
-    message = str(err.value)
+    message, _ = launch_error(k8s_options, seconds_launch=10, **bad)
     assert "launch_max=2" in message and "PodStartError" in message, message
     assert reason in message.replace("ImagePullBackOff", "ErrImagePull"), message
 
@@ -58,7 +51,7 @@ def test_launch_error_names_the_platforms_reason(
 def launch_error(k8s_options: dict[str, Any], **options: Any) -> tuple[str, float]:
     """The LaunchError of a controller whose one worker cannot start, and how long it took."""
     started = time.monotonic()
-    c = pycrew.controller("k8s", workers=1, host="127.0.0.1", launch_max=2, seconds_launch=30, **{**k8s_options, **options})
+    c = pycrew.controller("k8s", **{"workers": 1, "host": "127.0.0.1", "launch_max": 2, "seconds_launch": 30, **k8s_options, **options})
     try:
         c.push(os.getpid)
         with pytest.raises(pycrew.LaunchError) as err:

@@ -25,7 +25,6 @@ from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.pickling import pack_initializer
-from pycrew.control.release import OwnerRef, terminate_dropped
 from pycrew.control.resolving import Resolving
 from pycrew.control.scaler import Scaler
 from pycrew.control.submitting import Submitting
@@ -91,7 +90,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         ca = self._tls_material[2] if self._tls_material else None
         self.launcher = Scaler(self.spec, self.info, self._registry, self.options, ca)
         self.launcher.url = format_url(self.host, self.options.port, self.tls.enabled)
-        self._owner = OwnerRef(self)  # how its threads call it: see pycrew.control.release
+        self._owner = release.OwnerRef(self)  # how its threads call it: see pycrew.control.release
         self.launcher.on_error = self._owner.method("_fail_futures")
         self._dispatcher: Dispatcher | None = None
         self._ids = itertools.count(1)
@@ -301,7 +300,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def __del__(self) -> None:
         if getattr(self, "_started", False) and not self._terminated:  # (False: __init__ raised)
-            terminate_dropped(self)  # no one refers to it (nor to its unresolved tasks) any more
+            release.terminate_dropped(self)  # no one refers to it (nor to its unresolved tasks) any more
 
     def _check(self) -> Dispatcher:
         if self._terminated:
