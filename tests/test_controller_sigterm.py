@@ -27,7 +27,7 @@ from pycrew.control import termination
 from support import pid_gone, run_script, wait_for
 
 SCRIPT = """
-import json, os, time
+import json, os, threading, time
 import pycrew
 
 def run(c):
@@ -38,9 +38,17 @@ def run(c):
         if s.controller.workers_online == 1 and s.controller.running == 1 and os.path.exists({pending!r}):
             break
         time.sleep(0.05)
-    print(json.dumps({{"worker": [w.pid for w in s.workers if w.online][0]}}), flush=True)
-    if {phase!r} != "exit":  # else the main thread ends here: the exit hook waits for the futures
+    line = json.dumps({{"worker": [w.pid for w in s.workers if w.online][0]}})
+    if {phase!r} != "exit":
+        print(line, flush=True)
         [f.result() for f in futures]
+    else:  # the main thread ends here, and the exit hook waits for the futures: say so once it does
+        def say_when_waiting():
+            while not threading._SHUTTING_DOWN:
+                time.sleep(0.01)
+            time.sleep(0.3)  # the main thread is in the exit hook by now (a signal before it tests another path)
+            print(line, flush=True)
+        threading.Thread(target=say_when_waiting, daemon=True).start()
 
 c = pycrew.controller("local", workers=2, python={python!r}, seconds_launch=300)
 if {phase!r} == "with":
