@@ -542,3 +542,9 @@ def fail_at(x: int, bad: int, seconds: float = 0.0) -> int:
         raise ValueError(f"item {x} is bad")
     time.sleep(seconds)
     return x
+
+
+def print_then_kill(text: str) -> None:
+    """Print ``text``, then kill the worker process with SIGKILL (as an out-of-memory killer does)."""
+    print(text, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)

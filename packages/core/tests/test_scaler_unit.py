@@ -34,7 +34,9 @@ class FakeOptions(pycrew.LauncherOptions):
 class FakePlatform:
     """A launcher plugin whose workers are records; tests decide what happens to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, capabilities: frozenset[str] = frozenset()) -> None:
+        self.capabilities = capabilities
+        self.events: list[tuple[str, Any]] = []  # ("list", None) and ("terminate", handles), in order
         self.launched: list[list[pycrew.WorkerCall]] = []
         self.terminated: list[Any] = []
         self.fail_launch: str | None = None
@@ -47,7 +49,7 @@ class FakePlatform:
 
     @pycrew.hookimpl
     def pycrew_register_launchers(self, register: Callable[..., None]) -> None:
-        register("fake", FakeOptions, summary="records")
+        register("fake", FakeOptions, summary="records", capabilities=self.capabilities)
 
     @pycrew.hookimpl
     def pycrew_launch_workers(self, launcher: pycrew.LauncherInfo, calls: Sequence[pycrew.WorkerCall]) -> list[Any]:
@@ -68,10 +70,12 @@ class FakePlatform:
         if "terminate" in self.raise_in:
             raise self.raise_in["terminate"]
         self.terminated.extend(handles)
+        self.events.append(("terminate", list(handles)))
 
     @pycrew.hookimpl
     def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
         self.listings += 1
+        self.events.append(("list", None))
         if self.block_listing is not None:
             self.block_listing.wait(30)
         if "list" in self.raise_in:
@@ -88,6 +92,7 @@ class FakeDispatcher:
     def __init__(self) -> None:
         self.tokens: dict[str, str] = {}
         self.revoked: list[str] = []
+        self.explained: list[tuple[str, str]] = []  # the scaler's word on each lost worker (see crash_watch)
         self.inbox: queue.Queue[Callable[[], None]] = queue.Queue()
 
     def authorize(self, instance: str, token: str, slot: int) -> None:
@@ -99,10 +104,13 @@ class FakeDispatcher:
     def call_soon(self, fn: Callable[[], None]) -> None:
         self.inbox.put(fn)
 
+    def crash_explained(self, instance: str, why: str) -> None:
+        self.explained.append((instance, why))
+
 
 class Harness:
-    def __init__(self, **options: Any) -> None:
-        self.platform = FakePlatform()
+    def __init__(self, capabilities: frozenset[str] = frozenset(), **options: Any) -> None:
+        self.platform = FakePlatform(capabilities)
         self.registry = PluginRegistry(load_entry_points=False)
         self.registry.register(self.platform)
         spec = self.registry.launcher("fake")
@@ -244,6 +252,68 @@ def test_connect_resets_failures_and_disconnect_frees_the_slot_and_terminates(h)
     h.settle()
     assert slot.state == IDLE and slot.crashes == 1 and slot.exit_reason == "its connection was lost"
     assert f"handle-{call.instance}" in h.platform.terminated
+    assert h.dispatcher.explained == [(call.instance, "")], "no monitor: its tasks are not held"
+    assert h.platform.listings == 0
+
+
+def connected_workers(h: Harness, n: int) -> list[str]:
+    h.scale(demand=n)
+    instances = [c.instance for c in h.platform.launched[0]]
+    for instance in instances:
+        h.scaler.connected(instance, {"host": "n1", "pid": 42})
+    return instances
+
+
+def test_a_lost_worker_is_asked_about_before_it_is_terminated(make_harness):
+    """On 955853b the task's error said "connection lost", and the worker (a pod OOM-killed, with its reason) was
+    terminated at once: see pycrew.control.crash_watch."""
+    h = make_harness(capabilities=frozenset({"monitor"}))
+    (instance,) = connected_workers(h, 1)
+    h.platform.ended[instance] = "OOMKilled"
+    h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.settle()
+    ((said_of, why),) = h.dispatcher.explained
+    assert said_of == instance and why.startswith("the platform reports the worker as ") and why.endswith(
+        ", exit code 1: OOMKilled"), why
+    assert h.platform.events[-2:] == [("list", None), ("terminate", [f"handle-{instance}"])], h.platform.events
+
+
+def test_a_lost_worker_not_reported_ended_is_asked_about_for_seconds_then_terminated(make_harness):
+    h = make_harness(capabilities=frozenset({"monitor"}))
+    (instance,) = connected_workers(h, 1)
+    listed = h.platform.listings
+    h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.settle()
+    assert h.dispatcher.explained == [(instance, "")]
+    assert h.platform.listings - listed >= 5, "asked again while it may not be reaped yet (SECONDS_SETTLE)"
+    assert f"handle-{instance}" in h.platform.terminated
+
+
+def test_workers_lost_while_the_monitor_is_asked_wait_for_one_more_call(make_harness):
+    h = make_harness(capabilities=frozenset({"monitor"}), workers=3)
+    instances = connected_workers(h, 3)
+    for instance in instances:
+        h.platform.ended[instance] = "Error"
+    listed = h.platform.listings
+    h.platform.block_listing = threading.Event()
+    for instance in instances:
+        h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.platform.block_listing.set()
+    h.settle()
+    assert sorted(i for i, _ in h.dispatcher.explained) == sorted(instances)
+    assert all(why.endswith("exit code 1: Error") for _, why in h.dispatcher.explained), h.dispatcher.explained
+    assert h.platform.listings - listed == 2, "the first one alone, then the two lost meanwhile together"
+    assert sorted(h.platform.terminated) == sorted(f"handle-{i}" for i in instances)
+
+
+def test_a_monitor_that_fails_leaves_the_lost_worker_unexplained_and_terminated(make_harness):
+    h = make_harness(capabilities=frozenset({"monitor"}))
+    (instance,) = connected_workers(h, 1)
+    h.platform.raise_in["list"] = RuntimeError("the API is down")
+    h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.settle()
+    assert h.dispatcher.explained == [(instance, "")]
+    assert f"handle-{instance}" in h.platform.terminated
 
 
 def test_an_ending_worker_frees_its_slot_at_once_and_is_still_terminated_and_counted(make_harness):

@@ -198,3 +198,22 @@ def test_a_deleted_pod_finishes_its_task_while_a_replacement_runs_the_rest(
     assert s.controller.retries == 0 and s.controller.crash == 0, s.controller
     assert s.workers[0].instances == 2 and s.workers[0].crashes == 0, s.workers[0]
     assert "SIGTERM" in s.workers[0].exit_reason, s.workers[0].exit_reason
+
+
+def test_a_task_whose_pod_was_oom_killed_says_so(k8s_options: dict[str, Any]) -> None:
+    """On 955853b the TaskCrashError said only "connection lost": core did not ask the monitor why the worker died."""
+
+    def fill_memory(mib: int) -> None:  # (a closure: sent by value) the emulator, as the kubelet, OOM-kills it
+        import time
+
+        block = bytearray(mib * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+        time.sleep(60)
+
+    with pycrew.controller("k8s", workers=1, host="127.0.0.1", crashes_max=1, memory_limit="200Mi", **k8s_options) as c:
+        future = c.submit(fill_memory, 300)
+        with pytest.raises(pycrew.TaskCrashError) as raised:
+            future.result(timeout=120)
+        message = str(raised.value)
+        assert "(connection lost); the platform reports the worker as " in message and "OOMKilled" in message, message
+        assert "137" in message, message

@@ -36,6 +36,7 @@ class DispatcherSettings:
     heartbeats_per_second: float = 500.0
     transport: transport.Transport = transport.DEFAULT_TRANSPORT
     initializer: str | None = None  # the base64 of its pickle, for the WELCOME (see pycrew.worker.initializer)
+    explain_crashes: bool = False  # crashed-out tasks wait for the monitor's word (see pycrew.control.crash_hold)
 
 
 class Conn:

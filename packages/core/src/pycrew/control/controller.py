@@ -170,6 +170,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                 bytes_max=self.options.bytes_max,
                 prefetch_max=self.options.prefetch_max,
                 initializer=self._initializer,
+                explain_crashes="monitor" in self.launcher.spec.capabilities,
             )
             dashboard = self._open_dashboard()  # its port first: a taken one fails before anything runs
             call = self._owner.method

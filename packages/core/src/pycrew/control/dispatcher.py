@@ -265,6 +265,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
             log.exception("the pycrew dispatcher failed")
             self.error = exc
         finally:
+            self._end_crash_holds()  # (see pycrew.control.crash_hold)
             self.finished = True
             reason = "controller terminated" if self.error is None else f"the controller's dispatcher failed: {self.error!r}"
             for conn in list(self.conns.values()):
@@ -278,7 +279,7 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
 
     def _held_tasks(self) -> list[Task]:
         """Every unresolved task this dispatcher holds (after the loop ended)."""
-        tasks = list(self.queue) + self._drain_submissions()
+        tasks = list(self.queue) + self._drain_submissions() + self._crash_held_tasks()
         self.queue.clear()
         for conn in self.conns.values():
             tasks.extend(self._take_in_flight(conn))

@@ -106,10 +106,10 @@ def is_ended_reason(reason: str) -> bool:
 
 def describe_worker(info: WorkerInfo) -> str:
     """The monitor's view of one worker in a few words: state, exit code, reason (further lines indented)."""
-    said = info.state if info.status in ("unknown", info.state) else f"{info.state} ({info.status})"
-    if info.exit_code is not None:
-        said += f", exit code {info.exit_code}"
+    said = info.state if info.status in ("unknown", info.state.lower()) else f"{info.state} ({info.status})"
     reason = info.reason.strip()
+    if info.exit_code is not None and f"exit code {info.exit_code}" not in reason:
+        said += f", exit code {info.exit_code}"
     if not reason:
         return said
     first, _, more = reason.partition("\n")

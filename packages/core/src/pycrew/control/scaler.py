@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from pycrew.control import last_termination
+from pycrew.control.crash_watch import CrashWatch
 from pycrew.control.hook_pool import HookPool
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
@@ -53,7 +54,7 @@ SECONDS_AFTER_GOODBYE = 12.0
 #: initializer before its launch fails without that report (an initializer stuck in C code).
 SECONDS_INITIALIZER_GRACE = 5.0
 
-class Scaler(LaunchWatch):
+class Scaler(LaunchWatch, CrashWatch):
     """Launches and terminates workers for one controller through its launcher plugin."""
 
     def __init__(
@@ -94,6 +95,7 @@ class Scaler(LaunchWatch):
         self._poll_due = 0.0
         self._poll_soon = False  # a batch was launched while a call was in flight
         self._poll_failures = 0
+        self._init_crash_watch()  # lost workers: see pycrew.control.crash_watch
 
     # -- the worker call -------------------------------------------------------------
 
@@ -332,7 +334,7 @@ class Scaler(LaunchWatch):
         if crashed:
             log.info("worker %s of %r is gone: %s; what it ran goes back to the queue", slot.index if slot else instance,
                      self.info.controller, reason or "connection lost")
-            self.terminate_instances([instance], "worker crashed")
+            self.crashed(instance)  # terminated once the platform has said why (see pycrew.control.crash_watch)
         else:  # it ends by itself after its exit handlers: terminate only what outlives them
             self.goodbyes.append((self.clock() + SECONDS_AFTER_GOODBYE, instance))
 

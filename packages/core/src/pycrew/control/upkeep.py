@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, LEAVING, READY, Conn, DispatcherSettings
+from pycrew.control.crash_hold import CrashHold
 from pycrew.control.launch_reports import WALL_FIRST
 from pycrew.control.tasks import Task
 from pycrew.loglimit import LogLimiter
@@ -27,7 +28,7 @@ SECONDS_STALL = 1.0
 LIVE = (READY, INITIALIZING)
 
 
-class Upkeep:
+class Upkeep(CrashHold):
     """What the dispatcher does to keep its connections healthy (mixed into Dispatcher)."""
 
     settings: DispatcherSettings
@@ -56,8 +57,9 @@ class Upkeep:
         conn.bytes_in_flight = 0
         return tasks
 
-    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str) -> None:
-        """Put a lost worker's unresolved tasks back at the front of the queue."""
+    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str, lost: str | None = None) -> None:
+        """Put a lost worker's unresolved tasks back at the front of the queue (``lost``: the
+        instance of a worker whose connection was lost: a task crashed out waits for why)."""
         back: list[Task] = []
         for i, task in enumerate(tasks):
             if task.resolved:
@@ -65,12 +67,8 @@ class Upkeep:
             if i == 0 and blame_first:
                 task.crashes += 1
                 if task.crashes >= self.settings.crashes_max:
-                    self._on_result(
-                        task,
-                        None,
-                        None,
-                        ("crash", f"its worker died {task.crashes} time(s) while running it ({reason})", "TaskCrashError"),
-                    )
+                    error = ("crash", f"its worker died {task.crashes} time(s) while running it ({reason})", "TaskCrashError")
+                    self._hold_crash(lost, task, error, time.monotonic())
                     continue
             self.retries += 1
             back.append(task)
@@ -125,10 +123,10 @@ class Upkeep:
             tasks = self._take_in_flight(conn)
             if conn.ending:  # the task's error says why (see _ending)
                 reason = f"it was ending ({conn.exit_reason}) and was killed before its task ended"
-                self._requeue(tasks, blame_first=True, reason=reason)
+                self._requeue(tasks, blame_first=True, reason=reason, lost=conn.instance)
             else:
                 reason = "its connection was lost without a goodbye (crashed or killed)"
-                self._requeue(tasks, blame_first=True, reason="connection lost")
+                self._requeue(tasks, blame_first=True, reason="connection lost", lost=conn.instance)
             if conn.instance:
                 self._on_disconnect(conn.instance, True, reason)
         conn.state = CLOSED
@@ -174,6 +172,7 @@ class Upkeep:
         settings = self.settings
         self._visits = []
         self._watched = set()
+        self._crash_held = {}
         self._maintained_at = time.monotonic()
         self.beats = BeatRate(settings.seconds_heartbeat, settings.seconds_heartbeat_timeout, settings.heartbeats_per_second)
 
@@ -207,6 +206,8 @@ class Upkeep:
         if self.beats.update(len(self.conns), now):
             self._new_beat_rate(now)
         self._recall_stuck(now)
+        if self._crash_held:
+            self._crashes_overdue(now)
         self.server.maintain(now)
         self._on_tick(now)
 
