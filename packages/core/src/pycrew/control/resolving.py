@@ -39,6 +39,7 @@ class Resolving(Backups):
     #: dashboard's; empty otherwise). A listener must not block; the list is replaced, never
     #: changed in place, so that it can be iterated here while another thread swaps it.
     _result_listeners: list[Callable[[Task, TaskResult], None]]
+    _futures_lock: threading.Lock  # (see Submitting)
 
     def _where(self, conn: Conn | None) -> dict[str, Any]:
         if conn is None:
@@ -198,7 +199,8 @@ class Resolving(Backups):
         task.relay = relay
         if self._result_listeners:  # its dashboard measures the round trip from when it got the task
             task.submitted = time.monotonic()
-        self.pushed += 1
+        with self._futures_lock:  # (as Submitting._queue_task)
+            self.pushed += 1
         self._owner.hold()
         dispatcher.submit(task)
         return task.id

@@ -101,7 +101,8 @@ class Submitting(ControllerState):
         task.relay = relay
         if self._result_listeners:  # a dashboard measures each task's round trip
             task.submitted = time.monotonic()
-        self.pushed += 1
+        with self._futures_lock:  # pushes from several threads (a free-threaded build has no GIL to make += atomic)
+            self.pushed += 1
         self._owner.hold()  # counted first: see OwnerRef.let_go_if
         dispatcher.submit(task)
         return future
