@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -168,6 +169,24 @@ def test_a_blocked_launcher_asked_for_by_name_says_so_and_a_name_in_another_case
     monkeypatch.setattr(plugins, "_registry", None)
     with pytest.raises(pycrew.LauncherNotFoundError, match=r"'LOCAL' \(did you mean 'local'\?\)"):
         pycrew.controller("LOCAL")
+
+
+@pytest.mark.parametrize("var", ["PYCREW_BLOCK_PLUGINS", "PYCREW_PLUGINS"])
+def test_a_mistyped_plugin_name_in_the_environment_is_logged_when_the_registry_is_built(monkeypatch, caplog, var):
+    """On 3287680 only ``pycrew launchers`` and a launcher not found said so: a mistyped block
+    list blocked nothing, without a word."""
+    monkeypatch.setenv(var, "locla")
+    monkeypatch.setattr(plugins, "_registry", None)
+    with caplog.at_level(logging.WARNING, logger="pycrew.plugins"):
+        plugins.get_registry()
+        plugins.get_registry()
+    assert caplog.text.count(f"{var} names 'locla', which no installed plugin is (did you mean 'local'?)") == 1, caplog.text
+    monkeypatch.setenv(var, "local")
+    monkeypatch.setattr(plugins, "_registry", None)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pycrew.plugins"):
+        plugins.get_registry()
+    assert caplog.text == "", "a deliberate list is not warned about"
 
 
 def test_allow_list_loads_only_named_plugins(monkeypatch):

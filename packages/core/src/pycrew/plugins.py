@@ -330,11 +330,16 @@ _registry_lock = threading.Lock()
 
 
 def get_registry() -> PluginRegistry:
-    """The process-wide plugin registry, built on first use."""
+    """The process-wide plugin registry, built on first use (a name ``PYCREW_PLUGINS`` or
+    ``PYCREW_BLOCK_PLUGINS`` gives that no installed plugin has is logged then: a typo would
+    otherwise block, or load, nothing without a word)."""
     global _registry
     with _registry_lock:
         if _registry is None:
             _registry = PluginRegistry()
+            for problem in _registry.filter_problems():
+                if UNKNOWN_PLUGIN in problem:
+                    log.warning("%s", problem)
         return _registry
 
 
