@@ -306,13 +306,17 @@ def test_variables_v_quoting_and_v_export(pbs_emulator: PbsEmulator, tmp_path: P
     assert exported_env["FROM_CALLER"] == "yes" and exported_env["PATH"] == "/usr/bin:/bin"
 
 
-def test_walltime_is_enforced_with_pbs_message_and_exit_status_271(pbs_emulator: PbsEmulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("pbs_emulator", "exit_status"), [("pbspro", -29), ("torque", 271)], indirect=["pbs_emulator"])
+def test_walltime_is_enforced_with_pbs_message_and_exit_status(
+    pbs_emulator: PbsEmulator, tmp_path: Path, exit_status: int
+) -> None:
+    """PBS Pro / OpenPBS: JOB_EXEC_KILL_WALLTIME (-29); TORQUE: 256 + SIGTERM."""
     emu = pbs_emulator
     job_id = emu.run("qsub", "-l", "walltime=00:00:01", "-j", "oe", stdin="sleep 30\n", cwd=tmp_path).stdout.strip()
 
     job = one(emu.wait_for_state(job_id, "finished", timeout=8))
 
-    assert job.exit_status == 271
+    assert job.exit_status == exit_status
     assert job.stdout_path is not None and job.stdout_path == job.stderr_path, "-j oe merges"
     assert "=>> PBS: job killed: walltime 1 exceeded limit 1" in job.stdout_path.read_text()
 

@@ -42,7 +42,8 @@ def test_bjobs_json_gives_one_record_per_array_element_with_normalised_status() 
     assert {r.array_id for r in records} == {"4711"} and [r.index for r in records] == [1, 2, 3, 4, 5]
     assert [r.host for r in records] == [None, "node07", "node08", "node09", "node09"]
     assert records[0].reason == "New job is waiting for scheduling", "the pending reason, without LSF's trailing ';'"
-    assert records[3].reason == "TERM_OWNER: job killed by owner"
+    assert records[3].reason == "TERM_OWNER: job killed by owner; killed by signal 2 (SIGINT)", "exit code 130: 128 + SIGINT"
+    assert records[4].reason == "", "exit code 127 is the job's own (< 128): no signal"
     assert records[0].name == "pycrew-fit[1]" and records[0].tag == "pycrew:1;c=ab12;n=fit;p=9f3e-;o=0;w=1-5"
     assert records[0].log == "/home/ana/.pycrew/lsf/logs/4711_1.log", "%J and %I expanded, \\/ unescaped"
     assert records[3].log is None and records[4].log is None, "'-' and '' are no file"
@@ -148,3 +149,23 @@ def test_lsf_conf_unit_for_limits() -> None:
 def test_log_path_patterns() -> None:
     assert parsing.expand_log_path("/l/%J_%I.out", "12", 3) == "/l/12_3.out"
     assert parsing.expand_log_path("/l/out", "12", 3) == "/l/out"
+
+
+@pytest.mark.parametrize(
+    ("exit_reason", "exit_code", "said"),
+    [
+        ("TERM_RUNLIMIT: job killed after reaching LSF run time limit", 140,
+         "TERM_RUNLIMIT: job killed after reaching LSF run time limit; killed by signal 12 (SIGUSR2)"),
+        ("TERM_MEMLIMIT: job killed after reaching LSF memory usage limit", 137,
+         "TERM_MEMLIMIT: job killed after reaching LSF memory usage limit; killed by signal 9 (SIGKILL)"),
+        ("", 137, "killed by signal 9 (SIGKILL)"),
+        ("", 3, ""),
+        ("", 255, ""),
+    ],
+)
+def test_an_element_that_exited_says_lsfs_reason_and_the_signal_that_killed_it(exit_reason: str, exit_code: int, said: str) -> None:
+    """LSF reports a job killed by signal N as exit code 128 + N; before, only its EXIT_REASON was said."""
+    record = {"JOBID": "9", "JOBINDEX": "1", "STAT": "EXIT", "JOB_NAME": "pycrew-x[1]", "EXIT_CODE": str(exit_code),
+              "EXIT_REASON": exit_reason}
+    [parsed] = parsing.parse_bjobs_json(json.dumps({"COMMAND": "bjobs", "JOBS": 1, "RECORDS": [record]}))
+    assert (parsed.status, parsed.exit_code, parsed.reason) == ("failed", exit_code, said)

@@ -140,3 +140,31 @@ def test_shared_options_conflict_with_their_slurm_twins(options: dict[str, objec
 
     with pytest.raises(OptionsError, match=message):
         SlurmOptions(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "code", "said"),
+    [
+        ("FAILED", "RaisedSignal:9(Killed)", "9", "killed by signal 9 (SIGKILL)"),
+        ("FAILED", "NonZeroExitCode", "768", "NonZeroExitCode"),
+        ("CANCELLED", "None", "15", "SLURM cancelled it (scancel by a user or an administrator); killed by signal 15 (SIGTERM)"),
+        ("TIMEOUT", "TimeLimit", "0", "SLURM killed it at its time limit (--time); TimeLimit"),
+        ("OUT_OF_MEMORY", "OutOfMemory", "9",
+         "SLURM killed it for using more memory than it asked for (--mem); killed by signal 9 (SIGKILL); OutOfMemory"),
+        ("NODE_FAIL", "NodeDown", "0", "its node failed; NodeDown"),
+        ("PREEMPTED", "None", "0", "SLURM preempted it for another job"),
+    ],
+)  # fmt: skip
+def test_an_ended_element_says_what_its_state_and_wait_status_mean(state: str, reason: str, code: str, said: str) -> None:
+    """Before, only squeue's reason code was said (``None`` for a cancelled job): core quotes
+    this reason in the TaskCrashError of a task whose worker died."""
+    line = f"7_1|7|1|{state}|pycrew-x|{reason}|vm|N/A|(null)|{code}|pycrew:1;c=a;w=1.i\n"
+    [record] = cli().parse_listing(line)
+    assert record.reason == said
+
+
+def test_a_batch_script_killed_by_a_signal_is_no_launch_failure() -> None:
+    """SLURM 22.05 lists a job whose script a signal killed mid-run with Reason JobLaunchFailure."""
+    line = "7_1|7|1|FAILED|pycrew-x|JobLaunchFailure|vm|N/A|(null)|9|pycrew:1;c=a;w=1.i\n"
+    [record] = cli().parse_listing(line)
+    assert (record.reason, record.exit_code) == ("killed by signal 9 (SIGKILL)", -9)

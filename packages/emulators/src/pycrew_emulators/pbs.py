@@ -26,9 +26,12 @@ Sources used (reference and real output, read through the project's search tool)
 * Real messages quoted in public code and docs: ``qstat: Unknown Job Id 10000.srv``;
   ``qstat: 1008.srv Job has finished, use -x or -H to obtain historical job
   information``; ``qsub: cannot connect to server aqua (errno=15010)``; ``pbs_iff:
-  cannot connect to host``; walltime kills ``Exit_status = 271`` with ``=>> PBS: job
-  killed: walltime 152 exceeded limit 120``; exit status >= 256 = killed by signal
-  (status - 256).
+  cannot connect to host``; walltime kills ``=>> PBS: job killed: walltime 152 exceeded
+  limit 120`` in the job's stderr, with ``Exit_status = 271`` on TORQUE and older PBS,
+  ``-29`` (``JOB_EXEC_KILL_WALLTIME``, OpenPBS ``src/include/job.h``) on PBS Pro /
+  OpenPBS (MetaCentrum's user docs list -29 walltime, -27 mem, -25 ncpus; Open OnDemand's
+  PBS client test expects it after ``walltime: 1``); exit status >= 256 = killed by
+  signal (status - 256).
 * TORQUE source ``src/cmds/qdel.c`` and ``src/include/pbs_error_db.h`` (TORQUE's own
   numbering: PBSE_UNKJOBID 15001 "Unknown Job Id Error" -> 153, PBSE_BADSTATE 15018
   -> 170); TORQUE docs (job arrays ``qsub -t 0-4``, ``1098[].hostname``, ``qstat -t``
@@ -271,6 +274,8 @@ class PbsEmulator(BatchEmulator):
             return -1  # JOB_EXEC_FAIL1
         if element.returncode is None:
             return None  # deleted before it ran: no Exit_status. GUESS
+        if element.walltime_exceeded and self.flavour == "pbspro":
+            return -29  # JOB_EXEC_KILL_WALLTIME (OpenPBS job.h), whichever signal ended it
         sig = element.signal_number
         return 256 + sig if sig is not None else element.returncode
 
@@ -1012,8 +1017,10 @@ def _sub_finished(sub: _Submission) -> bool:
 
 
 def _substate(state: str, element: Element | None) -> int:
+    if state == "F" and element is not None and element.walltime_exceeded:
+        return 93  # JOB_SUBSTATE_FAILED: PBS killed it, nobody deleted it. GUESS
     if state == "F" and element is not None and element.killed:
-        return 91
+        return 91  # JOB_SUBSTATE_TERMINATED: deleted
     return {"Q": 10, "R": 42, "E": 51, "F": 92, "X": 92, "B": 42, "C": 59}.get(state, 10)
 
 

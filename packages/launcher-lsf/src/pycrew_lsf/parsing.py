@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pycrew.scheduler import JobRecord, SchedulerError, normalise
+from pycrew.scheduler import JobRecord, SchedulerError, join_reasons, killed_by, normalise
 
 #: bjobs ``-o`` fields the monitor asks for (their JSON keys are these, upper-cased).
 BJOBS_FIELDS = (
@@ -60,6 +60,8 @@ KILLED_REASONS = ("TERM_OWNER", "TERM_FORCE_OWNER", "TERM_ADMIN", "TERM_FORCE_AD
 NEVER_STARTS = {
     "dependency condition invalid or never satisfied": "its dependency can never be satisfied",
 }
+#: LSF reports a job killed by signal N with exit code 128 + N.
+SIGNAL_BASE = 128
 #: What bjobs prints instead of JSON when it has no job to show.
 NO_JOBS = ("no job found", "no unfinished job found", "no matching job found")
 
@@ -142,11 +144,24 @@ def job_status(stat: str, exit_reason: str) -> str:
     return status
 
 
+def ended_reason(exit_reason: str, exit_code: int | None) -> str:
+    """Why an element ended: LSF's termination reason (``TERM_RUNLIMIT: ...``), and the signal
+    that killed it, which LSF reports as exit code 128 + N (IBM's "LSF job exit codes").
+
+    >>> ended_reason("TERM_OWNER: job killed by owner", 143)
+    'TERM_OWNER: job killed by owner; killed by signal 15 (SIGTERM)'
+    >>> ended_reason("", 3)
+    ''
+    """
+    signalled = exit_code is not None and SIGNAL_BASE < exit_code <= SIGNAL_BASE + 64
+    return join_reasons(exit_reason, killed_by(exit_code - SIGNAL_BASE) if signalled and exit_code is not None else "")
+
+
 def never_starts(stat: str, pend_reason: str) -> str | None:
     """Why a job in ``stat`` pending for ``pend_reason`` (bjobs's fields) will not start as submitted, else ``None``.
 
     >>> never_starts("PEND", "Dependency condition invalid or never satisfied;")[:50]
-    'pending for good: LSF says "Dependency condition in'
+    'pending for good: LSF says "Dependency condition i'
     >>> never_starts("PEND", "Job dependency condition not satisfied;") is None
     True
     """
@@ -207,7 +222,7 @@ def parse_bjobs_json(stdout: str, now: float | None = None) -> list[JobRecord]:
                 name=_text(record, "JOB_NAME"),
                 tag=_text(record, "JOB_DESCRIPTION"),
                 state=stat,
-                reason=hopeless or (exit_reason if status in ("failed", "cancelled") else pend_reason.rstrip(";")),
+                reason=hopeless or (ended_reason(exit_reason, exit_code) if status in ("failed", "cancelled") else pend_reason.rstrip(";")),
                 host=first_host(_text(record, "EXEC_HOST")),
                 submitted=parse_time(_text(record, "SUBMIT_TIME"), now),
                 log=expand_log_path(output, array_id, index) if output else None,

@@ -42,11 +42,11 @@ from urllib.parse import quote, unquote
 
 from pycrew import LauncherInfo, WorkerCall
 from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobtag
+from pycrew_pbs.exits import ended, no_exit_status
 from pycrew_pbs.options import PbsOptions
 from pycrew_pbs.qstat import (
     FINISHED,
     STATES,
-    finished_status,
     lookup,
     never_starts,
     output_path,
@@ -361,6 +361,7 @@ class PbsCLI(SchedulerCLI):
         if not comment and STATES.get(state) == "pending":  # a queued subjob: the scheduler comments on its array
             comment = str(parent.get("comment") or "")
         hopeless = never_starts(state, comment)
+        status, reason = ended(attrs, exit_status, comment) if state in FINISHED else (STATES.get(state, "unknown"), comment)
         record = JobRecord(
             id=job_id,
             array_id=array_id,
@@ -368,25 +369,17 @@ class PbsCLI(SchedulerCLI):
             name=str(attrs.get("Job_Name") or parent.get("Job_Name") or ""),
             tag=decode_tag(variables.get(TAG_VARIABLE, "")),
             state=state,
-            reason=hopeless or comment,
+            reason=hopeless or reason,
             host=host,
             submitted=pbs_time(attrs.get("qtime") or attrs.get("ctime")),
             log=self.element_log(str(out), index, bool(element)) if out else None,
-            status="failed" if hopeless else finished_status(exit_status) if state in FINISHED else STATES.get(state, "unknown"),
+            status="failed" if hopeless else status,
             exit_code=exit_status if state in FINISHED else None,
             queued=bool(hopeless),
         )
         if state in FINISHED and exit_status is None and not self.departures.was_cancelled(record):
-            return dataclasses.replace(record, status="failed", reason=self.no_exit_status(record, comment))
+            return dataclasses.replace(record, status="failed", reason=no_exit_status(record.id, comment))
         return record
-
-    def no_exit_status(self, record: JobRecord, comment: str) -> str:
-        """Why an ended job that this process did not cancel has no exit status, and where to look."""
-        said = f"; PBS says: {comment}" if comment else ""
-        return (
-            "it ended without an exit status (deleted by an administrator, or lost with its node)"
-            f"{said}; tracejob {record.id} on the server host has its history"
-        )
 
     def log_path(self, handle: str) -> str | None:
         """Where element ``handle`` writes its output: from the listing, else from its launch here.

@@ -43,6 +43,7 @@ from typing import Any, ClassVar, TypeVar
 from pycrew import TOKEN_ENV, LauncherInfo, WorkerCall
 from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript, jobtag
 from pycrew_sge import qstat
+from pycrew_sge.endings import TaskEndings
 from pycrew_sge.keys import KeyFiles, read_lines
 from pycrew_sge.options import SgeOptions
 from pycrew_sge.verify import Verifier
@@ -126,6 +127,7 @@ class SgeCLI(SchedulerCLI):
         grace = attempts * (options.seconds_command_timeout + options.seconds_retry_max) + 60.0
         self.keys = KeyFiles(self.directory / "keys", grace)
         self.verifier = Verifier(self.run, self.command("qalter"))
+        self.endings = TaskEndings(options.walltime_seconds())  # what ended tasks' records can say (see pycrew_sge.endings)
 
     # -- script --------------------------------------------------------------------------
 
@@ -343,7 +345,7 @@ class SgeCLI(SchedulerCLI):
         records = self._check_parsed(self.list_command(), self.parse_listing, "listing sge jobs")
         details = self.job_details(records)
         user, home = user_name(), os.path.expanduser("~")
-        merged = [self.with_details(r, details.get(r.array_id), user, home) for r in records]
+        merged = self.endings.explain([self.with_details(r, details.get(r.array_id), user, home) for r in records])
         # pycrew's jobs that wait (not held): those SGE can never run are failed (see pycrew_sge.verify)
         tags = {r.array_id: r.tag for r in merged if r.state == "qw" and r.tag}  # (one decode per job, not per task)
         waiting = {job for job, tag in tags.items() if jobtag.decode(tag) is not None}

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pycrew import LauncherInfo, WorkerCall
 from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, normalise
+from pycrew_slurm.exits import ended_reason
 from pycrew_slurm.options import SlurmOptions
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,8 @@ class SlurmCLI(SchedulerCLI):
             if not index.isdigit() or not array_id.isdigit():
                 continue  # not an array element: never one of pycrew's jobs
             reason = "" if reason in ("None", "(null)") else reason
+            if state in ENDED_STATES:  # why it ended: the state's meaning, the signal in its wait status
+                reason = ended_reason(state, reason, code)
             hopeless = never_starts(state, reason)
             records.append(
                 JobRecord(

@@ -9,7 +9,9 @@ plugin:
   outputs; the base class runs them, retries transient failures, never submits an array
   twice, caches the monitor's listing, and tags every job (:mod:`.jobtag`) so the monitor
   finds pycrew's workers and their controllers;
-- :class:`SchedulerPlugin`: the launcher plugin whose hooks call the CLI (see ``pycrew_slurm.plugin``).
+- :class:`SchedulerPlugin`: the launcher plugin whose hooks call the CLI (see ``pycrew_slurm.plugin``);
+- :func:`killed_by` and :func:`join_reasons`: an ended job's reason in the words all
+  scheduler launchers use (:mod:`.exits`).
 
 See the "Writing a scheduler launcher" section of the plugin guide.
 """
@@ -21,6 +23,7 @@ from pycrew.scheduler.breaker import SubmitBreaker
 from pycrew.scheduler.cli import SchedulerCLI
 from pycrew.scheduler.commands import COMMON_TRANSIENT_ERRORS, CommandRunner
 from pycrew.scheduler.errors import SchedulerError
+from pycrew.scheduler.exits import join_reasons, killed_by, signal_name
 from pycrew.scheduler.options import (
     SchedulerOptions,
     memory_to_megabytes,
@@ -41,8 +44,11 @@ __all__ = [
     "SubmitBreaker",
     "jobscript",
     "jobtag",
+    "join_reasons",
+    "killed_by",
     "memory_to_megabytes",
     "normalise",
     "seconds_to_hms",
+    "signal_name",
     "walltime_to_seconds",
 ]
