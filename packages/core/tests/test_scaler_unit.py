@@ -44,7 +44,8 @@ class FakePlatform:
         self.block_listing: threading.Event | None = None  # the monitor waits for it (a hung platform API)
         self.block_terminating: threading.Event | None = None  # so does terminating
         self.block_handles: dict[Any, threading.Event] = {}  # terminating these handles waits for their event
-        self.ended: dict[str, str] = {}  # instance -> reason, reported by the monitor
+        self.ended: dict[str, Any] = {}  # instance -> reason, reported by the monitor
+        self.logs: dict[Any, str] = {}  # handle -> its output (pycrew_worker_logs)
         self.listings = 0  # monitor calls
 
     @pycrew.hookimpl
@@ -71,6 +72,10 @@ class FakePlatform:
             raise self.raise_in["terminate"]
         self.terminated.extend(handles)
         self.events.append(("terminate", list(handles)))
+
+    @pycrew.hookimpl
+    def pycrew_worker_logs(self, launcher: pycrew.LauncherInfo, handle: Any, lines: int | None) -> str | None:
+        return self.logs.get(handle)
 
     @pycrew.hookimpl
     def pycrew_list_workers(self, launcher: pycrew.LauncherInfo, controller_id: str | None) -> list[pycrew.WorkerInfo]:
@@ -304,6 +309,28 @@ def test_workers_lost_while_the_monitor_is_asked_wait_for_one_more_call(make_har
     assert all(why.endswith("exit code 1: Error") for _, why in h.dispatcher.explained), h.dispatcher.explained
     assert h.platform.listings - listed == 2, "the first one alone, then the two lost meanwhile together"
     assert sorted(h.platform.terminated) == sorted(f"handle-{i}" for i in instances)
+
+
+def test_a_lost_worker_is_quoted_with_the_end_of_its_output_when_the_reason_does_not_quote_it(make_harness):
+    """A batch scheduler says only FAILED; the worker's log says why (as for a failed launch)."""
+    h = make_harness(capabilities=frozenset({"monitor"}))
+    (instance,) = connected_workers(h, 1)
+    h.platform.ended[instance] = "NonZeroExitCode"
+    h.platform.logs[f"handle-{instance}"] = "loading\nMemoryError: cannot allocate 40 GiB\n"
+    h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.settle()
+    ((_, why),) = h.dispatcher.explained
+    assert why.endswith("exit code 1: NonZeroExitCode; its output ends with:\n    loading\n    MemoryError: cannot allocate 40 GiB"), why
+
+
+def test_a_monitor_report_of_odd_types_leaves_the_lost_worker_unexplained_and_terminated(make_harness):
+    h = make_harness(capabilities=frozenset({"monitor"}))
+    (instance,) = connected_workers(h, 1)
+    h.platform.ended[instance] = ["not", "a", "str"]
+    h.scaler.disconnected(instance, crashed=True, reason="its connection was lost")
+    h.settle()
+    assert h.dispatcher.explained == [(instance, "")]
+    assert f"handle-{instance}" in h.platform.terminated
 
 
 def test_a_monitor_that_fails_leaves_the_lost_worker_unexplained_and_terminated(make_harness):

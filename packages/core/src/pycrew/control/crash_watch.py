@@ -7,8 +7,9 @@ Kubernetes says ``OOMKilled``, SLURM ``OUT_OF_MEMORY`` or ``NODE_FAIL``. So when
 is lost, and its launcher has a monitor (capability ``monitor``), the monitor is asked
 (``pycrew_list_workers``, in the pool) what became of it before it is terminated: asked
 again for up to :data:`~pycrew.control.launch_watch.SECONDS_SETTLE` until it reports the
-worker ended, since a process killed a moment ago may not be reaped yet. What it says is
-logged, and quoted in the :class:`~pycrew.TaskCrashError` of a task that lost its last
+worker ended, since a process killed a moment ago may not be reaped yet. What it says (and
+the end of the worker's output, read as for a failed launch when the reason does not
+quote it) is logged, and quoted in the :class:`~pycrew.TaskCrashError` of a task that lost its last
 allowed worker there (the dispatcher holds such a task until then: see
 :mod:`pycrew.control.crash_hold`). Workers lost together are asked about in one call;
 those lost while a call is in flight wait for the next.
@@ -50,6 +51,7 @@ class CrashWatch:
     _handles_lock: threading.Lock
     _submit: Callable[..., None]
     terminate_instances: Callable[[Sequence[str], str], None]
+    _with_output: Callable[[WorkerInfo], WorkerInfo]  # see LaunchWatch._with_output
     _crashed: dict[str, float]  # instance -> until when to wait for the monitor to report it ended
     _crash_listing: bool  # a monitor call about lost workers is in flight
 
@@ -81,7 +83,7 @@ class CrashWatch:
     def _explain_crashed(self, batch: dict[str, float]) -> None:
         """Pool thread: what the monitor says of each lost worker (once it reports it ended, or
         its time is up), then terminate them. Only the words go back to the dispatcher thread."""
-        said: dict[str, str] = {}
+        said: dict[str, WorkerInfo] = {}
         try:
             while True:
                 infos = self.registry.call(
@@ -89,19 +91,24 @@ class CrashWatch:
                 )
                 for info in infos or []:
                     if isinstance(info, WorkerInfo) and info.ended and info.instance in batch and info.instance not in said:
-                        said[info.instance] = REPORTS_PREFIX + describe_worker(info)
+                        said[info.instance] = info
                 now = time.monotonic()
                 if all(instance in said or now >= until for instance, until in batch.items()):
                     break
                 time.sleep(SECONDS_ASK_AGAIN)
         except BaseException as exc:  # SystemExit too; the explanation is a bonus: the workers are terminated anyway
             log.debug("launcher %r: asking its monitor why workers were lost failed: %s", self.info.name, exc)
+        explained = dict.fromkeys(batch, "")
+        for instance, info in said.items():
+            try:  # (with the end of its output, as for a failed launch, when the platform's reason does not quote it)
+                explained[instance] = REPORTS_PREFIX + describe_worker(self._with_output(info))
+            except Exception as exc:  # a WorkerInfo of odd field types: the crash goes out unexplained
+                log.debug("launcher %r: describing lost worker %s failed: %r", self.info.name, instance, exc)
         with self._handles_lock:
             pairs = [(i, self.handles.pop(i)) for i in batch if i in self.handles]
         if pairs:
             last_termination.terminate_or_keep(self, pairs, "worker crashed")  # type: ignore[arg-type]
         assert self.dispatcher is not None
-        explained = {instance: said.get(instance, "") for instance in batch}
         self.dispatcher.call_soon(lambda: self._crashes_explained(explained))
 
     def _crashes_explained(self, explained: dict[str, str]) -> None:
