@@ -261,3 +261,24 @@ def test_standalone_emulator_leaves_no_process(tmp_path: Path) -> None:
         emu.close()
     assert all(gone(p) for p in pids)
     emu.close()  # idempotent
+
+
+def test_a_container_over_its_memory_requirement_is_oom_killed(awsbatch_emulator: AwsBatchEmulator) -> None:
+    """AWS Batch: MEMORY is the container's hard limit; above it the job fails with exit code 137
+    and OutOfMemoryError, as its statusReason and its container's reason."""
+    emu = awsbatch_emulator
+    fill = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    overrides = {"command": ["python", "-c", fill], "resourceRequirements": [{"type": "MEMORY", "value": "200"}]}
+    job_id = emu.boto3_client("batch").submit_job(
+        jobName="greedy", jobQueue=emu.job_queue, jobDefinition=emu.job_definition, containerOverrides=overrides
+    )["jobId"]
+    job = emu.wait_for_status(job_id, "FAILED")
+    assert job["statusReason"] == "OutOfMemoryError: Container killed due to memory usage", job
+    assert job["container"]["reason"] == job["statusReason"] and job["container"]["exitCode"] == 137, job["container"]
+
+
+def test_a_container_within_its_memory_requirement_runs(awsbatch_emulator: AwsBatchEmulator) -> None:
+    emu = awsbatch_emulator
+    job_id = submit(emu, "b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096])")
+    job = emu.wait_for_status(job_id, "SUCCEEDED")
+    assert "reason" not in job["container"], job["container"]

@@ -403,3 +403,23 @@ def test_stuck_tasks_stay_pending_until_released(
     emu.faults.stuck = False
     assert emu.wait_execution(name, timeout=10) == "succeeded"
     assert executions.get_execution(name=name).succeeded_count == 2
+
+
+def test_a_task_over_its_memory_limit_is_killed_and_says_so(cloudrun_emulator: CloudRunEmulator) -> None:
+    """Documented: "Cloud Run instances that exceed their allowed memory limit are terminated"."""
+    emu = cloudrun_emulator
+    fill = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    container = run_v2.Container(
+        image="us-docker.pkg.dev/test/pycrew/worker:latest",
+        command=["python", "-c", fill],
+        resources=run_v2.ResourceRequirements(limits={"memory": "200Mi"}),
+    )
+    job = run_v2.Job(template=run_v2.ExecutionTemplate(template=run_v2.TaskTemplate(containers=[container])))
+    emu.jobs_client().create_job(parent=emu.parent(), job=job, job_id="greedy").result(timeout=10, polling=FAST)
+    execution = run(emu, "greedy").result(timeout=30, polling=FAST)
+    assert execution.failed_count == 1, execution
+    [task] = emu.tasks_client().list_tasks(parent=execution.name)
+    result = task.last_attempt_result
+    assert (result.term_signal, result.exit_code) == (9, 0), result
+    assert completed(task).message.startswith("Memory limit of 200 MiB exceeded with "), completed(task).message
+    assert "Memory limit of 200 MiB exceeded" in completed(execution).message

@@ -25,7 +25,11 @@ moto is used as is, except for a few small patches applied in the moto subproces
   ended is ``SUCCEEDED`` only if all of them succeeded, else ``FAILED``;
 * ``describe_jobs`` reports ``container.exitCode`` and a ``statusReason`` for stopped
   jobs (``"Essential container in task exited"``, ``"CannotPullContainerError: ..."``,
-  ``"CannotStartContainerError: ..."``, or the terminate reason);
+  ``"CannotStartContainerError: ..."``, ``"OutOfMemoryError: Container killed due to
+  memory usage"`` (also as ``container.reason``), or the terminate reason);
+* a container gets its job's ``MEMORY`` requirement (the container overrides', else the
+  job definition's) as its hard memory limit (Docker's ``HostConfig.Memory``), as the ECS
+  agent gives it; the fake Docker Engine SIGKILLs a container whose processes use more;
 * containers get ``AWS_BATCH_JOB_ARRAY_INDEX`` (array children),
   ``AWS_BATCH_JOB_ATTEMPT``, ``AWS_BATCH_JQ_NAME`` and ``AWS_BATCH_CE_NAME`` like on AWS.
 
@@ -62,6 +66,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from pycrew_emulators.faults import Fault, Faults
+from pycrew_emulators.k8s_resources import tree_rss
 from pycrew_emulators.runner import ContainerSpec, JobRunner
 
 __all__ = ["DOCKER_API_VERSION", "AwsBatchEmulator", "FakeDockerEngine", "FaultProxy"]
@@ -72,6 +77,10 @@ _log = logging.getLogger(__name__)
 DOCKER_API_VERSION = "1.45"
 
 _FINAL = ("SUCCEEDED", "FAILED")
+
+#: What AWS Batch says of a job whose container went over its memory limit, as its
+#: ``statusReason`` and its container's ``reason`` (exit code 137).
+OUT_OF_MEMORY = "OutOfMemoryError: Container killed due to memory usage"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -149,6 +158,8 @@ class _Container:
     created: float
     run_id: str | None = None
     start_error: str = ""
+    memory: int = 0  # HostConfig.Memory: the hard limit in bytes (0: none)
+    oom_killed: bool = False
 
 
 @dataclass
@@ -258,6 +269,7 @@ class FakeDockerEngine:
             env=env,
             working_dir=body.get("WorkingDir") or None,
             created=time.time(),
+            memory=int((body.get("HostConfig") or {}).get("Memory") or 0),
         )
         with self._lock:
             self._containers[cid] = c
@@ -328,8 +340,9 @@ class FakeDockerEngine:
                     state["StartedAt"] = _rfc3339(st.started_at)
                 if st.status == "running":
                     state.update(Status="running", Running=True)
+                    self._enforce_memory_limit(c, st.pid)
                 elif st.status == "exited":
-                    state.update(Status="exited", ExitCode=st.exit_code or 0, Pid=0)
+                    state.update(Status="exited", ExitCode=st.exit_code or 0, Pid=0, OOMKilled=c.oom_killed)
                     if st.finished_at:
                         state["FinishedAt"] = _rfc3339(st.finished_at)
         return 200, {
@@ -353,6 +366,18 @@ class FakeDockerEngine:
                 "Networks": {"bridge": {"IPAddress": "127.0.0.1"}},
             },
         }
+
+    def _enforce_memory_limit(self, c: _Container, pid: int | None) -> None:
+        """The kernel's OOM killer in the container's cgroup: SIGKILL when its processes use more
+        resident memory than ``HostConfig.Memory``. Checked whenever the container is inspected
+        (moto does every 0.5 s while it runs; real: at once, on allocation)."""
+        if not c.memory or not pid or c.oom_killed or c.run_id is None or tree_rss(pid) <= c.memory:
+            return
+        c.oom_killed = True
+        job_id = c.env.get("AWS_BATCH_JOB_ID")
+        if job_id:  # AWS Batch's words for it, as the job's statusReason and its container's reason
+            self._set_job_info(job_id, reason=OUT_OF_MEMORY, container_reason=OUT_OF_MEMORY)
+        self.runner.kill(c.run_id, signal.SIGKILL)
 
     def logs(self, cid: str, query: dict[str, str]) -> tuple[int, bytes]:
         c = self._get(cid)
@@ -1101,6 +1126,8 @@ def _patch_moto() -> None:
             reason = info.get("reason")
             if reason:
                 self.job_stopped_reason = reason
+            if info.get("container_reason"):
+                self.__dict__["_pycrew_container_reason"] = str(info["container_reason"])
         orig_mark_stopped(self, success)
 
     Job._mark_stopped = mark_stopped
@@ -1111,6 +1138,11 @@ def _patch_moto() -> None:
         result: dict[str, Any] = orig_describe(self)
         if self.job_stopped and self.exit_code is not None and isinstance(result.get("container"), dict):
             result["container"].setdefault("exitCode", self.exit_code)
+        container_reason = self.__dict__.get("_pycrew_container_reason")
+        if container_reason and isinstance(result.get("container"), dict):
+            result["container"]["reason"] = container_reason
+            for attempt in result.get("attempts") or []:
+                attempt.setdefault("container", {})["reason"] = container_reason
         return result
 
     Job.describe = describe
@@ -1153,6 +1185,29 @@ def _patch_moto() -> None:
         return env
 
     Job._get_container_property = get_container_property
+
+    from docker.models.containers import ContainerCollection  # type: ignore[import-untyped]
+
+    orig_run = ContainerCollection.run
+    assert callable(orig_run)
+
+    def memory_mib(job: Any) -> int | None:
+        """The job's MEMORY requirement: its container overrides', else its job definition's."""
+        for req in (job.container_overrides or {}).get("resourceRequirements") or []:
+            if str(req.get("type", "")).upper() == "MEMORY":
+                return int(float(req["value"]))
+        value = (job.container_overrides or {}).get("memory") or job.job_definition._get_resource_requirement("memory")
+        return int(float(value)) if value else None
+
+    def run_container(self: Any, image: str, command: Any = None, **kwargs: Any) -> Any:
+        job = threading.current_thread()  # moto starts a job's containers in its own thread (Job.run)
+        if isinstance(job, Job) and job.job_definition.container_properties and "mem_limit" not in kwargs:
+            mib = memory_mib(job)
+            if mib:
+                kwargs["mem_limit"] = f"{mib}m"
+        return orig_run(self, image, command, **kwargs)
+
+    ContainerCollection.run = run_container
 
     # Our _Abort is caught by Job.run's generic handler, which logs it as an error.
     bm.logger.addFilter(lambda record: "stopped before starting" not in record.getMessage())

@@ -46,7 +46,10 @@ A failed task says why the way Cloud Run v2 does: its ``Completed`` condition (s
 run, or ``The container exited with an exit code of N.``) and its ``last_attempt_result``
 (a ``status`` with that message, and ``exit_code``, or ``term_signal`` for a container that
 was killed: at most one of the two is set, as documented). The execution's ``Completed``
-condition quotes the first failed task's message.
+condition quotes the first failed task's message. A task whose processes use more memory
+than its container's ``resources.limits["memory"]`` is SIGKILLed (documented: such
+instances are terminated), with the message ``Memory limit of N MiB exceeded with M MiB
+used. ...`` (the line Cloud Run logs for it; as the task's message: GUESS).
 
 Emulator-only: :attr:`CloudRunEmulator.secrets` stands in for Secret Manager, for env
 vars with ``valueSource.secretKeyRef``: ``secrets[("projects/P/secrets/S", "latest")] =
@@ -63,6 +66,7 @@ import json
 import logging
 import random
 import re
+import signal
 import string
 import threading
 import time
@@ -83,6 +87,7 @@ from google.rpc import status_pb2
 
 from pycrew_emulators.cloudrun_logging import InvalidLogQuery, TaskLogStore
 from pycrew_emulators.faults import Fault, Faults
+from pycrew_emulators.k8s_resources import QuantityError, parse_quantity, tree_rss
 from pycrew_emulators.runner import ContainerSpec, JobRunner, RunState
 
 __all__ = ["CloudRunApiError", "CloudRunEmulator"]
@@ -215,6 +220,7 @@ class _Task:
     exit_code: int | None = None
     message: str = ""
     reason: int = 0  # Condition.CommonReason of a failure
+    over_memory: str = ""  # the current attempt was killed for using more memory than its limit: why
 
 
 @dataclass
@@ -1058,6 +1064,8 @@ class CloudRunEmulator:
                         t.timed_out = True
                         # The exit is handled on a later tick.
                         self.runner.kill(t.run_id)
+                    elif state.pid is not None:
+                        self._enforce_memory_limit(exe, t, state.pid)
             if exe.cancel_requested:
                 for t in exe.tasks:
                     if t.status == "pending":
@@ -1118,9 +1126,27 @@ class CloudRunEmulator:
         if state.done:
             self._attempt_ended(exe, t, state)
 
+    def _enforce_memory_limit(self, exe: _Execution, t: _Task, pid: int) -> None:
+        """Documented: "Cloud Run instances that exceed their allowed memory limit are terminated"
+        (the container's ``resources.limits["memory"]``). Its processes' resident memory is
+        checked every tick (real: the kernel, at once, on allocation); one above the limit is
+        SIGKILLed. Only an explicit limit is enforced (real: 512 MiB by default)."""
+        limit = _memory_limit(exe.template.containers[0])
+        if limit is None or t.over_memory or t.run_id is None:
+            return
+        used = tree_rss(pid)
+        if used > limit:
+            # GUESS: the task's message is the line Cloud Run logs for such an instance.
+            t.over_memory = (
+                f"Memory limit of {limit // 2**20} MiB exceeded with {round(used / 2**20)} MiB used. "
+                "Consider increasing the memory limit, see https://cloud.google.com/run/docs/configuring/memory-limits"
+            )
+            self.runner.kill(t.run_id, signal.SIGKILL)
+
     def _attempt_ended(self, exe: _Execution, t: _Task, state: RunState) -> None:
         now = time.time()
         t.exit_code = state.exit_code
+        over_memory, t.over_memory = t.over_memory, ""
         if exe.cancel_requested:
             t.status, t.message = "cancelled", "The task was cancelled."
         elif state.status == "failed_to_start":
@@ -1137,6 +1163,8 @@ class CloudRunEmulator:
             # GUESS: message wording.
             if t.timed_out:
                 t.message = f"The configured timeout was reached ({exe.template.timeout.total_seconds():g}s)."
+            elif over_memory:
+                t.message = over_memory
             else:
                 t.message = (
                     f"The container exited with an exit code of {state.exit_code}."
@@ -1148,6 +1176,15 @@ class CloudRunEmulator:
                 return
             t.status = "failed"
         t.completion_time = now
+
+
+def _memory_limit(container: Any) -> int | None:
+    """A container's memory limit in bytes (``resources.limits["memory"]``), if it has a valid one."""
+    value = container.resources.limits.get("memory") if "resources" in container else None
+    try:
+        return int(parse_quantity(value)) if value else None
+    except QuantityError:  # the real API refuses it when the job is created; this emulator does not check
+        return None
 
 
 def _location(name: str) -> str:
