@@ -548,3 +548,10 @@ def print_then_kill(text: str) -> None:
     """Print ``text``, then kill the worker process with SIGKILL (as an out-of-memory killer does)."""
     print(text, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_worker_if_in(x: int, killers: frozenset[int]) -> int:
+    """Kill the worker process (SIGKILL) if ``x`` is one of ``killers``; else return ``x``."""
+    if x in killers:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

@@ -104,6 +104,10 @@ class Assignment:
             conn = conns.get(link_id)
             if conn is None or conn.ready_version != version or conn.state != READY:
                 continue
+            if conn.alone is not None:  # it runs a suspect task: nothing else until that ends
+                if conn.alone in conn.in_flight:
+                    continue  # offered again when its result comes
+                conn.alone = None
             if conn.link.unacked_max is not None and conn.frames_sent - conn.frames_acked >= conn.link.unacked_max:
                 continue  # offered again when the worker acknowledges
             room = min(limit, conn.tasks_left) - len(conn.in_flight)
@@ -118,8 +122,8 @@ class Assignment:
                 if task.resolved:
                     queue.popleft()
                     continue
-                if conn.in_flight and conn.bytes_in_flight + len(task.payload) > bytes_prefetch:
-                    full = True
+                if conn.in_flight and (task.suspect or conn.bytes_in_flight + len(task.payload) > bytes_prefetch):
+                    full = True  # (a suspect goes to a worker with nothing else: see Upkeep._requeue)
                     break
                 queue.popleft()
                 if task.future is not None and not task.running:
@@ -135,6 +139,10 @@ class Assignment:
                     self._watch(conn)
                 batch.append((task.id, task.payload))
                 large = large or len(task.payload) >= p.LARGE_PAYLOAD
+                if task.suspect:
+                    conn.alone = task.id
+                    full = True
+                    break
             if batch:
                 if len(conn.in_flight) == len(batch):
                     conn.progress = time.monotonic()

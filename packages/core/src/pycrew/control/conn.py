@@ -43,6 +43,7 @@ class Conn:
     """One worker connection."""
 
     __slots__ = (
+        "alone",
         "bytes_in_flight",
         "ending",
         "exit_reason",
@@ -100,3 +101,4 @@ class Conn:
         self.stalled = False  # gave tasks back: none offered until a result comes (see recall)
         self.silence_noted = 0.0  # the last_seen of a busy silence already logged (see Upkeep._visit)
         self.served = False  # it has sent a result (see Upkeep._leaving)
+        self.alone: int | None = None  # the id of a suspect task it runs alone: no other task meanwhile

@@ -28,6 +28,8 @@ class CrashHold:
     settings: DispatcherSettings
     _on_result: Callable[[Task, p.Payload | None, Conn | None, Error | None], None]
     _crash_held: dict[str, tuple[float, list[tuple[Task, Error]]]]  # instance -> (due, its tasks)
+    #: How many tasks are held (read by other threads: summary() counts them running).
+    crash_holding: int
 
     def _hold_crash(self, instance: str | None, task: Task, error: Error, now: float) -> None:
         """Resolve ``task`` with ``error``: once ``instance``'s loss is explained, if its launcher has a monitor."""
@@ -36,28 +38,49 @@ class CrashHold:
             return
         _, held = self._crash_held.setdefault(instance, (now + SECONDS_EXPLAIN_CRASH, []))
         held.append((task, error))
+        self.crash_holding += 1
 
     def crash_explained(self, instance: str, why: str) -> None:
         """Dispatcher thread: the scaler's word on why worker ``instance`` was lost (``""``: none)."""
+        self._release_held(instance, f"; {why}" if why else "")
+
+    def _release_held(self, instance: str, said: str) -> None:
         _, held = self._crash_held.pop(instance, (0.0, []))
+        self.crash_holding -= len(held)
         for task, (status, message, error_type) in held:
-            self._on_result(task, None, None, (status, f"{message}; {why}" if why else message, error_type))
+            self._on_result(task, None, None, (status, message + said, error_type))
 
     def _crashes_overdue(self, now: float) -> None:
         """Resolve the held tasks whose explanation did not come in time (see :data:`SECONDS_EXPLAIN_CRASH`)."""
         for instance in [i for i, (due, _) in self._crash_held.items() if due <= now]:
-            _, held = self._crash_held.pop(instance)
-            for task, (status, message, error_type) in held:
-                said = f"{message} (the launcher's monitor did not say why within {SECONDS_EXPLAIN_CRASH:g} s)"
-                self._on_result(task, None, None, (status, said, error_type))
+            self._release_held(instance, f" (the launcher's monitor did not say why within {SECONDS_EXPLAIN_CRASH:g} s)")
+
+    def _cancel_held(self, predicate: Callable[[Task], bool], message: str) -> int:
+        """Cancel the held tasks matching ``predicate`` (they resolve as ``cancel``, as a running task does)."""
+        count = 0
+        for instance, (due, held) in list(self._crash_held.items()):
+            kept = [(task, error) for task, error in held if not predicate(task)]
+            if len(kept) == len(held):
+                continue
+            for task, _ in held:
+                if predicate(task):
+                    self._on_result(task, None, None, ("cancel", message, "CancelledError"))
+                    count += 1
+            self.crash_holding -= len(held) - len(kept)
+            if kept:
+                self._crash_held[instance] = (due, kept)
+            else:
+                del self._crash_held[instance]
+        return count
 
     def _end_crash_holds(self) -> None:
         """The loop ends (terminated, or failed): the held tasks resolve as the crashes they are, unexplained."""
         for instance in list(self._crash_held):
-            self.crash_explained(instance, "")
+            self._release_held(instance, "")
 
     def _crash_held_tasks(self) -> list[Task]:
         """The held tasks, taken out (the loop could not end them: the owner resolves them)."""
         tasks = [task for _, held in self._crash_held.values() for task, _ in held]
         self._crash_held.clear()
+        self.crash_holding = 0
         return tasks

@@ -4,6 +4,7 @@ final :class:`LaunchError`."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,27 @@ def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[
     )
 
 
+#: The longest line of a worker's output, or of a platform's reason, that a message quotes whole.
+LINE_MAX = 400
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # (not a tab or a newline)
+
+
+def printable(text: str) -> str:
+    """``text`` (a platform's reason, a worker's last output lines) fit to quote in a message.
+
+    A line rewritten with carriage returns (a progress bar) shows its last state, as a
+    terminal would; other control characters (a colour's escape sequence) are shown
+    escaped (``\x1b``), not sent to whoever prints the error; a line longer than
+    :data:`LINE_MAX` is cut (one 2 MB line made a 2 MB exception message).
+    """
+    lines = []
+    for line in text.split("\n"):
+        line = line.rstrip("\r").rsplit("\r", 1)[-1]
+        line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+        lines.append(line if len(line) <= LINE_MAX else f"{line[:LINE_MAX]}... ({len(line) - LINE_MAX} more characters)")
+    return "\n".join(lines)
+
+
 def _indent(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.splitlines())
 
@@ -92,7 +114,7 @@ def explain_ended(info: WorkerInfo) -> str:
     text = f"{ENDED_PREFIX}{verb}{ENDED_MARK}"
     if info.exit_code is not None:
         text += f" (exit code {info.exit_code})"
-    reason = info.reason.strip()
+    reason = printable(info.reason.strip())
     if "\n" in reason:
         return f"{text}; the launcher's report of it is quoted below\n{_indent(reason)}"
     return f"{text}: {reason}" if reason else text
@@ -107,7 +129,7 @@ def is_ended_reason(reason: str) -> bool:
 def describe_worker(info: WorkerInfo) -> str:
     """The monitor's view of one worker in a few words: state, exit code, reason (further lines indented)."""
     said = info.state if info.status in ("unknown", info.state.lower()) else f"{info.state} ({info.status})"
-    reason = info.reason.strip()
+    reason = printable(info.reason.strip())
     if info.exit_code is not None and f"exit code {info.exit_code}" not in reason:
         said += f", exit code {info.exit_code}"
     if not reason:

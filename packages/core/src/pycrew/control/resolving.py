@@ -132,7 +132,7 @@ class Resolving(Backups):
     def _finish(self, task: Task, result: TaskResult) -> None:
         """Dispatcher thread: hand a result to a backup, a relay, a future or the pop queue."""
         backup = self.options.backup
-        if result.status == "crash" and backup is not None:
+        if result.status == "crash" and backup is not None and not self._terminated:  # (terminating: nothing new starts)
             refused = self._forward(task, result, backup)
             if refused is None:
                 return

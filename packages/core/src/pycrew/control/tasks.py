@@ -31,6 +31,7 @@ class Task:
         "seconds_timeout",
         "seed",
         "submitted",
+        "suspect",
     )
 
     def __init__(
@@ -54,6 +55,9 @@ class Task:
         self.seconds_timeout = seconds_timeout
         self.running = False
         self.resolved = False
+        # its worker died while it and others were on it, any of which may have killed it: it
+        # runs alone on a worker from then on, so that a death there is its own (see Upkeep._requeue)
+        self.suspect = False
         self.relay: Any = None
         self.submitted = 0.0  # time.monotonic() at submit, set only while a dashboard measures round trips
 

@@ -59,11 +59,21 @@ class Upkeep(CrashHold):
 
     def _requeue(self, tasks: list[Task], blame_first: bool, reason: str, lost: str | None = None) -> None:
         """Put a lost worker's unresolved tasks back at the front of the queue (``lost``: the
-        instance of a worker whose connection was lost: a task crashed out waits for why)."""
+        instance of a worker whose connection was lost: a task crashed out waits for why).
+
+        ``blame_first``: the worker died, and the first of them, the one it ran, counts a crash.
+        Unless it held several: a worker sends the results of short tasks in batches, so the
+        tasks before the one that killed it may have ended unheard of. Then none is blamed
+        (an innocent task would crash out, the culprit go on killing workers); each becomes a
+        *suspect*, which runs alone on a worker (see Assignment._assign), where a death is its own.
+        """
         back: list[Task] = []
+        tasks = [task for task in tasks if not task.resolved]
+        if blame_first and len(tasks) > 1:
+            blame_first = False
+            for task in tasks:
+                task.suspect = True
         for i, task in enumerate(tasks):
-            if task.resolved:
-                continue
             if i == 0 and blame_first:
                 task.crashes += 1
                 if task.crashes >= self.settings.crashes_max:
@@ -173,6 +183,7 @@ class Upkeep(CrashHold):
         self._visits = []
         self._watched = set()
         self._crash_held = {}
+        self.crash_holding = 0
         self._maintained_at = time.monotonic()
         self.beats = BeatRate(settings.seconds_heartbeat, settings.seconds_heartbeat_timeout, settings.heartbeats_per_second)
 
@@ -318,7 +329,7 @@ class Upkeep(CrashHold):
         Queued tasks are removed; running ones resolve as ``cancel`` at once and their
         workers are told to stop them (and replaced if they do not within the grace period).
         """
-        count = 0
+        count = self._cancel_held(lambda t: not t.resolved and predicate(t), message)  # crashed out, held for why
         for task in self.remove_queued(lambda t: not t.resolved and predicate(t)):
             self._on_result(task, None, None, ("cancel", message, "CancelledError"))
             count += 1
