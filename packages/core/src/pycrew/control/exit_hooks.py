@@ -80,18 +80,12 @@ def _wait_at_exit() -> None:
 
 def _finish_live() -> None:
     global _interrupted
-    for running in list(live):
-        try:
-            if stop_waiting() and running.pending_futures():
-                log.warning("controller %r: the program was interrupted: terminating it without waiting for its %d "
-                            "pending future(s)", running.name, running.pending_futures())
-            running._finish_at_exit()
-        except (SystemExit, KeyboardInterrupt) as exc:  # while it waited (it terminated): the others go at once
-            _interrupted = _interrupted or exc
-            log.warning("controller %r: the program was interrupted (%s) while it waited at exit for pending futures: "
-                        "terminated", running.name, type(exc).__name__)
-        except Exception:  # one controller's failure must not keep the others running
-            log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
+    seen: set[int] = set()
+    # Each live controller, and those started meanwhile (a backup a crashed task was handed to).
+    while todo := [c for c in list(live) if id(c) not in seen]:
+        for running in todo:
+            seen.add(id(running))
+            _finish_one(running)
     release.finish_at_exit()  # those dropped (see pycrew.control.release) and not terminated yet
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
@@ -100,6 +94,22 @@ def _finish_live() -> None:
             callbacks.drain_all()
         except (SystemExit, KeyboardInterrupt) as exc:  # while it waited for the callbacks
             _interrupted = exc
+
+
+def _finish_one(running: Controller) -> None:
+    """Let ``running``'s pending futures finish (unless interrupted), then terminate it."""
+    global _interrupted
+    try:
+        if stop_waiting() and running.pending_futures():
+            log.warning("controller %r: the program was interrupted: terminating it without waiting for its %d "
+                        "pending future(s)", running.name, running.pending_futures())
+        running._finish_at_exit()
+    except (SystemExit, KeyboardInterrupt) as exc:  # while it waited (it terminated): the others go at once
+        _interrupted = _interrupted or exc
+        log.warning("controller %r: the program was interrupted (%s) while it waited at exit for pending futures: "
+                    "terminated", running.name, type(exc).__name__)
+    except Exception:  # one controller's failure must not keep the others running
+        log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
 
 
 def _end_process(interruption: BaseException) -> None:
