@@ -201,3 +201,28 @@ def test_a_quoted_output_shows_escapes_and_long_lines_cut(make_controller):
     message = str(raised.value)
     assert "\\x1b[31mred alert\\x1b[0m" in message and "\x1b" not in message, message
     assert "more characters)" in message and len(message) < 2000, message
+
+
+def test_a_task_handed_to_the_backup_counts_running_until_it_comes_back(make_controller):
+    """On bf6eec4 the first controller counted it nowhere meanwhile (pushed 1, queued, running, resolved 0)."""
+
+    def dies_here_sleeps_there() -> str:  # (a closure: sent by value)
+        import os
+        import time
+
+        if os.environ.get("WHERE") != "big":
+            os._exit(137)
+        time.sleep(2)
+        return "ran on big"
+
+    big = make_controller("local", name="big", workers=1, env={"WHERE": "big"})
+    small = make_controller("local", name="small", workers=1, crashes_max=1, backup=big).start()
+    future = small.submit(dies_here_sleeps_there)
+    deadline = time.monotonic() + 30
+    while not (big.started and big.summary().controller.running) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    s = small.summary().controller
+    assert (s.pushed, s.queued, s.running, s.resolved) == (1, 0, 1, 0), s
+    assert future.result(timeout=60) == "ran on big"
+    s = small.summary().controller
+    assert (s.running, s.resolved) == (0, 1), s

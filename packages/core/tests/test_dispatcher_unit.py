@@ -277,6 +277,39 @@ def test_a_lost_worker_with_several_tasks_blames_none_and_each_runs_alone_until_
     assert sorted(b.tasks()[2:] + d.tasks()[1:]) == sorted(t.id for t in more), "then two at a time each, as before"
 
 
+def test_a_task_behind_a_cancelled_one_still_running_is_not_blamed_for_the_death(h):
+    """A cancelled task runs on until its worker stops it, and may kill it meanwhile: on b40f4bb it
+    was left out of the count, and the one task left, which had not started, was charged."""
+    a = h.worker()
+    h.d.record_seconds(0.0001)
+    cancelled, behind = h.push(2)
+    assert a.tasks() == [cancelled.id, behind.id]
+    assert h.d.cancel(lambda t: t is cancelled, "cancelled") == 1
+    h.lose(a)
+    assert (behind.crashes, behind.suspect) == (0, True)
+    assert [t.id for t in h.d.queue] == [behind.id]
+
+
+def test_tasks_past_the_results_a_worker_may_hold_unsent_never_ran_and_go_back_unpenalised():
+    """A worker sends its results once RESULTS_UNSENT_MAX wait: it cannot have started a task past that many
+    plus one. On b40f4bb a death made suspects of all it held (4,096 prefetched no-ops: ~2,000 retries)."""
+    h = Harness(prefetch_max=400)
+    try:
+        a = h.worker()
+        h.d.record_seconds(0.0)  # no-ops: the whole window goes out
+        tasks = h.push(300)
+        assert len(a.tasks()) == 300
+        retries = h.d.retries
+        h.lose(a)
+        window = p.RESULTS_UNSENT_MAX + 1
+        assert [t.suspect for t in tasks] == [True] * window + [False] * (300 - window)
+        assert [t.attempts for t in tasks] == [1] * window + [0] * (300 - window), "the unstarted ones: not an attempt"
+        assert h.d.retries - retries == window and all(t.crashes == 0 for t in tasks)
+        assert [t.id for t in h.d.queue] == [t.id for t in tasks], "in order, at the front"
+    finally:
+        h.close()
+
+
 def test_a_task_that_kills_crashes_max_workers_resolves_as_a_crash(h):
     (task,) = h.push(1)
     for _ in range(3):

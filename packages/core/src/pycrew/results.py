@@ -32,9 +32,10 @@ class TaskResult:
         host: the host it ran on, if any.
         pid: the process id it ran in, if any.
         attempts: how many times it was sent to a worker (a worker is sent tasks ahead of the
-            one it runs: those it still held when it died are sent again, and count here and
-            in ``retries``, whether or not they had started; tasks it handed back when it
-            left politely do not).
+            one it runs: those it still held when it died, and may have started, are sent
+            again, and count here and in ``retries``; those it cannot have started yet (past
+            the results it may have kept unsent, see pycrew.wire.protocol.RESULTS_UNSENT_MAX)
+            and those it handed back when it left politely do not).
         seed: the random seed it ran with, if one was given.
         exception: the exception object itself, when it could be unpickled.
     """
@@ -128,8 +129,8 @@ class ControllerSummary:
             its :class:`~pycrew.ControllerError`; pushed tasks among them stay counted by
             ``unresolved()``). Once nothing is queued or running,
             ``pushed == resolved + abandoned``.
-        retries: times a task was requeued after its worker died (every task the worker held:
-            the one it ran, and those sent ahead to it; see ``TaskResult.attempts``).
+        retries: times a task was requeued after its worker died (the one it ran, and those
+            sent ahead to it that it may have started; see ``TaskResult.attempts``).
         workers_online: workers connected now.
         workers_launching: workers launched and not yet connected.
         seconds: time since the controller started.

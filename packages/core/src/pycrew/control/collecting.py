@@ -131,7 +131,8 @@ class Collecting(ControllerState):
         """Controller, worker and launcher summaries (crew's three summaries in one)."""
         d = self._dispatcher
         queued = len(d.queue) + len(d.submissions) if d else 0
-        running = d.running() + d.crash_holding if d else 0  # (held: crashed out, waiting for why: see crash_hold)
+        # running: on workers; crashed out and held for why (see crash_hold); or handed to the backup
+        running = d.running() + d.crash_holding + len(self._forwarded) if d else 0
         c = self._status_counts
         ended = self._terminated  # its workers were told to stop and its links closed: none is online
         controller = ControllerSummary(

@@ -66,15 +66,19 @@ class Upkeep(CrashHold):
         tasks before the one that killed it may have ended unheard of. Then none is blamed
         (an innocent task would crash out, the culprit go on killing workers); each becomes a
         *suspect*, which runs alone on a worker (see Assignment._assign), where a death is its own.
+        ``tasks`` are all it held, in order, resolved ones too (a cancelled task it still ran may
+        be the one that killed it). It had not started those past the results it may have held
+        unsent: they go back unpenalised, as given-back tasks do.
         """
         back: list[Task] = []
-        tasks = [task for task in tasks if not task.resolved]
-        if blame_first and len(tasks) > 1:
-            blame_first = False
-            for task in tasks:
+        several = len(tasks) > 1
+        ran, unstarted = tasks[: p.RESULTS_UNSENT_MAX + 1], tasks[p.RESULTS_UNSENT_MAX + 1 :]
+        for task in ran:
+            if task.resolved:
+                continue
+            if blame_first and several:
                 task.suspect = True
-        for i, task in enumerate(tasks):
-            if i == 0 and blame_first:
+            elif blame_first:
                 task.crashes += 1
                 if task.crashes >= self.settings.crashes_max:
                     error = ("crash", f"its worker died {task.crashes} time(s) while running it ({reason})", "TaskCrashError")
@@ -82,6 +86,10 @@ class Upkeep(CrashHold):
                     continue
             self.retries += 1
             back.append(task)
+        for task in unstarted:
+            if not task.resolved:
+                task.attempts -= 1
+                back.append(task)
         self.queue.extendleft(reversed(back))
 
     def _leaving(self, conn: Conn) -> None:

@@ -84,6 +84,9 @@ LEAVING = 0x4C  # b"L"    worker -> dispatcher: JSON {reason, unstarted: [ids]}:
 INITIALIZED = 0x49  # b"I" worker -> dispatcher: JSON {status, seconds, error, error_type, traceback}
 
 NONCE_BYTES = 32
+#: A worker holds at most this many results unsent (it sends a batch when it is this full: see
+#: pycrew.worker.results). So when it dies, it had not started the tasks it held past this many plus one.
+RESULTS_UNSENT_MAX = 256
 #: json's own functions, out of a task's reach (a mock of ``json.dumps`` left running in a
 #: worker would otherwise garble its control frames; see pycrew.wire.clock).
 _json_dumps = json.dumps

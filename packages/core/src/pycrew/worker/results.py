@@ -62,7 +62,7 @@ class ResultBatcher:
         gone: set when the link to the controller is gone (the flusher then stops).
     """
 
-    FLUSH_COUNT = 256
+    FLUSH_COUNT = p.RESULTS_UNSENT_MAX
     FLUSH_SECONDS = 0.002
 
     def __init__(
