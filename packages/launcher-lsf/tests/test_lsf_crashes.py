@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pycrew
+from pycrew.testing.harness import wait_until
 from pycrew_emulators.lsf import LsfEmulator
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def lsf_controller(emulator: LsfEmulator, tmp_path: Path) -> pycrew.Controller:
@@ -69,14 +58,13 @@ def test_a_task_whose_job_was_killed_with_bkill_says_by_whom_and_how(lsf_emulato
     def long_task(path: str) -> None:
         import os
         import pathlib
-        import time
 
         pathlib.Path(path).write_text(f"{os.environ['LSB_JOBID']}[{os.environ['LSB_JOBINDEX']}]")
         time.sleep(60)
 
     with lsf_controller(lsf_emulator, tmp_path) as c:
         future = c.submit(long_task, str(marker))
-        job = wait_for(lambda: marker.exists() and marker.read_text(), 30, "the task to start")
+        job = wait_until(lambda: marker.exists() and marker.read_text(), 30, "the task never started")
         assert lsf_emulator.run("bkill", job).returncode == 0
         message = crash_message(future)
     assert "EXIT (cancelled), exit code 143: TERM_OWNER: job killed by owner; killed by signal 15 (SIGTERM)" in message, message

@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pycrew
+from pycrew.testing.harness import wait_until
 
 FLAVOURS = pytest.mark.parametrize("pbs_emulator", ["pbspro", "torque"], indirect=True)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            assert value, f"timed out after {timeout} s waiting for {what}"
-            return value
-        time.sleep(0.05)
 
 
 def pbs_controller(emulator: Any, tmp_path: Path, **kw: Any) -> pycrew.Controller:
@@ -70,14 +60,13 @@ def test_a_task_whose_job_was_deleted_says_it_was_killed(pbs_emulator: Any, tmp_
     def long_task(path: str) -> None:
         import os
         import pathlib
-        import time
 
         pathlib.Path(path).write_text(os.environ["PBS_JOBID"])
         time.sleep(60)
 
     with pbs_controller(pbs_emulator, tmp_path) as c:
         future = c.submit(long_task, str(marker))
-        job = wait_for(lambda: marker.exists() and marker.read_text(), 30, "the task to start")
+        job = wait_until(lambda: marker.exists() and marker.read_text(), 30, "the task never started")
         assert pbs_emulator.run("qdel", job).returncode == 0
         message = crash_message(future)
     assert "killed by signal 9 (SIGKILL)" in message, message
@@ -92,7 +81,6 @@ def test_a_task_cut_by_the_walltime_says_so(pbs_emulator: Any, tmp_path: Path) -
     TORQUE the walltime it used up."""
 
     def long_task() -> None:
-        import time
 
         time.sleep(60)
 
