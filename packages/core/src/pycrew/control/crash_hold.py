@@ -23,55 +23,50 @@ Error = tuple[str, str, str]  # (status, message, error type), as the dispatcher
 
 
 class CrashHold:
-    """The dispatcher's crashed tasks waiting for their explanation (mixed into Dispatcher)."""
+    """The dispatcher's crashed tasks waiting for their explanation (mixed into Dispatcher).
+
+    A worker's death charges a crash only when it held one task (see Upkeep._requeue), so a
+    lost worker leaves at most one task held for it.
+    """
 
     settings: DispatcherSettings
     _on_result: Callable[[Task, p.Payload | None, Conn | None, Error | None], None]
-    _crash_held: dict[str, tuple[float, list[tuple[Task, Error]]]]  # instance -> (due, its tasks)
-    #: How many tasks are held (read by other threads: summary() counts them running).
-    crash_holding: int
+    _crash_held: dict[str, tuple[float, Task, Error]]  # instance -> (due, its task, the task's error)
+
+    @property
+    def crash_holding(self) -> int:
+        """How many tasks are held (any thread: summary() counts them running)."""
+        return len(self._crash_held)
 
     def _hold_crash(self, instance: str | None, task: Task, error: Error, now: float) -> None:
         """Resolve ``task`` with ``error``: once ``instance``'s loss is explained, if its launcher has a monitor."""
         if instance is None or not self.settings.explain_crashes:
             self._on_result(task, None, None, error)
             return
-        _, held = self._crash_held.setdefault(instance, (now + SECONDS_EXPLAIN_CRASH, []))
-        held.append((task, error))
-        self.crash_holding += 1
+        self._crash_held[instance] = (now + SECONDS_EXPLAIN_CRASH, task, error)
 
     def crash_explained(self, instance: str, why: str) -> None:
         """Dispatcher thread: the scaler's word on why worker ``instance`` was lost (``""``: none)."""
         self._release_held(instance, f"; {why}" if why else "")
 
     def _release_held(self, instance: str, said: str) -> None:
-        _, held = self._crash_held.pop(instance, (0.0, []))
-        self.crash_holding -= len(held)
-        for task, (status, message, error_type) in held:
+        held = self._crash_held.pop(instance, None)
+        if held is not None:
+            _, task, (status, message, error_type) = held
             self._on_result(task, None, None, (status, message + said, error_type))
 
     def _crashes_overdue(self, now: float) -> None:
         """Resolve the held tasks whose explanation did not come in time (see :data:`SECONDS_EXPLAIN_CRASH`)."""
-        for instance in [i for i, (due, _) in self._crash_held.items() if due <= now]:
+        for instance in [i for i, (due, _, _) in self._crash_held.items() if due <= now]:
             self._release_held(instance, f" (the launcher's monitor did not say why within {SECONDS_EXPLAIN_CRASH:g} s)")
 
     def _cancel_held(self, predicate: Callable[[Task], bool], message: str) -> int:
         """Cancel the held tasks matching ``predicate`` (they resolve as ``cancel``, as a running task does)."""
-        count = 0
-        for instance, (due, held) in list(self._crash_held.items()):
-            kept = [(task, error) for task, error in held if not predicate(task)]
-            if len(kept) == len(held):
-                continue
-            for task, _ in held:
-                if predicate(task):
-                    self._on_result(task, None, None, ("cancel", message, "CancelledError"))
-                    count += 1
-            self.crash_holding -= len(held) - len(kept)
-            if kept:
-                self._crash_held[instance] = (due, kept)
-            else:
-                del self._crash_held[instance]
-        return count
+        cancelled = [instance for instance, (_, task, _) in self._crash_held.items() if predicate(task)]
+        for instance in cancelled:
+            _, task, _ = self._crash_held.pop(instance)
+            self._on_result(task, None, None, ("cancel", message, "CancelledError"))
+        return len(cancelled)
 
     def _end_crash_holds(self) -> None:
         """The loop ends (terminated, or failed): the held tasks resolve as the crashes they are, unexplained."""
@@ -80,7 +75,6 @@ class CrashHold:
 
     def _crash_held_tasks(self) -> list[Task]:
         """The held tasks, taken out (the loop could not end them: the owner resolves them)."""
-        tasks = [task for _, held in self._crash_held.values() for task, _ in held]
+        tasks = [task for _, task, _ in self._crash_held.values()]
         self._crash_held.clear()
-        self.crash_holding = 0
         return tasks

@@ -191,7 +191,6 @@ class Upkeep(CrashHold):
         self._visits = []
         self._watched = set()
         self._crash_held = {}
-        self.crash_holding = 0
         self._maintained_at = time.monotonic()
         self.beats = BeatRate(settings.seconds_heartbeat, settings.seconds_heartbeat_timeout, settings.heartbeats_per_second)
 
