@@ -24,6 +24,7 @@ from pycrew.control.scaler import Scaler
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.controller_options import build_controller_options
 from pycrew.plugins import PluginRegistry
+from pycrew.testing.harness import wait_until
 
 
 @dataclass(frozen=True)
@@ -523,6 +524,27 @@ def test_a_terminate_hook_that_cannot_reach_the_platform_is_a_warning_with_its_r
     assert record.getMessage().endswith("could not terminate 1 worker(s): Unreachable: API down"), record.getMessage()
     h.platform.raise_in.pop("terminate")
     h.scaler.terminate_all(5.0)
+
+
+def test_a_hung_monitor_holds_up_no_launch_even_with_one_launch_thread(make_harness):
+    """Before, listings shared the launch pool: with ``processes=1``, a platform whose listing
+    API hung (asked why a worker was lost) kept the replacement from launching until it answered."""
+    h = make_harness(capabilities=frozenset({"monitor"}), workers=2, processes=1)
+    lost, _ = connected_workers(h, 2)
+    h.platform.block_listing = threading.Event()
+    listed = h.platform.listings
+    try:
+        h.scaler.disconnected(lost, crashed=True, reason="its connection was lost")  # the monitor is asked, and hangs
+        wait_until(lambda: h.platform.listings > listed, 5, "the monitor asked")
+        h.now += 1
+        h.scaler.scale(2, h.now)  # the lost worker's slot is launched again
+        wait_until(lambda: len(h.platform.launched) == 2, 10, "the replacement launched while the monitor hangs")
+        assert h.dispatcher.explained == [], "the lost worker waits for the monitor"
+    finally:
+        h.platform.block_listing.set()
+    h.settle()
+    assert h.dispatcher.explained == [(lost, "")]
+    assert f"handle-{lost}" in h.platform.terminated
 
 
 def test_a_monitor_that_raises_system_exit_is_asked_again_later(h):

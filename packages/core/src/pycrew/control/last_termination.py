@@ -100,6 +100,7 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
         if not done:
             log.error(unterminated_message(scaler, handles, why))
     scaler.pool.shutdown()
+    scaler.monitor_pool.shutdown()
 
 
 def unterminated_message(scaler: Scaler, handles: list[Any], why: str) -> str:

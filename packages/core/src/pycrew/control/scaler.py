@@ -1,9 +1,10 @@
 """The launcher: auto-scaling bookkeeping, and the pool that calls the launcher hooks.
 
 Scaling decisions run on the dispatcher's thread and only do bookkeeping; every hook call
-(launch, terminate, list) goes to a small thread pool, and its outcome comes back to the
-dispatcher's thread through :meth:`Dispatcher.call_soon`. So ``push`` never waits on a
-platform API.
+(launch, terminate) goes to a small thread pool (``processes`` threads), the monitor's
+listings to another (:data:`MONITOR_THREADS`: a platform whose listing API hangs holds up
+no launch or termination), and their outcomes come back to the dispatcher's thread
+through :meth:`Dispatcher.call_soon`. So ``push`` never waits on a platform API.
 
 While workers are launching, the launcher's monitor (``pycrew_list_workers``) is asked
 about once a second (one call in flight at most, backing off while it fails) which of
@@ -53,6 +54,8 @@ SECONDS_AFTER_GOODBYE = 12.0
 #: How long past ``seconds_initializer`` a worker has to report that it interrupted its
 #: initializer before its launch fails without that report (an initializer stuck in C code).
 SECONDS_INITIALIZER_GRACE = 5.0
+#: Threads that call the monitor (``pycrew_list_workers``): the launch and crash watches' calls.
+MONITOR_THREADS = 2
 
 class Scaler(LaunchWatch, CrashWatch):
     """Launches and terminates workers for one controller through its launcher plugin."""
@@ -79,7 +82,8 @@ class Scaler(LaunchWatch, CrashWatch):
         self.ending_instances: dict[str, Slot] = {}  # workers that ended their slot's tenure and are still running (see ending)
         self.handles: dict[str, Any] = {}  # instance -> handle, for every worker not yet terminated
         self.pool = HookPool(options.processes, f"pycrew-launch-{info.name}")
-        self.pending: set[Future[Any]] = set()  # every call in the pool ...
+        self.monitor_pool = HookPool(MONITOR_THREADS, f"pycrew-monitor-{info.name}")  # listings (see the module)
+        self.pending: set[Future[Any]] = set()  # every call in the pools ...
         self.awaited: set[Future[Any]] = set()  # ... and those terminate_all waits for (not listings)
         self._pending_lock = threading.Lock()
         self._handles_lock = threading.Lock()
@@ -206,9 +210,9 @@ class Scaler(LaunchWatch, CrashWatch):
             self._submit(self._launch_batch, [c for _, c in batch])
 
     def _submit(self, fn: Any, *args: Any, awaited: bool = True) -> None:
-        """Call ``fn`` in the pool; ``terminate_all`` waits for it unless ``awaited`` is false (listings)."""
+        """Call ``fn`` in the pool, or unless ``awaited`` in the monitor's (listings: ``terminate_all`` waits for no listing)."""
         with self._pending_lock:  # pending at once: terminate_all never misses a call in the pool
-            future = self.pool.submit(fn, *args)
+            future = (self.pool if awaited else self.monitor_pool).submit(fn, *args)
             self.pending.add(future)
             if awaited:
                 self.awaited.add(future)
