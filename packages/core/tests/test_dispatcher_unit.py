@@ -593,7 +593,7 @@ def test_a_submit_burst_lets_an_idle_dispatcher_run_once(h, monkeypatch):
     interpreter lock once, after SUBMITS_BEFORE_YIELD more, so the first tasks go out at once
     (not after CPython's 5 ms switch interval); while the dispatcher has work, or no worker
     to give it to (the loop's launches must reach the scaler as one batch), it never does."""
-    from pycrew.control import dispatcher as module
+    from pycrew.control import submissions as module
 
     yields: list[tuple[float, int]] = []
     monkeypatch.setattr(module.time, "sleep", lambda seconds: yields.append((seconds, len(h.d.submissions))))

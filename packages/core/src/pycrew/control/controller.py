@@ -223,7 +223,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         Unresolved futures are cancelled; unresolved pushed tasks stay unresolved and are
         counted in :meth:`summary`.
         """
-        with self._lock:
+        with self._lock, self._futures_lock:  # (the latter: no task is queued after this, see Submitting._enqueue)
             if self._terminated:
                 first = False
             else:
@@ -324,7 +324,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         last task resolves (or when the interpreter exits, after pending futures finish).
         ``cancel_futures=True`` cancels the futures that have not started.
         """
-        self._shutdown = True
+        self._stop_taking()
         if cancel_futures:
             self._stop_feeders(CancelledError("map input not submitted: shutdown(cancel_futures=True)"))
             self._cancel_queued_now()
@@ -363,7 +363,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def _finish_at_exit(self) -> None:
         """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks, not after Ctrl-C or SIGTERM); terminate."""
-        self._shutdown = True
+        self._stop_taking()
         try:
             with self._cv:
                 self._waiters += 1
@@ -390,6 +390,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         if self._dashboard is not None:
             self._dashboard.forget_in_fork()
         self._lock, self._cv, self._terminate_done = threading.Lock(), threading.Condition(), threading.Event()
+        self._futures_lock = threading.Lock()
         self._terminate_done.set()
 
     def __repr__(self) -> str:

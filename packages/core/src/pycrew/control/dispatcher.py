@@ -30,6 +30,7 @@ from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
 from pycrew.control.recall import Recall
+from pycrew.control.submissions import Submissions
 from pycrew.control.tasks import Task
 from pycrew.control.upkeep import Upkeep
 from pycrew.loglimit import LogLimiter
@@ -39,10 +40,8 @@ from pycrew.wire.transport import Link
 
 log = logging.getLogger(__name__)
 
-#: Submissions a thread makes after waking an idle dispatcher before it lets it run.
-SUBMITS_BEFORE_YIELD = 8
 
-class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
+class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindow):
     """Owns the socket and the queue; resolves tasks through ``on_result``.
 
     Callbacks (all called on the dispatcher thread):
@@ -145,45 +144,6 @@ class Dispatcher(Admission, Assignment, Recall, Upkeep, DemandWindow):
             with self._pipe_lock, contextlib.suppress(OSError):  # full: the loop is awake already
                 if self._wfd >= 0:  # else closed: the loop has ended, nothing left to wake
                     os.write(self._wfd, b"x")
-
-    def submit(self, task: Task) -> None:
-        """Queue a task (any thread).
-
-        The first tasks of a burst that finds the dispatcher idle with a worker ready go out
-        at once: a thread that submits in a loop holds the interpreter lock, which CPython
-        takes from it only every ``sys.getswitchinterval()`` (5 ms), so after
-        :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken yet, the
-        submitting thread lets it run once (``time.sleep(0)``); more often costs more than it gains.
-        """
-        self.submissions.append(task)
-        if not self._wake_pending:
-            self._unheard = 0
-            self.wake()
-        else:
-            self._unheard += 1
-            if self._unheard == SUBMITS_BEFORE_YIELD and self._idle and threading.current_thread() is not self.thread:
-                time.sleep(0)
-        if self.finished:  # the loop is gone: nobody else will ever look at this task
-            self._abandon(self._drain_submissions())
-
-    def _queue_submissions(self) -> bool:
-        """Move submissions to the queue one at a time (summary() counts both); any moved?"""
-        moved = bool(self.submissions)
-        while self.submissions:
-            self.queue.append(self.submissions.popleft())
-        return moved
-
-    def _drain_submissions(self) -> list[Task]:
-        out = []
-        with contextlib.suppress(IndexError):  # another thread may still be submitting
-            while True:
-                out.append(self.submissions.popleft())
-        return out
-
-    def _abandon(self, tasks: list[Task]) -> None:
-        """Hand tasks the dead loop can no longer run to ``on_failure`` (any thread)."""
-        if tasks and self.error is not None and self._on_failure is not None:
-            self._on_failure(self.error, tasks)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the dispatcher thread (any thread)."""

@@ -40,6 +40,7 @@ class Resolving(Backups):
     #: changed in place, so that it can be iterated here while another thread swaps it.
     _result_listeners: list[Callable[[Task, TaskResult], None]]
     _futures_lock: threading.Lock  # (see Submitting)
+    _enqueue: Callable[..., None]  # (see Submitting)
 
     def _where(self, conn: Conn | None) -> dict[str, Any]:
         if conn is None:
@@ -116,12 +117,12 @@ class Resolving(Backups):
         self._slot_complete[conn.slot] += 1
         self._slot_seconds[conn.slot] += seconds
         self._status_counts["success"] += 1
-        self.resolved += 1
+        if not future.done():
+            future.set_result(fields[1])
+        self.resolved += 1  # after, as _settle counts
         self._futures_resolved += 1
         if self.pushed - self.resolved - self._abandoned <= 0:
             self._let_go_if_idle()
-        if not future.done():
-            future.set_result(fields[1])
         if self._futures_resolved >= self._alarm.at:
             self._alarm.check(self._futures_resolved)
         if self._waiters:
@@ -143,8 +144,6 @@ class Resolving(Backups):
         if self._result_listeners:  # first, so that whoever sees the result sees it counted there too
             self._tell_listeners(task, result)
         future = task.future
-        if future is not None:
-            self._futures_resolved += 1
         if future is not None and not future.done():
             if result.status == "success":
                 future.set_result(result.result)
@@ -160,15 +159,14 @@ class Resolving(Backups):
                 future.set_exception(exc)
             else:
                 future.set_exception(_LOCAL_ERRORS.get(result.status, TaskError)(f"task {task.name!r}: {result.status}: {result.error}", result))
-        if future is not None and self._futures_resolved >= self._alarm.at:
-            self._alarm.check(self._futures_resolved)
+        if future is not None:  # (counted once done, as _settle counts)
+            self._futures_resolved += 1
+            if self._futures_resolved >= self._alarm.at:
+                self._alarm.check(self._futures_resolved)
         if task.keep:
             self._results.append(result)
         if self._notify_done:
             self._registry.notify("pycrew_task_done", result=result)
-        if self._waiters:
-            with self._cv:
-                self._cv.notify_all()
 
     def _tell_listeners(self, task: Task, result: TaskResult) -> None:
         for listener in self._result_listeners:
@@ -178,17 +176,25 @@ class Resolving(Backups):
                 log.exception("controller %r: a result listener failed on task %r", self.name, task.name)
 
     def _settle(self, task: Task, result: TaskResult) -> None:
-        """Dispatcher thread: count a final result and hand it on (also what a backup sends back)."""
+        """Dispatcher thread: hand a final result on, then count it (also what a backup sends back).
+
+        Counted after: whoever sees it resolved (``wait("all")``) finds its future done, the
+        future's callbacks handed to their thread (which ``wait`` drains) and a pushed task's
+        result ready to pop. Counted first, a ``wait("all")`` could return in between.
+        """
         self._status_counts[result.status] += 1
-        self.resolved += 1
-        if self.pushed - self.resolved - self._abandoned <= 0:
-            self._let_go_if_idle()
         if task.relay is not None:  # a backup's: its dashboard counts it too, as it counts it here
             if self._result_listeners:
                 self._tell_listeners(task, result)
             task.relay(result)
-            return
-        self._deliver(task, result)
+        else:
+            self._deliver(task, result)
+        self.resolved += 1
+        if self.pushed - self.resolved - self._abandoned <= 0:
+            self._let_go_if_idle()
+        if self._waiters:
+            with self._cv:
+                self._cv.notify_all()
 
     def _submit_payload(
         self, name: str, payload: bytes, seed: int | None, seconds_timeout: float | None, relay: Callable[[TaskResult], None]
@@ -199,10 +205,7 @@ class Resolving(Backups):
         task.relay = relay
         if self._result_listeners:  # its dashboard measures the round trip from when it got the task
             task.submitted = time.monotonic()
-        with self._futures_lock:  # (as Submitting._queue_task)
-            self.pushed += 1
-        self._owner.hold()
-        dispatcher.submit(task)
+        self._enqueue(dispatcher, task, False)
         return task.id
 
     def _dispatcher_failed(self, error: BaseException) -> ControllerError:

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
@@ -19,6 +19,9 @@ from pycrew.control.tasks import Task
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import TaskResult
 
+if TYPE_CHECKING:
+    from pycrew.control.dispatcher import Dispatcher
+
 T = TypeVar("T")
 
 
@@ -26,6 +29,7 @@ class Submitting(ControllerState):
     """How tasks get into a controller (and out again, by cancelling)."""
 
     _futures_lock: threading.Lock
+    _let_go_if_idle: Callable[[], None]
     _result_listeners: list[Callable[[Task, TaskResult], None]]
 
     def submit_task(
@@ -77,9 +81,7 @@ class Submitting(ControllerState):
     ) -> TaskFuture[Any] | None:
         """:meth:`submit_task`; with ``after_shutdown`` (a ``map`` called before ``shutdown``
         submitting the rest of its input) also after ``shutdown()``, until ``terminate()``."""
-        if self._terminated or (self._shutdown and not after_shutdown):
-            state = "terminated" if self._terminated else "shut down"
-            raise ControllerError(self._forked_message() or f"controller {self.name!r} was {state}; no new tasks")
+        self._refuse_if_stopped(after_shutdown)
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         seed = arguments.seed(seed)
@@ -95,17 +97,58 @@ class Submitting(ControllerState):
         if not keep and relay is None:
             future = TaskFuture(self, task_id)
             future.payload_bytes = len(payload)
-            with self._futures_lock:
-                self._futures_issued += 1
         task = Task(task_id, name, payload, future, keep, seed, seconds_timeout)
         task.relay = relay
         if self._result_listeners:  # a dashboard measures each task's round trip
             task.submitted = time.monotonic()
-        with self._futures_lock:  # pushes from several threads (a free-threaded build has no GIL to make += atomic)
-            self.pushed += 1
-        self._owner.hold()  # counted first: see OwnerRef.let_go_if
-        dispatcher.submit(task)
+        self._enqueue(dispatcher, task, future is not None, after_shutdown)
         return future
+
+    def _enqueue(self, dispatcher: Dispatcher, task: Task, with_future: bool, after_shutdown: bool = False) -> None:
+        """Count ``task`` and queue it, or refuse it if the controller stopped taking tasks.
+
+        Under the lock :meth:`_stop_taking` and ``terminate()`` set their flags under: a task
+        is queued before they stop taking tasks (so ``terminate()``, which takes the
+        dispatcher's tasks to end them once it stopped, ends it too, and ``shutdown()``
+        waits for it), or refused. Before, a submit that raced ``terminate()`` could be queued
+        after that, to a dispatcher whose loop had ended, and its future never resolved.
+
+        A Ctrl-C caught around the call (a notebook's "interrupt kernel") must leave no task
+        counted and not queued, which ``wait()``, ``shutdown()`` and the interpreter's exit
+        would wait for forever. CPython raises it only after a call returns (or as a Python
+        function starts), so none lands between the counts, nor between ``appending`` and
+        the append: if it comes before, the counts are undone.
+        """
+        with self._futures_lock:  # (and the counts: a free-threaded build has no GIL to make += atomic)
+            self._refuse_if_stopped(after_shutdown)
+            if with_future:
+                self._futures_issued += 1
+            self.pushed += 1
+            appending = False
+            try:
+                self._owner.hold()  # counted first: see OwnerRef.let_go_if
+                appending = True
+                dispatcher.submissions.append(task)
+            except BaseException:
+                if not appending:
+                    self._futures_issued -= with_future
+                    self.pushed -= 1
+                    self._let_go_if_idle()
+                raise
+            dispatcher.submitted(abandon=False)
+        dispatcher.abandon_late()  # a loop that died meanwhile: its error resolves the task (not under the lock)
+
+    def _refuse_if_stopped(self, after_shutdown: bool) -> None:
+        """Raise if the controller takes no more tasks (``after_shutdown``: a ``map`` begun
+        before ``shutdown()`` submits the rest of its input until ``terminate()``)."""
+        if self._terminated or (self._shutdown and not after_shutdown):
+            state = "terminated" if self._terminated else "shut down"
+            raise ControllerError(self._forked_message() or f"controller {self.name!r} was {state}; no new tasks")
+
+    def _stop_taking(self) -> None:
+        """``shutdown()``: refuse new tasks from now on (see :meth:`_enqueue`)."""
+        with self._futures_lock:
+            self._shutdown = True
 
     def push(
         self,
