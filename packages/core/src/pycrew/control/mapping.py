@@ -163,6 +163,9 @@ class _Feeder:
                 self.inflight.append((weakref.ref(future), future.payload_bytes))
                 self.bytes += future.payload_bytes
                 self.futures.append(future)  # appended first, then the flag read: see has_next
+                if self.stopped:  # stopped while submitting: stop() may have missed it (appended first)
+                    future.cancel()
+                    return
                 if self.consumer_waits:
                     with self.cond:
                         self.cond.notify_all()
@@ -221,13 +224,19 @@ class _Feeder:
 
     def stop(self, error: BaseException | None = None) -> list[TaskFuture[Any]]:
         """Stop submitting (the iterator raises ``error``, if given, where the input was cut);
-        return the futures submitted and not taken."""
+        return the futures submitted and not taken. It stops counting as pending work now: its
+        thread may be blocked for ever in the input's ``next()`` (what that returns is dropped)."""
         with self.cond:
             self.stopped = True
             if error is not None and self.error is None and not self.done:
                 self.error = error
             left = list(self.futures)
             self.cond.notify_all()
+        # One set operation, atomic, without _futures_lock: a dropped map's generator may be finalized
+        # (and stop its feeder) by a garbage collection on a thread that holds that lock.
+        self.controller._feeders.discard(self)
+        with self.controller._cv:  # wait("all") and the exit hook look again
+            self.controller._cv.notify_all()
         return left
 
 
@@ -257,11 +266,10 @@ def map_results(
 
     def submit(i: int, args: tuple[Any, ...]) -> TaskFuture[Any]:
         s = task_seed(seed, i) if seed is not None else None
-        future = controller._queue_task(fn, args, None, None, False, s, seconds_timeout, None, after_shutdown=fed)
+        # after_shutdown: a map begun before shutdown() (the auto window feeds its input until terminate())
+        future = controller._queue_task(fn, args, None, None, False, s, seconds_timeout, None, after_shutdown=True)
         assert future is not None
         return future
-
-    fed = buffersize == "auto"
 
     deadline = None if timeout is None else time.monotonic() + timeout
     if buffersize == "auto":
@@ -285,22 +293,23 @@ def map_results(
     yielded = 0
     bar = ProgressBar(controller, len(futures), desc=f"{controller.name} map", own=True) if progress else None
 
-    def done_count() -> int:
-        # Futures already yielded are gone from ``futures`` (and so is their result,
-        # once the caller drops it: bpo-14406); count them as done.
-        return yielded + sum(f.done() for f in futures)
-
-    def waiting_done() -> int:
+    def waiting_done() -> int:  # those yielded are gone from ``futures`` (and their results: bpo-14406)
         return yielded - 1 + sum(f.done() for f in futures)
 
     def results() -> Iterator[T]:
         nonlocal yielded
+        refill, cut = window is not None, False
         try:
             while futures:
-                if window is not None and not controller._shutdown and submit_next() and bar is not None:
+                if refill and controller._shutdown:  # as Python 3.14's: nothing is submitted after shutdown()
+                    refill, cut = False, next(items, None) is not None  # (that item is lost, as in 3.14)
+                if refill and submit_next() and bar is not None:
                     bar.bar.total = yielded + len(futures)
                 yielded += 1  # counted as it is taken: no local may keep its result alive while suspended
                 yield _result(futures.popleft(), deadline, bar, waiting_done)
+            if cut:  # never end as if the input had ended
+                raise RuntimeError(f"cannot schedule new futures after shutdown: map(buffersize={window}) cut "
+                                   f"after {yielded} results, controller {controller.name!r} shut down")
         finally:
             for f in futures:
                 f.cancel()

@@ -243,10 +243,15 @@ class Submitting(ControllerState):
         background thread that keeps a window of unfinished tasks submitted (4,096, or 512
         per worker if more) and submits the next task whenever one finishes: every task runs
         whether or not you iterate, as with :mod:`concurrent.futures`, but a map over a
-        million items never holds a million pending tasks; ``close()`` on the iterator (or
-        ``cancel(all=True)``) stops reading the input and cancels what was not yielded. ``buffersize=None`` submits
-        every task at once; ``buffersize=n`` (Python 3.14's semantics) submits at most ``n``
-        tasks ahead of the results yielded so far. Iterating raises a task's exception when its
+        million items never holds a million pending tasks; a map begun before ``shutdown()``
+        submits the rest of its input until ``terminate()``. ``close()`` on the iterator (or
+        ``cancel(all=True)``) stops reading the input and cancels what was not yielded: the map
+        no longer counts as pending work, even while a ``next()`` on the input blocks (whatever
+        it returns is not submitted). ``buffersize=None`` submits every task at once;
+        ``buffersize=n`` (Python 3.14's semantics) submits at most ``n`` tasks ahead of the
+        results yielded so far, and nothing after ``shutdown()``: the iterator yields the
+        results already submitted, then raises ``RuntimeError`` if any input was left (it
+        never ends as if the input had ended). Iterating raises a task's exception when its
         turn comes, and ``TimeoutError`` if ``timeout`` seconds (from this call) pass.
         ``chunksize`` is accepted for compatibility and not needed: the dispatcher sends
         queued tasks to workers in batches by itself. With ``seed``, task ``i`` runs seeded
