@@ -6,6 +6,12 @@ controllers are terminated at once, their pending futures failed. (ProcessPoolEx
 still runs every queued task after Ctrl-C; the user meant the program to stop.) A Ctrl-C,
 SIGTERM or SIGHUP *while* the hook waits stops the waiting too; the process then ends
 with that signal's status, not the 0 of a main thread that had ended normally.
+
+A terminate() that another thread began (the controller's own ``shutdown(wait=False)``
+thread, say) is waited for too, within that controller's termination bound: such threads
+are daemons, which die with the interpreter, and one stopped in the middle of terminate()
+never terminates the workers still launching. A SIGTERM does not stop that wait (the
+termination under way is what stops the workers); a Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -81,11 +88,15 @@ def _wait_at_exit() -> None:
 def _finish_live() -> None:
     global _interrupted
     seen: set[int] = set()
-    # Each live controller, and those started meanwhile (a backup a crashed task was handed to).
-    while todo := [c for c in list(live) if id(c) not in seen]:
-        for running in todo:
-            seen.add(id(running))
-            _finish_one(running)
+    # Each live controller, and those started meanwhile (a backup a crashed task was handed to);
+    # and each whose terminate() another thread runs: it is no longer in `live` (see ending()).
+    while todo := [c for c in [*live, *_ending] if id(c) not in seen]:
+        for controller in todo:
+            seen.add(id(controller))
+            if controller in _ending:
+                _await_termination(controller)
+            else:
+                _finish_one(controller)
     release.finish_at_exit()  # those dropped (see pycrew.control.release) and not terminated yet
     # and the done-callbacks of futures of controllers terminated already (they run on a
     # daemon thread, which would not outlive the interpreter)
@@ -110,6 +121,35 @@ def _finish_one(running: Controller) -> None:
                     "terminated", running.name, type(exc).__name__)
     except Exception:  # one controller's failure must not keep the others running
         log.exception("controller %r: finishing pending futures at interpreter exit failed", running.name)
+
+
+def _await_termination(controller: Controller) -> None:
+    """Wait for the terminate() another thread runs for ``controller``, as long as terminate() itself
+    waits for one (``seconds_terminate`` and a margin): that thread is a daemon, which dies when the
+    interpreter exits, and would leave the workers still launching behind (their terminate_all not run).
+
+    A SIGTERM while it waits does not stop the waiting (it is kept, and ends the process after): the
+    termination under way is what stops the workers. A Ctrl-C does, as one stops a terminate() itself.
+    """
+    global _interrupted
+    done = controller._terminate_done
+    deadline = time.monotonic() + min(controller.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX)
+    while not done.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.warning("controller %r: its termination, begun on another thread, did not end within its "
+                        "seconds_terminate: exiting without it; some workers may be left", controller.name)
+            return
+        try:
+            done.wait(left)
+        except SystemExit as exc:  # a SIGTERM: the termination under way still terminates the workers
+            _interrupted = _interrupted or exc
+        except KeyboardInterrupt as exc:
+            _interrupted = _interrupted or exc
+            log.error("controller %r: interrupted while waiting for its termination to end: some workers may be "
+                      "left; once this program has ended, `pycrew monitor %s list --orphans` shows them",
+                      controller.name, controller.spec.name)
+            return
 
 
 def _end_process(interruption: BaseException) -> None:

@@ -299,14 +299,22 @@ class ControllerGroup(concurrent.futures.Executor):
 
         With ``cleanup``, failures are only logged (an error is being raised already).
         """
+        self._raise_first(self._try_all(fn), cleanup)
+
+    def _try_all(self, fn: Callable[[Any], object]) -> list[BaseException]:
+        """Call ``fn`` on every controller even if some fail; return the failures, named."""
         errors: list[BaseException] = []
         for name, c in self.controllers.items():
             try:
                 fn(c)
             except PycrewError as exc:
                 errors.append(_named(name, exc))
-            except BaseException as exc:  # the others still get their turn; re-raised below
+            except BaseException as exc:  # the others still get their turn; re-raised by the caller
                 errors.append(exc)
+        return errors
+
+    def _raise_first(self, errors: list[BaseException], cleanup: bool = False) -> None:
+        """Raise the first of ``errors`` (with ``cleanup``, only log them all)."""
         if errors and cleanup:
             for error in errors:
                 log.warning("ControllerGroup %r: terminating a controller after a failed start failed: %s", self.name, error)
@@ -319,8 +327,19 @@ class ControllerGroup(concurrent.futures.Executor):
         self._all(lambda c: c.terminate())
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Executor API: shut every controller down (all are tried even if one fails)."""
-        self._all(lambda c: c.shutdown(wait=wait, cancel_futures=cancel_futures))
+        """Executor API: shut every controller down (all are tried even if one fails; the first error is raised).
+
+        Every controller stops accepting tasks (and, with ``cancel_futures``, cancels its queued
+        futures) before the group waits for any: waiting for one controller's running tasks
+        first would let another start the tasks it was to cancel, and accept new ones, meanwhile.
+        With ``wait``, the group then waits for each in turn (each terminates once its tasks finished).
+        """
+        # shutdown(wait=False) returns at once: the controller refuses new tasks from now on
+        # and terminates by itself once its tasks finished; a second shutdown(wait=True) waits for that.
+        errors = self._try_all(lambda c: c.shutdown(wait=False, cancel_futures=cancel_futures))
+        if wait:
+            errors += self._try_all(lambda c: c.shutdown(wait=True))
+        self._raise_first(errors)
 
     def __enter__(self) -> ControllerGroup:
         return self.start()
