@@ -8,6 +8,7 @@ from pycrew.control.controller import Controller
 from pycrew.control.sequential import SequentialController
 from pycrew.errors import OptionsError
 from pycrew.tls import nng_problem
+from pycrew.wire import transport
 
 
 @overload
@@ -45,15 +46,22 @@ def controller(launcher: str = "local", workers: int | None = None, **options: A
                 options["workers"] = chosen
             return SequentialController(name=options.pop("name", None), **options)  # None: named 'sequential'
         built = Controller(launcher, 1 if chosen is None else chosen, **options)
-        _check_tls_for_wire(built)
+        _check_wire(built)
         return built
     except OptionsError as exc:
         raise _with_origins(exc, name, explicit) from exc
 
 
-def _check_tls_for_wire(c: Controller) -> None:
-    """Raise :class:`OptionsError` when ``c``'s wire cannot use its TLS key and certificate (NNG's mbedTLS
-    takes no Ed25519 key, say): found when the controller is built, not when it starts listening."""
+def _check_wire(c: Controller) -> None:
+    """Raise :class:`OptionsError` when ``c``'s wire cannot run here (NNG in a child forked from a
+    process that used it, which NNG aborts) or cannot use its TLS key and certificate (NNG's
+    mbedTLS takes no Ed25519 key, say): found when the controller is built, not when it starts listening."""
+    if c.options.wire == "nng" and (parent := transport.nng_forked_from()) is not None:
+        raise OptionsError(
+            f"wire='nng' cannot be used in this process: it was forked from process {parent}, which used NNG, and "
+            "NNG aborts a forked child that uses it again ('nng is not fork-reentrant safe'); use wire='socket' "
+            "here, or start this process with multiprocessing's 'spawn' or 'forkserver' start method"
+        )
     if c._tls_material is not None and c.tls.mode == "custom" and c.options.wire == "nng":
         problem = nng_problem(c._tls_material[0], c._tls_material[1])
         if problem is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import selectors
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -189,6 +190,23 @@ def busy_not_gone(
     return peer.peer_acknowledges(seconds_heartbeat + 1.0) is True
 
 
+#: The process that used NNG through this module first: NNG cannot run in a child forked from
+#: it (the child aborts, "nng is not fork-reentrant safe", as soon as it opens a socket).
+_nng_pid: int | None = None
+
+
+def nng_forked_from() -> int | None:
+    """The process this one was forked from, if NNG ran there (then NNG cannot run here), else ``None``."""
+    return _nng_pid if _nng_pid is not None and _nng_pid != os.getpid() else None
+
+
+def _using_nng() -> None:
+    global _nng_pid
+    if (parent := nng_forked_from()) is not None:  # the caller's own check (pycrew.controller) says more
+        raise RuntimeError(f"NNG cannot run in a process forked from process {parent}, which used it: use the socket wire here")
+    _nng_pid = os.getpid()
+
+
 def listen(
     transport: Transport,
     url: str,
@@ -212,6 +230,7 @@ def listen(
 
         return SocketServer(url, tls, bytes_max, seconds_auth)
     if transport == "nng":
+        _using_nng()
         from pycrew.wire.transport.nng import NngServer
 
         return NngServer(url, tls, bytes_max, wake, seconds_auth)
@@ -245,6 +264,7 @@ def connect(
 
         return SocketChannel.connect(url, ca, seconds, on_closed, server_name)
     if transport == "nng":
+        _using_nng()
         from pycrew.wire.transport.nng import NngChannel
 
         return NngChannel.connect(url, ca, seconds, on_closed, server_name)
