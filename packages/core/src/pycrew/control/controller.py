@@ -71,11 +71,9 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         own, rest = split_options({"workers": workers, **options})
         self.options: ControllerOptions = build_controller_options(own)
         valid = {f.name for f in dataclasses.fields(self.spec.options_type) if f.init}
-        unknown = set(rest) - valid
-        if unknown:
-            raise OptionsError(
-                unknown_keys_message(f"controller or {self.spec.name!r} launcher", unknown, valid | ControllerOptions.keys())
-            )
+        if unknown := set(rest) - valid:
+            where = f"controller or {self.spec.name!r} launcher"
+            raise OptionsError(unknown_keys_message(where, unknown, valid | ControllerOptions.keys()))
         self.launcher_options = self.spec.options_type.from_mapping(rest)
         o = self.options  # its initializer pickled now: one that cannot be fails here, not in each worker
         self._initializer = None if o.initializer is None else pack_initializer(o.initializer, o.initargs, o.seconds_initializer)
@@ -224,25 +222,28 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         counted in :meth:`summary`.
         """
         with self._lock, self._futures_lock:  # (the latter: no task is queued after this, see Submitting._enqueue)
-            if self._terminated:
+            resume = self._terminated and self._terminating is None  # a Ctrl-C stopped the first one (see below)
+            if self._terminated and not resume:
                 first = False
             else:
                 first = self._terminated = self._shutdown = True
                 self._terminating = threading.current_thread()
+                self._terminate_done.clear()
             dispatcher = self._dispatcher
         if not first:  # another thread terminates: return when it is done, as it would
             if threading.current_thread() is not self._terminating:
                 self._terminate_done.wait(min(self.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX))
             return
-        exit_hooks.ending(self)
-        self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
         try:
+            exit_hooks.ending(self)
+            self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
             if dispatcher is not None:
                 dispatcher.stop()
                 self.launcher.terminate_all(self.options.seconds_terminate)
                 self._end_held(dispatcher._held_tasks())
                 monitor.unregister_controller(self.id)
         except KeyboardInterrupt:  # a second Ctrl-C: the program ends now, maybe before a launch in flight returned
+            self._terminating = None  # unless it carries on: then a later terminate() does what is left
             log.error("controller %r: interrupted while terminating its workers: some may be left; once this program "
                       "has ended, `pycrew monitor %s list --orphans` shows them", self.name, self.spec.name)
             raise
@@ -384,7 +385,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         this copy never stops, signals or messages that process's workers, nor keeps its ports open. It refuses
         work (:meth:`_forked_message`); its locks are new (a thread the child does not have may have held them)."""
         self._forked_from = self._pid
-        self._terminated = self._shutdown = True
+        self._terminated, self._shutdown, self._terminating = True, True, threading.current_thread()  # (never resumed)
         if self._dispatcher is not None:
             self._dispatcher.forget_in_fork()
         if self._dashboard is not None:
