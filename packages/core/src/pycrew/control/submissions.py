@@ -37,7 +37,7 @@ class Submissions:
     _idle: bool  # nothing queued or running, a worker ready, after the last step
     wake: Callable[[], None]
 
-    def submit(self, task: Task, abandon: bool = True) -> None:
+    def submit(self, task: Task) -> None:
         """Queue a task (any thread).
 
         The first tasks of a burst that finds the dispatcher idle with a worker ready go out
@@ -46,13 +46,15 @@ class Submissions:
         :data:`SUBMITS_BEFORE_YIELD` submissions the woken dispatcher has not taken yet, the
         submitting thread lets it run once (``time.sleep(0)``); more often costs more than it gains.
 
-        With ``abandon`` false the caller calls :meth:`abandon_late` itself, once it holds
-        no lock (``on_failure`` resolves futures, whose callbacks may run there).
+        A caller that holds a lock appends and calls :meth:`submitted` itself, then
+        :meth:`abandon_late` once it holds none (``on_failure`` resolves futures, whose
+        callbacks may run there).
         """
         self.submissions.append(task)
-        self.submitted(abandon)
+        self.submitted()
+        self.abandon_late()
 
-    def submitted(self, abandon: bool = True) -> None:
+    def submitted(self) -> None:
         """After a task was appended to :attr:`submissions` (any thread): wake the loop, as :meth:`submit` says."""
         if not self._wake_pending:
             self._unheard = 0
@@ -61,8 +63,6 @@ class Submissions:
             self._unheard += 1
             if self._unheard == SUBMITS_BEFORE_YIELD and self._idle and threading.current_thread() is not self.thread:
                 time.sleep(0)
-        if abandon:
-            self.abandon_late()
 
     def abandon_late(self) -> None:
         """If the loop is gone, nobody else will ever look at the tasks submitted: hand them back (any thread)."""

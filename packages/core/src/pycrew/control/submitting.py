@@ -135,7 +135,7 @@ class Submitting(ControllerState):
                     self.pushed -= 1
                     self._let_go_if_idle()
                 raise
-            dispatcher.submitted(abandon=False)
+            dispatcher.submitted()
         dispatcher.abandon_late()  # a loop that died meanwhile: its error resolves the task (not under the lock)
 
     def _refuse_if_stopped(self, after_shutdown: bool) -> None:
