@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Literal
 
@@ -105,6 +106,8 @@ class Collecting(ControllerState):
                     self._waiters += 1
                     try:
                         while not ready():
+                            if self._terminated:  # raise once its futures are resolved (below)
+                                break
                             self._check()
                             remaining = step if deadline is None else min(step, deadline - time.monotonic())
                             if remaining <= 0:
@@ -115,6 +118,9 @@ class Collecting(ControllerState):
                                 bar.refresh()
                     finally:
                         self._waiters -= 1
+                if self._terminated and not ready():
+                    self._await_termination(deadline)
+                    self._check()  # raises: terminated
                 if mode == "one":
                     return True
                 # Every task resolved: their futures' done-callbacks (run on their own
@@ -126,6 +132,18 @@ class Collecting(ControllerState):
         finally:
             if bar is not None:
                 bar.close()
+
+    def _await_termination(self, deadline: float | None) -> None:
+        """Another thread's ``terminate()`` in progress: wait until it has resolved every
+        future it ends (after the workers' termination, which takes a slow platform seconds),
+        so that a ``wait()`` it interrupts raises with every future done. Not on the thread
+        that terminates (a done-callback, a signal handler), and not past ``deadline``."""
+        if self._terminating is threading.current_thread():
+            return
+        limit = self.options.seconds_terminate + 10.0
+        if deadline is not None:
+            limit = min(limit, max(0.0, deadline - time.monotonic()))
+        self._terminate_done.wait(min(limit, threading.TIMEOUT_MAX))
 
     def summary(self) -> Summary:
         """Controller, worker and launcher summaries (crew's three summaries in one)."""

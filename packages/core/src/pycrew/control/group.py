@@ -236,6 +236,8 @@ class ControllerGroup(concurrent.futures.Executor):
         def poll(name: str, c: Any, seconds: float) -> None:  # a member's error is kept; the others go on
             try:  # (a member with results ready returns from wait("one") without raising: ask first)
                 if getattr(c, "_terminated", False):
+                    if (await_termination := getattr(c, "_await_termination", None)) is not None:
+                        await_termination(deadline)  # another thread's terminate(): its futures resolved first
                     raise ControllerError(f"controller {name!r} was terminated")
                 if (error := getattr(c, "_launch_error", lambda: None)()) is not None:
                     raise copy.copy(error)

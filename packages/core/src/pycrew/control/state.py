@@ -46,6 +46,8 @@ class ControllerState:
     _waiters: int
     _started: bool
     _terminated: bool
+    _terminating: threading.Thread | None  # the thread running terminate() (None: none, or a Ctrl-C stopped it)
+    _terminate_done: threading.Event  # set when no terminate() is in progress
     _shutdown: bool
     _t0: float
     pushed: int
