@@ -10,6 +10,11 @@ can end on either side resolves it exactly once:
 - this controller is terminated first: its future fails with a ``ControllerError``, and
   the task is cancelled on the backup, whose worker would otherwise run it for no one;
 - ``cancel`` here reaches the tasks it handed to the backup.
+
+A backup that is shut down (``shutdown()``, the end of its ``with`` block, a group's
+shutdown, the interpreter's exit) still takes the tasks its controllers hand it, and waits
+before it terminates until none of them has tasks left that could crash there
+(:meth:`Backups._serve_primaries`): a crash that comes after would find no backup.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +43,65 @@ def _qualified(error: BaseException) -> str:
 class Backups(ControllerState):
     """Handing tasks to the backup controller, and taking relayed tasks as one."""
 
+    _relaying: set[int]  # ids of the tasks handed here by another controller, unresolved
+    _primaries: weakref.WeakSet[Any]  # the controllers whose backup this is
+
+    def _init_backups(self) -> None:
+        """``__init__``: no task handed either way yet; a backup knows its controllers (it
+        serves them before it terminates, see :meth:`_serve_primaries`)."""
+        self._forwarded = {}
+        self._relaying = set()
+        self._primaries = weakref.WeakSet()
+        if (primaries := getattr(self.options.backup, "_primaries", None)) is not None:
+            primaries.add(self)
+
+    def _work_left(self, at_exit: bool) -> bool:
+        """Whether tasks this controller runs may still crash and go to its backup: its own
+        unresolved tasks (at the interpreter's exit: its pending futures), those handed to
+        it, and those its own controllers may still hand it."""
+        own = self.pending_futures() if at_exit else self.unresolved()
+        return bool(own or self._relaying) or self._backing_up(at_exit)
+
+    def _backing_up(self, at_exit: bool) -> bool:
+        """Whether a controller whose backup this is, not terminated, has work left (a chain
+        is acyclic here: a controller registers with its backup, built before it)."""
+        return any(not p._terminated and p._work_left(at_exit) for p in list(self._primaries))
+
+    def _serve_primaries(self, at_exit: bool = False) -> None:
+        """Before this controller terminates at a shutdown, the end of its ``with`` block or
+        the interpreter's exit: keep serving while the tasks handed to it are unresolved or
+        its controllers have work left (checked every 0.2 s). Not once terminated, after a
+        Ctrl-C or SIGTERM at exit, or once its own launcher failed (they hear that from it)."""
+        from pycrew.control import exit_hooks  # (it imports the controller)
+
+        if not self._started:
+            return
+        with self._cv:
+            self._waiters += 1
+            try:
+                while (self._relaying or self._backing_up(at_exit)) and not self._terminated:
+                    if at_exit and exit_hooks.stop_waiting():
+                        return
+                    try:
+                        self._check()
+                    except PycrewError:
+                        return
+                    self._cv.wait(0.2)
+            finally:
+                self._waiters -= 1
+
+    def _check_backup_chain(self, backup: Any) -> str | None:
+        """Why ``backup`` cannot take a task from here: its chain of backups comes back to a
+        controller already in it (a task would go round for ever); ``None`` if it can."""
+        seen, current = [self], backup
+        while current is not None:
+            if any(current is c for c in seen):
+                names = " -> ".join(repr(c.name) for c in [*seen, current])
+                return f"the backups form a cycle ({names}): each controller's backup must be another, not one before it"
+            seen.append(current)
+            current = getattr(getattr(current, "options", None), "backup", None)
+        return None
+
     def _forward(self, task: Task, crashed: TaskResult, backup: Any) -> str | None:
         """Dispatcher thread: re-send a task that crashed ``crashes_max`` times here to ``backup``.
 
@@ -54,6 +119,9 @@ class Backups(ControllerState):
             merged = dataclasses.replace(result, name=task.name, attempts=result.attempts + crashed.attempts)
             dispatcher.call_soon(lambda: settle(merged))
 
+        if (cycle := self._check_backup_chain(backup)) is not None:
+            log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, cycle)
+            return cycle
         try:
             relayed = backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
         except PycrewError as exc:
@@ -97,7 +165,8 @@ class Backups(ControllerState):
             if task.future is not None and task.future.cancelled() and not task.running:  # by its user: a cancel
                 self._ended_held -= 1
                 self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
-            elif task.relay is not None:
+            elif task.relay is not None:  # resolved here (an error, relayed back), not abandoned
+                self._ended_held -= 1
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))
             elif task.future is not None:
                 self._futures_resolved += 1  # none of these was counted (resolving)
@@ -105,6 +174,7 @@ class Backups(ControllerState):
         forwarded, self._forwarded = self._forwarded, {}
         for task, backup, relayed in forwarded.values():
             if task.relay is not None:  # this controller is a backup in a chain: the first one hears it
+                self._ended_held -= 1
                 self._end_relayed(task, ControllerError(
                     f"backup controller {self.name!r} was terminated while its backup {backup.name!r} had the task"))
             elif task.future is not None:

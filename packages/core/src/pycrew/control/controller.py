@@ -112,7 +112,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._pid = os.getpid()
         self._forked_from: int | None = None
         self._futures_issued, self._feeders = 0, set()
-        self._forwarded: dict[int, tuple[Task, Any, int]] = {}  # handed to the backup (control.backups)
+        self._init_backups()  # no task handed to or from a backup yet (control.backups)
         self._futures_resolved = 0  # written on the dispatcher thread (and by terminate)
         self._alarm = ResolutionAlarm()
         #: The dashboard's address while it runs (option ``dashboard``), else ``None``.
@@ -297,6 +297,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         try:
             if exc_type is None and self._started and not self._terminated and not self._launch_failed():
                 self.wait("all")
+                self._serve_primaries()  # as a backup, its controllers' tasks may still crash
         finally:
             self.terminate()
 
@@ -333,18 +334,15 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.terminate()
             return
         if wait:
-            try:
-                self.wait("all")
-            except PycrewError:
-                log.exception("controller %r: waiting for tasks at shutdown failed", self.name)
-            self.terminate()
+            self._finish_then_terminate()
             return
         threading.Thread(target=self._finish_then_terminate, name=f"pycrew-shutdown-{self.name}", daemon=True).start()
 
     def _finish_then_terminate(self) -> None:
-        """After ``shutdown(wait=False)``: wait for the tasks already submitted, then terminate."""
+        """``shutdown()``: wait for the tasks already submitted (and, as a backup, its controllers'), then terminate."""
         try:
             self.wait("all")
+            self._serve_primaries()
         except PycrewError as exc:  # a launch or dispatcher failure resolved the futures already
             log.warning("controller %r: tasks submitted before shutdown did not all finish: %s", self.name, exc)
         finally:
@@ -374,6 +372,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
                         self._cv.wait(0.5)
                 finally:
                     self._waiters -= 1
+            self._serve_primaries(at_exit=True)
             callbacks.drain(self, 0.0 if exit_hooks.stop_waiting() else None)  # their callbacks run before the workers go
         except PycrewError as exc:
             log.warning("controller %r: pending futures did not finish at interpreter exit: %s", self.name, exc)

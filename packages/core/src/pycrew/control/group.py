@@ -83,6 +83,8 @@ class ControllerGroup(concurrent.futures.Executor):
                 raise TypeError(
                     f"ControllerGroup takes controllers (made by pycrew.controller(...)), got {type(c).__name__} {c!r:.60}"
                 )
+            if any(c is other for other in self.controllers.values()):
+                raise OptionsError(f"controller {c.name!r} is given to the group twice; pass each controller once")
             if c.name in self.controllers:
                 raise OptionsError(f"two controllers in the group are named {c.name!r}; give each a distinct name=")
             self.controllers[c.name] = c

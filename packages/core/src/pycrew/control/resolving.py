@@ -184,6 +184,7 @@ class Resolving(Backups):
         """
         self._status_counts[result.status] += 1
         if task.relay is not None:  # a backup's: its dashboard counts it too, as it counts it here
+            self._relaying.discard(task.id)
             if self._result_listeners:
                 self._tell_listeners(task, result)
             task.relay(result)
@@ -205,7 +206,12 @@ class Resolving(Backups):
         task.relay = relay
         if self._result_listeners:  # its dashboard measures the round trip from when it got the task
             task.submitted = time.monotonic()
-        self._enqueue(dispatcher, task, False)
+        self._relaying.add(task.id)  # before it can resolve (which removes it)
+        try:  # (taken while shut down, not terminated: see pycrew.control.backups)
+            self._enqueue(dispatcher, task, False, after_shutdown=True)
+        except BaseException:
+            self._relaying.discard(task.id)
+            raise
         return task.id
 
     def _dispatcher_failed(self, error: BaseException) -> ControllerError:

@@ -99,6 +99,14 @@ class ControllerState:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""
         raise NotImplementedError
 
+    def pending_futures(self) -> int:
+        """Futures not resolved yet (see Controller)."""
+        raise NotImplementedError
+
+    def unresolved(self) -> int:
+        """Tasks not resolved yet (see Collecting)."""
+        raise NotImplementedError
+
     def summary(self) -> Summary:
         """Counts of the controller, its workers and its launcher (see Collecting)."""
         raise NotImplementedError
