@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 import warnings
+from typing import Any
 
 
 def whoami() -> tuple[str, int]:
@@ -555,3 +556,35 @@ def kill_worker_if_in(x: int, killers: frozenset[int]) -> int:
     if x in killers:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def hog(n: int) -> int:
+    """One call into C code that holds the GIL and computes for a while (``sum(range(n))``)."""
+    return sum(range(n))
+
+
+_libc: list[object] = []
+
+
+def hold_gil(seconds: float) -> str:
+    """One call into C code that holds the GIL for ``seconds`` (libc's usleep through
+    ctypes.PyDLL): no other thread of the worker runs meanwhile, so none can send a result.
+    The first call also imports ctypes (milliseconds of Python code before the C call)."""
+    if not _libc:
+        import ctypes
+
+        _libc.append(ctypes.PyDLL(None).usleep)
+    usleep: Any = _libc[0]
+    usleep(int(seconds * 1e6))
+    return "held"
+
+
+def ignore_interrupts(seconds: float) -> str:
+    """Sleep ``seconds`` in short naps, swallowing every exception (the worker's interrupt too)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+    return "done"

@@ -77,7 +77,8 @@ class ControllerOptions:
             once; ``math.inf``: never).
         seconds_idle: a worker exits after this long without a task.
         seconds_wall: a worker exits after this long alive (after its current task).
-        tasks_max: a worker exits after this many tasks (``None``: no limit).
+        tasks_max: a worker exits after this many tasks (``None``: no limit); one cancelled
+            after it was sent to the worker, before it started, counts.
         crashes_max: times a task may lose its worker before it resolves as ``crash``.
         seconds_heartbeat: interval of heartbeats both ways; past 500 beats a second (a
             thousand workers at 2 s) it grows with the number of workers (docs/concepts.md).

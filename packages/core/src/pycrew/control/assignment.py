@@ -110,7 +110,7 @@ class Assignment:
                 conn.alone = None
             if conn.link.unacked_max is not None and conn.frames_sent - conn.frames_acked >= conn.link.unacked_max:
                 continue  # offered again when the worker acknowledges
-            room = min(limit, conn.tasks_left) - len(conn.in_flight)
+            room = min(limit - len(conn.in_flight), conn.tasks_left)  # (tasks_left: those it may still be sent)
             if room <= 0:
                 continue  # offered again when results give it room
             n = min(share, room)
@@ -155,5 +155,5 @@ class Assignment:
                     self._send(conn, p.encode_records(p.TASKS, batch))
                 if len(conn.in_flight) > 1:
                     self._holding.add(conn.link.id)  # see pycrew.control.recall
-            if not full and len(conn.in_flight) < min(limit, conn.tasks_left):
+            if not full and len(conn.in_flight) < limit and conn.tasks_left > 0:
                 self._offer(conn)

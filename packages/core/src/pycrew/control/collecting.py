@@ -151,6 +151,9 @@ class Collecting(ControllerState):
         queued = len(d.queue) + len(d.submissions) if d else 0
         # running: on workers; crashed out and held for why (see crash_hold); or handed to the backup
         running = d.running() + d.crash_holding + len(self._forwarded) if d else 0
+        # Not a task resolved already that its worker still holds (cancelled or timed out, not yet
+        # stopped there): every pushed task is in one of queued, running, resolved, abandoned.
+        running = max(0, min(running, self.pushed - self.resolved - self._abandoned - self._ended_held - queued))
         c = self._status_counts
         ended = self._terminated  # its workers were told to stop and its links closed: none is online
         controller = ControllerSummary(

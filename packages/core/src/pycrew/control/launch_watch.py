@@ -285,12 +285,14 @@ class LaunchWatch:
             self._set_error(slot.index, reason)
 
     def _park(self, slot: Slot, reason: str, now: float) -> None:
-        """Try ``slot`` again after SECONDS_RETRY_PARKED, not raise: other workers are connected."""
+        """Try ``slot`` again after SECONDS_RETRY_PARKED, not raise: other workers are connected.
+        (Its workers that reached ``seconds_wall`` before a first task count as failed launches:
+        ``slot.failures`` does not count them.)"""
         slot.retry_after = now + SECONDS_RETRY_PARKED
         log.warning(
             "worker %d of %r: %d failed launches in a row (launch_max=%d): carrying on with the %d connected "
             "worker(s), and trying this one again every %g s (a LaunchError if it fails while none is "
-            "connected); last reason: %s", slot.index, self.info.controller, slot.failures,
+            "connected); last reason: %s", slot.index, self.info.controller, max(slot.failures, self.options.launch_max),
             self.options.launch_max, self.census.counts[CONNECTED], SECONDS_RETRY_PARKED, reason,
         )
 

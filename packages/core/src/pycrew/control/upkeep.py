@@ -57,7 +57,8 @@ class Upkeep(CrashHold):
         conn.bytes_in_flight = 0
         return tasks
 
-    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str, lost: str | None = None) -> None:
+    def _requeue(self, tasks: list[Task], blame_first: bool, reason: str, lost: str | None = None,
+                 stuck: Task | None = None) -> None:
         """Put a lost worker's unresolved tasks back at the front of the queue (``lost``: the
         instance of a worker whose connection was lost: a task crashed out waits for why).
 
@@ -68,11 +69,13 @@ class Upkeep(CrashHold):
         *suspect*, which runs alone on a worker (see Assignment._assign), where a death is its own.
         ``tasks`` are all it held, in order, resolved ones too (a cancelled task it still ran may
         be the one that killed it). It had not started those past the results it may have held
-        unsent: they go back unpenalised, as given-back tasks do.
+        unsent: they go back unpenalised, as given-back tasks do; so do those after ``stuck``, the
+        task it was replaced for not stopping (a time limit, a cancel), which they waited behind.
         """
         back: list[Task] = []
         several = len(tasks) > 1
-        ran, unstarted = tasks[: p.RESULTS_UNSENT_MAX + 1], tasks[p.RESULTS_UNSENT_MAX + 1 :]
+        started = p.RESULTS_UNSENT_MAX + 1 if stuck is None else next(i for i, t in enumerate(tasks) if t is stuck) + 1
+        ran, unstarted = tasks[:started], tasks[started:]
         for task in ran:
             if task.resolved:
                 continue
@@ -149,15 +152,16 @@ class Upkeep(CrashHold):
                 self._on_disconnect(conn.instance, True, reason)
         conn.state = CLOSED
 
-    def _drop(self, conn: Conn, reason: str, blame: bool = True) -> None:
-        """Close a connection that misbehaved or timed out (its unresolved tasks are requeued)."""
+    def _drop(self, conn: Conn, reason: str, blame: bool = True, stuck: Task | None = None) -> None:
+        """Close a connection that misbehaved or timed out (its unresolved tasks are requeued;
+        ``stuck``: the task it did not stop, which those after it waited behind, unstarted)."""
         if conn.state == CHALLENGED:  # never authenticated: anyone can cause this, so rate-limited
             self.refused.warning("dropping connection %s before authentication: %s", conn.link.id, reason)
         else:
             log.warning("dropping worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         if conn.state == READY:
             tasks = self._take_in_flight(conn)
-            self._requeue(tasks, blame_first=blame, reason=reason)
+            self._requeue(tasks, blame_first=blame, reason=reason, stuck=stuck)
             if conn.instance:
                 self._on_disconnect(conn.instance, True, f"dropped by the dispatcher: {reason}")
         elif conn.state == INITIALIZING:
@@ -315,8 +319,9 @@ class Upkeep(CrashHold):
     def _overdue(self, conn: Conn, now: float) -> bool:
         """Replace a worker that kept a cancelled or timed-out task past the grace period."""
         grace = self.settings.seconds_grace
-        if conn.stop_by is not None and now > conn.stop_by:
-            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False)
+        if conn.stop_by is not None and now > conn.stop_by:  # those after the first one cancelled waited behind it
+            stuck = next((t for t in conn.in_flight.values() if t.resolved), None)
+            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False, stuck=stuck)
             return True
         head = next(iter(conn.in_flight.values()))
         limit = head.seconds_timeout
@@ -326,7 +331,7 @@ class Upkeep(CrashHold):
                 "the worker was replaced"
             )
             self._on_result(head, None, conn, ("timeout", message, "TaskTimeoutError"))
-            self._drop(conn, f"task {head.name!r} exceeded seconds_timeout={limit:g} s", blame=False)
+            self._drop(conn, f"task {head.name!r} exceeded seconds_timeout={limit:g} s", blame=False, stuck=head)
             return True
         return False
 

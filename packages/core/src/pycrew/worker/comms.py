@@ -19,6 +19,7 @@ from pycrew.wire import clock, transport
 from pycrew.wire.protocol import Payload
 from pycrew.worker.execution import TaskRunner
 from pycrew.worker.pace import Pace
+from pycrew.worker.results import ResultBatcher
 from pycrew.worker.silence import ControllerSilence
 
 #: Longest read of a comms thread that cannot be interrupted while a task waits to start or
@@ -47,6 +48,7 @@ class CommsThread:
     main_wants_read: bool
     comms_reading: bool
     comms_read_until: float
+    batcher: ResultBatcher
 
     _send: Callable[[bytes], None]
     _beat: Callable[[], bytes]
@@ -111,7 +113,16 @@ class CommsThread:
 
     def _deadline_set(self, deadline: float) -> None:
         """The task starting now must end by ``deadline`` (main thread): a read of the comms
-        thread, which enforces it, that would block past it is cut short."""
+        thread, which enforces it, that would block past it is cut short.
+
+        The results waiting go now, and this task's goes as soon as it ends (not batched):
+        the dispatcher, which replaces a worker whose task outlives its limit by the grace
+        period, takes the first task it has no result of for the running one. A result left
+        waiting behind a task that holds the GIL (which keeps the flusher thread from
+        sending it) made it charge that task's time to a task that had ended (timed out, its
+        worker replaced) or miss the limit of the task that ran."""
+        self.batcher.prompt = True
+        self.batcher.flush()
         channel = self.channel
         if self.comms_reading and self.comms_read_until > deadline and channel is not None and channel.interruptible:
             channel.interrupt()

@@ -28,7 +28,7 @@ from pycrew.wire.functions import ResultPickler, load_task, pickle_dumps, pickle
 from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
-from pycrew.worker.failures import exception_text, failure_hint, qualified_name
+from pycrew.worker.failures import OVERRAN, exception_text, failure_hint, qualified_name
 from pycrew.worker.interpreter import InterpreterSettings
 from pycrew.worker.isolation import (
     ProcessBaseline,
@@ -277,6 +277,8 @@ class TaskRunner:
                     restore_generators(seed_state)
             if self._pending is not None and (late := self._undelivered(task_id)) is not None:
                 failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, clock.wall())
+            elif seconds_timeout and clock.monotonic() > deadline:  # it ended past its limit, uninterrupted
+                failed = ResultRecord("timeout", None, OVERRAN.format(seconds_timeout), "", "", None, warns, t0, clock.wall())
         except Interrupted as exc:
             failed = ResultRecord(exc.status, None, str(exc), "", format_task_traceback(), None, warns, t0, clock.wall())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving

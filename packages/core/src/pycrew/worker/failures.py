@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import sys
 
+#: A task that ended past its time limit before its worker could interrupt it (a long call into C
+#: code holds the GIL, so the thread that enforces limits cannot run): it still timed out.
+OVERRAN = (
+    "the task ran longer than its seconds_timeout={:g} s; it ended before the worker could interrupt it "
+    "(a long call into C code that holds the GIL keeps the worker's timer thread from running), so its result was discarded"
+)
+
 
 def loading_hint(exc: BaseException) -> str | None:
     """What to do about an exception raised while the worker unpickled a task, if it says

@@ -89,7 +89,7 @@ class Worker(CommsThread):
         self.seconds_heartbeat = 2.0
         self.silence = ControllerSilence()  # and the heartbeat timeout, set by the WELCOME
         self.running = False
-        self.done = 0
+        self.done = self.dropped = 0  # tasks run; tasks cancelled before they started (both count toward tasks_max)
         self.runner = TaskRunner(reset=command.reset, garbage_collection=command.garbage_collection)
         self.ca, self.server_name = ca, server_name
         self.channel: transport.Channel | None = None
@@ -162,9 +162,8 @@ class Worker(CommsThread):
             if self.leaving.reason:  # sent before the controller knew: they go back at once
                 self._send(p.encode_ids(p.RETURNED, [i for i, _ in records]))
                 return
-            # A frame that reaches an idle worker is answered by its results soon (and
-            # the dispatcher counts a worker with nothing in flight as up to date); one
-            # that waits behind other tasks is acknowledged now.
+            # A frame that reaches an idle worker is answered by its results soon (the dispatcher counts a
+            # worker with nothing in flight as up to date); one that waits behind other tasks is acknowledged now.
             if self.acknowledge and busy:
                 self._send(self._beat())
         elif kind == p.CHALLENGE:
@@ -223,10 +222,12 @@ class Worker(CommsThread):
         for task_id in ids:
             self.runner.interrupt(task_id, "cancel", "cancelled by the controller")
         dropped = self._take_unstarted(ids)
-        if dropped:
+        if dropped:  # the dispatcher counted them sent: toward tasks_max they count (else it would wait for them)
+            self.dropped += len(dropped)
             body = pack_result(ResultRecord("cancel", error="cancelled before it started", finished=clock.wall()))
             with self.batcher.lock:
                 self.batcher.send_records([(i, body) for i in dropped])
+            self._wake()  # an idle main thread looks at tasks_max
 
     def _take_unstarted(self, ids: list[int] | None = None) -> list[int]:
         """Remove the tasks among ``ids`` (None: all) that have not started; return their ids."""
@@ -345,7 +346,7 @@ class Worker(CommsThread):
             if self.leaving.reason:  # SIGTERM: see pycrew.worker.leaving
                 batcher.flush()
                 return self.leaving.reason
-            if a.tasks_max is not None and self.done >= a.tasks_max and not self.tasks:
+            if a.tasks_max is not None and self.done + self.dropped >= a.tasks_max and not self.tasks:
                 batcher.flush()
                 return f"tasks_max={a.tasks_max} reached"
             if now >= wall_end:
@@ -362,13 +363,11 @@ class Worker(CommsThread):
                     if now >= deadline:
                         return f"idle for seconds_idle={a.seconds_idle:g}"
                     if not self.direct:
-                        # Tasks and the end of the link notify ``cv``; the deadline covers
-                        # the idle and wall-time rules: nothing else needs a look.
+                        # Tasks and the end of the link notify ``cv``; the deadline covers the idle and wall-time rules.
                         self.cv.wait(min(deadline - now, IDLE_WAIT_MAX))
                         continue
             if task is None:
-                # Right after running out of work, poll for up to seconds_spin: the next task
-                # of a caller waiting on this result usually comes within that.
+                # Right after running out of work, poll for up to seconds_spin: a caller's next task comes within it.
                 self._idle_read(min(deadline - now, 1.0), max(0.0, a.seconds_spin - (now - last_work)))
                 continue
             task_id, payload = task

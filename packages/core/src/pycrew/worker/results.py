@@ -85,6 +85,7 @@ class ResultBatcher:
         self._bell.acquire()
         self.armed = False  # the flusher watches the running task (see run_flusher)
         self.urgent = False  # the flusher sends the waiting results at once (see hand_off)
+        self.prompt = False  # the next result goes at once, from this thread (a time-limited task's: see add)
         self.stopped = False
         self.frame_max: int | None = None  # largest frame the dispatcher accepts (None: unknown)
 
@@ -93,14 +94,17 @@ class ResultBatcher:
 
         A batch goes when no task is waiting to run (``more_waiting`` false), when it is
         full, when its oldest result is ``FLUSH_SECONDS`` old, or when this task ran longer
-        than that (the dispatcher can then refill this worker at once).
+        than that (the dispatcher can then refill this worker at once); and with the result
+        of a task that had a time limit (``prompt``, see ``CommsThread._deadline_set``).
         """
         with self.lock:
             if not self.results:
                 self.since = finished
             self.results.append((task_id, result))
+            prompt, self.prompt = self.prompt, False
             if (
-                not more_waiting
+                prompt
+                or not more_waiting
                 or len(self.results) >= self.FLUSH_COUNT
                 or finished - self.since > self.FLUSH_SECONDS
                 or finished - started > self.FLUSH_SECONDS
@@ -108,9 +112,15 @@ class ResultBatcher:
                 self._send_waiting()
 
     def hand_off(self, task_id: int, result: bytes) -> None:
-        """Queue one task's result for the flusher thread to send at once (the next task starts meanwhile)."""
+        """Queue one task's result for the flusher thread to send at once (the next task starts
+        meanwhile); a time-limited task's (``prompt``) goes from this thread, before the next
+        task can hold the GIL."""
         with self.lock:
             self.results.append((task_id, result))
+            if self.prompt:
+                self.prompt = False
+                self._send_waiting()
+                return
             self.urgent = True
         self._ring()
 
