@@ -177,6 +177,26 @@ def _callback_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "pycrew-joblib-callbacks"]
 
 
+def test_a_ctrl_c_during_the_backends_termination_leaves_no_callbacks_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe's repeated Ctrl-C during Parallel left an idle callbacks thread per interrupted
+    termination (on 866a79e)."""
+    backend = PycrewBackend("local", workers=2)
+    assert backend.configure(n_jobs=1) == 1 and backend._owned is None
+    backend.configure(n_jobs=2)
+    owned = backend._owned
+    assert owned is not None and _callback_threads()
+    terminate = owned.terminate
+
+    def interrupted() -> None:
+        terminate()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(owned, "terminate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backend.terminate()
+    wait_for(lambda: not _callback_threads(), message=f"callback threads left running: {_callback_threads()}")
+
+
 def test_a_controller_that_cannot_start_fails_the_call_and_leaves_no_thread(make_controller) -> None:
     with (
         parallel_backend("pycrew", workers=2, no_such_option=1),

@@ -337,14 +337,19 @@ class PycrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[mis
             self._cancel_outstanding()
 
     def terminate(self) -> None:
-        """End of a ``Parallel`` call: terminate the controller the backend built (not yours)."""
-        if self._user_controller is not None:
-            self._cancel_outstanding()
-        self._terminate_owned()
-        with self._lock:
-            callbacks, self._callbacks = self._callbacks, None
-        if callbacks is not None:
-            callbacks.close()
+        """End of a ``Parallel`` call: terminate the controller the backend built (not yours).
+
+        The callbacks thread is let go even if a Ctrl-C interrupts the termination (before,
+        each such interruption left an idle thread behind)."""
+        try:
+            if self._user_controller is not None:
+                self._cancel_outstanding()
+            self._terminate_owned()
+        finally:
+            with self._lock:
+                callbacks, self._callbacks = self._callbacks, None
+            if callbacks is not None:
+                callbacks.close()
         self.reset_batch_stats()
 
     def __repr__(self) -> str:
