@@ -588,3 +588,14 @@ def ignore_interrupts(seconds: float) -> str:
         except BaseException:
             pass
     return "done"
+
+
+def big_result(megabytes: int) -> bytes:
+    """A result of ``megabytes`` MiB (sending it takes a while)."""
+    return b"x" * (megabytes << 20)
+
+
+def ignore_interrupts_then_raise(seconds: float) -> None:
+    """Swallow every exception (the worker's interrupt too) for ``seconds``, then raise ValueError."""
+    ignore_interrupts(seconds)
+    raise ValueError("raised late")

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def test_a_shut_down_backup_terminates_once_its_controller_is_terminated(make_co
     big.shutdown(wait=True)  # "small" is idle: nothing of it can crash
     assert time.monotonic() - t0 < 5 and big._terminated
     small.terminate()
+
+
+def test_a_backup_does_not_wait_for_a_controller_whose_launches_failed(make_controller, tmp_path):
+    """Its pushed tasks stay unresolved but never run (on c3fad3d the backup's shutdown waited
+    for them until that controller was terminated)."""
+    big = make_controller("local", workers=1, name="big").start()
+    small = make_controller("local", workers=1, name="small", crashes_max=1, backup=big, launch_max=1,
+                            python=str(tmp_path / "no-python")).start()
+    for i in range(3):
+        small.push(abs, (i,), name=f"p{i}")
+    with pytest.raises(pycrew.LaunchError):
+        small.wait(timeout=60)
+    done = threading.Event()
+    threading.Thread(target=lambda: (big.shutdown(wait=True), done.set()), daemon=True).start()
+    try:
+        assert done.wait(10), "the backup's shutdown waited for a controller that cannot run anything"
+    finally:
+        small.terminate()
 
 
 def test_a_backup_serves_until_the_end_of_its_chain_finished(make_controller):

@@ -18,7 +18,7 @@ import os
 import time
 
 import pycrew
-from helpers import busy_loop, hog, hold_gil, identity, ignore_interrupts
+from helpers import big_result, busy_loop, hog, hold_gil, identity, ignore_interrupts, ignore_interrupts_then_raise
 from support import wait_for
 
 
@@ -82,6 +82,45 @@ def test_a_task_that_overran_its_limit_holding_the_gil_is_a_timeout(make_control
     assert [r.status for r in results] == ["timeout"] * 4, results
     assert c.summary().workers[0].instances == 1  # not replaced: it ended by itself
     assert c.submit(identity, 1).result(timeout=30) == 1
+
+
+def test_sending_the_results_waiting_before_a_limited_task_is_not_its_time(make_controller):
+    """The results a worker sends before a task with a time limit starts (a large one takes a
+    while) are not counted in its limit (on 46189b7 a quick task timed out behind one, 5 of 6)."""
+    c = make_controller("local", workers=1).start()
+    _warm(c)
+    statuses = []
+    for k in range(3):
+        large = c.submit(big_result, 40)
+        quick = c.submit_task(identity, (k,), seconds_timeout=0.02)
+        statuses.append("success" if quick.exception(timeout=60) is None else type(quick.exception()).__name__)
+        assert len(large.result(timeout=60)) == 40 << 20
+    assert statuses == ["success"] * 3
+
+
+def test_a_task_that_raised_past_its_limit_uninterrupted_is_a_timeout(make_controller):
+    c = make_controller("local", workers=1).start()
+    c.push(ignore_interrupts_then_raise, (1.0,), name="late", seconds_timeout=0.2)
+    assert c.wait(timeout=60)
+    r = c.pop()
+    assert r.status == "timeout" and "ended late" in r.error, r  # (before: the ValueError)
+
+
+def test_a_task_that_held_the_worker_while_a_cancelled_one_waited_unsent_counts_its_attempt(make_controller):
+    """A cancelled task whose result waited unsent behind one that holds the GIL: when the
+    worker is replaced, the task it ran is a retry (on 46189b7 it was taken as never started)."""
+    c = make_controller("local", workers=1).start()
+    _warm(c)
+    _grace(c, 1.0)
+    c.submit(busy_loop, 0.3)
+    c.push(identity, (1,), name="A")
+    c.push(hold_gil, (4.0,), name="B")
+    time.sleep(0.8)  # A ended, its result waits behind B
+    assert c.cancel("A") == 1
+    assert c.wait(timeout=60)
+    results = {r.name: r for r in c.collect()}
+    assert results["B"].status == "success" and results["B"].attempts == 2, results["B"]
+    assert c.summary().controller.retries == 1
 
 
 def test_the_tasks_behind_one_its_worker_was_replaced_for_are_not_retries(make_controller, tmp_path):

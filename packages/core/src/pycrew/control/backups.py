@@ -58,7 +58,10 @@ class Backups(ControllerState):
     def _work_left(self, at_exit: bool) -> bool:
         """Whether tasks this controller runs may still crash and go to its backup: its own
         unresolved tasks (at the interpreter's exit: its pending futures), those handed to
-        it, and those its own controllers may still hand it."""
+        it, and those its own controllers may still hand it. None once its launches failed
+        (a LaunchError) or its dispatcher did: its tasks never run (pushed ones stay unresolved)."""
+        if self._launch_failed() or (self._dispatcher is not None and self._dispatcher.error is not None):
+            return False
         own = self.pending_futures() if at_exit else self.unresolved()
         return bool(own or self._relaying) or self._backing_up(at_exit)
 

@@ -99,6 +99,10 @@ class ControllerState:
         """The running dispatcher; raises if the controller cannot take work (see Controller)."""
         raise NotImplementedError
 
+    def _launch_failed(self) -> bool:
+        """Whether a LaunchError ended the launches (see Collecting)."""
+        raise NotImplementedError
+
     def pending_futures(self) -> int:
         """Futures not resolved yet (see Controller)."""
         raise NotImplementedError

@@ -70,7 +70,8 @@ class Upkeep(CrashHold):
         ``tasks`` are all it held, in order, resolved ones too (a cancelled task it still ran may
         be the one that killed it). It had not started those past the results it may have held
         unsent: they go back unpenalised, as given-back tasks do; so do those after ``stuck``, the
-        task it was replaced for not stopping (a time limit, a cancel), which they waited behind.
+        task it was replaced for not stopping in its time limit, which they waited behind (a worker
+        sends every result it holds before a task with a time limit starts: that task ran).
         """
         back: list[Task] = []
         several = len(tasks) > 1
@@ -319,9 +320,8 @@ class Upkeep(CrashHold):
     def _overdue(self, conn: Conn, now: float) -> bool:
         """Replace a worker that kept a cancelled or timed-out task past the grace period."""
         grace = self.settings.seconds_grace
-        if conn.stop_by is not None and now > conn.stop_by:  # those after the first one cancelled waited behind it
-            stuck = next((t for t in conn.in_flight.values() if t.resolved), None)
-            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False, stuck=stuck)
+        if conn.stop_by is not None and now > conn.stop_by:  # (which task holds it is not known: a result may wait unsent)
+            self._drop(conn, f"the worker did not stop a cancelled task within {grace:g} s", blame=False)
             return True
         head = next(iter(conn.in_flight.values()))
         limit = head.seconds_timeout

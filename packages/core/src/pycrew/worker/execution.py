@@ -10,7 +10,6 @@ signals is not interrupted; the controller then replaces the whole worker.
 from __future__ import annotations
 
 import gc
-import io
 import logging
 import os
 import pickle
@@ -23,8 +22,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
-from pycrew.wire import clock, functions
-from pycrew.wire.functions import ResultPickler, load_task, pickle_dumps, pickle_loads
+from pycrew.wire import clock
+from pycrew.wire.functions import load_task
 from pycrew.wire.protocol import Payload
 from pycrew.wire.records import ResultRecord
 from pycrew.worker import forks
@@ -37,6 +36,9 @@ from pycrew.worker.isolation import (
     WarningCapture,
     restore_handlers,
 )
+from pycrew.worker.result_pickling import dumps as _dumps
+from pycrew.worker.result_pickling import exception_bytes as _exception_bytes
+from pycrew.worker.result_pickling import pack_result
 from pycrew.worker.seeding import restore_generators, seed_generators
 from pycrew.worker.task_processes import end_task_processes
 from pycrew.worker.timers import StrayTimers
@@ -58,36 +60,6 @@ class Interrupted(BaseException):
         self.status = status
 
 
-_cloudpickle_dumps: Callable[..., bytes] | None = None
-
-
-def _cloudpickle(value: object) -> bytes:
-    """``cloudpickle.dumps``, imported when first needed (a worker starts faster without it)
-    and kept from then on, out of a task's reach like :data:`pickle_dumps`."""
-    global _cloudpickle_dumps
-    if _cloudpickle_dumps is None:
-        import cloudpickle
-
-        _cloudpickle_dumps = cloudpickle.dumps
-    return _cloudpickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _dumps(value: object) -> bytes:
-    """Pickle a value: plain pickle first (fast), then with the controller's classes by name
-    (see :class:`ResultPickler`), cloudpickle for what neither can do."""
-    try:
-        return pickle_dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # lambdas, local classes, ...: cloudpickle handles them by value
-        if functions._shipped_classes:
-            buffer = io.BytesIO()
-            try:
-                ResultPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-                return buffer.getvalue()
-            except Exception:
-                pass
-        return _cloudpickle(value)
-
-
 WORKER_FILES = {__file__}  # files whose frames a task's traceback leaves out (see format_task_traceback)
 
 
@@ -106,22 +78,6 @@ def format_task_traceback() -> str:
         return f"<the traceback could not be formatted: {type(exc).__name__}>"
 
 
-def _exception_bytes(exc: BaseException) -> bytes | None:
-    """An exception pickled for the controller, or None if it does not travel."""
-    try:
-        data = _cloudpickle(exc)
-        back = pickle_loads(data)
-    except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
-        return None
-    # A __reduce__ may rebuild it as any object at all: only an exception travels as one.
-    return data if isinstance(back, BaseException) else None
-
-
-def pack_result(record: ResultRecord) -> bytes:
-    """A result record pickled as the plain tuple the wire carries (see :mod:`pycrew.wire.records`)."""
-    return _dumps(tuple(record))
-
-
 def _cut(text: str, size: int, note: str) -> str:
     return text if len(text) <= size else text[:size] + note
 
@@ -135,6 +91,7 @@ class TaskRunner:
         self.current: int | None = None
         self.current_name: str | None = None
         self.deadline: float | None = None  # the running task's time limit (clock.monotonic())
+        self.late = False  # the last call ended past its time limit, not interrupted
         #: Called (main thread) with a task's deadline as it starts: the thread that enforces it must see it in time.
         self.on_deadline: Callable[[float], None] | None = None
         self._pending: tuple[int, str, str] | None = None
@@ -253,6 +210,7 @@ class TaskRunner:
     def _run(self, task_id: int, payload: Payload) -> bytes:
         t0 = clock.wall()
         warns: list[str] = []
+        self.late = False  # (set as the task's call ends: see _invoke)
         if self.reset:
             self._baseline.take()
         seed_state: Any = None
@@ -266,8 +224,9 @@ class TaskRunner:
                 seed_state = seed_generators(seed)
             if seconds_timeout:
                 self.deadline = deadline = clock.monotonic() + seconds_timeout
-                if self.on_deadline is not None:
+                if self.on_deadline is not None:  # it sends the results waiting first: not the task's time
                     self.on_deadline(deadline)
+                    self.deadline = clock.monotonic() + seconds_timeout
             else:
                 self.deadline = None
             try:
@@ -277,8 +236,6 @@ class TaskRunner:
                     restore_generators(seed_state)
             if self._pending is not None and (late := self._undelivered(task_id)) is not None:
                 failed = ResultRecord(late[0], None, late[1], "", "", None, warns, t0, clock.wall())
-            elif seconds_timeout and clock.monotonic() > deadline:  # it ended past its limit, uninterrupted
-                failed = ResultRecord("timeout", None, OVERRAN.format(seconds_timeout), "", "", None, warns, t0, clock.wall())
         except Interrupted as exc:
             failed = ResultRecord(exc.status, None, str(exc), "", format_task_traceback(), None, warns, t0, clock.wall())
         except BaseException as exc:  # the task's failure is the result: report it, keep serving
@@ -291,6 +248,8 @@ class TaskRunner:
             failed = ResultRecord("error", None, text, qualified_name(type(exc)), tb, _exception_bytes(exc), warns, t0, t1)
         finally:
             self._clean_up(warns)  # what it cannot undo becomes a warning of this task (packed below)
+        if self.late and (failed is None or failed.status == "error"):  # it ended (returned or raised) past its limit
+            failed = ResultRecord("timeout", None, OVERRAN.format(seconds_timeout), "", "", None, warns, t0, clock.wall())
         if failed is not None:
             if self.installed and failed.status in ("cancel", "timeout"):  # what it started ends too
                 warns.extend(end_task_processes(t0))
@@ -362,6 +321,7 @@ class TaskRunner:
                 forks.end_if_child(self._pid, exc)
             raise
         finally:
+            self.late = self.deadline is not None and clock.monotonic() > self.deadline  # not interrupted in time
             self.current = None
             self.current_name = None
             self.deadline = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-#: A task that ended past its time limit before its worker could interrupt it (a long call into C
-#: code holds the GIL, so the thread that enforces limits cannot run): it still timed out.
+#: A task that ended (returned or raised) past its time limit, not stopped by its worker's interrupt: it
+#: still timed out. A long call into C code that holds the GIL keeps the thread that sends the interrupt
+#: from running; a task may also catch the interrupt and carry on.
 OVERRAN = (
-    "the task ran longer than its seconds_timeout={:g} s; it ended before the worker could interrupt it "
-    "(a long call into C code that holds the GIL keeps the worker's timer thread from running), so its result was discarded"
+    "the task ran longer than its seconds_timeout={:g} s and ended late, not stopped by the worker's interrupt (a long "
+    "call into C code that holds the GIL keeps it from coming, and a task may catch it and carry on), so its "
+    "result was discarded"
 )
 
 

@@ -22,10 +22,11 @@ from pycrew.wire.transport.sockets import check_trust, refusal_hint
 from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
-from pycrew.worker.execution import TaskRunner, pack_result
+from pycrew.worker.execution import TaskRunner
 from pycrew.worker.initializer import run_initializer
 from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
+from pycrew.worker.result_pickling import pack_result
 from pycrew.worker.results import HAND_OFF_BYTES, ResultBatcher, fit_frames
 from pycrew.worker.sampling import sample_metrics
 from pycrew.worker.silence import ControllerSilence
