@@ -599,3 +599,13 @@ def ignore_interrupts_then_raise(seconds: float) -> None:
     """Swallow every exception (the worker's interrupt too) for ``seconds``, then raise ValueError."""
     ignore_interrupts(seconds)
     raise ValueError("raised late")
+
+
+def fail_first_launches(path: str, failures: int) -> None:
+    """Initializer: raise in the first ``failures`` workers that run it (counted in ``path``)."""
+    with open(path, "a+") as f:
+        f.seek(0)
+        count = len(f.read()) + 1
+        f.write("x")
+    if count <= failures:
+        raise RuntimeError(f"launch {count} fails on purpose")

@@ -244,6 +244,8 @@ class LaunchWatch:
         assert self.dispatcher is not None and slot.instance is not None
         instance = slot.instance
         self.dispatcher.revoke(instance)
+        if self.by_instance.get(instance) is slot:  # (no disconnect follows a failed launch to remove it)
+            del self.by_instance[instance]
         slot.state = IDLE
         slot.instance = None
         slot.failures += 1

@@ -188,6 +188,7 @@ class Upkeep(CrashHold):
 
     _visits: list[tuple[float, int]]  # (when, link id)
     _watched: set[int]  # link ids whose tasks have time limits, or that must give a task back
+    _holding: set[int]  # link ids of connections sent more than one task (see pycrew.control.recall)
     _maintained_at: float  # when _maintain last ran (see _credit_stall)
     beats: BeatRate  # the heartbeats' interval and timeout now
 
@@ -312,6 +313,7 @@ class Upkeep(CrashHold):
             when = min(conn.next_beat, now + hb if busy else conn.last_seen + timeout)
         elif conn.state == CLOSED and now - conn.last_seen > hb:
             del self.conns[conn.link.id]
+            self._holding.discard(conn.link.id)
             return
         else:  # closed lately (kept a heartbeat interval for its late frames), or leaving
             when = conn.last_seen + hb
