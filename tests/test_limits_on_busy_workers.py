@@ -91,10 +91,10 @@ def test_sending_the_results_waiting_before_a_limited_task_is_not_its_time(make_
     _warm(c)
     statuses = []
     for k in range(3):
-        large = c.submit(big_result, 40)
-        quick = c.submit_task(identity, (k,), seconds_timeout=0.02)
+        large = c.submit(big_result, 80)  # sent in ~50 ms here (the old code failed at 80 MB and 0.05 s)
+        quick = c.submit_task(identity, (k,), seconds_timeout=0.05)
         statuses.append("success" if quick.exception(timeout=60) is None else type(quick.exception()).__name__)
-        assert len(large.result(timeout=60)) == 40 << 20
+        assert len(large.result(timeout=60)) == 80 << 20
     assert statuses == ["success"] * 3
 
 
