@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Literal
 
-from pycrew.control import callbacks
+from pycrew.control import callbacks, termination
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
 from pycrew.errors import ControllerError, OptionsError
@@ -140,10 +140,10 @@ class Collecting(ControllerState):
         that terminates (a done-callback, a signal handler), and not past ``deadline``."""
         if self._terminating is threading.current_thread():
             return
-        limit = self.options.seconds_terminate + 10.0
+        limit = termination.seconds_awaiting_termination(self.options.seconds_terminate)
         if deadline is not None:
             limit = min(limit, max(0.0, deadline - time.monotonic()))
-        self._terminate_done.wait(min(limit, threading.TIMEOUT_MAX))
+        self._terminate_done.wait(limit)
 
     def summary(self) -> Summary:
         """Controller, worker and launcher summaries (crew's three summaries in one)."""

@@ -232,7 +232,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             dispatcher = self._dispatcher
         if not first:  # another thread terminates: return when it is done, as it would
             if threading.current_thread() is not self._terminating:
-                self._terminate_done.wait(min(self.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX))
+                self._terminate_done.wait(termination.seconds_awaiting_termination(self.options.seconds_terminate))
             return
         try:
             exit_hooks.ending(self)

@@ -133,7 +133,7 @@ def _await_termination(controller: Controller) -> None:
     """
     global _interrupted
     done = controller._terminate_done
-    deadline = time.monotonic() + min(controller.options.seconds_terminate + 10.0, threading.TIMEOUT_MAX)
+    deadline = time.monotonic() + termination.seconds_awaiting_termination(controller.options.seconds_terminate)
     while not done.is_set():
         left = deadline - time.monotonic()
         if left <= 0:

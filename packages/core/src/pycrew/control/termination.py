@@ -39,6 +39,16 @@ SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if 
 
 log = logging.getLogger("pycrew.control")
 
+#: What a termination under way takes beyond the launcher's ``seconds_terminate``: the
+#: dispatcher's stop and resolving the futures it ends.
+SECONDS_TERMINATE_MARGIN = 10.0
+
+
+def seconds_awaiting_termination(seconds_terminate: float) -> float:
+    """How long another thread waits for a controller's ``terminate()`` under way (``wait()``,
+    a second ``terminate()``, the exit hook): its ``seconds_terminate`` and a margin."""
+    return min(seconds_terminate + SECONDS_TERMINATE_MARGIN, threading.TIMEOUT_MAX)
+
 _lock = threading.Lock()
 installed = False  # the handler was installed (once per process)
 signalled = False  # a SIGTERM came: the program is ending (exit hooks do not wait)
