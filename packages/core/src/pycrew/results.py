@@ -22,9 +22,12 @@ class TaskResult:
         error_type: the exception's qualified type name, ``""`` on success.
         traceback: the remote traceback as text, ``""`` on success.
         warnings: warnings the task emitted, as text.
-        seconds: time the task ran on its worker.
-        time_start: when it started (epoch seconds), if it started.
-        time_end: when it ended (epoch seconds).
+        seconds: time the task ran on its worker, as the worker measured it; 0 for a result
+            the controller made itself, without the worker's (a crash, a cancel of a running
+            task, a timeout whose worker was replaced: ``time_start`` is ``None`` then).
+        time_start: when it started (epoch seconds), if it started and its worker said so.
+        time_end: when it ended (epoch seconds): for a result the controller made, when it
+            made it.
         controller: the controller's name.
         launcher: the launcher's name.
         worker: the worker slot that ran it (1..workers), if any.
@@ -78,10 +81,13 @@ class WorkerSummary:
         launch_failures: launches that failed: the worker did not connect within
             ``seconds_launch``, the platform reported it ended, it ran another pycrew
             version, or the controller's initializer failed in it.
-        assigned: tasks sent to this slot's workers.
+        assigned: tasks sent to this slot's workers, so far: also those that came back
+            without a result there (taken back for an idle worker, or lost with a worker
+            that died) and ran elsewhere, so a task can count in several slots.
         complete: tasks this slot's workers finished (any status they reported).
         crashes: worker instances of this slot lost without saying goodbye (killed, crashed, silent).
-        seconds_busy: total seconds its workers spent running tasks.
+        seconds_busy: total seconds its workers spent running tasks, as the results' ``seconds``
+            (so not the time of a task that crashed its worker or was cancelled while running).
         instance: the current or last instance id.
         host: the current or last worker's host.
         pid: the current or last worker's pid.
@@ -91,6 +97,8 @@ class WorkerSummary:
             ``initializer`` (it counts as launching until that succeeds).
         seconds_initializer: total seconds this slot's workers spent in the controller's
             ``initializer`` before their first task (as each reported it; 0 without one).
+        running: tasks its worker holds now and that are not resolved (running, or sent
+            ahead to run next); not one cancelled or timed out that it has not stopped yet.
     """
 
     worker: int
@@ -108,6 +116,7 @@ class WorkerSummary:
     exit_reason: str = ""
     initializing: bool = False
     seconds_initializer: float = 0.0
+    running: int = 0
 
 
 @dataclass(frozen=True)

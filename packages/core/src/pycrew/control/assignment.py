@@ -41,6 +41,7 @@ class Assignment:
     _send: Callable[[Conn, bytes], None]
     _watch: Callable[[Conn], None]
     tasks_running: int
+    assigned_by_slot: dict[int, int]
 
     def record_seconds(self, seconds: float) -> None:
         """Feed a task's run time into the moving average that sizes prefetching."""
@@ -147,6 +148,8 @@ class Assignment:
                 if len(conn.in_flight) == len(batch):
                     conn.progress = time.monotonic()
                 conn.tasks_left -= len(batch)
+                if conn.slot is not None:
+                    self.assigned_by_slot[conn.slot] = self.assigned_by_slot.get(conn.slot, 0) + len(batch)
                 conn.frames_sent += 1
                 conn.last_task_send = time.monotonic()
                 if large:

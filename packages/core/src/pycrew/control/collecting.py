@@ -148,38 +148,47 @@ class Collecting(ControllerState):
     def summary(self) -> Summary:
         """Controller, worker and launcher summaries (crew's three summaries in one)."""
         d = self._dispatcher
+        # One consistent picture while the dispatcher moves tasks on, without a lock on its
+        # path: read from the end of a task's way (resolved) to its start (pushed), so that a
+        # task is counted once or, moving meanwhile, in a later stage than it was; resolved is
+        # the sum of the status counts (counted as a result is settled: see Resolving._settle).
+        popped = self.popped
+        c = dict(self._status_counts)
+        resolved = sum(c.values())
+        abandoned = self._abandoned + self._ended_held
         queued = len(d.queue) + len(d.submissions) if d else 0
-        # running: on workers; crashed out and held for why (see crash_hold); or handed to the backup
-        running = d.running() + d.crash_holding + len(self._forwarded) if d else 0
-        # Not a task resolved already that its worker still holds (cancelled or timed out, not yet
-        # stopped there): every pushed task is in one of queued, running, resolved, abandoned.
-        running = max(0, min(running, self.pushed - self.resolved - self._abandoned - self._ended_held - queued))
-        c = self._status_counts
+        pushed = self.pushed
+        # running: what is neither queued, resolved nor abandoned: on a worker, crashed out and
+        # held for why (see crash_hold), handed to the backup, or on its way between two of these.
+        # Not a task resolved already that its worker still holds (cancelled or timed out).
+        running = max(0, pushed - resolved - abandoned - queued)
         ended = self._terminated  # its workers were told to stop and its links closed: none is online
         controller = ControllerSummary(
             controller=self.name,
             launcher=self.spec.name,
-            pushed=self.pushed,
+            pushed=pushed,
             queued=queued,
             running=running,
-            resolved=self.resolved,
-            popped=self.popped,
+            resolved=resolved,
+            popped=min(popped, resolved),  # (popped a moment before its status was counted)
             success=c["success"],
             error=c["error"],
             crash=c["crash"],
             cancel=c["cancel"],
             timeout=c["timeout"],
-            abandoned=self._abandoned + self._ended_held,
+            abandoned=abandoned,
             retries=d.retries if d else 0,
             workers_online=0 if ended else self.launcher.online(),
             workers_launching=0 if ended else self.launcher.launching(),
             seconds=time.monotonic() - self._t0 if self._started else 0.0,
         )
-        assigned = dict.fromkeys(self._slot_complete, 0)
-        if d:
+        complete = dict(self._slot_complete)  # before what was sent: a task is sent before it completes
+        assigned = dict(d.assigned_by_slot) if d else {}
+        holding = dict.fromkeys(self._slot_complete, 0)  # its worker's tasks now, not resolved yet
+        if d and not ended:
             for conn in list(d.conns.values()):
                 if conn.slot is not None:
-                    assigned[conn.slot] += len(conn.in_flight)
+                    holding[conn.slot] += sum(not t.resolved for t in list(conn.in_flight.values()))
         workers = tuple(
             WorkerSummary(
                 worker=s.index,
@@ -187,8 +196,8 @@ class Collecting(ControllerState):
                 instances=s.instances,
                 launches=s.launches,
                 launch_failures=s.launch_failures,
-                assigned=self._slot_complete[s.index] + assigned[s.index],
-                complete=self._slot_complete[s.index],
+                assigned=max(assigned.get(s.index, 0), complete[s.index]),
+                complete=complete[s.index],
                 crashes=s.crashes,
                 seconds_busy=self._slot_seconds[s.index],
                 instance=s.instance or s.last_instance,
@@ -197,6 +206,7 @@ class Collecting(ControllerState):
                 exit_reason=s.exit_reason,
                 initializing=s.state == "launching" and s.initializing_since > 0 and not ended,
                 seconds_initializer=s.seconds_initializer,
+                running=holding[s.index],
             )
             for s in self.launcher.slots
         )

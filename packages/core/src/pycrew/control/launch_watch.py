@@ -368,4 +368,26 @@ class LaunchWatch:
                 log.exception("launcher %r: failing the waiting tasks with its LaunchError failed", self.info.name)
         self.error = error
         self.error_pending = False
+        self._stop_launches(f"its launch was stopped: launcher {self.info.name!r} raised a LaunchError (worker {slot})")
+
+    def _stop_launches(self, reason: str) -> None:
+        """After the LaunchError no more launches are watched and no task goes to a worker: the
+        other slots' launches still under way end now (terminated, a handle that comes later
+        as it comes: see ``_batch_launched``), so that none stays launching for good, nor
+        runs on, nor connects later for nothing."""
+        assert self.dispatcher is not None
+        stopped = []
+        for slot in list(self.census.launching.values()):
+            instance = slot.instance
+            assert instance is not None
+            self.dispatcher.revoke(instance)
+            if self.by_instance.get(instance) is slot:
+                del self.by_instance[instance]
+            slot.state = IDLE
+            slot.instance = None
+            slot.exit_reason = reason
+            stopped.append(instance)
+            log.info("worker %d of %r: %s", slot.index, self.info.controller, reason)
+        if stopped:
+            self.terminate_instances(stopped, "the controller stopped launching (LaunchError)")
 

@@ -116,10 +116,10 @@ class Resolving(Backups):
         self._dispatcher.record_seconds(seconds)
         self._slot_complete[conn.slot] += 1
         self._slot_seconds[conn.slot] += seconds
-        self._status_counts["success"] += 1
         if not future.done():
             future.set_result(fields[1])
-        self.resolved += 1  # after, as _settle counts
+        self._status_counts["success"] += 1  # after, as _settle counts
+        self.resolved += 1
         self._futures_resolved += 1
         if self.pushed - self.resolved - self._abandoned <= 0:
             self._let_go_if_idle()
@@ -182,7 +182,6 @@ class Resolving(Backups):
         future's callbacks handed to their thread (which ``wait`` drains) and a pushed task's
         result ready to pop. Counted first, a ``wait("all")`` could return in between.
         """
-        self._status_counts[result.status] += 1
         if task.relay is not None:  # a backup's: its dashboard counts it too, as it counts it here
             self._relaying.discard(task.id)
             if self._result_listeners:
@@ -190,6 +189,7 @@ class Resolving(Backups):
             task.relay(result)
         else:
             self._deliver(task, result)
+        self._status_counts[result.status] += 1  # summary()'s resolved: their sum
         self.resolved += 1
         if self.pushed - self.resolved - self._abandoned <= 0:
             self._let_go_if_idle()

@@ -336,7 +336,7 @@ class Scaler(LaunchWatch, CrashWatch):
             if crashed:
                 slot.crashes += 1
         if crashed:
-            log.info("worker %s of %r is gone: %s; what it ran goes back to the queue", slot.index if slot else instance,
+            log.info("worker %s of %r is gone: %s", slot.index if slot else instance,  # (its tasks: see Upkeep._requeue)
                      self.info.controller, reason or "connection lost")
             self.crashed(instance)  # terminated once the platform has said why (see pycrew.control.crash_watch)
         else:  # it ends by itself after its exit handlers: terminate only what outlives them

@@ -170,7 +170,7 @@ class DashboardState:
             slot = slots.get(w.worker)
             row = asdict(w)
             row["state"] = slot.state if slot is not None else "idle"
-            row["running"] = max(0, w.assigned - w.complete)
+            row["running"] = w.running
             sample = self.latest.get(w.worker) if w.online else None
             row["cpu_percent"] = sample.cpu_percent if sample else None
             row["rss_bytes"] = sample.rss_bytes if sample else None
