@@ -105,6 +105,8 @@ class Assignment:
             conn = conns.get(link_id)
             if conn is None or conn.ready_version != version or conn.state != READY:
                 continue
+            if conn.stop_by is not None:  # a cancelled task it has not stopped yet (it may be replaced for it):
+                continue  # nothing more until it does (offered again as its results come: see _results)
             if conn.alone is not None:  # it runs a suspect task: nothing else until that ends
                 if conn.alone in conn.in_flight:
                     continue  # offered again when its result comes

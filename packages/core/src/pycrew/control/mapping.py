@@ -337,9 +337,9 @@ class _Results(Iterator[T]):
 
     def close(self) -> None:
         """Stop reading the input and cancel what was not taken (as a generator's ``close``)."""
-        self._results.close()
-        for f in self._feeder.stop():
+        for f in self._feeder.stop():  # first: another thread may be in next(), and close() raise ValueError
             f.cancel()
+        self._results.close()
 
 
 def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:

@@ -58,6 +58,8 @@ class Recall:
     _steal_pause_until: float
     _send: Callable[[Conn, bytes], None]
     _offer: Callable[[Conn], None]
+    _on_result: Callable[[Task, p.Payload | None, Conn | None, tuple[str, str, str] | None], None]
+    remove_queued: Callable[[Callable[[Task], bool]], list[Task]]
     _limit: Callable[[], int]  # see pycrew.control.assignment
 
     def _idle_worker(self) -> bool:
@@ -136,6 +138,27 @@ class Recall:
             return
         self._steal_pause_until = now + SECONDS_STEAL_PAUSE
 
+    def recall_to_cancel(self, predicate: Callable[[Task], bool], message: str) -> None:
+        """Cancel the tasks matching ``predicate`` that have not started, and only those (for
+        ``shutdown(cancel_futures=True)`` and a ``map`` given up on, as ``concurrent.futures``
+        cancels what has not started and lets the running tasks finish).
+
+        Queued ones resolve as cancelled at once. Those sent ahead to a worker are recalled:
+        the ones it gives back unstarted resolve as cancelled (:meth:`_returned`); the ones it
+        started run on. A future counts as running from when its task is sent to a worker.
+        """
+        for task in self.remove_queued(lambda t: not t.resolved and predicate(t)):
+            self._on_result(task, None, None, ("cancel", message, "CancelledError"))
+        for conn in list(self.conns.values()):
+            if conn.state != READY:
+                continue
+            ids = [task_id for task_id, t in conn.in_flight.items() if not t.resolved and predicate(t)]
+            if ids:
+                for task_id in ids:
+                    conn.in_flight[task_id].cancel_back = message
+                conn.recalling = True
+                self._send(conn, p.encode_ids(p.RECALL, ids))
+
     def _put_back(self, back: list[Task]) -> None:
         """Put returned tasks back at the front of the queue, in submission order among the
         queued tasks submitted before the last of them (two workers' returns come one after
@@ -164,7 +187,12 @@ class Recall:
             if task.resolved:  # cancelled meanwhile
                 continue
             task.attempts -= 1  # it never ran
+            if task.cancel_back is not None:  # recalled to be cancelled: see recall_to_cancel
+                self._on_result(task, None, None, ("cancel", task.cancel_back, "CancelledError"))
+                continue
             back.append(task)
+        if conn.stop_by is not None and not any(t.resolved for t in conn.in_flight.values()):
+            conn.stop_by = None  # (a cancelled task given back: it takes new tasks again, see Assignment)
         self._put_back(back)
         if conn.in_flight:
             conn.stalled = True  # offered again when its long task's result comes

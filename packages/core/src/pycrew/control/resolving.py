@@ -334,3 +334,5 @@ class Resolving(Backups):
             assert task.future is not None
             task.future.cancel()
             self._on_result(task, None, None, ("cancel", "cancelled at shutdown", "CancelledError"))
+        # and those sent ahead to workers, given back (or taken back earlier) unstarted
+        self._dispatcher.recall_to_cancel(lambda t: t.future is not None, "cancelled at shutdown")

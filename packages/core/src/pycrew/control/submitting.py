@@ -222,7 +222,12 @@ class Submitting(ControllerState):
         """
         if self._shutdown:
             raise RuntimeError(self._forked_message() or "cannot schedule new futures after shutdown")
-        future = self._queue_task(fn, args, kwargs, None, False, None, None, None, after_shutdown=False)
+        try:
+            future = self._queue_task(fn, args, kwargs, None, False, None, None, None, after_shutdown=False)
+        except ControllerError as exc:  # refused under the lock, racing shutdown(): the same error as above
+            if type(exc) is ControllerError and self._shutdown:
+                raise RuntimeError(self._forked_message() or "cannot schedule new futures after shutdown") from None
+            raise
         assert future is not None
         return future
 

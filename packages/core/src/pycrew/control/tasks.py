@@ -19,6 +19,7 @@ class Task:
 
     __slots__ = (
         "attempts",
+        "cancel_back",
         "crashes",
         "future",
         "given_name",
@@ -60,6 +61,7 @@ class Task:
         self.suspect = False
         self.relay: Any = None
         self.submitted = 0.0  # time.monotonic() at submit, set only while a dashboard measures round trips
+        self.cancel_back: str | None = None  # recalled to be cancelled if not started: why (see Recall.recall_to_cancel)
 
     @property
     def name(self) -> str:
