@@ -81,6 +81,17 @@ def ignore_termination() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+def exit_during_task(code: int) -> NoReturn:
+    """End a worker process whose controller is gone while a task runs (it cannot be
+    stopped politely): what its tasks started goes too (a solver run as a subprocess, left
+    to the init process otherwise), then ``os._exit``; no exit handlers (the task holds on)."""
+    try:
+        leftovers.end_leftovers()
+    except Exception as exc:  # the worker ends anyway; the launcher's own clean-up remains
+        log.warning("pycrew worker: ending what its tasks left running failed: %s", exc)
+    os._exit(code)
+
+
 def exit_process(code: int) -> NoReturn:
     """End a worker process with ``code``: exit handlers (but pynng's), flushed output, ``os._exit``.
 

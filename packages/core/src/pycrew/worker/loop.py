@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import collections
 import logging
-import os
 import threading
 
 from pycrew.wire import clock, transport
@@ -121,7 +120,7 @@ class Worker(CommsThread):
             self.cv.notify_all()
         if self.running and not self.shared_process:  # a task is running: it cannot be interrupted politely, so exit now
             log.info("pycrew worker %s exiting during a task: %s", self.instance, why)
-            os._exit(EXIT_CONTROLLER_GONE)
+            exiting.exit_during_task(EXIT_CONTROLLER_GONE)
 
     # -- reading frames ----------------------------------------------------------------
     #
