@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -329,3 +332,45 @@ def test_a_program_ended_by_sigterm_cancels_its_queued_jobs(slurm_cluster: Slurm
             left = [w.handle for w in ours(controller_id) if not w.ended]
             if left:
                 subprocess.run(["scancel", *left], check=False)
+
+
+def _munged_of(conf: str) -> tuple[int, list[str]]:
+    """The pid and command line of the munged whose socket the cluster's slurm.conf names."""
+    socket_path = next(
+        line.split("socket=", 1)[1].strip() for line in Path(conf).read_text().splitlines() if line.startswith("AuthInfo=")
+    )
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")[:-1]
+        except OSError:
+            continue
+        if argv and Path(argv[0]).name == "munged" and any(socket_path in a for a in argv):
+            return int(entry.name), argv
+    raise AssertionError(f"no munged serves {socket_path}")
+
+
+def test_a_munge_restart_delays_launches_and_fails_none(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """munged down for 20 s while workers must be launched: every SLURM command fails to
+    authenticate meanwhile ("Protocol authentication error"), which is the platform out of
+    reach, retried as a slurmctld restart is; the tasks run once it is back. (A probe: a
+    20 s outage failed every waiting task with a LaunchError on 64971f1, as failed launches.)"""
+    pid, argv = _munged_of(slurm_cluster.conf)
+    with slurm_controller(tmp_path, workers=1, tasks_max=1, seconds_launch=30) as c:
+        assert c.submit(abs, -1).result(timeout=120) == 1  # a first worker, then its job leaves (tasks_max)
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=20, what="munged to stop")
+        try:
+            futures = [c.submit(abs, -i) for i in range(2, 5)]  # each needs a new worker (tasks_max=1)
+            time.sleep(20)
+            assert not any(f.done() for f in futures), [f.exception() for f in futures if f.done()]
+        finally:
+            subprocess.run(["runuser", "-u", "munge", "--", *argv], check=True, timeout=30)
+        wait_for(lambda: subprocess.run(["munge", "-n", f"--socket={argv_socket(argv)}"], capture_output=True,
+                                        check=False).returncode == 0, timeout=30, what="munged to come back")
+        assert [f.result(timeout=240) for f in futures] == [2, 3, 4]
+
+
+def argv_socket(argv: list[str]) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith("--socket="))

@@ -119,6 +119,21 @@ def test_transient_slurm_errors_are_recognised() -> None:
     assert not c.is_transient(1, "sbatch: error: Batch job submission failed: Invalid account or account/partition")
 
 
+@pytest.mark.parametrize("output", [
+    # munged stopped on this host (captured from sbatch and squeue 22.05 with munged killed; a probe:
+    # a 20 s munge restart failed every waiting task with a LaunchError on 64971f1)
+    'sbatch: error: Munge encode failed: Failed to access "/run/munge/munge.socket.2": No such file or directory '
+    "(retrying ...)\nsbatch: error: auth_g_create: REQUEST_SUBMIT_BATCH_JOB has authentication error\n"
+    "sbatch: error: Batch job submission failed: Protocol authentication error",
+    "squeue: error: Munge encode failed: Failed to connect to \"/run/munge/munge.socket.2\": Connection refused",
+    "slurm_load_jobs error: Protocol authentication error",
+])
+def test_munge_down_is_a_transient_error(output: str) -> None:
+    """munged restarting makes every command fail to authenticate until it is back: retried for
+    seconds_unreachable, as slurmctld restarting is, not a failed launch at once."""
+    assert cli().is_transient(1, output)
+
+
 def test_shared_options_map_to_sbatch_directives() -> None:
     options = SlurmOptions(queue="short", cpus=4, memory="8G", walltime="02:00:00", account="lab")
     assert options.directives() == [

@@ -124,6 +124,10 @@ class SlurmCLI(SchedulerCLI):
         "communication connection failure",
         "resource temporarily unavailable",
         "slurmctld is busy",
+        # munged down or restarting on this host: every command fails to authenticate until it is back
+        "munge encode failed",
+        "munge decode failed",
+        "protocol authentication error",
     )
     array_index_variable: ClassVar[str] = "SLURM_ARRAY_TASK_ID"
     tag_max: ClassVar[int] = 1000  # 22.05 rejects comments over ~1 KB ("parameter too long")
