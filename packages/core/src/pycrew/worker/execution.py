@@ -35,6 +35,7 @@ from pycrew.worker.isolation import (
     StandardStreams,
     WarningCapture,
     restore_handlers,
+    signal_dispositions,
 )
 from pycrew.worker.result_pickling import dumps as _dumps
 from pycrew.worker.result_pickling import exception_bytes as _exception_bytes
@@ -101,6 +102,7 @@ class TaskRunner:
         self.installed = False
         self._main = 0  # the main thread's ident, once installed
         self._kept: dict[int, object] = {}  # the worker's signal handlers, put back after every task
+        self._dispositions: dict[int, object] = {}  # and these signals' as tasks start from (install, rebase)
         self._baseline = ProcessBaseline()
         self._capture = WarningCapture()
         self._streams = StandardStreams()  # kept only by a worker that owns its process (install)
@@ -119,6 +121,7 @@ class TaskRunner:
         self._mask.take(self._kept)
         self._streams.take()
         self._interpreter.take()
+        self._dispositions = signal_dispositions()
 
     def keep_handlers(self, handlers: Mapping[int, object]) -> None:
         """Put these signal handlers (number: handler) back after every task that replaced them
@@ -188,6 +191,7 @@ class TaskRunner:
             self._streams.take()
             self._interpreter.saved = None
             self._interpreter.take()
+            self._dispositions = signal_dispositions()
 
     def limit_results(self, bytes_max: int, result_max: int) -> None:
         """Make results larger than ``result_max`` bytes pickled error results.
@@ -335,6 +339,7 @@ class TaskRunner:
         try:
             if self._kept:  # a task may have replaced them: cancels need the interrupt handler
                 restore_handlers(self._kept)
+            restore_handlers(self._dispositions)
             self._mask.restore()  # and their signals unblocked
             if self._timers.notes:
                 for note in self._timers.notes:

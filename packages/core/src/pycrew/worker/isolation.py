@@ -69,6 +69,20 @@ def environ_restore(saved: dict[Any, Any]) -> None:
 _getsignal: Callable[[int], object] = getattr(signal, "_signal", signal).getsignal
 
 
+#: Signals whose disposition a task may change for the whole process, unseen by the next
+#: task: SIGCHLD ignored makes the kernel reap children at once, so a later
+#: ``subprocess.run(...).returncode`` is 0 whatever the child's status; SIGPIPE at its
+#: default (common in command-line code) kills the worker at a later broken pipe; SIGHUP
+#: ignored keeps a later task's children from hearing their terminal close.
+WATCHED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGCHLD", "SIGPIPE", "SIGHUP") if hasattr(signal, name))
+
+
+def signal_dispositions() -> dict[int, object]:
+    """The current handlers of :data:`WATCHED_SIGNALS` (what tasks start from: put back after each)."""
+    handlers = {signum: _getsignal(signum) for signum in WATCHED_SIGNALS}
+    return {signum: handler for signum, handler in handlers.items() if handler is not None}  # (None: set in C)
+
+
 def restore_handlers(handlers: Mapping[int, object]) -> None:
     """Install again each of ``handlers`` (signal number: handler) that a task replaced (main thread)."""
     for signum, handler in handlers.items():
