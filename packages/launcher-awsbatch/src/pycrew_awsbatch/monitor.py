@@ -14,6 +14,9 @@ code, and the last lines of a failed worker's CloudWatch log: so a controller le
 once that a worker could not start (``CannotPullContainerError``,
 ``CannotStartContainerError``, ...) instead of waiting ``seconds_launch``. Ended jobs of
 other processes are not listed (a queue keeps them for days; AWS lists them by status only).
+
+A job's details are read in :mod:`pycrew_awsbatch.job_details`, its log lines in
+:mod:`pycrew_awsbatch.cloudwatch_logs`.
 """
 
 from __future__ import annotations
@@ -21,18 +24,34 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from pycrew import WorkerInfo
 from pycrew_awsbatch import jobdefs, plan
 from pycrew_awsbatch.api import AwsBatchError
 from pycrew_awsbatch.client import ACTIVE, FINAL, QUEUED, AwsBatchClient
+from pycrew_awsbatch.cloudwatch_logs import LOG_PAGE_MAX, log_lines
+from pycrew_awsbatch.job_details import DEFAULT_LOG_GROUP, JobDetails, _log_group, _log_stream, _seconds, details
+
+__all__ = [
+    "DEFAULT_LOG_GROUP",
+    "LOG_PAGE_MAX",
+    "LOG_TAIL_LINES",
+    "NEVER_STARTS",
+    "JobDetails",
+    "delete_stale_resources",
+    "details",
+    "ended_workers",
+    "list_jobs",
+    "log_lines",
+    "never_starts",
+    "pycrew_jobs",
+    "worker_status",
+    "workers",
+]
 
 log = logging.getLogger(__name__)
 
-#: CloudWatch Logs group of Batch jobs without their own log configuration.
-DEFAULT_LOG_GROUP = "/aws/batch/job"
 #: Lines of a failed worker's CloudWatch log quoted in its ``reason``.
 LOG_TAIL_LINES = 10
 
@@ -77,43 +96,6 @@ def _status_and_reason(job: dict[str, Any]) -> tuple[str, str]:
     status, reason = str(job["status"]), str(job.get("statusReason") or "")
     hopeless = never_starts(status, reason)  # failed, yet queued: it waits until cancelled
     return ("failed", hopeless) if hopeless else (worker_status(status), reason)
-
-
-@dataclass(frozen=True)
-class JobDetails:
-    """One job (or array child) as DescribeJobs reports it.
-
-    Attributes:
-        id: the job id (``<array job id>:<index>`` for a child).
-        name: the job name.
-        status: SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED.
-        reason: ``statusReason`` (why it stopped or waits), if any.
-        exit_code: the container's exit code, once it has one.
-        created: submission time (epoch seconds).
-        started: start time, if it started.
-        stopped: stop time, if it stopped.
-        log_group: the CloudWatch Logs group of its output.
-        log_stream: its log stream, once it has started.
-        attempts: how many attempts AWS made.
-        tags: the job's tags (array children: the parent's).
-    """
-
-    id: str
-    name: str
-    status: str
-    reason: str
-    exit_code: int | None
-    created: float | None
-    started: float | None
-    stopped: float | None
-    log_group: str
-    log_stream: str | None
-    attempts: int
-    tags: dict[str, str]
-
-
-def _seconds(ms: Any) -> float | None:
-    return float(ms) / 1000.0 if isinstance(ms, (int, float)) and ms > 0 else None
 
 
 def list_jobs(client: AwsBatchClient, status: str, array_job_id: str | None = None) -> Iterator[dict[str, Any]]:
@@ -257,131 +239,6 @@ def _log_tail(client: AwsBatchClient, job: dict[str, Any]) -> str:
         return ""
     lines = [str(e.get("message", "")).rstrip("\n") for e in page.get("events", [])]
     return "\n".join(lines[-LOG_TAIL_LINES:])
-
-
-def _log_group(job: dict[str, Any]) -> str:
-    config = (job.get("container") or {}).get("logConfiguration") or {}
-    if config.get("logDriver") == "awslogs":
-        return str((config.get("options") or {}).get("awslogs-group") or DEFAULT_LOG_GROUP)
-    return DEFAULT_LOG_GROUP
-
-
-def _log_stream(job: dict[str, Any]) -> str | None:
-    stream = (job.get("container") or {}).get("logStreamName")
-    if not stream:
-        for attempt in reversed(job.get("attempts") or []):
-            stream = (attempt.get("container") or {}).get("logStreamName")
-            if stream:
-                break
-    return str(stream) if stream else None
-
-
-def details(client: AwsBatchClient, job_id: str) -> JobDetails | None:
-    """What AWS says about one job or array child (``None`` if it does not know it)."""
-    job = client.describe([job_id]).get(job_id)
-    if job is None:
-        return None
-    tags = dict(job.get("tags") or {})
-    if not tags and ":" in job_id:
-        parent = client.describe([job_id.rsplit(":", 1)[0]]).get(job_id.rsplit(":", 1)[0])
-        tags = dict((parent or {}).get("tags") or {})
-    code = (job.get("container") or {}).get("exitCode")
-    return JobDetails(
-        id=job_id, name=str(job.get("jobName", "")), status=str(job.get("status", "")),
-        reason=str(job.get("statusReason") or ""), exit_code=int(code) if isinstance(code, int) else None,
-        created=_seconds(job.get("createdAt")), started=_seconds(job.get("startedAt")),
-        stopped=_seconds(job.get("stoppedAt")), log_group=_log_group(job), log_stream=_log_stream(job),
-        attempts=len(job.get("attempts") or []), tags=tags,
-    )
-
-
-#: The largest ``limit`` GetLogEvents accepts (a page also stops at 1 MB).
-LOG_PAGE_MAX = 10_000
-
-
-def log_lines(client: AwsBatchClient, job_id: str, limit: int | None = None) -> list[str]:
-    """The CloudWatch Logs lines of a job (oldest first; at most the last ``limit``).
-
-    Without ``limit`` the whole stream is read from its head. With it, only its end:
-    GetLogEvents with ``startFromHead=False`` returns the newest page (at most ``limit``
-    events, in time order), and earlier pages follow through ``nextBackwardToken`` until
-    ``limit`` lines are found or the stream's head is reached. So the tail of a long log
-    costs one call, not one per 10,000 lines of the whole stream.
-
-    Empty for a job that has not started or whose log has not reached CloudWatch yet.
-
-    Raises:
-        ValueError: ``limit`` is below 1.
-        AwsBatchError: the job is unknown, or a call failed.
-    """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be an int >= 1 or None (the whole log), got {limit!r}")
-    job = details(client, job_id)
-    if job is None:
-        raise AwsBatchError(f"AWS Batch does not know the job {job_id!r} (jobs are kept for a few days after they end)")
-    if not job.log_stream:
-        return []
-    stream = {"logGroupName": job.log_group, "logStreamName": job.log_stream}
-    if limit is None:
-        return _read_forward(client, stream)
-    return _read_backward(client, stream, limit)
-
-
-def _log_page(client: AwsBatchClient, params: dict[str, Any]) -> dict[str, Any] | None:
-    """One GetLogEvents page; ``None`` if the stream does not exist (yet)."""
-    try:
-        return client.api.call("logs", "get_log_events", **params)
-    except AwsBatchError as exc:
-        if exc.code == "ResourceNotFoundException":
-            return None
-        raise
-
-
-def _messages(page: dict[str, Any]) -> list[str]:
-    return [str(e.get("message", "")).rstrip("\n") for e in page.get("events", [])]
-
-
-def _read_forward(client: AwsBatchClient, stream: dict[str, Any]) -> list[str]:
-    """Every line of a stream, from its head (forward tokens need ``startFromHead=True``)."""
-    lines: list[str] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {**stream, "startFromHead": True}
-        if token:
-            params["nextToken"] = token
-        page = _log_page(client, params)
-        if page is None:
-            return lines
-        lines += _messages(page)
-        next_token = page.get("nextForwardToken")
-        if not page.get("events") or not next_token or next_token == token:
-            return lines
-        token = next_token
-
-
-def _read_backward(client: AwsBatchClient, stream: dict[str, Any], limit: int) -> list[str]:
-    """The last ``limit`` lines of a stream, newest page first, through backward tokens."""
-    pages: list[list[str]] = []
-    count = 0
-    token: str | None = None
-    while count < limit:
-        params: dict[str, Any] = {**stream, "startFromHead": False, "limit": min(limit - count, LOG_PAGE_MAX)}
-        if token:
-            params["nextToken"] = token
-        page = _log_page(client, params)
-        if page is None:
-            break
-        found = _messages(page)
-        if not found:
-            break
-        pages.append(found)
-        count += len(found)
-        next_token = page.get("nextBackwardToken")
-        if not next_token or next_token == token:
-            break
-        token = next_token
-    lines = [line for found in reversed(pages) for line in found]
-    return lines[-limit:]
 
 
 def delete_stale_resources(client: AwsBatchClient, older_than: float = 3600.0) -> int:

@@ -6,32 +6,32 @@ camelCase keys, e.g. ``{"key": "gpu", "operator": "Exists", "effect": "NoSchedul
 a ``kubernetes`` client that ships pydantic models (37.x), they are checked against those
 models when the options are built; otherwise the API server checks them (pycrew asks it
 for strict field validation).
+
+The checks of names and models are in :mod:`pycrew_k8s.option_checks`, the arithmetic of
+resource quantities in :mod:`pycrew_k8s.quantities`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Context, Decimal
 from typing import Any, ClassVar, Literal
 
 from pycrew import TLS_CA_ENV, TLS_SERVER_NAME_ENV, TOKEN_ENV, LauncherOptions, OptionsError, require
+from pycrew_k8s.option_checks import (
+    _DNS_LABEL,
+    _ENV_NAME,
+    _LABEL_VALUE,
+    _is_label_key,
+    _is_resource_name,
+    _is_subdomain,
+    _model_check,
+)
+from pycrew_k8s.quantities import _QUANTITY, _amount, _quantity
 
-#: Label values: at most 63 characters, alphanumeric at both ends, ``-_.`` inside.
-_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-#: Label and annotation keys: an optional DNS-subdomain prefix and ``/``, then a name.
-_KEY_NAME = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-#: Resource quantities: ``500m``, ``2``, ``1.5``, ``4Gi``, ``512Mi``, ``1e3``.
-_QUANTITY = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-#: Environment variable names the API server accepts (no ``=``; pycrew asks for identifiers).
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 #: Label key prefix pycrew's own labels and annotations use; users may not set keys under it.
 PYCREW_PREFIX = "pycrew.io/"
 #: Pod spec keys pycrew sets itself or through a dedicated option.
@@ -60,34 +60,6 @@ RESERVED_CONTAINER_KEYS = {
     "volumeMounts": "use the volume_mounts option",
     "workingDir": "use the working_dir option",
 }
-
-
-def _model_check(owner: str, name: str, value: Any, model: str) -> None:
-    """Check ``value`` against the client's pydantic model ``model`` (if the client has one).
-
-    Raises:
-        OptionsError: naming the option, the first problem's location and message.
-    """
-    try:
-        models = importlib.import_module("kubernetes.client.models")
-    except ImportError:  # the launcher needs kubernetes anyway; the API server will check
-        return
-    validate = getattr(getattr(models, model, None), "model_validate", None)
-    if validate is None:  # a client without pydantic models (< 37): the API server checks
-        return
-    try:
-        validate(value)
-    except ValueError as exc:  # pydantic.ValidationError derives from ValueError
-        errors = getattr(exc, "errors", None)
-        detail = str(exc).splitlines()[0]
-        if callable(errors):
-            first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "<top>"
-            detail = f"at {where}: {first.get('msg', '')}"
-        raise OptionsError(
-            f"{owner} option {name!r} is not a valid Kubernetes {model[2:]} ({detail}); "
-            f"write it in manifest form with camelCase keys, got {value!r}"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -354,49 +326,3 @@ class K8sOptions(LauncherOptions):
         if self.gpus is not None:
             out.setdefault("limits", {})[self.gpu_resource] = str(self.gpus)
         return out
-
-
-def _quantity(value: str | float) -> str:
-    """A resource option as a quantity string (``0.5`` -> ``"500m"``, ``2`` -> ``"2"``)."""
-    if isinstance(value, str):
-        return value
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{math.ceil(value * 1000)}m"
-
-
-_SUFFIXES: dict[str, Decimal] = {
-    suffix: Decimal(factor) for suffix, factor in {
-        "": "1", "m": "0.001", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12", "P": "1e15", "E": "1e18",
-        "Ki": str(2**10), "Mi": str(2**20), "Gi": str(2**30), "Ti": str(2**40), "Pi": str(2**50), "Ei": str(2**60),
-    }.items()
-}
-
-
-#: The arithmetic's own context: not the calling thread's, which a program may have set to trap
-#: inexact results or to a few digits (a test's did: decimal.Inexact in the options check).
-_CONTEXT = Context(prec=60)
-
-
-def _amount(value: str | float) -> Decimal:
-    """The amount of a validated quantity (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824, ``1e3`` -> 1000)."""
-    if not isinstance(value, str):
-        return Decimal(str(value))
-    number = value.rstrip("mkMGTPEi")
-    suffix = value[len(number):]
-    return _CONTEXT.multiply(Decimal(number), _SUFFIXES[suffix])  # "1e3" has no suffix: Decimal reads the exponent
-
-
-def _is_subdomain(name: str) -> bool:
-    return len(name) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(name))
-
-
-def _is_label_key(key: str) -> bool:
-    prefix, sep, name = key.rpartition("/")
-    if sep and not _is_subdomain(prefix):
-        return False
-    return bool(_KEY_NAME.fullmatch(name))
-
-
-def _is_resource_name(name: str) -> bool:
-    return _is_label_key(name)

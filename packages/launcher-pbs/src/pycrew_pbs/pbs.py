@@ -24,44 +24,43 @@ The job's tag (:mod:`pycrew.scheduler.jobtag`) travels as the environment variab
 holds no comma and no equals sign: ``-v`` splits its list at commas, and PBS's list parser
 (``parse_equal_string()`` in OpenPBS's Libcmds) takes an ``=`` inside an unquoted value for
 the start of the next ``name=value`` and rejects the list.
+
+:class:`PbsCLI` is put together from its job script and qsub (:mod:`pycrew_pbs.submission`,
+the tag's variable in :mod:`pycrew_pbs.tag_variable`) and, here, qdel and the listing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import pwd
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote, unquote
 
-from pycrew import LauncherInfo, WorkerCall
-from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobtag
+from pycrew.scheduler import JobRecord, SchedulerError
 from pycrew_pbs.exits import ended, no_exit_status
 from pycrew_pbs.options import PbsOptions
-from pycrew_pbs.qstat import (
-    FINISHED,
-    STATES,
-    lookup,
-    never_starts,
-    output_path,
-    parse_variable_list,
-    pbs_time,
-    server_array_limit,
-    to_int,
-)
+from pycrew_pbs.qstat import FINISHED, STATES, lookup, never_starts, parse_variable_list, pbs_time, to_int
+from pycrew_pbs.submission import DEFAULT_ARRAY_MAX, LOG_PATHS_MAX, PbsSubmission, tag_digest
+from pycrew_pbs.tag_variable import TAG_VARIABLE, decode_tag, encode_tag
+
+__all__ = [
+    "DEFAULT_ARRAY_MAX",
+    "GONE",
+    "LOG_PATHS_MAX",
+    "TAG_VARIABLE",
+    "TRANSIENT_ERRORS",
+    "PbsCLI",
+    "decode_tag",
+    "encode_tag",
+    "tag_digest",
+]
 
 log = logging.getLogger(__name__)
 
-#: The job environment variable holding pycrew's tag (in ``Variable_List``).
-TAG_VARIABLE = "PYCREW_JOBTAG"
-#: A job id as qsub prints it: ``123``, ``123.server``, ``123[].server``.
-_JOB_ID = re.compile(r"^\d+(?:\[\])?(?:\.[A-Za-z0-9_-]+)*$")
 #: A handle (what qdel accepts from pycrew): a job, an array or an array element, each
 #: optionally with its server: ``123.srv``, ``123[].srv``, ``123[4].srv``.
 _HANDLE = re.compile(r"^(\d+)(?:\[(\d*)\])?((?:\.[A-Za-z0-9_-]+)*)$")
@@ -87,21 +86,6 @@ TRANSIENT_ERRORS = (
     "communication failure",
     "time out",
 )
-#: How many launched elements' output files a CLI remembers (for :meth:`PbsCLI.log_path`).
-LOG_PATHS_MAX = 10_000
-#: The default array limit (PBS Pro's documented ``max_array_size`` default) when the server
-#: does not say.
-DEFAULT_ARRAY_MAX = 10000
-
-
-def encode_tag(tag: str) -> str:
-    """The tag as the value of ``PYCREW_JOBTAG``: percent-encoded once more (no comma, ``=`` or quote)."""
-    return quote(tag, safe=":;")
-
-
-def decode_tag(value: str) -> str:
-    """The inverse of :func:`encode_tag`."""
-    return unquote(value)
 
 
 def _user() -> str:
@@ -111,7 +95,7 @@ def _user() -> str:
         return str(os.getuid())
 
 
-class PbsCLI(SchedulerCLI):
+class PbsCLI(PbsSubmission):
     """Workers as PBS Pro / OpenPBS job arrays: ``qsub -J``, ``qdel``, ``qstat -f -F json -x -t``.
 
     A batch of one worker goes out as a plain job (PBS Pro refuses ``-J 1-1``: an array needs
@@ -152,128 +136,6 @@ class PbsCLI(SchedulerCLI):
 
             return TorqueCLI(launcher_name, options)
         return PbsCLI(launcher_name, options)
-
-    # -- script --------------------------------------------------------------------------
-
-    def is_array(self, calls: Sequence[WorkerCall]) -> bool:
-        """Whether ``calls`` go out as an array (two or more) rather than a plain job."""
-        return len(calls) > 1
-
-    def default_log_output(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
-        """The output file (pattern) of one submission under ``<directory>/logs``.
-
-        PBS knows no job-id pattern in ``-o`` (the id is not known before submission), so the
-        name holds a digest of the array's tag (unique: it names the batch's random instance
-        prefix); an array's elements differ by ``^array_index^``.
-        """
-        suffix = ".^array_index^" if self.is_array(calls) else ""
-        return str(self.private_directory("logs") / f"{self.job_name(launcher, calls)}-{tag_digest(tag)}{suffix}.log")
-
-    def log_paths(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> tuple[str, str | None]:
-        """``(-o, -e)``; ``-e`` ``None`` means "into the output file" (``-j oe``)."""
-        output = self.options.log_output or self.default_log_output(launcher, calls, tag)
-        for path in (output, self.options.log_error):
-            _make_parent(path)
-        return output, self.options.log_error
-
-    def directives(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> list[str]:
-        """``#PBS`` lines: name, shell, array, logs, then the options' queue, account and resources.
-
-        The tag is not here but on qsub's command line (``-v``), with the token's variable:
-        ``-v`` given twice, the command line's would replace the directive's.
-        """
-        output, error = self.log_paths(launcher, calls, tag)
-        lines = [f"#PBS -N {self.job_name(launcher, calls)}", "#PBS -S /bin/bash"]
-        if self.is_array(calls):
-            first = self.array_first_index
-            lines.append(f"#PBS {self.array_flag} {first}-{first + len(calls) - 1}")
-        lines.append(f"#PBS -o {_directive_value(output)}")
-        lines.append(f"#PBS -e {_directive_value(error)}" if error is not None else "#PBS -j oe")
-        lines += self.keep_directives()
-        return lines + self.options.directives()
-
-    def keep_directives(self) -> list[str]:
-        """PBS Pro's direct_write (``-k oed``): the output is written in place while the job runs."""
-        return ["#PBS -k oed"] if self.options.direct_write else []
-
-    def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
-        """The job script; a plain job (one worker) sets the index variable PBS leaves unset."""
-        env: dict[str, str] = {}
-        if not self.is_array(calls) and jobtag.is_array_run(calls):
-            env[self.array_index_variable] = str(self.array_first_index)
-        return self.worker_script(launcher, calls, tag, env=env)
-
-    # -- submit --------------------------------------------------------------------------
-
-    def submit_command(self, script: Path, calls: Sequence[WorkerCall], tag: str) -> list[str]:
-        """``qsub [-V] -v [PYCREW_TOKEN,]PYCREW_JOBTAG=<tag> [submit_args] script``.
-
-        With ``export_environment`` the job gets qsub's environment (``-V``), the secret
-        included; without, only the secret's variable is named (``-v PYCREW_TOKEN``: qsub
-        takes its value from its own environment, so it never appears on a command line).
-        """
-        variables = [] if self.options.export_environment else list(self.token_variables(calls))
-        variables.append(f"{TAG_VARIABLE}={encode_tag(tag)}")
-        export = ["-V"] if self.options.export_environment else []
-        return [self.command("qsub"), *export, "-v", ",".join(variables), *self.options.submit_args, str(script)]
-
-    def parse_submit(self, stdout: str) -> str:
-        """The job id qsub printed: ``123.server`` (a job) or ``123[].server`` (an array).
-
-        Raises:
-            SchedulerError: no line of the output is a job id.
-        """
-        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-        for line in reversed(lines):
-            if _JOB_ID.fullmatch(line):
-                return line
-        raise SchedulerError(f"qsub printed no job id: stdout {stdout.strip()!r}", ["qsub"], 0, "")
-
-    def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
-        """Submit one array (see the base class) and remember its output file per element."""
-        job_id = super().submit_array(launcher, calls)
-        pattern, _ = self.log_paths(launcher, calls, jobtag.encode(calls))
-        with self._lock:
-            for index, handle in enumerate(self.element_handles(job_id, len(calls)), self.array_first_index):
-                self._log_paths[handle] = self.element_log(pattern, index, self.is_array(calls))
-            for old in list(self._log_paths)[: max(0, len(self._log_paths) - LOG_PATHS_MAX)]:
-                del self._log_paths[old]  # the oldest launches: the listing still knows their files
-        return job_id
-
-    def element_log(self, pattern: str, index: int, array: bool) -> str:
-        """The output file of element ``index`` of an array given ``-o pattern``."""
-        return output_path(pattern, index if array else None)
-
-    def element_handle(self, job_id: str, index: int) -> str:
-        """``123[4].server`` for element 4 of array ``123[].server``; a plain job's id as it is."""
-        if "[]" in job_id:
-            return job_id.replace("[]", f"[{index}]", 1)
-        return job_id
-
-    def site_array_max(self) -> int:
-        """The server's ``max_array_size`` (``qstat -B -f -F json``); 10000, PBS's default, if unset."""
-        out = self.server_attributes()
-        return self.array_limit(out, "max_array_size")
-
-    def server_attributes(self) -> str:
-        """``qstat -B -f`` output ('' if the server cannot be asked: the default limit applies)."""
-        argv = [self.command("qstat"), "-B", "-f", *self.server_format()]
-        try:
-            return self.check(argv, what="qstat -B (the server's array limit)")
-        except SchedulerError as exc:
-            if exc.transient or exc.returncode is None:
-                raise
-            # Deliberate: a server that refuses -B still runs arrays; the default limit is safe.
-            log.warning("%s: %s; assuming an array limit of %d", self.launcher_name, exc, DEFAULT_ARRAY_MAX)
-            return ""
-
-    def server_format(self) -> list[str]:
-        """Extra ``qstat`` arguments for machine-readable server output."""
-        return ["-F", "json"]
-
-    def array_limit(self, out: str, attribute: str) -> int:
-        """The array limit ``attribute`` in ``qstat -B -f`` output, else :data:`DEFAULT_ARRAY_MAX`."""
-        return server_array_limit(out, attribute) or DEFAULT_ARRAY_MAX
 
     # -- cancel --------------------------------------------------------------------------
 
@@ -400,27 +262,3 @@ class PbsCLI(SchedulerCLI):
             return known
         with self._lock:
             return self._log_paths.get(handle)
-
-
-def _directive_value(value: str) -> str:
-    """A path in a ``#PBS`` line: double-quoted if it holds white space (qsub splits directives at it)."""
-    return f'"{value}"' if any(ch.isspace() for ch in value) else value
-
-
-def tag_digest(tag: str) -> str:
-    """12 hex digits naming a submission's log file (the array's tag is unique)."""
-    return hashlib.sha256(tag.encode()).hexdigest()[:12]
-
-
-def _make_parent(path: str | None) -> None:
-    """Create a log file's directory if it has no pattern in it (PBS cannot deliver the output
-    into a missing directory). Best effort: it may exist only on the compute nodes."""
-    if not path or path == "/dev/null":
-        return
-    parent = Path(os.path.expanduser(output_path(path, None))).parent
-    if "^" in str(parent) or "$" in str(parent) or parent.exists():
-        return
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # deliberate: the nodes may see a path this host cannot create
-        log.debug("pbs: could not create the log directory %s here: %s", parent, exc)

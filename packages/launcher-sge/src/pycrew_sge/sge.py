@@ -25,6 +25,9 @@ seen waiting, or all at once, is only suspect (see :mod:`pycrew.scheduler.depart
 longer holds has no task left, so its missing tasks leave at the next listing instead of
 after 10 s. A task of a job still held waits out the 10 s: ``qstat -j`` does not list a
 job's waiting tasks, so it cannot tell one that left from one that waits.
+
+:class:`SgeCLI` is put together from one part per job: the job script and qsub
+(:mod:`pycrew_sge.submission`), qdel (:mod:`pycrew_sge.cancelling`) and, here, the listing.
 """
 
 from __future__ import annotations
@@ -33,34 +36,29 @@ import dataclasses
 import logging
 import os
 import pwd
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
-from pycrew import TOKEN_ENV, LauncherInfo, WorkerCall
-from pycrew.scheduler import JobRecord, SchedulerCLI, SchedulerError, jobscript, jobtag
+from pycrew.scheduler import JobRecord, SchedulerError, jobtag
 from pycrew_sge import qstat
+from pycrew_sge.cancelling import SgeCancelling
 from pycrew_sge.endings import TaskEndings
-from pycrew_sge.keys import KeyFiles, read_lines
+from pycrew_sge.keys import KeyFiles
 from pycrew_sge.options import SgeOptions
+from pycrew_sge.submission import ARRAY_MAX_UNLIMITED, SgeSubmission
 from pycrew_sge.verify import Verifier
+
+__all__ = ["ARRAY_MAX_UNLIMITED", "SECONDS_REASONS", "SECONDS_UNLISTED", "SgeCLI", "user_name"]
 
 log = logging.getLogger(__name__)
 
-#: A task handle ``<job>.<task>``, or a whole job ``<job>`` (for qdel).
-_HANDLE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
-#: qdel's lines that only say a job or task is gone already, or is being deleted.
-_GONE = ("does not exist", "has deleted", "has registered the job", "is already in deletion")
 #: How old the scheduler's reasons for a pending or failed job may get before qstat -j is asked again.
 SECONDS_REASONS = 15.0
 #: How long what a submission put in its job (tag, output path) is kept while the listing
 #: does not show the job (SGE lists a job as soon as qsub returns: this only bounds memory).
 SECONDS_UNLISTED = 300.0
-#: The largest array when the site sets no limit (``max_aj_tasks 0``): what a tag may describe.
-ARRAY_MAX_UNLIMITED = jobtag.ELEMENTS_MAX
 
 T = TypeVar("T")
 
@@ -73,27 +71,7 @@ def user_name() -> str:
         return os.environ.get("USER", str(os.getuid()))
 
 
-def _directive_value(value: str) -> str:
-    """A path in a ``#$`` line: quoted if it holds spaces (qsub honours double quotes there)."""
-    return f'"{value}"' if any(ch.isspace() for ch in value) else value
-
-
-def _make_parent(path: str | None) -> None:
-    """Create a log file's directory if it holds no pseudo variable: SGE puts a job whose
-    output file cannot be opened in error state (Eqw). Best effort: the execution hosts may
-    see a path this host cannot create."""
-    if not path or path == "/dev/null":
-        return
-    parent = Path(os.path.expanduser(path)).parent
-    if "$" in str(parent) or parent.exists():
-        return
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # deliberate: the execution hosts may see a path this host cannot create
-        log.debug("sge: could not create the log directory %s here: %s", parent, exc)
-
-
-class SgeCLI(SchedulerCLI):
+class SgeCLI(SgeSubmission, SgeCancelling):
     """Workers as Son of Grid Engine array jobs: ``qsub`` a generated script, ``qdel``, ``qstat``.
 
     Args:
@@ -128,150 +106,6 @@ class SgeCLI(SchedulerCLI):
         self.keys = KeyFiles(self.directory / "keys", grace)
         self.verifier = Verifier(self.run, self.command("qalter"))
         self.endings = TaskEndings(options.walltime_seconds())  # what ended tasks' records can say (see pycrew_sge.endings)
-
-    # -- script --------------------------------------------------------------------------
-
-    def log_paths(self) -> tuple[str, str | None]:
-        """``(-o, -e)``; ``-e`` ``None`` means "into the output file" (``-j y``)."""
-        output = self.options.log_output
-        if output is None:
-            output = str(self.private_directory("logs") / "$JOB_NAME-$JOB_ID.$TASK_ID.log")
-        for path in (output, self.options.log_error):
-            _make_parent(path)
-        return output, self.options.log_error
-
-    def directives(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> list[str]:
-        """``#$`` lines: name, array, tag, logs and working directory, then the options' resources.
-
-        No shell (``-S``): SGE runs the script with the queue's shell, as the site set it up
-        (the script is POSIX sh); ``script_directives=("#$ -S /bin/bash",)`` asks for bash.
-        """
-        output, error = self.log_paths()
-        first = self.array_first_index
-        lines = [
-            f"#$ -N {self.job_name(launcher, calls)}",
-            f"#$ -t {first}-{first + len(calls) - 1}",
-            f"#$ -ac {qstat.TAG_VARIABLE}={qstat.tag_to_context(tag)}",
-            f"#$ -o {_directive_value(output)}",
-            f"#$ -e {_directive_value(error)}" if error is not None else "#$ -j y",
-            "#$ -cwd",
-        ]
-        return lines + self.options.directives()
-
-    def render_script(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], tag: str) -> str:
-        """The job script; with ``secret_file`` it reads the secret from the array's key file first."""
-        lines = list(self.options.script_lines)
-        if self.options.secret_file:
-            lines = read_lines(self.keys.path(tag)) + lines
-        return self.worker_script(launcher, calls, tag, script_lines=lines)
-
-    def submission_environment(self, calls: Sequence[WorkerCall]) -> dict[str, str]:
-        """qsub's environment: with ``secret_file`` it holds no secret at all (SGE would show it)."""
-        env = super().submission_environment(calls)
-        if self.options.secret_file:
-            env.pop(TOKEN_ENV, None)
-        return env
-
-    # -- submit --------------------------------------------------------------------------
-
-    def submit_command(self, script: Path, calls: Sequence[WorkerCall], tag: str) -> list[str]:
-        """``qsub -terse [-V] [-v PYCREW_TOKEN] <submit_args> script``."""
-        argv = [self.command("qsub"), "-terse"]
-        if self.options.export_environment:
-            argv.append("-V")
-        if not self.options.secret_file:
-            argv += ["-v", ",".join(self.token_variables(calls))]
-        return [*argv, *self.options.submit_args, str(script)]
-
-    def parse_submit(self, stdout: str) -> str:
-        """The job id in ``qsub -terse``'s output (``123`` or ``123.1-4:1``)."""
-        return qstat.parse_submit(stdout)
-
-    def submit_array(self, launcher: LauncherInfo, calls: Sequence[WorkerCall]) -> str:
-        """Submit one array; with ``secret_file`` its key file is written first and removed
-        again if the submit failed. What the job carries (tag, output path) is kept, for
-        the listing of its tasks once they ended (see the module's docstring)."""
-        tag = jobtag.encode(calls)
-        if not self.options.secret_file:
-            job_id = super().submit_array(launcher, calls)
-        else:
-            _args, _env, secret = jobscript.worker_command(calls, self.array_index_variable, self.array_first_index)
-            self.private_directory("keys")  # the top directory private (0700) before a secret goes in
-            self.keys.write(tag, secret)
-            submitted = False
-            try:
-                job_id = super().submit_array(launcher, calls)
-                submitted = True
-            finally:
-                self.keys.settled(tag, submitted)
-        self._remember(job_id, tag)
-        return job_id
-
-    def _remember(self, job_id: str, tag: str) -> None:
-        """Keep what a submission put in job ``job_id``, as ``qstat -j`` would say it."""
-        output, error = self.log_paths()
-        submitted = qstat.JobDetails(
-            job=job_id, context={qstat.TAG_VARIABLE: qstat.tag_to_context(tag)}, stdout_path=output, merged=error is None
-        )
-        with self._details_lock:  # statuses unknown (empty): asked with the next listing
-            self._details.setdefault(job_id, (time.monotonic(), frozenset(), submitted))
-
-    def element_handle(self, job_id: str, index: int) -> str:
-        """``<job id>.<task id>``, as qstat and qdel write array tasks."""
-        return f"{job_id}.{index}"
-
-    def site_array_max(self) -> int:
-        """``max_aj_tasks`` of the global configuration (``qconf -sconf``; 0 means no limit)."""
-        limit = qstat.parse_array_max(self.check([self.command("qconf"), "-sconf"], what="qconf -sconf"))
-        if limit is None:
-            log.warning("sge: max_aj_tasks not found in 'qconf -sconf'; assuming 75000 (SGE's default)")
-            return 75000
-        return limit if limit > 0 else ARRAY_MAX_UNLIMITED
-
-    # -- cancel --------------------------------------------------------------------------
-
-    def cancel(self, handles: Sequence[Any]) -> None:
-        """Cancel tasks (see :meth:`SchedulerCLI.cancel`); with ``secret_file``, list the queue
-        right after, so that the key files of arrays none of whose tasks can start any more go
-        now: a terminated controller makes no later listing, and they stayed on disk."""
-        super().cancel(handles)
-        if self.options.secret_file and handles:
-            try:
-                self.list_jobs()
-            except SchedulerError as exc:  # they go at a later listing, as before
-                log.debug("sge: the listing after a cancel (to remove key files) failed: %s", exc)
-
-    def cancel_command(self, handles: Sequence[Any]) -> list[str]:
-        """``qdel 12 13.2 14 -t 1,3 15 -t 4-6``: whole jobs, single tasks, task lists per job.
-
-        Raises:
-            ValueError: a handle is not ``<job id>`` or ``<job id>.<task id>`` (so that
-                nothing can reach qdel as an option, e.g. ``-u``).
-        """
-        bad = [h for h in handles if not isinstance(h, str) or not _HANDLE.match(h)]
-        if bad:
-            raise ValueError(f"sge handles must look like '123.4' (job id . task id), got {bad!r}")
-        whole = sorted({h for h in handles if "." not in h}, key=int)
-        tasks: dict[str, set[int]] = {}
-        for handle in handles:
-            job, sep, task = handle.partition(".")
-            if sep and job not in whole:
-                tasks.setdefault(job, set()).add(int(task))
-        args = list(whole)
-        for job in sorted(tasks, key=int):
-            ids = sorted(tasks[job])
-            if len(ids) == 1:
-                args.append(f"{job}.{ids[0]}")
-            elif ids[-1] - ids[0] == len(ids) - 1:
-                args += [job, "-t", f"{ids[0]}-{ids[-1]}"]
-            else:
-                args += [job, "-t", ",".join(map(str, ids))]
-        return [self.command("qdel"), *args]
-
-    def is_gone(self, message: str) -> bool:
-        """qdel's line says the job or task is gone already, or that it is being deleted."""
-        low = message.lower()
-        return any(text in low for text in _GONE)
 
     # -- list ----------------------------------------------------------------------------
 
