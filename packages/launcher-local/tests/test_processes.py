@@ -119,3 +119,33 @@ def test_a_process_that_only_mentions_the_worker_module_is_not_listed(shadow_wor
     shadow_worker([sys.executable, *call("feed0006", "c0ffee0005").args])  # a real one, as a witness
     found = wait_until(lambda: listed("c0ffee0005"), 15, "the witness worker is not listed")
     assert [w.instance for w in found] == ["feed0006"], [(w.instance, w.pid) for w in found]
+
+
+def _fork_a_sleeper() -> tuple[int, int]:
+    """(the worker's pid, the pid of a child it forked that sleeps on with its command line)."""
+    import time as _time
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        _time.sleep(60)
+        os._exit(0)
+    return os.getpid(), child
+
+
+def test_a_process_a_task_forked_is_not_listed_as_a_worker():
+    """A forked child keeps its worker's command line: it was listed as a second worker of the
+    slot, and as an orphan once the controller was gone, which ``terminate --orphans`` would
+    kill (a probe, on 64971f1). A local worker leads its own session; a fork stays in it."""
+    c = pycrew.controller("local", workers=1).start()
+    child = None
+    try:
+        worker, child = c.submit(_fork_a_sleeper).result(timeout=60)
+        listed = pycrew.Monitor("local").list(c.id)
+        assert [w.pid for w in listed] == [worker], [(w.pid, w.instance) for w in listed]
+    finally:
+        c.terminate()
+        if child is not None:
+            try:
+                os.kill(child, 9)
+            except ProcessLookupError:
+                pass

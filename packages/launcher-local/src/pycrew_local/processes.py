@@ -204,6 +204,25 @@ def parse_worker_cmdline(cmdline: list[str]) -> pycrew.WorkerCommand | None:
     return pycrew.WorkerCommand.from_cmdline(cmdline)
 
 
+def _forked_by_a_task(pid: int, instance: str | None) -> bool:
+    """Whether ``pid``, which has a worker's command line, is a process a task forked (a
+    ``multiprocessing`` pool, a daemon): not listed, nor terminated as an orphan. A local
+    worker leads its own session, and what its tasks fork stays in it (or, a daemon, in a
+    session whose leader has gone); a worker started by hand is in its shell's session."""
+    try:
+        session = os.getsid(pid)
+    except OSError:  # gone meanwhile
+        return True
+    if session == pid:
+        return False
+    try:
+        leader = psutil.Process(session).cmdline()
+    except psutil.Error:  # its session's leader has ended: the worker it was forked from, or the daemon's parent
+        return True
+    settings = parse_worker_cmdline(leader)
+    return settings is not None and settings.instance == instance
+
+
 def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
     """Every pycrew worker process of this user on this machine (optionally one controller's).
 
@@ -225,6 +244,8 @@ def list_workers(controller_id: str | None) -> list[pycrew.WorkerInfo]:
         if settings is None:
             continue
         if controller_id is not None and settings.controller_id != controller_id:
+            continue
+        if _forked_by_a_task(info["pid"], settings.instance):
             continue
         try:
             log = proc.environ().get(LOG_ENV)
