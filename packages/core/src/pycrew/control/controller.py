@@ -190,6 +190,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             self.launcher.dispatcher = self._dispatcher
             monitor.register_controller(self.id, self.name, self.spec.name)
             self._dispatcher.on_demand = call("_on_tick")  # scale out at once when pushed tasks find no room
+            self._dispatcher.on_silent = self.launcher.silent
             if self.spec.remote:  # a loop of pushes becomes one job array even if it pickles slowly
                 self._dispatcher.demand_window_max = SECONDS_DEMAND_REMOTE_MAX
             self._dispatcher.start()

@@ -68,6 +68,32 @@ class CrashWatch:
         self._crashed[instance] = time.monotonic() + SECONDS_SETTLE
         self._ask_about_crashed()
 
+    def silent(self, instance: str) -> None:
+        """Dispatcher thread: connected worker ``instance`` ran silent past its heartbeat timeout
+        while its connection still answers, which a task holding the GIL explains, but also a
+        process the worker's task forked (a daemon) that keeps its socket open after the worker
+        died: ask the monitor, and drop the connection if the platform reports it ended."""
+        if "monitor" in self.spec.capabilities:
+            try:
+                self._submit(self._check_silent, instance, awaited=False)
+            except RuntimeError:  # the pool is shut down (terminated)
+                pass
+
+    def _check_silent(self, instance: str) -> None:
+        """Pool thread: whether the monitor reports silent worker ``instance`` ended."""
+        try:
+            infos = self.registry.call(
+                self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
+            )
+            found = next((i for i in infos or [] if isinstance(i, WorkerInfo) and i.ended and i.instance == instance), None)
+            why = None if found is None else REPORTS_PREFIX + describe_worker(found)
+        except BaseException as exc:  # SystemExit too; the heartbeat rules still apply
+            log.debug("launcher %r: asking its monitor about silent worker %s failed: %s", self.info.name, instance, exc)
+            return
+        dispatcher = self.dispatcher
+        if why is not None and dispatcher is not None:
+            dispatcher.call_soon(lambda: dispatcher.drop_instance(instance, f"it went silent, and {why}"))
+
     def _ask_about_crashed(self) -> None:
         """Dispatcher thread: one monitor call about the workers lost so far, unless one is in flight."""
         if self._crash_listing or not self._crashed:

@@ -92,6 +92,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         self.conns: dict[int, Conn] = {}
         self.tasks_running = 0  # tasks in the connections' in_flight (see running())
         self.assigned_by_slot: dict[int, int] = {}  # tasks sent to each slot's workers (summary()'s assigned)
+        self.on_silent: Callable[[str], None] | None = None  # a busy worker went silent: ask the platform
         self._init_upkeep()  # see pycrew.control.upkeep
         # Connections that may have room for tasks, least loaded first: (tasks in flight, link id, version),
         # current while its version is the connection's ready_version (older ones are skipped when popped).

@@ -41,6 +41,7 @@ class Upkeep(CrashHold):
     _on_disconnect: Callable[[str, bool, str], None]
     _on_ending: Callable[[str, str], None] | None
     _on_tick: Callable[[float], None]
+    on_silent: Callable[[str], None] | None  # see pycrew.control.crash_watch (CrashWatch.silent)
     _recall_stuck: Callable[[float], None]  # see pycrew.control.recall
     _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
@@ -170,6 +171,12 @@ class Upkeep(CrashHold):
         conn.state = CLOSED
         conn.link.close()
 
+    def drop_instance(self, instance: str, reason: str) -> None:
+        """Drop the connection of worker ``instance``, if it is open (dispatcher thread)."""
+        for conn in list(self.conns.values()):
+            if conn.instance == instance and conn.state in (READY, INITIALIZING):
+                self._drop(conn, reason)
+
     def _stop_conn(self, conn: Conn, reason: str) -> None:
         self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
         self._drop(conn, reason)
@@ -288,6 +295,8 @@ class Upkeep(CrashHold):
                 "job is suspended); waiting for it up to seconds_busy_silence=%g s",
                 conn.slot, conn.instance, silent, what, settings.seconds_busy_silence,
             )
+            if self.on_silent is not None and conn.instance:  # or it died, and a process it forked holds the socket
+                self.on_silent(conn.instance)
         return True
 
     def _visit(self, conn: Conn, now: float) -> None:
