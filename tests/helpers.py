@@ -236,6 +236,27 @@ def unpickles_to_system_exit() -> object:
     return Bomb()
 
 
+def _unpickled_once(release: str) -> str:
+    deadline = time.monotonic() + 300
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "released"
+
+
+class _UnpicklesForEver:
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_unpickled_once, (self.release,))
+
+
+def unpickles_for_ever(release: str) -> object:
+    """A value that pickles at once on the worker and whose unpickling, in the controller,
+    waits until the file ``release`` exists (a ``__setstate__`` that hangs)."""
+    return _UnpicklesForEver(release)
+
+
 class Blob:
     """A result a test can hold a weak reference to."""
 

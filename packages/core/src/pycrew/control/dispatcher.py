@@ -93,6 +93,9 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         self.tasks_running = 0  # tasks in the connections' in_flight (see running())
         self.assigned_by_slot: dict[int, int] = {}  # tasks sent to each slot's workers (summary()'s assigned)
         self.on_silent: Callable[[str], None] | None = None  # a busy worker went silent: ask the platform
+        # The task whose result the loop is unpickling (a __reduce__ of the user's runs then):
+        # if that never returns, terminate() ends its future all the same (see _held_tasks).
+        self.resolving: Task | None = None
         self._init_upkeep()  # see pycrew.control.upkeep
         # Connections that may have room for tasks, least loaded first: (tasks in flight, link id, version),
         # current while its version is the connection's ready_version (older ones are skipped when popped).
@@ -245,7 +248,11 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         self.queue.clear()
         for conn in self.conns.values():
             tasks.extend(self._take_in_flight(conn))
-        return [t for t in tasks if not t.resolved]
+        held = [t for t in tasks if not t.resolved]
+        stuck = self.resolving  # the loop did not end: it is still unpickling this task's result
+        if stuck is not None and self.thread.is_alive() and (stuck.future is None or not stuck.future.done()):
+            held.append(stuck)
+        return held
 
     def _step(self) -> None:
         arrived = self._queue_submissions()
@@ -345,7 +352,9 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
                 conn.bytes_in_flight -= len(task.payload)
             if task is None or task.resolved:
                 continue  # cancelled or timed out meanwhile; its result is not wanted
+            self.resolving = task
             self._on_result(task, payload, conn, None)
+        self.resolving = None
         conn.progress = now = time.monotonic()
         conn.served = True
         conn.stalled = conn.recalling = False  # its long task (if any) has ended: see recall
