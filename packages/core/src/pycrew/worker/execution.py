@@ -337,9 +337,9 @@ class TaskRunner:
         """Undo what a task changed that would leak into the next one (never raises: what
         cannot be undone is added to ``warns``, the task's warnings, and logged)."""
         try:
-            if self._kept:  # a task may have replaced them: cancels need the interrupt handler
-                restore_handlers(self._kept)
             restore_handlers(self._dispositions)
+            if self._kept:  # a task may have replaced them: cancels need the interrupt handler (after: they win)
+                restore_handlers(self._kept)
             self._mask.restore()  # and their signals unblocked
             if self._timers.notes:
                 for note in self._timers.notes:
