@@ -13,7 +13,9 @@ test failed on 64971f1).
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
 from pathlib import Path
@@ -123,3 +125,23 @@ def test_submit_racing_shutdown_always_raises_the_executors_error(make_controlle
     assert errors, "shutdown came after every submit: nothing to tell"
     kinds = {(type(e).__name__, str(e)) for e in errors}
     assert kinds <= {("RuntimeError", "cannot schedule new futures after shutdown")}, kinds
+
+
+def test_tasks_sent_ahead_to_a_worker_that_dies_before_giving_them_back_are_cancelled(make_controller, tmp_path):
+    """The worker holds the GIL (it cannot answer the recall) and is killed: the tasks behind
+    its long one never started and must not run on its replacement (a probe: 30 of 30 ran)."""
+    c = make_controller("local", workers=1).start()
+    _warm(c, 1)
+    long = c.submit(hold_the_gil, 6.0)
+    futures = [c.submit(_mark_and_sleep, str(tmp_path), i, 0.0) for i in range(30)]
+    wait_for(lambda: c.summary().workers[0].running == 31, 30, message="the tasks were not all sent ahead")
+    pid = c.summary().workers[0].pid
+    killer = threading.Timer(1.5, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        c.shutdown(wait=True, cancel_futures=True)
+    finally:
+        killer.cancel()
+    assert all(f.cancelled() for f in futures), [f._state for f in futures]
+    assert not _marks(tmp_path, "started"), "a cancelled task ran"
+    assert long.done() and not long.cancelled()  # it had started: it died with its worker, and ran again

@@ -27,7 +27,7 @@ from typing import Any
 from pycrew.control import callbacks
 from pycrew.control.admission import Admission
 from pycrew.control.assignment import Assignment
-from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, Conn, DispatcherSettings
+from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
 from pycrew.control.recall import Recall
 from pycrew.control.submissions import Submissions
@@ -179,6 +179,12 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         self.server.close()
         if not self.thread.is_alive():  # else the loop closes the pipe as it ends
             self._close_pipe()
+
+    def drop_instance(self, instance: str, reason: str) -> None:
+        """Drop the connection of worker ``instance``, if it is open (dispatcher thread)."""
+        for conn in list(self.conns.values()):
+            if conn.instance == instance and conn.state in (READY, INITIALIZING):
+                self._drop(conn, reason)
 
     def _close_pipe(self) -> None:
         """Close the wake pipe (once; later wakes write nothing)."""

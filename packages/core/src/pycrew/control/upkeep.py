@@ -81,6 +81,9 @@ class Upkeep(CrashHold):
         for task in ran:
             if task.resolved:
                 continue
+            if task.cancel_back is not None and task is not tasks[0]:  # maybe never started (see _cancel_back)
+                self._cancel_back(task)
+                continue
             if blame_first and several:
                 task.suspect = True
             elif blame_first:
@@ -94,8 +97,17 @@ class Upkeep(CrashHold):
         for task in unstarted:
             if not task.resolved:
                 task.attempts -= 1
-                back.append(task)
+                if task.cancel_back is not None:
+                    self._cancel_back(task)
+                else:
+                    back.append(task)
         self.queue.extendleft(reversed(back))
+
+    def _cancel_back(self, task: Task) -> None:
+        """A task recalled to be cancelled if not started (``shutdown(cancel_futures=True)``: see
+        Recall.recall_to_cancel) whose worker went before it gave the task back: cancelled, not
+        run again; but for the one its worker ran (the first it held), which died with it."""
+        self._on_result(task, None, None, ("cancel", task.cancel_back or "", "CancelledError"))
 
     def _leaving(self, conn: Conn) -> None:
         """The worker said goodbye (BYE): it ends between tasks, after its last result.
@@ -107,9 +119,14 @@ class Upkeep(CrashHold):
         if conn.state != READY:
             return
         conn.state = LEAVING
-        back = [task for task in self._take_in_flight(conn) if not task.resolved]
-        for task in back:
-            task.attempts -= 1
+        back = []
+        for task in self._take_in_flight(conn):
+            if not task.resolved:
+                task.attempts -= 1
+                if task.cancel_back is not None:
+                    self._cancel_back(task)
+                else:
+                    back.append(task)
         self.queue.extendleft(reversed(back))
         why = conn.exit_reason or "the worker said goodbye"
         if not conn.served and self.queue and why.startswith(p.WALL_REACHED):
@@ -170,12 +187,6 @@ class Upkeep(CrashHold):
             self._initializer_ended(conn, f"the worker was dropped while its initializer ran: {reason}", True, False)
         conn.state = CLOSED
         conn.link.close()
-
-    def drop_instance(self, instance: str, reason: str) -> None:
-        """Drop the connection of worker ``instance``, if it is open (dispatcher thread)."""
-        for conn in list(self.conns.values()):
-            if conn.instance == instance and conn.state in (READY, INITIALIZING):
-                self._drop(conn, reason)
 
     def _stop_conn(self, conn: Conn, reason: str) -> None:
         self._send(conn, p.encode_json(p.STOP, {"reason": reason}))
