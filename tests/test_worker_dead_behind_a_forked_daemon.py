@@ -51,3 +51,34 @@ def test_the_task_crashes_once_the_platform_reports_its_worker_ended(make_contro
                 os.kill(int(Path(daemon).read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _leave_a_daemon_then_stop(path: str) -> str:
+    _leave_a_daemon(path)
+    os.kill(os.getpid(), signal.SIGSTOP)  # the whole worker, as a suspended job
+    return "resumed"
+
+
+def test_a_worker_that_dies_later_in_the_same_silence_is_checked_again(make_controller, tmp_path):
+    """Stopped (alive) when its silence is first noted, killed later: the monitor is asked
+    again while the silence lasts (probe E: it was asked once per silence, and the task
+    waited for seconds_busy_silence)."""
+    c = make_controller("local", workers=1, wire="socket", crashes_max=1, seconds_heartbeat=0.5,
+                        seconds_heartbeat_timeout=2, seconds_busy_silence=300).start()
+    daemon = tmp_path / "daemon.pid"
+    try:
+        assert c.submit(abs, -1).result(timeout=60) == 1
+        pid = c.summary().workers[0].pid
+        future = c.submit(_leave_a_daemon_then_stop, str(daemon))
+        time.sleep(5)  # silent past the timeout, noted and asked about while the worker is stopped
+        assert not future.done()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(pycrew.TaskCrashError, match="killed by SIGKILL"):
+            future.result(timeout=60)  # (seconds_busy_silence is 300 s)
+    finally:
+        c.terminate()
+        if daemon.exists():
+            try:
+                os.kill(int(daemon.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

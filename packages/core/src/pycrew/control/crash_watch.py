@@ -18,6 +18,7 @@ those lost while a call is in flight wait for the next.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ log = logging.getLogger("pycrew.control.scaler")
 
 #: While a lost worker is not reported ended yet, the monitor is asked again after this long.
 SECONDS_ASK_AGAIN = 0.1
+#: While a busy worker stays silent (see CrashWatch.silent), the monitor is asked about it this often.
+SECONDS_SILENT_ASK = 5.0
 #: How a lost worker's explanation starts (it follows the crash's reason in a TaskCrashError).
 REPORTS_PREFIX = "the platform reports the worker as "
 
@@ -54,10 +57,17 @@ class CrashWatch:
     _with_output: Callable[[WorkerInfo], WorkerInfo]  # see LaunchWatch._with_output
     _crashed: dict[str, float]  # instance -> until when to wait for the monitor to report it ended
     _crash_listing: bool  # a monitor call about lost workers is in flight
+    _silent: set[str]  # silent workers to ask about (see silent)
+    _silent_asked: dict[str, float]  # instance -> when it was last asked about
+    _silent_listing: bool  # a monitor call about silent workers is in flight
+    slots: list[Any]
 
     def _init_crash_watch(self) -> None:
         self._crashed = {}
         self._crash_listing = False
+        self._silent = set()
+        self._silent_asked = {}
+        self._silent_listing = False
 
     def crashed(self, instance: str) -> None:
         """Dispatcher thread: the connection of worker ``instance`` was lost: find out why, then terminate it."""
@@ -69,30 +79,54 @@ class CrashWatch:
         self._ask_about_crashed()
 
     def silent(self, instance: str) -> None:
-        """Dispatcher thread: connected worker ``instance`` ran silent past its heartbeat timeout
+        """Dispatcher thread: connected worker ``instance`` is silent past its heartbeat timeout
         while its connection still answers, which a task holding the GIL explains, but also a
         process the worker's task forked (a daemon) that keeps its socket open after the worker
-        died: ask the monitor, and drop the connection if the platform reports it ended."""
-        if "monitor" in self.spec.capabilities:
-            try:
-                self._submit(self._check_silent, instance, awaited=False)
-            except RuntimeError:  # the pool is shut down (terminated)
-                pass
+        died. The monitor is asked, every :data:`SECONDS_SILENT_ASK` while the silence lasts,
+        about every such worker in one listing (one in flight at a time), and a worker the
+        platform reports ended is dropped."""
+        now = time.monotonic()
+        if "monitor" not in self.spec.capabilities or now < self._silent_asked.get(instance, -math.inf) + SECONDS_SILENT_ASK:
+            return
+        self._silent_asked[instance] = now
+        if len(self._silent_asked) > 4 * len(self.slots):  # (those no longer silent: forgotten)
+            self._silent_asked = {i: t for i, t in self._silent_asked.items() if now - t < SECONDS_SILENT_ASK}
+        self._silent.add(instance)
+        self._ask_about_silent()
 
-    def _check_silent(self, instance: str) -> None:
-        """Pool thread: whether the monitor reports silent worker ``instance`` ended."""
+    def _ask_about_silent(self) -> None:
+        if self._silent_listing or not self._silent:
+            return
+        batch, self._silent = self._silent, set()
+        self._silent_listing = True
+        try:
+            self._submit(self._check_silent, batch, awaited=False)
+        except RuntimeError:  # the pool is shut down (terminated)
+            self._silent_listing = False
+
+    def _check_silent(self, batch: set[str]) -> None:
+        """Pool thread: which of the silent workers ``batch`` the monitor reports ended."""
+        ended: dict[str, str] = {}
         try:
             infos = self.registry.call(
                 self.spec, "pycrew_list_workers", launcher=self.info, controller_id=self.info.controller_id
             )
-            found = next((i for i in infos or [] if isinstance(i, WorkerInfo) and i.ended and i.instance == instance), None)
-            why = None if found is None else REPORTS_PREFIX + describe_worker(found)
+            for info in infos or []:
+                if isinstance(info, WorkerInfo) and info.ended and info.instance in batch:
+                    ended[info.instance] = REPORTS_PREFIX + describe_worker(info)
         except BaseException as exc:  # SystemExit too; the heartbeat rules still apply
-            log.debug("launcher %r: asking its monitor about silent worker %s failed: %s", self.info.name, instance, exc)
-            return
+            log.debug("launcher %r: asking its monitor about silent workers failed: %s", self.info.name, exc)
         dispatcher = self.dispatcher
-        if why is not None and dispatcher is not None:
-            dispatcher.call_soon(lambda: dispatcher.drop_instance(instance, f"it went silent, and {why}"))
+        if dispatcher is not None:
+            dispatcher.call_soon(lambda: self._silent_checked(ended))
+
+    def _silent_checked(self, ended: dict[str, str]) -> None:
+        """Dispatcher thread: drop the silent workers the platform reports ended; ask about the next ones."""
+        self._silent_listing = False
+        assert self.dispatcher is not None
+        for instance, why in ended.items():
+            self.dispatcher.drop_instance(instance, f"it went silent, and {why}")
+        self._ask_about_silent()
 
     def _ask_about_crashed(self) -> None:
         """Dispatcher thread: one monitor call about the workers lost so far, unless one is in flight."""

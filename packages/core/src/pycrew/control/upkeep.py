@@ -306,8 +306,8 @@ class Upkeep(CrashHold):
                 "job is suspended); waiting for it up to seconds_busy_silence=%g s",
                 conn.slot, conn.instance, silent, what, settings.seconds_busy_silence,
             )
-            if self.on_silent is not None and conn.instance:  # or it died, and a process it forked holds the socket
-                self.on_silent(conn.instance)
+        if self.on_silent is not None and conn.instance:  # or it died, and a process it forked holds the socket
+            self.on_silent(conn.instance)
         return True
 
     def _visit(self, conn: Conn, now: float) -> None:
