@@ -125,13 +125,18 @@ def test_transient_slurm_errors_are_recognised() -> None:
     'sbatch: error: Munge encode failed: Failed to access "/run/munge/munge.socket.2": No such file or directory '
     "(retrying ...)\nsbatch: error: auth_g_create: REQUEST_SUBMIT_BATCH_JOB has authentication error\n"
     "sbatch: error: Batch job submission failed: Protocol authentication error",
-    "squeue: error: Munge encode failed: Failed to connect to \"/run/munge/munge.socket.2\": Connection refused",
-    "slurm_load_jobs error: Protocol authentication error",
+    "squeue: error: Munge encode failed: Failed to access \"/run/munge/munge.socket.2\": No such file or directory",
 ])
 def test_munge_down_is_a_transient_error(output: str) -> None:
     """munged restarting makes every command fail to authenticate until it is back: retried for
     seconds_unreachable, as slurmctld restarting is, not a failed launch at once."""
     assert cli().is_transient(1, output)
+
+
+def test_a_munge_key_that_differs_is_not_transient() -> None:
+    """slurmctld cannot decode this host's credential (another key, a clock far off): that
+    lasts, and the LaunchError should come at once, not after seconds_unreachable."""
+    assert not cli().is_transient(1, "sbatch: error: Batch job submission failed: Protocol authentication error")
 
 
 def test_shared_options_map_to_sbatch_directives() -> None:

@@ -213,7 +213,7 @@ def _forked_by_a_task(pid: int, instance: str | None) -> bool:
         session = os.getsid(pid)
     except OSError:  # gone meanwhile
         return True
-    if session == pid:
+    if session in (pid, 0):  # (0: its session is outside this PID namespace)
         return False
     try:
         leader = psutil.Process(session).cmdline()

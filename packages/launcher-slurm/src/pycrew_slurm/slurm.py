@@ -125,9 +125,8 @@ class SlurmCLI(SchedulerCLI):
         "resource temporarily unavailable",
         "slurmctld is busy",
         # munged down or restarting on this host: every command fails to authenticate until it is back
+        # (not "Protocol authentication error" alone: slurmctld says so for a munge key that differs, for good)
         "munge encode failed",
-        "munge decode failed",
-        "protocol authentication error",
     )
     array_index_variable: ClassVar[str] = "SLURM_ARRAY_TASK_ID"
     tag_max: ClassVar[int] = 1000  # 22.05 rejects comments over ~1 KB ("parameter too long")

@@ -72,9 +72,9 @@ _getsignal: Callable[[int], object] = getattr(signal, "_signal", signal).getsign
 #: Signals whose disposition a task may change for the whole process, unseen by the next
 #: task: SIGCHLD ignored makes the kernel reap children at once, so a later
 #: ``subprocess.run(...).returncode`` is 0 whatever the child's status; SIGPIPE at its
-#: default (common in command-line code) kills the worker at a later broken pipe; SIGHUP
-#: ignored keeps a later task's children from hearing their terminal close.
-WATCHED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGCHLD", "SIGPIPE", "SIGHUP") if hasattr(signal, name))
+#: default (common in command-line code) kills the worker at a later broken pipe. (Not
+#: SIGHUP: a controller a task starts and keeps, in a module, handles it for good.)
+WATCHED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGCHLD", "SIGPIPE") if hasattr(signal, name))
 
 
 def signal_dispositions() -> dict[int, object]:
