@@ -187,8 +187,10 @@ class Collecting(ControllerState):
         holding = dict.fromkeys(self._slot_complete, 0)  # its worker's tasks now, not resolved yet
         if d and not ended:
             for conn in list(d.conns.values()):
-                if conn.slot is not None:
-                    holding[conn.slot] += sum(not t.resolved for t in list(conn.in_flight.values()))
+                if conn.slot is not None:  # (a task resolved in flight is a cancel it has not stopped: stop_by)
+                    in_flight = conn.in_flight
+                    holding[conn.slot] += (len(in_flight) if conn.stop_by is None
+                                           else sum(not t.resolved for t in list(in_flight.values())))
         workers = tuple(
             WorkerSummary(
                 worker=s.index,

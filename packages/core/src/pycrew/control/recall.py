@@ -140,8 +140,8 @@ class Recall:
 
     def recall_to_cancel(self, predicate: Callable[[Task], bool], message: str) -> None:
         """Cancel the tasks matching ``predicate`` that have not started, and only those (for
-        ``shutdown(cancel_futures=True)`` and a ``map`` given up on, as ``concurrent.futures``
-        cancels what has not started and lets the running tasks finish).
+        ``shutdown(cancel_futures=True)``, as ``concurrent.futures`` cancels what has not
+        started and lets the running tasks finish).
 
         Queued ones resolve as cancelled at once. Those sent ahead to a worker are recalled:
         the ones it gives back unstarted resolve as cancelled (:meth:`_returned`); the ones it
