@@ -94,7 +94,13 @@ class Upkeep(CrashHold):
                     continue
             self.retries += 1
             back.append(task)
-        for task in unstarted:
+        self._unstarted_back(unstarted, back)
+
+    def _unstarted_back(self, tasks: list[Task], back: list[Task]) -> None:
+        """Put tasks a worker did not start back at the front of the queue (after ``back``),
+        unpenalised: their attempt not counted. But not one recalled to be cancelled if not
+        started (``shutdown(cancel_futures=True)``: see Recall.recall_to_cancel): cancelled."""
+        for task in tasks:
             if not task.resolved:
                 task.attempts -= 1
                 if task.cancel_back is not None:
@@ -104,9 +110,8 @@ class Upkeep(CrashHold):
         self.queue.extendleft(reversed(back))
 
     def _cancel_back(self, task: Task) -> None:
-        """A task recalled to be cancelled if not started (``shutdown(cancel_futures=True)``: see
-        Recall.recall_to_cancel) whose worker went before it gave the task back: cancelled, not
-        run again; but for the one its worker ran (the first it held), which died with it."""
+        """A task recalled to be cancelled if not started whose worker went before it gave the
+        task back: cancelled, not run again (but for the one it ran: see _requeue)."""
         self._on_result(task, None, None, ("cancel", task.cancel_back or "", "CancelledError"))
 
     def _leaving(self, conn: Conn) -> None:
@@ -119,15 +124,7 @@ class Upkeep(CrashHold):
         if conn.state != READY:
             return
         conn.state = LEAVING
-        back = []
-        for task in self._take_in_flight(conn):
-            if not task.resolved:
-                task.attempts -= 1
-                if task.cancel_back is not None:
-                    self._cancel_back(task)
-                else:
-                    back.append(task)
-        self.queue.extendleft(reversed(back))
+        self._unstarted_back(self._take_in_flight(conn), [])
         why = conn.exit_reason or "the worker said goodbye"
         if not conn.served and self.queue and why.startswith(p.WALL_REACHED):
             why = WALL_FIRST + why  # its start takes longer than seconds_wall: the next one's will too
