@@ -14,7 +14,7 @@ from support import wait_for
 
 
 def test_terminate_resolves_the_future_whose_result_is_still_unpickling(make_controller, tmp_path):
-    c = make_controller("local", workers=1).start()
+    c = make_controller("local", workers=1, seconds_terminate=5).start()  # (terminate waits that long for the loop)
     release = tmp_path / "release"
     try:
         future = c.submit(unpickles_for_ever, str(release))

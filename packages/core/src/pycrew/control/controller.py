@@ -239,7 +239,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
             exit_hooks.ending(self)
             self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
             if dispatcher is not None:
-                dispatcher.stop()
+                dispatcher.stop(max(5.0, self.options.seconds_terminate))  # (its tasks are taken once it ended)
                 self.launcher.terminate_all(self.options.seconds_terminate)
                 self._end_held(dispatcher._held_tasks())
                 monitor.unregister_controller(self.id)

@@ -249,9 +249,15 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
                 self._abandon(self._held_tasks())
 
     def _held_tasks(self) -> list[Task]:
-        """Every unresolved task this dispatcher holds (after the loop ended)."""
-        tasks = list(self.queue) + self._drain_submissions() + self._crash_held_tasks()
-        self.queue.clear()
+        """Every unresolved task this dispatcher holds (after the loop ended; if it has not, one
+        by one from the queue, so that none it moves there meanwhile is cleared unseen)."""
+        tasks: list[Task] = []
+        for _ in range(2):  # (twice: a loop still running moves submissions to the queue)
+            with contextlib.suppress(IndexError):
+                while True:
+                    tasks.append(self.queue.popleft())
+            tasks += self._drain_submissions()
+        tasks += self._crash_held_tasks()
         for conn in self.conns.values():
             tasks.extend(self._take_in_flight(conn))
         held = [t for t in tasks if not t.resolved]
