@@ -175,7 +175,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         self._stop = True
         self.wake()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
+            self.thread.join(min(timeout, threading.TIMEOUT_MAX))  # (seconds_terminate may be 1e10)
         self.server.close()
         if not self.thread.is_alive():  # else the loop closes the pipe as it ends
             self._close_pipe()
