@@ -242,12 +242,7 @@ class LaunchWatch:
         doubles with each failure in a row, up to 10 s.
         """
         assert self.dispatcher is not None and slot.instance is not None
-        instance = slot.instance
-        self.dispatcher.revoke(instance)
-        if self.by_instance.get(instance) is slot:  # (no disconnect follows a failed launch to remove it)
-            del self.by_instance[instance]
-        slot.state = IDLE
-        slot.instance = None
+        instance = self._end_launch(slot)
         slot.failures += 1
         slot.launch_failures += 1
         slot.retry_after = now + min(SECONDS_RETRY_FIRST * 2 ** (slot.failures - 1), SECONDS_RETRY_MAX)
@@ -285,6 +280,18 @@ class LaunchWatch:
             self.terminate_instances([instance], "worker ended before it connected")
         if final:
             self._set_error(slot.index, reason)
+
+    def _end_launch(self, slot: Slot) -> str:
+        """Free a launching slot: its token revoked, its instance forgotten (no disconnect
+        follows a launch that never connected to remove it). Returns that instance."""
+        assert self.dispatcher is not None and slot.instance is not None
+        instance = slot.instance
+        self.dispatcher.revoke(instance)
+        if self.by_instance.get(instance) is slot:
+            del self.by_instance[instance]
+        slot.state = IDLE
+        slot.instance = None
+        return instance
 
     def _park(self, slot: Slot, reason: str, now: float) -> None:
         """Try ``slot`` again after SECONDS_RETRY_PARKED, not raise: other workers are connected.
@@ -378,13 +385,7 @@ class LaunchWatch:
         assert self.dispatcher is not None
         stopped = []
         for slot in list(self.census.launching.values()):
-            instance = slot.instance
-            assert instance is not None
-            self.dispatcher.revoke(instance)
-            if self.by_instance.get(instance) is slot:
-                del self.by_instance[instance]
-            slot.state = IDLE
-            slot.instance = None
+            instance = self._end_launch(slot)
             slot.exit_reason = reason
             stopped.append(instance)
             log.info("worker %d of %r: %s", slot.index, self.info.controller, reason)
