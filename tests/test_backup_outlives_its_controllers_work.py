@@ -146,16 +146,25 @@ def test_the_exit_hook_finishing_the_backup_first_lets_it_run_its_controllers_pe
 
 
 EXIT_SCRIPT = textwrap.dedent('''
-    import os, sys, time
+    import os, sys, threading, time
     import pycrew
     from helpers import crash_unless_big
+
+    # Callbacks run on each controller's own thread: one lock keeps their lines whole (print
+    # writes the text and its newline apart, and two lines once ran together here).
+    PRINTING = threading.Lock()
+
+    def say(line):
+        with PRINTING:
+            sys.stdout.write(line + "\\n")
+            sys.stdout.flush()
 
     def report(name, i):
         def done(f):
             try:
-                print(f"done {name} {f.result()}", flush=True)
+                say(f"done {name} {f.result()}")
             except BaseException as e:
-                print(f"failed {name} {i} {type(e).__name__}: {e}", flush=True)
+                say(f"failed {name} {i} {type(e).__name__}: {e}")
         return done
 
     # Three pairs: the exit hook finishes live controllers in no set order, and before the fix a
