@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -630,3 +631,49 @@ def fail_first_launches(path: str, failures: int) -> None:
         f.write("x")
     if count <= failures:
         raise RuntimeError(f"launch {count} fails on purpose")
+
+
+class TwoArgumentError(Exception):
+    """An exception whose ``__init__`` takes other arguments than its ``args`` (plain pickle
+    cannot rebuild it: ``TypeError: missing 1 required positional argument``)."""
+
+    def __init__(self, path: str, line: int) -> None:
+        super().__init__(f"{path}:{line}: bad")
+        self.path, self.line = path, line
+
+
+class KeywordOnlyError(Exception):
+    """An exception built with a keyword-only argument."""
+
+    def __init__(self, *, code: int) -> None:
+        super().__init__(f"code {code}")
+        self.code = code
+
+
+class OwnNewError(Exception):
+    """An exception with a ``__new__`` of its own that takes other arguments than its ``args``."""
+
+    def __new__(cls, first: str, second: str) -> OwnNewError:
+        return super().__new__(cls, first + second)
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(first + second)
+
+
+class LockHoldingError(Exception):
+    """A two-argument exception that holds a lock: it travels neither way (its text does)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(a + b)
+        self.lock = threading.Lock()
+
+
+def raise_built(kind: str) -> None:
+    """Raise one of the exceptions above, by name."""
+    if kind == "two":
+        raise TwoArgumentError("setup.cfg", 7)
+    if kind == "keyword":
+        raise KeywordOnlyError(code=3)
+    if kind == "new":
+        raise OwnNewError("ab", "cd")
+    raise LockHoldingError(1, 2)

@@ -13,6 +13,7 @@ import pickle
 from collections.abc import Callable
 
 from pycrew.wire import functions
+from pycrew.wire.exceptions import ByState
 from pycrew.wire.functions import ResultPickler, pickle_dumps, pickle_loads
 from pycrew.wire.records import ResultRecord
 
@@ -46,15 +47,34 @@ def dumps(value: object) -> bytes:
         return _cloudpickle(value)
 
 
+_UNLOADABLE = object()
+
+
 def exception_bytes(exc: BaseException) -> bytes | None:
-    """An exception pickled for the controller, or None if it does not travel."""
+    """An exception pickled for the controller, or None if it does not travel.
+
+    One that pickles but does not unpickle (an ``__init__`` with other arguments than its
+    ``args``) travels by its state (see :mod:`pycrew.wire.exceptions`).
+    """
     try:
         data = _cloudpickle(exc)
-        back = pickle_loads(data)
     except BaseException:  # its __reduce__ may raise anything (SystemExit too); the text fields describe it
         return None
+    try:
+        back = pickle_loads(data)
+    except BaseException:  # rebuilt by calling its class with its args, which it does not take
+        back = _UNLOADABLE
     # A __reduce__ may rebuild it as any object at all: only an exception travels as one.
-    return data if isinstance(back, BaseException) else None
+    if isinstance(back, BaseException):
+        return data
+    if back is not _UNLOADABLE:
+        return None
+    try:
+        data = _cloudpickle(ByState(exc))
+        back = pickle_loads(data)
+    except BaseException:  # an attribute that does not pickle, a class that cannot be made: the text fields say it
+        return None
+    return data if type(back) is type(exc) else None
 
 
 def pack_result(record: ResultRecord) -> bytes:
