@@ -207,3 +207,52 @@ def test_an_element_last_seen_waiting_may_never_have_started(fake: Fake) -> None
     was = next(r for r in cli.list_jobs() if r.status == "pending")
     reason = departed._departed(was).reason
     assert "last seen pending" in reason and "or was cancelled from outside while it waited" in reason, reason
+
+
+def test_an_element_cancelled_from_outside_before_the_first_listing_is_ended_once_the_scheduler_confirms(
+    fake: Fake,
+) -> None:
+    """Probe F on real SLURM: scancel of a waiting element ~0.2 s after its submit left no trace,
+    and before this test its launch failed only at ``seconds_launch`` (30 s), with no reason."""
+    cli = fake.cli(seconds_poll=0)
+    launch(cli, 1)
+    set_jobs(fake, [])  # cancelled from outside before pycrew listed it
+    assert cli.workers("ctl1") == [], "missing from one listing: not yet"
+    (gone,) = cli.workers("ctl1")
+    assert gone.id == "100.1" and gone.ended and gone.status == "done" and gone.instance and gone.worker == 1
+    assert "before pycrew first listed it" in gone.reason and "cancelled from outside" in gone.reason, gone.reason
+
+
+def test_an_element_no_listing_has_shown_leaves_only_when_the_scheduler_says_so(fake: Fake) -> None:
+    """A listing that cannot show pycrew's new jobs (a site's wrapper, a lagging daemon) must not
+    fail their launches on time alone: only the scheduler's own word ends them."""
+    cli = fake.cli(seconds_poll=0)
+    (fake.state / "hide").write_text("1\n")  # the listing shows nothing; the jobs are there
+    launch(cli, 2)
+    cli.departures.seconds_suspect = 0.0  # would end suspects on time alone
+    for _ in range(4):
+        assert cli.workers("ctl1") == []
+    assert (fake.state / "query_calls").exists(), "the scheduler was asked about them"
+    (fake.state / "hide").unlink()
+    assert [w.status for w in cli.workers("ctl1")] == ["pending"] * 2
+    assert cli.departures.unlisted == 0, "listed: tracked as any other element from now on"
+
+
+def test_a_listing_asked_before_the_submit_is_not_a_miss() -> None:
+    seen = suspicious(confirm=lambda records: {(r.array_id, r.index) for r in records})
+    seen.submitted([record(1)], now=5.0)
+    assert seen.update([], asked=4.0, now=6.0) == []
+    assert seen.update([], asked=4.5, now=6.5) == [], "asked before the submit: it could not show the job"
+    assert seen.update([], asked=7.0, now=7.0) == []
+    assert [r.id for r in seen.update([], asked=8.0, now=8.0)] == ["7.1"], "two listings after it, and confirmed"
+
+
+def test_an_unlisted_element_pycrew_cancelled_reads_cancelled_and_old_submits_are_forgotten() -> None:
+    seen = suspicious()  # no confirm: the scheduler cannot say
+    seen.submitted([record(1), record(2)], now=1.0)
+    seen.cancelled(["7.1"], now=1.5)
+    seen.update([], asked=2.0, now=2.0)
+    assert [(r.id, r.status) for r in seen.update([], asked=3.0, now=3.0)] == [("7.1", "cancelled")]
+    later = 2.0 + SECONDS_KEPT
+    assert [r.id for r in seen.update([], asked=later, now=later)] == ["7.1"], "7.2: never listed, never confirmed"
+    assert seen.unlisted == 0 and ("7", 2) not in seen._live, "never listed nor confirmed: dropped after SECONDS_KEPT"

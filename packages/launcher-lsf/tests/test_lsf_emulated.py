@@ -205,6 +205,11 @@ def test_batch_beyond_array_size_max_goes_out_as_several_arrays(lsf_emulator: Ls
     wait_for(lambda: len(list(out.iterdir())) == 3, timeout=30, what="3 elements to run")
     for handle, call in zip(handles, calls, strict=True):
         assert (out / handle).read_text() == f"{call.instance} {call.token}", f"{handle} ran as another worker"
+    options = options_for(lsf_emulator, tmp_path, array_size_max=2)
+    assert sorted(listed(options, calls)) == sorted(handles)
+    client = plugin.client(options)
+    assert client.submissions == 2, "the client that submitted them"
+    assert client.departures.unlisted == 0, "the listing writes the ids of what was submitted as the submit does"
 
 
 def test_export_environment_false_passes_only_the_secret(lsf_emulator: LsfEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,6 +106,7 @@ def test_a_batch_beyond_array_size_max_goes_out_as_several_arrays(pbs_emulator: 
     assert all(seen[c.instance][0] == c.token for c in calls)
     workers = {w.handle: w for w in client.workers(calls[0].controller_id)}
     assert [(workers[h].instance, workers[h].worker) for h in handles] == [(c.instance, c.worker) for c in calls]
+    assert client.departures.unlisted == 0, "the listing writes the ids of what was submitted as the submit does"
     client.cancel(handles)
 
 

@@ -99,3 +99,26 @@ def test_without_zombies_a_task_deleted_from_outside_leaves_the_listing_at_once(
         took = time.monotonic() - deleted
     log.info("qdel to the tasks listed ended: %.2f s", took)
     assert sorted(r.index for r in left) == [1, 2] and all("left the sge queue" in r.reason for r in left), left
+
+
+def test_a_job_deleted_from_outside_before_the_first_listing_leaves_it_once_qstat_confirms(
+    sge_cluster: SgeCluster, sge_jobs: list[str], tmp_path: Path
+) -> None:
+    """The launch tells departures what it submitted, so a job qdel'ed before pycrew ever listed
+    it (here at once) is ended too; before, no listing had seen it waiting, and its launch
+    failed only at seconds_launch. A job listed as submitted leaves nothing unlisted."""
+    with sge_cluster.global_config(tmp_path / "conf", finished_jobs="0"):
+        c = sge_cli(tmp_path, submit_args=("-h",))
+        calls = make_calls("pass", 2)
+        kept = c.launch(launcher_info(c.options, calls[:1]), calls[:1])
+        sge_jobs.append(kept[0].split(".")[0])
+        c.listing()
+        assert c.departures.unlisted == 0, "the listing writes the ids of what was submitted as qsub does"
+        handles = c.launch(launcher_info(c.options, calls[1:]), calls[1:])
+        job = handles[0].split(".")[0]
+        sge_jobs.append(job)
+        sge_cluster.run("qdel", job)  # from outside, before any listing
+        left = wait_for(lambda: [r for r in c.listing() if r.array_id == job and r.ended], timeout=30,
+                        what=f"job {job}'s task to be listed ended")
+    assert [r.index for r in left] == [1] and "before pycrew first listed it" in left[0].reason, left
+    assert c.departures.unlisted == 0

@@ -374,3 +374,40 @@ def test_a_munge_restart_delays_launches_and_fails_none(slurm_cluster: SlurmClus
 
 def argv_socket(argv: list[str]) -> str:
     return next(a.split("=", 1)[1] for a in argv if a.startswith("--socket="))
+
+
+CANCELLING_SBATCH = """#!/bin/bash
+# A site's sbatch as probe F met it: the job is scancel'ed from outside before pycrew's first listing.
+out=$({sbatch} "$@") || exit $?
+{scancel} "${{out%%;*}}_1"
+echo "$out"
+"""
+
+
+def test_a_worker_cancelled_from_outside_before_the_first_listing_fails_its_launch_in_seconds(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """A waiting element scancel'ed before pycrew ever listed it leaves no trace in squeue. On
+    c4bc98d its launch failed only at seconds_launch (here 60 s: 120 s for two launches)."""
+    import shutil
+
+    bin_directory = tmp_path / "bin"
+    bin_directory.mkdir()
+    for name in ("squeue", "scancel", "scontrol"):
+        (bin_directory / name).symlink_to(shutil.which(name) or name)
+    sbatch = bin_directory / "sbatch"
+    sbatch.write_text(CANCELLING_SBATCH.format(sbatch=shutil.which("sbatch"), scancel=shutil.which("scancel")))
+    sbatch.chmod(0o755)
+    c = slurm_controller(tmp_path, workers=1, launch_max=2, bin_directory=str(bin_directory), sbatch_args=("--hold",))
+    try:
+        started = time.monotonic()
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError) as info:
+            future.result(timeout=100)
+        elapsed = time.monotonic() - started
+        controller_id = c.id
+    finally:
+        c.terminate()
+    assert "before pycrew first listed it" in str(info.value) and "cancelled from outside" in str(info.value), str(info.value)
+    assert elapsed < 40, f"two launches failed in {elapsed:.1f} s"
+    wait_for(lambda: not ours(controller_id), timeout=30, what="the controller's jobs to leave the queue")

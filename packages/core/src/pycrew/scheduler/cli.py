@@ -258,6 +258,7 @@ class SchedulerCLI(ArraySubmitter):
             for chunk in jobtag.split_calls(calls, self.array_max(), self.tag_max):
                 job_id = self.submit_array(launcher, chunk)
                 handles += self.element_handles(job_id, len(chunk))
+                self.departures.submitted(self.submitted_records(launcher, chunk, job_id), time.monotonic())
         except BaseException as exc:
             self.breaker.failure(exc)
             if handles:
@@ -271,6 +272,15 @@ class SchedulerCLI(ArraySubmitter):
             self.forget_listing()
         self.breaker.success()
         return handles
+
+    def submitted_records(self, launcher: LauncherInfo, calls: Sequence[WorkerCall], job_id: str) -> list[JobRecord]:
+        """The elements of array ``job_id`` (running ``calls``) as a listing would show them
+        waiting: what :meth:`~pycrew.scheduler.departures.Departures.submitted` tracks."""
+        name, tag, first = self.job_name(launcher, calls), jobtag.encode(calls), self.array_first_index
+        return [
+            JobRecord(str(self.element_handle(job_id, index)), job_id, index, name, tag, "", status="pending")
+            for index in range(first, first + len(calls))
+        ]
 
     def within_time_limit(self, calls: Sequence[WorkerCall]) -> Sequence[WorkerCall]:
         """``calls`` whose workers leave before the jobs' run-time limit: ``seconds_wall``

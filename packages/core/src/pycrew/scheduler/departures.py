@@ -29,6 +29,13 @@ launcher's listing does, :data:`SECONDS_SUSPECT`):
 A suspect element leaves when the scheduler, asked about it job by job, says it no longer
 knows it (the ``confirm`` callback), or once it has been missing for ``seconds_suspect``;
 until then it is listed as last seen. Elements this process cancelled are never suspect.
+
+An element cancelled from outside (or ended) before the first listing after its submit
+would leave no trace at all, and its launch would fail only after ``seconds_launch``. So
+the launcher also tells :meth:`Departures.submitted` what it just submitted: such an
+element is tracked as waiting from its submit, and one that no listing ever showed leaves
+only once the scheduler confirms it no longer knows it (never on time alone: a scheduler
+whose listing cannot show pycrew's new jobs must not have their launches failed).
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ class Departures:
         self._suspect: set[Key] = set()  # of those, the suspect ones (see the module)
         self._left: dict[Key, tuple[float, JobRecord]] = {}  # (when it was missed, as listed now)
         self._cancelled: dict[Any, float] = {}  # handle -> when this process cancelled it
+        self._unseen: dict[Key, float] = {}  # submitted here, in no listing yet: when submitted
         self._applied = float("-inf")  # when the listing last applied was asked
 
     def cancelled(self, handles: Sequence[Any], now: float) -> None:
@@ -106,6 +114,24 @@ class Departures:
                     continue
             if len(self._cancelled) > 4096:  # no listing for a while (they prune too)
                 self._forget_cancels(now)
+
+    def submitted(self, records: Sequence[JobRecord], now: float) -> None:
+        """This process submitted ``records`` (status ``pending``) at ``now``: track them as
+        waiting before any listing shows them (see the module)."""
+        with self._lock:
+            for record in records:
+                key = (record.array_id, record.index)
+                if key not in self._live and key not in self._left:
+                    self._live[key] = record
+                    self._unseen[key] = now
+
+    @property
+    def unlisted(self) -> int:
+        """How many elements submitted here no listing has shown yet (0 right after a listing
+        that followed the submits, unless jobs left before it: a scheduler's ``parse_listing``
+        must write the ids its ``parse_submit`` and ``element_handle`` do)."""
+        with self._lock:
+            return len(self._unseen)
 
     def update(self, records: Sequence[JobRecord], asked: float, now: float) -> list[JobRecord]:
         """The ended elements to list beside ``records`` (a listing asked at ``asked``).
@@ -121,15 +147,23 @@ class Departures:
         with self._lock:
             if asked >= self._applied:
                 self._applied = asked
-                self._apply(records, now, confirmed or set())
+                self._apply(records, asked, now, confirmed or set())
             return [record for _, record in self._left.values()]
 
-    def _missing(self, records: Sequence[JobRecord]) -> tuple[set[Key], list[Key]]:
+    def _missing(self, records: Sequence[JobRecord], asked: float) -> tuple[set[Key], list[Key]]:
+        """The keys listed, and those tracked but missing (not those submitted after ``asked``)."""
         listed = {(r.array_id, r.index) for r in records}
-        return listed, [key for key in self._live if key not in listed and key not in self._left]
+        return listed, [
+            key for key in self._live
+            if key not in listed and key not in self._left and self._unseen.get(key, asked) <= asked
+        ]
 
     def _is_suspect(self, key: Key, was: JobRecord, all_vanished: bool) -> bool:
-        if self.seconds_suspect <= 0 or self._was_cancelled(was):
+        if self._was_cancelled(was):
+            return False
+        if key in self._unseen:
+            return True
+        if self.seconds_suspect <= 0:
             return False
         return key in self._suspect or all_vanished or self.keeps_ended or was.status == "pending"
 
@@ -137,44 +171,65 @@ class Departures:
         """The suspect elements that this listing would make leave, were they confirmed."""
         if asked < self._applied:
             return []
-        _listed, missing = self._missing(records)
+        _listed, missing = self._missing(records, asked)
         every = bool(missing) and len(missing) == len(self._live)
         return [
             self._live[key] for key in missing
             if self._missed.get(key, 0) + 1 >= MISSES and self._is_suspect(key, self._live[key], every)
-            and now - self._since.get(key, now) < self.seconds_suspect
+            and (key in self._unseen or now - self._since.get(key, now) < self.seconds_suspect)
         ]
 
-    def _apply(self, records: Sequence[JobRecord], now: float, confirmed: set[Key]) -> None:
-        listed, missing = self._missing(records)
+    def _apply(self, records: Sequence[JobRecord], asked: float, now: float, confirmed: set[Key]) -> None:
+        listed, missing = self._missing(records, asked)
         every = bool(missing) and len(missing) == len(self._live)
         live = {(r.array_id, r.index): r for r in records if not r.ended and self._is_pycrews(r)}
         missed: dict[Key, int] = {}
         since: dict[Key, float] = {}
         suspect: set[Key] = set()
+        # submitted after this listing was asked: it could not show them (not a miss)
+        unseen = {key: at for key, at in self._unseen.items() if key not in listed and now - at < SECONDS_KEPT}
+        for key in self._live.keys() - listed - self._left.keys() - set(missing):
+            if key in unseen:
+                live[key] = self._live[key]
+                if key in self._missed:
+                    missed[key], since[key] = self._missed[key], self._since[key]
         for key in missing:
             was = self._live[key]
             times = self._missed.get(key, 0) + 1
             first = self._since.get(key, now)
+            never_listed = key in self._unseen
+            if never_listed and key not in unseen:
+                continue  # submitted SECONDS_KEPT ago and never listed: no longer tracked
             doubtful = self._is_suspect(key, was, every)
-            if times >= MISSES and (not doubtful or key in confirmed or now - first >= self.seconds_suspect):
-                self._left[key] = (now, self._departed(was))
+            if never_listed and doubtful:  # leaves only once the scheduler confirms it is gone
+                gone = times >= MISSES and key in confirmed
+            else:
+                gone = times >= MISSES and (not doubtful or key in confirmed or now - first >= self.seconds_suspect)
+            if gone:
+                self._left[key] = (now, self._departed(was, never_listed=never_listed))
+                unseen.pop(key, None)
             else:  # missing from too few listings, or suspect: maybe a glitch of the scheduler's; ask again
                 missed[key], since[key], live[key] = times, first, was
                 if doubtful:
                     suspect.add(key)
-        self._live, self._missed, self._since, self._suspect = live, missed, since, suspect
+        self._live, self._missed, self._since, self._suspect, self._unseen = live, missed, since, suspect, unseen
         self._left = {key: entry for key, entry in self._left.items() if key not in listed and now - entry[0] < SECONDS_KEPT}
         self._forget_cancels(now)
 
     def _forget_cancels(self, now: float) -> None:
         self._cancelled = {handle: at for handle, at in self._cancelled.items() if now - at < SECONDS_KEPT}
 
-    def _departed(self, was: JobRecord) -> JobRecord:
+    def _departed(self, was: JobRecord, never_listed: bool = False) -> JobRecord:
         """``was`` (as last listed) as an element that ended without a trace in the queue."""
         cancelled = self._was_cancelled(was)
         if cancelled:
             reason = f"cancelled by pycrew; it left the {self.launcher_name} queue"
+        elif never_listed:
+            reason = (
+                f"it left the {self.launcher_name} queue before pycrew first listed it, and the scheduler no longer "
+                f"knows it: it was cancelled from outside (or held and deleted) while it waited, or it started and "
+                f"ended at once ({self._hint(was)})"
+            )
         else:
             reason = (
                 f"it ended and left the {self.launcher_name} queue, which keeps no record of ended jobs "
