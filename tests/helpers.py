@@ -677,3 +677,25 @@ def raise_built(kind: str) -> None:
     if kind == "new":
         raise OwnNewError("ab", "cd")
     raise LockHoldingError(1, 2)
+
+
+class StrRaisesItself(Exception):
+    """An exception whose ``__str__`` raises one of its own kind (so does that one's)."""
+
+    def __str__(self) -> str:
+        raise StrRaisesItself()
+
+
+def _raise_str_raises_itself() -> None:
+    raise StrRaisesItself()
+
+
+class UnpicklesIntoABrokenError:
+    """A result whose unpickling (on the controller) raises :class:`StrRaisesItself`."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_raise_str_raises_itself, ())
+
+
+def result_unpickling_into_a_broken_error() -> UnpicklesIntoABrokenError:
+    return UnpicklesIntoABrokenError()

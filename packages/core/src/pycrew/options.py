@@ -103,10 +103,24 @@ def type_mismatch(value: Any, tp: Any, path: str) -> str | None:
     return f"{path} must be {_type_name(tp)}, got {_got(value)}"
 
 
+def as_seconds(value: Any) -> Any:
+    """An int beyond a float's range as ``±math.inf`` (a number of seconds that large is no
+    limit, and float arithmetic on it would raise ``OverflowError``); anything else unchanged."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
+
+
 def _coerce(value: Any, tp: Any) -> Any:
-    """Turn lists into tuples and mappings into dicts where the annotation asks for them."""
+    """Turn lists into tuples and mappings into dicts where the annotation asks for them,
+    and ints into floats (:func:`as_seconds`)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        if float in typing.get_args(tp) and isinstance(value, int) and not isinstance(value, bool):
+            return as_seconds(value)
         for arg in typing.get_args(tp):
             if typing.get_origin(arg) is tuple and isinstance(value, list):
                 return tuple(value)
@@ -114,7 +128,7 @@ def _coerce(value: Any, tp: Any) -> Any:
                 return frozenset(value)
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return float(as_seconds(value))
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if origin is frozenset and isinstance(value, (list, set, tuple)):

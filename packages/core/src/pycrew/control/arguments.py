@@ -11,6 +11,7 @@ import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pycrew.control.quoting import shown
 from pycrew.errors import OptionsError
 
 
@@ -50,10 +51,20 @@ def seed(value: Any) -> int | None:
 
 
 def name(value: Any) -> str | None:
-    """``value`` as a task's name: ``None`` (the controller names it ``task_<n>``) or a non-empty string."""
+    """``value`` as a task's name: ``None`` (the controller names it ``task_<n>``) or a non-empty string.
+
+    A ``str`` subclass is taken as the plain string it holds: the dispatcher quotes, hashes
+    and compares names, and a subclass's ``__repr__``, ``__hash__`` or ``__eq__`` is the
+    user's code, which must not run (and fail) there.
+    """
     if value is not None and (not isinstance(value, str) or not value):
-        raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {value!r}")
-    return value
+        raise OptionsError(f"name must be a non-empty string (or None for task_<n>), got {_shown(value)}")
+    return None if value is None else plain(value)
+
+
+def plain(text: str) -> str:
+    """The plain ``str`` that ``text`` (a ``str`` or a subclass of it) holds."""
+    return str.__str__(text)
 
 
 def cancel_names(names: Any, all: Any) -> frozenset[str] | None:
@@ -72,7 +83,7 @@ def cancel_names(names: Any, all: Any) -> frozenset[str] | None:
     if names is None:
         raise OptionsError("cancel needs names=... or all=True")
     if isinstance(names, str):
-        return frozenset((names,))
+        return frozenset((plain(names),))
     try:
         wanted = list(names)
     except TypeError:
@@ -80,7 +91,7 @@ def cancel_names(names: Any, all: Any) -> frozenset[str] | None:
     for n in wanted:
         if not isinstance(n, str):
             raise TypeError(f"cancel: every name must be a string, got {type(n).__name__} {_shown(n)}")
-    return frozenset(wanted)
+    return frozenset(plain(n) for n in wanted)
 
 
 def keywords(kwargs: Any, where: str) -> dict[str, Any]:
@@ -97,7 +108,7 @@ def keywords(kwargs: Any, where: str) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = shown(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -115,4 +126,4 @@ def walk_names(names: Iterable[str] | None, count: int) -> list[str] | None:
             raise TypeError(f"walk(): every name must be a string, got {type(name).__name__} {_shown(name)}")
         if not name:
             raise ValueError("walk(): every name must be a non-empty string, got ''")
-    return given
+    return [plain(name) for name in given]

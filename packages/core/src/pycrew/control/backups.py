@@ -28,6 +28,7 @@ from typing import Any
 
 from pycrew.control import callbacks
 from pycrew.control.futures import end_unresolved
+from pycrew.control.quoting import said, text_of
 from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task, local_result
 from pycrew.errors import ControllerError, PycrewError
@@ -129,7 +130,7 @@ class Backups(ControllerState):
             relayed = backup._submit_payload(task.name, task.payload, task.seed, task.seconds_timeout, relay)
         except PycrewError as exc:
             log.error("controller %r could not hand task %r to its backup %r: %s", self.name, task.name, backup.name, exc)
-            return f"{type(exc).__name__}: {exc}"
+            return said(exc)
         self._forwarded[task.id] = (task, backup, relayed)
         log.info("controller %r: task %r crashed %d time(s); sent to backup %r", self.name, task.name, task.crashes, backup.name)
         return None
@@ -137,7 +138,7 @@ class Backups(ControllerState):
     def _relay_error(self, task: Task, error: BaseException) -> None:
         """A relayed task (one this controller runs as a backup) ends with ``error``, unrun:
         the controller that handed it over gets the error as the task's result."""
-        result = local_result(task, "error", str(error), _qualified(error), {"controller": self.name, "launcher": self.spec.name})
+        result = local_result(task, "error", text_of(error), _qualified(error), {"controller": self.name, "launcher": self.spec.name})
         self._settle(task, dataclasses.replace(result, exception=error))
 
     def _end_relayed(self, task: Task, error: BaseException) -> None:

@@ -10,15 +10,18 @@ from pycrew.control import callbacks, termination
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
 from pycrew.errors import ControllerError, OptionsError
+from pycrew.options import as_seconds
 from pycrew.results import ControllerSummary, Summary, TaskResult, WorkerSummary
 
 
-def check_wait_timeout(timeout: object) -> None:
-    """Reject a ``wait`` timeout that is not a number of seconds >= 0 (or None)."""
+def check_wait_timeout(timeout: object) -> float | None:
+    """A ``wait`` timeout as a float (see :func:`~pycrew.options.as_seconds`), or an
+    OptionsError if it is not a number of seconds >= 0 (or None)."""
     if timeout is None:
-        return
+        return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         raise OptionsError(f"wait timeout must be a number of seconds >= 0, or None to wait without limit; got {timeout!r}")
+    return float(as_seconds(timeout))
 
 
 class Collecting(ControllerState):
@@ -50,7 +53,13 @@ class Collecting(ControllerState):
         Futures failed by a :class:`~pycrew.LaunchError` are not counted: their tasks will
         never run. Tasks still held when the controller was terminated are (they did not resolve).
         """
-        return max(0, self.pushed - self.resolved - self._abandoned) + len(self._feeders)
+        return max(0, self.pushed - self.resolved - self._abandoned) + self._feeders_elsewhere()
+
+    def _feeders_elsewhere(self) -> int:
+        """The maps still submitting, but for the one whose input (a generator) calls this:
+        ``wait()`` there must not wait for its own map's input to end."""
+        here = threading.current_thread()
+        return sum(getattr(feeder, "thread", None) is not here for feeder in list(self._feeders))
 
     def pop(self) -> TaskResult | None:
         """The next resolved pushed task's result, or ``None`` if none is ready.
@@ -86,7 +95,7 @@ class Collecting(ControllerState):
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
-        check_wait_timeout(timeout)
+        timeout = check_wait_timeout(timeout)
         if (forked := self._forked_message()) is not None:
             raise ControllerError(forked)
         if not self._started:

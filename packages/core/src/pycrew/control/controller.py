@@ -352,7 +352,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
     def pending_futures(self) -> int:
         """Futures returned by ``submit``/``map`` that have not resolved yet (a ``map`` still
         submitting its input counts as one more)."""
-        return max(0, self._futures_issued - self._futures_resolved) + len(self._feeders)
+        return max(0, self._futures_issued - self._futures_resolved) + self._feeders_elsewhere()
 
     def _stop_feeders(self, error: BaseException) -> None:
         """Stop every ``map`` still submitting its input; its iterator raises ``error`` in turn."""

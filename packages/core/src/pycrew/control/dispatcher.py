@@ -29,6 +29,7 @@ from pycrew.control.admission import Admission
 from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
 from pycrew.control.demand import DemandWindow
+from pycrew.control.quoting import said
 from pycrew.control.recall import Recall
 from pycrew.control.submissions import Submissions
 from pycrew.control.tasks import Task
@@ -262,7 +263,8 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
             tasks.extend(self._take_in_flight(conn))
         held = [t for t in tasks if not t.resolved]
         stuck = self.resolving  # the loop did not end: it is still unpickling this task's result
-        if stuck is not None and self.thread.is_alive() and (stuck.future is None or not stuck.future.done()):
+        elsewhere = threading.current_thread() is not self.thread  # (not an observer of its result terminating)
+        if stuck is not None and elsewhere and self.thread.is_alive() and (stuck.future is None or not stuck.future.done()):
             held.append(stuck)
         return held
 
@@ -305,7 +307,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
             self._drop(conn, f"protocol error: {exc}")
         except Exception as exc:  # no frame may end the loop: this connection goes instead
             log.exception("handling a frame from worker connection %s (instance %s) failed", link.id, conn.instance)
-            self._drop(conn, f"its frame could not be handled: {type(exc).__name__}: {exc}")
+            self._drop(conn, f"its frame could not be handled: {said(exc)}")
 
     def link_closed(self, link: Link) -> None:
         """A worker's connection is gone."""

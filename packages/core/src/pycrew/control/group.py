@@ -230,7 +230,7 @@ class ControllerGroup(concurrent.futures.Executor):
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
-        check_wait_timeout(timeout)
+        timeout = check_wait_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
         failed: dict[str, PycrewError] = {}

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any
 
-from pycrew.control.launch_reports import shown
+from pycrew.control.quoting import shown
 from pycrew.wire.clock import capped
 
 if TYPE_CHECKING:

@@ -8,7 +8,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pycrew.control.quoting import said, shown
 from pycrew.plugin_api import TOKEN_ENV, WorkerInfo
+
+__all__ = ["shown"]  # (its home was here: pycrew.monitor and others import it from here)
 
 if TYPE_CHECKING:
     from pycrew.controller_options import ControllerOptions
@@ -29,12 +32,6 @@ UNREACHABLE_MARK = "(the platform could not be reached, or was unavailable, for 
 #: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
 #: tasks waiting, starts (the scaler counts them: see Scaler.disconnected).
 WALL_FIRST = "the worker reached its seconds_wall before its first task, with tasks waiting: "
-
-
-def shown(value: object) -> str:
-    """``repr(value)``, cut to 80 characters, for an error message quoting what a plugin or a user gave."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 #: How many handles per worker call are read at most from an iterator a launch hook returned
@@ -71,7 +68,7 @@ def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[
     try:
         handles.extend(itertools.islice(returned, HANDLES_READ_PER_CALL * max(1, calls)))
     except Exception as exc:  # a generator that fails half-way: what it yielded is still terminated
-        failed = f" before reading it raised {type(exc).__name__}: {exc}"
+        failed = f" before reading it raised {said(exc)}"
     return handles, (
         f"launcher {launcher!r} returned a {kind}, not a list, that yielded {len(handles)} handle(s){failed} "
         f"for {calls} worker call(s); {must}"

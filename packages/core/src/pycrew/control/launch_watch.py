@@ -33,6 +33,7 @@ from pycrew.control.launch_reports import (
     explain_ended,
     launch_error_message,
 )
+from pycrew.control.quoting import said
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING
 from pycrew.errors import LaunchError
 from pycrew.monitor import worker_logs
@@ -143,10 +144,10 @@ class LaunchWatch:
             for info in infos or []:
                 if isinstance(info, WorkerInfo) and info.ended and isinstance(info.instance, str) and info.instance:
                     # (only launching ones: a monitor lists the workers that ended minutes ago too)
-                    said = self._with_output(info) if info.instance in launching else info
-                    ended.append((info.instance, info.handle, explain_ended(said)))
+                    told = self._with_output(info) if info.instance in launching else info
+                    ended.append((info.instance, info.handle, explain_ended(told)))
         except BaseException as exc:  # SystemExit too; the monitor is a shortcut, seconds_launch bounds every launch
-            failed = f"{type(exc).__name__}: {exc}"
+            failed = said(exc)
         assert self.dispatcher is not None
         self.dispatcher.call_soon(lambda: self._launching_listed(ended, failed))
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import cloudpickle
 
-from pycrew.control.launch_reports import shown
+from pycrew.control.quoting import said, shown
 from pycrew.errors import SerializationError
 from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, call_by_name, load_function
 
@@ -281,7 +281,7 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         try:
             cloudpickle.dumps(obj)
         except Exception as exc:
-            return f"{label} ({shown(obj)}): {type(exc).__name__}: {exc}"
+            return f"{label} ({shown(obj)}): {said(exc)}"
     return "unknown part"
 
 

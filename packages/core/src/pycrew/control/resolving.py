@@ -15,6 +15,7 @@ from typing import Any
 from pycrew.control.backups import Backups
 from pycrew.control.conn import Conn
 from pycrew.control.futures import TaskFuture
+from pycrew.control.quoting import said
 from pycrew.control.tasks import Task, decode_fields, local_result, unpickling_failed
 from pycrew.errors import ControllerError, TaskCrashError, TaskError, TaskTimeoutError
 from pycrew.results import TaskResult
@@ -81,7 +82,7 @@ class Resolving(Backups):
         except Exception as exc:  # a bug here must not leave the task unresolved (nor end the loop)
             log.exception("controller %r: resolving task %r failed", self.name, task.name)
             result = local_result(
-                task, "error", f"the controller could not resolve the task's result: {type(exc).__name__}: {exc}",
+                task, "error", f"the controller could not resolve the task's result: {said(exc)}",
                 _CONTROLLER_ERROR, self._where(None),
             )
         self._finish(task, result)
@@ -186,7 +187,11 @@ class Resolving(Backups):
             self._relaying.discard(task.id)
             if self._result_listeners:
                 self._tell_listeners(task, result)
-            task.relay(result)
+            try:
+                task.relay(result)
+            except BaseException:  # a submit_task(relay=...) caller's code: SystemExit must not end the dispatcher
+                log.exception("controller %r: the relay of task %r failed on its %s result, which it lost", self.name,
+                              task.name, result.status)
         else:
             self._deliver(task, result)
         self._status_counts[result.status] += 1  # summary()'s resolved: their sum
@@ -216,7 +221,7 @@ class Resolving(Backups):
 
     def _dispatcher_failed(self, error: BaseException) -> ControllerError:
         failure = ControllerError(
-            f"the dispatcher of controller {self.name!r} failed: {type(error).__name__}: {error}; its tasks were "
+            f"the dispatcher of controller {self.name!r} failed: {said(error)}; its tasks were "
             "resolved with this error and the controller accepts no more (terminate it and build a new one)"
         )
         failure.__cause__ = error

@@ -31,6 +31,7 @@ from pycrew.control.crash_watch import CrashWatch
 from pycrew.control.hook_pool import HookPool
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
+from pycrew.control.quoting import said
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
 from pycrew.plugin_api import TLS_CA_ENV, LauncherInfo, LauncherSpec, WorkerCall
@@ -231,7 +232,7 @@ class Scaler(LaunchWatch, CrashWatch):
             if wrong is not None:
                 raise self._rejected(handles, wrong)
         except BaseException as exc:  # SystemExit too (a plugin that calls a command-line tool's main()): never unreported
-            message = f"{type(exc).__name__}: {exc}{open_files_hint(exc)}"
+            message = f"{said(exc)}{open_files_hint(exc)}"
             log.warning("launcher %r failed to launch %d worker(s): %s", self.info.name, len(calls), message)
             assert self.dispatcher is not None
             transient = getattr(exc, "transient", False) is True  # the platform unreachable (see launch_watch)

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
+from pycrew.control.quoting import shown, text_of
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import ControllerError, OptionsError
 from pycrew.results import STATUSES, ControllerSummary, Summary, TaskResult, WorkerSummary
@@ -74,7 +75,7 @@ class SequentialController(concurrent.futures.Executor):
             kind = type(exc)
             fields = {
                 "status": "error",
-                "error": str(exc) or repr(exc),
+                "error": text_of(exc) or shown(exc),
                 "error_type": kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}",
                 "traceback": traceback.format_exc(),
                 "exception": exc,

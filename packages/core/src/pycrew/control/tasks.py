@@ -7,6 +7,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, cast
 
+from pycrew.control.quoting import said
 from pycrew.errors import RemoteTraceback, SerializationError
 from pycrew.results import Status, TaskResult
 from pycrew.wire.records import RESULT_FIELDS, ResultRecord
@@ -130,7 +131,7 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
 
 def unpickling_failed(task: Task, exc: BaseException, where: dict[str, Any]) -> TaskResult:
     """The error result of a task whose result payload raised ``exc`` when unpickled."""
-    return _unreadable(task, f"the result could not be unpickled on the controller: {type(exc).__name__}: {exc}", where)
+    return _unreadable(task, f"the result could not be unpickled on the controller: {said(exc)}", where)
 
 
 def decode_fields(task: Task, fields: Any, where: dict[str, Any]) -> TaskResult:
