@@ -82,3 +82,15 @@ def test_a_failure_that_is_not_transient_still_fails_after_launch_max(flaky, mak
     with pytest.raises(pycrew.LaunchError, match="refused the connection"):
         future.result(timeout=60)
     assert flaky.failed == 2
+
+
+def test_the_launch_error_counts_the_launches_that_failed_past_launch_max(flaky, make_controller):
+    """Probe J (AWS Batch throttled for 20 s): the log said "failed launch 3 (past
+    launch_max=2 ...)" and the LaunchError "failed to start a worker 2 times in a row"."""
+    c = make_controller("flaky", workers=1, launch_max=2, seconds_unreachable=1.5).start()
+    future = c.submit(abs, -4)
+    with pytest.raises(pycrew.LaunchError) as info:
+        future.result(timeout=60)
+    failures = c.summary().workers[0].launch_failures
+    assert failures > 2, f"the platform was unreachable for 1.5 s, yet only {failures} launches failed"
+    assert f"failed to start a worker {failures} times in a row (launch_max=2)" in str(info.value), str(info.value)

@@ -136,7 +136,8 @@ def describe_worker(info: WorkerInfo) -> str:
 
 
 def launch_error_message(
-    launcher: str, controller: str | None, options: ControllerOptions, reason: str, command: str, url: str
+    launcher: str, controller: str | None, options: ControllerOptions, reason: str, command: str, url: str,
+    failures: int | None = None,
 ) -> str:
     """The message of the :class:`LaunchError` raised after ``launch_max`` failed launches in a row.
 
@@ -148,7 +149,10 @@ def launch_error_message(
             (a worker's output) at the end.
         command: the worker command line, with the interpreter the launcher really uses.
         url: where workers dial.
+        failures: the failed launches in a row (default ``launch_max``; more while the
+            platform was unreachable, see ``seconds_unreachable``).
     """
+    failures = options.launch_max if failures is None else failures
     first, _, more = reason.partition("\n")
     if first.startswith(HOOK_FAILED):  # the platform's answer, often several stderr lines: all of it inline
         first, more = "; ".join(line.strip() for line in reason.splitlines() if line.strip()), ""
@@ -200,7 +204,7 @@ def launch_error_message(
             f"platform."
         )
     return (
-        f"launcher {launcher!r} of controller {controller!r} failed to start a worker {options.launch_max} times "
+        f"launcher {launcher!r} of controller {controller!r} failed to start a worker {failures} times "
         f"in a row (launch_max={options.launch_max}); last reason: {first}. The worker command is: {command} (with "
         f"its token in ${TOKEN_ENV}). {advice} {look}"
         + (f"\n{more}" if more else "")

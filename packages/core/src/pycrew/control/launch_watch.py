@@ -368,7 +368,8 @@ class LaunchWatch:
             self._park(self.slots[slot - 1], reason, self.clock())
             return
         example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
-        error = LaunchError(launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url))
+        failures = self.slots[slot - 1].failures or None  # (past launch_max while the platform was unreachable)
+        error = LaunchError(launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url, failures))
         if self.on_error is not None:  # the waiting futures fail before any caller can see the error
             try:
                 self.on_error(error)
