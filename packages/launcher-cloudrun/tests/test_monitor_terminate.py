@@ -86,3 +86,24 @@ def test_monitor_terminating_every_live_task_of_a_live_controller_cancels_the_ex
     monitor = pycrew.Monitor("cloudrun", **cloudrun_options)
     assert monitor.terminate(monitor.list(c.id)) == 2
     assert cloudrun_emulator.wait_execution(execution, timeout=30) == "cancelled"
+
+
+def test_a_termination_the_unavailable_api_stopped_stays_transient(
+    cloudrun_emulator: CloudRunEmulator, cloudrun_options: dict[str, Any], pending_pair: tuple[pycrew.Controller, str]
+) -> None:
+    """Core logs a transient failure to terminate as a WARNING; on 5def9d3 the error that
+    gathered the executions' errors dropped the flag, and a 503 outage during terminate()
+    was logged as an ERROR with a traceback (probe J, 2 of 2 runs)."""
+    from pycrew_cloudrun import CloudRunError
+
+    c, execution = pending_pair
+    jobs = jobs_for(cloudrun_options)
+    tasks = [w.handle for w in jobs.workers(c.id) if w.handle.execution == execution]
+    assert len(tasks) == 2
+    cloudrun_emulator.faults.fail_next(100_000, status=503)
+    try:
+        with pytest.raises(CloudRunError) as info:
+            jobs.terminate(tasks)
+    finally:
+        cloudrun_emulator.faults.reset()
+    assert info.value.transient, f"every request failed with 503, yet not transient: {info.value}"

@@ -20,6 +20,7 @@ from pycrew_cloudrun.clients import Clients, resolve_project
 from pycrew_cloudrun.options import CloudRunOptions
 from pycrew_cloudrun.records import execution_done
 from pycrew_cloudrun.retry import CloudRunError, RetryPolicy, call_api
+from pycrew_cloudrun.vanished import LaunchedExecution
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class EngineBase:
         self._requested: dict[str, set[int]] = {}
         self._receipts: dict[str, str] = {}
         self._listing: dict[str | None, tuple[float, list[WorkerInfo]]] = {}
-        self._launched: dict[str, float] = {}  # executions this process ran and did not cancel -> when
+        self._launched: dict[str, LaunchedExecution] = {}  # executions this process ran and did not cancel
 
     # -- basics --------------------------------------------------------------------------
 
@@ -113,6 +114,19 @@ class EngineBase:
             if current is not None and not execution_done(current):
                 raise CloudRunError(f"cancel execution {execution} failed: {type(exc).__name__}: {exc}") from exc
         self._forget(execution)
+
+    def _stop_deleted(self, execution: str, indexes: set[int]) -> bool:
+        """If ``execution`` was found deleted from outside pycrew (see :mod:`pycrew_cloudrun.vanished`):
+        stop reporting tasks ``indexes`` of it (pycrew stops them: no news), forget it once none is
+        left, and return ``True`` (nothing runs, nothing to cancel); else ``False``."""
+        with self._lock:
+            record = self._launched.get(execution)
+            if record is None or record.gone is None:
+                return False
+            record.stopped |= indexes
+            if len(record.stopped) >= len(record.tag.slots):
+                del self._launched[execution]
+            return True
 
     def _forget(self, execution: str) -> None:
         """The execution has ended or was cancelled: drop what is remembered, destroy its key."""

@@ -23,6 +23,7 @@ from pycrew_cloudrun import jobspec, runs, tag
 from pycrew_cloudrun.job_setup import JobSetup
 from pycrew_cloudrun.records import CloudRunHandle, execution_tag, timestamp
 from pycrew_cloudrun.retry import CloudRunError, call_api
+from pycrew_cloudrun.vanished import LaunchedExecution
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Launching(JobSetup):
             for run in runs.plan_runs(calls):
                 execution = self._run(job, run)
                 started.append(execution)
-                self._remember_launch(execution)
+                self._remember_launch(execution, run.tag)
                 for k, call in enumerate(run.calls):
                     handles[call.instance] = CloudRunHandle(execution, k, call.instance, len(run.calls))
         except BaseException:
@@ -169,8 +170,8 @@ class Launching(JobSetup):
             except CloudRunError as exc:
                 log.warning("cloudrun: could not cancel %s: %s", twin, exc)
 
-    def _remember_launch(self, execution: str) -> None:
+    def _remember_launch(self, execution: str, found: tag.ExecutionTag) -> None:
         with self._lock:
-            self._launched[execution] = time.time()
+            self._launched[execution] = LaunchedExecution(execution, found)
             while len(self._launched) > LAUNCHED_MAX:
                 self._launched.pop(next(iter(self._launched)))

@@ -5,10 +5,14 @@ tasks (failed, succeeded, cancelled) of executions this process launched, until 
 them or for :data:`SECONDS_ENDED_KEEP` after they completed: with the task's ``Completed``
 condition message and ``last_attempt_result`` (status message, exit code), so that core
 fails a launch whose task could not start (a missing image, a missing interpreter) at once.
+The tasks of such an execution that was deleted from outside pycrew before it ended are
+listed as ``cancelled`` (state ``DELETED``), once a read confirms it gone: see
+:mod:`pycrew_cloudrun.vanished`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +32,10 @@ from pycrew_cloudrun.records import (
     task_state,
     timestamp,
 )
-from pycrew_cloudrun.retry import call_api
+from pycrew_cloudrun.retry import CloudRunError, call_api
+from pycrew_cloudrun.vanished import LaunchedExecution
+
+log = logging.getLogger(__name__)
 
 #: Ended tasks of executions this process launched are listed this long after the execution completed.
 SECONDS_ENDED_KEEP = 120.0
@@ -104,8 +111,8 @@ class MonitorListing(EngineBase):
 
         Live ones (pending or running tasks) of every pycrew execution, and ended ones of the
         executions this process launched and did not cancel, up to :data:`SECONDS_ENDED_KEEP`
-        after they completed (see the module docstring). Listed at most once per
-        ``seconds_poll`` (launches and terminations refresh it).
+        after they completed, or deleted from outside pycrew (see the module docstring).
+        Listed at most once per ``seconds_poll`` (launches and terminations refresh it).
 
         Raises:
             CloudRunError: the listing failed.
@@ -118,12 +125,18 @@ class MonitorListing(EngineBase):
         result: list[WorkerInfo] = []
         with self._lock:
             launched = set(self._launched)
+        listed: set[str] = set()
         for execution, found in self._pycrew_executions(controller_id, include_done=bool(launched)):
+            listed.add(execution.name)
             mine = execution.name in launched
             if execution_done(execution):
                 completed = timestamp(execution.completion_time) if "completion_time" in execution else None
                 if not mine:
                     continue
+                with self._lock:
+                    record = self._launched.get(execution.name)
+                    if record is not None:
+                        record.ended = True  # its deletion later (retention, a cleanup) is no news
                 if completed is not None and time.time() - completed > SECONDS_ENDED_KEEP:
                     with self._lock:
                         self._launched.pop(execution.name, None)
@@ -135,9 +148,51 @@ class MonitorListing(EngineBase):
             result += [
                 self._worker_info(execution, found, t) for t in tasks if mine or task_state(t) in ("PENDING", "RUNNING")
             ]
+        if launched:
+            result += self._deleted_from_outside(controller_id, launched - listed)
         with self._lock:
             self._listing[controller_id] = (now, result)
         return list(result)
+
+    def _deleted_from_outside(self, controller_id: str | None, missing: set[str]) -> list[WorkerInfo]:
+        """The tasks of executions this process launched (of one controller, or all) that a read
+        finds deleted, among those ``missing`` from the listing, as ended workers (see
+        :mod:`pycrew_cloudrun.vanished`); those reported long enough are forgotten."""
+        with self._lock:
+            unsure = [r for r in self._launched.values() if r.name in missing and r.gone is None and r.mine(controller_id)]
+        for record in unsure:
+            if record.ended:  # it ended, then went: its end was listed
+                with self._lock:
+                    self._launched.pop(record.name, None)
+                continue
+            try:  # absence from a listing is not enough (it may lag): only NotFound says it is gone
+                call_api(
+                    f"get execution {record.name}",
+                    lambda name=record.name: self.clients.executions.get_execution(  # type: ignore[misc]
+                        name=name, retry=None, timeout=self._timeout()
+                    ),
+                    self.policy, permission="run.executions.get", passthrough=(gexc.NotFound,),
+                )
+            except gexc.NotFound:
+                self._confirm_deleted(record)
+            except CloudRunError as exc:  # asked again at the next listing
+                log.debug("cloudrun: could not read %s, missing from the listing: %s", record.name, exc)
+        now = time.monotonic()
+        with self._lock:
+            for name in [n for n, r in self._launched.items() if r.expired(now)]:
+                del self._launched[name]
+            gone = [r for r in self._launched.values() if r.gone is not None and r.mine(controller_id)]
+        return [w for r in gone for w in r.deleted_workers(self.launcher_name)]
+
+    def _confirm_deleted(self, record: LaunchedExecution) -> None:
+        """A read found ``record``'s execution deleted: report its tasks from now on, destroy its key."""
+        with self._lock:
+            if self._launched.get(record.name) is not record:
+                return  # pycrew cancelled it meanwhile: no news
+            record.stopped = frozenset(self._requested.get(record.name, ()))
+            record.gone = time.monotonic()
+        log.info("cloudrun: execution %s was deleted from outside pycrew", record.name)
+        self._forget(record.name)
 
     def _worker_info(self, execution: Any, found: tag.ExecutionTag, task: Any) -> WorkerInfo:
         """A task as a :class:`pycrew.WorkerInfo` (an ended one with its message and exit code)."""

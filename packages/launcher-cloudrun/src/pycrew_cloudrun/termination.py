@@ -70,10 +70,12 @@ class Termination(EngineBase):
                 done = len(groups) - len(refused)
                 tail = f" (the tasks of the other {done} execution(s) asked were terminated)" if done else ""
                 raise NotTerminatedError(message + tail, [t for e in refused for t in e.tasks])
-            raise CloudRunError(message)
+            raise CloudRunError(message, transient=all(e.transient for e in errors))  # (core logs it so)
 
     def _terminate_tasks(self, execution: str, count: int, indexes: set[int], listed: bool) -> None:
         """Stop tasks ``indexes`` of ``execution``; ``listed``: a monitor asks (see :meth:`terminate`)."""
+        if self._stop_deleted(execution, indexes):
+            return
         with self._lock:
             before = set(self._requested.get(execution, ()))
             wanted = before | indexes

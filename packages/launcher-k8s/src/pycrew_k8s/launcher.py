@@ -12,7 +12,9 @@
 - **terminate**: delete the Jobs with background propagation (their pods and Secrets go
   too); Jobs already gone are fine. Pods that never started are logged with their reason.
 - **list**: pycrew's Jobs by label, with their pod's state, node, age and reason (for a Job
-  without a pod, the job controller's ``FailedCreate`` event, e.g. a ResourceQuota's refusal).
+  without a pod, the job controller's ``FailedCreate`` event, e.g. a ResourceQuota's refusal);
+  and the Jobs this process launched that were deleted from outside pycrew, as ``cancelled``
+  (see :mod:`pycrew_k8s.vanished`), so that a launch whose Job was deleted fails at once.
 
 :class:`K8sLauncher` is put together from :class:`~pycrew_k8s.launcher_base.LauncherBase`
 (options, connection, paging, events) and :class:`~pycrew_k8s.start_check.StartCheck` (the
@@ -97,7 +99,9 @@ class K8sLauncher(StartCheck):
                 log.info("k8s: deleting the %d Job(s) of a failed launch", len(created))
                 self._delete_jobs(cluster, namespace, created, quiet=True)
             raise
-        return [f"{namespace}/{name}" for name in created]
+        handles = [f"{namespace}/{name}" for name in created]
+        self.launched.remember(calls, handles)
+        return handles
 
     def _create_job(self, cluster: Cluster, namespace: str, call: WorkerCall, name: str, batch: str) -> str:
         """Create the Job; return its uid. A name that exists is this launch's own (retried) create."""
@@ -136,6 +140,7 @@ class K8sLauncher(StartCheck):
             ValueError: a handle is not ``"namespace/job"``.
             K8sApiError: a deletion failed for another reason (the others are still tried).
         """
+        self.launched.forget(h for h in handles if isinstance(h, str))  # pycrew's own deletions are no news
         by_namespace: dict[str, list[str]] = {}
         for handle in handles:
             namespace, name = parse_handle(handle)
@@ -184,7 +189,8 @@ class K8sLauncher(StartCheck):
     def workers(self, controller_id: str | None) -> list[WorkerInfo]:
         """pycrew's workers of this launcher (of one controller, or all), with state, node, age and reason;
         those whose Job has finished or is being deleted too, as ended (``status`` done, failed, cancelled),
-        and those whose pod the API server refuses (a ResourceQuota) as failed and ``queued``."""
+        those whose pod the API server refuses (a ResourceQuota) as failed and ``queued``, and those this
+        process launched whose Job was deleted from outside pycrew as ``cancelled`` (see :mod:`pycrew_k8s.vanished`)."""
         cluster = self.cluster
         selector = manifests.selector(self.name, controller_id)
         namespace = None if self.options.all_namespaces else self.namespace()
@@ -199,7 +205,30 @@ class K8sLauncher(StartCheck):
         refused: dict[tuple[str, str], str] = {}
         if any(not by_job.get(job_key(j)) for j in live):  # why a Job has no pod: its events say
             refused = self._create_failures(cluster, namespace)
-        return [worker_info(self.name, job, by_job.get(job_key(job), []), refused.get(job_key(job), "")) for job in jobs]
+        listed = [worker_info(self.name, job, by_job.get(job_key(job), []), refused.get(job_key(job), "")) for job in jobs]
+        return listed + self._deleted_from_outside(cluster, controller_id, namespace, jobs)
+
+    def _deleted_from_outside(
+        self, cluster: Cluster, controller_id: str | None, namespace: str | None, jobs: list[dict[str, Any]]
+    ) -> list[WorkerInfo]:
+        """The Jobs this process launched that are missing from ``jobs`` (the listing of ``namespace``,
+        ``None``: all) and that a read finds deleted, as ended workers (see :mod:`pycrew_k8s.vanished`).
+
+        A listed Job that has finished or is being deleted is forgotten: the listing reports its end.
+        """
+        self.launched.forget("/".join(job_key(j)) for j in jobs if job_finished(j) or (j.get("metadata") or {}).get("deletionTimestamp"))
+        once = RetryPolicy(1, self.policy.seconds_timeout, self.policy.seconds_timeout)
+        for job in self.launched.unlisted(controller_id, namespace, {"/".join(job_key(j)) for j in jobs}):
+            try:  # absence from a listing is not enough (it may lag): only a 404 says the Job is gone
+                found = request(cluster.batch.read_namespaced_job, job.name, job.namespace, policy=once,
+                                namespace=job.namespace, what=f"the Job of worker {job.worker}", missing_ok=True)
+            except K8sApiError as exc:  # asked again at the next listing
+                log.debug("k8s: could not read Job %s, missing from the listing: %s", job.handle, exc)
+                continue
+            if found is None:
+                log.info("k8s: worker Job %s was deleted from outside pycrew", job.handle)
+                self.launched.confirm_gone(job.handle)
+        return self.launched.gone(self.name, controller_id)
 
     def logs(self, handle: str, tail_lines: int | None = None) -> str:
         """The log of a worker's pod (its newest pod), stdout and stderr.

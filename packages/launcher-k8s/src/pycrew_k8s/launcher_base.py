@@ -15,6 +15,7 @@ from pycrew_k8s.api import K8sApiError, RetryPolicy, request
 from pycrew_k8s.cluster import Cluster, connect
 from pycrew_k8s.options import K8sOptions
 from pycrew_k8s.pods import create_failures
+from pycrew_k8s.vanished import LaunchedJobs
 
 log = logging.getLogger("pycrew_k8s.launcher")
 
@@ -36,6 +37,8 @@ class LauncherBase:
         self.policy = RetryPolicy(options.api_attempts_max, options.seconds_api_retry, options.seconds_api_timeout)
         #: Listing events was refused (403): they are optional (see the README's Role), not asked for again.
         self.events_forbidden = False
+        #: The Jobs this process launched and did not terminate: the monitor reports those deleted from outside.
+        self.launched = LaunchedJobs()
 
     @property
     def cluster(self) -> Cluster:

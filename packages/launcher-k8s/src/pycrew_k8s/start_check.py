@@ -3,7 +3,8 @@
 After a batch's Jobs are created, its pods are watched for up to ``seconds_launch_check``:
 pods that cannot start (image pull errors, unschedulable, configuration errors, pods a
 ResourceQuota refuses) raise :class:`PodStartError` with the platform's reason and a hint
-at what to change.
+at what to change. A Job deleted from outside pycrew meanwhile is not waited for: the
+monitor reports it (see :mod:`pycrew_k8s.vanished`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from pycrew import PycrewError, WorkerCall
 from pycrew_k8s import manifests
+from pycrew_k8s.api import K8sApiError, RetryPolicy, request
 from pycrew_k8s.cluster import Cluster
 from pycrew_k8s.launcher_base import LauncherBase
 from pycrew_k8s.listing import JOB_NAME_LABEL
@@ -102,16 +104,22 @@ class StartCheck(LauncherBase):
         A pod that ended (its worker exited, or its container could not run) is left to the
         monitor, which reports it to core's launch watch with its exit code. A Job without a
         pod gets its events read: pods refused by a ResourceQuota fail the launch at once if
-        no pod of the batch exists; otherwise the monitor reports those Jobs.
+        no pod of the batch exists; otherwise the monitor reports those Jobs. Jobs deleted from
+        outside pycrew (:meth:`_deleted_jobs`, once a second) are left to the monitor too.
         """
         window = min(self.options.seconds_launch_check, calls[0].seconds_launch)
         if window <= 0:
             return
         began = time.monotonic()
         deadline, events_due = began + window, began + SECONDS_EVENTS
+        jobs_due, deleted = began + SECONDS_EVENTS, set[str]()
         pause = 0.1
         while True:
             states = self._batch_states(cluster, namespace, batch, jobs)
+            if time.monotonic() >= jobs_due:
+                jobs_due = time.monotonic() + SECONDS_EVENTS
+                deleted |= self._deleted_jobs(cluster, namespace, batch, [j for j in jobs if j not in deleted])
+            states = {j: s for j, s in states.items() if j not in deleted}
             blocked: list[tuple[str, PodState]] = []
             if any(s is None for s in states.values()) and time.monotonic() >= events_due:
                 events_due = time.monotonic() + SECONDS_EVENTS
@@ -121,9 +129,9 @@ class StartCheck(LauncherBase):
             started = [j for j, s in states.items() if s is not None and s.outcome == "started"]
             ended = [j for j, s in states.items() if s is not None and s.outcome == "failed" and s.phase == "Failed"]
             failed = [(j, s) for j, s in states.items() if s is not None and s.outcome == "failed" and s.phase != "Failed"]
-            if len(blocked) == len(jobs) or (failed and not started):
+            if (blocked and len(blocked) == len(states)) or (failed and not started):
                 raise self._start_error(namespace, failed or blocked, len(jobs))
-            if len(started) + len(ended) + len(blocked) == len(jobs):
+            if len(started) + len(ended) + len(blocked) + len(deleted) == len(jobs):
                 for job, state in blocked:
                     log.warning("k8s: worker Job %s/%s has no pod: %s", namespace, job, state.reason)
                 return
@@ -147,6 +155,24 @@ class StartCheck(LauncherBase):
         if stuck:
             raise self._start_error(namespace, stuck, len(jobs), seconds=window)
         log.debug("k8s: batch %s not running yet after %g s; the controller's seconds_launch decides", batch, window)
+
+    def _deleted_jobs(self, cluster: Cluster, namespace: str, batch: str, jobs: list[str]) -> set[str]:
+        """The ``jobs`` deleted from outside pycrew (``kubectl delete``, a cleanup) during the check: missing
+        from the batch's listing, and a read finds nothing. Best effort, one attempt each: ``set()`` on errors."""
+        if not jobs:
+            return set()
+        once = RetryPolicy(1, self.policy.seconds_timeout, self.policy.seconds_timeout)
+        try:
+            listed = {str((j.get("metadata") or {}).get("name", "")) for j in self._items(
+                cluster.batch.list_namespaced_job, namespace, policy=once, label_selector=f"{manifests.BATCH}={batch}")}
+            gone = {j for j in jobs if j not in listed and request(
+                cluster.batch.read_namespaced_job, j, namespace, policy=once, namespace=namespace, missing_ok=True) is None}
+        except K8sApiError as exc:  # asked again a second later; the monitor reports them anyway
+            log.debug("k8s: could not list the Jobs of batch %s during the launch check: %s", batch, exc)
+            return set()
+        for job in sorted(gone):
+            log.info("k8s: worker Job %s/%s was deleted from outside pycrew during the launch check", namespace, job)
+        return gone
 
     def _batch_states(self, cluster: Cluster, namespace: str, batch: str, jobs: list[str]) -> dict[str, PodState | None]:
         pods = list(self._items(cluster.core.list_namespaced_pod, namespace, label_selector=f"{manifests.BATCH}={batch}"))
