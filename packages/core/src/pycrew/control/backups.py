@@ -30,7 +30,7 @@ from pycrew.control import callbacks
 from pycrew.control.futures import end_unresolved
 from pycrew.control.quoting import said, text_of
 from pycrew.control.state import ControllerState
-from pycrew.control.tasks import Task, local_result
+from pycrew.control.tasks import ById, Task, local_result
 from pycrew.errors import ControllerError, PycrewError
 from pycrew.results import TaskResult
 
@@ -151,7 +151,7 @@ class Backups(ControllerState):
     @staticmethod
     def _cancel_at(backup: Any, relayed: int, message: str) -> int:
         """Cancel, on ``backup``, the task it queued as ``relayed``; how many were cancelled."""
-        return int(backup._cancel_where(lambda t: t.id == relayed, message))
+        return int(backup._cancel_where(ById(relayed), message))
 
     def _end_held(self, tasks: list[Task]) -> None:
         """After terminate stopped the dispatcher: end the tasks it held and those handed to the backup.

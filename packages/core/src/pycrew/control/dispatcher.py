@@ -103,6 +103,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
         # (Re)offered when it authenticates, when results or acknowledgements give it room, after it was given tasks.
         self._ready: list[tuple[int, int, int]] = []
         self._ready_limit = 0
+        self._assign_more = False
         self._holding: set[int] = set()
         self._steal_pause_until = 0.0
         self.queue: collections.deque[Task] = collections.deque()
@@ -216,7 +217,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
             while not self._stop:
                 now = time.monotonic()
                 due = next_tick if self._demand_at is None else min(next_tick, self._demand_at)
-                timeout = max(0.0, min(due - now, 0.25))
+                timeout = 0.0 if self._assign_more and self.queue else max(0.0, min(due - now, 0.25))
                 events = sel.select(timeout)
                 self._wake_pending = False
                 io = []

@@ -11,6 +11,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from typing import Any, TypeVar
 
 from pycrew.control import callbacks as _callbacks
+from pycrew.control.tasks import ById
 from pycrew.errors import ControllerError
 
 T = TypeVar("T")
@@ -213,7 +214,7 @@ class TaskFuture(Future[T]):
         if self.done() or self._controller is None:
             return self.cancelled()
         task_id = self._task_id
-        self._controller._cancel_where(lambda t: t.id == task_id, "cancelled through its future")
+        self._controller._cancel_where(ById(task_id), "cancelled through its future")
         return self.cancelled()
 
     def _force_cancel(self) -> None:

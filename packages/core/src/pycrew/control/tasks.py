@@ -70,6 +70,19 @@ class Task:
         return self.given_name if self.given_name is not None else f"task_{self.id}"
 
 
+class ById:
+    """A predicate: the task with this id; the dispatcher looks it up on the workers before
+    it scans the queue (cancelling half of 100,000 futures scanned it 50,000 times)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, task_id: int) -> None:
+        self.id = task_id
+
+    def __call__(self, task: Task) -> bool:
+        return task.id == self.id
+
+
 #: The statuses a worker may report (``crash`` is the controller's verdict, never a worker's).
 WORKER_STATUSES = frozenset(("success", "error", "cancel", "timeout"))
 

@@ -13,7 +13,7 @@ from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, LEAVING, READY, Conn, DispatcherSettings
 from pycrew.control.crash_hold import CrashHold
 from pycrew.control.launch_reports import WALL_FIRST
-from pycrew.control.tasks import Task
+from pycrew.control.tasks import ById, Task
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import protocol as p
 from pycrew.wire.transport import Server, busy_not_gone
@@ -360,12 +360,13 @@ class Upkeep(CrashHold):
         Queued tasks are removed; running ones resolve as ``cancel`` at once and their
         workers are told to stop them (and replaced if they do not within the grace period).
         """
-        count = self._cancel_held(lambda t: not t.resolved and predicate(t), message)  # crashed out, held for why
-        for task in self.remove_queued(lambda t: not t.resolved and predicate(t)):
+        on = isinstance(predicate, ById) and [c for c in self.conns.values() if predicate.id in c.in_flight]
+        count = 0 if on else self._cancel_held(lambda t: not t.resolved and predicate(t), message)  # crashed out, held
+        for task in [] if on else self.remove_queued(lambda t: not t.resolved and predicate(t)):
             self._on_result(task, None, None, ("cancel", message, "CancelledError"))
             count += 1
         now = time.monotonic()
-        for conn in list(self.conns.values()):
+        for conn in on or list(self.conns.values()):
             if conn.state != READY:
                 continue
             ids = [tid for tid, t in conn.in_flight.items() if not t.resolved and predicate(t)]

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pycrew.dashboard import prometheus
+from pycrew.dashboard.bodies import Pace, Rendered
 from pycrew.dashboard.state import DashboardState
 from pycrew.errors import ControllerError
 from pycrew.network import routable_address
@@ -89,6 +90,7 @@ class _Server(ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         self._refused = 0
         self._next_warning = 0.0
+        self.pace = Pace()  # (see pycrew.dashboard.bodies)
         super().__init__(address, _Handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
@@ -229,6 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        self.server.pace.wait()
         url = urlsplit(self.path)
         if not self._allowed(parse_qs(url.query)):
             return
@@ -238,10 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, dashboard.page, "text/html; charset=utf-8")
             elif url.path == "/api/state":
-                body = json.dumps(dashboard.state.snapshot(), allow_nan=False, default=str).encode()
-                self._send(HTTPStatus.OK, body, "application/json")
+                self._send(HTTPStatus.OK, dashboard.state_body.body(), "application/json")
             elif url.path == "/metrics":
-                self._send(HTTPStatus.OK, prometheus.render(dashboard.state).encode(), prometheus.CONTENT_TYPE)
+                self._send(HTTPStatus.OK, dashboard.metrics_body.body(), prometheus.CONTENT_TYPE)
             else:
                 self._refuse(
                     HTTPStatus.NOT_FOUND, f"no such page {url.path!r}: the dashboard serves /, /api/state and /metrics"
@@ -291,6 +293,9 @@ class Dashboard:
         # Weakly, as the dispatcher does: its threads must not keep a dropped controller (pycrew.control.release).
         self._controller = weakref.proxy(controller)
         self.state = DashboardState(self._controller)
+        state = self.state  # (the bodies hold the state, not this dashboard)
+        self.state_body = Rendered(lambda: json.dumps(state.snapshot(), allow_nan=False, default=str).encode())
+        self.metrics_body = Rendered(lambda: prometheus.render(state).encode())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
