@@ -269,3 +269,18 @@ def test_group_map_applies_the_time_limit(make_controller):
     group = pycrew.ControllerGroup(make_controller("local", workers=1, name="only"))
     with group, pytest.raises(pycrew.TaskTimeoutError):
         list(group.map(time.sleep, [30], seconds_timeout=0.5))
+
+
+def test_a_failed_group_start_leaves_a_controller_started_before_it_running(make_controller):
+    """Probe M (session 33): ControllerGroup(terminated, started).start() terminated the
+    controller its user had started and given work."""
+    gone = make_controller("local", workers=1, name="gone")
+    gone.terminate()
+    busy = make_controller("local", workers=1, name="busy").start()
+    fresh = make_controller("local", workers=1, name="fresh")
+    future = busy.submit(time.sleep, 0.5)
+    group = pycrew.ControllerGroup(gone, busy, fresh)
+    with pytest.raises(pycrew.ControllerError, match="terminated"):
+        group.start()
+    assert future.result(timeout=60) is None and busy.submit(abs, -2).result(timeout=60) == 2
+    assert fresh._terminated, "the one this start() started (or would have) is terminated"

@@ -290,11 +290,13 @@ class ControllerGroup(concurrent.futures.Executor):
     # -- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> ControllerGroup:
-        """Start every controller; if one cannot start, terminate those that did, then raise."""
+        """Start every controller; if one cannot start, terminate those this call started
+        (not those started before, which may hold their user's work), then raise."""
+        before = {id(c) for c in self.controllers.values() if getattr(c, "_started", False)}
         try:
             self._each(lambda c: c.start())
-        except BaseException:
-            self._all(lambda c: c.terminate(), cleanup=True)  # none left running with its workers
+        except BaseException:  # none this call started is left running with its workers
+            self._all(lambda c: None if id(c) in before else c.terminate(), cleanup=True)
             raise
         return self
 
