@@ -33,6 +33,7 @@ import pluggy
 
 from pycrew import hookspecs
 from pycrew.errors import LauncherNotFoundError, PluginError
+from pycrew.fork_safety import free_after_fork
 from pycrew.hookspecs import RegisterLauncher
 from pycrew.launcher_plugin import LauncherPlugin
 from pycrew.plugin_api import LauncherSpec
@@ -327,6 +328,7 @@ class PluginRegistry:
 
 _registry: PluginRegistry | None = None
 _registry_lock = threading.Lock()
+free_after_fork(_registry_lock)  # (a thread may hold it at a fork)
 
 
 def get_registry() -> PluginRegistry:

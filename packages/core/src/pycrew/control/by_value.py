@@ -36,6 +36,7 @@ from pycrew.control.pickling import (
     names_beyond,
     shipped_function,
 )
+from pycrew.fork_safety import free_after_fork
 from pycrew.wire.functions import CACHE_BYTES_MAX, class_by_name, load_class, load_function
 
 _by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
@@ -89,6 +90,7 @@ class _KeptClass:
 # id(cls) -> its _KeptClass; an entry leaves when its class is collected.
 _kept: dict[int, _KeptClass] = {}
 _lock = threading.Lock()
+free_after_fork(_lock)  # (a thread may hold it at a fork)
 
 
 def _forget(key: int, ref: weakref.ref[type]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pycrew.control import callbacks as _callbacks
 from pycrew.control.tasks import ById
 from pycrew.errors import ControllerError
+from pycrew.fork_safety import free_after_fork
 
 T = TypeVar("T")
 
@@ -53,6 +54,10 @@ class _LazyCondition:
                 condition = fields["_condition"] = threading.Condition()
         return condition
 
+
+# A child forked while a thread held the lock (a dispatcher making a future's condition)
+# would wait for it for good on its own controller's futures.
+free_after_fork(_LazyCondition.lock)
 
 #: The attributes ``Future.__init__`` sets; TaskFuture sets the same (but the condition).
 _FUTURE_FIELDS = frozenset(vars(Future()))

@@ -44,6 +44,7 @@ import cloudpickle
 
 from pycrew.control.quoting import said, shown
 from pycrew.errors import SerializationError
+from pycrew.fork_safety import free_after_fork
 from pycrew.wire.functions import CACHE_BYTES_MAX, DYNAMIC_CODE, call_by_name, load_function
 
 _MAIN = b"__main__"
@@ -157,6 +158,7 @@ class _Kept:
 # cost ~1.3 us a task; this ~0.2 us); an entry leaves when its function is collected.
 _kept: dict[int, _Kept] = {}
 _kept_lock = threading.Lock()
+free_after_fork(_kept_lock)  # (a thread may hold it at a fork)
 _registry_seen: frozenset[str] = _EMPTY  # the by-value modules the kept decisions assumed
 # id(fn) -> (fn, its plain pickle) for a C module's functions (abs, math.sqrt): they live as
 # long as their module and take no weak references, so they are held (one per function).

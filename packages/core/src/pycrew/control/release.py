@@ -25,6 +25,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pycrew.fork_safety import free_after_fork
+
 log = logging.getLogger("pycrew.control")
 
 
@@ -78,6 +80,7 @@ _handed: queue.SimpleQueue[_Terminable] = queue.SimpleQueue()  # put() is safe i
 _releasing: list[_Terminable] = []  # taken by the release thread, being terminated
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
+free_after_fork(_thread_lock)  # (a thread may hold it at a fork)
 
 
 def start_thread() -> None:
