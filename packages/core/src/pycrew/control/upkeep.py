@@ -274,7 +274,8 @@ class Upkeep(CrashHold):
         if seconds > self.beats.interval:
             log.warning(
                 "the dispatcher could not run for %.1f s (a long call into C code holding the GIL in this process, "
-                "or a very large result to unpickle); the workers' silence meanwhile is not held against them", seconds,
+                "a very large result to unpickle, or a turn of its own with that much to do); the workers' silence "
+                "meanwhile is not held against them", seconds,
             )
         for conn in self.conns.values():
             conn.last_seen = min(now, conn.last_seen + seconds)
