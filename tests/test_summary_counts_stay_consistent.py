@@ -133,3 +133,12 @@ exit 1
     time.sleep(1.0)  # and nothing launches again
     assert [w.launches for w in c.summary().workers] == [2, 1]
     assert c.summary().controller.workers_launching == 0
+
+
+def test_after_terminate_each_worker_that_was_there_says_why_it_left(make_controller):
+    """Probe H (session 32): exit_reason stayed empty for the workers terminate() ended."""
+    c = make_controller("local", workers=2, workers_at_start=2).start()
+    assert [f.result(timeout=60) for f in [c.submit(abs, -i) for i in range(4)]] == [0, 1, 2, 3]
+    c.terminate()
+    reasons = [w.exit_reason for w in c.summary().workers if w.instances]
+    assert reasons and all(r == "the controller terminated" for r in reasons), reasons

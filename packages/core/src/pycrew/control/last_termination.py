@@ -77,6 +77,9 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
         scaler.closed = True  # a launch returning from now on terminates its own workers
         handles = list(scaler.handles.values())
         scaler.handles.clear()
+    for slot in scaler.slots:
+        if slot.instance is not None:  # its worker (or launch) ends with the controller: summary() says why
+            slot.exit_reason = "the controller terminated"
     if handles:
         outcome: Future[bool] = Future()
 
