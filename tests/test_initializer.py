@@ -263,3 +263,14 @@ def test_an_initializer_named_in_pycrew_toml_is_imported_by_the_workers(make_con
     assert "the initializer failed: AttributeError" in str(info.value) and "no_such_function" in str(info.value)
     with pytest.raises(pycrew.OptionsError, match=r"'package\.module:function'"):
         pycrew.controller("local", initializer="project_setup.start")
+
+
+def test_a_failed_initializer_is_warned_of_once_per_launch(make_controller, caplog):
+    """Probe H (session 32): the dispatcher and the scaler each logged a WARNING for it."""
+    import logging
+
+    c = make_controller("local", workers=1, launch_max=2, initializer=raise_value_error, initargs=("no model",))
+    with caplog.at_level(logging.WARNING, logger="pycrew"), pytest.raises(pycrew.LaunchError):
+        c.submit(identity, 1).result(timeout=60)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "the initializer failed" in r.getMessage()]
+    assert len(warned) == 2 and all("failed launch" in w for w in warned), warned

@@ -128,7 +128,9 @@ class Admission:
             stop: tell the worker to stop (its link is still open).
         """
         reason = f"{INITIALIZER_PREFIX}{why}"
-        log.warning("worker %s (instance %s): %s", conn.slot, conn.instance, reason.partition("\n")[0])
+        told = self._on_refused is not None and conn.instance is not None  # the scaler warns of the failed launch
+        log.log(logging.DEBUG if told else logging.WARNING, "worker %s (instance %s): %s", conn.slot, conn.instance,
+                reason.partition("\n")[0])
         if stop:
             self._send(conn, p.encode_json(p.STOP, {"reason": "its initializer failed"}))
         conn.state = CLOSED
