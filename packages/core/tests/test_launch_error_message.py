@@ -45,3 +45,19 @@ def test_a_worker_that_left_the_queue_unseen_ended_rather_than_exited() -> None:
     assert explain_ended(left).startswith("the worker ended before it connected: it left"), explain_ended(left)
     exited = WorkerInfo(id="409_3", handle="409_3", launcher="slurm", status="done", exit_code=0)
     assert explain_ended(exited) == "the worker exited before it connected (exit code 0)"
+
+
+def test_a_worker_deleted_from_outside_gets_advice_about_what_deleted_it() -> None:
+    """Probe J (session 33): the advice for a Job deleted by kubectl was about the image and the
+    python option."""
+    from pycrew import WorkerInfo
+    from pycrew.control.launch_reports import explain_ended
+
+    info = WorkerInfo(
+        id="j", handle="default/j", launcher="k8s", controller="fit", controller_id="c1", instance="i1", worker=1,
+        state="Deleted", status="cancelled",
+        reason="its Job default/j was deleted from outside pycrew (e.g. by kubectl delete or a cleanup job)",
+    )
+    text = message(explain_ended(info))
+    assert "deleted from outside pycrew" in text and "something outside pycrew" in text, text
+    assert "the image, the python option" not in text and "Likely causes" not in text, text

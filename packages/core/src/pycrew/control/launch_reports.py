@@ -100,6 +100,10 @@ def _indent(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.splitlines())
 
 
+#: In a monitor's reason: the worker's job was cancelled or deleted by something other than pycrew.
+FROM_OUTSIDE = "from outside"
+
+
 def explain_ended(info: WorkerInfo) -> str:
     """Why a launch failed, from the monitor's report of a worker that ended before connecting.
 
@@ -190,6 +194,13 @@ def launch_error_message(
             "Each worker's start (the interpreter, connecting, and the initializer if one is set) takes longer "
             "than its seconds_wall (quoted above): raise seconds_wall (where a scheduler's time limit sets it, "
             "ask for a longer job or a smaller seconds_walltime_margin), or make the start shorter."
+        )
+    elif is_ended_reason(first) and FROM_OUTSIDE in first:
+        advice = (
+            "The workers' jobs were cancelled or deleted before they connected by something outside pycrew (a "
+            "person, a cleanup job, an administrator's or the platform's policy), as the reason above says: find "
+            "what did, or have it spare pycrew's jobs; where the reason says a job may also have ended at once, "
+            "its log tells which."
         )
     elif is_ended_reason(first):
         advice = (
