@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
+from test_e2e import wait_for
 
 import pycrew
 from pycrew_emulators.k8s import K8sEmulator
 from pycrew_k8s import K8sOptions
 from pycrew_k8s.launcher import K8sLauncher, parse_handle
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture(autouse=True)

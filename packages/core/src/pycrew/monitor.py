@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import psutil
 
-from pycrew.control.launch_reports import shown
+from pycrew.control.quoting import shown
 from pycrew.errors import LogsUnavailableError, OptionsError, PluginError, PycrewError
 from pycrew.plugin_api import LauncherInfo, LauncherSpec, WorkerInfo
 from pycrew.plugins import PluginRegistry, get_registry

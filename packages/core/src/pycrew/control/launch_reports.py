@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 from pycrew.control.quoting import said, shown
 from pycrew.plugin_api import TOKEN_ENV, WorkerInfo
 
-__all__ = ["shown"]  # (its home was here: pycrew.monitor and others import it from here)
-
 if TYPE_CHECKING:
     from pycrew.controller_options import ControllerOptions
 
