@@ -135,6 +135,9 @@ class _Handler:
         self.frame = frame
         self.arrived.set()
 
+    def frame_arriving(self, link: Any) -> None:
+        pass
+
     def link_closed(self, link: Any) -> None:
         pass
 

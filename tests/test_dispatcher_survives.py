@@ -371,7 +371,7 @@ def test_unauthenticated_nng_fragments_are_bounded_like_a_hello():
     from pycrew.wire.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
 
     frame = bytes(range(256)) * 100
-    pieces = fragments(frame)
+    pieces = list(fragments(frame))
     assert len(pieces) > 1 and all(len(p) <= protocol.HELLO_MAX_BYTES for p in pieces)
     assert pieces[-1][0] == FRAGMENT_LAST and all(p[0] == FRAGMENT_MORE for p in pieces[:-1])
 

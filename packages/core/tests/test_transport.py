@@ -38,6 +38,9 @@ class Recorder:
         if self.echo:
             link.send(frame)
 
+    def frame_arriving(self, link: Link) -> None:
+        self.events.put(("arriving", link.id, None))
+
     def link_closed(self, link: Link) -> None:
         self.links.pop(link.id, None)
         self.events.put(("closed", link.id, None))
@@ -521,3 +524,42 @@ def test_open_files_hint_says_what_to_do_when_file_descriptors_run_out() -> None
     assert "ulimit -n" in emfile and "RLIMIT_NOFILE" in emfile and "fewer workers" in emfile
     assert "fs.file-max" in open_files_hint(OSError(errno.ENFILE, "Too many open files in system"))
     assert open_files_hint(OSError(errno.ECONNABORTED, "Software caused connection abort")) == ""
+
+
+def _arriving_then_frame(loop: Loop, expected: bytes) -> None:
+    _, opened, _ = loop.handler.next("open")
+    _, link_id, _ = loop.handler.next("arriving")
+    _, framed, frame = loop.handler.next("frame")
+    assert link_id == framed == opened and frame == expected
+
+
+def test_socket_server_reports_a_large_frame_while_it_arrives(make_loop):
+    """A large frame that takes long to arrive is reported arriving before it is whole (the
+    dispatcher counts that as the worker's sign of life, not as its task's time)."""
+    loop = make_loop("socket")
+    _, host, port = split_url(loop.server.address)
+    frame = os.urandom(4 << 20)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(PREAMBLE + HEADER.pack(len(frame)) + frame[: 2 << 20])
+        time.sleep(0.3)
+        assert all(e[0] != "frame" for e in list(loop.handler.events.queue))
+        s.sendall(frame[2 << 20 :])
+        _arriving_then_frame(loop, frame)
+
+
+def test_nng_server_reports_a_fragmented_frame_while_it_arrives(make_loop):
+    import pynng
+
+    from pycrew.wire.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, MESSAGE_MAX_BYTES
+
+    loop = make_loop("nng")
+    frame = os.urandom(100_000)
+    piece = MESSAGE_MAX_BYTES - 1
+    starts = range(0, len(frame), piece)
+    with pynng.Pair1(dial=loop.server.address, send_timeout=5000) as peer:
+        for i in starts:
+            if i == starts[len(starts) // 2]:
+                time.sleep(0.3)  # half of it has arrived
+                assert all(e[0] != "frame" for e in list(loop.handler.events.queue))
+            peer.send(bytes((FRAGMENT_LAST if i == starts[-1] else FRAGMENT_MORE,)) + frame[i : i + piece])
+        _arriving_then_frame(loop, frame)

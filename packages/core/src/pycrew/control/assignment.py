@@ -162,11 +162,11 @@ class Assignment:
                 if conn.slot is not None:
                     self.assigned_by_slot[conn.slot] = self.assigned_by_slot.get(conn.slot, 0) + len(batch)
                 conn.frames_sent += 1
-                conn.last_task_send = time.monotonic()
                 if large:
                     conn.link.send_parts(p.record_parts(p.TASKS, batch))
                 else:
                     self._send(conn, p.encode_records(p.TASKS, batch))
+                conn.last_task_send = time.monotonic()  # (after: a large frame may take long to queue)
                 if len(conn.in_flight) > 1:
                     self._holding.add(conn.link.id)  # see pycrew.control.recall
             if not full and len(conn.in_flight) < limit and conn.tasks_left > 0:

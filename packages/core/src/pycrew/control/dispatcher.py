@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrew.control import callbacks
+from pycrew.control import callbacks, frame_loss
 from pycrew.control.admission import Admission
 from pycrew.control.assignment import Assignment
 from pycrew.control.conn import CHALLENGED, CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
@@ -310,6 +310,16 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
             log.exception("handling a frame from worker connection %s (instance %s) failed", link.id, conn.instance)
             self._drop(conn, f"its frame could not be handled: {said(exc)}")
 
+    def frame_arriving(self, link: Link) -> None:
+        """A large frame is arriving from a worker: it is alive (a 400 MB result took longer
+        than the silence timeout to arrive on NNG), and the time it takes is not its task's
+        (a task that returned 300 MB in its time limit was timed out as the result arrived)."""
+        conn = self.conns.get(link.id)
+        if conn is not None and conn.state in (READY, INITIALIZING):
+            conn.last_seen = now = time.monotonic()
+            if conn.in_flight:
+                conn.progress = now
+
     def link_closed(self, link: Link) -> None:
         """A worker's connection is gone."""
         lost = self.conns.pop(link.id, None)
@@ -337,10 +347,10 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
                 if received > conn.frames_acked and conn.link.unacked_max is not None:
                     self._offer(conn)  # acknowledged frames may let it take more
                 conn.frames_acked = max(conn.frames_acked, received)
-                # only links that can lose frames: a worker back from a long C call reports old counts
-                late = time.monotonic() - conn.last_task_send > 2 * self.beats.interval
-                if conn.link.unacked_max is not None and received < conn.frames_sent and late:
-                    self._drop(conn, f"lost task frames ({received} of {conn.frames_sent} arrived)", blame=False)
+                if conn.link.unacked_max is not None and received < conn.frames_sent:
+                    if frame_loss.had_time_to_arrive(conn, self.beats.interval, time.monotonic()):
+                        lost = f"lost task frames ({received} of {conn.frames_sent} arrived)"
+                        self._drop(conn, lost, blame=frame_loss.blamed(conn))
         elif kind == p.RETURNED:
             self._returned(conn, p.decode_ids(frame))
         elif kind == p.LEAVING:

@@ -95,6 +95,10 @@ class Handler(Protocol):
     def frame_received(self, link: Link, frame: bytes | bytearray) -> None:
         """A whole frame arrived on ``link``."""
 
+    def frame_arriving(self, link: Link) -> None:
+        """More of a large frame arrived on ``link`` (once per read turn while one does): the
+        peer is alive and sending, though a frame of hundreds of MB takes seconds to arrive."""
+
     def link_closed(self, link: Link) -> None:
         """``link`` is gone (closed by either side); reported once per opened link."""
 

@@ -36,7 +36,7 @@ import os
 import selectors
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pynng
 
@@ -78,15 +78,18 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def fragments(frame: bytes) -> list[bytes]:
-    """The messages that carry ``frame``: itself when it fits in one, else its fragments."""
+def fragments(frame: bytes) -> Iterator[bytes]:
+    """The messages that carry ``frame``: itself when it fits in one, else its fragments, made
+    one at a time (a list of them was a second copy of a 400 MB result in the worker)."""
     if len(frame) <= MESSAGE_MAX_BYTES:
-        return [frame]
-    view = memoryview(frame)
-    starts = range(0, len(frame), _PIECE)
-    last = starts[-1]
-    more, end = bytes((FRAGMENT_MORE,)), bytes((FRAGMENT_LAST,))
-    return [(end if i == last else more) + view[i : i + _PIECE] for i in starts]
+        yield frame
+        return
+    with memoryview(frame) as view:
+        starts = range(0, len(frame), _PIECE)
+        last = starts[-1]
+        more, end = bytes((FRAGMENT_MORE,)), bytes((FRAGMENT_LAST,))
+        for i in starts:
+            yield (end if i == last else more) + view[i : i + _PIECE]
 
 
 def _server_config(key_pem: str, cert_pem: str) -> pynng.TLSConfig:
@@ -226,6 +229,7 @@ class NngServer(Server):
                 continue  # opened by its first message already, or removed: reported late
             self._open(pipe, handler)
         sock = self.sock
+        arriving: dict[int, NngLink] = {}  # links with more of a fragmented frame (incomplete, unless it ended)
         while True:
             try:
                 msg = sock.recv_msg(block=False)
@@ -247,6 +251,11 @@ class NngServer(Server):
                 continue
             if frame is not None:
                 handler.frame_received(known, frame)
+            else:
+                arriving[known.id] = known
+        for link in arriving.values():
+            if link.parts and link.id in links:
+                handler.frame_arriving(link)
         if gone:
             now = clock.monotonic()
             gone_ids = self._gone_ids

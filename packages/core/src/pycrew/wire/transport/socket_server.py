@@ -241,6 +241,8 @@ class SocketServer(Server):
             elif direct.complete() and self._handler is not None:
                 link.direct = None
                 self._handler.frame_received(link, direct.frame())
+        if link.direct is not None and total and self._handler is not None:
+            self._handler.frame_arriving(link)
         if eof:
             self.close_link(link, None)
 
