@@ -94,3 +94,26 @@ def test_local_workers_stay_through_silences_past_the_configured_timeout_once_th
         summary = c.summary()
         assert summary.controller.crash == 0 and summary.controller.retries == 0
         assert sum(w.launches for w in summary.workers) == 4, f"a worker left during the silence:\n{summary}"
+
+
+def test_connections_that_never_authenticate_do_not_stretch_the_heartbeats():
+    """Anyone can open connections to the dispatcher's port; they get no heartbeats, and must
+    not count as workers: 2,500 of them stretched the silence timeout from 5 s to 45 s (a
+    probe, on 5b5e0b7), so a dead worker went unnoticed nine times as long."""
+    from pycrew.wire.transport import split_url
+
+    with pycrew.controller("local", workers=1, seconds_idle=120, seconds_heartbeat=0.5, seconds_heartbeat_timeout=2.0) as c:
+        c._dispatcher.beats = BeatRate(0.5, 2.0, heartbeats_per_second=1.0)  # one worker: a beat a second
+        assert c.submit(_pause, 0.01).result(60) == 0.01
+        _, host, port = split_url(c._dispatcher.server.address)
+        strangers = [socket.create_connection((host, port), timeout=5) for _ in range(20)]
+        try:
+            for s in strangers:
+                s.sendall(PREAMBLE)
+            wait_for(lambda: len(c._dispatcher.conns) >= 21, 10, message="the strangers' connections")
+            time.sleep(0.5)  # several ticks of the dispatcher with them
+            assert c._dispatcher.beats.interval == 1.0, f"heartbeats every {c._dispatcher.beats.interval} s"
+            assert c._dispatcher.beats.timeout == 4.0
+        finally:
+            for s in strangers:
+                s.close()

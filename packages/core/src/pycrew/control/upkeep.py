@@ -242,22 +242,24 @@ class Upkeep(CrashHold):
             conn = self.conns.get(link_id)
             if conn is not None and conn.visit_at == when:
                 self._visit(conn, now)
-        if self.beats.update(len(self.conns), now):
-            self._new_beat_rate(now)
+        # Workers only: connections not authenticated (anyone can open thousands) get no beats,
+        # and stretched everyone's silence timeout (2,500 of them: 5 s became 45 s).
+        if self.beats.update(workers := sum(1 for conn in self.conns.values() if conn.state in LIVE), now):
+            self._new_beat_rate(now, workers)
         self._recall_stuck(now)
         if self._crash_held:
             self._crashes_overdue(now)
         self.server.maintain(now)
         self._on_tick(now)
 
-    def _new_beat_rate(self, now: float) -> None:
+    def _new_beat_rate(self, now: float, workers: int) -> None:
         """The heartbeats' interval changed (the number of workers did): new workers hear of
         it in their WELCOME, connected ones in the next beat each gets, which comes no later
         than it did (a shorter interval brings every connection's next beat forward)."""
         self._welcome_frame = None
         log.info(
             "%d worker connections: heartbeats every %g s, silence timeout %g s (see pycrew.control.beat_rate)",
-            len(self.conns), self.beats.interval, self.beats.timeout,
+            workers, self.beats.interval, self.beats.timeout,
         )
         soon = now + self.beats.interval
         for conn in self.conns.values():
