@@ -368,7 +368,7 @@ def test_unauthenticated_nng_pipes_cannot_make_the_controller_hold_large_frames(
 
 
 def test_unauthenticated_nng_fragments_are_bounded_like_a_hello():
-    from pycrew.wire.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
+    from pycrew.wire.transport.nng_link import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
 
     frame = bytes(range(256)) * 100
     pieces = list(fragments(frame))

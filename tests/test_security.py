@@ -317,3 +317,30 @@ def test_results_up_to_bytes_max_arrive_whole(make_controller, wire):
     c = make_controller("local", workers=1, wire=wire, workers_at_start=0).start()  # workers here are started by hand
     data = c.submit(os.urandom, 20_000_000).result(timeout=60)
     assert len(data) == 20_000_000
+
+
+def test_strangers_holding_connections_open_cannot_keep_workers_out(make_controller, wire):
+    """Connections that never authenticate are bounded (a new one closes the oldest): a peer
+    that keeps reopening them used up the controller's file descriptors, and every launch
+    after failed with EMFILE (a probe, on 5b5e0b7). Workers launched meanwhile still get in,
+    and once admitted no longer count among those waiting."""
+    from support import wait_for
+
+    c = make_controller("local", workers=2, seconds_idle=0.5, wire=wire).start()
+    server = c._dispatcher.server
+    server.unproven.most = 4
+    strangers = [_dial(c) for _ in range(12)]  # each gets a CHALLENGE and never answers
+    try:
+        time.sleep(0.3)
+        assert len(server.unproven) <= 4
+        c.push(identity, args=(7,))
+        assert c.wait(timeout=60) and c.pop().result == 7
+        launched = sum(w.launches for w in c.summary().workers)
+        time.sleep(1.5)  # the workers go idle and leave: the next tasks need new ones
+        assert [f.result(60) for f in [c.submit(identity, i) for i in range(4)]] == [0, 1, 2, 3]
+        assert sum(w.launches for w in c.summary().workers) > launched
+        assert len(server.unproven) <= 4
+    finally:
+        for s in strangers:
+            s.close()
+    wait_for(lambda: len(server.unproven) == 0, 10, message=f"{len(server.unproven)} still counted as waiting")

@@ -550,7 +550,7 @@ def test_socket_server_reports_a_large_frame_while_it_arrives(make_loop):
 def test_nng_server_reports_a_fragmented_frame_while_it_arrives(make_loop):
     import pynng
 
-    from pycrew.wire.transport.nng import FRAGMENT_LAST, FRAGMENT_MORE, MESSAGE_MAX_BYTES
+    from pycrew.wire.transport.nng_link import FRAGMENT_LAST, FRAGMENT_MORE, MESSAGE_MAX_BYTES
 
     loop = make_loop("nng")
     frame = os.urandom(100_000)
@@ -563,3 +563,68 @@ def test_nng_server_reports_a_fragmented_frame_while_it_arrives(make_loop):
                 assert all(e[0] != "frame" for e in list(loop.handler.events.queue))
             peer.send(bytes((FRAGMENT_LAST if i == starts[-1] else FRAGMENT_MORE,)) + frame[i : i + piece])
         _arriving_then_frame(loop, frame)
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    s.settimeout(5)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_socket_server_keeps_a_bounded_number_of_connections_waiting_to_authenticate(make_loop):
+    """Anyone can open connections; each holds a file descriptor until it authenticates or
+    ``seconds_auth`` ends it. Past ``unproven.most`` a new one closes the oldest, so a peer
+    that keeps opening them cannot use up the controller's descriptors (it did: then worker
+    launches failed with EMFILE, and the controller raised LaunchError for good)."""
+    loop = make_loop("socket")
+    server = loop.server
+    assert isinstance(server, SocketServer)
+    server.unproven.most = 5
+    _, host, port = split_url(server.address)
+    peers = []
+    try:
+        for i in range(8):
+            peers.append(socket.create_connection((host, port), timeout=5))
+            if i % 2:
+                peers[-1].sendall(PREAMBLE)  # opened (a dispatcher would wait for its HELLO), or not even that
+        for s in peers[:3]:
+            assert _closed_by_server(s), "an old connection waiting to authenticate was kept past the bound"
+        time.sleep(0.2)
+        assert len(server.unproven) == 5
+        for s in peers[3:]:
+            s.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                s.recv(1)  # still open
+        opened = [e[1] for e in list(loop.handler.events.queue) if e[0] == "open"]
+        assert opened, "no connection sent its preamble"
+        loop.call(lambda: server.admitted(server.links[opened[-1]]))  # a worker proved its token: no longer counted
+        deadline = time.monotonic() + 5
+        while len(server.unproven) != 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.unproven) == 4
+    finally:
+        for s in peers:
+            s.close()
+
+
+def test_nng_server_keeps_a_bounded_number_of_pipes_waiting_to_authenticate(make_loop):
+    import pynng
+
+    loop = make_loop("nng")
+    loop.server.unproven.most = 3  # type: ignore[attr-defined]
+    peers = [pynng.Pair1(dial=loop.server.address) for _ in range(6)]
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = list(loop.handler.events.queue)
+            if sum(e[0] == "closed" for e in events) >= 3:
+                break
+            time.sleep(0.02)
+        events = list(loop.handler.events.queue)
+        assert sum(e[0] == "open" for e in events) == 6 and sum(e[0] == "closed" for e in events) == 3
+        assert len(loop.server.unproven) == 3  # type: ignore[attr-defined]
+    finally:
+        for peer in peers:
+            peer.close()

@@ -28,6 +28,7 @@ from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, REFUSED_PREFIX
 from pycrew.wire import protocol as p
+from pycrew.wire.transport import Server
 
 log = logging.getLogger("pycrew.control.dispatcher")
 
@@ -37,6 +38,7 @@ class Admission:
 
     settings: DispatcherSettings
     beats: BeatRate  # see pycrew.control.upkeep
+    server: Server
     # instance -> (token, slot) of instances launched and not connected yet
     tokens: dict[str, tuple[str, int]]
     _on_connect: Callable[[str, dict[str, Any]], None]
@@ -67,6 +69,7 @@ class Admission:
         conn.next_beat = time.monotonic() + self.beats.interval
         self._visit_at(conn, conn.next_beat)
         conn.link.limit = self.settings.bytes_max
+        self.server.admitted(conn.link)
         conn.instance = instance
         conn.slot = slot
         conn.host = hello.host

@@ -133,6 +133,12 @@ class Server(abc.ABC):
         """Stop listening and close every link."""
 
     @abc.abstractmethod
+    def admitted(self, link: Link) -> None:
+        """``link``'s peer proved a worker's token: it no longer counts among the connections
+        waiting to authenticate, of which a new one closes the oldest past a bound (see
+        :mod:`pycrew.wire.transport.unproven`)."""
+
+    @abc.abstractmethod
     def forget_in_fork(self) -> None:
         """In a child forked from the dispatcher's process: close this process's copies of the
         listening socket and the links, sending nothing (the parent's stay open). Without it a

@@ -36,7 +36,7 @@ import os
 import selectors
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pynng
 
@@ -44,17 +44,14 @@ from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
 from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Channel, Closed, ConnectFailed, ConnectNotice, Handler, Link, Server, split_url
+from pycrew.wire.transport.nng_link import MESSAGE_MAX_BYTES, NngLink, fragments
 from pycrew.wire.transport.nng_pending import PendingSweep
+from pycrew.wire.transport.unproven import Unproven
 
 log = logging.getLogger(__name__)
 
 #: Longest timeout NNG takes (milliseconds in a 32-bit int, 24.8 days); a longer wait is several reads.
 NNG_TIMEOUT_MAX_MS = 2**31 - 1
-#: Largest NNG message the dispatcher accepts (from any pipe, authenticated or not).
-MESSAGE_MAX_BYTES = HELLO_MAX_BYTES
-FRAGMENT_MORE = 0x46  # b"F": a piece of a frame; more pieces follow
-FRAGMENT_LAST = 0x45  # b"E": the last piece of a frame
-_PIECE = MESSAGE_MAX_BYTES - 1
 #: How many removed pipes the server remembers at most (~8 MiB), however fast anyone
 #: connects and hangs up: the oldest are forgotten first.
 GONE_IDS_MAX = 65_536
@@ -78,80 +75,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def fragments(frame: bytes) -> Iterator[bytes]:
-    """The messages that carry ``frame``: itself when it fits in one, else its fragments, made
-    one at a time (a list of them was a second copy of a 400 MB result in the worker)."""
-    if len(frame) <= MESSAGE_MAX_BYTES:
-        yield frame
-        return
-    with memoryview(frame) as view:
-        starts = range(0, len(frame), _PIECE)
-        last = starts[-1]
-        more, end = bytes((FRAGMENT_MORE,)), bytes((FRAGMENT_LAST,))
-        for i in starts:
-            yield (end if i == last else more) + view[i : i + _PIECE]
-
-
 def _server_config(key_pem: str, cert_pem: str) -> pynng.TLSConfig:
     return pynng.TLSConfig(pynng.TLSConfig.MODE_SERVER, own_key_string=key_pem, own_cert_string=cert_pem)
 
 
 def _client_config(ca_pem: str, server_name: str) -> pynng.TLSConfig:
     return pynng.TLSConfig(pynng.TLSConfig.MODE_CLIENT, ca_string=ca_pem, server_name=server_name)
-
-
-class NngLink(Link):
-    """One pipe of the dispatcher's socket (and the fragments of the frame arriving on it)."""
-
-    __slots__ = ("id", "limit", "parts", "parts_size", "pipe")
-
-    unacked_max = 2  # a polyamorous pipe's send queue holds two messages
-
-    def __init__(self, pipe: pynng.Pipe, limit: int) -> None:
-        self.pipe = pipe
-        self.id = pipe.id
-        self.limit = limit
-        self.parts: list[bytes] = []
-        self.parts_size = 0
-
-    def join(self, message: bytes) -> bytes | None:
-        """The whole frame once ``message`` completes it, else ``None``.
-
-        Raises:
-            ValueError: the frame grows past :attr:`limit`.
-        """
-        kind = message[0] if message else -1
-        if kind != FRAGMENT_MORE and kind != FRAGMENT_LAST:
-            if self.parts:
-                raise ValueError("a frame arrived in the middle of a fragmented one")
-            return message
-        self.parts_size += len(message) - 1
-        if self.parts_size > self.limit:
-            raise ValueError(f"a frame of more than {self.limit} bytes (the link's limit)")
-        self.parts.append(message[1:])
-        if kind == FRAGMENT_MORE:
-            return None
-        frame = b"".join(self.parts)
-        self.parts = []
-        self.parts_size = 0
-        return frame
-
-    def send(self, frame: bytes) -> None:
-        """Send on this pipe (NNG drops it if the pipe's queue is full; see the module doc)."""
-        try:
-            self.pipe.send(frame)
-        except pynng.NNGException as exc:
-            log.debug("send to pipe %s failed: %s", self.id, exc)
-
-    def close(self) -> None:
-        """Close the pipe (NNG then reports it removed)."""
-        try:
-            self.pipe.close()
-        except pynng.NNGException:  # already closed by the peer
-            pass
-
-    def __repr__(self) -> str:
-        return f"<NngLink {self.id}>"
 
 
 class NngServer(Server):
@@ -181,6 +110,7 @@ class NngServer(Server):
         # nothing would ever close.
         self._gone_ids: dict[int, float] = {}
         self.links: dict[int, NngLink] = {}
+        self.unproven: Unproven[NngLink] = Unproven()  # pipes not yet a worker's (see unproven)
         self._handler: Handler | None = None
         self.sock.add_post_pipe_connect_cb(self._pipe_added)
         self.sock.add_post_pipe_remove_cb(self._pipe_removed)
@@ -261,6 +191,7 @@ class NngServer(Server):
             gone_ids = self._gone_ids
             for pipe_id in gone:
                 gone_ids[pipe_id] = now
+                self.unproven.discard(pipe_id)
                 removed = links.pop(pipe_id, None)
                 if removed is not None:
                     handler.link_closed(removed)
@@ -270,8 +201,16 @@ class NngServer(Server):
     def _open(self, pipe: pynng.Pipe, handler: Handler) -> NngLink:
         link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
         self.links[pipe.id] = link
+        if (oldest := self.unproven.add(pipe.id, link)) is not None:
+            self.refused.warning("closing connection %s: %d connections wait to authenticate; the oldest goes",
+                                 oldest.id, self.unproven.most)
+            oldest.close()  # (NNG reports it removed: then the dispatcher forgets it)
         handler.link_opened(link)
         return link
+
+    def admitted(self, link: Link) -> None:
+        """See :meth:`Server.admitted`."""
+        self.unproven.discard(link.id)
 
     def maintain(self, now: float) -> None:
         """Forget removed pipes after a minute (no late report of them comes that late); shut

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 from pycrew.loglimit import LogLimiter
 from pycrew.wire import clock
-from pycrew.wire.protocol import HELLO_MAX_BYTES
 from pycrew.wire.transport import Handler, Link, Server, split_url
 from pycrew.wire.transport.limits import open_files_hint
+from pycrew.wire.transport.socket_link import SocketLink
 from pycrew.wire.transport.sockets import (
     DIRECT_READ,
     HEADER,
@@ -35,10 +35,10 @@ from pycrew.wire.transport.sockets import (
     WRITE_CHUNK,
     DirectFrame,
     framed,
-    peer_acknowledges,
     server_context,
     tune,
 )
+from pycrew.wire.transport.unproven import Unproven
 
 log = logging.getLogger(__name__)
 
@@ -47,48 +47,6 @@ HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
 #: stays readable while connections wait, so without a rest the dispatcher's loop spun on
 #: it, logging the failure ~50,000 times a second.
 SECONDS_ACCEPT_REST = 0.5
-
-
-class SocketLink(Link):
-    """One accepted connection (dispatcher thread only)."""
-
-    __slots__ = ("_server", "direct", "id", "limit", "opened", "peer", "rbuf", "sock", "state", "wbuf", "writing")
-
-    def __init__(self, server: SocketServer, sock: socket.socket, peer: str, link_id: int, state: int) -> None:
-        self._server = server
-        self.sock = sock
-        self.peer = peer
-        self.id = link_id
-        self.state = state
-        self.limit = HELLO_MAX_BYTES
-        self.rbuf = bytearray()
-        self.direct: DirectFrame | None = None  # a large frame being read (see _frames)
-        self.wbuf: collections.deque[memoryview] = collections.deque()
-        self.writing = False  # registered for EVENT_WRITE too
-        self.opened = clock.monotonic()
-
-    def send(self, frame: bytes) -> None:
-        """Queue ``frame``; written at once when the socket has room."""
-        self._server.send(self, frame)
-
-    def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
-        """Queue the frame made of ``parts``, large ones not copied (see :func:`framed`)."""
-        self._server.send(self, parts)
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        self._server.close_link(self, None)
-
-    def peer_acknowledges(self, within: float) -> bool | None:
-        """See :meth:`Link.peer_acknowledges` (TCP_INFO, on Linux)."""
-        return peer_acknowledges(self.sock, within)
-
-    def on_event(self, mask: int) -> None:
-        """Selector callback."""
-        self._server.on_link_event(self, mask)
-
-    def __repr__(self) -> str:
-        return f"<SocketLink {self.id} {self.peer}>"
 
 
 class SocketServer(Server):
@@ -119,6 +77,7 @@ class SocketServer(Server):
         self.links: dict[int, SocketLink] = {}
         self._closed: collections.deque[SocketLink] = collections.deque()
         self._opening: collections.deque[SocketLink] = collections.deque()  # accepted, in order (see maintain)
+        self.unproven: Unproven[SocketLink] = Unproven()  # accepted, not yet a worker (see unproven)
         self._sel: selectors.BaseSelector | None = None
         self._handler: Handler | None = None
         self._accept_failures = 0  # in a row
@@ -167,6 +126,8 @@ class SocketServer(Server):
             link = SocketLink(self, sock, f"{addr[0]}:{addr[1]}", next(self._ids), state)
             self.links[link.id] = link
             self._opening.append(link)
+            if (oldest := self.unproven.add(link.id, link)) is not None:
+                self.close_link(oldest, f"{self.unproven.most} connections wait to authenticate; the oldest goes")
             self._sel.register(sock, selectors.EVENT_READ, link.on_event)
             if state == HANDSHAKE:
                 self._handshake(link)
@@ -338,6 +299,7 @@ class SocketServer(Server):
             return
         was_open = link.state == OPEN
         link.state = CLOSED
+        self.unproven.discard(link.id)
         self.links.pop(link.id, None)  # before the peer can see the end (tests look right after)
         if reason:
             self.refused.warning("closing connection %s from %s: %s", link.id, link.peer, reason)
@@ -380,6 +342,10 @@ class SocketServer(Server):
                 self.close_link(link, f"it did not open within {self.seconds_auth:g} s")
             opening.popleft()
 
+    def admitted(self, link: Link) -> None:
+        """See :meth:`Server.admitted`."""
+        self.unproven.discard(link.id)
+
     def forget_in_fork(self) -> None:
         """See :meth:`Server.forget_in_fork`: only file descriptors are closed (a socket's close
         sends nothing while the parent holds the same socket open)."""
@@ -388,6 +354,7 @@ class SocketServer(Server):
                 link.sock.close()
         self.links.clear()
         self._opening.clear()
+        self.unproven.clear()
         with contextlib.suppress(OSError):
             self._listener.close()
 
