@@ -88,3 +88,13 @@ def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def proof(hello_frame: bytes, token: str) -> bytes:
+    """The PROOF a controller played by hand sends before its WELCOME: it knows the token of
+    the worker whose HELLO this is (a worker takes no WELCOME without it)."""
+    from pycrew.wire import protocol
+
+    hello = protocol.parse_hello(hello_frame)
+    assert hello.nonce is not None, "the worker's HELLO carries no nonce"
+    return protocol.encode_proof(token, hello.nonce, hello.instance)

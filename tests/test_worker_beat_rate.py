@@ -17,7 +17,7 @@ from pycrew.wire import protocol as p
 from pycrew.wire.transport.sockets import PREAMBLE
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.loop import Worker
-from support import read_frame, recv_exactly, send_frame, wait_for
+from support import proof, read_frame, recv_exactly, send_frame, wait_for
 
 
 @pytest.fixture
@@ -42,7 +42,9 @@ def test_a_worker_keeps_to_the_pace_its_controllers_beats_carry(listener):
     try:
         assert recv_exactly(peer, len(PREAMBLE)) == PREAMBLE
         send_frame(peer, p.encode_challenge(b"n" * p.NONCE_BYTES))
-        assert read_frame(peer)[0] == p.HELLO
+        hello = read_frame(peer)
+        assert hello[0] == p.HELLO
+        send_frame(peer, proof(hello, "t" * 64))
         welcome = {"seconds_heartbeat": 0.3, "seconds_heartbeat_timeout": 1.0, "seconds_busy_silence": 0.0,
                    "bytes_max": 1 << 20}
         send_frame(peer, p.encode_json(p.WELCOME, welcome))

@@ -20,7 +20,7 @@ import pytest
 
 from pycrew.wire import protocol
 from pycrew.wire.transport.sockets import PREAMBLE
-from support import read_frame, recv_exactly, send_frame
+from support import proof, read_frame, recv_exactly, send_frame
 
 
 @pytest.mark.timeout(120)
@@ -41,11 +41,13 @@ def test_a_worker_welcomed_after_its_seconds_launch_stays(tmp_path):
         assert recv_exactly(conn, len(PREAMBLE)) == PREAMBLE
         nonce = protocol.new_nonce()
         send_frame(conn, protocol.encode_challenge(nonce))
-        hello = protocol.parse_hello(read_frame(conn))
+        hello_frame = read_frame(conn)
+        hello = protocol.parse_hello(hello_frame)
         assert hello.instance == instance and protocol.verify_mac(token, nonce, instance, hello.mac)
         time.sleep(2.0)  # past the worker's seconds_launch (1 s from its start)
         welcome = {"seconds_heartbeat": 1.0, "seconds_heartbeat_timeout": 30.0, "seconds_busy_silence": 30.0, "bytes_max": 1 << 26}
         try:
+            send_frame(conn, proof(hello_frame, token))
             send_frame(conn, protocol.encode_json(protocol.WELCOME, welcome))
             send_frame(conn, protocol.encode_json(protocol.STOP, {"reason": "test over"}))
         except OSError as exc:

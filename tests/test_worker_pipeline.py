@@ -24,7 +24,7 @@ import pytest
 import helpers
 from pycrew.wire import protocol as p
 from pycrew.wire.transport.sockets import PREAMBLE
-from support import read_frame, recv_exactly, send_frame, wait_for
+from support import proof, read_frame, recv_exactly, send_frame, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
 
@@ -51,7 +51,9 @@ class Probe:
         self.peer.settimeout(30)
         assert recv_exactly(self.peer, len(PREAMBLE)) == PREAMBLE
         send_frame(self.peer, p.encode_challenge(os.urandom(p.NONCE_BYTES)))
-        assert read_frame(self.peer)[0] == p.HELLO
+        hello = read_frame(self.peer)
+        assert hello[0] == p.HELLO
+        send_frame(self.peer, proof(hello, TOKEN))
         send_frame(self.peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": seconds_heartbeat, "seconds_heartbeat_timeout": 60.0}))
 
     def results(self, n: int) -> list[tuple[int, tuple[Any, ...]]]:

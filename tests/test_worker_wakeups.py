@@ -24,7 +24,7 @@ from pycrew.wire import protocol as p
 from pycrew.wire.transport.sockets import PREAMBLE
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.loop import Worker
-from support import read_frame, recv_exactly, send_frame
+from support import proof, read_frame, recv_exactly, send_frame
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts context switches in /proc")
 
@@ -116,8 +116,10 @@ def test_an_idle_welcomed_worker_in_a_shared_process_does_not_poll(listener: soc
     try:
         nonce = os.urandom(p.NONCE_BYTES)
         send_frame(peer, p.encode_challenge(nonce))
-        hello = json.loads(read_frame(peer)[1:])
+        hello_frame = read_frame(peer)
+        hello = json.loads(hello_frame[1:])
         assert p.verify_mac(TOKEN, nonce, "quiet-1", hello["mac"])
+        send_frame(peer, proof(hello_frame, TOKEN))
         send_frame(peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": 60.0, "seconds_heartbeat_timeout": 600.0}))
         assert worker.welcomed.wait(10)
         deadline = time.monotonic() + 10
@@ -176,7 +178,7 @@ def test_results_held_for_tasks_that_were_given_back_go_out_at_once(listener: so
         worker.cv = _GiveBackFirst(worker, "worker-main")  # type: ignore[assignment]
         nonce = os.urandom(p.NONCE_BYTES)
         send_frame(peer, p.encode_challenge(nonce))
-        read_frame(peer)  # HELLO
+        send_frame(peer, proof(read_frame(peer), TOKEN))  # (the HELLO's)
         send_frame(peer, p.encode_json(p.WELCOME, {"seconds_heartbeat": 60.0, "seconds_heartbeat_timeout": 600.0}))
         assert worker.welcomed.wait(10)
         tasks = [(i, pickle.dumps((abs, (-i,), {}, None, f"t{i}", None))) for i in (1, 2, 3)]

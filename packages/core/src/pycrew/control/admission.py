@@ -77,6 +77,8 @@ class Admission:
         if hello.tasks_max is not None:
             conn.tasks_left = hello.tasks_max
         conn.info = {"host": conn.host, "pid": conn.pid, "slot": slot}
+        if hello.nonce is not None:  # proof that this is the controller that launched it
+            self._send(conn, p.encode_proof(token, hello.nonce, instance))
         self._send(conn, self._welcome())
         if conn.state == INITIALIZING:
             if self._on_initializing is not None:

@@ -38,8 +38,9 @@ from typing import Any
 #: The wire protocol's version: a worker's HELLO says which it speaks, and a controller
 #: refuses a worker that speaks another (2: a task's function may travel as ``bytes``;
 #: 3: the WELCOME may carry an initializer, which the worker answers with INITIALIZED;
-#: 4: the dispatcher's heartbeats carry the heartbeat interval and timeout, see encode_pace).
-PROTOCOL_VERSION = 4
+#: 4: the dispatcher's heartbeats carry the heartbeat interval and timeout, see encode_pace;
+#: 5: the HELLO carries the worker's nonce, and the dispatcher proves the token, see encode_proof).
+PROTOCOL_VERSION = 5
 #: The pycrew version this process runs (a worker's HELLO carries it, for messages): read
 #: from the ``pycrew`` package, loaded before any of its modules (the worker side imports
 #: nothing from the package's top level, see test_worker_imports).
@@ -82,6 +83,7 @@ RETURNED = 0x4E  # b"N"   worker -> dispatcher: ids of the recalled tasks it gav
 LEAVING = 0x4C  # b"L"    worker -> dispatcher: JSON {reason, unstarted: [ids]}: told to end
 #                         (SIGTERM), it starts nothing more; its running task's result may still come
 INITIALIZED = 0x49  # b"I" worker -> dispatcher: JSON {status, seconds, error, error_type, traceback}
+PROOF = 0x50  # b"P"       dispatcher -> worker: HMAC over the worker's nonce (before WELCOME)
 
 NONCE_BYTES = 32
 #: A worker holds at most this many results unsent (it sends a batch when it is this full: see
@@ -129,6 +131,21 @@ def derive_token(batch_key: str, instance: str) -> str:
     and its own token from the shared batch key, so every worker still proves a distinct token.
     """
     return hmac.new(batch_key.encode(), instance.encode(), hashlib.sha256).hexdigest()
+
+
+def encode_proof(token: str, nonce: bytes, instance: str) -> bytes:
+    """The dispatcher's PROOF that it knows the worker's token: HMAC-SHA256 of
+    ``"controller" || nonce || instance`` (``nonce``: the worker's, from its HELLO) keyed by the
+    token. A worker takes no WELCOME (and so no task) before it: on plain TCP whoever holds the
+    port a worker dials (its controller gone, another user's program there) could send it
+    tasks, which run (a probe, on 5b5e0b7). The prefix keeps it from being the worker's own proof."""
+    proof = hmac.new(token.encode(), b"controller" + nonce + instance.encode(), hashlib.sha256).digest()
+    return bytes((PROOF,)) + proof
+
+
+def verify_proof(token: str, nonce: bytes, instance: str, frame: Frame) -> bool:
+    """Constant-time check of a PROOF frame against the worker's own ``nonce``."""
+    return hmac.compare_digest(encode_proof(token, nonce, instance), bytes(frame))
 
 
 def verify_mac(token: str, nonce: bytes, instance: str, proof: str) -> bool:
@@ -207,8 +224,11 @@ def parse_initialized(frame: Frame) -> InitReport:
     return InitReport(status, float(seconds), *texts)
 
 
-def encode_hello(token: str, nonce: bytes, instance: str, worker: int | None, tasks_max: int | None) -> bytes:
-    """A worker's HELLO: who it is, proved with its token against the dispatcher's ``nonce``."""
+def encode_hello(
+    token: str, nonce: bytes, instance: str, worker: int | None, tasks_max: int | None, own_nonce: bytes | None = None
+) -> bytes:
+    """A worker's HELLO: who it is, proved with its token against the dispatcher's ``nonce``;
+    ``own_nonce``: the one the dispatcher's PROOF must answer (see :func:`encode_proof`)."""
     body = {
         "v": PROTOCOL_VERSION,
         "pycrew": PYCREW_VERSION,
@@ -218,6 +238,7 @@ def encode_hello(token: str, nonce: bytes, instance: str, worker: int | None, ta
         "pid": os.getpid(),
         "worker": worker,
         "tasks_max": tasks_max,
+        "nonce": own_nonce.hex() if own_nonce is not None else None,
     }
     return encode_json(HELLO, body)
 
@@ -233,6 +254,7 @@ class Hello:
     tasks_max: int | None
     version: int | None = None  # the wire protocol the worker speaks ("v"; None: it did not say)
     pycrew: str | None = None  # the worker's pycrew version, for messages
+    nonce: bytes | None = None  # the worker's, for the dispatcher's PROOF (None: it asks for none)
 
 
 def _optional_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
@@ -264,6 +286,9 @@ def parse_hello(frame: Frame) -> Hello:
     pycrew = body.get("pycrew")
     if pycrew is not None and (not isinstance(pycrew, str) or len(pycrew) > _VERSION_MAX):
         raise ProtocolError(f"HELLO field 'pycrew' must be a string of at most {_VERSION_MAX} characters or null")
+    nonce = body.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not _MAC_PATTERN.fullmatch(nonce)):
+        raise ProtocolError("HELLO field 'nonce' must be 64 lowercase hex digits or null")
     return Hello(
         instance=instance,
         mac=proof,
@@ -272,6 +297,7 @@ def parse_hello(frame: Frame) -> Hello:
         tasks_max=_optional_int(body, "tasks_max", 1, 2**62),
         version=_optional_int(body, "v", 0, 2**31),
         pycrew=pycrew,
+        nonce=bytes.fromhex(nonce) if nonce is not None else None,
     )
 
 

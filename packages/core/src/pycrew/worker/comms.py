@@ -1,6 +1,16 @@
 """The worker's comms thread: heartbeats, time limits, and reading when the main thread does not.
 
-See the reading rules in :mod:`pycrew.worker.loop`. This thread also enforces the running
+Who reads the worker's frames: on an interruptible channel (the socket transport) the main
+thread reads its own frames while it is idle, so a task goes from the socket to the task
+runner without a thread hand-off, and between two tasks what has arrived when nobody has read
+for ``Pace.READ_INTERVAL`` (a run of short prefetched tasks: a CANCEL, RECALL or STOP waits no
+longer). The comms thread reads only while the worker is not serving (the handshake, and after
+the serving loop ended), while a task has run for a while (``Pace.handover()``: to see CANCEL
+and STOP, and to have the next task in hand when this one ends, see :mod:`pycrew.worker.pace`),
+and when nobody has read for a heartbeat interval. Whoever reads holds the worker's ``reader``
+lock; the idle main thread interrupts the comms thread's read to take the role back. On other
+channels the comms thread reads everything and hands tasks over through the worker's ``cv``
+(:mod:`pycrew.worker.loop` has both). This thread also enforces the running
 task's time limit (interrupting it at its deadline), so it must never sleep, nor block in
 a read, past a deadline: one set while it reads (the main thread started a task) cuts an
 interruptible read short (:meth:`CommsThread._deadline_set`), and on a channel that cannot

@@ -22,6 +22,7 @@ from pycrew.worker import exiting
 from pycrew.worker.command import WorkerCommand
 from pycrew.worker.comms import CommsThread
 from pycrew.worker.execution import TaskRunner
+from pycrew.worker.handshake import UNPROVEN, Handshake
 from pycrew.worker.initializer import run_initializer
 from pycrew.worker.leaving import Leaving
 from pycrew.worker.pace import Pace
@@ -82,7 +83,7 @@ class Worker(CommsThread):
         # ends (no polling: a thousand connecting loops in one process cannot afford it).
         self.settled = threading.Event()
         self.stop_reason = ""
-        self.challenged = False  # the controller sent its challenge (a refusal before it is no token's)
+        self.handshake = Handshake(token, command.instance)
         self.initializer: bytes | None = None  # the controller's, from the WELCOME (see pycrew.worker.initializer)
         self.frames_received = 0
         self.last_seen = clock.monotonic()
@@ -122,17 +123,7 @@ class Worker(CommsThread):
             log.info("pycrew worker %s exiting during a task: %s", self.instance, why)
             exiting.exit_during_task(EXIT_CONTROLLER_GONE)
 
-    # -- reading frames ----------------------------------------------------------------
-    #
-    # On an interruptible channel (the socket transport) the main thread reads its own frames while it is idle,
-    # so a task goes from the socket to the task runner without a thread hand-off, and between two tasks what
-    # has arrived when nobody has read for ``Pace.READ_INTERVAL`` (a run of short prefetched tasks: a CANCEL,
-    # RECALL or STOP waits no longer). The comms thread reads only while the worker is not serving (the
-    # handshake, and after the serving loop ended), while a task has run for a while (``Pace.handover()``: to
-    # see CANCEL and STOP, and to have the next task in hand when this one ends, see pycrew.worker.pace), and
-    # when nobody has read for a heartbeat interval. Whoever reads holds ``reader``; the idle main thread
-    # interrupts the comms thread's read to take the role back. On other channels the comms thread reads
-    # everything and hands tasks over through ``cv``. The comms thread's loop is in pycrew.worker.comms.
+    # -- reading frames (who reads when: see the module doc of pycrew.worker.comms) -------
 
     def _read_one(self, timeout: float, spin: float = 0.0, nonblocking: bool = False) -> bool:
         """Read and handle one frame (caller holds ``reader``); False once the link is gone."""
@@ -167,9 +158,12 @@ class Worker(CommsThread):
             if self.acknowledge and busy:
                 self._send(self._beat())
         elif kind == p.CHALLENGE:
-            nonce, self.challenged = p.decode_challenge(frame), True
-            self._send(p.encode_hello(self.token, nonce, self.instance, self.command.worker, self.command.tasks_max))
+            self._send(self.handshake.hello(frame, self.command.worker, self.command.tasks_max))
+        elif kind == p.PROOF:
+            self.handshake.prove(frame)
         elif kind == p.WELCOME:
+            if not self.handshake.proven:
+                return self._controller_gone(UNPROVEN)
             body = p.decode_json(frame)
             self.seconds_heartbeat = float(body.get("seconds_heartbeat", self.seconds_heartbeat))
             self.silence.configure(body)
@@ -297,7 +291,7 @@ class Worker(CommsThread):
         if not self.welcomed.is_set():
             if self.gone.is_set():  # the dispatcher dropped us before WELCOME: refused
                 log.error("pycrew worker %s was refused by %s: %s%s", self.instance, a.url, self.stop_reason,
-                          refusal_hint(a.url, self.challenged))
+                          refusal_hint(a.url, self.handshake.challenged))
             else:
                 log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
             self.channel.close()
