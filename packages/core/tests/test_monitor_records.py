@@ -110,3 +110,69 @@ def test_a_record_that_cannot_be_written_is_a_warning(tmp_path: Path, monkeypatc
     text = caplog.text
     assert "could not record controller c" in text and "never listed as orphans" in text, text
     assert "could not mark the record of controller c ended" in text, text
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make a record written ``seconds`` ago (and, never marked ended, started then)."""
+    when = time.time() - seconds
+    record = json.loads(path.read_text())
+    if record["ended"] is None:
+        path.write_text(json.dumps({**record, "started": when}))
+    else:
+        path.write_text(json.dumps({**record, "ended": when}))
+    os.utime(path, (when, when))
+
+
+def _prune_due(state: Path) -> None:
+    past = time.time() - monitor.SECONDS_PRUNE - 1
+    os.utime(state / ".pruned", (past, past))
+
+
+def test_records_of_controllers_killed_without_ending_are_pruned_after_the_keep_period(state: Path) -> None:
+    """On 45bbb7b the record of a controller killed before it could end it (SIGKILL, the OOM killer,
+    os._exit) kept "ended": null and was never pruned, however old: the state directory only grew."""
+    subprocess.run(  # a controller's process that ends without ending its record
+        [sys.executable, "-c", "import os; from pycrew import monitor; monitor.register_controller('killed', 'n', 'local'); os._exit(9)"],
+        env=os.environ.copy(), check=False, timeout=60,
+    )
+    assert json.loads((state / "killed.json").read_text())["ended"] is None
+    monitor.register_controller("pid-reused", "n", "local")  # its pid now names a later process (this one)
+    reused = json.loads((state / "pid-reused.json").read_text())
+    (state / "pid-reused.json").write_text(json.dumps({**reused, "create_time": reused["create_time"] - 86400}))
+    monitor.register_controller("running", "n", "local")  # this process: alive, however old
+    (state / "young-killed.json").write_text(json.dumps({**reused, "id": "young-killed", "pid": _dead_pid()}))
+    (state / "far.json").write_text(json.dumps({**reused, "id": "far", "host": "elsewhere-host", "pid": _dead_pid()}))
+    for name in ("killed", "pid-reused", "running", "far"):  # (far: may still run on its host, so it is kept)
+        _age(state / f"{name}.json", monitor.SECONDS_TOMBSTONE + 3600)
+    _age(state / "young-killed.json", monitor.SECONDS_TOMBSTONE - 3600)
+    _prune_due(state)
+    monitor.register_controller("new", "n", "local")
+    kept = sorted(p.stem for p in state.glob("*.json"))
+    assert kept == ["far", "new", "running", "young-killed"], kept
+
+
+def test_records_of_controllers_killed_without_ending_count_toward_the_cap(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past TOMBSTONES_MAX records, those of this host's killed controllers go with the ended
+    ones, oldest first, whatever their age; running ones, and those of another host, stay."""
+    monkeypatch.setattr(monitor, "TOMBSTONES_MAX", 4)
+    monitor.register_controller("running", "n", "local")
+    record = json.loads((state / "running.json").read_text())
+    for i in range(4):
+        (state / f"killed-{i}.json").write_text(json.dumps({**record, "id": f"killed-{i}", "pid": _dead_pid()}))
+        monitor.register_controller(f"ended-{i}", "n", "local")
+        monitor.unregister_controller(f"ended-{i}")
+    (state / "far.json").write_text(json.dumps({**record, "id": "far", "host": "elsewhere-host"}))
+    for age, name in enumerate(["running", "far", "killed-0", "ended-0", "killed-1", "ended-1", "killed-2",
+                                "ended-2", "killed-3", "ended-3"][::-1]):  # running is the oldest
+        _age(state / f"{name}.json", 1000 + age)
+    _prune_due(state)
+    monitor.register_controller("new", "n", "local")  # 11 records, 4 at most: the 7 oldest of the 8 that may go
+    kept = sorted(p.stem for p in state.glob("*.json"))
+    assert kept == ["ended-3", "far", "new", "running"], kept

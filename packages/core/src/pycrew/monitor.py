@@ -3,7 +3,9 @@
 Every started controller writes a small record (id, name, pid, host) in pycrew's state
 directory (``$PYCREW_STATE_DIR``, default ``~/.local/state/pycrew``); when it terminates it
 marks the record ended (a tombstone, kept :data:`SECONDS_TOMBSTONE`). A worker is an orphan
-when its controller's record is ended, or names a process on this host that no longer runs.
+when its controller's record is ended, or names a process on this host that no longer runs
+(killed: its record, never marked ended, is kept :data:`SECONDS_TOMBSTONE` from its start;
+one of another host is kept until it is marked ended, as its process cannot be checked).
 A worker whose controller has no record here (another state directory, another user's
 home, a record that could not be written) is of an *unknown* controller: it is not an
 orphan, so ``terminate --orphans`` cannot stop the workers of a controller that still runs.
@@ -38,7 +40,8 @@ SECONDS_TOMBSTONE = 30 * 86400.0
 """How long the record of an ended controller is kept (its workers are orphans while it is)."""
 TOMBSTONES_MAX = 10_000
 """Most records kept past that many (a program that starts a controller a second made one a second, each a
-4 KB file, and every start read them all): the oldest ended ones go first; a running one is never removed."""
+4 KB file, and every start read them all): the oldest ended ones go first (those of this host's controllers
+killed without ending too); a running one is never removed."""
 SECONDS_PRUNE = 3600.0
 """How often the records are pruned, at a controller's start (across processes: the directory's ``.pruned`` file)."""
 
@@ -70,7 +73,7 @@ def _prune_due(d: Path, now: float) -> bool:
 
 def _prune(d: Path, now: float) -> None:
     """Remove the records of controllers that ended more than :data:`SECONDS_TOMBSTONE` ago, and
-    the oldest ended ones past :data:`TOMBSTONES_MAX` records."""
+    the oldest ended ones past :data:`TOMBSTONES_MAX` records (see :func:`_removable`)."""
     records: list[tuple[float, str]] = []
     with os.scandir(d) as entries:
         for entry in entries:
@@ -81,17 +84,47 @@ def _prune(d: Path, now: float) -> None:
                     continue
     records.sort()  # oldest written (started, or ended) first
     excess = len(records) - TOMBSTONES_MAX
+    host = socket.gethostname()
     for written, name in records:
         if now - written <= SECONDS_TOMBSTONE and excess <= 0:
             break  # the rest is younger still: read only what may go
         path = Path(name)
         try:
-            ended = json.loads(path.read_text()).get("ended")
-            if isinstance(ended, (int, float)) and (now - ended > SECONDS_TOMBSTONE or excess > 0):
+            if _removable(json.loads(path.read_text()), written, now, host, crowded=excess > 0):
                 path.unlink(missing_ok=True)
                 excess -= 1
         except (OSError, ValueError, AttributeError):
             continue
+
+
+def _removable(record: dict[str, Any], written: float, now: float, host: str, crowded: bool) -> bool:
+    """Whether a record (last ``written`` then) may go: its controller ended more than
+    :data:`SECONDS_TOMBSTONE` ago, or at all when there are too many records (``crowded``).
+
+    A record never marked ended whose process on this ``host`` is gone (killed: SIGKILL, the
+    OOM killer, ``os._exit``) counts as ended at its start, the latest time known it ran. One
+    of another host is kept, however old: its controller may still run (nothing limits how
+    long a controller runs, nor refreshes its record, and its process cannot be checked from here).
+    """
+    ended = record.get("ended")
+    if ended is None:
+        started = record.get("started")
+        ended = started if isinstance(started, (int, float)) else written
+        if not crowded and now - ended <= SECONDS_TOMBSTONE:
+            return False  # (before looking at the process: most records are young)
+        if record.get("host") != host or _process_alive(record):
+            return False
+    return isinstance(ended, (int, float)) and (crowded or now - ended > SECONDS_TOMBSTONE)
+
+
+def _process_alive(record: dict[str, Any]) -> bool:
+    """Whether the process a record of this host names still runs: its pid, started when the
+    record says (not a later process given the same pid), and not a zombie."""
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        return bool(abs(proc.create_time() - float(record["create_time"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
 
 
 def register_controller(controller_id: str, name: str, launcher: str) -> None:
@@ -158,12 +191,7 @@ def controller_state(controller_id: str | None) -> ControllerState:
         return "ended"
     if record.get("host") != socket.gethostname():
         return "running"  # cannot check another host's processes: assume alive
-    try:
-        proc = psutil.Process(int(record["pid"]))
-        alive = bool(abs(proc.create_time() - float(record["create_time"])) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE)
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        alive = False
-    if alive:
+    if _process_alive(record):
         return "running"
     unregister_controller(controller_id)
     return "ended"

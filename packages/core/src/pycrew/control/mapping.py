@@ -2,29 +2,29 @@
 through Python 3.14's ``buffersize`` window; results in order.
 
 ``buffersize="auto"`` (the default) keeps at most a window of unfinished tasks submitted: a
-feeder thread reads the iterables and submits the next task whenever one finishes, whether
-or not its result has been taken yet. So every task runs even if nobody iterates (as with
-``concurrent.futures``' eager ``map``), but a million-item ``map`` never holds a million
-pending payloads and task records at once. The window is bounded in bytes too: tasks with
-large arguments (a ``functools.partial`` holding a big array, say) stop being submitted
-ahead once their pickles take :data:`AUTO_WINDOW_BYTES`, as long as every worker has one
-to run and a few wait (:func:`auto_floor`). ``buffersize=None`` submits everything at
-once; ``buffersize=n`` submits at most ``n`` tasks ahead of the results taken (3.14).
+feeder thread (:mod:`pycrew.control.map_feeder`) reads the iterables and submits the next
+task whenever one finishes, whether or not its result has been taken yet. So every task
+runs even if nobody iterates (as with ``concurrent.futures``' eager ``map``), but a
+million-item ``map`` never holds a million pending payloads and task records at once. The
+window is bounded in bytes too: tasks with large arguments (a ``functools.partial`` holding
+a big array, say) stop being submitted ahead once their pickles take
+:data:`AUTO_WINDOW_BYTES`, as long as every worker has one to run and a few wait
+(:func:`auto_floor`). ``buffersize=None`` submits everything at once; ``buffersize=n``
+submits at most ``n`` tasks ahead of the results taken (3.14).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import threading
 import time
-import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pycrew.control import arguments
 from pycrew.control.futures import TaskFuture, task_seed
+from pycrew.control.map_feeder import Feeder
 from pycrew.control.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -39,9 +39,6 @@ AUTO_WINDOW_PER_WORKER = 512
 #: ... and their pickled payloads take at most this many bytes (though :func:`auto_floor`
 #: tasks are kept in flight however large they are).
 AUTO_WINDOW_BYTES = 64 << 20
-#: A full window's feeder looks at its futures again at least this often (seconds).
-SECONDS_LOOK = 0.1
-
 Buffersize = int | None | Literal["auto"]
 
 
@@ -80,171 +77,6 @@ class _ArgumentTypeError(TypeError, ValueError):
     ValueError, as pycrew raised for every bad ``map`` argument before."""
 
 
-class _Feeder:
-    """Submits the map's tasks from a thread, keeping at most ``window`` unfinished.
-
-    While it runs it is in the controller's ``_feeders``: ``wait("all")``, ``shutdown()``
-    and the exit hook count it as pending work, and ``terminate()`` or
-    ``shutdown(cancel_futures=True)`` stop it (the iterator then raises their error where
-    the input was cut).
-    """
-
-    def __init__(
-        self,
-        controller: Submitting,
-        submit: Callable[[int, tuple[Any, ...]], TaskFuture[Any]],
-        items: Iterator[tuple[int, Any]],
-        window: int,
-        bytes_max: int = AUTO_WINDOW_BYTES,
-        floor: int = 1,
-    ) -> None:
-        self.controller = controller
-        self.submit = submit
-        self.items = items
-        self.window = window
-        self.bytes_max = bytes_max  # the unfinished tasks' payloads, at most (but for ``floor`` tasks)
-        self.floor = floor
-        self.bytes = 0  # the payload bytes of ``inflight``
-        # Once full, the window is refilled after an eighth of it finished: one wake-up of
-        # this thread per window/8 tasks (see pycrew.control.alarm), not one per task.
-        self.low = window - max(1, window // 8)
-        # Submitted, not seen done: weak references (and payload bytes), so that a result the
-        # consumer yielded is never kept alive here, whenever this thread looks next (CPython
-        # bpo-14406); a future no one holds any more has finished (the controller holds
-        # every unfinished one).
-        self.inflight: collections.deque[tuple[weakref.ref[TaskFuture[Any]], int]] = collections.deque()
-        self.cond = threading.Condition()
-        self.futures: collections.deque[TaskFuture[Any]] = collections.deque()
-        self.done = False
-        self.error: BaseException | None = None
-        self.stopped = False
-        self.consumer_waits = False  # the consumer sleeps in has_next (set under cond)
-        self.thread = threading.Thread(target=self._run, name="pycrew-map-feeder", daemon=True)
-
-    def start(self) -> None:
-        with self.controller._futures_lock:
-            self.controller._feeders.add(self)
-        self.thread.start()
-
-    def _drop_finished(self) -> None:
-        """Forget the finished futures at the front."""
-        inflight = self.inflight
-        while inflight and _finished(inflight[0]):
-            self.bytes -= inflight.popleft()[1]
-
-    def _bytes_full(self) -> bool:
-        return self.bytes >= self.bytes_max and len(self.inflight) >= self.floor
-
-    def _make_room(self) -> bool:
-        """Wait until at most ``low`` of the futures submitted are unfinished and their payloads
-        fit in ``bytes_max`` (``False``: stopped)."""
-        controller = self.controller
-        while True:
-            self._drop_finished()
-            if len(self.inflight) > self.low or self._bytes_full():  # some finished out of order: look at every one
-                self.inflight = collections.deque(entry for entry in self.inflight if not _finished(entry))
-                self.bytes = sum(size for _, size in self.inflight)
-            if len(self.inflight) <= self.low and not self._bytes_full():
-                return True
-            if self.stopped:
-                return False
-            count = max(1, len(self.inflight) - self.low)  # bytes over: the next one that finishes may do
-            controller._alarm.wait(lambda: controller._futures_resolved, count, SECONDS_LOOK)
-
-    def _run(self) -> None:
-        try:
-            for i, args in self.items:
-                self._drop_finished()
-                if (len(self.inflight) >= self.window or self._bytes_full()) and not self._make_room():
-                    return
-                if self.stopped:
-                    return
-                future = self.submit(i, tuple(args))
-                self.inflight.append((weakref.ref(future), future.payload_bytes))
-                self.bytes += future.payload_bytes
-                self.futures.append(future)  # appended first, then the flag read: see has_next
-                if self.stopped:  # stopped while submitting: stop() may have missed it (appended first)
-                    future.cancel()
-                    return
-                if self.consumer_waits:
-                    with self.cond:
-                        self.cond.notify_all()
-                del future  # the deque holds it until the consumer takes it
-        except BaseException as exc:  # the iterable or a submit failed: the consumer raises it in turn
-            with self.cond:
-                if self.error is None:
-                    self.error = exc
-        finally:
-            self.inflight.clear()
-            with self.cond:
-                self.done = True
-                self.cond.notify_all()
-            with self.controller._futures_lock:
-                self.controller._feeders.discard(self)
-            with self.controller._cv:
-                self.controller._cv.notify_all()
-
-    def has_next(self, deadline: float | None) -> bool:
-        """Wait until the next future is there (``True``) or the input has ended (``False``).
-
-        Raises:
-            TimeoutError: ``deadline`` passed while waiting for the feeder.
-            BaseException: what the iterable (or a submit) raised, or why the feeder was
-                stopped, once the futures before it have been taken.
-        """
-        if self.futures:  # the usual case, without the lock (deques are thread-safe)
-            return True
-        with self.cond:
-            # The flag is set before the deque is looked at, and the feeder appends before it
-            # reads the flag: either this sees the future or the feeder sees the flag.
-            self.consumer_waits = True
-            try:
-                while not self.futures and not self.done and not self.stopped:  # (stopped: the input may block)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError("map: no result within the timeout")
-                    self.cond.wait(0.2 if remaining is None else min(0.2, remaining))
-            finally:
-                self.consumer_waits = False
-            if self.futures:
-                return True
-            if self.error is not None:
-                error, self.error = self.error, None
-                raise error
-            return False
-
-    def take(self) -> TaskFuture[Any]:
-        """The next future (after :meth:`has_next` said there is one)."""
-        return self.futures.popleft()
-
-    def waiting(self) -> list[TaskFuture[Any]]:
-        """The futures submitted and not taken yet."""
-        with self.cond:
-            return list(self.futures)
-
-    def stop(self, error: BaseException | None = None) -> list[TaskFuture[Any]]:
-        """Stop submitting (the iterator raises ``error``, if given, where the input was cut);
-        return the futures submitted and not taken. It stops counting as pending work now: its
-        thread may be blocked for ever in the input's ``next()`` (what that returns is dropped)."""
-        with self.cond:
-            self.stopped = True
-            if error is not None and self.error is None and not self.done:
-                self.error = error
-            left = list(self.futures)
-            self.cond.notify_all()
-        # One set operation, atomic, without _futures_lock: a dropped map's generator may be finalized
-        # (and stop its feeder) by a garbage collection on a thread that holds that lock.
-        self.controller._feeders.discard(self)
-        with self.controller._cv:  # wait("all") and the exit hook look again
-            self.controller._cv.notify_all()
-        return left
-
-
-def _finished(entry: tuple[weakref.ref[TaskFuture[Any]], int]) -> bool:
-    future = entry[0]()
-    return future is None or future.done()
-
-
 def map_results(
     controller: Submitting,
     fn: Callable[..., T],
@@ -275,7 +107,7 @@ def map_results(
     if buffersize == "auto":
         controller._check()  # start it here, and raise a launch or dispatcher error here, as a submit would
         workers = getattr(getattr(controller, "options", None), "workers", 1)
-        feeder = _Feeder(controller, submit, items, auto_window(int(workers)), AUTO_WINDOW_BYTES, auto_floor(int(workers)))
+        feeder = Feeder(controller, submit, items, auto_window(int(workers)), AUTO_WINDOW_BYTES, auto_floor(int(workers)))
         feeder.start()
         total = _known_length(iterables)
         return _Results(_fed_results(controller, feeder, deadline, total, progress), feeder)
@@ -328,7 +160,7 @@ class _Results(Iterator[T]):
 
     __slots__ = ("_feeder", "_results")
 
-    def __init__(self, results: Generator[T, None, None], feeder: _Feeder) -> None:
+    def __init__(self, results: Generator[T, None, None], feeder: Feeder) -> None:
         self._results = results
         self._feeder = feeder
 
@@ -351,7 +183,7 @@ def _known_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
 
 
 def _fed_results(
-    controller: Submitting, feeder: _Feeder, deadline: float | None, total: int | None, progress: bool
+    controller: Submitting, feeder: Feeder, deadline: float | None, total: int | None, progress: bool
 ) -> Generator[Any, None, None]:
     bar = ProgressBar(controller, total or 0, desc=f"{controller.name} map", own=True) if progress else None
     yielded = 0
