@@ -364,7 +364,7 @@ def test_monitor_terminate_by_id_terminates_exactly_those(fake: FakeLauncher) ->
 def test_monitor_terminate_of_an_unknown_id_terminates_nothing(fake: FakeLauncher) -> None:
     result = run("monitor", "fakemon", "terminate", "w1", "w9")
     assert result.exit_code == 1
-    assert "no worker with id w9" in result.output and "listed: w1, w2" in result.output
+    assert "no worker with id 'w9'" in result.output and "listed: 'w1', 'w2'" in result.output
     assert fake.terminated == []
 
 

@@ -2,7 +2,8 @@
 
 Run ``pycrew --help`` (or ``python -m pycrew.cli --help``) for the commands. ``pycrew worker
 ARGS...`` hands its arguments untouched to :func:`pycrew.worker.main`. Exit codes: 0 on
-success, 1 when the command failed (an error, a failed doctor step), 2 for usage errors.
+success, 1 when the command failed (an error, a failed doctor step), 2 for usage errors. Errors go to stderr
+as text; with ``--json`` also to stdout, as ``{"error": "...", "exit_code": N}``.
 """
 
 from __future__ import annotations
@@ -335,11 +336,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         rv = cli.main(args=args, prog_name="pycrew", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
-        return exc.exit_code
+        return _json_error(args, exc.format_message(), exc.exit_code)
     except click.Abort:
         click.echo("Aborted!", err=True)
-        return 1
+        return _json_error(args, "aborted", 1)
     return rv if isinstance(rv, int) else 0
+
+
+def _json_error(args: Sequence[str], message: str, exit_code: int) -> int:
+    """With ``--json`` among the arguments (before any ``--``), also write the error as
+    ``{"error": ..., "exit_code": ...}`` on stdout, so that a script reading stdout always gets JSON; returns the code."""
+    if "--json" in (args[: list(args).index("--")] if "--" in args else args):
+        click.echo(_json({"error": message, "exit_code": exit_code}))
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
+from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from pycrew.cli_support import _errors, _json, _parse_options, _table
-from pycrew.config import check_name, load_profile
+from pycrew.config import check_name, load_profile, profile_names
+from pycrew.errors import LogsUnavailableError
 from pycrew.monitor import ControllerState, Monitor, controller_state, state_dir
 from pycrew.plugin_api import WorkerInfo
+from pycrew.plugins import get_registry
+
+IDS_SHOWN_MAX = 20
+"""Most ids an error message lists (a cluster may hold thousands)."""
 
 
 def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
@@ -23,6 +31,74 @@ def _monitor_for(name: str, options: dict[str, Any] | None = None) -> Monitor:
         return Monitor(profile.launcher, **{**profile.launcher_options(), **(options or {})})
     check_name(name)  # a typo of a profile's name gets the same hints as pycrew.controller()
     return Monitor(name, **(options or {}))
+
+
+def _launcher_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """LAUNCHER, checked not to be empty or blank (else pycrew would look for a profile named '')."""
+    if not value.strip():
+        raise click.BadParameter(
+            f"the launcher name is {'empty' if not value else f'blank ({value!r})'}; give a launcher's or a profile's "
+            f"name: launchers: {', '.join(get_registry().installed_launchers()) or 'none'}; "
+            f"profiles: {', '.join(profile_names()) or 'none'}")
+    return value
+
+
+def _quoted(ids: Iterable[str]) -> str:
+    """Worker ids for a message, each quoted (an empty or blank id stays visible), at most :data:`IDS_SHOWN_MAX`."""
+    ids = list(ids)
+    shown = ", ".join(repr(i) for i in ids[:IDS_SHOWN_MAX])
+    more = len(ids) - IDS_SHOWN_MAX
+    return (shown + (f" and {more} more" if more > 0 else "")) or "none"
+
+
+def _state_problem() -> tuple[str, bool] | None:
+    """What is wrong with the directory of the controllers' records, naming ``PYCREW_STATE_DIR`` and its value, and
+    whether it cannot be read (``False``: ``PYCREW_STATE_DIR`` names a directory that does not exist, so no controller
+    run with that setting recorded itself). ``None``: nothing (an empty ``PYCREW_STATE_DIR`` counts as unset; the
+    default directory missing means no controller has run)."""
+    value = os.environ.get("PYCREW_STATE_DIR", "")
+    records = state_dir()
+    where = f"PYCREW_STATE_DIR={value!r}" if value else f"the state directory {str(records.parent)!r} (PYCREW_STATE_DIR is unset)"
+    try:
+        with os.scandir(records):
+            return None
+    except FileNotFoundError:
+        if not value or records.parent.is_dir():
+            return None  # no controller has recorded itself yet
+        return f"{where}: the directory does not exist", False
+    except NotADirectoryError:
+        return f"{where}: " + (f"{str(records)!r} is not a directory" if records.parent.is_dir() else "not a directory"), True
+    except OSError as exc:  # permission denied, and the like
+        return f"{where}: {str(records)!r} cannot be read: {exc.strerror or exc}", True
+
+
+def _ids_hint(launcher: str, option_texts: Iterable[str], flag: str) -> str:
+    """The command that lists a launcher's worker ids (``flag``: ``--ended``, ``--orphans`` or none), with the
+    user's ``-o`` options."""
+    words = ["pycrew monitor", shlex.quote(launcher), "list", flag, *(f"-o {shlex.quote(t)}" for t in option_texts)]
+    return " ".join(w for w in words if w)
+
+
+def _logs(m: Monitor, worker_id: str, lines: int, hint: str) -> str:
+    """A worker's output; an id the launcher neither lists nor reads logs by is said in the command's terms.
+
+    :meth:`Monitor.logs`' own message speaks to API callers (``Monitor.list()``, handles); a
+    listed worker whose output cannot be read keeps the launcher's message, which says why.
+    """
+    try:
+        return m.logs(worker_id, lines=lines)
+    except LogsUnavailableError as exc:
+        listed = [w.id for w in m.list(ended=True)]
+        if worker_id in listed:
+            raise
+        cause = exc.__cause__
+        if isinstance(cause, LogsUnavailableError) and " as a worker handle" not in str(cause):
+            why = f"the launcher cannot read logs with it as a job id: {cause}"
+        else:  # the launcher's message names the handle type it takes: an API matter
+            why = f"{worker_id!r} is not a job id or handle the launcher reads logs by"
+        raise click.ClickException(
+            f"no worker with id {worker_id!r} on launcher {m.spec.name!r} (listed: {_quoted(listed)}; ended "
+            f"workers included), and {why}; to see the worker ids, run: {hint}") from exc
 
 
 def _cell(value: Any, empty: str = "-") -> str:
@@ -41,7 +117,7 @@ def _worker_row(w: WorkerInfo, states: dict[str, ControllerState]) -> dict[str, 
 
 
 @click.command()
-@click.argument("launcher")
+@click.argument("launcher", callback=_launcher_name)
 @click.argument("action", type=click.Choice(["list", "logs", "terminate"]))
 @click.argument("ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="terminate: every listed worker.")
@@ -85,24 +161,39 @@ def monitor(
             "logs needs exactly one worker id (as listed by 'list --ended', or a scheduler job id such as 1234_1 "
             "after the job left the queue), without --all or --orphans")
     m = _monitor_for(launcher, _parse_options(option_texts, launcher))
+    hint = _ids_hint(launcher, option_texts, "--ended" if action == "logs" else "--orphans" if orphans else "")
     if action == "logs":
-        text = m.logs(ids[0], lines=lines)
+        text = _logs(m, ids[0], lines, hint)
         if as_json:
             click.echo(_json({"id": ids[0], "lines": lines, "logs": text}))
         else:
             click.echo(text, nl=not text.endswith("\n"))
         return
+    problem, unusable = (_state_problem() if orphans or action == "list" else None) or (None, False)
+    if problem and unusable and orphans:
+        raise click.ClickException(
+            f"cannot tell which workers are orphans: {problem}. Controllers record themselves in "
+            "$PYCREW_STATE_DIR/controllers (default ~/.local/state/pycrew): set PYCREW_STATE_DIR as the controllers "
+            "had it, or unset it; 'list' and 'terminate ID' or '--all' need no records"
+            + (" (nothing was terminated)" if action == "terminate" else ""))
     workers = m.orphans() if orphans else m.list(controller_id, ended=ended and action == "list")
     if orphans and controller_id:
         workers = [w for w in workers if w.controller_id == controller_id]
+    if problem and unusable:
+        click.echo(f"warning: {problem}; no controller's record can be read, so ORPHAN is unknown for every worker; "
+                   "set PYCREW_STATE_DIR as the controllers had it, or unset it", err=True)
+    elif problem and orphans:
+        click.echo(f"warning: {problem}: no controller run with that setting has recorded itself, so no worker is "
+                   "known as an orphan; check the value (a controller creates the directory when it starts)", err=True)
     if action == "terminate":
         if ids:
             by_id = {w.id: w for w in workers}
             unknown = [i for i in ids if i not in by_id]
             if unknown:
                 raise click.ClickException(
-                    f"no {'orphan ' if orphans else ''}worker with id {', '.join(unknown)} on launcher {m.spec.name!r}; "
-                    f"listed: {', '.join(by_id) or 'none'} (nothing was terminated)")
+                    f"no {'orphan ' if orphans else ''}worker with id{'s' if len(unknown) > 1 else ''} {_quoted(unknown)} "
+                    f"on launcher {m.spec.name!r}; listed: {_quoted(by_id)} (nothing was terminated); to see the "
+                    f"worker ids, run: {hint}")
             workers = [by_id[i] for i in ids]
         m.terminate(workers)
         chosen = [w.id for w in workers]
@@ -125,7 +216,7 @@ def monitor(
           "-" if r["age"] is None else f"{r['age']:.0f}s", {True: "yes", False: "no", None: "unknown"}[r["orphan"]],
           _cell(r["host"]), _cell(r["reason"], ""), _cell(r["log"], "")] for r in rows],
     ))
-    if any(r["orphan"] is None for r in rows):
+    if not unusable and any(r["orphan"] is None for r in rows):
         click.echo(
             f"ORPHAN unknown: no record of the worker's controller in {state_dir()} (a controller run with another "
             "PYCREW_STATE_DIR or by another user); terminate --orphans leaves it, terminate ID or --all stops it",
