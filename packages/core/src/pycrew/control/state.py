@@ -62,7 +62,7 @@ class ControllerState:
     _futures_issued: int
     _futures_resolved: int
     _alarm: ResolutionAlarm  # wakes a map feeder once enough futures resolved
-    _feeders: set[Any]  # map feeders still submitting (mapping._Feeder)
+    _feeders: set[Any]  # map feeders still submitting (map_feeder.Feeder)
     _forwarded: dict[int, tuple[Task, Any, int]]  # task id -> (task, backup, its id there): control.backups
     _pid: int  # the process that started the controller
     _owner: OwnerRef  # how the dispatcher's and the launcher's threads reach it (control.release)
