@@ -184,8 +184,8 @@ def _modules_after(code: str) -> list[str]:
 
 
 #: Worker-side modules that load a third-party library with its own imports: pynng itself
-#: imports asyncio, so the ``nng`` transport is loaded only when a worker chooses it.
-LOADED_ON_DEMAND = ("pycrew.wire.transport.nng",)
+#: imports asyncio, so the ``nng`` transport (and its link module) is loaded only when a worker chooses it.
+LOADED_ON_DEMAND = ("pycrew.wire.transport.nng", "pycrew.wire.transport.nng_link")
 
 
 def test_importing_every_worker_side_module_loads_nothing_of_the_controller_side():
