@@ -368,20 +368,20 @@ def test_unauthenticated_nng_pipes_cannot_make_the_controller_hold_large_frames(
 
 
 def test_unauthenticated_nng_fragments_are_bounded_like_a_hello():
-    from pycrew.wire.transport.nng_link import FRAGMENT_LAST, FRAGMENT_MORE, NngLink, fragments
+    from pycrew.wire.transport.nng_link import FRAGMENT_LAST, FRAGMENT_MORE, MESSAGE_MAX_BYTES, NngLink, fragments
 
     frame = bytes(range(256)) * 100
     pieces = list(fragments(frame))
-    assert len(pieces) > 1 and all(len(p) <= protocol.HELLO_MAX_BYTES for p in pieces)
+    assert len(pieces) > 1 and all(len(p) <= MESSAGE_MAX_BYTES for p in pieces)
     assert pieces[-1][0] == FRAGMENT_LAST and all(p[0] == FRAGMENT_MORE for p in pieces[:-1])
 
     class _Pipe:
         id = 1
 
     link = NngLink(_Pipe(), protocol.HELLO_MAX_BYTES)  # type: ignore[arg-type]
-    assert link.join(pieces[0]) is None
-    with pytest.raises(ValueError, match="more than 4096 bytes"):
-        for piece in pieces[1:]:
+    assert link.join(bytes((FRAGMENT_MORE,)) + frame[:1000]) is None  # fragments are joined...
+    with pytest.raises(ValueError, match="more than 4096 bytes"):  # ... up to the limit before authentication
+        for piece in pieces:
             link.join(piece)
     link = NngLink(_Pipe(), 1 << 20)  # type: ignore[arg-type]
     joined = [link.join(p) for p in pieces]

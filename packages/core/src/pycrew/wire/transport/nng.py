@@ -13,13 +13,16 @@ with what it sent (see :mod:`pycrew.control.dispatcher`), so nothing is lost for
 
 Size bound before authentication: NNG applies one receive limit to every pipe of a
 socket, and reads a whole message into memory before anyone can look at it. So the
-dispatcher's socket takes messages of at most :data:`~pycrew.wire.protocol.HELLO_MAX_BYTES`
-(4 KiB) from anyone, like the ``socket`` transport before authentication, and a worker
+dispatcher's socket takes messages of at most 16 KiB
+(:data:`~pycrew.wire.transport.nng_link.MESSAGE_MAX_BYTES`) from anyone, and a worker
 sends a larger frame as a run of fragments (kind ``F`` while more follow, ``E`` for the
-last piece) that the server joins per pipe, up to the link's limit: 4 KiB until the
+last piece) that the server joins per pipe, up to the link's limit: 4 KiB
+(:data:`~pycrew.wire.protocol.HELLO_MAX_BYTES`, like the ``socket`` transport) until the
 worker has authenticated, ``bytes_max`` after. A connection that never authenticates can
-make the dispatcher hold at most 4 KiB per pipe; one whose TLS handshake never ends (NNG
-sets no deadline) is shut down after ``seconds_auth`` (:mod:`~pycrew.wire.transport.nng_pending`).
+make the dispatcher hold at most one message per pipe, and at most
+:func:`~pycrew.wire.transport.unproven.unproven_max` of them wait at once; one whose TLS
+handshake never ends (NNG sets no deadline) is shut down after ``seconds_auth``
+(:mod:`~pycrew.wire.transport.nng_pending`).
 
 NNG cannot run in a forked child (its threads are not there; it panics, "nng is not
 fork-reentrant safe", or waits forever): a child forked from a process that used it (a
