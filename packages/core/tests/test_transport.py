@@ -587,19 +587,24 @@ def test_socket_server_keeps_a_bounded_number_of_connections_waiting_to_authenti
     try:
         for i in range(8):
             peers.append(socket.create_connection((host, port), timeout=5))
-            if i % 2:
-                peers[-1].sendall(PREAMBLE)  # opened (a dispatcher would wait for its HELLO), or not even that
-        for s in peers[:3]:
+            deadline = time.monotonic() + 5
+            while max(server.links, default=0) != i + 1 and time.monotonic() < deadline:  # accepted (ids count from 1)
+                time.sleep(0.005)
+            if i % 2:  # opened (a dispatcher would wait for its HELLO), or sent nothing at all
+                peers[-1].sendall(PREAMBLE)
+                _, opened, _ = loop.handler.next("open")
+                assert opened == i + 1
+        # those that sent nothing go first, oldest first: a worker has sent its preamble by then
+        silent, kept = [peers[0], peers[2], peers[4]], [peers[1], peers[3], peers[5], peers[6], peers[7]]
+        for s in silent:
             assert _closed_by_server(s), "an old connection waiting to authenticate was kept past the bound"
         time.sleep(0.2)
         assert len(server.unproven) == 5
-        for s in peers[3:]:
+        for s in kept:
             s.settimeout(0.05)
             with pytest.raises(TimeoutError):
                 s.recv(1)  # still open
-        opened = [e[1] for e in list(loop.handler.events.queue) if e[0] == "open"]
-        assert opened, "no connection sent its preamble"
-        loop.call(lambda: server.admitted(server.links[opened[-1]]))  # a worker proved its token: no longer counted
+        loop.call(lambda: server.admitted(server.links[8]))  # a worker proved its token: no longer counted
         deadline = time.monotonic() + 5
         while len(server.unproven) != 4 and time.monotonic() < deadline:
             time.sleep(0.01)

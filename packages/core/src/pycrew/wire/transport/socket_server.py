@@ -49,6 +49,11 @@ HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
 SECONDS_ACCEPT_REST = 0.5
 
 
+def _silent(link: SocketLink) -> bool:
+    """Whether a connection waiting to authenticate has sent nothing (after its TLS handshake, if any)."""
+    return link.state == PREAMBLE_WAIT and not link.rbuf
+
+
 class SocketServer(Server):
     """Listens on one TCP port and multiplexes every link on the dispatcher's selector."""
 
@@ -126,8 +131,8 @@ class SocketServer(Server):
             link = SocketLink(self, sock, f"{addr[0]}:{addr[1]}", next(self._ids), state)
             self.links[link.id] = link
             self._opening.append(link)
-            if (oldest := self.unproven.add(link.id, link)) is not None:
-                self.close_link(oldest, f"{self.unproven.most} connections wait to authenticate; the oldest goes")
+            if (oldest := self.unproven.add(link.id, link, prefer=_silent)) is not None:
+                self.close_link(oldest, f"{self.unproven.most} connections wait to authenticate; an old one goes")
             self._sel.register(sock, selectors.EVENT_READ, link.on_event)
             if state == HANDSHAKE:
                 self._handshake(link)

@@ -12,12 +12,16 @@ the likeliest stranger).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from pycrew.wire.transport.limits import open_files_limit
 
 #: The most connections that may wait to authenticate, whatever the limit on open files.
 UNPROVEN_MAX = 1024
+#: How many of the oldest waiting connections :meth:`Unproven.add` looks through for one to prefer.
+PREFERRED_LOOK = 64
 
 L = TypeVar("L")
 
@@ -39,13 +43,20 @@ class Unproven(Generic[L]):
         self.most = unproven_max() if most is None else most
         self._links: dict[int, L] = {}
 
-    def add(self, link_id: int, link: L) -> L | None:
-        """Track a new link; the oldest waiting one, to close, if there are now too many."""
+    def add(self, link_id: int, link: L, prefer: Callable[[L], bool] | None = None) -> L | None:
+        """Track a new link; if there are now too many, one to close: the oldest waiting, or the
+        oldest other than the new one for which ``prefer`` is true among the
+        :data:`PREFERRED_LOOK` oldest (one that has sent nothing goes before a worker's that has)."""
         self._links[link_id] = link
         if len(self._links) <= self.most:
             return None
-        oldest = next(iter(self._links))
-        return self._links.pop(oldest)
+        chosen = next(iter(self._links))
+        if prefer is not None:
+            for key, waiting in itertools.islice(self._links.items(), PREFERRED_LOOK):
+                if key != link_id and prefer(waiting):
+                    chosen = key
+                    break
+        return self._links.pop(chosen)
 
     def discard(self, link_id: int) -> None:
         """The link proved its token, or is closed."""
