@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator
 
 import cloudpickle
@@ -46,3 +47,21 @@ def make_controller() -> Iterator[Callable[..., pycrew.Controller]]:
             pytest.fail(f"controller {c.name!r} left worker pid {pid} running after terminate()")
 
 
+#: Weak references to controllers a test drops (and their ids): see :func:`dropped`.
+Dropped = list[tuple["weakref.ref[pycrew.Controller]", str]]
+
+
+@pytest.fixture
+def dropped() -> Iterator[Dropped]:
+    """Weak references to the controllers a test drops (and their ids): whatever a failing
+    test left running is terminated and its workers killed here."""
+    refs: Dropped = []
+    yield refs
+    for ref, controller_id in refs:
+        c = ref()
+        if c is not None:
+            c.terminate()
+        del c
+        for pid in worker_pids(controller_id):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()

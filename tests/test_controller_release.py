@@ -17,31 +17,13 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 import pycrew
 from helpers import identity, sleep_then
 from support import pid_gone, run_script, wait_for, worker_pids
-
-
-@pytest.fixture
-def dropped() -> Iterator[list[tuple[weakref.ref[pycrew.Controller], str]]]:
-    """Weak references to the controllers a test drops (and their ids): whatever a failing
-    test left running is terminated and killed here."""
-    refs: list[tuple[weakref.ref[pycrew.Controller], str]] = []
-    yield refs
-    for ref, controller_id in refs:
-        c = ref()
-        if c is not None:
-            c.terminate()
-        del c
-        for pid in worker_pids(controller_id):
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
 
 
 def _released(ref: weakref.ref[pycrew.Controller]) -> bool:

@@ -5,7 +5,6 @@ terminated with its workers, and a terminated one is freed (pycrew.control.map_f
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import itertools
 import queue
@@ -15,7 +14,6 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 import pycrew
@@ -23,7 +21,7 @@ from helpers import mark_after_gate
 from support import pid_gone, wait_for, worker_pids
 
 Gate = queue.Queue[int | None]
-Started = list[tuple[weakref.ref[pycrew.Controller], str]]
+Dropped = list[tuple[weakref.ref[pycrew.Controller], str]]  # the conftest fixture `dropped`
 
 
 @pytest.fixture
@@ -33,22 +31,6 @@ def gate() -> Iterator[Gate]:
     yield items
     for _ in range(4):
         items.put(None)
-
-
-@pytest.fixture
-def started() -> Iterator[Started]:
-    """Weak references to the controllers a test starts (and their ids): whatever a failing test
-    left running is terminated, and its workers killed, here."""
-    refs: Started = []
-    yield refs
-    for ref, controller_id in refs:
-        c = ref()
-        if c is not None:
-            c.terminate()
-        del c
-        for pid in worker_pids(controller_id):
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
 
 
 def _blocking_input(gate: Gate) -> Iterator[int]:
@@ -67,17 +49,17 @@ def _released(ref: weakref.ref[pycrew.Controller]) -> bool:
     return ref() is None
 
 
-def _start(started: Started) -> pycrew.Controller:
+def _start(dropped: Dropped) -> pycrew.Controller:
     c = pycrew.controller("local", workers=2, seconds_idle=3600).start()
-    started.append((weakref.ref(c), c.id))
+    dropped.append((weakref.ref(c), c.id))
     return c
 
 
-def _map_then_give_up(started: Started, gate: Gate, how: str) -> tuple[list[int], threading.Thread]:
+def _map_then_give_up(dropped: Dropped, gate: Gate, how: str) -> tuple[list[int], threading.Thread]:
     """Start a controller, map over an input that blocks after one item, take that item, give the
     map up (``how``: "close" or "terminate") and drop everything: the workers' pids and the
     feeder thread, still blocked in the input's ``next()``."""
-    c = _start(started)
+    c = _start(dropped)
     before = _feeder_threads()
     results = c.map(abs, _blocking_input(gate))
     assert next(results) == 0
@@ -91,9 +73,9 @@ def _map_then_give_up(started: Started, gate: Gate, how: str) -> tuple[list[int]
     return pids, feeder.pop()
 
 
-def test_a_dropped_controller_whose_closed_map_input_blocks_is_terminated_with_its_workers(started, gate):
-    pids, feeder = _map_then_give_up(started, gate, "close")
-    ref = started[0][0]
+def test_a_dropped_controller_whose_closed_map_input_blocks_is_terminated_with_its_workers(dropped, gate):
+    pids, feeder = _map_then_give_up(dropped, gate, "close")
+    ref = dropped[0][0]
     wait_for(lambda: _released(ref), timeout=30,
              message="a dropped controller is never collected: the closed map's feeder, blocked in next(), keeps it")
     wait_for(lambda: all(pid_gone(p) for p in pids), timeout=30,
@@ -103,21 +85,21 @@ def test_a_dropped_controller_whose_closed_map_input_blocks_is_terminated_with_i
     wait_for(lambda: not feeder.is_alive(), timeout=10, message="the feeder thread runs on after its input yielded")
 
 
-def test_a_terminated_controller_is_freed_though_its_map_input_blocks(started, gate):
-    pids, feeder = _map_then_give_up(started, gate, "terminate")
-    ref = started[0][0]
+def test_a_terminated_controller_is_freed_though_its_map_input_blocks(dropped, gate):
+    pids, feeder = _map_then_give_up(dropped, gate, "terminate")
+    ref = dropped[0][0]
     assert all(pid_gone(p) for p in pids), "terminate() left a worker running"
     wait_for(lambda: _released(ref), timeout=30,
              message="a terminated controller is kept alive by the feeder thread of a map whose input blocks")
     assert feeder.is_alive(), "the input was meant to block the feeder thread all along"
 
 
-def test_a_dropped_controller_runs_a_map_still_reading_its_input_to_its_end(started, gate, tmp_path: Path):
+def test_a_dropped_controller_runs_a_map_still_reading_its_input_to_its_end(dropped, gate, tmp_path: Path):
     """The map was not given up on (its iterator dropped unread: every task of a map runs whether or
     not it is iterated): it still runs, and keeps its controller until its input ends."""
     (tmp_path / "gate").touch()
-    c = _start(started)
-    ref = started[0][0]
+    c = _start(dropped)
+    ref = dropped[0][0]
     c.map(mark_after_gate, itertools.repeat(str(tmp_path)), _blocking_input(gate))
     del c
     wait_for(lambda: (tmp_path / "done-0").exists(), timeout=60, message="the first task of the map did not run")
