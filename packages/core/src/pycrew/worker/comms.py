@@ -110,7 +110,9 @@ class CommsThread:
             try:
                 self.comms_read_until = math.inf  # until this read's end is known: see _deadline_set
                 self.comms_reading = True
-                if self.main_wants_read:  # the idle main thread asked for the role meanwhile
+                # The idle main thread asked for the role meanwhile, or began serving (which reads
+                # comms_reading after it set serving: either it interrupts this read or this sees it).
+                if self.main_wants_read or not self._comms_reads(clock.monotonic()):
                     continue
                 if (deadline := self.runner.deadline) is not None:  # a task started since ``wait`` was reckoned
                     wait = min(wait, max(0.001, deadline - clock.monotonic()))

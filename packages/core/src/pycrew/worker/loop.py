@@ -301,6 +301,8 @@ class Worker(CommsThread):
             self.channel.close()
             return EXIT_INITIALIZER_FAILED
         self.serving = True
+        if self.direct and self.comms_reading:  # a read it began in the handshake must not run into a task
+            self.channel.interrupt()
         reason = self._serve()
         self.serving = False  # the main thread reads no more: the comms thread sees the link close
         if not self.shared_process:  # ending now: a SIGTERM must not cut the goodbye short
