@@ -573,11 +573,14 @@ def _closed_by_server(s: socket.socket) -> bool:
         return True
 
 
-def test_socket_server_keeps_a_bounded_number_of_connections_waiting_to_authenticate(make_loop):
+def test_socket_server_keeps_a_bounded_number_of_connections_waiting_to_authenticate(make_loop, monkeypatch):
     """Anyone can open connections; each holds a file descriptor until it authenticates or
-    ``seconds_auth`` ends it. Past ``unproven.most`` a new one closes the oldest, so a peer
+    ``seconds_auth`` ends it. Past ``unproven.most`` a new one closes an old one, so a peer
     that keeps opening them cannot use up the controller's descriptors (it did: then worker
     launches failed with EMFILE, and the controller raised LaunchError for good)."""
+    from pycrew.wire.transport import unproven
+
+    monkeypatch.setattr(unproven, "SECONDS_YOUNG", 0.0)  # every waiting connection is old enough to go
     loop = make_loop("socket")
     server = loop.server
     assert isinstance(server, SocketServer)
@@ -609,6 +612,35 @@ def test_socket_server_keeps_a_bounded_number_of_connections_waiting_to_authenti
         while len(server.unproven) != 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(server.unproven) == 4
+    finally:
+        for s in peers:
+            s.close()
+
+
+def test_a_burst_of_young_connections_waits_in_the_backlog_rather_than_being_closed(make_loop):
+    """A burst of workers connecting at once may outnumber ``unproven.most`` for a moment:
+    connections younger than SECONDS_YOUNG are not closed; the server stops accepting, and
+    the rest wait in the kernel's backlog until those waiting have authenticated."""
+    loop = make_loop("socket")
+    server = loop.server
+    assert isinstance(server, SocketServer)
+    server.unproven.most = 3
+    _, host, port = split_url(server.address)
+    peers = [socket.create_connection((host, port), timeout=5) for _ in range(6)]
+    try:
+        for s in peers:
+            s.sendall(PREAMBLE)
+        opened = [loop.handler.next("open")[1] for _ in range(3)]
+        time.sleep(0.5)
+        assert len(server.links) == 3, "more were accepted than may wait, or some were closed"
+        loop.call(lambda: [server.admitted(server.links[i]) for i in opened])  # the three authenticate
+        opened += [loop.handler.next("open")[1] for _ in range(3)]  # the rest are accepted in turn
+        assert sorted(opened) == [1, 2, 3, 4, 5, 6]
+        assert not [e for e in list(loop.handler.events.queue) if e[0] == "closed"]
+        for s in peers:
+            s.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                s.recv(1)  # none was closed
     finally:
         for s in peers:
             s.close()

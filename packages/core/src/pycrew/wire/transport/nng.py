@@ -204,10 +204,12 @@ class NngServer(Server):
     def _open(self, pipe: pynng.Pipe, handler: Handler) -> NngLink:
         link = NngLink(pipe, HELLO_MAX_BYTES)  # the dispatcher raises it to bytes_max on HELLO
         self.links[pipe.id] = link
-        if (oldest := self.unproven.add(pipe.id, link)) is not None:
-            self.refused.warning("closing connection %s: %d connections wait to authenticate; the oldest goes",
+        if len(self.unproven) >= self.unproven.most:  # NNG accepts on its own: room is made now, young or not
+            oldest = self.unproven.victim(clock.monotonic()) or self.unproven.oldest()
+            self.refused.warning("closing connection %s: %d connections wait to authenticate; an old one goes",
                                  oldest.id, self.unproven.most)
             oldest.close()  # (NNG reports it removed: then the dispatcher forgets it)
+        self.unproven.add(pipe.id, link, clock.monotonic())
         handler.link_opened(link)
         return link
 

@@ -47,6 +47,8 @@ HANDSHAKE, PREAMBLE_WAIT, OPEN, CLOSED = range(4)
 #: stays readable while connections wait, so without a rest the dispatcher's loop spun on
 #: it, logging the failure ~50,000 times a second.
 SECONDS_ACCEPT_REST = 0.5
+#: When every connection waiting to authenticate is young, accepting resumes this much later.
+SECONDS_FULL_REST = 0.05
 
 
 def _silent(link: SocketLink) -> bool:
@@ -108,6 +110,8 @@ class SocketServer(Server):
     def _accept(self, mask: int) -> None:
         assert self._sel is not None
         for _ in range(128):
+            if len(self.unproven) >= self.unproven.most and not self._make_room(None):
+                return
             try:
                 sock, addr = self._listener.accept()
             except WOULD_BLOCK:
@@ -131,11 +135,29 @@ class SocketServer(Server):
             link = SocketLink(self, sock, f"{addr[0]}:{addr[1]}", next(self._ids), state)
             self.links[link.id] = link
             self._opening.append(link)
-            if (oldest := self.unproven.add(link.id, link, prefer=_silent)) is not None:
-                self.close_link(oldest, f"{self.unproven.most} connections wait to authenticate; an old one goes")
+            self.unproven.add(link.id, link, clock.monotonic())
             self._sel.register(sock, selectors.EVENT_READ, link.on_event)
             if state == HANDSHAKE:
                 self._handshake(link)
+            if len(self.unproven) > self.unproven.most and not self._make_room(link.id):
+                return
+    def _make_room(self, newest: int | None) -> bool:
+        """Too many connections wait to authenticate: with ``newest`` (just accepted, one too
+        many), close an old one; without (before accepting), see that one is old enough to go.
+        Else (all young: a burst of workers) stop accepting until the next maintain. Whether to
+        go on accepting (see :mod:`pycrew.wire.transport.unproven`)."""
+        assert self._sel is not None
+        now = clock.monotonic()
+        if newest is None and self.unproven.has_old(now):
+            return True
+        victim = None if newest is None else self.unproven.victim(now, prefer=_silent, keep=newest)
+        if victim is not None:
+            self.close_link(victim, f"{self.unproven.most} connections wait to authenticate; an old one goes")
+            return True
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(self._listener)
+        self._resting_until = clock.monotonic() + SECONDS_FULL_REST
+        return False
 
     def _rest(self, exc: OSError) -> None:
         """accept() failed: stop looking at the listener for SECONDS_ACCEPT_REST (see maintain)."""
