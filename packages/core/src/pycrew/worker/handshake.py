@@ -14,7 +14,7 @@ from pycrew.wire import protocol as p
 #: Why a worker leaves a controller that sent a WELCOME without proving it knows the token.
 UNPROVEN = (
     "the controller did not prove it knows this worker's token before its WELCOME (not the controller that "
-    "launched this worker: another program on that port, or a pycrew older than 5's wire protocol)"
+    "launched this worker: another program listens on that port)"
 )
 
 
