@@ -50,6 +50,11 @@ class Admission:
     _offer: Callable[[Conn], None]  # see pycrew.control.assignment
     _went_idle: Callable[[Conn, float], None]  # see pycrew.control.recall
     _welcome_frame: bytes | None = None  # see _welcome
+    conns: dict[int, Conn]  # link id -> connection (see pycrew.control.dispatcher)
+    _holding: set[int]  # see pycrew.control.recall
+    # Connections in `conns` that proved a token (kept as they come and go: a tick counting
+    # them scanned every connection, 450 us per tick at 5,000 workers).
+    workers_admitted = 0
 
     def _hello(self, conn: Conn, hello: p.Hello) -> None:
         instance = hello.instance
@@ -71,6 +76,7 @@ class Admission:
         conn.link.limit = self.settings.bytes_max
         self.server.admitted(conn.link)
         conn.instance = instance
+        self.workers_admitted += 1
         conn.slot = slot
         conn.host = hello.host
         conn.pid = hello.pid
@@ -158,3 +164,11 @@ class Admission:
         conn.link.close()
         if self._on_refused is not None:
             self._on_refused(hello.instance, reason, False)
+
+    def _forget(self, link_id: int) -> Conn | None:
+        """Take a connection out of the table, closed or lost; returns it if it was there."""
+        conn = self.conns.pop(link_id, None)
+        self._holding.discard(link_id)  # (else only forgotten once the queue empties: see Recall._holders)
+        if conn is not None and conn.instance is not None:
+            self.workers_admitted -= 1
+        return conn

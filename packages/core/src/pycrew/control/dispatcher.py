@@ -322,9 +322,7 @@ class Dispatcher(Admission, Assignment, Recall, Submissions, Upkeep, DemandWindo
 
     def link_closed(self, link: Link) -> None:
         """A worker's connection is gone."""
-        lost = self.conns.pop(link.id, None)
-        self._holding.discard(link.id)  # (else only forgotten once the queue empties: see Recall._holders)
-        if lost is not None:
+        if (lost := self._forget(link.id)) is not None:
             self._lost(lost)
 
     def _handle(self, conn: Conn, frame: p.Frame) -> None:

@@ -46,6 +46,8 @@ class Upkeep(CrashHold):
     _returned: Callable[[Conn, list[int]], None]  # see pycrew.control.recall
     refused: LogLimiter  # warnings about connections that never authenticated, per dispatcher
     _initializer_ended: Callable[..., None]  # see pycrew.control.admission
+    workers_admitted: int  # see pycrew.control.admission
+    _forget: Callable[[int], Conn | None]  # see pycrew.control.admission
     _welcome_frame: bytes | None  # see pycrew.control.admission
 
     # -- leaving, losing, dropping ----------------------------------------------------
@@ -244,8 +246,8 @@ class Upkeep(CrashHold):
                 self._visit(conn, now)
         # Workers only: connections not authenticated (anyone can open thousands) get no beats,
         # and stretched everyone's silence timeout (2,500 of them: 5 s became 45 s).
-        if self.beats.update(workers := sum(1 for conn in self.conns.values() if conn.state in LIVE), now):
-            self._new_beat_rate(now, workers)
+        if self.beats.update(self.workers_admitted, now):
+            self._new_beat_rate(now, self.workers_admitted)
         self._recall_stuck(now)
         if self._crash_held:
             self._crashes_overdue(now)
@@ -332,8 +334,7 @@ class Upkeep(CrashHold):
         elif conn.state in LIVE:
             when = min(conn.next_beat, now + hb if busy else conn.last_seen + timeout)
         elif conn.state == CLOSED and now - conn.last_seen > hb:
-            del self.conns[conn.link.id]
-            self._holding.discard(conn.link.id)
+            self._forget(conn.link.id)
             return
         else:  # closed lately (kept a heartbeat interval for its late frames), or leaving
             when = conn.last_seen + hb
