@@ -313,6 +313,22 @@ def test_on_loopback_a_foreign_host_name_is_refused(make_controller):
     assert get(c.dashboard_link + "api/state", {"Host": "localhost"})[0] == 200
 
 
+def test_refused_requests_do_not_take_the_turns_of_allowed_ones(make_controller):
+    """Requests are paced (see pycrew.dashboard.bodies.Pace), but a refused one is answered
+    at once and takes no turn: a flood of requests for a foreign host name (40 clients) made
+    every allowed request wait 2 s for its turn (a probe, on 750c40e)."""
+    c = make_controller("local", workers=1, dashboard=True).start()
+    pace = c._dashboard.server.pace
+    turns: list[float] = []
+    wait = pace.wait
+    pace.wait = lambda: (turns.append(time.monotonic()), wait())[1]  # type: ignore[method-assign]
+    for _ in range(20):
+        assert get(c.dashboard_link + "api/state", {"Host": "rebound.example"})[0] == 403
+    assert turns == [], f"{len(turns)} refused requests took a turn"
+    assert get(c.dashboard_link + "api/state")[0] == 200
+    assert len(turns) == 1
+
+
 # -- what the dashboard reports ---------------------------------------------------------------
 
 
