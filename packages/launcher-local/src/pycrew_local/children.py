@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pycrew
 from pycrew_local.groups import CAN_PEEK, CAN_SCAN, Reaped, peek_exit, session_members
 from pycrew_local.handle import LocalHandle
-from pycrew_local.output import TAIL_LINES, OutputTail, read_log_file
+from pycrew_local.output import TAIL_LINES, OutputTail, last_lines, read_log_file
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,12 @@ class Child:
             text = ""
         return "\n".join(line.rstrip() for line in text.strip().splitlines()[-TAIL_LINES:])
 
-    def output_text(self) -> str:
-        """All of the worker's output that is kept: its log file, else the in-memory tail."""
+    def output_text(self, lines: int | None = None) -> str:
+        """All of the worker's output that is kept (its last ``lines`` lines, if given): its
+        log file, else the in-memory tail."""
         if self.log_path:
-            return read_log_file(self.log_path, None)
-        return self.output.text() if self.output is not None else ""
+            return read_log_file(self.log_path, None, lines=lines)
+        return last_lines(self.output.text() if self.output is not None else "", lines)
 
     def info(self) -> pycrew.WorkerInfo:
         """The ended worker as the monitor reports it."""

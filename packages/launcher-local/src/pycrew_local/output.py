@@ -6,6 +6,7 @@ import os
 import threading
 
 import pycrew
+from pycrew.log_tail import read_last_lines
 
 #: How much of a worker's output is kept (the end of it), to explain an early exit.
 TAIL_BYTES = 16 * 1024
@@ -47,13 +48,17 @@ class OutputTail:
         return data.decode("utf-8", errors="replace")
 
 
-def read_log_file(path: str, limit: int | None = TAIL_BYTES) -> str:
-    """The text of a worker's log file (its last ``limit`` bytes; all of it for ``None``).
+def read_log_file(path: str, limit: int | None = TAIL_BYTES, *, lines: int | None = None) -> str:
+    """The text of a worker's log file: its last ``limit`` bytes (all of it for ``None``), or
+    with ``lines``, its last ``lines`` lines, read from the end (a log of gigabytes is not
+    read whole to show its end: see :mod:`pycrew.log_tail`).
 
     Raises:
         pycrew.LogsUnavailableError: the file cannot be read.
     """
     try:
+        if lines is not None:
+            return read_last_lines(path, lines)
         with open(path, "rb") as f:
             if limit is not None:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
@@ -62,3 +67,8 @@ def read_log_file(path: str, limit: int | None = TAIL_BYTES) -> str:
         raise pycrew.LogsUnavailableError(
             f"the log file {path} of a local worker cannot be read: {exc}; check log_dir and its permissions"
         ) from exc
+
+
+def last_lines(text: str, lines: int | None) -> str:
+    """The last ``lines`` lines of ``text`` (all of it for ``None``)."""
+    return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:]) if lines else ""

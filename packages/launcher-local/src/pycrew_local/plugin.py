@@ -65,10 +65,7 @@ class LocalPlugin(pycrew.LauncherPlugin[LocalOptions, None]):
                 f"launcher {launcher.name!r} got {handle!r} as a worker handle; it needs a LocalHandle "
                 "(from the launch hook or Monitor.list())"
             )
-        text = worker_output(handle)
-        if lines is None:
-            return text
-        return "".join(text.splitlines(keepends=True)[-lines:])
+        return worker_output(handle, lines)
 
 
 #: The plugin object the entry point names.

@@ -22,7 +22,7 @@ from pycrew_local.children import CHILDREN, CHILDREN_LOCK, ENDED_MAX, FORGOTTEN,
 from pycrew_local.groups import in_use
 from pycrew_local.handle import LocalHandle
 from pycrew_local.options import LocalOptions
-from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, read_log_file
+from pycrew_local.output import TAIL_BYTES, TAIL_LINES, OutputTail, last_lines, read_log_file
 
 __all__ = ["TAIL_BYTES", "TAIL_LINES", "LocalHandle", "kill_tree", "list_workers", "reap", "start_worker", "worker_output"]
 
@@ -31,8 +31,9 @@ WORKER_MODULE = "pycrew.worker"
 LOG_ENV = "PYCREW_LOCAL_LOG"
 
 
-def worker_output(handle: LocalHandle) -> str:
-    """All of a worker's output that is kept, by where it is kept.
+def worker_output(handle: LocalHandle, lines: int | None = None) -> str:
+    """All of a worker's output that is kept (its last ``lines`` lines, if given), by where
+    it is kept.
 
     - With ``log_dir``: the worker's log file, for any worker whose file still exists
       (found through this process's records, or the running worker's environment).
@@ -46,10 +47,10 @@ def worker_output(handle: LocalHandle) -> str:
         child = CHILDREN.get(handle)
         forgotten = FORGOTTEN.get(handle)
     if child is not None:
-        return child.output_text()
+        return child.output_text(lines)
     if forgotten is not None:
         log_path, tail = forgotten
-        return read_log_file(log_path, None) if log_path else tail
+        return read_log_file(log_path, None, lines=lines) if log_path else last_lines(tail, lines)
     proc = handle.process()
     log_path = None
     if proc is not None:
@@ -58,7 +59,7 @@ def worker_output(handle: LocalHandle) -> str:
         except psutil.Error:  # it exited or is not ours to read: treated as "no log file known" below
             log_path = None
     if log_path:
-        return read_log_file(log_path, None)
+        return read_log_file(log_path, None, lines=lines)
     raise pycrew.LogsUnavailableError(
         f"no output kept for local worker {handle.pid}: without log_dir only the process that launched a worker "
         f"keeps its output (the last {TAIL_BYTES // 1024} KB, for the last {ENDED_MAX} workers after they end); "

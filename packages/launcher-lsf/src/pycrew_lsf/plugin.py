@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
+from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerPlugin
 from pycrew_lsf.lsf import LsfCLI
 from pycrew_lsf.options import LsfOptions
@@ -35,6 +35,8 @@ CAPABILITIES = frozenset({"monitor", "host", "orphans", "never_connected", "shar
 SECONDS_EXIT_MARGIN = 60.0
 #: The last line of the job report LSF appends to a job's output file, after the output.
 REPORT_END = "The output (if any) is above this job summary."
+#: Lines read beyond those asked for, to find the report's start (it has about 30).
+REPORT_LINES_MAX = 200
 #: Where that report starts: a line of dashes, then the sender.
 _REPORT_START = re.compile(r"^-{60}\nSender: LSF System <", re.MULTILINE)
 
@@ -96,7 +98,8 @@ class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
             output, _ = client.log_paths()
             path = expand_log_path(output, match.group(1), int(match.group(2)))
         try:
-            text = Path(os.path.expanduser(path)).read_bytes().decode("utf-8", errors="replace")
+            # from the end (a log may hold gigabytes), with room for the job report after the output
+            text = read_last_lines(os.path.expanduser(path), None if lines is None else lines + REPORT_LINES_MAX)
         except OSError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "

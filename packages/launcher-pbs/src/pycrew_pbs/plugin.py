@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
+from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerError, SchedulerPlugin
 from pycrew_pbs.options import PbsOptions
 from pycrew_pbs.pbs import PbsCLI
@@ -86,7 +86,7 @@ class PbsPlugin(SchedulerPlugin[PbsOptions, PbsCLI]):
                 "directory (default <directory>/logs)"
             )
         try:
-            text = Path(path).read_bytes().decode("utf-8", errors="replace")
+            text = read_last_lines(path, lines)  # from the end: a log may hold gigabytes
         except FileNotFoundError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} does not exist (yet): PBS writes "
@@ -98,7 +98,7 @@ class PbsPlugin(SchedulerPlugin[PbsOptions, PbsCLI]):
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "
                 f"machine: {exc}; log_output must be on a file system shared with the nodes"
             ) from exc
-        return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:])
+        return text
 
 
 #: The plugin object the entry point names.

@@ -13,11 +13,11 @@ import glob
 import os
 import re
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
+from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerPlugin
 from pycrew_sge.options import SgeOptions
 from pycrew_sge.qstat import expand_log_path
@@ -90,13 +90,13 @@ class SgePlugin(SchedulerPlugin[SgeOptions, SgeCLI]):
                 )
             path = found[0]
         try:
-            text = Path(path).read_bytes().decode("utf-8", errors="replace")
+            text = read_last_lines(path, lines)  # from the end: a log may hold gigabytes
         except OSError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "
                 f"machine: {exc}; log_output must be on a file system shared with the execution hosts"
             ) from exc
-        return text if lines is None else "".join(text.splitlines(keepends=True)[-lines:])
+        return text
 
 
 #: The plugin object the entry point names.
