@@ -111,7 +111,7 @@ class Worker(CommsThread):
     def _link_closed(self) -> None:
         self._controller_gone("the controller closed the connection")
 
-    def _controller_gone(self, why: str) -> None:
+    def _controller_gone(self, why: str, asked: bool = False) -> None:
         if self.gone.is_set():
             return
         self.stop_reason = why
@@ -119,8 +119,10 @@ class Worker(CommsThread):
         self.settled.set()
         with self.cv:
             self.cv.notify_all()
+        if (self.serving or self.running) and not asked:  # not told to stop: the controller died, or the network failed (its log says why)
+            log.warning("pycrew worker %s: connection to the controller lost%s: %s", self.instance,
+                        " during a task, which is lost" if self.running else "", why)
         if self.running and not self.shared_process:  # a task is running: it cannot be interrupted politely, so exit now
-            log.info("pycrew worker %s exiting during a task: %s", self.instance, why)
             exiting.exit_during_task(EXIT_CONTROLLER_GONE)
 
     # -- reading frames (who reads when: see the module doc of pycrew.worker.comms) -------
@@ -179,7 +181,7 @@ class Worker(CommsThread):
         elif kind == p.RECALL:
             self._give_back(p.decode_ids(frame))
         elif kind == p.STOP:
-            self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}")
+            self._controller_gone(f"the controller asked the worker to stop: {p.decode_json(frame).get('reason')}", True)
 
     def _beat(self) -> bytes:
         """A heartbeat; it carries the number of TASKS frames received (the dispatcher checks it)."""
