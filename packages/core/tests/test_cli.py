@@ -380,7 +380,7 @@ def test_monitor_terminate_all_and_orphans(fake: FakeLauncher) -> None:
     [
         (["terminate"], "terminate needs worker ids, --all or --orphans"),
         (["terminate", "w1", "--all"], "give worker ids or --all, not both"),
-        (["list", "w1"], "worker ids and --all are for terminate"),
+        (["list", "w1"], "list takes no worker ids or --all (those are for terminate); for one controller's workers, give --controller ID"),
         (["stop"], "'stop' is not one of 'list', 'logs', 'terminate'"),
         (["logs"], "logs needs exactly one worker id"),
         (["logs", "w1", "w2"], "logs needs exactly one worker id"),

@@ -151,7 +151,10 @@ def monitor(
     pycrew monitor k8s list -o namespace=batch --ended
     """
     if action == "list" and (ids or all_):
-        raise click.UsageError("worker ids and --all are for terminate")
+        raise click.UsageError(
+            "list takes no worker ids or --all (those are for terminate); for one controller's workers, "
+            "give --controller ID"
+        )
     if action == "terminate" and ids and all_:
         raise click.UsageError("give worker ids or --all, not both")
     if action == "terminate" and not (ids or all_ or orphans):
