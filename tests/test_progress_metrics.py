@@ -49,6 +49,10 @@ def test_wait_and_walk_with_progress(make_controller, capsys):
     err = capsys.readouterr().err
     assert "walk (pushed)" in err and "30/30" in err
     assert "local wait" in err and "31/31" in err and "failed=1" in err
+    # a walk's failed= counts its own tasks' failures, not the controller's earlier ones (a probe, on bbed32e)
+    c.walk(identity, range(5), progress=True)
+    walked = _last_bar(capsys.readouterr().err, "local walk")
+    assert "5/5" in walked and "failed=0" in walked, walked
 
 
 class BreaksAfter(io.StringIO):

@@ -205,7 +205,7 @@ class Submitting(ControllerState):
         items = list(iterable)
         given = walk_names(names, len(items))
         out = []
-        bar = ProgressBar(self, len(items), desc=f"{self.name} walk (pushed)") if progress else None
+        bar = ProgressBar(self, len(items), desc=f"{self.name} walk (pushed)", own=True) if progress else None
         for i, item in enumerate(items):
             name = given[i] if given is not None else None
             task_seed_i = task_seed(seed, i) if seed is not None else None
