@@ -111,6 +111,26 @@ def test_group_wait_raises_for_a_terminated_member_holding_a_result_and_unfinish
         group.terminate()
 
 
+@pytest.mark.parametrize("how", ["shutdown", "shutdown(wait=False)", "terminate", "a member's shutdown"])
+def test_a_group_shut_down_inside_its_with_block_leaves_it_cleanly(make_controller, how):
+    """As a controller does: on 12c4779 the block's end raised "controller 'a' was
+    terminated" in all four cases, and wait() after a clean shutdown() raised too (a probe)."""
+    a, b = make_controller("local", workers=1, name="a"), make_controller("local", workers=1, name="b")
+    with pycrew.ControllerGroup(a, b) as group:
+        assert group.submit(identity, 3).result(timeout=60) == 3
+        if how == "shutdown":
+            group.shutdown()
+            assert group.wait(timeout=30)
+        elif how == "shutdown(wait=False)":
+            group.shutdown(wait=False)
+        elif how == "terminate":
+            group.terminate()
+        else:
+            b.shutdown()
+            assert group.submit_to("a", identity, 4).result(timeout=60) == 4
+    assert a._terminated and b._terminated
+
+
 def test_a_failed_member_does_not_cut_the_others_work_short(make_controller, tmp_path):
     """On 2c03aec the group's wait raised the failed member's LaunchError at once: leaving the
     with block then terminated the healthy member, whose running task ended cancelled."""

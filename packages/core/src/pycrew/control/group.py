@@ -224,22 +224,27 @@ class ControllerGroup(concurrent.futures.Executor):
     def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
         """Block until every task of every controller resolved, or (``"one"``) one result is ready.
 
-        A controller that failed (its :class:`~pycrew.LaunchError`) or was terminated is not
-        waited for: the others are, and then its error is raised, named. With
-        ``progress=True``, a bar follows the group's resolved tasks.
+        A controller that failed (its :class:`~pycrew.LaunchError`) or was terminated with
+        tasks unresolved is not waited for: the others are, and then its error is raised,
+        named. One shut down or terminated with every task resolved is no error (as a
+        controller's own ``wait`` after ``shutdown()``). With ``progress=True``, a bar follows
+        the group's resolved tasks.
         """
         if mode not in ("all", "one"):
             raise OptionsError(f"wait mode must be 'all' or 'one', got {mode!r}")
         timeout = check_wait_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
-        failed: dict[str, PycrewError] = {}
+        failed: dict[str, PycrewError | None] = {}  # None: passed over without an error
 
         def poll(name: str, c: Any, seconds: float) -> None:  # a member's error is kept; the others go on
             try:  # (a member with results ready returns from wait("one") without raising: ask first)
                 if getattr(c, "_terminated", False):
                     if (await_termination := getattr(c, "_await_termination", None)) is not None:
                         await_termination(deadline)  # another thread's terminate(): its futures resolved first
+                    if c.unresolved() == 0 and not getattr(c, "_abandoned", 0):  # shut down cleanly
+                        failed.setdefault(name, None)
+                        return
                     raise ControllerError(f"controller {name!r} was terminated")
                 if (error := getattr(c, "_launch_error", lambda: None)()) is not None:
                     raise copy.copy(error)
@@ -254,8 +259,8 @@ class ControllerGroup(concurrent.futures.Executor):
             for name, c in self.controllers.items():
                 if name not in failed:
                     poll(name, c, 0.0)
-            if failed:
-                raise next(iter(failed.values()))
+            if errors := [e for e in failed.values() if e is not None]:
+                raise errors[0]
             return True
 
         try:
