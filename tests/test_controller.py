@@ -210,3 +210,30 @@ def test_summary_counts_tasks_held_at_terminate_as_abandoned(make_controller):
     assert "abandoned 5" in str(s)
     assert all(f.cancelled() or isinstance(f.exception(timeout=10), pycrew.ControllerError) for f in futures)
     assert c.unresolved() == 5, "tasks held at terminate stay counted by unresolved() (documented)"
+
+
+@pytest.mark.parametrize("end", ["shutdown", "terminate"])
+def test_pop_and_collect_after_a_clean_end_return_nothing_once_the_results_ran_out(make_controller, end):
+    """A ``while (r := c.pop()) is not None`` loop after ``shutdown()`` raised "was
+    terminated" once the results ran out (a probe, on c2e81da); with a task left unresolved
+    at terminate(), pop still says so."""
+    c = make_controller("local", workers=1).start()
+    for i in range(3):
+        c.push(identity, (i,), name=f"t{i}")
+    assert c.wait(timeout=60)
+    getattr(c, end)()
+    assert [r.result for r in iter(c.pop, None)] == [0, 1, 2]
+    assert c.pop() is None and c.collect() == []
+    assert c.wait(timeout=10)
+
+
+def test_pop_after_terminate_with_a_task_unresolved_says_the_controller_was_terminated(make_controller):
+    c = make_controller("local", workers=1).start()
+    c.push(identity, (1,), name="done")
+    assert c.wait(timeout=60)
+    c.push(__import__("time").sleep, (30,), name="cut")
+    wait_for(lambda: c.summary().controller.running == 1, 30, message="the long task never started")
+    c.terminate()
+    assert c.pop().name == "done"
+    with pytest.raises(pycrew.ControllerError, match="was terminated"):
+        c.pop()

@@ -62,27 +62,40 @@ class Collecting(ControllerState):
         return sum(getattr(feeder, "thread", None) is not here for feeder in list(self._feeders))
 
     def pop(self) -> TaskResult | None:
-        """The next resolved pushed task's result, or ``None`` if none is ready.
+        """The next resolved pushed task's result, or ``None`` if none is ready (also once
+        the controller ended, by ``shutdown()`` or ``terminate()``, with every task resolved).
 
         Raises:
             LaunchError: workers could not be launched.
+            ControllerError: the controller was terminated before every task resolved, or
+                its dispatcher failed.
         """
         if self._results:
             self.popped += 1
             return self._results.popleft()
-        if self._started:
+        if self._started and not self._ended_cleanly():
             self._check()
         return None
 
     def collect(self) -> list[TaskResult]:
-        """Every resolved pushed task's result available now (may be empty)."""
+        """Every resolved pushed task's result available now (may be empty); raises as :meth:`pop`."""
         out = []
         while self._results:
             out.append(self._results.popleft())
         self.popped += len(out)
-        if not out and self._started:
+        if not out and self._started and not self._ended_cleanly():
             self._check()
         return out
+
+    def _ended_cleanly(self) -> bool:
+        """Terminated with every task resolved and nothing failed: ``pop`` and ``collect``
+        then return nothing, as they would have just before (a ``while c.pop()`` loop after
+        ``shutdown()`` raised "was terminated" once the results ran out)."""
+        dispatcher = self._dispatcher
+        return (
+            self._terminated and self.unresolved() == 0 and not self._abandoned and self.launcher.error is None
+            and (dispatcher is None or dispatcher.error is None) and self._forked_message() is None
+        )
 
     def wait(self, mode: Literal["all", "one"] = "all", timeout: float | None = None, progress: bool = False) -> bool:
         """Block until every task resolved (``"all"``) or a result is ready to pop (``"one"``).
