@@ -241,6 +241,21 @@ def test_the_sequential_controller_checks_a_worker_count_as_any_controller_does(
     assert pycrew.controller("sequential", workers=4).name == "sequential"
 
 
+def test_the_sequential_controller_checks_map_arguments_and_refuses_work_after_shutdown_as_any_controller():
+    """On 157a9be it took ``chunksize=0``, which the local controller refuses, and said
+    "no new tasks" where concurrent.futures says "cannot schedule new futures after shutdown"."""
+    c = pycrew.controller("sequential")
+    for bad, match in [({"chunksize": 0}, "chunksize must be an int >= 1"), ({"buffersize": 0}, "buffersize"),
+                       ({"timeout": "1"}, "map timeout must be a number")]:
+        with pytest.raises(ValueError, match=match):
+            c.map(abs, [1], **bad)
+    assert list(c.map(abs, [-1, -2], chunksize=3)) == [1, 2]
+    c.shutdown()
+    for call in (lambda: c.submit(abs, 1), lambda: c.map(abs, [1])):
+        with pytest.raises(RuntimeError, match=r"^cannot schedule new futures after shutdown"):
+            call()
+
+
 def test_sequential_controller_runs_in_this_process():
     with pycrew.controller("sequential") as c:
         c.push(os.getpid, name="pid")

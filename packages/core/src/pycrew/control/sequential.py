@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from pycrew.control import arguments
 from pycrew.control.arguments import keywords, positional, walk_names
 from pycrew.control.futures import TaskFuture, task_seed
+from pycrew.control.mapping import check_map_arguments
 from pycrew.control.quoting import shown, text_of
 from pycrew.controller_options import ControllerOptions
 from pycrew.errors import ControllerError, OptionsError
@@ -60,7 +61,8 @@ class SequentialController(concurrent.futures.Executor):
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str, seed: int | None) -> TaskResult:
         if self._terminated:
-            raise ControllerError(f"controller {self.name!r} was terminated; no new tasks")
+            # (a RuntimeError, saying what concurrent.futures says: Executor code checks for it)
+            raise ControllerError(f"cannot schedule new futures after shutdown: controller {self.name!r} was terminated")
         self._pushed += 1
         t0 = time.time()
         state = seed_generators(seed) if seed is not None else None
@@ -164,6 +166,7 @@ class SequentialController(concurrent.futures.Executor):
         ``timeout``, ``chunksize``, ``buffersize``, ``seconds_timeout`` and ``progress``
         are accepted for the shared API and have nothing to do here.
         """
+        check_map_arguments(chunksize, buffersize, timeout)  # as any controller: bad ones fail here too
         seed = arguments.seed(seed)
         futures = []
         for i, args in enumerate(zip(*iterables, strict=False)):
