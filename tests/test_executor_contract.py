@@ -340,3 +340,24 @@ def test_a_task_out_of_memory_says_so(make_controller):
     assert c.wait(timeout=60)
     r = c.pop()
     assert r.status == "error" and "ran out of memory" in r.error, r
+
+
+def test_a_queued_future_its_caller_finished_is_not_run_and_fails_nothing_else(make_controller):
+    """``set_result``/``set_exception`` are for executors, but a caller may call them: on
+    1edcfcc one on a queued future failed the dispatcher ("Future in unexpected state"), and
+    every task of the controller with it (a probe). Now that task is not run (its future keeps
+    what it was given) and the others run."""
+    c = make_controller("local", workers=1).start()
+    # queued: the worker takes far longer to start and connect than these lines to run
+    queued = c.submit(sleep_then, 0.01, "queued")
+    given = c.submit(sleep_then, 0.01, "given")
+    queued.set_exception(ValueError("mine"))
+    given.set_result("mine")
+    after = c.submit(sleep_then, 0.01, "after")
+    assert c.summary().controller.workers_online == 0
+    assert c.wait(timeout=60)
+    assert after.result() == "after"
+    assert given.result() == "mine" and isinstance(queued.exception(), ValueError)
+    summary = c.summary().controller
+    assert (summary.success, summary.cancel) == (1, 2), summary
+    assert c.submit(sleep_then, 0.01, "still").result(timeout=60) == "still"

@@ -139,8 +139,9 @@ class Assignment:
                     break
                 queue.popleft()
                 if task.future is not None and not task.running:
-                    if not task.future.set_running_or_notify_cancel():
-                        self._on_result(task, None, None, ("cancel", "cancelled before it started", "CancelledError"))
+                    if not task.future.set_running_or_notify_cancel():  # cancelled, or finished by its caller
+                        why = "cancelled" if task.future.cancelled() else "finished by its caller (set_result)"
+                        self._on_result(task, None, None, ("cancel", f"{why} before it started", "CancelledError"))
                         continue
                 task.running = True
                 task.attempts += 1

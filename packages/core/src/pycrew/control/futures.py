@@ -120,14 +120,16 @@ class TaskFuture(Future[T]):
         """As :meth:`Future.set_running_or_notify_cancel` (see the class docstring), and
         ``False`` (not ``RuntimeError``) for a future already cancelled and notified: a
         queued future's waiters are woken when it is cancelled (see :meth:`cancel_queued`),
-        before the dispatcher reaches it."""
+        before the dispatcher reaches it; and for one its caller finished with ``set_result``
+        or ``set_exception`` while it was queued (meant for executors only, but one such
+        call failed the dispatcher, and with it every task of the controller)."""
         if self._waiters is _UNWATCHED:
             with _LazyCondition.lock:
                 if self._waiters is _UNWATCHED and self._state == PENDING:
                     self._state = RUNNING
                     return True
         with self._condition:
-            if self._state == CANCELLED_AND_NOTIFIED:
+            if self._state in (CANCELLED_AND_NOTIFIED, FINISHED):
                 return False
             return super().set_running_or_notify_cancel()
 
