@@ -301,8 +301,9 @@ class PycrewBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[mis
 
         As joblib does for its process backends: a ``ThreadingBackend`` at the first nesting
         level (its ``n_jobs`` unset means 1, so an inner ``Parallel`` runs sequentially unless
-        it asks for more), a ``SequentialBackend`` deeper. A task never launches pycrew
-        workers of its own.
+        it asks for more), a ``SequentialBackend`` deeper: a nested call that inherits the
+        backend never launches pycrew workers of its own (one that names ``"pycrew"`` itself,
+        in a ``parallel_backend`` block inside the task, does: it starts a controller there).
         """
         level = (self.nesting_level or 0) + 1
         if level > 1:
