@@ -237,3 +237,13 @@ def test_pop_after_terminate_with_a_task_unresolved_says_the_controller_was_term
     assert c.pop().name == "done"
     with pytest.raises(pycrew.ControllerError, match="was terminated"):
         c.pop()
+
+
+def test_a_running_future_cut_by_terminate_names_its_controller(make_controller):
+    """It said "the controller was terminated", where a group's errors name the controller."""
+    c = make_controller("local", workers=1, name="cutter").start()
+    future = c.submit(__import__("time").sleep, 30)
+    wait_for(lambda: future.running() and c.summary().controller.running == 1, 30, message="the task never started")
+    c.terminate()
+    with pytest.raises(pycrew.ControllerError, match=r"^controller 'cutter' was terminated before the task finished$"):
+        future.result(timeout=10)

@@ -174,7 +174,7 @@ class Backups(ControllerState):
                 self._end_relayed(task, ControllerError(f"backup controller {self.name!r} was terminated before the task finished"))
             elif task.future is not None:
                 self._futures_resolved += 1  # none of these was counted (resolving)
-                end_unresolved(task.future, ControllerError("the controller was terminated"))
+                end_unresolved(task.future, ControllerError(f"controller {self.name!r} was terminated before the task finished"))
         forwarded, self._forwarded = self._forwarded, {}
         for task, backup, relayed in forwarded.values():
             if task.relay is not None:  # this controller is a backup in a chain: the first one hears it
@@ -184,7 +184,7 @@ class Backups(ControllerState):
             elif task.future is not None:
                 self._futures_resolved += 1
                 end_unresolved(task.future, ControllerError(
-                    f"the controller was terminated while its backup {backup.name!r} had the task"))
+                    f"controller {self.name!r} was terminated while its backup {backup.name!r} had the task"))
             try:
                 self._cancel_at(backup, relayed, f"cancelled: controller {self.name!r}, which handed it to this backup, was terminated")
             except Exception:  # the backup may be ending too
