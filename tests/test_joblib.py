@@ -245,7 +245,10 @@ def test_an_exception_keeps_its_type_and_the_remote_traceback(started: list[Cont
 
 
 def test_a_batch_that_does_not_pickle_fails_the_call(started: list[Controller]) -> None:
-    with parallel_backend("pycrew", workers=2), pytest.raises(pycrew.SerializationError, match="cannot be pickled"):
+    # the message names the call of the batch and its argument, not only joblib's BatchedCalls (a probe, on cd4b0cc)
+    with parallel_backend("pycrew", workers=2), pytest.raises(
+        pycrew.SerializationError, match=r"cannot be pickled: call 0 of its joblib batch, argument 0 \(<unlocked _thread.lock"
+    ):
         Parallel()(delayed(identity)(threading.Lock()) for _ in range(3))
 
 

@@ -283,8 +283,21 @@ def _culprit(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         try:
             cloudpickle.dumps(obj)
         except Exception as exc:
-            return f"{label} ({shown(obj)}): {said(exc)}"
+            return _batch_culprit(obj) or f"{label} ({shown(obj)}): {said(exc)}"
     return "unknown part"
+
+
+def _batch_culprit(batch: Any) -> str | None:
+    """In a joblib batch (``BatchedCalls``, the function of a task of pycrew's joblib
+    backend), the call and its part that do not pickle: else the message named only the batch."""
+    items = getattr(batch, "items", None) if type(batch).__name__ == "BatchedCalls" else None
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, tuple) and len(item) == 3:
+            fn, args, kwargs = item
+            part = _culprit(fn, tuple(args), dict(kwargs))
+            if part != "unknown part":
+                return f"call {i} of its joblib batch, {part}"
+    return None
 
 
 #: Types whose pickle names no class or function (exact types: an instance of a subclass
