@@ -127,3 +127,29 @@ def test_a_failed_termination_of_a_rejected_launch_is_logged_and_reported_not_ra
     assert "returned 3 handle(s) for 2 worker call(s)" in message, message
     assert "the 3 worker(s) it returned could not be terminated" in message, message
     assert "the platform refused to terminate" in caplog.text
+
+
+@pytest.mark.parametrize("shape", ["dict", "fewer", "bare handle"])
+def test_the_conformance_suite_checks_a_launch_result_as_core_does(shape: str, register: Callable[..., WrongHandles]) -> None:
+    """The suite's direct launch (pycrew.testing.harness.launch_directly) took a dict's keys
+    for handles (``{0: handle}`` gave 0, and a terminate hook doing ``os.killpg(0)`` killed
+    the suite's own pytest: a probe, on 5b78b04); it now fails the test with core's message
+    and terminates what can be taken from the result (a dict's values)."""
+    from pycrew.testing.harness import launch_directly
+
+    plugin = register(shape)
+    spec = pycrew.get_launcher("wronghandles")
+    info = pycrew.LauncherInfo("wronghandles", LocalOptions(), controller="suite", controller_id="c0ffee0003")
+    calls = [
+        pycrew.WorkerCall.from_command(
+            pycrew.WorkerCommand(url="tcp://127.0.0.1:9", instance=f"feed000{4 + i}", worker=i + 1, launcher="wronghandles",
+                                 controller="suite", controller_id="c0ffee0003", seconds_launch=60.0),
+            python=sys.executable, env={}, token="0" * 64, name=f"suite-w{i + 1}",
+        )
+        for i in range(2)
+    ]
+    with pytest.raises(AssertionError, match=r"pycrew_launch_workers must return a list of one handle per call"):
+        launch_directly(spec, info, calls)
+    assert plugin.returned
+    wait_for(lambda: all(pid_gone(h.pid) for h in plugin.returned), 10,
+             message=f"the workers the rejected launch returned still run: {plugin.returned}")

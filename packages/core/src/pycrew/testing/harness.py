@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pycrew
+from pycrew.control.launch_reports import received_handles
 from pycrew.testing import tasks
 
 T = TypeVar("T")
@@ -100,14 +101,22 @@ def plugin_hook(spec: pycrew.LauncherSpec, hook: str) -> Callable[..., Any]:
 def launch_directly(
     spec: pycrew.LauncherSpec, info: pycrew.LauncherInfo, calls: Sequence[pycrew.WorkerCall]
 ) -> list[Any]:
-    """Call the plugin's own ``pycrew_launch_workers``, bypassing core and other plugins."""
-    handles = plugin_hook(spec, "pycrew_launch_workers")(launcher=info, calls=list(calls))
-    if handles is None or len(handles) != len(calls):
-        raise AssertionError(
-            f"pycrew_launch_workers of {spec.name!r} returned {handles!r} for {len(calls)} call(s); "
-            f"it must return one handle per call, in the same order"
-        )
-    return list(handles)
+    """Call the plugin's own ``pycrew_launch_workers``, bypassing core and other plugins.
+
+    Its result is checked as core checks it (a list or tuple of one handle per call): a
+    wrong one fails the test with core's message, after the handles that can be taken from
+    it (a mapping's values, not its keys) are terminated, as core does.
+    """
+    returned = plugin_hook(spec, "pycrew_launch_workers")(launcher=info, calls=list(calls))
+    handles, wrong = received_handles(spec.name, returned, len(calls))
+    if wrong is not None:
+        if handles:
+            try:
+                plugin_hook(spec, "pycrew_terminate_workers")(launcher=info, handles=handles)
+            except Exception as exc:  # the failure below is the finding; this one is only noted
+                wrong += f" (terminating the {len(handles)} handle(s) taken from it failed too: {exc!r})"
+        raise AssertionError(wrong)
+    return handles
 
 
 def terminate_handles(monitor: pycrew.Monitor, handles: Sequence[Any]) -> None:
