@@ -100,7 +100,15 @@ def test_the_last_lines_of_a_large_log_are_read_from_its_end(tmp_path: Path, han
     options = LocalOptions(python=python, log_dir=str(tmp_path / "logs"))
     handles.append(start_worker(call("feed0003"), options))
     log = tmp_path / "logs" / "pycrew-unit-1-feed0003.log"
-    wait_until(lambda: log.exists() and log.stat().st_size > 40_000_000, 30, "the worker wrote no 40 MB log")
+
+    def written() -> bool:
+        if not log.exists() or log.stat().st_size < 40_000_000:
+            return False
+        with log.open("rb") as f:
+            f.seek(-9, 2)
+            return f.read() == b"last one\n"
+
+    wait_until(written, 30, "the worker wrote no 40 MB log ending in 'last one'")
     tracemalloc.start()
     try:
         text = logs(handles[0], 3)

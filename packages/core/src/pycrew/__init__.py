@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pycrew.control.futures import TaskFuture, task_seed
     from pycrew.control.group import ControllerGroup
     from pycrew.control.interface import ControllerAPI
+    from pycrew.control.launch_reports import received_handles
     from pycrew.control.sequential import SequentialController
     from pycrew.controller_options import ControllerOptions
     from pycrew.errors import (
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     )
     from pycrew.hookspecs import RegisterLauncher
     from pycrew.launcher_plugin import LauncherPlugin
+    from pycrew.log_tail import read_last_lines
     from pycrew.monitor import Monitor
     from pycrew.options import LauncherOptions, require
     from pycrew.plugin_api import LAUNCHER_CAPABILITIES, LauncherInfo, LauncherSpec, WorkerCall, WorkerInfo
@@ -103,6 +105,8 @@ _WHERE: dict[str, str] = {
     "get_launcher": "pycrew.plugins",
     "installed_launchers": "pycrew.plugins",
     "register": "pycrew.plugins",
+    "read_last_lines": "pycrew.log_tail",
+    "received_handles": "pycrew.control.launch_reports",
     "require": "pycrew.options",
     "sys_path_environment": "pycrew.worker.import_path",
     "task_seed": "pycrew.control.futures",
@@ -134,6 +138,8 @@ __all__ = [
     "OptionsError",
     "PluginError",
     "PycrewError",
+    "read_last_lines",
+    "received_handles",
     "register",
     "RegisterLauncher",
     "RemoteTraceback",

@@ -6,7 +6,6 @@ import os
 import threading
 
 import pycrew
-from pycrew.log_tail import read_last_lines
 
 #: How much of a worker's output is kept (the end of it), to explain an early exit.
 TAIL_BYTES = 16 * 1024
@@ -58,7 +57,7 @@ def read_log_file(path: str, limit: int | None = TAIL_BYTES, *, lines: int | Non
     """
     try:
         if lines is not None:
-            return read_last_lines(path, lines)
+            return pycrew.read_last_lines(path, lines)
         with open(path, "rb") as f:
             if limit is not None:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - limit))

@@ -16,7 +16,6 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
-from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerPlugin
 from pycrew_lsf.lsf import LsfCLI
 from pycrew_lsf.options import LsfOptions
@@ -99,7 +98,7 @@ class LsfPlugin(SchedulerPlugin[LsfOptions, LsfCLI]):
             path = expand_log_path(output, match.group(1), int(match.group(2)))
         try:
             # from the end (a log may hold gigabytes), with room for the job report after the output
-            text = read_last_lines(os.path.expanduser(path), None if lines is None else lines + REPORT_LINES_MAX)
+            text = pycrew.read_last_lines(os.path.expanduser(path), None if lines is None else lines + REPORT_LINES_MAX)
         except OSError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "

@@ -16,7 +16,6 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
-from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerError, SchedulerPlugin
 from pycrew_pbs.options import PbsOptions
 from pycrew_pbs.pbs import PbsCLI
@@ -86,7 +85,7 @@ class PbsPlugin(SchedulerPlugin[PbsOptions, PbsCLI]):
                 "directory (default <directory>/logs)"
             )
         try:
-            text = read_last_lines(path, lines)  # from the end: a log may hold gigabytes
+            text = pycrew.read_last_lines(path, lines)  # from the end: a log may hold gigabytes
         except FileNotFoundError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} does not exist (yet): PBS writes "

@@ -17,7 +17,6 @@ from typing import Any
 
 import pycrew
 from pycrew import LauncherInfo
-from pycrew.log_tail import read_last_lines
 from pycrew.scheduler import SchedulerPlugin
 from pycrew_sge.options import SgeOptions
 from pycrew_sge.qstat import expand_log_path
@@ -90,7 +89,7 @@ class SgePlugin(SchedulerPlugin[SgeOptions, SgeCLI]):
                 )
             path = found[0]
         try:
-            text = read_last_lines(path, lines)  # from the end: a log may hold gigabytes
+            text = pycrew.read_last_lines(path, lines)  # from the end: a log may hold gigabytes
         except OSError as exc:
             raise pycrew.LogsUnavailableError(
                 f"launcher {launcher.name!r}: the output file {path} of job {handle} cannot be read from this "

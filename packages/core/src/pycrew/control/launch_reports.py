@@ -25,6 +25,8 @@ INITIALIZER_PREFIX = "the initializer failed: "
 #: How a failed launch's reason starts when the launch hook itself raised (the platform
 #: refused the submission, its command is missing): no worker ever ran.
 HOOK_FAILED = "the launch hook failed: "
+#: How the reason of a launch whose hook had not returned within seconds_launch starts.
+HOOK_HUNG = "the launch hook (pycrew_launch_workers) had not returned within seconds_launch="
 #: What a failed launch's reason says when its platform could not be reached (see launch_watch).
 UNREACHABLE_MARK = "(the platform could not be reached, or was unavailable, for "
 #: How the goodbye reason of a worker that reached ``seconds_wall`` before its first task,
@@ -40,6 +42,8 @@ HANDLES_READ_PER_CALL = 10
 def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[Any], str | None]:
     """The handles a launch hook returned, and what is wrong with them (``None``: a list of one per call).
 
+    Core checks every launch hook's result with it, and so does :mod:`pycrew.testing`; a
+    plugin's own tests may too (``launcher`` is the launcher's name, for the message).
     A wrong result is rejected, yet the workers it names may run and must be terminated,
     so the handles are still taken from it: every element of a list or tuple of the wrong
     length; the values of a mapping; what an iterator (a generator) yields, up to
@@ -193,6 +197,12 @@ def launch_error_message(
             "than its seconds_wall (quoted above): raise seconds_wall (where a scheduler's time limit sets it, "
             "ask for a longer job or a smaller seconds_walltime_margin), or make the start shorter."
         )
+    elif first.startswith(HOOK_HUNG):
+        advice = (
+            "The launcher did not hand back the workers it was asked to start, so none could be waited for: check "
+            "that the platform answers (its API or scheduler commands, the credentials, the network to it), or raise "
+            "seconds_launch if a launch takes this long there."
+        )
     elif is_ended_reason(first) and FROM_OUTSIDE in first:
         advice = (
             "The workers' jobs were cancelled or deleted before they connected by something outside pycrew (a "
@@ -217,4 +227,27 @@ def launch_error_message(
         f"in a row (launch_max={options.launch_max}); last reason: {first}. The worker command is: {command} (with "
         f"its token in ${TOKEN_ENV}). {advice} {look}"
         + (f"\n{more}" if more else "")
+    )
+
+
+def not_connected(seconds_launch: float, returned: bool) -> str:
+    """Why a launch timed out: its worker did not connect, or (``returned`` false) the
+    launch hook never handed back its handle, so no worker could have been waited for (a
+    hook that hung was reported as a network problem)."""
+    if returned:
+        return f"the worker did not connect within seconds_launch={seconds_launch:g} s"
+    return f"{HOOK_HUNG}{seconds_launch:g} s: the launcher's call to the platform hangs, or takes longer than that"
+
+
+def tls_note(server: Any) -> str:
+    """For a LaunchError's reason: the TLS handshakes that failed on the controller's port,
+    if any (an expired certificate failed every worker's handshake, and the error blamed the
+    network)."""
+    failures = getattr(server, "tls_failures", 0)
+    if not failures:
+        return ""
+    return (
+        f"; {failures} TLS handshake(s) with the controller failed since it started (the last: "
+        f"{printable(getattr(server, 'last_tls_failure', ''))[:LINE_MAX]}): if those were the workers', check the "
+        "controller's certificate (expired? for another host name?) and the CA the workers are given"
     )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pycrew.control import last_termination
 from pycrew.control.crash_watch import CrashWatch
 from pycrew.control.hook_pool import HookPool
-from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
+from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, not_connected, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
 from pycrew.control.quoting import said
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
@@ -183,7 +183,7 @@ class Scaler(LaunchWatch, CrashWatch):
                     self._launch_failed(slot, f"{INITIALIZER_PREFIX}it ran longer than seconds_initializer={limit:g} s "
                                         "and its worker did not stop it", now)
             elif now - slot.launched_at > self.options.seconds_launch:
-                self._launch_failed(slot, f"the worker did not connect within seconds_launch={self.options.seconds_launch:g} s", now)
+                self._launch_failed(slot, not_connected(self.options.seconds_launch, slot.handle_known), now)
             if self.error is not None or self.error_pending:
                 return
         self._poll_monitor(now)

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pycrew
-from pycrew.control.launch_reports import received_handles
 from pycrew.testing import tasks
 
 T = TypeVar("T")
@@ -108,7 +107,7 @@ def launch_directly(
     it (a mapping's values, not its keys) are terminated, as core does.
     """
     returned = plugin_hook(spec, "pycrew_launch_workers")(launcher=info, calls=list(calls))
-    handles, wrong = received_handles(spec.name, returned, len(calls))
+    handles, wrong = pycrew.received_handles(spec.name, returned, len(calls))
     if wrong is not None:
         if handles:
             try:

@@ -111,6 +111,12 @@ class Server(abc.ABC):
     then calls :meth:`poll` once per loop turn to deliver what was queued.
     """
 
+    #: TLS handshakes that failed on this server (workers that do not trust the controller's
+    #: certificate, an expired one, strangers), and the last one's error: a LaunchError
+    #: quotes them (see pycrew.control.launch_reports.tls_note).
+    tls_failures = 0
+    last_tls_failure = ""
+
     @property
     @abc.abstractmethod
     def address(self) -> str:

@@ -197,6 +197,8 @@ class SocketServer(Server):
             return
         except OSError as exc:  # ssl.SSLError included: not TLS, or a certificate problem
             self.refused.warning("dropping connection %s from %s: TLS handshake failed: %s", link.id, link.peer, exc)
+            self.tls_failures += 1
+            self.last_tls_failure = str(exc)
             self.close_link(link, None)
             return
         link.state = PREAMBLE_WAIT
