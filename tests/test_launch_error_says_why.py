@@ -93,3 +93,33 @@ def test_tls_handshakes_that_failed_are_named_when_no_worker_connects(make_contr
     message = str(raised.value)
     assert "TLS handshake(s) with the controller failed since it started" in message, message
     assert "expired" in message.lower(), message
+
+
+class Slow(LocalPlugin):
+    """The local launcher behind a slow platform: its launch hook takes 2.5 s to return."""
+
+    name = "slowsubmit"
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> Any:
+        time.sleep(2.5)
+        return super().launch(launcher, options, calls)
+
+
+def test_a_worker_gets_seconds_launch_to_connect_from_when_its_launch_hook_returned(make_controller, tmp_path) -> None:
+    """A submit that takes most of seconds_launch (sbatch answering in 20 s, seconds_launch=10)
+    failed every launch: the worker's time to connect was counted from the launch's start
+    (a probe of SLURM, on 520ce5c). The hook and the worker now get seconds_launch each:
+    here 2.5 s for the hook, then a worker whose interpreter takes a second to start."""
+    import sys
+
+    python = tmp_path / "slow-python"
+    python.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    plugin = Slow()
+    pycrew.register(plugin, name="slowsubmit")
+    try:
+        c = make_controller("slowsubmit", workers=1, launch_max=1, seconds_launch=3, python=str(python)).start()
+        assert c.submit(abs, -4).result(timeout=60) == 4
+        assert c.summary().launcher["launch_failures"] == 0
+    finally:
+        pycrew.unregister(plugin)

@@ -65,8 +65,9 @@ class ControllerOptions:
         wire: the transport between the dispatcher and its workers: ``"socket"``
             (standard-library TCP/TLS sockets, the default and the fastest) or ``"nng"``
             (NNG through pynng); see :mod:`pycrew.wire.transport`.
-        seconds_launch: how long a launched worker may take to connect before it is
-            terminated and counted as a failed launch.
+        seconds_launch: how long a launch may take, twice over: the launch hook to hand
+            back the worker's handle (a scheduler's submit), then the worker to connect from
+            then on; past either, the launch is terminated and counted as a failed launch.
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`, which
             fails the tasks waiting for a worker; while other workers are connected, the
             slot is retried every minute instead (with a warning), and the tasks run on them.

@@ -265,8 +265,8 @@ class Scaler(LaunchWatch, CrashWatch):
         for call, handle in zip(calls, handles, strict=True):
             slot = self.by_instance.get(call.instance)
             if slot is not None and slot.instance == call.instance:
-                slot.handle = handle
-                slot.handle_known = True
+                slot.handle, slot.handle_known = handle, True
+                slot.launched_at = self.clock()  # seconds_launch to connect from here: a slow submit was a failed launch
                 slot.last_handle = handle
                 slot.last_handle_known = True
             else:  # the launch timed out or the worker already left: terminate it now
