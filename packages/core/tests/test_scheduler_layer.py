@@ -50,6 +50,7 @@ id=$(( $(wc -l < "$state/jobs" 2>/dev/null || echo 0) + 100 ))
 n=$(grep -m1 '^#FAKE --size=' "$1" | cut -d= -f2)
 for i in $(seq 1 "$n"); do echo "$id|$i|$tag|PEND" >> "$state/jobs"; done
 if take lose; then echo "fsub: error: connection timed out waiting for the reply" >&2; exit 1; fi
+if take break; then echo "fsub: error: the reply could not be decoded" >&2; exit 1; fi
 if take garble; then echo "Submitted job to workq (site fsub wrapper v2)"; exit 0; fi
 if take hang; then sleep 30; fi
 echo "Submitted $id"
@@ -321,6 +322,19 @@ def test_a_submit_in_doubt_that_the_scheduler_took_after_all_is_cancelled_when_a
     assert len(fake.jobs()) == 1
 
 
+def test_a_submit_that_failed_for_good_after_the_scheduler_took_the_job_leaves_no_job(fake: Fake) -> None:
+    """A submit command that exits 1 with a message that is no transient error, after the
+    scheduler took the job (a reply that broke on its way): on 564d4ac that job ran as an
+    orphan (a probe, on real SLURM). Its tag is now watched: a listing cancels it."""
+    cli = fake.cli(seconds_poll=0, command_attempts=2, seconds_retry_max=0.01)
+    fake.fault("break", 1)
+    with pytest.raises(SchedulerError, match="could not be decoded"):
+        launch(cli, 2)
+    assert len(fake.jobs()) == 2, "the scheduler has the job"
+    cli.workers(None)  # a listing: the job is found by its tag and cancelled
+    assert fake.jobs() == []
+
+
 def test_a_cancel_that_times_out_is_tried_again(fake: Fake) -> None:
     """On 33e082d a cancel command past seconds_command_timeout (a scheduler daemon that
     stalls) ended the cancel for good: the jobs stayed queued, and ran later for no one."""
@@ -497,7 +511,7 @@ def test_a_submit_that_exits_0_with_an_unreadable_reply_is_looked_up_by_its_tag_
             launch(cli, 2)
         message = str(caught.value)
         assert "exited 0" in message and "Submitted job to workq (site fsub wrapper v2)" in message
-        assert "workers may have been submitted" in message and "not submitting again" in message
+        assert "workers may have been submitted" in message and "this array is not submitted again" in message
         assert not caught.value.transient
         (fake.state / "hide").unlink()
         assert len(fake.jobs()) == 2

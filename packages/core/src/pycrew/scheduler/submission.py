@@ -76,7 +76,8 @@ class ArraySubmitter(JobListing):
                         retry=False, input=self.submit_input(script),
                     )
                 except SchedulerError as exc:
-                    if not exc.transient:
+                    if not exc.transient:  # a rejection, or a reply that broke after the scheduler took the job:
+                        self.doubt(tag)  # one carrying the tag is cancelled when a listing shows it (the probe saw it run)
                         raise
                     found = self._look_up(tag, exc)
                     if found is not None:
@@ -132,9 +133,9 @@ class ArraySubmitter(JobListing):
         self.doubt(tag)
         raise SchedulerError(
             f"{self.launcher_name}: {cause}, and no job carrying the array's tag is listed: workers may have been "
-            "submitted; not submitting again, so that none runs twice: a job carrying the tag is cancelled as soon "
-            "as a listing shows it, and when the controller terminates. A site wrapper around the submit command "
-            "must print the scheduler's reply",
+            "submitted; this array is not submitted again, so that none of its workers runs twice (a next launch "
+            "submits a new array): a job carrying its tag is cancelled as soon as a listing shows it, and when the "
+            "controller terminates. A site wrapper around the submit command must print the scheduler's reply",
             argv, 0, "",
         ) from exc
 
