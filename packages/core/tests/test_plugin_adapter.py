@@ -290,6 +290,14 @@ class BareHooks:
         for args, kwargs in self.registrations:
             register(*args, **kwargs)
 
+    @pycrew.hookimpl
+    def pycrew_launch_workers(self, launcher: Any, calls: Any) -> list[Any]:
+        return []
+
+    @pycrew.hookimpl
+    def pycrew_terminate_workers(self, launcher: Any, handles: Any) -> None:
+        pass
+
 
 def test_unknown_capability_is_refused_at_registration_listing_the_known_ones() -> None:
     reg = PluginRegistry(load_entry_points=False)
@@ -452,7 +460,7 @@ def test_a_launcher_suggests_the_address_its_workers_dial_and_host_wins():
 
 
 def test_bare_hooks_register_dial_host_too():
-    class Bare:
+    class Bare(BareHooks):
         @pycrew.hookimpl
         def pycrew_register_launchers(self, register: Any) -> None:
             register("bare", OtherOptions, dial_host=lambda options: "127.0.0.7")
@@ -474,3 +482,34 @@ def test_a_failing_or_bad_suggestion_is_a_plugin_error_naming_the_way_out():
         pycrew.Controller("broken", registry=reg)
     with pytest.raises(pycrew.PluginError, match="not a host name"):
         pycrew.Controller("broken", registry=reg, size=2)
+
+
+def test_a_plugin_missing_a_hook_its_launcher_needs_is_told_which() -> None:
+    """From a probe of third-party plugins (on ff3635f): a plugin with no launch hook failed
+    every launch with "returned None ... fix the launcher's options", and one declaring the
+    ``monitor`` capability with no list hook registered and listed nothing."""
+
+    class ListsOnly:
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register: Any) -> None:
+            register("listsonly", OtherOptions, capabilities={"monitor"})
+
+        @pycrew.hookimpl
+        def pycrew_list_workers(self, launcher: Any, controller_id: Any) -> list[Any]:
+            return []
+
+    class NoList(BareHooks):
+        @pycrew.hookimpl
+        def pycrew_register_launchers(self, register: Any) -> None:
+            register("nolist", OtherOptions, capabilities={"monitor"})
+
+    reg = PluginRegistry(load_entry_points=False)
+    with pytest.raises(pycrew.PluginError, match=r"implements no pycrew_list_workers hook, which its 'monitor' capability"):
+        reg.register(NoList())
+    reg.register(ListsOnly())
+    assert pycrew.Monitor("listsonly", registry=reg).list() == []  # a monitor needs no launch hook
+    with pytest.raises(
+        pycrew.PluginError,
+        match=r"implements no pycrew_launch_workers and no pycrew_terminate_workers hook, which a controller needs",
+    ):
+        pycrew.Controller("listsonly", registry=reg)

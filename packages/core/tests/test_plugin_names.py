@@ -106,6 +106,14 @@ def test_a_launcher_registered_in_code_cannot_take_an_installed_launchers_name(m
         def pycrew_register_launchers(self, register: pycrew.RegisterLauncher) -> None:
             register("local", pycrew.LauncherOptions)
 
+        @pycrew.hookimpl
+        def pycrew_launch_workers(self, launcher: object, calls: object) -> list[object]:
+            return []
+
+        @pycrew.hookimpl
+        def pycrew_terminate_workers(self, launcher: object, handles: object) -> None:
+            pass
+
     reg = PluginRegistry()  # 'local' not loaded yet: registering first must not win the name
     with pytest.raises(PluginError, match=r"'impostor' \(registered in code\) .*'local'.* pycrew-local .*PYCREW_BLOCK"):
         reg.register(Impostor(), name="impostor")

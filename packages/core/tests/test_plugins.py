@@ -305,6 +305,12 @@ def test_an_entry_point_to_a_module_whose_hooks_are_methods_suggests_module_obje
         "    @pycrew.hookimpl\n"
         "    def pycrew_register_launchers(self, register):\n"
         "        register('instancehooks', pycrew.LauncherOptions)\n"
+        "    @pycrew.hookimpl\n"
+        "    def pycrew_launch_workers(self, launcher, calls):\n"
+        "        return []\n"
+        "    @pycrew.hookimpl\n"
+        "    def pycrew_terminate_workers(self, launcher, handles):\n"
+        "        pass\n"
         "plugin = Hooks()\n"
     )
     dist = write_distribution(tmp_path, "instance-hooks-plugin", "[pycrew.launchers]\ninstancehooks = instance_hooks_plugin\n")

@@ -222,3 +222,21 @@ def _controller_option_names() -> set[str]:
     from pycrew.controller_options import ControllerOptions  # here: it imports much of pycrew
 
     return ControllerOptions.keys()
+
+
+#: Hooks a controller needs of its launcher's plugin (a monitor alone needs none of them).
+LAUNCH_HOOKS = ("pycrew_launch_workers", "pycrew_terminate_workers")
+
+
+def missing_hooks(who: str, spec: LauncherSpec, implemented: set[str], needed: Sequence[str], why: str) -> str | None:
+    """What is wrong with a plugin that lacks hooks its launcher needs (``None``: nothing).
+    Without the check, a plugin with no launch hook failed each launch with "returned None",
+    blaming the platform, and one that declared ``monitor`` without a list hook listed nothing."""
+    missing = [hook for hook in needed if hook not in implemented]
+    if not missing:
+        return None
+    return (
+        f"{who} of launcher {spec.name!r} implements no {' and no '.join(missing)} hook, which {why}: "
+        "implement it with @pycrew.hookimpl (check the name of the function and of each argument against "
+        "pycrew.hookspecs), or subclass pycrew.LauncherPlugin"
+    )

@@ -40,12 +40,14 @@ from pycrew.plugin_api import LauncherSpec
 from pycrew.plugin_checks import (
     ALLOW_ENV,
     BLOCK_ENV,
+    LAUNCH_HOOKS,
     LAUNCHER_GROUP,
     PLUGIN_GROUP,
     UNKNOWN_PLUGIN,
     checked_spec,
     describe_entry_point,
     filter_problems,
+    missing_hooks,
     name_problem,
     only_entry_point,
     why_no_launcher,
@@ -249,7 +251,27 @@ class PluginRegistry:
                 f"the entry point {entry_point.name!r} ({entry_point.value}) in group {LAUNCHER_GROUP!r} registered "
                 f"no launcher named {entry_point.name!r}: {why_no_launcher(plugin, entry_point.name, entry_point.value)}"
             )
-        return [checked_spec(spec, plugin, label, distribution, version) for spec in specs]
+        checked = [checked_spec(spec, plugin, label, distribution, version) for spec in specs]
+        implemented = {caller.name for caller in self.pm.get_hookcallers(plugin) or []}
+        for spec in checked:
+            needed = ["pycrew_list_workers"] if "monitor" in spec.capabilities else []
+            if (problem := missing_hooks(f"plugin {label!r}", spec, implemented, needed, "its 'monitor' capability promises")):
+                raise PluginError(problem)
+        return checked
+
+    def launchable(self, name: str) -> LauncherSpec:
+        """:meth:`launcher`, for a controller: its plugin must implement the launch and
+        terminate hooks (a monitor needs neither).
+
+        Raises:
+            PluginError: naming the hook missing.
+        """
+        spec = self.launcher(name)
+        implemented = {caller.name for caller in self.pm.get_hookcallers(spec.plugin) or []}
+        problem = missing_hooks(self.provider(spec), spec, implemented, LAUNCH_HOOKS, "a controller needs to launch workers")
+        if problem is not None:
+            raise PluginError(problem)
+        return spec
 
     def _owner(self, name: str, plugin: object) -> str | None:
         """Which other plugin registered launcher ``name``, in words (``None``: none)."""

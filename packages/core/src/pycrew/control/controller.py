@@ -67,7 +67,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def __init__(self, launcher: str = "local", workers: int = 1, *, registry: PluginRegistry | None = None, **options: Any) -> None:
         self._registry = registry or get_registry()
-        self.spec: LauncherSpec = self._registry.launcher(launcher)
+        self.spec: LauncherSpec = self._registry.launchable(launcher)
         own, rest = split_options({"workers": workers, **options})
         self.options: ControllerOptions = build_controller_options(own)
         valid = {f.name for f in dataclasses.fields(self.spec.options_type) if f.init}

@@ -370,7 +370,7 @@ class LaunchWatch:
             return
         example = self.call(worker=slot, instance="<instance>", url=self.url).command_line(self.worker_python())
         failures = self.slots[slot - 1].failures or None  # (past launch_max while the platform was unreachable)
-        reason += tls_note(self.dispatcher.server if self.dispatcher is not None else None)
+        reason += tls_note(getattr(self.dispatcher, "server", None))
         error = LaunchError(launch_error_message(self.info.name, self.info.controller, self.options, reason, example, self.url, failures))
         if self.on_error is not None:  # the waiting futures fail before any caller can see the error
             try:
