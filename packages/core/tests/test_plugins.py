@@ -343,3 +343,20 @@ def test_a_plugin_that_calls_sys_exit_is_a_plugin_error_naming_it_not_the_end_of
         reg.register(ExitsInRegistration(), name="exits-in-registration")
     reg.register(Dummy("after"))  # the registry still works
     assert reg.launcher("after").name == "after"
+
+
+def test_a_broken_observer_plugin_is_logged_and_left_out_not_the_end_of_every_launcher(tmp_path, monkeypatch, caplog):
+    """An observer (group pycrew.plugins) that failed to import made every PluginRegistry
+    raise: `pycrew launchers`, every controller and monitor failed (a probe, on 6037642).
+    It is now left out with an error naming its distribution."""
+    write_distribution(
+        tmp_path, "badobs-plugin", "[pycrew.plugins]\nbadobs = badobs_plugin:plugin\n",
+        {"badobs_plugin": "import no_such_module_for_badobs\n"},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with caplog.at_level("ERROR", logger="pycrew.plugins"):
+        reg = PluginRegistry()
+    assert reg.launcher("local").name == "local"
+    [broken] = reg.broken
+    assert "'badobs'" in broken and "badobs-plugin 0.1" in broken and "ModuleNotFoundError" in broken, broken
+    assert "PYCREW_BLOCK_PLUGINS=badobs" in broken and "goes on without it" in caplog.text

@@ -91,10 +91,15 @@ class PluginRegistry:
         self._load_entry_points = load_entry_points
         self._allow = _env_names(ALLOW_ENV)
         self._block = _env_names(BLOCK_ENV) or set()
+        self.broken: list[str] = []  # observer plugins that failed to load, and why
         if load_entry_points:
             for ep in metadata.entry_points(group=PLUGIN_GROUP):
                 if self._permitted(ep.name):
-                    self._register_entry_point(ep)
+                    try:
+                        self._register_entry_point(ep)
+                    except PluginError as exc:  # one broken observer stopped every launcher and `pycrew launchers`
+                        self.broken.append(str(exc))
+                        log.error("%s; pycrew goes on without it", exc)
 
     # -- discovery -------------------------------------------------------------------
 
@@ -116,7 +121,7 @@ class PluginRegistry:
             plugin = ep.load()
         except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end the user's program
             raise PluginError(
-                f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
+                f"plugin {ep.name!r} ({describe_entry_point(ep)}) failed to import: {type(exc).__name__}: {exc}; "
                 f"reinstall it, or set {BLOCK_ENV}={ep.name} to skip it"
             ) from exc
         dist = ep.dist
