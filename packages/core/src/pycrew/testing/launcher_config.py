@@ -73,6 +73,12 @@ class LauncherConfig:
                 raise ValueError(f"LauncherConfig.{key} must be a finite number > 0, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(f"LauncherConfig.batch_size must be >= 2 to test batching, got {self.batch_size!r}")
+        if not self.entry_point and not self.subprocess_setup.strip():
+            raise ValueError(
+                f"LauncherConfig(entry_point=False) needs subprocess_setup: the code that registers launcher "
+                f"{self.name!r} in a new Python process (e.g. 'import my_plugin_module'), which the client-death "
+                "test starts its controller in; without it that controller finds no launcher of that name"
+            )
 
     def monitor_kwargs(self) -> dict[str, Any]:
         """Keyword options for :class:`pycrew.Monitor`."""

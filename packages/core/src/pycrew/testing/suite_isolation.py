@@ -82,9 +82,11 @@ class IsolationTests(SuiteFixtures):
         def message(wait: float) -> dict[str, Any]:
             line = read(wait)
             if line is None:
-                pytest.fail(
-                    f"the controller process said nothing in {wait:g} s; stderr:\n{stderr_path.read_text()[-3000:]}"
-                )
+                try:  # at the end of its output: it exited (said nothing in 60 s, the message said, after 0.8 s)
+                    said = f"exited with code {proc.wait(timeout=5)} before saying it had started"
+                except subprocess.TimeoutExpired:
+                    said = f"said nothing in {wait:g} s"
+                pytest.fail(f"the controller process {said}; stderr:\n{stderr_path.read_text()[-3000:]}")
             return dict(json.loads(line))
 
         controller_id = message(timeout)["controller_id"]
