@@ -51,12 +51,15 @@ def received_handles(launcher: str, returned: object, calls: int) -> tuple[list[
     ``str``, one bare handle) as one handle.
     """
     must = "pycrew_launch_workers must return a list of one handle per call, in the calls' order"
+    unreturned = ("; a worker it started and did not return a handle for is out of pycrew's reach until it gives up "
+                  "connecting (seconds_launch): check the platform")
     if isinstance(returned, (list, tuple)):
         if len(returned) == calls:
             return list(returned), None
-        return list(returned), f"launcher {launcher!r} returned {len(returned)} handle(s) for {calls} worker call(s); {must}"
+        return list(returned), (f"launcher {launcher!r} returned {len(returned)} handle(s) for {calls} worker call(s); {must}"
+                                + (unreturned if len(returned) < calls else ""))
     if returned is None:
-        return [], f"launcher {launcher!r} returned None for {calls} worker call(s); {must}"
+        return [], f"launcher {launcher!r} returned None for {calls} worker call(s); {must}{unreturned}"
     kind = type(returned).__name__
     if isinstance(returned, (str, bytes, bytearray)) or not isinstance(returned, Iterable):
         return [returned], f"launcher {launcher!r} returned a {kind}, {shown(returned)}, for {calls} worker call(s); {must}"
