@@ -179,4 +179,5 @@ def test_sigterm_past_seconds_wall_during_a_task_is_reported_as_a_time_limit(mak
     os.kill(pid, signal.SIGKILL)
     exc = long.exception(timeout=60)
     assert isinstance(exc, TaskCrashError), exc
-    assert "after its seconds_wall, during a task: its platform's time limit, most likely" in str(exc), str(exc)
+    assert "after its seconds_wall (on a scheduler: the job's time limit less seconds_walltime_margin), during a task: " \
+        "its platform's time limit, most likely" in str(exc), str(exc)

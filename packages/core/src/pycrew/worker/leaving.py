@@ -129,8 +129,9 @@ class Leaving:
         self.signum = signum
         if clock.monotonic() >= self.wall_end:  # it would have left by itself, but a task ran on
             self.reason = (
-                f"the worker got {name} after its seconds_wall, during a task: its platform's time limit, most "
-                "likely (a task longer than a worker's life cannot finish: give the workers more time)"
+                f"the worker got {name} after its seconds_wall (on a scheduler: the job's time limit less "
+                f"seconds_walltime_margin), during a task: its platform's time limit, most likely (a task longer "
+                "than a worker's life cannot finish: give the workers more time)"
             )
         else:
             self.reason = f"the worker got {name} (its platform or a user ends it)"
