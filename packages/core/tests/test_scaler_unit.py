@@ -681,3 +681,20 @@ def test_when_a_parked_slots_worker_connects_the_other_parked_slots_are_tried_at
     assert c.retry_after == 0.0, "the other parked slot waits for its own minute"
     h.scale(demand=3, advance=0.1)
     assert c.state == LAUNCHING
+
+
+@pytest.mark.parametrize("platform", [True, False], ids=["the platform's answer", "a plugin's bug"])
+def test_a_terminate_hook_failing_with_the_platforms_answer_is_logged_without_a_traceback(h, caplog, platform):
+    """A platform's answer (a SchedulerError: ``scancel`` refused) says everything: on 2556353
+    a 30-line traceback of pluggy's frames followed it (a probe, on SLURM); a plugin's bug
+    (any other exception) keeps its traceback."""
+    from pycrew.scheduler import SchedulerError
+
+    h.scale(demand=2)
+    h.platform.raise_in["terminate"] = (
+        SchedulerError("scancel: error: Access/permission denied", ["scancel", "1_1"], 1, "") if platform
+        else KeyError("a plugin's bug")
+    )
+    h.scaler.terminate_all(5.0)
+    [record] = [r for r in caplog.records if "failed to terminate" in r.getMessage()]
+    assert (record.exc_info is None) == platform, record.getMessage()

@@ -375,7 +375,7 @@ class Scaler(LaunchWatch, CrashWatch):
             unreachable = getattr(exc, "transient", False) is True  # kept and tried again (last_termination): no traceback
             log.log(logging.WARNING if unreachable else logging.ERROR, "launcher %r %s terminate %d worker(s): %s: %s",
                     self.info.name, "could not" if unreachable else "failed to", len(handles), type(exc).__name__, exc,
-                    exc_info=None if unreachable else exc)
+                    exc_info=None if hasattr(exc, "transient") else exc)  # a platform's answer (a SchedulerError) says it all
         if self.registry.has_observers("pycrew_worker_terminated"):
             for handle in handles:
                 self.registry.notify("pycrew_worker_terminated", launcher=self.info, handle=handle, reason=reason)
