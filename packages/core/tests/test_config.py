@@ -247,7 +247,14 @@ def test_an_option_of_another_launcher_is_an_error_in_a_profile(isolated: Path) 
 
 def test_a_value_of_the_wrong_type_names_the_file_profile_and_key(isolated: Path) -> None:
     path = write(isolated / "pycrew.toml", '[profiles.dev]\nlauncher = "local"\nworkers = "8"\n')
-    with pytest.raises(ConfigError, match=rf"^{path}:profiles.dev: profile 'dev', key 'workers': must be int, got '8' \(str\)"):
+    with pytest.raises(ConfigError, match=rf"^{path}:profiles.dev: profile 'dev', key 'workers': must be int, got '8' \(str\)"
+                       r"; write the number without quotes"):
+        load_profile("dev", isolated)
+    write(isolated / "pycrew.toml", '[profiles.dev]\nlauncher = "local"\nseconds_idle = "inf"\n')
+    with pytest.raises(ConfigError, match=r"key 'seconds_idle': must be float, got 'inf' \(str\); write the number without quotes"):
+        load_profile("dev", isolated)
+    write(isolated / "pycrew.toml", '[profiles.dev]\nlauncher = "local"\nworkers = "many"\n')
+    with pytest.raises(ConfigError, match=r"got 'many' \(str\)$"):
         load_profile("dev", isolated)
 
 
@@ -408,9 +415,19 @@ def test_parse_env_value(text: str, tp: Any, expected: Any) -> None:
     assert parse_env_value(text, tp) == expected
 
 
-@pytest.mark.parametrize(("text", "tp"), [("x", int), ("maybe", bool), ("[1", list[int])])
-def test_parse_env_value_rejects_text_of_another_type(text: str, tp: Any) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("text", "tp", "message"),
+    [
+        # said "invalid literal for int() with base 10: '2.5'" (a probe, on 642ff07)
+        ("2.5", int, r"expected a whole number \(e.g. 4\), got '2.5'"),
+        ("x", int, "expected a whole number"),
+        ("fast", float, r"expected a number \(e.g. 2.5, or inf for no limit\), got 'fast'"),
+        ("maybe", bool, "expected true/false"),
+        ("[1", list[int], "expected JSON"),
+    ],
+)
+def test_parse_env_value_rejects_text_of_another_type(text: str, tp: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         parse_env_value(text, tp)
 
 

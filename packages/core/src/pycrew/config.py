@@ -229,7 +229,9 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
                 raise fail(key, f"a tls table takes {fields}: {exc}") from exc
         value = _coerce(value, hints[key])
         if not _check_value(value, hints[key]):
-            raise fail(key, f"must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})")
+            unquote = isinstance(value, str) and _check_value(_number(value), hints[key])
+            raise fail(key, f"must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+                       + ("; write the number without quotes (TOML has inf and nan too)" if unquote else ""))
         values[key] = value
     try:
         keys = ControllerOptions.keys()
@@ -380,3 +382,14 @@ def controller_arguments(
     merged.setdefault("name", profile.name)
     profile_workers = merged.pop("workers", None)
     return profile.launcher, workers if workers is not None else profile_workers, merged
+
+
+def _number(text: str) -> object:
+    """``text`` as the number it spells (``"inf"``, ``"2.5"``, ``"4"``), else ``text`` itself."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text

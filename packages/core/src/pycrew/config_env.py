@@ -80,9 +80,15 @@ def parse_env_value(text: str, tp: Any) -> Any:
             return lowered in _TRUE
         raise ValueError(f"expected true/false (or 1/0, yes/no, on/off), got {text!r}")
     if tp is int:
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected a whole number (e.g. 4), got {text!r}") from None
     if tp is float:
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number (e.g. 2.5, or inf for no limit), got {text!r}") from None
     if tp is str:
         return text
     if origin is Literal:

@@ -192,7 +192,7 @@ class ControllerOptions:
         require(value > 0 and not math.isnan(value), OWNER, "seconds_heartbeat_timeout", value, "be > 0 (math.inf: never)")
         for key in ("seconds_idle", "seconds_wall", "seconds_busy_silence"):
             value = getattr(self, key)
-            require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (math.inf for no limit)")
+            require(value > 0 and not math.isnan(value), OWNER, key, value, "be > 0 (no limit: math.inf in Python, inf in a pycrew.toml file)")
         require(
             self.seconds_timeout is None or (self.seconds_timeout > 0 and not math.isnan(self.seconds_timeout)),
             OWNER,
