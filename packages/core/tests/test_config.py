@@ -237,6 +237,9 @@ def test_unknown_key_names_the_file_profile_key_and_a_close_match(isolated: Path
     message = str(info.value)
     assert message.startswith(f"{path}:profiles.gpu: profile 'gpu', key 'partiton': unknown key"), message
     assert "did you mean 'partition'?" in message
+    # the valid keys listed are those a file may set: not backup, a controller object (a probe, on e521ec5)
+    assert "valid keys: " in message and "partition" in message.split("valid keys: ")[1]
+    assert "backup" not in message.split("valid keys: ")[1], message
 
 
 def test_an_option_of_another_launcher_is_an_error_in_a_profile(isolated: Path) -> None:

@@ -219,7 +219,8 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
                 continue
         owner = "no option of the sequential controller (it runs every task in this process, without workers)" if (
             options_type is None) else f"neither a controller option nor an option of the {launcher!r} launcher"
-        raise fail(key, f"unknown key: {owner}{_close(key, valid)}; valid keys: {', '.join(sorted(valid))}")
+        settable = valid - set(CODE_ONLY)  # (backup, ...: named in code only, see CODE_ONLY)
+        raise fail(key, f"unknown key: {owner}{_close(key, settable)}; valid keys: {', '.join(sorted(settable))}")
     for key, value in list(values.items()):
         if key == "tls" and isinstance(value, dict):
             try:
