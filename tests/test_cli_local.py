@@ -114,6 +114,38 @@ def test_doctor_survives_a_monitor_that_returns_garbage() -> None:
     assert "not checked that no worker is left" in report.steps[-1].detail, report.text()
 
 
+class StartsNothing(LocalPlugin):
+    """A launch hook that returns a made-up handle and starts nothing (a plugin author's bug)."""
+
+    name = "startsnothing"
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: Any, calls: Any) -> Any:
+        return [pycrew_local_handle(100000 + i) for i, _ in enumerate(calls)]
+
+    def terminate(self, launcher: pycrew.LauncherInfo, options: Any, handles: Any) -> None:
+        pass
+
+
+def pycrew_local_handle(pid: int) -> Any:
+    from pycrew_local import LocalHandle
+
+    return LocalHandle(pid, 0.0)
+
+
+def test_doctor_on_a_launch_hook_that_starts_nothing_says_the_monitor_never_saw_the_worker() -> None:
+    """It blamed a missing Python ("the worker exited without dialing back: Python or pycrew
+    is probably missing") for a worker that never existed (a probe, on ebc88ed)."""
+    plugin = StartsNothing()
+    pycrew.register(plugin, name="startsnothing-test")
+    try:
+        report = run_doctor("startsnothing", timeout=30)
+    finally:
+        pycrew.unregister(plugin)
+    assert not report.ok
+    assert "the launcher's monitor never listed the worker its launch hook returned" in report.text(), report.text()
+    assert "Python or pycrew is probably missing" not in report.text(), report.text()
+
+
 def test_doctor_with_an_unknown_launcher_fails_at_build() -> None:
     report = run_doctor("slrum")
     assert [s.status for s in report.steps] == ["fail", "skip", "skip", "skip", "skip", "skip"]

@@ -188,7 +188,7 @@ def _log_tail(log_dir: str | None, lines: int = 15) -> str:
     return f"the worker's output:\n{tail}" if tail else ""
 
 
-def _connect_hint(c: Controller, exited: bool, listed: list[WorkerInfo] | None, log_dir: str | None) -> str:
+def _connect_hint(c: Controller, exited: bool, listed: list[WorkerInfo] | None, log_dir: str | None, seen: bool = True) -> str:
     host = c.host
     try:
         loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -196,7 +196,12 @@ def _connect_hint(c: Controller, exited: bool, listed: list[WorkerInfo] | None, 
         loopback = host == "localhost"
     port = c.url.rsplit(":", 1)[-1]
     hints = []
-    if exited:
+    if exited and not seen and listed is not None and not c.launcher.last_launch_error:
+        # it blamed Python for a launch hook that returned a handle and started nothing
+        hints.append(f"the launcher's monitor never listed the worker its launch hook returned (handle "
+                     f"{c.launcher.slots[0].last_handle!r}): the hook may not start a worker at all, or the monitor "
+                     "may not see the workers it starts (check both against the plugin guide)")
+    elif exited:
         hints.append("the worker exited without dialing back: Python or pycrew is probably missing where it runs, "
                      "or it could not reach the controller")
     elif listed:
@@ -264,7 +269,7 @@ def _wait_for_worker(c: Controller, run: _Run, seconds: float) -> bool:
                 return False
             why = ("the worker exited before dialing back" if exited
                    else f"the worker did not dial back within {min(seconds, c.options.seconds_launch):g} s")
-            hint = _connect_hint(c, exited, listed, run.log_dir)
+            hint = _connect_hint(c, exited, listed, run.log_dir, seen)
             if ended:  # the platform's reason (an image it cannot pull, an exit code) comes first
                 hint = f"- the launcher reports: {c.launcher.last_launch_error}\n{hint}"
             return run.add("connect", False, why, hint)
