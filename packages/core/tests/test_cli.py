@@ -113,7 +113,28 @@ def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path
     finally:
         plugins.reset_registry()
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
-    assert result.output.startswith("Error: ") and "'broken'" in result.output and "gpu_driver" in result.output, result.output
+    # the launchers are still listed (on a5a6183's parent one broken observer stopped them all: a probe)
+    assert "warning: plugin 'broken' (" in result.output and "broken-observer 0.1" in result.output, result.output
+    assert "gpu_driver" in result.output and "Traceback" not in result.output, result.output
+    assert any(line.startswith("local ") for line in result.output.splitlines()), result.output
+
+
+def test_launchers_names_the_distribution_of_a_launcher_whose_plugin_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_distribution(
+        tmp_path, "broken-launcher", "[pycrew.launchers]\nbrokenl = broken_launcher:plugin\n",
+        {"broken_launcher": "raise ImportError('no module named gpu_driver\\nsecond line')\n"},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from pycrew import plugins
+
+    plugins.reset_registry()
+    try:
+        result = CliRunner().invoke(cli.cli, ["launchers"])
+    finally:
+        plugins.reset_registry()
+    assert result.exit_code == 1, result.output
+    [row] = [line for line in result.output.splitlines() if line.startswith("brokenl ")]
+    assert "broken-launcher" in row and "0.1" in row and "error: " in row and "second line" in row, result.output
 
 
 def test_launchers_lists_installed_launchers_with_distribution_and_version(fake: FakeLauncher) -> None:

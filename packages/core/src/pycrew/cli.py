@@ -59,13 +59,16 @@ def launchers(ctx: click.Context, as_json: bool) -> None:
             spec = registry.launcher(name)
             rows.append({"name": name, "distribution": spec.distribution, "version": spec.version,
                          "summary": spec.summary, "remote": spec.remote, "error": None})
-        except PycrewError as exc:
-            rows.append({"name": name, "distribution": None, "version": None, "summary": "", "remote": None,
-                         "error": str(exc)})
+        except PycrewError as exc:  # the distribution still comes from its entry point; the error on one line
+            dist = next((ep.dist for ep in registry.launcher_entry_points().get(name, []) if ep.dist), None)
+            rows.append({"name": name, "distribution": dist.name if dist else None, "version": dist.version if dist else None,
+                         "summary": "", "remote": None, "error": " ".join(str(exc).split())})
     if not rows and problems:
         raise click.ClickException("no launcher loaded: " + "; ".join(problems))
     for problem in problems:
         click.echo(f"{'warning' if UNKNOWN_PLUGIN in problem else 'note'}: {problem}", err=True)
+    for broken in registry.broken:  # observer plugins left out (see PluginRegistry.broken)
+        click.echo(f"warning: {broken}", err=True)
     if as_json:
         click.echo(_json(rows))
     elif not rows:
@@ -76,7 +79,7 @@ def launchers(ctx: click.Context, as_json: bool) -> None:
             [[r["name"], r["distribution"] or "-", r["version"] or "-", f"error: {r['error']}" if r["error"] else r["summary"]]
              for r in rows],
         ))
-    if any(r["error"] for r in rows):
+    if any(r["error"] for r in rows) or registry.broken:
         ctx.exit(1)
 
 

@@ -108,7 +108,7 @@ class PluginRegistry:
             return False
         return self._allow is None or name in self._allow
 
-    def _launcher_entry_points(self) -> dict[str, list[metadata.EntryPoint]]:
+    def launcher_entry_points(self) -> dict[str, list[metadata.EntryPoint]]:
         """The entry points of ``pycrew.launchers`` by name (several if distributions clash)."""
         found: dict[str, list[metadata.EntryPoint]] = {}
         if self._load_entry_points:
@@ -132,7 +132,7 @@ class PluginRegistry:
         """Names of every launcher available: registered ones and entry points not yet loaded."""
         with self._lock:
             names = set(self._launchers)
-            names.update(n for n in self._launcher_entry_points() if self._permitted(n))
+            names.update(n for n in self.launcher_entry_points() if self._permitted(n))
             return sorted(names)
 
     def filter_problems(self) -> list[str]:
@@ -141,7 +141,7 @@ class PluginRegistry:
         if not self._load_entry_points or (self._allow is None and not self._block):
             return []
         others = {ep.name for ep in metadata.entry_points(group=PLUGIN_GROUP)}
-        return filter_problems(self._allow, self._block, self._launcher_entry_points(), others)
+        return filter_problems(self._allow, self._block, self.launcher_entry_points(), others)
 
     # -- registration ----------------------------------------------------------------
 
@@ -243,7 +243,7 @@ class PluginRegistry:
                 that registered no launcher of its name, or another name (see
                 :func:`pycrew.plugin_checks.name_problem`).
         """
-        eps = self._launcher_entry_points() if specs else {}
+        eps = self.launcher_entry_points() if specs else {}
         for spec in specs:
             installed = [describe_entry_point(ep) for ep in eps.get(spec.name, []) if self._permitted(ep.name)]
             problem = name_problem(
@@ -314,7 +314,7 @@ class PluginRegistry:
         with self._lock:
             if name in self._launchers:
                 return self._launchers[name]
-            eps = self._launcher_entry_points()
+            eps = self.launcher_entry_points()
             if name in eps and self._permitted(name):
                 self._register_entry_point(only_entry_point(name, eps[name]))
                 return self._launchers[name]  # there: _checked made sure the entry point registered it
