@@ -186,6 +186,18 @@ def test_launchers_warns_of_a_typo_in_the_block_list(monkeypatch: pytest.MonkeyP
     assert any(line.startswith("local ") for line in result.output.splitlines()), "nothing is blocked"
 
 
+def test_launchers_warns_of_a_typo_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a real process (no logging configured) the registry's own log line came too, through
+    logging's last resort, without a newline before the table (a probe, on 658e03d)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYCREW_BLOCK_PLUGINS": "locla"}
+    done = subprocess.run([sys.executable, "-m", "pycrew.cli", "launchers"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("names 'locla'") == 1, done.stderr
+
+
 # -- config show ------------------------------------------------------------------------------
 
 CONFIG = """

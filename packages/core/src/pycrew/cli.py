@@ -9,6 +9,7 @@ as text; with ``--json`` also to stdout, as ``{"error": "...", "exit_code": N}``
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -51,7 +52,12 @@ def cli() -> None:
 @_errors
 def launchers(ctx: click.Context, as_json: bool) -> None:
     """List installed launchers with distribution and version."""
-    registry = get_registry()
+    plugins_log = logging.getLogger("pycrew.plugins")
+    quiet, plugins_log.disabled = plugins_log.disabled, True  # what it would log is printed below (it came twice)
+    try:
+        registry = get_registry()
+    finally:
+        plugins_log.disabled = quiet
     problems = registry.filter_problems()  # PYCREW_PLUGINS / PYCREW_BLOCK_PLUGINS
     rows: list[dict[str, Any]] = []
     for name in registry.installed_launchers():
