@@ -242,6 +242,17 @@ def test_unknown_key_names_the_file_profile_key_and_a_close_match(isolated: Path
     assert "backup" not in message.split("valid keys: ")[1], message
 
 
+def test_every_unknown_key_is_named_at_once(isolated: Path) -> None:
+    """A typo in [defaults] hid a second one in the profile: fixing the first only revealed
+    the next (a probe, on a7fc78c)."""
+    write(isolated / "pycrew.toml", '[defaults]\nseconds_idel = 5\n[profiles.dev]\nlauncher = "local"\npyhton = "/x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_profile("dev", isolated)
+    message = str(info.value)
+    assert "key 'seconds_idel': unknown key" in message and "did you mean 'seconds_idle'?" in message, message
+    assert "and key 'pyhton' (" in message and "did you mean 'python'?" in message, message
+
+
 def test_an_option_of_another_launcher_is_an_error_in_a_profile(isolated: Path) -> None:
     write(isolated / "pycrew.toml", '[profiles.dev]\nlauncher = "local"\npartition = "gpu"\n')
     with pytest.raises(ConfigError, match=r"key 'partition': unknown key: neither a controller option nor an option of the 'local' launcher"):

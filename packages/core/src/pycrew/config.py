@@ -201,6 +201,7 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
         sources[key] = f"env {var}"
         from_defaults.discard(key)
     others: set[str] | None = None
+    unknown: list[str] = []  # every one is named: a typo in [defaults] hid another in the profile
     for key in list(values):
         if key in CODE_ONLY:
             raise fail(key, f"cannot be set in a configuration: {CODE_ONLY[key]}")
@@ -217,10 +218,14 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
             if key in others or missing:  # an option of another launcher (maybe one not installed here)
                 del values[key], sources[key]
                 continue
+        unknown.append(key)
+    if unknown:
         owner = "no option of the sequential controller (it runs every task in this process, without workers)" if (
             options_type is None) else f"neither a controller option nor an option of the {launcher!r} launcher"
         settable = valid - set(CODE_ONLY)  # (backup, ...: named in code only, see CODE_ONLY)
-        raise fail(key, f"unknown key: {owner}{_close(key, settable)}; valid keys: {', '.join(sorted(settable))}")
+        more = "".join(f"; and key {k!r} ({sources[k]}) too{_close(k, settable)}" for k in unknown[1:])
+        raise fail(unknown[0], f"unknown key: {owner}{_close(unknown[0], settable)}{more}; valid keys: "
+                   f"{', '.join(sorted(settable))}")
     for key, value in list(values.items()):
         if key == "tls" and isinstance(value, dict):
             try:
