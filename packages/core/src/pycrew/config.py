@@ -64,7 +64,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pycrew.config_env import _env_overrides, unprofiled_overrides, warn_ignored
+from pycrew.config_env import _env_overrides, spelled_number, unprofiled_overrides, warn_ignored
 from pycrew.config_env import env_prefix as env_prefix
 from pycrew.config_env import parse_env_value as parse_env_value
 from pycrew.config_files import CODE_ONLY, PROJECT_FILE, ConfigFile, _close, origins
@@ -235,7 +235,7 @@ def _resolve(files: list[ConfigFile], name: str, registry: PluginRegistry, envir
                 raise fail(key, f"a tls table takes {fields}: {exc}") from exc
         value = _coerce(value, hints[key])
         if not _check_value(value, hints[key]):
-            unquote = isinstance(value, str) and _check_value(_number(value), hints[key])
+            unquote = isinstance(value, str) and _check_value(spelled_number(value), hints[key])
             raise fail(key, f"must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
                        + ("; write the number without quotes (TOML has inf and nan too)" if unquote else ""))
         values[key] = value
@@ -388,14 +388,3 @@ def controller_arguments(
     merged.setdefault("name", profile.name)
     profile_workers = merged.pop("workers", None)
     return profile.launcher, workers if workers is not None else profile_workers, merged
-
-
-def _number(text: str) -> object:
-    """``text`` as the number it spells (``"inf"``, ``"2.5"``, ``"4"``), else ``text`` itself."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text

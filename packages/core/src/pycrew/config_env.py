@@ -107,3 +107,13 @@ def parse_env_value(text: str, tp: Any) -> Any:
         return text
 
 
+def spelled_number(text: str) -> object:
+    """``text`` as the number it spells (``"inf"``, ``"2.5"``, ``"4"``), else ``text`` itself
+    (a configuration's quoted number is told to lose its quotes)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
