@@ -132,15 +132,11 @@ def pycrew_local_handle(pid: int) -> Any:
     return LocalHandle(pid, 0.0)
 
 
-def test_doctor_on_a_launch_hook_that_starts_nothing_says_the_monitor_never_saw_the_worker() -> None:
+def test_doctor_on_a_launch_hook_that_starts_nothing_says_the_monitor_never_saw_the_worker(pycrew_plugin: Any) -> None:
     """It blamed a missing Python ("the worker exited without dialing back: Python or pycrew
     is probably missing") for a worker that never existed (a probe, on ebc88ed)."""
-    plugin = StartsNothing()
-    pycrew.register(plugin, name="startsnothing-test")
-    try:
-        report = run_doctor("startsnothing", timeout=30)
-    finally:
-        pycrew.unregister(plugin)
+    pycrew_plugin(StartsNothing(), name="startsnothing-test")
+    report = run_doctor("startsnothing", timeout=30)
     assert not report.ok
     assert "the launcher's monitor never listed the worker its launch hook returned" in report.text(), report.text()
     assert "Python or pycrew is probably missing" not in report.text(), report.text()

@@ -43,12 +43,10 @@ class Hanging(LocalPlugin):
 
 
 @pytest.fixture
-def hanging() -> Iterator[Hanging]:
-    plugin = Hanging()
-    pycrew.register(plugin, name="hanging")
+def hanging(pycrew_plugin: Any) -> Iterator[Hanging]:
+    plugin = pycrew_plugin(Hanging(), name="hanging")
     yield plugin
     plugin.release.set()
-    pycrew.unregister(plugin)
 
 
 def test_a_launch_hook_that_never_returns_is_named_as_the_cause(hanging: Hanging, make_controller) -> None:
@@ -105,7 +103,7 @@ class Slow(LocalPlugin):
         return super().launch(launcher, options, calls)
 
 
-def test_a_worker_gets_seconds_launch_to_connect_from_when_its_launch_hook_returned(make_controller, tmp_path) -> None:
+def test_a_worker_gets_seconds_launch_to_connect_from_when_its_launch_hook_returned(make_controller, tmp_path, pycrew_plugin) -> None:
     """A submit that takes most of seconds_launch (sbatch answering in 20 s, seconds_launch=10)
     failed every launch: the worker's time to connect was counted from the launch's start
     (a probe of SLURM, on 520ce5c). The hook and the worker now get seconds_launch each:
@@ -115,11 +113,7 @@ def test_a_worker_gets_seconds_launch_to_connect_from_when_its_launch_hook_retur
     python = tmp_path / "slow-python"
     python.write_text(f"#!/bin/sh\nsleep 1\nexec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
-    plugin = Slow()
-    pycrew.register(plugin, name="slowsubmit")
-    try:
-        c = make_controller("slowsubmit", workers=1, launch_max=1, seconds_launch=3, python=str(python)).start()
-        assert c.submit(abs, -4).result(timeout=60) == 4
-        assert c.summary().launcher["launch_failures"] == 0
-    finally:
-        pycrew.unregister(plugin)
+    pycrew_plugin(Slow(), name="slowsubmit")
+    c = make_controller("slowsubmit", workers=1, launch_max=1, seconds_launch=3, python=str(python)).start()
+    assert c.submit(abs, -4).result(timeout=60) == 4
+    assert c.summary().launcher["launch_failures"] == 0

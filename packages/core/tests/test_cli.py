@@ -97,21 +97,27 @@ def run(*args: str) -> Result:
 # -- launchers --------------------------------------------------------------------------------
 
 
-def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On fce425b an observer plugin (group pycrew.plugins) that raised at import gave a raw
-    traceback from ``pycrew launchers``; the other commands print ``Error: ...``."""
-    write_distribution(
-        tmp_path, "broken-observer", "[pycrew.plugins]\nbroken = broken_observer:plugin\n",
-        {"broken_observer": "raise ImportError('no module named gpu_driver')\n"},
-    )
+def launchers_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distribution: str, entry_points: str,
+                   modules: dict[str, str]) -> Any:
+    """``pycrew launchers`` run with one more distribution installed (written to ``tmp_path``)."""
+    write_distribution(tmp_path, distribution, entry_points, modules)
     monkeypatch.syspath_prepend(str(tmp_path))
     from pycrew import plugins
 
     plugins.reset_registry()
     try:
-        result = CliRunner().invoke(cli.cli, ["launchers"])
+        return CliRunner().invoke(cli.cli, ["launchers"])
     finally:
         plugins.reset_registry()
+
+
+def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On fce425b an observer plugin (group pycrew.plugins) that raised at import gave a raw
+    traceback from ``pycrew launchers``; the other commands print ``Error: ...``."""
+    result = launchers_with(
+        tmp_path, monkeypatch, "broken-observer", "[pycrew.plugins]\nbroken = broken_observer:plugin\n",
+        {"broken_observer": "raise ImportError('no module named gpu_driver')\n"},
+    )
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     # the launchers are still listed (on a5a6183's parent one broken observer stopped them all: a probe)
     assert "warning: plugin 'broken' (" in result.output and "broken-observer 0.1" in result.output, result.output
@@ -120,18 +126,10 @@ def test_launchers_says_which_plugin_failed_to_load_without_a_traceback(tmp_path
 
 
 def test_launchers_names_the_distribution_of_a_launcher_whose_plugin_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_distribution(
-        tmp_path, "broken-launcher", "[pycrew.launchers]\nbrokenl = broken_launcher:plugin\n",
+    result = launchers_with(
+        tmp_path, monkeypatch, "broken-launcher", "[pycrew.launchers]\nbrokenl = broken_launcher:plugin\n",
         {"broken_launcher": "raise ImportError('no module named gpu_driver\\nsecond line')\n"},
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from pycrew import plugins
-
-    plugins.reset_registry()
-    try:
-        result = CliRunner().invoke(cli.cli, ["launchers"])
-    finally:
-        plugins.reset_registry()
     assert result.exit_code == 1, result.output
     [row] = [line for line in result.output.splitlines() if line.startswith("brokenl ")]
     assert "broken-launcher" in row and "0.1" in row and "error: " in row and "second line" in row, result.output
