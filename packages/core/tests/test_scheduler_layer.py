@@ -540,3 +540,38 @@ def test_a_duplicate_array_taken_late_is_cancelled_by_a_listing_or_by_terminate(
     else:
         cli.cancel(handles)
         assert fake.jobs() == [], "terminate() cancels every job carrying the tag"
+
+
+def test_a_command_still_running_when_the_program_exits_is_killed(tmp_path: Path) -> None:
+    """A submit that hung past the controller's end ran on after the program exited (its
+    hook thread is a daemon thread): a job it got accepted then ran with no controller. On
+    the code before this test the ``sleep`` below was still running after the exit."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pidfile = tmp_path / "pid"
+    script = textwrap.dedent(f"""
+        import threading, time
+        from pycrew.scheduler.commands import CommandRunner
+        from pycrew.scheduler import SchedulerOptions
+        runner = CommandRunner("fake", SchedulerOptions())
+        argv = ["sh", "-c", "echo $$ > {pidfile}; exec sleep 120"]
+        threading.Thread(target=runner.run, args=(argv,), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not open("{pidfile}", "a+").seek(0, 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pid = int(pidfile.read_text())
+    assert "killing sh -c" in done.stderr and "still running as the program exits" in done.stderr, done.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise AssertionError(f"the command (pid {pid}) still runs after the program exited")

@@ -6,15 +6,22 @@ qmaster``, LSF's ``LSF is processing your request``). The runner retries such fa
 exponential backoff (0.5 s, 1 s, 2 s, ... capped by ``seconds_retry_max``) up to
 ``command_attempts`` tries. A command that is not safe to repeat (a submit) is run once
 (``retry=False``): its caller decides, by looking for the job's tag, whether it happened.
+
+Commands still running when the interpreter exits are killed (their process groups): a
+submit that hung past the controller's end (its hook thread is a daemon, see
+:mod:`pycrew.control.hook_pool`) would otherwise live on, and a job it got accepted would
+run with no controller to connect to.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -33,6 +40,9 @@ COMMON_TRANSIENT_ERRORS = (
     "try again",
     "timed out",
 )
+
+_running: set[subprocess.Popen[str]] = set()  # commands under way in this process (see _kill_running)
+_running_lock = threading.Lock()
 
 
 class CommandRunner:
@@ -106,6 +116,8 @@ class CommandRunner:
             ) from exc
         except PermissionError as exc:
             raise SchedulerError(f"{argv[0]!r} cannot be run: {exc}", argv) from exc
+        with _running_lock:
+            _running.add(proc)
         try:
             stdout, stderr = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -117,6 +129,9 @@ class CommandRunner:
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            with _running_lock:
+                _running.discard(proc)
         return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
 
     def check(
@@ -179,3 +194,17 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         log.warning("a scheduler command (pid %d) did not exit after SIGKILL", proc.pid)
+
+
+@atexit.register
+def _kill_running() -> None:
+    """At the interpreter's exit: kill the scheduler commands still running (see the module)."""
+    with _running_lock:
+        running = [proc for proc in _running if proc.poll() is None]
+    for proc in running:
+        argv = proc.args if isinstance(proc.args, list) else [proc.args]  # (run() passes a list)
+        log.warning("killing %s (pid %d): still running as the program exits", shlex.join(map(str, argv)), proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # deliberate: it has just exited
