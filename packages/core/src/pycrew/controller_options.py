@@ -67,7 +67,9 @@ class ControllerOptions:
             (NNG through pynng); see :mod:`pycrew.wire.transport`.
         seconds_launch: how long a launch may take, twice over: the launch hook to hand
             back the worker's handle (a scheduler's submit), then the worker to connect from
-            then on; past either, the launch is terminated and counted as a failed launch.
+            then on; past either, the launch counts as a failed launch and is terminated (a
+            hook that has not returned is waited on, not called again: one failed launch per
+            ``seconds_launch`` until it returns).
         launch_max: failed launches in a row (per slot) before a :class:`LaunchError`, which
             fails the tasks waiting for a worker; while other workers are connected, the
             slot is retried every minute instead (with a warning), and the tasks run on them.

@@ -233,13 +233,14 @@ def launch_error_message(
     )
 
 
-def not_connected(seconds_launch: float, returned: bool) -> str:
+def not_connected(seconds_launch: float, returned: bool, waited: float | None = None) -> str:
     """Why a launch timed out: its worker did not connect, or (``returned`` false) the
     launch hook never handed back its handle, so no worker could have been waited for (a
-    hook that hung was reported as a network problem)."""
+    hook that hung was reported as a network problem); ``waited``: seconds since the call."""
     if returned:
         return f"the worker did not connect within seconds_launch={seconds_launch:g} s"
-    return f"{HOOK_HUNG}{seconds_launch:g} s: the launcher's call to the platform hangs, or takes longer than that"
+    since = f" ({waited:.0f} s since it was called)" if waited is not None else ""
+    return f"{HOOK_HUNG}{seconds_launch:g} s{since}: the launcher's call to the platform hangs, or takes longer than that"
 
 
 def tls_note(server: Any) -> str:

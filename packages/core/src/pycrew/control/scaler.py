@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from pycrew.control import last_termination
 from pycrew.control.crash_watch import CrashWatch
 from pycrew.control.hook_pool import HookPool
-from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, not_connected, received_handles
+from pycrew.control.launch_reports import INITIALIZER_PREFIX, WALL_FIRST, received_handles
 from pycrew.control.launch_watch import SECONDS_FIRST_POLL, LaunchWatch
+from pycrew.control.overdue_launch import launch_overdue
 from pycrew.control.quoting import said
 from pycrew.control.slots import CONNECTED, IDLE, LAUNCHING, Slot, SlotCensus
 from pycrew.errors import LaunchError
@@ -183,7 +184,7 @@ class Scaler(LaunchWatch, CrashWatch):
                     self._launch_failed(slot, f"{INITIALIZER_PREFIX}it ran longer than seconds_initializer={limit:g} s "
                                         "and its worker did not stop it", now)
             elif now - slot.launched_at > self.options.seconds_launch:
-                self._launch_failed(slot, not_connected(self.options.seconds_launch, slot.handle_known), now)
+                launch_overdue(self, slot, now)
             if self.error is not None or self.error_pending:
                 return
         self._poll_monitor(now)
@@ -201,7 +202,7 @@ class Scaler(LaunchWatch, CrashWatch):
             slot.last_instance = call.instance
             slot.handle = None
             slot.handle_known = False
-            slot.launched_at = now
+            slot.launched_at = slot.hook_since = now
             slot.initializing_since = 0.0
             slot.launches += 1
             self.by_instance[call.instance] = slot
@@ -267,8 +268,7 @@ class Scaler(LaunchWatch, CrashWatch):
             if slot is not None and slot.instance == call.instance:
                 slot.handle, slot.handle_known = handle, True
                 slot.launched_at = self.clock()  # seconds_launch to connect from here: a slow submit was a failed launch
-                slot.last_handle = handle
-                slot.last_handle_known = True
+                slot.last_handle, slot.last_handle_known = handle, True
             else:  # the launch timed out or the worker already left: terminate it now
                 self.terminate_instances([call.instance], "launch no longer wanted")
         if self._poll_failures == 0:  # a worker that cannot start at all ends at once: look soon

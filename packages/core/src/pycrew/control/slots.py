@@ -32,6 +32,7 @@ class Slot:
         "failures",
         "handle",
         "handle_known",
+        "hook_since",
         "host",
         "index",
         "initializing_since",
@@ -59,6 +60,7 @@ class Slot:
         self.handle: Any = None
         self.handle_known = False
         self.launched_at = 0.0
+        self.hook_since = 0.0  # when its launch hook was called (see pycrew.control.overdue_launch)
         self.initializing_since = 0.0  # when its worker connected and began the initializer (0: it has not)
         self.failures = 0
         self.launches = 0

@@ -1,0 +1,77 @@
+"""A launch hook that has not returned within seconds_launch is waited on, not called again.
+
+From a probe of SLURM (session 35): with sbatch hanging (a scheduler daemon too busy to
+answer), each failed launch made another submit while the earlier ones still hung, up to
+launch_max of them in flight, and a submit that got through late had its job cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import pycrew
+from pycrew_local import LocalOptions
+from pycrew_local.plugin import LocalPlugin
+
+
+class Stalling(LocalPlugin):
+    """The local launcher behind a platform whose first launch call answers after ``stall`` seconds."""
+
+    name = "stalling"
+
+    def __init__(self, stall: float) -> None:
+        self.stall = stall
+        self.calls = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> Any:
+        with self._lock:
+            self.calls += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            first = self.calls == 1
+        try:
+            if first:
+                self.release.wait(self.stall)
+            return super().launch(launcher, options, calls)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_a_late_launch_call_is_waited_for_and_its_worker_used(make_controller, pycrew_plugin: Any) -> None:
+    """The first call answers after 2.6 x seconds_launch: before, two more calls were made
+    meanwhile (three in flight) and the late worker was terminated; now it runs the task."""
+    plugin = pycrew_plugin(Stalling(stall=2.6), name="stalling")
+    c = make_controller("stalling", workers=1, launch_max=5, seconds_launch=1).start()
+    assert c.submit(abs, -3).result(timeout=60) == 3
+    launcher = c.summary().launcher
+    assert plugin.calls == 1 and plugin.most_in_flight == 1, (plugin.calls, plugin.most_in_flight)
+    assert launcher["launches"] == 1 and launcher["launch_failures"] == 0, launcher
+    assert "had not returned within seconds_launch=1 s" in launcher["last_launch_error"]
+
+
+def test_a_launch_call_that_never_returns_raises_after_launch_max_periods_with_one_call(make_controller, pycrew_plugin: Any) -> None:
+    plugin = pycrew_plugin(Stalling(stall=120), name="stalling")
+    try:
+        c = make_controller("stalling", workers=1, launch_max=3, seconds_launch=1).start()
+        started = time.monotonic()
+        future = c.submit(abs, -1)
+        with pytest.raises(pycrew.LaunchError) as raised:
+            future.result(timeout=60)
+        waited = time.monotonic() - started
+        message = str(raised.value)
+        assert "failed to start a worker 3 times in a row" in message, message
+        assert "had not returned within seconds_launch=1 s (3 s since it was called)" in message, message
+        assert plugin.calls == 1, f"{plugin.calls} launch calls: one hung call, waited on, is enough"
+        assert waited >= 2.5, f"the LaunchError came after {waited:.1f} s: launch_max periods of seconds_launch are due"
+    finally:
+        plugin.release.set()
