@@ -4,7 +4,9 @@ It reads a pickled dict from stdin (``name``, ``workers``, ``options``, ``setup`
 ``timeout``), runs ``setup`` (e.g. to register a plugin defined in code), starts a
 controller, and keeps every worker online: one runs an endless task, the others are
 idle. It reports on stdout, one JSON object per line: first ``{"controller_id": ...}``,
-then ``{"ready": true}`` once every worker is online. Then it waits to be killed.
+then ``{"ready": true}`` once every worker is online. Then it waits to be killed. Those
+lines are all it writes on stdout: whatever else is printed (by ``setup``, a plugin, the
+controller) goes to stderr, so that a plugin module that prints cannot garble them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,20 @@ import pycrew
 from pycrew.testing import tasks
 
 
+_channel = sys.stdout  # the reports' stream (see main)
+
+
 def _say(**message: object) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    _channel.write(json.dumps(message) + "\n")
+    _channel.flush()
 
 
 def main() -> int:
     """Run the controller until killed; returns 1 if the workers never came online."""
+    global _channel
+    sys.stdout.flush()
+    _channel = os.fdopen(os.dup(1), "w")  # the reports keep stdout; everything else writes to stderr
+    os.dup2(2, 1)
     spec = pickle.load(sys.stdin.buffer)
     if spec.get("setup"):
         exec(compile(spec["setup"], "<LauncherConfig.subprocess_setup>", "exec"), {"__name__": "__pycrew_setup__"})
