@@ -242,3 +242,17 @@ def test_demo_estimates_pi_on_local_workers_with_a_progress_bar() -> None:
     result = CliRunner().invoke(cli, ["demo", "--workers", "2", "--tasks", "8"])
     assert result.exit_code == 0, result.output
     assert "pi ~= 3.1" in result.output and "8/8" in result.output, result.output
+
+
+def test_a_worker_at_info_says_where_it_connects_that_it_was_admitted_and_why_it_leaves() -> None:
+    """docs/logs.md promised these lines at INFO, and a worker wrote none (a probe of the docs, session 36)."""
+    import time
+
+    with pycrew.controller("local", workers=1, seconds_idle=1, env={"PYCREW_WORKER_LOG_LEVEL": "info"}) as c:
+        c.submit(abs, -1).result(timeout=60)
+        deadline = time.monotonic() + 30
+        while "leaving:" not in c.logs(worker=1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = c.logs(worker=1)
+    assert f"(worker 1 of {c.name!r}): connecting to tcp://127.0.0.1:" in text, text
+    assert ": connected and admitted" in text and ": leaving: idle for seconds_idle=1" in text, text

@@ -6,7 +6,10 @@ should be none, and :data:`MAX_SKIPPED` keeps it that way.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +99,17 @@ def registered_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 
 
 @pytest.mark.slow
-def test_python_blocks_run(pycrew_tmp_state_dir: Path, registered_plugins: list[Any]) -> None:
+def test_python_blocks_run(
+    pycrew_tmp_state_dir: Path, registered_plugins: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Run the page: each block in order, sharing one namespace; tracebacks point at the page's lines."""
+    import types
+
     namespace: dict[str, Any] = {"__name__": "docs_plugins"}
+    # The conformance module imports pycrew_script.plugin (the page's complete launcher as a
+    # file, which the page's namespace has registered already): see test_the_guides_files_pass_...
+    for module in ("pycrew_script", "pycrew_script.plugin"):
+        monkeypatch.setitem(sys.modules, module, types.ModuleType(module))
     try:
         for block in python_blocks():
             if block.skipped:
@@ -110,6 +121,29 @@ def test_python_blocks_run(pycrew_tmp_state_dir: Path, registered_plugins: list[
             if isinstance(value, pycrew.Controller):
                 value.terminate()
     assert registered_plugins, "the page should show registering a plugin with pycrew.register"
+
+
+@pytest.mark.slow
+def test_the_guides_files_pass_the_conformance_suites_discovery_and_client_death_tests(tmp_path: Path) -> None:
+    """The guide's complete launcher saved as ``pycrew_script/plugin.py`` and its conformance
+    module as ``tests/test_conformance.py``, run as the guide says. From a probe following
+    the guide literally (session 36): the module registered nothing in the test process
+    (test_01 failed), and the launcher's print garbled test_10's child reports."""
+    blocks = python_blocks()
+    launcher = next(b.code for b in blocks if "class ScriptLauncher" in b.code and "pycrew.register(plugin)" in b.code)
+    suite = next(b.code for b in blocks if "class TestScriptLauncher(LauncherSuite)" in b.code)
+    (tmp_path / "pycrew_script").mkdir()
+    (tmp_path / "pycrew_script" / "__init__.py").write_text("")
+    (tmp_path / "pycrew_script" / "plugin.py").write_text(launcher)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_conformance.py").write_text(suite)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYCREW_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_conformance.py", "-ra", "-q", "-p", "no:cacheprovider",
+         "-k", "test_01_discovery or test_10_"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 # -- the guide and the docstrings keep up with the code ------------------------------------

@@ -24,14 +24,14 @@ def positional(args: Any, where: str) -> tuple[Any, ...]:
     if type(args) is tuple:
         return args
     if isinstance(args, Mapping):
-        raise TypeError(f"{where}: args must be a tuple or list of positional arguments, got a mapping; pass keyword arguments as kwargs=")
+        raise TypeError(f"{where}: args must be a tuple, a list or another iterable of positional arguments, got a mapping; pass keyword arguments as kwargs=")
     if not isinstance(args, (str, bytes, bytearray, memoryview)):
         try:
             return tuple(args)
         except TypeError:  # not iterable
             pass
     raise TypeError(
-        f"{where}: args must be a tuple or list of the function's positional arguments, got "
+        f"{where}: args must be a tuple, a list or another iterable of the function's positional arguments, got "
         f"{type(args).__name__} {_shown(args)}; for a single argument write args=({_shown(args)},)"
     )
 

@@ -166,7 +166,8 @@ class Submitting(ControllerState):
 
         Args:
             fn: the function to run on a worker.
-            args: its positional arguments.
+            args: its positional arguments: a tuple, a list or any other iterable but a
+                string, bytes or a mapping (a TypeError: write ``args=(text,)`` for one string).
             kwargs: its keyword arguments.
             name: the task's name (default ``task_<n>``).
             seed: seed Python's ``random`` (and NumPy's global generator) with this

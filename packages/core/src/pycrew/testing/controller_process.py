@@ -20,7 +20,6 @@ import time
 import pycrew
 from pycrew.testing import tasks
 
-
 _channel = sys.stdout  # the reports' stream (see main)
 
 

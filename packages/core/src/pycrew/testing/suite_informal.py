@@ -57,6 +57,10 @@ class InformalTests(SuiteFixtures):
             )
         assert name in pycrew.installed_launchers(), (
             f"{name!r} is not among pycrew.installed_launchers() = {pycrew.installed_launchers()}"
+            + ("" if launcher_config.entry_point else
+               ": with LauncherConfig(entry_point=False), register it in the test process too (subprocess_setup "
+               "runs only in the suite's child processes): import the module that calls pycrew.register at the "
+               "top of the test module or in conftest.py")
         )
         spec = pycrew.get_launcher(name)
         assert spec.name == name, f"get_launcher({name!r}) returned a spec named {spec.name!r}"

@@ -265,6 +265,7 @@ class Worker(CommsThread):
         """Connect, serve tasks until an exit rule fires, and return the exit code."""
         a = self.command
         deadline = clock.monotonic() + a.seconds_launch
+        log.info("pycrew worker %s (worker %s of %r): connecting to %s", self.instance, a.worker, a.controller, a.url)
         try:
             self.channel = transport.connect(a.transport, a.url, self.ca, a.seconds_launch, self._link_closed, self.server_name)
         except transport.ConnectFailed as exc:
@@ -298,6 +299,7 @@ class Worker(CommsThread):
                 log.error("pycrew worker %s could not connect to %s within %s s", self.instance, a.url, a.seconds_launch)
             self.channel.close()
             return EXIT_NO_CONNECTION
+        log.info("pycrew worker %s: connected and admitted", self.instance)
         if self.initializer is not None and not self._initialize():
             self.gone.wait(2.0)  # the dispatcher closes the link after reading the report
             self.channel.close()
@@ -306,6 +308,7 @@ class Worker(CommsThread):
         if self.direct and self.comms_reading:  # a read it began in the handshake must not run into a task
             self.channel.interrupt()
         reason = self._serve()
+        log.info("pycrew worker %s: leaving: %s", self.instance, reason)
         self.serving = False  # the main thread reads no more: the comms thread sees the link close
         if not self.shared_process:  # ending now: a SIGTERM must not cut the goodbye short
             exiting.ignore_termination()
