@@ -34,6 +34,7 @@ def launch_overdue(scaler: Scaler, slot: Slot, now: float) -> None:
         scaler._launch_failed(slot, reason, now)
         return
     slot.failures += 1
+    slot.launch_failures += 1  # (summary's count: one per seconds_launch overdue, as the warnings say)
     slot.launched_at = now  # the next seconds_launch
     scaler.last_launch_error = reason
     log.warning(
