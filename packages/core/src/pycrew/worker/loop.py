@@ -109,7 +109,7 @@ class Worker(CommsThread):
         self.leaving = Leaving(self._take_unstarted, self._send, self._wake, self.started + command.seconds_wall)
 
     def _link_closed(self) -> None:
-        self._controller_gone("the controller closed the connection")
+        self._controller_gone(getattr(self.channel, "close_reason", "") or "the controller closed the connection")
 
     def _controller_gone(self, why: str, asked: bool = False) -> None:
         if self.gone.is_set():

@@ -162,6 +162,8 @@ class Channel(abc.ABC):
     interruptible: bool = False
     #: Whether the worker acknowledges every TASKS frame at once (see :attr:`Link.unacked_max`).
     acknowledges: bool = False
+    #: Why the link closed, when this end knows better than "the controller closed it".
+    close_reason: str = ""
 
     def interrupt(self) -> None:
         """Make a :meth:`recv` blocked in another thread return ``None`` soon (if :attr:`interruptible`)."""

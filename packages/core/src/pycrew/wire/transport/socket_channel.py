@@ -8,6 +8,7 @@ into the SSL object is, since OpenSSL objects are not thread-safe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
@@ -105,8 +106,11 @@ class SocketChannel(Channel):
                 continue
             return cls(sock, on_closed)
 
-    def _gone(self) -> Closed:
+    def _gone(self, exc: OSError | None = None) -> Closed:
         if not self._closed:
+            if exc is not None and exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                self.close_reason = ("its socket was closed in the worker's own process (a task closed file "
+                                     "descriptors it had not opened: os.closerange, os.close)")
             self._closed = True
             if self._on_closed is not None:
                 self._on_closed()
@@ -136,7 +140,7 @@ class SocketChannel(Channel):
                         self._wsel.select(0.5)
                         continue
                     except OSError as exc:
-                        raise self._gone() from exc
+                        raise self._gone(exc) from exc
                     sent += n
 
     def recv(self, timeout: float, spin: float = 0.0) -> bytes | bytearray | None:
@@ -189,7 +193,7 @@ class SocketChannel(Channel):
                         return None
                 continue
             except OSError as exc:
-                raise self._gone() from exc
+                raise self._gone(exc) from exc
             except MemoryError:  # the frame's buffer could not grow (see DirectFrame)
                 assert direct is not None
                 self.close()
