@@ -134,12 +134,12 @@ def test_metrics_show_launching_workers_and_launch_failures(make_controller, tmp
         pass  # expected: the launcher gives up after launch_max failures
     families = scrape_until(b, lambda f: value(f, "pycrew_worker_launch_failures") == 2)
     assert value(families, "pycrew_worker_launches") == 2
-    assert value(families, "pycrew_tasks_queued") == 1 and value(families, "pycrew_workers_online") == 0
+    assert value(families, "pycrew_tasks_queued") == 0 and value(families, "pycrew_workers_online") == 0
     with pytest.raises(pycrew.LaunchError):
         failed.result(timeout=60)
-    assert value(families, "pycrew_tasks_abandoned") == 1, "the future failed by the LaunchError; the pushed task stays queued"
+    assert value(families, "pycrew_tasks_abandoned") == 2, "the future failed by the LaunchError, and the pushed task never runs"
     t = b.summary().controller
-    assert (t.pushed, t.queued, t.resolved, t.abandoned) == (2, 1, 0, 1), t
+    assert (t.pushed, t.queued, t.resolved, t.abandoned) == (2, 0, 0, 2), t
 
 
 def test_metric_labels_escape_the_controller_name(make_controller):

@@ -142,3 +142,24 @@ def test_after_terminate_each_worker_that_was_there_says_why_it_left(make_contro
     c.terminate()
     reasons = [w.exit_reason for w in c.summary().workers if w.instances]
     assert reasons and all(r == "the controller terminated" for r in reasons), reasons
+
+
+def test_pushed_tasks_queued_at_a_launch_error_count_as_abandoned_at_once(make_controller, tmp_path):
+    """They never go to a worker after it (pop raises the error), yet summary() showed them
+    queued until terminate() (a probe of a service watching summary, session 36)."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexit 1\n")
+    python.chmod(0o755)
+    c = make_controller("local", workers=1, launch_max=1, python=str(python)).start()
+    for i in range(3):
+        c.push(abs, (-i,))
+    future = c.submit(abs, -9)
+    with pytest.raises(pycrew.LaunchError):
+        future.result(timeout=30)
+    s = c.summary().controller
+    assert (s.pushed, s.queued, s.running, s.resolved, s.abandoned) == (4, 0, 0, 0, 4), s
+    with pytest.raises(pycrew.LaunchError):
+        c.pop()
+    c.terminate()
+    s = c.summary().controller
+    assert (s.pushed, s.queued, s.running, s.resolved, s.abandoned) == (4, 0, 0, 0, 4), s

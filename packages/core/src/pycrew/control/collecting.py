@@ -179,6 +179,8 @@ class Collecting(ControllerState):
         resolved = sum(c.values())
         abandoned = self._abandoned + self._ended_held
         queued = len(d.queue) + len(d.submissions) if d else 0
+        if queued and self.launcher.error is not None:  # after a LaunchError none goes to a worker: never to resolve
+            abandoned, queued = abandoned + queued, 0
         pushed = self.pushed
         # running: what is neither queued, resolved nor abandoned: on a worker, crashed out and
         # held for why (see crash_hold), handed to the backup, or on its way between two of these.
