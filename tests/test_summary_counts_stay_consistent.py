@@ -163,3 +163,23 @@ def test_pushed_tasks_queued_at_a_launch_error_count_as_abandoned_at_once(make_c
     c.terminate()
     s = c.summary().controller
     assert (s.pushed, s.queued, s.running, s.resolved, s.abandoned) == (4, 0, 0, 0, 4), s
+
+
+def test_every_launch_of_a_batch_whose_hook_raised_counts_as_failed(make_controller, pycrew_plugin):
+    """The batch's first slot reached launch_max and raised the LaunchError, which ended the
+    second slot's launch before it was counted: 4 launches, 3 failures (probe W, session 36)."""
+    from pycrew_local.plugin import LocalPlugin
+
+    class Refusing(LocalPlugin):
+        name = "refusing"
+
+        def launch(self, launcher, options, calls):
+            raise RuntimeError("the platform said no")
+
+    pycrew_plugin(Refusing(), name="refusing")
+    c = make_controller("refusing", workers=2, launch_max=2).start()
+    futures = [c.submit(abs, -1), c.submit(abs, -2)]
+    with pytest.raises(pycrew.LaunchError):
+        futures[0].result(timeout=30)
+    launcher = c.summary().launcher
+    assert launcher["launches"] >= 3 and launcher["launch_failures"] == launcher["launches"], launcher

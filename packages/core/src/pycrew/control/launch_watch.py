@@ -227,10 +227,12 @@ class LaunchWatch:
     def _batch_failed(self, calls: list[WorkerCall], message: str, transient: bool = False) -> None:
         self.last_launch_error = message
         now = self.clock()
-        for call in calls:
-            slot = self.by_instance.get(call.instance)
-            if slot is not None and slot.instance == call.instance:
+        failed = [(c.instance, s) for c in calls if (s := self.by_instance.get(c.instance)) and s.instance == c.instance]
+        for instance, slot in failed:
+            if slot.instance == instance:
                 self._launch_failed(slot, f"{HOOK_FAILED}{message}", now, terminate=False, transient=transient)
+            else:  # ended by the LaunchError the batch's failure before it raised: it failed all the same
+                slot.launch_failures += 1
 
     def _launch_failed(
         self, slot: Slot, reason: str, now: float, terminate: bool = True, explain: bool = True, settle: float = 0.0,
@@ -238,10 +240,8 @@ class LaunchWatch:
     ) -> None:
         """Count a failed launch at ``now`` (on :attr:`clock`); on a timeout (``explain``), ask the platform why
         (``settle``: for up to this long, until it reports the worker ended). A ``transient`` failure (the
-        platform unreachable) is final only once launches have failed so for ``seconds_unreachable``.
-
-        The slot is retried no sooner than ``now`` plus a backoff that starts at 0.25 s and
-        doubles with each failure in a row, up to 10 s.
+        platform unreachable) is final only once launches have failed so for ``seconds_unreachable``. The slot
+        is retried after a backoff: SECONDS_RETRY_FIRST, doubled per failure in a row, up to SECONDS_RETRY_MAX.
         """
         assert self.dispatcher is not None and slot.instance is not None
         instance = self._end_launch(slot)
