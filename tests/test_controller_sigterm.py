@@ -283,3 +283,31 @@ def test_once_no_controller_is_left_sigterm_ends_the_program_as_without_pycrew(t
     assert code == -signal.SIGTERM, f"exit code {code}; stdout {out!r}; stderr:\n{err[-3000:]}"
     assert "caught" not in out
 
+
+
+SWALLOWED = """
+import time
+import pycrew
+
+with pycrew.{kind} as c:
+    futures = [c.submit(time.sleep, 60) for _ in range(2)]
+    print("ready", flush=True)
+    try:
+        futures[0].result(timeout=60)
+    except BaseException as exc:  # a helper that catches everything, SIGTERM's SystemExit too
+        print("caught", type(exc).__name__, flush=True)
+    started = time.monotonic()
+print("left the block in", round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ['controller("local", workers=2)',
+                                  'ControllerGroup([pycrew.controller("local", workers=2)])'])
+def test_a_sigterm_caught_inside_the_with_block_does_not_make_its_end_wait_for_the_tasks(tmp_path: Path, kind: str) -> None:
+    """The SystemExit was swallowed, so the block ended without an exception, and its end
+    waited for every task (60 s of sleeps here) although pycrew had said it was terminating
+    them (a probe of the cloud launchers, session 36)."""
+    code, out, err = sigterm_when_ready(tmp_path, SWALLOWED.format(kind=kind))
+    assert "caught SystemExit" in out, out + err[-3000:]
+    left = float(out.split("left the block in ")[1].split()[0])
+    assert left < 20, f"the block's end waited {left} s for tasks pycrew said it was terminating"

@@ -298,7 +298,7 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and self._started and not self._terminated and not self._launch_failed():
+            if exc_type is None and self._started and not (self._terminated or termination.signalled or self._launch_failed()):
                 self.wait("all")
                 self._serve_primaries()  # as a backup, its controllers' tasks may still crash
         finally:

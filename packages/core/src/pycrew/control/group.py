@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
-from pycrew.control import arguments, callbacks
+from pycrew.control import arguments, callbacks, termination
 from pycrew.control.collecting import check_wait_timeout
 from pycrew.control.progress import ProgressBar
 from pycrew.errors import ControllerError, OptionsError, PycrewError
@@ -357,7 +357,7 @@ class ControllerGroup(concurrent.futures.Executor):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None:
+            if exc_type is None and not termination.signalled:  # (a SIGTERM's SystemExit caught in the block: end now)
                 self.wait("all")
         finally:
             self.terminate()
