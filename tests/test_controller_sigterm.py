@@ -307,7 +307,7 @@ def test_a_sigterm_caught_inside_the_with_block_does_not_make_its_end_wait_for_t
     """The SystemExit was swallowed, so the block ended without an exception, and its end
     waited for every task (60 s of sleeps here) although pycrew had said it was terminating
     them (a probe of the cloud launchers, session 36)."""
-    code, out, err = sigterm_when_ready(tmp_path, SWALLOWED.format(kind=kind))
+    _, out, err = sigterm_when_ready(tmp_path, SWALLOWED.format(kind=kind))
     assert "caught SystemExit" in out, out + err[-3000:]
     left = float(out.split("left the block in ")[1].split()[0])
     assert left < 20, f"the block's end waited {left} s for tasks pycrew said it was terminating"
