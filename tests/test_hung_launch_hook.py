@@ -76,3 +76,55 @@ def test_a_launch_call_that_never_returns_raises_after_launch_max_periods_with_o
         assert waited >= 2.5, f"the LaunchError came after {waited:.1f} s: launch_max periods of seconds_launch are due"
     finally:
         plugin.release.set()
+
+
+class Watching(LocalPlugin):
+    """The local launcher, whose launch hook watches its workers start for up to a minute
+    after starting them (as k8s's launch check does), unless the controller terminates."""
+
+    name = "watching"
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        self.stopped_after: float | None = None
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> Any:
+        handles = super().launch(launcher, options, calls)
+        self.handles.extend(handles)
+        began = time.monotonic()
+        while time.monotonic() - began < 60 and not self.launches_cancelled(calls[0].controller_id):
+            time.sleep(0.05)
+        self.stopped_after = time.monotonic() - began
+        return handles
+
+
+def test_terminate_asks_a_launch_in_flight_to_return_and_terminates_its_workers(make_controller, pycrew_plugin: Any) -> None:
+    """Before pycrew_cancel_launches, terminate() waited for such a launch until seconds_terminate
+    ran out (55 s here), then left its workers to the monitor's --orphans."""
+    import psutil
+
+    plugin = pycrew_plugin(Watching(), name="watching")
+    c = make_controller("watching", workers=2, seconds_launch=120, seconds_terminate=60).start()
+    c.submit(abs, -1)
+    c.submit(abs, -2)
+    deadline = time.monotonic() + 30
+    while len(plugin.handles) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(plugin.handles) == 2, plugin.handles
+    started = time.monotonic()
+    c.terminate()
+    took = time.monotonic() - started
+    assert plugin.stopped_after is not None and took < 20, f"terminate() took {took:.1f} s"
+    pids = [h.pid for h in plugin.handles]
+    alive = psutil.wait_procs([p for p in map(_process, pids) if p is not None], timeout=10)[1]
+    assert not alive, f"workers of the cut-short launch left running: {alive}"
+    assert not plugin.launches_cancelled("some other controller")
+
+
+def _process(pid: int) -> Any:
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None

@@ -110,6 +110,21 @@ def pycrew_terminate_workers(launcher: LauncherInfo, handles: Sequence[Any]) -> 
 
 
 @hookspec(firstresult=True)
+def pycrew_cancel_launches(launcher: LauncherInfo) -> None:
+    """The controller ``launcher.controller_id`` is terminating while launch hook calls for it still run.
+
+    Optional. Make those calls return soon, with the handles of the workers they have
+    started so far (core terminates them with the others): a launch that waits on the
+    platform after creating its workers (watching them start, say) should stop waiting.
+    Without it, core waits for them for up to ``seconds_terminate``, and what a call
+    starts after that is terminated only if the process still runs when it returns.
+    Called on the terminating thread while those calls run: set what they check, never
+    block. :class:`pycrew.LauncherPlugin` implements it: its launch code asks
+    :meth:`~pycrew.LauncherPlugin.launches_cancelled`.
+    """
+
+
+@hookspec(firstresult=True)
 def pycrew_list_workers(launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:
     """The monitor: list this platform's pycrew workers.
 

@@ -32,6 +32,7 @@ import abc
 import dataclasses
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
@@ -52,6 +53,8 @@ ClientT = TypeVar("ClientT")
 
 #: How many clients (distinct options values) a plugin keeps by default.
 CLIENTS_MAX = 8
+#: How long a controller's cancelled launches are remembered (they end within its seconds_terminate).
+SECONDS_CANCELLED_KEPT = 3600.0
 
 
 def options_key(value: object) -> Hashable:
@@ -115,12 +118,14 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
 
     _clients: OrderedDict[Hashable, ClientT]
     _clients_lock: threading.Lock
+    _cancelled: dict[str, float]  # controller id -> when its launches were cancelled
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # The cache lives here, not in __init__, so that a subclass's __init__ need not call super().
         self = super().__new__(cls)
         self._clients = OrderedDict()
         self._clients_lock = threading.Lock()
+        self._cancelled = {}
         return self
 
     # -- what a subclass implements ------------------------------------------------------
@@ -155,6 +160,21 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
         tells the user this launcher cannot give logs.
         """
         return None
+
+    def launches_cancelled(self, controller_id: str | None) -> bool:
+        """Whether the controller ``controller_id`` (a :class:`~pycrew.WorkerCall`'s) is terminating.
+
+        A launch that waits on the platform after creating its workers (watching them
+        start) asks this while it waits, and returns the handles it has once it is true:
+        core then terminates those with the controller's other workers at once, instead of
+        waiting for the launch (see :func:`pycrew.hookspecs.pycrew_cancel_launches`).
+        """
+        return controller_id is not None and controller_id in self._cancelled
+
+    def cancel_launches(self, launcher: LauncherInfo, options: OptionsT) -> None:
+        """Called when the controller terminates while launches for it run, after
+        :meth:`launches_cancelled` turned true for it; override to interrupt a platform call
+        in flight. The default does nothing more."""
 
     def create_client(self, options: OptionsT) -> ClientT:
         """Build the platform client for ``options`` (override to use :meth:`client`).
@@ -265,6 +285,17 @@ class LauncherPlugin(abc.ABC, Generic[OptionsT, ClientT]):
     def pycrew_terminate_workers(self, launcher: LauncherInfo, handles: Sequence[Any]) -> None:
         """Forward to :meth:`terminate` with the checked options."""
         self.terminate(launcher, self.options_of(launcher), handles)
+
+    @_hookimpl
+    def pycrew_cancel_launches(self, launcher: LauncherInfo) -> None:
+        """Mark the controller's launches cancelled (:meth:`launches_cancelled`), then :meth:`cancel_launches`."""
+        now = time.monotonic()
+        with self._clients_lock:
+            for key in [k for k, t in self._cancelled.items() if now - t > SECONDS_CANCELLED_KEPT]:
+                del self._cancelled[key]
+            if launcher.controller_id is not None:
+                self._cancelled[launcher.controller_id] = now
+        self.cancel_launches(launcher, self.options_of(launcher))
 
     @_hookimpl
     def pycrew_list_workers(self, launcher: LauncherInfo, controller_id: str | None) -> list[WorkerInfo]:

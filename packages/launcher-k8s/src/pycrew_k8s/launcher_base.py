@@ -8,7 +8,7 @@ and the monitor both read them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pycrew_k8s.api import K8sApiError, RetryPolicy, request
@@ -29,11 +29,14 @@ class LauncherBase:
     Args:
         name: the launcher's registered name (``"k8s"``).
         options: the launcher's options.
+        cancelled: whether a controller (by id) is terminating: its launch stops watching
+            its pods start (:meth:`pycrew.LauncherPlugin.launches_cancelled`).
     """
 
-    def __init__(self, name: str, options: K8sOptions) -> None:
+    def __init__(self, name: str, options: K8sOptions, cancelled: Callable[[str | None], bool] | None = None) -> None:
         self.name = name
         self.options = options
+        self.cancelled = cancelled or (lambda controller_id: False)
         self.policy = RetryPolicy(options.api_attempts_max, options.seconds_api_retry, options.seconds_api_timeout)
         #: Listing events was refused (403): they are optional (see the README's Role), not asked for again.
         self.events_forbidden = False

@@ -40,7 +40,7 @@ class K8sPlugin(pycrew.LauncherPlugin[K8sOptions, K8sLauncher]):
 
     def create_client(self, options: K8sOptions) -> K8sLauncher:
         """The :class:`K8sLauncher` for ``options`` (it connects on first use)."""
-        return K8sLauncher(self.name, options)
+        return K8sLauncher(self.name, options, cancelled=self.launches_cancelled)
 
     def launch(self, launcher: LauncherInfo, options: K8sOptions, calls: Sequence[WorkerCall]) -> list[Any]:
         """Create one Job (and its token Secret) per call; return handles ``"namespace/job"`` in call order."""

@@ -1,6 +1,7 @@
 """The launch check of :class:`~pycrew_k8s.launcher.K8sLauncher`: :class:`StartCheck`, :class:`PodStartError`.
 
-After a batch's Jobs are created, its pods are watched for up to ``seconds_launch_check``:
+After a batch's Jobs are created, its pods are watched for up to ``seconds_launch_check``
+(less if the controller terminates meanwhile: it then deletes the Jobs with its others):
 pods that cannot start (image pull errors, unschedulable, configuration errors, pods a
 ResourceQuota refuses) raise :class:`PodStartError` with the platform's reason and a hint
 at what to change. A Job deleted from outside pycrew meanwhile is not waited for: the
@@ -141,6 +142,9 @@ class StartCheck(LauncherBase):
                 return
             if time.monotonic() >= deadline:
                 break
+            if self.cancelled(calls[0].controller_id):  # the controller terminates: it deletes these Jobs now
+                log.info("k8s: batch %s: the controller is terminating; no longer watching its pods start", batch)
+                return
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(pause * 1.5, 1.0)
         stuck = [(j, s) for j, s in states.items() if s is not None and s.outcome == "stuck"]

@@ -4,8 +4,9 @@ It must end within ``seconds_terminate`` whatever the platform does, and leave n
 running without saying so:
 
 - it waits for launches in flight (their workers get handles only when the launch hook
-  returns) and terminations other threads started, never for the monitor's listings,
-  which a platform that is down can keep busy for a minute;
+  returns), first asking the launcher to cut them short (``pycrew_cancel_launches``), and
+  terminations other threads started, never for the monitor's listings, which a platform
+  that is down can keep busy for a minute;
 - the final terminate hook call runs on a thread of its own, not behind those listings in
   the launcher's pool, and gets at least :data:`SECONDS_FINAL_MIN` even when launches ate
   the rest of the time;
@@ -58,6 +59,14 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
     final_min = min(SECONDS_FINAL_MIN, timeout / 2)
     deadline = start + max(0.0, timeout - final_min)
     pending: set[Future[Any]] = set()
+    with scaler._pending_lock:
+        launching = any(not f.done() for f in scaler.awaited)
+    if launching:
+        try:
+            scaler.registry.call(scaler.spec, "pycrew_cancel_launches", launcher=scaler.info)
+        except BaseException as exc:  # SystemExit too: the termination goes on
+            log.warning("launcher %r: cancelling its launches in flight failed: %s: %s", scaler.info.name,
+                        type(exc).__name__, exc)
     while time.monotonic() < deadline:
         with scaler._pending_lock:
             pending = {f for f in scaler.awaited if not f.done()}
