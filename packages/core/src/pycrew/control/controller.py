@@ -219,10 +219,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
     def terminate(self) -> None:
         """Stop the dispatcher and terminate every worker (idempotent).
 
-        Futures of tasks not yet started are cancelled, and those of running tasks fail
-        with a :class:`ControllerError` (the controller was terminated before the task
-        finished); pushed tasks left unresolved are counted in :meth:`summary`, and
-        :meth:`pop` then raises that ControllerError.
+        Queued futures are cancelled, running ones fail with a :class:`ControllerError`; pushed
+        tasks left unresolved are counted in :meth:`summary`, and :meth:`pop` raises that error.
         """
         with self._lock, self._futures_lock:  # (the latter: no task is queued after this, see Submitting._enqueue)
             resume = self._terminated and self._terminating is None  # a Ctrl-C stopped the first one (see below)
