@@ -93,10 +93,10 @@ def test_only_the_pycrew_hooks_of_a_subclass_are_hook_implementations() -> None:
     reg = registry_with(plugin)
     hooks = sorted(caller.name for caller in reg.pm.get_hookcallers(plugin) or [])
     assert hooks == [
-        "pycrew_launch_workers", "pycrew_list_workers", "pycrew_register_launchers", "pycrew_terminate_workers",
-        "pycrew_worker_logs",
+        "pycrew_cancel_launches", "pycrew_launch_workers", "pycrew_list_workers", "pycrew_register_launchers",
+        "pycrew_terminate_workers", "pycrew_worker_logs",
     ]
-    for method in ("launch", "terminate", "list_workers", "client", "create_client"):
+    for method in ("launch", "terminate", "list_workers", "client", "create_client", "cancel_launches", "launches_cancelled"):
         assert not hasattr(reg.pm.hook, method), f"the method {method!r} became a hook"
 
 
