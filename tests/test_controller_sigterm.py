@@ -298,6 +298,9 @@ with pycrew.{kind} as c:
         print("caught", type(exc).__name__, flush=True)
     started = time.monotonic()
 print("left the block in", round(time.monotonic() - started, 1), flush=True)
+with pycrew.{kind} as later:  # begun after the signal: its end waits for its tasks as usual
+    future = later.submit(time.sleep, 1)
+print("a later block waited:", future.done() and not future.cancelled() and future.exception() is None, flush=True)
 """
 
 
@@ -311,3 +314,4 @@ def test_a_sigterm_caught_inside_the_with_block_does_not_make_its_end_wait_for_t
     assert "caught SystemExit" in out, out + err[-3000:]
     left = float(out.split("left the block in ")[1].split()[0])
     assert left < 20, f"the block's end waited {left} s for tasks pycrew said it was terminating"
+    assert "a later block waited: True" in out, out + err[-3000:]

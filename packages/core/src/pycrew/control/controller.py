@@ -97,9 +97,8 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         self._cv = threading.Condition()
         self._waiters = 0
         self._lock = threading.Lock()
-        self._started = False
-        self._terminated = False
-        self._shutdown = False
+        self._started = self._terminated = self._shutdown = False
+        self._signals_seen = termination.signals  # a SIGTERM after this, caught in a with block, ends the block at once
         self._t0 = time.monotonic()
         self.pushed = self.popped = self.resolved = self._abandoned = self._ended_held = 0
         self._status_counts = dict.fromkeys(STATUSES, 0)
@@ -295,8 +294,9 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        signalled = termination.signals > self._signals_seen  # (its SystemExit was caught in the block)
         try:
-            if exc_type is None and self._started and not (self._terminated or termination.signalled or self._launch_failed()):
+            if exc_type is None and self._started and not (self._terminated or signalled or self._launch_failed()):
                 self.wait("all")
                 self._serve_primaries()  # as a backup, its controllers' tasks may still crash
         finally:

@@ -68,6 +68,7 @@ class ControllerGroup(concurrent.futures.Executor):
     name: str  #: the controllers' names joined with "+"
 
     def __init__(self, *controllers: Any) -> None:
+        self._signals_seen = termination.signals  # a SIGTERM after this, caught in a with block, ends the block at once
         if len(controllers) == 1 and isinstance(controllers[0], (list, tuple)):
             controllers = tuple(controllers[0])  # ControllerGroup([a, b]) as well as ControllerGroup(a, b)
         if not controllers:
@@ -357,7 +358,7 @@ class ControllerGroup(concurrent.futures.Executor):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and not termination.signalled:  # (a SIGTERM's SystemExit caught in the block: end now)
+            if exc_type is None and termination.signals == self._signals_seen:  # (not a SIGTERM caught in the block)
                 self.wait("all")
         finally:
             self.terminate()

@@ -52,6 +52,7 @@ def seconds_awaiting_termination(seconds_terminate: float) -> float:
 _lock = threading.Lock()
 installed = False  # the handler was installed (once per process)
 signalled = False  # a SIGTERM came: the program is ending (exit hooks do not wait)
+signals = 0  # how many SIGTERMs (or SIGHUPs) raised SystemExit so far (a with block begun before one ends at once)
 
 
 def install() -> None:
@@ -71,7 +72,7 @@ def install() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM or SIGHUP: raise ``SystemExit(128 + signum)`` in the main thread, once."""
-    global signalled
+    global signalled, signals
     from pycrew.control import exit_hooks  # (it imports this module)
 
     if signalled or not exit_hooks.busy():  # a second signal while the first unwinds, or no controller: end now
@@ -79,6 +80,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
         return
     signalled = True
+    signals += 1
     name = signal.Signals(signum).name
     log.warning(
         "pycrew: %s received: terminating the controllers' workers (queued ones too), then exiting with "
