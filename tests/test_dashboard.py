@@ -559,3 +559,26 @@ def test_page_passes_its_token_on_when_off_loopback(make_controller, browser):
     page.goto(local_link(c))
     assert "needs its token" in page.inner_text("body")
     page.close()
+
+
+def test_the_token_never_goes_to_the_log(make_controller, caplog) -> None:
+    """The INFO line gave the link with its token, and the DEBUG request lines each request's
+    query (a refused one's too): a probe of secrets, session 36."""
+    import logging
+    import urllib.error
+    import urllib.request
+
+    caplog.set_level(logging.DEBUG, logger="pycrew.dashboard")
+    c = make_controller("local", workers=1, dashboard=True, dashboard_host="0.0.0.0").start()
+    token = c.dashboard_link.split("?token=")[1]
+    assert token
+    for query in (f"?token={token}", "?token=wrong", f"?token=x&token={token}"):
+        try:  # on loopback, with a loopback Host: the token is checked all the same
+            urllib.request.urlopen(f"http://127.0.0.1:{c.dashboard_link.split(':')[2].split('/')[0]}/api/state{query}",
+                                   timeout=10).read()
+        except urllib.error.HTTPError:
+            pass
+    c.terminate()
+    assert token not in caplog.text, caplog.text
+    assert "dashboard at http://" in caplog.text and "needs the token in the controller's dashboard_link" in caplog.text
+    assert "token=<token>" in caplog.text

@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import socket
 import socketserver
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from pycrew.control.controller import Controller
 
 log = logging.getLogger(__name__)
+#: A token in a logged request line's query (``token=...``), blanked out before logging.
+_TOKEN_IN_QUERY = re.compile(r"(\btoken=)[^&\s]*")
 
 #: Seconds between two samples of the controller (throughput points, events, CPU/memory).
 SECONDS_SAMPLE = 1.0
@@ -175,7 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("dashboard %s: " + format, self.client_address[0], *args)
+        """The standard library's request lines, at DEBUG, with any token in them blanked out."""
+        shown = tuple(_TOKEN_IN_QUERY.sub(r"\1<token>", a) if isinstance(a, str) else a for a in args)
+        log.debug("dashboard %s: " + format, self.client_address[0], *shown)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -320,7 +325,8 @@ class Dashboard:
         self._threads = [serve, sample]
         for thread in self._threads:
             thread.start()
-        log.info("controller %r: dashboard at %s", self.name, self.link)
+        log.info("controller %r: dashboard at %s", self.name, self.link.split("?")[0] + (
+            " (it needs the token in the controller's dashboard_link)" if self.token else ""))
 
     def _sample(self) -> None:
         while not self._stop.is_set():
