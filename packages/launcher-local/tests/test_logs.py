@@ -51,6 +51,7 @@ def test_with_log_dir_monitor_logs_reads_a_running_worker_s_file(tmp_path: Path,
     handles.append(start_worker(call("feed0002"), options))
     log = tmp_path / "logs" / "pycrew-unit-1-feed0002.log"
     wait_until(lambda: log.exists() and "line 5" in log.read_text(), 15, "the worker wrote no log")
+    assert log.stat().st_mode & 0o077 == 0, f"{oct(log.stat().st_mode)}: other users could read the tasks' output"
     # Past its exec: during one, /proc/PID/environ of the process can read as empty, even
     # once its name is the new program's (the kernel sets the name before the new memory's
     # environment bounds): wait for the variable itself.

@@ -81,7 +81,7 @@ def start_worker(call: pycrew.WorkerCall, options: LocalOptions) -> LocalHandle:
         Path(options.log_dir).mkdir(parents=True, exist_ok=True)
         log_path = str(Path(options.log_dir).absolute() / f"{call.name}.log")
         env[LOG_ENV] = log_path  # read back by the monitor
-        out: int = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # not inherited (PEP 446)
+        out: int = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # not inherited (PEP 446); its tasks' output is the user's alone
         read_end = -1
     else:
         read_end, out = os.pipe()  # not inherited by other children (PEP 446); Popen hands `out` to this one
