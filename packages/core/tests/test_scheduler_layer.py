@@ -542,10 +542,11 @@ def test_a_duplicate_array_taken_late_is_cancelled_by_a_listing_or_by_terminate(
         assert fake.jobs() == [], "terminate() cancels every job carrying the tag"
 
 
-def test_a_command_still_running_when_the_program_exits_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("submit", [True, False], ids=["a submit: killed", "another command: left to finish"])
+def test_a_submit_still_running_when_the_program_exits_is_killed(tmp_path: Path, submit: bool) -> None:
     """A submit that hung past the controller's end ran on after the program exited (its
-    hook thread is a daemon thread): a job it got accepted then ran with no controller. On
-    the code before this test the ``sleep`` below was still running after the exit."""
+    hook thread is a daemon thread): a job it got accepted then ran with no controller. A
+    cancel that the last termination left running must still finish (a probe's review)."""
     import subprocess
     import sys
     import textwrap
@@ -557,7 +558,7 @@ def test_a_command_still_running_when_the_program_exits_is_killed(tmp_path: Path
         from pycrew.scheduler import SchedulerOptions
         runner = CommandRunner("fake", SchedulerOptions())
         argv = ["sh", "-c", "echo $$ > {pidfile}; exec sleep 120"]
-        threading.Thread(target=runner.run, args=(argv,), daemon=True).start()
+        threading.Thread(target=runner.run, args=(argv,), kwargs={{"kill_at_exit": {submit}}}, daemon=True).start()
         deadline = time.monotonic() + 30
         while not open("{pidfile}", "a+").seek(0, 2) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -565,13 +566,38 @@ def test_a_command_still_running_when_the_program_exits_is_killed(tmp_path: Path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     pid = int(pidfile.read_text())
-    assert "killing sh -c" in done.stderr and "still running as the program exits" in done.stderr, done.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    try:
+        if not submit:
+            time.sleep(1.0)
+            os.kill(pid, 0)  # still running (ProcessLookupError otherwise)
+            assert "killing" not in done.stderr, done.stderr
             return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    raise AssertionError(f"the command (pid {pid}) still runs after the program exited")
+        assert "killing sh -c" in done.stderr and "still running as the program exits" in done.stderr, done.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the submit (pid {pid}) still runs after the program exited")
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_only_the_submit_is_marked_to_be_killed_at_exit(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = fake.cli()
+    seen: list[tuple[str, bool]] = []
+    real = type(cli).run
+
+    def run(self: Any, argv: Sequence[str], env: Any = None, input: str | None = None, kill_at_exit: bool = False) -> Any:
+        seen.append((Path(argv[0]).name, kill_at_exit))
+        return real(self, argv, env, input, kill_at_exit=kill_at_exit)
+
+    monkeypatch.setattr(type(cli), "run", run)
+    handles = launch(cli, 2)
+    cli.cancel(handles)
+    assert ("fsub", True) in seen and all(killed == (name == "fsub") for name, killed in seen), seen

@@ -7,10 +7,11 @@ exponential backoff (0.5 s, 1 s, 2 s, ... capped by ``seconds_retry_max``) up to
 ``command_attempts`` tries. A command that is not safe to repeat (a submit) is run once
 (``retry=False``): its caller decides, by looking for the job's tag, whether it happened.
 
-Commands still running when the interpreter exits are killed (their process groups): a
+Submits still running when the interpreter exits are killed (their process groups): a
 submit that hung past the controller's end (its hook thread is a daemon, see
 :mod:`pycrew.control.hook_pool`) would otherwise live on, and a job it got accepted would
-run with no controller to connect to.
+run with no controller to connect to. Other commands (a cancel the last termination left
+running, say) are left to finish.
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ class CommandRunner:
         return float(min(cap, self.seconds_retry_first * (2**attempt)))
 
     def run(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, input: str | None = None
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, input: str | None = None,
+        kill_at_exit: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a scheduler command once; return it whatever its exit status.
+        """Run a scheduler command once; return it whatever its exit status. ``kill_at_exit``:
+        kill it if it still runs when the interpreter exits (a submit: see the module).
 
         Raises:
             SchedulerError: the command is missing, or did not finish within
@@ -116,8 +119,9 @@ class CommandRunner:
             ) from exc
         except PermissionError as exc:
             raise SchedulerError(f"{argv[0]!r} cannot be run: {exc}", argv) from exc
-        with _running_lock:
-            _running.add(proc)
+        if kill_at_exit:
+            with _running_lock:
+                _running.add(proc)
         try:
             stdout, stderr = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -141,6 +145,7 @@ class CommandRunner:
         what: str = "",
         retry: bool = True,
         input: str | None = None,
+        kill_at_exit: bool = False,
     ) -> str:
         """Run a command that must succeed; return its stdout.
 
@@ -154,7 +159,7 @@ class CommandRunner:
         attempts = int(self._option("command_attempts", 4)) if retry else 1
         for attempt in range(attempts):
             try:
-                proc = self.run(argv, env, input)
+                proc = self.run(argv, env, input, kill_at_exit=kill_at_exit)
             except SchedulerError as exc:
                 if not exc.transient or attempt == attempts - 1:
                     raise

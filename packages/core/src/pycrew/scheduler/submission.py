@@ -73,7 +73,7 @@ class ArraySubmitter(JobListing):
                     self.submissions += 1
                     out = self.check(
                         argv, self.submission_environment(calls), what=f"{argv[0]} (submitting {self.launcher_name} workers)",
-                        retry=False, input=self.submit_input(script),
+                        retry=False, input=self.submit_input(script), kill_at_exit=True,
                     )
                 except SchedulerError as exc:
                     if not exc.transient:  # a rejection, or a reply that broke after the scheduler took the job:
