@@ -128,3 +128,70 @@ def _process(pid: int) -> Any:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+class SecondHangs(LocalPlugin):
+    """The local launcher, whose calls for worker 2 hang (until the test's end)."""
+
+    name = "secondhangs"
+
+    def __init__(self) -> None:
+        self.calls_for_2 = 0
+        self.release = threading.Event()
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> Any:
+        if any(call.worker == 2 for call in calls):
+            self.calls_for_2 += 1
+            self.release.wait(120)
+        return super().launch(launcher, options, calls)
+
+
+def test_a_parked_slot_waits_on_its_hung_call_instead_of_adding_one_per_retry(
+    make_controller, pycrew_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 1 serves; worker 2's calls hang. Once parked (launch_max reached while worker 1
+    is connected), its slot made a new call at every retry while the old ones hung, until
+    the hook pool's threads were all taken (a probe's review, session 36)."""
+    from pycrew.control import launch_watch
+
+    monkeypatch.setattr(launch_watch, "SECONDS_RETRY_PARKED", 0.5)
+    plugin = pycrew_plugin(SecondHangs(), name="secondhangs")
+    try:
+        c = make_controller("secondhangs", workers=2, launch_max=2, seconds_launch=1, workers_at_start=0).start()
+        first = c.submit(time.sleep, 1.0)  # worker 1 connects and serves
+        deadline = time.monotonic() + 30
+        while c.summary().controller.workers_online < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        futures = [c.submit(time.sleep, 0.5) for _ in range(14)]  # demand for worker 2 for about 7 s
+        for f in [first, *futures]:
+            f.result(timeout=60)
+        assert plugin.calls_for_2 <= 2, f"{plugin.calls_for_2} calls for worker 2, each hung while the next was made"
+    finally:
+        plugin.release.set()
+
+
+class SlowToCancel(Stalling):
+    """A launch that hangs, and a cancel_launches that blocks (a platform call that hangs too)."""
+
+    name = "slowtocancel"
+
+    def cancel_launches(self, launcher: pycrew.LauncherInfo, options: LocalOptions) -> None:
+        self.release.wait(30)
+
+
+def test_a_cancel_hook_that_blocks_does_not_hold_terminate_past_seconds_terminate(make_controller, pycrew_plugin: Any) -> None:
+    """It ran on the terminating thread with no deadline: terminate() took 30 s with
+    seconds_terminate=3 (a probe's review, session 36)."""
+    plugin = pycrew_plugin(SlowToCancel(stall=60), name="slowtocancel")
+    try:
+        c = make_controller("slowtocancel", workers=1, seconds_launch=60, seconds_terminate=3).start()
+        c.submit(abs, -1)
+        deadline = time.monotonic() + 30
+        while plugin.calls < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        c.terminate()
+        took = time.monotonic() - started
+        assert took < 15, f"terminate() took {took:.1f} s with seconds_terminate=3"
+    finally:
+        plugin.release.set()

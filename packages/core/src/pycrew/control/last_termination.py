@@ -61,12 +61,9 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
     pending: set[Future[Any]] = set()
     with scaler._pending_lock:
         launching = any(not f.done() for f in scaler.awaited)
-    if launching:
-        try:
-            scaler.registry.call(scaler.spec, "pycrew_cancel_launches", launcher=scaler.info)
-        except BaseException as exc:  # SystemExit too: the termination goes on
-            log.warning("launcher %r: cancelling its launches in flight failed: %s: %s", scaler.info.name,
-                        type(exc).__name__, exc)
+    if launching:  # on a thread of its own: a hook that blocks holds up nothing past the deadline
+        threading.Thread(target=_cancel_launches, args=(scaler,), name=f"pycrew-cancel-{scaler.info.name}",
+                         daemon=True).start()
     while time.monotonic() < deadline:
         with scaler._pending_lock:
             pending = {f for f in scaler.awaited if not f.done()}
@@ -113,6 +110,15 @@ def terminate_all(scaler: Scaler, timeout: float) -> None:
             log.error(unterminated_message(scaler, handles, why))
     scaler.pool.shutdown()
     scaler.monitor_pool.shutdown()
+
+
+def _cancel_launches(scaler: Scaler) -> None:
+    """Ask the launcher to cut its launches in flight short (``pycrew_cancel_launches``)."""
+    try:
+        scaler.registry.call(scaler.spec, "pycrew_cancel_launches", launcher=scaler.info)
+    except BaseException as exc:  # SystemExit too: the termination goes on
+        log.warning("launcher %r: cancelling its launches in flight failed: %s: %s", scaler.info.name,
+                    type(exc).__name__, exc)
 
 
 def unterminated_message(scaler: Scaler, handles: list[Any], why: str) -> str:

@@ -9,7 +9,8 @@ already too busy to answer, each the scheduler layer tries ``command_attempts`` 
 the failure is counted (the :class:`~pycrew.LaunchError` still comes after ``launch_max``
 of them in a row, ``launch_max`` x ``seconds_launch`` after the call) but the slot waits on
 for the same call, its token still valid: when the call returns, its worker has
-``seconds_launch`` to connect and is used as any other.
+``seconds_launch`` to connect and is used as any other. A parked slot (``launch_max``
+failures while other workers serve) waits on for its call without counting.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from pycrew.control.launch_reports import not_connected
+from pycrew.control.slots import CONNECTED
 
 if TYPE_CHECKING:
     from pycrew.control.scaler import Scaler
@@ -30,8 +32,13 @@ def launch_overdue(scaler: Scaler, slot: Slot, now: float) -> None:
     """The launch in ``slot`` (launching) has run past ``seconds_launch`` at ``now`` (dispatcher thread)."""
     options = scaler.options
     reason = not_connected(options.seconds_launch, slot.handle_known, now - slot.hook_since)
-    if slot.handle_known or slot.failures + 1 >= options.launch_max:  # the last of launch_max (or a parked slot's)
+    parked = slot.failures >= options.launch_max and scaler.census.counts[CONNECTED] > 0  # (see launch_watch)
+    if slot.handle_known or (slot.failures + 1 >= options.launch_max and not parked):  # the last of launch_max
         scaler._launch_failed(slot, reason, now)
+        return
+    if parked:  # other workers serve the tasks: wait on for the call, counting nothing more
+        slot.launched_at = now
+        log.info("worker %d of %r (parked): %s; waiting on for that call", slot.index, scaler.info.controller, reason)
         return
     slot.failures += 1
     slot.launch_failures += 1  # (summary's count: one per seconds_launch overdue, as the warnings say)
