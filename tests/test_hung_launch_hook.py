@@ -195,3 +195,28 @@ def test_a_cancel_hook_that_blocks_does_not_hold_terminate_past_seconds_terminat
         assert took < 15, f"terminate() took {took:.1f} s with seconds_terminate=3"
     finally:
         plugin.release.set()
+
+
+class RaisesAfterConnect(LocalPlugin):
+    """The local launcher, whose hook starts the worker, waits for it to connect, then raises
+    (a launch check that gave up a moment too late)."""
+
+    name = "raisesafter"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def launch(self, launcher: pycrew.LauncherInfo, options: LocalOptions, calls: Sequence[pycrew.WorkerCall]) -> Any:
+        self.calls += 1
+        super().launch(launcher, options, calls)
+        time.sleep(3.0)  # the worker connects meanwhile
+        raise RuntimeError("the launch check timed out")
+
+
+def test_a_worker_that_connected_before_its_hook_failed_is_kept(make_controller, pycrew_plugin: Any) -> None:
+    """It was revoked, with its task: the task crashed crashes_max times, each worker dropped
+    as its hook failed, and no LaunchError ever came (a probe's review, session 36)."""
+    plugin = pycrew_plugin(RaisesAfterConnect(), name="raisesafter")
+    c = make_controller("raisesafter", workers=1, seconds_launch=30, crashes_max=2).start()
+    assert c.submit(time.sleep, 5.0).result(timeout=60) is None
+    assert plugin.calls == 1 and c.summary().controller.crash == 0, (plugin.calls, c.summary().controller)

@@ -233,6 +233,14 @@ def launch_error_message(
     )
 
 
+def same_handle(a: Any, b: Any) -> bool:
+    """Whether two handles are equal (handles are the plugin's values: comparing may fail)."""
+    try:
+        return bool(a == b)
+    except Exception:  # a handle type whose == raises cannot be matched: not the same
+        return False
+
+
 def not_connected(seconds_launch: float, returned: bool, waited: float | None = None) -> str:
     """Why a launch timed out: its worker did not connect, or (``returned`` false) the
     launch hook never handed back its handle, so no worker could have been waited for (a

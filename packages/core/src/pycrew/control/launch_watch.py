@@ -32,6 +32,7 @@ from pycrew.control.launch_reports import (
     describe_worker,
     explain_ended,
     launch_error_message,
+    same_handle,
     tls_note,
 )
 from pycrew.control.quoting import said
@@ -71,14 +72,6 @@ SECONDS_EXPLAIN = 10.0
 SECONDS_SETTLE = 2.0
 #: How many of its last output lines a worker that exited before connecting has quoted.
 OUTPUT_LINES = 20
-
-
-def _same_handle(a: Any, b: Any) -> bool:
-    """Whether two handles are equal (handles are the plugin's values: comparing may fail)."""
-    try:
-        return bool(a == b)
-    except Exception:  # a handle type whose == raises cannot be matched: not the same
-        return False
 
 
 class LaunchWatch:
@@ -208,7 +201,7 @@ class LaunchWatch:
                 and slot.instance == instance
                 and slot.state == LAUNCHING
                 and slot.handle_known
-                and _same_handle(handle, slot.handle)
+                and same_handle(handle, slot.handle)
             ):
                 self._launch_failed(slot, reason, now, explain=False)
 
@@ -229,7 +222,10 @@ class LaunchWatch:
         now = self.clock()
         failed = [(c.instance, s) for c in calls if (s := self.by_instance.get(c.instance)) and s.instance == c.instance]
         for instance, slot in failed:
-            if slot.instance == instance:
+            if slot.state == CONNECTED:  # its worker came before the hook's error: it serves (dropping it crashed its task)
+                log.warning("worker %d of %r: the launch hook failed after its worker connected, which is kept: %s",
+                            slot.index, self.info.controller, message)
+            elif slot.instance == instance:
                 self._launch_failed(slot, f"{HOOK_FAILED}{message}", now, terminate=False, transient=transient)
             else:  # ended by the LaunchError the batch's failure before it raised: it failed all the same
                 slot.launch_failures += 1
@@ -263,10 +259,10 @@ class LaunchWatch:
             final = False
             self._park(slot, reason, now)
         else:
-            past = slot.failures > self.options.launch_max  # the platform unreachable: kept trying
+            past = slot.failures > self.options.launch_max  # kept trying: the platform unreachable, or parked
+            why = "the platform was unreachable" if transient else "it was parked while other workers served"
             head = (f"worker {slot.index} of {self.info.controller!r}: failed launch {slot.failures} "
-                    + (f"(past launch_max={self.options.launch_max}: the platform was unreachable)" if past
-                       else f"of {self.options.launch_max}"))
+                    + (f"(past launch_max={self.options.launch_max}: {why})" if past else f"of {self.options.launch_max}"))
             if not (terminate and explain):
                 log.warning("%s: %s", head, reason)
         if terminate and explain:
