@@ -291,8 +291,8 @@ import pycrew
 
 with pycrew.{kind} as c:
     futures = [c.submit(time.sleep, 60) for _ in range(2)]
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)  # (in the try: the signal may come as soon as this is out)
         futures[0].result(timeout=60)
     except BaseException as exc:  # a helper that catches everything, SIGTERM's SystemExit too
         print("caught", type(exc).__name__, flush=True)

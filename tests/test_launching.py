@@ -35,7 +35,8 @@ def test_unstartable_worker_raises_launch_error_after_launch_max(make_controller
 def test_futures_failed_by_a_launch_error_are_no_longer_unresolved(make_controller, tmp_path):
     """On 33e082d ``unresolved()`` still counted the futures a LaunchError had failed (their
     tasks never run), so a loop polling ``unresolved()`` waited for them for ever. A pushed
-    task, which has no future, stays queued and counted: its result is still to be popped."""
+    task, which has no future, stays unresolved (``pop()`` raises the error), and summary()
+    counts it abandoned: none goes to a worker after the LaunchError."""
     c = make_controller("local", workers=1, launch_max=1, python=str(tmp_path / "no-python")).start()
     futures = [c.submit(identity, i) for i in range(3)]
     c.push(identity, (9,), name="pushed")
@@ -46,7 +47,7 @@ def test_futures_failed_by_a_launch_error_are_no_longer_unresolved(make_controll
             f.result(timeout=5)
     assert c.pending_futures() == 0
     assert c.unresolved() == 1, "only the pushed task is still unresolved"
-    assert c.summary().controller.queued == 1
+    assert (c.summary().controller.queued, c.summary().controller.abandoned) == (0, 4)
 
 
 def test_leaving_a_with_block_after_a_launch_error_was_seen_raises_nothing(make_controller, tmp_path):
