@@ -142,7 +142,11 @@ def test_sigterm_of_random_workers_loses_nothing_and_retries_nothing(make_contro
     assert sum(w.crashes for w in s.workers) == 0, [w for w in s.workers if w.crashes]
     # A worker told to end while nothing waits (the last tasks running) has no work for a
     # replacement: only those signalled while tasks were queued must have been replaced.
-    assert sum(w.instances for w in s.workers) >= WORKERS + terminator.kills_with_demand - 1, "ended workers were not replaced"
+    # Replaced means launched: a replacement launched in the run's last half second may
+    # connect only after the summary (CI runs sat at the bound with connected instances, and
+    # one under load fell one short of it: 10 instances for 8 signals).
+    launches = sum(w.launches for w in s.workers)
+    assert launches >= WORKERS + terminator.kills_with_demand - 1, f"ended workers were not replaced: {launches} launches"
     deadline = time.monotonic() + 15
     while (left := [p for p in terminator.killed if not pid_gone(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
