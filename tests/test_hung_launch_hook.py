@@ -115,19 +115,9 @@ def test_terminate_asks_a_launch_in_flight_to_return_and_terminates_its_workers(
     c.terminate()
     took = time.monotonic() - started
     assert plugin.stopped_after is not None and took < 20, f"terminate() took {took:.1f} s"
-    pids = [h.pid for h in plugin.handles]
-    alive = psutil.wait_procs([p for p in map(_process, pids) if p is not None], timeout=10)[1]
+    alive = psutil.wait_procs([p for p in (h.process() for h in plugin.handles) if p is not None], timeout=10)[1]
     assert not alive, f"workers of the cut-short launch left running: {alive}"
     assert not plugin.launches_cancelled("some other controller")
-
-
-def _process(pid: int) -> Any:
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None
 
 
 class SecondHangs(LocalPlugin):
