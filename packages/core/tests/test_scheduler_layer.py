@@ -454,6 +454,37 @@ def test_a_listing_is_asked_again_sooner_only_for_jobs_waiting_for_a_node(monkey
     assert cli.asked == 3, "a job waiting for a node: the listing is asked again after a fifth of seconds_poll"
 
 
+def test_a_listing_asked_for_again_at_once_goes_stale_sooner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Core's crash watch asks every 0.1 s about a lost worker until it is reported ended. SGE
+    shows a task deleted with qdel as ``dr`` for about a second, then as a zombie that does not
+    say why: a listing held for all of seconds_poll missed it (a CI run said "z (done)" of a
+    task deleted with qdel). Before: one listing for the whole second."""
+    from types import SimpleNamespace
+
+    import pycrew.scheduler.listing as listing_module
+
+    now = [100.0]
+    monkeypatch.setattr(listing_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+
+    class Counting(FakeCLI):
+        asked = 0
+
+        def list_jobs(self) -> list[JobRecord]:
+            self.asked += 1
+            return [JobRecord("1.1", "1", 1, "pycrew-x", "t", "R", status="running", host="node1")]
+
+    cli = Counting("fake", FakeOptions(directory=str(tmp_path), seconds_poll=1.0))
+    for _ in range(3):  # a caller asking about once a second half as often: one listing per seconds_poll
+        cli.listing()
+        now[0] += 0.5
+    assert cli.asked == 2
+    now[0] += 1.0
+    for _ in range(8):  # asked every 0.125 s: a fresh listing once the last is a fifth of seconds_poll old
+        cli.listing()
+        now[0] += 0.125
+    assert cli.asked == 3 + 3, cli.asked
+
+
 @pytest.mark.parametrize(
     ("options", "life"),
     [

@@ -19,6 +19,7 @@ longer knows it, or after :data:`~pycrew.scheduler.departures.SECONDS_SUSPECT`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -68,6 +69,7 @@ class JobListing(CommandRunner):
         super().__init__(launcher_name, options)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, list[JobRecord]] | None = None
+        self._asked = -math.inf  # when the listing was last asked for (time.monotonic)
         self.departures = Departures(
             launcher_name, self.element_handle, pycrews(self.job_name_prefix), self.departed_hint,
             seconds_suspect=SECONDS_SUSPECT, confirm=self.confirm_gone, keeps_ended=self.listing_keeps_ended,
@@ -163,14 +165,22 @@ class JobListing(CommandRunner):
         ``seconds_poll``): those jobs are about to start, and core's launch watch asks about
         once a second while they do, so a monitor call right after a worker started must not
         be answered with the listing from before it started.
+
+        So does a listing asked for again within a fifth of ``seconds_poll``: the caller waits
+        on a change (core's crash watch asks every 0.1 s about a worker lost a moment ago
+        until the platform reports it ended). SGE shows a task deleted with ``qdel`` as ``dr``
+        for about a second, then as a zombie that no longer says why it ended: a listing held
+        for all of ``seconds_poll`` misses that second.
         """
         interval = float(self._option("seconds_poll", 1.0))
+        now = time.monotonic()
         with self._listing_lock:
             cached = self._listing
-        now = time.monotonic()
+            asked_again = now - self._asked < interval / 5
+            self._asked = now
         if cached is not None:
             unplaced = any(not r.host and not r.ended for r in cached[1])
-            if now - cached[0] < (interval / 5 if unplaced else interval):
+            if now - cached[0] < (interval / 5 if unplaced or asked_again else interval):
                 return cached[1]
         records = self.list_jobs()
         self.cancel_strays(records)
