@@ -242,12 +242,48 @@ def test_a_worker_of_another_pycrew_version_is_refused_with_a_clear_launch_error
         "last reason: the controller refused the worker: it runs pycrew 0.0.9 (wire protocol 1) and this controller "
         f"runs pycrew {pycrew.__version__} (wire protocol {protocol.PROTOCOL_VERSION})"
     ) in message, message
-    assert "Workers must run the pycrew version the controller runs" in message, message
+    assert "Workers must run the pycrew version (wire protocol), Python minor version and cloudpickle" in message, message
     assert c.summary().workers[0].launch_failures == 2
     wait_for(lambda: worker_pids(c.id) == [], 10)  # the refused workers are gone
     refusals = [r.getMessage() for r in caplog.records if r.name == "pycrew.control.dispatcher"]
     assert any(m.startswith("refusing worker connection") and "wire protocol 1" in m for m in refusals), refusals
     assert not any("before authentication" in m for m in refusals), refusals  # it proved its token
+
+
+@pytest.mark.parametrize(
+    ("patch", "said"),
+    [
+        ("r.PYTHON = '3.99.1'", "it runs Python 3.99.1 and this controller runs Python {python}: cloudpickle sends"),
+        (
+            "r.versions = lambda: {{'python': r.PYTHON, 'cloudpickle': '2.2.1'}}",
+            "it runs cloudpickle 2.2.1 and this controller runs cloudpickle {cloudpickle}: a cloudpickle of another",
+        ),
+    ],
+    ids=["python", "cloudpickle"],
+)
+def test_a_worker_on_another_python_or_cloudpickle_is_refused_with_a_clear_launch_error(make_controller, tmp_path, patch, said):
+    """The bytecode cloudpickle sends runs only on the Python minor version that made it: a probe's
+    3.13 worker SIGSEGVed on ``x * x`` from 3.11, a 3.12 one raised "too many values to unpack" from a
+    correct comprehension, and nothing named the cause. Before: such workers were admitted."""
+    import cloudpickle
+
+    from pycrew.wire import runtime
+
+    code = (
+        "import runpy; import pycrew.wire.runtime as r; " + patch.format() + "; "
+        "runpy.run_module('pycrew.worker', run_name='__main__', alter_sys=True)"
+    )
+    python = fake_python(tmp_path, f'shift 2  # -m pycrew.worker\nexec {sys.executable} -c "{code}" "$@"')
+    c = make_controller("local", workers=1, launch_max=2, seconds_launch=60, python=python).start()
+    future = c.submit(abs, -1)
+    message, seconds = launch_error(c)
+    assert seconds < 20, f"the LaunchError came after {seconds:.1f} s: {message}"
+    expected = said.format(python=runtime.PYTHON, cloudpickle=cloudpickle.__version__)
+    assert f"last reason: the controller refused the worker: {expected}" in message, message
+    assert c.summary().workers[0].launch_failures == 2
+    with pytest.raises(pycrew.LaunchError):
+        future.result(timeout=10)
+    wait_for(lambda: worker_pids(c.id) == [], 10)
 
 
 def test_the_launch_error_quotes_the_last_lines_of_the_workers_output(make_controller, tmp_path):

@@ -69,3 +69,39 @@ def test_leaving_frames_carry_a_reason_and_task_ids():
 def test_malformed_leaving_frames_are_rejected(body):
     with pytest.raises(p.ProtocolError, match="LEAVING"):
         p.parse_leaving(p.encode_json(p.LEAVING, body))
+
+
+def test_a_hello_says_which_python_and_cloudpickle_the_worker_runs():
+    import cloudpickle
+
+    from pycrew.wire import runtime
+
+    hello = p.parse_hello(p.encode_hello("t" * 32, b"n" * 16, "w1", 0, None, p.new_nonce()))
+    assert (hello.python, hello.cloudpickle) == (runtime.PYTHON, cloudpickle.__version__)
+    body = {"instance": "w1", "mac": "0" * 64}
+    assert p.parse_hello(p.encode_json(p.HELLO, body)).python is None  # an earlier worker says nothing: not refused for it
+    for bad in ({"python": 3.11}, {"python": "3.11; rm -rf"}, {"cloudpickle": "x" * 100}):
+        with pytest.raises(p.ProtocolError, match="must be a version string"):
+            p.parse_hello(p.encode_json(p.HELLO, {**body, **bad}))
+
+
+@pytest.mark.parametrize(
+    ("python", "pickler", "refused"),
+    [
+        ("3.11.9", "3.0.0", None),  # another patch release, another minor cloudpickle: the same bytecode, readable pickles
+        ("3.11.0rc1", "3.1.3+local", None),
+        (None, None, None),  # it did not say
+        ("3.12.1", "3.1.3", "it runs Python 3.12.1 and this controller runs Python 3.11.7: "),
+        ("3.1.11", "3.1.3", "it runs Python 3.1.11"),  # not a prefix match
+        ("3.11.7", "2.2.1", "it runs cloudpickle 2.2.1 and this controller runs cloudpickle 3.1.3: "),
+    ],
+)
+def test_a_worker_on_another_python_minor_or_cloudpickle_major_version_is_unfit(python, pickler, refused):
+    from pycrew.wire import runtime
+
+    said = runtime.mismatch(python, pickler, ours={"python": "3.11.7", "cloudpickle": "3.1.3"})
+    if refused is None:
+        assert said is None, said
+    else:
+        assert said is not None and said.startswith(refused), said
+        assert "Python 3.11 interpreter" in said or "Install cloudpickle 3.1.3" in said, said

@@ -78,6 +78,15 @@ def test_only_workers_of_the_controllers_interpreter_share_its_path(tmp_path: Pa
     assert not LocalOptions(python=str(other)).shares_sys_path()
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert LocalOptions(python=os.path.basename(sys.executable)).shares_sys_path(), "a bare name is found on PATH"
+    # Another name of the same interpreter in the same directory (a venv's bin/python3 beside the
+    # bin/python the controller runs) is the same environment: a probe's workers lost the path.
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    (bin_dir / "python").symlink_to("python3")
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    assert LocalOptions(python=str(bin_dir / "python3")).shares_sys_path()
+    assert not LocalOptions(python=os.path.realpath(sys.executable)).shares_sys_path(), "the base interpreter: another environment"
 
 
 def test_a_path_object_on_the_controllers_path_does_not_stop_the_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,4 +50,11 @@ class LocalOptions(pycrew.LauncherOptions):
         if not self.inherit_sys_path or pycrew.SYS_PATH_ENV in self.env or not sys.executable:
             return False
         found = shutil.which(self.python) if os.sep not in self.python else self.python
-        return found is not None and os.path.abspath(found) == os.path.abspath(sys.executable)
+        if found is None:
+            return False
+        # The same interpreter through another name (a venv's bin/python3 beside its bin/python), in the
+        # same directory: a venv is the pyvenv.cfg above the name it is started by, not the file it links to.
+        real = os.path.realpath
+        return real(found) == real(sys.executable) and real(os.path.dirname(os.path.abspath(found))) == real(
+            os.path.dirname(os.path.abspath(sys.executable))
+        )

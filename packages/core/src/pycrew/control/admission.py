@@ -3,7 +3,8 @@
 A connection proves which launched instance it is with the instance's token (an HMAC of
 the dispatcher's challenge); a token is used up by the first connection that proves it.
 A worker that proved its token but speaks another wire protocol (it runs another pycrew
-version than the controller) would fail every task, or worse: it is refused at once with
+version than the controller), or runs another Python minor version or cloudpickle major
+version (see :mod:`pycrew.wire.runtime`), would fail every task, or worse: it is refused at once with
 a STOP saying why, and its launch counts as failed (``on_refused``), so that a controller
 whose workers all run another version raises a :class:`~pycrew.LaunchError` that says so
 within seconds, instead of failing tasks.
@@ -28,6 +29,7 @@ from pycrew.control.beat_rate import BeatRate
 from pycrew.control.conn import CLOSED, INITIALIZING, READY, Conn, DispatcherSettings
 from pycrew.control.launch_reports import INITIALIZER_PREFIX, REFUSED_PREFIX
 from pycrew.wire import protocol as p
+from pycrew.wire import runtime
 from pycrew.wire.transport import Server
 
 log = logging.getLogger("pycrew.control.dispatcher")
@@ -69,6 +71,10 @@ class Admission:
         del self.tokens[instance]  # used up: the instance may not connect again
         if hello.version != p.PROTOCOL_VERSION:
             self._refuse(conn, hello)
+            return
+        unfit = runtime.mismatch(hello.python, hello.cloudpickle)
+        if unfit is not None:
+            self._refuse(conn, hello, unfit)
             return
         conn.state = READY if self.settings.initializer is None else INITIALIZING
         conn.next_beat = time.monotonic() + self.beats.interval
@@ -149,14 +155,15 @@ class Admission:
         if self._on_refused is not None and conn.instance is not None:
             self._on_refused(conn.instance, reason, explain)
 
-    def _refuse(self, conn: Conn, hello: p.Hello) -> None:
-        """Refuse a worker that proved its token but speaks another wire protocol."""
+    def _refuse(self, conn: Conn, hello: p.Hello, unfit: str | None = None) -> None:
+        """Refuse a worker that proved its token but speaks another wire protocol, or runs
+        another Python minor version or cloudpickle major version (``unfit``: which, said)."""
         theirs = f"pycrew {hello.pycrew}" if hello.pycrew else "an older pycrew"
         said = "no wire protocol version" if hello.version is None else f"wire protocol {hello.version}"
-        reason = (
-            f"{REFUSED_PREFIX}it runs {theirs} ({said}) and this controller runs pycrew {p.PYCREW_VERSION} "
+        reason = REFUSED_PREFIX + (unfit or (
+            f"it runs {theirs} ({said}) and this controller runs pycrew {p.PYCREW_VERSION} "
             f"(wire protocol {p.PROTOCOL_VERSION})"
-        )
+        ))
         conn.instance = hello.instance
         log.warning("refusing worker connection %s (instance %s): %s", conn.link.id, conn.instance, reason)
         self._send(conn, p.encode_json(p.STOP, {"reason": reason}))

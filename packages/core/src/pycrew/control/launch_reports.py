@@ -178,14 +178,14 @@ def launch_error_message(
         advice = (
             "The launcher's call to the platform failed, and its answer above says why "
             "(an option the platform refuses, such as a partition, queue, account, memory or time limit; a "
-            "missing command; credentials)."
+            "missing command or interpreter, such as the python option names; credentials)."
         )
         look = f"Fix the launcher's options and check them with `pycrew doctor {launcher}`."
     elif first.startswith(REFUSED_PREFIX):
         advice = (
-            "Workers must run the pycrew version the controller runs: install it in the workers' environment "
-            "(the launcher's python option chooses their interpreter; an image must be rebuilt), or run the "
-            "controller with the workers' version."
+            "Workers must run the pycrew version (wire protocol), Python minor version and cloudpickle major "
+            "version the controller runs: install them in the workers' environment (the launcher's python option "
+            "chooses their interpreter; an image must be rebuilt), or run the controller with the workers' versions."
         )
     elif first.startswith(INITIALIZER_PREFIX):
         advice = (

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pycrew.wire import runtime
+
 #: The wire protocol's version: a worker's HELLO says which it speaks, and a controller
 #: refuses a worker that speaks another (2: a task's function may travel as ``bytes``;
 #: 3: the WELCOME may carry an initializer, which the worker answers with INITIALIZED;
@@ -239,6 +241,7 @@ def encode_hello(
         "worker": worker,
         "tasks_max": tasks_max,
         "nonce": own_nonce.hex() if own_nonce is not None else None,
+        **runtime.versions(),  # Python's and cloudpickle's: see pycrew.wire.runtime
     }
     return encode_json(HELLO, body)
 
@@ -255,6 +258,8 @@ class Hello:
     version: int | None = None  # the wire protocol the worker speaks ("v"; None: it did not say)
     pycrew: str | None = None  # the worker's pycrew version, for messages
     nonce: bytes | None = None  # the worker's, for the dispatcher's PROOF (None: it asks for none)
+    python: str | None = None  # the worker's Python and cloudpickle versions (see pycrew.wire.runtime)
+    cloudpickle: str | None = None
 
 
 def _optional_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
@@ -289,6 +294,7 @@ def parse_hello(frame: Frame) -> Hello:
     nonce = body.get("nonce")
     if nonce is not None and (not isinstance(nonce, str) or not _MAC_PATTERN.fullmatch(nonce)):
         raise ProtocolError("HELLO field 'nonce' must be 64 lowercase hex digits or null")
+    python, pickler = (runtime.parse_version(body, key, ProtocolError) for key in ("python", "cloudpickle"))
     return Hello(
         instance=instance,
         mac=proof,
@@ -298,6 +304,8 @@ def parse_hello(frame: Frame) -> Hello:
         version=_optional_int(body, "v", 0, 2**31),
         pycrew=pycrew,
         nonce=bytes.fromhex(nonce) if nonce is not None else None,
+        python=python,
+        cloudpickle=pickler,
     )
 
 
