@@ -6,6 +6,7 @@ import contextlib
 import os
 import pdb
 import socket
+import threading
 import time
 
 import pytest
@@ -42,8 +43,28 @@ def test_group_submit_map_and_errors_carry_the_controller_name(make_controller, 
             group.wait(timeout=60)
         with pytest.raises(pycrew.OptionsError, match="no controller named 'ugly'"):
             group.push(identity, (1,), controller="ugly")
+        # walk and map name it too (a probe: only push and submit_to did), and map checks its
+        # arguments when called, not when first iterated (with buffersize="auto", only then)
+        with pytest.raises(pycrew.OptionsError, match=r"^controller 'good': seconds_timeout must be a number > 0"):
+            group.walk(identity, [1], seconds_timeout=-1, controller="good")
+        with pytest.raises(pycrew.OptionsError, match=r"^controller 'good': seconds_timeout must be a number > 0"):
+            group.map(identity, [1], seconds_timeout=-1, controller="good")
+        with pytest.raises(pycrew.SerializationError, match=r"^controller 'good': task '.*' cannot be pickled"):
+            group.walk(identity, [threading.Lock()], controller="good")
     finally:
         group.terminate()
+
+
+def test_map_checks_its_task_arguments_when_called(make_controller):
+    """With the default buffersize="auto" a bad seconds_timeout or fn was raised only by list(it):
+    a map never iterated hid it (a probe)."""
+    c = make_controller("local", workers=1)
+    for buffersize in ("auto", None, 4):
+        with pytest.raises(pycrew.OptionsError, match="seconds_timeout must be a number > 0 or None, got -1"):
+            c.map(abs, [1, 2], seconds_timeout=-1, buffersize=buffersize)
+        with pytest.raises(TypeError, match="fn must be callable, got 3"):
+            c.map(3, [1, 2], buffersize=buffersize)
+    assert c.summary().controller.pushed == 0
 
 
 @pytest.mark.parametrize("mode", ["all", "one"])
@@ -140,6 +161,73 @@ def test_a_failed_member_does_not_cut_the_others_work_short(make_controller, tmp
         with contextlib.suppress(pycrew.LaunchError):  # if its launch failed already
             group.submit_to("bad", identity, 1)
     assert slow.result(timeout=0) == "done", "the healthy member's task was cut short"
+
+
+@pytest.mark.parametrize("how", ["group.shutdown()", "bad.shutdown()", "bad.terminate()"])
+@pytest.mark.parametrize("tasks", [0, 1])
+def test_a_member_shut_down_after_its_launch_error_still_fails_the_block(make_controller, tmp_path, how, tasks):
+    """The docs: a failed member's LaunchError is raised at the block's end even if it was seen
+    inside, so that a group never hides a failed member. A probe's block, shut down in a
+    ``finally`` as the docs advise, ended without an error (or with "controller 'bad' was
+    terminated", the launch's reason lost)."""
+    good = make_controller("local", workers=1, name="good")
+    bad = make_controller("local", workers=1, name="bad", launch_max=1, python=str(tmp_path / "missing"))
+    failed = pytest.raises(pycrew.LaunchError, match=r"^controller 'bad': .*No such file")
+    with failed, pycrew.ControllerGroup(good, bad) as group:
+        assert group.submit_to("good", identity, 1).result(timeout=60) == 1
+        with pytest.raises(pycrew.LaunchError):
+            bad.submit(identity, 1).result(timeout=60)
+        if tasks:
+            group.push(sleep_then, (0.5, 2), controller="good")
+        {"group.shutdown()": group.shutdown, "bad.shutdown()": bad.shutdown, "bad.terminate()": bad.terminate}[how]()
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_group_wait_blocks_instead_of_spinning_while_a_result_waits_to_be_popped(make_controller, progress):
+    """A probe: the group's wait("all") asked each member wait("one", 0.02), which returns at
+    once while a result waits for pop(): 3.0 s of CPU in 3.0 s (the with block's end too, and the
+    bar redrew 12,704 times), against 0.01 s for the member's own wait."""
+    a, b = make_controller("local", workers=1, name="a"), make_controller("local", workers=1, name="b")
+    with pycrew.ControllerGroup(a, b) as group:
+        group.push(identity, (1,), controller="b")
+        assert b.wait(timeout=60)
+        group.push(sleep_then, (2.0, "slow"), controller="b")
+        cpu = time.process_time()
+        assert group.wait(timeout=60, progress=progress)
+        cpu = time.process_time() - cpu
+        assert [group.pop().result for _ in range(2)] == [1, "slow"]
+    assert cpu < 0.8, f"the group's wait used {cpu:.2f} s of CPU over a 2 s task"
+
+
+def test_a_group_wait_for_one_looks_at_every_member_at_once(make_controller):
+    """wait("one") and wait(timeout=) gave each busy member up to 0.02 s in turn: a probe's group
+    of 20 took 0.41 s for wait(timeout=0) and to see a quick task end. Members here are stand-ins
+    (the group only calls their API) that count how long each was asked to wait."""
+    asked: list[float] = []
+
+    class Busy:
+        def __init__(self, name: str) -> None:
+            self.name, self._terminated = name, False
+
+        def wait(self, mode: str = "all", timeout: float | None = None, progress: bool = False) -> bool:
+            asked.append(timeout or 0.0)
+            time.sleep(timeout or 0.0)
+            return False
+
+        def unresolved(self) -> int:
+            return 1
+
+        def ready(self) -> int:
+            return 0
+
+        push = pop = summary = terminate = None
+
+    group = pycrew.ControllerGroup(*[Busy(f"m{i}") for i in range(20)])
+    assert group.wait("one", timeout=0.0) is False
+    assert group.wait("one", timeout=0.1) is False
+    assert group.wait(timeout=0.0) is False
+    assert group.wait(timeout=0.1) is False
+    assert sum(asked) <= 0.2 + 1e-9, f"members were asked to wait {sum(asked):.2f} s in all for 0.2 s of timeouts"
 
 
 def test_a_group_that_cannot_start_leaves_no_controller_running(make_controller):

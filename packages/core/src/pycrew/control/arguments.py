@@ -13,6 +13,7 @@ from typing import Any
 
 from pycrew.control.quoting import shown
 from pycrew.errors import OptionsError
+from pycrew.options import as_seconds
 
 
 def positional(args: Any, where: str) -> tuple[Any, ...]:
@@ -48,6 +49,19 @@ def seed(value: Any) -> int | None:
         except TypeError:
             pass
     raise OptionsError(f"seed must be an int or None, got {type(value).__name__} {_shown(value)}")
+
+
+def seconds_timeout(value: Any) -> float | None:
+    """A task's ``seconds_timeout`` argument, checked (None: the controller's option).
+
+    Raises:
+        OptionsError: not a number > 0 or None.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {value!r}")
+    return float(as_seconds(value))  # (10**400 is no limit: math.inf)
 
 
 def name(value: Any) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
@@ -45,6 +46,14 @@ class _GroupCounts:
         controller = ControllerSummary(controller=self.name, launcher="group", seconds=max((p.seconds for p in parts), default=0.0), **total)
         return Summary(controller=controller, workers=(), launcher={})
 
+
+#: wait("all") blocks in one busy member's own wait for up to this long, then looks again (a
+#: sweep of every member with a short wait each spun a core while one had results ready to pop).
+SECONDS_MEMBER = 0.5
+#: ... for up to this long with a progress bar, which is redrawn between.
+SECONDS_BAR = 0.2
+#: wait("one") looks at every member, then sleeps: 1 ms at first, doubled up to this long.
+SECONDS_POLL_MAX = 0.02
 
 #: What the group calls on each of its controllers, besides submitting.
 _CONTROLLER_API = ("name", "push", "pop", "wait", "summary", "terminate")
@@ -133,7 +142,10 @@ class ControllerGroup(concurrent.futures.Executor):
     ) -> list[str]:
         """Push ``fn(item)`` for every item to one controller (default: the first)."""
         target = self._get(controller)
-        return list(target.walk(fn, iterable, names=names, seed=seed, seconds_timeout=seconds_timeout, progress=progress))
+        try:
+            return list(target.walk(fn, iterable, names=names, seed=seed, seconds_timeout=seconds_timeout, progress=progress))
+        except PycrewError as exc:
+            raise _named(target.name, exc) from exc
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         """Executor API: submit to the first controller (see :meth:`submit_to`)."""
@@ -164,10 +176,14 @@ class ControllerGroup(concurrent.futures.Executor):
         controller: str | None = None,
     ) -> Iterator[T]:
         """Executor API: ``map`` on one controller (default: the first)."""
-        it: Iterator[T] = self._get(controller).map(
-            fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize, seed=seed,
-            seconds_timeout=seconds_timeout, progress=progress,
-        )
+        target = self._get(controller)
+        try:
+            it: Iterator[T] = target.map(
+                fn, *iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize, seed=seed,
+                seconds_timeout=seconds_timeout, progress=progress,
+            )
+        except PycrewError as exc:
+            raise _named(target.name, exc) from exc
         return it
 
     def cancel(self, names: Iterable[str] | str | None = None, all: bool = False) -> int:
@@ -237,19 +253,24 @@ class ControllerGroup(concurrent.futures.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar(_GroupCounts(self), 0, desc=f"{self.name} wait") if progress else None
         failed: dict[str, PycrewError | None] = {}  # None: passed over without an error
+        pause = 0.001  # wait("one"): how long to sleep between looks at the members (see SECONDS_POLL_MAX)
 
-        def poll(name: str, c: Any, seconds: float) -> None:  # a member's error is kept; the others go on
-            try:  # (a member with results ready returns from wait("one") without raising: ask first)
+        def poll(name: str, c: Any, seconds: float, how: Literal["all", "one"] = "one") -> None:
+            """A member's error is kept; the others go on (one with results ready returns from wait("one")
+            without raising: its state is asked first)."""
+            try:
                 if getattr(c, "_terminated", False):
                     if (await_termination := getattr(c, "_await_termination", None)) is not None:
                         await_termination(deadline)  # another thread's terminate(): its futures resolved first
+                    if (error := getattr(getattr(c, "launcher", None), "error", None)) is not None:
+                        raise copy.copy(error)  # shut down after its LaunchError, seen or not: still a failed member
                     if c.unresolved() == 0 and not getattr(c, "_abandoned", 0):  # shut down cleanly
                         failed.setdefault(name, None)
                         return
                     raise ControllerError(f"controller {name!r} was terminated")
                 if (error := getattr(c, "_launch_error", lambda: None)()) is not None:
                     raise copy.copy(error)
-                c.wait("one", timeout=seconds)
+                c.wait(how, timeout=seconds)
             except PycrewError as exc:
                 failed.setdefault(name, _named(name, exc))
 
@@ -280,11 +301,19 @@ class ControllerGroup(concurrent.futures.Executor):
                         return done()
                 if mode == "one" and (self.ready() or busy() == 0):
                     return True if self.ready() else done()
-                for name, c in self.controllers.items():
-                    if name not in failed:
-                        poll(name, c, 0.0 if c.unresolved() == 0 else 0.02)
-                if deadline is not None and time.monotonic() >= deadline:
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     return False
+                if mode == "all":  # every member must finish: block in a busy one's own wait, then the next
+                    member = next(((n, c) for n, c in self.controllers.items() if n not in failed and c.unresolved()), None)
+                    if member is not None:
+                        poll(*member, min(left, SECONDS_BAR if bar is not None else SECONDS_MEMBER), "all")
+                    continue
+                for name, c in self.controllers.items():  # any member's result will do: look at each, then sleep
+                    if name not in failed:
+                        poll(name, c, 0.0)
+                time.sleep(min(left, pause))
+                pause = min(pause * 2, SECONDS_POLL_MAX)  # quick tasks are seen at once, long ones for little CPU
         finally:
             if bar is not None:
                 bar.close()

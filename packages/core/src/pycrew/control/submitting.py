@@ -16,8 +16,7 @@ from pycrew.control.pickling import pack_task
 from pycrew.control.progress import ProgressBar
 from pycrew.control.state import ControllerState
 from pycrew.control.tasks import Task
-from pycrew.errors import ControllerError, OptionsError
-from pycrew.options import as_seconds
+from pycrew.errors import ControllerError
 from pycrew.results import TaskResult
 
 if TYPE_CHECKING:
@@ -86,12 +85,9 @@ class Submitting(ControllerState):
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         seed = arguments.seed(seed)
+        seconds_timeout = arguments.seconds_timeout(seconds_timeout)
         if seconds_timeout is None:
             seconds_timeout = self.options.seconds_timeout
-        elif not isinstance(seconds_timeout, (int, float)) or isinstance(seconds_timeout, bool) or not seconds_timeout > 0:
-            raise OptionsError(f"seconds_timeout must be a number > 0 or None, got {seconds_timeout!r}")
-        else:
-            seconds_timeout = as_seconds(seconds_timeout)  # (10**400 is no limit: math.inf)
         task_id = next(self._ids)
         name = arguments.name(name)
         payload = pack_task(name or f"task_{task_id}", fn, args, kwargs or {}, seed, seconds_timeout)  # a dict of its own
