@@ -422,6 +422,30 @@ def test_an_instance_cannot_connect_twice(make_controller, wire):
         second.close()
 
 
+class _NeedsAModuleOnlyTheWorkerHas:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import importlib
+
+        return (importlib.import_module, ("pycrew_module_only_the_workers_have",))
+
+
+def _returns_an_object_the_controller_cannot_import() -> object:
+    return _NeedsAModuleOnlyTheWorkerHas()
+
+
+def test_a_result_the_controller_cannot_import_says_what_to_do_and_keeps_its_cause(make_controller):
+    """A probe: "the result could not be unpickled on the controller: ModuleNotFoundError: ...",
+    with no advice (the worker's side gives some) and no __cause__."""
+    c = make_controller("local", workers=1).start()
+    with pytest.raises(pycrew.SerializationError) as info:
+        c.submit(_returns_an_object_the_controller_cannot_import).result(timeout=60)
+    message = str(info.value)
+    assert "could not be unpickled on the controller: ModuleNotFoundError: No module named 'pycrew_module_only" in message
+    assert "that this Python cannot import (one only the workers have, or another version" in message, message
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    _assert_serving(c, "next")
+
+
 def test_results_pickle_errors_never_reach_the_dispatcher_as_exceptions():
     """decode_result turns any BaseException from unpickling into an error result."""
     from pycrew.control.tasks import Task, decode_result

@@ -142,9 +142,23 @@ def decode_result(task: Task, payload: bytes, where: dict[str, Any]) -> TaskResu
     return decode_fields(task, fields, where)
 
 
+#: What to do about a result that refers to a module (or a name in one) the controller cannot import.
+IMPORT_HINT = (
+    "the result refers to a module, or a name in one, that this Python cannot import (one only the workers have, "
+    "or another version of it than the workers'): install the same version here, or have the task return plain "
+    "values (convert them before it returns)"
+)
+
+
 def unpickling_failed(task: Task, exc: BaseException, where: dict[str, Any]) -> TaskResult:
-    """The error result of a task whose result payload raised ``exc`` when unpickled."""
-    return _unreadable(task, f"the result could not be unpickled on the controller: {said(exc)}", where)
+    """The error result of a task whose result payload raised ``exc`` when unpickled (its cause)."""
+    why = f"the result could not be unpickled on the controller: {said(exc)}"
+    if isinstance(exc, ImportError) or (isinstance(exc, AttributeError) and "Can't get attribute" in str(exc)):
+        why += f"; {IMPORT_HINT}"
+    result = _unreadable(task, why, where)
+    if result.exception is not None and isinstance(exc, Exception):  # (not a SystemExit or KeyboardInterrupt it raised)
+        result.exception.__cause__ = exc
+    return result
 
 
 def decode_fields(task: Task, fields: Any, where: dict[str, Any]) -> TaskResult:

@@ -21,7 +21,8 @@ def loading_hint(exc: BaseException) -> str | None:
         return None
     return (
         f"the worker (Python {sys.executable}) could not load the task: it refers to a module, or a name in one, that "
-        "this Python cannot import. Install the module where the workers run, put its directory on their PYTHONPATH "
+        "this Python cannot import (or a version of it other than the controller's: the same version must be installed "
+        "on both sides). Install the module where the workers run, put its directory on their PYTHONPATH "
         "(the launcher's env= option; on SLURM, SGE, PBS and LSF script_lines=('export PYTHONPATH=<dir>',), or "
         "inherit_sys_path=True where the nodes share your files), or send it with the task: "
         "cloudpickle.register_pickle_by_value(module)"
