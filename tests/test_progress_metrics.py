@@ -122,6 +122,23 @@ def test_worker_metrics_go_to_the_worker_log_without_a_dir(make_controller, tmp_
     assert listed and listed[0].log is not None and listed[0].log.startswith(str(logs))
 
 
+def test_a_worker_without_psutil_says_why_it_records_no_metrics(make_controller, tmp_path):
+    """A probe's worker installed with --no-deps ran its tasks and recorded no sample: the sampling
+    thread died with ModuleNotFoundError, which nothing reported."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "psutil.py").write_text("raise ImportError('psutil is not installed here (a test)')\n")
+    logs = tmp_path / "logs"
+    c = make_controller(
+        "local", workers=1, seconds_metrics=0.1, log_dir=str(logs), inherit_sys_path=False,
+        env={"PYTHONPATH": str(shadow)},
+    ).start()
+    assert c.submit(abs, -2).result(timeout=60) == 2
+    said = "no metrics: sampling them (seconds_metrics) needs psutil, which this Python"
+    wait_for(lambda: any(said in p.read_text() for p in logs.glob("*.log")), 10)
+    assert "psutil is not installed here (a test)" in "".join(p.read_text() for p in logs.glob("*.log"))
+
+
 def test_metrics_cli_shows_and_plots(make_controller, tmp_path):
     from click.testing import CliRunner
 

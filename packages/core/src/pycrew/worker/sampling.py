@@ -26,8 +26,15 @@ def sample_metrics(command: WorkerCommand, gone: threading.Event, current_task: 
         gone: set when the worker stops.
         current_task: the name of the task running now, if any.
     """
-    import psutil  # only workers that sample need it
-
+    try:
+        import psutil  # only workers that sample need it
+    except ImportError as exc:  # (pycrew installed without its dependencies): say so, or no sample ever comes
+        print(
+            f"pycrew worker {command.instance}: no metrics: sampling them (seconds_metrics) needs psutil, which this "
+            f"Python ({sys.executable}) cannot import ({exc}); install psutil where the workers run",
+            file=sys.stderr, flush=True,
+        )
+        return
     me = psutil.Process()
     out = None
     if command.metrics_dir:
