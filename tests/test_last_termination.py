@@ -9,6 +9,7 @@ naming no worker; a launch that returned after ``terminate()`` left its workers 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 import sys
@@ -156,8 +157,37 @@ def test_a_ctrl_c_during_terminate_says_workers_may_be_left(stalling, never_conn
     with caplog.at_level(logging.ERROR, logger="pycrew.control.controller"), pytest.raises(KeyboardInterrupt):
         c.terminate()  # waits for the launch in flight: the Ctrl-C comes meanwhile
     timer.join()
-    assert "interrupted while terminating its workers: some may be left" in caplog.text, caplog.text
+    assert "interrupted while terminating its workers: finishing on a thread of its own; if the program ends " \
+        "first, some may be left" in caplog.text, caplog.text
     assert "`pycrew monitor stalling list --orphans`" in caplog.text, caplog.text
+
+
+def test_a_program_that_carries_on_after_a_ctrl_c_in_terminate_gets_every_future_resolved(
+    stalling, never_connects, make_controller, caplog
+):
+    """A notebook or a service catches the second Ctrl-C and goes on. Before (a probe): every
+    future stayed pending for good (result(timeout=15) ran out, result() would hang) and
+    summary() still said queued=2, running=2, until terminate() was called again."""
+    import _thread
+
+    plugin = stalling("launch")
+    c = make_controller("stalling", workers=1, python=never_connects, seconds_launch=60, seconds_terminate=20).start()
+    assert plugin.entered.wait(30), "no launch began"
+    futures = [c.submit(abs, -i) for i in range(3)]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with caplog.at_level(logging.WARNING, logger="pycrew.control.controller"), pytest.raises(KeyboardInterrupt):
+        c.terminate()  # waits for the launch in flight: the Ctrl-C comes meanwhile
+    timer.join()
+    plugin.release.set()  # the platform answers: the termination finishes on its own thread
+    _, pending = concurrent.futures.wait(futures, timeout=30)
+    assert not pending, f"{len(pending)} future(s) still pending after the interrupted terminate()"
+    assert all(f.cancelled() for f in futures), [f._state for f in futures]
+    wait_for(lambda: "terminated after the interrupt" in caplog.text, 10, message=caplog.text)
+    assert plugin.terminated == plugin.started
+    wait_for(lambda: all(pid_gone(h.pid) for h in plugin.started), 10, message="a worker still runs")
+    c.terminate()  # returns: nothing is left to do
+    assert c.summary().controller.queued == 0
 
 
 @pytest.mark.parametrize("wire", ["socket", "nng"])
@@ -188,3 +218,44 @@ def test_seconds_options_past_the_longest_wait_work(make_controller, caplog, tmp
     assert not failures, failures
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert "Traceback" not in c.logs(worker=1), c.logs(worker=1)
+
+
+@pytest.mark.parametrize("where", ["registering", "after the first launch"])
+def test_a_ctrl_c_in_start_leaves_no_port_thread_or_worker(make_controller, monkeypatch, where):
+    """start() listens, registers the controller, starts the dispatcher and launches the first
+    worker before it counts as started. A probe's Ctrl-C in that window left the port taken (a
+    retried start() said "Address already in use; choose another host= or port="), and with a
+    ``with`` block, whose exit never runs, the dispatcher thread and a worker for good."""
+    import socket
+
+    from pycrew import monitor
+    from pycrew.control.controller import Controller
+    from support import worker_pids
+
+    def interrupt(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    if where == "registering":
+        monkeypatch.setattr(monitor, "register_controller", interrupt)
+    else:
+        launch = Controller._launch_at_start
+
+        def launch_then_interrupt(self: Controller, dispatcher: Any) -> None:
+            launch(self, dispatcher)
+            wait_for(lambda: worker_pids(self.id), 30, message="no worker was launched")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Controller, "_launch_at_start", launch_then_interrupt)
+    before = {t.ident for t in threading.enumerate()}
+    c = make_controller("local", workers=1)
+    with pytest.raises(KeyboardInterrupt), c:
+        pass
+    assert c._terminated, "the half-started controller was left running"
+    host, port = c.url.removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), timeout=5):
+        pass
+    wait_for(lambda: not [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("pycrew-dispatcher")],
+             10, message="the dispatcher thread still runs")
+    wait_for(lambda: worker_pids(c.id) == [], 10, message="a worker still runs")
+    with pytest.raises(pycrew.ControllerError, match="was terminated; build a new one"):
+        c.start()

@@ -23,6 +23,7 @@ from pycrew.control.collecting import Collecting
 from pycrew.control.conn import DispatcherSettings
 from pycrew.control.demand import SECONDS_DEMAND_REMOTE_MAX
 from pycrew.control.dispatcher import Dispatcher
+from pycrew.control.ending import Ending
 from pycrew.control.exit_hooks import live, register_exit_hook
 from pycrew.control.pickling import pack_initializer
 from pycrew.control.resolving import Resolving
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor):
+class Controller(Submitting, Resolving, Collecting, Ending, concurrent.futures.Executor):
     """Launches workers through a launcher plugin and runs tasks on them.
 
     Build one with :func:`pycrew.controller`. It is a context manager (starts on enter,
@@ -147,7 +148,20 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         return self._dispatcher.address if self._dispatcher else self.launcher.url
 
     def start(self) -> Controller:
-        """Listen for workers and start the dispatcher. Idempotent. Returns ``self``."""
+        """Listen for workers and start the dispatcher. Idempotent. Returns ``self``.
+
+        If it is interrupted half way (a Ctrl-C once it listens), what it started is
+        terminated (its port, dispatcher thread and any worker), and so is the controller.
+        """
+        try:
+            return self._start()
+        except BaseException:
+            if self._dispatcher is not None and not self._terminated:  # (a `with` block's exit never runs)
+                self._started = True
+                self.terminate()
+            raise
+
+    def _start(self) -> Controller:
         with self._lock:
             if self._terminated:
                 raise ControllerError(f"controller {self.name!r} was terminated; build a new one")
@@ -214,46 +228,6 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         if n > 0:
             launcher = self.launcher  # (not self: the dispatcher holds its controller weakly)
             dispatcher.call_soon(lambda: launcher.scale(n, time.monotonic()))
-
-    def terminate(self) -> None:
-        """Stop the dispatcher and terminate every worker (idempotent).
-
-        Queued futures are cancelled, running ones fail with a :class:`ControllerError`; pushed
-        tasks left unresolved are counted in :meth:`summary`, and :meth:`pop` raises that error.
-        """
-        with self._lock, self._futures_lock:  # (the latter: no task is queued after this, see Submitting._enqueue)
-            resume = self._terminated and self._terminating is None  # a Ctrl-C stopped the first one (see below)
-            if self._terminated and not resume:
-                first = False
-            else:
-                first = self._terminated = self._shutdown = True
-                self._terminating = threading.current_thread()
-                self._terminate_done.clear()
-            dispatcher = self._dispatcher
-        if not first:  # another thread terminates: return when it is done, as it would
-            if threading.current_thread() is not self._terminating:
-                self._terminate_done.wait(termination.seconds_awaiting_termination(self.options.seconds_terminate))
-            return
-        try:
-            exit_hooks.ending(self)
-            self._stop_feeders(CancelledError(f"map input not submitted: controller {self.name!r} was terminated"))
-            if dispatcher is not None:
-                dispatcher.stop(max(5.0, self.options.seconds_terminate))  # (its tasks are taken once it ended)
-                self.launcher.terminate_all(self.options.seconds_terminate)
-                self._end_held(dispatcher._held_tasks())
-                monitor.unregister_controller(self.id)
-        except KeyboardInterrupt:  # a second Ctrl-C: the program ends now, maybe before a launch in flight returned
-            self._terminating = None  # unless it carries on: then a later terminate() does what is left
-            log.error("controller %r: interrupted while terminating its workers: some may be left; once this program "
-                      "has ended, `pycrew monitor %s list --orphans` shows them", self.name, self.spec.name)
-            raise
-        finally:
-            if self._dashboard is not None:
-                self._dashboard.close()
-                self.dashboard_link = None
-            self._terminate_done.set()
-            with self._cv:
-                self._cv.notify_all()
 
     def logs(self, worker: int, lines: int | None = 200) -> str:
         """The last ``lines`` lines of a worker's output (``None``: all the launcher keeps).
@@ -353,13 +327,6 @@ class Controller(Submitting, Resolving, Collecting, concurrent.futures.Executor)
         """Futures returned by ``submit``/``map`` that have not resolved yet (a ``map`` still
         submitting its input counts as one more)."""
         return max(0, self._futures_issued - self._futures_resolved) + self._feeders_elsewhere()
-
-    def _stop_feeders(self, error: BaseException) -> None:
-        """Stop every ``map`` still submitting its input; its iterator raises ``error`` in turn."""
-        with self._futures_lock:
-            feeders = list(self._feeders)
-        for feeder in feeders:
-            feeder.stop(error)
 
     def _finish_at_exit(self) -> None:
         """Interpreter exit: no new tasks; wait for pending futures (not pushed tasks, not after Ctrl-C or SIGTERM); terminate."""
