@@ -51,6 +51,16 @@ def seed(value: Any) -> int | None:
     raise OptionsError(f"seed must be an int or None, got {type(value).__name__} {_shown(value)}")
 
 
+def function(fn: Any) -> None:
+    """Check a task's function.
+
+    Raises:
+        TypeError: ``fn`` is not callable.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {fn!r}")
+
+
 def seconds_timeout(value: Any) -> float | None:
     """A task's ``seconds_timeout`` argument, checked (None: the controller's option).
 

@@ -93,8 +93,7 @@ def map_results(
     The iterator keeps no result it has yielded alive (CPython bpo-14406).
     """
     check_map_arguments(chunksize, buffersize, timeout)
-    if not callable(fn):  # checked here, not only as the first task is submitted (the auto window's thread)
-        raise TypeError(f"fn must be callable, got {fn!r}")
+    arguments.function(fn)  # checked here, not only as the first task is submitted (the auto window's thread)
     arguments.seconds_timeout(seconds_timeout)
     seed = arguments.seed(seed)
     items = enumerate(zip(*iterables, strict=False))

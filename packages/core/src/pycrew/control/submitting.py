@@ -82,8 +82,7 @@ class Submitting(ControllerState):
         """:meth:`submit_task`; with ``after_shutdown`` (a ``map`` called before ``shutdown``
         submitting the rest of its input) also after ``shutdown()``, until ``terminate()``."""
         self._refuse_if_stopped(after_shutdown)
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r}")
+        arguments.function(fn)
         seed = arguments.seed(seed)
         seconds_timeout = arguments.seconds_timeout(seconds_timeout)
         if seconds_timeout is None:

@@ -157,7 +157,7 @@ def unpickling_failed(task: Task, exc: BaseException, where: dict[str, Any]) -> 
         why += f"; {IMPORT_HINT}"
     result = _unreadable(task, why, where)
     if result.exception is not None and isinstance(exc, Exception):  # (not a SystemExit or KeyboardInterrupt it raised)
-        result.exception.__cause__ = exc
+        result.exception.__cause__ = exc.with_traceback(None)  # (its frames would keep the payload alive)
     return result
 
 

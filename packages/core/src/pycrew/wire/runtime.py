@@ -13,6 +13,7 @@ earlier pycrew of the same wire protocol) is not refused for it.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from typing import Any
@@ -23,8 +24,10 @@ PYTHON = "{}.{}.{}".format(*sys.version_info[:3])
 _VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,9}){0,3}[A-Za-z0-9.+-]{0,32}")
 
 
+@functools.cache
 def versions() -> dict[str, str | None]:
-    """The HELLO's fields for this process: ``python`` and ``cloudpickle`` (None if not importable)."""
+    """The HELLO's fields for this process: ``python`` and ``cloudpickle`` (None if not importable);
+    found once (the controller compares every worker's with them)."""
     try:
         import cloudpickle
     except ImportError:  # the worker says so; it cannot run tasks anyway
